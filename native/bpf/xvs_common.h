@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Constants and map layouts shared by the XDP steering program, the C shim and TypeScript.
+ *
+ * This header is the single source: build.ts turns every `#define XVS_<NAME> <integer>` line
+ * into `export const XVS_<NAME> = <integer>;` in src/ffi/abi.ts. Keep values plain integers
+ * (decimal or hex) so that the generator can read them; structs are mirrored by the
+ * *_OFF/_SIZE defines next to them, which TS uses to fill map keys byte by byte.
+ */
+#ifndef XVS_COMMON_H
+#define XVS_COMMON_H
+
+/* ---- sizes of the steering maps (entries) ---- */
+#define XVS_MAX_IFACES 8           /* interfaces one daemon can own */
+#define XVS_MAX_QUEUES 64          /* rx queues per interface that can get a socket */
+#define XVS_XSK_SLOTS 512          /* XVS_MAX_IFACES * XVS_MAX_QUEUES: XSKMAP size */
+#define XVS_MAX_VIPS 4096          /* virtual services (proto, addr, port) */
+#define XVS_MAX_VIP_ADDRS 4096     /* distinct virtual addresses */
+#define XVS_MAX_NAT_REALS 65536    /* NAT real servers (proto, addr, port) whose replies we take */
+#define XVS_MAX_LOCAL_ADDRS 1024   /* the director's own addresses (their traffic is the kernel's) */
+
+/* ---- address families as stored in map keys (not AF_* values, to stay 1 byte) ---- */
+#define XVS_FAMILY_V4 4
+#define XVS_FAMILY_V6 6
+
+/*
+ * struct xvs_l4_key: {addr[16], port (network order), proto, family}; 20 bytes.
+ * Used by the `vips` map (destination of client packets) and the `nat_reals` map (source of
+ * real-server replies). For IPv4 only addr[0..3] is set, the rest is zero.
+ */
+#define XVS_L4_KEY_ADDR_OFF 0
+#define XVS_L4_KEY_PORT_OFF 16
+#define XVS_L4_KEY_PROTO_OFF 18
+#define XVS_L4_KEY_FAMILY_OFF 19
+#define XVS_L4_KEY_SIZE 20
+
+/* struct xvs_addr_key: {addr[16], family, pad[3]}; 20 bytes. `vip_addrs`, `local_addrs`. */
+#define XVS_ADDR_KEY_ADDR_OFF 0
+#define XVS_ADDR_KEY_FAMILY_OFF 16
+#define XVS_ADDR_KEY_SIZE 20
+
+/* ---- per-CPU counters kept by the XDP program (index into the `xdp_stats` array) ---- */
+#define XVS_XDP_PASS_NOT_IP 0        /* ARP, LLDP, VLAN-tagged, ...: the kernel's */
+#define XVS_XDP_PASS_MALFORMED 1     /* truncated or bad IP header: the kernel drops and counts it */
+#define XVS_XDP_PASS_NOT_OURS 2      /* IP traffic for no virtual service and no NAT real server */
+#define XVS_XDP_PASS_LOCAL 3         /* real-server traffic to the director's own address (health checks) */
+#define XVS_XDP_REDIRECT 4           /* handed to the AF_XDP socket of this rx queue */
+#define XVS_XDP_PASS_NO_SOCKET 5     /* ours, but no socket on this queue yet (start-up): kernel */
+#define XVS_XDP_STAT_COUNT 6
+
+/* ---- burst descriptors exchanged between TS and the shim (u32 words per packet) ---- */
+#define XVS_DESC_WORDS 4
+#define XVS_DESC_ADDR 0       /* UMEM offset of the first byte of the frame */
+#define XVS_DESC_LEN 1        /* frame length in bytes */
+#define XVS_DESC_IN_PORT 2    /* index of the interface the frame arrived on */
+#define XVS_DESC_OUT_PORT 3   /* set by TS: interface index to send on, or XVS_OUT_DROP */
+#define XVS_OUT_DROP 255      /* recycle the frame into the free pool */
+#define XVS_MAX_BURST 256     /* largest burst the shim accepts */
+
+/* ---- shim counters (index into the u64 array returned by xvs_port__stats) ---- */
+#define XVS_SHIM_RX 0             /* frames taken from rx rings */
+#define XVS_SHIM_TX 1             /* frames put on tx rings */
+#define XVS_SHIM_TX_RING_FULL 2   /* frames dropped because a tx ring was full */
+#define XVS_SHIM_DROPPED 3        /* frames recycled on request (TS verdict drop) */
+#define XVS_SHIM_KICKS 4          /* sendto() wakeups of the tx path */
+#define XVS_SHIM_KICK_ERRORS 5    /* sendto() failures other than EAGAIN/EBUSY/ENOBUFS */
+#define XVS_SHIM_FILL_EMPTY 6     /* times the free pool could not refill a fill ring fully */
+#define XVS_SHIM_POLLS 7          /* poll() calls made while idle */
+#define XVS_SHIM_STAT_COUNT 8
+
+/* ---- UMEM geometry defaults ---- */
+#define XVS_FRAME_SIZE 4096       /* bytes per UMEM frame (page-sized: copy mode on veth needs it) */
+#define XVS_RING_SIZE 2048        /* entries in each rx/tx/fill/completion ring */
+#define XVS_FRAME_HEADROOM 256    /* bytes kept free before each frame, room for tunnel headers */
+
+/* ---- shim output records (byte offsets; all integers host order unless noted) ---- */
+/* xvs_link__info: */
+#define XVS_LINK_IFINDEX_OFF 0     /* u32 */
+#define XVS_LINK_MTU_OFF 4         /* u32 */
+#define XVS_LINK_FLAGS_OFF 8       /* u32, IFF_* */
+#define XVS_LINK_MAC_OFF 12        /* 6 bytes */
+#define XVS_LINK_SIZE 20
+/* xvs_nl__route_get and each xvs_nl__dump_routes entry: */
+#define XVS_ROUTE_DST_OFF 0        /* 16 bytes, network order */
+#define XVS_ROUTE_DST_LEN_OFF 16   /* u8 prefix length */
+#define XVS_ROUTE_FAMILY_OFF 17    /* u8 XVS_FAMILY_* */
+#define XVS_ROUTE_TYPE_OFF 18      /* u8 RTN_* (1 unicast, 2 local, 6 blackhole, 7 unreachable ...) */
+#define XVS_ROUTE_HAS_GW_OFF 19    /* u8 */
+#define XVS_ROUTE_OIF_OFF 20       /* u32 */
+#define XVS_ROUTE_GW_OFF 24        /* 16 bytes, network order */
+#define XVS_ROUTE_PRIORITY_OFF 40  /* u32 metric */
+#define XVS_ROUTE_MTU_OFF 44       /* u32, 0 when the route sets none */
+#define XVS_ROUTE_PREFSRC_OFF 48   /* 16 bytes, network order */
+#define XVS_ROUTE_SIZE 64
+/* each xvs_nl__dump_neighs entry: */
+#define XVS_NEIGH_ADDR_OFF 0       /* 16 bytes */
+#define XVS_NEIGH_FAMILY_OFF 16    /* u8 */
+#define XVS_NEIGH_HAS_MAC_OFF 17   /* u8 */
+#define XVS_NEIGH_STATE_OFF 18     /* u16 NUD_* */
+#define XVS_NEIGH_IFINDEX_OFF 20   /* u32 */
+#define XVS_NEIGH_MAC_OFF 24       /* 6 bytes */
+#define XVS_NEIGH_SIZE 32
+/* each xvs_nl__dump_addrs entry: */
+#define XVS_IFADDR_ADDR_OFF 0      /* 16 bytes */
+#define XVS_IFADDR_FAMILY_OFF 16   /* u8 */
+#define XVS_IFADDR_PREFIX_OFF 17   /* u8 */
+#define XVS_IFADDR_IFINDEX_OFF 20  /* u32 */
+#define XVS_IFADDR_SIZE 24
+
+/* NUD_* states worth forwarding to (linux/neighbour.h) */
+#define XVS_NUD_INCOMPLETE 0x01
+#define XVS_NUD_REACHABLE 0x02
+#define XVS_NUD_STALE 0x04
+#define XVS_NUD_DELAY 0x08
+#define XVS_NUD_PROBE 0x10
+#define XVS_NUD_FAILED 0x20
+#define XVS_NUD_NOARP 0x40
+#define XVS_NUD_PERMANENT 0x80
+
+/* XDP attach flags (linux/if_link.h) and AF_XDP bind flags (linux/if_xdp.h) */
+#define XVS_XDP_FLAGS_UPDATE_IF_NOEXIST 1
+#define XVS_XDP_FLAGS_SKB_MODE 2
+#define XVS_XDP_FLAGS_DRV_MODE 4
+#define XVS_XDP_BIND_COPY 2
+#define XVS_XDP_BIND_ZEROCOPY 4
+#define XVS_XDP_BIND_NEED_WAKEUP 8
+
+#ifndef __XVS_NO_STRUCTS
+#include <linux/types.h>
+
+struct xvs_l4_key {
+	__u32 addr[4];
+	__u16 port;
+	__u8 proto;
+	__u8 family;
+};
+
+struct xvs_addr_key {
+	__u32 addr[4];
+	__u8 family;
+	__u8 pad[3];
+};
+#endif
+
+#endif /* XVS_COMMON_H */

@@ -1,0 +1,280 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * xvs steering program: redirect into the AF_XDP socket of this rx queue only the packets the
+ * balancer owns, and XDP_PASS everything else to the kernel untouched.
+ *
+ * Ours:
+ *  - client packets to a virtual service (proto, VIP, port), or to a port-0 service on that VIP;
+ *  - non-first IPv4 fragments and IPv6 packets with extension headers to a VIP address (the
+ *    TS fast path decides what to do with them and counts it);
+ *  - replies from a NAT real server (proto, RIP, port) to an address that is not the director's own
+ *    (replies to the director itself, e.g. health checks, stay with the kernel);
+ *  - ICMP errors whose embedded packet went to a VIP or came from a NAT real server.
+ * This program never rewrites packets; all decisions beyond "ours or not" are made in TS.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "xvs_common.h"
+
+/* linux/icmp.h drags in libc headers that do not build for -target bpf: spell out what we use. */
+#define ICMP_DEST_UNREACH 3
+#define ICMP_SOURCE_QUENCH 4
+#define ICMP_TIME_EXCEEDED 11
+struct icmphdr {
+	__u8 type;
+	__u8 code;
+	__u16 checksum;
+	__u32 rest;
+};
+struct icmp6hdr {
+	__u8 icmp6_type;
+	__u8 icmp6_code;
+	__u16 icmp6_cksum;
+	__u32 rest;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, XVS_XSK_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} xsks SEC(".maps");
+
+/* ifindex -> first XSKMAP slot of that interface; slot = base + rx queue */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XVS_MAX_IFACES);
+	__type(key, __u32);
+	__type(value, __u32);
+} if_slots SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XVS_MAX_VIPS);
+	__type(key, struct xvs_l4_key);
+	__type(value, __u32);
+} vips SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XVS_MAX_VIP_ADDRS);
+	__type(key, struct xvs_addr_key);
+	__type(value, __u32);
+} vip_addrs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XVS_MAX_NAT_REALS);
+	__type(key, struct xvs_l4_key);
+	__type(value, __u32);
+} nat_reals SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XVS_MAX_LOCAL_ADDRS);
+	__type(key, struct xvs_addr_key);
+	__type(value, __u32);
+} local_addrs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XVS_XDP_STAT_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} xdp_stats SEC(".maps");
+
+static __always_inline int count(__u32 idx, int action)
+{
+	__u64 *c = bpf_map_lookup_elem(&xdp_stats, &idx);
+	if (c)
+		*c += 1;
+	return action;
+}
+
+static __always_inline int redirect(struct xdp_md *ctx)
+{
+	__u32 ifindex = ctx->ingress_ifindex;
+	__u32 *base = bpf_map_lookup_elem(&if_slots, &ifindex);
+	if (!base)
+		return count(XVS_XDP_PASS_NO_SOCKET, XDP_PASS);
+	__u32 slot = *base + ctx->rx_queue_index;
+	/* With no socket in the slot, the flags argument is the action: pass to the kernel. */
+	int rc = bpf_redirect_map(&xsks, slot, XDP_PASS);
+	return count(rc == XDP_REDIRECT ? XVS_XDP_REDIRECT : XVS_XDP_PASS_NO_SOCKET, rc);
+}
+
+static __always_inline int is_vip(__u8 family, const __u32 *addr, __u8 proto, __u16 port)
+{
+	struct xvs_l4_key k = {};
+	k.family = family;
+	k.proto = proto;
+	k.port = port;
+	k.addr[0] = addr[0];
+	if (family == XVS_FAMILY_V6) {
+		k.addr[1] = addr[1];
+		k.addr[2] = addr[2];
+		k.addr[3] = addr[3];
+	}
+	if (bpf_map_lookup_elem(&vips, &k))
+		return 1;
+	k.port = 0; /* port-0 (all ports) persistent services */
+	return bpf_map_lookup_elem(&vips, &k) != 0;
+}
+
+static __always_inline int is_addr_in(void *map, __u8 family, const __u32 *addr)
+{
+	struct xvs_addr_key k = {};
+	k.family = family;
+	k.addr[0] = addr[0];
+	if (family == XVS_FAMILY_V6) {
+		k.addr[1] = addr[1];
+		k.addr[2] = addr[2];
+		k.addr[3] = addr[3];
+	}
+	return bpf_map_lookup_elem(map, &k) != 0;
+}
+
+static __always_inline int is_nat_real(__u8 family, const __u32 *addr, __u8 proto, __u16 port)
+{
+	struct xvs_l4_key k = {};
+	k.family = family;
+	k.proto = proto;
+	k.port = port;
+	k.addr[0] = addr[0];
+	if (family == XVS_FAMILY_V6) {
+		k.addr[1] = addr[1];
+		k.addr[2] = addr[2];
+		k.addr[3] = addr[3];
+	}
+	return bpf_map_lookup_elem(&nat_reals, &k) != 0;
+}
+
+/* Ports of a TCP/UDP/SCTP header at l4 (all three start with sport, dport). */
+struct ports {
+	__u16 sport;
+	__u16 dport;
+};
+
+/*
+ * Decide for a packet whose addresses and L4 header start are known. `l4` may point anywhere;
+ * it is bounds-checked here. Returns 1 when the packet is ours.
+ */
+static __always_inline int owned(__u8 family, const __u32 *saddr, const __u32 *daddr, __u8 proto,
+				 void *l4, void *end)
+{
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != IPPROTO_SCTP)
+		return 0;
+	struct ports *p = l4;
+	if ((void *)(p + 1) > end)
+		return 0;
+	if (is_vip(family, daddr, proto, p->dport))
+		return 1;
+	if (is_nat_real(family, saddr, proto, p->sport) && !is_addr_in(&local_addrs, family, daddr))
+		return 1;
+	return 0;
+}
+
+static __always_inline int icmp4_error_owned(struct iphdr *outer, void *l4, void *end)
+{
+	struct icmphdr *ic = l4;
+	if ((void *)(ic + 1) > end)
+		return 0;
+	if (ic->type != ICMP_DEST_UNREACH && ic->type != ICMP_TIME_EXCEEDED &&
+	    ic->type != ICMP_SOURCE_QUENCH)
+		return 0;
+	struct iphdr *in = (void *)(ic + 1);
+	if ((void *)(in + 1) > end || in->ihl != 5)
+		return 0;
+	struct ports *p = (void *)(in + 1);
+	if ((void *)(p + 1) > end)
+		return 0;
+	/* About a packet a client sent to a VIP (error from a router on the way to the RS, or the
+	 * director's own path), or about a NAT real server's reply (error from the client's side). */
+	if (is_vip(XVS_FAMILY_V4, &in->daddr, in->protocol, p->dport))
+		return 1;
+	if (is_nat_real(XVS_FAMILY_V4, &in->saddr, in->protocol, p->sport))
+		return 1;
+	return 0;
+}
+
+static __always_inline int steer_v4(struct xdp_md *ctx, void *l3, void *end)
+{
+	struct iphdr *ip = l3;
+	if ((void *)(ip + 1) > end || ip->version != 4 || ip->ihl < 5)
+		return count(XVS_XDP_PASS_MALFORMED, XDP_PASS);
+	void *l4 = l3 + ip->ihl * 4;
+	__u16 frag = bpf_ntohs(ip->frag_off) & 0x1fff;
+	if (frag != 0) {
+		/* no L4 header: ours if it goes to one of our virtual addresses */
+		if (is_addr_in(&vip_addrs, XVS_FAMILY_V4, &ip->daddr))
+			return redirect(ctx);
+		return count(XVS_XDP_PASS_NOT_OURS, XDP_PASS);
+	}
+	if (ip->protocol == IPPROTO_ICMP) {
+		if (icmp4_error_owned(ip, l4, end))
+			return redirect(ctx);
+		return count(XVS_XDP_PASS_NOT_OURS, XDP_PASS);
+	}
+	if (owned(XVS_FAMILY_V4, &ip->saddr, &ip->daddr, ip->protocol, l4, end))
+		return redirect(ctx);
+	return count(XVS_XDP_PASS_NOT_OURS, XDP_PASS);
+}
+
+static __always_inline int steer_v6(struct xdp_md *ctx, void *l3, void *end)
+{
+	struct ipv6hdr *ip6 = l3;
+	if ((void *)(ip6 + 1) > end || ip6->version != 6)
+		return count(XVS_XDP_PASS_MALFORMED, XDP_PASS);
+	const __u32 *s = ip6->saddr.in6_u.u6_addr32;
+	const __u32 *d = ip6->daddr.in6_u.u6_addr32;
+	__u8 nh = ip6->nexthdr;
+	void *l4 = ip6 + 1;
+	if (nh == IPPROTO_ICMPV6) {
+		struct icmp6hdr *ic = l4;
+		if ((void *)(ic + 1) > end || ic->icmp6_type >= 128)
+			return count(XVS_XDP_PASS_NOT_OURS, XDP_PASS); /* informational: NDP, echo */
+		struct ipv6hdr *in = (void *)(ic + 1);
+		if ((void *)(in + 1) > end)
+			return count(XVS_XDP_PASS_NOT_OURS, XDP_PASS);
+		struct ports *p = (void *)(in + 1);
+		if ((void *)(p + 1) > end)
+			return count(XVS_XDP_PASS_NOT_OURS, XDP_PASS);
+		if (is_vip(XVS_FAMILY_V6, in->daddr.in6_u.u6_addr32, in->nexthdr, p->dport) ||
+		    is_nat_real(XVS_FAMILY_V6, in->saddr.in6_u.u6_addr32, in->nexthdr, p->sport))
+			return redirect(ctx);
+		return count(XVS_XDP_PASS_NOT_OURS, XDP_PASS);
+	}
+	if (nh != IPPROTO_TCP && nh != IPPROTO_UDP && nh != IPPROTO_SCTP) {
+		/* extension headers (fragments included) towards a VIP: TS decides and counts */
+		if (is_addr_in(&vip_addrs, XVS_FAMILY_V6, d))
+			return redirect(ctx);
+		return count(XVS_XDP_PASS_NOT_OURS, XDP_PASS);
+	}
+	if (owned(XVS_FAMILY_V6, s, d, nh, l4, end))
+		return redirect(ctx);
+	return count(XVS_XDP_PASS_NOT_OURS, XDP_PASS);
+}
+
+SEC("xdp")
+int xvs_steer(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end)
+		return count(XVS_XDP_PASS_MALFORMED, XDP_PASS);
+	__u16 proto = eth->h_proto;
+	if (proto == bpf_htons(ETH_P_IP))
+		return steer_v4(ctx, eth + 1, end);
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return steer_v6(ctx, eth + 1, end);
+	return count(XVS_XDP_PASS_NOT_IP, XDP_PASS);
+}
+
+/* The decap helper's program and the bench programs live in their own objects. */
+char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -1,0 +1,141 @@
+/* SPDX-License-Identifier: MIT */
+/* BPF object loading from memory (the object is embedded in the executable), XDP attach/detach
+ * and map access for the control plane. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <linux/if_link.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "xvs_internal.h"
+
+struct xvs_bpf {
+	struct bpf_object *obj;
+};
+
+struct xvs_bpf *xvs_bpf__load(const void *buf, size_t len, const char *name)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = name);
+	struct bpf_object *obj = bpf_object__open_mem(buf, len, &opts);
+	if (!obj) {
+		xvs_fail(errno, "cannot open BPF object %s", name);
+		return NULL;
+	}
+	int err = bpf_object__load(obj);
+	if (err) {
+		xvs_fail(err, "cannot load BPF object %s (kernel BPF support, or memlock limits?)", name);
+		bpf_object__close(obj);
+		return NULL;
+	}
+	struct xvs_bpf *b = calloc(1, sizeof(*b));
+	if (!b) {
+		bpf_object__close(obj);
+		xvs_fail(ENOMEM, "cannot allocate");
+		return NULL;
+	}
+	b->obj = obj;
+	return b;
+}
+
+int xvs_bpf__fd(struct xvs_bpf *b, const char *name)
+{
+	struct bpf_map *m = bpf_object__find_map_by_name(b->obj, name);
+	if (m)
+		return bpf_map__fd(m);
+	struct bpf_program *p = bpf_object__find_program_by_name(b->obj, name);
+	if (p)
+		return bpf_program__fd(p);
+	return xvs_fail(ENOENT, "no map or program named %s in the BPF object", name);
+}
+
+void xvs_bpf__close(struct xvs_bpf *b)
+{
+	if (!b)
+		return;
+	bpf_object__close(b->obj);
+	free(b);
+}
+
+int xvs_xdp__attach(int ifindex, int prog_fd, uint32_t flags)
+{
+	int err = bpf_xdp_attach(ifindex, prog_fd, flags, NULL);
+	if (err)
+		return xvs_fail(err, "cannot attach XDP program to ifindex %d", ifindex);
+	return 0;
+}
+
+int xvs_xdp__detach(int ifindex, int expected_prog_fd, uint32_t flags)
+{
+	/* XDP_FLAGS_REPLACE: only remove the program if it is still ours. */
+	LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = expected_prog_fd);
+	int err = bpf_xdp_detach(ifindex, flags | (expected_prog_fd >= 0 ? XDP_FLAGS_REPLACE : 0),
+				 expected_prog_fd >= 0 ? &opts : NULL);
+	if (err)
+		return xvs_fail(err, "cannot detach XDP program from ifindex %d", ifindex);
+	return 0;
+}
+
+int xvs_xdp__query(int ifindex, uint32_t flags)
+{
+	uint32_t id = 0;
+	int err = bpf_xdp_query_id(ifindex, flags, &id);
+	if (err)
+		return xvs_fail(err, "cannot query XDP program on ifindex %d", ifindex);
+	return (int)id;
+}
+
+int xvs_map__update(int fd, const void *key, const void *value, uint64_t flags)
+{
+	int err = bpf_map_update_elem(fd, key, value, flags);
+	return err ? xvs_fail(errno, "bpf map update") : 0;
+}
+
+int xvs_map__delete(int fd, const void *key)
+{
+	int err = bpf_map_delete_elem(fd, key);
+	return err ? xvs_fail(errno, "bpf map delete") : 0;
+}
+
+int xvs_map__lookup(int fd, const void *key, void *value)
+{
+	int err = bpf_map_lookup_elem(fd, key, value);
+	return err ? xvs_fail(errno, "bpf map lookup") : 0;
+}
+
+int xvs_map__sum_percpu_u64(int fd, uint32_t key, uint64_t *out)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	if (ncpu <= 0)
+		return xvs_fail(-ncpu, "cannot count CPUs");
+	uint64_t *vals = calloc(ncpu, sizeof(uint64_t));
+	if (!vals)
+		return xvs_fail(ENOMEM, "cannot allocate");
+	int err = bpf_map_lookup_elem(fd, &key, vals);
+	if (err) {
+		free(vals);
+		return xvs_fail(errno, "bpf percpu map lookup");
+	}
+	uint64_t sum = 0;
+	for (int i = 0; i < ncpu; i++)
+		sum += vals[i];
+	free(vals);
+	*out = sum;
+	return 0;
+}
+
+/* Delete every key of a hash map (the control plane rewrites steering maps from scratch). */
+int xvs_map__clear(int fd, uint32_t key_size)
+{
+	unsigned char key[64], next[64];
+	if (key_size > sizeof(key))
+		return xvs_fail(EINVAL, "key too large");
+	int n = 0;
+	while (bpf_map_get_next_key(fd, NULL, next) == 0) {
+		memcpy(key, next, key_size);
+		if (bpf_map_delete_elem(fd, key))
+			return xvs_fail(errno, "bpf map delete");
+		n++;
+	}
+	return n;
+}

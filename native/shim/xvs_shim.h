@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * xvs C shim: the parts TypeScript cannot do well. Every function returns 0 (or a count / a
+ * handle) on success and a negative errno on failure; the text of the last failure is kept
+ * per thread and read with xvs_last_error(). Nothing here is called per packet: the data path
+ * crosses into C once per burst (xvs_port__burst).
+ */
+#ifndef XVS_SHIM_H
+#define XVS_SHIM_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+const char *xvs_last_error(void);
+const char *xvs_shim_version(void);
+
+/* ---- BPF objects, XDP attachment, maps (xvs_bpf.c) ---- */
+struct xvs_bpf;
+struct xvs_bpf *xvs_bpf__load(const void *obj, size_t len, const char *name);
+int xvs_bpf__fd(struct xvs_bpf *b, const char *map_or_prog);
+void xvs_bpf__close(struct xvs_bpf *b);
+int xvs_xdp__attach(int ifindex, int prog_fd, uint32_t flags);
+int xvs_xdp__detach(int ifindex, int expected_prog_fd, uint32_t flags);
+int xvs_xdp__query(int ifindex, uint32_t flags); /* attached program id, 0 if none */
+int xvs_map__update(int fd, const void *key, const void *value, uint64_t flags);
+int xvs_map__delete(int fd, const void *key);
+int xvs_map__lookup(int fd, const void *key, void *value);
+int xvs_map__sum_percpu_u64(int fd, uint32_t key, uint64_t *out);
+int xvs_map__clear(int fd, uint32_t key_size);
+
+/* ---- AF_XDP ports: one UMEM shared by one socket per interface, owned by one worker (xvs_xsk.c) ---- */
+struct xvs_port;
+struct xvs_port *xvs_port__create(uint32_t nframes, uint32_t frame_size, uint32_t headroom,
+				  uint32_t ring_size);
+int xvs_port__add_iface(struct xvs_port *p, const char *ifname, uint32_t queue, uint32_t bind_flags,
+			int xskmap_fd, uint32_t slot);
+void *xvs_port__umem(struct xvs_port *p);
+uint64_t xvs_port__umem_size(struct xvs_port *p);
+uint64_t *xvs_port__stats(struct xvs_port *p);
+int xvs_port__bind_mode(struct xvs_port *p, uint32_t iface); /* 1 zero-copy, 0 copy */
+int xvs_port__burst(struct xvs_port *p, uint32_t *descs, uint32_t n_done, uint32_t max_rx,
+		    int idle_timeout_ms);
+void xvs_port__destroy(struct xvs_port *p);
+
+/* ---- rtnetlink and interfaces (xvs_netlink.c) ---- */
+int xvs_link__info(const char *ifname, uint8_t *out);
+int xvs_nl__route_get(int family, const uint8_t *dst, uint8_t *out);
+int xvs_nl__neigh_get(int ifindex, int family, const uint8_t *addr, uint8_t *mac_out);
+int xvs_nl__neigh_resolve(int ifindex, int family, const uint8_t *addr);
+int xvs_nl__dump_addrs(uint8_t *buf, int cap);
+int xvs_nl__dump_routes(int family, uint8_t *buf, int cap);
+int xvs_nl__dump_neighs(int family, uint8_t *buf, int cap);
+int xvs_nl__events_open(void);
+int xvs_nl__events_drain(int fd);
+void xvs_nl__close(int fd);
+
+#endif

@@ -1,0 +1,419 @@
+/**
+ * Connection table: records in one Int32Array (CONN_WORDS per connection), an open-addressing
+ * index over them, and a timer wheel. Owned and written by one dataplane worker; the control
+ * plane may read the records (listing) through the same SharedArrayBuffers.
+ *
+ * Index: linear probing over Int32 entries `tag7 << 25 | (id + 1) << 1 | dir`, 0 = empty,
+ * deletion by backward shift (no tombstones, so probe lengths never degrade). Each connection
+ * has an IN entry keyed by the client's packet (caddr:cport -> vaddr:vport) and, for NAT, an
+ * OUT entry keyed by the real server's reply (daddr:dport -> caddr:cport). Templates
+ * (persistence) have one TEMPLATE entry, hashed with another seed.
+ *
+ * Expiry: each connection sits in one slot of a wheel of 1-second slots. A packet only moves
+ * CONN_EXPIRES forward (one store); when the slot comes round, a connection whose deadline has
+ * moved is re-filed instead of expired. A deadline moved *earlier* (a shorter state timeout)
+ * re-files it at once (`rearm`). So no batch ever scans the table.
+ *
+ * Memory per connection: CONN_WORDS * 4 = 108 bytes of record + 2 index entries at load <= 0.5
+ * (16 bytes) = 124 bytes.
+ */
+import { hashTuple } from "../wire/flow.ts";
+
+// ---- record layout (int32 words) ----
+/** Flags: CF_* below. */
+export const CONN_FLAGS = 0;
+/** proto << 8 | state. */
+export const CONN_PROTO_STATE = 1;
+/** Client address (4 words). For templates: the masked client network. */
+export const CONN_CADDR = 2;
+/** Virtual address (4 words). For fwmark templates: the mark. */
+export const CONN_VADDR = 6;
+/** Real server address (4 words). */
+export const CONN_DADDR = 10;
+/** cport << 16 | vport. */
+export const CONN_CPORT_VPORT = 14;
+/** dport (low 16 bits). */
+export const CONN_DPORT = 15;
+/** Service id. */
+export const CONN_SVC = 16;
+/** Real server (dest) id. */
+export const CONN_DEST = 17;
+/** Deadline in ticks (wrapping int32; compare with `(a - b) | 0`). */
+export const CONN_EXPIRES = 18;
+/** Timeout of the current state, in ticks. */
+export const CONN_TIMEOUT = 19;
+/** Wheel list links (id + 1, 0 = none) and the slot the record is filed in (-1 = none). */
+export const CONN_WHEEL_NEXT = 20;
+export const CONN_WHEEL_PREV = 21;
+export const CONN_WHEEL_SLOT = 22;
+/** Connection: its template's id + 1 (0 = none). Template: how many connections it controls. */
+export const CONN_CONTROL = 23;
+/** Next hop towards the client for NAT replies: >= 0 a next-hop id, < 0 `~port` (fallback MAC below). */
+export const CONN_NEXTHOP = 24;
+/** Fallback MAC towards the client (the frame's source MAC when no neighbour entry was known). */
+export const CONN_MAC_HI = 25;
+export const CONN_MAC_LO = 26;
+export const CONN_WORDS = 27;
+
+// ---- flags ----
+/** Forwarding method, low 3 bits (IPVS IP_VS_CONN_F_FWD_MASK values: 0 masq, 1 local, 2 tunnel, 3 route). */
+export const CF_FWD_MASK = 0x7;
+/** Record in use. */
+export const CF_USED = 0x8;
+/** IPv6 client side. */
+export const CF_V6 = 0x10;
+/** NAT: has an OUT index entry. */
+export const CF_OUT_ENTRY = 0x20;
+/** Counted in InActConn (IPVS IP_VS_CONN_F_INACTIVE). */
+export const CF_INACTIVE = 0x100;
+/** No reply seen through us (DR/TUN): TCP uses the INPUT_ONLY table (IP_VS_CONN_F_NOOUTPUT). */
+export const CF_NOOUTPUT = 0x80;
+/** Persistence template (IP_VS_CONN_F_TEMPLATE). */
+export const CF_TEMPLATE = 0x1000;
+/** Template: a controlled connection got established (IP_VS_CTPL_S_ASSURED shown as ASSURED). */
+export const CF_ASSURED = 0x10000;
+/** Real server address is IPv6 (a v4 service may tunnel to a v6 real server). */
+export const CF_DEST_V6 = 0x20000;
+
+/** Index entry direction: the client's packets. */
+export const DIR_IN = 0;
+/** Index entry direction: the real server's replies (NAT). */
+export const DIR_OUT = 1;
+
+/** Ticks per second: the table's clock runs in 10 ms ticks (int32 wraps after 248 days). */
+export const TICKS_PER_SEC = 100;
+/** Wheel slots (one second each); deadlines further out are re-filed when their slot comes. */
+const WHEEL_SLOTS = 4096;
+const WHEEL_MASK = WHEEL_SLOTS - 1;
+/** Largest conn id the index entry can hold (24 bits). */
+export const MAX_CONNS_LIMIT = (1 << 24) - 2;
+
+/** Shared buffers of one table, passed from the worker to the control plane for listing. */
+export interface ConnTableBuffers {
+  records: SharedArrayBuffer;
+  index: SharedArrayBuffer;
+  /** [0] live count, [1] templates, [2] high-water id, [3] epoch ms (as two halves: see epochMs) */
+  header: SharedArrayBuffer;
+  capacity: number;
+}
+
+function nextPow2(n: number): number {
+  let p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+/** Header words. */
+export const HDR_LIVE = 0;
+export const HDR_TEMPLATES = 1;
+export const HDR_HIGH = 2;
+const HDR_WORDS = 8;
+
+/**
+ * A connection table. Methods used per packet (`lookup*`, `touch`) do not allocate.
+ */
+export class ConnTable {
+  readonly capacity: number;
+  readonly rec: Int32Array;
+  readonly index: Int32Array;
+  readonly header: Int32Array;
+  private readonly mask: number;
+  private readonly free: Int32Array;
+  private nfree: number;
+  private readonly wheel = new Int32Array(WHEEL_SLOTS);
+  /** Last wheel second processed. */
+  private wheelSec = -1;
+  readonly seedConn: number;
+  readonly seedTpl: number;
+  readonly buffers: ConnTableBuffers;
+
+  /** Allocate the shared buffers of a table (the control thread does, so it can read them). */
+  static allocate(capacity: number): ConnTableBuffers {
+    if (!(capacity >= 1 && capacity <= MAX_CONNS_LIMIT)) throw new RangeError(`connection table capacity must be 1..${MAX_CONNS_LIMIT}`);
+    return {
+      records: new SharedArrayBuffer(capacity * CONN_WORDS * 4),
+      index: new SharedArrayBuffer(nextPow2(capacity * 4) * 4),
+      header: new SharedArrayBuffer(HDR_WORDS * 4),
+      capacity,
+    };
+  }
+
+  constructor(capacity: number, seed = (Math.random() * 0x7fffffff) | 0, buffers?: ConnTableBuffers) {
+    this.buffers = buffers ?? ConnTable.allocate(capacity);
+    this.capacity = this.buffers.capacity;
+    capacity = this.capacity;
+    this.rec = new Int32Array(this.buffers.records);
+    this.index = new Int32Array(this.buffers.index);
+    this.header = new Int32Array(this.buffers.header);
+    this.mask = this.index.length - 1;
+    this.free = new Int32Array(capacity);
+    this.nfree = capacity;
+    for (let i = 0; i < capacity; i++) this.free[i] = capacity - 1 - i;
+    this.seedConn = seed | 0;
+    this.seedTpl = (seed ^ 0x5bd1e995) | 0;
+  }
+
+  /** Return the number of live records (connections and templates). */
+  get size(): number {
+    return this.capacity - this.nfree;
+  }
+
+  /** Return true when no record is free. */
+  get full(): boolean {
+    return this.nfree === 0;
+  }
+
+  // ---- index primitives ----
+
+  private entryHash(id: number, dir: number): number {
+    const r = this.rec, o = id * CONN_WORDS;
+    if (r[o + CONN_FLAGS] & CF_TEMPLATE) {
+      return hashTuple(this.seedTpl, r[o + CONN_CADDR], r[o + CONN_CADDR + 1], r[o + CONN_CADDR + 2], r[o + CONN_CADDR + 3],
+        r[o + CONN_VADDR], r[o + CONN_VADDR + 1], r[o + CONN_VADDR + 2], r[o + CONN_VADDR + 3],
+        r[o + CONN_CPORT_VPORT] & 0xffff, r[o + CONN_PROTO_STATE] >>> 8);
+    }
+    const cv = r[o + CONN_CPORT_VPORT];
+    if (dir === DIR_IN) {
+      return hashTuple(this.seedConn, r[o + CONN_CADDR], r[o + CONN_CADDR + 1], r[o + CONN_CADDR + 2], r[o + CONN_CADDR + 3],
+        r[o + CONN_VADDR], r[o + CONN_VADDR + 1], r[o + CONN_VADDR + 2], r[o + CONN_VADDR + 3], cv, r[o + CONN_PROTO_STATE] >>> 8);
+    }
+    return hashTuple(this.seedConn, r[o + CONN_DADDR], r[o + CONN_DADDR + 1], r[o + CONN_DADDR + 2], r[o + CONN_DADDR + 3],
+      r[o + CONN_CADDR], r[o + CONN_CADDR + 1], r[o + CONN_CADDR + 2], r[o + CONN_CADDR + 3],
+      ((r[o + CONN_DPORT] & 0xffff) << 16) | (cv >>> 16), r[o + CONN_PROTO_STATE] >>> 8);
+  }
+
+  private indexInsert(id: number, dir: number): void {
+    const h = this.entryHash(id, dir);
+    const e = ((h >>> 25) << 25) | ((id + 1) << 1) | dir;
+    let i = h & this.mask;
+    while (this.index[i] !== 0) i = (i + 1) & this.mask;
+    this.index[i] = e;
+  }
+
+  private indexRemove(id: number, dir: number): void {
+    const h = this.entryHash(id, dir);
+    const want = ((id + 1) << 1) | dir;
+    const idx = this.index, mask = this.mask;
+    let i = h & mask;
+    for (;;) {
+      const e = idx[i];
+      if (e === 0) return; // not indexed (never happens for consistent callers)
+      if ((e & 0x1ffffff) === want) break;
+      i = (i + 1) & mask;
+    }
+    // backward-shift deletion: pull later entries of the same cluster into the hole when their
+    // home slot does not lie cyclically in (hole, j]
+    let hole = i;
+    let j = i;
+    for (;;) {
+      j = (j + 1) & mask;
+      const e = idx[j];
+      if (e === 0) break;
+      const eid = ((e >>> 1) & 0xffffff) - 1;
+      const home = this.entryHash(eid, e & 1) & mask;
+      const between = hole <= j ? home > hole && home <= j : home > hole || home <= j;
+      if (!between) {
+        idx[hole] = e;
+        hole = j;
+      }
+    }
+    idx[hole] = 0;
+  }
+
+  // ---- lookups (per packet; no allocation) ----
+
+  /**
+   * Find the connection a packet belongs to, given the packet's own (src, dst, ports, proto)
+   * and its hash (hashTuple with seedConn over the same values). Returns `id << 1 | dir` or -1.
+   */
+  lookup(hash: number, v6: number, s0: number, s1: number, s2: number, s3: number,
+    d0: number, d1: number, d2: number, d3: number, ports: number, proto: number): number {
+    const idx = this.index, r = this.rec, mask = this.mask;
+    const tag = hash >>> 25;
+    let i = hash & mask;
+    for (;;) {
+      const e = idx[i];
+      if (e === 0) return -1;
+      if (e >>> 25 === tag) {
+        const id = ((e >>> 1) & 0xffffff) - 1;
+        const o = id * CONN_WORDS;
+        const fl = r[o + CONN_FLAGS];
+        if ((fl & CF_TEMPLATE) === 0 && (r[o + CONN_PROTO_STATE] >>> 8) === proto && (fl & CF_V6) === v6) {
+          if ((e & 1) === DIR_IN) {
+            if (r[o + CONN_CPORT_VPORT] === ports && r[o + CONN_CADDR] === s0 && r[o + CONN_VADDR] === d0 &&
+              r[o + CONN_CADDR + 1] === s1 && r[o + CONN_CADDR + 2] === s2 && r[o + CONN_CADDR + 3] === s3 &&
+              r[o + CONN_VADDR + 1] === d1 && r[o + CONN_VADDR + 2] === d2 && r[o + CONN_VADDR + 3] === d3) return id << 1;
+          } else {
+            const cv = r[o + CONN_CPORT_VPORT];
+            if ((((r[o + CONN_DPORT] & 0xffff) << 16) | (cv >>> 16)) === ports && r[o + CONN_DADDR] === s0 && r[o + CONN_CADDR] === d0 &&
+              r[o + CONN_DADDR + 1] === s1 && r[o + CONN_DADDR + 2] === s2 && r[o + CONN_DADDR + 3] === s3 &&
+              r[o + CONN_CADDR + 1] === d1 && r[o + CONN_CADDR + 2] === d2 && r[o + CONN_CADDR + 3] === d3) return (id << 1) | 1;
+          }
+        }
+      }
+      i = (i + 1) & mask;
+    }
+  }
+
+  /**
+   * Find a persistence template by (proto, masked client network, virtual address or fwmark,
+   * vport). Returns the template id or -1.
+   */
+  lookupTemplate(v6: number, n0: number, n1: number, n2: number, n3: number,
+    v0: number, v1: number, v2: number, v3: number, vport: number, proto: number): number {
+    const hash = hashTuple(this.seedTpl, n0, n1, n2, n3, v0, v1, v2, v3, vport, proto);
+    const idx = this.index, r = this.rec, mask = this.mask;
+    const tag = hash >>> 25;
+    let i = hash & mask;
+    for (;;) {
+      const e = idx[i];
+      if (e === 0) return -1;
+      if (e >>> 25 === tag) {
+        const id = ((e >>> 1) & 0xffffff) - 1;
+        const o = id * CONN_WORDS;
+        const fl = r[o + CONN_FLAGS];
+        if ((fl & CF_TEMPLATE) !== 0 && (fl & CF_V6) === v6 && (r[o + CONN_PROTO_STATE] >>> 8) === proto &&
+          (r[o + CONN_CPORT_VPORT] & 0xffff) === vport &&
+          r[o + CONN_CADDR] === n0 && r[o + CONN_CADDR + 1] === n1 && r[o + CONN_CADDR + 2] === n2 && r[o + CONN_CADDR + 3] === n3 &&
+          r[o + CONN_VADDR] === v0 && r[o + CONN_VADDR + 1] === v1 && r[o + CONN_VADDR + 2] === v2 && r[o + CONN_VADDR + 3] === v3) return id;
+      }
+      i = (i + 1) & mask;
+    }
+  }
+
+  // ---- create / delete ----
+
+  /**
+   * Take a free record and fill its identity; returns the id, or -1 when the table is full.
+   * The caller sets the remaining fields, then calls `link` to index and file it.
+   */
+  alloc(): number {
+    if (this.nfree === 0) return -1;
+    const id = this.free[--this.nfree];
+    const o = id * CONN_WORDS;
+    this.rec.fill(0, o, o + CONN_WORDS);
+    this.rec[o + CONN_FLAGS] = CF_USED;
+    this.rec[o + CONN_WHEEL_SLOT] = -1;
+    if (id + 1 > this.header[HDR_HIGH]) this.header[HDR_HIGH] = id + 1;
+    return id;
+  }
+
+  /** Index a filled record (IN entry, plus OUT when CF_OUT_ENTRY; templates one entry) and file it in the wheel. */
+  link(id: number, now: number): void {
+    const o = id * CONN_WORDS;
+    const fl = this.rec[o + CONN_FLAGS];
+    this.indexInsert(id, DIR_IN);
+    if ((fl & (CF_OUT_ENTRY | CF_TEMPLATE)) === CF_OUT_ENTRY) this.indexInsert(id, DIR_OUT);
+    this.file(id, now);
+    Atomics.add(this.header, HDR_LIVE, 1);
+    if (fl & CF_TEMPLATE) Atomics.add(this.header, HDR_TEMPLATES, 1);
+  }
+
+  /** Remove a record from the index and the wheel and free it. */
+  release(id: number): void {
+    const o = id * CONN_WORDS;
+    const fl = this.rec[o + CONN_FLAGS];
+    if ((fl & CF_USED) === 0) return;
+    this.indexRemove(id, DIR_IN);
+    if ((fl & (CF_OUT_ENTRY | CF_TEMPLATE)) === CF_OUT_ENTRY) this.indexRemove(id, DIR_OUT);
+    this.unfile(id);
+    this.rec[o + CONN_FLAGS] = 0;
+    this.free[this.nfree++] = id;
+    Atomics.sub(this.header, HDR_LIVE, 1);
+    if (fl & CF_TEMPLATE) Atomics.sub(this.header, HDR_TEMPLATES, 1);
+  }
+
+  /**
+   * Change the client-side identity used by the IN entry (templates invalidated by the
+   * kernel are rehashed with ports 0xffff so they no longer match).
+   */
+  rekeyPorts(id: number, cportVport: number): void {
+    const o = id * CONN_WORDS;
+    this.indexRemove(id, DIR_IN);
+    this.rec[o + CONN_CPORT_VPORT] = cportVport;
+    this.indexInsert(id, DIR_IN);
+  }
+
+  // ---- timers ----
+
+  /** Set a new state timeout and re-arm: deadline = now + timeout; re-file if it moved earlier. */
+  rearm(id: number, now: number, timeoutTicks: number): void {
+    const o = id * CONN_WORDS;
+    const r = this.rec;
+    const old = r[o + CONN_EXPIRES];
+    r[o + CONN_TIMEOUT] = timeoutTicks;
+    const exp = (now + timeoutTicks) | 0;
+    r[o + CONN_EXPIRES] = exp;
+    if (((exp - old) | 0) < 0) {
+      this.unfile(id);
+      this.file(id, now);
+    }
+  }
+
+  /** Re-arm with the current timeout (every packet): one store. */
+  touch(id: number, now: number): void {
+    const o = id * CONN_WORDS;
+    this.rec[o + CONN_EXPIRES] = (now + this.rec[o + CONN_TIMEOUT]) | 0;
+  }
+
+  private file(id: number, now: number): void {
+    const o = id * CONN_WORDS;
+    const r = this.rec;
+    let secs = Math.floor(((r[o + CONN_EXPIRES] - now) | 0) / TICKS_PER_SEC);
+    if (secs < 0) secs = 0;
+    if (secs > WHEEL_SLOTS - 2) secs = WHEEL_SLOTS - 2;
+    // file into the slot of the second *after* the deadline, so expiry is never early
+    const slot = (Math.floor(now / TICKS_PER_SEC) + secs + 1) & WHEEL_MASK;
+    const head = this.wheel[slot];
+    r[o + CONN_WHEEL_NEXT] = head;
+    r[o + CONN_WHEEL_PREV] = 0;
+    if (head !== 0) r[(head - 1) * CONN_WORDS + CONN_WHEEL_PREV] = id + 1;
+    this.wheel[slot] = id + 1;
+    r[o + CONN_WHEEL_SLOT] = slot;
+  }
+
+  private unfile(id: number): void {
+    const o = id * CONN_WORDS;
+    const r = this.rec;
+    const slot = r[o + CONN_WHEEL_SLOT];
+    if (slot < 0) return;
+    const next = r[o + CONN_WHEEL_NEXT], prev = r[o + CONN_WHEEL_PREV];
+    if (prev !== 0) r[(prev - 1) * CONN_WORDS + CONN_WHEEL_NEXT] = next;
+    else this.wheel[slot] = next;
+    if (next !== 0) r[(next - 1) * CONN_WORDS + CONN_WHEEL_PREV] = prev;
+    r[o + CONN_WHEEL_SLOT] = -1;
+  }
+
+  /**
+   * Walk the wheel up to `now`, calling `onExpire(id)` for each record whose deadline passed
+   * (the callback decides: release it, or re-arm it, e.g. a template that still controls
+   * connections). At most `budget` records are examined per call, so one call is bounded;
+   * the rest waits for the next call. Returns the number examined.
+   */
+  expire(now: number, budget: number, onExpire: (id: number) => void): number {
+    const nowSec = Math.floor(now / TICKS_PER_SEC);
+    // a stalled caller (suspended process) skips whole rounds: every slot is visited once anyway
+    if (this.wheelSec < 0 || nowSec - this.wheelSec > WHEEL_SLOTS) this.wheelSec = Math.max(0, nowSec - WHEEL_SLOTS);
+    let examined = 0;
+    const r = this.rec;
+    while (this.wheelSec <= nowSec) {
+      const slot = this.wheelSec & WHEEL_MASK;
+      let cur = this.wheel[slot];
+      while (cur !== 0) {
+        if (examined >= budget) return examined;
+        examined++;
+        const id = cur - 1;
+        const o = id * CONN_WORDS;
+        cur = r[o + CONN_WHEEL_NEXT];
+        this.unfile(id);
+        if (((r[o + CONN_EXPIRES] - now) | 0) <= 0) onExpire(id);
+        else this.file(id, now);
+        // onExpire either released the record or re-armed it (re-filed elsewhere)
+        if ((r[o + CONN_FLAGS] & CF_USED) !== 0 && r[o + CONN_WHEEL_SLOT] < 0) this.file(id, now);
+      }
+      this.wheelSec++;
+    }
+    this.wheelSec = nowSec; // the current second is not finished: visit it again next time
+    return examined;
+  }
+}

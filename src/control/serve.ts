@@ -1,0 +1,88 @@
+/**
+ * `xvs run`: the daemon. Starts the dataplane on the given interfaces in the current network
+ * namespace, restores the saved table, serves the control API on loopback, and shuts down
+ * cleanly on SIGTERM/SIGINT (workers stopped, sockets closed, XDP detached).
+ */
+import { ErrorCode, LbError } from "../errors.ts";
+import { Dataplane, type DataplaneOptions } from "../dataplane/dataplane.ts";
+import { log } from "../log.ts";
+import { createApp } from "./app.ts";
+import { Daemon } from "./daemon.ts";
+import { DEFAULT_API_HOST, DEFAULT_API_PORT, ensureToken, stateDir, writeApiAddress } from "./runtime.ts";
+
+export interface RunOptions extends DataplaneOptions {
+  apiHost: string;
+  apiPort: number;
+}
+
+/** Parse `xvs run` arguments. @throws LbError(Invalid) naming the bad argument. */
+export function parseRunArgs(argv: string[]): RunOptions {
+  const o: RunOptions = { ifaces: [], queues: 1, connCapacity: 1 << 20, bindMode: "auto", idleMs: 1, apiHost: DEFAULT_API_HOST, apiPort: DEFAULT_API_PORT };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const val = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new LbError(ErrorCode.Invalid, `${a} needs a value`);
+      return v;
+    };
+    const int = (min: number, max: number): number => {
+      const s = val();
+      const n = Number(s);
+      if (!/^\d+$/.test(s) || n < min || n > max) throw new LbError(ErrorCode.Invalid, `${a}: '${s}' is not a number in ${min}..${max}`);
+      return n;
+    };
+    switch (a) {
+      case "--iface": case "-i": o.ifaces.push(val()); break;
+      case "--queues": o.queues = int(1, 64); break;
+      case "--conn-max": o.connCapacity = int(1, (1 << 24) - 2); break;
+      case "--copy": o.bindMode = "copy"; break;
+      case "--zerocopy": o.bindMode = "zerocopy"; break;
+      case "--idle-ms": o.idleMs = int(0, 1000); break;
+      case "--api": {
+        const s = val();
+        const m = /^(\[[0-9a-fA-F:]+\]|[0-9.]+|localhost):(\d{1,5})$/.exec(s);
+        if (!m || Number(m[2]) > 65535) throw new LbError(ErrorCode.Invalid, `--api: '${s}' is not HOST:PORT`);
+        o.apiHost = m[1].replace(/^\[|\]$/g, "");
+        o.apiPort = Number(m[2]);
+        break;
+      }
+      default: throw new LbError(ErrorCode.Invalid, `unknown option '${a}' (see xvs run --help)`);
+    }
+  }
+  if (o.ifaces.length === 0) throw new LbError(ErrorCode.Invalid, "no interface given: use --iface IF (once per interface)");
+  return o;
+}
+
+/** Run the daemon until a signal stops it. Resolves with the exit code. */
+export async function runDaemon(o: RunOptions): Promise<number> {
+  const daemon = new Daemon();
+  const dp = await Dataplane.start(o, daemon.model);
+  daemon.dataplane = dp;
+  const token = ensureToken();
+  const app = createApp(daemon, token);
+  let server: ReturnType<typeof Bun.serve>;
+  try {
+    server = Bun.serve({ hostname: o.apiHost, port: o.apiPort, fetch: app.fetch, maxRequestBodySize: 1 << 21 });
+  } catch (e) {
+    await dp.stop();
+    throw new LbError(ErrorCode.Busy, `cannot listen on ${o.apiHost}:${o.apiPort} (${e instanceof Error ? e.message : e}): another xvs in this namespace? use --api HOST:PORT`);
+  }
+  writeApiAddress(o.apiHost.includes(":") ? `[${o.apiHost}]` : o.apiHost, server.port ?? o.apiPort);
+  log("info", "xvs running", { ifaces: o.ifaces, queues: o.queues, api: `${o.apiHost}:${server.port}`, state: stateDir(), zeroCopy: dp.workers.map((w) => w.zeroCopy) });
+  const purge = setInterval(() => daemon.purge(), 5000);
+  return new Promise((resolve) => {
+    let stopping = false;
+    const stop = async (sig: string) => {
+      if (stopping) return;
+      stopping = true;
+      log("info", "stopping", { signal: sig });
+      clearInterval(purge);
+      server.stop(true);
+      await dp.stop();
+      log("info", "stopped: XDP detached, sockets closed");
+      resolve(0);
+    };
+    process.on("SIGTERM", () => void stop("SIGTERM"));
+    process.on("SIGINT", () => void stop("SIGINT"));
+  });
+}

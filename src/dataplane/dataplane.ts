@@ -1,0 +1,317 @@
+/**
+ * The dataplane as the control thread drives it: checks the host, loads and attaches the
+ * steering program, starts one worker per rx queue, and then keeps three things in step with
+ * the configuration: the compiled `Tables` generation of every worker, the steering maps (which
+ * packets are ours), and the next hops (from the kernel, refreshed on rtnetlink events).
+ *
+ * Every change is validated before anything is touched; a generation is compiled whole and
+ * posted to the workers, which switch between bursts without dropping connections.
+ */
+import { ConnTable, type ConnTableBuffers } from "../conn/table.ts";
+import { ErrorCode, LbError } from "../errors.ts";
+import * as abi from "../ffi/abi.ts";
+import { SteerProgram } from "../ffi/bpf.ts";
+import { linkInfo, NetlinkEvents, type IfAddrInfo } from "../ffi/netlink.ts";
+import { defaultGeometry } from "../ffi/xsk.ts";
+import { drainResolve, newResolveRing } from "../nexthop/table.ts";
+import { NextHopResolver, type PortInfo, type RouteSnapshot } from "../nexthop/resolver.ts";
+import { compile } from "../service/compile.ts";
+import type { Model } from "../service/model.ts";
+import type { Tables } from "../service/tables.ts";
+import { Counters } from "./counters.ts";
+import { CTL_EPOCH_F64, CTL_POSTED_GEN, CTL_STOP, CTL_WORDS, type FromWorker, type InitMessage } from "./protocol.ts";
+
+export interface DataplaneOptions {
+  ifaces: string[];
+  /** rx queues per interface, one worker each. */
+  queues: number;
+  /** Connection table capacity per worker. */
+  connCapacity: number;
+  /** "auto" lets the kernel pick zero-copy when the driver has it; "copy" forces copy mode. */
+  bindMode: "auto" | "copy" | "zerocopy";
+  /** poll() timeout of an idle worker, ms; 0 spins. */
+  idleMs: number;
+  /** Worker script URL (tests may point elsewhere). */
+  workerUrl?: string;
+}
+
+export interface WorkerHandle {
+  worker: Worker;
+  ctl: Int32Array;
+  ctlBuffer: SharedArrayBuffer;
+  conns: ConnTable;
+  counters: Counters;
+  zeroCopy: boolean[];
+}
+
+/** Check the host before touching anything: root, interfaces. @throws LbError with the fix. */
+export function checkHost(ifaces: string[]): PortInfo[] {
+  if (process.getuid?.() !== 0) {
+    throw new LbError(ErrorCode.Permission, "xvs run needs root (XDP and AF_XDP need CAP_NET_ADMIN and CAP_BPF): run it as root, e.g. with sudo");
+  }
+  // bpffs is not needed: xvs loads its own program and never pins (libxdp wants bpffs only
+  // for its multi-program dispatcher, which xvs does not use)
+  if (ifaces.length === 0) throw new LbError(ErrorCode.Invalid, "no interface given: use --iface IF (once per interface)");
+  if (ifaces.length > abi.XVS_MAX_IFACES) throw new LbError(ErrorCode.Invalid, `at most ${abi.XVS_MAX_IFACES} interfaces`);
+  if (new Set(ifaces).size !== ifaces.length) throw new LbError(ErrorCode.Invalid, "an interface is given twice");
+  return ifaces.map((name) => {
+    let l;
+    try {
+      l = linkInfo(name);
+    } catch {
+      throw new LbError(ErrorCode.Environment, `interface ${name} does not exist in this network namespace: check the name with 'ip link'`);
+    }
+    if (!l.up) throw new LbError(ErrorCode.Environment, `interface ${name} is down: bring it up with 'ip link set ${name} up'`);
+    return { name, ifindex: l.ifindex, mac: l.mac, mtu: l.mtu };
+  });
+}
+
+function l4Key(family: 4 | 6, words: readonly number[], port: number, proto: number): Uint8Array {
+  const k = new Uint8Array(abi.XVS_L4_KEY_SIZE);
+  const dv = new DataView(k.buffer);
+  for (let i = 0; i < (family === 6 ? 4 : 1); i++) dv.setInt32(abi.XVS_L4_KEY_ADDR_OFF + i * 4, words[i]);
+  dv.setUint16(abi.XVS_L4_KEY_PORT_OFF, port);
+  k[abi.XVS_L4_KEY_PROTO_OFF] = proto;
+  k[abi.XVS_L4_KEY_FAMILY_OFF] = family === 6 ? abi.XVS_FAMILY_V6 : abi.XVS_FAMILY_V4;
+  return k;
+}
+
+function addrKey(family: 4 | 6, words: readonly number[]): Uint8Array {
+  const k = new Uint8Array(abi.XVS_ADDR_KEY_SIZE);
+  const dv = new DataView(k.buffer);
+  for (let i = 0; i < (family === 6 ? 4 : 1); i++) dv.setInt32(abi.XVS_ADDR_KEY_ADDR_OFF + i * 4, words[i]);
+  k[abi.XVS_ADDR_KEY_FAMILY_OFF] = family === 6 ? abi.XVS_FAMILY_V6 : abi.XVS_FAMILY_V4;
+  return k;
+}
+
+function bytesWords(family: 4 | 6, b: Uint8Array): number[] {
+  const w = [0, 0, 0, 0];
+  for (let i = 0; i < b.length; i += 4) w[i >> 2] = ((b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3]) | 0;
+  return family === 4 ? [w[0], 0, 0, 0] : w;
+}
+
+/** A steering map kept equal to a wanted key set by adding and deleting the difference. */
+class SteerSet {
+  private current = new Map<string, Uint8Array>();
+  constructor(private readonly prog: SteerProgram, private readonly map: "vips" | "vip_addrs" | "nat_reals" | "local_addrs") {}
+  sync(keys: Uint8Array[]): void {
+    const want = new Map<string, Uint8Array>();
+    for (const k of keys) want.set(Buffer.from(k).toString("hex"), k);
+    const one = new Uint8Array(4);
+    one[0] = 1;
+    for (const [h, k] of want) if (!this.current.has(h)) this.prog.update(this.map, k, one);
+    for (const [h, k] of this.current) if (!want.has(h)) this.prog.delete(this.map, k);
+    this.current = want;
+  }
+}
+
+export class Dataplane {
+  readonly workers: WorkerHandle[] = [];
+  readonly resolver: NextHopResolver;
+  readonly epochMs = Date.now();
+  private generation = 0;
+  private tables: Tables | null = null;
+  private readonly resolveRing = newResolveRing();
+  private readonly ring = new Int32Array(this.resolveRing);
+  private events: NetlinkEvents | null = null;
+  private timer: ReturnType<typeof setInterval> | null = null;
+  private readonly steer: { vips: SteerSet; vipAddrs: SteerSet; natReals: SteerSet; local: SteerSet };
+  private model: Model | null = null;
+  private attached: PortInfo[] = [];
+  private lastRoutes: RouteSnapshot | null = null;
+
+  private constructor(readonly prog: SteerProgram, readonly ports: PortInfo[], readonly opts: DataplaneOptions) {
+    this.resolver = new NextHopResolver(ports);
+    this.steer = {
+      vips: new SteerSet(prog, "vips"),
+      vipAddrs: new SteerSet(prog, "vip_addrs"),
+      natReals: new SteerSet(prog, "nat_reals"),
+      local: new SteerSet(prog, "local_addrs"),
+    };
+  }
+
+  /**
+   * Check the host, load and attach the steering program, start the workers with `model`'s
+   * configuration. On any failure everything done so far is undone.
+   * @throws LbError naming the cause and the fix.
+   */
+  static async start(opts: DataplaneOptions, model: Model): Promise<Dataplane> {
+    const ports = checkHost(opts.ifaces);
+    if (opts.queues < 1 || opts.queues > abi.XVS_MAX_QUEUES) throw new LbError(ErrorCode.Invalid, `queues must be 1..${abi.XVS_MAX_QUEUES}`);
+    const prog = await SteerProgram.load();
+    const dp = new Dataplane(prog, ports, opts);
+    try {
+      await dp.bringUp(model);
+      return dp;
+    } catch (e) {
+      await dp.stop();
+      throw e;
+    }
+  }
+
+  private async bringUp(model: Model): Promise<void> {
+    const { prog, ports, opts } = this;
+    ports.forEach((p, i) => {
+      const key = new Uint32Array([p.ifindex]);
+      const base = new Uint32Array([i * abi.XVS_MAX_QUEUES]);
+      prog.update("if_slots", new Uint8Array(key.buffer), new Uint8Array(base.buffer));
+    });
+    this.model = model;
+    this.tables = this.compileNow(model);
+    this.syncSteering(model);
+    // attach last: until the sockets exist, the program passes our packets to the kernel anyway
+    for (const p of ports) {
+      prog.attach(p.ifindex, p.name);
+      this.attached.push(p);
+    }
+    for (let q = 0; q < opts.queues; q++) this.workers.push(await this.startWorker(q));
+    this.events = new NetlinkEvents();
+    this.timer = setInterval(() => this.housekeeping(), 200);
+  }
+
+  private startWorker(queue: number): Promise<WorkerHandle> {
+    const ctlBuffer = new SharedArrayBuffer(CTL_WORDS * 4);
+    const ctl = new Int32Array(ctlBuffer);
+    new Float64Array(ctlBuffer)[CTL_EPOCH_F64] = this.epochMs;
+    Atomics.store(ctl, CTL_POSTED_GEN, this.tables!.generation);
+    const conns = new ConnTable(this.opts.connCapacity, 0, ConnTable.allocate(this.opts.connCapacity));
+    const counters = new Counters();
+    const url = this.opts.workerUrl ?? new URL("./worker.ts", import.meta.url).href;
+    const worker = new Worker(url);
+    const bindFlags = abi.XVS_XDP_BIND_NEED_WAKEUP |
+      (this.opts.bindMode === "copy" ? abi.XVS_XDP_BIND_COPY : this.opts.bindMode === "zerocopy" ? abi.XVS_XDP_BIND_ZEROCOPY : 0);
+    const init: InitMessage = {
+      type: "init",
+      queue,
+      ifaces: this.ports.map((p, i) => ({ name: p.name, queue, slot: i * abi.XVS_MAX_QUEUES + queue })),
+      xskmapFd: this.prog.fd("xsks"),
+      bindFlags,
+      geometry: defaultGeometry(this.ports.length),
+      idleMs: this.opts.idleMs,
+      ctl: ctlBuffer,
+      conns: conns.buffers as ConnTableBuffers,
+      counters: counters.buffers,
+      nexthops: this.resolver.nhBuffer,
+      resolveRing: this.resolveRing,
+      tables: this.tables!,
+    };
+    return new Promise((resolve, reject) => {
+      worker.onmessage = (ev: MessageEvent<FromWorker>) => {
+        const m = ev.data;
+        if (m.type === "ready") resolve({ worker, ctl, ctlBuffer, conns, counters, zeroCopy: m.zeroCopy });
+        else if (m.type === "error") {
+          worker.terminate();
+          reject(new LbError(ErrorCode.Environment, `AF_XDP socket on queue ${queue}: ${m.message}`));
+        }
+      };
+      worker.onerror = (ev) => reject(new LbError(ErrorCode.System, `dataplane worker failed: ${ev.message}`));
+      worker.postMessage(init);
+    });
+  }
+
+  private compileNow(model: Model): Tables {
+    const dests = model.allDests().map((d) => ({ id: d.id, family: d.addr.family, words: d.addr.words }));
+    const routes = this.resolver.snapshot(dests);
+    this.lastRoutes = routes;
+    return compile(model, routes, ++this.generation);
+  }
+
+  /** Steering maps: virtual services, their addresses, NAT real servers, our own addresses. */
+  private syncSteering(model: Model): void {
+    const vips: Uint8Array[] = [], vipAddrs: Uint8Array[] = [], reals: Uint8Array[] = [];
+    const seenAddr = new Set<string>();
+    for (const s of model.services) {
+      if (!s.addr) continue; // fwmark services cannot be matched in XDP (no skb mark there)
+      vips.push(l4Key(s.family, s.addr.words, s.port, s.proto));
+      const a = addrKey(s.family, s.addr.words);
+      const h = Buffer.from(a).toString("hex");
+      if (!seenAddr.has(h)) {
+        seenAddr.add(h);
+        vipAddrs.push(a);
+      }
+    }
+    for (const s of model.services) {
+      if (!s.proto) continue;
+      for (const d of s.dests) if (d.spec.forward === "masq") reals.push(l4Key(d.addr.family, d.addr.words, d.port, s.proto));
+    }
+    // trashed NAT dests keep their connections: their replies must still come to us
+    for (const d of model.trash) {
+      const svc = model.services.find((s) => s.key === d.svcKey);
+      const proto = svc?.proto ?? (d.svcKey.startsWith("tcp") ? 6 : d.svcKey.startsWith("udp") ? 17 : d.svcKey.startsWith("sctp") ? 132 : 0);
+      if (d.spec.forward === "masq" && proto) reals.push(l4Key(d.addr.family, d.addr.words, d.port, proto));
+    }
+    this.steer.vips.sync(vips);
+    this.steer.vipAddrs.sync(vipAddrs);
+    this.steer.natReals.sync(reals);
+    this.syncLocal(this.lastRoutes?.localAddrs ?? []);
+  }
+
+  private syncLocal(addrs: IfAddrInfo[]): void {
+    this.steer.local.sync(addrs.map((a) => addrKey(a.family, bytesWords(a.family, a.addr))));
+  }
+
+  /** Compile `model` into a new generation and hand it to every worker; update steering. */
+  apply(model: Model): Tables {
+    this.model = model;
+    const t = this.compileNow(model);
+    // steering first for additions would steer packets before the workers know the service;
+    // post the tables first: a packet for a service the worker does not know yet is counted
+    this.post(t);
+    this.syncSteering(model);
+    return t;
+  }
+
+  private post(t: Tables): void {
+    this.tables = t;
+    for (const w of this.workers) {
+      w.worker.postMessage({ type: "tables", tables: t });
+      Atomics.store(w.ctl, CTL_POSTED_GEN, t.generation);
+    }
+  }
+
+  /** The generation the workers were last given. */
+  current(): Tables {
+    return this.tables!;
+  }
+
+  /** Periodic: worker resolve requests, kernel route/neighbour changes. */
+  private housekeeping(): void {
+    for (const r of drainResolve(this.ring)) this.resolver.requestResolve(r.port, r.family === 6 ? 6 : 4, r.words);
+    if (this.events && this.events.drain() > 0 && this.model) {
+      const t = this.compileNow(this.model);
+      this.post(t);
+      this.syncLocal(this.lastRoutes?.localAddrs ?? []);
+    }
+  }
+
+  /** Return the XDP program's counters (XVS_XDP_* order). */
+  xdpStats(): number[] {
+    return this.prog.stats();
+  }
+
+  /** Stop the workers, close the sockets, detach and unload the program. Safe to call twice. */
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    this.events?.close();
+    this.events = null;
+    await Promise.all(this.workers.map((w) => new Promise<void>((resolve) => {
+      const done = setTimeout(() => {
+        w.worker.terminate();
+        resolve();
+      }, 2000);
+      w.worker.onmessage = (ev: MessageEvent<FromWorker>) => {
+        if (ev.data.type === "stopped") {
+          clearTimeout(done);
+          w.worker.terminate();
+          resolve();
+        }
+      };
+      Atomics.store(w.ctl, CTL_STOP, 1);
+    })));
+    this.workers.length = 0;
+    for (const p of this.attached) this.prog.detach(p.ifindex);
+    this.attached = [];
+    this.prog.close();
+  }
+}

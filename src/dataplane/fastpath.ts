@@ -1,0 +1,552 @@
+/**
+ * The fast path: one burst of frames in, one verdict per frame out. Independent of AF_XDP (it
+ * sees a frame buffer and descriptors), so the same code runs under the poll loop, the unit
+ * tests, the fuzzer and the CPU benchmarks.
+ *
+ * Two passes per burst: pass 1 classifies every frame, hashes its flow and touches the index
+ * slot it will probe (so the cache misses of a burst overlap); pass 2 looks connections up,
+ * schedules new ones, updates state and counters and rewrites the frame in place.
+ *
+ * Per-packet rules: no allocation, no exception, no FFI. Connection semantics follow IPVS
+ * (ip_vs_core.c ip_vs_in/ip_vs_out, ip_vs_conn.c, ip_vs_proto_tcp.c): see each step.
+ */
+import * as abi from "../ffi/abi.ts";
+import {
+  CF_FWD_MASK, CF_INACTIVE, CF_NOOUTPUT, CF_OUT_ENTRY, CF_TEMPLATE, CF_USED, CF_V6, CONN_CADDR, CONN_CONTROL, CONN_CPORT_VPORT,
+  CONN_DADDR, CONN_DEST, CONN_DPORT, CONN_FLAGS, CONN_MAC_HI, CONN_MAC_LO, CONN_NEXTHOP, CONN_PROTO_STATE, CONN_SVC,
+  CONN_EXPIRES, CONN_TIMEOUT, CONN_VADDR, CONN_WORDS, ConnTable, DIR_OUT, TICKS_PER_SEC,
+} from "../conn/table.ts";
+import {
+  DIR_INPUT, DIR_INPUT_ONLY, DIR_OUTPUT, NEW_CONN_TIMEOUT_SEC, S_CLOSE, S_FIN_WAIT, S_NONE, S_TIME_WAIT, TCP_STATE_ACTIVE,
+  TCP_TIMEOUTS_SEC, tcpNextState, TEMPLATE_RETRY_SEC,
+} from "../conn/state.ts";
+import { HOP_NO_ROUTE, nextHopFor, type NextHopView } from "./route.ts";
+import { SCHEDULER_BY_ID } from "../sched/registry.ts";
+import { SCHED_STATE_WORDS, type SchedView } from "../sched/scheduler.ts";
+import {
+  DEST_FLAGS, DEST_FWD, DEST_LTHRESH, DEST_MTU, DEST_NEXTHOP, DEST_PORT, DEST_ADDR, DEST_UTHRESH, DEST_WEIGHT, DEST_WORDS,
+  DESTF_AVAILABLE, findService, FWD_MASQ, MAX_SERVICES, SET_CONN_REUSE_MODE, SET_EXPIRE_NODEST_CONN, SET_SLOPPY_TCP,
+  SET_TCP_TICKS, SET_TCPFIN_TICKS, SET_UDP_TICKS, SVC_ADDR, SVC_EPOCH, SVC_FLAGS, SVC_PORT, SVC_SCHED, SVC_SCHED_EPOCH,
+  SVC_WORDS, SVCF_ONEPACKET, SVCF_USED, type Tables,
+} from "../service/tables.ts";
+import { setDstMac, setSrcMac } from "../wire/eth.ts";
+import { PORT_MAC_HI, PORT_MAC_LO, PORT_WORDS } from "../nexthop/table.ts";
+import {
+  ICMP_CODE_FRAG_NEEDED, ICMP_CODE_PORT_UNREACH, ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, ICMPV6_CODE_PORT_UNREACH,
+  ICMPV6_DEST_UNREACH, ICMPV6_PKT_TOOBIG, ICMPV6_TIME_EXCEEDED, IPV4_CSUM, IPV4_FLAG_DF, IPV4_TTL, PROTO_TCP,
+} from "../wire/fields.ts";
+import { FLOW_DST, FLOW_L3, FLOW_L4, FLOW_META, FLOW_PORTS, FLOW_SRC, FLOW_WORDS, hashFlow } from "../wire/flow.ts";
+import { csumReplace16 } from "../wire/checksum.ts";
+import { dnat4, dnat6, snat4, snat6 } from "../xmit/nat.ts";
+import { icmp4Error, icmp6Error } from "../xmit/icmp-error.ts";
+import { CONTINUE, classify } from "./classify.ts";
+import { Counters, DEST_TRAFFIC_BASE, TS_CONNS, TS_INBYTES, TS_INPKTS, TS_OUTBYTES, TS_OUTPKTS, TS_WORDS } from "./counters.ts";
+import { Stat } from "./verdict.ts";
+
+const MAX_BURST = abi.XVS_MAX_BURST;
+const D_WORDS = abi.XVS_DESC_WORDS;
+const D_ADDR = abi.XVS_DESC_ADDR;
+const D_LEN = abi.XVS_DESC_LEN;
+const D_IN = abi.XVS_DESC_IN_PORT;
+const D_OUT = abi.XVS_DESC_OUT_PORT;
+const OUT_DROP = abi.XVS_OUT_DROP;
+
+/** Examined per expiry call: bounds the timer work done between two bursts. */
+const EXPIRE_BUDGET = 256;
+
+/** Per-state TCP timeouts in ticks; ESTABLISHED and FIN_WAIT follow `--set`. */
+function tcpTimeouts(t: Tables): Int32Array {
+  const out = new Int32Array(TCP_TIMEOUTS_SEC.length);
+  for (let i = 0; i < out.length; i++) out[i] = TCP_TIMEOUTS_SEC[i] * TICKS_PER_SEC;
+  out[1] = t.settings[SET_TCP_TICKS];
+  out[S_FIN_WAIT] = t.settings[SET_TCPFIN_TICKS];
+  return out;
+}
+
+export class FastPath {
+  tables: Tables;
+  readonly conns: ConnTable;
+  readonly counters: Counters;
+  readonly sched: SchedView;
+  /** Next hops and the resolve ring; set by the worker. */
+  nh: NextHopView;
+  private tcpTicks: Int32Array;
+  private udpTicks: number;
+  private readonly flows = new Int32Array(MAX_BURST * FLOW_WORDS);
+  private readonly hashes = new Int32Array(MAX_BURST);
+  private readonly early = new Int32Array(MAX_BURST);
+  private readonly l3Len = new Int32Array(MAX_BURST);
+  /** Current time in ticks, set per burst. */
+  now = 0;
+  private u8: Uint8Array;
+  private dv: DataView;
+  /** Sink for pass 1's index touches, so the loads are not optimised away. */
+  touched = 0;
+
+  constructor(buf: Uint8Array, tables: Tables, conns: ConnTable, counters: Counters, nh: NextHopView) {
+    this.u8 = buf;
+    this.dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    this.tables = tables;
+    this.conns = conns;
+    this.counters = counters;
+    this.nh = nh;
+    this.sched = {
+      t: tables,
+      active: counters.active,
+      inactive: counters.inactive,
+      persist: counters.persist,
+      overload: counters.overload,
+      state: new Int32Array(MAX_SERVICES * SCHED_STATE_WORDS),
+      random: () => (Math.random() * 0x7fffffff) | 0,
+    };
+    this.tcpTicks = tcpTimeouts(tables);
+    this.udpTicks = tables.settings[SET_UDP_TICKS];
+    for (let s = 0; s < MAX_SERVICES; s++) {
+      if (tables.svc[s * SVC_WORDS + SVC_FLAGS] & SVCF_USED) SCHEDULER_BY_ID[tables.svc[s * SVC_WORDS + SVC_SCHED]]?.init(this.sched, s);
+    }
+  }
+
+  /**
+   * Switch to a new configuration generation. Scheduler state follows the kernel: a new or
+   * re-scheduled service starts fresh (init_service), a service whose dests or weights changed
+   * gets update (add_dest/del_dest/upd_dest). Called between bursts, once per generation, in order.
+   */
+  setTables(next: Tables): void {
+    const prev = this.tables;
+    this.tables = next;
+    this.sched.t = next;
+    for (let s = 0; s < MAX_SERVICES; s++) {
+      const o = s * SVC_WORDS;
+      if ((next.svc[o + SVC_FLAGS] & SVCF_USED) === 0) continue;
+      const sched = SCHEDULER_BY_ID[next.svc[o + SVC_SCHED]];
+      if (!sched) continue;
+      if ((prev.svc[o + SVC_FLAGS] & SVCF_USED) === 0 || prev.svc[o + SVC_SCHED_EPOCH] !== next.svc[o + SVC_SCHED_EPOCH]) {
+        sched.init(this.sched, s);
+      } else if (prev.svc[o + SVC_EPOCH] !== next.svc[o + SVC_EPOCH]) {
+        sched.update(this.sched, s, prev);
+      }
+    }
+    this.tcpTicks = tcpTimeouts(next);
+    this.udpTicks = next.settings[SET_UDP_TICKS];
+  }
+
+  /** Use another frame buffer (the UMEM of a new port). */
+  setBuffer(buf: Uint8Array): void {
+    this.u8 = buf;
+    this.dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  }
+
+  /**
+   * Process `n` received descriptors: set each one's out port (or OUT_DROP), rewriting frames
+   * in place (their address and length may change for generated replies).
+   */
+  processBurst(descs: Uint32Array, n: number): void {
+    const u8 = this.u8, dv = this.dv, flows = this.flows, st = this.counters.verdicts;
+    const conns = this.conns, index = conns.index, mask = index.length - 1, seed = conns.seedConn;
+    let touched = 0;
+    // pass 1: classify, hash, touch
+    for (let i = 0; i < n; i++) {
+      const d = i * D_WORDS;
+      const len = descs[d + D_LEN];
+      st[Stat.RxPackets] += 1;
+      st[Stat.RxBytes] += len;
+      const row = i * FLOW_WORDS;
+      const v = classify(u8, dv, descs[d + D_ADDR], len, flows, row, this.l3Len, i);
+      this.early[i] = v;
+      if (v === CONTINUE) {
+        const h = hashFlow(seed, flows, row);
+        this.hashes[i] = h;
+        touched ^= index[h & mask];
+      }
+    }
+    this.touched = touched;
+    // pass 2: connections, scheduling, rewrite
+    for (let i = 0; i < n; i++) {
+      const d = i * D_WORDS;
+      const v = this.early[i];
+      if (v !== CONTINUE) {
+        st[v] += 1;
+        descs[d + D_OUT] = OUT_DROP;
+        continue;
+      }
+      this.handle(descs, d, i * FLOW_WORDS, i);
+    }
+  }
+
+  /** Count a drop and recycle the frame. */
+  private drop(descs: Uint32Array, d: number, reason: Stat): void {
+    this.counters.verdicts[reason] += 1;
+    descs[d + D_OUT] = OUT_DROP;
+  }
+
+  private handle(descs: Uint32Array, d: number, row: number, pkt: number): void {
+    const f = this.flows;
+    const meta = f[row + FLOW_META];
+    const v6 = (meta >>> 16) === 6 ? CF_V6 : 0;
+    const proto = (meta >>> 8) & 0xff;
+    const r = this.conns.lookup(this.hashes[pkt], v6, f[row + FLOW_SRC], f[row + FLOW_SRC + 1], f[row + FLOW_SRC + 2], f[row + FLOW_SRC + 3],
+      f[row + FLOW_DST], f[row + FLOW_DST + 1], f[row + FLOW_DST + 2], f[row + FLOW_DST + 3], f[row + FLOW_PORTS], proto);
+    if (r >= 0) {
+      if ((r & 1) === DIR_OUT) {
+        this.reply(descs, d, row, pkt, r >> 1);
+        return;
+      }
+      const id = r >> 1;
+      if (this.mayReuse(id, proto, meta & 0xff)) this.expireNow(id);
+      else {
+        this.forward(descs, d, row, pkt, id);
+        return;
+      }
+    }
+    const t = this.tables;
+    const svc = findService(t, proto, f[row + FLOW_DST], f[row + FLOW_DST + 1], f[row + FLOW_DST + 2], f[row + FLOW_DST + 3], f[row + FLOW_PORTS] & 0xffff);
+    if (svc < 0) {
+      // a NAT real server's packet that no connection knows (expired, or sent after a restart),
+      // or a service removed while the packet was in flight
+      this.drop(descs, d, Stat.DropNoConn);
+      return;
+    }
+    this.newConnection(descs, d, row, pkt, svc, proto, v6, meta & 0xff);
+  }
+
+  /**
+   * ip_vs_in: an existing connection seeing a new SYN may be expired and rescheduled:
+   * expire_nodest_conn with a quiesced/removed dest, or conn_reuse_mode with a connection in
+   * TIME_WAIT/CLOSE (FIN_WAIT too for DR/TUN with bit 2), never for one a template controls.
+   */
+  private mayReuse(id: number, proto: number, tcpFlags: number): boolean {
+    if (proto !== PROTO_TCP || (tcpFlags & 0x02) === 0 || (tcpFlags & 0x14) !== 0) return false;
+    const rec = this.conns.rec, o = id * CONN_WORDS, t = this.tables;
+    const dest = rec[o + CONN_DEST];
+    if (t.settings[SET_EXPIRE_NODEST_CONN] !== 0 && t.dest[dest * DEST_WORDS + DEST_WEIGHT] === 0) return true;
+    const mode = t.settings[SET_CONN_REUSE_MODE];
+    if (mode === 0 || rec[o + CONN_CONTROL] !== 0) return false;
+    const state = rec[o + CONN_PROTO_STATE] & 0xff;
+    if (state === S_TIME_WAIT || state === S_CLOSE) return true;
+    return (mode & 2) !== 0 && state === S_FIN_WAIT && (rec[o + CONN_FLAGS] & CF_NOOUTPUT) !== 0;
+  }
+
+  /** A SYN (or, with sloppy_tcp, any non-RST TCP packet) may start a TCP connection. */
+  private mayCreate(proto: number, tcpFlags: number): boolean {
+    if (proto !== PROTO_TCP) return true;
+    if (tcpFlags & 0x04) return false;
+    return (tcpFlags & 0x02) !== 0 || this.tables.settings[SET_SLOPPY_TCP] !== 0;
+  }
+
+  private newConnection(descs: Uint32Array, d: number, row: number, pkt: number, svc: number, proto: number, v6: number, tcpFlags: number): void {
+    const t = this.tables, f = this.flows;
+    if (!this.mayCreate(proto, tcpFlags)) {
+      this.drop(descs, d, Stat.DropTcpNoConn);
+      return;
+    }
+    const so = svc * SVC_WORDS;
+    const sched = SCHEDULER_BY_ID[t.svc[so + SVC_SCHED]];
+    const dest = sched ? sched.schedule(this.sched, svc, f, row) : -1;
+    if (dest < 0) {
+      // ip_vs_leave: ICMP port unreachable for TCP as for UDP
+      this.counters.verdicts[Stat.DropNoDest] += 1;
+      this.sendIcmp(descs, d, row, pkt, v6, v6 ? ICMPV6_DEST_UNREACH : ICMP_DEST_UNREACH, v6 ? ICMPV6_CODE_PORT_UNREACH : ICMP_CODE_PORT_UNREACH, 0);
+      return;
+    }
+    const tr = this.counters.traffic;
+    const dOff = dest * DEST_WORDS;
+    const dport = t.dest[dOff + DEST_PORT] !== 0 ? t.dest[dOff + DEST_PORT] : t.svc[so + SVC_PORT];
+    const fwd = t.dest[dOff + DEST_FWD];
+    if ((t.svc[so + SVC_FLAGS] & SVCF_ONEPACKET) !== 0 && proto === 17) {
+      // -o: the connection lives for this one datagram and is never hashed (ip_vs_conn_hash skips it)
+      tr[svc * TS_WORDS + TS_CONNS] += 1;
+      tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_CONNS] += 1;
+      this.counters.verdicts[Stat.NewConns] += 1;
+      this.transmitIn(descs, d, row, pkt, svc, dest, dport, fwd, v6, -1);
+      return;
+    }
+    const conns = this.conns;
+    const id = conns.alloc();
+    if (id < 0) {
+      this.drop(descs, d, Stat.DropTableFull);
+      return;
+    }
+    const rec = conns.rec, o = id * CONN_WORDS;
+    let flags = CF_USED | (fwd & CF_FWD_MASK) | CF_INACTIVE | v6;
+    flags |= fwd === FWD_MASQ ? CF_OUT_ENTRY : CF_NOOUTPUT;
+    rec[o + CONN_FLAGS] = flags;
+    rec[o + CONN_PROTO_STATE] = (proto << 8) | S_NONE;
+    for (let k = 0; k < 4; k++) {
+      rec[o + CONN_CADDR + k] = f[row + FLOW_SRC + k];
+      rec[o + CONN_VADDR + k] = f[row + FLOW_DST + k];
+      rec[o + CONN_DADDR + k] = t.dest[dOff + DEST_ADDR + k];
+    }
+    rec[o + CONN_CPORT_VPORT] = f[row + FLOW_PORTS];
+    rec[o + CONN_DPORT] = dport;
+    rec[o + CONN_SVC] = svc;
+    rec[o + CONN_DEST] = dest;
+    rec[o + CONN_CONTROL] = 0;
+    if (fwd === FWD_MASQ) this.setReplyHop(rec, o, descs[d + D_IN], descs[d + D_ADDR], row, v6);
+    rec[o + CONN_TIMEOUT] = NEW_CONN_TIMEOUT_SEC * TICKS_PER_SEC;
+    rec[o + CONN_EXPIRES] = (this.now + NEW_CONN_TIMEOUT_SEC * TICKS_PER_SEC) | 0;
+    this.bind(dest, flags);
+    this.counters.svcRefs[svc] += 1;
+    conns.link(id, this.now);
+    tr[svc * TS_WORDS + TS_CONNS] += 1;
+    tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_CONNS] += 1;
+    this.counters.verdicts[Stat.NewConns] += 1;
+    this.forward(descs, d, row, pkt, id);
+  }
+
+  /** Where NAT replies to this client go: the FIB's next hop, else the frame's source MAC. */
+  private setReplyHop(rec: Int32Array, o: number, inPort: number, frame: number, row: number, v6: number): void {
+    const f = this.flows;
+    const nh = nextHopFor(this.tables, this.nh, v6 ? 6 : 4, f[row + FLOW_SRC], f[row + FLOW_SRC + 1], f[row + FLOW_SRC + 2], f[row + FLOW_SRC + 3]);
+    rec[o + CONN_NEXTHOP] = nh;
+    if (nh >= 0 || nh === HOP_NO_ROUTE) return;
+    // on-link client the kernel has no MAC for yet: its own frame names it, if it came in on
+    // the port the route goes out of; otherwise no usable next hop
+    if (-1 - nh !== inPort) {
+      rec[o + CONN_NEXTHOP] = HOP_NO_ROUTE;
+      return;
+    }
+    rec[o + CONN_MAC_HI] = this.dv.getUint16(frame + 6);
+    rec[o + CONN_MAC_LO] = this.dv.getInt32(frame + 8);
+  }
+
+  /** ip_vs_bind_dest: count the connection on its dest and raise OVERLOAD at the upper threshold. */
+  private bind(dest: number, flags: number): void {
+    const c = this.counters;
+    if (flags & CF_TEMPLATE) c.persist[dest] += 1;
+    else if (flags & CF_INACTIVE) c.inactive[dest] += 1;
+    else c.active[dest] += 1;
+    const u = this.tables.dest[dest * DEST_WORDS + DEST_UTHRESH];
+    if (u !== 0 && c.active[dest] + c.inactive[dest] >= u) c.overload[dest] = 1;
+  }
+
+  /** ip_vs_unbind_dest: uncount, and clear OVERLOAD at the lower threshold (or 3/4 of the upper). */
+  private unbind(dest: number, flags: number): void {
+    const c = this.counters;
+    if (flags & CF_TEMPLATE) c.persist[dest] -= 1;
+    else if (flags & CF_INACTIVE) c.inactive[dest] -= 1;
+    else c.active[dest] -= 1;
+    const dOff = dest * DEST_WORDS;
+    const l = this.tables.dest[dOff + DEST_LTHRESH], u = this.tables.dest[dOff + DEST_UTHRESH];
+    const total = c.active[dest] + c.inactive[dest];
+    if (l !== 0) {
+      if (total < l) c.overload[dest] = 0;
+    } else if (u !== 0) {
+      if (total * 4 < u * 3) c.overload[dest] = 0;
+    } else {
+      c.overload[dest] = 0;
+    }
+  }
+
+  /** Move a TCP connection to `next`, re-counting it between ActiveConn and InActConn. */
+  private setState(id: number, proto: number, next: number): void {
+    const rec = this.conns.rec, o = id * CONN_WORDS;
+    const ps = rec[o + CONN_PROTO_STATE];
+    const state = ps & 0xff;
+    if (next !== state) {
+      const flags = rec[o + CONN_FLAGS];
+      const dest = rec[o + CONN_DEST];
+      const c = this.counters;
+      if ((flags & CF_INACTIVE) === 0 && TCP_STATE_ACTIVE[next] === 0) {
+        c.active[dest] -= 1;
+        c.inactive[dest] += 1;
+        rec[o + CONN_FLAGS] = flags | CF_INACTIVE;
+      } else if ((flags & CF_INACTIVE) !== 0 && TCP_STATE_ACTIVE[next] !== 0) {
+        c.active[dest] += 1;
+        c.inactive[dest] -= 1;
+        rec[o + CONN_FLAGS] = flags & ~CF_INACTIVE;
+      }
+      rec[o + CONN_PROTO_STATE] = (proto << 8) | next;
+    }
+    this.conns.rearm(id, this.now, this.tcpTicks[next]);
+  }
+
+  /** Client -> real server on an existing connection. */
+  private forward(descs: Uint32Array, d: number, row: number, pkt: number, id: number): void {
+    const t = this.tables, rec = this.conns.rec, o = id * CONN_WORDS;
+    const dest = rec[o + CONN_DEST];
+    if ((t.dest[dest * DEST_WORDS + DEST_FLAGS] & DESTF_AVAILABLE) === 0) {
+      // ip_vs_in step 3: the dest was deleted; with expire_nodest_conn the conn goes too
+      if (t.settings[SET_EXPIRE_NODEST_CONN] !== 0) this.expireNow(id);
+      this.drop(descs, d, Stat.DropDestUnavailable);
+      return;
+    }
+    const proto = (rec[o + CONN_PROTO_STATE] >>> 8) & 0xff;
+    const flags = rec[o + CONN_FLAGS];
+    if (proto === PROTO_TCP) {
+      const dir = (flags & CF_NOOUTPUT) !== 0 ? DIR_INPUT_ONLY : DIR_INPUT;
+      this.setState(id, proto, tcpNextState(dir, this.flows[row + FLOW_META] & 0xff, rec[o + CONN_PROTO_STATE] & 0xff));
+    } else {
+      this.conns.rearm(id, this.now, this.udpTicks);
+    }
+    const svc = rec[o + CONN_SVC];
+    this.transmitIn(descs, d, row, pkt, svc, dest, rec[o + CONN_DPORT] & 0xffff, flags & CF_FWD_MASK, flags & CF_V6, id);
+  }
+
+  /** Count and send a client packet to its real server by the dest's forwarding method. */
+  private transmitIn(descs: Uint32Array, d: number, row: number, pkt: number, svc: number, dest: number, dport: number, fwd: number, v6: number, _id: number): void {
+    const t = this.tables, u8 = this.u8, dv = this.dv, f = this.flows;
+    const dOff = dest * DEST_WORDS;
+    const l3 = f[row + FLOW_L3], l4 = f[row + FLOW_L4];
+    const l3len = this.l3Len[pkt];
+    const tr = this.counters.traffic;
+    // ip_vs_in_stats: counted before mangling, the whole IP packet
+    tr[svc * TS_WORDS + TS_INPKTS] += 1;
+    tr[svc * TS_WORDS + TS_INBYTES] += l3len;
+    tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_INPKTS] += 1;
+    tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_INBYTES] += l3len;
+    if (fwd !== FWD_MASQ) {
+      this.drop(descs, d, Stat.DropUnsupported);
+      return;
+    }
+    const nh = t.dest[dOff + DEST_NEXTHOP];
+    if (nh < 0) {
+      this.drop(descs, d, Stat.DropNoRoute);
+      return;
+    }
+    if (!this.ttlOk(descs, d, row, pkt, v6)) return;
+    const mtu = t.dest[dOff + DEST_MTU];
+    if (mtu > 0 && l3len > mtu && this.tooBig(descs, d, row, pkt, v6, mtu)) return;
+    const port = this.nh.setMacs(dv, descs[d + D_ADDR], nh, t.ports);
+    if (port < 0) {
+      this.drop(descs, d, Stat.DropNeighbour);
+      return;
+    }
+    const proto = (f[row + FLOW_META] >>> 8) & 0xff;
+    if (v6) {
+      dnat6(u8, dv, l3, l4, l3len - (l4 - l3), proto, t.dest[dOff + DEST_ADDR], t.dest[dOff + DEST_ADDR + 1], t.dest[dOff + DEST_ADDR + 2], t.dest[dOff + DEST_ADDR + 3], dport);
+    } else {
+      dnat4(u8, dv, l3, l4, l3len - (l4 - l3), proto, t.dest[dOff + DEST_ADDR], dport);
+    }
+    this.decTtl(l3, v6);
+    this.counters.verdicts[Stat.FwdIn] += 1;
+    this.out(descs, d, port);
+  }
+
+  /** Real server -> client reply of a NAT connection (ip_vs_out). */
+  private reply(descs: Uint32Array, d: number, row: number, pkt: number, id: number): void {
+    const t = this.tables, rec = this.conns.rec, o = id * CONN_WORDS, u8 = this.u8, dv = this.dv, f = this.flows;
+    const proto = (rec[o + CONN_PROTO_STATE] >>> 8) & 0xff;
+    const flags = rec[o + CONN_FLAGS];
+    const v6 = flags & CF_V6;
+    const svc = rec[o + CONN_SVC], dest = rec[o + CONN_DEST];
+    const l3 = f[row + FLOW_L3], l4 = f[row + FLOW_L4];
+    const l3len = this.l3Len[pkt];
+    const tr = this.counters.traffic;
+    tr[svc * TS_WORDS + TS_OUTPKTS] += 1;
+    tr[svc * TS_WORDS + TS_OUTBYTES] += l3len;
+    tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_OUTPKTS] += 1;
+    tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_OUTBYTES] += l3len;
+    if (proto === PROTO_TCP) {
+      this.setState(id, proto, tcpNextState(DIR_OUTPUT, f[row + FLOW_META] & 0xff, rec[o + CONN_PROTO_STATE] & 0xff));
+    } else {
+      this.conns.rearm(id, this.now, this.udpTicks);
+    }
+    if (!this.ttlOk(descs, d, row, pkt, v6)) return;
+    const frame = descs[d + D_ADDR];
+    const hop = rec[o + CONN_NEXTHOP];
+    let port: number;
+    if (hop === HOP_NO_ROUTE) {
+      this.drop(descs, d, Stat.DropNoRoute);
+      return;
+    }
+    if (hop >= 0) {
+      port = this.nh.setMacs(dv, frame, hop, t.ports);
+      if (port < 0) {
+        this.drop(descs, d, Stat.DropNeighbour);
+        return;
+      }
+    } else {
+      port = -1 - hop;
+      setSrcMac(dv, frame, t.ports[port * PORT_WORDS + PORT_MAC_HI], t.ports[port * PORT_WORDS + PORT_MAC_LO]);
+      setDstMac(dv, frame, rec[o + CONN_MAC_HI], rec[o + CONN_MAC_LO]);
+    }
+    const vport = rec[o + CONN_CPORT_VPORT] & 0xffff;
+    if (v6) {
+      snat6(u8, dv, l3, l4, l3len - (l4 - l3), proto, rec[o + CONN_VADDR], rec[o + CONN_VADDR + 1], rec[o + CONN_VADDR + 2], rec[o + CONN_VADDR + 3], vport);
+    } else {
+      snat4(u8, dv, l3, l4, l3len - (l4 - l3), proto, rec[o + CONN_VADDR], vport);
+    }
+    this.decTtl(l3, v6);
+    this.counters.verdicts[Stat.FwdOut] += 1;
+    this.out(descs, d, port);
+  }
+
+  private out(descs: Uint32Array, d: number, port: number): void {
+    descs[d + D_OUT] = port;
+    this.counters.verdicts[Stat.TxPackets] += 1;
+    this.counters.verdicts[Stat.TxBytes] += descs[d + D_LEN];
+  }
+
+  /** TTL / hop limit <= 1: answer ICMP time exceeded and drop (ip_vs_xmit's decrement check). */
+  private ttlOk(descs: Uint32Array, d: number, row: number, pkt: number, v6: number): boolean {
+    const l3 = this.flows[row + FLOW_L3];
+    const ttl = v6 ? this.u8[l3 + 7] : this.u8[l3 + IPV4_TTL];
+    if (ttl > 1) return true;
+    this.counters.verdicts[Stat.DropTtl] += 1;
+    this.sendIcmp(descs, d, row, pkt, v6, v6 ? ICMPV6_TIME_EXCEEDED : ICMP_TIME_EXCEEDED, 0, 0);
+    return false;
+  }
+
+  /** Larger than the path MTU: IPv4 with DF and IPv6 get the ICMP error (and the drop); IPv4 without DF goes on. */
+  private tooBig(descs: Uint32Array, d: number, row: number, pkt: number, v6: number, mtu: number): boolean {
+    const l3 = this.flows[row + FLOW_L3];
+    if (!v6 && (this.dv.getUint16(l3 + 6) & IPV4_FLAG_DF) === 0) return false;
+    this.counters.verdicts[Stat.DropMtu] += 1;
+    this.sendIcmp(descs, d, row, pkt, v6, v6 ? ICMPV6_PKT_TOOBIG : ICMP_DEST_UNREACH, v6 ? 0 : ICMP_CODE_FRAG_NEEDED, mtu);
+    return true;
+  }
+
+  private decTtl(l3: number, v6: number): void {
+    const dv = this.dv;
+    if (v6) {
+      this.u8[l3 + 7] -= 1;
+      return;
+    }
+    const word = dv.getUint16(l3 + IPV4_TTL);
+    dv.setUint16(l3 + IPV4_TTL, word - 0x100);
+    dv.setUint16(l3 + IPV4_CSUM, csumReplace16(dv.getUint16(l3 + IPV4_CSUM), word, word - 0x100));
+  }
+
+  /** Replace the frame with an ICMP error to its sender and send it back out its port. */
+  private sendIcmp(descs: Uint32Array, d: number, row: number, pkt: number, v6: number, type: number, code: number, rest: number): void {
+    const l3 = this.flows[row + FLOW_L3];
+    const frame = descs[d + D_ADDR];
+    const len = v6
+      ? icmp6Error(this.u8, this.dv, frame, l3, this.l3Len[pkt], type, code, rest)
+      : icmp4Error(this.u8, this.dv, frame, l3, this.l3Len[pkt], type, code, rest);
+    descs[d + D_LEN] = len;
+    this.counters.verdicts[Stat.IcmpSent] += 1;
+    this.out(descs, d, descs[d + D_IN]);
+  }
+
+  /** Expire a connection at once (conn reuse, expire_nodest_conn). */
+  private expireNow(id: number): void {
+    this.release(id);
+  }
+
+  private release(id: number): void {
+    const rec = this.conns.rec, o = id * CONN_WORDS;
+    const flags = rec[o + CONN_FLAGS];
+    this.unbind(rec[o + CONN_DEST], flags);
+    this.counters.svcRefs[rec[o + CONN_SVC]] -= 1;
+    const ctl = rec[o + CONN_CONTROL];
+    if ((flags & CF_TEMPLATE) === 0 && ctl !== 0) rec[(ctl - 1) * CONN_WORDS + CONN_CONTROL] -= 1;
+    this.conns.release(id);
+  }
+
+  private readonly onExpire = (id: number): void => {
+    const rec = this.conns.rec, o = id * CONN_WORDS;
+    if ((rec[o + CONN_FLAGS] & CF_TEMPLATE) !== 0 && rec[o + CONN_CONTROL] > 0) {
+      // a template still controlling connections retries later (ip_vs_conn_expire: expire_later)
+      this.conns.rearm(id, this.now, TEMPLATE_RETRY_SEC * TICKS_PER_SEC);
+      return;
+    }
+    this.counters.verdicts[Stat.ConnsExpired] += 1;
+    this.release(id);
+  };
+
+  /** Run the timer wheel up to now (bounded work). */
+  expire(): void {
+    this.conns.expire(this.now, EXPIRE_BUDGET, this.onExpire);
+  }
+}

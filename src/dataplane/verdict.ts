@@ -1,0 +1,72 @@
+/**
+ * Every packet the fast path sees ends in exactly one counted verdict: forwarded, answered
+ * (an ICMP error sent back), or dropped for a named reason. Counters are Float64 slots (exact
+ * to 2^53) in a SharedArrayBuffer the control thread reads.
+ */
+
+/** Counter slots, one per verdict and a few totals. */
+export const enum Stat {
+  /** Frames received from the AF_XDP rings. */
+  RxPackets = 0,
+  RxBytes,
+  /** Frames handed to tx rings. */
+  TxPackets,
+  TxBytes,
+  /** Client -> real server packets forwarded. */
+  FwdIn,
+  /** Real server -> client replies forwarded (NAT). */
+  FwdOut,
+  /** Connections created (templates not counted). */
+  NewConns,
+  /** ICMP errors sent (port unreachable, time exceeded, fragmentation needed). */
+  IcmpSent,
+  /** Connections expired by their timer. */
+  ConnsExpired,
+  // ---- drop reasons ----
+  /** Frame too short, or a header length / total length that does not fit. */
+  DropMalformed,
+  /** IPv4 header checksum wrong (the kernel's ip_rcv would drop it too). */
+  DropBadChecksum,
+  /** VLAN-tagged frame (not supported on the fast path). */
+  DropVlan,
+  /** IPv4 fragment (not tracked yet). */
+  DropFragment,
+  /** IPv6 packet with extension headers. */
+  DropIpv6ExtHeader,
+  /** IP protocol other than TCP, UDP, SCTP and ICMP. */
+  DropUnknownProto,
+  /** ICMP message the fast path does not handle. */
+  DropIcmp,
+  /** TCP packet that is not a SYN and has no connection (kernel: passed to the local stack). */
+  DropTcpNoConn,
+  /** Matches no connection and no virtual service: a NAT real server's packet whose connection
+   * expired (or predates a restart), or a service removed while the packet was in flight. */
+  DropNoConn,
+  /** No real server available: answered with ICMP port unreachable. */
+  DropNoDest,
+  /** Connection whose real server was deleted (expire_nodest_conn=0). */
+  DropDestUnavailable,
+  /** Connection table full. */
+  DropTableFull,
+  /** TTL or hop limit would reach 0: answered with ICMP time exceeded. */
+  DropTtl,
+  /** No route towards the real server or the client through our interfaces. */
+  DropNoRoute,
+  /** Next hop known but its MAC not resolved yet. */
+  DropNeighbour,
+  /** Larger than the path MTU with DF set: answered with ICMP fragmentation needed. */
+  DropMtu,
+  /** Forwarding method not supported on this path. */
+  DropUnsupported,
+  /** A new TCP connection refused by the SYN flood defence. */
+  DropSynFlood,
+  Count,
+}
+
+/** Names of the counters, for the API and logs (same order as Stat). */
+export const STAT_NAMES = [
+  "rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "fwd_in", "fwd_out", "new_conns", "icmp_sent", "conns_expired",
+  "drop_malformed", "drop_bad_checksum", "drop_vlan", "drop_fragment", "drop_ipv6_ext_header", "drop_unknown_proto",
+  "drop_icmp", "drop_tcp_no_conn", "drop_no_conn", "drop_no_dest", "drop_dest_unavailable",
+  "drop_table_full", "drop_ttl", "drop_no_route", "drop_neighbour", "drop_mtu", "drop_unsupported", "drop_syn_flood",
+] as const;

@@ -1,0 +1,85 @@
+/**
+ * Dataplane worker: one per rx queue, a Bun Worker so that its poll loop never starves the
+ * control API on the main thread. It opens its own AF_XDP port (one socket per interface over
+ * one UMEM), then loops: one shim call sends the previous burst and receives the next, the fast
+ * path decides every frame, and the connection timers advance. Between rounds it yields to its
+ * event loop so that configuration generations (postMessage) are taken, in order.
+ */
+import { ConnTable } from "../conn/table.ts";
+import { XskPort } from "../ffi/xsk.ts";
+import * as abi from "../ffi/abi.ts";
+import { Counters } from "./counters.ts";
+import { FastPath } from "./fastpath.ts";
+import { CTL_APPLIED_GEN, CTL_EPOCH_F64, CTL_HEARTBEAT, CTL_POSTED_GEN, CTL_STOP, ticksSince, type FromWorker, type InitMessage, type ToWorker } from "./protocol.ts";
+import { NextHopView } from "./route.ts";
+import type { Tables } from "../service/tables.ts";
+
+declare const self: Worker;
+
+/** Bursts per round between two yields to the event loop. */
+const BURSTS_PER_ROUND = 64;
+
+let fp: FastPath | null = null;
+let port: XskPort | null = null;
+let ctl: Int32Array;
+const pending: Tables[] = [];
+
+function post(m: FromWorker): void {
+  self.postMessage(m);
+}
+
+function applyPending(): void {
+  while (pending.length > 0) {
+    const t = pending.shift()!;
+    fp!.setTables(t);
+    Atomics.store(ctl, CTL_APPLIED_GEN, t.generation);
+  }
+}
+
+function start(m: InitMessage): void {
+  ctl = new Int32Array(m.ctl);
+  const epochMs = new Float64Array(m.ctl)[CTL_EPOCH_F64];
+  try {
+    port = new XskPort(m.geometry);
+    for (const i of m.ifaces) port.addIface(i.name, i.queue, m.bindFlags, m.xskmapFd, i.slot);
+  } catch (e) {
+    port?.destroy();
+    post({ type: "error", message: e instanceof Error ? e.message : String(e) });
+    return;
+  }
+  const conns = new ConnTable(m.conns.capacity, undefined, m.conns);
+  fp = new FastPath(port.umem, m.tables, conns, new Counters(m.counters), new NextHopView(m.nexthops, m.resolveRing));
+  Atomics.store(ctl, CTL_APPLIED_GEN, m.tables.generation);
+  post({ type: "ready", zeroCopy: m.ifaces.map((_, i) => port!.zeroCopy(i)) });
+  void loop(epochMs, m.idleMs);
+}
+
+async function loop(epochMs: number, idleMs: number): Promise<void> {
+  const p = port!, f = fp!, descs = p.descs;
+  let nDone = 0;
+  while (Atomics.load(ctl, CTL_STOP) === 0) {
+    applyPending();
+    const gen = Atomics.load(ctl, CTL_APPLIED_GEN);
+    for (let k = 0; k < BURSTS_PER_ROUND; k++) {
+      f.now = ticksSince(epochMs);
+      const n = p.burst(nDone, abi.XVS_MAX_BURST, idleMs);
+      if (n > 0) f.processBurst(descs, n);
+      nDone = n > 0 ? n : 0;
+      f.expire();
+      if (Atomics.load(ctl, CTL_POSTED_GEN) !== gen || Atomics.load(ctl, CTL_STOP) !== 0) break;
+    }
+    Atomics.add(ctl, CTL_HEARTBEAT, 1);
+    await new Promise<void>((r) => setImmediate(r));
+  }
+  // hand back the last burst's frames, then close the sockets
+  p.burst(nDone, 0, 0);
+  p.destroy();
+  port = null;
+  post({ type: "stopped" });
+}
+
+self.onmessage = (ev: MessageEvent<ToWorker>) => {
+  const m = ev.data;
+  if (m.type === "init") start(m);
+  else if (m.type === "tables") pending.push(m.tables);
+};

@@ -1,0 +1,9 @@
+/**
+ * The native artifacts built by build.ts. Imported as files so that `bun build --compile`
+ * embeds them in the executable; at run time each import is a path (a real file in the source
+ * tree, or Bun's extracted copy inside a compiled binary).
+ */
+import shimPath from "../../native/out/libxvs.so" with { type: "file" };
+import steerObjPath from "../../native/out/xvs_steer.bpf.o" with { type: "file" };
+
+export { shimPath, steerObjPath };

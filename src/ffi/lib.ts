@@ -1,0 +1,83 @@
+/**
+ * The dlopen table of the C shim: the only place that imports bun:ffi's dlopen.
+ *
+ * Opened lazily, once per thread (the dataplane Worker opens its own copy of the same library;
+ * dlopen returns the same handle). Every C function returns 0/count/handle or -errno; callers in
+ * src/ffi convert failures into LbError once, with xvs_last_error()'s text.
+ */
+import { dlopen, FFIType, CString, type Pointer } from "bun:ffi";
+import { shimPath } from "./assets.ts";
+
+const { ptr, i32, u32, u64, u64_fast, cstring } = FFIType;
+
+const symbols = {
+  xvs_last_error: { args: [], returns: ptr },
+  xvs_shim_version: { args: [], returns: ptr },
+
+  xvs_bpf__load: { args: [ptr, u64_fast, cstring], returns: ptr },
+  xvs_bpf__fd: { args: [ptr, cstring], returns: i32 },
+  xvs_bpf__close: { args: [ptr], returns: FFIType.void },
+  xvs_xdp__attach: { args: [i32, i32, u32], returns: i32 },
+  xvs_xdp__detach: { args: [i32, i32, u32], returns: i32 },
+  xvs_xdp__query: { args: [i32, u32], returns: i32 },
+  xvs_map__update: { args: [i32, ptr, ptr, u64], returns: i32 },
+  xvs_map__delete: { args: [i32, ptr], returns: i32 },
+  xvs_map__lookup: { args: [i32, ptr, ptr], returns: i32 },
+  xvs_map__sum_percpu_u64: { args: [i32, u32, ptr], returns: i32 },
+  xvs_map__clear: { args: [i32, u32], returns: i32 },
+
+  xvs_port__create: { args: [u32, u32, u32, u32], returns: ptr },
+  xvs_port__add_iface: { args: [ptr, cstring, u32, u32, i32, u32], returns: i32 },
+  xvs_port__umem: { args: [ptr], returns: ptr },
+  xvs_port__umem_size: { args: [ptr], returns: u64_fast },
+  xvs_port__stats: { args: [ptr], returns: ptr },
+  xvs_port__bind_mode: { args: [ptr, u32], returns: i32 },
+  xvs_port__burst: { args: [ptr, ptr, u32, u32, i32], returns: i32 },
+  xvs_port__destroy: { args: [ptr], returns: FFIType.void },
+
+  xvs_link__info: { args: [cstring, ptr], returns: i32 },
+  xvs_nl__route_get: { args: [i32, ptr, ptr], returns: i32 },
+  xvs_nl__neigh_get: { args: [i32, i32, ptr, ptr], returns: i32 },
+  xvs_nl__neigh_resolve: { args: [i32, i32, ptr], returns: i32 },
+  xvs_nl__dump_addrs: { args: [ptr, i32], returns: i32 },
+  xvs_nl__dump_routes: { args: [i32, ptr, i32], returns: i32 },
+  xvs_nl__dump_neighs: { args: [i32, ptr, i32], returns: i32 },
+  xvs_nl__events_open: { args: [], returns: i32 },
+  xvs_nl__events_drain: { args: [i32], returns: i32 },
+  xvs_nl__close: { args: [i32], returns: FFIType.void },
+} as const;
+
+export type Shim = ReturnType<typeof dlopen<typeof symbols>>["symbols"];
+
+let shim: Shim | null = null;
+let openError: string | null = null;
+
+/**
+ * Return the shim's symbols, opening the library on first use.
+ * @throws Error naming the missing runtime library when dlopen fails (libxdp1/libbpf1 absent).
+ */
+export function lib(): Shim {
+  if (shim) return shim;
+  if (openError) throw new Error(openError);
+  try {
+    shim = dlopen(shimPath, symbols).symbols;
+    return shim;
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    openError = /libxdp|libbpf/.test(msg)
+      ? `cannot load the xvs shim: ${msg}. Install the runtime libraries: apt-get install libxdp1 libbpf1`
+      : `cannot load the xvs shim (${shimPath}): ${msg}`;
+    throw new Error(openError);
+  }
+}
+
+/** Return the text of the shim's last failure on this thread. */
+export function lastError(): string {
+  const p = lib().xvs_last_error();
+  return p ? new CString(p as Pointer).toString() : "";
+}
+
+/** Pass a JS string as a C string argument. */
+export function cstr(s: string): Buffer {
+  return Buffer.from(s + "\0", "utf8");
+}

@@ -1,0 +1,67 @@
+/**
+ * Process entry: `xvs <command>`, or ipvsadm's own syntax when invoked as `ipvsadm`.
+ * Only this file prints errors and sets the exit code.
+ */
+import { basename } from "node:path";
+import { LbError } from "./errors.ts";
+import { parseRunArgs, runDaemon } from "./control/serve.ts";
+
+const VERSION = "0.1.0";
+
+const HELP = `xvs ${VERSION}: the XDP Virtual Server (IPVS in userspace, AF_XDP + TypeScript)
+
+usage:
+  xvs run --iface IF [--iface IF ...] [--api HOST:PORT] [--queues N] [--conn-max N]
+      start the daemon (dataplane + control API) in the current network namespace
+  xvs adm ARGS...        ipvsadm-compatible client of the local daemon (same as 'ipvsadm ARGS')
+  xvs version            print the version
+
+examples:
+  xvs run --iface eth0 --iface eth1
+  xvs adm -A -t 198.18.0.100:80 -s rr
+  xvs adm -a -t 198.18.0.100:80 -r 198.18.11.2:80 -m -w 1
+  xvs adm -Ln
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const invokedAs = basename(process.argv0 === "bun" ? process.argv[1] ?? "" : process.argv0);
+  if (invokedAs === "ipvsadm") {
+    const { runAdm } = await import("./cli/main.ts");
+    return runAdm(argv);
+  }
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case "run":
+      if (rest.includes("--help") || rest.includes("-h")) {
+        process.stdout.write(HELP);
+        return 0;
+      }
+      return runDaemon(parseRunArgs(rest));
+    case "adm": {
+      const { runAdm } = await import("./cli/main.ts");
+      return runAdm(rest);
+    }
+    case "version":
+    case "--version":
+      process.stdout.write(`xvs ${VERSION}\n`);
+      return 0;
+    case undefined:
+    case "help":
+    case "--help":
+    case "-h":
+      process.stdout.write(HELP);
+      return 0;
+    default:
+      process.stderr.write(`xvs: unknown command '${cmd}'\n${HELP}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e) => {
+    if (e instanceof LbError) process.stderr.write(`xvs: ${e.message}\n`);
+    else process.stderr.write(`xvs: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+    process.exit(1);
+  },
+);
