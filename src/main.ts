@@ -41,6 +41,10 @@ async function main(argv: string[]): Promise<number> {
       const { runAdm } = await import("./cli/main.ts");
       return runAdm(rest);
     }
+    case "__lab": {
+      const { runLabAgent } = await import("./lab/agents.ts");
+      return runLabAgent(rest);
+    }
     case "version":
     case "--version":
       process.stdout.write(`xvs ${VERSION}\n`);

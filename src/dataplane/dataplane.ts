@@ -18,7 +18,7 @@ import { NextHopResolver, type PortInfo, type RouteSnapshot } from "../nexthop/r
 import { compile } from "../service/compile.ts";
 import type { Model } from "../service/model.ts";
 import type { Tables } from "../service/tables.ts";
-import { Counters } from "./counters.ts";
+import { Counters } from "../stats/counters.ts";
 import { CTL_EPOCH_F64, CTL_POSTED_GEN, CTL_STOP, CTL_WORDS, type FromWorker, type InitMessage } from "./protocol.ts";
 
 export interface DataplaneOptions {

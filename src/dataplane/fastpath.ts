@@ -40,8 +40,10 @@ import { csumReplace16 } from "../wire/checksum.ts";
 import { dnat4, dnat6, snat4, snat6 } from "../xmit/nat.ts";
 import { icmp4Error, icmp6Error } from "../xmit/icmp-error.ts";
 import { CONTINUE, classify } from "./classify.ts";
-import { Counters, DEST_TRAFFIC_BASE, TS_CONNS, TS_INBYTES, TS_INPKTS, TS_OUTBYTES, TS_OUTPKTS, TS_WORDS } from "./counters.ts";
+import { Counters, DEST_TRAFFIC_BASE, TS_CONNS, TS_INBYTES, TS_INPKTS, TS_OUTBYTES, TS_OUTPKTS, TS_WORDS } from "../stats/counters.ts";
 import { Stat } from "./verdict.ts";
+import { newConnection } from "./schedule.ts";
+import { setTcpState, unbindDest } from "../conn/accounting.ts";
 
 const MAX_BURST = abi.XVS_MAX_BURST;
 const D_WORDS = abi.XVS_DESC_WORDS;
@@ -70,16 +72,16 @@ export class FastPath {
   readonly sched: SchedView;
   /** Next hops and the resolve ring; set by the worker. */
   nh: NextHopView;
-  private tcpTicks: Int32Array;
-  private udpTicks: number;
-  private readonly flows = new Int32Array(MAX_BURST * FLOW_WORDS);
+  tcpTicks: Int32Array;
+  udpTicks: number;
+  readonly flows = new Int32Array(MAX_BURST * FLOW_WORDS);
   private readonly hashes = new Int32Array(MAX_BURST);
   private readonly early = new Int32Array(MAX_BURST);
-  private readonly l3Len = new Int32Array(MAX_BURST);
+  readonly l3Len = new Int32Array(MAX_BURST);
   /** Current time in ticks, set per burst. */
   now = 0;
-  private u8: Uint8Array;
-  private dv: DataView;
+  u8: Uint8Array;
+  dv: DataView;
   /** Sink for pass 1's index touches, so the loads are not optimised away. */
   touched = 0;
 
@@ -174,7 +176,7 @@ export class FastPath {
   }
 
   /** Count a drop and recycle the frame. */
-  private drop(descs: Uint32Array, d: number, reason: Stat): void {
+  drop(descs: Uint32Array, d: number, reason: Stat): void {
     this.counters.verdicts[reason] += 1;
     descs[d + D_OUT] = OUT_DROP;
   }
@@ -206,7 +208,7 @@ export class FastPath {
       this.drop(descs, d, Stat.DropNoConn);
       return;
     }
-    this.newConnection(descs, d, row, pkt, svc, proto, v6, meta & 0xff);
+    newConnection(this, descs, d, row, pkt, svc, proto, v6, meta & 0xff);
   }
 
   /**
@@ -214,7 +216,7 @@ export class FastPath {
    * expire_nodest_conn with a quiesced/removed dest, or conn_reuse_mode with a connection in
    * TIME_WAIT/CLOSE (FIN_WAIT too for DR/TUN with bit 2), never for one a template controls.
    */
-  private mayReuse(id: number, proto: number, tcpFlags: number): boolean {
+  mayReuse(id: number, proto: number, tcpFlags: number): boolean {
     if (proto !== PROTO_TCP || (tcpFlags & 0x02) === 0 || (tcpFlags & 0x14) !== 0) return false;
     const rec = this.conns.rec, o = id * CONN_WORDS, t = this.tables;
     const dest = rec[o + CONN_DEST];
@@ -226,75 +228,8 @@ export class FastPath {
     return (mode & 2) !== 0 && state === S_FIN_WAIT && (rec[o + CONN_FLAGS] & CF_NOOUTPUT) !== 0;
   }
 
-  /** A SYN (or, with sloppy_tcp, any non-RST TCP packet) may start a TCP connection. */
-  private mayCreate(proto: number, tcpFlags: number): boolean {
-    if (proto !== PROTO_TCP) return true;
-    if (tcpFlags & 0x04) return false;
-    return (tcpFlags & 0x02) !== 0 || this.tables.settings[SET_SLOPPY_TCP] !== 0;
-  }
-
-  private newConnection(descs: Uint32Array, d: number, row: number, pkt: number, svc: number, proto: number, v6: number, tcpFlags: number): void {
-    const t = this.tables, f = this.flows;
-    if (!this.mayCreate(proto, tcpFlags)) {
-      this.drop(descs, d, Stat.DropTcpNoConn);
-      return;
-    }
-    const so = svc * SVC_WORDS;
-    const sched = SCHEDULER_BY_ID[t.svc[so + SVC_SCHED]];
-    const dest = sched ? sched.schedule(this.sched, svc, f, row) : -1;
-    if (dest < 0) {
-      // ip_vs_leave: ICMP port unreachable for TCP as for UDP
-      this.counters.verdicts[Stat.DropNoDest] += 1;
-      this.sendIcmp(descs, d, row, pkt, v6, v6 ? ICMPV6_DEST_UNREACH : ICMP_DEST_UNREACH, v6 ? ICMPV6_CODE_PORT_UNREACH : ICMP_CODE_PORT_UNREACH, 0);
-      return;
-    }
-    const tr = this.counters.traffic;
-    const dOff = dest * DEST_WORDS;
-    const dport = t.dest[dOff + DEST_PORT] !== 0 ? t.dest[dOff + DEST_PORT] : t.svc[so + SVC_PORT];
-    const fwd = t.dest[dOff + DEST_FWD];
-    if ((t.svc[so + SVC_FLAGS] & SVCF_ONEPACKET) !== 0 && proto === 17) {
-      // -o: the connection lives for this one datagram and is never hashed (ip_vs_conn_hash skips it)
-      tr[svc * TS_WORDS + TS_CONNS] += 1;
-      tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_CONNS] += 1;
-      this.counters.verdicts[Stat.NewConns] += 1;
-      this.transmitIn(descs, d, row, pkt, svc, dest, dport, fwd, v6, -1);
-      return;
-    }
-    const conns = this.conns;
-    const id = conns.alloc();
-    if (id < 0) {
-      this.drop(descs, d, Stat.DropTableFull);
-      return;
-    }
-    const rec = conns.rec, o = id * CONN_WORDS;
-    let flags = CF_USED | (fwd & CF_FWD_MASK) | CF_INACTIVE | v6;
-    flags |= fwd === FWD_MASQ ? CF_OUT_ENTRY : CF_NOOUTPUT;
-    rec[o + CONN_FLAGS] = flags;
-    rec[o + CONN_PROTO_STATE] = (proto << 8) | S_NONE;
-    for (let k = 0; k < 4; k++) {
-      rec[o + CONN_CADDR + k] = f[row + FLOW_SRC + k];
-      rec[o + CONN_VADDR + k] = f[row + FLOW_DST + k];
-      rec[o + CONN_DADDR + k] = t.dest[dOff + DEST_ADDR + k];
-    }
-    rec[o + CONN_CPORT_VPORT] = f[row + FLOW_PORTS];
-    rec[o + CONN_DPORT] = dport;
-    rec[o + CONN_SVC] = svc;
-    rec[o + CONN_DEST] = dest;
-    rec[o + CONN_CONTROL] = 0;
-    if (fwd === FWD_MASQ) this.setReplyHop(rec, o, descs[d + D_IN], descs[d + D_ADDR], row, v6);
-    rec[o + CONN_TIMEOUT] = NEW_CONN_TIMEOUT_SEC * TICKS_PER_SEC;
-    rec[o + CONN_EXPIRES] = (this.now + NEW_CONN_TIMEOUT_SEC * TICKS_PER_SEC) | 0;
-    this.bind(dest, flags);
-    this.counters.svcRefs[svc] += 1;
-    conns.link(id, this.now);
-    tr[svc * TS_WORDS + TS_CONNS] += 1;
-    tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_CONNS] += 1;
-    this.counters.verdicts[Stat.NewConns] += 1;
-    this.forward(descs, d, row, pkt, id);
-  }
-
   /** Where NAT replies to this client go: the FIB's next hop, else the frame's source MAC. */
-  private setReplyHop(rec: Int32Array, o: number, inPort: number, frame: number, row: number, v6: number): void {
+  setReplyHop(rec: Int32Array, o: number, inPort: number, frame: number, row: number, v6: number): void {
     const f = this.flows;
     const nh = nextHopFor(this.tables, this.nh, v6 ? 6 : 4, f[row + FLOW_SRC], f[row + FLOW_SRC + 1], f[row + FLOW_SRC + 2], f[row + FLOW_SRC + 3]);
     rec[o + CONN_NEXTHOP] = nh;
@@ -309,59 +244,13 @@ export class FastPath {
     rec[o + CONN_MAC_LO] = this.dv.getInt32(frame + 8);
   }
 
-  /** ip_vs_bind_dest: count the connection on its dest and raise OVERLOAD at the upper threshold. */
-  private bind(dest: number, flags: number): void {
-    const c = this.counters;
-    if (flags & CF_TEMPLATE) c.persist[dest] += 1;
-    else if (flags & CF_INACTIVE) c.inactive[dest] += 1;
-    else c.active[dest] += 1;
-    const u = this.tables.dest[dest * DEST_WORDS + DEST_UTHRESH];
-    if (u !== 0 && c.active[dest] + c.inactive[dest] >= u) c.overload[dest] = 1;
-  }
-
-  /** ip_vs_unbind_dest: uncount, and clear OVERLOAD at the lower threshold (or 3/4 of the upper). */
-  private unbind(dest: number, flags: number): void {
-    const c = this.counters;
-    if (flags & CF_TEMPLATE) c.persist[dest] -= 1;
-    else if (flags & CF_INACTIVE) c.inactive[dest] -= 1;
-    else c.active[dest] -= 1;
-    const dOff = dest * DEST_WORDS;
-    const l = this.tables.dest[dOff + DEST_LTHRESH], u = this.tables.dest[dOff + DEST_UTHRESH];
-    const total = c.active[dest] + c.inactive[dest];
-    if (l !== 0) {
-      if (total < l) c.overload[dest] = 0;
-    } else if (u !== 0) {
-      if (total * 4 < u * 3) c.overload[dest] = 0;
-    } else {
-      c.overload[dest] = 0;
-    }
-  }
-
-  /** Move a TCP connection to `next`, re-counting it between ActiveConn and InActConn. */
-  private setState(id: number, proto: number, next: number): void {
-    const rec = this.conns.rec, o = id * CONN_WORDS;
-    const ps = rec[o + CONN_PROTO_STATE];
-    const state = ps & 0xff;
-    if (next !== state) {
-      const flags = rec[o + CONN_FLAGS];
-      const dest = rec[o + CONN_DEST];
-      const c = this.counters;
-      if ((flags & CF_INACTIVE) === 0 && TCP_STATE_ACTIVE[next] === 0) {
-        c.active[dest] -= 1;
-        c.inactive[dest] += 1;
-        rec[o + CONN_FLAGS] = flags | CF_INACTIVE;
-      } else if ((flags & CF_INACTIVE) !== 0 && TCP_STATE_ACTIVE[next] !== 0) {
-        c.active[dest] += 1;
-        c.inactive[dest] -= 1;
-        rec[o + CONN_FLAGS] = flags & ~CF_INACTIVE;
-      }
-      rec[o + CONN_PROTO_STATE] = (proto << 8) | next;
-    }
-    this.conns.rearm(id, this.now, this.tcpTicks[next]);
+  /** Move a TCP connection to `next` (ActiveConn/InActConn follow) and re-arm its timer. */
+  setState(id: number, proto: number, next: number): void {
+    setTcpState(this.conns, this.counters, id, proto, next, this.tcpTicks[next], this.now);
   }
 
   /** Client -> real server on an existing connection. */
-  private forward(descs: Uint32Array, d: number, row: number, pkt: number, id: number): void {
+  forward(descs: Uint32Array, d: number, row: number, pkt: number, id: number): void {
     const t = this.tables, rec = this.conns.rec, o = id * CONN_WORDS;
     const dest = rec[o + CONN_DEST];
     if ((t.dest[dest * DEST_WORDS + DEST_FLAGS] & DESTF_AVAILABLE) === 0) {
@@ -383,7 +272,7 @@ export class FastPath {
   }
 
   /** Count and send a client packet to its real server by the dest's forwarding method. */
-  private transmitIn(descs: Uint32Array, d: number, row: number, pkt: number, svc: number, dest: number, dport: number, fwd: number, v6: number, _id: number): void {
+  transmitIn(descs: Uint32Array, d: number, row: number, pkt: number, svc: number, dest: number, dport: number, fwd: number, v6: number, _id: number): void {
     const t = this.tables, u8 = this.u8, dv = this.dv, f = this.flows;
     const dOff = dest * DEST_WORDS;
     const l3 = f[row + FLOW_L3], l4 = f[row + FLOW_L4];
@@ -423,7 +312,7 @@ export class FastPath {
   }
 
   /** Real server -> client reply of a NAT connection (ip_vs_out). */
-  private reply(descs: Uint32Array, d: number, row: number, pkt: number, id: number): void {
+  reply(descs: Uint32Array, d: number, row: number, pkt: number, id: number): void {
     const t = this.tables, rec = this.conns.rec, o = id * CONN_WORDS, u8 = this.u8, dv = this.dv, f = this.flows;
     const proto = (rec[o + CONN_PROTO_STATE] >>> 8) & 0xff;
     const flags = rec[o + CONN_FLAGS];
@@ -471,14 +360,14 @@ export class FastPath {
     this.out(descs, d, port);
   }
 
-  private out(descs: Uint32Array, d: number, port: number): void {
+  out(descs: Uint32Array, d: number, port: number): void {
     descs[d + D_OUT] = port;
     this.counters.verdicts[Stat.TxPackets] += 1;
     this.counters.verdicts[Stat.TxBytes] += descs[d + D_LEN];
   }
 
   /** TTL / hop limit <= 1: answer ICMP time exceeded and drop (ip_vs_xmit's decrement check). */
-  private ttlOk(descs: Uint32Array, d: number, row: number, pkt: number, v6: number): boolean {
+  ttlOk(descs: Uint32Array, d: number, row: number, pkt: number, v6: number): boolean {
     const l3 = this.flows[row + FLOW_L3];
     const ttl = v6 ? this.u8[l3 + 7] : this.u8[l3 + IPV4_TTL];
     if (ttl > 1) return true;
@@ -488,7 +377,7 @@ export class FastPath {
   }
 
   /** Larger than the path MTU: IPv4 with DF and IPv6 get the ICMP error (and the drop); IPv4 without DF goes on. */
-  private tooBig(descs: Uint32Array, d: number, row: number, pkt: number, v6: number, mtu: number): boolean {
+  tooBig(descs: Uint32Array, d: number, row: number, pkt: number, v6: number, mtu: number): boolean {
     const l3 = this.flows[row + FLOW_L3];
     if (!v6 && (this.dv.getUint16(l3 + 6) & IPV4_FLAG_DF) === 0) return false;
     this.counters.verdicts[Stat.DropMtu] += 1;
@@ -496,7 +385,7 @@ export class FastPath {
     return true;
   }
 
-  private decTtl(l3: number, v6: number): void {
+  decTtl(l3: number, v6: number): void {
     const dv = this.dv;
     if (v6) {
       this.u8[l3 + 7] -= 1;
@@ -508,7 +397,7 @@ export class FastPath {
   }
 
   /** Replace the frame with an ICMP error to its sender and send it back out its port. */
-  private sendIcmp(descs: Uint32Array, d: number, row: number, pkt: number, v6: number, type: number, code: number, rest: number): void {
+  sendIcmp(descs: Uint32Array, d: number, row: number, pkt: number, v6: number, type: number, code: number, rest: number): void {
     const l3 = this.flows[row + FLOW_L3];
     const frame = descs[d + D_ADDR];
     const len = v6
@@ -520,14 +409,14 @@ export class FastPath {
   }
 
   /** Expire a connection at once (conn reuse, expire_nodest_conn). */
-  private expireNow(id: number): void {
+  expireNow(id: number): void {
     this.release(id);
   }
 
-  private release(id: number): void {
+  release(id: number): void {
     const rec = this.conns.rec, o = id * CONN_WORDS;
     const flags = rec[o + CONN_FLAGS];
-    this.unbind(rec[o + CONN_DEST], flags);
+    unbindDest(this.counters, this.tables, rec[o + CONN_DEST], flags);
     this.counters.svcRefs[rec[o + CONN_SVC]] -= 1;
     const ctl = rec[o + CONN_CONTROL];
     if ((flags & CF_TEMPLATE) === 0 && ctl !== 0) rec[(ctl - 1) * CONN_WORDS + CONN_CONTROL] -= 1;

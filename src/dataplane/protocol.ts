@@ -6,7 +6,7 @@
 import type { ConnTableBuffers } from "../conn/table.ts";
 import type { PortGeometry } from "../ffi/xsk.ts";
 import type { Tables } from "../service/tables.ts";
-import type { CounterBuffers } from "./counters.ts";
+import type { CounterBuffers } from "../stats/counters.ts";
 
 /** Control block words (Int32Array over a SharedArrayBuffer). */
 export const CTL_STOP = 0;

@@ -3,6 +3,7 @@
  * (an ICMP error sent back), or dropped for a named reason. Counters are Float64 slots (exact
  * to 2^53) in a SharedArrayBuffer the control thread reads.
  */
+import { VERDICT_SLOTS } from "../stats/counters.ts";
 
 /** Counter slots, one per verdict and a few totals. */
 export const enum Stat {
@@ -60,6 +61,22 @@ export const enum Stat {
   DropUnsupported,
   /** A new TCP connection refused by the SYN flood defence. */
   DropSynFlood,
+  /** Client packets sent by direct routing (DR), counted in FwdIn too. */
+  FwdDr,
+  /** Client packets sent encapsulated (TUN), counted in FwdIn too. */
+  FwdTun,
+  /** ICMP errors about a tracked connection forwarded (rewritten for NAT). */
+  IcmpForwarded,
+  /** ICMP error whose embedded packet matches no connection. */
+  DropIcmpNoConn,
+  /** ICMP error that is truncated, has a bad checksum, or embeds garbage. */
+  DropIcmpMalformed,
+  /** Non-first IPv4 fragments forwarded after their first fragment's connection. */
+  FragForwarded,
+  /** Non-first fragment whose first fragment was never seen (or expired). */
+  DropFragOrphan,
+  /** Fragment tracking table full. */
+  DropFragTableFull,
   Count,
 }
 
@@ -69,4 +86,11 @@ export const STAT_NAMES = [
   "drop_malformed", "drop_bad_checksum", "drop_vlan", "drop_fragment", "drop_ipv6_ext_header", "drop_unknown_proto",
   "drop_icmp", "drop_tcp_no_conn", "drop_no_conn", "drop_no_dest", "drop_dest_unavailable",
   "drop_table_full", "drop_ttl", "drop_no_route", "drop_neighbour", "drop_mtu", "drop_unsupported", "drop_syn_flood",
+  "fwd_dr", "fwd_tun", "icmp_forwarded", "drop_icmp_no_conn", "drop_icmp_malformed", "frag_forwarded", "drop_frag_orphan",
+  "drop_frag_table_full",
 ] as const;
+
+// Stat entries are only ever appended, each with its name here
+if (STAT_NAMES.length !== Stat.Count || Stat.Count > VERDICT_SLOTS) {
+  throw new Error("verdict counters: Stat and STAT_NAMES disagree, or do not fit VERDICT_SLOTS");
+}

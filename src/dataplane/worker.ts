@@ -8,7 +8,7 @@
 import { ConnTable } from "../conn/table.ts";
 import { XskPort } from "../ffi/xsk.ts";
 import * as abi from "../ffi/abi.ts";
-import { Counters } from "./counters.ts";
+import { Counters } from "../stats/counters.ts";
 import { FastPath } from "./fastpath.ts";
 import { CTL_APPLIED_GEN, CTL_EPOCH_F64, CTL_HEARTBEAT, CTL_POSTED_GEN, CTL_STOP, ticksSince, type FromWorker, type InitMessage, type ToWorker } from "./protocol.ts";
 import { NextHopView } from "./route.ts";

@@ -1,10 +1,12 @@
 /**
- * Shared counters of one worker: verdicts (Stat), per-service and per-dest traffic, and the
+ * Shared counters of one worker: verdicts (dataplane/verdict.ts Stat), per-service and per-dest traffic, and the
  * per-dest connection counts the schedulers use. The worker writes; the control thread sums
  * over workers for listings and the rate estimator.
  */
 import { MAX_DESTS, MAX_SERVICES } from "../service/tables.ts";
-import { Stat } from "./verdict.ts";
+
+/** Verdict counter slots (dataplane/verdict.ts's Stat must fit). */
+export const VERDICT_SLOTS = 64;
 
 /** Traffic words per service / per dest (IPVS ip_vs_stats order). */
 export const TS_CONNS = 0;
@@ -50,7 +52,7 @@ export class Counters {
 
   static allocate(): CounterBuffers {
     return {
-      verdicts: new SharedArrayBuffer(Stat.Count * 8),
+      verdicts: new SharedArrayBuffer(VERDICT_SLOTS * 8),
       traffic: new SharedArrayBuffer((MAX_SERVICES + MAX_DESTS) * TS_WORDS * 8),
       active: new SharedArrayBuffer(MAX_DESTS * 4),
       inactive: new SharedArrayBuffer(MAX_DESTS * 4),

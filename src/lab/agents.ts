@@ -1,0 +1,220 @@
+/**
+ * Small programs the labs run inside their namespaces, reached as `xvs __lab MODE ...`:
+ *
+ *   serve --name N [--http P] [--tcp P] [--udp P] [--addr A]
+ *       real server: HTTP answers "N <path>\n" (and /bytes/K with K bytes), the TCP line
+ *       server answers each line with "N <line>\n", UDP echoes "N <payload>"; prints "ready".
+ *   http-get --host H --port P --count N [--concurrency C] [--path /p]
+ *       N HTTP/1.0 requests, one new TCP connection each; prints a JSON summary.
+ *   tcp-hold --host H --port P
+ *       one long-lived connection: each stdin line is sent, each reply line printed.
+ *   udp-ask --host H --port P --count N
+ *       N datagrams, each from a new socket (a new source port); prints a JSON summary.
+ */
+
+interface Args {
+  [k: string]: string | undefined;
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = {};
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i].startsWith("--")) a[argv[i].slice(2)] = argv[i + 1]?.startsWith("--") === false ? argv[++i] : "1";
+  }
+  return a;
+}
+
+function num(a: Args, k: string, d: number): number {
+  return a[k] !== undefined ? Number(a[k]) : d;
+}
+
+async function serve(a: Args): Promise<number> {
+  const name = a.name ?? "rs";
+  const hostname = a.addr ?? "0.0.0.0";
+  if (a.http) {
+    Bun.serve({
+      hostname,
+      port: Number(a.http),
+      fetch(req) {
+        const path = new URL(req.url).pathname;
+        const m = /^\/bytes\/(\d+)$/.exec(path);
+        if (m) return new Response("x".repeat(Math.min(Number(m[1]), 1 << 24)), { headers: { "x-server": name } });
+        return new Response(`${name} ${path}\n`, { headers: { "x-server": name } });
+      },
+    });
+  }
+  if (a.tcp) {
+    Bun.listen<{ buf: string }>({
+      hostname,
+      port: Number(a.tcp),
+      socket: {
+        open(s) {
+          s.data = { buf: "" };
+        },
+        data(s, chunk) {
+          s.data.buf += chunk.toString();
+          let i;
+          while ((i = s.data.buf.indexOf("\n")) >= 0) {
+            const line = s.data.buf.slice(0, i);
+            s.data.buf = s.data.buf.slice(i + 1);
+            s.write(`${name} ${line}\n`);
+          }
+        },
+      },
+    });
+  }
+  if (a.udp) {
+    await Bun.udpSocket({
+      hostname,
+      port: Number(a.udp),
+      socket: {
+        data(sock, buf, port, addr) {
+          sock.send(`${name} ${buf.toString()}`, port, addr);
+        },
+      },
+    });
+  }
+  process.stdout.write("ready\n");
+  await new Promise(() => {});
+  return 0;
+}
+
+/** One HTTP/1.0 request over a fresh connection; resolves with the body or an error. */
+function httpOnce(host: string, port: number, path: string, timeoutMs: number): Promise<{ ok: boolean; body: string; error?: string }> {
+  return new Promise((resolve) => {
+    let data = "";
+    let settled = false;
+    const done = (r: { ok: boolean; body: string; error?: string }) => {
+      if (!settled) {
+        settled = true;
+        clearTimeout(timer);
+        resolve(r);
+      }
+    };
+    const timer = setTimeout(() => done({ ok: false, body: data, error: "timeout" }), timeoutMs);
+    Bun.connect({
+      hostname: host,
+      port,
+      socket: {
+        open(s) {
+          s.write(`GET ${path} HTTP/1.0\r\nHost: ${host}\r\n\r\n`);
+        },
+        data(_s, chunk) {
+          data += chunk.toString();
+        },
+        close() {
+          const i = data.indexOf("\r\n\r\n");
+          const status = /^HTTP\/1\.[01] (\d+)/.exec(data)?.[1];
+          if (i < 0 || status !== "200") done({ ok: false, body: data, error: `bad response: ${data.slice(0, 80)}` });
+          else done({ ok: true, body: data.slice(i + 4) });
+        },
+        error(_s, e) {
+          done({ ok: false, body: data, error: String(e) });
+        },
+        connectError(_s, e) {
+          done({ ok: false, body: "", error: String(e) });
+        },
+      },
+    }).catch((e) => done({ ok: false, body: "", error: String(e) }));
+  });
+}
+
+async function httpGet(a: Args): Promise<number> {
+  const host = a.host!, port = num(a, "port", 80), count = num(a, "count", 1), conc = num(a, "concurrency", 1);
+  const path = a.path ?? "/";
+  const byServer: Record<string, number> = {};
+  const bodies: string[] = [];
+  const errors: string[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < count) {
+      const i = next++;
+      const r = await httpOnce(host, port, path, num(a, "timeout", 5000));
+      if (r.ok) {
+        const name = r.body.split(" ")[0];
+        byServer[name] = (byServer[name] ?? 0) + 1;
+        bodies[i] = r.body;
+      } else errors.push(r.error ?? "error");
+    }
+  };
+  await Promise.all(Array.from({ length: conc }, worker));
+  process.stdout.write(JSON.stringify({ ok: count - errors.length, failed: errors.length, byServer, errors: errors.slice(0, 10), bodies: a.bodies ? bodies : undefined }) + "\n");
+  return 0;
+}
+
+async function tcpHold(a: Args): Promise<number> {
+  const host = a.host!, port = num(a, "port", 7);
+  let buf = "";
+  const sock = await Bun.connect({
+    hostname: host,
+    port,
+    socket: {
+      data(_s, chunk) {
+        buf += chunk.toString();
+        let i;
+        while ((i = buf.indexOf("\n")) >= 0) {
+          process.stdout.write(buf.slice(0, i + 1));
+          buf = buf.slice(i + 1);
+        }
+      },
+      close() {
+        process.stdout.write("closed\n");
+        process.exit(0);
+      },
+    },
+  });
+  process.stdout.write("connected\n");
+  for await (const chunk of Bun.stdin.stream()) sock.write(chunk);
+  sock.end();
+  return 0;
+}
+
+async function udpAsk(a: Args): Promise<number> {
+  const host = a.host!, port = num(a, "port", 9000), count = num(a, "count", 1), timeoutMs = num(a, "timeout", 2000);
+  const byServer: Record<string, number> = {};
+  let ok = 0, failed = 0;
+  for (let i = 0; i < count; i++) {
+    const payload = `q${i}`;
+    const reply = await new Promise<string | null>((resolve) => {
+      let timer: ReturnType<typeof setTimeout>;
+      void Bun.udpSocket({
+        socket: {
+          data(s, buf, rport, raddr) {
+            clearTimeout(timer);
+            s.close();
+            // a reply counts only when it comes from the address and port that were asked
+            resolve(raddr === host && rport === port ? buf.toString() : `wrong-source ${raddr}:${rport}`);
+          },
+        },
+      }).then((s) => {
+        timer = setTimeout(() => {
+          s.close();
+          resolve(null);
+        }, timeoutMs);
+        s.send(payload, port, host);
+      });
+    });
+    if (reply !== null && reply.endsWith(` ${payload}`)) {
+      ok++;
+      const name = reply.split(" ")[0];
+      byServer[name] = (byServer[name] ?? 0) + 1;
+    } else failed++;
+  }
+  process.stdout.write(JSON.stringify({ ok, failed, byServer }) + "\n");
+  return 0;
+}
+
+/** Run a lab agent; `argv` starts with the mode. */
+export async function runLabAgent(argv: string[]): Promise<number> {
+  const [mode, ...rest] = argv;
+  const a = parseArgs(rest);
+  switch (mode) {
+    case "serve": return serve(a);
+    case "http-get": return httpGet(a);
+    case "tcp-hold": return tcpHold(a);
+    case "udp-ask": return udpAsk(a);
+    default:
+      process.stderr.write(`xvs __lab: unknown mode ${mode}\n`);
+      return 2;
+  }
+}

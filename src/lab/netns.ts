@@ -1,0 +1,169 @@
+/**
+ * Network labs made of namespaces and veth pairs, for `xvs demo`, `xvs bench` and the tests.
+ *
+ * Every namespace is named `xvst-<pid>-<tag>-<name>`: unique per run, and recognisable, so
+ * that leftovers of a crashed run (whose pid is gone) are removed by `Lab.cleanupStale()`.
+ * `teardown()` kills what the lab started (by pid) and deletes its namespaces; call it in a
+ * finally block. Nothing here touches the root namespace's interfaces or routes.
+ */
+import type { Subprocess } from "bun";
+
+export interface ExecResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Prefix of every lab namespace. */
+export const LAB_PREFIX = "xvst";
+
+export class LabError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "LabError";
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Run a command in the current namespace. */
+export async function sh(cmd: string[], allowFail = false): Promise<ExecResult> {
+  const p = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  if (code !== 0 && !allowFail) throw new LabError(`${cmd.join(" ")} failed (${code}): ${stderr.trim() || stdout.trim()}`);
+  return { code, stdout, stderr };
+}
+
+export class Lab {
+  readonly prefix: string;
+  private readonly namespaces: string[] = [];
+  private readonly procs: Subprocess[] = [];
+  private torn = false;
+
+  /** `tag`: a few characters naming the user (test file, demo, bench). */
+  constructor(tag: string) {
+    if (!/^[a-z0-9]{1,8}$/.test(tag)) throw new LabError(`lab tag must be 1-8 of [a-z0-9]: ${tag}`);
+    this.prefix = `${LAB_PREFIX}-${process.pid}-${tag}`;
+  }
+
+  /** Delete namespaces left by lab runs whose process is gone. */
+  static async cleanupStale(): Promise<string[]> {
+    const list = await sh(["ip", "netns", "list"], true);
+    const removed: string[] = [];
+    for (const line of list.stdout.split("\n")) {
+      const name = line.split(" ")[0];
+      const m = new RegExp(`^${LAB_PREFIX}-(\\d+)-`).exec(name);
+      if (!m || alive(Number(m[1]))) continue;
+      await killNamespacePids(name);
+      await sh(["ip", "netns", "del", name], true);
+      removed.push(name);
+    }
+    return removed;
+  }
+
+  /** Return the full namespace name of a lab host. */
+  ns(name: string): string {
+    return `${this.prefix}-${name}`;
+  }
+
+  /** Create a namespace with loopback up. */
+  async addNs(name: string): Promise<string> {
+    const ns = this.ns(name);
+    await sh(["ip", "netns", "add", ns]);
+    this.namespaces.push(ns);
+    await sh(["ip", "-n", ns, "link", "set", "lo", "up"]);
+    return ns;
+  }
+
+  /**
+   * Create a veth pair between two lab hosts, both ends up, checksum offloads off (so that a
+   * receiver verifies every checksum in software and counts bad ones).
+   */
+  async veth(aHost: string, aIf: string, bHost: string, bIf: string, mtu = 1500): Promise<void> {
+    const a = this.ns(aHost), b = this.ns(bHost);
+    await sh(["ip", "-n", a, "link", "add", aIf, "mtu", String(mtu), "type", "veth", "peer", "name", bIf, "netns", b, "mtu", String(mtu)]);
+    for (const [ns, ifn] of [[a, aIf], [b, bIf]]) {
+      await sh(["ip", "netns", "exec", ns, "ethtool", "-K", ifn, "rx", "off", "tx", "off"], true);
+      await sh(["ip", "-n", ns, "link", "set", ifn, "up"]);
+    }
+  }
+
+  /** Run a command inside a lab host. @throws LabError on failure unless allowFail. */
+  exec(host: string, cmd: string[], allowFail = false): Promise<ExecResult> {
+    return sh(["ip", "netns", "exec", this.ns(host), ...cmd], allowFail);
+  }
+
+  /** `ip` inside a lab host. */
+  ip(host: string, ...args: string[]): Promise<ExecResult> {
+    return sh(["ip", "-n", this.ns(host), ...args]);
+  }
+
+  /** Set a sysctl inside a lab host. */
+  sysctl(host: string, key: string, value: string | number): Promise<ExecResult> {
+    return this.exec(host, ["sysctl", "-qw", `${key}=${value}`]);
+  }
+
+  /** Start a long-running process inside a lab host; teardown() ends it. */
+  spawn(host: string, cmd: string[], opts: { stdin?: "pipe" | "ignore"; env?: Record<string, string> } = {}): Subprocess<"pipe" | "ignore", "pipe", "pipe"> {
+    const p = Bun.spawn(["ip", "netns", "exec", this.ns(host), ...cmd], {
+      stdin: opts.stdin ?? "ignore",
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { ...process.env, ...opts.env },
+    });
+    this.procs.push(p as Subprocess);
+    return p as Subprocess<"pipe" | "ignore", "pipe", "pipe">;
+  }
+
+  /** Return the kernel's SNMP counters of a lab host (nstat -az), by name. */
+  async snmp(host: string): Promise<Record<string, number>> {
+    const r = await this.exec(host, ["nstat", "-az", "--json"], true);
+    const out: Record<string, number> = {};
+    try {
+      const j = JSON.parse(r.stdout) as Record<string, Record<string, number>>;
+      for (const v of Object.values(j)) Object.assign(out, v);
+    } catch {
+      for (const line of r.stdout.split("\n")) {
+        const m = /^(\S+)\s+(\d+)/.exec(line);
+        if (m) out[m[1]] = Number(m[2]);
+      }
+    }
+    return out;
+  }
+
+  /** Stop everything the lab started and delete its namespaces. Safe to call twice. */
+  async teardown(): Promise<void> {
+    if (this.torn) return;
+    this.torn = true;
+    for (const p of this.procs) {
+      if (p.exitCode === null && p.signalCode === null) p.kill("SIGTERM");
+    }
+    await Promise.race([Promise.all(this.procs.map((p) => p.exited)), Bun.sleep(3000)]);
+    for (const p of this.procs) {
+      if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
+    }
+    for (const ns of this.namespaces.reverse()) {
+      await killNamespacePids(ns);
+      await sh(["ip", "netns", "del", ns], true);
+    }
+  }
+}
+
+/** Kill processes still running inside a lab namespace (children the lab did not track). */
+async function killNamespacePids(ns: string): Promise<void> {
+  const r = await sh(["ip", "netns", "pids", ns], true);
+  for (const pid of r.stdout.split(/\s+/).filter(Boolean).map(Number)) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * The standard director lab, as an IPVS operator would cable it:
+ *
+ *   client (cl) eth0 198.18.1.2/24 ──veth── dir: c0 198.18.1.1/24        VIP 198.18.0.100/32 on lo
+ *                                           dir: s0 198.18.2.1/24 ──veth── sw: bridge br0
+ *   real servers rs1..rsN: eth0 198.18.2.(10+i)/24, default via 198.18.2.1 ──veth── sw: br0
+ *
+ * The director forwards (ip_forward=1) and holds the VIP, so ARP for the VIP and everything that
+ * is not the balancer's stays with its kernel. Real servers sit on one L2 segment with the
+ * director (a bridge in the switch namespace), which NAT, DR and the tests all use.
+ */
+import { Lab } from "./netns.ts";
+
+export const LAB_VIP = "198.18.0.100";
+export const LAB_VIP6 = "2001:db8:100::100";
+export const CLIENT_ADDR = "198.18.1.2";
+export const CLIENT_ADDR6 = "2001:db8:1::2";
+export const DIRECTOR_CLIENT_ADDR = "198.18.1.1";
+export const DIRECTOR_SERVER_ADDR = "198.18.2.1";
+
+/** Address of real server i (1-based). */
+export function realAddr(i: number): string {
+  return `198.18.2.${10 + i}`;
+}
+
+/** IPv6 address of real server i (1-based). */
+export function realAddr6(i: number): string {
+  return `2001:db8:2::${10 + i}`;
+}
+
+export interface DirectorLab {
+  lab: Lab;
+  client: string;
+  director: string;
+  reals: string[];
+  /** Director interfaces: client side, server side. */
+  ifaces: [string, string];
+}
+
+export interface DirectorLabOptions {
+  reals: number;
+  /** Also give every host an IPv6 address (2001:db8::/32). */
+  ipv6?: boolean;
+  /** Real servers route replies through the director (NAT needs it; DR does not). */
+  realsViaDirector?: boolean;
+}
+
+/** Build the lab. On failure, everything made so far is torn down before the error is thrown. */
+export async function buildDirectorLab(tag: string, o: DirectorLabOptions): Promise<DirectorLab> {
+  const lab = new Lab(tag);
+  try {
+    await Lab.cleanupStale();
+    await lab.addNs("cl");
+    await lab.addNs("dir");
+    await lab.addNs("sw");
+    await lab.veth("cl", "eth0", "dir", "c0");
+    await lab.veth("dir", "s0", "sw", "p0");
+    await lab.ip("sw", "link", "add", "br0", "type", "bridge");
+    await lab.ip("sw", "link", "set", "br0", "up");
+    await lab.ip("sw", "link", "set", "p0", "master", "br0");
+
+    await lab.ip("cl", "addr", "add", `${CLIENT_ADDR}/24`, "dev", "eth0");
+    await lab.ip("cl", "route", "add", "default", "via", DIRECTOR_CLIENT_ADDR);
+    await lab.ip("dir", "addr", "add", `${DIRECTOR_CLIENT_ADDR}/24`, "dev", "c0");
+    await lab.ip("dir", "addr", "add", `${DIRECTOR_SERVER_ADDR}/24`, "dev", "s0");
+    await lab.ip("dir", "addr", "add", `${LAB_VIP}/32`, "dev", "lo");
+    await lab.sysctl("dir", "net.ipv4.ip_forward", 1);
+    if (o.ipv6) {
+      await lab.sysctl("dir", "net.ipv6.conf.all.forwarding", 1);
+      await lab.ip("cl", "addr", "add", `${CLIENT_ADDR6}/64`, "dev", "eth0", "nodad");
+      await lab.ip("cl", "-6", "route", "add", "default", "via", "2001:db8:1::1");
+      await lab.ip("dir", "addr", "add", "2001:db8:1::1/64", "dev", "c0", "nodad");
+      await lab.ip("dir", "addr", "add", "2001:db8:2::1/64", "dev", "s0", "nodad");
+      await lab.ip("dir", "addr", "add", `${LAB_VIP6}/128`, "dev", "lo", "nodad");
+    }
+    const reals: string[] = [];
+    for (let i = 1; i <= o.reals; i++) {
+      const name = `rs${i}`;
+      await lab.addNs(name);
+      await lab.veth(name, "eth0", "sw", `p${i}`);
+      await lab.ip("sw", "link", "set", `p${i}`, "master", "br0");
+      await lab.ip(name, "addr", "add", `${realAddr(i)}/24`, "dev", "eth0");
+      if (o.realsViaDirector !== false) await lab.ip(name, "route", "add", "default", "via", DIRECTOR_SERVER_ADDR);
+      if (o.ipv6) {
+        await lab.ip(name, "addr", "add", `${realAddr6(i)}/64`, "dev", "eth0", "nodad");
+        if (o.realsViaDirector !== false) await lab.ip(name, "-6", "route", "add", "default", "via", "2001:db8:2::1");
+      }
+      reals.push(name);
+    }
+    return { lab, client: "cl", director: "dir", reals, ifaces: ["c0", "s0"] };
+  } catch (e) {
+    await lab.teardown();
+    throw e;
+  }
+}
