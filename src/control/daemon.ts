@@ -9,7 +9,7 @@ import { SCHEDULER_BY_ID } from "../sched/registry.ts";
 import { compile, emptyRoutes } from "../service/compile.ts";
 import { Model } from "../service/model.ts";
 import type { Tables } from "../service/tables.ts";
-import { DEST_TRAFFIC_BASE, TS_WORDS } from "../dataplane/counters.ts";
+import { DEST_TRAFFIC_BASE, TS_WORDS } from "../stats/counters.ts";
 import type { Dataplane } from "../dataplane/dataplane.ts";
 import { Stat, STAT_NAMES } from "../dataplane/verdict.ts";
 
