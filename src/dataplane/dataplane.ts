@@ -105,6 +105,16 @@ class SteerSet {
   }
 }
 
+/**
+ * The worker script. From source it sits next to this file; in a compiled executable the
+ * bundle's root is src/ (build.ts's entrypoints are src/main.ts and src/dataplane/worker.ts) and
+ * this code runs from the root, so the worker is ./dataplane/worker.ts there.
+ */
+function workerUrl(): string {
+  const compiled = import.meta.url.startsWith("file:///$bunfs/");
+  return new URL(compiled ? "./dataplane/worker.ts" : "./worker.ts", import.meta.url).href;
+}
+
 export class Dataplane {
   readonly workers: WorkerHandle[] = [];
   readonly resolver: NextHopResolver;
@@ -176,7 +186,7 @@ export class Dataplane {
     Atomics.store(ctl, CTL_POSTED_GEN, this.tables!.generation);
     const conns = new ConnTable(this.opts.connCapacity, 0, ConnTable.allocate(this.opts.connCapacity));
     const counters = new Counters();
-    const url = this.opts.workerUrl ?? new URL("./worker.ts", import.meta.url).href;
+    const url = this.opts.workerUrl ?? workerUrl();
     const worker = new Worker(url);
     const bindFlags = abi.XVS_XDP_BIND_NEED_WAKEUP |
       (this.opts.bindMode === "copy" ? abi.XVS_XDP_BIND_COPY : this.opts.bindMode === "zerocopy" ? abi.XVS_XDP_BIND_ZEROCOPY : 0);
