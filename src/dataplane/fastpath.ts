@@ -434,8 +434,8 @@ export class FastPath {
     this.release(id);
   };
 
-  /** Run the timer wheel up to now (bounded work). */
-  expire(): void {
-    this.conns.expire(this.now, EXPIRE_BUDGET, this.onExpire);
+  /** Run the timer wheel up to now (bounded work); returns the number of records examined. */
+  expire(): number {
+    return this.conns.expire(this.now, EXPIRE_BUDGET, this.onExpire);
   }
 }
