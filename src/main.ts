@@ -14,6 +14,7 @@ usage:
   xvs run --iface IF [--iface IF ...] [--api HOST:PORT] [--queues N] [--conn-max N]
       start the daemon (dataplane + control API) in the current network namespace
   xvs adm ARGS...        ipvsadm-compatible client of the local daemon (same as 'ipvsadm ARGS')
+  xvs demo [--check]     build a namespace lab and show xvs balancing real HTTP traffic live
   xvs version            print the version
 
 examples:
@@ -40,6 +41,14 @@ async function main(argv: string[]): Promise<number> {
     case "adm": {
       const { runAdm } = await import("./cli/main.ts");
       return runAdm(rest);
+    }
+    case "demo": {
+      const { DEMO_HELP, parseDemoArgs, runDemo } = await import("./demo/demo.ts");
+      if (rest.includes("--help") || rest.includes("-h")) {
+        process.stdout.write(DEMO_HELP);
+        return 0;
+      }
+      return runDemo(parseDemoArgs(rest));
     }
     case "__lab": {
       const { runLabAgent } = await import("./lab/agents.ts");
