@@ -58,7 +58,8 @@ export function checkHost(ifaces: string[]): PortInfo[] {
     let l;
     try {
       l = linkInfo(name);
-    } catch {
+    } catch (e) {
+      if (!(e instanceof LbError) || !/^no interface/.test(e.message)) throw e;
       throw new LbError(ErrorCode.Environment, `interface ${name} does not exist in this network namespace: check the name with 'ip link'`);
     }
     if (!l.up) throw new LbError(ErrorCode.Environment, `interface ${name} is down: bring it up with 'ip link set ${name} up'`);

@@ -7,6 +7,7 @@
  */
 import { dlopen, FFIType, CString, type Pointer } from "bun:ffi";
 import { shimPath } from "./assets.ts";
+import { ErrorCode, LbError } from "../errors.ts";
 
 const { ptr, i32, u32, u64, u64_fast, cstring } = FFIType;
 
@@ -54,20 +55,21 @@ let openError: string | null = null;
 
 /**
  * Return the shim's symbols, opening the library on first use.
- * @throws Error naming the missing runtime library when dlopen fails (libxdp1/libbpf1 absent).
+ * @throws LbError naming the missing runtime library when dlopen fails (libxdp1/libbpf1 absent).
  */
 export function lib(): Shim {
   if (shim) return shim;
-  if (openError) throw new Error(openError);
+  if (openError) throw new LbError(ErrorCode.Environment, openError);
   try {
-    shim = dlopen(shimPath, symbols).symbols;
+    // XVS_SHIM_PATH: tests point it at a shim whose libraries are missing, to check the message
+    shim = dlopen(process.env.XVS_SHIM_PATH ?? shimPath, symbols).symbols;
     return shim;
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
     openError = /libxdp|libbpf/.test(msg)
       ? `cannot load the xvs shim: ${msg}. Install the runtime libraries: apt-get install libxdp1 libbpf1`
-      : `cannot load the xvs shim (${shimPath}): ${msg}`;
-    throw new Error(openError);
+      : `cannot load the xvs shim (${process.env.XVS_SHIM_PATH ?? shimPath}): ${msg}`;
+    throw new LbError(ErrorCode.Environment, openError);
   }
 }
 

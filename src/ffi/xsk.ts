@@ -53,6 +53,9 @@ export class XskPort {
    */
   addIface(ifname: string, queue: number, bindFlags: number, xskmapFd: number, slot: number): number {
     const rc = lib().xvs_port__add_iface(this.handle!, cstr(ifname), queue, bindFlags, xskmapFd, slot);
+    if (rc === -97 /* EAFNOSUPPORT */) {
+      throw new LbError(ErrorCode.Environment, `${lastError()}: this kernel has no AF_XDP sockets (CONFIG_XDP_SOCKETS); use a kernel built with it`);
+    }
     if (rc < 0) throw new LbError(rc === -16 ? ErrorCode.Busy : ErrorCode.Environment, lastError());
     return rc;
   }

@@ -1,0 +1,115 @@
+/**
+ * Starting the daemon wrong (issues 2 and 6, "bad input"): each mistake gets one clear line
+ * naming the cause and the fix, a non-zero exit, and nothing left attached.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Lab, sh } from "../../src/lab/netns.ts";
+import { selfCommand } from "../../src/lab/self.ts";
+import { startDaemon } from "../../src/lab/daemon.ts";
+import { requireRoot } from "./helpers.ts";
+
+let lab: Lab;
+const root = join(import.meta.dir, "../..");
+
+beforeAll(async () => {
+  requireRoot();
+  await Lab.cleanupStale();
+  lab = new Lab("start");
+  await lab.addNs("a");
+  await lab.addNs("b");
+  await lab.veth("a", "x0", "b", "y0");
+  await lab.ip("a", "addr", "add", "198.18.40.1/24", "dev", "x0");
+}, 30_000);
+
+afterAll(async () => {
+  await lab?.teardown();
+}, 30_000);
+
+/** Run `xvs run ARGS` in host a with a fresh state dir; returns exit code and stderr lines. */
+async function runFails(args: string[], env: Record<string, string> = {}, prefix: string[] = []): Promise<{ code: number; lines: string[] }> {
+  const dir = mkdtempSync(join(tmpdir(), "xvs-start-"));
+  try {
+    const p = Bun.spawn(["ip", "netns", "exec", lab.ns("a"), ...prefix, ...selfCommand(), "run", ...args], {
+      stdout: "pipe", stderr: "pipe", env: { ...process.env, XVS_STATE_DIR: dir, ...env },
+    });
+    const code = await Promise.race([p.exited, Bun.sleep(15000).then(() => {
+      p.kill("SIGKILL");
+      return -1;
+    })]);
+    const err = await new Response(p.stderr).text();
+    return { code, lines: err.trim().split("\n").filter(Boolean) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function xdpAttached(ifname: string): Promise<boolean> {
+  const r = await lab.ip("a", "link", "show", "dev", ifname);
+  return /\bxdp/.test(r.stdout);
+}
+
+describe("xvs run refuses to start, with one line naming the cause and the fix", () => {
+  test("without root", async () => {
+    const r = await runFails(["--iface", "x0"], {}, ["runuser", "-u", "nobody", "--"]);
+    expect(r.code).not.toBe(0);
+    expect(r.lines).toEqual(["xvs: xvs run needs root (XDP and AF_XDP need CAP_NET_ADMIN and CAP_BPF): run it as root, e.g. with sudo"]);
+    expect(await xdpAttached("x0")).toBe(false);
+  }, 20_000);
+
+  test("on an interface that does not exist", async () => {
+    const r = await runFails(["--iface", "nope0"]);
+    expect(r.code).toBe(1);
+    expect(r.lines).toEqual(["xvs: interface nope0 does not exist in this network namespace: check the name with 'ip link'"]);
+  }, 20_000);
+
+  test("without an interface, or with an unknown option", async () => {
+    expect((await runFails([])).lines).toEqual(["xvs: no interface given: use --iface IF (once per interface)"]);
+    expect((await runFails(["--iface", "x0", "--frobnicate"])).lines).toEqual(["xvs: unknown option '--frobnicate' (see xvs run --help)"]);
+    expect((await runFails(["--iface", "x0", "--api", "nowhere"])).lines).toEqual(["xvs: --api: 'nowhere' is not HOST:PORT"]);
+  }, 20_000);
+
+  test("when libxdp is missing on the host", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "xvs-shim-"));
+    try {
+      // a shim that needs a library the host does not have, as on a host without libxdp1
+      await sh(["bash", "-c", `cd ${dir} && echo 'int xvs_stub(void){return 0;}' > s.c && gcc -shared -fPIC -o libxdp-missing.so.1 -Wl,-soname,libxdp-missing.so.1 s.c && gcc -shared -fPIC -o shim.so ${root}/native/shim/*.c -L. -Wl,--no-as-needed -l:libxdp-missing.so.1 -lxdp -lbpf && rm libxdp-missing.so.1`]);
+      const r = await runFails(["--iface", "x0"], { XVS_SHIM_PATH: join(dir, "shim.so") });
+      expect(r.code).toBe(1);
+      expect(r.lines.length).toBe(1);
+      expect(r.lines[0]).toContain("libxdp-missing.so.1: cannot open shared object file");
+      expect(r.lines[0]).toEndWith("Install the runtime libraries: apt-get install libxdp1 libbpf1");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
+
+  test("on an interface that another XDP program owns, leaving that program in place", async () => {
+    await lab.ip("a", "link", "set", "dev", "x0", "xdpdrv", "obj", join(root, "native/out/xvs_steer.bpf.o"), "sec", "xdp");
+    try {
+      const r = await runFails(["--iface", "x0"]);
+      expect(r.code).toBe(1);
+      expect(r.lines).toEqual(["xvs: x0 already has an XDP program (another xvs, or another tool): stop it, or remove it with 'ip link set dev x0 xdp off'"]);
+      expect(await xdpAttached("x0")).toBe(true);
+    } finally {
+      await lab.ip("a", "link", "set", "dev", "x0", "xdp", "off");
+    }
+  }, 20_000);
+
+  test("a second instance on the same interface is refused and the first keeps running; SIGTERM then leaves nothing attached", async () => {
+    const first = await startDaemon(lab, "a", ["x0"]);
+    try {
+      expect(await xdpAttached("x0")).toBe(true);
+      const r = await runFails(["--iface", "x0", "--api", "127.0.0.1:9173"]);
+      expect(r.code).toBe(1);
+      expect(r.lines[r.lines.length - 1]).toContain("x0 already has an XDP program");
+      expect((await first.api("GET", "/v1/health")).status).toBe(200);
+    } finally {
+      expect(await first.stop()).toBe(0);
+    }
+    expect(await xdpAttached("x0")).toBe(false);
+    expect(first.log()).toContain("stopped: XDP detached, sockets closed");
+  }, 40_000);
+});
