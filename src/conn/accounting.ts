@@ -1,42 +1,93 @@
 /**
  * Connection accounting as IPVS does it (ip_vs_conn.c ip_vs_bind_dest/ip_vs_unbind_dest,
- * ip_vs_proto_tcp.c set_tcp_state): which counter (ActiveConn, InActConn, PersistConn) a
- * connection is in, and the OVERLOAD flag that the upper and lower thresholds drive.
+ * ip_vs_proto_tcp.c set_tcp_state, ip_vs_proto_udp.c udp_state_transition, ip_vs_ctl.c
+ * __ip_vs_update_dest): which counter (ActiveConn, InActConn, PersistConn) a connection is in,
+ * the OVERLOAD flag that the upper and lower thresholds drive, and the ASSURED mark of a
+ * persistence template.
+ *
+ * Counters are per worker (stats/counters.ts): each worker counts, and applies thresholds to,
+ * the connections it owns. With one worker (one rx queue) that is exactly the kernel's
+ * per-dest count; with several, a threshold applies per worker.
  */
 import type { Counters } from "../stats/counters.ts";
-import { DEST_LTHRESH, DEST_UTHRESH, DEST_WORDS, type Tables } from "../service/tables.ts";
-import { CF_INACTIVE, CF_TEMPLATE, CONN_DEST, CONN_FLAGS, CONN_PROTO_STATE, CONN_WORDS, type ConnTable } from "./table.ts";
-import { TCP_STATE_ACTIVE } from "./state.ts";
+import { DEST_FLAGS, DEST_LTHRESH, DEST_UTHRESH, DEST_WORDS, DESTF_AVAILABLE, DESTF_USED, MAX_DESTS, type Tables } from "../service/tables.ts";
+import {
+  CF_ASSURED, CF_INACTIVE, CF_TEMPLATE, CF_USED, CONN_CONTROL, CONN_DEST, CONN_FLAGS, CONN_PROTO_STATE, CONN_WORDS, HDR_HIGH, type ConnTable,
+} from "./table.ts";
+import { S_ESTABLISHED, TCP_STATE_ACTIVE } from "./state.ts";
 
-/** ip_vs_bind_dest: count a connection on its dest; raise OVERLOAD when the upper threshold is reached. */
+/**
+ * ip_vs_dest_update_overload: set OVERLOAD once a dest's connections (active + inactive;
+ * templates are not connections) reach its upper threshold, clear it once they fall below the
+ * lower threshold, or without one below u - u/4 (75 %, rounded as the kernel does), and never
+ * keep it without an upper threshold. This is the rule of the 6.1 oracle kernel (Debian
+ * 6.1.0-56, which carries "ipvs: properly update the overload flag on dest edit"): editing
+ * the thresholds re-evaluates the flag at once, so `-e -x 1` on a busy dest overloads it
+ * before any new connection (observed: test/fixtures/ipvs-oracle, scenario sh-changes). The
+ * older rule (set only when a connection binds; -e clears it only when u grows or becomes 0)
+ * gives the same results in every other case.
+ */
+export function updateOverload(c: Counters, t: Tables, dest: number): void {
+  const dOff = dest * DEST_WORDS;
+  const u = t.dest[dOff + DEST_UTHRESH];
+  if (u === 0) {
+    c.overload[dest] = 0;
+    return;
+  }
+  const conns = c.active[dest] + c.inactive[dest];
+  if (conns >= u) {
+    c.overload[dest] = 1;
+    return;
+  }
+  const l = t.dest[dOff + DEST_LTHRESH] !== 0 ? t.dest[dOff + DEST_LTHRESH] : u - (u >>> 2);
+  if (conns < l) c.overload[dest] = 0;
+}
+
+/** ip_vs_bind_dest: count a connection (or a template, in PersistConn) on its dest, then update OVERLOAD. */
 export function bindDest(c: Counters, t: Tables, dest: number, flags: number): void {
   if (flags & CF_TEMPLATE) c.persist[dest] += 1;
   else if (flags & CF_INACTIVE) c.inactive[dest] += 1;
   else c.active[dest] += 1;
-  const u = t.dest[dest * DEST_WORDS + DEST_UTHRESH];
-  if (u !== 0 && c.active[dest] + c.inactive[dest] >= u) c.overload[dest] = 1;
+  updateOverload(c, t, dest);
 }
 
-/** ip_vs_unbind_dest: uncount; clear OVERLOAD below the lower threshold (or 3/4 of the upper one, or always when neither is set). */
+/** ip_vs_unbind_dest: uncount; an OVERLOADed dest re-evaluates its flag. */
 export function unbindDest(c: Counters, t: Tables, dest: number, flags: number): void {
   if (flags & CF_TEMPLATE) c.persist[dest] -= 1;
   else if (flags & CF_INACTIVE) c.inactive[dest] -= 1;
   else c.active[dest] -= 1;
-  const dOff = dest * DEST_WORDS;
-  const l = t.dest[dOff + DEST_LTHRESH], u = t.dest[dOff + DEST_UTHRESH];
-  const total = c.active[dest] + c.inactive[dest];
-  if (l !== 0) {
-    if (total < l) c.overload[dest] = 0;
-  } else if (u !== 0) {
-    if (total * 4 < u * 3) c.overload[dest] = 0;
-  } else {
-    c.overload[dest] = 0;
+  if (c.overload[dest] !== 0) updateOverload(c, t, dest);
+}
+
+/**
+ * __ip_vs_update_dest for a new configuration generation: a dest whose thresholds changed
+ * (ipvsadm -a/-e -x/-y) re-evaluates OVERLOAD against its current connections; a dest that is
+ * new starts without it.
+ */
+export function thresholdsChanged(c: Counters, prev: Tables, next: Tables): void {
+  const a = prev.dest, b = next.dest;
+  for (let d = 0; d < MAX_DESTS; d++) {
+    const o = d * DEST_WORDS;
+    if ((b[o + DEST_FLAGS] & DESTF_USED) === 0) continue;
+    if ((a[o + DEST_FLAGS] & DESTF_USED) === 0) {
+      c.overload[d] = 0;
+      if (b[o + DEST_UTHRESH] !== 0) updateOverload(c, next, d);
+    } else if (a[o + DEST_UTHRESH] !== b[o + DEST_UTHRESH] || a[o + DEST_LTHRESH] !== b[o + DEST_LTHRESH]) {
+      updateOverload(c, next, d);
+    }
   }
+}
+
+/** ip_vs_control_assure_ct: mark the template controlling connection `id` ASSURED (shown by -Lnc). */
+export function assureTemplate(rec: Int32Array, id: number): void {
+  const ctl = rec[id * CONN_WORDS + CONN_CONTROL];
+  if (ctl !== 0 && (rec[id * CONN_WORDS + CONN_FLAGS] & CF_TEMPLATE) === 0) rec[(ctl - 1) * CONN_WORDS + CONN_FLAGS] |= CF_ASSURED;
 }
 
 /**
  * set_tcp_state's bookkeeping: move connection `id` to state `next`, moving it between
- * ActiveConn and InActConn as tcp_state_active says, and re-arm it with `timeoutTicks`.
+ * ActiveConn and InActConn as tcp_state_active says, mark its template ASSURED when it becomes
+ * ESTABLISHED, and re-arm it with `timeoutTicks` (the new state's timeout).
  */
 export function setTcpState(conns: ConnTable, c: Counters, id: number, proto: number, next: number, timeoutTicks: number, now: number): void {
   const rec = conns.rec, o = id * CONN_WORDS;
@@ -54,6 +105,62 @@ export function setTcpState(conns: ConnTable, c: Counters, id: number, proto: nu
       rec[o + CONN_FLAGS] = flags & ~CF_INACTIVE;
     }
     rec[o + CONN_PROTO_STATE] = (proto << 8) | next;
+    if (next === S_ESTABLISHED) assureTemplate(rec, id);
   }
   conns.rearm(id, now, timeoutTicks);
+}
+
+/**
+ * udp_state_transition (and any protocol without states): the connection stays inactive, a
+ * reply (`output`) marks its template ASSURED, and every packet re-arms it with the UDP timeout.
+ */
+export function setUdpState(conns: ConnTable, id: number, output: boolean, timeoutTicks: number, now: number): void {
+  if (output) assureTemplate(conns.rec, id);
+  conns.rearm(id, now, timeoutTicks);
+}
+
+/** What the expire_nodest_conn flush needs from the fast path. */
+export interface ConnOwner {
+  conns: ConnTable;
+  tables: Tables;
+  /** Unbind and free a record (templates: and un-control nothing; connections: un-control their template). */
+  release(id: number): void;
+}
+
+/**
+ * ip_vs_expire_nodest_conn_flush (Linux 5.9+, run when a dest is deleted while
+ * expire_nodest_conn=1): delete every connection whose dest is no longer available, and with it
+ * its template once that controls nothing else. Templates that still control connections are
+ * left to their timers. Walks at most `budget` records from `cursor`; returns the next cursor,
+ * or -1 when the walk is done (the fast path spreads it over its expiry calls).
+ */
+export function flushNodest(fp: ConnOwner, cursor: number, budget: number): number {
+  const conns = fp.conns, rec = conns.rec, t = fp.tables;
+  const high = conns.header[HDR_HIGH];
+  const end = Math.min(high, cursor + budget);
+  for (let id = cursor; id < end; id++) {
+    const o = id * CONN_WORDS;
+    const flags = rec[o + CONN_FLAGS];
+    if ((flags & CF_USED) === 0) continue;
+    const dest = rec[o + CONN_DEST];
+    if ((t.dest[dest * DEST_WORDS + DEST_FLAGS] & DESTF_AVAILABLE) !== 0) continue;
+    if ((flags & CF_TEMPLATE) !== 0) {
+      if (rec[o + CONN_CONTROL] === 0) fp.release(id);
+      continue;
+    }
+    const ctl = rec[o + CONN_CONTROL];
+    fp.release(id);
+    if (ctl !== 0 && rec[(ctl - 1) * CONN_WORDS + CONN_CONTROL] === 0) fp.release(ctl - 1);
+  }
+  return end >= high ? -1 : end;
+}
+
+/** True when some dest available in `prev` is not in `next` (deleted: ip_vs_del_dest). */
+export function destRemoved(prev: Tables, next: Tables): boolean {
+  const a = prev.dest, b = next.dest;
+  for (let d = 0; d < MAX_DESTS; d++) {
+    const o = d * DEST_WORDS;
+    if ((a[o + DEST_FLAGS] & DESTF_AVAILABLE) !== 0 && (b[o + DEST_FLAGS] & DESTF_AVAILABLE) === 0) return true;
+  }
+  return false;
 }

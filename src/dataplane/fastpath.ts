@@ -43,7 +43,7 @@ import { CONTINUE, classify } from "./classify.ts";
 import { Counters, DEST_TRAFFIC_BASE, TS_CONNS, TS_INBYTES, TS_INPKTS, TS_OUTBYTES, TS_OUTPKTS, TS_WORDS } from "../stats/counters.ts";
 import { Stat } from "./verdict.ts";
 import { newConnection } from "./schedule.ts";
-import { setTcpState, unbindDest } from "../conn/accounting.ts";
+import { destRemoved, flushNodest, setTcpState, setUdpState, thresholdsChanged, unbindDest } from "../conn/accounting.ts";
 
 const MAX_BURST = abi.XVS_MAX_BURST;
 const D_WORDS = abi.XVS_DESC_WORDS;
@@ -55,6 +55,8 @@ const OUT_DROP = abi.XVS_OUT_DROP;
 
 /** Examined per expiry call: bounds the timer work done between two bursts. */
 const EXPIRE_BUDGET = 256;
+/** Records walked per expiry call by the expire_nodest_conn flush. */
+const NODEST_FLUSH_BUDGET = 4096;
 
 /** Per-state TCP timeouts in ticks; ESTABLISHED and FIN_WAIT follow `--set`. */
 function tcpTimeouts(t: Tables): Int32Array {
@@ -84,6 +86,8 @@ export class FastPath {
   dv: DataView;
   /** Sink for pass 1's index touches, so the loads are not optimised away. */
   touched = 0;
+  /** Next record of a running expire_nodest_conn flush, -1 when none runs. */
+  private nodestCursor = -1;
 
   constructor(buf: Uint8Array, tables: Tables, conns: ConnTable, counters: Counters, nh: NextHopView) {
     this.u8 = buf;
@@ -130,6 +134,9 @@ export class FastPath {
     }
     this.tcpTicks = tcpTimeouts(next);
     this.udpTicks = next.settings[SET_UDP_TICKS];
+    thresholdsChanged(this.counters, prev, next);
+    // Linux 5.9+: deleting a dest with expire_nodest_conn=1 flushes its connections (in steps, from expire())
+    if (next.settings[SET_EXPIRE_NODEST_CONN] !== 0 && destRemoved(prev, next)) this.nodestCursor = 0;
   }
 
   /** Use another frame buffer (the UMEM of a new port). */
@@ -212,17 +219,23 @@ export class FastPath {
   }
 
   /**
-   * ip_vs_in: an existing connection seeing a new SYN may be expired and rescheduled:
-   * expire_nodest_conn with a quiesced/removed dest, or conn_reuse_mode with a connection in
-   * TIME_WAIT/CLOSE (FIN_WAIT too for DR/TUN with bit 2), never for one a template controls.
+   * ip_vs_in: should this connection be expired and the packet scheduled afresh?
+   * - with conn_reuse_mode (default 1), a SYN (is_new_conn: the SYN bit, whatever else is set)
+   *   on a connection whose dest has weight 0 when expire_nodest_conn is set, or on one not
+   *   controlled by a template that is in TIME_WAIT or CLOSE (with bit 2, also FIN_WAIT of a
+   *   DR/TUN connection: is_new_conn_expected);
+   * - any packet of a connection whose dest was deleted, when expire_nodest_conn is set
+   *   (otherwise forward() drops it: the dest may come back from the trash).
    */
   mayReuse(id: number, proto: number, tcpFlags: number): boolean {
-    if (proto !== PROTO_TCP || (tcpFlags & 0x02) === 0 || (tcpFlags & 0x14) !== 0) return false;
     const rec = this.conns.rec, o = id * CONN_WORDS, t = this.tables;
     const dest = rec[o + CONN_DEST];
-    if (t.settings[SET_EXPIRE_NODEST_CONN] !== 0 && t.dest[dest * DEST_WORDS + DEST_WEIGHT] === 0) return true;
+    const nodest = t.settings[SET_EXPIRE_NODEST_CONN] !== 0;
+    if (nodest && (t.dest[dest * DEST_WORDS + DEST_FLAGS] & DESTF_AVAILABLE) === 0) return true;
     const mode = t.settings[SET_CONN_REUSE_MODE];
-    if (mode === 0 || rec[o + CONN_CONTROL] !== 0) return false;
+    if (mode === 0 || proto !== PROTO_TCP || (tcpFlags & 0x02) === 0) return false;
+    if (nodest && t.dest[dest * DEST_WORDS + DEST_WEIGHT] === 0) return true;
+    if (rec[o + CONN_CONTROL] !== 0) return false;
     const state = rec[o + CONN_PROTO_STATE] & 0xff;
     if (state === S_TIME_WAIT || state === S_CLOSE) return true;
     return (mode & 2) !== 0 && state === S_FIN_WAIT && (rec[o + CONN_FLAGS] & CF_NOOUTPUT) !== 0;
@@ -328,7 +341,8 @@ export class FastPath {
     if (proto === PROTO_TCP) {
       this.setState(id, proto, tcpNextState(DIR_OUTPUT, f[row + FLOW_META] & 0xff, rec[o + CONN_PROTO_STATE] & 0xff));
     } else {
-      this.conns.rearm(id, this.now, this.udpTicks);
+      // a reply marks the client's persistence template ASSURED (udp_state_transition)
+      setUdpState(this.conns, id, true, this.udpTicks, this.now);
     }
     if (!this.ttlOk(descs, d, row, pkt, v6)) return;
     const frame = descs[d + D_ADDR];
@@ -436,6 +450,7 @@ export class FastPath {
 
   /** Run the timer wheel up to now (bounded work); returns the number of records examined. */
   expire(): number {
+    if (this.nodestCursor >= 0) this.nodestCursor = flushNodest(this, this.nodestCursor, NODEST_FLUSH_BUDGET);
     return this.conns.expire(this.now, EXPIRE_BUDGET, this.onExpire);
   }
 }

@@ -1,22 +1,43 @@
 /**
- * New connections: scheduling, creation and counting (ip_vs_core.c ip_vs_schedule,
- * ip_vs_conn.c ip_vs_conn_new). Persistence templates, one-packet scheduling and the kernel's
- * gating rules live here; the fast path calls newConnection() for a packet that matched no
- * connection but a virtual service.
+ * New connections: scheduling, persistence templates, creation and counting (ip_vs_core.c
+ * ip_vs_schedule / ip_vs_sched_persist, ip_vs_conn.c ip_vs_conn_new / ip_vs_check_template).
+ * The fast path calls newConnection() for a packet that matched no connection but a virtual
+ * service.
+ *
+ * Persistence: a template record (CF_TEMPLATE) keyed <proto, client network, 0, vaddr, vport>
+ * names the dest every new connection of that client network gets without asking the
+ * scheduler; it counts in PersistConn, each connection it controls re-arms it (ip_vs_conn_put)
+ * and names it in CONN_CONTROL, and it outlives its connections by the persistence timeout.
+ * A template whose dest was deleted (or, with expire_quiescent_template, set to weight 0) is
+ * invalidated (re-keyed with ports 0xffff, as the kernel rehashes it) and the scheduler runs.
+ *
+ * Deviations, both because the fast path cannot do otherwise:
+ * - a TCP packet that may not start a connection (no SYN, or RST; sloppy_tcp=0) and has none is
+ *   passed to the local stack by the kernel (tcp_conn_schedule returns NF_ACCEPT, and the
+ *   director's stack answers with a RST for a VIP it owns). An AF_XDP socket cannot hand a
+ *   frame back to the kernel, so xvs drops it and counts Stat.DropTcpNoConn;
+ * - a full connection table refuses the new connection (Stat.DropTableFull, nothing else
+ *   changes: no established connection is evicted to make room, and the client's next SYN
+ *   retries). The kernel's table has no fixed size; a bounded one must choose, and refusing
+ *   keeps every existing flow intact under a SYN flood.
  */
 import {
-  CF_FWD_MASK, CF_INACTIVE, CF_NOOUTPUT, CF_OUT_ENTRY, CF_USED, CONN_CADDR, CONN_CONTROL, CONN_CPORT_VPORT, CONN_DADDR,
-  CONN_DEST, CONN_DPORT, CONN_EXPIRES, CONN_FLAGS, CONN_PROTO_STATE, CONN_SVC, CONN_TIMEOUT, CONN_VADDR, CONN_WORDS,
-  TICKS_PER_SEC,
+  CF_FWD_MASK, CF_INACTIVE, CF_NOOUTPUT, CF_OUT_ENTRY, CF_TEMPLATE, CF_USED, CONN_CADDR, CONN_CONTROL,
+  CONN_CPORT_VPORT, CONN_DADDR, CONN_DEST, CONN_DPORT, CONN_EXPIRES, CONN_FLAGS, CONN_PROTO_STATE, CONN_SVC, CONN_TIMEOUT,
+  CONN_VADDR, CONN_WORDS, TICKS_PER_SEC, type ConnTable,
 } from "../conn/table.ts";
-import { bindDest } from "../conn/accounting.ts";
+import { bindDest, unbindDest } from "../conn/accounting.ts";
 import { NEW_CONN_TIMEOUT_SEC, S_NONE } from "../conn/state.ts";
 import { SCHEDULER_BY_ID } from "../sched/registry.ts";
 import {
-  DEST_ADDR, DEST_FWD, DEST_PORT, DEST_WORDS, FWD_MASQ, SET_SLOPPY_TCP, SVC_FLAGS, SVC_PORT, SVC_SCHED, SVC_WORDS, SVCF_ONEPACKET,
+  DEST_ADDR, DEST_FLAGS, DEST_FWD, DEST_PORT, DEST_WEIGHT, DEST_WORDS, DESTF_AVAILABLE, FWD_MASQ,
+  SET_EXPIRE_QUIESCENT_TEMPLATE, SET_SLOPPY_TCP, SVC_FLAGS, SVC_FWMARK, SVC_NETMASK, SVC_PORT, SVC_PTIMEOUT, SVC_SCHED,
+  SVC_WORDS, SVCF_FWMARK, SVCF_ONEPACKET, SVCF_PERSISTENT, type Tables,
 } from "../service/tables.ts";
 import { DEST_TRAFFIC_BASE, TS_CONNS, TS_WORDS } from "../stats/counters.ts";
-import { ICMP_CODE_PORT_UNREACH, ICMP_DEST_UNREACH, ICMPV6_CODE_PORT_UNREACH, ICMPV6_DEST_UNREACH, PROTO_TCP } from "../wire/fields.ts";
+import {
+  ICMP_CODE_PORT_UNREACH, ICMP_DEST_UNREACH, ICMPV6_CODE_PORT_UNREACH, ICMPV6_DEST_UNREACH, PROTO_TCP, PROTO_UDP,
+} from "../wire/fields.ts";
 import { FLOW_DST, FLOW_PORTS, FLOW_SRC } from "../wire/flow.ts";
 import * as abi from "../ffi/abi.ts";
 import type { FastPath } from "./fastpath.ts";
@@ -25,60 +46,194 @@ import { Stat } from "./verdict.ts";
 const D_ADDR = abi.XVS_DESC_ADDR;
 const D_IN = abi.XVS_DESC_IN_PORT;
 
-/** A SYN (or, with sloppy_tcp, any non-RST TCP packet) may start a TCP connection. */
-function mayCreate(fp: FastPath, proto: number, tcpFlags: number): boolean {
+/** FTPPORT: a persistent FTP service keeps vport 0 in its templates (data connections use other ports). */
+const FTP_PORT = 21;
+/** Template ports after invalidation (ip_vs_check_template): no lookup matches them any more. */
+const INVALID_PORT = 0xffff;
+
+/** tcp_conn_schedule's gate: a SYN without RST (or, with sloppy_tcp, any non-RST packet) may start a TCP connection. */
+export function mayCreate(t: Tables, proto: number, tcpFlags: number): boolean {
   if (proto !== PROTO_TCP) return true;
   if (tcpFlags & 0x04) return false;
-  return (tcpFlags & 0x02) !== 0 || fp.tables.settings[SET_SLOPPY_TCP] !== 0;
+  return (tcpFlags & 0x02) !== 0 || t.settings[SET_SLOPPY_TCP] !== 0;
+}
+
+/** The flags a new connection (or template) inherits from its dest (dest->conn_flags). */
+function destConnFlags(t: Tables, dest: number, v6: number): number {
+  const fwd = t.dest[dest * DEST_WORDS + DEST_FWD];
+  return CF_USED | (fwd & CF_FWD_MASK) | CF_INACTIVE | v6 | (fwd === FWD_MASQ ? 0 : CF_NOOUTPUT);
+}
+
+/**
+ * ip_vs_check_template: is the template's dest still usable? If not, invalidate the template
+ * (it stays until its timer, counted in PersistConn, but no lookup finds it) and say so.
+ */
+function checkTemplate(t: Tables, conns: ConnTable, ct: number): boolean {
+  const rec = conns.rec, o = ct * CONN_WORDS;
+  const d = rec[o + CONN_DEST];
+  const dOff = d * DEST_WORDS;
+  if ((t.dest[dOff + DEST_FLAGS] & DESTF_AVAILABLE) !== 0 &&
+    !(t.settings[SET_EXPIRE_QUIESCENT_TEMPLATE] !== 0 && t.dest[dOff + DEST_WEIGHT] === 0)) return true;
+  if ((rec[o + CONN_CPORT_VPORT] & 0xffff) !== INVALID_PORT) {
+    conns.rekeyPorts(ct, INVALID_PORT);
+    rec[o + CONN_DPORT] = INVALID_PORT;
+  }
+  return false;
+}
+
+/** Scratch results of persistSchedule (one worker, one call at a time). */
+let tplOut = -1;
+
+/**
+ * ip_vs_sched_persist, up to the choice of the dest: find or create the client network's
+ * template. Returns the dest id, -1 when no dest is available (the client gets ICMP), or -2
+ * when the template could not be stored (table full: drop). The template id is left in tplOut.
+ */
+function persistSchedule(fp: FastPath, svc: number, row: number, proto: number, v6: number, dport: number): number {
+  const t = fp.tables, f = fp.flows, conns = fp.conns, rec = conns.rec;
+  const so = svc * SVC_WORDS;
+  const svcPort = t.svc[so + SVC_PORT];
+  // snet: the client address under the persistence mask
+  const n0 = f[row + FLOW_SRC] & t.svc[so + SVC_NETMASK], n1 = f[row + FLOW_SRC + 1] & t.svc[so + SVC_NETMASK + 1];
+  const n2 = f[row + FLOW_SRC + 2] & t.svc[so + SVC_NETMASK + 2], n3 = f[row + FLOW_SRC + 3] & t.svc[so + SVC_NETMASK + 3];
+  let tproto = proto, vport = 0;
+  let v0 = f[row + FLOW_DST], v1 = f[row + FLOW_DST + 1], v2 = f[row + FLOW_DST + 2], v3 = f[row + FLOW_DST + 3];
+  if (dport === svcPort) {
+    // <proto, snet, 0, vaddr, vport> (FTP: vport 0)
+    if (svcPort !== FTP_PORT) vport = dport;
+  } else if ((t.svc[so + SVC_FLAGS] & SVCF_FWMARK) !== 0) {
+    // fwmark template: <IPPROTO_IP, snet, 0, fwmark, 0>
+    tproto = 0;
+    v0 = t.svc[so + SVC_FWMARK];
+    v1 = v2 = v3 = 0;
+  } // else a port-0 service: <proto, snet, 0, vaddr, 0>
+  let ct = conns.lookupTemplate(v6, n0, n1, n2, n3, v0, v1, v2, v3, vport, tproto);
+  let dest: number;
+  if (ct < 0 || !checkTemplate(t, conns, ct)) {
+    const sched = SCHEDULER_BY_ID[t.svc[so + SVC_SCHED]];
+    dest = sched ? sched.schedule(fp.sched, svc, f, row) : -1;
+    if (dest < 0) return -1;
+    ct = conns.alloc();
+    if (ct < 0) return -2;
+    const o = ct * CONN_WORDS, dOff = dest * DEST_WORDS;
+    const flags = destConnFlags(t, dest, v6) | CF_TEMPLATE;
+    rec[o + CONN_FLAGS] = flags;
+    rec[o + CONN_PROTO_STATE] = (tproto << 8) | S_NONE;
+    rec[o + CONN_CADDR] = n0;
+    rec[o + CONN_CADDR + 1] = n1;
+    rec[o + CONN_CADDR + 2] = n2;
+    rec[o + CONN_CADDR + 3] = n3;
+    rec[o + CONN_VADDR] = v0;
+    rec[o + CONN_VADDR + 1] = v1;
+    rec[o + CONN_VADDR + 2] = v2;
+    rec[o + CONN_VADDR + 3] = v3;
+    for (let k = 0; k < 4; k++) rec[o + CONN_DADDR + k] = t.dest[dOff + DEST_ADDR + k];
+    rec[o + CONN_CPORT_VPORT] = vport;
+    rec[o + CONN_DPORT] = dport === svcPort && svcPort !== FTP_PORT ? t.dest[dOff + DEST_PORT] : 0;
+    rec[o + CONN_SVC] = svc;
+    rec[o + CONN_DEST] = dest;
+    rec[o + CONN_CONTROL] = 0;
+    const timeout = t.svc[so + SVC_PTIMEOUT];
+    rec[o + CONN_TIMEOUT] = timeout;
+    rec[o + CONN_EXPIRES] = (fp.now + timeout) | 0;
+    bindDest(fp.counters, t, dest, flags);
+    fp.counters.svcRefs[svc] += 1;
+    conns.link(ct, fp.now);
+  } else {
+    dest = rec[ct * CONN_WORDS + CONN_DEST];
+  }
+  tplOut = ct;
+  return dest;
+}
+
+/** Count a scheduled connection (ip_vs_conn_stats): conns per service and per dest. */
+function countConn(fp: FastPath, svc: number, dest: number): void {
+  const tr = fp.counters.traffic;
+  tr[svc * TS_WORDS + TS_CONNS] += 1;
+  tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_CONNS] += 1;
+  fp.counters.verdicts[Stat.NewConns] += 1;
+}
+
+/** Answer the client with ICMP (v6) port unreachable (ip_vs_leave). */
+function leave(fp: FastPath, descs: Uint32Array, d: number, row: number, pkt: number, v6: number): void {
+  fp.counters.verdicts[Stat.DropNoDest] += 1;
+  fp.sendIcmp(descs, d, row, pkt, v6, v6 ? ICMPV6_DEST_UNREACH : ICMP_DEST_UNREACH, v6 ? ICMPV6_CODE_PORT_UNREACH : ICMP_CODE_PORT_UNREACH, 0);
 }
 
 /**
  * The first packet of a connection (ip_vs_schedule): gate (TCP needs a SYN unless sloppy_tcp),
- * ask the service's scheduler, create and count the connection, then forward the packet. With
- * no real server available the client gets ICMP port unreachable (ip_vs_leave).
+ * choose the dest (through the client's persistence template, or the service's scheduler),
+ * create and count the connection, then forward the packet. With no real server available the
+ * client gets ICMP port unreachable (ip_vs_leave), for TCP as for UDP.
  */
 export function newConnection(fp: FastPath, descs: Uint32Array, d: number, row: number, pkt: number, svc: number, proto: number, v6: number, tcpFlags: number): void {
   const t = fp.tables, f = fp.flows;
-  if (!mayCreate(fp, proto, tcpFlags)) {
+  if (!mayCreate(t, proto, tcpFlags)) {
     fp.drop(descs, d, Stat.DropTcpNoConn);
     return;
   }
+  fp.sched.now = fp.now;
   const so = svc * SVC_WORDS;
-  const sched = SCHEDULER_BY_ID[t.svc[so + SVC_SCHED]];
-  const dest = sched ? sched.schedule(fp.sched, svc, f, row) : -1;
-  if (dest < 0) {
-    // ip_vs_leave: ICMP port unreachable for TCP as for UDP
-    fp.counters.verdicts[Stat.DropNoDest] += 1;
-    fp.sendIcmp(descs, d, row, pkt, v6, v6 ? ICMPV6_DEST_UNREACH : ICMP_DEST_UNREACH, v6 ? ICMPV6_CODE_PORT_UNREACH : ICMP_CODE_PORT_UNREACH, 0);
-    return;
+  const svcFlags = t.svc[so + SVC_FLAGS];
+  const pktDport = f[row + FLOW_PORTS] & 0xffff;
+  const svcPort = t.svc[so + SVC_PORT];
+  let dest: number, tpl = -1, dport: number;
+  if ((svcFlags & SVCF_PERSISTENT) !== 0) {
+    dest = persistSchedule(fp, svc, row, proto, v6, pktDport);
+    if (dest === -2) {
+      fp.drop(descs, d, Stat.DropTableFull);
+      return;
+    }
+    if (dest < 0) {
+      leave(fp, descs, d, row, pkt, v6);
+      return;
+    }
+    tpl = tplOut;
+    // persistent fwmark and port-0 services keep the client's port
+    const destPort = t.dest[dest * DEST_WORDS + DEST_PORT];
+    dport = pktDport === svcPort && destPort !== 0 ? destPort : pktDport;
+  } else {
+    if ((svcFlags & SVCF_FWMARK) === 0 && pktDport !== svcPort) {
+      // "Schedule: port zero only supported in persistent services"
+      leave(fp, descs, d, row, pkt, v6);
+      return;
+    }
+    const sched = SCHEDULER_BY_ID[t.svc[so + SVC_SCHED]];
+    dest = sched ? sched.schedule(fp.sched, svc, f, row) : -1;
+    if (dest < 0) {
+      leave(fp, descs, d, row, pkt, v6);
+      return;
+    }
+    const destPort = t.dest[dest * DEST_WORDS + DEST_PORT];
+    dport = destPort !== 0 ? destPort : pktDport;
   }
-  const tr = fp.counters.traffic;
-  const dOff = dest * DEST_WORDS;
-  const dport = t.dest[dOff + DEST_PORT] !== 0 ? t.dest[dOff + DEST_PORT] : t.svc[so + SVC_PORT];
-  const fwd = t.dest[dOff + DEST_FWD];
-  if ((t.svc[so + SVC_FLAGS] & SVCF_ONEPACKET) !== 0 && proto === 17) {
-    // -o: the connection lives for this one datagram and is never hashed (ip_vs_conn_hash skips it)
-    tr[svc * TS_WORDS + TS_CONNS] += 1;
-    tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_CONNS] += 1;
-    fp.counters.verdicts[Stat.NewConns] += 1;
+  const conns = fp.conns, rec = conns.rec;
+  const fwd = t.dest[dest * DEST_WORDS + DEST_FWD];
+  const flags = destConnFlags(t, dest, v6);
+  if ((svcFlags & SVCF_ONEPACKET) !== 0 && proto === PROTO_UDP) {
+    // -o: the connection lives for this one datagram and is never hashed (ip_vs_conn_hash
+    // skips it; ip_vs_conn_put frees it at once): bound and unbound around the packet, so the
+    // thresholds see it, and its template is re-armed
+    bindDest(fp.counters, t, dest, flags);
+    countConn(fp, svc, dest);
+    if (tpl >= 0) conns.touch(tpl, fp.now);
     fp.transmitIn(descs, d, row, pkt, svc, dest, dport, fwd, v6, -1);
+    unbindDest(fp.counters, t, dest, flags);
     return;
   }
-  const conns = fp.conns;
   const id = conns.alloc();
   if (id < 0) {
+    if (tpl >= 0) conns.touch(tpl, fp.now);
     fp.drop(descs, d, Stat.DropTableFull);
     return;
   }
-  const rec = conns.rec, o = id * CONN_WORDS;
-  let flags = CF_USED | (fwd & CF_FWD_MASK) | CF_INACTIVE | v6;
-  flags |= fwd === FWD_MASQ ? CF_OUT_ENTRY : CF_NOOUTPUT;
-  rec[o + CONN_FLAGS] = flags;
+  const o = id * CONN_WORDS;
+  rec[o + CONN_FLAGS] = flags | (fwd === FWD_MASQ ? CF_OUT_ENTRY : 0);
   rec[o + CONN_PROTO_STATE] = (proto << 8) | S_NONE;
   for (let k = 0; k < 4; k++) {
     rec[o + CONN_CADDR + k] = f[row + FLOW_SRC + k];
     rec[o + CONN_VADDR + k] = f[row + FLOW_DST + k];
-    rec[o + CONN_DADDR + k] = t.dest[dOff + DEST_ADDR + k];
+    rec[o + CONN_DADDR + k] = t.dest[dest * DEST_WORDS + DEST_ADDR + k];
   }
   rec[o + CONN_CPORT_VPORT] = f[row + FLOW_PORTS];
   rec[o + CONN_DPORT] = dport;
@@ -91,8 +246,12 @@ export function newConnection(fp: FastPath, descs: Uint32Array, d: number, row: 
   bindDest(fp.counters, t, dest, flags);
   fp.counters.svcRefs[svc] += 1;
   conns.link(id, fp.now);
-  tr[svc * TS_WORDS + TS_CONNS] += 1;
-  tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_CONNS] += 1;
-  fp.counters.verdicts[Stat.NewConns] += 1;
+  if (tpl >= 0) {
+    // ip_vs_control_add + ip_vs_conn_put(ct): the template controls it and is re-armed
+    rec[o + CONN_CONTROL] = tpl + 1;
+    rec[tpl * CONN_WORDS + CONN_CONTROL] += 1;
+    conns.touch(tpl, fp.now);
+  }
+  countConn(fp, svc, dest);
   fp.forward(descs, d, row, pkt, id);
 }

@@ -1,8 +1,10 @@
 /**
  * Round robin (ip_vs_rr.c). The position is the last chosen dest (or the list head); the next
- * pick walks on from there in list order, wrapping once, skipping weight-0 and overloaded dests.
- * When the dest at the position is deleted, the position moves to its predecessor, as
- * ip_vs_rr_del_dest does, so the walk continues with the dest that followed it.
+ * pick walks on from there in list order, wrapping once, skipping weight-0 and overloaded dests
+ * (the dest at the position itself is the last candidate). Dests added with ipvsadm -a go to
+ * the list head, so A, B, C added in that order are served C, B, A (checklist 19). When the dest
+ * at the position is deleted, the position moves to its predecessor, as ip_vs_rr_del_dest
+ * does, so the walk continues with the dest that followed it.
  */
 import { DEST_WEIGHT, DEST_WORDS, SVC_DEST_N, SVC_DEST_OFF, SVC_WORDS, type Tables } from "../service/tables.ts";
 import { SCHED_STATE_WORDS, type SchedView, type Scheduler } from "./scheduler.ts";

@@ -1,15 +1,14 @@
 /**
  * Source hashing (ip_vs_sh.c): 256 buckets filled by walking the dest list, each dest taking
  * `weight` consecutive buckets (a weight-0 dest still takes one), repeated until the table is
- * full; rebuilt whenever dests or weights change. A client address (and, with sh-port, its
- * source port) picks a bucket with hash_32; with sh-fallback an unusable bucket is skipped by
- * rehashing with growing offsets, otherwise the connection is refused.
+ * full; rebuilt whenever dests or weights change. The client address (and, with sh-port, its
+ * source port) picks a bucket with hash_32; a bucket whose dest has weight 0 or OVERLOAD
+ * refuses the connection unless sh-fallback is set, which rehashes with growing offsets until
+ * it finds a usable dest.
  */
-import {
-  DEST_WEIGHT, DEST_WORDS, SVC_FLAGS, SVC_TABLE_OFF, SVC_WORDS, SVCF_SCHED1, SVCF_SCHED2, SVCF_V6,
-} from "../service/tables.ts";
+import { SVC_FLAGS, SVC_WORDS, SVCF_SCHED1, SVCF_SCHED2, SVCF_V6 } from "../service/tables.ts";
 import { FLOW_PORTS, FLOW_SRC } from "../wire/flow.ts";
-import type { Scheduler, SchedView } from "./scheduler.ts";
+import { tableOff, weightOf, type Scheduler, type SchedView } from "./scheduler.ts";
 
 /** Buckets per service (IP_VS_SH_TAB_SIZE = 1 << 8). */
 export const SH_TAB_SIZE = 256;
@@ -21,13 +20,13 @@ export function hash32(val: number, bits: number): number {
   return Math.imul(val, GOLDEN_RATIO_32) >>> (32 - bits);
 }
 
-/** ip_vs_sh_hashkey: bucket of a (folded) client address and port with an offset. */
+/** ip_vs_sh_hashkey: bucket of a (folded, host-order) client address and port, plus an offset. */
 export function shHashkey(addrFold: number, port: number, offset: number): number {
   return (offset + hash32((port + addrFold) | 0, 8)) & (SH_TAB_SIZE - 1);
 }
 
 function usable(v: SchedView, d: number): boolean {
-  return d >= 0 && v.t.dest[d * DEST_WORDS + DEST_WEIGHT] > 0 && v.overload[d] === 0;
+  return weightOf(v.t, d) > 0 && v.overload[d] === 0;
 }
 
 export const sh: Scheduler = {
@@ -53,19 +52,18 @@ export const sh: Scheduler = {
   update() {},
   schedule(v, svc, flow, row) {
     const t = v.t;
-    const so = svc * SVC_WORDS;
-    const flags = t.svc[so + SVC_FLAGS];
-    const base = t.svc[so + SVC_TABLE_OFF];
+    const flags = t.svc[svc * SVC_WORDS + SVC_FLAGS];
+    const base = tableOff(t, svc);
     const addr = (flags & SVCF_V6) !== 0
       ? flow[row + FLOW_SRC] ^ flow[row + FLOW_SRC + 1] ^ flow[row + FLOW_SRC + 2] ^ flow[row + FLOW_SRC + 3]
       : flow[row + FLOW_SRC];
     const port = (flags & SVCF_SCHED2) !== 0 ? flow[row + FLOW_PORTS] >>> 16 : 0;
     const ihash = shHashkey(addr, port, 0);
     const first = t.buckets[base + ihash];
-    if ((flags & SVCF_SCHED1) === 0) return usable(v, first) ? first : -1;
-    // ip_vs_sh_get_fallback
     if (first < 0) return -1;
     if (usable(v, first)) return first;
+    if ((flags & SVCF_SCHED1) === 0) return -1;
+    // ip_vs_sh_get_fallback: walk offsets from the original bucket, rehashing each time
     for (let offset = 0; offset < SH_TAB_SIZE; offset++) {
       const roffset = (offset + ihash) % SH_TAB_SIZE;
       const d = t.buckets[base + shHashkey(addr, port, roffset)];

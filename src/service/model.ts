@@ -69,6 +69,37 @@ export interface Service {
   dests: Dest[];
   epoch: number;
   schedEpoch: number;
+  /**
+   * The weights after every scheduler callback since the scheduler was bound, oldest first:
+   * DEST_CHANGE_WORDS numbers each (see destChange). The kernel calls add_dest/del_dest/
+   * upd_dest once per change, and wrr's state depends on every intermediate step, so a worker
+   * that receives several changes in one generation (restore, batches) replays them. Replaced,
+   * never mutated (clones share it).
+   */
+  destChanges: readonly number[];
+}
+
+/** Numbers per destChanges entry: epoch, gcd of the positive weights (0: none), largest weight, 1 = scheduler bound (init_service). */
+export const DEST_CHANGE_WORDS = 4;
+/** Entries kept per service; a longer batch replays only its last ones. */
+export const DEST_CHANGES_KEPT = 32;
+
+function gcd2(a: number, b: number): number {
+  while (b !== 0) [a, b] = [b, a % b];
+  return a;
+}
+
+/** Append the service's current weight summary to its destChanges (`bind`: the scheduler starts here). */
+function destChange(svc: Service, epoch: number, bind: boolean): void {
+  let g = 0, max = 0;
+  for (const d of svc.dests) {
+    const w = d.spec.weight;
+    if (w > 0) g = g > 0 ? gcd2(w, g) : w;
+    if (w > max) max = w;
+  }
+  const entry = [epoch, g, max, bind ? 1 : 0];
+  const kept = bind ? [] : svc.destChanges.slice(-(DEST_CHANGES_KEPT - 1) * DEST_CHANGE_WORDS);
+  svc.destChanges = [...kept, ...entry];
 }
 
 function protoNumber(p: string): number {
@@ -177,6 +208,7 @@ export class Model {
     const svc = this.buildService(id, key, spec);
     svc.schedEpoch = this.epoch();
     svc.epoch = this.epoch();
+    destChange(svc, svc.schedEpoch, true);
     this.services.push(svc);
     this.version++;
     return svc;
@@ -204,6 +236,7 @@ export class Model {
       dests: [],
       epoch: 0,
       schedEpoch: 0,
+      destChanges: [],
     };
   }
 
@@ -215,6 +248,8 @@ export class Model {
     svc.epoch = old.epoch;
     // a different scheduler starts from scratch (unbind old, bind new); the same keeps its state
     svc.schedEpoch = svc.schedId === old.schedId ? old.schedEpoch : this.epoch();
+    if (svc.schedId === old.schedId) svc.destChanges = old.destChanges;
+    else destChange(svc, svc.schedEpoch, true);
     this.services[this.services.indexOf(old)] = svc;
     this.version++;
     return svc;
@@ -277,6 +312,7 @@ export class Model {
     }
     svc.dests.unshift(d);
     svc.epoch = this.epoch();
+    destChange(svc, svc.epoch, false);
     this.version++;
     return d;
   }
@@ -299,6 +335,7 @@ export class Model {
     if (spec.weight > 0) d.lastWeight = spec.weight;
     if (old.upperThreshold !== spec.upperThreshold || old.lowerThreshold !== spec.lowerThreshold) d.epoch = this.epoch();
     svc.epoch = this.epoch();
+    destChange(svc, svc.epoch, false);
     this.version++;
     return d;
   }
@@ -310,6 +347,7 @@ export class Model {
     svc.dests.splice(svc.dests.indexOf(d), 1);
     this.toTrash(d, now);
     svc.epoch = this.epoch();
+    destChange(svc, svc.epoch, false);
     this.version++;
   }
 

@@ -1,0 +1,156 @@
+/**
+ * The address caches of lblc and lblcr (ip_vs_lblc.c, ip_vs_lblcr.c): per service, destination
+ * address -> dest (lblc) or -> a small set of dests (lblcr), with each entry's last use. Built
+ * once per service by the scheduler's `init` as fixed typed arrays (open addressing, linear
+ * probing, backward-shift deletion), so scheduling never allocates.
+ *
+ * Ageing follows the kernel's periodic check (every 60 s): every 30th check removes entries
+ * unused for the expiration time (lblc_expiration / lblcr_expiration, 24 h by default); the
+ * other checks, only while the table holds more than 16384 entries, remove entries idle for
+ * 6 minutes until 4/3 of the excess is gone. The kernel runs that check from a timer; here it
+ * runs, with the same arithmetic, when the next connection is scheduled, which nothing between
+ * two connections can tell apart.
+ *
+ * Bound: the kernel's table only grows (allocation failure aside); this one holds at most
+ * LOCALITY_MAX_ENTRIES. When full, the dest is still chosen but not cached, which is what the
+ * kernel does when it cannot allocate an entry ("we'll just use the valid dest").
+ */
+import { TICKS_PER_SEC } from "../conn/table.ts";
+import { hashTuple } from "../wire/flow.ts";
+
+/** Slots per table (a power of two). */
+export const LOCALITY_SLOTS = 32768;
+/** Most entries per table (load 0.75). */
+export const LOCALITY_MAX_ENTRIES = 24576;
+/** Size above which the 60-s check starts evicting idle entries (tbl->max_size = TAB_SIZE * 16). */
+export const LOCALITY_SOFT_MAX = 1024 * 16;
+/** CHECK_EXPIRE_INTERVAL, ticks. */
+export const CHECK_INTERVAL_TICKS = 60 * TICKS_PER_SEC;
+/** ENTRY_TIMEOUT: idle time after which an entry may be evicted from a full table, ticks. */
+export const ENTRY_TIMEOUT_TICKS = 6 * 60 * TICKS_PER_SEC;
+/** DEFAULT_EXPIRATION (lblc_expiration, lblcr_expiration): 24 h, ticks. */
+export const DEFAULT_EXPIRATION_TICKS = 24 * 60 * 60 * TICKS_PER_SEC;
+/** COUNT_FOR_FULL_EXPIRATION: every 30th check is a full one. */
+const COUNT_FOR_FULL_EXPIRATION = 30;
+/** Members of an lblcr set (the kernel's sets may hold every dest of the service; sets are rarely larger than 2). */
+export const SET_MAX = 8;
+
+const MASK = LOCALITY_SLOTS - 1;
+const SEED = 0x2c1b3c6d;
+
+/** An address cache. `width` = int32 words of payload per entry (1 for lblc; the set for lblcr). */
+export class LocalityTable {
+  /** Address words of each slot. */
+  readonly key = new Int32Array(LOCALITY_SLOTS * 4);
+  /** 1 when the slot holds an entry. */
+  readonly used = new Uint8Array(LOCALITY_SLOTS);
+  /** Last use, ticks. */
+  readonly lastuse = new Int32Array(LOCALITY_SLOTS);
+  /** Payload: lblc: [dest]; lblcr: [size, lastmod, members * SET_MAX] (members newest first). */
+  readonly data: Int32Array;
+  count = 0;
+  /** Periodic check state: time of the last check, its counter and rover (ip_vs_lblc_table). */
+  lastCheck = 0;
+  counter = 1;
+  rover = 0;
+
+  constructor(readonly width: number, now: number) {
+    this.data = new Int32Array(LOCALITY_SLOTS * width);
+    this.lastCheck = now;
+  }
+
+  private home(a0: number, a1: number, a2: number, a3: number): number {
+    return hashTuple(SEED, a0, a1, a2, a3, 0, 0, 0, 0, 0, 0) & MASK;
+  }
+
+  /** Return the slot of an address, or -1. */
+  find(a0: number, a1: number, a2: number, a3: number): number {
+    const k = this.key, u = this.used;
+    let i = this.home(a0, a1, a2, a3);
+    for (let probes = 0; probes < LOCALITY_SLOTS; probes++) {
+      if (u[i] === 0) return -1;
+      const o = i * 4;
+      if (k[o] === a0 && k[o + 1] === a1 && k[o + 2] === a2 && k[o + 3] === a3) return i;
+      i = (i + 1) & MASK;
+    }
+    return -1;
+  }
+
+  /** Add an address (absent) and return its slot, or -1 when the table is full. */
+  insert(a0: number, a1: number, a2: number, a3: number, now: number): number {
+    if (this.count >= LOCALITY_MAX_ENTRIES) return -1;
+    let i = this.home(a0, a1, a2, a3);
+    while (this.used[i] !== 0) i = (i + 1) & MASK;
+    const o = i * 4;
+    this.key[o] = a0;
+    this.key[o + 1] = a1;
+    this.key[o + 2] = a2;
+    this.key[o + 3] = a3;
+    this.used[i] = 1;
+    this.lastuse[i] = now;
+    this.count++;
+    return i;
+  }
+
+  /** Remove the entry in slot `i` (backward shift: later entries of its cluster move up). */
+  remove(i: number): void {
+    const k = this.key, u = this.used, w = this.width, dt = this.data;
+    let hole = i, j = i;
+    for (;;) {
+      j = (j + 1) & MASK;
+      if (u[j] === 0) break;
+      const o = j * 4;
+      const home = this.home(k[o], k[o + 1], k[o + 2], k[o + 3]);
+      const between = hole <= j ? home > hole && home <= j : home > hole || home <= j;
+      if (!between) {
+        k.copyWithin(hole * 4, o, o + 4);
+        dt.copyWithin(hole * w, j * w, j * w + w);
+        this.lastuse[hole] = this.lastuse[j];
+        hole = j;
+      }
+    }
+    u[hole] = 0;
+    this.count--;
+  }
+
+  /** Remove, starting after the rover, entries whose last use is at least `idleTicks` old; stop once `goal` are gone. */
+  private sweep(now: number, idleTicks: number, goal: number): void {
+    let j = this.rover;
+    for (let n = 0; n < LOCALITY_SLOTS; n++) {
+      j = (j + 1) & MASK;
+      // a removal shifts the next entry into slot j: look at j again
+      while (this.used[j] !== 0 && ((now - this.lastuse[j]) | 0) >= idleTicks) {
+        this.remove(j);
+        goal--;
+      }
+      if (goal <= 0) break;
+    }
+    this.rover = j;
+  }
+
+  /** Run the periodic checks due by `now` (ip_vs_lblc_check_expire), `expirationTicks` for full checks. */
+  age(now: number, expirationTicks: number): void {
+    let due = ((now - this.lastCheck) | 0) / CHECK_INTERVAL_TICKS;
+    if (due < 1) return;
+    if (due > COUNT_FOR_FULL_EXPIRATION) {
+      // idle for a long time: the checks in between would have ended in a full one anyway
+      this.sweep(now, expirationTicks, LOCALITY_SLOTS);
+      this.counter = 1;
+      this.lastCheck = now;
+      return;
+    }
+    for (; due >= 1; due--) {
+      const t = (this.lastCheck + CHECK_INTERVAL_TICKS) | 0;
+      this.lastCheck = t;
+      if (this.counter % COUNT_FOR_FULL_EXPIRATION === 0) {
+        this.sweep(t, expirationTicks, LOCALITY_SLOTS);
+        this.counter = 1;
+      } else if (this.count <= LOCALITY_SOFT_MAX) {
+        this.counter++;
+      } else {
+        const goal = Math.min(Math.trunc(((this.count - LOCALITY_SOFT_MAX) * 4) / 3), LOCALITY_SOFT_MAX / 2);
+        this.sweep(t, ENTRY_TIMEOUT_TICKS, goal);
+      }
+    }
+  }
+}
