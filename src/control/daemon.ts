@@ -1,8 +1,11 @@
 /**
  * The daemon's state: the model, the dataplane that runs it, and the views the API serves.
  * Every change goes through `mutate`: one at a time (a promise chain), on a clone of the model,
- * committed only when the new generation compiled and reached the workers. A failed change
- * leaves model, dataplane and saved configuration exactly as they were.
+ * committed only when the new generation compiled, reached the workers and was saved. A failed
+ * change leaves model, dataplane and saved configuration exactly as they were.
+ *
+ * Statistics: the workers' counters only grow; zeroing and the rate estimator live on this
+ * thread (stats-book.ts), like the kernel's kstats0 and estimator.
  */
 import { ErrorCode, LbError } from "../errors.ts";
 import { SCHEDULER_BY_ID } from "../sched/registry.ts";
@@ -12,6 +15,10 @@ import type { Tables } from "../service/tables.ts";
 import { DEST_TRAFFIC_BASE, TS_WORDS } from "../stats/counters.ts";
 import type { Dataplane } from "../dataplane/dataplane.ts";
 import { Stat, STAT_NAMES } from "../dataplane/verdict.ts";
+import { ticksSince } from "../dataplane/protocol.ts";
+import type { ServiceKeyT } from "./schemas.ts";
+import { listConns } from "./conns.ts";
+import { StatsBook } from "./stats-book.ts";
 
 /** Traffic counters of a service or a real server, as IPVS keeps them. */
 export interface Traffic {
@@ -27,14 +34,23 @@ export interface ConfigSink {
   save(model: Model): void;
 }
 
+/** Connection table size the header of `ipvsadm -L` shows without a dataplane (CONFIG_IP_VS_TAB_BITS 12). */
+export const DEFAULT_CONN_TAB_SIZE = 4096;
+
 export class Daemon {
   model = new Model();
+  /** Baselines (-Z) and rate estimators of every service and real server. */
+  readonly stats: StatsBook;
+  readonly startedMs: number;
   private chain: Promise<unknown> = Promise.resolve();
   private offlineGen = 0;
   private offlineTables: Tables;
 
-  constructor(public dataplane: Dataplane | null = null, private readonly sink: ConfigSink | null = null) {
+  /** `clock`: ms since the epoch (tests pin it). */
+  constructor(public dataplane: Dataplane | null = null, private readonly sink: ConfigSink | null = null, readonly clock: () => number = Date.now) {
     this.offlineTables = compile(this.model, emptyRoutes(), 0);
+    this.startedMs = clock();
+    this.stats = new StatsBook({ service: (id) => this.serviceTraffic(id), dest: (id) => this.destTraffic(id) }, this.startedMs);
   }
 
   /**
@@ -43,20 +59,66 @@ export class Daemon {
    */
   mutate<T>(change: (m: Model) => T): Promise<T> {
     const run = async (): Promise<T> => {
-      const next = this.model.clone();
+      const prev = this.model;
+      const next = prev.clone();
       const result = change(next);
       for (const s of next.services) {
         if (!SCHEDULER_BY_ID[s.schedId]) throw new LbError(ErrorCode.NotExist, "Scheduler or persistence engine not found");
       }
-      if (this.dataplane) this.dataplane.apply(next);
-      else this.offlineTables = compile(next, emptyRoutes(), ++this.offlineGen);
+      this.install(next);
+      try {
+        this.sink?.save(next);
+      } catch (e) {
+        // not saved: not applied either, so that a restart cannot bring back another table
+        this.install(prev);
+        throw new LbError(ErrorCode.System, `the change was not applied: saving the table failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      }
       this.model = next;
-      this.sink?.save(next);
+      this.stats.sync(next);
       return result;
     };
     const p = this.chain.then(run, run);
     this.chain = p.catch(() => undefined);
     return p;
+  }
+
+  private install(m: Model): void {
+    if (this.dataplane) this.dataplane.apply(m);
+    else this.offlineTables = compile(m, emptyRoutes(), ++this.offlineGen);
+  }
+
+  /**
+   * Zero the counters and rates of one service and its real servers, or of everything
+   * (ip_vs_zero_service / ip_vs_zero_all). @throws LbError(NotExist) "No such service".
+   */
+  zero(key?: ServiceKeyT): void {
+    if (!key) {
+      for (const s of this.model.services) this.stats.zero(s);
+      return;
+    }
+    const s = this.model.findService(key);
+    if (!s) throw new LbError(ErrorCode.NotExist, "No such service");
+    this.stats.zero(s);
+  }
+
+  /** Run the rate estimator when its 2-second tick is due. */
+  tickEstimator(nowMs = this.clock()): void {
+    this.stats.tick(nowMs);
+  }
+
+  /** One page of connections (empty without a dataplane). */
+  conns(cursor: string | undefined, limit: number) {
+    const dp = this.dataplane;
+    if (!dp) return { conns: [], next: null };
+    const tables = dp.workers.map((w) => ({ rec: w.conns.rec, header: w.conns.header, capacity: w.conns.capacity }));
+    return listConns(tables, ticksSince(dp.epochMs, this.clock()), cursor, limit);
+  }
+
+  /** Connection table size for the listing header: the workers' capacity, or the kernel's default. */
+  connTableSize(): number {
+    const dp = this.dataplane;
+    if (!dp || dp.workers.length === 0) return DEFAULT_CONN_TAB_SIZE;
+    return dp.workers.reduce((n, w) => n + w.conns.capacity, 0);
   }
 
   /** The generation the dataplane runs (or would run). */

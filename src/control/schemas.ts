@@ -20,6 +20,10 @@ export const MAX_PERSISTENT_TIMEOUT_SEC = 86400 * 31;
 export const DEFAULT_WEIGHT = 1;
 /** Largest weight and threshold: the kernel stores them as int (the 6.1 guest accepts 65536). */
 export const MAX_WEIGHT = 2147483647;
+/** Most real servers in one service of a config document. */
+export const MAX_DESTS_PER_SERVICE = 16384;
+/** Most services in a config document. */
+export const MAX_SERVICES_IN_DOC = 4096;
 /** GUE port the decap helper listens on by default. */
 export const DEFAULT_GUE_PORT = 6080;
 
@@ -86,17 +90,20 @@ function checkService(s: { protocol?: string; port?: number; fwmark?: number; on
   }
 }
 
+const addrServiceObject = z.strictObject({ ...AddrServiceKey.shape, ...serviceOptions });
+const fwmarkServiceObject = z.strictObject({ ...FwmarkServiceKey.shape, ...serviceOptions });
+
 /** A virtual service as created by `-A` (and replaced by `-E`). */
-export const ServiceSpec = z.union([
-  z.strictObject({ ...AddrServiceKey.shape, ...serviceOptions }),
-  z.strictObject({ ...FwmarkServiceKey.shape, ...serviceOptions }),
-]).superRefine(checkService);
+export const ServiceSpec = z.union([addrServiceObject, fwmarkServiceObject]).superRefine(checkService);
 
 export const TunnelSpec = z.strictObject({
   type: z.enum(TUNNEL_TYPES).default("ipip"),
   port: z.number().int().min(1).max(65535).optional(),
   csum: z.enum(TUNNEL_CSUMS).optional(),
 });
+
+/** Refusal of a lower threshold above the upper one (the kernel's ERANGE). */
+export const THRESHOLD_ORDER_MESSAGE = "lower threshold is larger than the upper threshold";
 
 /** A real server as created by `-a` (and replaced by `-e`). */
 export const DestSpec = z.strictObject({
@@ -111,7 +118,7 @@ export const DestSpec = z.strictObject({
 }).superRefine((d, ctx) => {
   // ip_vs_ctl.c: l_threshold > u_threshold is ERANGE (also with u == 0 and l > 0)
   if (d.lowerThreshold > d.upperThreshold) {
-    ctx.addIssue({ code: "custom", path: ["lowerThreshold"], message: "lower threshold is larger than the upper threshold" });
+    ctx.addIssue({ code: "custom", path: ["lowerThreshold"], message: THRESHOLD_ORDER_MESSAGE });
   }
   const t = d.tunnel;
   if (t && d.forward !== "tunnel") {
@@ -128,11 +135,170 @@ export const DestSpec = z.strictObject({
   }
 });
 
+/**
+ * Largest --set value, seconds: ipvsadm's MAX_TIMEOUT (31 days). The 6.1 guest's kernel (HZ=250)
+ * takes it (its own limit is INT_MAX / HZ); xvs keeps timeouts in 10 ms ticks, well within int32.
+ */
+export const MAX_TIMEOUT_SEC = 86400 * 31;
+
 /** Timeouts set by `--set tcp tcpfin udp`, seconds; 0 leaves a value unchanged. */
 export const Timeouts = z.strictObject({
-  tcp: z.number().int().min(0).max(2147483),
-  tcpfin: z.number().int().min(0).max(2147483),
-  udp: z.number().int().min(0).max(2147483),
+  tcp: z.number().int().min(0).max(MAX_TIMEOUT_SEC),
+  tcpfin: z.number().int().min(0).max(MAX_TIMEOUT_SEC),
+  udp: z.number().int().min(0).max(MAX_TIMEOUT_SEC),
+});
+
+// ---- the table as a document: config file, saved table, GET/PUT /v1/config ----
+
+/** A virtual service with its real servers, in the order they are added (oldest first). */
+export const ServiceConfig = z.union([
+  addrServiceObject.extend({ dests: z.array(DestSpec).max(MAX_DESTS_PER_SERVICE).default([]) }),
+  fwmarkServiceObject.extend({ dests: z.array(DestSpec).max(MAX_DESTS_PER_SERVICE).default([]) }),
+]).superRefine(checkService);
+
+/** Version of the configuration document format. */
+export const CONFIG_VERSION = 1;
+
+/**
+ * The whole table: what `xvs run --config FILE` loads, what the daemon saves on every change
+ * and what GET/PUT /v1/config exchange. Real servers are listed in the order they are added:
+ * as with successive `-a` commands, the newest is first in scheduling order.
+ */
+export const ConfigDoc = z.strictObject({
+  version: z.literal(CONFIG_VERSION).default(CONFIG_VERSION),
+  /** Omitted or 0: the default (900 120 300). */
+  timeouts: Timeouts.partial().optional(),
+  services: z.array(ServiceConfig).max(MAX_SERVICES_IN_DOC).default([]),
+});
+
+// ---- batches: ipvsadm -R, applied all-or-nothing ----
+
+/** Address and port of a real server to delete; no port: the service port. */
+export const DestKey = z.strictObject({ address: IpAddress, port: Port.optional() });
+
+/** One table change, as one ipvsadm command makes it. */
+export const BatchCommand = z.discriminatedUnion("op", [
+  z.strictObject({ op: z.literal("add-service"), service: ServiceSpec }),
+  z.strictObject({ op: z.literal("edit-service"), service: ServiceSpec }),
+  z.strictObject({ op: z.literal("delete-service"), service: ServiceKey }),
+  z.strictObject({ op: z.literal("clear") }),
+  z.strictObject({ op: z.literal("add-dest"), service: ServiceKey, dest: DestSpec }),
+  z.strictObject({ op: z.literal("edit-dest"), service: ServiceKey, dest: DestSpec }),
+  z.strictObject({ op: z.literal("delete-dest"), service: ServiceKey, dest: DestKey }),
+  z.strictObject({ op: z.literal("set-timeouts"), timeouts: Timeouts }),
+]);
+
+/** Most commands in one batch. */
+export const MAX_BATCH_COMMANDS = 10000;
+export const Batch = z.strictObject({ commands: z.array(BatchCommand).min(1).max(MAX_BATCH_COMMANDS) });
+export const BatchResult = z.strictObject({ applied: z.number().int().min(0) });
+
+// ---- views (responses) ----
+
+const Count = z.number().int().min(0);
+
+/** Traffic counters since the last zeroing (IPVS stats64: conns, packets, bytes). */
+export const TrafficView = z.strictObject({ conns: Count, inpkts: Count, outpkts: Count, inbytes: Count, outbytes: Count });
+/** Rates of the 2-second estimator, per second (bytes, not bits). */
+export const RatesView = z.strictObject({ cps: Count, inpps: Count, outpps: Count, inbps: Count, outbps: Count });
+
+export const Family = z.enum(["ipv4", "ipv6"]);
+
+/** A real server as listed: its spec, its connection counts, traffic and rates. */
+export const DestView = z.strictObject({
+  id: z.string(),
+  address: IpAddress,
+  port: Port,
+  family: Family,
+  forward: Forward,
+  weight: z.number().int().min(0).max(MAX_WEIGHT),
+  upperThreshold: z.number().int().min(0).max(MAX_WEIGHT),
+  lowerThreshold: z.number().int().min(0).max(MAX_WEIGHT),
+  tunnel: TunnelSpec.nullable(),
+  activeConns: Count,
+  inactiveConns: Count,
+  persistentConns: Count,
+  stats: TrafficView,
+  rates: RatesView,
+});
+
+/** A virtual service as listed, real servers in scheduling (kernel list) order: newest first. */
+export const ServiceView = z.strictObject({
+  id: z.string(),
+  name: z.string(),
+  family: Family,
+  spec: ServiceSpec,
+  stats: TrafficView,
+  rates: RatesView,
+  dests: z.array(DestView),
+});
+export const ServiceList = z.strictObject({ services: z.array(ServiceView) });
+
+/** Largest page of GET /v1/conns (DPVS MAX_CTRL_CONN_GET_ENTRIES in spirit: bounded work per call). */
+export const MAX_CONNS_PAGE = 1000;
+export const DEFAULT_CONNS_PAGE = 200;
+
+export const ConnsQuery = z.strictObject({
+  /** Opaque position returned as `next` by the previous page. */
+  cursor: z.string().regex(/^\d{1,3}:\d{1,9}$/, { message: "not a cursor returned by this API (WORKER:RECORD)" }).optional(),
+  limit: z.coerce.number().int().min(1).max(MAX_CONNS_PAGE).default(DEFAULT_CONNS_PAGE),
+});
+
+const Endpoint = z.strictObject({ address: IpAddress, port: Port });
+
+/** One connection (or persistence template) as /proc/net/ip_vs_conn shows it. */
+export const ConnView = z.strictObject({
+  /** TCP, UDP, SCTP; IP for a fwmark persistence template. */
+  protocol: z.enum(["TCP", "UDP", "SCTP", "IP"]),
+  state: z.string(),
+  expiresSec: Count,
+  template: z.boolean(),
+  forward: Forward,
+  client: Endpoint,
+  virtual: Endpoint,
+  dest: Endpoint,
+});
+export const ConnsPage = z.strictObject({
+  conns: z.array(ConnView),
+  /** Cursor of the next page; null on the last one. */
+  next: z.string().nullable(),
+});
+
+export const Health = z.strictObject({
+  ok: z.boolean(),
+  dataplane: z.boolean(),
+  generation: z.number().int(),
+  uptimeSec: z.number().min(0),
+});
+
+/** What `ipvsadm -L` prints in its header. */
+export const Info = z.strictObject({
+  /** IPVS version emulated (IP_VS_VERSION_CODE 1.2.1). */
+  version: z.string(),
+  /** Connection table size shown as (size=N). */
+  connTableSize: Count,
+  xvsVersion: z.string(),
+});
+
+/** Connection synchronization daemons (none: xvs has no sync daemon). */
+export const SyncDaemons = z.strictObject({ daemons: z.array(z.strictObject({ state: z.enum(["master", "backup"]), mcastInterface: z.string(), syncId: Count })) });
+
+export const StatsView = z.strictObject({
+  verdicts: z.record(z.string(), z.number()),
+  xdp: z.array(z.number()),
+  generation: z.number().int(),
+});
+
+/** Every error the API returns. */
+export const ErrorBody = z.strictObject({
+  error: z.strictObject({
+    code: z.string(),
+    message: z.string(),
+    /** Schema failures: which field, which value, why. */
+    issues: z.array(z.strictObject({ path: z.string(), message: z.string(), value: z.unknown().optional() })).optional(),
+    /** Batches: the command that failed (0-based). */
+    index: z.number().int().min(0).optional(),
+  }),
 });
 
 export type ServiceKeyT = z.infer<typeof ServiceKey>;
@@ -141,3 +307,16 @@ export type ServiceSpecIn = z.input<typeof ServiceSpec>;
 export type DestSpecT = z.infer<typeof DestSpec>;
 export type DestSpecIn = z.input<typeof DestSpec>;
 export type TimeoutsT = z.infer<typeof Timeouts>;
+export type ServiceConfigT = z.infer<typeof ServiceConfig>;
+export type ConfigDocT = z.infer<typeof ConfigDoc>;
+export type ConfigDocIn = z.input<typeof ConfigDoc>;
+export type BatchCommandT = z.infer<typeof BatchCommand>;
+export type BatchCommandIn = z.input<typeof BatchCommand>;
+export type TrafficT = z.infer<typeof TrafficView>;
+export type RatesT = z.infer<typeof RatesView>;
+export type DestViewT = z.infer<typeof DestView>;
+export type ServiceViewT = z.infer<typeof ServiceView>;
+export type ConnViewT = z.infer<typeof ConnView>;
+export type ConnsPageT = z.infer<typeof ConnsPage>;
+export type InfoT = z.infer<typeof Info>;
+export type ErrorBodyT = z.infer<typeof ErrorBody>;

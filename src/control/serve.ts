@@ -1,18 +1,31 @@
 /**
- * `xvs run`: the daemon. Starts the dataplane on the given interfaces in the current network
- * namespace, restores the saved table, serves the control API on loopback, and shuts down
- * cleanly on SIGTERM/SIGINT (workers stopped, sockets closed, XDP detached).
+ * `xvs run`: the daemon. Restores the saved table (or loads `--config FILE`) before anything
+ * touches the network, starts the dataplane on the given interfaces in the current network
+ * namespace, serves the control API on loopback, saves the table on every change, runs the
+ * rate estimator every 2 s, and shuts down cleanly on SIGTERM/SIGINT (workers stopped, sockets
+ * closed, XDP detached).
  */
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { ErrorCode, LbError } from "../errors.ts";
 import { Dataplane, type DataplaneOptions } from "../dataplane/dataplane.ts";
 import { log } from "../log.ts";
 import { createApp } from "./app.ts";
+import { applyConfig } from "./batch.ts";
+import { ConfigStore, loadConfigFile } from "./config-store.ts";
 import { Daemon } from "./daemon.ts";
 import { DEFAULT_API_HOST, DEFAULT_API_PORT, ensureToken, stateDir, writeApiAddress } from "./runtime.ts";
+
+/** How often the control thread looks whether an estimator tick is due, ms (ticks are 2 s apart). */
+const ESTIMATOR_POLL_MS = 250;
 
 export interface RunOptions extends DataplaneOptions {
   apiHost: string;
   apiPort: number;
+  /** Declarative table to load at start instead of the saved one. */
+  configFile?: string;
+  /** File holding the API token (instead of the generated one). */
+  tokenFile?: string;
 }
 
 /** Parse `xvs run` arguments. @throws LbError(Invalid) naming the bad argument. */
@@ -38,6 +51,8 @@ export function parseRunArgs(argv: string[]): RunOptions {
       case "--copy": o.bindMode = "copy"; break;
       case "--zerocopy": o.bindMode = "zerocopy"; break;
       case "--idle-ms": o.idleMs = int(0, 1000); break;
+      case "--config": o.configFile = val(); break;
+      case "--token-file": o.tokenFile = val(); break;
       case "--api": {
         const s = val();
         const m = /^(\[[0-9a-fA-F:]+\]|[0-9.]+|localhost):(\d{1,5})$/.exec(s);
@@ -53,12 +68,36 @@ export function parseRunArgs(argv: string[]): RunOptions {
   return o;
 }
 
+/** The API token: from --token-file (copied into the state directory for `xvs adm`), or generated once. */
+function apiToken(o: RunOptions): string {
+  if (!o.tokenFile) return ensureToken();
+  let t: string;
+  try {
+    t = readFileSync(o.tokenFile, "utf8").trim();
+  } catch (e) {
+    throw new LbError(ErrorCode.Invalid, `--token-file ${o.tokenFile}: cannot read it (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
+  if (t.length < 16 || /\s/.test(t)) throw new LbError(ErrorCode.Invalid, `--token-file ${o.tokenFile}: the token must be at least 16 characters without blanks`);
+  ensureToken();
+  writeFileSync(join(stateDir(), "token"), `${t}\n`, { mode: 0o600 });
+  return t;
+}
+
 /** Run the daemon until a signal stops it. Resolves with the exit code. */
 export async function runDaemon(o: RunOptions): Promise<number> {
-  const daemon = new Daemon();
+  const store = new ConfigStore(stateDir());
+  // the table first: a broken config file or saved table stops us before the network is touched
+  const doc = o.configFile ? loadConfigFile(o.configFile) : store.load();
+  const token = apiToken(o);
+  const daemon = new Daemon(null, store);
+  if (doc) {
+    await daemon.mutate((m) => applyConfig(m, doc)).catch((e: unknown) => {
+      const where = o.configFile ? `config file ${o.configFile}` : `saved table ${store.path}`;
+      throw new LbError(e instanceof LbError ? e.code : ErrorCode.Invalid, `${where}: ${e instanceof Error ? e.message : String(e)}`);
+    });
+  }
   const dp = await Dataplane.start(o, daemon.model);
   daemon.dataplane = dp;
-  const token = ensureToken();
   const app = createApp(daemon, token);
   let server: ReturnType<typeof Bun.serve>;
   try {
@@ -68,8 +107,12 @@ export async function runDaemon(o: RunOptions): Promise<number> {
     throw new LbError(ErrorCode.Busy, `cannot listen on ${o.apiHost}:${o.apiPort} (${e instanceof Error ? e.message : e}): another xvs in this namespace? use --api HOST:PORT`);
   }
   writeApiAddress(o.apiHost.includes(":") ? `[${o.apiHost}]` : o.apiHost, server.port ?? o.apiPort);
-  log("info", "xvs running", { ifaces: o.ifaces, queues: o.queues, api: `${o.apiHost}:${server.port}`, state: stateDir(), zeroCopy: dp.workers.map((w) => w.zeroCopy) });
+  log("info", "xvs running", {
+    ifaces: o.ifaces, queues: o.queues, api: `${o.apiHost}:${server.port}`, state: stateDir(), zeroCopy: dp.workers.map((w) => w.zeroCopy),
+    services: daemon.model.services.length, table: o.configFile ?? (doc ? store.path : "empty"),
+  });
   const purge = setInterval(() => daemon.purge(), 5000);
+  const estimator = setInterval(() => daemon.tickEstimator(), ESTIMATOR_POLL_MS);
   return new Promise((resolve) => {
     let stopping = false;
     const stop = async (sig: string) => {
@@ -77,6 +120,7 @@ export async function runDaemon(o: RunOptions): Promise<number> {
       stopping = true;
       log("info", "stopping", { signal: sig });
       clearInterval(purge);
+      clearInterval(estimator);
       server.stop(true);
       await dp.stop();
       log("info", "stopped: XDP detached, sockets closed");
