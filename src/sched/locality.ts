@@ -7,9 +7,9 @@
  * Ageing follows the kernel's periodic check (every 60 s): every 30th check removes entries
  * unused for the expiration time (lblc_expiration / lblcr_expiration, 24 h by default); the
  * other checks, only while the table holds more than 16384 entries, remove entries idle for
- * 6 minutes until 4/3 of the excess is gone. The kernel runs that check from a timer; here it
- * runs, with the same arithmetic, when the next connection is scheduled, which nothing between
- * two connections can tell apart.
+ * 6 minutes until 4/3 of the excess is gone. The kernel runs that check from a timer; here the
+ * checks due run, with the same arithmetic and at the times the timer would have, when the next
+ * connection is scheduled, which nothing between two connections can tell apart.
  *
  * Bound: the kernel's table only grows (allocation failure aside); this one holds at most
  * LOCALITY_MAX_ENTRIES. When full, the dest is still chosen but not cached, which is what the
@@ -130,27 +130,37 @@ export class LocalityTable {
 
   /** Run the periodic checks due by `now` (ip_vs_lblc_check_expire), `expirationTicks` for full checks. */
   age(now: number, expirationTicks: number): void {
-    let due = ((now - this.lastCheck) | 0) / CHECK_INTERVAL_TICKS;
-    if (due < 1) return;
-    if (due > COUNT_FOR_FULL_EXPIRATION) {
-      // idle for a long time: the checks in between would have ended in a full one anyway
-      this.sweep(now, expirationTicks, LOCALITY_SLOTS);
-      this.counter = 1;
-      this.lastCheck = now;
-      return;
+    let due = Math.floor(((now - this.lastCheck) | 0) / CHECK_INTERVAL_TICKS);
+    // one check at a time while partial checks can act (above the soft maximum; each shrinks the table)
+    while (due > 0 && this.count > LOCALITY_SOFT_MAX) {
+      this.lastCheck = (this.lastCheck + CHECK_INTERVAL_TICKS) | 0;
+      this.check(this.lastCheck, expirationTicks);
+      due--;
     }
-    for (; due >= 1; due--) {
-      const t = (this.lastCheck + CHECK_INTERVAL_TICKS) | 0;
-      this.lastCheck = t;
-      if (this.counter % COUNT_FOR_FULL_EXPIRATION === 0) {
-        this.sweep(t, expirationTicks, LOCALITY_SLOTS);
-        this.counter = 1;
-      } else if (this.count <= LOCALITY_SOFT_MAX) {
-        this.counter++;
-      } else {
-        const goal = Math.min(Math.trunc(((this.count - LOCALITY_SOFT_MAX) * 4) / 3), LOCALITY_SOFT_MAX / 2);
-        this.sweep(t, ENTRY_TIMEOUT_TICKS, goal);
-      }
+    if (due <= 0) return;
+    // below it only the full checks act, and since no entry is used in between, a run of them
+    // acts as its last one: find when that was, as the kernel's counter would have it
+    const first = ((COUNT_FOR_FULL_EXPIRATION - (this.counter % COUNT_FOR_FULL_EXPIRATION)) % COUNT_FOR_FULL_EXPIRATION) + 1;
+    if (due >= first) {
+      const last = first + Math.floor((due - first) / COUNT_FOR_FULL_EXPIRATION) * COUNT_FOR_FULL_EXPIRATION;
+      this.sweep((this.lastCheck + last * CHECK_INTERVAL_TICKS) | 0, expirationTicks, LOCALITY_SLOTS);
+      this.counter = 1 + (due - last);
+    } else {
+      this.counter += due;
+    }
+    this.lastCheck = (this.lastCheck + due * CHECK_INTERVAL_TICKS) | 0;
+  }
+
+  /** One periodic check at time `t`. */
+  private check(t: number, expirationTicks: number): void {
+    if (this.counter % COUNT_FOR_FULL_EXPIRATION === 0) {
+      this.sweep(t, expirationTicks, LOCALITY_SLOTS);
+      this.counter = 1;
+    } else if (this.count <= LOCALITY_SOFT_MAX) {
+      this.counter++;
+    } else {
+      const goal = Math.min(Math.trunc(((this.count - LOCALITY_SOFT_MAX) * 4) / 3), LOCALITY_SOFT_MAX / 2);
+      this.sweep(t, ENTRY_TIMEOUT_TICKS, goal);
     }
   }
 }
