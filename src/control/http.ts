@@ -80,9 +80,27 @@ function echo(v: unknown): unknown {
   }
 }
 
+type Issue = z.core.$ZodIssue;
+
+/**
+ * Replace each failed union (a service is an address service or a fwmark service) by the
+ * issues of the branch that came closest, so that the client reads "port: expected number"
+ * rather than "Invalid input".
+ */
+function flattenUnions(issues: readonly Issue[], prefix: PropertyKey[] = []): Issue[] {
+  return issues.flatMap((i): Issue[] => {
+    const path = [...prefix, ...i.path];
+    if (i.code === "invalid_union" && i.errors.length > 0) {
+      const best = i.errors.reduce((a, b) => (b.length < a.length ? b : a));
+      if (best.length > 0) return flattenUnions(best, path);
+    }
+    return [{ ...i, path } as Issue];
+  });
+}
+
 /** Turn a zod error into the API's error body. */
 export function zodErrorBody(e: z.ZodError, where: string): ErrorBodyT {
-  const issues = e.issues.flatMap((i) => {
+  const issues = flattenUnions(e.issues).flatMap((i) => {
     const path = i.path.map(String).join(".");
     const input = (i as { input?: unknown }).input;
     if (i.code === "unrecognized_keys") {
