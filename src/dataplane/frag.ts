@@ -1,0 +1,244 @@
+/**
+ * IPv4 fragments on the fast path. IPVS never sees a fragment: the kernel reassembles first
+ * (ip_local_deliver -> ip_defrag) and refragments on output. xvs does not reassemble; it routes
+ * every fragment of a datagram to the connection of its first fragment (Cilium's scheme):
+ *
+ * - first fragment (MF, offset 0): carries the L4 header, so it is looked up / scheduled like any
+ *   packet; afterwards (src, dst, IP id, proto) -> its connection goes into the FragTable
+ *   (conn/frag.ts). When the table is full of live datagrams, the first fragment is dropped
+ *   (DropFragTableFull): its followers could not be placed, so forwarding it would only make the
+ *   real server hold a datagram it can never complete.
+ * - later fragments (offset > 0): no ports; they follow the recorded connection: NAT rewrites
+ *   only the IP address (the L4 checksum, over the whole datagram, was fixed in the first
+ *   fragment: the pseudo-header and port deltas are the same), TTL - 1, counted FwdIn/FwdOut
+ *   plus FragForwarded. The connection's timer is touched but its TCP state is not moved (a
+ *   fragment carries no flags).
+ * - a later fragment whose first fragment was not seen (reordered, lost, expired after 30 s, or
+ *   never sent): DropFragOrphan. No holding: a held frame would pin a UMEM frame beyond its burst
+ *   and the port cannot emit it later; the sender's retransmission (TCP) or the application
+ *   (UDP) recovers, as with Cilium.
+ * - refused shapes (DropFragment): a first fragment too short for its transport header (RFC 1858
+ *   tiny fragment), a TCP fragment at offset 8 (RFC 1858 overlap onto the header), a fragment
+ *   reaching past 65535 bytes (ping of death: ip_frag_queue's limit), fragmented ICMP (the kernel
+ *   reassembles ICMP explicitly, ip_vs_gather_frags; xvs does not).
+ *
+ * ICMP errors are never generated for later fragments (icmp_send replies to fragment 0 only):
+ * TTL expiry or a fragment larger than the path MTU drop them silently with DropTtl / DropMtu.
+ */
+import * as abi from "../ffi/abi.ts";
+import { CF_FWD_MASK, CF_TEMPLATE, CF_USED, CF_V6, CONN_CADDR, CONN_CPORT_VPORT, CONN_DADDR, CONN_DEST, CONN_DPORT, CONN_FLAGS,
+  CONN_MAC_HI, CONN_MAC_LO, CONN_NEXTHOP, CONN_PROTO_STATE, CONN_SVC, CONN_VADDR, CONN_WORDS, DIR_OUT } from "../conn/table.ts";
+import { FragTable } from "../conn/frag.ts";
+import { PORT_MAC_HI, PORT_MAC_LO, PORT_WORDS } from "../nexthop/table.ts";
+import { DEST_ADDR, DEST_FLAGS, DEST_MTU, DEST_NEXTHOP, DEST_WORDS, DESTF_AVAILABLE, FWD_MASQ } from "../service/tables.ts";
+import { DEST_TRAFFIC_BASE, TS_INBYTES, TS_INPKTS, TS_OUTBYTES, TS_OUTPKTS, TS_WORDS } from "../stats/counters.ts";
+import { setDstMac, setSrcMac } from "../wire/eth.ts";
+import { IPV4_ID, IPV4_OFFSET_MASK, IPV4_TTL, PROTO_ICMP, PROTO_SCTP, PROTO_TCP, PROTO_UDP, SCTP_HLEN, TCP_MIN_HLEN, UDP_HLEN } from "../wire/fields.ts";
+import { FLOW_DST, FLOW_L3, FLOW_L4, FLOW_META, FLOW_PORTS, FLOW_SRC, hashFlow } from "../wire/flow.ts";
+import { setDstAddrFix, setSrcAddrFix } from "../wire/ipv4.ts";
+import type { FastPath } from "./fastpath.ts";
+import { HOP_NO_ROUTE } from "./route.ts";
+import { Stat } from "./verdict.ts";
+
+/** classify(): a first fragment whose L4 header is complete (goes on like CONTINUE, then is recorded). */
+export const FRAG_FIRST = -16;
+/** classify(): a non-first fragment; FLOW_PORTS holds IP id << 8 | proto, FLOW_L4 is 0. */
+export const FRAG_LATER = -17;
+
+/** Largest IPv4 datagram (IP_MAX_MTU): a fragment reaching past it can never be reassembled. */
+const IP_MAX_LEN = 65535;
+const D_ADDR = abi.XVS_DESC_ADDR;
+
+/**
+ * Classify an IPv4 fragment whose addresses and L3 fields classify() has filled. `frag` is the
+ * flags + offset word. Returns FRAG_FIRST, FRAG_LATER or a Stat drop reason.
+ */
+export function classifyFragment(u8: Uint8Array, dv: DataView, l3: number, ihl: number, tot: number, frag: number, proto: number, flow: Int32Array, row: number): number {
+  const offBytes = (frag & IPV4_OFFSET_MASK) << 3;
+  const l4len = tot - ihl;
+  if (offBytes + l4len > IP_MAX_LEN) return Stat.DropFragment;
+  if (proto !== PROTO_TCP && proto !== PROTO_UDP && proto !== PROTO_SCTP) return proto === PROTO_ICMP ? Stat.DropFragment : Stat.DropUnknownProto;
+  if (offBytes !== 0) {
+    if (proto === PROTO_TCP && offBytes === 8) return Stat.DropFragment;
+    flow[row + FLOW_META] = (4 << 16) | (proto << 8);
+    flow[row + FLOW_PORTS] = (dv.getUint16(l3 + IPV4_ID) << 8) | proto;
+    flow[row + FLOW_L4] = 0;
+    return FRAG_LATER;
+  }
+  const l4 = l3 + ihl;
+  let flags = 0;
+  if (proto === PROTO_TCP) {
+    if (l4len < TCP_MIN_HLEN) return Stat.DropFragment;
+    const doff = (u8[l4 + 12] >>> 4) << 2;
+    if (doff < TCP_MIN_HLEN) return Stat.DropMalformed;
+    if (doff > l4len) return Stat.DropFragment;
+    flags = u8[l4 + 13];
+  } else if (proto === PROTO_UDP) {
+    if (l4len < UDP_HLEN) return Stat.DropFragment;
+    // the UDP length is the whole datagram's, longer than this fragment
+    if (dv.getUint16(l4 + 4) < UDP_HLEN) return Stat.DropMalformed;
+  } else if (l4len < SCTP_HLEN) {
+    return Stat.DropFragment;
+  }
+  flow[row + FLOW_META] = (4 << 16) | (proto << 8) | flags;
+  flow[row + FLOW_PORTS] = dv.getInt32(l4);
+  flow[row + FLOW_L4] = l4;
+  return FRAG_FIRST;
+}
+
+/** The fragment state of one fast path. */
+export class FragPath {
+  readonly table: FragTable;
+
+  constructor(capacity?: number, seed?: number) {
+    this.table = new FragTable(capacity, seed);
+  }
+
+  private key(fp: FastPath, row: number): number {
+    const f = fp.flows;
+    return (fp.dv.getUint16(f[row + FLOW_L3] + IPV4_ID) << 8) | ((f[row + FLOW_META] >>> 8) & 0xff);
+  }
+
+  /** Before a first fragment is handled: false (and the frame dropped) when its datagram cannot be recorded. */
+  admitFirst(fp: FastPath, descs: Uint32Array, d: number, row: number): boolean {
+    const f = fp.flows;
+    if (this.table.room(f[row + FLOW_SRC], f[row + FLOW_DST], this.key(fp, row), fp.now)) return true;
+    fp.drop(descs, d, Stat.DropFragTableFull);
+    return false;
+  }
+
+  /**
+   * After a first fragment was handled: record the connection it matched or created (none when
+   * it was refused before scheduling, answered with ICMP, or sent one-packet: its followers are
+   * orphans then). The IP id is read from the frame: no rewrite touches it.
+   */
+  noteFirst(fp: FastPath, row: number): void {
+    const f = fp.flows;
+    const r = fp.conns.lookup(hashFlow(fp.conns.seedConn, f, row), 0, f[row + FLOW_SRC], 0, 0, 0, f[row + FLOW_DST], 0, 0, 0,
+      f[row + FLOW_PORTS], (f[row + FLOW_META] >>> 8) & 0xff);
+    if (r < 0) return;
+    this.table.insert(f[row + FLOW_SRC], f[row + FLOW_DST], this.key(fp, row), f[row + FLOW_PORTS], r, fp.conns.rec[(r >> 1) * CONN_WORDS + CONN_DEST], fp.now);
+  }
+
+  /** A non-first fragment: follow its datagram's connection, or drop it as an orphan. */
+  later(fp: FastPath, descs: Uint32Array, d: number, row: number, pkt: number): void {
+    const f = fp.flows, t = this.table;
+    const src = f[row + FLOW_SRC], dst = f[row + FLOW_DST], key = f[row + FLOW_PORTS];
+    const r = t.find(src, dst, key, fp.now);
+    if (r < 0) {
+      fp.drop(descs, d, Stat.DropFragOrphan);
+      return;
+    }
+    const c = t.conn[r], id = c >> 1, ports = t.ports[r];
+    const rec = fp.conns.rec, o = id * CONN_WORDS;
+    const fl = rec[o + CONN_FLAGS];
+    // the record must still be the connection the first fragment went to: ids are reused, and a
+    // reused tuple (conn_reuse_mode) may have been scheduled to another real server since
+    let same = (fl & (CF_USED | CF_TEMPLATE | CF_V6)) === CF_USED && (rec[o + CONN_PROTO_STATE] >>> 8) === (key & 0xff) &&
+      rec[o + CONN_DEST] === t.dest[r];
+    if ((c & 1) === DIR_OUT) {
+      const cv = rec[o + CONN_CPORT_VPORT];
+      same = same && rec[o + CONN_DADDR] === src && rec[o + CONN_CADDR] === dst && (((rec[o + CONN_DPORT] & 0xffff) << 16) | (cv >>> 16)) === ports;
+    } else {
+      same = same && rec[o + CONN_CADDR] === src && rec[o + CONN_VADDR] === dst && rec[o + CONN_CPORT_VPORT] === ports;
+    }
+    if (!same) {
+      fp.drop(descs, d, Stat.DropFragOrphan);
+      return;
+    }
+    fp.conns.touch(id, fp.now);
+    if ((c & 1) === DIR_OUT) this.reply(fp, descs, d, row, pkt, id);
+    else this.forward(fp, descs, d, row, pkt, id);
+  }
+
+  /**
+   * TTL and MTU for a later fragment: silent drops, since icmp_send answers fragment 0 only and
+   * xvs cannot fragment further (the kernel would, without DF).
+   */
+  private passes(fp: FastPath, descs: Uint32Array, d: number, l3: number, l3len: number, mtu: number): boolean {
+    if (fp.u8[l3 + IPV4_TTL] <= 1) {
+      fp.drop(descs, d, Stat.DropTtl);
+      return false;
+    }
+    if (mtu > 0 && l3len > mtu) {
+      fp.drop(descs, d, Stat.DropMtu);
+      return false;
+    }
+    return true;
+  }
+
+  /** Client -> real server. NAT here (address only); other methods leave L4 alone and go through the fast path's own transmit. */
+  private forward(fp: FastPath, descs: Uint32Array, d: number, row: number, pkt: number, id: number): void {
+    const t = fp.tables, rec = fp.conns.rec, o = id * CONN_WORDS;
+    const dest = rec[o + CONN_DEST], dOff = dest * DEST_WORDS;
+    if ((t.dest[dOff + DEST_FLAGS] & DESTF_AVAILABLE) === 0) {
+      fp.drop(descs, d, Stat.DropDestUnavailable);
+      return;
+    }
+    const svc = rec[o + CONN_SVC], fwd = rec[o + CONN_FLAGS] & CF_FWD_MASK;
+    const l3 = fp.flows[row + FLOW_L3], l3len = fp.l3Len[pkt];
+    if (!this.passes(fp, descs, d, l3, l3len, t.dest[dOff + DEST_MTU])) return;
+    if (fwd !== FWD_MASQ) {
+      const sent = fp.counters.verdicts[Stat.FwdIn];
+      fp.transmitIn(descs, d, row, pkt, svc, dest, rec[o + CONN_DPORT] & 0xffff, fwd, 0, id);
+      if (fp.counters.verdicts[Stat.FwdIn] !== sent) fp.counters.verdicts[Stat.FragForwarded] += 1;
+      return;
+    }
+    const tr = fp.counters.traffic;
+    tr[svc * TS_WORDS + TS_INPKTS] += 1;
+    tr[svc * TS_WORDS + TS_INBYTES] += l3len;
+    tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_INPKTS] += 1;
+    tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_INBYTES] += l3len;
+    const nh = t.dest[dOff + DEST_NEXTHOP];
+    if (nh < 0) {
+      fp.drop(descs, d, Stat.DropNoRoute);
+      return;
+    }
+    const port = fp.nh.setMacs(fp.dv, descs[d + D_ADDR], nh, t.ports);
+    if (port < 0) {
+      fp.drop(descs, d, Stat.DropNeighbour);
+      return;
+    }
+    setDstAddrFix(fp.dv, l3, t.dest[dOff + DEST_ADDR]);
+    fp.decTtl(l3, 0);
+    fp.counters.verdicts[Stat.FwdIn] += 1;
+    fp.counters.verdicts[Stat.FragForwarded] += 1;
+    fp.out(descs, d, port);
+  }
+
+  /** Real server -> client (NAT): the source becomes the virtual address. */
+  private reply(fp: FastPath, descs: Uint32Array, d: number, row: number, pkt: number, id: number): void {
+    const t = fp.tables, rec = fp.conns.rec, o = id * CONN_WORDS, dv = fp.dv;
+    const svc = rec[o + CONN_SVC], dest = rec[o + CONN_DEST];
+    const l3 = fp.flows[row + FLOW_L3], l3len = fp.l3Len[pkt];
+    const tr = fp.counters.traffic;
+    tr[svc * TS_WORDS + TS_OUTPKTS] += 1;
+    tr[svc * TS_WORDS + TS_OUTBYTES] += l3len;
+    tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_OUTPKTS] += 1;
+    tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_OUTBYTES] += l3len;
+    if (!this.passes(fp, descs, d, l3, l3len, 0)) return;
+    const hop = rec[o + CONN_NEXTHOP];
+    if (hop === HOP_NO_ROUTE) {
+      fp.drop(descs, d, Stat.DropNoRoute);
+      return;
+    }
+    const frame = descs[d + D_ADDR];
+    let port: number;
+    if (hop >= 0) {
+      port = fp.nh.setMacs(dv, frame, hop, t.ports);
+      if (port < 0) {
+        fp.drop(descs, d, Stat.DropNeighbour);
+        return;
+      }
+    } else {
+      port = -1 - hop;
+      setSrcMac(dv, frame, t.ports[port * PORT_WORDS + PORT_MAC_HI], t.ports[port * PORT_WORDS + PORT_MAC_LO]);
+      setDstMac(dv, frame, rec[o + CONN_MAC_HI], rec[o + CONN_MAC_LO]);
+    }
+    setSrcAddrFix(dv, l3, rec[o + CONN_VADDR]);
+    fp.decTtl(l3, 0);
+    fp.counters.verdicts[Stat.FwdOut] += 1;
+    fp.counters.verdicts[Stat.FragForwarded] += 1;
+    fp.out(descs, d, port);
+  }
+}
