@@ -105,12 +105,18 @@ export class ConfigStore implements ConfigSink {
    * write are removed. @throws LbError when table.json exists but is not a valid table.
    */
   load(): ConfigDocT | null {
-    if (existsSync(this.dir)) {
-      for (const f of readdirSync(this.dir)) {
-        if (f.startsWith(`${TABLE_FILE}${TMP_MARK}`)) unlinkSync(join(this.dir, f));
+    let text: string;
+    try {
+      if (existsSync(this.dir)) {
+        for (const f of readdirSync(this.dir)) {
+          if (f.startsWith(`${TABLE_FILE}${TMP_MARK}`)) unlinkSync(join(this.dir, f));
+        }
       }
+      if (!existsSync(this.path)) return null;
+      text = readFileSync(this.path, "utf8");
+    } catch (e) {
+      throw new LbError(ErrorCode.Permission, `cannot read the saved table in ${this.dir} (${(e as NodeJS.ErrnoException).code ?? String(e)}): run xvs as root, or set XVS_STATE_DIR`);
     }
-    if (!existsSync(this.path)) return null;
-    return parseConfig(readFileSync(this.path, "utf8"), `saved table ${this.path} (move it away to start with an empty table)`);
+    return parseConfig(text, `saved table ${this.path} (move it away to start with an empty table)`);
   }
 }

@@ -8,7 +8,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ErrorCode, LbError } from "../errors.ts";
-import { Dataplane, type DataplaneOptions } from "../dataplane/dataplane.ts";
+import { checkHost, Dataplane, type DataplaneOptions } from "../dataplane/dataplane.ts";
 import { log } from "../log.ts";
 import { createApp } from "./app.ts";
 import { applyConfig } from "./batch.ts";
@@ -85,8 +85,10 @@ function apiToken(o: RunOptions): string {
 
 /** Run the daemon until a signal stops it. Resolves with the exit code. */
 export async function runDaemon(o: RunOptions): Promise<number> {
+  // root and interfaces first (their messages say how to fix them), then the table: a broken
+  // config file or saved table stops us before anything is attached
+  checkHost(o.ifaces);
   const store = new ConfigStore(stateDir());
-  // the table first: a broken config file or saved table stops us before the network is touched
   const doc = o.configFile ? loadConfigFile(o.configFile) : store.load();
   const token = apiToken(o);
   const daemon = new Daemon(null, store);
