@@ -6,6 +6,7 @@
 import { THRESHOLD_ORDER_MESSAGE, type ErrorBodyT } from "../control/schemas.ts";
 import { AdmExit } from "./parse.ts";
 
+/** The fetch the client uses (globalThis.fetch, or app.request in tests). */
 export type Fetch = (input: string, init?: RequestInit) => Response | Promise<Response>;
 
 /** A refusal by the daemon. */
@@ -15,6 +16,7 @@ export class ApiError extends Error {
   }
 }
 
+/** A client of one daemon's API. */
 export class ApiClient {
   constructor(private readonly fetch: Fetch, private readonly base: string, private readonly token: string | null) {}
 

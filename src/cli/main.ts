@@ -8,7 +8,7 @@
  * `app.request`.
  */
 import { apiBase, readToken } from "../control/runtime.ts";
-import { ApiClient, type Fetch } from "./client.ts";
+import { ApiClient, ApiError, kernelMessage, type Fetch } from "./client.ts";
 import { execute, type AdmContext } from "./commands.ts";
 import { NameDb } from "./names.ts";
 import { AdmExit, parseCommand } from "./parse.ts";
@@ -73,10 +73,17 @@ export async function runAdm(argv: string[], env: Partial<AdmEnv> = {}): Promise
     const ce = ctx.parse(argv.length === 0 ? ["-L"] : argv);
     code = await execute(ce, ctx);
   } catch (err) {
-    if (!(err instanceof AdmExit)) throw err;
-    out += err.stdout;
-    if (err.stderr) ctx.err(err.stderr);
-    code = err.code;
+    if (err instanceof ApiError) {
+      // a listing the daemon refused: ipvsadm prints ipvs_strerror and exits 1
+      ctx.err(`${kernelMessage(err)}\n`);
+      code = 1;
+    } else if (err instanceof AdmExit) {
+      out += err.stdout;
+      if (err.stderr) ctx.err(err.stderr);
+      code = err.code;
+    } else {
+      throw err;
+    }
   }
   if (out) e.stdout.write(out);
   return code;

@@ -13,6 +13,7 @@ export const OPT_NAMES = [
   "persistent-conn", "nosort", "syncid", "exact", "ops", "pe", "sched-flags", "mcast-group", "mcast-port", "mcast-ttl",
   "sync-maxlen", "tun-info", "tun-type", "tun-port", "tun-nocsum", "tun-csum", "tun-remcsum",
 ] as const;
+/** An option class name. */
 export type OptName = (typeof OPT_NAMES)[number];
 
 /** Index of an option class in OPT_NAMES. */
@@ -23,6 +24,7 @@ export const CMD_NAMES = [
   "add-service", "edit-service", "delete-service", "flush", "list", "add-server", "delete-server", "edit-server",
   "set", "start-daemon", "stop-daemon", "restore", "save", "zero",
 ] as const;
+/** A command name. */
 export type CmdName = (typeof CMD_NAMES)[number];
 
 /**
@@ -47,6 +49,7 @@ export const LEGALITY: Record<CmdName, string> = {
   "zero":           "xx.xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
 };
 
+/** Tunnel types by ipvsadm's number (IP_VS_CONN_F_TUNNEL_TYPE_*). */
 export const TUN_NAMES = ["ipip", "gue", "gre"] as const;
 /** Tunnel options checked per tunnel type, in ipvsadm's tunopts order. */
 export const TUN_OPTS = [OPT["tun-port"], OPT["tun-nocsum"], OPT["tun-csum"], OPT["tun-remcsum"]];
@@ -56,6 +59,7 @@ export const TUN_LEGALITY = ["xxxx", "+111", "x11x"];
 /** How a popt option takes its argument. */
 export type ArgKind = "none" | "required" | "optional";
 
+/** One popt option. */
 export interface OptionDef {
   long: string;
   short?: string;

@@ -5,8 +5,8 @@
  * checks, the real server checks and the list conflicts run in ipvsadm's order. The result is
  * an `Entry` (ipvsadm's `struct ipvs_command_entry`) that commands.ts turns into API calls.
  */
-import { COMMAND_TAGS, CMD_NAMES, LEGALITY, OPT, OPT_NAMES, TUN_LEGALITY, TUN_NAMES, TUN_OPTS, type CmdName } from "./options.ts";
-import { atoi, inetAton, inetPton6, stringToNumber, strtol } from "./libc.ts";
+import { COMMAND_TAGS, LEGALITY, OPT, OPT_NAMES, TUN_LEGALITY, TUN_NAMES, TUN_OPTS, type CmdName } from "./options.ts";
+import { atoi, inetAton, inetPton4, inetPton6, stringToNumber, strtol } from "./libc.ts";
 import type { NameDb } from "./names.ts";
 import { Popt, POPT_ERRORS } from "./popt.ts";
 import { usageText, VERSION_LINE } from "./help.ts";
@@ -49,6 +49,7 @@ export const FMT_NUMERIC = 0x1, FMT_RULE = 0x2, FMT_STATS = 0x4, FMT_RATE = 0x8,
 
 const SERVICE_ADDR = 1, SERVICE_PORT = 2;
 
+/** The service part of a command line (ipvs_service_t). */
 export interface SvcEntry {
   /** 0 until an address or -f sets it. */
   af: 0 | 4 | 6;
@@ -65,6 +66,7 @@ export interface SvcEntry {
   pe: string;
 }
 
+/** The real server part of a command line (ipvs_dest_t). */
 export interface DestEntry {
   af: 0 | 4 | 6;
   addr: [number, number, number, number];
@@ -78,6 +80,7 @@ export interface DestEntry {
   tunFlags: number;
 }
 
+/** A parsed, checked command line (struct ipvs_command_entry). */
 export interface Entry {
   cmd: CmdName;
   svc: SvcEntry;
@@ -331,7 +334,8 @@ export function parseCommand(argv: string[], program: string, names: NameDb): En
       case "mcast-group": {
         setOption(options, OPT["mcast-group"]);
         const v6 = arg.includes(":");
-        const ok = v6 ? (inetPton6(arg)?.[0] ?? 0) >>> 24 === 0xff : ((inetPton4Multicast(arg)));
+        // IN6_IS_ADDR_MULTICAST / IN_MULTICAST: ff00::/8, 224.0.0.0/4
+        const ok = v6 ? ((inetPton6(arg)?.[0] ?? 0) >>> 24) === 0xff : ((inetPton4(arg) ?? 0) >>> 28) === 0xe;
         if (!ok) fail(`invalid IPv${v6 ? 6 : 4} mcast-group \`${arg}'`);
         break;
       }
@@ -407,12 +411,3 @@ export function parseCommand(argv: string[], program: string, names: NameDb): En
   }
   return ce;
 }
-
-function inetPton4Multicast(s: string): boolean {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
-  if (!m || m.slice(1).some((x) => Number(x) > 255)) return false;
-  return Number(m[1]) >= 224 && Number(m[1]) <= 239;
-}
-
-/** The command names, for help and tests. */
-export const COMMANDS = CMD_NAMES;

@@ -15,6 +15,7 @@ export const POPT_ERRORS = {
   unwantedarg: "option does not take an argument",
 } as const;
 
+/** What one step of option parsing yields. */
 export type PoptResult =
   | { kind: "opt"; def: OptionDef; arg: string | null; word: string }
   | { kind: "end" }

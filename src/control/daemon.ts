@@ -37,6 +37,7 @@ export interface ConfigSink {
 /** Connection table size the header of `ipvsadm -L` shows without a dataplane (CONFIG_IP_VS_TAB_BITS 12). */
 export const DEFAULT_CONN_TAB_SIZE = 4096;
 
+/** The running daemon: model, dataplane, statistics; every change through `mutate`. */
 export class Daemon {
   model = new Model();
   /** Baselines (-Z) and rate estimators of every service and real server. */

@@ -27,6 +27,7 @@ export const STATUS: Record<ErrorCode, 400 | 401 | 404 | 409 | 413 | 500 | 503> 
   [ErrorCode.Unavailable]: 503,
 };
 
+/** HTTP methods of the API's routes. */
 export type Method = "get" | "post" | "put" | "delete";
 
 /** What a handler gets: validated body and query, and the path parameters. */
@@ -43,6 +44,7 @@ export interface Reply {
   body: unknown;
 }
 
+/** One route: what it takes, what it answers, what it does. */
 export interface Route<B = unknown, Q = unknown> {
   method: Method;
   /** Hono path, e.g. "/v1/services/:svc". */

@@ -36,6 +36,7 @@ function minus(a: CounterSample, b: CounterSample): CounterSample {
 
 const destKey = (d: Dest) => `${d.id}:${d.incarnation}`;
 
+/** Baselines and estimators of every listed service and real server. */
 export class StatsBook {
   private services = new Map<number, Entry>();
   private dests = new Map<string, Entry>();

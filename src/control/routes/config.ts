@@ -9,6 +9,7 @@ import { route, type Route } from "../http.ts";
 import { Batch, BatchResult, ConfigDoc, type ConfigDocT } from "../schemas.ts";
 import type { z } from "zod";
 
+/** Save, restore and batch routes. */
 export function configRoutes(daemon: Daemon): Route[] {
   return [
     route({

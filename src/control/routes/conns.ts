@@ -4,6 +4,7 @@ import { route, type Route } from "../http.ts";
 import { ConnsPage, ConnsQuery, type ConnsPageT } from "../schemas.ts";
 import type { z } from "zod";
 
+/** The connection listing route. */
 export function connRoutes(daemon: Daemon): Route[] {
   return [
     route<undefined, z.infer<typeof ConnsQuery>>({

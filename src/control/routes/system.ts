@@ -11,6 +11,7 @@ export const XVS_VERSION = "0.1.0";
 /** The IPVS version xvs behaves as (IP_VS_VERSION_CODE 0x010201). */
 export const IPVS_VERSION = "1.2.1";
 
+/** The daemon-wide routes. */
 export function systemRoutes(daemon: Daemon): Route[] {
   return [
     route({
