@@ -8,6 +8,7 @@ import { describe, expect, test } from "bun:test";
 import { MAX_BODY_BYTES } from "../../../src/control/app.ts";
 import { CF_USED, CONN_CADDR, CONN_CPORT_VPORT, CONN_DADDR, CONN_DPORT, CONN_EXPIRES, CONN_FLAGS, CONN_PROTO_STATE, CONN_VADDR, CONN_WORDS } from "../../../src/conn/table.ts";
 import { ConnsPage, ErrorBody, Health, Info, ServiceList, ServiceView } from "../../../src/control/schemas.ts";
+import { MAX_SERVICES } from "../../../src/service/tables.ts";
 import { NOW_MS, startXvs, TOKEN, type Xvs } from "../cli/fixture.ts";
 
 const AUTH = { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" };
@@ -338,6 +339,15 @@ describe("save, restore and batches", () => {
     expect(r.json).toEqual({ error: { code: "NOTEXIST", message: "No such service", index: 2 } });
     expect(x.daemon.model.services.map((s) => s.port)).toEqual([80]);
     expect(x.daemon.model.services[0].dests).toHaveLength(1);
+  });
+
+  test("a batch that would overfill the service table is 503 and leaves nothing behind", async () => {
+    const x = startXvs();
+    const commands = Array.from({ length: MAX_SERVICES + 1 }, (_, i) => ({ op: "add-service", service: { protocol: "udp", address: "198.18.0.100", port: i + 1, scheduler: "rr" } }));
+    const r = await call(x, "POST", "/v1/batch", { commands });
+    expect(r.status).toBe(503);
+    expect(r.json).toEqual({ error: { code: "NOROOM", message: `too many virtual services (at most ${MAX_SERVICES})`, index: MAX_SERVICES } });
+    expect(x.daemon.model.services).toHaveLength(0);
   });
 
   test("an invalid command anywhere in a batch is refused before anything runs", async () => {
