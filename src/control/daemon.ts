@@ -70,7 +70,8 @@ export class Daemon {
       try {
         this.sink?.save(next);
       } catch (e) {
-        // not saved: not applied either, so that a restart cannot bring back another table
+        // not saved: roll back (the previous table goes out as the next generation), so that
+        // the live table and the one a restart would bring back never stay different
         this.install(prev);
         throw new LbError(ErrorCode.System, `the change was not applied: saving the table failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
       }
