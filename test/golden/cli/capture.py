@@ -5,7 +5,9 @@ Runs in the guest (python3 is there): every sequence gets a fresh network namesp
 IPVS table with default timeouts) unless it names one with `@ns`; each `$` step runs
 `ipvsadm ARGS` there and records stdout, stderr and the exit code byte for byte.
 
-    python3 capture.py sequences.txt OUTDIR
+    python3 capture.py sequences.txt OUTDIR [NAME...]
+
+With NAMEs, only those sequences run and are replaced in OUTDIR/transcripts.json.
 """
 import json
 import os
@@ -103,7 +105,13 @@ def main():
         "ipvsadm": subprocess.run(["ipvsadm", "--version"], capture_output=True).stdout.decode().strip(),
         "etc_hosts": os.path.exists("/etc/hosts"),
     }
-    with open(os.path.join(outdir, "transcripts.json"), "w", encoding="utf-8") as f:
+    out_path = os.path.join(outdir, "transcripts.json")
+    if only and os.path.exists(out_path):
+        # re-capturing some sequences: keep the others, in sequences.txt order
+        old = {s["name"]: s for s in json.load(open(out_path, encoding="utf-8"))["sequences"]}
+        new = {s["name"]: s for s in result}
+        result = [new.get(s["name"]) or old[s["name"]] for s in seqs if s["name"] in new or s["name"] in old]
+    with open(out_path, "w", encoding="utf-8") as f:
         json.dump({"provenance": info, "sequences": result}, f, indent=1, ensure_ascii=False)
         f.write("\n")
     # the guest may have no /etc/hosts at all: then no name resolves (an empty file here)

@@ -10,7 +10,8 @@ VM=${IPVSVM_DIR:-$(cd "$HERE/../../../../shared/tools/ipvs-vm" && pwd)}
 CACHE=${IPVSVM_CACHE:?set IPVSVM_CACHE to your own ipvs-vm cache}
 mkdir -p "$CACHE/share/golden"
 cp "$HERE/capture.py" "$HERE/sequences.txt" "$HERE/etc-services" "$CACHE/share/golden/"
-rm -f "$CACHE/share/golden/transcripts.json"
+# with sequence names, only those are re-captured (merged into the current transcripts)
+if [ $# -gt 0 ]; then cp "$HERE/transcripts.json" "$CACHE/share/golden/"; else rm -f "$CACHE/share/golden/transcripts.json"; fi
 "$VM/boot.sh" --run "python3 /mnt/share/golden/capture.py /mnt/share/golden/sequences.txt /mnt/share/golden $*"
 cp "$CACHE/share/golden/transcripts.json" "$CACHE/share/golden/etc-hosts" "$HERE/"
 echo "transcripts: $HERE/transcripts.json"
