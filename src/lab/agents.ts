@@ -204,6 +204,80 @@ async function udpAsk(a: Args): Promise<number> {
   return 0;
 }
 
+/**
+ * tcp-chat --host H --port P --conns N --seconds S [--interval MS]: N long-lived connections to
+ * a line server, each sending a numbered line every MS ms for S seconds and checking that every
+ * reply comes back, complete and in order. Prints a JSON summary (issue 7: established
+ * connections keep exchanging data without loss during a flood).
+ */
+async function tcpChat(a: Args): Promise<number> {
+  const host = a.host!, port = num(a, "port", 7000), n = num(a, "conns", 100), secs = num(a, "seconds", 10), interval = num(a, "interval", 100);
+  const s = { conns: 0, sent: 0, received: 0, outOfOrder: 0, closed: 0, errors: [] as string[], maxRttMs: 0, byServer: {} as Record<string, number> };
+  interface Chat { id: number; sock: { write(t: string): unknown; end(): unknown }; next: number; expect: number; sentAt: number[]; buf: string }
+  const socks: Chat[] = [];
+  let ending = false;
+  await Promise.all(Array.from({ length: n }, async (_, i) => {
+    const st: Chat = { id: i, sock: { write: () => 0, end: () => 0 }, next: 0, expect: 0, sentAt: [], buf: "" };
+    st.sock = await Bun.connect({
+      hostname: host, port,
+      socket: {
+        data(_s, chunk) {
+          st.buf += chunk.toString();
+          let k;
+          while ((k = st.buf.indexOf("\n")) >= 0) {
+            const line = st.buf.slice(0, k);
+            st.buf = st.buf.slice(k + 1);
+            const [server, conn, seq] = line.split(" ");
+            if (Number(conn) !== st.id || Number(seq) !== st.expect) s.outOfOrder++;
+            s.byServer[server] = (s.byServer[server] ?? 0) + (st.expect === 0 ? 1 : 0);
+            s.maxRttMs = Math.max(s.maxRttMs, Date.now() - (st.sentAt[st.expect] ?? Date.now()));
+            st.expect++;
+            s.received++;
+          }
+        },
+        close() { if (!ending) s.closed++; },
+        error(_s, e) { s.errors.push(String(e)); },
+      },
+    });
+    s.conns++;
+    socks.push(st);
+  }));
+  const end = Date.now() + secs * 1000;
+  while (Date.now() < end) {
+    for (let i = 0; i < socks.length; i++) {
+      const st = socks[i];
+      st.sentAt[st.next] = Date.now();
+      st.sock.write(`${st.id} ${st.next++}\n`);
+      s.sent++;
+    }
+    await Bun.sleep(interval);
+  }
+  // let the last replies come in
+  for (let w = 0; w < 50 && s.received < s.sent; w++) await Bun.sleep(100);
+  ending = true;
+  for (const st of socks) st.sock.end();
+  process.stdout.write(JSON.stringify({ ...s, errors: s.errors.slice(0, 10) }) + "\n");
+  return 0;
+}
+
+/**
+ * http-loop --host H --port P --seconds S [--concurrency C] [--timeout MS]: new HTTP connections
+ * back to back for S seconds; prints one JSON line per request: {t (ms since start), ok, ms}.
+ */
+async function httpLoop(a: Args): Promise<number> {
+  const host = a.host!, port = num(a, "port", 80), secs = num(a, "seconds", 10), conc = num(a, "concurrency", 2), timeout = num(a, "timeout", 500);
+  const t0 = Date.now(), end = t0 + secs * 1000;
+  await Promise.all(Array.from({ length: conc }, async () => {
+    while (Date.now() < end) {
+      const start = Date.now();
+      const r = await httpOnce(host, port, "/", timeout);
+      process.stdout.write(JSON.stringify({ t: start - t0, ok: r.ok, ms: Date.now() - start }) + "\n");
+      if (!r.ok) await Bun.sleep(20);
+    }
+  }));
+  return 0;
+}
+
 /** Run a lab agent; `argv` starts with the mode. */
 export async function runLabAgent(argv: string[]): Promise<number> {
   const [mode, ...rest] = argv;
@@ -213,6 +287,8 @@ export async function runLabAgent(argv: string[]): Promise<number> {
     case "http-get": return httpGet(a);
     case "tcp-hold": return tcpHold(a);
     case "udp-ask": return udpAsk(a);
+    case "tcp-chat": return tcpChat(a);
+    case "http-loop": return httpLoop(a);
     default:
       process.stderr.write(`xvs __lab: unknown mode ${mode}\n`);
       return 2;
