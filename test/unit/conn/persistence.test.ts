@@ -135,6 +135,24 @@ describe("§10 persistence", () => {
   });
 });
 
+describe("IPv6 persistence", () => {
+  test("-M 64 on a v6 service: clients of one /64 share a template (caddr = the /64), another /64 gets the next dest", () => {
+    const h = new Harness();
+    const VIP6 = "2001:db8:100::100";
+    const k = { protocol: "tcp" as const, address: VIP6, port: 80 };
+    h.model.addService({ ...k, scheduler: "rr", onePacket: false, schedFlags: [], persistence: { timeout: 60, netmask: "64" } });
+    for (const a of ["2001:db8:2::11", "2001:db8:2::12"]) h.model.addDest(k, dest(a));
+    h.apply();
+    const f6 = (src: string, sport: number) => new PacketBuilder().eth(PORT_MACS[0], GATEWAY_MAC).ipv6({ src, dst: VIP6 }).tcp({ sport, dport: 80, flags: SYN }).build();
+    const daddr = (src: string, sport: number) => Array.from(h.one(f6(src, sport)).frame.subarray(38, 54)).join(".");
+    const a = daddr("2001:db8:1::5", 1000);
+    expect(daddr("2001:db8:1::ffff:9", 1001)).toBe(a);
+    expect(daddr("2001:db8:1:0:8000::1", 1002)).toBe(a);
+    expect(daddr("2001:db8:1:1::5", 1003)).not.toBe(a);
+    expect(h.conns.header[1]).toBe(2); // two templates
+  });
+});
+
 describe("§10 one-packet scheduling", () => {
   test("43: -o UDP: each datagram from the same client:port is rescheduled (rr alternates), no connection stays, conns counts each", () => {
     const h = new Harness();
