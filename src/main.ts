@@ -15,6 +15,8 @@ usage:
       start the daemon (dataplane + control API) in the current network namespace
   xvs adm ARGS...        ipvsadm-compatible client of the local daemon (same as 'ipvsadm ARGS')
   xvs demo [--check]     build a namespace lab and show xvs balancing real HTTP traffic live
+  xvs decap attach|detach|stats IFACE [--gue-port N ...]
+                         real-server helper for TUN services: open IPIP/GUE/GRE in XDP (xvs decap --help)
   xvs version            print the version
 
 examples:
@@ -49,6 +51,10 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       return runDemo(parseDemoArgs(rest));
+    }
+    case "decap": {
+      const { runDecap } = await import("./decap/cli.ts");
+      return runDecap(rest);
     }
     case "__lab": {
       const { runLabAgent } = await import("./lab/agents.ts");

@@ -48,6 +48,21 @@
 #define XVS_XDP_PASS_NO_SOCKET 5     /* ours, but no socket on this queue yet (start-up): kernel */
 #define XVS_XDP_STAT_COUNT 6
 
+/* ---- the real-server decap helper (native/bpf/xvs_decap.bpf.c, src/decap) ---- */
+#define XVS_DECAP_MAX_GUE_PORTS 16   /* GUE ports one interface listens on */
+/* per-CPU counters (index into `decap_stats`) */
+#define XVS_DECAP_IPIP 0             /* IPIP / 6in4 / 6in6 packets opened */
+#define XVS_DECAP_GUE 1              /* GUE packets opened */
+#define XVS_DECAP_GRE 2              /* GRE packets opened */
+#define XVS_DECAP_PASS 3             /* not a tunnel packet (or UDP to another port): the kernel's */
+#define XVS_DECAP_BAD_GUE 4          /* to a GUE port but not a version 0 data message of IPv4/IPv6: passed */
+#define XVS_DECAP_BAD_GRE 5          /* GRE with a flag other than C, another version or protocol: passed */
+#define XVS_DECAP_FRAGMENT 6         /* fragmented outer packet: cannot be opened here, passed */
+#define XVS_DECAP_MALFORMED 7        /* the inner packet is not the IP version announced: dropped */
+#define XVS_DECAP_NOT_LOCAL 8        /* outer destination is not this host (transit): passed */
+#define XVS_DECAP_ECN_DROP 9         /* CE outside, not-ECT inside (RFC 6040): dropped */
+#define XVS_DECAP_STAT_COUNT 10
+
 /* ---- burst descriptors exchanged between TS and the shim (u32 words per packet) ---- */
 #define XVS_DESC_WORDS 4
 #define XVS_DESC_ADDR 0       /* UMEM offset of the first byte of the frame */

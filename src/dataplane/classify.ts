@@ -13,6 +13,12 @@ import { Stat } from "./verdict.ts";
 
 /** Returned when the packet goes on to the connection stage. */
 export const CONTINUE = -1;
+/**
+ * Returned for ICMP / ICMPv6: the row holds the addresses, FLOW_L3 and FLOW_L4 (the ICMP header,
+ * not bounds-checked: dataplane/icmp.ts checks every byte it reads).
+ */
+export const CONTINUE_ICMP = -2;
+
 
 /**
  * Classify the frame of `len` bytes at `off`; fill `flow` at `row`. Returns CONTINUE or the
@@ -83,7 +89,9 @@ function classifyL4(u8: Uint8Array, dv: DataView, family: number, proto: number,
   } else if (proto === PROTO_SCTP) {
     if (l4len < SCTP_HLEN) return Stat.DropMalformed;
   } else if (proto === PROTO_ICMP || proto === PROTO_ICMPV6) {
-    return Stat.DropIcmp;
+    flow[row + FLOW_META] = (family << 16) | (proto << 8);
+    flow[row + FLOW_L4] = l4;
+    return CONTINUE_ICMP;
   } else {
     return Stat.DropUnknownProto;
   }

@@ -39,7 +39,13 @@ import { FLOW_DST, FLOW_L3, FLOW_L4, FLOW_META, FLOW_PORTS, FLOW_SRC, FLOW_WORDS
 import { csumReplace16 } from "../wire/checksum.ts";
 import { dnat4, dnat6, snat4, snat6 } from "../xmit/nat.ts";
 import { icmp4Error, icmp6Error } from "../xmit/icmp-error.ts";
-import { CONTINUE, classify } from "./classify.ts";
+import { CONTINUE, CONTINUE_ICMP, classify } from "./classify.ts";
+import { handleIcmp, PathMtu, pmtuKey } from "./icmp.ts";
+import { decHopLimit6, decTtl4 } from "../xmit/dr.ts";
+import { encapsulate, flowSourcePort, IPV4_MIN_MTU, IPV6_MIN_MTU, tunnelOverhead } from "../xmit/tun.ts";
+import { ICMP_CODE_HOST_UNREACH, ICMPV6_CODE_ADDR_UNREACH } from "../xmit/icmp-error.ts";
+import { DEST_TUN, DEST_TUN_PORT, DEST_TUN_SRC, DESTF_V6, FWD_ROUTE, FWD_TUNNEL, MAX_DESTS } from "../service/tables.ts";
+import { ETH_HLEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from "../wire/fields.ts";
 import { Counters, DEST_TRAFFIC_BASE, TS_CONNS, TS_INBYTES, TS_INPKTS, TS_OUTBYTES, TS_OUTPKTS, TS_WORDS } from "../stats/counters.ts";
 import { Stat } from "./verdict.ts";
 import { newConnection } from "./schedule.ts";
@@ -80,6 +86,12 @@ export class FastPath {
   private readonly hashes = new Int32Array(MAX_BURST);
   private readonly early = new Int32Array(MAX_BURST);
   readonly l3Len = new Int32Array(MAX_BURST);
+  /** Path MTUs learned from ICMP errors about our tunnel packets (dataplane/icmp.ts). */
+  readonly pmtu = new PathMtu();
+  /** IPv4 ID counter per real server, for outer headers without DF (ip_select_ident). */
+  readonly ipIds = new Int32Array(MAX_DESTS);
+  /** Out port chosen by tunnelOut() (avoids returning two values). */
+  txPort = 0;
   /** Current time in ticks, set per burst. */
   now = 0;
   u8: Uint8Array;
@@ -173,6 +185,10 @@ export class FastPath {
     for (let i = 0; i < n; i++) {
       const d = i * D_WORDS;
       const v = this.early[i];
+      if (v === CONTINUE_ICMP) {
+        handleIcmp(this, descs, d, i * FLOW_WORDS, i);
+        continue;
+      }
       if (v !== CONTINUE) {
         st[v] += 1;
         descs[d + D_OUT] = OUT_DROP;
@@ -296,16 +312,27 @@ export class FastPath {
     tr[svc * TS_WORDS + TS_INBYTES] += l3len;
     tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_INPKTS] += 1;
     tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_INBYTES] += l3len;
-    if (fwd !== FWD_MASQ) {
+    if (fwd !== FWD_MASQ && fwd !== FWD_ROUTE && fwd !== FWD_TUNNEL) {
       this.drop(descs, d, Stat.DropUnsupported);
       return;
     }
     const nh = t.dest[dOff + DEST_NEXTHOP];
     if (nh < 0) {
-      this.drop(descs, d, Stat.DropNoRoute);
+      this.noRoute(descs, d, row, pkt, v6);
       return;
     }
+    // __ip_vs_get_out_rt: decrement_ttl before the MTU check, so a "fragmentation needed" quotes
+    // the packet with its TTL already lowered, as the kernel's does
     if (!this.ttlOk(descs, d, row, pkt, v6)) return;
+    this.decTtl(l3, v6);
+    if (fwd === FWD_TUNNEL) {
+      if (this.tunnelOut(descs, d, row, pkt, l3, l3len, v6, dest, nh, this.hashes[pkt], false)) {
+        this.counters.verdicts[Stat.FwdIn] += 1;
+        this.counters.verdicts[Stat.FwdTun] += 1;
+        this.out(descs, d, this.txPort);
+      }
+      return;
+    }
     const mtu = t.dest[dOff + DEST_MTU];
     if (mtu > 0 && l3len > mtu && this.tooBig(descs, d, row, pkt, v6, mtu)) return;
     const port = this.nh.setMacs(dv, descs[d + D_ADDR], nh, t.ports);
@@ -313,15 +340,81 @@ export class FastPath {
       this.drop(descs, d, Stat.DropNeighbour);
       return;
     }
-    const proto = (f[row + FLOW_META] >>> 8) & 0xff;
-    if (v6) {
-      dnat6(u8, dv, l3, l4, l3len - (l4 - l3), proto, t.dest[dOff + DEST_ADDR], t.dest[dOff + DEST_ADDR + 1], t.dest[dOff + DEST_ADDR + 2], t.dest[dOff + DEST_ADDR + 3], dport);
+    if (fwd === FWD_MASQ) {
+      const proto = (f[row + FLOW_META] >>> 8) & 0xff;
+      if (v6) {
+        dnat6(u8, dv, l3, l4, l3len - (l4 - l3), proto, t.dest[dOff + DEST_ADDR], t.dest[dOff + DEST_ADDR + 1], t.dest[dOff + DEST_ADDR + 2], t.dest[dOff + DEST_ADDR + 3], dport);
+      } else {
+        dnat4(u8, dv, l3, l4, l3len - (l4 - l3), proto, t.dest[dOff + DEST_ADDR], dport);
+      }
     } else {
-      dnat4(u8, dv, l3, l4, l3len - (l4 - l3), proto, t.dest[dOff + DEST_ADDR], dport);
+      // DR (ip_vs_dr_xmit): the packet leaves as it came, to the real server's MAC
+      this.counters.verdicts[Stat.FwdDr] += 1;
     }
-    this.decTtl(l3, v6);
     this.counters.verdicts[Stat.FwdIn] += 1;
     this.out(descs, d, port);
+  }
+
+  /**
+   * Encapsulate the IP packet at `l3` (TTL already checked and decremented) for TUN real server
+   * `dest` and point the descriptor at the new frame start (ip_vs_tunnel_xmit[_v6]). On success
+   * returns true with the out port in `txPort` (the caller counts and sends); otherwise the frame
+   * was dropped or answered and counted. `icmp`: an ICMP error being forwarded, which skips the
+   * MTU check (ensure_mtu_is_adequate ignores ICMP) and needs no `row`/`pkt`.
+   */
+  tunnelOut(descs: Uint32Array, d: number, row: number, pkt: number, l3: number, l3len: number, innerV6: number, dest: number, nh: number, hash: number, icmp: boolean): boolean {
+    const t = this.tables, dv = this.dv, dOff = dest * DEST_WORDS;
+    const tun = t.dest[dOff + DEST_TUN];
+    const type = tun & 0xff, csum = (tun >>> 8) & 0xff;
+    const outerV6 = (t.dest[dOff + DEST_FLAGS] & DESTF_V6) !== 0 ? 1 : 0;
+    const over = tunnelOverhead(type, csum, outerV6);
+    const mtu = this.pmtu.effective(dest, t.dest[dOff + DEST_MTU], pmtuKey(t.dest, dOff), this.now);
+    if (mtu > 0) {
+      // __ip_vs_get_out_rt, IP_VS_RT_MODE_TUNNEL: the tunnel's own MTU
+      const tmtu = mtu - over;
+      if (tmtu < (outerV6 ? IPV6_MIN_MTU : IPV4_MIN_MTU)) {
+        this.drop(descs, d, Stat.DropTunnelMtu);
+        return false;
+      }
+      if (!icmp && l3len > tmtu && this.tooBig(descs, d, row, pkt, innerV6, tmtu)) return false;
+    }
+    const s0 = t.dest[dOff + DEST_TUN_SRC], s1 = t.dest[dOff + DEST_TUN_SRC + 1], s2 = t.dest[dOff + DEST_TUN_SRC + 2], s3 = t.dest[dOff + DEST_TUN_SRC + 3];
+    if ((s0 | s1 | s2 | s3) === 0) {
+      // the route lookup gave no source address to put on the outer header
+      this.drop(descs, d, Stat.DropNoRoute);
+      return false;
+    }
+    const frame = descs[d + D_ADDR];
+    if ((frame & (abi.XVS_FRAME_SIZE - 1)) < over) {
+      this.drop(descs, d, Stat.DropNoHeadroom);
+      return false;
+    }
+    let id = 0;
+    if (!outerV6 && !innerV6 && (dv.getUint16(l3 + 6) & IPV4_FLAG_DF) === 0) {
+      id = this.ipIds[dest] = (this.ipIds[dest] + 1) & 0xffff;
+    }
+    const o = encapsulate(this.u8, dv, l3, l3len, innerV6, outerV6, type, csum, t.dest[dOff + DEST_TUN_PORT], flowSourcePort(hash), id,
+      s0, s1, s2, s3, t.dest[dOff + DEST_ADDR], t.dest[dOff + DEST_ADDR + 1], t.dest[dOff + DEST_ADDR + 2], t.dest[dOff + DEST_ADDR + 3]);
+    const nf = o - ETH_HLEN;
+    dv.setUint16(nf + 12, outerV6 ? ETHERTYPE_IPV6 : ETHERTYPE_IPV4);
+    const port = this.nh.setMacs(dv, nf, nh, t.ports);
+    if (port < 0) {
+      this.drop(descs, d, Stat.DropNeighbour);
+      return false;
+    }
+    descs[d + D_ADDR] = nf;
+    descs[d + D_LEN] = ETH_HLEN + over + l3len;
+    this.txPort = port;
+    return true;
+  }
+
+  /**
+   * No route to the real server (dst_link_failure in __ip_vs_get_out_rt): the client gets ICMP
+   * host unreachable (IPv6: address unreachable), and the packet is dropped.
+   */
+  noRoute(descs: Uint32Array, d: number, row: number, pkt: number, v6: number): void {
+    this.counters.verdicts[Stat.DropNoRoute] += 1;
+    this.sendIcmp(descs, d, row, pkt, v6, v6 ? ICMPV6_DEST_UNREACH : ICMP_DEST_UNREACH, v6 ? ICMPV6_CODE_ADDR_UNREACH : ICMP_CODE_HOST_UNREACH, 0);
   }
 
   /** Real server -> client reply of a NAT connection (ip_vs_out). */
@@ -390,24 +483,25 @@ export class FastPath {
     return false;
   }
 
-  /** Larger than the path MTU: IPv4 with DF and IPv6 get the ICMP error (and the drop); IPv4 without DF goes on. */
+  /**
+   * Larger than the path MTU (ensure_mtu_is_adequate): IPv4 with DF gets ICMP fragmentation needed
+   * and IPv6 packet too big, with `mtu`, and is dropped. IPv4 without DF the kernel would fragment
+   * (pmtu_disc=1, ignore_df); xvs cannot split a frame in two, so it answers it the same way, which
+   * makes Linux senders lower their path MTU and fragment at the source, and counts it apart.
+   * Always returns true (the frame was answered).
+   */
   tooBig(descs: Uint32Array, d: number, row: number, pkt: number, v6: number, mtu: number): boolean {
     const l3 = this.flows[row + FLOW_L3];
-    if (!v6 && (this.dv.getUint16(l3 + 6) & IPV4_FLAG_DF) === 0) return false;
-    this.counters.verdicts[Stat.DropMtu] += 1;
+    const noDf = !v6 && (this.dv.getUint16(l3 + 6) & IPV4_FLAG_DF) === 0;
+    this.counters.verdicts[noDf ? Stat.DropMtuNoDf : Stat.DropMtu] += 1;
     this.sendIcmp(descs, d, row, pkt, v6, v6 ? ICMPV6_PKT_TOOBIG : ICMP_DEST_UNREACH, v6 ? 0 : ICMP_CODE_FRAG_NEEDED, mtu);
     return true;
   }
 
+  /** TTL / hop limit minus one (xmit/dr.ts: what every method does to the client's packet). */
   decTtl(l3: number, v6: number): void {
-    const dv = this.dv;
-    if (v6) {
-      this.u8[l3 + 7] -= 1;
-      return;
-    }
-    const word = dv.getUint16(l3 + IPV4_TTL);
-    dv.setUint16(l3 + IPV4_TTL, word - 0x100);
-    dv.setUint16(l3 + IPV4_CSUM, csumReplace16(dv.getUint16(l3 + IPV4_CSUM), word, word - 0x100));
+    if (v6) decHopLimit6(this.u8, l3);
+    else decTtl4(this.dv, l3);
   }
 
   /** Replace the frame with an ICMP error to its sender and send it back out its port. */

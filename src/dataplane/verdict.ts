@@ -77,6 +77,16 @@ export const enum Stat {
   DropFragOrphan,
   /** Fragment tracking table full. */
   DropFragTableFull,
+  /** IPv4 packet without DF larger than the path MTU: xvs cannot fragment, so it is answered with
+   * ICMP fragmentation needed (as for DF) and dropped; the kernel would fragment it. */
+  DropMtuNoDf,
+  /** Tunnel path MTU minus the encapsulation below 68 (IPv4) / 1280 (IPv6): dropped, as IPVS does. */
+  DropTunnelMtu,
+  /** No room before the frame for the tunnel headers (cannot happen with the default UMEM headroom). */
+  DropNoHeadroom,
+  /** ICMP fragmentation needed / packet too big about one of our tunnel packets whose client packet
+   * had no DF: the path MTU towards that real server was learned and the message consumed. */
+  IcmpPmtuLearned,
   Count,
 }
 
@@ -87,7 +97,7 @@ export const STAT_NAMES = [
   "drop_icmp", "drop_tcp_no_conn", "drop_no_conn", "drop_no_dest", "drop_dest_unavailable",
   "drop_table_full", "drop_ttl", "drop_no_route", "drop_neighbour", "drop_mtu", "drop_unsupported", "drop_syn_flood",
   "fwd_dr", "fwd_tun", "icmp_forwarded", "drop_icmp_no_conn", "drop_icmp_malformed", "frag_forwarded", "drop_frag_orphan",
-  "drop_frag_table_full",
+  "drop_frag_table_full", "drop_mtu_no_df", "drop_tunnel_mtu", "drop_no_headroom", "icmp_pmtu_learned",
 ] as const;
 
 // Stat entries are only ever appended, each with its name here
