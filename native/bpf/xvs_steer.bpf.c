@@ -9,7 +9,8 @@
  *    TS fast path decides what to do with them and counts it);
  *  - replies from a NAT real server (proto, RIP, port) to an address that is not the director's own
  *    (replies to the director itself, e.g. health checks, stay with the kernel);
- *  - ICMP errors whose embedded packet went to a VIP or came from a NAT real server.
+ *  - ICMP errors about a packet from a VIP, to a NAT real server, or about one of our tunnel
+ *    packets (icmp_error_about).
  * This program never rewrites packets; all decisions beyond "ours or not" are made in TS.
  */
 #include <linux/bpf.h>
@@ -179,6 +180,123 @@ static __always_inline int owned(__u8 family, const __u32 *saddr, const __u32 *d
 	return 0;
 }
 
+/* Is the IP packet at `x` (IPv4 if !v6) a client packet to a virtual service? */
+static __always_inline int client_to_vip(int v6, void *x, void *end)
+{
+	if (v6) {
+		struct ipv6hdr *i6 = x;
+		if ((void *)(i6 + 1) > end || i6->version != 6)
+			return 0;
+		struct ports *p = (void *)(i6 + 1);
+		if ((void *)(p + 1) > end)
+			return 0;
+		return is_vip(XVS_FAMILY_V6, i6->daddr.in6_u.u6_addr32, i6->nexthdr, p->dport);
+	}
+	struct iphdr *i4 = x;
+	if ((void *)(i4 + 1) > end || i4->version != 4 || i4->ihl != 5)
+		return 0;
+	struct ports *p = (void *)(i4 + 1);
+	if ((void *)(p + 1) > end)
+		return 0;
+	return is_vip(XVS_FAMILY_V4, &i4->daddr, i4->protocol, p->dport);
+}
+
+/* GRE base header and GUE header (with the UDP header before it) as xvs sends them. */
+struct gre_base {
+	__u16 flags;
+	__u16 proto;
+};
+struct gue_udp {
+	__u16 sport;
+	__u16 dport;
+	__u16 len;
+	__u16 check;
+	__u8 hlen_flags;  /* version (2 bits), C, hlen (5 bits, in words) */
+	__u8 proto_ctype;
+	__u16 flags;
+};
+
+/*
+ * Is the payload at `x` of a packet of protocol `proto` one of our tunnel encapsulations (IPIP,
+ * 6in4/6in6, GRE version 0 with no flag but C, GUE version 0 data) of a client packet to a VIP?
+ * The caller has checked that the outer packet came from one of our addresses.
+ */
+static __always_inline int tunnel_to_vip(__u8 proto, void *x, void *end)
+{
+	if (proto == IPPROTO_IPIP)
+		return client_to_vip(0, x, end);
+	if (proto == IPPROTO_IPV6)
+		return client_to_vip(1, x, end);
+	if (proto == IPPROTO_GRE) {
+		struct gre_base *g = x;
+		if ((void *)(g + 1) > end || (g->flags & ~bpf_htons(0x8000)) != 0)
+			return 0;
+		void *in = (void *)(g + 1) + (g->flags ? 4 : 0);
+		if (g->proto == bpf_htons(ETH_P_IP))
+			return client_to_vip(0, in, end);
+		if (g->proto == bpf_htons(ETH_P_IPV6))
+			return client_to_vip(1, in, end);
+		return 0;
+	}
+	if (proto == IPPROTO_UDP) {
+		struct gue_udp *u = x;
+		if ((void *)(u + 1) > end || (u->hlen_flags & 0xe0) != 0)
+			return 0;
+		void *in = (void *)(u + 1) + ((u->hlen_flags & 0x1f) << 2);
+		if (u->proto_ctype == IPPROTO_IPIP)
+			return client_to_vip(0, in, end);
+		if (u->proto_ctype == IPPROTO_IPV6)
+			return client_to_vip(1, in, end);
+	}
+	return 0;
+}
+
+/*
+ * An ICMP error is ours (ip_vs_in_icmp / ip_vs_out_icmp) when the packet it quotes is
+ *  - from a VIP:port (a NAT reply, or a DR/TUN real server's direct reply; the error came from
+ *    the client's side and goes to the real server),
+ *  - to a NAT real server's address:port (a request we translated; the error came from the real
+ *    server's side and goes to the client), or
+ *  - one of our IPIP/GUE/GRE packets (sent from one of our addresses) carrying a client packet
+ *    to a VIP (the path towards a TUN real server is too narrow, or broken).
+ * Errors about client packets *to* a VIP are not: a DR real server's own errors to a client
+ * routed through the director are forwarded by its kernel.
+ */
+static __always_inline int icmp_error_about(int v6, void *in, void *end)
+{
+	if (v6) {
+		struct ipv6hdr *i6 = in;
+		if ((void *)(i6 + 1) > end)
+			return 0;
+		__u8 nh = i6->nexthdr;
+		if (nh == IPPROTO_TCP || nh == IPPROTO_UDP || nh == IPPROTO_SCTP) {
+			struct ports *p = (void *)(i6 + 1);
+			if ((void *)(p + 1) > end)
+				return 0;
+			if (is_vip(XVS_FAMILY_V6, i6->saddr.in6_u.u6_addr32, nh, p->sport) ||
+			    is_nat_real(XVS_FAMILY_V6, i6->daddr.in6_u.u6_addr32, nh, p->dport))
+				return 1;
+		}
+		if (!is_addr_in(&local_addrs, XVS_FAMILY_V6, i6->saddr.in6_u.u6_addr32))
+			return 0;
+		return tunnel_to_vip(nh, (void *)(i6 + 1), end);
+	}
+	struct iphdr *i4 = in;
+	if ((void *)(i4 + 1) > end || i4->ihl != 5)
+		return 0;
+	if (i4->protocol == IPPROTO_TCP || i4->protocol == IPPROTO_UDP || i4->protocol == IPPROTO_SCTP) {
+		struct ports *p = (void *)(i4 + 1);
+		if ((void *)(p + 1) > end)
+			return 0;
+		if (is_vip(XVS_FAMILY_V4, &i4->saddr, i4->protocol, p->sport) ||
+		    is_nat_real(XVS_FAMILY_V4, &i4->daddr, i4->protocol, p->dport))
+			return 1;
+	}
+	if (!is_addr_in(&local_addrs, XVS_FAMILY_V4, &i4->saddr))
+		return 0;
+	return tunnel_to_vip(i4->protocol, (void *)(i4 + 1), end);
+}
+
 static __always_inline int icmp4_error_owned(struct iphdr *outer, void *l4, void *end)
 {
 	struct icmphdr *ic = l4;
@@ -187,19 +305,7 @@ static __always_inline int icmp4_error_owned(struct iphdr *outer, void *l4, void
 	if (ic->type != ICMP_DEST_UNREACH && ic->type != ICMP_TIME_EXCEEDED &&
 	    ic->type != ICMP_SOURCE_QUENCH)
 		return 0;
-	struct iphdr *in = (void *)(ic + 1);
-	if ((void *)(in + 1) > end || in->ihl != 5)
-		return 0;
-	struct ports *p = (void *)(in + 1);
-	if ((void *)(p + 1) > end)
-		return 0;
-	/* About a packet a client sent to a VIP (error from a router on the way to the RS, or the
-	 * director's own path), or about a NAT real server's reply (error from the client's side). */
-	if (is_vip(XVS_FAMILY_V4, &in->daddr, in->protocol, p->dport))
-		return 1;
-	if (is_nat_real(XVS_FAMILY_V4, &in->saddr, in->protocol, p->sport))
-		return 1;
-	return 0;
+	return icmp_error_about(0, (void *)(ic + 1), end);
 }
 
 static __always_inline int steer_v4(struct xdp_md *ctx, void *l3, void *end)
@@ -238,14 +344,7 @@ static __always_inline int steer_v6(struct xdp_md *ctx, void *l3, void *end)
 		struct icmp6hdr *ic = l4;
 		if ((void *)(ic + 1) > end || ic->icmp6_type >= 128)
 			return count(XVS_XDP_PASS_NOT_OURS, XDP_PASS); /* informational: NDP, echo */
-		struct ipv6hdr *in = (void *)(ic + 1);
-		if ((void *)(in + 1) > end)
-			return count(XVS_XDP_PASS_NOT_OURS, XDP_PASS);
-		struct ports *p = (void *)(in + 1);
-		if ((void *)(p + 1) > end)
-			return count(XVS_XDP_PASS_NOT_OURS, XDP_PASS);
-		if (is_vip(XVS_FAMILY_V6, in->daddr.in6_u.u6_addr32, in->nexthdr, p->dport) ||
-		    is_nat_real(XVS_FAMILY_V6, in->saddr.in6_u.u6_addr32, in->nexthdr, p->sport))
+		if (icmp_error_about(1, (void *)(ic + 1), end))
 			return redirect(ctx);
 		return count(XVS_XDP_PASS_NOT_OURS, XDP_PASS);
 	}

@@ -135,7 +135,11 @@ export class FastPath {
     this.sched.t = next;
     for (let s = 0; s < MAX_SERVICES; s++) {
       const o = s * SVC_WORDS;
-      if ((next.svc[o + SVC_FLAGS] & SVCF_USED) === 0) continue;
+      if ((next.svc[o + SVC_FLAGS] & SVCF_USED) === 0) {
+        // a deleted service lets go of its scheduler's own tables (lblc/lblcr caches)
+        if (this.sched.aux !== undefined) this.sched.aux[s] = undefined;
+        continue;
+      }
       const sched = SCHEDULER_BY_ID[next.svc[o + SVC_SCHED]];
       if (!sched) continue;
       if ((prev.svc[o + SVC_FLAGS] & SVCF_USED) === 0 || prev.svc[o + SVC_SCHED_EPOCH] !== next.svc[o + SVC_SCHED_EPOCH]) {

@@ -5,5 +5,6 @@
  */
 import shimPath from "../../native/out/libxvs.so" with { type: "file" };
 import steerObjPath from "../../native/out/xvs_steer.bpf.o" with { type: "file" };
+import decapObjPath from "../../native/out/xvs_decap.bpf.o" with { type: "file" };
 
-export { shimPath, steerObjPath };
+export { decapObjPath, shimPath, steerObjPath };

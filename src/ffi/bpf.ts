@@ -2,10 +2,11 @@
  * The steering program: load it from the embedded object, attach it to interfaces, and keep
  * its maps (which packets are ours) in step with the configuration.
  */
-import { ptr } from "bun:ffi";
+import { dlopen, FFIType, ptr } from "bun:ffi";
+import { closeSync } from "node:fs";
 import { ErrorCode, LbError } from "../errors.ts";
 import * as abi from "./abi.ts";
-import { steerObjPath } from "./assets.ts";
+import { decapObjPath, steerObjPath } from "./assets.ts";
 import { cstr, lastError, lib } from "./lib.ts";
 
 /** Map names in xvs_steer.bpf.c. */
@@ -107,3 +108,167 @@ export class SteerProgram {
     this.handle = null;
   }
 }
+
+// ---- the real-server decap helper (native/bpf/xvs_decap.bpf.c) ----
+
+/** Name of the decap program, in the object and in the kernel (program names keep 15 characters). */
+export const DECAP_PROG_NAME = "xvs_decap";
+
+/**
+ * Three libbpf calls the shim does not wrap: finding the decap program a previous `xvs decap
+ * attach` left on an interface (by id, from the XDP query) and its counters map. The shim links
+ * libbpf dynamically, so the library is there wherever xvs runs.
+ */
+const libbpfSymbols = {
+  bpf_prog_get_fd_by_id: { args: [FFIType.u32], returns: FFIType.i32 },
+  bpf_map_get_fd_by_id: { args: [FFIType.u32], returns: FFIType.i32 },
+  bpf_obj_get_info_by_fd: { args: [FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+} as const;
+let libbpfHandle: ReturnType<typeof dlopen<typeof libbpfSymbols>>["symbols"] | null = null;
+function libbpf(): NonNullable<typeof libbpfHandle> {
+  if (!libbpfHandle) libbpfHandle = dlopen("libbpf.so.1", libbpfSymbols).symbols;
+  return libbpfHandle;
+}
+
+/** struct bpf_prog_info / bpf_map_info offsets (linux/bpf.h) of the fields read here. */
+const PROG_INFO_NR_MAP_IDS = 52, PROG_INFO_MAP_IDS = 56, PROG_INFO_NAME = 64, MAP_INFO_NAME = 24, INFO_SIZE = 256;
+
+function infoName(b: Uint8Array, off: number): string {
+  let end = off;
+  while (end < off + 16 && b[end] !== 0) end++;
+  return Buffer.from(b.subarray(off, end)).toString();
+}
+
+/** An XDP program found attached to an interface. */
+export interface AttachedDecap {
+  progId: number;
+  /** "native" (driver) or "generic" (skb) XDP. */
+  mode: "native" | "generic";
+}
+
+function modeFlags(mode: "native" | "generic"): number {
+  return mode === "native" ? abi.XVS_XDP_FLAGS_DRV_MODE : abi.XVS_XDP_FLAGS_SKB_MODE;
+}
+
+/** Load, attach, find, read and detach the decap program; each call is a short-lived slow path. */
+export const DecapProgram = {
+  /**
+   * Load the embedded decap object, fill its GUE ports and attach it to `ifindex` (native XDP,
+   * or generic when the driver has none and `mode` allows). The attachment outlives this process.
+   * @throws LbError(Busy) when the interface already has an XDP program.
+   */
+  async attach(ifindex: number, ifname: string, guePorts: number[], mode: "auto" | "native" | "generic"): Promise<AttachedDecap> {
+    const bytes = await Bun.file(decapObjPath).bytes();
+    const h = lib().xvs_bpf__load(bytes, bytes.length, cstr(DECAP_PROG_NAME));
+    if (!h) {
+      const text = lastError();
+      const perm = /Operation not permitted|Permission denied/.test(text);
+      throw new LbError(perm ? ErrorCode.Permission : ErrorCode.Environment,
+        perm ? `cannot load the decap program: ${text}. Run xvs as root (CAP_BPF, CAP_NET_ADMIN)` : `cannot load the decap program: ${text}`);
+    }
+    try {
+      const progFd = check(lib().xvs_bpf__fd(h, cstr(DECAP_PROG_NAME)), "decap program");
+      const portsFd = check(lib().xvs_bpf__fd(h, cstr("gue_ports")), "map gue_ports");
+      const one = new Uint8Array(4);
+      one[0] = 1;
+      for (const p of guePorts) {
+        const key = new Uint8Array([(p >>> 8) & 0xff, p & 0xff]); // network order, as the packet has it
+        check(lib().xvs_map__update(portsFd, ptr(key), ptr(one), 0), "add a GUE port");
+      }
+      const tries: ("native" | "generic")[] = mode === "auto" ? ["native", "generic"] : [mode];
+      let rc = 0;
+      for (const m of tries) {
+        rc = lib().xvs_xdp__attach(ifindex, progFd, abi.XVS_XDP_FLAGS_UPDATE_IF_NOEXIST | modeFlags(m));
+        if (rc === -16 || rc === -17) {
+          throw new LbError(ErrorCode.Busy,
+            `${ifname} already has an XDP program: 'xvs decap detach ${ifname}' if it is the decap helper, else 'ip link set dev ${ifname} xdp off'`);
+        }
+        if (rc >= 0) {
+          const id = lib().xvs_xdp__query(ifindex, modeFlags(m));
+          return { progId: id > 0 ? id : 0, mode: m };
+        }
+      }
+      throw new LbError(ErrorCode.System, `attach the decap program to ${ifname}: ${lastError() || `errno ${-rc}`}`);
+    } finally {
+      // the kernel keeps the attached program (and its maps) alive without our descriptors
+      lib().xvs_bpf__close(h);
+    }
+  },
+
+  /** Return the decap program attached to `ifindex`, or null when there is none (or another program). */
+  find(ifindex: number): AttachedDecap | null {
+    for (const mode of ["native", "generic"] as const) {
+      const id = lib().xvs_xdp__query(ifindex, modeFlags(mode));
+      if (id <= 0) continue;
+      const fd = libbpf().bpf_prog_get_fd_by_id(id);
+      if (fd < 0) continue;
+      try {
+        const info = new Uint8Array(INFO_SIZE);
+        const len = new Uint32Array([INFO_SIZE]);
+        if (libbpf().bpf_obj_get_info_by_fd(fd, ptr(info), ptr(len)) === 0 && infoName(info, PROG_INFO_NAME) === DECAP_PROG_NAME) {
+          return { progId: id, mode };
+        }
+      } finally {
+        closeSync(fd);
+      }
+    }
+    return null;
+  },
+
+  /**
+   * Detach the decap program from `ifindex` (only if it is still the one attached).
+   * @throws LbError(NotExist) when the interface has no decap program.
+   */
+  detach(ifindex: number, ifname: string): void {
+    const a = DecapProgram.find(ifindex);
+    if (!a) throw new LbError(ErrorCode.NotExist, `${ifname} has no xvs decap program attached`);
+    const fd = libbpf().bpf_prog_get_fd_by_id(a.progId);
+    if (fd < 0) throw new LbError(ErrorCode.NotExist, `${ifname}: the decap program went away`);
+    try {
+      check(lib().xvs_xdp__detach(ifindex, fd, modeFlags(a.mode)), `detach the decap program from ${ifname}`);
+    } finally {
+      closeSync(fd);
+    }
+  },
+
+  /**
+   * Return the counters of the decap program on `ifindex` (indexed by XVS_DECAP_*, summed over
+   * CPUs). @throws LbError(NotExist) when none is attached.
+   */
+  stats(ifindex: number, ifname: string): number[] {
+    const a = DecapProgram.find(ifindex);
+    if (!a) throw new LbError(ErrorCode.NotExist, `${ifname} has no xvs decap program attached`);
+    const pfd = libbpf().bpf_prog_get_fd_by_id(a.progId);
+    if (pfd < 0) throw new LbError(ErrorCode.NotExist, `${ifname}: the decap program went away`);
+    let statsFd = -1;
+    try {
+      const ids = new Uint32Array(8);
+      const info = new Uint8Array(INFO_SIZE);
+      const dv = new DataView(info.buffer);
+      dv.setUint32(PROG_INFO_NR_MAP_IDS, ids.length, true);
+      dv.setBigUint64(PROG_INFO_MAP_IDS, BigInt(ptr(ids)), true);
+      const len = new Uint32Array([INFO_SIZE]);
+      check(libbpf().bpf_obj_get_info_by_fd(pfd, ptr(info), ptr(len)), "read the decap program's info");
+      const n = Math.min(dv.getUint32(PROG_INFO_NR_MAP_IDS, true), ids.length);
+      for (let i = 0; i < n && statsFd < 0; i++) {
+        const mfd = libbpf().bpf_map_get_fd_by_id(ids[i]);
+        if (mfd < 0) continue;
+        const minfo = new Uint8Array(INFO_SIZE);
+        const mlen = new Uint32Array([INFO_SIZE]);
+        if (libbpf().bpf_obj_get_info_by_fd(mfd, ptr(minfo), ptr(mlen)) === 0 && infoName(minfo, MAP_INFO_NAME) === "decap_stats") statsFd = mfd;
+        else closeSync(mfd);
+      }
+      if (statsFd < 0) throw new LbError(ErrorCode.System, `${ifname}: the decap program has no counters map`);
+      const out = new BigUint64Array(1);
+      const res: number[] = [];
+      for (let i = 0; i < abi.XVS_DECAP_STAT_COUNT; i++) {
+        check(lib().xvs_map__sum_percpu_u64(statsFd, i, ptr(out)), "read the decap counters");
+        res.push(Number(out[0]));
+      }
+      return res;
+    } finally {
+      closeSync(pfd);
+      if (statsFd >= 0) closeSync(statsFd);
+    }
+  },
+};

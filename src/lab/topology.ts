@@ -35,6 +35,27 @@ export interface DirectorLab {
   reals: string[];
   /** Director interfaces: client side, server side. */
   ifaces: [string, string];
+  /** Real servers on the routed subnet behind `router` (routedReals option), else empty. */
+  remoteReals?: string[];
+  /** The router between the director's segment and the routed subnet ("rt"), when there is one. */
+  router?: string;
+}
+
+/** Router on the director's server segment towards the routed subnet 198.18.3.0/24. */
+export const ROUTER_ADDR = "198.18.2.254";
+export const ROUTER_ADDR6 = "2001:db8:2::fe";
+/** The routed subnet's gateway (the router's other side). */
+export const REMOTE_GW = "198.18.3.1";
+export const REMOTE_GW6 = "2001:db8:3::1";
+
+/** Address of real server i (1-based) on the routed subnet. */
+export function remoteAddr(i: number): string {
+  return `198.18.3.${10 + i}`;
+}
+
+/** IPv6 address of real server i (1-based) on the routed subnet. */
+export function remoteAddr6(i: number): string {
+  return `2001:db8:3::${10 + i}`;
 }
 
 export interface DirectorLabOptions {
@@ -43,6 +64,14 @@ export interface DirectorLabOptions {
   ipv6?: boolean;
   /** Real servers route replies through the director (NAT needs it; DR does not). */
   realsViaDirector?: boolean;
+  /**
+   * Real servers on another subnet (tr1..trN, 198.18.3.10+i/24, 2001:db8:3::10+i/64) behind a
+   * router "rt" (198.18.2.254 on the director's segment, 198.18.3.1 on theirs, default route via
+   * the director), for TUN: the director reaches them through the routing table only.
+   */
+  routedReals?: number;
+  /** MTU of the routed subnet (router side and real servers); 1500 by default. */
+  routedMtu?: number;
 }
 
 /** Build the lab. On failure, everything made so far is torn down before the error is thrown. */
@@ -87,9 +116,48 @@ export async function buildDirectorLab(tag: string, o: DirectorLabOptions): Prom
       }
       reals.push(name);
     }
-    return { lab, client: "cl", director: "dir", reals, ifaces: ["c0", "s0"] };
+    const remoteReals = o.routedReals ? await addRoutedSubnet(lab, o.routedReals, o.routedMtu ?? 1500, o.ipv6 === true) : [];
+    return { lab, client: "cl", director: "dir", reals, ifaces: ["c0", "s0"], remoteReals, router: o.routedReals ? "rt" : undefined };
   } catch (e) {
     await lab.teardown();
     throw e;
   }
+}
+
+/** The router "rt" and the real servers behind it (see DirectorLabOptions.routedReals). */
+async function addRoutedSubnet(lab: Lab, n: number, mtu: number, ipv6: boolean): Promise<string[]> {
+  await lab.addNs("rt");
+  await lab.veth("rt", "r0", "sw", "pr");
+  await lab.ip("sw", "link", "set", "pr", "master", "br0");
+  await lab.ip("sw", "link", "add", "br1", "type", "bridge");
+  await lab.ip("sw", "link", "set", "br1", "up");
+  await lab.veth("rt", "r1", "sw", "q0", mtu);
+  await lab.ip("sw", "link", "set", "q0", "master", "br1");
+  await lab.ip("rt", "addr", "add", `${ROUTER_ADDR}/24`, "dev", "r0");
+  await lab.ip("rt", "addr", "add", `${REMOTE_GW}/24`, "dev", "r1");
+  await lab.ip("rt", "route", "add", "default", "via", DIRECTOR_SERVER_ADDR);
+  await lab.sysctl("rt", "net.ipv4.ip_forward", 1);
+  await lab.ip("dir", "route", "add", "198.18.3.0/24", "via", ROUTER_ADDR);
+  if (ipv6) {
+    await lab.sysctl("rt", "net.ipv6.conf.all.forwarding", 1);
+    await lab.ip("rt", "addr", "add", `${ROUTER_ADDR6}/64`, "dev", "r0", "nodad");
+    await lab.ip("rt", "addr", "add", `${REMOTE_GW6}/64`, "dev", "r1", "nodad");
+    await lab.ip("rt", "-6", "route", "add", "default", "via", "2001:db8:2::1");
+    await lab.ip("dir", "-6", "route", "add", "2001:db8:3::/64", "via", ROUTER_ADDR6);
+  }
+  const out: string[] = [];
+  for (let i = 1; i <= n; i++) {
+    const name = `tr${i}`;
+    await lab.addNs(name);
+    await lab.veth(name, "eth0", "sw", `q${i}`, mtu);
+    await lab.ip("sw", "link", "set", `q${i}`, "master", "br1");
+    await lab.ip(name, "addr", "add", `${remoteAddr(i)}/24`, "dev", "eth0");
+    await lab.ip(name, "route", "add", "default", "via", REMOTE_GW);
+    if (ipv6) {
+      await lab.ip(name, "addr", "add", `${remoteAddr6(i)}/64`, "dev", "eth0", "nodad");
+      await lab.ip(name, "-6", "route", "add", "default", "via", REMOTE_GW6);
+    }
+    out.push(name);
+  }
+  return out;
 }

@@ -13,6 +13,11 @@ import { ETH_HLEN, ICMP_HLEN, IPV4_MIN_HLEN, IPV6_HLEN, PROTO_ICMP, PROTO_ICMPV6
 const ICMP4_MAX = 576;
 /** Most bytes of an ICMPv6 error datagram (IPv6 minimum MTU, RFC 4443 2.4). */
 const ICMP6_MAX = 1280;
+/** ICMP destination unreachable code "host unreachable" (RFC 792), sent when no route leads to a real server. */
+export const ICMP_CODE_HOST_UNREACH = 1;
+/** ICMPv6 destination unreachable code "address unreachable" (RFC 4443). */
+export const ICMPV6_CODE_ADDR_UNREACH = 3;
+
 /** TTL of locally generated packets (net.ipv4.ip_default_ttl). */
 const DEFAULT_TTL = 64;
 

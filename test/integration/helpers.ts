@@ -1,7 +1,13 @@
 /** Shared pieces of the namespace-lab tests. */
 import { expect } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { Lab } from "../../src/lab/netns.ts";
 import { selfCommand } from "../../src/lab/self.ts";
+import { checksum, pseudoSumV4, pseudoSumV6 } from "../../src/wire/checksum.ts";
+import { addrText as addr4Text } from "../../src/wire/ipv4.ts";
+import { addrText as addr6Text } from "../../src/wire/ipv6.ts";
 
 /** Namespace labs need root: fail (not skip) when it is missing, with the reason. */
 export function requireRoot(): void {
@@ -89,4 +95,261 @@ export async function checksumErrors(lab: Lab, host: string): Promise<number> {
   let n = 0;
   for (const k of ["TcpInCsumErrors", "UdpInCsumErrors", "IcmpInCsumErrors", "IpInHdrErrors", "Ip6InHdrErrors", "Udp6InCsumErrors", "Icmp6InCsumErrors"]) n += s[k] ?? 0;
   return n;
+}
+
+// ---- DR / TUN labs (issue 5) ----
+
+/**
+ * Direct return for DR / TUN real servers: each real server holds the VIP(s) on lo and does not
+ * answer ARP for it (arp_ignore=1, arp_announce=2); the director, which also holds the VIP and
+ * routes the real servers' direct replies to the client, accepts packets from its own VIP
+ * (accept_local=1, rp_filter=0: otherwise they are martians).
+ */
+export async function directReturn(lab: Lab, director: string, reals: string[], vips: string[]): Promise<void> {
+  for (const k of ["all", "default", "s0"]) {
+    await lab.sysctl(director, `net.ipv4.conf.${k}.accept_local`, 1);
+    await lab.sysctl(director, `net.ipv4.conf.${k}.rp_filter`, 0);
+  }
+  for (const h of reals) {
+    for (const v of vips) await lab.ip(h, "addr", "add", v.includes(":") ? `${v}/128` : `${v}/32`, "dev", "lo", ...(v.includes(":") ? ["nodad"] : []));
+    for (const k of ["all", "eth0"]) {
+      await lab.sysctl(h, `net.ipv4.conf.${k}.arp_ignore`, 1);
+      await lab.sysctl(h, `net.ipv4.conf.${k}.arp_announce`, 2);
+    }
+  }
+}
+
+/** `xvs decap ARGS` in a lab host; returns stdout. @throws when it fails. */
+export async function decap(lab: Lab, host: string, args: string[]): Promise<string> {
+  const r = await lab.exec(host, [...selfCommand(), "decap", ...args], true);
+  if (r.code !== 0) throw new Error(`xvs decap ${args.join(" ")} in ${host}: exit ${r.code}: ${r.stderr.trim()}`);
+  return r.stdout;
+}
+
+/** The decap helper's counters on a lab host's interface. */
+export async function decapStats(lab: Lab, host: string, iface = "eth0"): Promise<Record<string, number>> {
+  return JSON.parse(await decap(lab, host, ["stats", iface])) as Record<string, number>;
+}
+
+/** Frames read from a classic pcap file (little-endian, Ethernet). */
+export function readPcap(bytes: Uint8Array): Uint8Array[] {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (bytes.length < 24 || dv.getUint32(0, true) !== 0xa1b2c3d4) throw new Error("not a little-endian pcap file");
+  const out: Uint8Array[] = [];
+  for (let off = 24; off + 16 <= bytes.length;) {
+    const incl = dv.getUint32(off + 8, true);
+    out.push(bytes.slice(off + 16, off + 16 + incl));
+    off += 16 + incl;
+  }
+  return out;
+}
+
+/** tcpdump on a lab host's interface, writing every frame to a file read back by stop(). */
+export class Capture {
+  private constructor(private readonly proc: ReturnType<Lab["spawn"]>, private readonly dir: string) {}
+
+  static async start(lab: Lab, host: string, iface: string, filter: string[] = []): Promise<Capture> {
+    const dir = mkdtempSync(join(tmpdir(), "xvs-cap-"));
+    const p = lab.spawn(host, ["tcpdump", "--immediate-mode", "-U", "-n", "-i", iface, "-w", join(dir, "c.pcap"), ...filter]);
+    const reader = (p.stderr as ReadableStream<Uint8Array>).getReader();
+    let text = "";
+    const deadline = Date.now() + 5000;
+    while (!text.includes("listening on")) {
+      const r = await Promise.race([reader.read(), Bun.sleep(Math.max(1, deadline - Date.now())).then(() => null)]);
+      if (r === null || r.done) throw new Error(`tcpdump on ${host}:${iface} did not start: ${text}`);
+      text += new TextDecoder().decode(r.value);
+    }
+    reader.releaseLock();
+    // a short settle after "listening" (immediate mode: frames are handed over as they come, so
+    // stop() finds every one in the file; without it they wait for a ring block to fill)
+    await Bun.sleep(200);
+    return new Capture(p, dir);
+  }
+
+  /** Stop (after a short settle) and return the frames captured. */
+  async stop(): Promise<Uint8Array[]> {
+    await Bun.sleep(300);
+    this.proc.kill("SIGINT");
+    await Promise.race([this.proc.exited, Bun.sleep(3000)]);
+    try {
+      return readPcap(new Uint8Array(readFileSync(join(this.dir, "c.pcap"))));
+    } finally {
+      rmSync(this.dir, { recursive: true, force: true });
+    }
+  }
+}
+
+/** One IP header of a decoded frame. */
+export interface IpView {
+  version: 4 | 6;
+  /** Offset of the header in the frame. */
+  off: number;
+  /** IPv4 TOS / IPv6 traffic class. */
+  tos: number;
+  ttl: number;
+  /** IPv4 only (0 for IPv6). */
+  id: number;
+  df: boolean;
+  proto: number;
+  src: string;
+  dst: string;
+  /** Header + payload bytes. */
+  length: number;
+  /** IPv6 flow label (0 for IPv4). */
+  flowLabel: number;
+  /** IPv4 header checksum verifies (always true for IPv6). */
+  headerOk: boolean;
+  /** Offset of the payload (L4 or tunnel header). */
+  payload: number;
+}
+
+function ipAt(f: Uint8Array, off: number): IpView | null {
+  const dv = new DataView(f.buffer, f.byteOffset, f.byteLength);
+  if (off + 20 > f.length) return null;
+  const v = f[off] >>> 4;
+  if (v === 4) {
+    const ihl = (f[off] & 15) * 4;
+    return {
+      version: 4, off, tos: f[off + 1], ttl: f[off + 8], id: dv.getUint16(off + 4), df: (dv.getUint16(off + 6) & 0x4000) !== 0, proto: f[off + 9],
+      src: addr4Text(dv.getInt32(off + 12)), dst: addr4Text(dv.getInt32(off + 16)), length: dv.getUint16(off + 2), flowLabel: 0,
+      headerOk: checksum(f, off, ihl) === 0, payload: off + ihl,
+    };
+  }
+  if (v === 6 && off + 40 <= f.length) {
+    const w = (o: number) => [dv.getInt32(o), dv.getInt32(o + 4), dv.getInt32(o + 8), dv.getInt32(o + 12)];
+    return {
+      version: 6, off, tos: (dv.getUint16(off) >>> 4) & 0xff, ttl: f[off + 7], id: 0, df: false, proto: f[off + 6],
+      src: addr6Text(w(off + 8)), dst: addr6Text(w(off + 24)), length: 40 + dv.getUint16(off + 4), flowLabel: dv.getUint32(off) & 0xfffff,
+      headerOk: true, payload: off + 40,
+    };
+  }
+  return null;
+}
+
+/** A decoded frame: Ethernet, the outer IP header, the tunnel (if any) and the inner IP header. */
+export interface FrameView {
+  dstMac: string;
+  srcMac: string;
+  outer: IpView;
+  tunnel: null | { kind: "ipip" | "gue" | "gre"; sport?: number; dport?: number; udpChecksum?: number; greFlags?: number; greChecksumOk?: boolean; udpChecksumOk?: boolean; headerBytes: number[] };
+  /** The client's packet: the inner header of a tunnel, else the outer one. */
+  inner: IpView;
+  /** Ports of the innermost TCP/UDP header, and whether its checksum verifies. */
+  sport: number;
+  dport: number;
+  l4ChecksumOk: boolean;
+}
+
+function mac(f: Uint8Array, off: number): string {
+  return Array.from(f.subarray(off, off + 6), (b) => b.toString(16).padStart(2, "0")).join(":");
+}
+
+function l4Ok(f: Uint8Array, ip: IpView): boolean {
+  const dv = new DataView(f.buffer, f.byteOffset, f.byteLength);
+  const len = ip.length - (ip.payload - ip.off);
+  if (ip.payload + len > f.length) return false;
+  if (ip.proto === 17 && dv.getUint16(ip.payload + 6) === 0 && ip.version === 4) return true;
+  if (ip.proto !== 6 && ip.proto !== 17) return true;
+  const pseudo = ip.version === 4 ? pseudoSumV4(dv.getInt32(ip.off + 12), dv.getInt32(ip.off + 16), ip.proto, len) : pseudoSumV6(f, ip.off + 8, ip.off + 24, ip.proto, len);
+  return checksum(f, ip.payload, len, pseudo) === 0;
+}
+
+/**
+ * Decode a captured frame; `guePorts` says which UDP ports carry GUE. Returns null for frames
+ * that are not IP (ARP, NDP are IP: callers filter on addresses).
+ */
+export function decodeFrame(f: Uint8Array, guePorts: number[] = [6080]): FrameView | null {
+  const dv = new DataView(f.buffer, f.byteOffset, f.byteLength);
+  if (f.length < 34) return null;
+  const et = dv.getUint16(12);
+  if (et !== 0x0800 && et !== 0x86dd) return null;
+  const outer = ipAt(f, 14);
+  if (!outer) return null;
+  let inner = outer;
+  let tunnel: FrameView["tunnel"] = null;
+  const p = outer.payload;
+  if (outer.proto === 4 || outer.proto === 41) {
+    const i = ipAt(f, p);
+    if (i) {
+      inner = i;
+      tunnel = { kind: "ipip", headerBytes: [] };
+    }
+  } else if (outer.proto === 47 && p + 4 <= f.length) {
+    const flags = dv.getUint16(p);
+    const hl = flags & 0x8000 ? 8 : 4;
+    const i = ipAt(f, p + hl);
+    if (i) {
+      inner = i;
+      const len = outer.length - (p - outer.off);
+      tunnel = { kind: "gre", greFlags: flags, greChecksumOk: (flags & 0x8000) === 0 || checksum(f, p, len) === 0, headerBytes: Array.from(f.subarray(p, p + hl)) };
+    }
+  } else if (outer.proto === 17 && p + 12 <= f.length && guePorts.includes(dv.getUint16(p + 2))) {
+    const hl = 12 + (f[p + 8] & 0x1f) * 4;
+    const i = ipAt(f, p + hl);
+    if (i) {
+      inner = i;
+      tunnel = {
+        kind: "gue", sport: dv.getUint16(p), dport: dv.getUint16(p + 2), udpChecksum: dv.getUint16(p + 6), udpChecksumOk: l4Ok(f, outer),
+        headerBytes: Array.from(f.subarray(p + 8, p + hl)),
+      };
+    }
+  }
+  const hasPorts = (inner.proto === 6 || inner.proto === 17) && inner.payload + 4 <= f.length;
+  return {
+    dstMac: mac(f, 0), srcMac: mac(f, 6), outer, tunnel, inner,
+    sport: hasPorts ? dv.getUint16(inner.payload) : 0, dport: hasPorts ? dv.getUint16(inner.payload + 2) : 0,
+    l4ChecksumOk: l4Ok(f, inner),
+  };
+}
+
+/** MAC address of a lab host's interface. */
+export async function macOf(lab: Lab, host: string, iface: string): Promise<string> {
+  const r = await lab.exec(host, ["cat", `/sys/class/net/${iface}/address`]);
+  return r.stdout.trim();
+}
+
+/** Send raw IP payload bytes (protocol `proto`) from a lab host to `dst` with socat (the kernel writes the IP header). */
+export async function injectIp(lab: Lab, host: string, dst: string, proto: number, bytes: Uint8Array): Promise<void> {
+  const addr = dst.includes(":") ? `IP6-SENDTO:[${dst}]:${proto}` : `IP4-SENDTO:${dst}:${proto}`;
+  const p = Bun.spawn(["ip", "netns", "exec", lab.ns(host), "socat", "-u", "STDIN", addr], { stdin: new Blob([bytes]), stdout: "pipe", stderr: "pipe" });
+  const [err, code] = await Promise.all([new Response(p.stderr).text(), p.exited]);
+  if (code !== 0) throw new Error(`socat ${addr} in ${host}: ${err.trim()}`);
+}
+
+/** The daemon's verdict counters. */
+export async function verdictsOf(xvs: { api(m: string, p: string, b?: unknown): Promise<{ status: number; json: unknown }> }): Promise<Record<string, number>> {
+  const r = await xvs.api("GET", "/v1/stats");
+  return (r.json as { verdicts: Record<string, number> }).verdicts;
+}
+
+/** Call the daemon's API and fail on a non-2xx answer. */
+export async function apiOk(xvs: { api(m: string, p: string, b?: unknown): Promise<{ status: number; json: unknown }> }, method: string, path: string, body?: unknown): Promise<unknown> {
+  const r = await xvs.api(method, path, body);
+  if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(r.json)}`);
+  return r.json;
+}
+
+/** Send `count` UDP datagrams (each from a new socket) with socat, expecting no answer. */
+export async function udpSend(lab: Lab, host: string, dst: string, port: number, count: number, payload = "xvs"): Promise<void> {
+  const target = dst.includes(":") ? `UDP6-SENDTO:[${dst}]:${port}` : `UDP4-SENDTO:${dst}:${port}`;
+  for (let i = 0; i < count; i++) {
+    const p = Bun.spawn(["ip", "netns", "exec", lab.ns(host), "socat", "-u", "STDIN", target], { stdin: new Blob([payload]), stdout: "ignore", stderr: "pipe" });
+    const [err, code] = await Promise.all([new Response(p.stderr).text(), p.exited]);
+    if (code !== 0) throw new Error(`socat ${target}: ${err.trim()}`);
+  }
+}
+
+/**
+ * `count` HTTP GETs with curl (one connection each) from a lab host, counted by the answering
+ * server's name (the lab server's body starts with it). curl takes IPv6 literals, which the
+ * http-get agent does not put in a Host header correctly.
+ */
+export async function curlCount(lab: Lab, host: string, url: string, count: number): Promise<Record<string, number>> {
+  const r = await lab.exec(host, ["bash", "-c", `for i in $(seq ${count}); do curl -s -g -m 5 '${url}'; echo; done`], true);
+  const by: Record<string, number> = {};
+  for (const line of r.stdout.split("\n")) {
+    const name = line.split(" ")[0];
+    if (name) by[name] = (by[name] ?? 0) + 1;
+  }
+  return by;
 }
