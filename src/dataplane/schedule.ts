@@ -16,10 +16,11 @@
  *   passed to the local stack by the kernel (tcp_conn_schedule returns NF_ACCEPT, and the
  *   director's stack answers with a RST for a VIP it owns). An AF_XDP socket cannot hand a
  *   frame back to the kernel, so xvs drops it and counts Stat.DropTcpNoConn;
- * - a full connection table refuses the new connection (Stat.DropTableFull, nothing else
- *   changes: no established connection is evicted to make room, and the client's next SYN
- *   retries). The kernel's table has no fixed size; a bounded one must choose, and refusing
- *   keeps every existing flow intact under a SYN flood.
+ * - the kernel's connection table has no fixed size; xvs's has, so when it is full a new
+ *   connection is refused (Stat.DropTableFull) and nothing else changes: an established
+ *   connection is never evicted to make room, and the client's next SYN retries. Under table
+ *   pressure the SYN-flood defence (synflood.ts) may first reclaim half-open connections, never
+ *   established ones.
  */
 import {
   CF_FWD_MASK, CF_INACTIVE, CF_NOOUTPUT, CF_OUT_ENTRY, CF_TEMPLATE, CF_USED, CONN_CADDR, CONN_CONTROL,
