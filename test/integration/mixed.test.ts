@@ -1,0 +1,80 @@
+/**
+ * One service, several forwarding methods (issue 5): as IPVS allows, `-m` and `-g` real servers
+ * side by side in one virtual service. NAT real servers (their own port, replies back through
+ * xvs) and DR real servers (the VIP on lo, replies straight to the client) share the scheduler's
+ * rotation; every connection works and each method's counters move as they should.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { startDaemon, type LabDaemon } from "../../src/lab/daemon.ts";
+import { selfCommand } from "../../src/lab/self.ts";
+import { buildDirectorLab, LAB_VIP, realAddr, type DirectorLab } from "../../src/lab/topology.ts";
+import { apiOk, checksumErrors, directReturn, httpGet, requireRoot, udpAsk, verdictsOf } from "./helpers.ts";
+
+let L: DirectorLab;
+let xvs: LabDaemon;
+
+async function serve(host: string, args: string[]): Promise<void> {
+  const p = L.lab.spawn(host, [...selfCommand(), "__lab", "serve", "--name", host, ...args]);
+  const reader = p.stdout.getReader();
+  const { value } = await reader.read();
+  reader.releaseLock();
+  expect(new TextDecoder().decode(value)).toContain("ready");
+}
+
+beforeAll(async () => {
+  requireRoot();
+  L = await buildDirectorLab("mixed", { reals: 4 });
+  // rs1, rs2: NAT on port 8080; rs3, rs4: DR (port 80 = the virtual port, as ipvsadm forces for -g)
+  await directReturn(L.lab, L.director, L.reals.slice(2), [LAB_VIP]);
+  await serve(L.reals[0], ["--http", "8080", "--udp", "9000"]);
+  await serve(L.reals[1], ["--http", "8080"]);
+  await serve(L.reals[2], ["--http", "80"]);
+  await serve(L.reals[2], ["--udp", "9000", "--addr", LAB_VIP]);
+  await serve(L.reals[3], ["--http", "80"]);
+  xvs = await startDaemon(L.lab, L.director, L.ifaces);
+  await apiOk(xvs, "POST", "/v1/services", { protocol: "tcp", address: LAB_VIP, port: 80, scheduler: "rr" });
+  for (const [i, forward, port] of [[1, "masq", 8080], [2, "masq", 8080], [3, "route", 80], [4, "route", 80]] as const) {
+    await apiOk(xvs, "POST", `/v1/services/tcp:${LAB_VIP}:80/dests`, { address: realAddr(i), port, forward, weight: 1 });
+  }
+  await apiOk(xvs, "POST", "/v1/services", { protocol: "udp", address: LAB_VIP, port: 9000, scheduler: "rr" });
+  await apiOk(xvs, "POST", `/v1/services/udp:${LAB_VIP}:9000/dests`, { address: realAddr(1), port: 9000, forward: "masq", weight: 1 });
+  await apiOk(xvs, "POST", `/v1/services/udp:${LAB_VIP}:9000/dests`, { address: realAddr(3), port: 9000, forward: "route", weight: 1 });
+}, 90_000);
+
+afterAll(async () => {
+  await xvs?.stop();
+  await L?.lab.teardown();
+}, 30_000);
+
+describe("NAT and DR real servers in one service", () => {
+  test("120 HTTP connections: 30 on each real server, NAT replies through xvs, DR replies direct", async () => {
+    const before = await verdictsOf(xvs);
+    const r = await httpGet(L.lab, L.client, LAB_VIP, 80, 120, 4);
+    expect(r.errors).toEqual([]);
+    expect(r.byServer).toEqual({ rs1: 30, rs2: 30, rs3: 30, rs4: 30 });
+    const after = await verdictsOf(xvs);
+    expect(after.fwd_dr - before.fwd_dr).toBeGreaterThanOrEqual(60 * 4);
+    expect(after.fwd_out - before.fwd_out).toBeGreaterThanOrEqual(60 * 3);
+    const svc = (await apiOk(xvs, "GET", `/v1/services/tcp:${LAB_VIP}:80`)) as {
+      stats: { conns: number }; dests: { address: string; forward: string; stats: { conns: number; outpkts: number } }[];
+    };
+    expect(svc.stats.conns).toBe(120);
+    for (const d of svc.dests) {
+      expect(d.stats.conns).toBe(30);
+      // only NAT real servers' replies pass the director (ip_vs_out_stats)
+      if (d.forward === "masq") expect(d.stats.outpkts).toBeGreaterThan(0);
+      else expect(d.stats.outpkts).toBe(0);
+    }
+  }, 60_000);
+
+  test("UDP alternates between a NAT and a DR real server, every answer from VIP:9000", async () => {
+    const r = await udpAsk(L.lab, L.client, LAB_VIP, 9000, 20);
+    expect(r.failed).toBe(0);
+    expect(r.byServer).toEqual({ rs1: 10, rs3: 10 });
+  }, 60_000);
+
+  test("no checksum errors at any receiver", async () => {
+    expect(await checksumErrors(L.lab, L.client)).toBe(0);
+    for (const h of L.reals) expect(await checksumErrors(L.lab, h)).toBe(0);
+  }, 30_000);
+});
