@@ -10,6 +10,7 @@ import {
 } from "../wire/fields.ts";
 import { FLOW_DST, FLOW_L3, FLOW_L4, FLOW_META, FLOW_PORTS, FLOW_SRC } from "../wire/flow.ts";
 import { Stat } from "./verdict.ts";
+import { classifyFragment } from "./frag.ts";
 
 /** Returned when the packet goes on to the connection stage. */
 export const CONTINUE = -1;
@@ -18,7 +19,6 @@ export const CONTINUE = -1;
  * not bounds-checked: dataplane/icmp.ts checks every byte it reads).
  */
 export const CONTINUE_ICMP = -2;
-
 
 /**
  * Classify the frame of `len` bytes at `off`; fill `flow` at `row`. Returns CONTINUE or the
@@ -43,7 +43,6 @@ export function classify(u8: Uint8Array, dv: DataView, off: number, len: number,
     sum = (sum & 0xffff) + (sum >>> 16);
     if (sum !== 0xffff) return Stat.DropBadChecksum;
     const frag = dv.getUint16(l3 + IPV4_FRAG);
-    if ((frag & (IPV4_OFFSET_MASK | IPV4_FLAG_MF)) !== 0) return Stat.DropFragment;
     const proto = u8[l3 + 9];
     flow[row + FLOW_SRC] = dv.getInt32(l3 + 12);
     flow[row + FLOW_SRC + 1] = 0;
@@ -55,6 +54,8 @@ export function classify(u8: Uint8Array, dv: DataView, off: number, len: number,
     flow[row + FLOW_DST + 3] = 0;
     flow[row + FLOW_L3] = l3;
     l3Len[pkt] = tot;
+    // fragments follow their first fragment's connection (dataplane/frag.ts)
+    if ((frag & (IPV4_OFFSET_MASK | IPV4_FLAG_MF)) !== 0) return classifyFragment(u8, dv, l3, ihl, tot, frag, proto, flow, row);
     return classifyL4(u8, dv, 4, proto, l3 + ihl, tot - ihl, flow, row);
   }
   if (et === ETHERTYPE_IPV6) {

@@ -48,6 +48,8 @@ import { DEST_TUN, DEST_TUN_PORT, DEST_TUN_SRC, DESTF_V6, FWD_ROUTE, FWD_TUNNEL,
 import { ETH_HLEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from "../wire/fields.ts";
 import { Counters, DEST_TRAFFIC_BASE, TS_CONNS, TS_INBYTES, TS_INPKTS, TS_OUTBYTES, TS_OUTPKTS, TS_WORDS } from "../stats/counters.ts";
 import { Stat } from "./verdict.ts";
+import { FRAG_FIRST, FRAG_LATER, FragPath } from "./frag.ts";
+import { SynGuard } from "./synflood.ts";
 import { newConnection } from "./schedule.ts";
 import { destRemoved, flushNodest, setTcpState, setUdpState, thresholdsChanged, unbindDest } from "../conn/accounting.ts";
 
@@ -92,6 +94,10 @@ export class FastPath {
   readonly ipIds = new Int32Array(MAX_DESTS);
   /** Out port chosen by tunnelOut() (avoids returning two values). */
   txPort = 0;
+  /** IPv4 fragment tracking (dataplane/frag.ts). */
+  readonly frag = new FragPath();
+  /** SYN flood defence (dataplane/synflood.ts). */
+  readonly synGuard: SynGuard;
   /** Current time in ticks, set per burst. */
   now = 0;
   u8: Uint8Array;
@@ -102,6 +108,7 @@ export class FastPath {
   private nodestCursor = -1;
 
   constructor(buf: Uint8Array, tables: Tables, conns: ConnTable, counters: Counters, nh: NextHopView) {
+    this.synGuard = new SynGuard(conns.capacity);
     this.u8 = buf;
     this.dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     this.tables = tables;
@@ -178,7 +185,7 @@ export class FastPath {
       const row = i * FLOW_WORDS;
       const v = classify(u8, dv, descs[d + D_ADDR], len, flows, row, this.l3Len, i);
       this.early[i] = v;
-      if (v === CONTINUE) {
+      if (v === CONTINUE || v === FRAG_FIRST) {
         const h = hashFlow(seed, flows, row);
         this.hashes[i] = h;
         touched ^= index[h & mask];
@@ -194,6 +201,18 @@ export class FastPath {
         continue;
       }
       if (v !== CONTINUE) {
+        // IPv4 fragments (dataplane/frag.ts): later ones follow the connection of their first
+        if (v === FRAG_LATER) {
+          this.frag.later(this, descs, d, i * FLOW_WORDS, i);
+          continue;
+        }
+        if (v === FRAG_FIRST) {
+          if (this.frag.admitFirst(this, descs, d, i * FLOW_WORDS)) {
+            this.handle(descs, d, i * FLOW_WORDS, i);
+            this.frag.noteFirst(this, i * FLOW_WORDS);
+          }
+          continue;
+        }
         st[v] += 1;
         descs[d + D_OUT] = OUT_DROP;
         continue;

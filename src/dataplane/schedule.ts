@@ -43,6 +43,7 @@ import { FLOW_DST, FLOW_PORTS, FLOW_SRC } from "../wire/flow.ts";
 import * as abi from "../ffi/abi.ts";
 import type { FastPath } from "./fastpath.ts";
 import { Stat } from "./verdict.ts";
+import { SYN_REFUSED } from "./synflood.ts";
 
 const D_ADDR = abi.XVS_DESC_ADDR;
 const D_IN = abi.XVS_DESC_IN_PORT;
@@ -222,7 +223,15 @@ export function newConnection(fp: FastPath, descs: Uint32Array, d: number, row: 
     unbindDest(fp.counters, t, dest, flags);
     return;
   }
-  const id = conns.alloc();
+  // ---- SYN flood defence (dataplane/synflood.ts): under table pressure a TCP connection's record
+  // comes from evicting half-open ones, or the SYN is refused; established ones are never touched
+  const id = proto === PROTO_TCP ? fp.synGuard.alloc(fp, row) : conns.alloc();
+  if (id === SYN_REFUSED) {
+    if (tpl >= 0) conns.touch(tpl, fp.now);
+    fp.drop(descs, d, Stat.DropSynFlood);
+    return;
+  }
+  // ---- end SYN flood defence ----
   if (id < 0) {
     if (tpl >= 0) conns.touch(tpl, fp.now);
     fp.drop(descs, d, Stat.DropTableFull);

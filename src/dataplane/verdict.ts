@@ -87,6 +87,9 @@ export const enum Stat {
   /** ICMP fragmentation needed / packet too big about one of our tunnel packets whose client packet
    * had no DF: the path MTU towards that real server was learned and the message consumed. */
   IcmpPmtuLearned,
+  /** Half-open TCP connections evicted by the SYN flood defence to make room (dataplane/synflood.ts);
+   * an event, not a verdict. */
+  HalfOpenEvicted,
   Count,
 }
 
@@ -98,6 +101,7 @@ export const STAT_NAMES = [
   "drop_table_full", "drop_ttl", "drop_no_route", "drop_neighbour", "drop_mtu", "drop_unsupported", "drop_syn_flood",
   "fwd_dr", "fwd_tun", "icmp_forwarded", "drop_icmp_no_conn", "drop_icmp_malformed", "frag_forwarded", "drop_frag_orphan",
   "drop_frag_table_full", "drop_mtu_no_df", "drop_tunnel_mtu", "drop_no_headroom", "icmp_pmtu_learned",
+  "half_open_evicted",
 ] as const;
 
 // Stat entries are only ever appended, each with its name here

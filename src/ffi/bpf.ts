@@ -3,7 +3,9 @@
  * its maps (which packets are ours) in step with the configuration.
  */
 import { dlopen, FFIType, ptr } from "bun:ffi";
-import { closeSync } from "node:fs";
+import { closeSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { log } from "../log.ts";
 import { ErrorCode, LbError } from "../errors.ts";
 import * as abi from "./abi.ts";
 import { decapObjPath, steerObjPath } from "./assets.ts";
@@ -21,6 +23,89 @@ function check(rc: number, what: string): number {
     throw new LbError(code, `${what}: ${text || `errno ${-rc}`}`);
   }
   return rc;
+}
+
+// ---- attachments after a crash ----
+// `xvs run` records every attachment (kernel program id, tag, pid) in
+// /run/xvs/net-<netns inode>/xdp-<ifindex>. Program ids are unique until reboot (and /run does
+// not survive one), so a program attached with the recorded id is exactly the one an xvs attached
+// here; name and tag could not tell it from the same object loaded by another tool. It is stale
+// when no process holds a descriptor of it any more (the daemon was killed: the kernel keeps an
+// attached program alive without one); a live holder is a running xvs, which is never replaced.
+
+function attachDir(): string {
+  let ns = "default";
+  try {
+    ns = /\[(\d+)\]/.exec(readlinkSync("/proc/self/ns/net"))?.[1] ?? "default";
+  } catch {
+    // no procfs: one directory for all
+  }
+  return join(process.env.XVS_RUN_DIR ?? "/run/xvs", `net-${ns}`);
+}
+
+/** Return the tag of a program we hold (from /proc/self/fdinfo), or "". */
+function progTag(fd: number): string {
+  try {
+    return /^prog_tag:\s*(\S+)/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, "utf8"))?.[1] ?? "";
+  } catch {
+    return "";
+  }
+}
+
+function recordAttach(ifindex: number, progId: number, tag: string): void {
+  try {
+    mkdirSync(attachDir(), { recursive: true, mode: 0o700 });
+    writeFileSync(join(attachDir(), `xdp-${ifindex}`), JSON.stringify({ progId, tag, pid: process.pid }) + "\n");
+  } catch {
+    // best effort: without the record a crash leaves a program only 'ip link set dev IF xdp off' removes
+  }
+}
+
+function forgetAttach(ifindex: number): void {
+  rmSync(join(attachDir(), `xdp-${ifindex}`), { force: true });
+}
+
+/** Return the pid of a live process holding a descriptor of BPF program `progId`, or null. */
+function progHolder(progId: number): number | null {
+  for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        if (readlinkSync(`/proc/${pid}/fd/${fd}`) !== "anon_inode:bpf-prog") continue;
+        const m = /^prog_id:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, "utf8"));
+        if (m && Number(m[1]) === progId) return Number(pid);
+      } catch {
+        // the process or descriptor went away meanwhile
+      }
+    }
+  }
+  return null;
+}
+
+/**
+ * The program attached to `ifindex`, when it is one an xvs attached here and no process holds
+ * any more; null when it is another tool's. @throws LbError(Busy) when a running xvs holds it.
+ */
+function staleSteering(ifindex: number, ifname: string): { progId: number; tag: string; pid: number } | null {
+  const id = lib().xvs_xdp__query(ifindex, abi.XVS_XDP_FLAGS_DRV_MODE);
+  if (id <= 0) return null;
+  let rec: { progId: number; tag: string; pid: number };
+  try {
+    rec = JSON.parse(readFileSync(join(attachDir(), `xdp-${ifindex}`), "utf8"));
+  } catch {
+    return null;
+  }
+  if (rec.progId !== id) return null;
+  const holder = progHolder(id);
+  if (holder !== null) {
+    throw new LbError(ErrorCode.Busy, `${ifname} already has an XDP program: the steering program of a running xvs (pid ${holder}): stop that one first`);
+  }
+  return rec;
 }
 
 /** A loaded steering program and the file descriptors of its maps. */
@@ -63,17 +148,25 @@ export class SteerProgram {
    * @throws LbError(Busy) when the interface already has an XDP program.
    */
   attach(ifindex: number, ifname: string): void {
-    const rc = lib().xvs_xdp__attach(ifindex, this.progFd, abi.XVS_XDP_FLAGS_UPDATE_IF_NOEXIST | abi.XVS_XDP_FLAGS_DRV_MODE);
+    let rc = lib().xvs_xdp__attach(ifindex, this.progFd, abi.XVS_XDP_FLAGS_UPDATE_IF_NOEXIST | abi.XVS_XDP_FLAGS_DRV_MODE);
     if (rc === -16 || rc === -17) {
-      throw new LbError(ErrorCode.Busy,
-        `${ifname} already has an XDP program (another xvs, or another tool): stop it, or remove it with 'ip link set dev ${ifname} xdp off'`);
+      // our own program left attached by an xvs that died without detaching (SIGKILL) is
+      // replaced; a running xvs's or another tool's is not
+      const stale = staleSteering(ifindex, ifname);
+      if (stale === null) {
+        throw new LbError(ErrorCode.Busy,
+          `${ifname} already has an XDP program (another xvs, or another tool): stop it, or remove it with 'ip link set dev ${ifname} xdp off'`);
+      }
+      rc = lib().xvs_xdp__attach(ifindex, this.progFd, abi.XVS_XDP_FLAGS_DRV_MODE);
+      if (rc >= 0) log("warn", "replaced the steering program a killed xvs left attached", { iface: ifname, staleProgId: stale.progId, stalePid: stale.pid, sameBuild: stale.tag === progTag(this.progFd) });
     }
     check(rc, `attach XDP to ${ifname}`);
+    recordAttach(ifindex, lib().xvs_xdp__query(ifindex, abi.XVS_XDP_FLAGS_DRV_MODE), progTag(this.progFd));
   }
 
   /** Detach from an interface if our program is still the one attached. */
   detach(ifindex: number): void {
-    lib().xvs_xdp__detach(ifindex, this.progFd, abi.XVS_XDP_FLAGS_DRV_MODE);
+    if (lib().xvs_xdp__detach(ifindex, this.progFd, abi.XVS_XDP_FLAGS_DRV_MODE) >= 0) forgetAttach(ifindex);
   }
 
   /** Write one map entry (key and value as raw bytes). */
