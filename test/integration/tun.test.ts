@@ -220,6 +220,48 @@ describe("TUN to real servers behind a router", () => {
   }, 30_000);
 });
 
+describe("the decap helper", () => {
+  test("ECN (RFC 6040): CE set on the outer header by a router reaches the inner ECT packet; not-ECT inside is dropped", async () => {
+    // the client sends ECT(0) to 9000, not-ECT to 9003; the router marks every IPIP packet CE
+    await service("udp", LAB_VIP, 9003, [{ address: remoteAddr(1), tunnel: { type: "ipip" } }]);
+    await L.lab.exec(L.client, ["nft", "add", "table", "ip", "xvsecn"]);
+    await L.lab.exec(L.client, ["nft", "add", "chain", "ip", "xvsecn", "out", "{ type filter hook output priority 0 ; }"]);
+    await L.lab.exec(L.client, ["nft", "add", "rule", "ip", "xvsecn", "out", "udp", "dport", "9000", "ip", "ecn", "set", "ect0"]);
+    await L.lab.exec("rt", ["nft", "add", "table", "ip", "xvsce"]);
+    await L.lab.exec("rt", ["nft", "add", "chain", "ip", "xvsce", "cemark", "{ type filter hook forward priority 0 ; }"]);
+    await L.lab.exec("rt", ["nft", "add", "rule", "ip", "xvsce", "cemark", "ip", "protocol", "4", "ip", "ecn", "set", "ce"]);
+    const before = await decapStats(L.lab, tr[0]);
+    const onRs = await Capture.start(L.lab, tr[0], "eth0");
+    const r = await udpAsk(L.lab, L.client, LAB_VIP, 9000, 3);
+    await udpSend(L.lab, L.client, LAB_VIP, 9003, 2);
+    const got = (await onRs.stop()).map((f) => decodeFrame(f)).filter((f) => f !== null && f.outer.dst === LAB_VIP && f.outer.proto === 17) as FrameView[];
+    await L.lab.exec(L.client, ["nft", "delete", "table", "ip", "xvsecn"]);
+    await L.lab.exec("rt", ["nft", "delete", "table", "ip", "xvsce"]);
+    expect(r.failed).toBe(0);
+    const after = await decapStats(L.lab, tr[0]);
+    expect(after.ecn_drop - before.ecn_drop).toBe(2);
+    const toTr1 = got.filter((f) => f.dport === 9000);
+    expect(toTr1.length).toBe(1); // rr: one of three datagrams went to tr1
+    for (const f of toTr1) {
+      expect(f.outer.tos & 3).toBe(3); // CE, set by the decap helper
+      expect(f.outer.headerOk).toBe(true); // its checksum fixed
+      expect(f.l4ChecksumOk).toBe(true);
+    }
+    expect(got.filter((f) => f.dport === 9003)).toEqual([]);
+  }, 60_000);
+
+  test("detach removes the program (the interface has no XDP program left); stats then say it is gone", async () => {
+    await decap(L.lab, tr[2], ["detach", "eth0"]);
+    const link = await L.lab.exec(tr[2], ["ip", "link", "show", "eth0"]);
+    expect(link.stdout).not.toContain("xdp");
+    const r = await L.lab.exec(tr[2], [...selfCommand(), "decap", "stats", "eth0"], true);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain("no xvs decap program");
+    // attach again, so that the later tests still have it
+    expect(await decap(L.lab, tr[2], ["attach", "eth0"])).toContain("attached to eth0");
+  }, 30_000);
+});
+
 describe("TUN bad input: counted, never forwarded wrongly", () => {
   test("a real server no route leads to: the client is told host unreachable at once; drop_no_route counted", async () => {
     await service("tcp", LAB_VIP, 84, [{ address: "198.18.9.9", tunnel: { type: "ipip" } }]);
