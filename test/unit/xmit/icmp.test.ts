@@ -228,6 +228,48 @@ describe("errors about our own tunnel packets", () => {
   });
 });
 
+describe("errors about our IPv6 tunnel packets", () => {
+  const ROUTER_RS6 = "2001:db8:2::fe", DIRECTOR6 = "2001:db8:2::1", RS6_TUN = "2001:db8:3::11";
+  let h6: XmitHarness;
+  beforeEach(() => {
+    h6 = new XmitHarness();
+    h6.model.addService({ protocol: "tcp", address: VIP6, port: 80, scheduler: "rr", onePacket: false, schedFlags: [] });
+    h6.model.addDest({ protocol: "tcp", address: VIP6, port: 80 }, { address: RS6_TUN, port: 80, forward: "tunnel", ...SPEC, tunnel: { type: "gue", port: 6080, csum: "csum" } });
+    h6.model.addService({ protocol: "tcp", address: VIP, port: 90, scheduler: "rr", onePacket: false, schedFlags: [] });
+    h6.model.addDest({ protocol: "tcp", address: VIP, port: 90 }, { address: RS6_TUN, port: 90, forward: "tunnel", ...SPEC, tunnel: { type: "ipip" } });
+    h6.apply();
+  });
+
+  test("IPv6 over GUE over IPv6: packet too big 1400 reaches the client as 1400 - 52", () => {
+    const s = new PacketBuilder().eth(PORT_MACS[0], CLIENT_MAC).ipv6({ src: CLIENT6, dst: VIP6 }).tcp({ sport: 40100, dport: 80, flags: SYN }).build();
+    const t = h6.one(s);
+    expect(t.port).toBe(1);
+    const out = h6.one(icmpError(true, ROUTER_RS6, DIRECTOR6, 2, 0, 1400, ipOf(t.frame)), 1);
+    expect(out.port).toBe(0);
+    const f = out.frame, dv = new DataView(f.buffer);
+    expect(dv.getUint16(12)).toBe(0x86dd);
+    expect(ipv6.addrText([dv.getInt32(22), dv.getInt32(26), dv.getInt32(30), dv.getInt32(34)])).toBe(VIP6);
+    expect(ipv6.addrText([dv.getInt32(38), dv.getInt32(42), dv.getInt32(46), dv.getInt32(50)])).toBe(CLIENT6);
+    expect([f[54], f[55], dv.getUint32(58)]).toEqual([2, 0, 1400 - 40 - 8 - 4]);
+    expect(icmpSumOk(f)).toBe(true);
+    expect(h6.stats().icmp_forwarded).toBe(1);
+  });
+
+  test("IPv4 over IPv6 IPIP: packet too big 1300 becomes fragmentation needed 1260 for the IPv4 client", () => {
+    const t = h6.one(syn(90, 40101));
+    expect(t.port).toBe(1);
+    expect(new DataView(t.frame.buffer).getUint16(12)).toBe(0x86dd);
+    expect(t.frame[20]).toBe(4); // next header: IPv4
+    const out = h6.one(icmpError(true, ROUTER_RS6, DIRECTOR6, 2, 0, 1300, ipOf(t.frame)), 1);
+    expect(out.port).toBe(0);
+    const f = out.frame, dv = new DataView(f.buffer);
+    expect(addrText(dv.getInt32(26))).toBe(VIP);
+    expect(addrText(dv.getInt32(30))).toBe(CLIENT);
+    expect([f[34], f[35], dv.getUint16(40)]).toEqual([3, 4, 1260]);
+    expect(icmpSumOk(f)).toBe(true);
+  });
+});
+
 describe("bad ICMP input is counted, never forwarded, never thrown", () => {
   test("truncated before the ports, bad checksum, no connection, not an error, garbage", () => {
     const fwd = h.one(syn(80, 40020));
