@@ -15,6 +15,8 @@ usage:
       start the daemon (dataplane + control API) in the current network namespace
   xvs adm ARGS...        ipvsadm-compatible client of the local daemon (same as 'ipvsadm ARGS')
   xvs demo [--check]     build a namespace lab and show xvs balancing real HTTP traffic live
+  xvs bench [OPTIONS]    race xvs against kernel IPVS, nftables, plain forwarding and a C AF_XDP
+                         forwarder in a namespace lab (xvs bench --help)
   xvs decap attach|detach|stats IFACE [--gue-port N ...]
                          real-server helper for TUN services: open IPIP/GUE/GRE in XDP (xvs decap --help)
   xvs version            print the version
@@ -51,6 +53,18 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       return runDemo(parseDemoArgs(rest));
+    }
+    case "bench": {
+      const { BENCH_HELP, parseBenchArgs, runBench } = await import("./bench/run.ts");
+      if (rest.includes("--help") || rest.includes("-h")) {
+        process.stdout.write(BENCH_HELP);
+        return 0;
+      }
+      return runBench(parseBenchArgs(rest));
+    }
+    case "__bench": {
+      const { runBenchAgent } = await import("./bench/agents.ts");
+      return runBenchAgent(rest);
     }
     case "decap": {
       const { runDecap } = await import("./decap/cli.ts");

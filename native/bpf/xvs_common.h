@@ -157,4 +157,48 @@ struct xvs_addr_key {
 };
 #endif
 
+/* ---- xvs bench (native/bpf/xvs_gen.bpf.c, native/shim/xvs_gen.c, src/bench) ---- */
+/* gen_cfg value: how the live-frames generator varies the frame it is given (u32, host order) */
+#define XVS_GEN_CFG_FLOWS_OFF 0       /* distinct flows to cycle through (0 or 1: frame unchanged) */
+#define XVS_GEN_CFG_PORTS_OFF 4       /* source ports per source address */
+#define XVS_GEN_CFG_PORT_BASE_OFF 8   /* first source port */
+#define XVS_GEN_CFG_ADDR_BASE_OFF 12  /* first IPv4 source address */
+#define XVS_GEN_CFG_HDR_OFF 16        /* Ethernet + IPv4 + UDP headers written into every frame */
+#define XVS_GEN_HDR_LEN 42
+#define XVS_GEN_CFG_SIZE 64
+/* sink_cfg value: which packets the counting sink takes (u32, host order) */
+#define XVS_SINK_CFG_PORT_OFF 0       /* UDP destination port counted and dropped */
+#define XVS_SINK_CFG_TUN_PORT_OFF 4   /* outer UDP port of GUE tunnels, also counted (0: none) */
+#define XVS_SINK_CFG_SIZE 8
+/* sink_stats (per-CPU u64) */
+#define XVS_SINK_PKTS 0               /* packets counted and dropped (UDP to the ports, IPIP, GRE, 6in4) */
+#define XVS_SINK_BYTES 1              /* their frame bytes */
+#define XVS_SINK_PASSED 2             /* everything else, passed to the kernel */
+#define XVS_SINK_STAT_COUNT 3
+#define XVS_GEN_MAX_BATCH 256         /* frames per BPF_PROG_RUN batch (kernel limit) */
+/* poll-loop profile kept by the shim while enabled (xvs_port__profile; u64 each) */
+#define XVS_PROF_BURSTS 0             /* xvs_port__burst calls */
+#define XVS_PROF_TX_NS 1              /* putting the previous burst on tx rings / the free pool */
+#define XVS_PROF_KICK_NS 2            /* sendto() wakeups of the tx path (copy mode: the kernel's tx work) */
+#define XVS_PROF_RECLAIM_NS 3         /* completions back to the pool and fill rings topped up */
+#define XVS_PROF_RX_NS 4              /* taking the next burst from rx rings */
+#define XVS_PROF_IDLE_NS 5            /* sleeping in poll() while idle */
+#define XVS_PROF_RX_FRAMES 6          /* frames received */
+#define XVS_PROF_COUNT 8
+
+#ifndef __XVS_NO_STRUCTS
+struct xvs_gen_cfg {
+	__u32 flows;
+	__u32 ports;
+	__u32 port_base;
+	__u32 addr_base;
+	__u8 hdr[XVS_GEN_CFG_SIZE - XVS_GEN_CFG_HDR_OFF];
+};
+
+struct xvs_sink_cfg {
+	__u32 port;
+	__u32 tun_port;
+};
+#endif
+
 #endif /* XVS_COMMON_H */

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/if_xdp.h>
 #include <bpf/bpf.h>
@@ -56,7 +57,28 @@ struct xvs_port {
 	struct xvs_sock socks[XVS_MAX_IFACES];
 	struct pollfd pfds[XVS_MAX_IFACES];
 	uint64_t stats[XVS_SHIM_STAT_COUNT];
+	int profile; /* time the phases of every burst into prof[] (xvs bench --profile) */
+	uint64_t prof[XVS_PROF_COUNT];
 };
+
+uint64_t *xvs_port__profile(struct xvs_port *p, int enable);
+
+static inline uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Phase timing: one clock read per phase, only while profiling (one branch per burst otherwise). */
+#define PHASE_END(idx)                                    \
+	do {                                              \
+		if (prof) {                               \
+			uint64_t t_ = now_ns();           \
+			p->prof[(idx)] += t_ - t0;        \
+			t0 = t_;                          \
+		}                                         \
+	} while (0)
 
 struct xvs_port *xvs_port__create(uint32_t nframes, uint32_t frame_size, uint32_t headroom,
 				  uint32_t ring_size)
@@ -181,6 +203,15 @@ uint64_t *xvs_port__stats(struct xvs_port *p)
 	return p->stats;
 }
 
+/* Turn phase timing on or off; returns the XVS_PROF_* counters (zeroed when turned on). */
+uint64_t *xvs_port__profile(struct xvs_port *p, int enable)
+{
+	if (enable && !p->profile)
+		memset(p->prof, 0, sizeof(p->prof));
+	p->profile = enable;
+	return p->prof;
+}
+
 int xvs_port__bind_mode(struct xvs_port *p, uint32_t iface)
 {
 	if (iface >= p->nsocks)
@@ -246,6 +277,8 @@ int xvs_port__burst(struct xvs_port *p, uint32_t *descs, uint32_t n_done, uint32
 {
 	if (n_done > XVS_MAX_BURST || max_rx > XVS_MAX_BURST)
 		return xvs_fail(EINVAL, "burst larger than %d", XVS_MAX_BURST);
+	const int prof = p->profile;
+	uint64_t t0 = prof ? now_ns() : 0;
 
 	/* 1. the previous burst: onto tx rings, or back to the pool */
 	for (uint32_t i = 0; i < n_done; i++) {
@@ -277,18 +310,27 @@ int xvs_port__burst(struct xvs_port *p, uint32_t *descs, uint32_t n_done, uint32
 			s->tx_in_flight += s->tx_reserved;
 			s->tx_reserved = 0;
 		}
-		if (s->tx_in_flight)
-			kick_tx(p, s);
 	}
+	PHASE_END(XVS_PROF_TX_NS);
+	for (uint32_t k = 0; k < p->nsocks; k++)
+		if (p->socks[k].tx_in_flight)
+			kick_tx(p, &p->socks[k]);
+	PHASE_END(XVS_PROF_KICK_NS);
 
 	/* 2. completions back to the pool, fill rings topped up */
 	for (uint32_t k = 0; k < p->nsocks; k++) {
 		reclaim(p, &p->socks[k]);
 		refill(p, &p->socks[k]);
 	}
+	PHASE_END(XVS_PROF_RECLAIM_NS);
 
 	/* 3. the next burst */
 	uint32_t got = receive(p, descs, max_rx);
+	PHASE_END(XVS_PROF_RX_NS);
+	if (prof) {
+		p->prof[XVS_PROF_BURSTS]++;
+		p->prof[XVS_PROF_RX_FRAMES] += got;
+	}
 	if (got || idle_timeout_ms <= 0)
 		return (int)got;
 
@@ -297,9 +339,15 @@ int xvs_port__burst(struct xvs_port *p, uint32_t *descs, uint32_t n_done, uint32
 		if (xsk_ring_prod__needs_wakeup(&p->socks[k].fill))
 			recvfrom(p->socks[k].fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
 	p->stats[XVS_SHIM_POLLS]++;
-	if (poll(p->pfds, p->nsocks, idle_timeout_ms) <= 0)
+	int ready = poll(p->pfds, p->nsocks, idle_timeout_ms);
+	PHASE_END(XVS_PROF_IDLE_NS);
+	if (ready <= 0)
 		return 0;
-	return (int)receive(p, descs, max_rx);
+	got = receive(p, descs, max_rx);
+	PHASE_END(XVS_PROF_RX_NS);
+	if (prof)
+		p->prof[XVS_PROF_RX_FRAMES] += got;
+	return (int)got;
 }
 
 void xvs_port__destroy(struct xvs_port *p)

@@ -4,6 +4,10 @@
  * one UMEM), then loops: one shim call sends the previous burst and receives the next, the fast
  * path decides every frame, and the connection timers advance. Between rounds it yields to its
  * event loop so that configuration generations (postMessage) are taken, in order.
+ *
+ * With XVS_PROFILE=1 in the environment (used by `xvs bench`), the same loop also times its
+ * phases (the shim's ring work and kicks, the fast path, the timers) and writes them as one
+ * JSON log line when it stops; without it, the plain loop runs and nothing is timed.
  */
 import { ConnTable } from "../conn/table.ts";
 import { XskPort } from "../ffi/xsk.ts";
@@ -13,6 +17,7 @@ import { FastPath } from "./fastpath.ts";
 import { CTL_APPLIED_GEN, CTL_EPOCH_F64, CTL_HEARTBEAT, CTL_POSTED_GEN, CTL_STOP, ticksSince, type FromWorker, type InitMessage, type ToWorker } from "./protocol.ts";
 import { NextHopView } from "./route.ts";
 import type { Tables } from "../service/tables.ts";
+import { log } from "../log.ts";
 
 declare const self: Worker;
 
@@ -51,7 +56,8 @@ function start(m: InitMessage): void {
   fp = new FastPath(port.umem, m.tables, conns, new Counters(m.counters), new NextHopView(m.nexthops, m.resolveRing));
   Atomics.store(ctl, CTL_APPLIED_GEN, m.tables.generation);
   post({ type: "ready", zeroCopy: m.ifaces.map((_, i) => port!.zeroCopy(i)) });
-  void loop(epochMs, m.idleMs);
+  if (process.env.XVS_PROFILE === "1") void loopProfiled(epochMs, m.idleMs, m.queue);
+  else void loop(epochMs, m.idleMs);
 }
 
 async function loop(epochMs: number, idleMs: number): Promise<void> {
@@ -72,6 +78,69 @@ async function loop(epochMs: number, idleMs: number): Promise<void> {
     await new Promise<void>((r) => setImmediate(r));
   }
   // hand back the last burst's frames, then close the sockets
+  p.burst(nDone, 0, 0);
+  p.destroy();
+  port = null;
+  post({ type: "stopped" });
+}
+
+/**
+ * The loop of `loop`, timing each phase (one clock read per phase per burst). On stop it logs
+ * `{"msg":"xvs profile", ...}` with nanoseconds spent in: the shim call as a whole and, inside
+ * it, tx ring work, kicks, completion/fill work, rx ring work and idle polls (shim counters);
+ * the fast path; timer expiry; and the rest of the loop (event loop turns, generations).
+ */
+async function loopProfiled(epochMs: number, idleMs: number, queue: number): Promise<void> {
+  const p = port!, f = fp!, descs = p.descs;
+  const shim = p.profile(true);
+  const clock = Bun.nanoseconds;
+  let nDone = 0;
+  let burstNs = 0, fastNs = 0, expireNs = 0, frames = 0, bursts = 0, busyBursts = 0;
+  const start = clock();
+  while (Atomics.load(ctl, CTL_STOP) === 0) {
+    applyPending();
+    const gen = Atomics.load(ctl, CTL_APPLIED_GEN);
+    for (let k = 0; k < BURSTS_PER_ROUND; k++) {
+      f.now = ticksSince(epochMs);
+      const t0 = clock();
+      const n = p.burst(nDone, abi.XVS_MAX_BURST, idleMs);
+      const t1 = clock();
+      if (n > 0) f.processBurst(descs, n);
+      const t2 = clock();
+      nDone = n > 0 ? n : 0;
+      f.expire();
+      const t3 = clock();
+      burstNs += t1 - t0;
+      fastNs += t2 - t1;
+      expireNs += t3 - t2;
+      bursts++;
+      if (n > 0) {
+        busyBursts++;
+        frames += n;
+      }
+      if (Atomics.load(ctl, CTL_POSTED_GEN) !== gen || Atomics.load(ctl, CTL_STOP) !== 0) break;
+    }
+    Atomics.add(ctl, CTL_HEARTBEAT, 1);
+    await new Promise<void>((r) => setImmediate(r));
+  }
+  const totalNs = clock() - start;
+  const n = (i: number) => Number(shim[i]);
+  const shimNs = n(abi.XVS_PROF_TX_NS) + n(abi.XVS_PROF_KICK_NS) + n(abi.XVS_PROF_RECLAIM_NS) + n(abi.XVS_PROF_RX_NS) + n(abi.XVS_PROF_IDLE_NS);
+  log("info", "xvs profile", {
+    queue, totalNs, bursts, busyBursts, frames,
+    ns: {
+      shimTx: n(abi.XVS_PROF_TX_NS),
+      shimKick: n(abi.XVS_PROF_KICK_NS),
+      shimReclaimFill: n(abi.XVS_PROF_RECLAIM_NS),
+      shimRx: n(abi.XVS_PROF_RX_NS),
+      shimIdlePoll: n(abi.XVS_PROF_IDLE_NS),
+      ffiAndClock: Math.max(0, burstNs - shimNs),
+      fastPath: fastNs,
+      expire: expireNs,
+      loopOther: Math.max(0, totalNs - burstNs - fastNs - expireNs),
+    },
+  });
+  p.profile(false);
   p.burst(nDone, 0, 0);
   p.destroy();
   port = null;

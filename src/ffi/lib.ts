@@ -35,6 +35,7 @@ const symbols = {
   xvs_port__bind_mode: { args: [ptr, u32], returns: i32 },
   xvs_port__burst: { args: [ptr, ptr, u32, u32, i32], returns: i32 },
   xvs_port__destroy: { args: [ptr], returns: FFIType.void },
+  xvs_port__profile: { args: [ptr, i32], returns: ptr },
 
   xvs_link__info: { args: [cstring, ptr], returns: i32 },
   xvs_nl__route_get: { args: [i32, ptr, ptr], returns: i32 },
@@ -46,6 +47,14 @@ const symbols = {
   xvs_nl__events_open: { args: [], returns: i32 },
   xvs_nl__events_drain: { args: [i32], returns: i32 },
   xvs_nl__close: { args: [i32], returns: FFIType.void },
+
+  // xvs bench only (native/shim/xvs_gen.c)
+  xvs_gen__run: { args: [i32, i32, ptr, u32, u32, u32], returns: i32 },
+  xvs_gen__pin_cpu: { args: [i32], returns: i32 },
+  xvs_gen__map_fd_by_id: { args: [u32], returns: i32 },
+  xvs_gen__obj_id: { args: [i32], returns: i32 },
+  xvs_gen__close: { args: [i32], returns: i32 },
+  xvs_gen__tc_attach: { args: [i32, i32], returns: i32 },
 } as const;
 
 export type Shim = ReturnType<typeof dlopen<typeof symbols>>["symbols"];

@@ -74,6 +74,15 @@ export class XskPort {
     return this.burstFn(this.handle!, this.descsPtr, nDone, maxRx, idleMs);
   }
 
+  /**
+   * Turn the shim's phase timing on (or off) and return its counters, indexed by XVS_PROF_*
+   * (nanoseconds per phase, bursts, frames). Used by `xvs bench` through XVS_PROFILE=1.
+   */
+  profile(enable: boolean): BigUint64Array {
+    const p = lib().xvs_port__profile(this.handle!, enable ? 1 : 0) as Pointer;
+    return new BigUint64Array(toArrayBuffer(p, 0, abi.XVS_PROF_COUNT * 8));
+  }
+
   /** Close the sockets and free the UMEM. The views must not be used afterwards. */
   destroy(): void {
     if (this.handle) lib().xvs_port__destroy(this.handle);

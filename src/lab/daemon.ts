@@ -22,11 +22,19 @@ export interface LabDaemon {
   stop(): Promise<number>;
 }
 
+/** How to start the daemon beyond its `xvs run` arguments (all optional). */
+export interface DaemonLaunch {
+  /** Command words put before the daemon's own (e.g. `taskset -c 1` to pin it). */
+  wrap?: string[];
+  /** Extra environment (e.g. XVS_PROFILE=1). */
+  env?: Record<string, string>;
+}
+
 /** Start `xvs run --iface ...` in `host` and wait until its API answers. */
-export async function startDaemon(lab: Lab, host: string, ifaces: string[], extra: string[] = [], stateDir?: string): Promise<LabDaemon> {
+export async function startDaemon(lab: Lab, host: string, ifaces: string[], extra: string[] = [], stateDir?: string, launch: DaemonLaunch = {}): Promise<LabDaemon> {
   const dir = stateDir ?? mkdtempSync(join(tmpdir(), "xvs-state-"));
-  const args = [...selfCommand(), "run", ...ifaces.flatMap((i) => ["--iface", i]), ...extra];
-  const proc = lab.spawn(host, args, { env: { XVS_STATE_DIR: dir } }) as Subprocess<"ignore", "pipe", "pipe">;
+  const args = [...(launch.wrap ?? []), ...selfCommand(), "run", ...ifaces.flatMap((i) => ["--iface", i]), ...extra];
+  const proc = lab.spawn(host, args, { env: { ...launch.env, XVS_STATE_DIR: dir } }) as Subprocess<"ignore", "pipe", "pipe">;
   let stderr = "";
   void (async () => {
     const dec = new TextDecoder();

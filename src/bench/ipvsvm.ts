@@ -1,0 +1,107 @@
+/**
+ * `xvs bench --ipvs-vm`: run the benchmark inside the ipvs-vm guest (a qemu guest with a Debian
+ * kernel that has IPVS, from ../shared/tools/ipvs-vm on the project's machines), so that kernel
+ * IPVS races xvs side by side when the host kernel has no ip_vs.
+ *
+ * The guest is emulated (TCG): its report carries ratios only. Steps: prepare the guest
+ * (idempotent), put this xvs executable and a host-built C forwarder in the guest's share, boot
+ * it with `xvs bench --in-guest ...`, and copy the report files back.
+ */
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { homedir, tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { ErrorCode, LbError } from "../errors.ts";
+import { isCompiled } from "../lab/self.ts";
+import { XskFwd } from "./contenders.ts";
+import type { BenchOptions } from "./options.ts";
+
+/** Repository root when running from a source tree (src/bench/ -> ../..). */
+function repoRoot(): string | null {
+  if (isCompiled()) return null;
+  return resolve(import.meta.dir, "..", "..");
+}
+
+function findTools(o: BenchOptions): string {
+  const candidates = [o.ipvsVmTools, process.env.IPVSVM_TOOLS, join(process.cwd(), "..", "shared", "tools", "ipvs-vm"),
+    repoRoot() ? join(repoRoot()!, "..", "shared", "tools", "ipvs-vm") : null].filter((x): x is string => !!x);
+  for (const c of candidates) if (existsSync(join(c, "boot.sh")) && existsSync(join(c, "prepare.sh"))) return resolve(c);
+  throw new LbError(ErrorCode.Environment, `cannot find the ipvs-vm tools (prepare.sh, boot.sh): tried ${candidates.join(", ")}; pass --ipvs-vm-tools DIR`);
+}
+
+function findBinary(): string {
+  if (isCompiled()) return process.execPath;
+  if (process.env.XVS_BIN && existsSync(process.env.XVS_BIN)) return process.env.XVS_BIN;
+  const d = join(repoRoot()!, "dist", "xvs");
+  if (existsSync(d)) return d;
+  throw new LbError(ErrorCode.Environment, "the guest needs the compiled executable: build it first (bun run build.ts -> dist/xvs)");
+}
+
+async function run(cmd: string[], env: Record<string, string>): Promise<number> {
+  const p = Bun.spawn(cmd, { stdout: "inherit", stderr: "inherit", stdin: "ignore", env: { ...process.env, ...env } });
+  return p.exited;
+}
+
+/** The `xvs bench` arguments for the guest, from the host's options. */
+export function guestArgs(o: BenchOptions, outDir: string): string[] {
+  const a = ["bench", "--in-guest", "--out", outDir, "--name", o.name,
+    "--rounds", String(o.rounds), "--duration", String(o.duration), "--warmup", String(o.warmup),
+    "--contenders", o.contenders.join(","), "--modes", o.modes.join(","),
+    "--workloads", o.workloads.join(","), "--flows", String(o.flows), "--flow-counts", o.flowCounts.join(","),
+    "--tcp-concurrency", String(o.tcpConcurrency), "--ping-count", String(o.pingCount), "--micro-seconds", String(o.microSeconds),
+    "--gen-cpu", String(o.genCpu), "--dir-cpu", String(o.dirCpu), "--no-profile"];
+  if (!o.pin) a.push("--no-pin");
+  if (!o.rps) a.push("--no-rps");
+  if (o.note) a.push("--note", o.note);
+  return a;
+}
+
+export async function runIpvsVm(o: BenchOptions): Promise<number> {
+  const tools = findTools(o);
+  const cache = process.env.IPVSVM_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "ipvs-vm");
+  const env = { IPVSVM_CACHE: cache };
+  const log = (s: string) => process.stderr.write(`[bench ipvs-vm] ${s}\n`);
+  log(`tools ${tools}, cache ${cache}`);
+  if ((await run(["bash", join(tools, "prepare.sh")], env)) !== 0) throw new LbError(ErrorCode.Environment, "ipvs-vm prepare.sh failed");
+  const bin = join(cache, "share", "bin");
+  mkdirSync(bin, { recursive: true });
+  copyFileSync(findBinary(), join(bin, "xvs"));
+  chmodSync(join(bin, "xvs"), 0o755);
+  const contenders = [...o.contenders];
+  let xskBin: string | null = null;
+  if (contenders.includes("xskfwd")) {
+    // the guest has the libraries but no compiler: build the forwarder here
+    const x = new XskFwd();
+    await x.prepare({ ...o, xskfwdBin: null });
+    if (x.skipReason) log(`xskfwd: ${x.skipReason} (it will be skipped in the guest)`);
+    else {
+      const built = (x as unknown as { bin: string }).bin;
+      copyFileSync(built, join(bin, "xvs-xskfwd"));
+      chmodSync(join(bin, "xvs-xskfwd"), 0o755);
+      xskBin = "/mnt/share/bin/xvs-xskfwd";
+    }
+  }
+  const guestOut = "/mnt/share/out/bench";
+  const hostOut = join(cache, "share", "out", "bench");
+  mkdirSync(hostOut, { recursive: true });
+  const args = guestArgs(o, guestOut);
+  if (xskBin) args.push("--xskfwd-bin", xskBin);
+  // the guest's TMPDIR is a tmpfs; xvs extracts its shim there
+  const cmd = `mkdir -p ${guestOut} && cd /tmp && xvs ${args.map((x) => `'${x.replace(/'/g, "'\\''")}'`).join(" ")}`;
+  writeFileSync(join(tmpdir(), "xvs-ipvsvm-cmd.txt"), cmd + "\n");
+  log(`booting the guest: ${cmd}`);
+  const rc = await run(["bash", join(tools, "boot.sh"), "--smp", "2", "--mem", "4096", "--timeout", "7200", "--run", cmd], env);
+  const produced = existsSync(join(hostOut, `${o.name}.json`));
+  if (!produced) {
+    const logFile = join(cache, "share", "out", "run.log");
+    const tail = existsSync(logFile) ? readFileSync(logFile, "utf8").split("\n").slice(-30).join("\n") : "";
+    throw new LbError(ErrorCode.System, `the guest run produced no report (boot.sh exit ${rc}); last lines of ${logFile}:\n${tail}`);
+  }
+  const dest = o.out ?? process.cwd();
+  mkdirSync(dest, { recursive: true });
+  for (const f of readdirSync(hostOut)) {
+    if (f.startsWith(o.name + ".")) copyFileSync(join(hostOut, f), join(dest, f));
+  }
+  log(`report: ${join(dest, o.name)}.{md,json,svg} (guest log: ${join(cache, "share", "out", "run.log")})`);
+  process.stdout.write(readFileSync(join(cache, "share", "out", "run.log"), "utf8").split("\n").filter((l) => !l.startsWith("[bench")).join("\n"));
+  return 0;
+}

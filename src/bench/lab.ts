@@ -1,0 +1,164 @@
+/**
+ * The benchmark lab: three namespaces in a line, the same for every contender.
+ *
+ *   gen  eth0 198.18.1.2/24 ──veth── c0 198.18.1.1/24  dir  s0 198.18.2.1/24 ──veth── eth0  sink
+ *                                    VIP 198.18.0.100/32 on lo, ip_forward=1          198.18.2.11-13/24
+ *
+ * - gen: the traffic source (live-frames UDP generator, TCP client, UDP ping);
+ * - dir: the director, where the contender runs (xvs, kernel IPVS, nftables, plain routing,
+ *   the C forwarder);
+ * - sink: the real servers: three addresses on one interface (a TCP server on 0.0.0.0, a UDP
+ *   echo on each address), and the counting sink (xvs_sink_tc at tc ingress), which counts and
+ *   drops the UDP benchmark port and passes everything else. tc, not XDP: see xvs_gen.bpf.c.
+ *
+ * Neighbours are static (no ARP in the measurements). The director's interfaces keep GRO on
+ * so that they take XDP-redirected frames from the generator even with no XDP program of their
+ * own (kernel contenders); with `rpsCpu` set, the director's kernel receive work is steered to
+ * that CPU by RPS (on veth it would otherwise run on the sender's CPU, the generator's).
+ */
+import { Lab, type ExecResult } from "../lab/netns.ts";
+import { selfCommand } from "../lab/self.ts";
+import { SinkReader } from "../ffi/gen.ts";
+
+export const VIP = "198.18.0.100";
+export const GEN_ADDR = "198.18.1.2";
+export const DIR_CLIENT_ADDR = "198.18.1.1";
+export const DIR_SERVER_ADDR = "198.18.2.1";
+export const SINK_ADDRS = ["198.18.2.11", "198.18.2.12", "198.18.2.13"];
+/** UDP port of the packet-rate workloads (counted and dropped by the sink). */
+export const UDP_PORT = 9000;
+/** UDP echo port (latency). */
+export const PING_PORT = 9001;
+/** TCP port (connection rate). */
+export const TCP_PORT = 80;
+/** GUE port for tunnel modes. */
+export const GUE_PORT = 6080;
+
+export interface BenchLabOptions {
+  /** Forwarding mode the sink must accept: DR/TUN need the VIP on the sink. */
+  mode: "nat" | "dr" | "tun";
+  /** Steer the director's kernel receive processing to this CPU (RPS); null: leave it. */
+  rpsCpu: number | null;
+  /** CPU for the sink's servers (TCP, UDP echo); null: unpinned. */
+  serverCpu: number | null;
+}
+
+export interface BenchLab {
+  lab: Lab;
+  mac: { gen: string; c0: string; s0: string; sink: string };
+  /** Counters of the sink program on the sink's eth0. */
+  sink: SinkReader;
+  /** Map id of those counters. */
+  sinkMapId: number;
+  close(): Promise<void>;
+}
+
+async function macOf(lab: Lab, host: string, ifname: string): Promise<string> {
+  const r = await lab.exec(host, ["ip", "-j", "link", "show", ifname]);
+  return (JSON.parse(r.stdout) as { address: string }[])[0].address;
+}
+
+/** Run a bench agent in a lab host and parse its one JSON line. @throws on failure. */
+export async function agentJson<T>(lab: Lab, host: string, args: string[]): Promise<T> {
+  const r: ExecResult = await lab.exec(host, [...selfCommand(), "__bench", ...args], true);
+  const line = r.stdout.trim().split("\n").pop() ?? "";
+  if (r.code !== 0 || !line.startsWith("{")) throw new Error(`xvs __bench ${args[0]} in ${host} failed (${r.code}): ${(r.stderr.trim() || r.stdout.trim()).slice(-400)}`);
+  return JSON.parse(line) as T;
+}
+
+/** Start a long-running bench server agent and wait for its "ready" line. */
+export async function startServer(lab: Lab, host: string, args: string[]): Promise<void> {
+  const p = lab.spawn(host, [...selfCommand(), "__bench", ...args]);
+  const reader = p.stdout.getReader();
+  const timeout = Bun.sleep(20000).then(() => null);
+  const r = await Promise.race([reader.read(), timeout]);
+  reader.releaseLock();
+  const text = r && !r.done ? new TextDecoder().decode(r.value) : "";
+  if (!text.includes("ready")) {
+    const err = p.exitCode !== null ? await new Response(p.stderr).text() : "no ready line within 20 s";
+    throw new Error(`xvs __bench ${args[0]} in ${host}: ${err.trim().slice(-300)}`);
+  }
+}
+
+/** Write a sysfs file inside a lab host (sysfs is per namespace under `ip netns exec`). */
+async function sysfs(lab: Lab, host: string, path: string, value: string): Promise<void> {
+  await lab.exec(host, ["sh", "-c", `echo ${value} > ${path}`]);
+}
+
+/** Build the lab; on failure everything made so far is torn down before the error is thrown. */
+export async function buildBenchLab(tag: string, o: BenchLabOptions): Promise<BenchLab> {
+  const lab = new Lab(tag);
+  let sink: SinkReader | null = null;
+  try {
+    await lab.addNs("gen");
+    await lab.addNs("dir");
+    await lab.addNs("sink");
+    await lab.veth("gen", "eth0", "dir", "c0");
+    await lab.veth("dir", "s0", "sink", "eth0");
+    await lab.ip("gen", "addr", "add", `${GEN_ADDR}/24`, "dev", "eth0");
+    await lab.ip("gen", "route", "add", "default", "via", DIR_CLIENT_ADDR);
+    await lab.ip("dir", "addr", "add", `${DIR_CLIENT_ADDR}/24`, "dev", "c0");
+    await lab.ip("dir", "addr", "add", `${DIR_SERVER_ADDR}/24`, "dev", "s0");
+    await lab.ip("dir", "addr", "add", `${VIP}/32`, "dev", "lo");
+    for (const a of SINK_ADDRS) await lab.ip("sink", "addr", "add", `${a}/24`, "dev", "eth0");
+    await lab.ip("sink", "route", "add", "default", "via", DIR_SERVER_ADDR);
+    await lab.sysctl("dir", "net.ipv4.ip_forward", 1);
+    for (const k of ["all", "default", "c0", "s0"]) await lab.sysctl("dir", `net.ipv4.conf.${k}.rp_filter`, 0);
+    await lab.sysctl("gen", "net.ipv4.ip_local_port_range", "1024 65535");
+    await lab.sysctl("gen", "net.ipv4.tcp_tw_reuse", 1);
+    await lab.sysctl("sink", "net.core.somaxconn", 4096);
+    await lab.sysctl("sink", "net.ipv4.tcp_max_syn_backlog", 4096);
+    if (o.mode !== "nat") {
+      // DR/TUN real servers hold the VIP without answering ARP for it; their replies leave
+      // through the director, which must not drop them as martians (source = its own VIP)
+      await lab.ip("sink", "addr", "add", `${VIP}/32`, "dev", "lo");
+      for (const [k, v] of [["arp_ignore", 1], ["arp_announce", 2]] as const) {
+        await lab.sysctl("sink", `net.ipv4.conf.all.${k}`, v);
+        await lab.sysctl("sink", `net.ipv4.conf.eth0.${k}`, v);
+      }
+      for (const k of ["all", "default", "eth0"]) await lab.sysctl("sink", `net.ipv4.conf.${k}.rp_filter`, 0);
+      for (const k of ["all", "s0", "c0"]) await lab.sysctl("dir", `net.ipv4.conf.${k}.accept_local`, 1);
+      if (o.mode === "tun") {
+        // decapsulation needs the kernel's ipip/fou modules (absent on some kernels: then only
+        // the packet-rate workloads, which the sink counts encapsulated, can work)
+        await lab.exec("sink", ["ip", "link", "set", "tunl0", "up"], true);
+        await lab.sysctl("sink", "net.ipv4.conf.tunl0.rp_filter", 0).catch(() => undefined);
+      }
+    }
+    const mac = {
+      gen: await macOf(lab, "gen", "eth0"),
+      c0: await macOf(lab, "dir", "c0"),
+      s0: await macOf(lab, "dir", "s0"),
+      sink: await macOf(lab, "sink", "eth0"),
+    };
+    await lab.ip("gen", "neigh", "replace", DIR_CLIENT_ADDR, "lladdr", mac.c0, "dev", "eth0", "nud", "permanent");
+    await lab.ip("dir", "neigh", "replace", GEN_ADDR, "lladdr", mac.gen, "dev", "c0", "nud", "permanent");
+    for (const a of SINK_ADDRS) await lab.ip("dir", "neigh", "replace", a, "lladdr", mac.sink, "dev", "s0", "nud", "permanent");
+    await lab.ip("sink", "neigh", "replace", DIR_SERVER_ADDR, "lladdr", mac.s0, "dev", "eth0", "nud", "permanent");
+    await lab.exec("dir", ["ethtool", "-K", "c0", "gro", "on"], true);
+    await lab.exec("dir", ["ethtool", "-K", "s0", "gro", "on"], true);
+    if (o.rpsCpu !== null) {
+      const mask = (1 << o.rpsCpu).toString(16);
+      for (const i of ["c0", "s0"]) await sysfs(lab, "dir", `/sys/class/net/${i}/queues/rx-0/rps_cpus`, mask);
+    }
+    const { mapId } = await agentJson<{ mapId: number }>(lab, "sink", ["xdp", "--iface", "eth0", "--prog", "sink-tc", "--port", String(UDP_PORT), "--tun-port", String(GUE_PORT)]);
+    sink = new SinkReader(mapId);
+    const cpu = o.serverCpu !== null ? ["--cpu", String(o.serverCpu)] : [];
+    await startServer(lab, "sink", ["tcp-srv", "--port", String(TCP_PORT), ...cpu]);
+    // one echo socket per address: a reply must leave from the address the request went to
+    // (a socket on 0.0.0.0 answers from the interface's primary address, which NAT would not match)
+    for (const a of SINK_ADDRS) await startServer(lab, "sink", ["udp-echo", "--addr", a, "--port", String(PING_PORT), ...cpu]);
+    const reader = sink;
+    return {
+      lab, mac, sink: reader, sinkMapId: mapId,
+      async close() {
+        reader.close();
+        await lab.teardown();
+      },
+    };
+  } catch (e) {
+    sink?.close();
+    await lab.teardown();
+    throw e;
+  }
+}

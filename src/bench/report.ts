@@ -1,0 +1,334 @@
+/**
+ * Results of `xvs bench`: the JSON document, and its three renderings: a terminal table, a
+ * markdown report and an SVG plot. Statistics are over rounds: median, min..max, and each
+ * contender's ratio to xvs (ratio of medians, and the median of per-round ratios, which is less
+ * sensitive to slow drifts in a noisy machine's load since one round's contenders run close
+ * together in time).
+ */
+import type { MicroRow } from "./micro.ts";
+
+export interface Sample {
+  round: number;
+  value: number;
+  extra: Record<string, number | string>;
+}
+
+export interface Cell {
+  contender: string;
+  workload: string;
+  samples: Sample[];
+  errors: { round: number; error: string }[];
+}
+
+export interface WorkloadInfo {
+  id: string;
+  title: string;
+  unit: string;
+  /** Divide raw values by this for display. */
+  scale: number;
+  digits: number;
+  better: "higher" | "lower";
+}
+
+export interface ContenderInfo {
+  id: string;
+  kind: string;
+  mode: string;
+  label: string;
+  skipped: string | null;
+  workloads: string[];
+}
+
+export interface Row {
+  contender: string;
+  workload: string;
+  n: number;
+  median: number | null;
+  min: number | null;
+  max: number | null;
+  /** Contender's median / reference xvs median. */
+  ratioToXvs: number | null;
+  /** Median over rounds of (contender / xvs in the same round). */
+  roundRatioToXvs: number | null;
+  reference: string | null;
+  samples: Sample[];
+  errors: { round: number; error: string }[];
+  /** Medians of numeric extras (offered rate, bytes per flow...). */
+  extra: Record<string, number | string>;
+}
+
+export interface Target {
+  name: string;
+  value: number | null;
+  target: number;
+  pass: boolean | null;
+  detail: string;
+}
+
+export interface BenchReport {
+  schema: "xvs-bench/1";
+  title: string;
+  startedAt: string;
+  finishedAt: string;
+  seconds: number;
+  machine: Record<string, unknown>;
+  options: Record<string, unknown>;
+  setup: string[];
+  contenders: ContenderInfo[];
+  workloads: WorkloadInfo[];
+  rows: Row[];
+  micro: MicroRow[];
+  profile: Record<string, unknown> | null;
+  targets: Target[];
+  notes: string[];
+}
+
+export const WORKLOAD_INFO: Record<string, Omit<WorkloadInfo, "id">> = {
+  udp64: { title: "UDP, 64-byte frames", unit: "Mpps", scale: 1e6, digits: 3, better: "higher" },
+  udp1514: { title: "UDP, 1514-byte frames (1500-byte IP packets)", unit: "Mpps", scale: 1e6, digits: 3, better: "higher" },
+  "latency-p50": { title: "UDP echo round trip, p50", unit: "µs", scale: 1, digits: 1, better: "lower" },
+  "latency-p99": { title: "UDP echo round trip, p99", unit: "µs", scale: 1, digits: 1, better: "lower" },
+  tcp: { title: "new TCP connections (short request/response)", unit: "conn/s", scale: 1, digits: 0, better: "higher" },
+};
+
+export function workloadInfo(id: string): WorkloadInfo {
+  const w = WORKLOAD_INFO[id];
+  if (w) return { id, ...w };
+  const m = /^flows-(.+)$/.exec(id);
+  return { id, title: `64-byte UDP with ${m ? m[1] : "?"} tracked flows`, unit: "Mpps", scale: 1e6, digits: 3, better: "higher" };
+}
+
+export function median(v: number[]): number | null {
+  if (v.length === 0) return null;
+  const s = [...v].sort((a, b) => a - b);
+  const h = s.length >> 1;
+  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
+}
+
+/** Reference xvs contender for a contender: xvs in the same mode, else the first xvs. */
+function referenceOf(c: ContenderInfo, all: ContenderInfo[]): string | null {
+  const xs = all.filter((x) => x.kind === "xvs" && !x.skipped);
+  if (c.kind === "xvs" && !c.skipped) return c.id;
+  return (xs.find((x) => x.mode === c.mode) ?? xs[0])?.id ?? null;
+}
+
+/** Build the statistics rows from raw cells. */
+export function buildRows(cells: Cell[], contenders: ContenderInfo[]): Row[] {
+  const byKey = new Map(cells.map((c) => [`${c.contender}|${c.workload}`, c]));
+  const rows: Row[] = [];
+  for (const cell of cells) {
+    const vals = cell.samples.map((s) => s.value);
+    const c = contenders.find((x) => x.id === cell.contender)!;
+    const ref = referenceOf(c, contenders);
+    const refCell = ref ? byKey.get(`${ref}|${cell.workload}`) : undefined;
+    const med = median(vals);
+    const refMed = refCell ? median(refCell.samples.map((s) => s.value)) : null;
+    const per: number[] = [];
+    if (refCell) {
+      for (const s of cell.samples) {
+        const r = refCell.samples.find((x) => x.round === s.round);
+        if (r && r.value > 0) per.push(s.value / r.value);
+      }
+    }
+    const extra: Record<string, number | string> = {};
+    const keys = new Set(cell.samples.flatMap((s) => Object.keys(s.extra)));
+    for (const k of keys) {
+      const nums = cell.samples.map((s) => s.extra[k]).filter((x): x is number => typeof x === "number");
+      if (nums.length) extra[k] = median(nums)!;
+      else extra[k] = String(cell.samples.map((s) => s.extra[k]).find((x) => x !== undefined) ?? "");
+    }
+    rows.push({
+      contender: cell.contender, workload: cell.workload, n: vals.length, median: med,
+      min: vals.length ? Math.min(...vals) : null, max: vals.length ? Math.max(...vals) : null,
+      ratioToXvs: med !== null && refMed ? med / refMed : null, roundRatioToXvs: median(per), reference: ref,
+      samples: cell.samples, errors: cell.errors, extra,
+    });
+  }
+  return rows;
+}
+
+function fmt(v: number | null, w: WorkloadInfo): string {
+  if (v === null || !Number.isFinite(v)) return "-";
+  return (v / w.scale).toFixed(w.digits);
+}
+
+function ratio(r: number | null): string {
+  return r === null || !Number.isFinite(r) ? "-" : `${r.toFixed(2)}x`;
+}
+
+function extraNote(r: Row): string {
+  const e = r.extra;
+  const parts: string[] = [];
+  if (typeof e.offeredPps === "number" && e.offeredPps > 0) parts.push(`offered ${(e.offeredPps / 1e6).toFixed(2)} Mpps`);
+  if (typeof e.gbps === "number" && r.workload === "udp1514") parts.push(`${e.gbps.toFixed(2)} Gbit/s`);
+  if (typeof e.tracked === "number") parts.push(`${Math.round(e.tracked)} tracked`);
+  if (typeof e.bytesPerFlow === "number" && e.bytesPerFlow > 0) parts.push(`${Math.round(e.bytesPerFlow)} B/flow`);
+  if (typeof e.errors === "number" && e.errors > 0) parts.push(`${Math.round(e.errors)} failed conns`);
+  if (typeof e.lost === "number" && e.lost > 0) parts.push(`${Math.round(e.lost)} lost`);
+  if (r.errors.length) parts.push(`FAILED ${r.errors.length}x: ${r.errors[0].error.slice(0, 160)}`);
+  return parts.join("; ");
+}
+
+function pad(s: string, n: number, right = false): string {
+  return right ? s.padStart(n) : s.padEnd(n);
+}
+
+/** Workload ids in display order. */
+export function workloadOrder(rows: Row[]): string[] {
+  const order = ["udp64", "udp1514", "latency-p50", "latency-p99", "tcp"];
+  const ids = [...new Set(rows.map((r) => r.workload))];
+  const flows = ids.filter((i) => i.startsWith("flows-")).sort((a, b) => flowN(a) - flowN(b));
+  return [...order.filter((o) => ids.includes(o)), ...flows];
+}
+
+function flowN(id: string): number {
+  const m = /^flows-(\d+)([kM]?)$/.exec(id);
+  if (!m) return 0;
+  return Number(m[1]) * (m[2] === "M" ? 1e6 : m[2] === "k" ? 1e3 : 1);
+}
+
+/** The terminal table. */
+export function renderTable(rep: BenchReport): string {
+  const out: string[] = [];
+  for (const wid of workloadOrder(rep.rows)) {
+    const w = workloadInfo(wid);
+    out.push("", `${w.title} — ${w.unit} (${w.better} is better)`);
+    out.push(`  ${pad("contender", 12)} ${pad("median", 9, true)}  ${pad("min..max", 19)} ${pad("vs xvs", 7, true)} ${pad("n", 2, true)}  notes`);
+    for (const r of rep.rows.filter((x) => x.workload === wid)) {
+      const mm = r.min === null ? "-" : `${fmt(r.min, w)}..${fmt(r.max, w)}`;
+      out.push(`  ${pad(r.contender, 12)} ${pad(fmt(r.median, w), 9, true)}  ${pad(mm, 19)} ${pad(ratio(r.ratioToXvs), 7, true)} ${pad(String(r.n), 2, true)}  ${extraNote(r)}`);
+    }
+  }
+  const skipped = rep.contenders.filter((c) => c.skipped);
+  if (skipped.length) {
+    out.push("");
+    for (const c of skipped) out.push(`skipped ${c.id}: ${c.skipped}`);
+  }
+  if (rep.micro.length) {
+    out.push("", "fast path microbenchmarks (one core, synthetic frames, bursts of 64)");
+    out.push(`  ${pad("row", 16)} ${pad("ns/pkt", 8, true)} ${pad("net", 8, true)} ${pad("Mpps", 7, true)}  what`);
+    for (const m of rep.micro) out.push(`  ${pad(m.id, 16)} ${pad(m.nsPerPacket.toFixed(1), 8, true)} ${pad(m.netNs.toFixed(1), 8, true)} ${pad(m.mpps.toFixed(2), 7, true)}  ${m.label}${m.error ? `  ERROR: ${m.error}` : ""}`);
+  }
+  if (rep.targets.length) {
+    out.push("");
+    for (const t of rep.targets) out.push(`target ${t.name}: ${t.value === null ? "n/a" : t.value.toFixed(2)} (target >= ${t.target}) ${t.pass === null ? "not measured" : t.pass ? "MET" : "NOT MET"} — ${t.detail}`);
+  }
+  return out.join("\n") + "\n";
+}
+
+function mdEscape(s: string): string {
+  return s.replace(/\|/g, "\\|");
+}
+
+/** The markdown report. */
+export function renderMarkdown(rep: BenchReport, svgName: string | null): string {
+  const L: string[] = [];
+  L.push(`# ${rep.title}`, "");
+  L.push(`Run ${rep.startedAt} .. ${rep.finishedAt} (${Math.round(rep.seconds)} s).`, "");
+  L.push("## Machine", "");
+  for (const [k, v] of Object.entries(rep.machine)) {
+    if (Array.isArray(v)) {
+      L.push(`- ${k}:`);
+      for (const x of v) L.push(`  - \`${String(x)}\``);
+    } else L.push(`- ${k}: ${String(v)}`);
+  }
+  L.push("", "## Setup", "");
+  for (const s of rep.setup) L.push(`- ${s}`);
+  L.push("", "Contenders:", "");
+  for (const c of rep.contenders) L.push(`- **${c.id}**: ${c.label}${c.skipped ? ` — **skipped**: ${c.skipped}` : ""}`);
+  if (rep.targets.length) {
+    L.push("", "## Targets", "");
+    L.push("| target | value | wanted | result | |", "|---|---|---|---|---|");
+    for (const t of rep.targets) L.push(`| ${t.name} | ${t.value === null ? "n/a" : t.value.toFixed(2)} | >= ${t.target} | ${t.pass === null ? "not measured" : t.pass ? "met" : "**not met**"} | ${mdEscape(t.detail)} |`);
+  }
+  L.push("", "## Results", "");
+  L.push("Median over rounds, min..max, and the ratio of the contender's median to xvs's (same mode); `round ratio` is the median of per-round ratios.", "");
+  if (svgName) L.push(`![plot](${svgName})`, "");
+  for (const wid of workloadOrder(rep.rows)) {
+    const w = workloadInfo(wid);
+    L.push(`### ${w.title} (${w.unit}, ${w.better} is better)`, "");
+    L.push("| contender | median | min..max | vs xvs | round ratio | n | notes |", "|---|---:|---|---:|---:|---:|---|");
+    for (const r of rep.rows.filter((x) => x.workload === wid)) {
+      const mm = r.min === null ? "-" : `${fmt(r.min, w)}..${fmt(r.max, w)}`;
+      L.push(`| ${r.contender} | ${fmt(r.median, w)} | ${mm} | ${ratio(r.ratioToXvs)} | ${ratio(r.roundRatioToXvs)} | ${r.n} | ${mdEscape(extraNote(r))} |`);
+    }
+    L.push("");
+  }
+  if (rep.micro.length) {
+    L.push("### Fast path microbenchmarks", "");
+    L.push("One core, this process, synthetic 64-byte UDP frames in bursts of 64 to a NAT service with 3 real servers. `net` subtracts the baseline copy loop (restoring the frames each burst), which every row includes.", "");
+    L.push("| row | ns/packet | net ns | Mpps | what | |", "|---|---:|---:|---:|---|---|");
+    for (const m of rep.micro) {
+      const x = m.extra ? Object.entries(m.extra).map(([k, v]) => `${k}=${Number.isInteger(v) ? v : v.toFixed(1)}`).join(", ") : "";
+      L.push(`| ${m.id} | ${m.nsPerPacket.toFixed(1)} | ${m.netNs.toFixed(1)} | ${m.mpps.toFixed(2)} | ${mdEscape(m.label)}${m.error ? ` **ERROR: ${mdEscape(m.error)}**` : ""} | ${x} |`);
+    }
+    L.push("");
+  }
+  if (rep.profile) {
+    L.push("## Where the time goes", "");
+    for (const line of (rep.profile.summary as string[] | undefined) ?? []) L.push(line);
+    L.push("");
+  }
+  if (rep.notes.length) {
+    L.push("## Notes", "");
+    for (const n of rep.notes) L.push(`- ${n}`);
+    L.push("");
+  }
+  L.push("## Raw", "", "Every sample, error and option is in the JSON file next to this report.", "");
+  return L.join("\n");
+}
+
+function xmlEscape(s: string): string {
+  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+}
+
+const COLORS: Record<string, string> = { xvs: "#d6336c", ipvs: "#1c7ed6", nft: "#f59f00", plain: "#868e96", xskfwd: "#37b24d", gen: "#343a40" };
+
+/** The SVG plot: one panel per workload, a bar per contender (median) with a min..max whisker. */
+export function renderSvg(rep: BenchReport): string {
+  const W = 960, labelW = 110, valueW = 170, plotW = W - labelW - valueW - 30, barH = 16, gap = 6;
+  const parts: string[] = [];
+  let y = 40;
+  parts.push(`<text x="12" y="24" font-size="16" font-weight="bold">${xmlEscape(rep.title)}</text>`);
+  for (const wid of workloadOrder(rep.rows)) {
+    const w = workloadInfo(wid);
+    const rows = rep.rows.filter((r) => r.workload === wid);
+    const max = Math.max(1e-9, ...rows.map((r) => r.max ?? 0));
+    parts.push(`<text x="12" y="${y + 14}" font-size="13" font-weight="bold">${xmlEscape(`${w.title} — ${w.unit}, ${w.better} is better`)}</text>`);
+    y += 22;
+    for (const r of rows) {
+      const kind = rep.contenders.find((c) => c.id === r.contender)?.kind ?? "";
+      const color = COLORS[kind] ?? "#495057";
+      parts.push(`<text x="12" y="${y + barH - 4}" font-size="12">${xmlEscape(r.contender)}</text>`);
+      if (r.median !== null) {
+        const bw = (r.median / max) * plotW;
+        parts.push(`<rect x="${labelW}" y="${y}" width="${bw.toFixed(1)}" height="${barH}" fill="${color}" opacity="0.85"/>`);
+        const x0 = labelW + ((r.min ?? 0) / max) * plotW, x1 = labelW + ((r.max ?? 0) / max) * plotW, ym = y + barH / 2;
+        parts.push(`<line x1="${x0.toFixed(1)}" y1="${ym}" x2="${x1.toFixed(1)}" y2="${ym}" stroke="#000" stroke-width="1.5"/>`);
+        parts.push(`<line x1="${x0.toFixed(1)}" y1="${y + 3}" x2="${x0.toFixed(1)}" y2="${y + barH - 3}" stroke="#000"/>`);
+        parts.push(`<line x1="${x1.toFixed(1)}" y1="${y + 3}" x2="${x1.toFixed(1)}" y2="${y + barH - 3}" stroke="#000"/>`);
+        const label = `${fmt(r.median, w)} ${w.unit}${r.ratioToXvs !== null && r.reference !== r.contender ? ` (${ratio(r.ratioToXvs)} xvs)` : ""}`;
+        parts.push(`<text x="${W - valueW - 10}" y="${y + barH - 4}" font-size="12">${xmlEscape(label)}</text>`);
+      } else {
+        parts.push(`<text x="${labelW}" y="${y + barH - 4}" font-size="12" fill="#c92a2a">${xmlEscape(r.errors.length ? "failed" : "no data")}</text>`);
+      }
+      y += barH + gap;
+    }
+    y += 12;
+  }
+  if (rep.micro.length) {
+    parts.push(`<text x="12" y="${y + 14}" font-size="13" font-weight="bold">fast path microbenchmarks — ns per packet (lower is better)</text>`);
+    y += 22;
+    const max = Math.max(...rep.micro.map((m) => m.nsPerPacket));
+    for (const m of rep.micro) {
+      parts.push(`<text x="12" y="${y + barH - 4}" font-size="12">${xmlEscape(m.id)}</text>`);
+      parts.push(`<rect x="${labelW}" y="${y}" width="${((m.nsPerPacket / max) * plotW).toFixed(1)}" height="${barH}" fill="${m.id === "copy" ? "#adb5bd" : COLORS.xvs}" opacity="0.85"/>`);
+      parts.push(`<text x="${W - valueW - 10}" y="${y + barH - 4}" font-size="12">${m.nsPerPacket.toFixed(1)} ns (net ${m.netNs.toFixed(1)})</text>`);
+      y += barH + gap;
+    }
+    y += 12;
+  }
+  parts.push(`<text x="12" y="${y + 10}" font-size="11" fill="#495057">${xmlEscape(String(rep.machine.summary ?? ""))}</text>`);
+  y += 24;
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${y}" viewBox="0 0 ${W} ${y}" font-family="sans-serif">\n<rect width="100%" height="100%" fill="#fff"/>\n${parts.join("\n")}\n</svg>\n`;
+}

@@ -1,0 +1,242 @@
+/**
+ * `xvs bench`: race xvs against the kernel's balancers on this machine.
+ *
+ * For every round, every contender (in an order rotated each round) gets a fresh lab
+ * (src/bench/lab.ts), is started on the director, takes each workload it supports
+ * (src/bench/workloads.ts), and is stopped; the lab is torn down. A contender that cannot run
+ * here is skipped with the reason; one that fails to start or forwards nothing is recorded as
+ * failed with its error, and the others still run. Then: an optional profiled run (where xvs's
+ * time goes), the pure-CPU microbenchmarks, and the report (table, JSON, markdown, SVG).
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { ErrorCode, LbError } from "../errors.ts";
+import { Lab } from "../lab/netns.ts";
+import { type Contender, makeContenders, type RunCtx, XskFwd, Xvs } from "./contenders.ts";
+import { buildBenchLab, type BenchLab } from "./lab.ts";
+import { describeMachine } from "./machine.ts";
+import { runMicro, type MicroRow } from "./micro.ts";
+import { type BenchOptions, type WorkloadKind } from "./options.ts";
+import { perfCpu, perfWorks, profileSummary, type PerfSample, type WorkerProfile } from "./profile.ts";
+import { type BenchReport, buildRows, type Cell, type ContenderInfo, renderMarkdown, renderSvg, renderTable, type Target, workloadInfo, workloadOrder } from "./report.ts";
+import { flowsId, flowsRate, latency, type Result, tcpRate, udpRate } from "./workloads.ts";
+
+export { BENCH_HELP, parseBenchArgs } from "./options.ts";
+
+/** Workload row ids a workload kind produces. */
+function rowIds(w: WorkloadKind, o: BenchOptions): string[] {
+  if (w === "latency") return ["latency-p50", "latency-p99"];
+  if (w === "flows") return o.flowCounts.map(flowsId);
+  if (w === "micro") return [];
+  return [w];
+}
+
+let currentLab: BenchLab | null = null;
+
+export async function runBench(o: BenchOptions): Promise<number> {
+  if (o.ipvsVm) {
+    const { runIpvsVm } = await import("./ipvsvm.ts");
+    return runIpvsVm(o);
+  }
+  if (process.getuid?.() !== 0) throw new LbError(ErrorCode.Permission, "xvs bench needs root (network namespaces, XDP, AF_XDP): run it as root, e.g. with sudo");
+  const t0 = Date.now();
+  const startedAt = new Date().toISOString();
+  const log = (s: string) => process.stderr.write(`[bench ${((Date.now() - t0) / 1000).toFixed(1).padStart(6)}s] ${s}\n`);
+
+  // an interrupted earlier run leaves namespaces (with their XDP programs, nftables rules and
+  // IPVS tables inside): remove those whose process is gone
+  const stale = await Lab.cleanupStale();
+  if (stale.length) log(`removed ${stale.length} namespaces left by an interrupted run: ${stale.join(" ")}`);
+
+  const onSignal = (sig: string) => {
+    log(`${sig}: tearing down`);
+    const l = currentLab;
+    currentLab = null;
+    void (l ? l.close() : Promise.resolve()).finally(() => process.exit(130));
+  };
+  process.on("SIGINT", () => onSignal("SIGINT"));
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+
+  const contenders = makeContenders(o);
+  for (const c of contenders) {
+    try {
+      await c.prepare(o);
+    } catch (e) {
+      c.skipReason = `cannot prepare: ${e instanceof Error ? e.message : String(e)}`;
+    }
+    if (c.skipReason) log(`skip ${c.id}: ${c.skipReason}`);
+  }
+  const machine = await describeMachine(o.note, o.inGuest);
+  log(`machine: ${machine.summary}`);
+  const wanted: WorkloadKind[] = o.workloads.filter((w) => w !== "micro");
+  const active = contenders.filter((c) => !c.skipReason && c.workloads.some((w) => wanted.includes(w)));
+  const cells = new Map<string, Cell>();
+  const cell = (c: string, w: string): Cell => {
+    const k = `${c}|${w}`;
+    let x = cells.get(k);
+    if (!x) cells.set(k, (x = { contender: c, workload: w, samples: [], errors: [] }));
+    return x;
+  };
+  // rows appear in contender order (the report's tables keep it)
+  for (const c of active) for (const w of wanted) if (c.workloads.includes(w)) for (const id of rowIds(w, o)) cell(c.id, id);
+
+  const ctxOf = (bl: BenchLab): RunCtx => ({ o, bl, progress: log });
+  const labFor = (c: Contender) => buildBenchLab("bench", { mode: c.mode, rpsCpu: o.pin && o.rps ? o.dirCpu : null, serverCpu: o.pin ? o.genCpu : null });
+
+  for (let r = 1; r <= o.rounds; r++) {
+    const order = active.map((_, i) => active[(i + r - 1) % active.length]);
+    log(`round ${r}/${o.rounds}: ${order.map((c) => c.id).join(", ")}`);
+    for (const c of order) {
+      const ws = wanted.filter((w) => c.workloads.includes(w));
+      const fail = (w: WorkloadKind, err: string) => {
+        for (const id of rowIds(w, o)) cell(c.id, id).errors.push({ round: r, error: err });
+        log(`  ${c.id} ${w}: FAILED ${err}`);
+      };
+      let bl: BenchLab;
+      try {
+        bl = await labFor(c);
+      } catch (e) {
+        for (const w of ws) fail(w, `lab: ${e instanceof Error ? e.message : String(e)}`);
+        continue;
+      }
+      currentLab = bl;
+      const ctx = ctxOf(bl);
+      try {
+        try {
+          await c.start(ctx);
+        } catch (e) {
+          for (const w of ws) fail(w, `start: ${e instanceof Error ? e.message : String(e)}`);
+          continue;
+        }
+        for (const w of ws) {
+          const record = (res: Result) => {
+            cell(c.id, res.id).samples.push({ round: r, value: res.value, extra: res.extra });
+            const info = workloadInfo(res.id);
+            log(`  ${c.id.padEnd(9)} ${res.id.padEnd(12)} ${(res.value / info.scale).toFixed(info.digits)} ${info.unit}`);
+          };
+          try {
+            if (w === "udp64") record(await udpRate(ctx, c, 64));
+            else if (w === "udp1514") record(await udpRate(ctx, c, 1514));
+            else if (w === "latency") for (const x of await latency(ctx, c)) record(x);
+            else if (w === "tcp") record(await tcpRate(ctx, c));
+            else if (w === "flows") {
+              for (const n of o.flowCounts) {
+                try {
+                  record(await flowsRate(ctx, c, n));
+                } catch (e) {
+                  cell(c.id, flowsId(n)).errors.push({ round: r, error: e instanceof Error ? e.message : String(e) });
+                  log(`  ${c.id} ${flowsId(n)}: FAILED ${e instanceof Error ? e.message : String(e)}`);
+                }
+              }
+            }
+          } catch (e) {
+            fail(w, e instanceof Error ? e.message : String(e));
+          }
+        }
+      } finally {
+        await c.stop(ctx).catch((e) => log(`  ${c.id} stop: ${e instanceof Error ? e.message : String(e)}`));
+        currentLab = null;
+        await bl.close();
+      }
+    }
+  }
+
+  // where the time goes: one profiled xvs run (and the C forwarder's, for comparison)
+  let profile: BenchReport["profile"] = null;
+  const xvsNat = active.find((c): c is Xvs => c instanceof Xvs && c.mode === "nat");
+  const xsk = active.find((c): c is XskFwd => c instanceof XskFwd);
+  let micro: MicroRow[] = [];
+  const microWanted = o.workloads.includes("micro");
+  if (microWanted) {
+    log("microbenchmarks");
+    try {
+      micro = runMicro(o.microSeconds, (s) => log(`  ${s}`));
+    } catch (e) {
+      log(`microbenchmarks FAILED: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+    }
+  }
+  if (o.profile && xvsNat && wanted.includes("udp64")) {
+    log("profiled run (xvs worker phases; perf on the director CPU when available)");
+    const perfOk = o.pin && !o.inGuest && (await perfWorks());
+    const one = async (c: Contender, prof: boolean): Promise<{ rate: number | null; stats: Record<string, unknown> | null; perf: PerfSample | null }> => {
+      const bl = await labFor(c);
+      currentLab = bl;
+      const ctx = ctxOf(bl);
+      let rate: number | null = null, stats: Record<string, unknown> | null = null, perf: PerfSample | null = null;
+      try {
+        await c.start(ctx, prof);
+        const perfP = perfOk ? perfCpu(o.dirCpu, o.warmup + o.duration) : Promise.resolve(null);
+        rate = (await udpRate(ctx, c, 64)).value;
+        perf = await perfP;
+      } catch (e) {
+        log(`  profile ${c.id}: ${e instanceof Error ? e.message : String(e)}`);
+      } finally {
+        stats = await c.stop(ctx).catch(() => null);
+        currentLab = null;
+        await bl.close();
+      }
+      log(`  profile ${c.id}: ${rate === null ? "failed" : `${(rate / 1e6).toFixed(3)} Mpps`}`);
+      return { rate, stats, perf };
+    };
+    const px = await one(xvsNat, true);
+    const pk = xsk ? await one(xsk, false) : null;
+    const worker = (px.stats ?? null) as WorkerProfile | null;
+    profile = {
+      worker, xvsRate: px.rate, xskfwdRate: pk?.rate ?? null, xskfwdStats: pk?.stats ?? null, perfXvs: px.perf, perfXskfwd: pk?.perf ?? null,
+      summary: profileSummary(worker && worker.frames ? worker : null, px.rate, pk?.rate ?? null, px.perf, pk?.perf ?? null, micro, o.dirCpu),
+    };
+  }
+
+  const cinfo: ContenderInfo[] = contenders.map((c) => ({ id: c.id, kind: c.kind, mode: c.mode, label: c.label, skipped: c.skipReason, workloads: c.workloads }));
+  const rows = buildRows([...cells.values()], cinfo.filter((c) => !c.skipped));
+  const targets: Target[] = [];
+  const row = (c: string, w: string) => rows.find((x) => x.contender === c && x.workload === w);
+  const xv = row("xvs-nat", "udp64"), xf = row("xskfwd", "udp64"), nf = row("nft", "udp64");
+  if (xv && xf) {
+    const v = xv.median !== null && xf.median ? xv.median / xf.median : null;
+    targets.push({ name: "xvs-nat / xskfwd, 64-byte UDP, one director core", value: v, target: 0.9, pass: v === null ? null : v >= 0.9, detail: `median of per-round ratios ${xf.roundRatioToXvs ? (1 / xf.roundRatioToXvs).toFixed(2) : "-"}` });
+  }
+  if (xv && nf) {
+    const v = xv.median !== null && nf.median ? xv.median / nf.median : null;
+    targets.push({ name: "xvs-nat / nft, 64-byte UDP (what 0.9x the C forwarder meant on a quiet machine)", value: v, target: 1.6, pass: v === null ? null : v >= 1.6, detail: "from the issue: C ~1.9 Mpps vs nftables ~1.0 Mpps on a quiet machine" });
+  }
+
+  const notes: string[] = [];
+  if (o.inGuest) notes.push("Run inside the ipvs-vm qemu guest under software emulation (TCG): absolute numbers mean nothing; only ratios between contenders of this run do.");
+  else notes.push("This is a shared, noisy VM: other engineers' builds and tests ran at the same time (see the busiest processes above); absolute numbers move by 2-5x between runs, ratios within one run are steadier. Each contender's rounds are interleaved with the others' so that load changes hit all of them.");
+  notes.push("The generator is BPF_PROG_RUN with BPF_F_TEST_XDP_LIVE_FRAMES (native/bpf/xvs_gen.bpf.c via native/shim/xvs_gen.c), XDP_TX out of the generator's veth. Its own rate (row `gen`: frames into an XDP drop on the director) is the ceiling of what this lab can measure. Rates are counted by an XDP program on the sink (count and drop), read twice `duration` apart after `warmup` seconds.");
+  if (o.pin) notes.push(`CPUs: generator, TCP clients and servers on CPU ${o.genCpu}; the director (xvs daemon via taskset, the C forwarder via sched_setaffinity) on CPU ${o.dirCpu}. On veth the receiving side's processing runs on the sending CPU: the director's XDP steering and the copy into the AF_XDP UMEM run on the generator's CPU; the director's transmit (and the sink's XDP) on the director's CPU.${o.rps ? ` The kernel contenders (IPVS, nftables, plain) get their receive processing steered to CPU ${o.dirCpu} with RPS on the director's interfaces, so that they too forward on the director CPU.` : " RPS is off: the kernel contenders forward on the generator's CPU."}`);
+  else notes.push("Nothing pinned (--no-pin): contenders and generator share the CPUs as the scheduler decides.");
+  for (const c of contenders) if (c.skipReason && c.kind === "ipvs") notes.push(`Kernel IPVS: ${c.skipReason}.`);
+  const nftFlows = rows.filter((r) => r.contender === "nft" && r.workload.startsWith("flows-") && typeof r.extra.memory === "string" && /nf_conntrack_max=(\d+)/.test(String(r.extra.memory)));
+  for (const r of nftFlows) {
+    const max = Number(/nf_conntrack_max=(\d+)/.exec(String(r.extra.memory))![1]);
+    const n = Number(/flows-(\d+)([kM]?)/.exec(r.workload)?.[1] ?? 0) * (r.workload.endsWith("M") ? 1e6 : r.workload.endsWith("k") ? 1e3 : 1);
+    if (n > max) notes.push(`nftables at ${r.workload}: conntrack holds at most nf_conntrack_max=${max} entries (a global setting of the root namespace, read-only in a lab namespace, not changed by the benchmark): new flows beyond that are dropped.`);
+  }
+  const finishedAt = new Date().toISOString();
+  const report: BenchReport = {
+    schema: "xvs-bench/1",
+    title: `xvs bench${o.inGuest ? " (ipvs-vm guest, emulated: ratios only)" : ""} — ${finishedAt.slice(0, 10)}`,
+    startedAt, finishedAt, seconds: (Date.now() - t0) / 1000,
+    machine, options: { ...o } as Record<string, unknown>,
+    setup: [
+      "Lab: gen (198.18.1.2) -> veth -> dir (c0 198.18.1.1, s0 198.18.2.1, VIP 198.18.0.100) -> veth -> sink (198.18.2.11-13), static neighbours; a fresh lab for every contender in every round.",
+      `Services: UDP VIP:9000 (packet rates), UDP VIP:9001 (echo, latency), TCP VIP:80 (HTTP/1.0, connection rate); round robin over the sink's 3 addresses.`,
+      `${o.rounds} rounds, contender order rotated each round; ${o.warmup} s warm-up + ${o.duration} s window per measurement; ${o.flows} UDP flows in udp64/udp1514; TCP: ${o.tcpConcurrency} concurrent clients; latency: ${o.pingCount} round trips one at a time; flows workload: ${o.flowCounts.join(", ")} flows.`,
+    ],
+    contenders: cinfo, workloads: workloadOrder(rows).map(workloadInfo), rows, micro, profile, targets, notes,
+  };
+  const table = renderTable(report);
+  if (!o.quiet) process.stdout.write(table);
+  if (o.out) {
+    mkdirSync(o.out, { recursive: true });
+    const base = join(o.out, o.name);
+    writeFileSync(`${base}.json`, JSON.stringify(report, null, 2) + "\n");
+    writeFileSync(`${base}.svg`, renderSvg(report));
+    writeFileSync(`${base}.md`, renderMarkdown(report, `${o.name}.svg`));
+    log(`wrote ${base}.json, ${base}.md, ${base}.svg`);
+  }
+  const xvsFailed = rows.some((r) => r.contender.startsWith("xvs-") && (r.errors.length > 0 || r.n === 0));
+  return o.check && (xvsFailed || active.every((c) => c.kind !== "xvs")) ? 1 : 0;
+}

@@ -1,0 +1,170 @@
+/**
+ * The traffic of `xvs bench`, run against one started contender in its lab:
+ *
+ *  - udp(size): the live-frames generator (CPU genCpu) sends `flows` UDP flows as fast as it
+ *    can; after `warmup` seconds the sink's counters are read twice, `duration` apart: the rate
+ *    that came out of the director. The generator reports what it offered;
+ *  - latency: UDP echo round trips through the director, one at a time (p50/p99);
+ *  - tcp: new TCP connections per second, a short HTTP/1.0 request and response each;
+ *  - flows(n): the generator cycles through n flows; once the contender tracks them all (or
+ *    stops adding), the rate is measured, and the memory the tracked flows take is read.
+ *
+ * A measurement that forwards nothing throws, with the contender's own diagnosis.
+ */
+import type { Subprocess } from "bun";
+import { selfCommand } from "../lab/self.ts";
+import type { Contender, RunCtx } from "./contenders.ts";
+import { agentJson, GEN_ADDR, PING_PORT, TCP_PORT, UDP_PORT } from "./lab.ts";
+
+/** One value produced by a workload run. */
+export interface Result {
+  /** Workload row id: udp64, udp1514, latency-p50, latency-p99, tcp, flows-100k... */
+  id: string;
+  value: number;
+  extra: Record<string, number | string>;
+}
+
+export function flowsId(n: number): string {
+  return n >= 1_000_000 && n % 1_000_000 === 0 ? `flows-${n / 1_000_000}M` : n >= 1000 && n % 1000 === 0 ? `flows-${n / 1000}k` : `flows-${n}`;
+}
+
+interface Gen {
+  proc: Subprocess<"ignore", "pipe", "pipe">;
+  /** Everything the generator printed so far. */
+  out(): string;
+}
+
+/** Start the generator and wait until it sends (its start-up can take seconds in an emulated guest). */
+async function startGen(ctx: RunCtx, c: Contender, size: number, flows: number, seconds: number): Promise<Gen> {
+  const { o, bl } = ctx;
+  const args = [...selfCommand(), "__bench", "gen", "--iface", "eth0", "--dst-mac", bl.mac.c0, "--src", GEN_ADDR, "--dst", c.udpDst,
+    "--dport", String(UDP_PORT), "--size", String(size), "--flows", String(flows), "--seconds", String(seconds)];
+  if (o.pin) args.push("--cpu", String(o.genCpu));
+  const proc = bl.lab.spawn("gen", args) as Subprocess<"ignore", "pipe", "pipe">;
+  let text = "";
+  const reading = (async () => {
+    const dec = new TextDecoder();
+    for await (const chunk of proc.stdout) text += dec.decode(chunk);
+  })();
+  const g: Gen & { reading: Promise<void> } = { proc, out: () => text, reading };
+  const deadline = performance.now() + 60_000;
+  while (!text.includes("running")) {
+    if (proc.exitCode !== null || performance.now() > deadline) {
+      if (proc.exitCode === null) proc.kill("SIGKILL");
+      const err = await new Response(proc.stderr).text();
+      throw new Error(`generator did not start: ${err.trim().slice(-300) || "no 'running' line within 60 s"}`);
+    }
+    await Bun.sleep(10);
+  }
+  return g;
+}
+
+async function stopGen(g: Gen): Promise<{ sent: number; secs: number; pps: number } | null> {
+  const p = g.proc;
+  if (p.exitCode === null) p.kill("SIGTERM");
+  const [err] = await Promise.all([new Response(p.stderr).text(), Promise.race([p.exited, Bun.sleep(5000)])]);
+  if (p.exitCode === null) p.kill("SIGKILL");
+  await Promise.race([(g as Gen & { reading: Promise<void> }).reading, Bun.sleep(1000)]);
+  const line = g.out().trim().split("\n").pop() ?? "";
+  if (!line.startsWith("{")) {
+    if (err.trim()) throw new Error(`generator failed: ${err.trim().slice(-300)}`);
+    return null;
+  }
+  return JSON.parse(line);
+}
+
+/** Sleep, but fail early when the generator died. */
+async function sleepWhileRunning(g: Gen, ms: number): Promise<void> {
+  const p = g.proc;
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    if (p.exitCode !== null) {
+      const err = await new Response(p.stderr).text();
+      throw new Error(`generator exited (${p.exitCode}): ${err.trim().slice(-300)}`);
+    }
+    await Bun.sleep(Math.min(100, Math.max(1, end - performance.now())));
+  }
+}
+
+async function nothingForwarded(ctx: RunCtx, c: Contender, what: string): Promise<never> {
+  const why = await c.diagnose(ctx).catch(() => "");
+  throw new Error(`${c.id} forwarded nothing (${what})${why ? `; ${why}` : ""}`);
+}
+
+/** Packets per second of `size`-byte frames that came out of the director. */
+export async function udpRate(ctx: RunCtx, c: Contender, size: number): Promise<Result> {
+  const { o } = ctx;
+  const counter = c.counter(ctx);
+  const gen = await startGen(ctx, c, size, o.flows, o.warmup + o.duration + 30);
+  try {
+    await sleepWhileRunning(gen, o.warmup * 1000);
+    const a = counter.read(), t0 = performance.now();
+    await sleepWhileRunning(gen, o.duration * 1000);
+    const b = counter.read(), t1 = performance.now();
+    const g = await stopGen(gen);
+    const secs = (t1 - t0) / 1000;
+    const pps = (b.pkts - a.pkts) / secs;
+    if (!(pps > 0)) await nothingForwarded(ctx, c, `${size}-byte UDP`);
+    return { id: `udp${size}`, value: pps, extra: { offeredPps: g?.pps ?? 0, gbps: ((b.bytes - a.bytes) * 8) / secs / 1e9 } };
+  } finally {
+    if (gen.proc.exitCode === null) gen.proc.kill("SIGKILL");
+  }
+}
+
+/** UDP echo round-trip times through the director, microseconds. */
+export async function latency(ctx: RunCtx, c: Contender): Promise<Result[]> {
+  const { o, bl } = ctx;
+  const args = ["udp-ping", "--host", c.pingHost, "--port", String(PING_PORT), "--count", String(o.pingCount), "--warm", String(Math.min(200, Math.ceil(o.pingCount / 5)))];
+  if (o.pin) args.push("--cpu", String(o.genCpu));
+  const r = await agentJson<{ samples: number; lost: number; p50: number; p90: number; p99: number; max: number }>(bl.lab, "gen", args);
+  if (r.samples === 0) await nothingForwarded(ctx, c, "no UDP echo came back");
+  const extra = { samples: r.samples, lost: r.lost, p90: r.p90, max: r.max };
+  return [{ id: "latency-p50", value: r.p50, extra }, { id: "latency-p99", value: r.p99, extra }];
+}
+
+/** New TCP connections per second (connect, request, response, close). */
+export async function tcpRate(ctx: RunCtx, c: Contender): Promise<Result> {
+  const { o, bl } = ctx;
+  const args = ["tcp-cli", "--hosts", c.tcpHosts.join(","), "--port", String(TCP_PORT), "--seconds", String(o.duration), "--warmup", String(Math.min(o.warmup, 1)),
+    "--concurrency", String(o.tcpConcurrency)];
+  if (o.pin) args.push("--cpu", String(o.genCpu));
+  const r = await agentJson<{ conns: number; errors: number; secs: number; cps: number; firstErrors: string[] }>(bl.lab, "gen", args);
+  if (r.conns === 0) await nothingForwarded(ctx, c, `no TCP connection completed: ${r.firstErrors.join("; ")}`);
+  return { id: "tcp", value: r.cps, extra: { errors: r.errors, conns: r.conns } };
+}
+
+/** Packet rate and memory with `n` tracked flows. */
+export async function flowsRate(ctx: RunCtx, c: Contender, n: number): Promise<Result> {
+  const { o } = ctx;
+  const counter = c.counter(ctx);
+  const gen = await startGen(ctx, c, 64, n, 120);
+  try {
+    // populate: until the contender tracks (nearly) all flows, or stops adding for 1.5 s
+    const t0 = performance.now();
+    let last = -1, lastChange = t0, tracked = 0;
+    for (;;) {
+      await sleepWhileRunning(gen, 250);
+      tracked = (await c.tracked(ctx))?.flows ?? 0;
+      const now = performance.now();
+      if (tracked !== last) {
+        last = tracked;
+        lastChange = now;
+      }
+      if (tracked >= n * 0.98 || now - lastChange > 1500 || now - t0 > 60_000) break;
+    }
+    const populateSecs = (performance.now() - t0) / 1000;
+    const a = counter.read(), m0 = performance.now();
+    await sleepWhileRunning(gen, o.duration * 1000);
+    const b = counter.read(), m1 = performance.now();
+    const t = await c.tracked(ctx);
+    await stopGen(gen);
+    const pps = (b.pkts - a.pkts) / ((m1 - m0) / 1000);
+    if (!(pps > 0)) await nothingForwarded(ctx, c, `${n} flows`);
+    return {
+      id: flowsId(n), value: pps,
+      extra: { tracked: t?.flows ?? 0, bytesPerFlow: t && t.flows > 0 ? t.bytes / t.flows : 0, memoryBytes: t?.bytes ?? 0, populateSecs, memory: t?.how ?? "" },
+    };
+  } finally {
+    if (gen.proc.exitCode === null) gen.proc.kill("SIGKILL");
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * `xvs bench` keeps working (issue 8): the whole harness in a tiny configuration (one short
+ * round, every workload, every contender this machine has), as a user runs it. Not a benchmark:
+ * the numbers are not judged, only that every part produced them, that a contender that cannot
+ * start is reported and does not stop the others, and that leftovers of an interrupted run are
+ * cleaned up.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { sh } from "../../src/lab/netns.ts";
+import { selfCommand } from "../../src/lab/self.ts";
+import type { BenchReport } from "../../src/bench/report.ts";
+import { requireRoot } from "./helpers.ts";
+
+let dir: string;
+let report: BenchReport;
+let code: number;
+let stderr: string;
+let md: string;
+let svg: string;
+/** A namespace that looks left behind by a crashed run (its pid is gone), with nftables rules inside. */
+let staleNs: string;
+let benchPid = 0;
+
+async function deadPid(): Promise<number> {
+  const p = Bun.spawn(["true"]);
+  await p.exited;
+  return p.pid;
+}
+
+beforeAll(async () => {
+  requireRoot();
+  dir = mkdtempSync(join(tmpdir(), "xvs-bench-test-"));
+  staleNs = `xvst-${await deadPid()}-bench-gen`;
+  await sh(["ip", "netns", "add", staleNs]);
+  await sh(["ip", "netns", "exec", staleNs, "nft", "add", "table", "ip", "xvsbench"]);
+  const p = Bun.spawn([...selfCommand(), "bench", "--quick", "--check", "--out", dir, "--name", "t",
+    // a C forwarder that exits at once: it must be reported as failed, and the others must still run
+    "--xskfwd-bin", "/bin/false"], { stdout: "pipe", stderr: "pipe" });
+  benchPid = p.pid;
+  const [out, err, rc] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  code = rc;
+  stderr = err;
+  if (existsSync(join(dir, "t.json"))) report = JSON.parse(readFileSync(join(dir, "t.json"), "utf8"));
+  if (existsSync(join(dir, "t.md"))) md = readFileSync(join(dir, "t.md"), "utf8");
+  if (existsSync(join(dir, "t.svg"))) svg = readFileSync(join(dir, "t.svg"), "utf8");
+  if (code !== 0 || !report) console.error(`xvs bench exited ${code}\n--- stdout\n${out}\n--- stderr\n${err}`);
+}, 240_000);
+
+afterAll(async () => {
+  await sh(["ip", "netns", "del", staleNs], true);
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+const row = (c: string, w: string) => report.rows.find((r) => r.contender === c && r.workload === w);
+
+describe("xvs bench --quick", () => {
+  test("exits 0 with --check (every xvs measurement succeeded) and writes JSON, markdown and SVG", () => {
+    expect(code).toBe(0);
+    expect(report.schema).toBe("xvs-bench/1");
+    expect(md).toContain("## Machine");
+    expect(md).toContain("## Results");
+    expect(svg.startsWith("<svg")).toBe(true);
+  });
+
+  test("xvs produced a value for every workload: packet rates, latency, connection rate, tracked flows", () => {
+    for (const w of ["udp64", "udp1514", "latency-p50", "latency-p99", "tcp", "flows-20k"]) {
+      const r = row("xvs-nat", w)!;
+      expect(r, w).toBeDefined();
+      expect(r.errors, w).toEqual([]);
+      expect(r.n, w).toBe(1);
+      expect(r.median!, w).toBeGreaterThan(0);
+      expect(r.ratioToXvs, w).toBe(1);
+    }
+    expect(Number(row("xvs-nat", "flows-20k")!.extra.tracked)).toBeGreaterThan(15_000);
+  });
+
+  test("the generator's own rate, plain forwarding and nftables were measured, with ratios to xvs", () => {
+    for (const [c, w] of [["gen", "udp64"], ["plain", "udp64"], ["plain", "tcp"], ["nft", "udp64"], ["nft", "tcp"], ["nft", "flows-20k"]]) {
+      const r = row(c, w)!;
+      expect(r, `${c} ${w}`).toBeDefined();
+      expect(r.errors, `${c} ${w}`).toEqual([]);
+      expect(r.median!, `${c} ${w}`).toBeGreaterThan(0);
+      expect(r.ratioToXvs!, `${c} ${w}`).toBeGreaterThan(0);
+    }
+  });
+
+  test("kernel IPVS is measured when the kernel has it, else skipped with the reason and the way to get it", () => {
+    const ipvs = report.contenders.find((c) => c.id === "ipvs-nat")!;
+    if (ipvs.skipped) {
+      expect(ipvs.skipped).toMatch(/IPVS|ipvsadm/);
+      expect(ipvs.skipped).toMatch(/--ipvs-vm|ipvsadm/);
+    } else {
+      expect(row("ipvs-nat", "udp64")!.median!).toBeGreaterThan(0);
+    }
+  });
+
+  test("a contender that fails to start is reported as failed with its error, and the rest still ran", () => {
+    const r = row("xskfwd", "udp64")!;
+    expect(r.n).toBe(0);
+    expect(r.errors.length).toBe(1);
+    expect(r.errors[0].error).toMatch(/xskfwd did not start/);
+    expect(stderr).toContain("xskfwd udp64: FAILED");
+  });
+
+  test("microbenchmarks ran, with the baseline copy loop, 4K and 1M flows, and the full fast path forwarded", () => {
+    const ids = report.micro.map((m) => m.id);
+    for (const id of ["copy", "parse", "rewrite", "lookup-4K", "fastpath-4K", "lookup-1M", "fastpath-1M", "new-conns"]) expect(ids).toContain(id);
+    for (const m of report.micro) {
+      expect(m.error, m.id).toBeUndefined();
+      expect(m.nsPerPacket, m.id).toBeGreaterThan(0);
+    }
+  });
+
+  test("the machine is described and the pinning is stated", () => {
+    expect(String(report.machine.cpu)).toMatch(/\d+ x /);
+    expect(String(report.machine.kernel)).toBeTruthy();
+    expect(report.notes.join(" ")).toMatch(/CPU 0.*CPU 1/);
+  });
+
+  test("leftovers of an interrupted run were removed, and the run left nothing behind", async () => {
+    const list = (await sh(["ip", "netns", "list"])).stdout;
+    expect(list).not.toContain(staleNs);
+    expect(stderr).toContain(staleNs);
+    const mine = list.split("\n").filter((l) => l.startsWith(`xvst-${benchPid}-`));
+    expect(mine).toEqual([]);
+  });
+});
