@@ -32,13 +32,19 @@ beforeAll(async () => {
   await serve(L.reals[2], ["--udp", "9000", "--addr", LAB_VIP]);
   await serve(L.reals[3], ["--http", "80"]);
   xvs = await startDaemon(L.lab, L.director, L.ifaces);
-  await apiOk(xvs, "POST", "/v1/services", { protocol: "tcp", address: LAB_VIP, port: 80, scheduler: "rr" });
-  for (const [i, forward, port] of [[1, "masq", 8080], [2, "masq", 8080], [3, "route", 80], [4, "route", 80]] as const) {
-    await apiOk(xvs, "POST", `/v1/services/tcp:${LAB_VIP}:80/dests`, { address: realAddr(i), port, forward, weight: 1 });
-  }
-  await apiOk(xvs, "POST", "/v1/services", { protocol: "udp", address: LAB_VIP, port: 9000, scheduler: "rr" });
-  await apiOk(xvs, "POST", `/v1/services/udp:${LAB_VIP}:9000/dests`, { address: realAddr(1), port: 9000, forward: "masq", weight: 1 });
-  await apiOk(xvs, "POST", `/v1/services/udp:${LAB_VIP}:9000/dests`, { address: realAddr(3), port: 9000, forward: "route", weight: 1 });
+  // configured as an operator would, with the ipvsadm-compatible client
+  const rules = `-A -t ${LAB_VIP}:80 -s rr
+-a -t ${LAB_VIP}:80 -r ${realAddr(1)}:8080 -m
+-a -t ${LAB_VIP}:80 -r ${realAddr(2)}:8080 -m
+-a -t ${LAB_VIP}:80 -r ${realAddr(3)} -g
+-a -t ${LAB_VIP}:80 -r ${realAddr(4)}:8080 -g
+-A -u ${LAB_VIP}:9000 -s rr
+-a -u ${LAB_VIP}:9000 -r ${realAddr(1)}:9000 -m
+-a -u ${LAB_VIP}:9000 -r ${realAddr(3)}:9000 -g
+`;
+  const r = await xvs.adm(["-R"], rules);
+  expect(r.stderr).toBe("");
+  expect(r.code).toBe(0);
 }, 90_000);
 
 afterAll(async () => {
@@ -47,6 +53,17 @@ afterAll(async () => {
 }, 30_000);
 
 describe("NAT and DR real servers in one service", () => {
+  test("ipvsadm -Ln lists both methods; -g forced the DR real server's port to the virtual port", async () => {
+    const r = await xvs.adm(["-Ln", "-t", `${LAB_VIP}:80`]);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.split("\n").filter((l) => l.includes("->") && !l.includes("RemoteAddress"));
+    const byAddr = Object.fromEntries(lines.map((l) => { const f = l.trim().split(/\s+/); return [f[1], f[2]]; }));
+    expect(byAddr).toEqual({
+      [`${realAddr(1)}:8080`]: "Masq", [`${realAddr(2)}:8080`]: "Masq", [`${realAddr(3)}:80`]: "Route", [`${realAddr(4)}:80`]: "Route",
+    });
+  }, 30_000);
+
+
   test("120 HTTP connections: 30 on each real server, NAT replies through xvs, DR replies direct", async () => {
     const before = await verdictsOf(xvs);
     const r = await httpGet(L.lab, L.client, LAB_VIP, 80, 120, 4);

@@ -220,6 +220,19 @@ describe("TUN to real servers behind a router", () => {
   }, 30_000);
 });
 
+describe("the ipvsadm view", () => {
+  test("ipvsadm -Ln --tun-info shows each real server's tunnel as ipvsadm would", async () => {
+    const r = await xvs.adm(["-Ln", "--tun-info", "-u", `${LAB_VIP}:9000`]);
+    expect(r.code).toBe(0);
+    const rows = r.stdout.split("\n").filter((l) => l.startsWith("  -> ") && !l.includes("RemoteAddress")).map((l) => l.trim().split(/\s+/).slice(1, 4));
+    expect(rows.sort()).toEqual([
+      [`${remoteAddr(1)}:9000`, "Tunnel", "ipip"],
+      [`${remoteAddr(2)}:9000`, "Tunnel", "gue:7080:-c"],
+      [`${remoteAddr(3)}:9000`, "Tunnel", "gre:-c"],
+    ]);
+  }, 30_000);
+});
+
 describe("the decap helper", () => {
   test("ECN (RFC 6040): CE set on the outer header by a router reaches the inner ECT packet; not-ECT inside is dropped", async () => {
     // the client sends ECT(0) to 9000, not-ECT to 9003; the router marks every IPIP packet CE
