@@ -34,6 +34,9 @@
 #include <unistd.h>
 #include <linux/if_link.h>
 #include <linux/if_xdp.h>
+#ifndef SOL_XDP
+#define SOL_XDP 283
+#endif
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <xdp/xsk.h>
@@ -453,10 +456,26 @@ int main(int argc, char **argv)
 		}
 		n_done = got;
 	}
-	printf("{\"rx\":%llu,\"tx\":%llu,\"dropped\":%llu,\"txRingFull\":%llu,\"kicks\":%llu,\"polls\":%llu,\"newFlows\":%llu}\n",
+	struct xdp_statistics xs_sum;
+	memset(&xs_sum, 0, sizeof(xs_sum));
+	for (int i = 0; i < 2; i++) {
+		struct xdp_statistics st;
+		socklen_t len = sizeof(st);
+		memset(&st, 0, sizeof(st));
+		if (getsockopt(g.s[i].fd, SOL_XDP, XDP_STATISTICS, &st, &len) == 0) {
+			xs_sum.rx_dropped += st.rx_dropped;
+			xs_sum.rx_ring_full += st.rx_ring_full;
+			xs_sum.rx_fill_ring_empty_descs += st.rx_fill_ring_empty_descs;
+			xs_sum.tx_ring_empty_descs += st.tx_ring_empty_descs;
+		}
+	}
+	printf("{\"rx\":%llu,\"tx\":%llu,\"dropped\":%llu,\"txRingFull\":%llu,\"kicks\":%llu,\"polls\":%llu,\"newFlows\":%llu,"
+	       "\"xsk\":{\"rxDropped\":%llu,\"rxRingFull\":%llu,\"fillRingEmpty\":%llu,\"txRingEmpty\":%llu}}\n",
 	       (unsigned long long)g.rx, (unsigned long long)g.tx, (unsigned long long)g.dropped,
 	       (unsigned long long)g.tx_full, (unsigned long long)g.kicks, (unsigned long long)g.polls,
-	       (unsigned long long)g.new_flows);
+	       (unsigned long long)g.new_flows, (unsigned long long)xs_sum.rx_dropped,
+	       (unsigned long long)xs_sum.rx_ring_full, (unsigned long long)xs_sum.rx_fill_ring_empty_descs,
+	       (unsigned long long)xs_sum.tx_ring_empty_descs);
 	fflush(stdout);
 	for (int i = 0; i < 2; i++)
 		bpf_xdp_detach(ifs[i], XDP_FLAGS_DRV_MODE, NULL);

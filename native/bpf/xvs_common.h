@@ -184,7 +184,13 @@ struct xvs_addr_key {
 #define XVS_PROF_RX_NS 4              /* taking the next burst from rx rings */
 #define XVS_PROF_IDLE_NS 5            /* sleeping in poll() while idle */
 #define XVS_PROF_RX_FRAMES 6          /* frames received */
-#define XVS_PROF_COUNT 8
+/* the kernel's XDP_STATISTICS of the port's sockets (summed), filled when profiling stops */
+#define XVS_PROF_XSK_RX_DROPPED 8     /* dropped for other reasons */
+#define XVS_PROF_XSK_RX_RING_FULL 9   /* dropped: rx ring full (the poll loop fell behind) */
+#define XVS_PROF_XSK_FILL_EMPTY 10    /* no frame on the fill ring when one arrived */
+#define XVS_PROF_XSK_TX_RING_EMPTY 11 /* the kernel found the tx ring empty */
+#define XVS_PROF_XSK_INVALID 12       /* invalid rx + tx descriptors */
+#define XVS_PROF_COUNT 16
 
 #ifndef __XVS_NO_STRUCTS
 struct xvs_gen_cfg {

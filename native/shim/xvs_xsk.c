@@ -203,11 +203,28 @@ uint64_t *xvs_port__stats(struct xvs_port *p)
 	return p->stats;
 }
 
-/* Turn phase timing on or off; returns the XVS_PROF_* counters (zeroed when turned on). */
+/* Turn phase timing on or off; returns the XVS_PROF_* counters (zeroed when turned on). Turning
+ * it off also fills in the kernel's XDP_STATISTICS of the sockets, summed. */
 uint64_t *xvs_port__profile(struct xvs_port *p, int enable)
 {
 	if (enable && !p->profile)
 		memset(p->prof, 0, sizeof(p->prof));
+	if (!enable) {
+		for (int i = XVS_PROF_XSK_RX_DROPPED; i <= XVS_PROF_XSK_INVALID; i++)
+			p->prof[i] = 0;
+		for (uint32_t k = 0; k < p->nsocks; k++) {
+			struct xdp_statistics st;
+			socklen_t len = sizeof(st);
+			memset(&st, 0, sizeof(st));
+			if (getsockopt(p->socks[k].fd, SOL_XDP, XDP_STATISTICS, &st, &len))
+				continue;
+			p->prof[XVS_PROF_XSK_RX_DROPPED] += st.rx_dropped;
+			p->prof[XVS_PROF_XSK_RX_RING_FULL] += st.rx_ring_full;
+			p->prof[XVS_PROF_XSK_FILL_EMPTY] += st.rx_fill_ring_empty_descs;
+			p->prof[XVS_PROF_XSK_TX_RING_EMPTY] += st.tx_ring_empty_descs;
+			p->prof[XVS_PROF_XSK_INVALID] += st.rx_invalid_descs + st.tx_invalid_descs;
+		}
+	}
 	p->profile = enable;
 	return p->prof;
 }

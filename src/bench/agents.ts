@@ -227,6 +227,7 @@ async function udpPing(a: Args): Promise<number> {
   const rtts: number[] = [];
   let lost = 0, warmLost = 0;
   let waiting: ((t: number) => void) | null = null;
+  let refused = 0;
   const sock = await Bun.udpSocket({
     socket: {
       data() {
@@ -234,6 +235,10 @@ async function udpPing(a: Args): Promise<number> {
         const w = waiting;
         waiting = null;
         w?.(t);
+      },
+      // ICMP port unreachable: counted as lost (the timeout ends the wait)
+      error() {
+        refused++;
       },
     },
   });
@@ -262,7 +267,7 @@ async function udpPing(a: Args): Promise<number> {
   sock.close();
   rtts.sort((x, y) => x - y);
   const q = (p: number) => (rtts.length ? rtts[Math.min(rtts.length - 1, Math.floor(p * rtts.length))] : NaN);
-  out({ samples: rtts.length, lost, p50: q(0.5), p90: q(0.9), p99: q(0.99), max: rtts[rtts.length - 1] ?? NaN });
+  out({ samples: rtts.length, lost, refused, p50: q(0.5), p90: q(0.9), p99: q(0.99), max: rtts[rtts.length - 1] ?? NaN });
   return 0;
 }
 

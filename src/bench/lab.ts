@@ -11,6 +11,9 @@
  *   echo on each address), and the counting sink (xvs_sink_tc at tc ingress), which counts and
  *   drops the UDP benchmark port and passes everything else. tc, not XDP: see xvs_gen.bpf.c.
  *
+ * In DR and TUN modes the sink also holds the VIP on lo (arp_ignore/arp_announce), and for TUN
+ * runs `xvs decap` (the real-server decapsulation helper, XDP) on its eth0.
+ *
  * Neighbours are static (no ARP in the measurements). The director's interfaces keep GRO on
  * so that they take XDP-redirected frames from the generator even with no XDP program of their
  * own (kernel contenders); with `rpsCpu` set, the director's kernel receive work is steered to
@@ -119,10 +122,9 @@ export async function buildBenchLab(tag: string, o: BenchLabOptions): Promise<Be
       for (const k of ["all", "default", "eth0"]) await lab.sysctl("sink", `net.ipv4.conf.${k}.rp_filter`, 0);
       for (const k of ["all", "s0", "c0"]) await lab.sysctl("dir", `net.ipv4.conf.${k}.accept_local`, 1);
       if (o.mode === "tun") {
-        // decapsulation needs the kernel's ipip/fou modules (absent on some kernels: then only
-        // the packet-rate workloads, which the sink counts encapsulated, can work)
-        await lab.exec("sink", ["ip", "link", "set", "tunl0", "up"], true);
-        await lab.sysctl("sink", "net.ipv4.conf.tunl0.rp_filter", 0).catch(() => undefined);
+        // decapsulation by xvs's real-server helper (XDP), whatever modules the kernel has; the
+        // tc sink then counts the inner packets (without it, the encapsulated ones)
+        await lab.exec("sink", [...selfCommand(), "decap", "attach", "eth0", "--gue-port", String(GUE_PORT)], true);
       }
     }
     const mac = {
@@ -148,6 +150,8 @@ export async function buildBenchLab(tag: string, o: BenchLabOptions): Promise<Be
     // one echo socket per address: a reply must leave from the address the request went to
     // (a socket on 0.0.0.0 answers from the interface's primary address, which NAT would not match)
     for (const a of SINK_ADDRS) await startServer(lab, "sink", ["udp-echo", "--addr", a, "--port", String(PING_PORT), ...cpu]);
+    // DR/TUN real servers get the VIP itself as destination, and answer from it
+    if (o.mode !== "nat") await startServer(lab, "sink", ["udp-echo", "--addr", VIP, "--port", String(PING_PORT), ...cpu]);
     const reader = sink;
     return {
       lab, mac, sink: reader, sinkMapId: mapId,
@@ -161,4 +165,25 @@ export async function buildBenchLab(tag: string, o: BenchLabOptions): Promise<Be
     await lab.teardown();
     throw e;
   }
+}
+
+/** Every numeric `ethtool -S` counter of the lab's four veth ends, keyed "host/if counter". */
+export async function ifaceCounters(bl: BenchLab): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const [host, ifname] of [["gen", "eth0"], ["dir", "c0"], ["dir", "s0"], ["sink", "eth0"]]) {
+    const r = await bl.lab.exec(host, ["ethtool", "-S", ifname], true);
+    for (const line of r.stdout.split("\n")) {
+      const m = /^\s+([\w.]+):\s+(\d+)$/.exec(line);
+      if (m && m[1] !== "peer_ifindex") out[`${host}/${ifname} ${m[1]}`] = Number(m[2]);
+    }
+  }
+  return out;
+}
+
+/** Counters that grew between two snapshots (drops and errors first). */
+export function counterDeltas(a: Record<string, number>, b: Record<string, number>): Record<string, number> {
+  const d: [string, number][] = [];
+  for (const [k, v] of Object.entries(b)) if (v - (a[k] ?? 0) > 0) d.push([k, v - (a[k] ?? 0)]);
+  d.sort((x, y) => Number(/drop|err|full/.test(y[0])) - Number(/drop|err|full/.test(x[0])) || y[1] - x[1]);
+  return Object.fromEntries(d);
 }

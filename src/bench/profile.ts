@@ -91,6 +91,24 @@ export interface WorkerProfile {
   ns: Record<string, number>;
 }
 
+/**
+ * The worker profile of the measurement window only: the sum of the 250 ms slices that lie
+ * inside [startMs, endMs] (falls back to the whole-life totals when no slice fits).
+ */
+export function windowProfile(stats: Record<string, unknown>, [startMs, endMs]: [number, number]): WorkerProfile & { window: string } {
+  const slices = ((stats.slices as (WorkerProfile & { endMs: number })[] | undefined) ?? []).filter((x) => x.endMs - 260 >= startMs && x.endMs <= endMs + 10);
+  if (slices.length === 0) return { ...(stats as unknown as WorkerProfile), window: "the worker's whole life (no slice inside the window)" };
+  const out: WorkerProfile = { totalNs: 0, bursts: 0, busyBursts: 0, frames: 0, ns: {} };
+  for (const x of slices) {
+    out.totalNs += x.totalNs;
+    out.bursts += x.bursts;
+    out.busyBursts += x.busyBursts;
+    out.frames += x.frames;
+    for (const [k, v] of Object.entries(x.ns)) out.ns[k] = (out.ns[k] ?? 0) + v;
+  }
+  return { ...out, window: `${slices.length} slices of 250 ms inside the measurement window` };
+}
+
 const PHASE_TEXT: Record<string, string> = {
   shimTx: "shim: previous burst onto tx rings",
   shimKick: "shim: tx kicks (sendto: the kernel's copy-mode transmit, veth, the sink)",
@@ -107,6 +125,7 @@ const PHASE_TEXT: Record<string, string> = {
 export function profileSummary(
   xvs: WorkerProfile | null, xvsRate: number | null, xskRate: number | null, perfXvs: PerfSample | null, perfXsk: PerfSample | null,
   micro: { id: string; netNs: number }[], dirCpu: number,
+  loss: Record<string, { offered: number | null; veth: Record<string, number>; xsk: Record<string, number> | null } | null> = {},
 ): string[] {
   const L: string[] = [];
   if (xvsRate !== null) {
@@ -141,5 +160,12 @@ export function profileSummary(
     L.push("");
   }
   if (!perfXvs && !perfXsk) L.push("(perf sampling was not available here.)", "");
+  for (const [name, l] of Object.entries(loss)) {
+    if (!l) continue;
+    const xsk = l.xsk ? Object.entries(l.xsk).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(", ") : "";
+    const veth = Object.entries(l.veth).filter(([k]) => /drop|err|full/.test(k)).slice(0, 8).map(([k, v]) => `${k} ${v}`).join(", ");
+    L.push(`Where the offered frames went in the ${name} run (offered ${l.offered ? (l.offered / 1e6).toFixed(3) : "?"} Mpps): ` +
+      `AF_XDP socket statistics: ${xsk || "no drops"}; veth drop/error counters that grew: ${veth || "none"}.`, "");
+  }
   return L;
 }

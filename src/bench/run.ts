@@ -13,11 +13,11 @@ import { join } from "node:path";
 import { ErrorCode, LbError } from "../errors.ts";
 import { Lab } from "../lab/netns.ts";
 import { type Contender, makeContenders, type RunCtx, XskFwd, Xvs } from "./contenders.ts";
-import { buildBenchLab, type BenchLab } from "./lab.ts";
+import { buildBenchLab, counterDeltas, ifaceCounters, type BenchLab } from "./lab.ts";
 import { describeMachine } from "./machine.ts";
 import { runMicro, type MicroRow } from "./micro.ts";
 import { type BenchOptions, type WorkloadKind } from "./options.ts";
-import { perfCpu, perfWorks, profileSummary, type PerfSample, type WorkerProfile } from "./profile.ts";
+import { perfCpu, perfWorks, profileSummary, type PerfSample, windowProfile } from "./profile.ts";
 import { type BenchReport, buildRows, type Cell, type ContenderInfo, renderMarkdown, renderSvg, renderTable, type Target, workloadInfo, workloadOrder } from "./report.ts";
 import { flowsId, flowsRate, latency, type Result, tcpRate, udpRate } from "./workloads.ts";
 
@@ -158,16 +158,24 @@ export async function runBench(o: BenchOptions): Promise<number> {
   if (o.profile && xvsNat && wanted.includes("udp64")) {
     log("profiled run (xvs worker phases; perf on the director CPU when available)");
     const perfOk = o.pin && !o.inGuest && (await perfWorks());
-    const one = async (c: Contender, prof: boolean): Promise<{ rate: number | null; stats: Record<string, unknown> | null; perf: PerfSample | null }> => {
+    type One = { rate: number | null; offered: number | null; window: [number, number]; stats: Record<string, unknown> | null; perf: PerfSample | null; veth: Record<string, number> };
+    const one = async (c: Contender, prof: boolean): Promise<One> => {
       const bl = await labFor(c);
       currentLab = bl;
       const ctx = ctxOf(bl);
-      let rate: number | null = null, stats: Record<string, unknown> | null = null, perf: PerfSample | null = null;
+      let rate: number | null = null, offered: number | null = null, stats: Record<string, unknown> | null = null, perf: PerfSample | null = null;
+      let veth: Record<string, number> = {};
+      let window: [number, number] = [0, 0];
       try {
         await c.start(ctx, prof);
+        const before = await ifaceCounters(bl);
         const perfP = perfOk ? perfCpu(o.dirCpu, o.warmup + o.duration) : Promise.resolve(null);
-        rate = (await udpRate(ctx, c, 64)).value;
+        const res = await udpRate(ctx, c, 64);
+        rate = res.value;
+        offered = Number(res.extra.offeredPps) || null;
+        window = [Number(res.extra.windowStartMs), Number(res.extra.windowEndMs)];
         perf = await perfP;
+        veth = counterDeltas(before, await ifaceCounters(bl));
       } catch (e) {
         log(`  profile ${c.id}: ${e instanceof Error ? e.message : String(e)}`);
       } finally {
@@ -176,14 +184,18 @@ export async function runBench(o: BenchOptions): Promise<number> {
         await bl.close();
       }
       log(`  profile ${c.id}: ${rate === null ? "failed" : `${(rate / 1e6).toFixed(3)} Mpps`}`);
-      return { rate, stats, perf };
+      return { rate, offered, window, stats, perf, veth };
     };
     const px = await one(xvsNat, true);
     const pk = xsk ? await one(xsk, false) : null;
-    const worker = (px.stats ?? null) as WorkerProfile | null;
+    const worker = px.stats ? windowProfile(px.stats, px.window) : null;
     profile = {
-      worker, xvsRate: px.rate, xskfwdRate: pk?.rate ?? null, xskfwdStats: pk?.stats ?? null, perfXvs: px.perf, perfXskfwd: pk?.perf ?? null,
-      summary: profileSummary(worker && worker.frames ? worker : null, px.rate, pk?.rate ?? null, px.perf, pk?.perf ?? null, micro, o.dirCpu),
+      worker, xvsRate: px.rate, xvsOffered: px.offered, xvsVeth: px.veth,
+      xskfwdRate: pk?.rate ?? null, xskfwdOffered: pk?.offered ?? null, xskfwdStats: pk?.stats ?? null, xskfwdVeth: pk?.veth ?? null,
+      perfXvs: px.perf, perfXskfwd: pk?.perf ?? null,
+      summary: profileSummary(worker && worker.frames ? worker : null, px.rate, pk?.rate ?? null, px.perf, pk?.perf ?? null, micro, o.dirCpu,
+        { xvs: { offered: px.offered, veth: px.veth, xsk: (px.stats as { xsk?: Record<string, number> } | null)?.xsk ?? null },
+          xskfwd: pk ? { offered: pk.offered, veth: pk.veth, xsk: (pk.stats as { xsk?: Record<string, number> } | null)?.xsk ?? null } : null }),
     };
   }
 

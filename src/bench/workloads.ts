@@ -98,14 +98,14 @@ export async function udpRate(ctx: RunCtx, c: Contender, size: number): Promise<
   const gen = await startGen(ctx, c, size, o.flows, o.warmup + o.duration + 30);
   try {
     await sleepWhileRunning(gen, o.warmup * 1000);
-    const a = counter.read(), t0 = performance.now();
+    const a = counter.read(), t0 = performance.now(), w0 = Date.now();
     await sleepWhileRunning(gen, o.duration * 1000);
-    const b = counter.read(), t1 = performance.now();
+    const b = counter.read(), t1 = performance.now(), w1 = Date.now();
     const g = await stopGen(gen);
     const secs = (t1 - t0) / 1000;
     const pps = (b.pkts - a.pkts) / secs;
     if (!(pps > 0)) await nothingForwarded(ctx, c, `${size}-byte UDP`);
-    return { id: `udp${size}`, value: pps, extra: { offeredPps: g?.pps ?? 0, gbps: ((b.bytes - a.bytes) * 8) / secs / 1e9 } };
+    return { id: `udp${size}`, value: pps, extra: { offeredPps: g?.pps ?? 0, gbps: ((b.bytes - a.bytes) * 8) / secs / 1e9, windowStartMs: w0, windowEndMs: w1 } };
   } finally {
     if (gen.proc.exitCode === null) gen.proc.kill("SIGKILL");
   }

@@ -86,17 +86,43 @@ async function loop(epochMs: number, idleMs: number): Promise<void> {
 
 /**
  * The loop of `loop`, timing each phase (one clock read per phase per burst). On stop it logs
- * `{"msg":"xvs profile", ...}` with nanoseconds spent in: the shim call as a whole and, inside
- * it, tx ring work, kicks, completion/fill work, rx ring work and idle polls (shim counters);
- * the fast path; timer expiry; and the rest of the loop (event loop turns, generations).
+ * `{"msg":"xvs profile", ...}`: nanoseconds spent in the shim call as a whole and, inside it,
+ * tx ring work, kicks, completion/fill work, rx ring work and idle polls (shim counters); the
+ * fast path; timer expiry; the rest of the loop (event-loop turns, generations); frames and
+ * bursts. Totals over the worker's life, and the same per 250 ms slice (`slices`, each with its
+ * end time in ms since the epoch), so that a benchmark can take exactly its measurement window.
+ * Also the sockets' XDP_STATISTICS and the shim counters at the end.
  */
+const PROFILE_SLICE_NS = 250e6;
+/** Local accumulators: burst call, fast path, expire, frames, bursts, non-empty bursts. */
+const P_BURST = 0, P_FAST = 1, P_EXPIRE = 2, P_FRAMES = 3, P_BURSTS = 4, P_BUSY = 5, P_WORDS = 6;
+const SHIM_PHASES = [abi.XVS_PROF_TX_NS, abi.XVS_PROF_KICK_NS, abi.XVS_PROF_RECLAIM_NS, abi.XVS_PROF_RX_NS, abi.XVS_PROF_IDLE_NS];
+
+function profileRecord(totalNs: number, acc: Float64Array, shim: number[]): Record<string, unknown> {
+  const shimNs = shim.reduce((a, b) => a + b, 0);
+  return {
+    totalNs, bursts: acc[P_BURSTS], busyBursts: acc[P_BUSY], frames: acc[P_FRAMES],
+    ns: {
+      shimTx: shim[0], shimKick: shim[1], shimReclaimFill: shim[2], shimRx: shim[3], shimIdlePoll: shim[4],
+      ffiAndClock: Math.max(0, acc[P_BURST] - shimNs),
+      fastPath: acc[P_FAST],
+      expire: acc[P_EXPIRE],
+      loopOther: Math.max(0, totalNs - acc[P_BURST] - acc[P_FAST] - acc[P_EXPIRE]),
+    },
+  };
+}
+
 async function loopProfiled(epochMs: number, idleMs: number, queue: number): Promise<void> {
   const p = port!, f = fp!, descs = p.descs;
   const shim = p.profile(true);
   const clock = Bun.nanoseconds;
+  const acc = new Float64Array(P_WORDS);
+  const sliceAcc = new Float64Array(P_WORDS);
+  let sliceShim = SHIM_PHASES.map((i) => Number(shim[i]));
+  const slices: Record<string, unknown>[] = [];
   let nDone = 0;
-  let burstNs = 0, fastNs = 0, expireNs = 0, frames = 0, bursts = 0, busyBursts = 0;
   const start = clock();
+  let sliceStart = start;
   while (Atomics.load(ctl, CTL_STOP) === 0) {
     applyPending();
     const gen = Atomics.load(ctl, CTL_APPLIED_GEN);
@@ -110,37 +136,47 @@ async function loopProfiled(epochMs: number, idleMs: number, queue: number): Pro
       nDone = n > 0 ? n : 0;
       f.expire();
       const t3 = clock();
-      burstNs += t1 - t0;
-      fastNs += t2 - t1;
-      expireNs += t3 - t2;
-      bursts++;
+      sliceAcc[P_BURST] += t1 - t0;
+      sliceAcc[P_FAST] += t2 - t1;
+      sliceAcc[P_EXPIRE] += t3 - t2;
+      sliceAcc[P_BURSTS]++;
       if (n > 0) {
-        busyBursts++;
-        frames += n;
+        sliceAcc[P_BUSY]++;
+        sliceAcc[P_FRAMES] += n;
       }
       if (Atomics.load(ctl, CTL_POSTED_GEN) !== gen || Atomics.load(ctl, CTL_STOP) !== 0) break;
     }
     Atomics.add(ctl, CTL_HEARTBEAT, 1);
     await new Promise<void>((r) => setImmediate(r));
+    const now = clock();
+    if (now - sliceStart >= PROFILE_SLICE_NS) {
+      const sh = SHIM_PHASES.map((i) => Number(shim[i]));
+      slices.push({ endMs: Date.now(), ...profileRecord(now - sliceStart, sliceAcc, sh.map((v, i) => v - sliceShim[i])) });
+      for (let i = 0; i < P_WORDS; i++) {
+        acc[i] += sliceAcc[i];
+        sliceAcc[i] = 0;
+      }
+      sliceShim = sh;
+      sliceStart = now;
+    }
   }
+  for (let i = 0; i < P_WORDS; i++) acc[i] += sliceAcc[i];
   const totalNs = clock() - start;
+  p.profile(false); // stops timing, reads the sockets' XDP_STATISTICS
   const n = (i: number) => Number(shim[i]);
-  const shimNs = n(abi.XVS_PROF_TX_NS) + n(abi.XVS_PROF_KICK_NS) + n(abi.XVS_PROF_RECLAIM_NS) + n(abi.XVS_PROF_RX_NS) + n(abi.XVS_PROF_IDLE_NS);
   log("info", "xvs profile", {
-    queue, totalNs, bursts, busyBursts, frames,
-    ns: {
-      shimTx: n(abi.XVS_PROF_TX_NS),
-      shimKick: n(abi.XVS_PROF_KICK_NS),
-      shimReclaimFill: n(abi.XVS_PROF_RECLAIM_NS),
-      shimRx: n(abi.XVS_PROF_RX_NS),
-      shimIdlePoll: n(abi.XVS_PROF_IDLE_NS),
-      ffiAndClock: Math.max(0, burstNs - shimNs),
-      fastPath: fastNs,
-      expire: expireNs,
-      loopOther: Math.max(0, totalNs - burstNs - fastNs - expireNs),
+    queue,
+    ...profileRecord(totalNs, acc, SHIM_PHASES.map(n)),
+    slices,
+    xsk: {
+      rxDropped: n(abi.XVS_PROF_XSK_RX_DROPPED),
+      rxRingFull: n(abi.XVS_PROF_XSK_RX_RING_FULL),
+      fillRingEmpty: n(abi.XVS_PROF_XSK_FILL_EMPTY),
+      txRingEmpty: n(abi.XVS_PROF_XSK_TX_RING_EMPTY),
+      invalidDescs: n(abi.XVS_PROF_XSK_INVALID),
     },
+    shimStats: Object.fromEntries(["rx", "tx", "txRingFull", "dropped", "kicks", "kickErrors", "fillEmpty", "polls"].map((k, i) => [k, Number(p.stats[i])])),
   });
-  p.profile(false);
   p.burst(nDone, 0, 0);
   p.destroy();
   port = null;
