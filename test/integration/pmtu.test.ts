@@ -1,10 +1,12 @@
 /**
- * Path MTU through tunnels (issue 5). The routed subnet behind the router has MTU 1300, so the
+ * Path MTU through tunnels (issue 5). The routed subnet behind the router has MTU 1400, so the
  * client's full-size segments no longer fit once encapsulated:
  *
- * - IPIP: the router answers the director (the tunnel's source) "fragmentation needed, 1300";
- *   xvs learns it and tells the client "fragmentation needed, 1280" about its own segment
+ * - IPIP: the router answers the director (the tunnel's source) "fragmentation needed, 1400";
+ *   xvs learns it and tells the client "fragmentation needed, 1380" about its own segment
  *   (ip_vs_in_icmp's tunnel case); the client resends smaller and the exchange completes.
+ * - IPv6 over GUE over IPv6: the same with "packet too big" (1400 - 52). A path that leaves an IPv6
+ *   tunnel less than 1280 bytes is unusable (IPVS drops everything to it: drop_tunnel_mtu).
  * - GUE with the director's own route MTU lowered: xvs answers the client at once with the
  *   tunnel-adjusted MTU (route MTU - 32), as __ip_vs_get_out_rt + ensure_mtu_is_adequate do.
  * - Without DF: xvs cannot fragment; it answers "fragmentation needed" all the same (counted as
@@ -13,7 +15,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startDaemon, type LabDaemon } from "../../src/lab/daemon.ts";
 import { selfCommand } from "../../src/lab/self.ts";
-import { buildDirectorLab, LAB_VIP, remoteAddr, ROUTER_ADDR, type DirectorLab } from "../../src/lab/topology.ts";
+import { buildDirectorLab, LAB_VIP, LAB_VIP6, remoteAddr, remoteAddr6, ROUTER_ADDR, type DirectorLab } from "../../src/lab/topology.ts";
 import { apiOk, Capture, checksumErrors, decap, decodeFrame, directReturn, HeldConnection, requireRoot, udpSend, verdictsOf } from "./helpers.ts";
 
 let L: DirectorLab;
@@ -45,12 +47,12 @@ function fragNeeded(raw: Uint8Array[]): [string, number, number][] {
 
 beforeAll(async () => {
   requireRoot();
-  L = await buildDirectorLab("pmtu", { reals: 0, routedReals: 2, routedMtu: 1300 });
+  L = await buildDirectorLab("pmtu", { reals: 0, routedReals: 2, routedMtu: 1400, ipv6: true });
   tr = L.remoteReals!;
-  await directReturn(L.lab, L.director, tr, [LAB_VIP]);
+  await directReturn(L.lab, L.director, tr, [LAB_VIP, LAB_VIP6]);
   for (const h of tr) {
     await decap(L.lab, h, ["attach", "eth0"]);
-    await serve(h, ["--tcp", "7000"]);
+    await serve(h, ["--tcp", "7000", "--addr", "::"]);
   }
   xvs = await startDaemon(L.lab, L.director, L.ifaces);
   await apiOk(xvs, "POST", "/v1/services", { protocol: "tcp", address: LAB_VIP, port: 7000, scheduler: "rr" });
@@ -78,20 +80,44 @@ describe("path MTU on the tunnel path", () => {
     const icmp = fragNeeded(await cap.stop());
     expect(reply).toBe(`tr1 ${line}`);
     expect(icmp.length).toBeGreaterThanOrEqual(1);
-    expect(icmp[0]).toEqual([LAB_VIP, 1280, 7000]);
+    expect(icmp[0]).toEqual([LAB_VIP, 1380, 7000]);
     const after = await verdictsOf(xvs);
     expect(after.icmp_forwarded - before.icmp_forwarded).toBe(icmp.length);
-    // the client's kernel believed it: its route to the VIP now has MTU 1280
+    // the client's kernel believed it: its route to the VIP now has MTU 1380
     const r = await L.lab.exec(L.client, ["ip", "route", "get", LAB_VIP]);
-    expect(r.stdout).toContain("mtu 1280");
+    expect(r.stdout).toContain("mtu 1380");
     // and xvs keeps the learned MTU: a second client connection gets the error from xvs itself
     const cap2 = await Capture.start(L.lab, L.client, "eth0");
     await L.lab.exec(L.client, ["ip", "route", "flush", "cache"]);
     const conn2 = await HeldConnection.open(L.lab, L.client, LAB_VIP, 7000);
     expect(await conn2.ask(line)).toBe(`tr1 ${line}`);
     conn2.close();
-    expect(fragNeeded(await cap2.stop())[0]).toEqual([LAB_VIP, 1280, 7000]);
+    expect(fragNeeded(await cap2.stop())[0]).toEqual([LAB_VIP, 1380, 7000]);
     expect((await verdictsOf(xvs)).drop_mtu - after.drop_mtu).toBeGreaterThanOrEqual(1);
+  }, 60_000);
+
+  test("IPv6 over GUE over IPv6: the router's packet too big (1400) reaches the client as 1400 - 52", async () => {
+    await apiOk(xvs, "POST", "/v1/services", { protocol: "tcp", address: LAB_VIP6, port: 7000, scheduler: "rr" });
+    await apiOk(xvs, "POST", `/v1/services/tcp:[${LAB_VIP6}]:7000/dests`, { address: remoteAddr6(1), port: 7000, forward: "tunnel", weight: 1, tunnel: { type: "gue", port: 6080 } });
+    const before = await verdictsOf(xvs);
+    const cap = await Capture.start(L.lab, L.client, "eth0");
+    const conn = await HeldConnection.open(L.lab, L.client, LAB_VIP6, 7000);
+    expect(await conn.ask("hello")).toBe("tr1 hello");
+    await Bun.sleep(500);
+    const line = "v".repeat(6000);
+    expect(await conn.ask(line)).toBe(`tr1 ${line}`);
+    conn.close();
+    const ptb: [string, number][] = [];
+    for (const f of await cap.stop()) {
+      const d = decodeFrame(f);
+      if (d?.outer.version === 6 && d.outer.proto === 58 && f[54] === 2) ptb.push([d.outer.src, new DataView(f.buffer, f.byteOffset).getUint32(58)]);
+    }
+    expect(ptb.length).toBeGreaterThanOrEqual(1);
+    expect(ptb[0]).toEqual([LAB_VIP6, 1400 - 40 - 8 - 4]);
+    const after = await verdictsOf(xvs);
+    expect(after.icmp_forwarded - before.icmp_forwarded).toBeGreaterThanOrEqual(1);
+    const r = await L.lab.exec(L.client, ["ip", "-6", "route", "get", LAB_VIP6]);
+    expect(r.stdout).toContain(`mtu ${1400 - 52}`);
   }, 60_000);
 
   test("GUE with the director's route MTU at 1200: xvs answers with 1200 - 32 at once, and the line goes through", async () => {
