@@ -23,7 +23,7 @@
  *   established ones.
  */
 import {
-  CF_FWD_MASK, CF_INACTIVE, CF_NOOUTPUT, CF_OUT_ENTRY, CF_TEMPLATE, CF_USED, CONN_CADDR, CONN_CONTROL,
+  CF_DEST_V6, CF_FWD_MASK, CF_INACTIVE, CF_NOOUTPUT, CF_OUT_ENTRY, CF_TEMPLATE, CF_USED, CONN_CADDR, CONN_CONTROL,
   CONN_CPORT_VPORT, CONN_DADDR, CONN_DEST, CONN_DPORT, CONN_EXPIRES, CONN_FLAGS, CONN_PROTO_STATE, CONN_SVC, CONN_TIMEOUT,
   CONN_VADDR, CONN_WORDS, TICKS_PER_SEC, type ConnTable,
 } from "../conn/table.ts";
@@ -31,7 +31,7 @@ import { bindDest, unbindDest } from "../conn/accounting.ts";
 import { NEW_CONN_TIMEOUT_SEC, S_NONE } from "../conn/state.ts";
 import { SCHEDULER_BY_ID } from "../sched/registry.ts";
 import {
-  DEST_ADDR, DEST_FLAGS, DEST_FWD, DEST_PORT, DEST_WEIGHT, DEST_WORDS, DESTF_AVAILABLE, FWD_MASQ,
+  DEST_ADDR, DEST_FLAGS, DEST_FWD, DEST_PORT, DEST_WEIGHT, DEST_WORDS, DESTF_AVAILABLE, DESTF_V6, FWD_MASQ,
   SET_EXPIRE_QUIESCENT_TEMPLATE, SET_SLOPPY_TCP, SVC_FLAGS, SVC_FWMARK, SVC_NETMASK, SVC_PORT, SVC_PTIMEOUT, SVC_SCHED,
   SVC_WORDS, SVCF_FWMARK, SVCF_ONEPACKET, SVCF_PERSISTENT, type Tables,
 } from "../service/tables.ts";
@@ -60,10 +60,14 @@ export function mayCreate(t: Tables, proto: number, tcpFlags: number): boolean {
   return (tcpFlags & 0x02) !== 0 || t.settings[SET_SLOPPY_TCP] !== 0;
 }
 
-/** The flags a new connection (or template) inherits from its dest (dest->conn_flags). */
+/**
+ * The flags a new connection (or template) inherits from its dest (dest->conn_flags); the real
+ * server's family is recorded too (a v4 service may tunnel to a v6 real server).
+ */
 function destConnFlags(t: Tables, dest: number, v6: number): number {
   const fwd = t.dest[dest * DEST_WORDS + DEST_FWD];
-  return CF_USED | (fwd & CF_FWD_MASK) | CF_INACTIVE | v6 | (fwd === FWD_MASQ ? 0 : CF_NOOUTPUT);
+  const destV6 = (t.dest[dest * DEST_WORDS + DEST_FLAGS] & DESTF_V6) !== 0 ? CF_DEST_V6 : 0;
+  return CF_USED | (fwd & CF_FWD_MASK) | CF_INACTIVE | v6 | destV6 | (fwd === FWD_MASQ ? 0 : CF_NOOUTPUT);
 }
 
 /**
