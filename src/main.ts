@@ -11,8 +11,8 @@ const VERSION = "0.1.0";
 const HELP = `xvs ${VERSION}: the XDP Virtual Server (IPVS in userspace, AF_XDP + TypeScript)
 
 usage:
-  xvs run --iface IF [--iface IF ...] [--api HOST:PORT] [--queues N] [--conn-max N]
-      start the daemon (dataplane + control API) in the current network namespace
+  xvs run --iface IF [--iface IF ...] [--config FILE] [--api HOST:PORT] [OPTIONS]
+      start the daemon (dataplane + control API) in the current network namespace (xvs run --help)
   xvs adm ARGS...        ipvsadm-compatible client of the local daemon (same as 'ipvsadm ARGS')
   xvs demo [--check]     build a namespace lab and show xvs balancing real HTTP traffic live
   xvs bench [OPTIONS]    race xvs against kernel IPVS, nftables, plain forwarding and a C AF_XDP
@@ -28,8 +28,35 @@ examples:
   xvs adm -Ln
 `;
 
+const RUN_HELP = `xvs run --iface IF [--iface IF ...] [OPTIONS]
+
+Start the daemon in the current network namespace: the XDP steering program on each
+interface, one AF_XDP worker per rx queue, and the control API on loopback. The table is
+restored from the state directory (/var/lib/xvs/net-<netns inode>/table.json) and saved on every
+change. SIGTERM or SIGINT stops it cleanly (XDP detached, sockets closed).
+
+  --iface IF, -i IF    an interface to balance on (repeat for each; at most 8)
+  --config FILE        load a declarative JSON table at start (services, real servers, timeouts)
+  --api HOST:PORT      where the control API listens (default 127.0.0.1:9172)
+  --token-file FILE    the bearer token for mutating API requests (default: generated in the state dir)
+  --queues N           rx queues per interface, one worker each (default 1)
+  --conn-max N         connection table capacity per worker (default 1048576)
+  --copy | --zerocopy  force the AF_XDP bind mode (default: the kernel picks)
+  --idle-ms N          poll() timeout of an idle worker in ms, 0 to spin (default 1)
+
+environment: XVS_STATE_DIR (state directory), XVS_LOG_LEVEL (debug|info|warn|error),
+XVS_SYN_DEFENCE (oldest|drop_entry|drop_packet|off, see docs/robustness.md)
+
+examples:
+  xvs run --iface eth0 --iface eth1
+  xvs run --iface eth0 --config /etc/xvs/xvs.json --api 127.0.0.1:9300
+`;
+
 async function main(argv: string[]): Promise<number> {
-  const invokedAs = basename(process.argv0 === "bun" ? process.argv[1] ?? "" : process.argv0);
+  // compiled: argv0 is the name the executable was started by (a symlink named ipvsadm);
+  // from source: the script path (`bun path/to/ipvsadm`, a symlink to src/main.ts)
+  const compiled = import.meta.url.startsWith("file:///$bunfs/");
+  const invokedAs = basename(compiled ? process.argv0 : process.argv[1] ?? "");
   if (invokedAs === "ipvsadm") {
     const { runAdm } = await import("./cli/main.ts");
     return runAdm(argv);
@@ -38,7 +65,7 @@ async function main(argv: string[]): Promise<number> {
   switch (cmd) {
     case "run":
       if (rest.includes("--help") || rest.includes("-h")) {
-        process.stdout.write(HELP);
+        process.stdout.write(RUN_HELP);
         return 0;
       }
       return runDaemon(parseRunArgs(rest));

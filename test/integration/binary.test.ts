@@ -39,6 +39,16 @@ describe("the single executable", () => {
     console.log(`binary size: ${(statSync(bin).size / 1e6).toFixed(1)} MB`);
   });
 
+  test("invoked through a symlink named ipvsadm it is ipvsadm", async () => {
+    const link = join(dir, "ipvsadm");
+    await sh(["ln", "-sf", bin, link]);
+    const v = Bun.spawnSync([link, "-v"], { cwd: dir });
+    expect(v.stdout.toString()).toBe("ipvsadm v1.31 2019/12/24 (compiled with popt and IPVS v1.2.1)\n");
+    const bad = Bun.spawnSync([link, "-A", "-t", "198.18.0.100:0"], { cwd: dir });
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr.toString()).toBe("Zero port specified for non-persistent service\n");
+  });
+
   test("`xvs demo --check` from the empty directory sends traffic through every real server and exits 0", async () => {
     const p = Bun.spawn([bin, "demo", "--check", "--act-seconds", "2"], { cwd: dir, stdout: "pipe", stderr: "pipe", env: { ...process.env, XVS_BIN: "" } });
     const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
