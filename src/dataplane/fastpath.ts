@@ -324,7 +324,7 @@ export class FastPath {
   }
 
   /** Count and send a client packet to its real server by the dest's forwarding method. */
-  transmitIn(descs: Uint32Array, d: number, row: number, pkt: number, svc: number, dest: number, dport: number, fwd: number, v6: number, _id: number): void {
+  transmitIn(descs: Uint32Array, d: number, row: number, pkt: number, svc: number, dest: number, dport: number, fwd: number, v6: number, id: number): void {
     const t = this.tables, u8 = this.u8, dv = this.dv, f = this.flows;
     const dOff = dest * DEST_WORDS;
     const l3 = f[row + FLOW_L3], l4 = f[row + FLOW_L4];
@@ -338,6 +338,18 @@ export class FastPath {
     if (fwd !== FWD_MASQ && fwd !== FWD_ROUTE && fwd !== FWD_TUNNEL) {
       this.drop(descs, d, Stat.DropUnsupported);
       return;
+    }
+    if (fwd !== FWD_MASQ && id >= 0) {
+      // DR/TUN send nothing to the client, but an ICMP error about a tunnel packet is relayed to it
+      // (dataplane/icmp.ts): remember the port and MAC its packets come from, for a client whose
+      // neighbour entry the kernel does not have yet (what setReplyHop keeps for NAT)
+      const rec = this.conns.rec, o = id * CONN_WORDS;
+      if (rec[o + CONN_MAC_HI] === 0 && rec[o + CONN_MAC_LO] === 0) {
+        const frame = descs[d + D_ADDR];
+        rec[o + CONN_NEXTHOP] = -1 - descs[d + D_IN];
+        rec[o + CONN_MAC_HI] = dv.getUint16(frame + 6);
+        rec[o + CONN_MAC_LO] = dv.getInt32(frame + 8);
+      }
     }
     const nh = t.dest[dOff + DEST_NEXTHOP];
     if (nh < 0) {

@@ -411,8 +411,11 @@ function tunnelError(fp: FastPath, descs: Uint32Array, d: number, l3: number, l3
     fp.drop(descs, d, Stat.DropNoRoute);
     return true;
   }
-  if (hop < 0) {
-    fp.drop(descs, d, Stat.DropNeighbour); // on-link client without a neighbour entry yet: asked for
+  // an on-link client the kernel has no neighbour entry for yet (nextHopFor asked for one): the
+  // MAC its packets came from, if they came in on the port the route goes out of (transmitIn)
+  const viaMac = hop < 0 && rec[o + CONN_NEXTHOP] === hop && (rec[o + CONN_MAC_HI] | rec[o + CONN_MAC_LO]) !== 0;
+  if (hop < 0 && !viaMac) {
+    fp.drop(descs, d, Stat.DropNeighbour);
     return true;
   }
   const avail = end - x;
@@ -425,10 +428,17 @@ function tunnelError(fp: FastPath, descs: Uint32Array, d: number, l3: number, l3
     const tot = dv.getUint16(x + 2);
     len = icmp4Error(u8, dv, frame, x, tot < avail ? tot : avail, t4, c4, rest);
   }
-  const port = fp.nh.setMacs(dv, frame, hop, t.ports);
-  if (port < 0) {
-    fp.drop(descs, d, Stat.DropNeighbour);
-    return true;
+  let port: number;
+  if (viaMac) {
+    port = -1 - hop;
+    setSrcMac(dv, frame, t.ports[port * PORT_WORDS + PORT_MAC_HI], t.ports[port * PORT_WORDS + PORT_MAC_LO]);
+    setDstMac(dv, frame, rec[o + CONN_MAC_HI], rec[o + CONN_MAC_LO]);
+  } else {
+    port = fp.nh.setMacs(dv, frame, hop, t.ports);
+    if (port < 0) {
+      fp.drop(descs, d, Stat.DropNeighbour);
+      return true;
+    }
   }
   descs[d + D_LEN] = len;
   fp.counters.verdicts[Stat.IcmpForwarded] += 1;

@@ -69,9 +69,7 @@ describe("path MTU on the tunnel path", () => {
     const before = await verdictsOf(xvs);
     const cap = await Capture.start(L.lab, L.client, "eth0");
     const conn = await HeldConnection.open(L.lab, L.client, LAB_VIP, 7000);
-    // a small exchange first: the director's kernel learns the client's MAC (its ARP) and xvs's
-    // next-hop table follows within a housekeeping round; an error relayed to an on-link client
-    // whose MAC is not known yet is dropped (drop_neighbour) and the retransmission answered
+    // a small exchange first, so that the segments of the long line are the first too big ones
     expect(await conn.ask("hello")).toBe("tr1 hello");
     await Bun.sleep(500);
     const line = "x".repeat(6000);

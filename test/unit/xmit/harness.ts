@@ -54,6 +54,8 @@ export class XmitHarness {
   readonly conns = new ConnTable(4096, 777);
   /** Per real-server address overrides of the default route. */
   readonly rs = new Map<string, Partial<RsRoute>>();
+  /** Clients on-link on port 0 with no neighbour entry (instead of behind the client-side gateway). */
+  onLinkClients = false;
   fp!: FastPath;
   private gen = 0;
 
@@ -83,7 +85,7 @@ export class XmitHarness {
       fib[row * FIB_WORDS + FIB_FAMILY] = fam;
       fib[row * FIB_WORDS + FIB_PREFIX_LEN] = 0;
       for (let k = 0; k < 4; k++) fib[row * FIB_WORDS + FIB_ADDR + k] = 0;
-      fib[row * FIB_WORDS + FIB_NEXTHOP] = 0;
+      fib[row * FIB_WORDS + FIB_NEXTHOP] = this.onLinkClients ? -1 : 0;
       fib[row * FIB_WORDS + FIB_PORT] = 0;
     });
     const dests = new Map<number, DestRoute>();

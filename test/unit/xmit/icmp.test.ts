@@ -186,6 +186,24 @@ describe("errors about our own tunnel packets", () => {
     expect(h.stats().drop_mtu).toBe(1);
   });
 
+  test("an on-link client the kernel has no neighbour entry for yet gets it at the MAC its packets came from", () => {
+    const h2 = new XmitHarness();
+    h2.onLinkClients = true;
+    h2.rs.set(RS_TUN, { src: DIRECTOR });
+    h2.model.addService({ protocol: "tcp", address: VIP, port: 82, scheduler: "rr", onePacket: false, schedFlags: [] });
+    h2.model.addDest({ protocol: "tcp", address: VIP, port: 82 }, { address: RS_TUN, port: 82, forward: "tunnel", ...SPEC, tunnel: { type: "ipip" } });
+    h2.apply();
+    const t = h2.one(syn(82, 40200));
+    expect(t.port).toBe(1);
+    const out = h2.one(icmpError(false, ROUTER_RS, DIRECTOR, 3, 4, 1300, ipOf(t.frame, 548)), 1);
+    expect(out.port).toBe(0);
+    const dv = new DataView(out.frame.buffer);
+    expect(macText(dv.getUint16(0), dv.getInt32(2))).toBe(CLIENT_MAC);
+    expect(macText(dv.getUint16(6), dv.getInt32(8))).toBe(PORT_MACS[0]);
+    expect(dv.getUint16(40)).toBe(1280);
+    expect(h2.stats().drop_neighbour).toBe(0);
+  });
+
   test("GUE and GRE: the same, with their own overhead (32, and 28 with a GRE checksum)", () => {
     const gue = tunnelled(udp(83, 100, true, 41001));
     let out = h.one(icmpError(false, ROUTER_RS, DIRECTOR, 3, 4, 1400, gue), 1);
