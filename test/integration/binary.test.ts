@@ -83,7 +83,8 @@ describe("the single executable", () => {
       console.log(`start-up: API ready after ${(tApi - t0).toFixed(0)} ms, first forwarded packet ${(tFirst - t0).toFixed(0)} ms after \`xvs run\` (configuration included)`);
       await d.stop();
     } finally {
-      process.env.XVS_BIN = prev;
+      if (prev === undefined) delete process.env.XVS_BIN;
+      else process.env.XVS_BIN = prev;
       await L?.lab.teardown();
     }
   }, 60_000);
