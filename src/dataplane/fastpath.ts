@@ -48,6 +48,7 @@ import { DEST_TUN, DEST_TUN_PORT, DEST_TUN_SRC, DESTF_V6, FWD_ROUTE, FWD_TUNNEL,
 import { ETH_HLEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from "../wire/fields.ts";
 import { Counters, DEST_TRAFFIC_BASE, TS_CONNS, TS_INBYTES, TS_INPKTS, TS_OUTBYTES, TS_OUTPKTS, TS_WORDS } from "../stats/counters.ts";
 import { Stat } from "./verdict.ts";
+import { IcmpLimiter } from "../xmit/icmp-limit.ts";
 import { FRAG_FIRST, FRAG_LATER, FragPath } from "./frag.ts";
 import { SynGuard } from "./synflood.ts";
 import { newConnection } from "./schedule.ts";
@@ -94,6 +95,8 @@ export class FastPath {
   readonly ipIds = new Int32Array(MAX_DESTS);
   /** Out port chosen by tunnelOut() (avoids returning two values). */
   txPort = 0;
+  /** Rate limits on generated ICMP errors, as the kernel's (xmit/icmp-limit.ts). */
+  readonly icmpLimit = new IcmpLimiter();
   /** IPv4 fragment tracking (dataplane/frag.ts). */
   readonly frag = new FragPath();
   /** SYN flood defence (dataplane/synflood.ts). */
@@ -543,6 +546,14 @@ export class FastPath {
   sendIcmp(descs: Uint32Array, d: number, row: number, pkt: number, v6: number, type: number, code: number, rest: number): void {
     const l3 = this.flows[row + FLOW_L3];
     const frame = descs[d + D_ADDR];
+    const f = this.flows;
+    const exempt = v6 ? type === ICMPV6_PKT_TOOBIG : type === ICMP_DEST_UNREACH && code === ICMP_CODE_FRAG_NEEDED;
+    if (!this.icmpLimit.allow(this.now, exempt, f[row + FLOW_SRC], f[row + FLOW_SRC + 1], f[row + FLOW_SRC + 2], f[row + FLOW_SRC + 3])) {
+      // the kernel stays silent past its ICMP rate limits; the packet's own verdict was counted
+      this.counters.verdicts[Stat.IcmpRateLimited] += 1;
+      descs[d + D_OUT] = OUT_DROP;
+      return;
+    }
     const len = v6
       ? icmp6Error(this.u8, this.dv, frame, l3, this.l3Len[pkt], type, code, rest)
       : icmp4Error(this.u8, this.dv, frame, l3, this.l3Len[pkt], type, code, rest);

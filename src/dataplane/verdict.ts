@@ -90,6 +90,8 @@ export const enum Stat {
   /** Half-open TCP connections evicted by the SYN flood defence to make room (dataplane/synflood.ts);
    * an event, not a verdict. */
   HalfOpenEvicted,
+  /** An ICMP error xvs would send was held back by the kernel's ICMP rate limits (icmp-limit.ts). */
+  IcmpRateLimited,
   Count,
 }
 
@@ -101,7 +103,7 @@ export const STAT_NAMES = [
   "drop_table_full", "drop_ttl", "drop_no_route", "drop_neighbour", "drop_mtu", "drop_unsupported", "drop_syn_flood",
   "fwd_dr", "fwd_tun", "icmp_forwarded", "drop_icmp_no_conn", "drop_icmp_malformed", "frag_forwarded", "drop_frag_orphan",
   "drop_frag_table_full", "drop_mtu_no_df", "drop_tunnel_mtu", "drop_no_headroom", "icmp_pmtu_learned",
-  "half_open_evicted",
+  "half_open_evicted", "icmp_rate_limited",
 ] as const;
 
 // Stat entries are only ever appended, each with its name here
