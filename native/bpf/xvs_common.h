@@ -163,7 +163,8 @@ struct xvs_addr_key {
 #define XVS_GEN_CFG_PORTS_OFF 4       /* source ports per source address */
 #define XVS_GEN_CFG_PORT_BASE_OFF 8   /* first source port */
 #define XVS_GEN_CFG_ADDR_BASE_OFF 12  /* first IPv4 source address */
-#define XVS_GEN_CFG_HDR_OFF 16        /* Ethernet + IPv4 + UDP headers written into every frame */
+#define XVS_GEN_CFG_TX_EVERY_OFF 16   /* send one frame in N, drop the others (even pacing; 0 or 1: all) */
+#define XVS_GEN_CFG_HDR_OFF 20        /* Ethernet + IPv4 + UDP headers written into every frame */
 #define XVS_GEN_HDR_LEN 42
 #define XVS_GEN_CFG_SIZE 64
 /* sink_cfg value: which packets the counting sink takes (u32, host order) */
@@ -198,6 +199,7 @@ struct xvs_gen_cfg {
 	__u32 ports;
 	__u32 port_base;
 	__u32 addr_base;
+	__u32 tx_every;
 	__u8 hdr[XVS_GEN_CFG_SIZE - XVS_GEN_CFG_HDR_OFF];
 };
 

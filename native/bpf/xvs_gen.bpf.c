@@ -8,7 +8,9 @@
  *    distinct flows (gen_cfg). The kernel's live-frames mode initialises a page only once and
  *    recycles it, and a contender that forwards in the kernel rewrites the very page (MACs,
  *    TTL, NAT): so every frame gets the template headers from gen_cfg written afresh, then its
- *    flow's address and port, and a recomputed IPv4 header checksum.
+ *    flow's address and port, and a recomputed IPv4 header checksum. With tx_every = N it
+ *    sends one frame in N and drops the rest: an evenly paced lower rate (a kernel call has a
+ *    fixed cost of milliseconds, so pacing by sleeping between calls would send bursts).
  *  - xvs_sink_tc (tc ingress) and xvs_sink (XDP): the counting sink on the far side of a
  *    contender: counts and drops the benchmark's packets (UDP to the configured port; IPIP,
  *    GRE, 6in4 and GUE for tunnel modes), and passes everything else (ARP, the TCP and latency
@@ -35,9 +37,10 @@ struct {
 	__type(value, struct xvs_gen_cfg);
 } gen_cfg SEC(".maps");
 
+/* per CPU: [0] next flow, [1] frames decided, [2] frames sent */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 3);
 	__type(key, __u32);
 	__type(value, __u32);
 } gen_seq SEC(".maps");
@@ -73,11 +76,20 @@ int xvs_gen(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
-	__u32 k = 0;
+	__u32 k = 0, k1 = 1, k2 = 2;
 	struct xvs_gen_cfg *c = bpf_map_lookup_elem(&gen_cfg, &k);
 	__u32 *seq = bpf_map_lookup_elem(&gen_seq, &k);
-	if (!c || !seq || data + XVS_GEN_HDR_LEN > end)
+	__u32 *decided = bpf_map_lookup_elem(&gen_seq, &k1);
+	__u32 *sent = bpf_map_lookup_elem(&gen_seq, &k2);
+	if (!c || !seq || !decided || !sent || data + XVS_GEN_HDR_LEN > end)
 		return XDP_ABORTED;
+	/* pacing by decimation: of every tx_every frames the kernel makes, send one; the
+	 * others are dropped here at once (cheap), so the frames that leave are evenly spaced */
+	__u32 d = *decided;
+	*decided = d + 1;
+	if (c->tx_every > 1 && d % c->tx_every != 0)
+		return XDP_DROP;
+	*sent += 1;
 	__builtin_memcpy(data, c->hdr, XVS_GEN_HDR_LEN);
 	struct ethhdr *eth = data;
 	struct iphdr *ip = (void *)(eth + 1);

@@ -31,6 +31,7 @@ int xvs_gen__map_fd_by_id(uint32_t id);
 int xvs_gen__obj_id(int fd);
 int xvs_gen__close(int fd);
 int xvs_gen__tc_attach(int ifindex, int prog_fd);
+int xvs_gen__percpu_sum_u32(int fd, uint32_t key, uint64_t *out);
 
 /* Send `repeat` copies of `frame` (len bytes) out of ifindex through the generator program,
  * `batch` frames per kernel batch. Blocks until done; returns 0 or -errno. */
@@ -102,5 +103,22 @@ int xvs_gen__tc_attach(int ifindex, int prog_fd)
 	err = bpf_tc_attach(&hook, &opts);
 	if (err)
 		return xvs_fail(err, "cannot attach the tc program on ifindex %d", ifindex);
+	return 0;
+}
+
+/* Sum one key of a per-CPU array of u32 values (values are padded to 8 bytes per CPU). */
+int xvs_gen__percpu_sum_u32(int fd, uint32_t key, uint64_t *out)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	if (ncpu <= 0)
+		return xvs_fail(-ncpu, "cannot count CPUs");
+	uint64_t vals[ncpu]; /* each CPU's u32 sits in an 8-byte slot */
+	memset(vals, 0, sizeof(vals));
+	if (bpf_map_lookup_elem(fd, &key, vals))
+		return xvs_fail(errno, "bpf percpu map lookup");
+	uint64_t sum = 0;
+	for (int i = 0; i < ncpu; i++)
+		sum += (uint32_t)vals[i];
+	*out = sum;
 	return 0;
 }

@@ -1,7 +1,7 @@
 /**
  * Helper programs `xvs bench` runs inside its lab namespaces, reached as `xvs __bench MODE ...`:
  *
- *   gen --iface IF --dst-mac M --src A --dst A --dport P --size N --flows F --seconds S [--cpu C]
+ *   gen --iface IF --dst-mac M --src A --dst A --dport P --size N --flows F --seconds S [--pps R] [--cpu C]
  *       live-frames UDP generator (BPF_PROG_RUN): prints "running" when it starts sending, and
  *       {"sent","secs","pps"} when it stops (after S seconds or on SIGTERM)
  *   xdp --iface IF --prog sink|sink-tc|pass [--port P] [--tun-port P]
@@ -73,31 +73,56 @@ async function gen(a: Args): Promise<number> {
       dport: num(a, "dport", 9000),
       size: num(a, "size", 64),
     });
-    obj.setTemplate(frame, { flows, portsPerAddr, portBase: num(a, "sport", 10000), addrBase: parseAddr(src)! });
+    const flowCfg = { flows, portsPerAddr, portBase: num(a, "sport", 10000), addrBase: parseAddr(src)! };
     const seconds = num(a, "seconds", 1);
     const batch = num(a, "batch", 64);
-    // SIGTERM ends the run early (checked between kernel calls); the report is still printed
+    // --pps R: about R frames/s, evenly paced: the program sends one frame in N and drops the
+    // rest (measure how many frames/s the kernel makes when dropping, then pick N)
+    const pps = num(a, "pps", 0);
+    let txEvery = 1;
+    if (pps > 0) {
+      obj.setTemplate(frame, { ...flowCfg, txEvery: 1 << 30 });
+      const c0 = obj.counts().decided, t = performance.now();
+      obj.run(link.ifindex, frame, 1 << 22, batch);
+      const made = (obj.counts().decided - c0) / ((performance.now() - t) / 1000);
+      txEvery = Math.max(1, Math.round(made / pps));
+    }
+    obj.setTemplate(frame, { ...flowCfg, txEvery });
+    // SIGTERM interrupts the kernel's loop at once (EINTR) and ends the run; counts stay exact
     let stopping = false;
     process.on("SIGTERM", () => {
       stopping = true;
     });
-    let chunk = 1 << 14;
-    let sent = 0;
+    const sent0 = obj.counts().sent;
+    let decidedRate = 2e6; // frames/s the kernel loop makes; measured after each call
     process.stdout.write("running\n"); // the harness starts its clocks on this line
     const t0 = performance.now();
     for (;;) {
       const c0 = performance.now();
-      if (stopping || (c0 - t0) / 1000 >= seconds) break;
-      // a signal interrupts the kernel's loop: that chunk is not counted, and the run ends
+      const left = seconds - (c0 - t0) / 1000;
+      if (stopping || left <= 0) break;
+      // long kernel calls: each call costs a fixed ~20 ms of set-up and tear-down during which
+      // nothing is sent, so a call covers up to 1 s (a stop request interrupts it at once);
+      // paced runs use 0.25 s calls and correct the decimation after each
+      const span = pps > 0 ? 0.25 : 1;
+      const chunk = Math.max(4096, Math.round(decidedRate * Math.min(span, left)));
+      const d0 = obj.counts().decided, s0 = obj.counts().sent;
       if (!obj.run(link.ifindex, frame, chunk, batch)) break;
-      sent += chunk;
       const dt = (performance.now() - c0) / 1000;
-      // aim for ~50 ms per kernel call, so that stop requests are seen quickly
-      chunk = Math.max(1024, Math.min(1 << 24, Math.round((chunk * 0.05) / Math.max(dt, 1e-4))));
+      decidedRate = Math.max(1e4, (obj.counts().decided - d0) / dt);
+      if (pps > 0) {
+        const got = (obj.counts().sent - s0) / dt;
+        const next = Math.max(1, Math.round(txEvery * Math.min(4, Math.max(0.25, got / pps))));
+        if (next !== txEvery) {
+          txEvery = next;
+          obj.setTemplate(frame, { ...flowCfg, txEvery });
+        }
+      }
       await Bun.sleep(0);
     }
+    const sent = obj.counts().sent - sent0;
     const secs = (performance.now() - t0) / 1000;
-    out({ sent, secs, pps: sent / secs });
+    out({ sent, secs, pps: sent / secs, txEvery });
     return 0;
   } finally {
     obj.close();

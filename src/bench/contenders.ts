@@ -118,7 +118,9 @@ export class Xvs extends Contender {
   async start(ctx: RunCtx, profile = false): Promise<void> {
     const { o, bl } = ctx;
     const wrap = o.pin ? ["taskset", "-c", String(o.dirCpu)] : [];
-    this.d = await startDaemon(bl.lab, "dir", ["c0", "s0"], ["--conn-max", String(this.connMax)], undefined, { wrap, env: profile ? { XVS_PROFILE: "1" } : {} });
+    const extra = ["--conn-max", String(this.connMax)];
+    if (process.env.XVS_BENCH_IDLE_MS) extra.push("--idle-ms", process.env.XVS_BENCH_IDLE_MS);
+    this.d = await startDaemon(bl.lab, "dir", ["c0", "s0"], extra, undefined, { wrap, env: profile ? { XVS_PROFILE: "1" } : {} });
     const forward = this.mode === "nat" ? "masq" : this.mode === "dr" ? "route" : "tunnel";
     for (const [protocol, port] of [["udp", UDP_PORT], ["udp", PING_PORT], ["tcp", TCP_PORT]] as const) {
       await this.ok("POST", "/v1/services", { protocol, address: VIP, port, scheduler: "rr" });

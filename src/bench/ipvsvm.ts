@@ -46,11 +46,11 @@ export function guestArgs(o: BenchOptions, outDir: string): string[] {
   const a = ["bench", "--in-guest", "--out", outDir, "--name", o.name,
     "--rounds", String(o.rounds), "--duration", String(o.duration), "--warmup", String(o.warmup),
     "--contenders", o.contenders.join(","), "--modes", o.modes.join(","),
-    "--workloads", o.workloads.join(","), "--flows", String(o.flows), "--flow-counts", o.flowCounts.join(","),
+    "--workloads", o.workloads.join(","), "--flows", String(o.flows), "--flow-counts", o.flowCounts.join(","), "--flows-rounds", String(o.flowsRounds),
     "--tcp-concurrency", String(o.tcpConcurrency), "--ping-count", String(o.pingCount), "--micro-seconds", String(o.microSeconds),
     "--gen-cpu", String(o.genCpu), "--dir-cpu", String(o.dirCpu), "--no-profile"];
   if (!o.pin) a.push("--no-pin");
-  if (!o.rps) a.push("--no-rps");
+  if (!o.steer) a.push("--no-steer");
   if (o.note) a.push("--note", o.note);
   return a;
 }
@@ -80,13 +80,26 @@ export async function runIpvsVm(o: BenchOptions): Promise<number> {
       xskBin = "/mnt/share/bin/xvs-xskfwd";
     }
   }
+  // the guest's root filesystem has no tc modules: bring the two the counting sink needs
+  // (same kernel build) through the share
+  const kver = readFileSync(join(cache, "kver"), "utf8").trim();
+  const mods = join(cache, "share", "modules");
+  mkdirSync(mods, { recursive: true });
+  const insmod: string[] = [];
+  for (const m of ["sch_ingress", "cls_bpf"]) {
+    const ko = join(cache, "kroot", "lib", "modules", kver, "kernel", "net", "sched", `${m}.ko`);
+    if (existsSync(ko)) {
+      copyFileSync(ko, join(mods, `${m}.ko`));
+      insmod.push(`insmod /mnt/share/modules/${m}.ko 2>/dev/null;`);
+    }
+  }
   const guestOut = "/mnt/share/out/bench";
   const hostOut = join(cache, "share", "out", "bench");
   mkdirSync(hostOut, { recursive: true });
   const args = guestArgs(o, guestOut);
   if (xskBin) args.push("--xskfwd-bin", xskBin);
   // the guest's TMPDIR is a tmpfs; xvs extracts its shim there
-  const cmd = `mkdir -p ${guestOut} && cd /tmp && xvs ${args.map((x) => `'${x.replace(/'/g, "'\\''")}'`).join(" ")}`;
+  const cmd = `${insmod.join(" ")} mkdir -p ${guestOut} && cd /tmp && xvs ${args.map((x) => `'${x.replace(/'/g, "'\\''")}'`).join(" ")}`;
   writeFileSync(join(tmpdir(), "xvs-ipvsvm-cmd.txt"), cmd + "\n");
   log(`booting the guest: ${cmd}`);
   const rc = await run(["bash", join(tools, "boot.sh"), "--smp", "2", "--mem", "4096", "--timeout", "7200", "--run", cmd], env);

@@ -16,10 +16,16 @@
  *
  * Neighbours are static (no ARP in the measurements). The director's interfaces keep GRO on
  * so that they take XDP-redirected frames from the generator even with no XDP program of their
- * own (kernel contenders); with `rpsCpu` set, the director's kernel receive work is steered to
- * that CPU by RPS (on veth it would otherwise run on the sender's CPU, the generator's).
+ * own (kernel contenders), and have a NAPI context.
+ *
+ * CPUs (`steer`): on veth a packet's receive processing runs on the CPU that sent it, so by
+ * default the director's receive work (XDP steering and the copy into the AF_XDP UMEM, or the
+ * kernel's skb building, GRO and forwarding) would run on the generator's CPU. With `steer`, the
+ * director's two interfaces use threaded NAPI with their kernel threads pinned to `dirCpu`, and
+ * the generator's and sink's interfaces hand their receive work to `genCpu` by RPS: the
+ * director's CPU does exactly the director's work (receive, balance, transmit).
  */
-import { Lab, type ExecResult } from "../lab/netns.ts";
+import { Lab, sh, type ExecResult } from "../lab/netns.ts";
 import { selfCommand } from "../lab/self.ts";
 import { SinkReader } from "../ffi/gen.ts";
 
@@ -40,8 +46,8 @@ export const GUE_PORT = 6080;
 export interface BenchLabOptions {
   /** Forwarding mode the sink must accept: DR/TUN need the VIP on the sink. */
   mode: "nat" | "dr" | "tun";
-  /** Steer the director's kernel receive processing to this CPU (RPS); null: leave it. */
-  rpsCpu: number | null;
+  /** Director CPU and generator/sink CPU for receive processing (see above); null: leave it. */
+  steer: { dirCpu: number; genCpu: number } | null;
   /** CPU for the sink's servers (TCP, UDP echo); null: unpinned. */
   serverCpu: number | null;
 }
@@ -53,6 +59,10 @@ export interface BenchLab {
   sink: SinkReader;
   /** Map id of those counters. */
   sinkMapId: number;
+  /** Where the sink counts: "tc" (normal), or "xdp" when tc BPF is unavailable (see xvs_gen.bpf.c). */
+  sinkKind: "tc" | "xdp";
+  /** Pids of the director's NAPI kernel threads (pinned to the director CPU), when steered. */
+  napiThreads: number[];
   close(): Promise<void>;
 }
 
@@ -86,6 +96,38 @@ export async function startServer(lab: Lab, host: string, args: string[]): Promi
 /** Write a sysfs file inside a lab host (sysfs is per namespace under `ip netns exec`). */
 async function sysfs(lab: Lab, host: string, path: string, value: string): Promise<void> {
   await lab.exec(host, ["sh", "-c", `echo ${value} > ${path}`]);
+}
+
+/** Pids of the kernel's NAPI threads ("napi/<if>-<id>"). */
+async function napiThreadPids(): Promise<Map<number, string>> {
+  const r = await sh(["ps", "-eo", "pid=,comm="], true);
+  const out = new Map<number, string>();
+  for (const line of r.stdout.split("\n")) {
+    const m = /^\s*(\d+)\s+(napi\/\S+)/.exec(line);
+    if (m) out.set(Number(m[1]), m[2]);
+  }
+  return out;
+}
+
+/**
+ * Switch interfaces of a lab host to threaded NAPI and pin the new kernel threads to `cpu`.
+ * Thread names are not per namespace: the threads are the ones that appear with our interface
+ * names when threading is turned on. @throws when no thread appeared.
+ */
+async function threadedNapi(lab: Lab, host: string, ifaces: string[], cpu: number): Promise<number[]> {
+  const before = await napiThreadPids();
+  for (const i of ifaces) await sysfs(lab, host, `/sys/class/net/${i}/threaded`, "1");
+  const pids: number[] = [];
+  for (let tries = 0; tries < 50 && pids.length < ifaces.length; tries++) {
+    pids.length = 0;
+    for (const [pid, name] of await napiThreadPids()) {
+      if (!before.has(pid) && ifaces.some((i) => name.startsWith(`napi/${i}-`))) pids.push(pid);
+    }
+    if (pids.length < ifaces.length) await Bun.sleep(20);
+  }
+  if (pids.length < ifaces.length) throw new Error(`threaded NAPI: expected kernel threads for ${ifaces.join(", ")}, found ${pids.length}`);
+  for (const pid of pids) await sh(["taskset", "-p", "-c", String(cpu), String(pid)]);
+  return pids;
 }
 
 /** Build the lab; on failure everything made so far is torn down before the error is thrown. */
@@ -139,11 +181,24 @@ export async function buildBenchLab(tag: string, o: BenchLabOptions): Promise<Be
     await lab.ip("sink", "neigh", "replace", DIR_SERVER_ADDR, "lladdr", mac.s0, "dev", "eth0", "nud", "permanent");
     await lab.exec("dir", ["ethtool", "-K", "c0", "gro", "on"], true);
     await lab.exec("dir", ["ethtool", "-K", "s0", "gro", "on"], true);
-    if (o.rpsCpu !== null) {
-      const mask = (1 << o.rpsCpu).toString(16);
-      for (const i of ["c0", "s0"]) await sysfs(lab, "dir", `/sys/class/net/${i}/queues/rx-0/rps_cpus`, mask);
+    let napiThreads: number[] = [];
+    if (o.steer) {
+      napiThreads = await threadedNapi(lab, "dir", ["c0", "s0"], o.steer.dirCpu);
+      const mask = (1 << o.steer.genCpu).toString(16);
+      await sysfs(lab, "gen", "/sys/class/net/eth0/queues/rx-0/rps_cpus", mask);
+      await sysfs(lab, "sink", "/sys/class/net/eth0/queues/rx-0/rps_cpus", mask);
     }
-    const { mapId } = await agentJson<{ mapId: number }>(lab, "sink", ["xdp", "--iface", "eth0", "--prog", "sink-tc", "--port", String(UDP_PORT), "--tun-port", String(GUE_PORT)]);
+    const sinkArgs = ["--iface", "eth0", "--port", String(UDP_PORT), "--tun-port", String(GUE_PORT)];
+    let sinkKind: "tc" | "xdp" = "tc";
+    let mapId: number;
+    try {
+      ({ mapId } = await agentJson<{ mapId: number }>(lab, "sink", ["xdp", "--prog", "sink-tc", ...sinkArgs]));
+    } catch (e) {
+      // no tc BPF here (sch_ingress/cls_bpf missing): count in XDP instead, and say so
+      if (!/clsact|tc program/.test(String(e))) throw e;
+      sinkKind = "xdp";
+      ({ mapId } = await agentJson<{ mapId: number }>(lab, "sink", ["xdp", "--prog", "sink", ...sinkArgs]));
+    }
     sink = new SinkReader(mapId);
     const cpu = o.serverCpu !== null ? ["--cpu", String(o.serverCpu)] : [];
     await startServer(lab, "sink", ["tcp-srv", "--port", String(TCP_PORT), ...cpu]);
@@ -154,7 +209,7 @@ export async function buildBenchLab(tag: string, o: BenchLabOptions): Promise<Be
     if (o.mode !== "nat") await startServer(lab, "sink", ["udp-echo", "--addr", VIP, "--port", String(PING_PORT), ...cpu]);
     const reader = sink;
     return {
-      lab, mac, sink: reader, sinkMapId: mapId,
+      lab, mac, sink: reader, sinkMapId: mapId, sinkKind, napiThreads,
       async close() {
         reader.close();
         await lab.teardown();

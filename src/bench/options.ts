@@ -26,12 +26,18 @@ export interface BenchOptions {
   dirCpu: number;
   /** Pin at all (false: nothing pinned, no RPS). */
   pin: boolean;
-  /** Steer the director's kernel receive work to dirCpu with RPS (kernel contenders). */
-  rps: boolean;
+  /**
+   * Put all of the director's kernel receive work on dirCpu (threaded NAPI on its interfaces,
+   * pinned) and the generator's and sink's on genCpu (RPS), instead of leaving it on whichever
+   * CPU sent the packet (veth's default).
+   */
+  steer: boolean;
   /** Flows of the UDP packet-rate workloads. */
   flows: number;
   /** Tracked-flow counts of the `flows` workload. */
   flowCounts: number[];
+  /** Rounds that include the `flows` workload (the first N; it is the slowest). */
+  flowsRounds: number;
   tcpConcurrency: number;
   pingCount: number;
   /** Seconds per microbenchmark row. */
@@ -88,10 +94,13 @@ options:
   --modes M[,M]         forwarding modes: nat,dr,tun (default nat)
   --gen-cpu N           CPU of the generator, clients and servers (default 0)
   --dir-cpu N           CPU of the director (default 1)
-  --no-pin              pin nothing and leave receive steering alone
-  --no-rps              do not steer the kernel contenders' receive work to --dir-cpu
+  --no-pin              pin nothing and leave receive processing where veth puts it
+  --no-steer            leave each veth's receive processing on the sending CPU (veth's default)
+                        instead of moving the director's to --dir-cpu (threaded NAPI, pinned)
+                        and the generator's and sink's to --gen-cpu (RPS)
   --flows N             flows in the UDP workloads (default 256)
   --flow-counts N[,N]   tracked flows for the flows workload (default 100000,1000000)
+  --flows-rounds N      rounds that include the flows workload, the slowest (default 2)
   --tcp-concurrency N   parallel TCP clients (default 32)
   --ping-count N        latency samples per measurement (default 1000)
   --micro-seconds S     seconds per microbenchmark row (default 0.4)
@@ -107,7 +116,8 @@ options:
                         --ping-count 200 --micro-seconds 0.1 --no-profile
 
 On veth the receiver's processing runs on the sender's CPU: the generator and the director are
-pinned to different CPUs, and the report says which.
+pinned to different CPUs, the director's receive processing is moved to the director's CPU
+(threaded NAPI), and the report says which CPU does what.
 `;
 
 function list<T extends string>(v: string, allowed: readonly T[], what: string): T[] {
@@ -122,8 +132,8 @@ export function defaultOptions(): BenchOptions {
   return {
     rounds: 3, duration: 2, warmup: 0.7,
     contenders: [...CONTENDER_KINDS], modes: ["nat"], workloads: [...WORKLOADS],
-    genCpu: 0, dirCpu: 1, pin: true, rps: true,
-    flows: 256, flowCounts: [100_000, 1_000_000], tcpConcurrency: 32, pingCount: 1000, microSeconds: 0.4,
+    genCpu: 0, dirCpu: 1, pin: true, steer: true,
+    flows: 256, flowCounts: [100_000, 1_000_000], flowsRounds: 2, tcpConcurrency: 32, pingCount: 1000, microSeconds: 0.4,
     out: null, name: `bench-${stamp}`, profile: true, note: "", inGuest: false, ipvsVm: false, ipvsVmTools: null,
     xskfwdBin: null, check: false, quiet: false,
   };
@@ -157,13 +167,14 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
       case "--gen-cpu": o.genCpu = number(0, 4095, true); break;
       case "--dir-cpu": o.dirCpu = number(0, 4095, true); break;
       case "--no-pin": o.pin = false; break;
-      case "--no-rps": o.rps = false; break;
+      case "--no-steer": case "--no-rps": o.steer = false; break;
       case "--flows": o.flows = number(1, 16_000_000, true); break;
       case "--flow-counts": o.flowCounts = val().split(",").map((s) => {
         const n = Number(s);
         if (!Number.isInteger(n) || n < 1 || n > 8_000_000) throw new LbError(ErrorCode.Invalid, `${a}: '${s}' is not a flow count in 1..8000000`);
         return n;
       }); break;
+      case "--flows-rounds": o.flowsRounds = number(1, 100, true); break;
       case "--tcp-concurrency": o.tcpConcurrency = number(1, 4096, true); break;
       case "--ping-count": o.pingCount = number(10, 1_000_000, true); break;
       case "--micro-seconds": o.microSeconds = number(0.01, 60); break;

@@ -129,7 +129,7 @@ export function profileSummary(
 ): string[] {
   const L: string[] = [];
   if (xvsRate !== null) {
-    L.push(`One profiled 64-byte UDP run of xvs-nat${xskRate !== null ? " and of the C forwarder" : ""}, director pinned to CPU ${dirCpu}: xvs ${(xvsRate / 1e6).toFixed(3)} Mpps${xskRate !== null ? `, xskfwd ${(xskRate / 1e6).toFixed(3)} Mpps (xvs/xskfwd ${(xvsRate / xskRate).toFixed(2)}x)` : ""}. ` +
+    L.push(`One profiled 64-byte UDP run of xvs-nat${xskRate !== null ? " and of the C forwarder" : ""}, each offered the load of its peak rate (median over the rounds), director on CPU ${dirCpu}: xvs ${(xvsRate / 1e6).toFixed(3)} Mpps${xskRate !== null ? `, xskfwd ${(xskRate / 1e6).toFixed(3)} Mpps (xvs/xskfwd ${(xvsRate / xskRate).toFixed(2)}x)` : ""}. ` +
       `At that rate one packet has ${(1e9 / xvsRate).toFixed(0)} ns of the director CPU${xskRate ? ` (the C forwarder: ${(1e9 / xskRate).toFixed(0)} ns)` : ""}.`, "");
   }
   if (xvs && xvs.frames > 0) {

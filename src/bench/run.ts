@@ -19,13 +19,14 @@ import { runMicro, type MicroRow } from "./micro.ts";
 import { type BenchOptions, type WorkloadKind } from "./options.ts";
 import { perfCpu, perfWorks, profileSummary, type PerfSample, windowProfile } from "./profile.ts";
 import { type BenchReport, buildRows, type Cell, type ContenderInfo, renderMarkdown, renderSvg, renderTable, type Target, workloadInfo, workloadOrder } from "./report.ts";
-import { flowsId, flowsRate, latency, type Result, tcpRate, udpRate } from "./workloads.ts";
+import { flowsId, flowsRate, latency, measureRate, PEAK_LEVELS, type Result, tcpRate, udpPeak, udpRate } from "./workloads.ts";
 
 export { BENCH_HELP, parseBenchArgs } from "./options.ts";
 
 /** Workload row ids a workload kind produces. */
 function rowIds(w: WorkloadKind, o: BenchOptions): string[] {
   if (w === "latency") return ["latency-p50", "latency-p99"];
+  if (w === "udp64") return ["udp64", "udp64-overload"];
   if (w === "flows") return o.flowCounts.map(flowsId);
   if (w === "micro") return [];
   return [w];
@@ -78,10 +79,14 @@ export async function runBench(o: BenchOptions): Promise<number> {
     return x;
   };
   // rows appear in contender order (the report's tables keep it)
-  for (const c of active) for (const w of wanted) if (c.workloads.includes(w)) for (const id of rowIds(w, o)) cell(c.id, id);
+  for (const c of active) for (const w of wanted) if (c.workloads.includes(w)) for (const id of rowIds(w, o)) if (!(c.kind === "gen" && id === "udp64-overload")) cell(c.id, id);
 
-  const ctxOf = (bl: BenchLab): RunCtx => ({ o, bl, progress: log });
-  const labFor = (c: Contender) => buildBenchLab("bench", { mode: c.mode, rpsCpu: o.pin && o.rps ? o.dirCpu : null, serverCpu: o.pin ? o.genCpu : null });
+  const sinkKinds = new Set<string>();
+  const ctxOf = (bl: BenchLab): RunCtx => {
+    sinkKinds.add(bl.sinkKind);
+    return { o, bl, progress: log };
+  };
+  const labFor = (c: Contender) => buildBenchLab("bench", { mode: c.mode, steer: o.pin && o.steer ? { dirCpu: o.dirCpu, genCpu: o.genCpu } : null, serverCpu: o.pin ? o.genCpu : null });
 
   for (let r = 1; r <= o.rounds; r++) {
     const order = active.map((_, i) => active[(i + r - 1) % active.length]);
@@ -115,14 +120,21 @@ export async function runBench(o: BenchOptions): Promise<number> {
             log(`  ${c.id.padEnd(9)} ${res.id.padEnd(12)} ${(res.value / info.scale).toFixed(info.digits)} ${info.unit}`);
           };
           try {
-            if (w === "udp64") record(await udpRate(ctx, c, 64));
+            if (w === "udp64") {
+              if (c.kind === "gen") record(await udpRate(ctx, c, 64));
+              else for (const x of await udpPeak(ctx, c, 64)) record(x);
+            }
             else if (w === "udp1514") record(await udpRate(ctx, c, 1514));
             else if (w === "latency") for (const x of await latency(ctx, c)) record(x);
             else if (w === "tcp") record(await tcpRate(ctx, c));
             else if (w === "flows") {
+              if (r > o.flowsRounds) continue;
+              // create the flows at 60% of what this contender forwarded this round (64-byte UDP)
+              const measured = cell(c.id, "udp64-overload").samples.find((x) => x.round === r)?.value ?? cell(c.id, "udp64").samples.find((x) => x.round === r)?.value;
+              const populatePps = Math.max(20_000, 0.6 * (measured ?? 100_000));
               for (const n of o.flowCounts) {
                 try {
-                  record(await flowsRate(ctx, c, n));
+                  record(await flowsRate(ctx, c, n, populatePps));
                 } catch (e) {
                   cell(c.id, flowsId(n)).errors.push({ round: r, error: e instanceof Error ? e.message : String(e) });
                   log(`  ${c.id} ${flowsId(n)}: FAILED ${e instanceof Error ? e.message : String(e)}`);
@@ -159,6 +171,11 @@ export async function runBench(o: BenchOptions): Promise<number> {
     log("profiled run (xvs worker phases; perf on the director CPU when available)");
     const perfOk = o.pin && !o.inGuest && (await perfWorks());
     type One = { rate: number | null; offered: number | null; window: [number, number]; stats: Record<string, unknown> | null; perf: PerfSample | null; veth: Record<string, number> };
+    // each at the offered load of its peak (median over rounds), else under full load
+    const peakOffered = (id: string): number => {
+      const xs = cells.get(`${id}|udp64`)?.samples.map((x) => Number(x.extra.offeredPps)).filter((x) => x > 0) ?? [];
+      return xs.length ? xs.sort((a, b) => a - b)[xs.length >> 1] : 0;
+    };
     const one = async (c: Contender, prof: boolean): Promise<One> => {
       const bl = await labFor(c);
       currentLab = bl;
@@ -170,10 +187,10 @@ export async function runBench(o: BenchOptions): Promise<number> {
         await c.start(ctx, prof);
         const before = await ifaceCounters(bl);
         const perfP = perfOk ? perfCpu(o.dirCpu, o.warmup + o.duration) : Promise.resolve(null);
-        const res = await udpRate(ctx, c, 64);
-        rate = res.value;
-        offered = Number(res.extra.offeredPps) || null;
-        window = [Number(res.extra.windowStartMs), Number(res.extra.windowEndMs)];
+        const res = await measureRate(ctx, c, 64, o.flows, peakOffered(c.id), o.warmup, o.duration);
+        rate = res.pps;
+        offered = res.offeredPps || null;
+        window = [res.w0, res.w1];
         perf = await perfP;
         veth = counterDeltas(before, await ifaceCounters(bl));
       } catch (e) {
@@ -217,7 +234,11 @@ export async function runBench(o: BenchOptions): Promise<number> {
   if (o.inGuest) notes.push("Run inside the ipvs-vm qemu guest under software emulation (TCG): absolute numbers mean nothing; only ratios between contenders of this run do.");
   else notes.push("This is a shared, noisy VM: other engineers' builds and tests ran at the same time (see the busiest processes above); absolute numbers move by 2-5x between runs, ratios within one run are steadier. Each contender's rounds are interleaved with the others' so that load changes hit all of them.");
   notes.push("The generator is BPF_PROG_RUN with BPF_F_TEST_XDP_LIVE_FRAMES (native/bpf/xvs_gen.bpf.c via native/shim/xvs_gen.c), XDP_TX out of the generator's veth. Its own rate (row `gen`: frames into an XDP drop on the director) is the ceiling of what this lab can measure. Rates are counted by an XDP program on the sink (count and drop), read twice `duration` apart after `warmup` seconds.");
-  if (o.pin) notes.push(`CPUs: generator, TCP clients and servers on CPU ${o.genCpu}; the director (xvs daemon via taskset, the C forwarder via sched_setaffinity) on CPU ${o.dirCpu}. On veth the receiving side's processing runs on the sending CPU: the director's XDP steering and the copy into the AF_XDP UMEM run on the generator's CPU; the director's transmit (and the sink's XDP) on the director's CPU.${o.rps ? ` The kernel contenders (IPVS, nftables, plain) get their receive processing steered to CPU ${o.dirCpu} with RPS on the director's interfaces, so that they too forward on the director CPU.` : " RPS is off: the kernel contenders forward on the generator's CPU."}`);
+  if (o.pin) {
+    notes.push(`CPUs: generator, TCP clients and servers on CPU ${o.genCpu}; the director on CPU ${o.dirCpu} (the xvs daemon via taskset, the C forwarder via sched_setaffinity). ` + (o.steer
+      ? `On veth a packet's receive processing runs on the CPU that sent it; here the director's two interfaces use threaded NAPI with their kernel threads pinned to CPU ${o.dirCpu}, so its receive work (XDP steering and the copy into the AF_XDP UMEM, or the kernel's skb building, GRO and forwarding) runs on the director's CPU too, and the generator's and sink's interfaces hand theirs to CPU ${o.genCpu} by RPS: CPU ${o.dirCpu} does exactly the director's work, receive, balance, transmit, for every contender.`
+      : `Receive processing is left where veth puts it (--no-steer): on the sending CPU, so the director's receive work (XDP steering and the UMEM copy, or the kernel's skb building, GRO and forwarding) runs on the generator's CPU ${o.genCpu}.`));
+  }
   else notes.push("Nothing pinned (--no-pin): contenders and generator share the CPUs as the scheduler decides.");
   for (const c of contenders) if (c.skipReason && c.kind === "ipvs") notes.push(`Kernel IPVS: ${c.skipReason}.`);
   const nftFlows = rows.filter((r) => r.contender === "nft" && r.workload.startsWith("flows-") && typeof r.extra.memory === "string" && /nf_conntrack_max=(\d+)/.test(String(r.extra.memory)));
@@ -226,6 +247,7 @@ export async function runBench(o: BenchOptions): Promise<number> {
     const n = Number(/flows-(\d+)([kM]?)/.exec(r.workload)?.[1] ?? 0) * (r.workload.endsWith("M") ? 1e6 : r.workload.endsWith("k") ? 1e3 : 1);
     if (n > max) notes.push(`nftables at ${r.workload}: conntrack holds at most nf_conntrack_max=${max} entries (a global setting of the root namespace, read-only in a lab namespace, not changed by the benchmark): new flows beyond that are dropped.`);
   }
+  if (sinkKinds.has("xdp")) notes.push("tc BPF was not available (sch_ingress/cls_bpf), so the sink counted in XDP: on veth that makes the kernel copy every skb without XDP headroom, which AF_XDP copy-mode transmit skbs (xvs, xskfwd) are and forwarded skbs are not: the AF_XDP contenders pay one extra copy per packet on the director CPU in this run.");
   const finishedAt = new Date().toISOString();
   const report: BenchReport = {
     schema: "xvs-bench/1",
@@ -235,7 +257,7 @@ export async function runBench(o: BenchOptions): Promise<number> {
     setup: [
       "Lab: gen (198.18.1.2) -> veth -> dir (c0 198.18.1.1, s0 198.18.2.1, VIP 198.18.0.100) -> veth -> sink (198.18.2.11-13), static neighbours; a fresh lab for every contender in every round.",
       `Services: UDP VIP:9000 (packet rates), UDP VIP:9001 (echo, latency), TCP VIP:80 (HTTP/1.0, connection rate); round robin over the sink's 3 addresses.`,
-      `${o.rounds} rounds, contender order rotated each round; ${o.warmup} s warm-up + ${o.duration} s window per measurement; ${o.flows} UDP flows in udp64/udp1514; TCP: ${o.tcpConcurrency} concurrent clients; latency: ${o.pingCount} round trips one at a time; flows workload: ${o.flowCounts.join(", ")} flows.`,
+      `${o.rounds} rounds, contender order rotated each round; ${o.warmup} s warm-up + ${o.duration} s window per measurement; ${o.flows} UDP flows in udp64/udp1514; udp64: the rate under the generator's full load, then evenly paced offered loads of ${PEAK_LEVELS.join("/")}x that rate for ${Math.max(0.5, o.duration * 0.35).toFixed(2)} s each, the peak being the most forwarded; TCP: ${o.tcpConcurrency} concurrent clients; latency: ${o.pingCount} round trips one at a time; flows workload: ${o.flowCounts.join(", ")} flows, in the first ${Math.min(o.flowsRounds, o.rounds)} rounds, created at 60% of the contender's 64-byte rate of that round, then measured at full offered load.`,
     ],
     contenders: cinfo, workloads: workloadOrder(rows).map(workloadInfo), rows, micro, profile, targets, notes,
   };

@@ -29,6 +29,8 @@ export interface GenFlows {
   portBase: number;
   /** First source address, IPv4 as a number (host order). */
   addrBase: number;
+  /** Send one frame in txEvery (even pacing); default 1: all. */
+  txEvery?: number;
 }
 
 /** The loaded bench object (all three programs and their maps). */
@@ -70,7 +72,20 @@ export class GenObject {
     dv.setUint32(abi.XVS_GEN_CFG_PORTS_OFF, f.portsPerAddr, true);
     dv.setUint32(abi.XVS_GEN_CFG_PORT_BASE_OFF, f.portBase, true);
     dv.setUint32(abi.XVS_GEN_CFG_ADDR_BASE_OFF, f.addrBase >>> 0, true);
+    dv.setUint32(abi.XVS_GEN_CFG_TX_EVERY_OFF, Math.max(1, f.txEvery ?? 1), true);
     this.update("gen_cfg", 0, v);
+  }
+
+  /** Frames the generator program decided on and sent, summed over CPUs (since load). */
+  counts(): { decided: number; sent: number } {
+    const out = new BigUint64Array(1);
+    const fd = this.fd("gen_seq");
+    const read = (k: number) => {
+      // the map's values are u32 per CPU: sum them through a lookup of the raw per-CPU array
+      check(lib().xvs_gen__percpu_sum_u32(fd, k, ptr(out)), "read generator counters");
+      return Number(out[0]);
+    };
+    return { decided: read(1), sent: read(2) };
   }
 
   /** Set the UDP port (and GUE port, 0 for none) the sink counts and drops. */

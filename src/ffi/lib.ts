@@ -55,6 +55,7 @@ const symbols = {
   xvs_gen__obj_id: { args: [i32], returns: i32 },
   xvs_gen__close: { args: [i32], returns: i32 },
   xvs_gen__tc_attach: { args: [i32, i32], returns: i32 },
+  xvs_gen__percpu_sum_u32: { args: [i32, u32, ptr], returns: i32 },
 } as const;
 
 export type Shim = ReturnType<typeof dlopen<typeof symbols>>["symbols"];
