@@ -177,7 +177,7 @@ export class FastPath {
    */
   processBurst(descs: Uint32Array, n: number): void {
     const u8 = this.u8, dv = this.dv, flows = this.flows, st = this.counters.verdicts;
-    const conns = this.conns, index = conns.index, mask = index.length - 1, seed = conns.seedConn;
+    const conns = this.conns, index = conns.index, rec = conns.rec, mask = index.length - 1, seed = conns.seedConn;
     let touched = 0;
     // pass 1: classify, hash, touch
     for (let i = 0; i < n; i++) {
@@ -191,7 +191,10 @@ export class FastPath {
       if (v === CONTINUE || v === FRAG_FIRST) {
         const h = hashFlow(seed, flows, row);
         this.hashes[i] = h;
-        touched ^= index[h & mask];
+        // touch the index slot and the record it names, so that pass 2 finds both in cache: the
+        // misses of the whole burst overlap instead of stalling one packet at a time
+        const e = index[h & mask];
+        touched ^= e === 0 ? 0 : rec[(((e >>> 1) & 0xffffff) - 1) * CONN_WORDS];
       }
     }
     this.touched = touched;
@@ -235,8 +238,7 @@ export class FastPath {
     const meta = f[row + FLOW_META];
     const v6 = (meta >>> 16) === 6 ? CF_V6 : 0;
     const proto = (meta >>> 8) & 0xff;
-    const r = this.conns.lookup(this.hashes[pkt], v6, f[row + FLOW_SRC], f[row + FLOW_SRC + 1], f[row + FLOW_SRC + 2], f[row + FLOW_SRC + 3],
-      f[row + FLOW_DST], f[row + FLOW_DST + 1], f[row + FLOW_DST + 2], f[row + FLOW_DST + 3], f[row + FLOW_PORTS], proto);
+    const r = this.conns.lookupRow(this.hashes[pkt], f, row);
     if (r >= 0) {
       if ((r & 1) === DIR_OUT) {
         this.reply(descs, d, row, pkt, r >> 1);
@@ -270,11 +272,14 @@ export class FastPath {
    *   (otherwise forward() drops it: the dest may come back from the trash).
    */
   mayReuse(id: number, proto: number, tcpFlags: number): boolean {
-    const rec = this.conns.rec, o = id * CONN_WORDS, t = this.tables;
-    const dest = rec[o + CONN_DEST];
+    const t = this.tables;
     const nodest = t.settings[SET_EXPIRE_NODEST_CONN] !== 0;
-    if (nodest && (t.dest[dest * DEST_WORDS + DEST_FLAGS] & DESTF_AVAILABLE) === 0) return true;
     const mode = t.settings[SET_CONN_REUSE_MODE];
+    // the common case, decided without touching the record: not a SYN, nodest expiry off
+    if (!nodest && (mode === 0 || proto !== PROTO_TCP || (tcpFlags & 0x02) === 0)) return false;
+    const rec = this.conns.rec, o = id * CONN_WORDS;
+    const dest = rec[o + CONN_DEST];
+    if (nodest && (t.dest[dest * DEST_WORDS + DEST_FLAGS] & DESTF_AVAILABLE) === 0) return true;
     if (mode === 0 || proto !== PROTO_TCP || (tcpFlags & 0x02) === 0) return false;
     if (nodest && t.dest[dest * DEST_WORDS + DEST_WEIGHT] === 0) return true;
     if (rec[o + CONN_CONTROL] !== 0) return false;
