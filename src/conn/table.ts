@@ -17,7 +17,7 @@
  * Memory per connection: CONN_WORDS * 4 = 108 bytes of record + 2 index entries at load <= 0.5
  * (16 bytes) = 124 bytes.
  */
-import { FLOW_DST, FLOW_META, FLOW_PORTS, FLOW_SRC, hashTuple } from "../wire/flow.ts";
+import { FLOW_DST, FLOW_META, FLOW_PORTS, FLOW_SRC, FLOW_WORDS, hashTuple } from "../wire/flow.ts";
 
 // ---- record layout (int32 words) ----
 /** Flags: CF_* below. */
@@ -222,41 +222,26 @@ export class ConnTable {
 
   // ---- lookups (per packet; no allocation) ----
 
+  /** Scratch flow row for `lookup` (slow-path callers with loose values). */
+  private readonly scratch = new Int32Array(FLOW_WORDS);
+
   /**
    * Find the connection a packet belongs to, given the packet's own (src, dst, ports, proto)
    * and its hash (hashTuple with seedConn over the same values). Returns `id << 1 | dir` or -1.
+   * For callers that hold loose values (ICMP errors, fragments); the fast path uses lookupRow.
    */
   lookup(hash: number, v6: number, s0: number, s1: number, s2: number, s3: number,
     d0: number, d1: number, d2: number, d3: number, ports: number, proto: number): number {
-    const idx = this.index, r = this.rec, mask = this.mask;
-    const tag = hash >>> 25;
-    let i = hash & mask;
-    for (;;) {
-      const e = idx[i];
-      if (e === 0) return -1;
-      if (e >>> 25 === tag) {
-        const id = ((e >>> 1) & 0xffffff) - 1;
-        const o = id * CONN_WORDS;
-        const fl = r[o + CONN_FLAGS];
-        if ((fl & CF_TEMPLATE) === 0 && (r[o + CONN_PROTO_STATE] >>> 8) === proto && (fl & CF_V6) === v6) {
-          if ((e & 1) === DIR_IN) {
-            if (r[o + CONN_CPORT_VPORT] === ports && r[o + CONN_CADDR] === s0 && r[o + CONN_VADDR] === d0 &&
-              r[o + CONN_CADDR + 1] === s1 && r[o + CONN_CADDR + 2] === s2 && r[o + CONN_CADDR + 3] === s3 &&
-              r[o + CONN_VADDR + 1] === d1 && r[o + CONN_VADDR + 2] === d2 && r[o + CONN_VADDR + 3] === d3) return id << 1;
-          } else {
-            const cv = r[o + CONN_CPORT_VPORT];
-            if ((((r[o + CONN_DPORT] & 0xffff) << 16) | (cv >>> 16)) === ports && r[o + CONN_DADDR] === s0 && r[o + CONN_CADDR] === d0 &&
-              r[o + CONN_DADDR + 1] === s1 && r[o + CONN_DADDR + 2] === s2 && r[o + CONN_DADDR + 3] === s3 &&
-              r[o + CONN_CADDR + 1] === d1 && r[o + CONN_CADDR + 2] === d2 && r[o + CONN_CADDR + 3] === d3) return (id << 1) | 1;
-          }
-        }
-      }
-      i = (i + 1) & mask;
-    }
+    const f = this.scratch;
+    f[FLOW_META] = ((v6 !== 0 ? 6 : 4) << 16) | (proto << 8);
+    f[FLOW_SRC] = s0; f[FLOW_SRC + 1] = s1; f[FLOW_SRC + 2] = s2; f[FLOW_SRC + 3] = s3;
+    f[FLOW_DST] = d0; f[FLOW_DST + 1] = d1; f[FLOW_DST + 2] = d2; f[FLOW_DST + 3] = d3;
+    f[FLOW_PORTS] = ports;
+    return this.lookupRow(hash, f, 0);
   }
 
   /**
-   * `lookup` for a packet's flow row (wire/flow.ts), the fast path's case: the row's words are
+   * Find the connection of a packet given its flow row (wire/flow.ts): the row's words are
    * read only for an index entry whose tag matches, so a probe costs one index load, and a hit
    * one record line. Returns `id << 1 | dir` or -1.
    */
