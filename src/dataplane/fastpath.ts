@@ -11,32 +11,17 @@
  * (ip_vs_core.c ip_vs_in/ip_vs_out, ip_vs_conn.c, ip_vs_proto_tcp.c): see each step.
  */
 import * as abi from "../ffi/abi.ts";
-import {
-  CF_FWD_MASK, CF_INACTIVE, CF_NOOUTPUT, CF_OUT_ENTRY, CF_TEMPLATE, CF_USED, CF_V6, CONN_CADDR, CONN_CONTROL, CONN_CPORT_VPORT,
-  CONN_DADDR, CONN_DEST, CONN_DPORT, CONN_FLAGS, CONN_MAC_HI, CONN_MAC_LO, CONN_NEXTHOP, CONN_PROTO_STATE, CONN_SVC,
-  CONN_EXPIRES, CONN_TIMEOUT, CONN_VADDR, CONN_WORDS, ConnTable, DIR_OUT, TICKS_PER_SEC,
-} from "../conn/table.ts";
-import {
-  DIR_INPUT, DIR_INPUT_ONLY, DIR_OUTPUT, NEW_CONN_TIMEOUT_SEC, S_CLOSE, S_FIN_WAIT, S_NONE, S_TIME_WAIT, TCP_STATE_ACTIVE,
-  TCP_TIMEOUTS_SEC, tcpNextState, TEMPLATE_RETRY_SEC,
-} from "../conn/state.ts";
+import {CF_FWD_MASK, CF_NOOUTPUT, CF_TEMPLATE, CF_V6, CONN_CONTROL, CONN_CPORT_VPORT, CONN_DEST, CONN_DPORT, CONN_FLAGS, CONN_MAC_HI, CONN_MAC_LO, CONN_NEXTHOP, CONN_PROTO_STATE, CONN_SVC, CONN_VADDR, CONN_WORDS, ConnTable, DIR_OUT, TICKS_PER_SEC} from "../conn/table.ts";
+import {DIR_INPUT, DIR_INPUT_ONLY, DIR_OUTPUT, S_CLOSE, S_FIN_WAIT, S_TIME_WAIT, TCP_TIMEOUTS_SEC, tcpNextState, TEMPLATE_RETRY_SEC} from "../conn/state.ts";
 import { HOP_NO_ROUTE, nextHopFor, type NextHopView } from "./route.ts";
 import { SCHEDULER_BY_ID } from "../sched/registry.ts";
 import { SCHED_STATE_WORDS, type SchedView } from "../sched/scheduler.ts";
-import {
-  DEST_FLAGS, DEST_FWD, DEST_LTHRESH, DEST_MTU, DEST_NEXTHOP, DEST_PORT, DEST_ADDR, DEST_UTHRESH, DEST_WEIGHT, DEST_WORDS,
-  DESTF_AVAILABLE, findService, FWD_MASQ, MAX_SERVICES, SET_CONN_REUSE_MODE, SET_EXPIRE_NODEST_CONN, SET_SLOPPY_TCP,
-  SET_TCP_TICKS, SET_TCPFIN_TICKS, SET_UDP_TICKS, SVC_ADDR, SVC_EPOCH, SVC_FLAGS, SVC_PORT, SVC_SCHED, SVC_SCHED_EPOCH,
-  SVC_WORDS, SVCF_ONEPACKET, SVCF_USED, type Tables,
-} from "../service/tables.ts";
+import {DEST_FLAGS, DEST_MTU, DEST_NEXTHOP, DEST_ADDR, DEST_WEIGHT, DEST_WORDS, DESTF_AVAILABLE, findService, FWD_MASQ, MAX_SERVICES, SET_CONN_REUSE_MODE, SET_EXPIRE_NODEST_CONN, SET_TCP_TICKS, SET_TCPFIN_TICKS, SET_UDP_TICKS, SVC_EPOCH, SVC_FLAGS, SVC_SCHED, SVC_SCHED_EPOCH, SVC_WORDS, SVCF_USED, type Tables} from "../service/tables.ts";
 import { setDstMac, setSrcMac } from "../wire/eth.ts";
 import { PORT_MAC_HI, PORT_MAC_LO, PORT_WORDS } from "../nexthop/table.ts";
-import {
-  ICMP_CODE_FRAG_NEEDED, ICMP_CODE_PORT_UNREACH, ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, ICMPV6_CODE_PORT_UNREACH,
-  ICMPV6_DEST_UNREACH, ICMPV6_PKT_TOOBIG, ICMPV6_TIME_EXCEEDED, IPV4_CSUM, IPV4_FLAG_DF, IPV4_TTL, PROTO_TCP,
-} from "../wire/fields.ts";
+import {ICMP_CODE_FRAG_NEEDED, ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, ICMPV6_DEST_UNREACH, ICMPV6_PKT_TOOBIG, ICMPV6_TIME_EXCEEDED, IPV4_FLAG_DF, IPV4_TTL, PROTO_TCP} from "../wire/fields.ts";
 import { FLOW_DST, FLOW_L3, FLOW_L4, FLOW_META, FLOW_PORTS, FLOW_SRC, FLOW_WORDS, hashFlow } from "../wire/flow.ts";
-import { csumReplace16 } from "../wire/checksum.ts";
+import {} from "../wire/checksum.ts";
 import { dnat4, dnat6, snat4, snat6 } from "../xmit/nat.ts";
 import { icmp4Error, icmp6Error } from "../xmit/icmp-error.ts";
 import { CONTINUE, CONTINUE_ICMP, classify } from "./classify.ts";
@@ -46,7 +31,7 @@ import { encapsulate, flowSourcePort, IPV4_MIN_MTU, IPV6_MIN_MTU, tunnelOverhead
 import { ICMP_CODE_HOST_UNREACH, ICMPV6_CODE_ADDR_UNREACH } from "../xmit/icmp-error.ts";
 import { DEST_TUN, DEST_TUN_PORT, DEST_TUN_SRC, DESTF_V6, FWD_ROUTE, FWD_TUNNEL, MAX_DESTS } from "../service/tables.ts";
 import { ETH_HLEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from "../wire/fields.ts";
-import { Counters, DEST_TRAFFIC_BASE, TS_CONNS, TS_INBYTES, TS_INPKTS, TS_OUTBYTES, TS_OUTPKTS, TS_WORDS } from "../stats/counters.ts";
+import {Counters, DEST_TRAFFIC_BASE, TS_INBYTES, TS_INPKTS, TS_OUTBYTES, TS_OUTPKTS, TS_WORDS} from "../stats/counters.ts";
 import { Stat } from "./verdict.ts";
 import { IcmpLimiter } from "../xmit/icmp-limit.ts";
 import { FRAG_FIRST, FRAG_LATER, FragPath } from "./frag.ts";
@@ -337,12 +322,8 @@ export class FastPath {
     const dOff = dest * DEST_WORDS;
     const l3 = f[row + FLOW_L3], l4 = f[row + FLOW_L4];
     const l3len = this.l3Len[pkt];
-    const tr = this.counters.traffic;
     // ip_vs_in_stats: counted before mangling, the whole IP packet
-    tr[svc * TS_WORDS + TS_INPKTS] += 1;
-    tr[svc * TS_WORDS + TS_INBYTES] += l3len;
-    tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_INPKTS] += 1;
-    tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_INBYTES] += l3len;
+    this.countIn(svc, dest, l3len);
     if (fwd !== FWD_MASQ && fwd !== FWD_ROUTE && fwd !== FWD_TUNNEL) {
       this.drop(descs, d, Stat.DropUnsupported);
       return;
@@ -462,18 +443,14 @@ export class FastPath {
 
   /** Real server -> client reply of a NAT connection (ip_vs_out). */
   reply(descs: Uint32Array, d: number, row: number, pkt: number, id: number): void {
-    const t = this.tables, rec = this.conns.rec, o = id * CONN_WORDS, u8 = this.u8, dv = this.dv, f = this.flows;
+    const rec = this.conns.rec, o = id * CONN_WORDS, u8 = this.u8, dv = this.dv, f = this.flows;
     const proto = (rec[o + CONN_PROTO_STATE] >>> 8) & 0xff;
     const flags = rec[o + CONN_FLAGS];
     const v6 = flags & CF_V6;
     const svc = rec[o + CONN_SVC], dest = rec[o + CONN_DEST];
     const l3 = f[row + FLOW_L3], l4 = f[row + FLOW_L4];
     const l3len = this.l3Len[pkt];
-    const tr = this.counters.traffic;
-    tr[svc * TS_WORDS + TS_OUTPKTS] += 1;
-    tr[svc * TS_WORDS + TS_OUTBYTES] += l3len;
-    tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_OUTPKTS] += 1;
-    tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_OUTBYTES] += l3len;
+    this.countOut(svc, dest, l3len);
     if (proto === PROTO_TCP) {
       this.setState(id, proto, tcpNextState(DIR_OUTPUT, f[row + FLOW_META] & 0xff, rec[o + CONN_PROTO_STATE] & 0xff));
     } else {
@@ -481,24 +458,8 @@ export class FastPath {
       setUdpState(this.conns, id, true, this.udpTicks, this.now);
     }
     if (!this.ttlOk(descs, d, row, pkt, v6)) return;
-    const frame = descs[d + D_ADDR];
-    const hop = rec[o + CONN_NEXTHOP];
-    let port: number;
-    if (hop === HOP_NO_ROUTE) {
-      this.drop(descs, d, Stat.DropNoRoute);
-      return;
-    }
-    if (hop >= 0) {
-      port = this.nh.setMacs(dv, frame, hop, t.ports);
-      if (port < 0) {
-        this.drop(descs, d, Stat.DropNeighbour);
-        return;
-      }
-    } else {
-      port = -1 - hop;
-      setSrcMac(dv, frame, t.ports[port * PORT_WORDS + PORT_MAC_HI], t.ports[port * PORT_WORDS + PORT_MAC_LO]);
-      setDstMac(dv, frame, rec[o + CONN_MAC_HI], rec[o + CONN_MAC_LO]);
-    }
+    const port = this.clientHop(descs, d, id);
+    if (port < 0) return;
     const vport = rec[o + CONN_CPORT_VPORT] & 0xffff;
     if (v6) {
       snat6(u8, dv, l3, l4, l3len - (l4 - l3), proto, rec[o + CONN_VADDR], rec[o + CONN_VADDR + 1], rec[o + CONN_VADDR + 2], rec[o + CONN_VADDR + 3], vport);
@@ -508,6 +469,48 @@ export class FastPath {
     this.decTtl(l3, v6);
     this.counters.verdicts[Stat.FwdOut] += 1;
     this.out(descs, d, port);
+  }
+
+  /** ip_vs_in_stats: a client packet (`bytes` of IP packet, before mangling) on its service and dest. */
+  countIn(svc: number, dest: number, bytes: number): void {
+    const tr = this.counters.traffic;
+    tr[svc * TS_WORDS + TS_INPKTS] += 1;
+    tr[svc * TS_WORDS + TS_INBYTES] += bytes;
+    tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_INPKTS] += 1;
+    tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_INBYTES] += bytes;
+  }
+
+  /** ip_vs_out_stats: a packet back from the real server on its service and dest. */
+  countOut(svc: number, dest: number, bytes: number): void {
+    const tr = this.counters.traffic;
+    tr[svc * TS_WORDS + TS_OUTPKTS] += 1;
+    tr[svc * TS_WORDS + TS_OUTBYTES] += bytes;
+    tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_OUTPKTS] += 1;
+    tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_OUTBYTES] += bytes;
+  }
+
+  /**
+   * Address the frame of descs[d] to connection `id`'s client (NAT replies, relayed ICMP): the
+   * MACs of its next hop, or the MAC its packets came from when the kernel knew none. Returns
+   * the port to send on, or -1 after counting the drop (no route, MAC not resolved).
+   */
+  clientHop(descs: Uint32Array, d: number, id: number): number {
+    const rec = this.conns.rec, o = id * CONN_WORDS, t = this.tables;
+    const hop = rec[o + CONN_NEXTHOP];
+    const frame = descs[d + D_ADDR];
+    if (hop === HOP_NO_ROUTE) {
+      this.drop(descs, d, Stat.DropNoRoute);
+      return -1;
+    }
+    if (hop >= 0) {
+      const port = this.nh.setMacs(this.dv, frame, hop, t.ports);
+      if (port < 0) this.drop(descs, d, Stat.DropNeighbour);
+      return port;
+    }
+    const port = -1 - hop;
+    setSrcMac(this.dv, frame, t.ports[port * PORT_WORDS + PORT_MAC_HI], t.ports[port * PORT_WORDS + PORT_MAC_LO]);
+    setDstMac(this.dv, frame, rec[o + CONN_MAC_HI], rec[o + CONN_MAC_LO]);
+    return port;
   }
 
   out(descs: Uint32Array, d: number, port: number): void {

@@ -26,18 +26,14 @@
  * TTL expiry or a fragment larger than the path MTU drop them silently with DropTtl / DropMtu.
  */
 import * as abi from "../ffi/abi.ts";
-import { CF_FWD_MASK, CF_TEMPLATE, CF_USED, CF_V6, CONN_CADDR, CONN_CPORT_VPORT, CONN_DADDR, CONN_DEST, CONN_DPORT, CONN_FLAGS,
-  CONN_MAC_HI, CONN_MAC_LO, CONN_NEXTHOP, CONN_PROTO_STATE, CONN_SVC, CONN_VADDR, CONN_WORDS, DIR_OUT } from "../conn/table.ts";
+import {CF_FWD_MASK, CF_TEMPLATE, CF_USED, CF_V6, CONN_CADDR, CONN_CPORT_VPORT, CONN_DADDR, CONN_DEST, CONN_DPORT, CONN_FLAGS, CONN_PROTO_STATE, CONN_SVC, CONN_VADDR, CONN_WORDS, DIR_OUT} from "../conn/table.ts";
 import { FragTable } from "../conn/frag.ts";
-import { PORT_MAC_HI, PORT_MAC_LO, PORT_WORDS } from "../nexthop/table.ts";
 import { DEST_ADDR, DEST_FLAGS, DEST_MTU, DEST_NEXTHOP, DEST_WORDS, DESTF_AVAILABLE, FWD_MASQ } from "../service/tables.ts";
-import { DEST_TRAFFIC_BASE, TS_INBYTES, TS_INPKTS, TS_OUTBYTES, TS_OUTPKTS, TS_WORDS } from "../stats/counters.ts";
-import { setDstMac, setSrcMac } from "../wire/eth.ts";
 import { IPV4_ID, IPV4_OFFSET_MASK, IPV4_TTL, PROTO_ICMP, PROTO_SCTP, PROTO_TCP, PROTO_UDP, SCTP_HLEN, TCP_MIN_HLEN, UDP_HLEN } from "../wire/fields.ts";
 import { FLOW_DST, FLOW_L3, FLOW_L4, FLOW_META, FLOW_PORTS, FLOW_SRC, hashFlow } from "../wire/flow.ts";
 import { setDstAddrFix, setSrcAddrFix } from "../wire/ipv4.ts";
 import type { FastPath } from "./fastpath.ts";
-import { HOP_NO_ROUTE } from "./route.ts";
+import {} from "./route.ts";
 import { Stat } from "./verdict.ts";
 
 /** classify(): a first fragment whose L4 header is complete (goes on like CONTINUE, then is recorded). */
@@ -184,11 +180,7 @@ export class FragPath {
       if (fp.counters.verdicts[Stat.FwdIn] !== sent) fp.counters.verdicts[Stat.FragForwarded] += 1;
       return;
     }
-    const tr = fp.counters.traffic;
-    tr[svc * TS_WORDS + TS_INPKTS] += 1;
-    tr[svc * TS_WORDS + TS_INBYTES] += l3len;
-    tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_INPKTS] += 1;
-    tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_INBYTES] += l3len;
+    fp.countIn(svc, dest, l3len);
     const nh = t.dest[dOff + DEST_NEXTHOP];
     if (nh < 0) {
       fp.drop(descs, d, Stat.DropNoRoute);
@@ -208,33 +200,13 @@ export class FragPath {
 
   /** Real server -> client (NAT): the source becomes the virtual address. */
   private reply(fp: FastPath, descs: Uint32Array, d: number, row: number, pkt: number, id: number): void {
-    const t = fp.tables, rec = fp.conns.rec, o = id * CONN_WORDS, dv = fp.dv;
+    const rec = fp.conns.rec, o = id * CONN_WORDS, dv = fp.dv;
     const svc = rec[o + CONN_SVC], dest = rec[o + CONN_DEST];
     const l3 = fp.flows[row + FLOW_L3], l3len = fp.l3Len[pkt];
-    const tr = fp.counters.traffic;
-    tr[svc * TS_WORDS + TS_OUTPKTS] += 1;
-    tr[svc * TS_WORDS + TS_OUTBYTES] += l3len;
-    tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_OUTPKTS] += 1;
-    tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_OUTBYTES] += l3len;
+    fp.countOut(svc, dest, l3len);
     if (!this.passes(fp, descs, d, l3, l3len, 0)) return;
-    const hop = rec[o + CONN_NEXTHOP];
-    if (hop === HOP_NO_ROUTE) {
-      fp.drop(descs, d, Stat.DropNoRoute);
-      return;
-    }
-    const frame = descs[d + D_ADDR];
-    let port: number;
-    if (hop >= 0) {
-      port = fp.nh.setMacs(dv, frame, hop, t.ports);
-      if (port < 0) {
-        fp.drop(descs, d, Stat.DropNeighbour);
-        return;
-      }
-    } else {
-      port = -1 - hop;
-      setSrcMac(dv, frame, t.ports[port * PORT_WORDS + PORT_MAC_HI], t.ports[port * PORT_WORDS + PORT_MAC_LO]);
-      setDstMac(dv, frame, rec[o + CONN_MAC_HI], rec[o + CONN_MAC_LO]);
-    }
+    const port = fp.clientHop(descs, d, id);
+    if (port < 0) return;
     setSrcAddrFix(dv, l3, rec[o + CONN_VADDR]);
     fp.decTtl(l3, 0);
     fp.counters.verdicts[Stat.FwdOut] += 1;

@@ -33,7 +33,6 @@ import {
   DEST_ADDR, DEST_FLAGS, DEST_MTU, DEST_NEXTHOP, DEST_TUN, DEST_TUN_PORT, DEST_WORDS, DESTF_V6, FWD_MASQ, FWD_ROUTE, FWD_TUNNEL,
   MAX_DESTS, TUN_GRE, TUN_GUE, TUN_IPIP,
 } from "../service/tables.ts";
-import { DEST_TRAFFIC_BASE, TS_INBYTES, TS_INPKTS, TS_OUTBYTES, TS_OUTPKTS, TS_WORDS } from "../stats/counters.ts";
 import { fold, pseudoSumV6, sumBytes } from "../wire/checksum.ts";
 import { setDstMac, setSrcMac } from "../wire/eth.ts";
 import {
@@ -212,11 +211,7 @@ function inIcmp(fp: FastPath, descs: Uint32Array, d: number, l3: number, l3len: 
   const t = fp.tables, rec = fp.conns.rec, o = id * CONN_WORDS, u8 = fp.u8, dv = fp.dv;
   const fwd = rec[o + CONN_FLAGS] & CF_FWD_MASK;
   const svc = rec[o + CONN_SVC], dest = rec[o + CONN_DEST], dOff = dest * DEST_WORDS;
-  const tr = fp.counters.traffic;
-  tr[svc * TS_WORDS + TS_INPKTS] += 1;
-  tr[svc * TS_WORDS + TS_INBYTES] += l3len;
-  tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_INPKTS] += 1;
-  tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_INBYTES] += l3len;
+  fp.countIn(svc, dest, l3len);
   if (fwd !== FWD_MASQ && fwd !== FWD_ROUTE && fwd !== FWD_TUNNEL) {
     fp.drop(descs, d, Stat.DropUnsupported);
     return;
@@ -256,35 +251,15 @@ function inIcmp(fp: FastPath, descs: Uint32Array, d: number, l3: number, l3len: 
 /** ip_vs_out_icmp (NAT only): an error from the real server's side goes to the client, as from the VIP. */
 function outIcmp(fp: FastPath, descs: Uint32Array, d: number, l3: number, l3len: number, ic: number, icLen: number,
   e: number, eihl: number, v6: number, id: number): void {
-  const t = fp.tables, rec = fp.conns.rec, o = id * CONN_WORDS, u8 = fp.u8, dv = fp.dv;
+  const rec = fp.conns.rec, o = id * CONN_WORDS, u8 = fp.u8, dv = fp.dv;
   const svc = rec[o + CONN_SVC], dest = rec[o + CONN_DEST];
-  const tr = fp.counters.traffic;
-  tr[svc * TS_WORDS + TS_OUTPKTS] += 1;
-  tr[svc * TS_WORDS + TS_OUTBYTES] += l3len;
-  tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_OUTPKTS] += 1;
-  tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_OUTBYTES] += l3len;
-  const hop = rec[o + CONN_NEXTHOP];
-  if (hop === HOP_NO_ROUTE) {
-    fp.drop(descs, d, Stat.DropNoRoute);
-    return;
-  }
+  fp.countOut(svc, dest, l3len);
   if (hopsLeft(u8, l3, v6) <= 1) {
     fp.drop(descs, d, Stat.DropTtl);
     return;
   }
-  const frame = descs[d + D_ADDR];
-  let port: number;
-  if (hop >= 0) {
-    port = fp.nh.setMacs(dv, frame, hop, t.ports);
-    if (port < 0) {
-      fp.drop(descs, d, Stat.DropNeighbour);
-      return;
-    }
-  } else {
-    port = -1 - hop;
-    setSrcMac(dv, frame, t.ports[port * PORT_WORDS + PORT_MAC_HI], t.ports[port * PORT_WORDS + PORT_MAC_LO]);
-    setDstMac(dv, frame, rec[o + CONN_MAC_HI], rec[o + CONN_MAC_LO]);
-  }
+  const port = fp.clientHop(descs, d, id);
+  if (port < 0) return;
   const vport = rec[o + CONN_CPORT_VPORT] & 0xffff;
   if (v6) natIcmpOut6(u8, dv, l3, ic, icLen, e, true, rec[o + CONN_VADDR], rec[o + CONN_VADDR + 1], rec[o + CONN_VADDR + 2], rec[o + CONN_VADDR + 3], vport);
   else natIcmpOut4(u8, dv, l3, ic, icLen, e, eihl, true, rec[o + CONN_VADDR], vport);
@@ -372,11 +347,7 @@ function tunnelError(fp: FastPath, descs: Uint32Array, d: number, l3: number, l3
 
   // ours. ip_vs_out_stats: "ICMP can be shorter but anyways, account it"
   const svc = rec[o + CONN_SVC];
-  const tr = fp.counters.traffic;
-  tr[svc * TS_WORDS + TS_OUTPKTS] += 1;
-  tr[svc * TS_WORDS + TS_OUTBYTES] += l3len;
-  tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_OUTPKTS] += 1;
-  tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_OUTBYTES] += l3len;
+  fp.countOut(svc, dest, l3len);
 
   const icType = u8[ic], icCode = u8[ic + 1];
   let rest = dv.getInt32(ic + 4);

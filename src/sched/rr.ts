@@ -7,7 +7,7 @@
  * does, so the walk continues with the dest that followed it.
  */
 import { DEST_WEIGHT, DEST_WORDS, SVC_DEST_N, SVC_DEST_OFF, SVC_WORDS, type Tables } from "../service/tables.ts";
-import { SCHED_STATE_WORDS, type SchedView, type Scheduler } from "./scheduler.ts";
+import {SCHED_STATE_WORDS, type Scheduler} from "./scheduler.ts";
 
 /** state[0]: dest id + 1 of the position, 0 = list head. */
 const POS = 0;
