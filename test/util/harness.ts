@@ -1,7 +1,7 @@
 /**
  * An in-process fast path for unit, golden and fuzz tests: a model compiled into Tables with
- * hand-made routes (two ports, every real server on port 1 with a known MAC, clients behind a
- * gateway on port 0), a frame buffer laid out like UMEM (4 KiB frames, 512 bytes headroom), and
+ * hand-made routes (two ports, every real server on port 1 with a known MAC and route, clients
+ * behind a gateway on port 0, or on-link), a frame buffer laid out like UMEM (4 KiB frames, 512 bytes headroom), and
  * `run()` that pushes frames through FastPath.processBurst and returns what came out.
  */
 import * as abi from "../../src/ffi/abi.ts";
@@ -13,7 +13,8 @@ import {
   FIB_ADDR, FIB_FAMILY, FIB_NEXTHOP, FIB_PORT, FIB_PREFIX_LEN, FIB_WORDS, MAX_NEXTHOPS, NH_FLAGS, NH_MAC_HI, NH_MAC_LO, NH_PORT,
   NH_WORDS, NHF_VALID, newResolveRing, PORT_MAC_HI, PORT_MAC_LO, PORT_MTU, PORT_WORDS, buildNeighIndex,
 } from "../../src/nexthop/table.ts";
-import type { RouteSnapshot } from "../../src/nexthop/resolver.ts";
+import type { DestRoute, RouteSnapshot } from "../../src/nexthop/resolver.ts";
+import { parseIp } from "../../src/service/addr.ts";
 import { compile } from "../../src/service/compile.ts";
 import { Model } from "../../src/service/model.ts";
 import type { Tables } from "../../src/service/tables.ts";
@@ -28,6 +29,27 @@ export const PORT_MACS = ["02:00:00:00:0a:00", "02:00:00:00:0a:01"];
 export const GATEWAY_MAC = "02:00:00:00:00:fe";
 export function realMac(destId: number): string {
   return `02:00:00:00:01:${(destId & 0xff).toString(16).padStart(2, "0")}`;
+}
+
+/** How the director reaches one real server (what the resolver would find in the kernel). */
+export interface RsRoute {
+  mac: string;
+  mtu: number;
+  /** Tunnel source (route preferred source); "" for none. */
+  src: string;
+  /** false: no route through our interfaces. */
+  routed: boolean;
+}
+
+export interface HarnessOptions {
+  connCapacity?: number;
+  seed?: number;
+  /** MACs of port 0 and port 1. */
+  portMacs?: string[];
+  /** MAC of next hop 0, the client side's gateway. */
+  gatewayMac?: string;
+  /** Default MAC of a real server by dest id. */
+  realMac?: (destId: number) => string;
 }
 
 export interface Out {
@@ -46,17 +68,27 @@ export class Harness {
   readonly conns: ConnTable;
   fp!: FastPath;
   private gen = 0;
-  /** MTU towards real servers (DEST_MTU). */
+  /** Default MTU towards real servers (DEST_MTU). */
   destMtu = 1500;
+  /** Per real-server address overrides of the default route. */
+  readonly rs = new Map<string, Partial<RsRoute>>();
+  /** Clients on-link on port 0 with no neighbour entry (instead of behind the gateway). */
+  onLinkClients = false;
+  readonly portMacs: string[];
+  private readonly realMacOf: (destId: number) => string;
 
-  constructor(connCapacity = 4096) {
+  constructor(connCapacityOrOptions: number | HarnessOptions = 4096) {
+    const o = typeof connCapacityOrOptions === "number" ? { connCapacity: connCapacityOrOptions } : connCapacityOrOptions;
     this.buf = new Uint8Array(abi.XVS_MAX_BURST * FRAME_SIZE);
-    this.conns = new ConnTable(connCapacity, 12345);
-    const nh = new Int32Array(this.nhBuffer);
-    this.setNextHop(nh, 0, 0, GATEWAY_MAC);
+    this.conns = new ConnTable(o.connCapacity ?? 4096, o.seed ?? 12345);
+    this.portMacs = o.portMacs ?? PORT_MACS;
+    this.realMacOf = o.realMac ?? realMac;
+    this.setNextHop(0, 0, o.gatewayMac ?? GATEWAY_MAC);
   }
 
-  private setNextHop(nh: Int32Array, id: number, port: number, mac: string): void {
+  /** Set next hop `id` on `port` to `mac` (valid). */
+  setNextHop(id: number, port: number, mac: string): void {
+    const nh = new Int32Array(this.nhBuffer);
     const [hi, lo] = macWords(mac);
     nh[id * NH_WORDS + NH_MAC_HI] = hi;
     nh[id * NH_WORDS + NH_MAC_LO] = lo;
@@ -65,27 +97,33 @@ export class Harness {
   }
 
   private routes(): RouteSnapshot {
-    const nh = new Int32Array(this.nhBuffer);
     const ports = new Int32Array(new SharedArrayBuffer(2 * PORT_WORDS * 4));
-    PORT_MACS.forEach((m, i) => {
+    this.portMacs.forEach((m, i) => {
       const [hi, lo] = macWords(m);
       ports[i * PORT_WORDS + PORT_MAC_HI] = hi;
       ports[i * PORT_WORDS + PORT_MAC_LO] = lo;
       ports[i * PORT_WORDS + PORT_MTU] = 1500;
     });
-    // default route (v4 and v6) via the gateway on port 0
+    // default route (v4 and v6) via the gateway on port 0, or on-link there
     const fib = new Int32Array(new SharedArrayBuffer(2 * FIB_WORDS * 4));
-    for (const [row, fam] of [[0, 4], [1, 6]]) {
+    [4, 6].forEach((fam, row) => {
       fib[row * FIB_WORDS + FIB_FAMILY] = fam;
       fib[row * FIB_WORDS + FIB_PREFIX_LEN] = 0;
       for (let k = 0; k < 4; k++) fib[row * FIB_WORDS + FIB_ADDR + k] = 0;
-      fib[row * FIB_WORDS + FIB_NEXTHOP] = 0;
+      fib[row * FIB_WORDS + FIB_NEXTHOP] = this.onLinkClients ? -1 : 0;
       fib[row * FIB_WORDS + FIB_PORT] = 0;
-    }
-    const dests = new Map<number, { nexthop: number; mtu: number; src: [number, number, number, number] }>();
+    });
+    const dests = new Map<number, DestRoute>();
     for (const d of this.model.allDests()) {
-      this.setNextHop(nh, 1 + d.id, 1, realMac(d.id));
-      dests.set(d.id, { nexthop: 1 + d.id, mtu: this.destMtu, src: [0, 0, 0, 0] });
+      const v6 = d.addr.family === 6;
+      const r: RsRoute = { mac: this.realMacOf(d.id), mtu: this.destMtu, src: v6 ? "2001:db8:2::1" : "198.18.2.1", routed: true, ...this.rs.get(d.spec.address) };
+      if (!r.routed) {
+        dests.set(d.id, { nexthop: -1, mtu: 0, src: [0, 0, 0, 0] });
+        continue;
+      }
+      this.setNextHop(1 + d.id, 1, r.mac);
+      const w = r.src ? parseIp(r.src)!.words : [0, 0, 0, 0];
+      dests.set(d.id, { nexthop: 1 + d.id, mtu: r.mtu, src: [w[0], w[1], w[2], w[3]] });
     }
     return { ports, fib, fibRows: 2, neigh: buildNeighIndex([]), dests, localAddrs: [] };
   }
@@ -131,10 +169,22 @@ export class Harness {
     return o;
   }
 
+  /** Counters that changed since `before`, by name. */
+  delta(before: Record<string, number>): Record<string, number> {
+    const now = this.stats(), o: Record<string, number> = {};
+    for (const k of Object.keys(now)) if (now[k] !== before[k]) o[k] = now[k] - before[k];
+    return o;
+  }
+
   /** Advance the clock by `ms` and run the timers. */
   advance(ms: number): void {
     this.fp.now = (this.fp.now + Math.round(ms / 10)) | 0;
     // the wheel does a bounded amount of work per call: call until a call finishes early
     for (let i = 0; i < 100000; i++) if (this.fp.expire() < 256) break;
   }
+}
+
+/** Hex text to bytes. */
+export function hex(text: string): Uint8Array {
+  return new Uint8Array(Buffer.from(text, "hex"));
 }

@@ -1,157 +1,20 @@
 /**
- * An in-process fast path laid out like the director of the kernel captures in kernel-frames.ts:
- * port 0 = client side (c0, 02:00:00:00:01:01; the client 02:00:00:00:01:02 is the next hop of
- * every client route), port 1 = server side (s0, 02:00:00:00:02:01). Each real server gets a next
- * hop with its own MAC (default 02:00:00:00:02:0b), route MTU and tunnel source address, all
- * settable per address before apply(). Frames sit in 4 KiB frames after 512 bytes of headroom,
- * as in UMEM.
+ * The in-process fast path (test/util/harness.ts) laid out like the director of the kernel
+ * captures in kernel-frames.ts: port 0 = client side (c0, 02:00:00:00:01:01; the client
+ * 02:00:00:00:01:02 is the next hop of every client route), port 1 = server side (s0,
+ * 02:00:00:00:02:01). Each real server gets a next hop with its own MAC (default
+ * 02:00:00:00:02:0b), route MTU and tunnel source address, settable per address in `rs` before
+ * apply().
  */
-import * as abi from "../../../src/ffi/abi.ts";
-import { ConnTable } from "../../../src/conn/table.ts";
-import { FastPath } from "../../../src/dataplane/fastpath.ts";
-import { NextHopView } from "../../../src/dataplane/route.ts";
-import { Stat, STAT_NAMES } from "../../../src/dataplane/verdict.ts";
-import {
-  buildNeighIndex, FIB_ADDR, FIB_FAMILY, FIB_NEXTHOP, FIB_PORT, FIB_PREFIX_LEN, FIB_WORDS, MAX_NEXTHOPS, NH_FLAGS, NH_MAC_HI,
-  NH_MAC_LO, NH_PORT, NH_WORDS, NHF_VALID, newResolveRing, PORT_MAC_HI, PORT_MAC_LO, PORT_MTU, PORT_WORDS,
-} from "../../../src/nexthop/table.ts";
-import type { DestRoute, RouteSnapshot } from "../../../src/nexthop/resolver.ts";
-import { parseIp } from "../../../src/service/addr.ts";
-import { compile } from "../../../src/service/compile.ts";
-import { Model } from "../../../src/service/model.ts";
-import type { Tables } from "../../../src/service/tables.ts";
-import { Counters } from "../../../src/stats/counters.ts";
-import { macWords } from "../../../src/wire/eth.ts";
+import { Harness } from "../../util/harness.ts";
 
-export const FRAME_SIZE = 4096;
-export const HEADROOM = 512;
+export { FRAME_SIZE, HEADROOM, hex, type Out, type RsRoute } from "../../util/harness.ts";
 export const PORT_MACS = ["02:00:00:00:01:01", "02:00:00:00:02:01"];
 export const CLIENT_MAC = "02:00:00:00:01:02";
 export const RS_MAC = "02:00:00:00:02:0b";
 
-/** How the director reaches one real server (what the resolver would find in the kernel). */
-export interface RsRoute {
-  mac: string;
-  mtu: number;
-  /** Tunnel source (route preferred source); "" for none. */
-  src: string;
-  /** false: no route through our interfaces. */
-  routed: boolean;
-}
-
-export interface Out {
-  port: number;
-  frame: Uint8Array;
-}
-
-export class XmitHarness {
-  readonly model = new Model();
-  readonly counters = new Counters();
-  readonly nhBuffer = new SharedArrayBuffer(MAX_NEXTHOPS * NH_WORDS * 4);
-  readonly ring = newResolveRing();
-  readonly buf = new Uint8Array(abi.XVS_MAX_BURST * FRAME_SIZE);
-  readonly descs = new Uint32Array(abi.XVS_MAX_BURST * abi.XVS_DESC_WORDS);
-  readonly conns = new ConnTable(4096, 777);
-  /** Per real-server address overrides of the default route. */
-  readonly rs = new Map<string, Partial<RsRoute>>();
-  /** Clients on-link on port 0 with no neighbour entry (instead of behind the client-side gateway). */
-  onLinkClients = false;
-  fp!: FastPath;
-  private gen = 0;
-
+export class XmitHarness extends Harness {
   constructor() {
-    this.setNextHop(0, 0, CLIENT_MAC);
+    super({ connCapacity: 4096, seed: 777, portMacs: PORT_MACS, gatewayMac: CLIENT_MAC, realMac: () => RS_MAC });
   }
-
-  setNextHop(id: number, port: number, mac: string): void {
-    const nh = new Int32Array(this.nhBuffer);
-    const [hi, lo] = macWords(mac);
-    nh[id * NH_WORDS + NH_MAC_HI] = hi;
-    nh[id * NH_WORDS + NH_MAC_LO] = lo;
-    nh[id * NH_WORDS + NH_PORT] = port;
-    nh[id * NH_WORDS + NH_FLAGS] = NHF_VALID;
-  }
-
-  private routes(): RouteSnapshot {
-    const ports = new Int32Array(new SharedArrayBuffer(2 * PORT_WORDS * 4));
-    PORT_MACS.forEach((m, i) => {
-      const [hi, lo] = macWords(m);
-      ports[i * PORT_WORDS + PORT_MAC_HI] = hi;
-      ports[i * PORT_WORDS + PORT_MAC_LO] = lo;
-      ports[i * PORT_WORDS + PORT_MTU] = 1500;
-    });
-    const fib = new Int32Array(new SharedArrayBuffer(2 * FIB_WORDS * 4));
-    [4, 6].forEach((fam, row) => {
-      fib[row * FIB_WORDS + FIB_FAMILY] = fam;
-      fib[row * FIB_WORDS + FIB_PREFIX_LEN] = 0;
-      for (let k = 0; k < 4; k++) fib[row * FIB_WORDS + FIB_ADDR + k] = 0;
-      fib[row * FIB_WORDS + FIB_NEXTHOP] = this.onLinkClients ? -1 : 0;
-      fib[row * FIB_WORDS + FIB_PORT] = 0;
-    });
-    const dests = new Map<number, DestRoute>();
-    for (const d of this.model.allDests()) {
-      const text = d.spec.address;
-      const v6 = d.addr.family === 6;
-      const r: RsRoute = { mac: RS_MAC, mtu: 1500, src: v6 ? "2001:db8:2::1" : "198.18.2.1", routed: true, ...this.rs.get(text) };
-      if (!r.routed) {
-        dests.set(d.id, { nexthop: -1, mtu: 0, src: [0, 0, 0, 0] });
-        continue;
-      }
-      this.setNextHop(1 + d.id, 1, r.mac);
-      const w = r.src ? parseIp(r.src)!.words : [0, 0, 0, 0];
-      dests.set(d.id, { nexthop: 1 + d.id, mtu: r.mtu, src: [w[0], w[1], w[2], w[3]] });
-    }
-    return { ports, fib, fibRows: 2, neigh: buildNeighIndex([]), dests, localAddrs: [] };
-  }
-
-  /** Compile the model and hand the generation to the fast path. */
-  apply(): Tables {
-    const t = compile(this.model, this.routes(), ++this.gen);
-    if (!this.fp) this.fp = new FastPath(this.buf, t, this.conns, this.counters, new NextHopView(this.nhBuffer, this.ring));
-    else this.fp.setTables(t);
-    return t;
-  }
-
-  /** Push frames through one burst; returns each frame's port (-1: dropped) and bytes. */
-  run(frames: Uint8Array[], inPort = 0): Out[] {
-    const D = abi.XVS_DESC_WORDS;
-    frames.forEach((f, i) => {
-      const addr = i * FRAME_SIZE + HEADROOM;
-      this.buf.fill(0xa5, i * FRAME_SIZE, (i + 1) * FRAME_SIZE);
-      this.buf.set(f, addr);
-      this.descs[i * D + abi.XVS_DESC_ADDR] = addr;
-      this.descs[i * D + abi.XVS_DESC_LEN] = f.length;
-      this.descs[i * D + abi.XVS_DESC_IN_PORT] = inPort;
-      this.descs[i * D + abi.XVS_DESC_OUT_PORT] = abi.XVS_OUT_DROP;
-    });
-    this.fp.processBurst(this.descs, frames.length);
-    return frames.map((_, i) => {
-      const out = this.descs[i * D + abi.XVS_DESC_OUT_PORT];
-      const addr = this.descs[i * D + abi.XVS_DESC_ADDR], len = this.descs[i * D + abi.XVS_DESC_LEN];
-      return { port: out === abi.XVS_OUT_DROP ? -1 : out, frame: this.buf.slice(addr, addr + len) };
-    });
-  }
-
-  one(frame: Uint8Array, inPort = 0): Out {
-    return this.run([frame], inPort)[0];
-  }
-
-  /** Verdict counters by name. */
-  stats(): Record<string, number> {
-    const o: Record<string, number> = {};
-    for (let i = 0; i < Stat.Count; i++) o[STAT_NAMES[i]] = this.counters.verdicts[i];
-    return o;
-  }
-
-  /** Counters that changed since `before`, by name. */
-  delta(before: Record<string, number>): Record<string, number> {
-    const now = this.stats(), o: Record<string, number> = {};
-    for (const k of Object.keys(now)) if (now[k] !== before[k]) o[k] = now[k] - before[k];
-    return o;
-  }
-}
-
-/** Hex text to bytes. */
-export function hex(s: string): Uint8Array {
-  return new Uint8Array(Buffer.from(s, "hex"));
 }
