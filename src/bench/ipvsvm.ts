@@ -44,7 +44,7 @@ async function run(cmd: string[], env: Record<string, string>): Promise<number> 
 /** The `xvs bench` arguments for the guest, from the host's options. */
 export function guestArgs(o: BenchOptions, outDir: string): string[] {
   const a = ["bench", "--in-guest", "--out", outDir, "--name", o.name,
-    "--rounds", String(o.rounds), "--duration", String(o.duration), "--warmup", String(o.warmup),
+    "--rounds", String(o.rounds), "--duration", String(o.duration), "--warmup", String(o.warmup), "--start-warmup", String(o.startWarmup),
     "--contenders", o.contenders.join(","), "--modes", o.modes.join(","),
     "--workloads", o.workloads.join(","), "--flows", String(o.flows), "--flow-counts", o.flowCounts.join(","), "--flows-rounds", String(o.flowsRounds),
     "--tcp-concurrency", String(o.tcpConcurrency), "--ping-count", String(o.pingCount), "--micro-seconds", String(o.microSeconds),

@@ -36,14 +36,15 @@ async function quiet(cmd: string[]): Promise<string> {
   }
 }
 
-async function busyProcesses(): Promise<string[]> {
-  const r = { stdout: await quiet(["ps", "-eo", "pcpu,rss,comm,args", "--sort=-pcpu", "--no-headers"]) };
-  const mine = new Set([String(process.pid)]);
-  return r.stdout.split("\n").filter(Boolean).slice(0, 8)
-    .filter((l) => !mine.has(l.trim().split(/\s+/)[1]))
+/** The busiest processes (ps's %cpu is the average over each process's life), this one excluded. */
+export async function busyProcesses(): Promise<string[]> {
+  const out = await quiet(["ps", "-eo", "pid,pcpu,rss,args", "--sort=-pcpu", "--no-headers"]);
+  return out.split("\n").filter(Boolean)
+    .filter((l) => l.trim().split(/\s+/)[0] !== String(process.pid))
+    .slice(0, 8)
     .map((l) => {
       const f = l.trim().split(/\s+/);
-      return `${f[0]}% cpu ${(Number(f[1]) / 1024).toFixed(0)} MB ${f.slice(3).join(" ").slice(0, 90)}`;
+      return `${f[1]}% cpu ${(Number(f[2]) / 1024).toFixed(0)} MB ${f.slice(3).join(" ").slice(0, 90)}`;
     });
 }
 

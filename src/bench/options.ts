@@ -16,6 +16,8 @@ export interface BenchOptions {
   duration: number;
   /** Seconds of traffic before a measurement window opens. */
   warmup: number;
+  /** Seconds of traffic right after a contender starts, before its first measurement. */
+  startWarmup: number;
   contenders: ContenderKind[];
   /** Forwarding modes of the balancers (xvs, kernel IPVS): one contender per mode. */
   modes: Mode[];
@@ -91,6 +93,8 @@ options:
   --rounds N            rounds, contender order rotated every round (default 3)
   --duration S          seconds per measurement window (default 2)
   --warmup S            seconds of traffic before each window (default 0.7)
+  --start-warmup S      seconds of traffic after a contender starts, before its first window
+                        (default 2: a fresh xvs is still being compiled by the JIT)
   --modes M[,M]         forwarding modes: nat,dr,tun (default nat)
   --gen-cpu N           CPU of the generator, clients and servers (default 0)
   --dir-cpu N           CPU of the director (default 1)
@@ -112,8 +116,8 @@ options:
   --ipvs-vm             run the comparison with kernel IPVS inside the ipvs-vm qemu guest
   --ipvs-vm-tools DIR   where prepare.sh and boot.sh are (default ../shared/tools/ipvs-vm)
   --check               exit 1 unless every xvs measurement succeeded
-  --quick               one short round: --rounds 1 --duration 0.5 --warmup 0.3 --flow-counts 20000
-                        --ping-count 200 --micro-seconds 0.1 --no-profile
+  --quick               one short round: --rounds 1 --duration 0.5 --warmup 0.3 --start-warmup 0.3
+                        --flow-counts 20000 --ping-count 200 --micro-seconds 0.1 --no-profile
 
 On veth the receiver's processing runs on the sender's CPU: the generator and the director are
 pinned to different CPUs, the director's receive processing is moved to the director's CPU
@@ -130,7 +134,7 @@ export function defaultOptions(): BenchOptions {
   const d = new Date();
   const stamp = `${d.getFullYear()}${String(d.getMonth() + 1).padStart(2, "0")}${String(d.getDate()).padStart(2, "0")}-${String(d.getHours()).padStart(2, "0")}${String(d.getMinutes()).padStart(2, "0")}`;
   return {
-    rounds: 3, duration: 2, warmup: 0.7,
+    rounds: 3, duration: 2, warmup: 0.7, startWarmup: 2,
     contenders: [...CONTENDER_KINDS], modes: ["nat"], workloads: [...WORKLOADS],
     genCpu: 0, dirCpu: 1, pin: true, steer: true,
     flows: 256, flowCounts: [100_000, 1_000_000], flowsRounds: 2, tcpConcurrency: 32, pingCount: 1000, microSeconds: 0.4,
@@ -161,6 +165,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
       case "--rounds": o.rounds = number(1, 100, true); break;
       case "--duration": o.duration = number(0.1, 600); break;
       case "--warmup": o.warmup = number(0, 60); break;
+      case "--start-warmup": o.startWarmup = number(0, 600); break;
       case "--contenders": o.contenders = list(val(), CONTENDER_KINDS, a); break;
       case "--modes": o.modes = list(val(), MODES, a); break;
       case "--workloads": o.workloads = list(val(), WORKLOADS, a); break;
@@ -194,7 +199,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
       case "--check": o.check = true; break;
       case "--quiet": o.quiet = true; break;
       case "--quick":
-        Object.assign(o, { rounds: 1, duration: 0.5, warmup: 0.3, flowCounts: [20_000], pingCount: 200, microSeconds: 0.1, profile: false });
+        Object.assign(o, { rounds: 1, duration: 0.5, warmup: 0.3, startWarmup: 0.3, flowCounts: [20_000], pingCount: 200, microSeconds: 0.1, profile: false });
         break;
       default: throw new LbError(ErrorCode.Invalid, `unknown option '${a}' (see xvs bench --help)`);
     }

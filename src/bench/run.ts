@@ -11,15 +11,15 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ErrorCode, LbError } from "../errors.ts";
-import { Lab } from "../lab/netns.ts";
+import { Lab, sh } from "../lab/netns.ts";
 import { type Contender, makeContenders, type RunCtx, XskFwd, Xvs } from "./contenders.ts";
 import { buildBenchLab, counterDeltas, ifaceCounters, type BenchLab } from "./lab.ts";
-import { describeMachine } from "./machine.ts";
+import { busyProcesses, describeMachine } from "./machine.ts";
 import { runMicro, type MicroRow } from "./micro.ts";
 import { type BenchOptions, type WorkloadKind } from "./options.ts";
 import { perfCpu, perfWorks, profileSummary, type PerfSample, windowProfile } from "./profile.ts";
 import { type BenchReport, buildRows, type Cell, type ContenderInfo, renderMarkdown, renderSvg, renderTable, type Target, workloadInfo, workloadOrder } from "./report.ts";
-import { flowsId, flowsRate, latency, measureRate, PEAK_LEVELS, type Result, tcpRate, udpPeak, udpRate } from "./workloads.ts";
+import { flowsId, flowsRate, latency, measureRate, PEAK_LEVELS, type Result, tcpRate, udpPeak, udpRate, warmUp } from "./workloads.ts";
 
 export { BENCH_HELP, parseBenchArgs } from "./options.ts";
 
@@ -69,6 +69,8 @@ export async function runBench(o: BenchOptions): Promise<number> {
   }
   const machine = await describeMachine(o.note, o.inGuest);
   log(`machine: ${machine.summary}`);
+  // this process (its event loop and its threads) stays off the director's CPU
+  if (o.pin) await sh(["taskset", "-a", "-p", "-c", String(o.genCpu), String(process.pid)], true).catch(() => null);
   const wanted: WorkloadKind[] = o.workloads.filter((w) => w !== "micro");
   const active = contenders.filter((c) => !c.skipReason && c.workloads.some((w) => wanted.includes(w)));
   const cells = new Map<string, Cell>();
@@ -109,6 +111,7 @@ export async function runBench(o: BenchOptions): Promise<number> {
       try {
         try {
           await c.start(ctx);
+          if (ws.some((w) => w !== "latency")) await warmUp(ctx, c, o.startWarmup);
         } catch (e) {
           for (const w of ws) fail(w, `start: ${e instanceof Error ? e.message : String(e)}`);
           continue;
@@ -185,6 +188,7 @@ export async function runBench(o: BenchOptions): Promise<number> {
       let window: [number, number] = [0, 0];
       try {
         await c.start(ctx, prof);
+        await warmUp(ctx, c, o.startWarmup);
         const before = await ifaceCounters(bl);
         const perfP = perfOk ? perfCpu(o.dirCpu, o.warmup + o.duration) : Promise.resolve(null);
         const res = await measureRate(ctx, c, 64, o.flows, peakOffered(c.id), o.warmup, o.duration);
@@ -248,6 +252,8 @@ export async function runBench(o: BenchOptions): Promise<number> {
     if (n > max) notes.push(`nftables at ${r.workload}: conntrack holds at most nf_conntrack_max=${max} entries (a global setting of the root namespace, read-only in a lab namespace, not changed by the benchmark): new flows beyond that are dropped.`);
   }
   if (sinkKinds.has("xdp")) notes.push("tc BPF was not available (sch_ingress/cls_bpf), so the sink counted in XDP: on veth that makes the kernel copy every skb without XDP headroom, which AF_XDP copy-mode transmit skbs (xvs, xskfwd) are and forwarded skbs are not: the AF_XDP contenders pay one extra copy per packet on the director CPU in this run.");
+  machine["load average at end (1/5/15 min)"] = (await import("node:os")).loadavg().map((x) => x.toFixed(2)).join(" ");
+  machine["busiest processes at end"] = await busyProcesses();
   const finishedAt = new Date().toISOString();
   const report: BenchReport = {
     schema: "xvs-bench/1",
@@ -257,7 +263,7 @@ export async function runBench(o: BenchOptions): Promise<number> {
     setup: [
       "Lab: gen (198.18.1.2) -> veth -> dir (c0 198.18.1.1, s0 198.18.2.1, VIP 198.18.0.100) -> veth -> sink (198.18.2.11-13), static neighbours; a fresh lab for every contender in every round.",
       `Services: UDP VIP:9000 (packet rates), UDP VIP:9001 (echo, latency), TCP VIP:80 (HTTP/1.0, connection rate); round robin over the sink's 3 addresses.`,
-      `${o.rounds} rounds, contender order rotated each round; ${o.warmup} s warm-up + ${o.duration} s window per measurement; ${o.flows} UDP flows in udp64/udp1514; udp64: the rate under the generator's full load, then evenly paced offered loads of ${PEAK_LEVELS.join("/")}x that rate for ${Math.max(0.5, o.duration * 0.35).toFixed(2)} s each, the peak being the most forwarded; TCP: ${o.tcpConcurrency} concurrent clients; latency: ${o.pingCount} round trips one at a time; flows workload: ${o.flowCounts.join(", ")} flows, in the first ${Math.min(o.flowsRounds, o.rounds)} rounds, created at 60% of the contender's 64-byte rate of that round, then measured at full offered load.`,
+      `${o.rounds} rounds, contender order rotated each round; every contender gets ${o.startWarmup} s of 64-byte traffic after it starts (a fresh xvs runs in the JIT's lower tiers at first); ${o.warmup} s warm-up + ${o.duration} s window per measurement; ${o.flows} UDP flows in udp64/udp1514; udp64: the rate under the generator's full load, then evenly paced offered loads of ${PEAK_LEVELS.join("/")}x that rate for ${Math.max(0.5, o.duration * 0.35).toFixed(2)} s each, the peak being the most forwarded; TCP: ${o.tcpConcurrency} concurrent clients; latency: ${o.pingCount} round trips one at a time; flows workload: ${o.flowCounts.join(", ")} flows, in the first ${Math.min(o.flowsRounds, o.rounds)} rounds, created at 60% of the contender's 64-byte rate of that round, then measured at full offered load.`,
     ],
     contenders: cinfo, workloads: workloadOrder(rows).map(workloadInfo), rows, micro, profile, targets, notes,
   };

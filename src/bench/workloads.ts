@@ -117,6 +117,17 @@ export async function measureRate(ctx: RunCtx, c: Contender, size: number, flows
   }
 }
 
+/**
+ * Traffic before the first measurement of a freshly started contender: a just-started xvs runs
+ * its fast path in the JIT's lower tiers for a while (JSC compiles hot code in steps, on a
+ * compiler thread that shares the director's CPU); a long-running daemon would be warm. The
+ * same warm-up is given to every contender.
+ */
+export async function warmUp(ctx: RunCtx, c: Contender, seconds: number): Promise<void> {
+  if (seconds <= 0) return;
+  await measureRate(ctx, c, 64, ctx.o.flows, 0, seconds, 0.05);
+}
+
 /** Packets per second of `size`-byte frames that came out of the director, under the generator's full load. */
 export async function udpRate(ctx: RunCtx, c: Contender, size: number, id = `udp${size}`): Promise<Result> {
   const { o } = ctx;
