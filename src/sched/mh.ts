@@ -9,11 +9,10 @@
  * mh-fallback rehashed to another dest), while every other client keeps its dest.
  * The table is rebuilt on the control thread for every change (ip_vs_mh_dest_changed).
  */
-import { SVC_FLAGS, SVC_WORDS, SVCF_SCHED1, SVCF_SCHED2, SVCF_V6 } from "../service/tables.ts";
+import { SVC_FLAGS, SVC_WORDS, SVCF_SCHED1 } from "../service/tables.ts";
 import type { Service } from "../service/model.ts";
-import { FLOW_PORTS, FLOW_SRC } from "../wire/flow.ts";
 import { hsiphash1u32 } from "./hsiphash.ts";
-import { gcd, tableOff, weightOf, type Scheduler, type SchedView } from "./scheduler.ts";
+import { gcd, sourceFold, sourcePort, tableOff, weightOf, type Scheduler, type SchedView } from "./scheduler.ts";
 
 /** Slots per service: primes[CONFIG_IP_VS_MH_TAB_INDEX - 8] with the default index 12. */
 export const MH_TAB_SIZE = 4093;
@@ -93,10 +92,8 @@ export const mh: Scheduler = {
     const t = v.t;
     const flags = t.svc[svc * SVC_WORDS + SVC_FLAGS];
     const base = tableOff(t, svc);
-    const addr = (flags & SVCF_V6) !== 0
-      ? flow[row + FLOW_SRC] ^ flow[row + FLOW_SRC + 1] ^ flow[row + FLOW_SRC + 2] ^ flow[row + FLOW_SRC + 3]
-      : flow[row + FLOW_SRC];
-    const port = (flags & SVCF_SCHED2) !== 0 ? flow[row + FLOW_PORTS] >>> 16 : 0;
+    const addr = sourceFold(flags, flow, row);
+    const port = sourcePort(flags, flow, row);
     const ihash = mhHashkey(addr, port, 0);
     const first = t.buckets[base + ihash];
     if (first < 0) return -1;

@@ -15,9 +15,10 @@
  * every tie goes to the more recently added dest.
  */
 import {
-  DEST_FLAGS, DEST_WEIGHT, DEST_WORDS, DESTF_AVAILABLE, SVC_DEST_N, SVC_DEST_OFF, SVC_TABLE_OFF, SVC_WORDS, type Tables,
+  DEST_FLAGS, DEST_WEIGHT, DEST_WORDS, DESTF_AVAILABLE, SVC_DEST_N, SVC_DEST_OFF, SVC_TABLE_OFF, SVC_WORDS, type Tables, SVCF_SCHED2, SVCF_V6,
 } from "../service/tables.ts";
 import type { Service } from "../service/model.ts";
+import { FLOW_PORTS, FLOW_SRC } from "../wire/flow.ts";
 
 /** int32 words of per-service scheduler state. */
 export const SCHED_STATE_WORDS = 8;
@@ -118,4 +119,19 @@ export function productGreater(x1: number, y1: number, x2: number, y2: number): 
   const H1 = h1 + Math.floor(l1 / 131072), L1 = l1 % 131072;
   const H2 = h2 + Math.floor(l2 / 131072), L2 = l2 % 131072;
   return H1 > H2 || (H1 === H2 && L1 > L2);
+}
+
+/**
+ * The client key sh and mh hash (ip_vs_sh_hashkey / ip_vs_mh_hashkey): the source address, IPv6
+ * folded by XOR of its four words.
+ */
+export function sourceFold(flags: number, flow: Int32Array, row: number): number {
+  return (flags & SVCF_V6) !== 0
+    ? flow[row + FLOW_SRC] ^ flow[row + FLOW_SRC + 1] ^ flow[row + FLOW_SRC + 2] ^ flow[row + FLOW_SRC + 3]
+    : flow[row + FLOW_SRC];
+}
+
+/** The client's source port when the service hashes ports too (sh-port / mh-port), else 0. */
+export function sourcePort(flags: number, flow: Int32Array, row: number): number {
+  return (flags & SVCF_SCHED2) !== 0 ? flow[row + FLOW_PORTS] >>> 16 : 0;
 }

@@ -6,9 +6,8 @@
  * refuses the connection unless sh-fallback is set, which rehashes with growing offsets until
  * it finds a usable dest.
  */
-import { SVC_FLAGS, SVC_WORDS, SVCF_SCHED1, SVCF_SCHED2, SVCF_V6 } from "../service/tables.ts";
-import { FLOW_PORTS, FLOW_SRC } from "../wire/flow.ts";
-import { tableOff, weightOf, type Scheduler, type SchedView } from "./scheduler.ts";
+import { SVC_FLAGS, SVC_WORDS, SVCF_SCHED1 } from "../service/tables.ts";
+import { sourceFold, sourcePort, tableOff, weightOf, type Scheduler, type SchedView } from "./scheduler.ts";
 
 /** Buckets per service (IP_VS_SH_TAB_SIZE = 1 << 8). */
 export const SH_TAB_SIZE = 256;
@@ -54,10 +53,8 @@ export const sh: Scheduler = {
     const t = v.t;
     const flags = t.svc[svc * SVC_WORDS + SVC_FLAGS];
     const base = tableOff(t, svc);
-    const addr = (flags & SVCF_V6) !== 0
-      ? flow[row + FLOW_SRC] ^ flow[row + FLOW_SRC + 1] ^ flow[row + FLOW_SRC + 2] ^ flow[row + FLOW_SRC + 3]
-      : flow[row + FLOW_SRC];
-    const port = (flags & SVCF_SCHED2) !== 0 ? flow[row + FLOW_PORTS] >>> 16 : 0;
+    const addr = sourceFold(flags, flow, row);
+    const port = sourcePort(flags, flow, row);
     const ihash = shHashkey(addr, port, 0);
     const first = t.buckets[base + ihash];
     if (first < 0) return -1;
