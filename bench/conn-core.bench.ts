@@ -191,7 +191,7 @@ let memory = { tableBytesPerConn: 0, rssBytesPerConn: 0 };
   if (h.conns.size !== N) throw new Error(`fill: ${h.conns.size} of ${N} connections (${JSON.stringify(h.stats())})`);
   const b = h.conns.buffers;
   gc();
-  memory = { tableBytesPerConn: (b.records.byteLength + b.index.byteLength + N * 4) / N, rssBytesPerConn: (process.memoryUsage().rss - rss0) / N };
+  memory = { tableBytesPerConn: (b.records.byteLength + b.index.byteLength + fp.synGuard.bytes) / N, rssBytesPerConn: (process.memoryUsage().rss - rss0) / N };
 
   const times: number[] = [];
   for (let r = 0; r < ROUNDS; r++) {
@@ -226,7 +226,7 @@ const w = Math.max(...rows.map((r) => r.name.length));
 console.log(`conn-core: ${N} connections, burst ${BURST}, median of ${ROUNDS}, one core (bun ${Bun.version})`);
 console.log(`${"row".padEnd(w)}  ${"Mpps".padStart(6)}  what`);
 for (const r of rows) console.log(`${r.name.padEnd(w)}  ${r.mpps.toFixed(2).padStart(6)}  ${r.note}`);
-console.log(`memory per tracked connection: ${memory.tableBytesPerConn.toFixed(1)} bytes in the connection table (record ${CONN_WORDS * 4} + index + free list); RSS growth while filling ${memory.rssBytesPerConn.toFixed(1)} bytes (includes the fast path's own per-record arrays)`);
+console.log(`memory per tracked connection: ${memory.tableBytesPerConn.toFixed(1)} bytes in the connection table (record ${CONN_WORDS * 4} + index + the SYN-flood ring; free records chain through themselves); RSS growth while filling ${memory.rssBytesPerConn.toFixed(1)} bytes (includes the fast path's own per-record arrays)`);
 console.log(JSON.stringify({
   command: `bun run bench/conn-core.bench.ts --conns ${N} --burst ${BURST} --rounds ${ROUNDS}`,
   date: new Date().toISOString(), bun: Bun.version, cpu: (await Bun.file("/proc/cpuinfo").text()).match(/model name\s*:\s*(.*)/)?.[1] ?? "?",

@@ -15,7 +15,7 @@
  * re-files it at once (`rearm`). So no batch ever scans the table.
  *
  * Memory per connection: CONN_WORDS * 4 = 108 bytes of record + 2 index entries at load <= 0.5
- * (16 bytes) = 124 bytes.
+ * (16 bytes) = 124 bytes; free records are chained through the record itself.
  */
 import { FLOW_DST, FLOW_META, FLOW_PORTS, FLOW_SRC, FLOW_WORDS, hashTuple } from "../wire/flow.ts";
 
@@ -118,7 +118,10 @@ export class ConnTable {
   readonly index: Int32Array;
   readonly header: Int32Array;
   private readonly mask: number;
-  private readonly free: Int32Array;
+  /** Free records released so far form a chain through CONN_WHEEL_NEXT (id + 1, 0 = end): no
+   * free-list array, and nothing to initialise (records never used are taken in id order). */
+  private freeHead = 0;
+  private fresh = 0;
   private nfree: number;
   private readonly wheel = new Int32Array(WHEEL_SLOTS);
   /** Last wheel second processed. */
@@ -146,9 +149,7 @@ export class ConnTable {
     this.index = new Int32Array(this.buffers.index);
     this.header = new Int32Array(this.buffers.header);
     this.mask = this.index.length - 1;
-    this.free = new Int32Array(capacity);
     this.nfree = capacity;
-    for (let i = 0; i < capacity; i++) this.free[i] = capacity - 1 - i;
     this.seedConn = seed | 0;
     this.seedTpl = (seed ^ 0x5bd1e995) | 0;
   }
@@ -313,8 +314,16 @@ export class ConnTable {
    * The caller sets the remaining fields, then calls `link` to index and file it.
    */
   alloc(): number {
-    if (this.nfree === 0) return -1;
-    const id = this.free[--this.nfree];
+    let id: number;
+    if (this.freeHead !== 0) {
+      id = this.freeHead - 1;
+      this.freeHead = this.rec[id * CONN_WORDS + CONN_WHEEL_NEXT];
+    } else if (this.fresh < this.capacity) {
+      id = this.fresh++;
+    } else {
+      return -1;
+    }
+    this.nfree--;
     const o = id * CONN_WORDS;
     this.rec.fill(0, o, o + CONN_WORDS);
     this.rec[o + CONN_FLAGS] = CF_USED;
@@ -343,7 +352,9 @@ export class ConnTable {
     if ((fl & (CF_OUT_ENTRY | CF_TEMPLATE)) === CF_OUT_ENTRY) this.indexRemove(id, DIR_OUT);
     this.unfile(id);
     this.rec[o + CONN_FLAGS] = 0;
-    this.free[this.nfree++] = id;
+    this.rec[o + CONN_WHEEL_NEXT] = this.freeHead;
+    this.freeHead = id + 1;
+    this.nfree++;
     Atomics.sub(this.header, HDR_LIVE, 1);
     if (fl & CF_TEMPLATE) Atomics.sub(this.header, HDR_TEMPLATES, 1);
   }

@@ -12,10 +12,11 @@
  * - `oldest` (default): under pressure each new SYN first evicts the oldest half-open connections
  *   (NONE, SYN_RECV, SYNACK) it finds, from a ring of connections in creation order (skipping the
  *   ones that completed their handshake or are gone). A legitimate handshake survives as long as
- *   it is not the oldest half-open one: about (capacity - established) / flood rate, e.g. 1 M
- *   records at 1 Mpps = 1 s, far more than a round trip. Cost: 12 bytes per record for the ring,
- *   O(1) amortised per SYN; a legitimate half-open connection older than that is lost (the
- *   client's SYN retransmission starts it again).
+ *   it is not among the oldest half-open ones the ring remembers (the last capacity/4 TCP
+ *   connections created): about capacity / 4 / flood rate, e.g. 1 M records at 1 Mpps = 250 ms,
+ *   far more than a round trip. Cost: 2 bytes per record of the table (a ring of capacity/4
+ *   entries of 8 bytes), O(1) amortised per SYN; a legitimate half-open connection older than
+ *   that is lost (the client's SYN retransmission starts it again).
  * - `drop_entry`: as IPVS's drop_entry (ip_vs_random_dropentry), random eviction: each new SYN
  *   under pressure probes 16 random records and evicts up to 2 half-open ones. Unlike the kernel,
  *   never an established connection (the kernel also drops established ones with few packets).
@@ -33,10 +34,10 @@
  * SYN+ACK, sequence translation for the whole connection) a NAT balancer cannot answer for the
  * real server; the real servers' own kernels use them (net.ipv4.tcp_syncookies).
  */
-import { CF_TEMPLATE, CF_USED, CONN_CADDR, CONN_CPORT_VPORT, CONN_FLAGS, CONN_PROTO_STATE, CONN_WORDS, type ConnTable } from "../conn/table.ts";
+import { CF_TEMPLATE, CF_USED, CONN_CPORT_VPORT, CONN_FLAGS, CONN_PROTO_STATE, CONN_WORDS, type ConnTable } from "../conn/table.ts";
 import { S_NONE, S_SYN_RECV, S_SYNACK } from "../conn/state.ts";
 import { PROTO_TCP } from "../wire/fields.ts";
-import { FLOW_PORTS, FLOW_SRC } from "../wire/flow.ts";
+import { FLOW_PORTS } from "../wire/flow.ts";
 import type { FastPath } from "./fastpath.ts";
 import { Stat } from "./verdict.ts";
 
@@ -50,6 +51,8 @@ export const SYN_DEFENCE_NAMES = ["off", "oldest", "drop_entry", "drop_packet"];
 export const SYN_REFUSED = -2;
 /** Ring entries examined per SYN at most (bounded work per packet). */
 const SCAN_BUDGET = 64;
+/** Smallest ring of recent TCP connections (oldest mode). */
+const RING_MIN = 1024;
 /** Half-open connections evicted per SYN at most. */
 const EVICT_PER_SYN = 2;
 /** Random records probed per SYN by drop_entry. */
@@ -75,7 +78,7 @@ export class SynGuard {
   readonly mode: number;
   /** Free records below which the defence acts. */
   readonly reserve: number;
-  /** Ring of TCP connections in creation order: id, client address word 0, ports word. */
+  /** Ring of recent TCP connections in creation order: id, ports word (cport << 16 | vport). */
   private readonly ring: Int32Array;
   private readonly cap: number;
   private head = 0;
@@ -86,8 +89,15 @@ export class SynGuard {
   constructor(capacity: number, mode = synDefenceMode(process.env.XVS_SYN_DEFENCE)) {
     this.mode = mode;
     this.reserve = Math.max(64, capacity >> 4);
-    this.cap = mode === SYN_DEFENCE_OLDEST ? capacity : 0;
-    this.ring = new Int32Array(this.cap * 3);
+    // a quarter of the table: under a flood the oldest half-open connections are among the last
+    // capacity/4 created; 8 bytes per slot is 2 bytes per connection of the table
+    this.cap = mode === SYN_DEFENCE_OLDEST ? Math.max(RING_MIN, capacity >> 2) : 0;
+    this.ring = new Int32Array(this.cap * 2);
+  }
+
+  /** Bytes of memory the defence keeps (its ring). */
+  get bytes(): number {
+    return this.ring.byteLength;
   }
 
   /**
@@ -109,19 +119,18 @@ export class SynGuard {
       }
     }
     const id = conns.alloc();
-    if (id >= 0 && this.cap > 0) this.remember(id, fp.flows[row + FLOW_SRC], fp.flows[row + FLOW_PORTS]);
+    if (id >= 0 && this.cap > 0) this.remember(id, fp.flows[row + FLOW_PORTS]);
     return id;
   }
 
-  private remember(id: number, caddr: number, ports: number): void {
+  private remember(id: number, ports: number): void {
     if (this.count === this.cap) {
       this.head = (this.head + 1) % this.cap;
       this.count--;
     }
-    const at = ((this.head + this.count) % this.cap) * 3;
+    const at = ((this.head + this.count) % this.cap) * 2;
     this.ring[at] = id;
-    this.ring[at + 1] = caddr;
-    this.ring[at + 2] = ports;
+    this.ring[at + 1] = ports;
     this.count++;
   }
 
@@ -129,12 +138,12 @@ export class SynGuard {
     const rec = fp.conns.rec;
     let evicted = 0;
     for (let k = 0; k < SCAN_BUDGET && this.count > 0 && evicted < EVICT_PER_SYN; k++) {
-      const at = this.head * 3;
+      const at = this.head * 2;
       const id = this.ring[at], o = id * CONN_WORDS;
       this.head = (this.head + 1) % this.cap;
       this.count--;
-      // still the same connection (ids are reused) and still half-open?
-      if (rec[o + CONN_CADDR] !== this.ring[at + 1] || rec[o + CONN_CPORT_VPORT] !== this.ring[at + 2] || !halfOpen(rec, o)) continue;
+      // still the same connection (ids are reused: the ports tell, nearly always) and still half-open?
+      if (rec[o + CONN_CPORT_VPORT] !== this.ring[at + 1] || !halfOpen(rec, o)) continue;
       this.evict(fp, id);
       evicted++;
     }
