@@ -62,6 +62,8 @@ export interface BenchOptions {
   xskfwdBin: string | null;
   /** Exit 1 unless every xvs measurement succeeded. */
   check: boolean;
+  /** Only render an existing JSON result again (table, markdown, SVG). */
+  render: string | null;
   /** Machine-readable progress only (no table). */
   quiet: boolean;
 }
@@ -116,6 +118,7 @@ options:
   --ipvs-vm             run the comparison with kernel IPVS inside the ipvs-vm qemu guest
   --ipvs-vm-tools DIR   where prepare.sh and boot.sh are (default ../shared/tools/ipvs-vm)
   --check               exit 1 unless every xvs measurement succeeded
+  --render FILE.json    print the table of an earlier run and write its .md and .svg again
   --quick               one short round: --rounds 1 --duration 0.5 --warmup 0.3 --start-warmup 0.3
                         --flow-counts 20000 --ping-count 200 --micro-seconds 0.1 --no-profile
 
@@ -139,7 +142,7 @@ export function defaultOptions(): BenchOptions {
     genCpu: 0, dirCpu: 1, pin: true, steer: true,
     flows: 256, flowCounts: [100_000, 1_000_000], flowsRounds: 2, tcpConcurrency: 32, pingCount: 1000, microSeconds: 0.4,
     out: null, name: `bench-${stamp}`, profile: true, note: "", inGuest: false, ipvsVm: false, ipvsVmTools: null,
-    xskfwdBin: null, check: false, quiet: false,
+    xskfwdBin: null, check: false, quiet: false, render: null,
   };
 }
 
@@ -197,6 +200,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
       case "--ipvs-vm-tools": o.ipvsVmTools = val(); break;
       case "--xskfwd-bin": o.xskfwdBin = val(); break;
       case "--check": o.check = true; break;
+      case "--render": o.render = val(); break;
       case "--quiet": o.quiet = true; break;
       case "--quick":
         Object.assign(o, { rounds: 1, duration: 0.5, warmup: 0.3, startWarmup: 0.3, flowCounts: [20_000], pingCount: 200, microSeconds: 0.1, profile: false });

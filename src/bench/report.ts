@@ -213,7 +213,7 @@ export function renderTable(rep: BenchReport): string {
   }
   if (rep.targets.length) {
     out.push("");
-    for (const t of rep.targets) out.push(`target ${t.name}: ${t.value === null ? "n/a" : t.value.toFixed(2)} (target >= ${t.target}) ${t.pass === null ? "not measured" : t.pass ? "MET" : "NOT MET"} — ${t.detail}`);
+    for (const t of rep.targets) out.push(`target ${t.name}: ${t.value === null ? "n/a" : t.value.toFixed(3)} (target >= ${t.target}) ${t.pass === null ? "not measured" : t.pass ? "MET" : "NOT MET"} — ${t.detail}`);
   }
   return out.join("\n") + "\n";
 }
@@ -241,7 +241,7 @@ export function renderMarkdown(rep: BenchReport, svgName: string | null): string
   if (rep.targets.length) {
     L.push("", "## Targets", "");
     L.push("| target | value | wanted | result | |", "|---|---|---|---|---|");
-    for (const t of rep.targets) L.push(`| ${t.name} | ${t.value === null ? "n/a" : t.value.toFixed(2)} | >= ${t.target} | ${t.pass === null ? "not measured" : t.pass ? "met" : "**not met**"} | ${mdEscape(t.detail)} |`);
+    for (const t of rep.targets) L.push(`| ${t.name} | ${t.value === null ? "n/a" : t.value.toFixed(3)} | >= ${t.target} | ${t.pass === null ? "not measured" : t.pass ? "met" : "**not met**"} | ${mdEscape(t.detail)} |`);
   }
   L.push("", "## Results", "");
   L.push("Median over rounds, min..max, and the ratio of the contender's median to xvs's (same mode); `round ratio` is the median of per-round ratios.", "");
