@@ -34,9 +34,29 @@ function rowIds(w: WorkloadKind, o: BenchOptions): string[] {
 
 let currentLab: BenchLab | null = null;
 
+/**
+ * The generator must outrun every contender: when it offered little more than a contender
+ * forwarded, in the 64-byte test even under full load, that contender's rate is a lower bound.
+ */
+function outrunNote(rows: BenchReport["rows"], steered: boolean): string | null {
+  const slow = rows.filter((r) => r.workload === "udp64-overload" && r.median && Number(r.extra.offeredPps) > 0 && Number(r.extra.offeredPps) < 1.15 * r.median);
+  if (slow.length === 0) return null;
+  return `The generator did not outrun ${slow.map((r) => `${r.contender} (offered ${(Number(r.extra.offeredPps) / 1e6).toFixed(3)}, forwarded ${(r.median! / 1e6).toFixed(3)} Mpps under full load)`).join(", ")}: ` +
+    (steered
+      ? "its CPU also carries the sink's receive work (RPS), which grows with what the contender forwards; these rates are lower bounds, and their ratios to xvs too."
+      : "with --no-steer a kernel contender's receive and forwarding work runs on the sending CPU, the generator's, so the two share one core; these rates are what one core does for both, not the contender's ceiling.");
+}
+
 /** Render an earlier run's JSON again: table on stdout, .md and .svg next to the JSON. */
 function renderAgain(file: string): number {
   const report = JSON.parse(readFileSync(file, "utf8")) as BenchReport;
+  const note = outrunNote(report.rows, report.options.pin !== false && report.options.steer !== false);
+  const old = report.notes.findIndex((n) => n.startsWith("The generator did not outrun"));
+  if (note && (old < 0 || report.notes[old] !== note)) {
+    if (old >= 0) report.notes[old] = note;
+    else report.notes.push(note);
+    writeFileSync(file, JSON.stringify(report, null, 2) + "\n");
+  }
   const base = file.replace(/\.json$/, "");
   const name = base.slice(base.lastIndexOf("/") + 1);
   process.stdout.write(renderTable(report));
@@ -263,6 +283,8 @@ export async function runBench(o: BenchOptions): Promise<number> {
     const n = Number(/flows-(\d+)([kM]?)/.exec(r.workload)?.[1] ?? 0) * (r.workload.endsWith("M") ? 1e6 : r.workload.endsWith("k") ? 1e3 : 1);
     if (n > max) notes.push(`nftables at ${r.workload}: conntrack holds at most nf_conntrack_max=${max} entries (a global setting of the root namespace, read-only in a lab namespace, not changed by the benchmark): new flows beyond that are dropped.`);
   }
+  const outrun = outrunNote(rows, o.pin && o.steer);
+  if (outrun) notes.push(outrun);
   if (sinkKinds.has("xdp")) notes.push("tc BPF was not available (sch_ingress/cls_bpf), so the sink counted in XDP: on veth that makes the kernel copy every skb without XDP headroom, which AF_XDP copy-mode transmit skbs (xvs, xskfwd) are and forwarded skbs are not: the AF_XDP contenders pay one extra copy per packet on the director CPU in this run.");
   machine["load average at end (1/5/15 min)"] = (await import("node:os")).loadavg().map((x) => x.toFixed(2)).join(" ");
   machine["busiest processes at end"] = await busyProcesses();
