@@ -96,7 +96,7 @@ options:
   --duration S          seconds per measurement window (default 2)
   --warmup S            seconds of traffic before each window (default 0.7)
   --start-warmup S      seconds of traffic after a contender starts, before its first window
-                        (default 2: a fresh xvs is still being compiled by the JIT)
+                        (default 1.5: a fresh xvs is still being compiled by the JIT)
   --modes M[,M]         forwarding modes: nat,dr,tun (default nat)
   --gen-cpu N           CPU of the generator, clients and servers (default 0)
   --dir-cpu N           CPU of the director (default 1)
@@ -108,8 +108,8 @@ options:
   --flow-counts N[,N]   tracked flows for the flows workload (default 100000,1000000)
   --flows-rounds N      rounds that include the flows workload, the slowest (default 2)
   --tcp-concurrency N   parallel TCP clients (default 32)
-  --ping-count N        latency samples per measurement (default 1000)
-  --micro-seconds S     seconds per microbenchmark row (default 0.4)
+  --ping-count N        latency samples per measurement (default 500)
+  --micro-seconds S     seconds per microbenchmark row (default 0.3)
   --out DIR             write DIR/NAME.{json,md,svg} (default: no files; bench/results in the repo)
   --name NAME           base name of the files (default bench-<date>)
   --no-profile          skip the profiled xvs run
@@ -137,10 +137,10 @@ export function defaultOptions(): BenchOptions {
   const d = new Date();
   const stamp = `${d.getFullYear()}${String(d.getMonth() + 1).padStart(2, "0")}${String(d.getDate()).padStart(2, "0")}-${String(d.getHours()).padStart(2, "0")}${String(d.getMinutes()).padStart(2, "0")}`;
   return {
-    rounds: 3, duration: 2, warmup: 0.7, startWarmup: 2,
+    rounds: 3, duration: 2, warmup: 0.7, startWarmup: 1.5,
     contenders: [...CONTENDER_KINDS], modes: ["nat"], workloads: [...WORKLOADS],
     genCpu: 0, dirCpu: 1, pin: true, steer: true,
-    flows: 256, flowCounts: [100_000, 1_000_000], flowsRounds: 2, tcpConcurrency: 32, pingCount: 1000, microSeconds: 0.4,
+    flows: 256, flowCounts: [100_000, 1_000_000], flowsRounds: 2, tcpConcurrency: 32, pingCount: 500, microSeconds: 0.3,
     out: null, name: `bench-${stamp}`, profile: true, note: "", inGuest: false, ipvsVm: false, ipvsVmTools: null,
     xskfwdBin: null, check: false, quiet: false, render: null,
   };
