@@ -139,3 +139,40 @@ int xvs_map__clear(int fd, uint32_t key_size)
 	}
 	return n;
 }
+
+/* Programs and maps another process (or an earlier xvs) loaded: found by kernel id. */
+int xvs_bpf__prog_fd_by_id(uint32_t id)
+{
+	int fd = bpf_prog_get_fd_by_id(id);
+	return fd < 0 ? xvs_fail(errno, "no BPF program with id %u", id) : fd;
+}
+
+int xvs_bpf__map_fd_by_id(uint32_t id)
+{
+	int fd = bpf_map_get_fd_by_id(id);
+	return fd < 0 ? xvs_fail(errno, "no BPF map with id %u", id) : fd;
+}
+
+/* struct bpf_prog_info / bpf_map_info of a descriptor into `info` (`*len` bytes in, written out). */
+int xvs_bpf__obj_info(int fd, void *info, uint32_t *len)
+{
+	if (bpf_obj_get_info_by_fd(fd, info, len))
+		return xvs_fail(errno, "cannot read BPF object info");
+	return 0;
+}
+
+/* The kernel id of a BPF map or program descriptor (both infos start with type, id). */
+int xvs_bpf__obj_id(int fd)
+{
+	struct bpf_map_info info;
+	uint32_t len = sizeof(info);
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(fd, &info, &len))
+		return xvs_fail(errno, "cannot read BPF object info");
+	return (int)info.id;
+}
+
+int xvs_fd__close(int fd)
+{
+	return close(fd) ? xvs_fail(errno, "close") : 0;
+}

@@ -27,9 +27,6 @@
 
 int xvs_gen__run(int prog_fd, int ifindex, const void *frame, uint32_t len, uint32_t repeat, uint32_t batch);
 int xvs_gen__pin_cpu(int cpu);
-int xvs_gen__map_fd_by_id(uint32_t id);
-int xvs_gen__obj_id(int fd);
-int xvs_gen__close(int fd);
 int xvs_gen__tc_attach(int ifindex, int prog_fd);
 int xvs_gen__percpu_sum_u32(int fd, uint32_t key, uint64_t *out);
 
@@ -65,30 +62,6 @@ int xvs_gen__pin_cpu(int cpu)
 	if (sched_setaffinity(0, sizeof(set), &set))
 		return xvs_fail(errno, "cannot pin to CPU %d", cpu);
 	return 0;
-}
-
-/* A file descriptor for the BPF map with this id (another process loaded it). */
-int xvs_gen__map_fd_by_id(uint32_t id)
-{
-	int fd = bpf_map_get_fd_by_id(id);
-	return fd < 0 ? xvs_fail(errno, "no BPF map with id %u", id) : fd;
-}
-
-/* The kernel id of a BPF map or program file descriptor. */
-int xvs_gen__obj_id(int fd)
-{
-	struct bpf_map_info info;
-	uint32_t len = sizeof(info);
-	memset(&info, 0, sizeof(info));
-	/* map and prog info both start with type, id */
-	if (bpf_obj_get_info_by_fd(fd, &info, &len))
-		return xvs_fail(errno, "cannot read BPF object info");
-	return (int)info.id;
-}
-
-int xvs_gen__close(int fd)
-{
-	return close(fd) ? xvs_fail(errno, "close") : 0;
 }
 
 /* Attach a tc program at the ingress of ifindex (creating the clsact qdisc). The filter keeps

@@ -27,6 +27,11 @@ int xvs_map__delete(int fd, const void *key);
 int xvs_map__lookup(int fd, const void *key, void *value);
 int xvs_map__sum_percpu_u64(int fd, uint32_t key, uint64_t *out);
 int xvs_map__clear(int fd, uint32_t key_size);
+int xvs_bpf__prog_fd_by_id(uint32_t id);
+int xvs_bpf__map_fd_by_id(uint32_t id);
+int xvs_bpf__obj_info(int fd, void *info, uint32_t *len);
+int xvs_bpf__obj_id(int fd);
+int xvs_fd__close(int fd);
 
 /* ---- AF_XDP ports: one UMEM shared by one socket per interface, owned by one worker (xvs_xsk.c) ---- */
 struct xvs_port;

@@ -2,7 +2,7 @@
  * The steering program: load it from the embedded object, attach it to interfaces, and keep
  * its maps (which packets are ours) in step with the configuration.
  */
-import { dlopen, FFIType, ptr } from "bun:ffi";
+import { ptr } from "bun:ffi";
 import { closeSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { log } from "../log.ts";
@@ -207,22 +207,6 @@ export class SteerProgram {
 /** Name of the decap program, in the object and in the kernel (program names keep 15 characters). */
 export const DECAP_PROG_NAME = "xvs_decap";
 
-/**
- * Three libbpf calls the shim does not wrap: finding the decap program a previous `xvs decap
- * attach` left on an interface (by id, from the XDP query) and its counters map. The shim links
- * libbpf dynamically, so the library is there wherever xvs runs.
- */
-const libbpfSymbols = {
-  bpf_prog_get_fd_by_id: { args: [FFIType.u32], returns: FFIType.i32 },
-  bpf_map_get_fd_by_id: { args: [FFIType.u32], returns: FFIType.i32 },
-  bpf_obj_get_info_by_fd: { args: [FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
-} as const;
-let libbpfHandle: ReturnType<typeof dlopen<typeof libbpfSymbols>>["symbols"] | null = null;
-function libbpf(): NonNullable<typeof libbpfHandle> {
-  if (!libbpfHandle) libbpfHandle = dlopen("libbpf.so.1", libbpfSymbols).symbols;
-  return libbpfHandle;
-}
-
 /** struct bpf_prog_info / bpf_map_info offsets (linux/bpf.h) of the fields read here. */
 const PROG_INFO_NR_MAP_IDS = 52, PROG_INFO_MAP_IDS = 56, PROG_INFO_NAME = 64, MAP_INFO_NAME = 24, INFO_SIZE = 256;
 
@@ -293,12 +277,12 @@ export const DecapProgram = {
     for (const mode of ["native", "generic"] as const) {
       const id = lib().xvs_xdp__query(ifindex, modeFlags(mode));
       if (id <= 0) continue;
-      const fd = libbpf().bpf_prog_get_fd_by_id(id);
+      const fd = lib().xvs_bpf__prog_fd_by_id(id);
       if (fd < 0) continue;
       try {
         const info = new Uint8Array(INFO_SIZE);
         const len = new Uint32Array([INFO_SIZE]);
-        if (libbpf().bpf_obj_get_info_by_fd(fd, ptr(info), ptr(len)) === 0 && infoName(info, PROG_INFO_NAME) === DECAP_PROG_NAME) {
+        if (lib().xvs_bpf__obj_info(fd, ptr(info), ptr(len)) === 0 && infoName(info, PROG_INFO_NAME) === DECAP_PROG_NAME) {
           return { progId: id, mode };
         }
       } finally {
@@ -315,7 +299,7 @@ export const DecapProgram = {
   detach(ifindex: number, ifname: string): void {
     const a = DecapProgram.find(ifindex);
     if (!a) throw new LbError(ErrorCode.NotExist, `${ifname} has no xvs decap program attached`);
-    const fd = libbpf().bpf_prog_get_fd_by_id(a.progId);
+    const fd = lib().xvs_bpf__prog_fd_by_id(a.progId);
     if (fd < 0) throw new LbError(ErrorCode.NotExist, `${ifname}: the decap program went away`);
     try {
       check(lib().xvs_xdp__detach(ifindex, fd, modeFlags(a.mode)), `detach the decap program from ${ifname}`);
@@ -331,7 +315,7 @@ export const DecapProgram = {
   stats(ifindex: number, ifname: string): number[] {
     const a = DecapProgram.find(ifindex);
     if (!a) throw new LbError(ErrorCode.NotExist, `${ifname} has no xvs decap program attached`);
-    const pfd = libbpf().bpf_prog_get_fd_by_id(a.progId);
+    const pfd = lib().xvs_bpf__prog_fd_by_id(a.progId);
     if (pfd < 0) throw new LbError(ErrorCode.NotExist, `${ifname}: the decap program went away`);
     let statsFd = -1;
     try {
@@ -341,14 +325,14 @@ export const DecapProgram = {
       dv.setUint32(PROG_INFO_NR_MAP_IDS, ids.length, true);
       dv.setBigUint64(PROG_INFO_MAP_IDS, BigInt(ptr(ids)), true);
       const len = new Uint32Array([INFO_SIZE]);
-      check(libbpf().bpf_obj_get_info_by_fd(pfd, ptr(info), ptr(len)), "read the decap program's info");
+      check(lib().xvs_bpf__obj_info(pfd, ptr(info), ptr(len)), "read the decap program's info");
       const n = Math.min(dv.getUint32(PROG_INFO_NR_MAP_IDS, true), ids.length);
       for (let i = 0; i < n && statsFd < 0; i++) {
-        const mfd = libbpf().bpf_map_get_fd_by_id(ids[i]);
+        const mfd = lib().xvs_bpf__map_fd_by_id(ids[i]);
         if (mfd < 0) continue;
         const minfo = new Uint8Array(INFO_SIZE);
         const mlen = new Uint32Array([INFO_SIZE]);
-        if (libbpf().bpf_obj_get_info_by_fd(mfd, ptr(minfo), ptr(mlen)) === 0 && infoName(minfo, MAP_INFO_NAME) === "decap_stats") statsFd = mfd;
+        if (lib().xvs_bpf__obj_info(mfd, ptr(minfo), ptr(mlen)) === 0 && infoName(minfo, MAP_INFO_NAME) === "decap_stats") statsFd = mfd;
         else closeSync(mfd);
       }
       if (statsFd < 0) throw new LbError(ErrorCode.System, `${ifname}: the decap program has no counters map`);

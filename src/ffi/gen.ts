@@ -56,7 +56,7 @@ export class GenObject {
 
   /** Kernel id of a map (for SinkReader in another process). */
   mapId(name: GenMapName): number {
-    return check(lib().xvs_gen__obj_id(this.fd(name)), `id of map ${name}`);
+    return check(lib().xvs_bpf__obj_id(this.fd(name)), `id of map ${name}`);
   }
 
   /**
@@ -149,7 +149,7 @@ export class SinkReader {
   private readonly out = new BigUint64Array(1);
 
   constructor(mapId: number) {
-    this.fd = check(lib().xvs_gen__map_fd_by_id(mapId), "sink counters");
+    this.fd = check(lib().xvs_bpf__map_fd_by_id(mapId), "sink counters");
   }
 
   /** Packets and bytes counted (and dropped), and packets passed to the kernel. */
@@ -162,7 +162,7 @@ export class SinkReader {
   }
 
   close(): void {
-    if (this.fd >= 0) lib().xvs_gen__close(this.fd);
+    if (this.fd >= 0) lib().xvs_fd__close(this.fd);
     this.fd = -1;
   }
 }

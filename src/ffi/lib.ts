@@ -26,6 +26,11 @@ const symbols = {
   xvs_map__lookup: { args: [i32, ptr, ptr], returns: i32 },
   xvs_map__sum_percpu_u64: { args: [i32, u32, ptr], returns: i32 },
   xvs_map__clear: { args: [i32, u32], returns: i32 },
+  xvs_bpf__prog_fd_by_id: { args: [u32], returns: i32 },
+  xvs_bpf__map_fd_by_id: { args: [u32], returns: i32 },
+  xvs_bpf__obj_info: { args: [i32, ptr, ptr], returns: i32 },
+  xvs_bpf__obj_id: { args: [i32], returns: i32 },
+  xvs_fd__close: { args: [i32], returns: i32 },
 
   xvs_port__create: { args: [u32, u32, u32, u32], returns: ptr },
   xvs_port__add_iface: { args: [ptr, cstring, u32, u32, i32, u32], returns: i32 },
@@ -51,9 +56,6 @@ const symbols = {
   // xvs bench only (native/shim/xvs_gen.c)
   xvs_gen__run: { args: [i32, i32, ptr, u32, u32, u32], returns: i32 },
   xvs_gen__pin_cpu: { args: [i32], returns: i32 },
-  xvs_gen__map_fd_by_id: { args: [u32], returns: i32 },
-  xvs_gen__obj_id: { args: [i32], returns: i32 },
-  xvs_gen__close: { args: [i32], returns: i32 },
   xvs_gen__tc_attach: { args: [i32, i32], returns: i32 },
   xvs_gen__percpu_sum_u32: { args: [i32, u32, ptr], returns: i32 },
 } as const;
