@@ -21,17 +21,19 @@ check /usr/include/bpf/libbpf.h libbpf-dev
 check clang clang
 check llc llvm
 check gcc gcc
-check make make
 check /usr/include/linux/if_xdp.h linux-libc-dev
 check ip iproute2
 check nft nftables
 check ethtool ethtool
 check tcpdump tcpdump
-check bpftool bpftool
 check node nodejs
 check npm npm
 check curl curl
-check socat socat
+check python3 python3
+check ping iputils-ping
+check modprobe kmod
+check perf linux-perf
+check taskset util-linux
 if [ ${#need[@]} -gt 0 ]; then
 	say "installing: ${need[*]}"
 	export DEBIAN_FRONTEND=noninteractive
