@@ -19,6 +19,11 @@
 #define XVS_MAX_NAT_REALS 65536    /* NAT real servers (proto, addr, port) whose replies we take */
 #define XVS_MAX_LOCAL_ADDRS 1024   /* the director's own addresses (their traffic is the kernel's) */
 
+/* values of the nat_reals map: bit 0 set for every entry; the port-0 entry of a real server of a
+ * port-0 (all ports) service also carries ANY_PORT: its replies come from any port */
+#define XVS_NAT_REAL 1
+#define XVS_NAT_REAL_ANY_PORT 2
+
 /* ---- address families as stored in map keys (not AF_* values, to stay 1 byte) ---- */
 #define XVS_FAMILY_V4 4
 #define XVS_FAMILY_V6 6

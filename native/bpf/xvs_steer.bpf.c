@@ -140,7 +140,13 @@ static __always_inline int is_addr_in(void *map, __u8 family, const __u32 *addr)
 	return bpf_map_lookup_elem(map, &k) != 0;
 }
 
-static __always_inline int is_nat_real(__u8 family, const __u32 *addr, __u8 proto, __u16 port)
+/*
+ * Is (addr, port) a NAT real server of protocol `proto`? An exact entry says so; the entry of
+ * port 0 stands for every port when its value carries XVS_NAT_REAL_ANY_PORT (real servers of
+ * port-0 services answer from any port). `any_entry` also accepts a plain port-0 entry (written
+ * for every NAT real server): non-first fragments have no ports at all.
+ */
+static __always_inline int nat_real_lookup(__u8 family, const __u32 *addr, __u8 proto, __u16 port, int any_entry)
 {
 	struct xvs_l4_key k = {};
 	k.family = family;
@@ -152,7 +158,16 @@ static __always_inline int is_nat_real(__u8 family, const __u32 *addr, __u8 prot
 		k.addr[2] = addr[2];
 		k.addr[3] = addr[3];
 	}
-	return bpf_map_lookup_elem(&nat_reals, &k) != 0;
+	if (port != 0 && bpf_map_lookup_elem(&nat_reals, &k))
+		return 1;
+	k.port = 0;
+	__u32 *v = bpf_map_lookup_elem(&nat_reals, &k);
+	return v && (any_entry || (*v & XVS_NAT_REAL_ANY_PORT));
+}
+
+static __always_inline int is_nat_real(__u8 family, const __u32 *addr, __u8 proto, __u16 port)
+{
+	return nat_real_lookup(family, addr, proto, port, 0);
 }
 
 /* Ports of a TCP/UDP/SCTP header at l4 (all three start with sport, dport). */
@@ -316,8 +331,12 @@ static __always_inline int steer_v4(struct xdp_md *ctx, void *l3, void *end)
 	void *l4 = l3 + ip->ihl * 4;
 	__u16 frag = bpf_ntohs(ip->frag_off) & 0x1fff;
 	if (frag != 0) {
-		/* no L4 header: ours if it goes to one of our virtual addresses */
+		/* no L4 header: ours if it goes to one of our virtual addresses, or comes from a NAT
+		 * real server to an address not ours (the later fragments of a reply) */
 		if (is_addr_in(&vip_addrs, XVS_FAMILY_V4, &ip->daddr))
+			return redirect(ctx);
+		if (nat_real_lookup(XVS_FAMILY_V4, &ip->saddr, ip->protocol, 0, 1) &&
+		    !is_addr_in(&local_addrs, XVS_FAMILY_V4, &ip->daddr))
 			return redirect(ctx);
 		return count(XVS_XDP_PASS_NOT_OURS, XDP_PASS);
 	}

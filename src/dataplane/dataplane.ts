@@ -16,7 +16,7 @@ import { defaultGeometry } from "../ffi/xsk.ts";
 import { drainResolve, newResolveRing } from "../nexthop/table.ts";
 import { NextHopResolver, type PortInfo, type RouteSnapshot } from "../nexthop/resolver.ts";
 import { compile } from "../service/compile.ts";
-import type { Model } from "../service/model.ts";
+import type { Dest, Model } from "../service/model.ts";
 import type { Tables } from "../service/tables.ts";
 import { Counters } from "../stats/counters.ts";
 import { CTL_EPOCH_F64, CTL_POSTED_GEN, CTL_STOP, CTL_WORDS, type FromWorker, type InitMessage } from "./protocol.ts";
@@ -91,17 +91,25 @@ function bytesWords(family: 4 | 6, b: Uint8Array): number[] {
   return family === 4 ? [w[0], 0, 0, 0] : w;
 }
 
-/** A steering map kept equal to a wanted key set by adding and deleting the difference. */
+/** A steering map kept equal to a wanted set of entries by writing and deleting the difference. */
 class SteerSet {
-  private current = new Map<string, Uint8Array>();
+  private current = new Map<string, { key: Uint8Array; value: number }>();
   constructor(private readonly prog: SteerProgram, private readonly map: "vips" | "vip_addrs" | "nat_reals" | "local_addrs") {}
-  sync(keys: Uint8Array[]): void {
-    const want = new Map<string, Uint8Array>();
-    for (const k of keys) want.set(Buffer.from(k).toString("hex"), k);
-    const one = new Uint8Array(4);
-    one[0] = 1;
-    for (const [h, k] of want) if (!this.current.has(h)) this.prog.update(this.map, k, one);
-    for (const [h, k] of this.current) if (!want.has(h)) this.prog.delete(this.map, k);
+  /** Make the map hold exactly these keys; `value` is the u32 stored (1 unless given). */
+  sync(keys: Uint8Array[], values?: number[]): void {
+    const want = new Map<string, { key: Uint8Array; value: number }>();
+    keys.forEach((k, i) => {
+      const h = Buffer.from(k).toString("hex");
+      // the same key wanted twice: keep every flag any of them asked for
+      want.set(h, { key: k, value: (want.get(h)?.value ?? 0) | (values?.[i] ?? 1) });
+    });
+    const v = new Uint32Array(1);
+    for (const [h, e] of want) {
+      if (this.current.get(h)?.value === e.value) continue;
+      v[0] = e.value;
+      this.prog.update(this.map, e.key, new Uint8Array(v.buffer));
+    }
+    for (const [h, e] of this.current) if (!want.has(h)) this.prog.delete(this.map, e.key);
     this.current = want;
   }
 }
@@ -241,19 +249,30 @@ export class Dataplane {
         vipAddrs.push(a);
       }
     }
+    const realValues: number[] = [];
+    // a NAT real server: its (addr, port) for replies, and its (addr, 0) for the later fragments of
+    // replies; a port-0 service's real server answers from any port, which its port-0 entry says
+    const addReal = (d: Dest, proto: number): void => {
+      reals.push(l4Key(d.addr.family, d.addr.words, d.port, proto));
+      realValues.push(d.port === 0 ? abi.XVS_NAT_REAL | abi.XVS_NAT_REAL_ANY_PORT : abi.XVS_NAT_REAL);
+      if (d.port !== 0) {
+        reals.push(l4Key(d.addr.family, d.addr.words, 0, proto));
+        realValues.push(abi.XVS_NAT_REAL);
+      }
+    };
     for (const s of model.services) {
       if (!s.proto) continue;
-      for (const d of s.dests) if (d.spec.forward === "masq") reals.push(l4Key(d.addr.family, d.addr.words, d.port, s.proto));
+      for (const d of s.dests) if (d.spec.forward === "masq") addReal(d, s.proto);
     }
     // trashed NAT dests keep their connections: their replies must still come to us
     for (const d of model.trash) {
       const svc = model.services.find((s) => s.key === d.svcKey);
       const proto = svc?.proto ?? (d.svcKey.startsWith("tcp") ? 6 : d.svcKey.startsWith("udp") ? 17 : d.svcKey.startsWith("sctp") ? 132 : 0);
-      if (d.spec.forward === "masq" && proto) reals.push(l4Key(d.addr.family, d.addr.words, d.port, proto));
+      if (d.spec.forward === "masq" && proto) addReal(d, proto);
     }
     this.steer.vips.sync(vips);
     this.steer.vipAddrs.sync(vipAddrs);
-    this.steer.natReals.sync(reals);
+    this.steer.natReals.sync(reals, realValues);
     this.syncLocal(this.lastRoutes?.localAddrs ?? []);
   }
 

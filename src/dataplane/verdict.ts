@@ -30,7 +30,8 @@ export const enum Stat {
   DropBadChecksum,
   /** VLAN-tagged frame (not supported on the fast path). */
   DropVlan,
-  /** IPv4 fragment (not tracked yet). */
+  /** IPv4 fragment of a refused shape (first fragment too short for its L4 header, tiny-fragment
+   * overlap, ICMP, past 65535): see frag.ts. */
   DropFragment,
   /** IPv6 packet with extension headers. */
   DropIpv6ExtHeader,

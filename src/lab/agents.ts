@@ -8,8 +8,9 @@
  *       N HTTP/1.0 requests, one new TCP connection each; prints a JSON summary.
  *   tcp-hold --host H --port P
  *       one long-lived connection: each stdin line is sent, each reply line printed.
- *   udp-ask --host H --port P --count N
- *       N datagrams, each from a new socket (a new source port); prints a JSON summary.
+ *   udp-ask --host H --port P --count N [--size B]
+ *       N datagrams (padded to B bytes), each from a new socket (a new source port); prints a
+ *       JSON summary.
  */
 
 interface Args {
@@ -171,10 +172,12 @@ async function tcpHold(a: Args): Promise<number> {
 
 async function udpAsk(a: Args): Promise<number> {
   const host = a.host!, port = num(a, "port", 9000), count = num(a, "count", 1), timeoutMs = num(a, "timeout", 2000);
+  // --size past the MTU makes both the question and the echoed answer travel as IP fragments
+  const size = num(a, "size", 0);
   const byServer: Record<string, number> = {};
   let ok = 0, failed = 0;
   for (let i = 0; i < count; i++) {
-    const payload = `q${i}`;
+    const payload = `q${i}`.padEnd(size, "x");
     const reply = await new Promise<string | null>((resolve) => {
       let timer: ReturnType<typeof setTimeout>;
       void Bun.udpSocket({

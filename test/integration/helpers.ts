@@ -43,9 +43,9 @@ export async function httpGet(lab: Lab, host: string, target: string, port: numb
   return JSON.parse(r.stdout.trim()) as HttpSummary;
 }
 
-/** Send `count` UDP datagrams, each from a new source port. */
-export async function udpAsk(lab: Lab, host: string, target: string, port: number, count: number): Promise<{ ok: number; failed: number; byServer: Record<string, number> }> {
-  const r = await lab.exec(host, [...selfCommand(), "__lab", "udp-ask", "--host", target, "--port", String(port), "--count", String(count)]);
+/** Send `count` UDP datagrams (padded to `size` bytes), each from a new source port. */
+export async function udpAsk(lab: Lab, host: string, target: string, port: number, count: number, size = 0): Promise<{ ok: number; failed: number; byServer: Record<string, number> }> {
+  const r = await lab.exec(host, [...selfCommand(), "__lab", "udp-ask", "--host", target, "--port", String(port), "--count", String(count), "--size", String(size)]);
   return JSON.parse(r.stdout.trim());
 }
 

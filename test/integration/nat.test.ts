@@ -96,6 +96,16 @@ describe("NAT through AF_XDP", () => {
     expect(r.byServer).toEqual({ rs1: 10, rs2: 10, rs3: 10 });
   }, 60_000);
 
+  test("4000-byte datagrams travel as IP fragments both ways: later fragments follow their first fragment's connection", async () => {
+    const before = await verdicts();
+    const r = await udpAsk(L.lab, L.client, LAB_VIP, 9000, 9, 4000);
+    const after = await verdicts();
+    expect(r).toEqual({ ok: 9, failed: 0, byServer: { rs1: 3, rs2: 3, rs3: 3 } });
+    // 4000 bytes over a 1500-byte MTU: two later fragments each way per datagram
+    expect(after.frag_forwarded - before.frag_forwarded).toBe(9 * 2 * 2);
+    expect(after.drop_frag_orphan - before.drop_frag_orphan).toBe(0);
+  }, 60_000);
+
   test("counters match the traffic: per-service connections and packets, verdicts, and the receivers' own counts", async () => {
     const before = await verdicts();
     const rsBefore = await Promise.all(L.reals.slice(0, 3).map((h) => L.lab.snmp(h)));
