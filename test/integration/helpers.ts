@@ -150,7 +150,10 @@ export class Capture {
 
   static async start(lab: Lab, host: string, iface: string, filter: string[] = []): Promise<Capture> {
     const dir = mkdtempSync(join(tmpdir(), "xvs-cap-"));
-    const p = lab.spawn(host, ["tcpdump", "--immediate-mode", "-U", "-n", "-i", iface, "-w", join(dir, "c.pcap"), ...filter]);
+    // -s/-B: in immediate mode libpcap gives every frame a ring slot of the snapshot length, and
+    // the default (262144 bytes in a 2 MiB ring) holds 8 frames: a burst overflowed it and
+    // frames went missing. Lab frames are at most 1514 bytes.
+    const p = lab.spawn(host, ["tcpdump", "--immediate-mode", "-U", "-n", "-s", "4096", "-B", "16384", "-i", iface, "-w", join(dir, "c.pcap"), ...filter]);
     const reader = (p.stderr as ReadableStream<Uint8Array>).getReader();
     let text = "";
     const deadline = Date.now() + 5000;
@@ -171,7 +174,17 @@ export class Capture {
     await Bun.sleep(300);
     this.proc.kill("SIGINT");
     await Promise.race([this.proc.exited, Bun.sleep(3000)]);
+    // tcpdump's closing words: a capture that lost frames cannot back a per-frame check
+    const rd = (this.proc.stderr as ReadableStream<Uint8Array>).getReader();
+    let tail = "";
+    for (;;) {
+      const x = await Promise.race([rd.read(), Bun.sleep(1000).then(() => null)]);
+      if (x === null || x.done) break;
+      tail += new TextDecoder().decode(x.value);
+    }
+    const dropped = Number(/(\d+) packets? dropped by kernel/.exec(tail)?.[1] ?? 0);
     try {
+      if (dropped > 0) throw new Error(`the capture lost ${dropped} frames (tcpdump: ${tail.trim().replace(/\s+/g, " ")})`);
       return readPcap(new Uint8Array(readFileSync(join(this.dir, "c.pcap"))));
     } finally {
       rmSync(this.dir, { recursive: true, force: true });

@@ -147,4 +147,14 @@ describe("NAT through AF_XDP", () => {
     const r = await L.lab.exec(L.reals[0], ["ss", "-Htn", "state", "time-wait"], true);
     expect(r.stdout).toContain(`${CLIENT_ADDR}:`);
   }, 30_000);
+
+  test("a persistent port-0 UDP service: the real server answers from the port asked, and the client sees VIP:port", async () => {
+    await ok("DELETE", svc("udp", 9000));
+    await ok("POST", "/v1/services", { protocol: "udp", address: LAB_VIP, port: 0, scheduler: "rr", persistence: { timeout: 60 } });
+    for (let i = 1; i <= 3; i++) await ok("POST", `${svc("udp", 0)}/dests`, { address: realAddr(i), port: 0, forward: "masq" });
+    // the replies leave rs:9000, a port no service names: only the port-0 entry steers them back
+    const r = await udpAsk(L.lab, L.client, LAB_VIP, 9000, 6);
+    expect(r.failed).toBe(0);
+    expect(Object.values(r.byServer)).toEqual([6]); // persistence: one client, one real server
+  }, 30_000);
 });
