@@ -12,8 +12,8 @@ import { steerObjPath } from "../ffi/assets.ts";
 import { SinkReader } from "../ffi/gen.ts";
 import { startDaemon, type LabDaemon } from "../lab/daemon.ts";
 import { sh } from "../lab/netns.ts";
-import { agentJson, type BenchLab, PING_PORT, SINK_ADDRS, TCP_PORT, UDP_PORT, VIP } from "./lab.ts";
-import type { BenchOptions, ContenderKind, Mode, WorkloadKind } from "./options.ts";
+import { agentJson, type BenchLab, GUE_PORT, PING_PORT, SINK_ADDRS, TCP_PORT, UDP_PORT, VIP } from "./lab.ts";
+import { modeLabel, tunnelOf, type BenchOptions, type ContenderKind, type Mode, type WorkloadKind } from "./options.ts";
 import xskfwdSource from "../../bench/xskfwd.c" with { type: "text" };
 import commonHeader from "../../native/bpf/xvs_common.h" with { type: "text" };
 
@@ -108,7 +108,7 @@ export class Xvs extends Contender {
     super();
     this.mode = mode;
     this.id = `xvs-${mode}`;
-    this.label = `xvs ${mode.toUpperCase()} (AF_XDP + TypeScript fast path), one worker`;
+    this.label = `xvs ${modeLabel(mode)} (AF_XDP + TypeScript fast path), one worker`;
   }
 
   override async prepare(o: BenchOptions): Promise<void> {
@@ -126,7 +126,9 @@ export class Xvs extends Contender {
       await this.ok("POST", "/v1/services", { protocol, address: VIP, port, scheduler: "rr" });
       for (const a of SINK_ADDRS) {
         const dest: Record<string, unknown> = { address: a, port, forward, weight: 1 };
-        if (this.mode === "tun") dest.tunnel = { type: "ipip" };
+        const tunnel = tunnelOf(this.mode);
+        if (tunnel === "gue") dest.tunnel = { type: tunnel, port: GUE_PORT };
+        else if (tunnel) dest.tunnel = { type: tunnel };
         await this.ok("POST", `/v1/services/${protocol}:${VIP}:${port}/dests`, dest);
       }
     }
@@ -190,7 +192,7 @@ export class Ipvs extends Contender {
     super();
     this.mode = mode;
     this.id = `ipvs-${mode}`;
-    this.label = `kernel IPVS ${mode.toUpperCase()} (ipvsadm, rr)`;
+    this.label = `kernel IPVS ${modeLabel(mode)} (ipvsadm, rr)`;
   }
 
   override async prepare(): Promise<void> {
@@ -207,10 +209,11 @@ export class Ipvs extends Contender {
 
   async start(ctx: RunCtx): Promise<void> {
     const lab = ctx.bl.lab;
-    const flag = this.mode === "nat" ? "-m" : this.mode === "dr" ? "-g" : "-i";
+    const tunnel = tunnelOf(this.mode);
+    const flag = this.mode === "nat" ? ["-m"] : this.mode === "dr" ? ["-g"] : ["-i", "--tun-type", tunnel!, ...(tunnel === "gue" ? ["--tun-port", String(GUE_PORT)] : [])];
     for (const [p, port] of [["-u", UDP_PORT], ["-u", PING_PORT], ["-t", TCP_PORT]] as const) {
       await lab.exec("dir", ["ipvsadm", "-A", p, `${VIP}:${port}`, "-s", "rr"]);
-      for (const a of SINK_ADDRS) await lab.exec("dir", ["ipvsadm", "-a", p, `${VIP}:${port}`, "-r", `${a}:${port}`, flag, "-w", "1"]);
+      for (const a of SINK_ADDRS) await lab.exec("dir", ["ipvsadm", "-a", p, `${VIP}:${port}`, "-r", `${a}:${port}`, ...flag, "-w", "1"]);
     }
   }
 

@@ -28,6 +28,7 @@
 import { Lab, sh, type ExecResult } from "../lab/netns.ts";
 import { selfCommand } from "../lab/self.ts";
 import { SinkReader } from "../ffi/gen.ts";
+import { tunnelOf, type Mode } from "./options.ts";
 
 export const VIP = "198.18.0.100";
 export const GEN_ADDR = "198.18.1.2";
@@ -45,7 +46,7 @@ export const GUE_PORT = 6080;
 
 export interface BenchLabOptions {
   /** Forwarding mode the sink must accept: DR/TUN need the VIP on the sink. */
-  mode: "nat" | "dr" | "tun";
+  mode: Mode;
   /** Director CPU and generator/sink CPU for receive processing (see above); null: leave it. */
   steer: { dirCpu: number; genCpu: number } | null;
   /** CPU for the sink's servers (TCP, UDP echo); null: unpinned. */
@@ -163,7 +164,7 @@ export async function buildBenchLab(tag: string, o: BenchLabOptions): Promise<Be
       }
       for (const k of ["all", "default", "eth0"]) await lab.sysctl("sink", `net.ipv4.conf.${k}.rp_filter`, 0);
       for (const k of ["all", "s0", "c0"]) await lab.sysctl("dir", `net.ipv4.conf.${k}.accept_local`, 1);
-      if (o.mode === "tun") {
+      if (tunnelOf(o.mode)) {
         // decapsulation by xvs's real-server helper (XDP), whatever modules the kernel has; the
         // tc sink then counts the inner packets (without it, the encapsulated ones)
         await lab.exec("sink", [...selfCommand(), "decap", "attach", "eth0", "--gue-port", String(GUE_PORT)], true);

@@ -5,8 +5,20 @@ import { ErrorCode, LbError } from "../errors.ts";
 
 export const CONTENDER_KINDS = ["gen", "xvs", "ipvs", "nft", "plain", "xskfwd"] as const;
 export type ContenderKind = (typeof CONTENDER_KINDS)[number];
-export const MODES = ["nat", "dr", "tun"] as const;
+/** Forwarding modes: "tun" is IPIP (ipvsadm's default tunnel), "tun-gue" and "tun-gre" the others. */
+export const MODES = ["nat", "dr", "tun", "tun-gue", "tun-gre"] as const;
 export type Mode = (typeof MODES)[number];
+
+/** How reports name a mode: NAT, DR, TUN (IPIP), TUN (GUE), TUN (GRE). */
+export function modeLabel(m: Mode): string {
+  const t = tunnelOf(m);
+  return t ? `TUN (${t.toUpperCase()})` : m.toUpperCase();
+}
+
+/** The tunnel type of a tunnel mode, null for NAT and DR. */
+export function tunnelOf(m: Mode): "ipip" | "gue" | "gre" | null {
+  return m === "tun" ? "ipip" : m === "tun-gue" ? "gue" : m === "tun-gre" ? "gre" : null;
+}
 export const WORKLOADS = ["udp64", "udp1514", "latency", "tcp", "flows", "micro"] as const;
 export type WorkloadKind = (typeof WORKLOADS)[number];
 
@@ -97,7 +109,8 @@ options:
   --warmup S            seconds of traffic before each window (default 0.7)
   --start-warmup S      seconds of traffic after a contender starts, before its first window
                         (default 1.5: a fresh xvs is still being compiled by the JIT)
-  --modes M[,M]         forwarding modes: nat,dr,tun (default nat)
+  --modes M[,M]         forwarding modes: nat,dr,tun,tun-gue,tun-gre (default nat; tun is
+                        IPIP; GUE on port 6080 without checksums; GRE without checksums)
   --gen-cpu N           CPU of the generator, clients and servers (default 0)
   --dir-cpu N           CPU of the director (default 1)
   --no-pin              pin nothing and leave receive processing where veth puts it
