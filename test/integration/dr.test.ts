@@ -7,11 +7,10 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startDaemon, type LabDaemon } from "../../src/lab/daemon.ts";
-import { selfCommand } from "../../src/lab/self.ts";
 import { buildDirectorLab, CLIENT_ADDR, CLIENT_ADDR6, LAB_VIP, LAB_VIP6, realAddr, realAddr6, type DirectorLab } from "../../src/lab/topology.ts";
 import {
-  apiOk, Capture, checksumErrors, curlCount, decodeFrame, directReturn, type FrameView, HeldConnection, httpGet, macOf, requireRoot, udpAsk,
-  verdictsOf,
+  apiOk, Capture, checksumErrors, curlCount, decodeFrame, directReturn, type FrameView,
+  HeldConnection, httpGet, macOf, requireRoot, serveOn, stopLab, udpAsk, verdictsOf,
 } from "./helpers.ts";
 
 let L: DirectorLab;
@@ -21,14 +20,6 @@ async function drService(proto: "tcp" | "udp", addr: string, port: number, reals
   await apiOk(xvs, "POST", "/v1/services", { protocol: proto, address: addr, port, scheduler: "rr" });
   const id = `${proto}:${addr.includes(":") ? `[${addr}]` : addr}:${port}`;
   for (const r of reals) await apiOk(xvs, "POST", `/v1/services/${id}/dests`, { address: r, port, forward: "route", weight: 1 });
-}
-
-async function serve(host: string, args: string[]): Promise<void> {
-  const p = L.lab.spawn(host, [...selfCommand(), "__lab", "serve", "--name", host, ...args]);
-  const reader = p.stdout.getReader();
-  const { value } = await reader.read();
-  reader.releaseLock();
-  expect(new TextDecoder().decode(value)).toContain("ready");
 }
 
 /** TCP and UDP frames of the client's flows to the VIP in a capture. */
@@ -41,9 +32,9 @@ beforeAll(async () => {
   L = await buildDirectorLab("dr", { reals: 3, ipv6: true });
   await directReturn(L.lab, L.director, L.reals, [LAB_VIP, LAB_VIP6]);
   for (const h of L.reals) {
-    await serve(h, ["--http", "80", "--tcp", "7000", "--addr", "::"]);
+    await serveOn(L.lab, h, ["--http", "80", "--tcp", "7000", "--addr", "::"]);
     // UDP answers must come from the VIP: bind to it (an unbound socket answers from the host's address)
-    await serve(h, ["--udp", "9000", "--addr", LAB_VIP]);
+    await serveOn(L.lab, h, ["--udp", "9000", "--addr", LAB_VIP]);
   }
   xvs = await startDaemon(L.lab, L.director, L.ifaces);
   await drService("tcp", LAB_VIP, 80, [realAddr(1), realAddr(2), realAddr(3)]);
@@ -52,10 +43,7 @@ beforeAll(async () => {
   await drService("tcp", LAB_VIP6, 80, [realAddr6(1), realAddr6(2), realAddr6(3)]);
 }, 90_000);
 
-afterAll(async () => {
-  await xvs?.stop();
-  await L?.lab.teardown();
-}, 30_000);
+afterAll(() => stopLab(xvs, L), 30_000);
 
 describe("DR through AF_XDP", () => {
   test("60 HTTP connections split 20/20/20; replies come straight from the real servers, never through xvs", async () => {

@@ -12,7 +12,7 @@ import { startDaemon, type LabDaemon } from "../../src/lab/daemon.ts";
 import { startFlood } from "../../src/lab/flood.ts";
 import { selfCommand } from "../../src/lab/self.ts";
 import { buildDirectorLab, LAB_VIP, realAddr, type DirectorLab } from "../../src/lab/topology.ts";
-import { httpGet, requireRoot, startServers } from "./helpers.ts";
+import { httpGet, requireRoot, startServers, stopLab } from "./helpers.ts";
 
 let L: DirectorLab;
 let xvs: LabDaemon;
@@ -41,10 +41,7 @@ beforeAll(async () => {
   await httpGet(L.lab, L.client, LAB_VIP, 80, 6, 2);
 }, 60_000);
 
-afterAll(async () => {
-  await xvs?.stop();
-  await L?.lab.teardown();
-}, 30_000);
+afterAll(() => stopLab(xvs, L), 30_000);
 
 describe("SYN flood with spoofed sources", () => {
   test("100 established connections exchange every line in order, new connections succeed, the table stays bounded and RSS flat", async () => {

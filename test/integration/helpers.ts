@@ -16,17 +16,26 @@ export function requireRoot(): void {
 
 /** Start the lab agent `serve` in each real server; resolves when all are listening. */
 export async function startServers(lab: Lab, hosts: string[], opts: { http?: number; tcp?: number; udp?: number } = { http: 80, tcp: 7000, udp: 9000 }): Promise<void> {
-  await Promise.all(hosts.map(async (h) => {
-    const args = [...selfCommand(), "__lab", "serve", "--name", h];
-    if (opts.http) args.push("--http", String(opts.http));
-    if (opts.tcp) args.push("--tcp", String(opts.tcp));
-    if (opts.udp) args.push("--udp", String(opts.udp));
-    const p = lab.spawn(h, args);
-    const reader = p.stdout.getReader();
-    const { value } = await reader.read();
-    reader.releaseLock();
-    expect(new TextDecoder().decode(value)).toContain("ready");
-  }));
+  const args: string[] = [];
+  if (opts.http) args.push("--http", String(opts.http));
+  if (opts.tcp) args.push("--tcp", String(opts.tcp));
+  if (opts.udp) args.push("--udp", String(opts.udp));
+  await Promise.all(hosts.map((h) => serveOn(lab, h, args)));
+}
+
+/** Start one lab real server (`xvs __lab serve --name HOST ARGS`) and wait until it is ready. */
+export async function serveOn(lab: Lab, host: string, args: string[]): Promise<void> {
+  const p = lab.spawn(host, [...selfCommand(), "__lab", "serve", "--name", host, ...args]);
+  const reader = p.stdout.getReader();
+  const { value } = await reader.read();
+  reader.releaseLock();
+  expect(new TextDecoder().decode(value)).toContain("ready");
+}
+
+/** The afterAll of a lab test file: stop the daemon, then remove every namespace. */
+export async function stopLab(xvs: { stop(): Promise<unknown> } | undefined, L: { lab: Lab } | undefined): Promise<void> {
+  await xvs?.stop();
+  await L?.lab.teardown();
 }
 
 export interface HttpSummary {

@@ -11,21 +11,15 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startDaemon, type LabDaemon } from "../../src/lab/daemon.ts";
-import { selfCommand } from "../../src/lab/self.ts";
 import { buildDirectorLab, CLIENT_ADDR, LAB_VIP, realAddr, type DirectorLab } from "../../src/lab/topology.ts";
 import { checksum } from "../../src/wire/checksum.ts";
-import { apiOk, Capture, decodeFrame, directReturn, HeldConnection, injectIp, requireRoot, verdictsOf } from "./helpers.ts";
+import {
+  apiOk, Capture, decodeFrame, directReturn, HeldConnection, injectIp, requireRoot, serveOn,
+  stopLab, verdictsOf,
+} from "./helpers.ts";
 
 let L: DirectorLab;
 let xvs: LabDaemon;
-
-async function serve(host: string, args: string[]): Promise<void> {
-  const p = L.lab.spawn(host, [...selfCommand(), "__lab", "serve", "--name", host, ...args]);
-  const reader = p.stdout.getReader();
-  const { value } = await reader.read();
-  reader.releaseLock();
-  expect(new TextDecoder().decode(value)).toContain("ready");
-}
 
 function be16(v: number): number[] {
   return [(v >>> 8) & 255, v & 255];
@@ -52,8 +46,8 @@ beforeAll(async () => {
   requireRoot();
   L = await buildDirectorLab("icmp", { reals: 2 });
   await directReturn(L.lab, L.director, [L.reals[1]], [LAB_VIP]);
-  await serve(L.reals[0], ["--tcp", "7000"]);
-  await serve(L.reals[1], ["--tcp", "7001"]);
+  await serveOn(L.lab, L.reals[0], ["--tcp", "7000"]);
+  await serveOn(L.lab, L.reals[1], ["--tcp", "7001"]);
   xvs = await startDaemon(L.lab, L.director, L.ifaces);
   await apiOk(xvs, "POST", "/v1/services", { protocol: "udp", address: LAB_VIP, port: 9100, scheduler: "rr" });
   await apiOk(xvs, "POST", `/v1/services/udp:${LAB_VIP}:9100/dests`, { address: realAddr(1), port: 9100, forward: "masq", weight: 1 });
@@ -63,10 +57,7 @@ beforeAll(async () => {
   await apiOk(xvs, "POST", `/v1/services/tcp:${LAB_VIP}:7001/dests`, { address: realAddr(2), port: 7001, forward: "route", weight: 1 });
 }, 90_000);
 
-afterAll(async () => {
-  await xvs?.stop();
-  await L?.lab.teardown();
-}, 30_000);
+afterAll(() => stopLab(xvs, L), 30_000);
 
 /**
  * Hold a connection to VIP:port, exchange a line, and read from a capture at the client the

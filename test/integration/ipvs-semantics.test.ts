@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startDaemon, type LabDaemon } from "../../src/lab/daemon.ts";
 import { buildDirectorLab, CLIENT_ADDR, LAB_VIP, realAddr, type DirectorLab } from "../../src/lab/topology.ts";
-import { HeldConnection, httpGet, requireRoot, startServers } from "./helpers.ts";
+import { HeldConnection, httpGet, requireRoot, startServers, stopLab } from "./helpers.ts";
 
 let L: DirectorLab;
 let xvs: LabDaemon;
@@ -54,10 +54,7 @@ beforeAll(async () => {
   xvs = await startDaemon(L.lab, L.director, L.ifaces);
 }, 60_000);
 
-afterAll(async () => {
-  await xvs?.stop();
-  await L?.lab.teardown();
-}, 30_000);
+afterAll(() => stopLab(xvs, L), 30_000);
 
 describe("IPVS semantics through AF_XDP", () => {
   test("lc: while rs2 and rs3 hold long-lived connections, every new connection goes to the idle rs1", async () => {

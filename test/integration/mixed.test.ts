@@ -6,31 +6,24 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startDaemon, type LabDaemon } from "../../src/lab/daemon.ts";
-import { selfCommand } from "../../src/lab/self.ts";
 import { buildDirectorLab, LAB_VIP, realAddr, type DirectorLab } from "../../src/lab/topology.ts";
-import { apiOk, checksumErrors, directReturn, httpGet, requireRoot, udpAsk, verdictsOf } from "./helpers.ts";
+import {
+  apiOk, checksumErrors, directReturn, httpGet, requireRoot, serveOn, stopLab, udpAsk, verdictsOf,
+} from "./helpers.ts";
 
 let L: DirectorLab;
 let xvs: LabDaemon;
-
-async function serve(host: string, args: string[]): Promise<void> {
-  const p = L.lab.spawn(host, [...selfCommand(), "__lab", "serve", "--name", host, ...args]);
-  const reader = p.stdout.getReader();
-  const { value } = await reader.read();
-  reader.releaseLock();
-  expect(new TextDecoder().decode(value)).toContain("ready");
-}
 
 beforeAll(async () => {
   requireRoot();
   L = await buildDirectorLab("mixed", { reals: 4 });
   // rs1, rs2: NAT on port 8080; rs3, rs4: DR (port 80 = the virtual port, as ipvsadm forces for -g)
   await directReturn(L.lab, L.director, L.reals.slice(2), [LAB_VIP]);
-  await serve(L.reals[0], ["--http", "8080", "--udp", "9000"]);
-  await serve(L.reals[1], ["--http", "8080"]);
-  await serve(L.reals[2], ["--http", "80"]);
-  await serve(L.reals[2], ["--udp", "9000", "--addr", LAB_VIP]);
-  await serve(L.reals[3], ["--http", "80"]);
+  await serveOn(L.lab, L.reals[0], ["--http", "8080", "--udp", "9000"]);
+  await serveOn(L.lab, L.reals[1], ["--http", "8080"]);
+  await serveOn(L.lab, L.reals[2], ["--http", "80"]);
+  await serveOn(L.lab, L.reals[2], ["--udp", "9000", "--addr", LAB_VIP]);
+  await serveOn(L.lab, L.reals[3], ["--http", "80"]);
   xvs = await startDaemon(L.lab, L.director, L.ifaces);
   // configured as an operator would, with the ipvsadm-compatible client
   const rules = `-A -t ${LAB_VIP}:80 -s rr
@@ -47,10 +40,7 @@ beforeAll(async () => {
   expect(r.code).toBe(0);
 }, 90_000);
 
-afterAll(async () => {
-  await xvs?.stop();
-  await L?.lab.teardown();
-}, 30_000);
+afterAll(() => stopLab(xvs, L), 30_000);
 
 describe("NAT and DR real servers in one service", () => {
   test("ipvsadm -Ln lists both methods; -g forced the DR real server's port to the virtual port", async () => {

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startDaemon, type LabDaemon } from "../../src/lab/daemon.ts";
 import { buildDirectorLab, CLIENT_ADDR, LAB_VIP, realAddr, type DirectorLab } from "../../src/lab/topology.ts";
-import { checksumErrors, HeldConnection, httpGet, requireRoot, startServers, udpAsk } from "./helpers.ts";
+import { checksumErrors, HeldConnection, httpGet, requireRoot, startServers, stopLab, udpAsk } from "./helpers.ts";
 
 let L: DirectorLab;
 let xvs: LabDaemon;
@@ -38,10 +38,7 @@ beforeAll(async () => {
   xvs = await startDaemon(L.lab, L.director, L.ifaces);
 }, 60_000);
 
-afterAll(async () => {
-  await xvs?.stop();
-  await L?.lab.teardown();
-}, 30_000);
+afterAll(() => stopLab(xvs, L), 30_000);
 
 describe("NAT through AF_XDP", () => {
   test("300 HTTP connections through the VIP all succeed with their server's payload, rr splits them 100/100/100", async () => {

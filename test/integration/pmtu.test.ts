@@ -14,21 +14,15 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startDaemon, type LabDaemon } from "../../src/lab/daemon.ts";
-import { selfCommand } from "../../src/lab/self.ts";
 import { buildDirectorLab, LAB_VIP, LAB_VIP6, remoteAddr, remoteAddr6, ROUTER_ADDR, type DirectorLab } from "../../src/lab/topology.ts";
-import { apiOk, Capture, checksumErrors, decap, decodeFrame, directReturn, HeldConnection, requireRoot, udpSend, verdictsOf } from "./helpers.ts";
+import {
+  apiOk, Capture, checksumErrors, decap, decodeFrame, directReturn, HeldConnection, requireRoot,
+  serveOn, stopLab, udpSend, verdictsOf,
+} from "./helpers.ts";
 
 let L: DirectorLab;
 let xvs: LabDaemon;
 let tr: string[];
-
-async function serve(host: string, args: string[]): Promise<void> {
-  const p = L.lab.spawn(host, [...selfCommand(), "__lab", "serve", "--name", host, ...args]);
-  const reader = p.stdout.getReader();
-  const { value } = await reader.read();
-  reader.releaseLock();
-  expect(new TextDecoder().decode(value)).toContain("ready");
-}
 
 /** "Fragmentation needed" messages the client got: [source, MTU, quoted destination port]. */
 function fragNeeded(raw: Uint8Array[]): [string, number, number][] {
@@ -52,17 +46,14 @@ beforeAll(async () => {
   await directReturn(L.lab, L.director, tr, [LAB_VIP, LAB_VIP6]);
   for (const h of tr) {
     await decap(L.lab, h, ["attach", "eth0"]);
-    await serve(h, ["--tcp", "7000", "--addr", "::"]);
+    await serveOn(L.lab, h, ["--tcp", "7000", "--addr", "::"]);
   }
   xvs = await startDaemon(L.lab, L.director, L.ifaces);
   await apiOk(xvs, "POST", "/v1/services", { protocol: "tcp", address: LAB_VIP, port: 7000, scheduler: "rr" });
   await apiOk(xvs, "POST", `/v1/services/tcp:${LAB_VIP}:7000/dests`, { address: remoteAddr(1), port: 7000, forward: "tunnel", weight: 1, tunnel: { type: "ipip" } });
 }, 90_000);
 
-afterAll(async () => {
-  await xvs?.stop();
-  await L?.lab.teardown();
-}, 30_000);
+afterAll(() => stopLab(xvs, L), 30_000);
 
 describe("path MTU on the tunnel path", () => {
   test("IPIP: the router's fragmentation needed becomes mtu - 20 for the client, and the long line goes through", async () => {
@@ -122,7 +113,7 @@ describe("path MTU on the tunnel path", () => {
     await L.lab.ip(L.director, "route", "add", `${remoteAddr(2)}/32`, "via", ROUTER_ADDR, "mtu", "lock", "1200");
     await apiOk(xvs, "POST", "/v1/services", { protocol: "tcp", address: LAB_VIP, port: 7002, scheduler: "rr" });
     await apiOk(xvs, "POST", `/v1/services/tcp:${LAB_VIP}:7002/dests`, { address: remoteAddr(2), port: 7002, forward: "tunnel", weight: 1, tunnel: { type: "gue", port: 6080 } });
-    await serve(tr[1], ["--tcp", "7002"]);
+    await serveOn(L.lab, tr[1], ["--tcp", "7002"]);
     const before = await verdictsOf(xvs);
     const cap = await Capture.start(L.lab, L.client, "eth0");
     const conn = await HeldConnection.open(L.lab, L.client, LAB_VIP, 7002);

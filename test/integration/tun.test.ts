@@ -16,8 +16,9 @@ import {
   buildDirectorLab, CLIENT_ADDR, CLIENT_ADDR6, DIRECTOR_SERVER_ADDR, LAB_VIP, LAB_VIP6, remoteAddr, remoteAddr6, type DirectorLab,
 } from "../../src/lab/topology.ts";
 import {
-  apiOk, Capture, checksumErrors, curlCount, decap, decapStats, decodeFrame, directReturn, type FrameView, httpGet, injectIp, macOf, requireRoot, udpAsk,
-  udpSend, verdictsOf,
+  apiOk, Capture, checksumErrors, curlCount, decap, decapStats, decodeFrame, directReturn,
+  type FrameView, httpGet, injectIp, macOf, requireRoot, serveOn, stopLab, udpAsk, udpSend,
+  verdictsOf,
 } from "./helpers.ts";
 
 let L: DirectorLab;
@@ -37,11 +38,7 @@ async function service(proto: "tcp" | "udp", addr: string, port: number, dests: 
  */
 async function serve(host: string, http: number | "udp"): Promise<void> {
   const what = http === "udp" ? ["--udp", "9000", "--addr", LAB_VIP] : ["--http", String(http), "--addr", "::"];
-  const p = L.lab.spawn(host, [...selfCommand(), "__lab", "serve", "--name", host, ...what]);
-  const reader = p.stdout.getReader();
-  const { value } = await reader.read();
-  reader.releaseLock();
-  expect(new TextDecoder().decode(value)).toContain("ready");
+  await serveOn(L.lab, host, what);
 }
 
 /** Tunnel packets the director sent, decoded (the capture also sees replies, ARP, NDP). */
@@ -72,10 +69,7 @@ beforeAll(async () => {
   ]);
 }, 90_000);
 
-afterAll(async () => {
-  await xvs?.stop();
-  await L?.lab.teardown();
-}, 30_000);
+afterAll(() => stopLab(xvs, L), 30_000);
 
 describe("TUN to real servers behind a router", () => {
   test("ipip: 30 HTTP connections succeed; every outer header is the kernel's (source = route source, TTL, DF, TOS, ID 0)", async () => {
