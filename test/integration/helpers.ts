@@ -159,9 +159,9 @@ export class Capture {
 
   static async start(lab: Lab, host: string, iface: string, filter: string[] = []): Promise<Capture> {
     const dir = mkdtempSync(join(tmpdir(), "xvs-cap-"));
-    // -s/-B: in immediate mode libpcap gives every frame a ring slot of the snapshot length, and
-    // the default (262144 bytes in a 2 MiB ring) holds 8 frames: a burst overflowed it and
-    // frames went missing. Lab frames are at most 1514 bytes.
+    // -s/-B: with the defaults (262144-byte snapshots, 2 MiB buffer) tcpdump's kernel ring
+    // overflowed in bursts here ("N packets dropped by kernel") and frames went missing; ring
+    // slots are sized from the snapshot length, and lab frames are at most 1514 bytes.
     const p = lab.spawn(host, ["tcpdump", "--immediate-mode", "-U", "-n", "-s", "4096", "-B", "16384", "-i", iface, "-w", join(dir, "c.pcap"), ...filter]);
     const reader = (p.stderr as ReadableStream<Uint8Array>).getReader();
     let text = "";
