@@ -27,6 +27,7 @@ import { ACK, PacketBuilder, SYN } from "../test/util/packet.ts";
 import { SCHEDULERS } from "../src/control/schemas.ts";
 import { CONN_WORDS, type ConnTable } from "../src/conn/table.ts";
 import type { FastPath } from "../src/dataplane/fastpath.ts";
+import { adviseHugePages } from "../src/ffi/mem.ts";
 
 function arg(name: string, d: number): number {
   const i = process.argv.indexOf(name);
@@ -151,6 +152,9 @@ for (let i = 0; i < N; i++) acksRandom.set(acks.subarray(order[i] * FRAME_BYTES,
 /** A NAT fast path (next hops known) over 8 real servers with weights 1..8. */
 function natPath(scheduler: string, capacity: number): Harness {
   const h = new Harness(capacity);
+  // as the daemon does (dataplane.ts): huge pages under the table before its first touch
+  adviseHugePages(h.conns.buffers.records);
+  adviseHugePages(h.conns.buffers.index);
   h.model.addService({ protocol: "tcp", address: VIP, port: 80, scheduler: scheduler as "wlc", onePacket: false, schedFlags: [] });
   for (let i = 1; i <= 8; i++) h.model.addDest({ protocol: "tcp", address: VIP, port: 80 }, { address: `198.18.2.${10 + i}`, forward: "masq", weight: i, upperThreshold: 0, lowerThreshold: 0 });
   h.apply();

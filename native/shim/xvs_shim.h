@@ -59,4 +59,7 @@ int xvs_nl__events_open(void);
 int xvs_nl__events_drain(int fd);
 void xvs_nl__close(int fd);
 
+/* 2 MiB pages advised (MADV_HUGEPAGE) inside [addr, addr + len), or -errno */
+int xvs_mem__hugepages(void *addr, uint64_t len);
+
 #endif

@@ -16,6 +16,7 @@ import { classify, CONTINUE } from "../dataplane/classify.ts";
 import { NextHopView } from "../dataplane/route.ts";
 import { STAT_NAMES } from "../dataplane/verdict.ts";
 import * as abi from "../ffi/abi.ts";
+import { adviseHugePages } from "../ffi/mem.ts";
 import { newResolveRing, MAX_NEXTHOPS, NH_FLAGS, NH_MAC_HI, NH_MAC_LO, NH_PORT, NH_WORDS, NHF_VALID, PORT_MAC_HI, PORT_MAC_LO, PORT_MTU, PORT_WORDS } from "../nexthop/table.ts";
 import type { DestRoute, RouteSnapshot } from "../nexthop/resolver.ts";
 import { compile } from "../service/compile.ts";
@@ -29,6 +30,14 @@ import { parseAddr } from "../wire/ipv4.ts";
 import { dnat4 } from "../xmit/nat.ts";
 import { buildFrame, ETH_HLEN } from "./frames.ts";
 import { SINK_ADDRS, UDP_PORT, VIP } from "./lab.ts";
+
+/** A connection table on huge pages, as the daemon allocates it (dataplane.ts). */
+function newConnTable(capacity: number): ConnTable {
+  const b = ConnTable.allocate(capacity);
+  adviseHugePages(b.records);
+  adviseHugePages(b.index);
+  return new ConnTable(capacity, 0x1234567, b);
+}
 
 export const BURST = 64;
 const STRIDE = 2048;
@@ -86,7 +95,7 @@ export class Rig {
     nh[NH_PORT] = 1;
     nh[NH_FLAGS] = NHF_VALID;
     this.nh = new NextHopView(nhBuf, newResolveRing());
-    this.conns = new ConnTable(capacity, 0x1234567);
+    this.conns = newConnTable(capacity);
     this.fp = new FastPath(this.buf, this.tables, this.conns, this.counters, this.nh);
     const frame = buildFrame({
       srcMac: new Uint8Array([2, 0, 0, 0, 0, 1]), dstMac: new Uint8Array([2, 0, 0, 0, 0, 0x10]),
@@ -106,7 +115,7 @@ export class Rig {
 
   /** A fresh connection table (new flows from scratch). */
   resetConns(capacity: number): void {
-    this.conns = new ConnTable(capacity, 0x1234567);
+    this.conns = newConnTable(capacity);
     this.fp = new FastPath(this.buf, this.tables, this.conns, this.counters, this.nh);
   }
 

@@ -12,6 +12,7 @@ import { ErrorCode, LbError } from "../errors.ts";
 import * as abi from "../ffi/abi.ts";
 import { SteerProgram } from "../ffi/bpf.ts";
 import { linkInfo, NetlinkEvents, type IfAddrInfo } from "../ffi/netlink.ts";
+import { adviseHugePages } from "../ffi/mem.ts";
 import { defaultGeometry } from "../ffi/xsk.ts";
 import { drainResolve, newResolveRing } from "../nexthop/table.ts";
 import { NextHopResolver, type PortInfo, type RouteSnapshot } from "../nexthop/resolver.ts";
@@ -193,7 +194,11 @@ export class Dataplane {
     const ctl = new Int32Array(ctlBuffer);
     new Float64Array(ctlBuffer)[CTL_EPOCH_F64] = this.epochMs;
     Atomics.store(ctl, CTL_POSTED_GEN, this.tables!.generation);
-    const conns = new ConnTable(this.opts.connCapacity, 0, ConnTable.allocate(this.opts.connCapacity));
+    const connBuffers = ConnTable.allocate(this.opts.connCapacity);
+    // huge pages under the records and the index, before the worker first touches them
+    adviseHugePages(connBuffers.records);
+    adviseHugePages(connBuffers.index);
+    const conns = new ConnTable(this.opts.connCapacity, 0, connBuffers);
     const counters = new Counters();
     const url = this.opts.workerUrl ?? workerUrl();
     const worker = new Worker(url);

@@ -53,6 +53,8 @@ const symbols = {
   xvs_nl__events_drain: { args: [i32], returns: i32 },
   xvs_nl__close: { args: [i32], returns: FFIType.void },
 
+  xvs_mem__hugepages: { args: [ptr, u64], returns: i32 },
+
   // xvs bench only (native/shim/xvs_gen.c)
   xvs_gen__run: { args: [i32, i32, ptr, u32, u32, u32], returns: i32 },
   xvs_gen__pin_cpu: { args: [i32], returns: i32 },
