@@ -183,12 +183,41 @@ export class ConnTable {
       ((r[o + CONN_DPORT] & 0xffff) << 16) | (cv >>> 16), r[o + CONN_PROTO_STATE] >>> 8);
   }
 
+  /**
+   * Index one entry of a connection. Two NAT connections can share a reply tuple (the same
+   * client port sent to two virtual services of one real server:port, the older one lingering
+   * in TIME_WAIT); the kernel then finds the newest, as its hash chains hold connections newest
+   * first (ip_vs_conn_hash adds at the head). So a new OUT entry takes the probe position of the
+   * first entry with its reply tuple, that one moves to the next such position, and so on, the
+   * last to the free slot: they all share one home slot, so every probe sequence stays unbroken
+   * and their order stays newest first.
+   */
   private indexInsert(id: number, dir: number): void {
     const h = this.entryHash(id, dir);
-    const e = ((h >>> 25) << 25) | ((id + 1) << 1) | dir;
-    let i = h & this.mask;
-    while (this.index[i] !== 0) i = (i + 1) & this.mask;
-    this.index[i] = e;
+    let carry = ((h >>> 25) << 25) | ((id + 1) << 1) | dir;
+    const tag = carry >>> 25, idx = this.index, mask = this.mask;
+    let i = h & mask;
+    for (let x = idx[i]; x !== 0; x = idx[i]) {
+      if (dir === DIR_OUT && (x & 1) === DIR_OUT && x >>> 25 === tag && this.sameReply(id, ((x >>> 1) & 0xffffff) - 1)) {
+        idx[i] = carry;
+        carry = x;
+      }
+      i = (i + 1) & mask;
+    }
+    idx[i] = carry;
+  }
+
+  /** Do connections a and b (NAT, not templates) expect the same reply tuple? */
+  private sameReply(a: number, b: number): boolean {
+    const r = this.rec, oa = a * CONN_WORDS, ob = b * CONN_WORDS;
+    if (((r[oa + CONN_FLAGS] ^ r[ob + CONN_FLAGS]) & (CF_V6 | CF_TEMPLATE)) !== 0) return false;
+    if (r[oa + CONN_PROTO_STATE] >>> 8 !== r[ob + CONN_PROTO_STATE] >>> 8) return false;
+    if ((r[oa + CONN_DPORT] & 0xffff) !== (r[ob + CONN_DPORT] & 0xffff)) return false;
+    if (r[oa + CONN_CPORT_VPORT] >>> 16 !== r[ob + CONN_CPORT_VPORT] >>> 16) return false;
+    for (let k = 0; k < 4; k++) {
+      if (r[oa + CONN_DADDR + k] !== r[ob + CONN_DADDR + k] || r[oa + CONN_CADDR + k] !== r[ob + CONN_CADDR + k]) return false;
+    }
+    return true;
   }
 
   private indexRemove(id: number, dir: number): void {

@@ -103,6 +103,20 @@ describe("NAT through AF_XDP", () => {
     expect(after.drop_frag_orphan - before.drop_frag_orphan).toBe(0);
   }, 60_000);
 
+  test("one client port to two virtual ports of the same real server:port, back to back: the reply goes to the newer connection", async () => {
+    // both connections expect the same reply (rs1:80 -> client:P); the first one lingers in
+    // xvs's table (TIME_WAIT) when the second starts, so replies must go to the newer, as in IPVS
+    for (const port of [8081, 8082]) {
+      await ok("POST", "/v1/services", { protocol: "tcp", address: LAB_VIP, port, scheduler: "rr" });
+      await ok("POST", `${svc("tcp", port)}/dests`, { address: realAddr(1), port: 80, forward: "masq" });
+    }
+    // HTTP/1.0: the server closes first, so the client's port is free again at once
+    const get = async (vport: number) => (await L.lab.exec(L.client, ["curl", "-sS", "--http1.0", "-m", "4", "--local-port", "45123", `http://${LAB_VIP}:${vport}/`], true)).stdout;
+    expect(await get(8081)).toBe("rs1 /\n");
+    expect(await get(8082)).toBe("rs1 /\n");
+    for (const port of [8081, 8082]) await ok("DELETE", svc("tcp", port));
+  }, 30_000);
+
   test("counters match the traffic: per-service connections and packets, verdicts, and the receivers' own counts", async () => {
     const before = await verdicts();
     const rsBefore = await Promise.all(L.reals.slice(0, 3).map((h) => L.lab.snmp(h)));

@@ -8,8 +8,8 @@ import { hashTuple } from "../../../src/wire/flow.ts";
 
 const VIP = 0xc6120064 | 0, RS = 0xc612020b | 0;
 
-/** Create a NAT connection client:cport -> VIP:80 -> RS:8080 expiring in `secs`. */
-function add(t: ConnTable, client: number, cport: number, now: number, secs = 60): number {
+/** Create a NAT connection client:cport -> VIP:vport -> RS:8080 expiring in `secs`. */
+function add(t: ConnTable, client: number, cport: number, now: number, secs = 60, vport = 80): number {
   const id = t.alloc();
   if (id < 0) return id;
   const o = id * CONN_WORDS, r = t.rec;
@@ -18,7 +18,7 @@ function add(t: ConnTable, client: number, cport: number, now: number, secs = 60
   r[o + CONN_CADDR] = client;
   r[o + CONN_VADDR] = VIP;
   r[o + CONN_DADDR] = RS;
-  r[o + CONN_CPORT_VPORT] = (cport << 16) | 80;
+  r[o + CONN_CPORT_VPORT] = (cport << 16) | vport;
   r[o + CONN_DPORT] = 8080;
   r[o + CONN_TIMEOUT] = secs * TICKS_PER_SEC;
   r[o + CONN_EXPIRES] = now + secs * TICKS_PER_SEC;
@@ -136,6 +136,41 @@ describe("connection table", () => {
     expect(n).toBe(20);
     t.expire(5 * TICKS_PER_SEC, 100, cb);
     expect(n).toBe(50);
+  });
+
+  test("two connections expecting the same reply (one client port, two virtual ports, one real server): the newer gets it, as in the kernel", () => {
+    const t = new ConnTable(64, 7);
+    const c = 0xc6120102 | 0;
+    const older = add(t, c, 40000, 0, 60, 80);
+    const newer = add(t, c, 40000, 0, 60, 81);
+    expect(lookupOut(t, c, 40000)).toBe((newer << 1) | 1);
+    t.release(newer);
+    expect(lookupOut(t, c, 40000)).toBe((older << 1) | 1);
+    const newest = add(t, c, 40000, 0, 60, 82);
+    expect(lookupOut(t, c, 40000)).toBe((newest << 1) | 1);
+    t.release(older);
+    expect(lookupOut(t, c, 40000)).toBe((newest << 1) | 1);
+    expect(lookupIn(t, c, 40000)).toBe(-1); // vport 80 is gone
+  });
+
+  test("under random inserts and deletes, a reply always finds the newest live connection expecting it", () => {
+    fc.assert(fc.property(fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 0, max: 3 }), fc.integer({ min: 1, max: 6 })), { maxLength: 120 }), (ops) => {
+      const t = new ConnTable(32, 11);
+      // per client port: live connection ids, oldest first
+      const live = new Map<number, number[]>();
+      let vport = 100;
+      for (const [ins, cp, pick] of ops) {
+        const port = 40000 + cp, ids = live.get(port) ?? [];
+        if (ins && !t.full) ids.push(add(t, 0xc6120102 | 0, port, 0, 60, vport++));
+        else if (!ins && ids.length > 0) t.release(ids.splice(pick % ids.length, 1)[0]);
+        live.set(port, ids);
+        for (const [p, l] of live) {
+          const want = l.length > 0 ? (l[l.length - 1] << 1) | 1 : -1;
+          if (lookupOut(t, 0xc6120102 | 0, p) !== want) return false;
+        }
+      }
+      return true;
+    }), { numRuns: 300 });
   });
 
   test("behaves like a map under random inserts, lookups and deletes (backward-shift deletion keeps every key reachable)", () => {
