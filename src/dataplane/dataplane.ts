@@ -135,6 +135,10 @@ export class Dataplane {
   private readonly ring = new Int32Array(this.resolveRing);
   private events: NetlinkEvents | null = null;
   private timer: ReturnType<typeof setInterval> | null = null;
+  /** Quick follow-up passes after the kernel was asked to resolve a neighbour (see soon()). */
+  private soonTimer: ReturnType<typeof setTimeout> | null = null;
+  private soonDelayMs = 0;
+  private soonAsks = 0;
   private readonly steer: { vips: SteerSet; vipAddrs: SteerSet; natReals: SteerSet; local: SteerSet };
   private model: Model | null = null;
   private attached: PortInfo[] = [];
@@ -293,6 +297,7 @@ export class Dataplane {
     // post the tables first: a packet for a service the worker does not know yet is counted
     this.post(t);
     this.syncSteering(model);
+    this.soon();
     return t;
   }
 
@@ -317,6 +322,28 @@ export class Dataplane {
       this.post(t);
       this.syncLocal(this.lastRoutes?.localAddrs ?? []);
     }
+    this.soon();
+  }
+
+  /**
+   * After the kernel was asked to resolve a neighbour (a real server just added, an address a
+   * worker met), look for the answer again after 1, 2, 4 ... 128 ms rather than at the next
+   * 200 ms pass: until the MAC is known its packets are dropped (drop_neighbour; the kernel
+   * would queue them, AF_XDP cannot), so a client's first SYN to a new real server would
+   * otherwise wait for its retransmission, a second later.
+   */
+  private soon(): void {
+    if (this.resolver.asks !== this.soonAsks) {
+      this.soonAsks = this.resolver.asks;
+      this.soonDelayMs = 1;
+    }
+    if (this.soonTimer || this.soonDelayMs === 0 || this.soonDelayMs > 128 || !this.timer) return;
+    const delay = this.soonDelayMs;
+    this.soonDelayMs *= 2;
+    this.soonTimer = setTimeout(() => {
+      this.soonTimer = null;
+      this.housekeeping();
+    }, delay);
   }
 
   /** Return the XDP program's counters (XVS_XDP_* order). */
@@ -328,6 +355,8 @@ export class Dataplane {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    if (this.soonTimer) clearTimeout(this.soonTimer);
+    this.soonTimer = null;
     this.events?.close();
     this.events = null;
     await Promise.all(this.workers.map((w) => new Promise<void>((resolve) => {

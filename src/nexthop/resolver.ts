@@ -69,6 +69,8 @@ export class NextHopResolver {
   private nextId = 0;
   /** Last time each next hop was asked to resolve (ms), to avoid asking in a tight loop. */
   private readonly asked = new Map<number, number>();
+  /** How many times the kernel was asked to resolve a neighbour (the dataplane watches it). */
+  asks = 0;
 
   constructor(readonly ports: PortInfo[]) {
     ports.forEach((p, i) => this.byIfindex.set(p.ifindex, i));
@@ -115,6 +117,7 @@ export class NextHopResolver {
     const now = Date.now();
     if ((this.asked.get(id) ?? 0) > now - 1000) return;
     this.asked.set(id, now);
+    this.asks++;
     const e = this.byId[id];
     if (e) resolveNeigh(this.ports[e.port].ifindex, e.family, e.addr);
   }
