@@ -100,7 +100,9 @@ describe("NAT through AF_XDP", () => {
     const before = await verdicts();
     const r = await udpAsk(L.lab, L.client, LAB_VIP, 9000, 9, 4000);
     const after = await verdicts();
-    expect(r).toEqual({ ok: 9, failed: 0, byServer: { rs1: 3, rs2: 3, rs3: 3 } });
+    // (no exact rr split: a source port the client reuses from the test above is still that
+    // connection, which keeps its real server, as in IPVS)
+    expect({ ok: r.ok, failed: r.failed }).toEqual({ ok: 9, failed: 0 });
     // 4000 bytes over a 1500-byte MTU: two later fragments each way per datagram
     expect(after.frag_forwarded - before.frag_forwarded).toBe(9 * 2 * 2);
     expect(after.drop_frag_orphan - before.drop_frag_orphan).toBe(0);
