@@ -11,7 +11,7 @@ import { ConnTable, type ConnTableBuffers } from "../conn/table.ts";
 import { ErrorCode, LbError } from "../errors.ts";
 import * as abi from "../ffi/abi.ts";
 import { SteerProgram } from "../ffi/bpf.ts";
-import { linkInfo, NetlinkEvents, type IfAddrInfo } from "../ffi/netlink.ts";
+import { NetlinkEvents, operatorLink, type IfAddrInfo } from "../ffi/netlink.ts";
 import { adviseHugePages } from "../ffi/mem.ts";
 import { defaultGeometry } from "../ffi/xsk.ts";
 import { drainResolve, newResolveRing } from "../nexthop/table.ts";
@@ -56,13 +56,7 @@ export function checkHost(ifaces: string[]): PortInfo[] {
   if (ifaces.length > abi.XVS_MAX_IFACES) throw new LbError(ErrorCode.Invalid, `at most ${abi.XVS_MAX_IFACES} interfaces`);
   if (new Set(ifaces).size !== ifaces.length) throw new LbError(ErrorCode.Invalid, "an interface is given twice");
   return ifaces.map((name) => {
-    let l;
-    try {
-      l = linkInfo(name);
-    } catch (e) {
-      if (!(e instanceof LbError) || !/^no interface/.test(e.message)) throw e;
-      throw new LbError(ErrorCode.Environment, `interface ${name} does not exist in this network namespace: check the name with 'ip link'`);
-    }
+    const l = operatorLink(name);
     if (!l.up) throw new LbError(ErrorCode.Environment, `interface ${name} is down: bring it up with 'ip link set ${name} up'`);
     return { name, ifindex: l.ifindex, mac: l.mac, mtu: l.mtu };
   });

@@ -13,7 +13,7 @@
 import { ErrorCode, LbError } from "../errors.ts";
 import { DEFAULT_GUE_PORT } from "../control/schemas.ts";
 import { DecapProgram } from "../ffi/bpf.ts";
-import { linkInfo } from "../ffi/netlink.ts";
+import { operatorLink } from "../ffi/netlink.ts";
 import * as abi from "../ffi/abi.ts";
 
 export const DECAP_HELP = `usage:
@@ -63,14 +63,6 @@ export function parseDecapArgs(argv: string[]): DecapArgs {
   return { cmd, iface, guePorts: ports, mode };
 }
 
-function ifindexOf(name: string): number {
-  try {
-    return linkInfo(name).ifindex;
-  } catch {
-    throw new LbError(ErrorCode.Environment, `interface ${name} does not exist in this network namespace: check the name with 'ip link'`);
-  }
-}
-
 /** Run `xvs decap ...`; returns the exit code. */
 export async function runDecap(argv: string[], out: (s: string) => void = (s) => process.stdout.write(s)): Promise<number> {
   if (argv.length === 0 || argv[0] === "--help" || argv[0] === "-h" || argv[0] === "help") {
@@ -79,7 +71,7 @@ export async function runDecap(argv: string[], out: (s: string) => void = (s) =>
   }
   const a = parseDecapArgs(argv);
   if (process.getuid?.() !== 0) throw new LbError(ErrorCode.Permission, "xvs decap needs root (XDP needs CAP_NET_ADMIN and CAP_BPF): run it as root");
-  const ifindex = ifindexOf(a.iface);
+  const ifindex = operatorLink(a.iface).ifindex;
   switch (a.cmd) {
     case "attach": {
       const r = await DecapProgram.attach(ifindex, a.iface, a.guePorts, a.mode);

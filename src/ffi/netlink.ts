@@ -61,6 +61,19 @@ export function linkInfo(name: string): LinkInfo {
   };
 }
 
+/**
+ * linkInfo for a name an operator typed: a missing interface is reported in the words the CLI
+ * uses everywhere; any other failure (not Ethernet, the shim missing) keeps its own message.
+ */
+export function operatorLink(name: string): LinkInfo {
+  try {
+    return linkInfo(name);
+  } catch (e) {
+    if (!(e instanceof LbError) || !/^no interface/.test(e.message)) throw e;
+    throw new LbError(ErrorCode.Environment, `interface ${name} does not exist in this network namespace: check the name with 'ip link'`);
+  }
+}
+
 function addrBytes(family: number, b: Uint8Array, off: number): Uint8Array {
   return b.slice(off, off + (family === 6 ? 16 : 4));
 }
