@@ -4,7 +4,9 @@
  *   bun run build.ts            native + abi + dist/xvs
  *   bun run build.ts --native   native + abi only (what the tests need)
  *
- * 1. gcc builds the C shim (native/shim/*.c) into native/out/libxvs.so;
+ * 1. gcc builds the C shim (native/shim/*.c) into native/out/libxvs.so, with RUNPATH $ORIGIN,
+ *    and copies the host's libxdp.so.1 and libbpf.so.1 beside it, so that the executable can
+ *    carry all three (the hosts it runs on then need neither libxdp1 nor libbpf1);
  * 2. clang builds every native/bpf/*.bpf.c into native/out/<name>.bpf.o;
  * 3. src/ffi/abi.ts is generated from native/bpf/xvs_common.h (the single source of the
  *    constants shared by BPF, C and TS);
@@ -12,7 +14,7 @@
  *    the .so and the BPF objects (they are imported `with { type: "file" }` in src/ffi/assets.ts).
  * Each native step is skipped when its output is newer than all its inputs.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 const root = import.meta.dir;
@@ -45,12 +47,27 @@ function files(dir: string, suffix: string): string[] {
 
 const commonHeader = join(root, "native/bpf/xvs_common.h");
 
+/** The libraries the shim links, by soname: copied beside it and embedded with it. */
+export const SHIM_LIBRARIES = ["libxdp.so.1", "libbpf.so.1"];
+
 function buildShim(): void {
   const sources = files("native/shim", ".c");
-  const inputs = [...sources, ...files("native/shim", ".h"), commonHeader];
+  const inputs = [...sources, ...files("native/shim", ".h"), commonHeader, join(root, "build.ts")];
+  for (const soname of SHIM_LIBRARIES) {
+    // gcc prints the name unchanged when it cannot find the library
+    const host = Bun.spawnSync(["gcc", `-print-file-name=${soname}`]).stdout.toString().trim();
+    if (!host.startsWith("/")) {
+      console.error(`build: ${soname} not found: install libxdp-dev and libbpf-dev (bash .ci/setup.sh)`);
+      process.exit(1);
+    }
+    const target = join(out, soname);
+    if (!existsSync(target) || !readFileSync(target).equals(readFileSync(host))) copyFileSync(host, target);
+  }
   const target = join(out, "libxvs.so");
   if (upToDate(target, inputs)) return;
-  run(["gcc", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared", "-o", target, ...sources, "-lxdp", "-lbpf"]);
+  // RUNPATH $ORIGIN: the copies beside the shim are found first, wherever the three are put
+  run(["gcc", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared", "-Wl,-rpath,$ORIGIN", "-Wl,--enable-new-dtags",
+    "-o", target, ...sources, "-lxdp", "-lbpf"]);
 }
 
 function buildBpf(): void {

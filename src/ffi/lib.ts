@@ -6,7 +6,7 @@
  * src/ffi convert failures into LbError once, with xvs_last_error()'s text.
  */
 import { dlopen, FFIType, CString, type Pointer } from "bun:ffi";
-import { shimPath } from "./assets.ts";
+import { shimLibraryPath } from "./shim-files.ts";
 import { ErrorCode, LbError } from "../errors.ts";
 
 const { ptr, i32, u32, u64, u64_fast, cstring } = FFIType;
@@ -69,20 +69,25 @@ let openError: string | null = null;
 
 /**
  * Return the shim's symbols, opening the library on first use.
- * @throws LbError naming the missing runtime library when dlopen fails (libxdp1/libbpf1 absent).
+ * @throws LbError naming the missing runtime library when dlopen fails (libxdp1/libbpf1 absent
+ *   from a source tree; libelf1/zlib1g absent anywhere), or when the embedded shim cannot be unpacked.
  */
 export function lib(): Shim {
   if (shim) return shim;
   if (openError) throw new LbError(ErrorCode.Environment, openError);
+  let path = process.env.XVS_SHIM_PATH ?? "";
   try {
     // XVS_SHIM_PATH: tests point it at a shim whose libraries are missing, to check the message
-    shim = dlopen(process.env.XVS_SHIM_PATH ?? shimPath, symbols).symbols;
+    if (!path) path = shimLibraryPath();
+    shim = dlopen(path, symbols).symbols;
     return shim;
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
     openError = /libxdp|libbpf/.test(msg)
       ? `cannot load the xvs shim: ${msg}. Install the runtime libraries: apt-get install libxdp1 libbpf1`
-      : `cannot load the xvs shim (${process.env.XVS_SHIM_PATH ?? shimPath}): ${msg}`;
+      : /libelf|libz\b/.test(msg)
+        ? `cannot load the xvs shim: ${msg}. Install the runtime libraries: apt-get install libelf1 zlib1g`
+        : `cannot load the xvs shim (${path || "unpacking it failed"}): ${msg}`;
     throw new LbError(ErrorCode.Environment, openError);
   }
 }
