@@ -48,7 +48,7 @@ function files(dir: string, suffix: string): string[] {
 const commonHeader = join(root, "native/bpf/xvs_common.h");
 
 /** The libraries the shim links, by soname: copied beside it and embedded with it. */
-export const SHIM_LIBRARIES = ["libxdp.so.1", "libbpf.so.1"];
+const SHIM_LIBRARIES = ["libxdp.so.1", "libbpf.so.1"];
 
 function buildShim(): void {
   const sources = files("native/shim", ".c");

@@ -11,13 +11,13 @@
  * is opened from there. The host then needs neither libxdp1 nor libbpf1, only what those two
  * link: libelf1 and zlib1g.
  */
-import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { libbpfPath, libxdpPath, shimPath } from "./assets.ts";
 
 /** Return true when the shim is embedded in a compiled executable (Bun's /$bunfs/ paths). */
-export function shimIsEmbedded(): boolean {
+function shimIsEmbedded(): boolean {
   return shimPath.startsWith("/$bunfs/");
 }
 
@@ -54,7 +54,7 @@ function place(dir: string, name: string, bytes: Uint8Array): void {
   const tmp = `${target}.${process.pid}.${Math.random().toString(36).slice(2)}`;
   const fd = openSync(tmp, "wx", 0o500);
   try {
-    writeSync(fd, bytes);
+    writeFileSync(fd, bytes);
     fsyncSync(fd);
   } finally {
     closeSync(fd);
