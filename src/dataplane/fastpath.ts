@@ -24,6 +24,7 @@ import { FLOW_DST, FLOW_L3, FLOW_L4, FLOW_META, FLOW_PORTS, FLOW_SRC, FLOW_WORDS
 import {} from "../wire/checksum.ts";
 import { dnat4, dnat6, snat4, snat6 } from "../xmit/nat.ts";
 import { icmp4Error, icmp6Error } from "../xmit/icmp-error.ts";
+import { tcpReset4, tcpReset6 } from "../xmit/tcp-reset.ts";
 import { CONTINUE, CONTINUE_ICMP, classify } from "./classify.ts";
 import { handleIcmp, PathMtu, pmtuKey } from "./icmp.ts";
 import { decHopLimit6, decTtl4 } from "../xmit/dr.ts";
@@ -578,6 +579,20 @@ export class FastPath {
       : icmp4Error(this.u8, this.dv, frame, l3, this.l3Len[pkt], type, code, rest);
     descs[d + D_LEN] = len;
     this.counters.verdicts[Stat.IcmpSent] += 1;
+    this.out(descs, d, descs[d + D_IN]);
+  }
+
+  /**
+   * Replace the TCP segment with the RST the director's stack would answer it with (see
+   * xmit/tcp-reset.ts) and send it back out its port. The caller has counted the segment's own
+   * verdict and checked that it carries no RST.
+   */
+  sendReset(descs: Uint32Array, d: number, row: number, pkt: number, v6: number): void {
+    const f = this.flows, l3 = f[row + FLOW_L3], l4 = f[row + FLOW_L4], frame = descs[d + D_ADDR];
+    descs[d + D_LEN] = v6
+      ? tcpReset6(this.u8, this.dv, frame, l3, l4, this.l3Len[pkt])
+      : tcpReset4(this.u8, this.dv, frame, l3, l4, this.l3Len[pkt]);
+    this.counters.verdicts[Stat.TcpResetSent] += 1;
     this.out(descs, d, descs[d + D_IN]);
   }
 

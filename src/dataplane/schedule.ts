@@ -11,11 +11,13 @@
  * A template whose dest was deleted (or, with expire_quiescent_template, set to weight 0) is
  * invalidated (re-keyed with ports 0xffff, as the kernel rehashes it) and the scheduler runs.
  *
- * Deviations, both because the fast path cannot do otherwise:
- * - a TCP packet that may not start a connection (no SYN, or RST; sloppy_tcp=0) and has none is
- *   passed to the local stack by the kernel (tcp_conn_schedule returns NF_ACCEPT, and the
- *   director's stack answers with a RST for a VIP it owns). An AF_XDP socket cannot hand a
- *   frame back to the kernel, so xvs drops it and counts Stat.DropTcpNoConn;
+ * A TCP packet that may not start a connection (no SYN, or RST; sloppy_tcp=0) and has none is
+ * passed to the local stack by the kernel (tcp_conn_schedule returns NF_ACCEPT), and the
+ * director's stack, which owns the VIP, answers it with a RST (none for a RST). An AF_XDP
+ * socket cannot hand a frame back to the kernel, so xvs counts Stat.DropTcpNoConn and sends
+ * that RST itself (xmit/tcp-reset.ts, Stat.TcpResetSent).
+ *
+ * Deviation, because the fast path cannot do otherwise:
  * - the kernel's connection table has no fixed size; xvs's has, so when it is full a new
  *   connection is refused (Stat.DropTableFull) and nothing else changes: an established
  *   connection is never evicted to make room, and the client's next SYN retries. Under table
@@ -37,7 +39,7 @@ import {
 } from "../service/tables.ts";
 import { DEST_TRAFFIC_BASE, TS_CONNS, TS_WORDS } from "../stats/counters.ts";
 import {
-  ICMP_CODE_PORT_UNREACH, ICMP_DEST_UNREACH, ICMPV6_CODE_PORT_UNREACH, ICMPV6_DEST_UNREACH, PROTO_TCP, PROTO_UDP,
+  ICMP_CODE_PORT_UNREACH, ICMP_DEST_UNREACH, ICMPV6_CODE_PORT_UNREACH, ICMPV6_DEST_UNREACH, PROTO_TCP, PROTO_UDP, TCP_RST,
 } from "../wire/fields.ts";
 import { FLOW_DST, FLOW_PORTS, FLOW_SRC } from "../wire/flow.ts";
 import * as abi from "../ffi/abi.ts";
@@ -56,7 +58,7 @@ const INVALID_PORT = 0xffff;
 /** tcp_conn_schedule's gate: a SYN without RST (or, with sloppy_tcp, any non-RST packet) may start a TCP connection. */
 export function mayCreate(t: Tables, proto: number, tcpFlags: number): boolean {
   if (proto !== PROTO_TCP) return true;
-  if (tcpFlags & 0x04) return false;
+  if (tcpFlags & TCP_RST) return false;
   return (tcpFlags & 0x02) !== 0 || t.settings[SET_SLOPPY_TCP] !== 0;
 }
 
@@ -175,7 +177,14 @@ function leave(fp: FastPath, descs: Uint32Array, d: number, row: number, pkt: nu
 export function newConnection(fp: FastPath, descs: Uint32Array, d: number, row: number, pkt: number, svc: number, proto: number, v6: number, tcpFlags: number): void {
   const t = fp.tables, f = fp.flows;
   if (!mayCreate(t, proto, tcpFlags)) {
-    fp.drop(descs, d, Stat.DropTcpNoConn);
+    // the kernel passes it to the director's stack, which owns the VIP and answers with a RST
+    // (none for a RST): xvs answers the same
+    if ((tcpFlags & TCP_RST) !== 0) {
+      fp.drop(descs, d, Stat.DropTcpNoConn);
+    } else {
+      fp.counters.verdicts[Stat.DropTcpNoConn] += 1;
+      fp.sendReset(descs, d, row, pkt, v6);
+    }
     return;
   }
   fp.sched.now = fp.now;

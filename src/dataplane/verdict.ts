@@ -1,6 +1,7 @@
 /**
- * Every packet the fast path sees ends in exactly one counted verdict: forwarded, answered
- * (an ICMP error sent back), or dropped for a named reason. Counters are Float64 slots (exact
+ * Every packet the fast path sees ends in exactly one counted verdict: forwarded, or dropped for
+ * a named reason; a dropped packet may be answered (an ICMP error or a TCP RST sent back, counted
+ * apart). Counters are Float64 slots (exact
  * to 2^53) in a SharedArrayBuffer the control thread reads.
  */
 import { VERDICT_SLOTS } from "../stats/counters.ts";
@@ -39,7 +40,8 @@ export const enum Stat {
   DropUnknownProto,
   /** ICMP message the fast path does not handle. */
   DropIcmp,
-  /** TCP packet that is not a SYN and has no connection (kernel: passed to the local stack). */
+  /** TCP packet that is not a SYN (or is a RST) and has no connection (kernel: passed to the local
+   * stack, which answers with a RST; xvs sends that RST itself, counted in TcpResetSent). */
   DropTcpNoConn,
   /** Matches no connection and no virtual service: a NAT real server's packet whose connection
    * expired (or predates a restart), or a service removed while the packet was in flight. */
@@ -93,6 +95,9 @@ export const enum Stat {
   HalfOpenEvicted,
   /** An ICMP error xvs would send was held back by the kernel's ICMP rate limits (icmp-limit.ts). */
   IcmpRateLimited,
+  /** RSTs sent for TCP segments that may not start a connection and have none (counted in
+   * DropTcpNoConn too), as the director's stack answers them in the kernel (xmit/tcp-reset.ts). */
+  TcpResetSent,
   Count,
 }
 
@@ -104,7 +109,7 @@ export const STAT_NAMES = [
   "drop_table_full", "drop_ttl", "drop_no_route", "drop_neighbour", "drop_mtu", "drop_unsupported", "drop_syn_flood",
   "fwd_dr", "fwd_tun", "icmp_forwarded", "drop_icmp_no_conn", "drop_icmp_malformed", "frag_forwarded", "drop_frag_orphan",
   "drop_frag_table_full", "drop_mtu_no_df", "drop_tunnel_mtu", "drop_no_headroom", "icmp_pmtu_learned",
-  "half_open_evicted", "icmp_rate_limited",
+  "half_open_evicted", "icmp_rate_limited", "tcp_reset_sent",
 ] as const;
 
 // Stat entries are only ever appended, each with its name here

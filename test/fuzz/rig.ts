@@ -14,11 +14,12 @@
  *    every frame the same way (verdict counters, out port, output bytes);
  * 4. exactly one verdict per frame: the terminal counters (every drop_*, fwd_in, fwd_out,
  *    icmp_forwarded, icmp_pmtu_learned) add up to the burst size, and the frames that leave
- *    number fwd_in + fwd_out + icmp_forwarded + icmp_sent;
+ *    number fwd_in + fwd_out + icmp_forwarded + icmp_sent + tcp_reset_sent;
  * 5. every frame that leaves is well formed: IPv4 header checksum valid and lengths consistent;
  *    forwarded frames keep their L4 checksum valid when it was valid (never "repaired" either),
  *    have TTL - 1 and our port's source MAC; an ICMP error we generate has valid checksums and
- *    goes back to the sender;
+ *    goes back to the sender; so does a TCP RST we generate, which answers a TCP segment without
+ *    RST, from the ports it was sent to, with the sequence numbers RFC 9293 gives;
  * 6. every forwarded frame belongs to a tracked flow: the connection of its input tuple (or, for a
  *    later fragment, of its datagram) exists and names the real server the frame went to.
  */
@@ -68,7 +69,7 @@ export interface FuzzReport {
   /** Verdict counters of fast path A, by name. */
   verdicts: Record<string, number>;
   /** Frames that left, by kind of output. */
-  outputs: { forwarded: number; icmpGenerated: number };
+  outputs: { forwarded: number; icmpGenerated: number; resetGenerated: number };
   /** Oracle violations (first ones with the frame in hex). */
   failures: string[];
   failureCount: number;
@@ -134,9 +135,9 @@ export class FuzzRig {
     for (let s = 0; s < Stat.Count; s++) {
       const name = STAT_NAMES[s];
       if (name.startsWith("drop_") || name === "fwd_in" || name === "fwd_out" || name === "icmp_forwarded" || name === "icmp_pmtu_learned") this.terminal.push(s);
-      if (name === "fwd_in" || name === "fwd_out" || name === "icmp_forwarded" || name === "icmp_sent") this.leaving.push(s);
+      if (name === "fwd_in" || name === "fwd_out" || name === "icmp_forwarded" || name === "icmp_sent" || name === "tcp_reset_sent") this.leaving.push(s);
     }
-    this.report = { frames: 0, bursts: 0, verdicts: {}, outputs: { forwarded: 0, icmpGenerated: 0 }, failures: [], failureCount: 0, exceptions: 0 };
+    this.report = { frames: 0, bursts: 0, verdicts: {}, outputs: { forwarded: 0, icmpGenerated: 0, resetGenerated: 0 }, failures: [], failureCount: 0, exceptions: 0 };
   }
 
   private fail(msg: string): void {
@@ -267,8 +268,9 @@ export class FuzzRig {
         return;
       }
     }
+    const resetGenerated = !icmpGenerated && this.isResetAnswer(i, out, dv, l3, et, portA);
     const mac = PORT_MAC_BYTES[portA];
-    if (!icmpGenerated && (!mac || mac.some((x, k) => out[addr + 6 + k] !== x))) {
+    if (!icmpGenerated && !resetGenerated && (!mac || mac.some((x, k) => out[addr + 6 + k] !== x))) {
       this.fail(`frame ${i} leaves port ${portA} without that port's source MAC: ${hex(inp, 0, inLen)}`);
     }
     if (et === 0x0800) {
@@ -285,6 +287,11 @@ export class FuzzRig {
       this.checkIcmpError(i, out, dv, l3, len - 14, et === 0x86dd);
       return;
     }
+    if (resetGenerated) {
+      this.report.outputs.resetGenerated++;
+      this.checkReset(i, out, dv, l3, et === 0x86dd);
+      return;
+    }
     this.report.outputs.forwarded++;
     if (this.isInputIcmp(inp)) this.checkIcmpForwarded(i, out, dv, l3, portA);
     else this.checkForwarded(i, n, out, dv, l3, len - 14, portA);
@@ -293,6 +300,40 @@ export class FuzzRig {
   private isInputIcmp(inp: Uint8Array): boolean {
     const et = (inp[12] << 8) | inp[13];
     return (et === 0x0800 && inp[14 + 9] === 1) || (et === 0x86dd && inp[14 + 6] === 58);
+  }
+
+  /**
+   * Is the frame leaving its input port a TCP RST from the input's destination back to its
+   * source? (A forwarded frame never swaps its addresses.)
+   */
+  private isResetAnswer(i: number, out: Uint8Array, dv: DataView, l3: number, et: number, port: number): boolean {
+    const inp = this.inputs[i], idv = new DataView(inp.buffer);
+    if (port !== this.a.descs[i * D + abi.XVS_DESC_IN_PORT] || ((inp[12] << 8) | inp[13]) !== et) return false;
+    if (et === 0x0800) {
+      return out[l3 + 9] === 6 && inp[14 + 9] === 6 && dv.getInt32(l3 + 12) === idv.getInt32(14 + 16) && dv.getInt32(l3 + 16) === idv.getInt32(14 + 12) &&
+        (out[l3 + 20 + 13] & 0x04) !== 0;
+    }
+    if (out[l3 + 6] !== 6 || inp[14 + 6] !== 6) return false;
+    for (let k = 0; k < 16; k += 4) if (dv.getInt32(l3 + 8 + k) !== idv.getInt32(14 + 24 + k) || dv.getInt32(l3 + 24 + k) !== idv.getInt32(14 + 8 + k)) return false;
+    return (out[l3 + 40 + 13] & 0x04) !== 0;
+  }
+
+  /** A generated RST (xmit/tcp-reset.ts): valid checksum, ports swapped, sequence numbers per RFC 9293 3.10.7.1. */
+  private checkReset(i: number, out: Uint8Array, dv: DataView, l3: number, v6: boolean): void {
+    const inp = this.inputs[i], idv = new DataView(inp.buffer);
+    const where = () => `${hex(out, l3 - 14, v6 ? 74 : 54)} from ${hex(inp, 0, this.inLens[i])}`;
+    const th = l3 + (v6 ? 40 : 20);
+    const il3 = 14, il4 = il3 + (v6 ? 40 : (inp[il3] & 15) << 2);
+    const ilen = v6 ? 40 + idv.getUint16(il3 + 4) : idv.getUint16(il3 + 2);
+    const sum = v6 ? pseudoSumV6(out, l3 + 8, l3 + 24, 6, 20) : pseudoSumV4(dv.getInt32(l3 + 12), dv.getInt32(l3 + 16), 6, 20);
+    if (checksum(out, th, 20, sum) !== 0) return this.fail(`generated RST with a bad TCP checksum: ${where()}`);
+    const iflags = inp[il4 + 13];
+    if (iflags & 0x04) return this.fail(`a RST was answered with a RST: ${where()}`);
+    if (dv.getUint16(th) !== idv.getUint16(il4 + 2) || dv.getUint16(th + 2) !== idv.getUint16(il4)) return this.fail(`generated RST with the ports not swapped: ${where()}`);
+    const seg = ilen - (il4 - il3) - ((inp[il4 + 12] >>> 4) << 2) + (iflags & 0x02 ? 1 : 0) + (iflags & 0x01 ? 1 : 0);
+    const want = iflags & 0x10 ? [idv.getUint32(il4 + 8), 0, 0x04] : [0, (idv.getUint32(il4 + 4) + seg) >>> 0, 0x14];
+    const got = [dv.getUint32(th + 4), dv.getUint32(th + 8), out[th + 13]];
+    if (got.some((x, k) => x !== want[k])) this.fail(`generated RST with seq/ack/flags ${got} instead of ${want}: ${where()}`);
   }
 
   private checkIcmpError(i: number, out: Uint8Array, dv: DataView, l3: number, avail: number, v6: boolean): void {

@@ -4,7 +4,7 @@
  * rewrite (addresses, ports, TTL, MACs) with every checksum verified from scratch.
  */
 import { beforeEach, describe, expect, test } from "bun:test";
-import { ACK, FIN, PacketBuilder, RST, SYN, checksumsValid } from "../util/packet.ts";
+import { ACK, FIN, PSH, PacketBuilder, RST, SYN, checksumsValid } from "../util/packet.ts";
 import { GATEWAY_MAC, Harness, PORT_MACS, realMac } from "../util/harness.ts";
 import { macText } from "../../src/wire/eth.ts";
 import { addrText } from "../../src/wire/ipv4.ts";
@@ -97,9 +97,7 @@ describe("NAT rewrite", () => {
 
 describe("refusals are counted, never thrown", () => {
   const rows: { name: string; frame: () => Uint8Array; stat: string; port?: number }[] = [
-    { name: "a non-SYN TCP packet without a connection (the kernel would pass it to its stack)", frame: () => syn(41000, { flags: ACK }), stat: "drop_tcp_no_conn" },
-    { name: "an RST without a connection", frame: () => syn(41001, { flags: RST }), stat: "drop_tcp_no_conn" },
-    { name: "a FIN without a connection", frame: () => syn(41002, { flags: FIN }), stat: "drop_tcp_no_conn" },
+    { name: "an RST without a connection (no reset answers a reset)", frame: () => syn(41001, { flags: RST }), stat: "drop_tcp_no_conn" },
     { name: "a non-first fragment whose first fragment was never seen", frame: () => new PacketBuilder().eth().ipv4({ src: CLIENT, dst: VIP, frag: 100 }).raw(6, new Array(20).fill(0)).build(), stat: "drop_frag_orphan" },
     { name: "a first fragment too short for its TCP header (RFC 1858 tiny fragment)", frame: () => new PacketBuilder().eth().ipv4({ src: CLIENT, dst: VIP, frag: 0x2000 }).raw(6, new Array(8).fill(0)).build(), stat: "drop_fragment" },
     { name: "an unknown protocol", frame: () => new PacketBuilder().eth().ipv4({ src: CLIENT, dst: VIP }).raw(99, [1, 2, 3, 4]).build(), stat: "drop_unknown_proto" },
@@ -120,6 +118,65 @@ describe("refusals are counted, never thrown", () => {
       expect(h.stats().fwd_in + h.stats().fwd_out).toBe(0);
     });
   }
+
+  /** The TCP header of a frame leaving with a plain IPv4 header. */
+  const tcpOf = (f: Uint8Array) => {
+    const dv = new DataView(f.buffer, f.byteOffset, f.byteLength);
+    return { seq: dv.getUint32(38), ack: dv.getUint32(42), doff: f[46] >>> 4, flags: f[47], window: dv.getUint16(48) };
+  };
+
+  test("a segment with ACK and no connection is answered with the RST the director's stack sends: seq = its ack, RST alone", () => {
+    const f = new PacketBuilder().eth(PORT_MACS[0], GATEWAY_MAC).ipv4({ src: CLIENT, dst: VIP, tos: 0x2b, options: [1, 1, 1, 0] })
+      .tcp({ sport: 41000, dport: 80, flags: ACK | PSH, seq: 5000, ack: 0xfffffff0 }).payload("GET / HTTP/1.0").build();
+    const out = h.one(f);
+    expect(out.port).toBe(0);
+    expect(out.frame.length).toBe(54);
+    expect(view(out.frame)).toEqual({ dst: GATEWAY_MAC, src: PORT_MACS[0], saddr: VIP, daddr: CLIENT, ttl: 64, sport: 80, dport: 41000 });
+    expect(tcpOf(out.frame)).toEqual({ seq: 0xfffffff0, ack: 0, doff: 5, flags: RST, window: 0 });
+    const dv = new DataView(out.frame.buffer, out.frame.byteOffset);
+    expect(out.frame[14]).toBe(0x45); // the options are not echoed
+    expect(out.frame[15]).toBe(0x28); // TOS kept, ECN bits cleared
+    expect(dv.getUint16(16)).toBe(40);
+    expect(dv.getUint16(18)).toBe(0); // IP ID 0 with DF, as the kernel's reply socket
+    expect(dv.getUint16(20)).toBe(0x4000);
+    expect(checksumsValid(out.frame)).toBe(true);
+    expect(h.stats().drop_tcp_no_conn).toBe(1);
+    expect(h.stats().tcp_reset_sent).toBe(1);
+    expect(h.stats().fwd_in + h.stats().fwd_out + h.stats().new_conns).toBe(0);
+  });
+
+  test("a segment without ACK is answered RST+ACK, acking its data, its SYN and its FIN", () => {
+    const fin = h.one(new PacketBuilder().eth(PORT_MACS[0], GATEWAY_MAC).ipv4({ src: CLIENT, dst: VIP }).tcp({ sport: 41002, dport: 80, flags: FIN, seq: 0xfffffffe }).payload("abc").build());
+    expect(fin.port).toBe(0);
+    expect(tcpOf(fin.frame)).toEqual({ seq: 0, ack: 0xfffffffe + 3 + 1 - 0x100000000, doff: 5, flags: RST | ACK, window: 0 });
+    expect(checksumsValid(fin.frame)).toBe(true);
+    const none = h.one(new PacketBuilder().eth(PORT_MACS[0], GATEWAY_MAC).ipv4({ src: CLIENT, dst: VIP }).tcp({ sport: 41003, dport: 80, flags: 0, seq: 77 }).build());
+    expect(tcpOf(none.frame)).toEqual({ seq: 0, ack: 77, doff: 5, flags: RST | ACK, window: 0 });
+    expect(h.stats().tcp_reset_sent).toBe(2);
+  });
+
+  test("IPv6: the RST comes from the v6 VIP with hop limit 64 and a valid checksum", () => {
+    const f = new PacketBuilder().eth(PORT_MACS[0], GATEWAY_MAC).ipv6({ src: CLIENT6, dst: VIP6, hopLimit: 9, tc: 0x2b }).tcp({ sport: 41004, dport: 80, flags: ACK, ack: 99 }).payload("x").build();
+    const out = h.one(f);
+    expect(out.port).toBe(0);
+    expect(out.frame.length).toBe(74);
+    const dv = new DataView(out.frame.buffer, out.frame.byteOffset);
+    expect(dv.getUint32(14)).toBe((6 << 28) | (0x28 << 20));
+    expect(dv.getUint16(18)).toBe(20);
+    expect(out.frame[21]).toBe(64);
+    expect(ipv6.addrText([0, 1, 2, 3].map((i) => dv.getInt32(22 + 4 * i)))).toBe(VIP6);
+    expect(ipv6.addrText([0, 1, 2, 3].map((i) => dv.getInt32(38 + 4 * i)))).toBe(CLIENT6);
+    expect([dv.getUint16(54), dv.getUint16(56), dv.getUint32(58), out.frame[67]]).toEqual([80, 41004, 99, RST]);
+    expect(checksumsValid(out.frame)).toBe(true);
+  });
+
+  test("with sloppy_tcp a segment without SYN starts a connection instead", () => {
+    h.model.setSettings({ sloppyTcp: true });
+    h.apply();
+    const out = h.one(syn(41005, { flags: ACK }));
+    expect(out.port).toBe(1);
+    expect(h.stats().tcp_reset_sent).toBe(0);
+  });
 
   test("truncating a valid SYN at every length drops it as malformed (or, complete, forwards it)", () => {
     const f = syn();

@@ -4,7 +4,9 @@
  *   working, and new connections avoid it once it is quiesced (weight 0) or removed;
  * - the daemon is killed with SIGKILL under load and started again: the steering program it
  *   left attached is recognised as ours and replaced, the configuration comes back, and new
- *   connections flow again within a second of the new daemon answering.
+ *   connections flow again within a second of the new daemon answering;
+ * - connections the restarted daemon does not know are reset on their next segment (the RST the
+ *   director's stack sends in the kernel), so clients fail fast instead of timing out.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -135,5 +137,30 @@ describe("the daemon is killed (SIGKILL) under load and restarted", () => {
     expect(firstOkAfter!.t + firstOkAfter!.ms - readyAt).toBeLessThan(1000);
     expect(okAfter).toBeGreaterThan(5);
     expect(failAfter).toBe(0);
+  }, 60_000);
+});
+
+describe("connections the daemon does not know (it was restarted: its table is empty)", () => {
+  test("their next segment is answered with a RST from the VIP, as the director's stack answers it in the kernel, so clients fail fast", async () => {
+    const held = await HeldConnection.open(L.lab, L.client, LAB_VIP, 7000);
+    expect(await held.ask("hello")).toMatch(/^rs[13] hello$/);
+    await xvs.stop();
+    xvs = await startDaemon(L.lab, L.director, L.ifaces, [], stateDir);
+    const before = (await ok(xvs, "GET", "/v1/stats") as { verdicts: Record<string, number> }).verdicts;
+    const t0 = Date.now();
+    // the data segment finds no connection: the client's socket is reset at once (the helper
+    // reports the close), not left retransmitting into silence until its own timeout
+    expect(await held.ask("after the restart")).toBe("closed");
+    const took = Date.now() - t0;
+    const after = (await ok(xvs, "GET", "/v1/stats") as { verdicts: Record<string, number> }).verdicts;
+    process.stdout.write(`  the client's connection was reset ${took} ms after it sent; tcp_reset_sent +${after.tcp_reset_sent - before.tcp_reset_sent}\n`);
+    expect(took).toBeLessThan(2000);
+    expect(after.tcp_reset_sent - before.tcp_reset_sent).toBeGreaterThan(0);
+    expect(after.drop_tcp_no_conn - before.drop_tcp_no_conn).toBeGreaterThan(0);
+    expect(after.new_conns - before.new_conns).toBe(0);
+    // and a new connection works
+    const fresh = await HeldConnection.open(L.lab, L.client, LAB_VIP, 7000);
+    expect(await fresh.ask("new")).toMatch(/^rs[13] new$/);
+    fresh.close();
   }, 60_000);
 });
