@@ -19,6 +19,7 @@ import { NextHopResolver, type PortInfo, type RouteSnapshot } from "../nexthop/r
 import { compile } from "../service/compile.ts";
 import type { Dest, Model } from "../service/model.ts";
 import type { Tables } from "../service/tables.ts";
+import { log } from "../log.ts";
 import { Counters } from "../stats/counters.ts";
 import { CTL_EPOCH_F64, CTL_POSTED_GEN, CTL_STOP, CTL_WORDS, type FromWorker, type InitMessage } from "./protocol.ts";
 
@@ -135,6 +136,7 @@ export class Dataplane {
   private soonAsks = 0;
   private readonly steer: { vips: SteerSet; vipAddrs: SteerSet; natReals: SteerSet; local: SteerSet };
   private model: Model | null = null;
+  private natQueuesWarned = false;
   private attached: PortInfo[] = [];
   private lastRoutes: RouteSnapshot | null = null;
 
@@ -286,6 +288,7 @@ export class Dataplane {
   /** Compile `model` into a new generation and hand it to every worker; update steering. */
   apply(model: Model): Tables {
     this.model = model;
+    this.warnNatQueues(model);
     const t = this.compileNow(model);
     // steering first for additions would steer packets before the workers know the service;
     // post the tables first: a packet for a service the worker does not know yet is counted
@@ -293,6 +296,18 @@ export class Dataplane {
     this.syncSteering(model);
     this.soon();
     return t;
+  }
+
+  /**
+   * NAT with several queues: a reply may come in on another queue than its request, whose worker
+   * has no connection for it (docs/architecture.md, "Several queues"). Said once, when the first
+   * NAT real server appears.
+   */
+  private warnNatQueues(model: Model): void {
+    if (this.natQueuesWarned || this.workers.length < 2) return;
+    if (!model.allDests().some((d) => d.spec.forward === "masq")) return;
+    this.natQueuesWarned = true;
+    log("warn", "NAT real servers with several queues: a reply that arrives on another queue than its request finds no connection and is dropped (drop_no_conn); run NAT services with --queues 1", { queues: this.workers.length });
   }
 
   private post(t: Tables): void {

@@ -86,9 +86,11 @@ export class Lab {
    * Create a veth pair between two lab hosts, both ends up, checksum offloads off (so that a
    * receiver verifies every checksum in software and counts bad ones).
    */
-  async veth(aHost: string, aIf: string, bHost: string, bIf: string, mtu = 1500): Promise<void> {
+  async veth(aHost: string, aIf: string, bHost: string, bIf: string, mtu = 1500, queues = 1): Promise<void> {
     const a = this.ns(aHost), b = this.ns(bHost);
-    await sh(["ip", "-n", a, "link", "add", aIf, "mtu", String(mtu), "type", "veth", "peer", "name", bIf, "netns", b, "mtu", String(mtu)]);
+    // several queues: a sender's flow hash picks its tx queue, which is the peer's rx queue
+    const q = queues > 1 ? ["numtxqueues", String(queues), "numrxqueues", String(queues)] : [];
+    await sh(["ip", "-n", a, "link", "add", aIf, "mtu", String(mtu), ...q, "type", "veth", "peer", "name", bIf, "netns", b, "mtu", String(mtu), ...q]);
     for (const [ns, ifn] of [[a, aIf], [b, bIf]]) {
       await sh(["ip", "netns", "exec", ns, "ethtool", "-K", ifn, "rx", "off", "tx", "off"], true);
       await sh(["ip", "-n", ns, "link", "set", ifn, "up"]);

@@ -72,6 +72,8 @@ export interface DirectorLabOptions {
   routedReals?: number;
   /** MTU of the routed subnet (router side and real servers); 1500 by default. */
   routedMtu?: number;
+  /** Queues of the director's two veth pairs (client side and server side); 1 by default. */
+  queues?: number;
 }
 
 /** Build the lab. On failure, everything made so far is torn down before the error is thrown. */
@@ -82,8 +84,8 @@ export async function buildDirectorLab(tag: string, o: DirectorLabOptions): Prom
     await lab.addNs("cl");
     await lab.addNs("dir");
     await lab.addNs("sw");
-    await lab.veth("cl", "eth0", "dir", "c0");
-    await lab.veth("dir", "s0", "sw", "p0");
+    await lab.veth("cl", "eth0", "dir", "c0", 1500, o.queues ?? 1);
+    await lab.veth("dir", "s0", "sw", "p0", 1500, o.queues ?? 1);
     await lab.ip("sw", "link", "add", "br0", "type", "bridge");
     await lab.ip("sw", "link", "set", "br0", "up");
     await lab.ip("sw", "link", "set", "p0", "master", "br0");
