@@ -14,6 +14,8 @@ usage:
   xvs run --iface IF [--iface IF ...] [--config FILE] [--api HOST:PORT] [OPTIONS]
       start the daemon (dataplane + control API) in the current network namespace (xvs run --help)
   xvs adm ARGS...        ipvsadm-compatible client of the local daemon (same as 'ipvsadm ARGS')
+  xvs sysctl [NAME[=VALUE] ...]
+                         the daemon's IPVS sysctls (net.ipv4.vs.expire_nodest_conn, sloppy_tcp, ...)
   xvs demo [--check]     build a namespace lab and show xvs balancing real HTTP traffic live
   xvs bench [OPTIONS]    race xvs against kernel IPVS, nftables, plain forwarding and a C AF_XDP
                          forwarder in a namespace lab (xvs bench --help)
@@ -72,6 +74,11 @@ async function main(argv: string[]): Promise<number> {
     case "adm": {
       const { runAdm } = await import("./cli/main.ts");
       return runAdm(rest);
+    }
+    case "sysctl": {
+      const { runSysctl } = await import("./cli/sysctl.ts");
+      const { apiBase, readToken } = await import("./control/runtime.ts");
+      return runSysctl(rest, { stdout: process.stdout, stderr: process.stderr, fetch: (i, init) => fetch(i, init), apiBase: apiBase(), token: readToken() });
     }
     case "demo": {
       const { DEMO_HELP, parseDemoArgs, runDemo } = await import("./demo/demo.ts");

@@ -6,7 +6,7 @@
  */
 import { LbError } from "../errors.ts";
 import { ipText } from "../service/addr.ts";
-import { DEFAULT_TIMEOUTS, type Model } from "../service/model.ts";
+import { DEFAULT_SETTINGS, DEFAULT_TIMEOUTS, type Model } from "../service/model.ts";
 import { CONFIG_VERSION, type BatchCommandT, type ConfigDocT, type DestSpecT, type ServiceSpecT } from "./schemas.ts";
 
 /** An LbError raised by one command of a batch: `index` says which. */
@@ -43,11 +43,12 @@ export function applyBatch(m: Model, commands: BatchCommandT[]): number {
   return commands.length;
 }
 
-/** Replace the whole table of `m` with a document (timeouts not given go back to defaults). */
+/** Replace the whole table of `m` with a document (timeouts and settings not given go back to defaults). */
 export function applyConfig(m: Model, doc: ConfigDocT): void {
   m.clear();
   m.setTimeouts({ ...DEFAULT_TIMEOUTS });
   if (doc.timeouts) m.setTimeouts({ tcp: doc.timeouts.tcp ?? 0, tcpfin: doc.timeouts.tcpfin ?? 0, udp: doc.timeouts.udp ?? 0 });
+  m.setSettings({ ...DEFAULT_SETTINGS, ...doc.settings });
   doc.services.forEach((sc, i) => {
     const { dests, ...spec } = sc;
     try {
@@ -65,6 +66,7 @@ export function modelToConfig(m: Model): ConfigDocT {
   return {
     version: CONFIG_VERSION,
     timeouts: { ...m.timeouts },
+    settings: { ...m.settings },
     services: m.services.map((s) => ({
       ...structuredClone(s.spec),
       dests: [...s.dests].reverse().map((d): DestSpecT => ({ ...structuredClone(d.spec), address: ipText(d.addr), port: d.port })),

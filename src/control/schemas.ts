@@ -148,6 +148,21 @@ export const Timeouts = z.strictObject({
   udp: z.number().int().min(0).max(MAX_TIMEOUT_SEC),
 });
 
+/**
+ * The IPVS sysctls (net.ipv4.vs.*) that change how connections are handled, with the kernel's
+ * meaning (Documentation/networking/ipvs-sysctl.rst) and defaults (false, false, false, 1).
+ */
+export const Settings = z.strictObject({
+  /** expire_nodest_conn: a packet for a connection whose real server was deleted expires it. */
+  expireNodestConn: z.boolean(),
+  /** expire_quiescent_template: a persistence template whose real server has weight 0 is expired. */
+  expireQuiescentTemplate: z.boolean(),
+  /** sloppy_tcp: any TCP packet (not only a SYN) may start a connection. */
+  sloppyTcp: z.boolean(),
+  /** conn_reuse_mode: bit 1 reschedules a SYN that meets a TIME_WAIT/CLOSE connection, bit 2 also FIN_WAIT of DR/TUN. */
+  connReuseMode: z.number().int().min(0).max(3),
+});
+
 // ---- the table as a document: config file, saved table, GET/PUT /v1/config ----
 
 /** A virtual service with its real servers, in the order they are added (oldest first). */
@@ -168,6 +183,8 @@ export const ConfigDoc = z.strictObject({
   version: z.literal(CONFIG_VERSION).default(CONFIG_VERSION),
   /** Omitted or 0: the default (900 120 300). */
   timeouts: Timeouts.partial().optional(),
+  /** Omitted: the kernel's defaults. */
+  settings: Settings.partial().optional(),
   services: z.array(ServiceConfig).max(MAX_SERVICES_IN_DOC).default([]),
 });
 
@@ -307,6 +324,7 @@ export type ServiceSpecIn = z.input<typeof ServiceSpec>;
 export type DestSpecT = z.infer<typeof DestSpec>;
 export type DestSpecIn = z.input<typeof DestSpec>;
 export type TimeoutsT = z.infer<typeof Timeouts>;
+export type SettingsT = z.infer<typeof Settings>;
 export type ServiceConfigT = z.infer<typeof ServiceConfig>;
 export type ConfigDocT = z.infer<typeof ConfigDoc>;
 export type ConfigDocIn = z.input<typeof ConfigDoc>;

@@ -13,7 +13,7 @@
  *   its counters zeroed); ids are reused only once nothing refers to them any more.
  */
 import { ErrorCode, LbError } from "../errors.ts";
-import type { DestSpecT, ServiceKeyT, ServiceSpecT, TimeoutsT } from "../control/schemas.ts";
+import type { DestSpecT, ServiceKeyT, ServiceSpecT, SettingsT, TimeoutsT } from "../control/schemas.ts";
 import { SCHEDULERS } from "../control/schemas.ts";
 import { addrPortText, canonicalIp, maskWords, parseIp, type IpAddr } from "./addr.ts";
 import { MAX_DESTS, MAX_SERVICES } from "./tables.ts";
@@ -25,13 +25,9 @@ export const DEST_TRASH_PERIOD_MS = 120_000;
 /** Default timeouts, seconds (tcp ESTABLISHED, tcp FIN_WAIT, udp). */
 export const DEFAULT_TIMEOUTS: TimeoutsT = { tcp: 900, tcpfin: 120, udp: 300 };
 
-/** Settings that IPVS keeps as sysctls (net.ipv4.vs.*), with the kernel's defaults. */
-export interface Settings {
-  expireNodestConn: boolean;
-  expireQuiescentTemplate: boolean;
-  sloppyTcp: boolean;
-  connReuseMode: number;
-}
+/** Settings that IPVS keeps as sysctls (net.ipv4.vs.*; control/schemas.ts Settings). */
+export type Settings = SettingsT;
+/** The kernel's defaults of those sysctls. */
 export const DEFAULT_SETTINGS: Settings = { expireNodestConn: false, expireQuiescentTemplate: false, sloppyTcp: false, connReuseMode: 1 };
 
 export interface Dest {

@@ -1,10 +1,11 @@
 /**
  * Daemon-wide routes: health, the listing header's info, verdict counters, timeouts (--set,
- * --timeout), zeroing everything (-Z), connection sync daemons (--daemon: there are none).
+ * --timeout), the sysctl-like settings (net.ipv4.vs.*), zeroing everything (-Z), connection
+ * sync daemons (--daemon: there are none).
  */
 import type { Daemon } from "../daemon.ts";
 import { route, type Route } from "../http.ts";
-import { Health, Info, StatsView, SyncDaemons, Timeouts, type TimeoutsT } from "../schemas.ts";
+import { Health, Info, Settings, type SettingsT, StatsView, SyncDaemons, Timeouts, type TimeoutsT } from "../schemas.ts";
 
 /** Version of xvs reported by /v1/info. */
 export const XVS_VERSION = "0.1.0";
@@ -51,6 +52,19 @@ export function systemRoutes(daemon: Daemon): Route[] {
       handler: async ({ body }) => {
         await daemon.mutate((m) => m.setTimeouts(body));
         return { status: 200, body: daemon.model.timeouts };
+      },
+    }),
+    route({
+      method: "get", path: "/v1/settings", summary: "The IPVS sysctls xvs keeps (net.ipv4.vs.expire_nodest_conn, expire_quiescent_template, sloppy_tcp, conn_reuse_mode)",
+      responses: { 200: Settings },
+      handler: () => ({ status: 200, body: daemon.model.settings }),
+    }),
+    route<Partial<SettingsT>>({
+      method: "put", path: "/v1/settings", summary: "Change some of the settings (the others keep their values); applied to new packets at once, saved with the table",
+      body: Settings.partial(), responses: { 200: Settings },
+      handler: async ({ body }) => {
+        await daemon.mutate((m) => m.setSettings(body));
+        return { status: 200, body: daemon.model.settings };
       },
     }),
     route({

@@ -8,7 +8,7 @@ import { describe, expect, test } from "bun:test";
 import { MAX_BODY_BYTES } from "../../../src/control/app.ts";
 import { CF_USED, CONN_CADDR, CONN_CPORT_VPORT, CONN_DADDR, CONN_DPORT, CONN_EXPIRES, CONN_FLAGS, CONN_PROTO_STATE, CONN_VADDR, CONN_WORDS } from "../../../src/conn/table.ts";
 import { ConnsPage, ErrorBody, Health, Info, ServiceList, ServiceView } from "../../../src/control/schemas.ts";
-import { MAX_SERVICES } from "../../../src/service/tables.ts";
+import { MAX_SERVICES, SET_CONN_REUSE_MODE, SET_EXPIRE_NODEST_CONN, SET_SLOPPY_TCP } from "../../../src/service/tables.ts";
 import { NOW_MS, startXvs, TOKEN, type Xvs } from "../cli/fixture.ts";
 
 const AUTH = { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" };
@@ -233,6 +233,30 @@ describe("timeouts and zeroing", () => {
     const x = startXvs();
     expect((await call(x, "PUT", "/v1/timeouts", { tcp: 0, tcpfin: 60, udp: 0 })).json).toEqual({ tcp: 900, tcpfin: 60, udp: 300 });
     expect((await call(x, "GET", "/v1/timeouts")).json).toEqual({ tcp: 900, tcpfin: 60, udp: 300 });
+  });
+
+  test("settings: the kernel's defaults, a partial change keeps the rest, the next generation carries them", async () => {
+    const x = startXvs();
+    expect((await call(x, "GET", "/v1/settings")).json).toEqual({ expireNodestConn: false, expireQuiescentTemplate: false, sloppyTcp: false, connReuseMode: 1 });
+    const gen = x.daemon.tables().generation;
+    const r = await call(x, "PUT", "/v1/settings", { expireNodestConn: true, connReuseMode: 3 });
+    expect(r.json).toEqual({ expireNodestConn: true, expireQuiescentTemplate: false, sloppyTcp: false, connReuseMode: 3 });
+    const t = x.daemon.tables();
+    expect(t.generation).toBeGreaterThan(gen);
+    expect([t.settings[SET_EXPIRE_NODEST_CONN], t.settings[SET_SLOPPY_TCP], t.settings[SET_CONN_REUSE_MODE]]).toEqual([1, 0, 3]);
+    // saved with the table, and a restore without settings goes back to the defaults
+    expect(((await call(x, "GET", "/v1/config")).json as { settings: unknown }).settings).toEqual(r.json);
+    await call(x, "PUT", "/v1/config", { services: [] });
+    expect((await call(x, "GET", "/v1/settings")).json).toEqual({ expireNodestConn: false, expireQuiescentTemplate: false, sloppyTcp: false, connReuseMode: 1 });
+  });
+
+  test("settings: a bad value or an unknown name is 400 and changes nothing; a write needs the token", async () => {
+    const x = startXvs();
+    expectError(await call(x, "PUT", "/v1/settings", { connReuseMode: 4 }), 400, /connReuseMode/);
+    expectError(await call(x, "PUT", "/v1/settings", { sloppyTcp: 1 }), 400, /sloppyTcp/);
+    expectError(await call(x, "PUT", "/v1/settings", { expire_nodest_conn: true }), 400, /expire_nodest_conn/);
+    expect((await call(x, "PUT", "/v1/settings", { sloppyTcp: true }, { "content-type": "application/json" })).status).toBe(401);
+    expect((await call(x, "GET", "/v1/settings")).json).toEqual({ expireNodestConn: false, expireQuiescentTemplate: false, sloppyTcp: false, connReuseMode: 1 });
   });
 
   test("a timeout beyond 31 days is 400", async () => {
