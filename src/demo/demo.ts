@@ -12,7 +12,7 @@
 import { ErrorCode, LbError } from "../errors.ts";
 import { startDaemon, type LabDaemon } from "../lab/daemon.ts";
 import { selfCommand } from "../lab/self.ts";
-import { buildDirectorLab, LAB_VIP, realAddr, type DirectorLab } from "../lab/topology.ts";
+import { buildDirectorLab, CLIENT_ADDR, directReturn, LAB_VIP, realAddr, type DirectorLab } from "../lab/topology.ts";
 import { SCHEDULERS } from "../control/schemas.ts";
 
 export interface DemoOptions {
@@ -28,9 +28,11 @@ export const DEMO_HELP = `xvs demo [--scheduler NAME] [--forward masq|route|tunn
 Builds a network-namespace lab (client -> director -> 3 real servers), starts xvs on the
 director, configures ${LAB_VIP}:80 through the HTTP API and sends real HTTP requests through it,
 showing the ipvsadm-style table live: all servers in, one drained (weight 0), then removed.
-Needs root. Ctrl-C stops and cleans up.
+Needs root. Ctrl-C stops and cleans up. The demo sets net.ipv4.vs.expire_nodest_conn=1 (see
+xvs sysctl), as operators who remove real servers do.
 
-  --scheduler NAME   scheduler of the virtual service (default rr)
+  --scheduler NAME   scheduler of the virtual service (default rr; sh and mh get their
+                     fallback flag; the client sends from 16 addresses, for sh and mh)
   --forward M        forwarding method: masq (NAT, default), route (DR), tunnel (TUN, ipip)
   --act-seconds N    length of each act in seconds (default 6)
   --check            no screen redraws; exit 0 only if every real server answered and no request failed
@@ -73,11 +75,36 @@ interface Tally {
   byServer: Record<string, number>;
 }
 
+/**
+ * The client's addresses: the source-hashing schedulers (sh, mh) map a client address to one
+ * real server, so the client sends from several. 198.18.64.1-16 on its lo, routed by the
+ * director through the client.
+ */
+const CLIENT_SOURCES = Array.from({ length: 16 }, (_, i) => `198.18.64.${i + 1}`);
+
+async function addClientSources(L: DirectorLab): Promise<void> {
+  for (const a of CLIENT_SOURCES) await L.lab.ip(L.client, "addr", "add", `${a}/32`, "dev", "lo");
+  await L.lab.ip(L.director, "route", "add", "198.18.64.0/27", "via", CLIENT_ADDR);
+}
+
+/**
+ * Schedulers that send this demo's traffic (one VIP, two requests in flight) to one real server
+ * or two by design: destination hashing and locality (dh, lblc, lblcr: the one VIP), weighted
+ * failover (fo: the first of equal weights), overflow (ovf: the next only past its weight),
+ * and the idle-first ones (sed, nq: with two requests in flight two servers suffice).
+ */
+const FEW_SERVERS = new Set(["dh", "lblc", "lblcr", "fo", "ovf", "sed", "nq"]);
+
+/** The fallback flag of sh and mh: a quiesced server's clients move on instead of failing. */
+function demoSchedFlags(scheduler: string): string[] {
+  return scheduler === "sh" ? ["sh-fallback"] : scheduler === "mh" ? ["mh-fallback"] : [];
+}
+
 /** Keep sending HTTP requests from the client until stopped; `tally` accumulates. */
 function startTraffic(L: DirectorLab, tally: Tally, stop: { now: boolean }): Promise<void> {
   const loop = async () => {
     while (!stop.now) {
-      const r = await L.lab.exec(L.client, [...selfCommand(), "__lab", "http-get", "--host", LAB_VIP, "--port", "80", "--count", "20", "--concurrency", "2", "--timeout", "2000"], true);
+      const r = await L.lab.exec(L.client, [...selfCommand(), "__lab", "http-get", "--host", LAB_VIP, "--port", "80", "--count", "6", "--concurrency", "2", "--timeout", "2000", "--sources", CLIENT_SOURCES.join(",")], true);
       try {
         const s = JSON.parse(r.stdout.trim()) as Tally;
         tally.ok += s.ok;
@@ -97,18 +124,14 @@ async function api(d: LabDaemon, method: string, path: string, body?: unknown): 
 }
 
 async function prepareReals(L: DirectorLab, forward: DemoOptions["forward"]): Promise<void> {
+  if (forward === "masq") return;
+  // DR/TUN real servers answer for the VIP themselves, and their replies pass the director,
+  // which owns the VIP too (the same set-up as the DR and TUN lab tests)
+  await directReturn(L.lab, L.director, L.reals, [LAB_VIP]);
+  if (forward !== "tunnel") return;
   for (const h of L.reals) {
-    if (forward === "masq") continue;
-    // DR/TUN real servers answer for the VIP themselves and must not ARP for it
-    await L.lab.ip(h, "addr", "add", `${LAB_VIP}/32`, "dev", "lo");
-    await L.lab.sysctl(h, "net.ipv4.conf.all.arp_ignore", 1);
-    await L.lab.sysctl(h, "net.ipv4.conf.all.arp_announce", 2);
-    await L.lab.sysctl(h, "net.ipv4.conf.all.rp_filter", 0);
-    await L.lab.sysctl(h, "net.ipv4.conf.eth0.rp_filter", 0);
-    if (forward === "tunnel") {
-      const r = await L.lab.exec(h, [...selfCommand(), "decap", "attach", "eth0"], true);
-      if (r.code !== 0) throw new LbError(ErrorCode.Environment, `cannot attach the decap helper on ${h}: ${r.stderr.trim()}`);
-    }
+    const r = await L.lab.exec(h, [...selfCommand(), "decap", "attach", "eth0"], true);
+    if (r.code !== 0) throw new LbError(ErrorCode.Environment, `cannot attach the decap helper on ${h}: ${r.stderr.trim()}`);
   }
 }
 
@@ -144,7 +167,8 @@ export async function runDemo(o: DemoOptions): Promise<number> {
   const perAct: Tally[] = [];
   try {
     process.stdout.write("building the lab: client, director, 3 real servers ...\n");
-    L = await buildDirectorLab("demo", { reals: 3, realsViaDirector: o.forward === "masq" });
+    L = await buildDirectorLab("demo", { reals: 3 });
+    await addClientSources(L);
     await prepareReals(L, o.forward);
     for (const h of L.reals) {
       const p = L.lab.spawn(h, [...selfCommand(), "__lab", "serve", "--name", h, "--http", "80"]);
@@ -155,7 +179,11 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     process.stdout.write("starting xvs on the director ...\n");
     daemon = await startDaemon(L.lab, L.director, L.ifaces);
     const svc = `/v1/services/tcp:${LAB_VIP}:80`;
-    await api(daemon, "POST", "/v1/services", { protocol: "tcp", address: LAB_VIP, port: 80, scheduler: o.scheduler });
+    // act 3 removes a real server: with the kernel's default (expire_nodest_conn=0) a client
+    // port reused soon after meets that server's lingering connection and its SYNs are dropped
+    // until it times out, in IPVS as here; operators who remove servers set it, so does the demo
+    await api(daemon, "PUT", "/v1/settings", { expireNodestConn: true });
+    await api(daemon, "POST", "/v1/services", { protocol: "tcp", address: LAB_VIP, port: 80, scheduler: o.scheduler, schedFlags: demoSchedFlags(o.scheduler) });
     const tunnel = o.forward === "tunnel" ? { tunnel: { type: "ipip" } } : {};
     for (let i = 1; i <= 3; i++) await api(daemon, "POST", `${svc}/dests`, { address: realAddr(i), port: 80, forward: o.forward, weight: 1, ...tunnel });
     const traffic = startTraffic(L, tally, stop);
@@ -181,6 +209,12 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     }
     stop.now = true;
     await traffic;
+    if (tally.failed > 0) {
+      // say where the failed requests went: the drop counters that moved
+      const v = ((await daemon.api("GET", "/v1/stats")).json as { verdicts: Record<string, number> }).verdicts;
+      const drops = Object.entries(v).filter(([k, n]) => n > 0 && (k.startsWith("drop_") || k.endsWith("_sent")));
+      process.stdout.write(`\nxvs counters after ${tally.failed} failed requests: ${drops.map(([k, n]) => `${k} ${n}`).join(", ") || "no drops"}\n`);
+    }
   } finally {
     stop.now = true;
     process.stdout.write("\ntearing down: stopping xvs, deleting the namespaces ...\n");
@@ -192,10 +226,19 @@ export async function runDemo(o: DemoOptions): Promise<number> {
   perAct.forEach((a, i) => process.stdout.write(`act ${i + 1}: ${a.ok} requests answered (${Object.entries(a.byServer).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(", ")}), ${a.failed} failed\n`));
   if (interrupted) return 130;
   const act1 = perAct[0];
-  const everyServer = act1 !== undefined && ["rs1", "rs2", "rs3"].every((h) => (act1.byServer[h] ?? 0) > 0);
+  const answered = act1 === undefined ? 0 : ["rs1", "rs2", "rs3"].filter((h) => (act1.byServer[h] ?? 0) > 0).length;
   // a batch of requests in flight when the weight changed may still finish on rs3
   const drained = perAct.slice(1).every((a) => (a.byServer.rs3 ?? 0) <= 20);
-  const good = everyServer && tally.failed === 0 && drained;
-  process.stdout.write(good ? "demo ok: every real server answered, no request failed\n" : "demo FAILED: see the tables above\n");
+  let good: boolean;
+  if (FEW_SERVERS.has(o.scheduler)) {
+    // by design one or two servers take everything; what IPVS does when the chosen one is
+    // quiesced or removed (dh: no server for the VIP) is shown, not judged
+    good = answered >= 1 && act1.failed === 0;
+    process.stdout.write(`(${o.scheduler} sends this traffic to one or two real servers by design: act 1 is judged, acts 2 and 3 are shown)\n`);
+    process.stdout.write(good ? "demo ok: the scheduler's real servers answered, no request failed in act 1\n" : "demo FAILED: see the tables above\n");
+  } else {
+    good = answered === 3 && tally.failed === 0 && drained;
+    process.stdout.write(good ? "demo ok: every real server answered, no request failed\n" : "demo FAILED: see the tables above\n");
+  }
   return o.check && !good ? 1 : good ? 0 : 1;
 }

@@ -4,14 +4,16 @@
  *   serve --name N [--http P] [--tcp P] [--udp P] [--addr A]
  *       real server: HTTP answers "N <path>\n" (and /bytes/K with K bytes), the TCP line
  *       server answers each line with "N <line>\n", UDP echoes "N <payload>"; prints "ready".
- *   http-get --host H --port P --count N [--concurrency C] [--path /p]
- *       N HTTP/1.0 requests, one new TCP connection each; prints a JSON summary.
+ *   http-get --host H --port P --count N [--concurrency C] [--path /p] [--sources A,B,...]
+ *       N HTTP/1.0 requests, one new TCP connection each (from the --sources addresses in
+ *       turn); prints a JSON summary.
  *   tcp-hold --host H --port P
  *       one long-lived connection: each stdin line is sent, each reply line printed.
  *   udp-ask --host H --port P --count N [--size B]
  *       N datagrams (padded to B bytes), each from a new socket (a new source port); prints a
  *       JSON summary.
  */
+import { createConnection } from "node:net";
 
 interface Args {
   [k: string]: string | undefined;
@@ -80,8 +82,11 @@ async function serve(a: Args): Promise<number> {
   return 0;
 }
 
-/** One HTTP/1.0 request over a fresh connection; resolves with the body or an error. */
-function httpOnce(host: string, port: number, path: string, timeoutMs: number): Promise<{ ok: boolean; body: string; error?: string }> {
+/**
+ * One HTTP/1.0 request over a fresh connection (from `localAddress` when given: several client
+ * addresses for the source-hashing schedulers); resolves with the body or an error.
+ */
+function httpOnce(host: string, port: number, path: string, timeoutMs: number, localAddress?: string): Promise<{ ok: boolean; body: string; error?: string }> {
   return new Promise((resolve) => {
     let data = "";
     let settled = false;
@@ -89,40 +94,30 @@ function httpOnce(host: string, port: number, path: string, timeoutMs: number): 
       if (!settled) {
         settled = true;
         clearTimeout(timer);
+        sock.destroy();
         resolve(r);
       }
     };
     const timer = setTimeout(() => done({ ok: false, body: data, error: "timeout" }), timeoutMs);
-    Bun.connect({
-      hostname: host,
-      port,
-      socket: {
-        open(s) {
-          s.write(`GET ${path} HTTP/1.0\r\nHost: ${host}\r\n\r\n`);
-        },
-        data(_s, chunk) {
-          data += chunk.toString();
-        },
-        close() {
-          const i = data.indexOf("\r\n\r\n");
-          const status = /^HTTP\/1\.[01] (\d+)/.exec(data)?.[1];
-          if (i < 0 || status !== "200") done({ ok: false, body: data, error: `bad response: ${data.slice(0, 80)}` });
-          else done({ ok: true, body: data.slice(i + 4) });
-        },
-        error(_s, e) {
-          done({ ok: false, body: data, error: String(e) });
-        },
-        connectError(_s, e) {
-          done({ ok: false, body: "", error: String(e) });
-        },
-      },
-    }).catch((e) => done({ ok: false, body: "", error: String(e) }));
+    const sock = createConnection({ host, port, ...(localAddress ? { localAddress } : {}) });
+    sock.on("connect", () => sock.write(`GET ${path} HTTP/1.0\r\nHost: ${host}\r\n\r\n`));
+    sock.on("data", (chunk) => {
+      data += chunk.toString();
+    });
+    sock.on("end", () => {
+      const i = data.indexOf("\r\n\r\n");
+      const status = /^HTTP\/1\.[01] (\d+)/.exec(data)?.[1];
+      if (i < 0 || status !== "200") done({ ok: false, body: data, error: `bad response: ${data.slice(0, 80)}` });
+      else done({ ok: true, body: data.slice(i + 4) });
+    });
+    sock.on("error", (e) => done({ ok: false, body: data, error: String(e) }));
   });
 }
 
 async function httpGet(a: Args): Promise<number> {
   const host = a.host!, port = num(a, "port", 80), count = num(a, "count", 1), conc = num(a, "concurrency", 1);
   const path = a.path ?? "/";
+  const sources = a.sources ? a.sources.split(",") : [];
   const byServer: Record<string, number> = {};
   const bodies: string[] = [];
   const errors: string[] = [];
@@ -130,7 +125,7 @@ async function httpGet(a: Args): Promise<number> {
   const worker = async () => {
     while (next < count) {
       const i = next++;
-      const r = await httpOnce(host, port, path, num(a, "timeout", 5000));
+      const r = await httpOnce(host, port, path, num(a, "timeout", 5000), sources.length ? sources[i % sources.length] : undefined);
       if (r.ok) {
         const name = r.body.split(" ")[0];
         byServer[name] = (byServer[name] ?? 0) + 1;

@@ -163,3 +163,23 @@ async function addRoutedSubnet(lab: Lab, n: number, mtu: number, ipv6: boolean):
   }
   return out;
 }
+
+/**
+ * Direct return for DR / TUN real servers: each real server holds the VIP(s) on lo and does not
+ * answer ARP for it (arp_ignore=1, arp_announce=2); the director, which also holds the VIP and
+ * routes the real servers' direct replies to the client, accepts packets from its own VIP
+ * (accept_local=1, rp_filter=0: otherwise they are martians).
+ */
+export async function directReturn(lab: Lab, director: string, reals: string[], vips: string[]): Promise<void> {
+  for (const k of ["all", "default", "s0"]) {
+    await lab.sysctl(director, `net.ipv4.conf.${k}.accept_local`, 1);
+    await lab.sysctl(director, `net.ipv4.conf.${k}.rp_filter`, 0);
+  }
+  for (const h of reals) {
+    for (const v of vips) await lab.ip(h, "addr", "add", v.includes(":") ? `${v}/128` : `${v}/32`, "dev", "lo", ...(v.includes(":") ? ["nodad"] : []));
+    for (const k of ["all", "eth0"]) {
+      await lab.sysctl(h, `net.ipv4.conf.${k}.arp_ignore`, 1);
+      await lab.sysctl(h, `net.ipv4.conf.${k}.arp_announce`, 2);
+    }
+  }
+}

@@ -7,9 +7,9 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startDaemon, type LabDaemon } from "../../src/lab/daemon.ts";
-import { buildDirectorLab, CLIENT_ADDR, CLIENT_ADDR6, LAB_VIP, LAB_VIP6, realAddr, realAddr6, type DirectorLab } from "../../src/lab/topology.ts";
+import { buildDirectorLab, CLIENT_ADDR, CLIENT_ADDR6, directReturn, LAB_VIP, LAB_VIP6, realAddr, realAddr6, type DirectorLab } from "../../src/lab/topology.ts";
 import {
-  apiOk, Capture, checksumErrors, curlCount, decodeFrame, directReturn, type FrameView,
+  apiOk, Capture, checksumErrors, curlCount, decodeFrame, type FrameView,
   HeldConnection, httpGet, macOf, requireRoot, serveOn, stopLab, udpAsk, verdictsOf,
 } from "./helpers.ts";
 

@@ -11,10 +11,10 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startDaemon, type LabDaemon } from "../../src/lab/daemon.ts";
-import { buildDirectorLab, CLIENT_ADDR, LAB_VIP, realAddr, type DirectorLab } from "../../src/lab/topology.ts";
+import { buildDirectorLab, CLIENT_ADDR, directReturn, LAB_VIP, realAddr, type DirectorLab } from "../../src/lab/topology.ts";
 import { checksum } from "../../src/wire/checksum.ts";
 import {
-  apiOk, Capture, decodeFrame, directReturn, HeldConnection, injectIp, requireRoot, serveOn,
+  apiOk, Capture, decodeFrame, HeldConnection, injectIp, requireRoot, serveOn,
   stopLab, verdictsOf,
 } from "./helpers.ts";
 

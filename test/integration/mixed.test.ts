@@ -6,9 +6,9 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startDaemon, type LabDaemon } from "../../src/lab/daemon.ts";
-import { buildDirectorLab, LAB_VIP, realAddr, type DirectorLab } from "../../src/lab/topology.ts";
+import { buildDirectorLab, directReturn, LAB_VIP, realAddr, type DirectorLab } from "../../src/lab/topology.ts";
 import {
-  apiOk, checksumErrors, directReturn, httpGet, requireRoot, serveOn, stopLab, udpAsk, verdictsOf,
+  apiOk, checksumErrors, httpGet, requireRoot, serveOn, stopLab, udpAsk, verdictsOf,
 } from "./helpers.ts";
 
 let L: DirectorLab;

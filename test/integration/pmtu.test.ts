@@ -14,9 +14,9 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startDaemon, type LabDaemon } from "../../src/lab/daemon.ts";
-import { buildDirectorLab, LAB_VIP, LAB_VIP6, remoteAddr, remoteAddr6, ROUTER_ADDR, type DirectorLab } from "../../src/lab/topology.ts";
+import { buildDirectorLab, directReturn, LAB_VIP, LAB_VIP6, remoteAddr, remoteAddr6, ROUTER_ADDR, type DirectorLab } from "../../src/lab/topology.ts";
 import {
-  apiOk, Capture, checksumErrors, decap, decodeFrame, directReturn, HeldConnection, requireRoot,
+  apiOk, Capture, checksumErrors, decap, decodeFrame, HeldConnection, requireRoot,
   serveOn, stopLab, udpSend, verdictsOf,
 } from "./helpers.ts";
 

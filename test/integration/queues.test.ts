@@ -10,8 +10,8 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startDaemon, type LabDaemon } from "../../src/lab/daemon.ts";
-import { buildDirectorLab, LAB_VIP, realAddr, type DirectorLab } from "../../src/lab/topology.ts";
-import { apiOk, directReturn, httpGet, requireRoot, serveOn, stopLab, verdictsOf } from "./helpers.ts";
+import { buildDirectorLab, directReturn, LAB_VIP, realAddr, type DirectorLab } from "../../src/lab/topology.ts";
+import { apiOk, httpGet, requireRoot, serveOn, stopLab, verdictsOf } from "./helpers.ts";
 
 let L: DirectorLab;
 let xvs: LabDaemon;

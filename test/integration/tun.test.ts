@@ -13,10 +13,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startDaemon, type LabDaemon } from "../../src/lab/daemon.ts";
 import { selfCommand } from "../../src/lab/self.ts";
 import {
-  buildDirectorLab, CLIENT_ADDR, CLIENT_ADDR6, DIRECTOR_SERVER_ADDR, LAB_VIP, LAB_VIP6, remoteAddr, remoteAddr6, type DirectorLab,
+  buildDirectorLab, CLIENT_ADDR, CLIENT_ADDR6, DIRECTOR_SERVER_ADDR, directReturn, LAB_VIP, LAB_VIP6, remoteAddr, remoteAddr6, type DirectorLab,
 } from "../../src/lab/topology.ts";
 import {
-  apiOk, Capture, checksumErrors, curlCount, decap, decapStats, decodeFrame, directReturn,
+  apiOk, Capture, checksumErrors, curlCount, decap, decapStats, decodeFrame,
   type FrameView, httpGet, injectIp, macOf, requireRoot, serveOn, stopLab, udpAsk, udpSend,
   verdictsOf,
 } from "./helpers.ts";
