@@ -32,6 +32,8 @@ export const IPV4_SRC = 12;
 export const IPV4_DST = 16;
 /** Minimum (option-less) IPv4 header length in bytes. */
 export const IPV4_MIN_HLEN = 20;
+/** TTL / hop limit of packets the host itself sends (net.ipv4.ip_default_ttl, IPv6 hop_limit). */
+export const IP_DEFAULT_TTL = 64;
 export const IPV4_FLAG_DF = 0x4000;
 export const IPV4_FLAG_MF = 0x2000;
 export const IPV4_OFFSET_MASK = 0x1fff;

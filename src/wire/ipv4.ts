@@ -4,7 +4,8 @@
  */
 import { csumReplace16, csumReplace32, checksum } from "./checksum.ts";
 import {
-  IPV4_CSUM, IPV4_DST, IPV4_FRAG, IPV4_ID, IPV4_PROTO, IPV4_SRC, IPV4_TOS, IPV4_TOTAL_LEN, IPV4_TTL, IPV4_VER_IHL,
+  IPV4_CSUM, IPV4_DST, IPV4_FRAG, IPV4_ID, IPV4_MIN_HLEN, IPV4_PROTO, IPV4_SRC, IPV4_TOS, IPV4_TOTAL_LEN, IPV4_TTL,
+  IPV4_VER_IHL,
 } from "./fields.ts";
 
 /** Return the version nibble. */
@@ -92,6 +93,24 @@ export function decTtlFix(dv: DataView, off: number): number {
 export function fillHeaderChecksum(u8: Uint8Array, dv: DataView, off: number): void {
   dv.setUint16(off + IPV4_CSUM, 0);
   dv.setUint16(off + IPV4_CSUM, checksum(u8, off, headerLen(dv, off)));
+}
+
+/**
+ * Write a whole IPv4 header without options at `off` (version 4, IHL 5), checksum included:
+ * the headers the dataplane builds (ICMP errors, RSTs, tunnel outer headers).
+ */
+export function writeHeader(u8: Uint8Array, dv: DataView, off: number, tos: number, totalLen: number, id: number, frag: number, ttl: number, proto: number, src: number, dst: number): void {
+  u8[off + IPV4_VER_IHL] = 0x45;
+  u8[off + IPV4_TOS] = tos;
+  dv.setUint16(off + IPV4_TOTAL_LEN, totalLen);
+  dv.setUint16(off + IPV4_ID, id);
+  dv.setUint16(off + IPV4_FRAG, frag);
+  u8[off + IPV4_TTL] = ttl;
+  u8[off + IPV4_PROTO] = proto;
+  dv.setUint16(off + IPV4_CSUM, 0);
+  dv.setInt32(off + IPV4_SRC, src);
+  dv.setInt32(off + IPV4_DST, dst);
+  dv.setUint16(off + IPV4_CSUM, checksum(u8, off, IPV4_MIN_HLEN));
 }
 
 /** Return true when the header checksum verifies. */

@@ -7,7 +7,8 @@
  */
 import { checksum, pseudoSumV6 } from "../wire/checksum.ts";
 import { swapMacs } from "../wire/eth.ts";
-import { ETH_HLEN, ICMP_HLEN, IPV4_MIN_HLEN, IPV6_HLEN, PROTO_ICMP, PROTO_ICMPV6 } from "../wire/fields.ts";
+import { ETH_HLEN, ICMP_HLEN, IP_DEFAULT_TTL, IPV4_MIN_HLEN, IPV6_HLEN, PROTO_ICMP, PROTO_ICMPV6 } from "../wire/fields.ts";
+import { writeHeader } from "../wire/ipv4.ts";
 
 /** Most bytes of an ICMPv4 error datagram (RFC 1812 4.3.2.3, Linux icmp_send). */
 const ICMP4_MAX = 576;
@@ -17,9 +18,6 @@ const ICMP6_MAX = 1280;
 export const ICMP_CODE_HOST_UNREACH = 1;
 /** ICMPv6 destination unreachable code "address unreachable" (RFC 4443). */
 export const ICMPV6_CODE_ADDR_UNREACH = 3;
-
-/** TTL of locally generated packets (net.ipv4.ip_default_ttl). */
-const DEFAULT_TTL = 64;
 
 let ipId = 1;
 
@@ -35,18 +33,9 @@ export function icmp4Error(u8: Uint8Array, dv: DataView, frame: number, l3: numb
   const icmp = ip + IPV4_MIN_HLEN;
   u8.copyWithin(icmp + ICMP_HLEN, l3, l3 + quote);
   const total = IPV4_MIN_HLEN + ICMP_HLEN + quote;
-  u8[ip] = 0x45;
-  u8[ip + 1] = (origTos & 0x1e) | 0xc0; // IPTOS_PREC_INTERNETCONTROL, as icmp_send
-  dv.setUint16(ip + 2, total);
-  dv.setUint16(ip + 4, ipId);
+  // TOS: IPTOS_PREC_INTERNETCONTROL over the offending packet's, as icmp_send
+  writeHeader(u8, dv, ip, (origTos & 0x1e) | 0xc0, total, ipId, 0, IP_DEFAULT_TTL, PROTO_ICMP, origDst, origSrc);
   ipId = (ipId + 1) & 0xffff;
-  dv.setUint16(ip + 6, 0);
-  u8[ip + 8] = DEFAULT_TTL;
-  u8[ip + 9] = PROTO_ICMP;
-  dv.setUint16(ip + 10, 0);
-  dv.setInt32(ip + 12, origDst);
-  dv.setInt32(ip + 16, origSrc);
-  dv.setUint16(ip + 10, checksum(u8, ip, IPV4_MIN_HLEN));
   u8[icmp] = type;
   u8[icmp + 1] = code;
   dv.setUint16(icmp + 2, 0);
@@ -70,7 +59,7 @@ export function icmp6Error(u8: Uint8Array, dv: DataView, frame: number, l3: numb
   dv.setInt32(ip, 0x60000000);
   dv.setUint16(ip + 4, plen);
   u8[ip + 6] = PROTO_ICMPV6;
-  u8[ip + 7] = DEFAULT_TTL;
+  u8[ip + 7] = IP_DEFAULT_TTL;
   dv.setInt32(ip + 8, d0); dv.setInt32(ip + 12, d1); dv.setInt32(ip + 16, d2); dv.setInt32(ip + 20, d3);
   dv.setInt32(ip + 24, s0); dv.setInt32(ip + 28, s1); dv.setInt32(ip + 32, s2); dv.setInt32(ip + 36, s3);
   u8[icmp] = type;

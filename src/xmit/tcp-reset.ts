@@ -16,12 +16,11 @@
 import { checksum, pseudoSumV4, pseudoSumV6 } from "../wire/checksum.ts";
 import { swapMacs } from "../wire/eth.ts";
 import {
-  ETH_HLEN, IPV4_FLAG_DF, IPV4_MIN_HLEN, IPV6_HLEN, PROTO_TCP, TCP_ACK, TCP_ACK_FLAG, TCP_FIN, TCP_MIN_HLEN, TCP_RST,
-  TCP_SEQ, TCP_SYN,
+  ETH_HLEN, IP_DEFAULT_TTL, IPV4_FLAG_DF, IPV4_MIN_HLEN, IPV6_HLEN, PROTO_TCP, TCP_ACK, TCP_ACK_FLAG, TCP_FIN, TCP_MIN_HLEN,
+  TCP_RST, TCP_SEQ, TCP_SYN,
 } from "../wire/fields.ts";
+import { writeHeader } from "../wire/ipv4.ts";
 
-/** TTL / hop limit of locally generated packets (net.ipv4.ip_default_ttl, hop_limit). */
-const DEFAULT_TTL = 64;
 const ECN_MASK = 0x03;
 
 /**
@@ -53,17 +52,7 @@ export function tcpReset4(u8: Uint8Array, dv: DataView, frame: number, l3: numbe
   const segLen = l3len - (l4 - l3) - ((u8[l4 + 12] >>> 4) << 2);
   const ip = frame + ETH_HLEN, th = ip + IPV4_MIN_HLEN;
   writeReset(u8, dv, th, sport, dport, seq, ack, flags, segLen);
-  u8[ip] = 0x45;
-  u8[ip + 1] = tos & ~ECN_MASK;
-  dv.setUint16(ip + 2, IPV4_MIN_HLEN + TCP_MIN_HLEN);
-  dv.setUint16(ip + 4, 0);
-  dv.setUint16(ip + 6, IPV4_FLAG_DF);
-  u8[ip + 8] = DEFAULT_TTL;
-  u8[ip + 9] = PROTO_TCP;
-  dv.setUint16(ip + 10, 0);
-  dv.setInt32(ip + 12, dst);
-  dv.setInt32(ip + 16, src);
-  dv.setUint16(ip + 10, checksum(u8, ip, IPV4_MIN_HLEN));
+  writeHeader(u8, dv, ip, tos & ~ECN_MASK, IPV4_MIN_HLEN + TCP_MIN_HLEN, 0, IPV4_FLAG_DF, IP_DEFAULT_TTL, PROTO_TCP, dst, src);
   dv.setUint16(th + 16, checksum(u8, th, TCP_MIN_HLEN, pseudoSumV4(dst, src, PROTO_TCP, TCP_MIN_HLEN)));
   dv.setUint16(frame + 12, 0x0800);
   swapMacs(dv, frame);
@@ -87,7 +76,7 @@ export function tcpReset6(u8: Uint8Array, dv: DataView, frame: number, l3: numbe
   dv.setUint32(ip, (0x6 << 28) | ((tclass & ~ECN_MASK) << 20));
   dv.setUint16(ip + 4, TCP_MIN_HLEN);
   u8[ip + 6] = PROTO_TCP;
-  u8[ip + 7] = DEFAULT_TTL;
+  u8[ip + 7] = IP_DEFAULT_TTL;
   dv.setUint16(th + 16, checksum(u8, th, TCP_MIN_HLEN, pseudoSumV6(u8, ip + 8, ip + 24, PROTO_TCP, TCP_MIN_HLEN)));
   dv.setUint16(frame + 12, 0x86dd);
   swapMacs(dv, frame);

@@ -25,6 +25,7 @@ import {
   IPV4_FLAG_DF, IPV4_MIN_HLEN, IPV6_HLEN, PROTO_GRE, PROTO_IPIP, PROTO_IPV6, PROTO_UDP, UDP_HLEN,
 } from "../wire/fields.ts";
 import { TUN_CSUM_NONE, TUN_GRE, TUN_GUE } from "../service/tables.ts";
+import { writeHeader } from "../wire/ipv4.ts";
 
 /** GUE base header length in bytes (draft-ietf-intarea-gue: version/C/hlen, proto_ctype, flags). */
 export const GUE_HLEN = 4;
@@ -100,23 +101,14 @@ export function encapsulate(u8: Uint8Array, dv: DataView, l3: number, l3len: num
   const innerProto = innerV6 ? PROTO_IPV6 : PROTO_IPIP;
   let proto = innerProto;
 
-  // outer IP header first: the UDP checksum of an IPv6 outer header reads its addresses
+  // an IPv6 outer header first: the UDP checksum below reads its addresses (an IPv4 one is
+  // written at the end, when its protocol is known)
   if (outerV6) {
     dv.setInt32(o, (0x60000000 | (dsfield << 20)) | 0);
     dv.setUint16(o + 4, over - IPV6_HLEN + l3len);
     u8[o + 7] = ttl;
     dv.setInt32(o + 8, s0); dv.setInt32(o + 12, s1); dv.setInt32(o + 16, s2); dv.setInt32(o + 20, s3);
     dv.setInt32(o + 24, d0); dv.setInt32(o + 28, d1); dv.setInt32(o + 32, d2); dv.setInt32(o + 36, d3);
-  } else {
-    u8[o] = 0x45;
-    u8[o + 1] = dsfield;
-    dv.setUint16(o + 2, over + l3len);
-    dv.setUint16(o + 4, df ? 0 : ipId & 0xffff);
-    dv.setUint16(o + 6, df);
-    u8[o + 8] = ttl;
-    dv.setUint16(o + 10, 0);
-    dv.setInt32(o + 12, s0);
-    dv.setInt32(o + 16, d0);
   }
 
   if (type === TUN_GUE) {
@@ -147,11 +139,7 @@ export function encapsulate(u8: Uint8Array, dv: DataView, l3: number, l3len: num
     }
   }
 
-  if (outerV6) {
-    u8[o + 6] = proto;
-  } else {
-    u8[o + 9] = proto;
-    dv.setUint16(o + 10, checksum(u8, o, IPV4_MIN_HLEN));
-  }
+  if (outerV6) u8[o + 6] = proto;
+  else writeHeader(u8, dv, o, dsfield, over + l3len, df ? 0 : ipId & 0xffff, df, ttl, proto, s0, d0);
   return o;
 }
