@@ -6,17 +6,12 @@
  * request (all or nothing).
  */
 import type { SettingsT } from "../control/schemas.ts";
-import { ApiClient, ApiError, type Fetch } from "./client.ts";
+import { ApiClient, ApiError } from "./client.ts";
+import type { AdmEnv } from "./main.ts";
 import { AdmExit } from "./parse.ts";
 
-/** What the command needs from the outside world (tests pass app.request). */
-export interface SysctlEnv {
-  stdout: { write(s: string): unknown };
-  stderr: { write(s: string): unknown };
-  fetch: Fetch;
-  apiBase: string;
-  token: string | null;
-}
+/** What the command needs from the outside world: what `xvs adm` needs, less (tests pass app.request). */
+export type SysctlEnv = Pick<AdmEnv, "stdout" | "stderr" | "fetch" | "apiBase" | "token">;
 
 const PREFIX = "net.ipv4.vs.";
 

@@ -486,20 +486,20 @@ export class FastPath {
 
   /** ip_vs_in_stats: a client packet (`bytes` of IP packet, before mangling) on its service and dest. */
   countIn(svc: number, dest: number, bytes: number): void {
-    const tr = this.counters.traffic;
-    tr[svc * TS_WORDS + TS_INPKTS] += 1;
-    tr[svc * TS_WORDS + TS_INBYTES] += bytes;
-    tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_INPKTS] += 1;
-    tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_INBYTES] += bytes;
+    this.countTraffic(svc, dest, bytes, TS_INPKTS, TS_INBYTES);
   }
 
   /** ip_vs_out_stats: a packet back from the real server on its service and dest. */
   countOut(svc: number, dest: number, bytes: number): void {
-    const tr = this.counters.traffic;
-    tr[svc * TS_WORDS + TS_OUTPKTS] += 1;
-    tr[svc * TS_WORDS + TS_OUTBYTES] += bytes;
-    tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_OUTPKTS] += 1;
-    tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_OUTBYTES] += bytes;
+    this.countTraffic(svc, dest, bytes, TS_OUTPKTS, TS_OUTBYTES);
+  }
+
+  private countTraffic(svc: number, dest: number, bytes: number, pktsWord: number, bytesWord: number): void {
+    const tr = this.counters.traffic, s = svc * TS_WORDS, de = DEST_TRAFFIC_BASE + dest * TS_WORDS;
+    tr[s + pktsWord] += 1;
+    tr[s + bytesWord] += bytes;
+    tr[de + pktsWord] += 1;
+    tr[de + bytesWord] += bytes;
   }
 
   /**
