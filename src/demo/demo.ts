@@ -35,7 +35,9 @@ xvs sysctl), as operators who remove real servers do.
                      fallback flag; the client sends from 16 addresses, for sh and mh)
   --forward M        forwarding method: masq (NAT, default), route (DR), tunnel (TUN, ipip)
   --act-seconds N    length of each act in seconds (default 6)
-  --check            no screen redraws; exit 0 only if every real server answered and no request failed
+  --check            no screen redraws; exit 0 only if every real server answered and no request
+                     failed (dh, lblc, lblcr, fo, ovf, sed, nq use one or two servers for this
+                     traffic by design: for them, act 1 without failures)
 
 examples:
   xvs demo
