@@ -10,8 +10,8 @@
  *   tcp-hold --host H --port P
  *       one long-lived connection: each stdin line is sent, each reply line printed.
  *   udp-ask --host H --port P --count N [--size B]
- *       N datagrams (padded to B bytes), each from a new socket (a new source port); prints a
- *       JSON summary.
+ *       N datagrams (padded to B bytes), each from a new socket on a source port not used
+ *       before in this run; prints a JSON summary.
  */
 import { createConnection } from "node:net";
 
@@ -165,33 +165,46 @@ async function tcpHold(a: Args): Promise<number> {
   return 0;
 }
 
+/** An unconnected UDP socket on an ephemeral port, handing every datagram to `onData`. */
+function openUdp(onData: (buf: Buffer, rport: number, raddr: string) => void) {
+  return Bun.udpSocket({
+    socket: {
+      data(_s, buf, rport, raddr) {
+        onData(buf, rport, raddr);
+      },
+    },
+  });
+}
+
 async function udpAsk(a: Args): Promise<number> {
   const host = a.host!, port = num(a, "port", 9000), count = num(a, "count", 1), timeoutMs = num(a, "timeout", 2000);
   // --size past the MTU makes both the question and the echoed answer travel as IP fragments
   const size = num(a, "size", 0);
   const byServer: Record<string, number> = {};
   let ok = 0, failed = 0;
+  // every datagram from a source port of its own: a port the kernel hands out again would
+  // reach the connection the balancer already has for it, not a new one
+  const used = new Set<number>();
   for (let i = 0; i < count; i++) {
     const payload = `q${i}`.padEnd(size, "x");
+    let onReply: (r: string) => void = () => {};
+    let sock: Awaited<ReturnType<typeof openUdp>>;
+    for (;;) {
+      // a reply counts only when it comes from the address and port that were asked
+      sock = await openUdp((buf, rport, raddr) => onReply(raddr === host && rport === port ? buf.toString() : `wrong-source ${raddr}:${rport}`));
+      if (!used.has(sock.port)) break;
+      sock.close();
+    }
+    used.add(sock.port);
     const reply = await new Promise<string | null>((resolve) => {
-      let timer: ReturnType<typeof setTimeout>;
-      void Bun.udpSocket({
-        socket: {
-          data(s, buf, rport, raddr) {
-            clearTimeout(timer);
-            s.close();
-            // a reply counts only when it comes from the address and port that were asked
-            resolve(raddr === host && rport === port ? buf.toString() : `wrong-source ${raddr}:${rport}`);
-          },
-        },
-      }).then((s) => {
-        timer = setTimeout(() => {
-          s.close();
-          resolve(null);
-        }, timeoutMs);
-        s.send(payload, port, host);
-      });
+      const timer = setTimeout(() => resolve(null), timeoutMs);
+      onReply = (r) => {
+        clearTimeout(timer);
+        resolve(r);
+      };
+      sock.send(payload, port, host);
     });
+    sock.close();
     if (reply !== null && reply.endsWith(` ${payload}`)) {
       ok++;
       const name = reply.split(" ")[0];
