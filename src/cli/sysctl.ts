@@ -36,9 +36,13 @@ examples:
   xvs sysctl net.ipv4.vs.sloppy_tcp
 `;
 
+/** The name without `net.ipv4.vs.` (both spellings are accepted, as the kernel's short names). */
+function shortName(name: string): string {
+  return name.startsWith(PREFIX) ? name.slice(PREFIX.length) : name;
+}
+
 function field(name: string): keyof SettingsT {
-  const short = name.startsWith(PREFIX) ? name.slice(PREFIX.length) : name;
-  const f = NAMES[short];
+  const f = NAMES[shortName(name)];
   // sysctl(8)'s words for a name it does not know
   if (!f) throw new AdmExit(255, `sysctl: cannot stat /proc/sys/${name.replaceAll(".", "/")}: No such file or directory\n`);
   return f;
@@ -73,7 +77,7 @@ export async function runSysctl(argv: string[], env: SysctlEnv): Promise<number>
       const name = (eq < 0 ? a : a.slice(0, eq)).trim();
       const f = field(name);
       if (eq >= 0) change[f] = valueOf(f, name, a.slice(eq + 1).trim());
-      shown.push(name.startsWith(PREFIX) ? name.slice(PREFIX.length) : name);
+      shown.push(shortName(name));
     }
     const now = Object.keys(change).length > 0
       ? await api.call<SettingsT>("PUT", "/v1/settings", change)
