@@ -7,7 +7,11 @@
 import { describe, expect, test } from "bun:test";
 import { MAX_BODY_BYTES } from "../../../src/control/app.ts";
 import { CF_USED, CONN_CADDR, CONN_CPORT_VPORT, CONN_DADDR, CONN_DPORT, CONN_EXPIRES, CONN_FLAGS, CONN_PROTO_STATE, CONN_VADDR, CONN_WORDS } from "../../../src/conn/table.ts";
-import { ConnsPage, ErrorBody, Health, Info, ServiceList, ServiceView } from "../../../src/control/schemas.ts";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ConfigStore, loadConfigFile, TABLE_FILE } from "../../../src/control/config-store.ts";
+import { ConnsPage, ErrorBody, FWMARK_UNSUPPORTED_MESSAGE, Health, Info, ServiceList, ServiceView } from "../../../src/control/schemas.ts";
 import { MAX_SERVICES, SET_CONN_REUSE_MODE, SET_EXPIRE_NODEST_CONN, SET_SLOPPY_TCP } from "../../../src/service/tables.ts";
 import { NOW_MS, startXvs, TOKEN, type Xvs } from "../cli/fixture.ts";
 
@@ -85,18 +89,34 @@ describe("services", () => {
     expectError(await call(x, "GET", `/v1/services/${SVC_ID}`), 404, /^No such service$/);
   });
 
-  test("IPv6, UDP, SCTP and fwmark services are all addressed by their ids", async () => {
+  test("IPv6, UDP and SCTP services are all addressed by their ids", async () => {
     const x = startXvs();
     const specs = [
       [{ protocol: "udp", address: "2001:db8::1", port: 53, scheduler: "rr" }, "udp:[2001:db8::1]:53"],
       [{ protocol: "sctp", address: "198.18.0.100", port: 9, scheduler: "rr" }, "sctp:198.18.0.100:9"],
-      [{ fwmark: 7, scheduler: "rr" }, "fwm:7"],
-      [{ fwmark: 7, family: "ipv6", scheduler: "rr" }, "fwm6:7"],
     ] as const;
     for (const [spec, id] of specs) {
       expect((await call(x, "POST", "/v1/services", spec)).status).toBe(201);
       expect(((await call(x, "GET", `/v1/services/${encodeURIComponent(id)}`)).json as { id: string }).id).toBe(id);
     }
+  });
+
+  test("a fwmark service is refused (400 naming the fwmark field, saying why) by add, replace, batch and restore; nothing changes", async () => {
+    const x = await withService();
+    const before = (await call(x, "GET", "/v1/config")).json;
+    const fwm = { fwmark: 7, family: "ipv6", scheduler: "rr" };
+    const refused = (r: { status: number; json: unknown }, path = "fwmark") => {
+      expect(r.status).toBe(400);
+      expect(ErrorBody.parse(r.json).error).toMatchObject({ code: "INVAL", message: `${path}: ${FWMARK_UNSUPPORTED_MESSAGE}`, issues: [{ path, message: FWMARK_UNSUPPORTED_MESSAGE, value: 7 }] });
+    };
+    expect(FWMARK_UNSUPPORTED_MESSAGE).toMatch(/^Firewall-mark services are not supported by xvs: .*XDP.*never match a packet$/);
+    refused(await call(x, "POST", "/v1/services", fwm));
+    refused(await call(x, "PUT", "/v1/services/fwm6:7", fwm));
+    refused(await call(x, "POST", "/v1/batch", { commands: [{ op: "add-service", service: SVC }, { op: "add-service", service: fwm }] }), "commands.1.service.fwmark");
+    refused(await call(x, "PUT", "/v1/config", { services: [{ ...SVC, port: 81 }, { ...fwm, dests: [] }] }), "services.1.fwmark");
+    expect((await call(x, "GET", "/v1/config")).json).toEqual(before);
+    // a fwmark id still parses: asking for one is the ordinary 404
+    expectError(await call(x, "GET", "/v1/services/fwm:7"), 404, /^No such service$/);
   });
 
   test("a duplicate service is 409 Service already exists", async () => {
@@ -336,7 +356,7 @@ describe("connections", () => {
 describe("save, restore and batches", () => {
   test("GET /v1/config fed to PUT /v1/config rebuilds the same table", async () => {
     const x = await withService();
-    await call(x, "POST", "/v1/services", { fwmark: 3, family: "ipv6", scheduler: "sh", schedFlags: ["sh-port"], persistence: { timeout: 30, netmask: "64" } });
+    await call(x, "POST", "/v1/services", { protocol: "udp", address: "2001:db8::3", port: 0, scheduler: "sh", schedFlags: ["sh-port"], persistence: { timeout: 30, netmask: "64" } });
     await call(x, "POST", `/v1/services/${SVC_ID}/dests`, { address: "198.18.1.12", forward: "tunnel", tunnel: { type: "gue", port: 6080, csum: "csum" } });
     const saved = (await call(x, "GET", "/v1/config")).json;
     const y = startXvs();
@@ -379,6 +399,23 @@ describe("save, restore and batches", () => {
     const r = await call(x, "POST", "/v1/batch", { commands: [{ op: "add-service", service: SVC }, { op: "explode" }] });
     expect(r.status).toBe(400);
     expect(x.daemon.model.services).toHaveLength(0);
+  });
+});
+
+describe("config file and saved table with a fwmark service", () => {
+  test("refused at load with one line naming the file, the service and why; nothing is applied", () => {
+    const dir = mkdtempSync(join(tmpdir(), "xvs-fwmark-"));
+    const path = join(dir, "xvs.json");
+    writeFileSync(path, JSON.stringify({ services: [{ ...SVC, dests: [DEST] }, { fwmark: 9, scheduler: "rr", dests: [{ address: "198.18.1.11" }] }] }));
+    try {
+      expect(() => loadConfigFile(path)).toThrow(`config file ${path}: services.1.fwmark: ${FWMARK_UNSUPPORTED_MESSAGE} (value 9)`);
+      // a saved table of an older xvs that held one: the same refusal at start, before anything is applied
+      mkdirSync(join(dir, "state"));
+      writeFileSync(join(dir, "state", TABLE_FILE), readFileSync(path));
+      expect(() => new ConfigStore(join(dir, "state")).load()).toThrow(`services.1.fwmark: ${FWMARK_UNSUPPORTED_MESSAGE} (value 9)`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
