@@ -12,8 +12,8 @@ import { checkHost, Dataplane, type DataplaneOptions } from "../dataplane/datapl
 import { log } from "../log.ts";
 import { createApp } from "./app.ts";
 import { applyConfig } from "./batch.ts";
-import { ConfigStore, loadConfigFile } from "./config-store.ts";
 import { Daemon } from "./daemon.ts";
+import { prepareStartTable } from "./start-table.ts";
 import { DEFAULT_API_HOST, DEFAULT_API_PORT, ensureToken, stateDir, writeApiAddress } from "./runtime.ts";
 
 /** How often the control thread looks whether an estimator tick is due, ms (ticks are 2 s apart). */
@@ -22,7 +22,7 @@ const ESTIMATOR_POLL_MS = 250;
 export interface RunOptions extends DataplaneOptions {
   apiHost: string;
   apiPort: number;
-  /** Declarative table to load at start instead of the saved one. */
+  /** Declarative table for the start; whether it or the saved table wins: start-table.ts. */
   configFile?: string;
   /** File holding the API token (instead of the generated one). */
   tokenFile?: string;
@@ -88,13 +88,12 @@ export async function runDaemon(o: RunOptions): Promise<number> {
   // root and interfaces first (their messages say how to fix them), then the table: a broken
   // config file or saved table stops us before anything is attached
   checkHost(o.ifaces);
-  const store = new ConfigStore(stateDir());
-  const doc = o.configFile ? loadConfigFile(o.configFile) : store.load();
+  const { store, doc, source, announce } = prepareStartTable(stateDir(), o.configFile);
   const token = apiToken(o);
   const daemon = new Daemon(null, store);
   if (doc) {
     await daemon.mutate((m) => applyConfig(m, doc)).catch((e: unknown) => {
-      const where = o.configFile ? `config file ${o.configFile}` : `saved table ${store.path}`;
+      const where = source === store.path ? `saved table ${store.path}` : `config file ${source}`;
       throw new LbError(e instanceof LbError ? e.code : ErrorCode.Invalid, `${where}: ${e instanceof Error ? e.message : String(e)}`);
     });
   }
@@ -109,9 +108,10 @@ export async function runDaemon(o: RunOptions): Promise<number> {
     throw new LbError(ErrorCode.Busy, `cannot listen on ${o.apiHost}:${o.apiPort} (${e instanceof Error ? e.message : e}): another xvs in this namespace? use --api HOST:PORT`);
   }
   writeApiAddress(o.apiHost.includes(":") ? `[${o.apiHost}]` : o.apiHost, server.port ?? o.apiPort);
+  announce();
   log("info", "xvs running", {
     ifaces: o.ifaces, queues: o.queues, api: `${o.apiHost}:${server.port}`, state: stateDir(), zeroCopy: dp.workers.map((w) => w.zeroCopy),
-    services: daemon.model.services.length, table: o.configFile ?? (doc ? store.path : "empty"),
+    services: daemon.model.services.length, table: source,
   });
   const purge = setInterval(() => daemon.purge(), 5000);
   const estimator = setInterval(() => daemon.tickEstimator(), ESTIMATOR_POLL_MS);
