@@ -129,7 +129,7 @@ options:
   --note TEXT           describe the machine's situation in the report
   --xskfwd-bin PATH     use a prebuilt C forwarder
   --ipvs-vm             run the comparison with kernel IPVS inside the ipvs-vm qemu guest
-  --ipvs-vm-tools DIR   where prepare.sh and boot.sh are (default ../shared/tools/ipvs-vm)
+  --ipvs-vm-tools DIR   the ipvs-vm guest's tools (prepare.sh, boot.sh); default: $IPVSVM_TOOLS
   --check               exit 1 unless every xvs measurement succeeded
   --render FILE.json    print the table of an earlier run and write its .md and .svg again
   --quick               one short round: --rounds 1 --duration 0.5 --warmup 0.3 --start-warmup 0.3

@@ -263,12 +263,12 @@ export async function runBench(o: BenchOptions): Promise<number> {
   }
   if (xv && nf) {
     const v = xv.median !== null && nf.median ? xv.median / nf.median : null;
-    targets.push({ name: "xvs-nat / nft, 64-byte UDP (what 0.9x the C forwarder meant on a quiet machine)", value: v, target: 1.6, pass: v === null ? null : v >= 1.6, detail: "from the issue: C ~1.9 Mpps vs nftables ~1.0 Mpps on a quiet machine" });
+    targets.push({ name: "xvs-nat / nft, 64-byte UDP (what 0.9x the C forwarder meant on a quiet machine)", value: v, target: 1.6, pass: v === null ? null : v >= 1.6, detail: "1.6x assumes C ~1.9 Mpps vs nftables ~1.0 Mpps on a quiet machine" });
   }
 
   const notes: string[] = [];
   if (o.inGuest) notes.push("Run inside the ipvs-vm qemu guest under software emulation (TCG): absolute numbers mean nothing; only ratios between contenders of this run do.");
-  else notes.push("This is a shared, noisy VM: other engineers' builds and tests ran at the same time (see the busiest processes above); absolute numbers move by 2-5x between runs, ratios within one run are steadier. Each contender's rounds are interleaved with the others' so that load changes hit all of them.");
+  else notes.push("Whatever else ran on this machine at the same time (the busiest processes are listed above) moves absolute numbers between runs, by 2-5x on a shared VM; ratios within one run are steadier. Each contender's rounds are interleaved with the others' so that load changes hit all of them.");
   notes.push("The generator is BPF_PROG_RUN with BPF_F_TEST_XDP_LIVE_FRAMES (native/bpf/xvs_gen.bpf.c via native/shim/xvs_gen.c), XDP_TX out of the generator's veth. Its own rate (row `gen`: frames into an XDP drop on the director) is the ceiling of what this lab can measure. Rates are counted by an XDP program on the sink (count and drop), read twice `duration` apart after `warmup` seconds.");
   if (o.pin) {
     notes.push(`CPUs: generator, TCP clients and servers on CPU ${o.genCpu}; the director on CPU ${o.dirCpu} (the xvs daemon via taskset, the C forwarder via sched_setaffinity). ` + (o.steer
