@@ -34,11 +34,13 @@ const RUN_HELP = `xvs run --iface IF [--iface IF ...] [OPTIONS]
 
 Start the daemon in the current network namespace: the XDP steering program on each
 interface, one AF_XDP worker per rx queue, and the control API on loopback. The table is
-restored from the state directory (/var/lib/xvs/net-<netns inode>/table.json) and saved on every
-change. SIGTERM or SIGINT stops it cleanly (XDP detached, sockets closed).
+saved on every change in the state directory (/var/lib/xvs/net-<netns inode>/table.json) and
+restored at start if this network namespace saved it (another namespace's is set aside). SIGTERM or SIGINT stops it cleanly (XDP detached, sockets closed).
 
   --iface IF, -i IF    an interface to balance on (repeat for each; at most 8)
-  --config FILE        load a declarative JSON table at start (services, real servers, timeouts)
+  --config FILE        a declarative JSON table (services, real servers, timeouts): applied at
+                       start if it changed since it was last applied, else the saved table
+                       (with its xvs adm changes) wins
   --api HOST:PORT      where the control API listens (default 127.0.0.1:9172)
   --token-file FILE    the bearer token for mutating API requests (default: generated in the state dir)
   --queues N           rx queues per interface, one worker each (default 1)
