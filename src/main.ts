@@ -35,7 +35,8 @@ const RUN_HELP = `xvs run --iface IF [--iface IF ...] [OPTIONS]
 Start the daemon in the current network namespace: the XDP steering program on each
 interface, one AF_XDP worker per rx queue, and the control API on loopback. The table is
 saved on every change in the state directory (/var/lib/xvs/net-<netns inode>/table.json) and
-restored at start if this network namespace saved it (another namespace's is set aside). SIGTERM or SIGINT stops it cleanly (XDP detached, sockets closed).
+restored at start if this network namespace saved it (another namespace's is set aside).
+SIGTERM or SIGINT stops it cleanly (XDP detached, sockets closed).
 
   --iface IF, -i IF    an interface to balance on (repeat for each; at most 8)
   --config FILE        a declarative JSON table (services, real servers, timeouts): applied at
