@@ -186,6 +186,44 @@ export const Settings = z.strictObject({
   connReuseMode: z.number().int().min(0).max(3),
 });
 
+// ---- partial updates (PATCH) and what a replace (PUT) changed ----
+
+/**
+ * PATCH of a real server: any fields of DestSpec, none filled in by a default (a field left out
+ * keeps its value: a NAT real server stays NAT when only its weight is given), unknown fields
+ * refused. `tunnel: null` drops the tunnel options. Address and port, if given, must be the
+ * path's. The merged result is checked whole by DestSpec before anything changes.
+ */
+export const DestPatch = z.strictObject({
+  address: IpAddress.optional(),
+  port: Port.optional(),
+  forward: Forward.optional(),
+  weight: z.number().int().min(0).max(MAX_WEIGHT).optional(),
+  upperThreshold: z.number().int().min(0).max(MAX_WEIGHT).optional(),
+  lowerThreshold: z.number().int().min(0).max(MAX_WEIGHT).optional(),
+  tunnel: TunnelSpec.nullable().optional(),
+});
+
+/**
+ * PATCH of a virtual service: any of its options, none filled in by a default (leaving out
+ * `scheduler` keeps the scheduler, where a PUT, like ipvsadm -E, resets it to wlc), unknown
+ * fields refused; `persistence: null` / `pe: null` remove them. Protocol, address and port, if
+ * given, must be the path's. The merged result is checked whole by ServiceSpec.
+ */
+export const ServicePatch = z.strictObject({
+  protocol: Protocol.optional(),
+  address: IpAddress.optional(),
+  port: Port.optional(),
+  scheduler: SchedulerName.optional(),
+  persistence: Persistence.nullable().optional(),
+  onePacket: z.boolean().optional(),
+  schedFlags: z.array(SchedFlag).max(7).optional(),
+  pe: z.enum(["sip"]).nullable().optional(),
+});
+
+/** One field a PUT or PATCH changed: its value before and after (null: not set). */
+export const FieldChange = z.strictObject({ field: z.string(), old: z.json(), new: z.json() });
+
 // ---- the table as a document: config file, saved table, GET/PUT /v1/config ----
 
 /** A virtual service with its real servers, in the order they are added (oldest first). */
@@ -274,6 +312,11 @@ export const ServiceView = z.strictObject({
 });
 export const ServiceList = z.strictObject({ services: z.array(ServiceView) });
 
+/** Answer of PUT/PATCH of a service: the service as listed, and the fields that changed (none: nothing changed). */
+export const ServiceReplaced = ServiceView.extend({ changes: z.array(FieldChange) });
+/** Answer of PUT/PATCH of a real server: the real server as listed, and the fields that changed. */
+export const DestReplaced = DestView.extend({ changes: z.array(FieldChange) });
+
 /** Largest page of GET /v1/conns (DPVS MAX_CTRL_CONN_GET_ENTRIES in spirit: bounded work per call). */
 export const MAX_CONNS_PAGE = 1000;
 export const DEFAULT_CONNS_PAGE = 200;
@@ -346,6 +389,9 @@ export type ServiceSpecT = z.infer<typeof ServiceSpec>;
 export type ServiceSpecIn = z.input<typeof ServiceSpec>;
 export type DestSpecT = z.infer<typeof DestSpec>;
 export type DestSpecIn = z.input<typeof DestSpec>;
+export type DestPatchT = z.infer<typeof DestPatch>;
+export type ServicePatchT = z.infer<typeof ServicePatch>;
+export type FieldChangeT = z.infer<typeof FieldChange>;
 export type TimeoutsT = z.infer<typeof Timeouts>;
 export type SettingsT = z.infer<typeof Settings>;
 export type ServiceConfigT = z.infer<typeof ServiceConfig>;

@@ -6,7 +6,7 @@ import { addrPortText, ipText } from "../service/addr.ts";
 import type { Dest, Service } from "../service/model.ts";
 import type { Daemon } from "./daemon.ts";
 import { destId, serviceId } from "./ids.ts";
-import type { DestViewT, ServiceViewT } from "./schemas.ts";
+import type { FieldChangeT, ServiceViewT, DestViewT } from "./schemas.ts";
 
 const PROTO_NAMES: Record<number, string> = { 6: "TCP", 17: "UDP", 132: "SCTP" };
 
@@ -48,4 +48,17 @@ export function serviceView(daemon: Daemon, s: Service): ServiceViewT {
     rates: daemon.stats.serviceRates(s),
     dests: s.dests.map((d) => destView(daemon, d)),
   };
+}
+
+/** The fields of a real server a PUT or PATCH may change (address and port name it). */
+export const DEST_FIELDS = ["forward", "weight", "upperThreshold", "lowerThreshold", "tunnel"] as const;
+/** The fields of a service a PUT or PATCH may change (protocol, address and port name it). */
+export const SERVICE_FIELDS = ["scheduler", "persistence", "onePacket", "schedFlags", "pe"] as const;
+
+/** The fields among `fields` whose value differs between two specs, with both values (null: not set). */
+export function fieldChanges(before: object, after: object, fields: readonly string[]): FieldChangeT[] {
+  const value = (o: object, f: string) => structuredClone((o as Record<string, unknown>)[f] ?? null) as FieldChangeT["old"];
+  return fields
+    .filter((f) => JSON.stringify(value(before, f)) !== JSON.stringify(value(after, f)))
+    .map((f) => ({ field: f, old: value(before, f), new: value(after, f) }));
 }
