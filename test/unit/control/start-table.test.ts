@@ -237,6 +237,22 @@ describe("prepareStartTable over a state directory", () => {
   });
 });
 
+describe("the saved block of table.json", () => {
+  test("written with every save once stamped, absent before; a block that is not an identity counts as an older xvs's table", () => {
+    const dir = tempDir();
+    const store = new ConfigStore(dir, {}, () => Date.UTC(2026, 11, 3, 23, 0, 0));
+    const m = new Daemon(null).model;
+    store.save(m);
+    expect(JSON.parse(readFileSync(join(dir, TABLE_FILE), "utf8")).saved).toBeUndefined();
+    expect(store.loadSaved()!.origin).toBeNull();
+    store.stamp(lab("37"), { path: "/etc/xvs/xvs.json", sha256: "c".repeat(64) });
+    store.save(m);
+    expect(store.loadSaved()!.origin).toEqual({ by: lab("37"), at: "2026-12-03T23:00:00.000Z", config: { path: "/etc/xvs/xvs.json", sha256: "c".repeat(64) } });
+    writeFileSync(join(dir, TABLE_FILE), JSON.stringify({ version: 1, services: [], saved: { by: { cookie: 37 }, at: 5 } }));
+    expect(store.loadSaved()!.origin).toBeNull();
+  });
+});
+
 describe("this machine", () => {
   test("the namespace cookie is read (Linux >= 5.14) and the test process is in the initial namespace or not, consistently", () => {
     const c = netnsCookie();
