@@ -23,6 +23,8 @@ usage:
                          real-server helper for TUN services: open IPIP/GUE/GRE in XDP (xvs decap --help)
   xvs version            print the version
 
+Options of run, demo, bench and decap take their value as --opt VALUE or --opt=VALUE.
+
 examples:
   xvs run --iface eth0 --iface eth1
   xvs adm -A -t 198.18.0.100:80 -s rr
@@ -48,6 +50,7 @@ SIGTERM or SIGINT stops it cleanly (XDP detached, sockets closed).
   --conn-max N         connection table capacity per worker (default 1048576)
   --copy | --zerocopy  force the AF_XDP bind mode (default: the kernel picks)
   --idle-ms N          poll() timeout of an idle worker in ms, 0 to spin (default 1)
+  (each value may also follow an '=': --iface=eth0, --queues=2)
 
 environment: XVS_STATE_DIR (state directory), XVS_LOG_LEVEL (debug|info|warn|error),
 XVS_SYN_DEFENCE (oldest|drop_entry|drop_packet|off, see docs/robustness.md)

@@ -1,6 +1,7 @@
 /**
  * `xvs bench` options: what to race, how long, where the CPUs go, where the results land.
  */
+import { splitOptionValues } from "../argv.ts";
 import { ErrorCode, LbError } from "../errors.ts";
 
 export const CONTENDER_KINDS = ["gen", "xvs", "ipvs", "nft", "plain", "xskfwd"] as const;
@@ -159,8 +160,12 @@ export function defaultOptions(): BenchOptions {
   };
 }
 
+/** Options of `xvs bench` that take no value (`--check=x` is refused, not split). */
+const BENCH_FLAGS = ["--no-pin", "--no-steer", "--no-rps", "--no-profile", "--profile", "--in-guest", "--ipvs-vm", "--check", "--quiet", "--quick"];
+
 /** Parse `xvs bench` arguments. @throws LbError(Invalid) naming the bad argument. */
-export function parseBenchArgs(argv: string[]): BenchOptions {
+export function parseBenchArgs(words: string[]): BenchOptions {
+  const argv = splitOptionValues(words, BENCH_FLAGS); // --rounds=3 as --rounds 3
   const o = defaultOptions();
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];

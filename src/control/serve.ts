@@ -7,6 +7,7 @@
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { splitOptionValues } from "../argv.ts";
 import { ErrorCode, LbError } from "../errors.ts";
 import { checkHost, Dataplane, type DataplaneOptions } from "../dataplane/dataplane.ts";
 import { log } from "../log.ts";
@@ -29,7 +30,8 @@ export interface RunOptions extends DataplaneOptions {
 }
 
 /** Parse `xvs run` arguments. @throws LbError(Invalid) naming the bad argument. */
-export function parseRunArgs(argv: string[]): RunOptions {
+export function parseRunArgs(words: string[]): RunOptions {
+  const argv = splitOptionValues(words, ["--copy", "--zerocopy"]); // --iface=eth0 as --iface eth0
   const o: RunOptions = { ifaces: [], queues: 1, connCapacity: 1 << 20, bindMode: "auto", idleMs: 1, apiHost: DEFAULT_API_HOST, apiPort: DEFAULT_API_PORT };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
