@@ -14,8 +14,9 @@ import { FMT_EXACT } from "../../../src/cli/parse.ts";
 import { Popt } from "../../../src/cli/popt.ts";
 import { readRestoreLines } from "../../../src/cli/restore.ts";
 import { cmpServices, glibcMergeSort, type ServiceSortKey } from "../../../src/cli/sort.ts";
-import { DestSpec, FWMARK_UNSUPPORTED_MESSAGE, IpvsServiceSpec } from "../../../src/control/schemas.ts";
-import { loadTranscripts, startXvs, type AdmStep } from "./fixture.ts";
+import { DestSpec, ErrorBody, FWMARK_UNSUPPORTED_MESSAGE, IpvsServiceSpec } from "../../../src/control/schemas.ts";
+import { ApiError, kernelMessage } from "../../../src/cli/client.ts";
+import { loadTranscripts, startXvs, TOKEN, type AdmStep } from "./fixture.ts";
 
 const TABLE = [
   "-A -t 198.18.0.100:80 -s wrr -p 120 -M 255.255.255.0",
@@ -94,6 +95,13 @@ describe("firewall-mark services", () => {
     // what names one afterwards gets the kernel's answer for a service that does not exist
     expect(await x.adm(["-a", "-f", "7", "-r", "198.18.1.11", "-m"])).toEqual({ stdout: "", stderr: "Service not defined\n", exit: 255 });
     expect(await x.adm(["-L", "-n", "-f", "7"])).toEqual({ stdout: "", stderr: "No such service\n", exit: 1 });
+  });
+
+  test("the daemon's own refusal reads the same in the CLI's words (a client that sent one anyway)", async () => {
+    const x = startXvs();
+    const res = await x.app.request("/v1/services", { method: "POST", headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" }, body: JSON.stringify({ fwmark: 7, scheduler: "rr" }) });
+    expect(res.status).toBe(400);
+    expect(kernelMessage(new ApiError(res.status, ErrorBody.parse(await res.json())))).toBe(FWMARK_UNSUPPORTED_MESSAGE);
   });
 
   test("ipvsadm's own parse errors still come first (exit 2, the guest's words)", async () => {
