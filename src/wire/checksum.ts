@@ -57,3 +57,16 @@ export function pseudoSumV6(b: Uint8Array, srcOff: number, dstOff: number, proto
   s = sumBytes(b, dstOff, 16, s);
   return s + (len >>> 16) + (len & 0xffff) + proto;
 }
+
+/**
+ * pseudoSumV6 for the fast path: the addresses read as 32-bit words through a DataView (8 loads
+ * instead of 32 byte loads). Same value as pseudoSumV6.
+ */
+export function pseudoSumV6Words(dv: DataView, srcOff: number, dstOff: number, proto: number, len: number): number {
+  let s = (len >>> 16) + (len & 0xffff) + proto;
+  for (let i = 0; i < 16; i += 4) {
+    const a = dv.getUint32(srcOff + i), b = dv.getUint32(dstOff + i);
+    s += (a >>> 16) + (a & 0xffff) + (b >>> 16) + (b & 0xffff);
+  }
+  return s;
+}

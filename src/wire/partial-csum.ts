@@ -37,7 +37,7 @@
  *
  * Per packet: no allocation, no exception; offsets were bounds-checked by classify().
  */
-import { fold, pseudoSumV4, pseudoSumV6, sumBytes } from "./checksum.ts";
+import { fold, pseudoSumV4, pseudoSumV6Words, sumBytes } from "./checksum.ts";
 import { crc32c } from "./crc32c.ts";
 import { PROTO_SCTP, PROTO_TCP, PROTO_UDP, TCP_CSUM, UDP_CSUM, UDP_LEN } from "./fields.ts";
 
@@ -66,7 +66,7 @@ export function completePartialChecksum(u8: Uint8Array, dv: DataView, v6: boolea
   const field = dv.getUint16(co);
   if (field === 0 && proto === PROTO_UDP && !v6) return 0;
   const pseudo = v6
-    ? pseudoSumV6(u8, l3 + 8, l3 + 24, proto, len)
+    ? pseudoSumV6Words(dv, l3 + 8, l3 + 24, proto, len)
     : pseudoSumV4(dv.getInt32(l3 + 12), dv.getInt32(l3 + 16), proto, len);
   if (field !== fold(pseudo)) return 0;
   // the field holds P: sum the segment once (field included), then decide

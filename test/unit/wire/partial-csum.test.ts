@@ -5,6 +5,7 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { completePartialChecksum } from "../../../src/wire/partial-csum.ts";
+import { pseudoSumV6, pseudoSumV6Words } from "../../../src/wire/checksum.ts";
 import { checksumsValid, correctFrameWithFieldP, l4ChecksumField, PacketBuilder, partialChecksum, pseudoFold, sctpCrcValid, sctpPacket } from "../../util/packet.ts";
 
 /** Run the completion on a copy of `frame`; returns [result, frame after]. */
@@ -98,5 +99,14 @@ describe("completePartialChecksum", () => {
     const [r6, out6] = complete(v6);
     expect(r6).toBe(1);
     expect(sctpCrcValid(out6)).toBe(true);
+  });
+});
+
+describe("pseudoSumV6Words", () => {
+  test("equals pseudoSumV6 (the byte walk) for any addresses, protocol and length", () => {
+    fc.assert(fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 0x10ffff }), (addrs, proto, len) => {
+      const dv = new DataView(addrs.buffer, addrs.byteOffset, addrs.byteLength);
+      expect(pseudoSumV6Words(dv, 0, 16, proto, len)).toBe(pseudoSumV6(addrs, 0, 16, proto, len));
+    }));
   });
 });
