@@ -15,6 +15,7 @@ import { Daemon } from "../../../src/control/daemon.ts";
 import { dirInode, judgeOwner, type NetnsIdentity } from "../../../src/control/netns-identity.ts";
 import { chooseStartTable, FOREIGN_TABLE_FILE, OWNER_FILE, prepareStartTable, REPLACED_TABLE_FILE, type SavedFacts } from "../../../src/control/start-table.ts";
 import { ensureToken } from "../../../src/control/runtime.ts";
+import { parseLogLine } from "../../../src/log.ts";
 import { netnsCookie } from "../../../src/ffi/netns-cookie.ts";
 import { currentIdentity } from "../../../src/control/netns-identity.ts";
 
@@ -134,7 +135,7 @@ async function startIn(dir: string, here: NetnsIdentity, configFile?: string, ed
       await daemon.mutate((m) => applyConfig(m, doc));
     }
     if (edit) await edit(daemon);
-    return { daemon, log: lines.join("").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l)), source: start.source };
+    return { daemon, log: lines.join("").trim().split("\n").filter(Boolean).map((l) => parseLogLine(l) ?? { unparsed: l }), source: start.source };
   } finally {
     spy.mockRestore();
   }
