@@ -44,7 +44,10 @@ SIGTERM or SIGINT stops it cleanly (XDP detached, sockets closed).
   --config FILE        a declarative JSON table (services, real servers, timeouts): applied at
                        start if it changed since it was last applied, else the saved table
                        (with its xvs adm changes) wins
-  --api HOST:PORT      where the control API listens (default 127.0.0.1:9172)
+  --api HOST:PORT      where the control API listens (default 127.0.0.1:9172); it serves
+                       Prometheus metrics at GET /metrics (no token; docs/metrics.md)
+  --metrics HOST:PORT  also serve GET /metrics alone on this address (e.g. for a scraper
+                       on another host; default: none)
   --token-file FILE    the bearer token for mutating API requests (default: generated in the state dir)
   --queues N           rx queues per interface, one worker each (default 1)
   --conn-max N         connection table capacity per worker (default 1048576)
@@ -53,6 +56,7 @@ SIGTERM or SIGINT stops it cleanly (XDP detached, sockets closed).
   (each value may also follow an '=': --iface=eth0, --queues=2)
 
 environment: XVS_STATE_DIR (state directory), XVS_LOG_LEVEL (debug|info|warn|error),
+XVS_LOG_PRIORITY=0 (log lines without their <N> syslog priority prefix),
 XVS_SYN_DEFENCE (oldest|drop_entry|drop_packet|off, see docs/robustness.md)
 
 examples:

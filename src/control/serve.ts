@@ -12,6 +12,7 @@ import { ErrorCode, LbError } from "../errors.ts";
 import { checkHost, Dataplane, type DataplaneOptions } from "../dataplane/dataplane.ts";
 import { log } from "../log.ts";
 import { createApp } from "./app.ts";
+import { metricsApp } from "./routes/metrics.ts";
 import { applyConfig } from "./batch.ts";
 import { Daemon } from "./daemon.ts";
 import { prepareStartTable } from "./start-table.ts";
@@ -27,6 +28,15 @@ export interface RunOptions extends DataplaneOptions {
   configFile?: string;
   /** File holding the API token (instead of the generated one). */
   tokenFile?: string;
+  /** A listener of its own for GET /metrics (routes/metrics.ts), besides the API's. */
+  metrics?: { host: string; port: number };
+}
+
+/** Parse HOST:PORT (IPv6 in brackets) of --api and --metrics. @throws LbError(Invalid). */
+function hostPort(option: string, s: string): { host: string; port: number } {
+  const m = /^(\[[0-9a-fA-F:]+\]|[0-9.]+|localhost):(\d{1,5})$/.exec(s);
+  if (!m || Number(m[2]) > 65535) throw new LbError(ErrorCode.Invalid, `${option}: '${s}' is not HOST:PORT`);
+  return { host: m[1].replace(/^\[|\]$/g, ""), port: Number(m[2]) };
 }
 
 /** Parse `xvs run` arguments. @throws LbError(Invalid) naming the bad argument. */
@@ -56,13 +66,12 @@ export function parseRunArgs(words: string[]): RunOptions {
       case "--config": o.configFile = val(); break;
       case "--token-file": o.tokenFile = val(); break;
       case "--api": {
-        const s = val();
-        const m = /^(\[[0-9a-fA-F:]+\]|[0-9.]+|localhost):(\d{1,5})$/.exec(s);
-        if (!m || Number(m[2]) > 65535) throw new LbError(ErrorCode.Invalid, `--api: '${s}' is not HOST:PORT`);
-        o.apiHost = m[1].replace(/^\[|\]$/g, "");
-        o.apiPort = Number(m[2]);
+        const hp = hostPort(a, val());
+        o.apiHost = hp.host;
+        o.apiPort = hp.port;
         break;
       }
+      case "--metrics": o.metrics = hostPort(a, val()); break;
       default: throw new LbError(ErrorCode.Invalid, `unknown option '${a}' (see xvs run --help)`);
     }
   }
@@ -109,10 +118,20 @@ export async function runDaemon(o: RunOptions): Promise<number> {
     await dp.stop();
     throw new LbError(ErrorCode.Busy, `cannot listen on ${o.apiHost}:${o.apiPort} (${e instanceof Error ? e.message : e}): another xvs in this namespace? use --api HOST:PORT`);
   }
+  let metricsServer: ReturnType<typeof Bun.serve> | null = null;
+  if (o.metrics) {
+    try {
+      metricsServer = Bun.serve({ hostname: o.metrics.host, port: o.metrics.port, fetch: metricsApp(daemon).fetch, maxRequestBodySize: 1 << 12 });
+    } catch (e) {
+      server.stop(true);
+      await dp.stop();
+      throw new LbError(ErrorCode.Busy, `--metrics: cannot listen on ${o.metrics.host}:${o.metrics.port} (${e instanceof Error ? e.message : e})`);
+    }
+  }
   writeApiAddress(o.apiHost.includes(":") ? `[${o.apiHost}]` : o.apiHost, server.port ?? o.apiPort);
   announce();
   log("info", "xvs running", {
-    ifaces: o.ifaces, queues: o.queues, api: `${o.apiHost}:${server.port}`, state: stateDir(), zeroCopy: dp.workers.map((w) => w.zeroCopy),
+    ifaces: o.ifaces, queues: o.queues, api: `${o.apiHost}:${server.port}`, ...(metricsServer ? { metrics: `${o.metrics!.host}:${metricsServer.port}` } : {}), state: stateDir(), zeroCopy: dp.workers.map((w) => w.zeroCopy),
     services: daemon.model.services.length, table: source,
   });
   const purge = setInterval(() => daemon.purge(), 5000);
@@ -126,6 +145,7 @@ export async function runDaemon(o: RunOptions): Promise<number> {
       clearInterval(purge);
       clearInterval(estimator);
       server.stop(true);
+      metricsServer?.stop(true);
       await dp.stop();
       log("info", "stopped: XDP detached, sockets closed");
       resolve(0);
