@@ -89,6 +89,11 @@ const replyFromRs1 = tcpTo(CLIENT, 40000, SYN | ACK, NAT_RS1, 8080);
 const synToVip6 = new PacketBuilder().eth().ipv6({ src: CLIENT6, dst: VIP6 }).tcp({ sport: 40000, dport: 80, flags: SYN }).build();
 /** An IPIP packet xvs sends to a TUN real server: from our address, carrying client -> VIP:80. */
 const ipipToTunRs = new PacketBuilder().eth().ipv4({ src: LOCAL4, dst: "198.18.1.40" }).raw(4, quote(synToVip, 40)).build();
+/** GRE and GUE packets to a TUN real server from our address, carrying client -> VIP:80 (GUE: port 6080, no options). */
+const innerSyn = quote(synToVip, 40);
+const greToTunRs = (flags: number[]) => new PacketBuilder().eth().ipv4({ src: LOCAL4, dst: "198.18.1.40" }).raw(47, [...flags, ...innerSyn]).build();
+const gueToTunRs = new PacketBuilder().eth().ipv4({ src: LOCAL4, dst: "198.18.1.40" })
+  .raw(17, [0xc3, 0x50, 0x17, 0xc0, 0, 8 + 4 + innerSyn.length, 0, 0, 0x00, 4, 0, 0, ...innerSyn]).build();
 /** Ethernet + IPv4 to a VIP:80, behind an 802.1Q tag. */
 const vlanSyn = new Uint8Array([...synToVip.slice(0, 12), 0x81, 0x00, 0x00, 0x05, ...synToVip.slice(12)]);
 const arpRequest = new Uint8Array([
@@ -134,6 +139,11 @@ export const CASES: SteerCase[] = [
   { name: "ICMP unreachable about a packet from VIP:80 (our NAT reply) is redirected", frame: icmp4("198.18.2.254", VIP, 3, 4, quote(tcpTo(CLIENT, 40000, ACK, VIP, 80)), [0, 0, 0x05, 0xdc]), ingress: "eth0", retval: XDP_REDIRECT, stat: S.XVS_XDP_REDIRECT },
   { name: "ICMP unreachable about a packet to a NAT real server is redirected", frame: icmp4(NAT_RS1, CLIENT, 3, 3, quote(tcpTo(NAT_RS1, 8080))), ingress: "eth0", retval: XDP_REDIRECT, stat: S.XVS_XDP_REDIRECT },
   { name: "ICMP time exceeded about one of our IPIP packets is redirected", frame: icmp4("198.18.1.254", LOCAL4, 11, 0, quote(ipipToTunRs, 48)), ingress: "eth0", retval: XDP_REDIRECT, stat: S.XVS_XDP_REDIRECT },
+  { name: "ICMP unreachable about one of our GRE packets (no flags) is redirected", frame: icmp4("198.18.1.254", LOCAL4, 3, 4, quote(greToTunRs([0, 0, 0x08, 0x00]), 64)), ingress: "eth0", retval: XDP_REDIRECT, stat: S.XVS_XDP_REDIRECT },
+  { name: "ICMP unreachable about one of our GRE packets with a checksum (C flag) is redirected", frame: icmp4("198.18.1.254", LOCAL4, 3, 4, quote(greToTunRs([0x80, 0, 0x08, 0x00, 0x12, 0x34, 0, 0]), 64)), ingress: "eth0", retval: XDP_REDIRECT, stat: S.XVS_XDP_REDIRECT },
+  { name: "ICMP unreachable about a GRE packet with a key (not one xvs sends) passes", frame: icmp4("198.18.1.254", LOCAL4, 3, 4, quote(greToTunRs([0x20, 0, 0x08, 0x00, 0, 0, 0, 7]), 64)), ingress: "eth0", retval: XDP_PASS, stat: S.XVS_XDP_PASS_NOT_OURS },
+  { name: "ICMP unreachable about one of our GUE packets is redirected", frame: icmp4("198.18.1.254", LOCAL4, 3, 4, quote(gueToTunRs, 72)), ingress: "eth0", retval: XDP_REDIRECT, stat: S.XVS_XDP_REDIRECT },
+  { name: "ICMP unreachable about an IPIP packet from an address not ours passes", frame: icmp4("198.18.1.254", LOCAL4, 3, 4, quote(new PacketBuilder().eth().ipv4({ src: OTHER, dst: "198.18.1.40" }).raw(4, innerSyn).build(), 48)), ingress: "eth0", retval: XDP_PASS, stat: S.XVS_XDP_PASS_NOT_OURS },
   { name: "ICMP unreachable about a client packet to a VIP passes (a DR real server's own error)", frame: icmp4(DR_RS, CLIENT, 3, 3, quote(tcpTo(VIP, 80))), ingress: "eth0", retval: XDP_PASS, stat: S.XVS_XDP_PASS_NOT_OURS },
   { name: "ICMP unreachable about an unrelated packet passes", frame: icmp4("198.18.2.254", LOCAL4, 3, 3, quote(tcpTo(OTHER, 80, SYN, LOCAL4))), ingress: "eth0", retval: XDP_PASS, stat: S.XVS_XDP_PASS_NOT_OURS },
   { name: "ICMP unreachable quoting 3 bytes of the quoted ports passes (bounds checked)", frame: icmp4("198.18.2.254", VIP, 3, 4, quote(tcpTo(CLIENT, 40000, ACK, VIP, 80), 23)), ingress: "eth0", retval: XDP_PASS, stat: S.XVS_XDP_PASS_NOT_OURS },
@@ -150,6 +160,32 @@ export const CASES: SteerCase[] = [
   // where the socket is
   { name: "a VIP SYN on a queue with no socket passes to the kernel", frame: synToVip, ingress: "eth0-queue1", retval: XDP_PASS, stat: S.XVS_XDP_PASS_NO_SOCKET },
   { name: "a VIP SYN on an interface xvs does not serve passes to the kernel", frame: synToVip, ingress: "eth1", retval: XDP_PASS, stat: S.XVS_XDP_PASS_NO_SOCKET },
+];
+
+/**
+ * Then the configuration changes, applied with Dataplane.apply (SteerSet.sync writes and deletes
+ * the difference): NAT_RS2 is deleted from TCP VIP:80 (to the trash), the UDP VIP:53 service and the
+ * port-0 service are deleted (NAT_RS_ANY to the trash), UDP VIP:5353 is added.
+ */
+export function changeModel(m: Model): void {
+  m.deleteDest({ protocol: "tcp", address: VIP, port: 80 }, NAT_RS2, 8080);
+  m.deleteService({ protocol: "udp", address: VIP, port: 53 });
+  m.deleteService({ protocol: "tcp", address: VIP_ALL_PORTS, port: 0 });
+  const udp5353 = { protocol: "udp" as const, address: VIP, port: 5353 };
+  m.addService({ ...udp5353, scheduler: "rr", onePacket: false, schedFlags: [] });
+  m.addDest(udp5353, { address: DR_RS, port: 5353, forward: "route", weight: 1, upperThreshold: 0, lowerThreshold: 0 });
+}
+
+/** Frames after changeModel(), all on eth0 queue 0. */
+export const CASES_AFTER_CHANGE: SteerCase[] = [
+  { name: "after the change: TCP SYN to VIP:80 is still redirected", frame: synToVip, ingress: "eth0", retval: XDP_REDIRECT, stat: S.XVS_XDP_REDIRECT },
+  { name: "after the change: UDP to the added VIP:5353 is redirected", frame: udpTo(VIP, 5353), ingress: "eth0", retval: XDP_REDIRECT, stat: S.XVS_XDP_REDIRECT },
+  { name: "after the change: UDP to the deleted VIP:53 passes", frame: udpTo(VIP, 53), ingress: "eth0", retval: XDP_PASS, stat: S.XVS_XDP_PASS_NOT_OURS },
+  { name: "after the change: TCP to the deleted port-0 service passes", frame: tcpTo(VIP_ALL_PORTS, 12345), ingress: "eth0", retval: XDP_PASS, stat: S.XVS_XDP_PASS_NOT_OURS },
+  { name: "after the change: a non-first fragment to the deleted port-0 service's address passes", frame: new PacketBuilder().eth().ipv4({ src: CLIENT, dst: VIP_ALL_PORTS, frag: 185 }).raw(6, [9, 9, 9, 9, 9, 9, 9, 9]).build(), ingress: "eth0", retval: XDP_PASS, stat: S.XVS_XDP_PASS_NOT_OURS },
+  { name: "after the change: the deleted (trashed) NAT real server's replies are still redirected: its connections live on", frame: tcpTo(CLIENT, 40001, ACK, NAT_RS2, 8080), ingress: "eth0", retval: XDP_REDIRECT, stat: S.XVS_XDP_REDIRECT },
+  { name: "after the change: the trashed port-0 real server's replies from any port are still redirected", frame: tcpTo(CLIENT, 40000, ACK, NAT_RS_ANY, 5555), ingress: "eth0", retval: XDP_REDIRECT, stat: S.XVS_XDP_REDIRECT },
+  { name: "after the change: a NAT real server still in service is still steered", frame: replyFromRs1, ingress: "eth0", retval: XDP_REDIRECT, stat: S.XVS_XDP_REDIRECT },
 ];
 
 /** One case's outcome as steer-runner.ts reports it. */

@@ -14,29 +14,38 @@
 import { Dataplane } from "../../src/dataplane/dataplane.ts";
 import { progTestRun } from "../../src/ffi/bpf.ts";
 import { linkInfo } from "../../src/ffi/netlink.ts";
-import { CASES, steerModel, type SteerResult } from "./steer-fixture.ts";
+import { CASES, CASES_AFTER_CHANGE, changeModel, type SteerCase, steerModel, type SteerResult } from "./steer-fixture.ts";
 
-const dp = await Dataplane.start({ ifaces: ["eth0"], queues: 1, connCapacity: 1024, bindMode: "copy", idleMs: 50 }, steerModel());
+const model = steerModel();
+const dp = await Dataplane.start({ ifaces: ["eth0"], queues: 1, connCapacity: 1024, bindMode: "copy", idleMs: 50 }, model);
 const results: SteerResult[] = [];
 try {
   const eth0 = dp.ports[0].ifindex, eth1 = linkInfo("eth1").ifindex;
-  for (const c of CASES) {
-    const before = dp.prog.stats();
-    const r: SteerResult = { name: c.name, moved: {}, unchanged: false };
-    try {
-      const ifindex = c.ingress === "eth1" ? eth1 : eth0;
-      const run = progTestRun(dp.prog.progFd, c.frame, ifindex, c.ingress === "eth0-queue1" ? 1 : 0);
-      r.retval = run.retval;
-      r.unchanged = Buffer.from(run.frame).equals(Buffer.from(c.frame));
-    } catch (e) {
-      r.error = (e as Error).message;
+  const runAll = (cases: SteerCase[]) => {
+    for (const c of cases) {
+      const before = dp.prog.stats();
+      const r: SteerResult = { name: c.name, moved: {}, unchanged: false };
+      try {
+        const ifindex = c.ingress === "eth1" ? eth1 : eth0;
+        const run = progTestRun(dp.prog.progFd, c.frame, ifindex, c.ingress === "eth0-queue1" ? 1 : 0);
+        r.retval = run.retval;
+        r.unchanged = Buffer.from(run.frame).equals(Buffer.from(c.frame));
+      } catch (e) {
+        r.error = (e as Error).message;
+      }
+      const after = dp.prog.stats();
+      after.forEach((v, i) => {
+        if (v !== before[i]) r.moved[i] = v - before[i];
+      });
+      results.push(r);
     }
-    const after = dp.prog.stats();
-    after.forEach((v, i) => {
-      if (v !== before[i]) r.moved[i] = v - before[i];
-    });
-    results.push(r);
-  }
+  };
+  runAll(CASES);
+  // a new generation, as the daemon applies every change: the maps get the difference
+  const next = model.clone();
+  changeModel(next);
+  dp.apply(next);
+  runAll(CASES_AFTER_CHANGE);
 } finally {
   await dp.stop();
 }

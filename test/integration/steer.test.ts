@@ -6,14 +6,17 @@
  * Needs root: the program runs in a lab namespace with a two-queue veth (eth0, its peer down so
  * that no real traffic moves the counters) where a live AF_XDP socket sits on queue 0.
  * For each frame: the verdict (XDP_REDIRECT only where the socket's slot is filled), exactly one
- * XDP counter moved by exactly one, and the frame unchanged (the program never rewrites).
+ * XDP counter moved by exactly one, and the frame unchanged (the program never rewrites). Then
+ * the configuration changes (Dataplane.apply) and more frames check that the maps followed:
+ * deleted services gone, added ones present, trashed NAT real servers still steered.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
 import { Lab } from "../../src/lab/netns.ts";
-import { CASES, LOCAL4, LOCAL6, type SteerResult } from "./steer-fixture.ts";
+import { CASES as BEFORE, CASES_AFTER_CHANGE, LOCAL4, LOCAL6, type SteerResult } from "./steer-fixture.ts";
 import { requireRoot } from "./helpers.ts";
 
+const CASES = [...BEFORE, ...CASES_AFTER_CHANGE];
 let lab: Lab;
 const results = new Map<string, SteerResult>();
 
