@@ -35,11 +35,13 @@ const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 
 /** Escape HELP text: backslash and line feed. */
 export function escapeHelp(s: string): string {
+  if (!/[\\\n]/.test(s)) return s;
   return s.replace(/\\/g, "\\\\").replace(/\n/g, "\\n");
 }
 
 /** Escape a label value: backslash, double quote and line feed. */
 export function escapeLabelValue(s: string): string {
+  if (!/[\\"\n]/.test(s)) return s; // the common case: nothing to escape
   return s.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
 }
 
@@ -71,10 +73,13 @@ function labelText(labels: Readonly<Record<string, string>> | undefined, family:
 /**
  * Write families as one exposition page. Families without samples are left out (as
  * client_golang does); a repeated family name or a repeated label set within a family throws.
+ * A labels object shared by several families (a real server's, in every backend family) is
+ * checked and escaped once.
  */
 export function exposition(families: readonly Family[]): string {
   const out: string[] = [];
   const seen = new Set<string>();
+  const texts = new Map<object, string>();
   for (const f of families) {
     if (!METRIC_NAME.test(f.name)) throw new Error(`'${f.name}' is not a valid metric name`);
     if (seen.has(f.name)) throw new Error(`metric family ${f.name} written twice`);
@@ -83,7 +88,11 @@ export function exposition(families: readonly Family[]): string {
     out.push(`# HELP ${f.name} ${escapeHelp(f.help)}`, `# TYPE ${f.name} ${f.type}`);
     const sets = new Set<string>();
     for (const s of f.samples) {
-      const l = labelText(s.labels, f.name);
+      let l = s.labels ? texts.get(s.labels) : "";
+      if (l === undefined) {
+        l = labelText(s.labels, f.name);
+        texts.set(s.labels!, l);
+      }
       if (sets.has(l)) throw new Error(`metric ${f.name}: label set ${l || "{}"} written twice`);
       sets.add(l);
       out.push(`${f.name}${l} ${formatValue(s.value)}`);
