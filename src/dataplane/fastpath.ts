@@ -178,8 +178,7 @@ export class FastPath {
         // or quotes the packet, so NAT, DR, TUN and the ICMP errors built from it all see a
         // complete one; costs a complete frame the pseudo-header sum and one compare
         // (wire/partial-csum.ts). Never fragments (FRAG_FIRST): their sum spans the datagram.
-        const meta = flows[row + FLOW_META], l3 = flows[row + FLOW_L3], l4 = flows[row + FLOW_L4];
-        completed += completePartialChecksum(u8, dv, (meta >>> 16) === 6, (meta >>> 8) & 0xff, l3, l4, this.l3Len[i] - (l4 - l3));
+        completed += completePartialChecksum(u8, dv, flows, row, this.l3Len[i]);
       }
       if (v === CONTINUE || v === FRAG_FIRST) {
         const h = hashFlow(seed, flows, row);

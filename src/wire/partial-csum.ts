@@ -13,7 +13,8 @@
  * TcpInCsumErrors and drops every segment.
  *
  * How a partial checksum is told apart, with no payload read for a complete frame:
- * - compute P, the folded pseudo-header sum (a few adds, addresses + protocol + length);
+ * - compute P, the folded pseudo-header sum (a few adds over the addresses classify() already
+ *   put in the flow row, the protocol and the length);
  * - the field differs from P: the frame is complete (or corrupt): untouched. This is the whole
  *   cost for complete frames: the pseudo sum and one compare;
  * - the field equals P: sum the segment. If the full checksum verifies, the frame is left
@@ -37,41 +38,57 @@
  *
  * Per packet: no allocation, no exception; offsets were bounds-checked by classify().
  */
-import { fold, pseudoSumV4, pseudoSumV6Words, sumBytes } from "./checksum.ts";
+import { fold, pseudoSumWords, sumBytes } from "./checksum.ts";
 import { crc32c } from "./crc32c.ts";
 import { PROTO_SCTP, PROTO_TCP, PROTO_UDP, TCP_CSUM, UDP_CSUM, UDP_LEN } from "./fields.ts";
+import { FLOW_L3, FLOW_L4, FLOW_META, FLOW_SRC } from "./flow.ts";
 
 /** Offset of the CRC32c in the SCTP common header (RFC 9260 §3.1). */
 const SCTP_CSUM = 8;
 
 /**
- * Complete the L4 checksum of the whole (unfragmented) IPv4 or IPv6 packet at `l3` when the
- * sender left it partial. `l4` is its TCP/UDP/SCTP header, `l4len` the IP payload length.
- * Returns 1 when the checksum was completed (written), 0 when the frame was left untouched.
+ * Complete the L4 checksum of the whole (unfragmented) IPv4 or IPv6 packet that classify()
+ * described in `flow` at `row` (family, protocol, addresses, L3/L4 offsets), of `l3len` bytes,
+ * when the sender left it partial. Returns 1 when the checksum was completed (written), 0 when
+ * the frame was left untouched.
  */
-export function completePartialChecksum(u8: Uint8Array, dv: DataView, v6: boolean, proto: number, l3: number, l4: number, l4len: number): number {
+export function completePartialChecksum(u8: Uint8Array, dv: DataView, flow: Int32Array, row: number, l3len: number): number {
+  const meta = flow[row + FLOW_META];
+  const proto = (meta >>> 8) & 0xff;
+  const l4 = flow[row + FLOW_L4];
   let co: number, len: number;
   if (proto === PROTO_TCP) {
     co = l4 + TCP_CSUM;
-    len = l4len;
+    len = l3len - (l4 - flow[row + FLOW_L3]);
   } else if (proto === PROTO_UDP) {
     co = l4 + UDP_CSUM;
-    // the UDP length, as the sender's pseudo-header and the receiver's check use (classify: 8..l4len)
+    // the UDP length, as the sender's pseudo-header and the receiver's check use (classify: 8..payload)
     len = dv.getUint16(l4 + UDP_LEN);
   } else if (proto === PROTO_SCTP) {
-    return completeSctp(u8, dv, l4, l4len);
+    return dv.getInt32(l4 + SCTP_CSUM) === 0 ? completeSctp(u8, dv, l4, l3len - (l4 - flow[row + FLOW_L3])) : 0;
   } else {
     return 0;
   }
   const field = dv.getUint16(co);
-  if (field === 0 && proto === PROTO_UDP && !v6) return 0;
-  const pseudo = v6
-    ? pseudoSumV6Words(dv, l3 + 8, l3 + 24, proto, len)
-    : pseudoSumV4(dv.getInt32(l3 + 12), dv.getInt32(l3 + 16), proto, len);
-  if (field !== fold(pseudo)) return 0;
-  // the field holds P: sum the segment once (field included), then decide
+  if (field === 0 && proto === PROTO_UDP && (meta >>> 16) === 4) return 0;
+  // P: the pseudo-header sum folded to 16 bits (below 2^21 before folding: two folds suffice)
+  let p = pseudoSumWords(flow, row + FLOW_SRC, proto, len);
+  p = (p & 0xffff) + (p >>> 16);
+  p = (p & 0xffff) + (p >>> 16);
+  if (field !== p) return 0;
+  return completeL4(u8, dv, co, l4, len, p);
+}
+
+/**
+ * The field holds P: sum the segment once (field included). If the full checksum (with the
+ * pseudo-header, which P stands for) verifies, the frame is complete and stays untouched;
+ * otherwise the field gets the complement of the segment's sum, which is what the hardware
+ * computes (P in the field standing for the pseudo-header). Kept apart: complete frames never
+ * call it.
+ */
+function completeL4(u8: Uint8Array, dv: DataView, co: number, l4: number, len: number, p: number): number {
   const seg = sumBytes(u8, l4, len, 0);
-  if (fold(seg + pseudo) === 0xffff) return 0; // verifies as it is: a complete frame, untouched
+  if (fold(seg + p) === 0xffff) return 0;
   const c = ~fold(seg) & 0xffff;
   dv.setUint16(co, c === 0 ? 0xffff : c);
   return 1;
@@ -84,7 +101,6 @@ export function completePartialChecksum(u8: Uint8Array, dv: DataView, v6: boolea
  * costs one compare. (A CRC that is correct is accepted by every receiver, RFC 9653 included.)
  */
 function completeSctp(u8: Uint8Array, dv: DataView, l4: number, l4len: number): number {
-  if (dv.getInt32(l4 + SCTP_CSUM) !== 0) return 0;
   const crc = crc32c(u8, l4, l4len);
   if (crc === 0) return 0;
   dv.setUint32(l4 + SCTP_CSUM, crc, true);

@@ -5,18 +5,18 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { completePartialChecksum } from "../../../src/wire/partial-csum.ts";
-import { pseudoSumV6, pseudoSumV6Words } from "../../../src/wire/checksum.ts";
+import { pseudoSumV4, pseudoSumV6, pseudoSumWords } from "../../../src/wire/checksum.ts";
+import { classify, CONTINUE } from "../../../src/dataplane/classify.ts";
+import { FLOW_WORDS } from "../../../src/wire/flow.ts";
 import { checksumsValid, correctFrameWithFieldP, l4ChecksumField, PacketBuilder, partialChecksum, pseudoFold, sctpCrcValid, sctpPacket } from "../../util/packet.ts";
 
-/** Run the completion on a copy of `frame`; returns [result, frame after]. */
+/** Classify a copy of `frame` (as the fast path's pass 1 does) and run the completion on it; returns [result, frame after]. */
 function complete(frame: Uint8Array): [number, Uint8Array] {
   const f = new Uint8Array(frame);
   const dv = new DataView(f.buffer);
-  const v6 = dv.getUint16(12) === 0x86dd;
-  const l3 = 14, l4 = v6 ? 54 : 14 + (f[14] & 15) * 4;
-  const proto = v6 ? f[20] : f[23];
-  const l4len = v6 ? dv.getUint16(18) : dv.getUint16(16) - (l4 - l3);
-  return [completePartialChecksum(f, dv, v6, proto, l3, l4, l4len), f];
+  const flow = new Int32Array(FLOW_WORDS), l3Len = new Int32Array(1);
+  expect(classify(f, dv, 0, f.length, flow, 0, l3Len, 0)).toBe(CONTINUE);
+  return [completePartialChecksum(f, dv, flow, 0, l3Len[0]), f];
 }
 
 const build = (v6: boolean, proto: "tcp" | "udp", payload: number[], tcpOptions: number[] = []) => {
@@ -102,11 +102,15 @@ describe("completePartialChecksum", () => {
   });
 });
 
-describe("pseudoSumV6Words", () => {
-  test("equals pseudoSumV6 (the byte walk) for any addresses, protocol and length", () => {
-    fc.assert(fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 0x10ffff }), (addrs, proto, len) => {
+describe("pseudoSumWords", () => {
+  test("equals pseudoSumV6 for 8 address words, and pseudoSumV4 for IPv4 ones (words 1..3 zero)", () => {
+    fc.assert(fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 0xffff }), (addrs, proto, len) => {
       const dv = new DataView(addrs.buffer, addrs.byteOffset, addrs.byteLength);
-      expect(pseudoSumV6Words(dv, 0, 16, proto, len)).toBe(pseudoSumV6(addrs, 0, 16, proto, len));
+      const w = new Int32Array(9);
+      for (let i = 0; i < 8; i++) w[1 + i] = dv.getInt32(4 * i);
+      expect(pseudoSumWords(w, 1, proto, len)).toBe(pseudoSumV6(addrs, 0, 16, proto, len));
+      const v4 = new Int32Array([w[1], 0, 0, 0, w[5], 0, 0, 0]);
+      expect(pseudoSumWords(v4, 0, proto, len)).toBe(pseudoSumV4(w[1], w[5], proto, len));
     }));
   });
 });
