@@ -19,6 +19,7 @@ import { ticksSince } from "../dataplane/protocol.ts";
 import type { ServiceKeyT } from "./schemas.ts";
 import { listConns } from "./conns.ts";
 import { StatsBook } from "./stats-book.ts";
+import type { HealthMonitor } from "../health/monitor.ts";
 
 /** Traffic counters of a service or a real server, as IPVS keeps them. */
 export interface Traffic {
@@ -46,6 +47,12 @@ export class Daemon {
   private chain: Promise<unknown> = Promise.resolve();
   private offlineGen = 0;
   private offlineTables: Tables;
+  /**
+   * Health checks (src/health/monitor.ts), set by `xvs run`: `enforce` brings every clone in line
+   * with the checkers' results before it is installed; `configOf` gives the configuration behind
+   * the live table (what is saved and what GET /v1/config shows).
+   */
+  health: HealthMonitor | null = null;
 
   /** `clock`: ms since the epoch (tests pin it). */
   constructor(public dataplane: Dataplane | null = null, private readonly sink: ConfigSink | null = null, readonly clock: () => number = Date.now) {
@@ -63,12 +70,13 @@ export class Daemon {
       const prev = this.model;
       const next = prev.clone();
       const result = change(next);
+      this.health?.enforce(next);
       for (const s of next.services) {
         if (!SCHEDULER_BY_ID[s.schedId]) throw new LbError(ErrorCode.NotExist, "Scheduler or persistence engine not found");
       }
       this.install(next);
       try {
-        this.sink?.save(next);
+        this.sink?.save(this.health ? this.health.configOf(next) : next);
       } catch (e) {
         // not saved: roll back (the previous table goes out as the next generation), so that
         // the live table and the one a restart would bring back never stay different
@@ -82,6 +90,11 @@ export class Daemon {
     const p = this.chain.then(run, run);
     this.chain = p.catch(() => undefined);
     return p;
+  }
+
+  /** The configuration: the live table plus what health checks took out of it (the table itself without checks). */
+  config(): Model {
+    return this.health ? this.health.configOf(this.model) : this.model;
   }
 
   private install(m: Model): void {

@@ -9,6 +9,7 @@
  */
 import { z } from "zod";
 import { parseIp } from "../service/addr.ts";
+import { Checker, DestHealthView, destHealthFields, MAX_CHECKERS_PER_DEST, ServiceHealth, ServiceHealthView } from "../health/spec.ts";
 
 /** Scheduler of `-A` without `-s` (ipvsadm DEF_SCHED). */
 export const DEFAULT_SCHEDULER = "wlc";
@@ -63,6 +64,8 @@ const serviceOptions = {
   onePacket: z.boolean().default(false),
   schedFlags: z.array(SchedFlag).max(7).default([]),
   pe: z.enum(["sip"]).optional(),
+  /** Health-check settings (src/health/spec.ts, keepalived's virtual_server keywords). */
+  health: ServiceHealth.optional(),
 };
 
 function checkService(s: { protocol?: string; port?: number; fwmark?: number; onePacket: boolean; scheduler: string; schedFlags: string[]; persistence?: { netmask?: string }; address?: string; family?: string }, ctx: z.RefinementCtx): void {
@@ -138,6 +141,8 @@ export const DestSpec = z.strictObject({
   upperThreshold: z.number().int().min(0).max(MAX_WEIGHT).default(0),
   lowerThreshold: z.number().int().min(0).max(MAX_WEIGHT).default(0),
   tunnel: TunnelSpec.optional(),
+  /** Health checkers and inhibit_on_failure (src/health/spec.ts). */
+  ...destHealthFields,
 }).superRefine((d, ctx) => {
   // ip_vs_ctl.c: l_threshold > u_threshold is ERANGE (also with u == 0 and l > 0)
   if (d.lowerThreshold > d.upperThreshold) {
@@ -202,6 +207,8 @@ export const DestPatch = z.strictObject({
   upperThreshold: z.number().int().min(0).max(MAX_WEIGHT).optional(),
   lowerThreshold: z.number().int().min(0).max(MAX_WEIGHT).optional(),
   tunnel: TunnelSpec.nullable().optional(),
+  checkers: z.array(Checker).max(MAX_CHECKERS_PER_DEST).nullable().optional(),
+  inhibit_on_failure: z.boolean().nullable().optional(),
 });
 
 /**
@@ -219,6 +226,7 @@ export const ServicePatch = z.strictObject({
   onePacket: z.boolean().optional(),
   schedFlags: z.array(SchedFlag).max(7).optional(),
   pe: z.enum(["sip"]).nullable().optional(),
+  health: ServiceHealth.nullable().optional(),
 });
 
 /** One field a PUT or PATCH changed: its value before and after (null: not set). */
@@ -298,6 +306,8 @@ export const DestView = z.strictObject({
   persistentConns: Count,
   stats: TrafficView,
   rates: RatesView,
+  /** Present when the real server has checkers. */
+  health: DestHealthView.optional(),
 });
 
 /** A virtual service as listed, real servers in scheduling (kernel list) order: newest first. */
@@ -309,6 +319,8 @@ export const ServiceView = z.strictObject({
   stats: TrafficView,
   rates: RatesView,
   dests: z.array(DestView),
+  /** Present when the service has health settings or real servers its checkers removed. */
+  health: ServiceHealthView.optional(),
 });
 export const ServiceList = z.strictObject({ services: z.array(ServiceView) });
 

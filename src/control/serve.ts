@@ -15,7 +15,9 @@ import { createApp } from "./app.ts";
 import { metricsApp } from "./routes/metrics.ts";
 import { applyConfig } from "./batch.ts";
 import { Daemon } from "./daemon.ts";
+import { HealthMonitor } from "../health/monitor.ts";
 import { prepareStartTable } from "./start-table.ts";
+import { attachKeepalivedConf, KeepalivedConf, keepalivedConfOf, loadKeepalivedConf } from "../keepalived/reload.ts";
 import { DEFAULT_API_HOST, DEFAULT_API_PORT, ensureToken, stateDir, writeApiAddress } from "./runtime.ts";
 
 /** How often the control thread looks whether an estimator tick is due, ms (ticks are 2 s apart). */
@@ -26,6 +28,8 @@ export interface RunOptions extends DataplaneOptions {
   apiPort: number;
   /** Declarative table for the start; whether it or the saved table wins: start-table.ts. */
   configFile?: string;
+  /** keepalived.conf whose virtual_server blocks are the table; SIGHUP and POST /v1/reload re-read it (src/keepalived/). */
+  keepalivedConf?: string;
   /** File holding the API token (instead of the generated one). */
   tokenFile?: string;
   /** A listener of its own for GET /metrics (routes/metrics.ts), besides the API's. */
@@ -64,6 +68,7 @@ export function parseRunArgs(words: string[]): RunOptions {
       case "--zerocopy": o.bindMode = "zerocopy"; break;
       case "--idle-ms": o.idleMs = int(0, 1000); break;
       case "--config": o.configFile = val(); break;
+      case "--keepalived-conf": o.keepalivedConf = val(); break;
       case "--token-file": o.tokenFile = val(); break;
       case "--api": {
         const hp = hostPort(a, val());
@@ -75,6 +80,7 @@ export function parseRunArgs(words: string[]): RunOptions {
       default: throw new LbError(ErrorCode.Invalid, `unknown option '${a}' (see xvs run --help)`);
     }
   }
+  if (o.configFile && o.keepalivedConf) throw new LbError(ErrorCode.Invalid, "--config and --keepalived-conf both declare the table: give one of them");
   if (o.ifaces.length === 0) throw new LbError(ErrorCode.Invalid, "no interface given: use --iface IF (once per interface)");
   return o;
 }
@@ -99,15 +105,20 @@ export async function runDaemon(o: RunOptions): Promise<number> {
   // root and interfaces first (their messages say how to fix them), then the table: a broken
   // config file or saved table stops us before anything is attached
   checkHost(o.ifaces);
-  const { store, doc, source, announce } = prepareStartTable(stateDir(), o.configFile);
+  const ka = o.keepalivedConf ? loadKeepalivedConf(o.keepalivedConf) : null;
+  const { store, doc, source, announce } = prepareStartTable(stateDir(), ka ? { doc: ka.table, stamp: ka.stamp } : o.configFile);
   const token = apiToken(o);
   const daemon = new Daemon(null, store);
+  // before the table is loaded, so that its checkers start (and `alpha` applies) with the first generation
+  const health = new HealthMonitor(daemon);
+  daemon.health = health;
   if (doc) {
     await daemon.mutate((m) => applyConfig(m, doc)).catch((e: unknown) => {
       const where = source === store.path ? `saved table ${store.path}` : `config file ${source}`;
       throw new LbError(e instanceof LbError ? e.code : ErrorCode.Invalid, `${where}: ${e instanceof Error ? e.message : String(e)}`);
     });
   }
+  if (ka) attachKeepalivedConf(daemon, new KeepalivedConf(ka.stamp.path, daemon, store, ka.table, ka.stamp));
   const dp = await Dataplane.start(o, daemon.model);
   daemon.dataplane = dp;
   const app = createApp(daemon, token);
@@ -144,6 +155,7 @@ export async function runDaemon(o: RunOptions): Promise<number> {
       log("info", "stopping", { signal: sig });
       clearInterval(purge);
       clearInterval(estimator);
+      health.stop();
       server.stop(true);
       metricsServer?.stop(true);
       await dp.stop();
@@ -152,5 +164,7 @@ export async function runDaemon(o: RunOptions): Promise<number> {
     };
     process.on("SIGTERM", () => void stop("SIGTERM"));
     process.on("SIGINT", () => void stop("SIGINT"));
+    // reload of --keepalived-conf (systemd ExecReload); errors are logged by reload itself
+    process.on("SIGHUP", () => void (keepalivedConfOf(daemon)?.reload("SIGHUP").catch(() => undefined) ?? log("warn", "SIGHUP ignored: xvs was not started with --keepalived-conf")));
   });
 }

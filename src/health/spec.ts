@@ -223,3 +223,23 @@ export function attemptTimeoutSec(c: CheckerT, h: ServiceHealthT | undefined): n
   if (c.kind === "misc") return c.misc_timeout ?? delayLoopSec(c, h);
   return c.connect_timeout;
 }
+
+// ---- what GET /v1/services shows ----
+
+/** Health of one real server: up/down, the last attempt's result, the last change (ISO time), why. */
+export const DestHealthView = z.strictObject({
+  state: z.enum(["up", "down"]),
+  last_result: z.enum(["success", "failure"]).nullable(),
+  last_change: z.string().nullable(),
+  reason: z.string(),
+});
+
+/** Health of a service: its quorum, whether the sorry server is in, and the real servers the checkers removed. */
+export const ServiceHealthView = z.strictObject({
+  quorum: z.enum(["up", "down"]),
+  sorry_server_active: z.boolean(),
+  removed: z.array(z.strictObject({ address: IpAddress, port: Port, weight: z.number().int().min(0), health: DestHealthView })),
+});
+
+export type DestHealthViewT = z.infer<typeof DestHealthView>;
+export type ServiceHealthViewT = z.infer<typeof ServiceHealthView>;
