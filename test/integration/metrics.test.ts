@@ -1,12 +1,13 @@
 /**
  * GET /metrics in a lab (issue 16): after real NAT traffic (TCP and UDP over IPv4, TCP over
  * IPv6) through xvs, the exposition agrees with `xvs adm -Ln --stats --exact` and `-Ln` value for
- * value; promtool accepts it; -Z leaves it alone; the --metrics listener serves the same; a real
+ * value; node_exporter, reading the same table from /proc files written in the kernel's format,
+ * writes the same node_ipvs_* samples; promtool accepts it; -Z leaves it alone; the --metrics listener serves the same; a real
  * Prometheus server scrapes it and answers node_ipvs_backend_connections_active for every real
  * server; every mutating API call is in the access log with its priority prefix.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -22,6 +23,7 @@ let xvs: LabDaemon;
 /** Where --metrics listens, inside the director namespace. */
 const METRICS_ADDR = "127.0.0.1:9100";
 const PROM_ADDR = "127.0.0.1:9090";
+const NODE_EXPORTER_ADDR = "127.0.0.1:9199";
 
 const SERVICES = [
   { protocol: "tcp", address: LAB_VIP, port: 80, dests: [1, 2, 3].map((i) => realAddr(i)), destPort: 80 },
@@ -64,6 +66,44 @@ async function quiescent(): Promise<void> {
     await Bun.sleep(300);
   }
   throw new Error("traffic did not stop");
+}
+
+/** An address as the kernel prints it in /proc/net/ip_vs: %08X for IPv4, [%pI6] (8 groups of 4 hex digits) for IPv6. */
+function procAddr(text: string): string {
+  if (!text.includes(":")) return text.split(".").map((b) => Number(b).toString(16).toUpperCase().padStart(2, "0")).join("");
+  const [head, tail] = text.split("::");
+  const h = head ? head.split(":") : [], t = tail !== undefined && tail !== "" ? tail.split(":") : [];
+  const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill("0"), ...t];
+  return `[${groups.map((g) => g.toLowerCase().padStart(4, "0")).join(":")}]`;
+}
+
+const hex = (n: number, w: number) => n.toString(16).toUpperCase().padStart(w, "0");
+
+/**
+ * Write what kernel IPVS would show for this table under DIR/net and DIR/self/net (procfs reads
+ * either, by version): ip_vs as ip_vs_info_seq_show prints it, ip_vs_stats as ip_vs_stats_show
+ * does, the totals taken from xvs's page.
+ */
+function writeKernelProc(dir: string, view: { services: { spec: { protocol: string; address: string; port: number; scheduler: string }; dests: { address: string; port: number; weight: number; activeConns: number; inactiveConns: number }[] }[] }, page: PromPage): void {
+  const L1 = ["IP Virtual Server version 1.2.1 (size=4096)", "Prot LocalAddress:Port Scheduler Flags", "  -> RemoteAddress:Port Forward Weight ActiveConn InActConn"];
+  for (const s of view.services) {
+    L1.push(`${s.spec.protocol.toUpperCase()}  ${procAddr(s.spec.address)}:${hex(s.spec.port, 4)} ${s.spec.scheduler} `);
+    for (const d of s.dests) L1.push(`  -> ${procAddr(d.address)}:${hex(d.port, 4)}      ${"Masq".padEnd(7)} ${String(d.weight).padEnd(6)} ${String(d.activeConns).padEnd(10)} ${String(d.inactiveConns).padEnd(10)}`);
+  }
+  const t = ["connections", "incoming_packets", "outgoing_packets", "incoming_bytes", "outgoing_bytes"].map((k) => page.value(`node_ipvs_${k}_total`));
+  const stats = [
+    "   Total Incoming Outgoing         Incoming         Outgoing",
+    "   Conns  Packets  Packets            Bytes            Bytes",
+    `${hex(t[0], 8)} ${hex(t[1], 8)} ${hex(t[2], 8)} ${hex(t[3], 16)} ${hex(t[4], 16)}`,
+    "",
+    " Conns/s   Pkts/s   Pkts/s          Bytes/s          Bytes/s",
+    "       0        0        0                0                0",
+  ];
+  for (const sub of ["net", "self/net"]) {
+    mkdirSync(join(dir, sub), { recursive: true });
+    writeFileSync(join(dir, sub, "ip_vs"), L1.join("\n") + "\n");
+    writeFileSync(join(dir, sub, "ip_vs_stats"), stats.join("\n") + "\n");
+  }
 }
 
 beforeAll(async () => {
@@ -158,6 +198,51 @@ describe("GET /metrics after real traffic", () => {
     expect(broken.code).not.toBe(0);
     expect(broken.out).toContain("xvs_made_up");
   }, 30_000);
+
+  test("node_exporter itself, reading the same table from /proc files in the kernel's format, writes the same node_ipvs_* samples", async () => {
+    await quiescent();
+    // the table and the connection counts, read twice around the scrape so that they held still
+    type View = { services: { spec: { protocol: string; address: string; port: number; scheduler: string }; dests: { address: string; port: number; weight: number; activeConns: number; inactiveConns: number }[] }[] };
+    let view: View | null = null, page: PromPage | null = null;
+    for (let i = 0; i < 5 && !page; i++) {
+      const a = (await xvs.api("GET", "/v1/services")).json as View;
+      const p = (await scrape()).page;
+      const b = (await xvs.api("GET", "/v1/services")).json as View;
+      if (JSON.stringify(a) === JSON.stringify(b)) [view, page] = [a, p];
+    }
+    if (!view || !page) throw new Error("the table kept changing");
+    const dir = mkdtempSync(join(tmpdir(), "xvs-procfs-"));
+    try {
+      writeKernelProc(dir, view, page);
+      const ne = L.lab.spawn(L.director, ["prometheus-node-exporter", `--path.procfs=${dir}`, "--collector.disable-defaults", "--collector.ipvs", `--web.listen-address=${NODE_EXPORTER_ADDR}`]);
+      try {
+        void new Response(ne.stdout as ReadableStream<Uint8Array>).text();
+        void new Response(ne.stderr as ReadableStream<Uint8Array>).text();
+        let theirs: PromPage | null = null;
+        for (let i = 0; i < 100 && !theirs; i++) {
+          const r = await curl(`http://${NODE_EXPORTER_ADDR}/metrics`);
+          if (r.status === 200) theirs = parseExposition(r.body);
+          else await Bun.sleep(100);
+        }
+        if (!theirs) throw new Error("node_exporter did not answer");
+        expect(theirs.value("node_scrape_collector_success", { collector: "ipvs" })).toBe(1);
+        const ipvs = (p: PromPage) => p.samples.filter((x) => x.name.startsWith("node_ipvs_"))
+          .map((x) => `${x.name}{${Object.entries(x.labels).sort().map(([k, v]) => `${k}=${v}`).join(",")}} ${x.value}`).sort();
+        const ours = ipvs(page);
+        expect(ours.length).toBe(5 + 3 * BACKENDS);
+        expect(ipvs(theirs)).toEqual(ours);
+        for (const name of new Set(page.samples.filter((x) => x.name.startsWith("node_ipvs_")).map((x) => x.name))) {
+          expect([name, page.help.get(name), page.type.get(name)]).toEqual([name, theirs.help.get(name), theirs.type.get(name)]);
+        }
+      } finally {
+        ne.kill("SIGTERM");
+        await Promise.race([ne.exited, Bun.sleep(3000)]);
+        if (ne.exitCode === null) ne.kill("SIGKILL");
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   test("ipvsadm -Z zeroes the listing, not the metrics; the --metrics listener serves the same page and nothing else", async () => {
     await quiescent();
