@@ -23,6 +23,7 @@ import { openApiDocument } from "./openapi.ts";
 import { configRoutes } from "./routes/config.ts";
 import { connRoutes } from "./routes/conns.ts";
 import { mountMetrics } from "./routes/metrics.ts";
+import { reloadRoutes } from "./routes/reload.ts";
 import { serviceRoutes } from "./routes/services.ts";
 import { systemRoutes } from "./routes/system.ts";
 
@@ -31,7 +32,7 @@ export const MAX_BODY_BYTES = 1 << 20;
 
 /** Every route of the API. */
 export function apiRoutes(daemon: Daemon): Route[] {
-  return [...systemRoutes(daemon), ...serviceRoutes(daemon), ...connRoutes(daemon), ...configRoutes(daemon)];
+  return [...systemRoutes(daemon), ...serviceRoutes(daemon), ...connRoutes(daemon), ...configRoutes(daemon), ...reloadRoutes(daemon)];
 }
 
 function tokenMatches(header: string, token: string): boolean {

@@ -111,8 +111,9 @@ function summary(saved: SavedTable): Record<string, unknown> {
  * Nothing is moved before both files are read and the chosen table applies cleanly.
  * @throws LbError when the config file or the saved table is broken (one line naming it).
  */
-export function prepareStartTable(dir: string, configFile: string | undefined, here: NetnsIdentity = currentIdentity()): StartTable {
-  const config = configFile ? readConfigFile(configFile) : null;
+export function prepareStartTable(dir: string, configFile: string | { doc: ConfigDocT; stamp: ConfigStamp } | undefined, here: NetnsIdentity = currentIdentity()): StartTable {
+  // a file read already (--keepalived-conf, converted) follows the same rule as --config
+  const config = typeof configFile === "string" ? readConfigFile(configFile) : configFile ?? null;
   const store = new ConfigStore(dir);
   const saved = store.loadSaved();
   const configText = config ? normalise(config.doc, `config file ${config.stamp.path}`) : null;
