@@ -153,13 +153,14 @@ async function httpCheck(c: HttpCheckT | SslCheckT, t: Target, timeoutMs: number
   const deadline = Date.now() + timeoutMs;
   const hostText = isIPv6(t.address) ? `[${t.address}]` : t.address;
   const host = c.virtualhost ?? hostText;
+  let last = fail("no url");
   for (const u of c.urls) {
     const left = deadline - Date.now();
     if (left <= 0) return fail(`GET ${u.path}: timeout after ${timeoutMs} ms`);
-    const r = await httpGet(c, t, u, host, left);
-    if (!r.ok) return r;
+    last = await httpGet(c, t, u, host, left);
+    if (!last.ok) return last;
   }
-  return ok(c.urls.length === 1 ? `GET ${c.urls[0].path} ok` : `${c.urls.length} urls ok`);
+  return c.urls.length === 1 ? last : ok(`${c.urls.length} urls ok`);
 }
 
 function httpGet(c: HttpCheckT | SslCheckT, t: Target, u: HttpCheckT["urls"][number], host: string, timeoutMs: number): Promise<CheckResult> {
