@@ -82,14 +82,17 @@ const specOf = (s: SvcDoc): ServiceSpecT => {
 
 /**
  * Apply the difference between `prev` (the table the file declared last, null: none) and
- * `next` to `m` (a clone inside Daemon.mutate). `keepOut(service, dest)`: a real server that
- * must not be added back although the file lists it (a health checker took it out); none by
- * default. @throws LbError with the model's words, naming the service.
+ * `next` to `m` (a clone inside Daemon.mutate). `configOf`: the configuration behind a live
+ * table when health checks run (health/monitor.ts: real servers the checkers took out are in
+ * it, inhibited ones have their configured weight); the file is compared with it, so that a
+ * reload does not count a checker's doing as a change. The monitor's `enforce`, which runs in
+ * the same mutation, takes out again what is down. @throws LbError naming the service.
  */
-export function applyReload(m: Model, prev: ConfigDocT | null, next: ConfigDocT, keepOut: (svc: string, dest: string) => boolean = () => false): ReloadSummary {
+export function applyReload(m: Model, prev: ConfigDocT | null, next: ConfigDocT, configOf: (m: Model) => Model = (x) => x): ReloadSummary {
   const sum: ReloadSummary = { servicesAdded: 0, servicesChanged: 0, servicesRemoved: 0, destsAdded: 0, destsChanged: 0, destsRemoved: 0 };
   const before = new Map(servicesOf(prev).map((s) => [svcKey(s), s]));
   const wanted = new Set(servicesOf(next).map(svcKey));
+  const view = configOf(m);
   const where = (s: SvcDoc, e: unknown): never => {
     throw new LbError(e instanceof LbError ? e.code : ErrorCode.Invalid, `virtual_server ${s.address} ${s.port} (${s.protocol}): ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   };
@@ -123,19 +126,19 @@ export function applyReload(m: Model, prev: ConfigDocT | null, next: ConfigDocT,
         m.deleteDest(s, d.spec.address, d.port);
         sum.destsRemoved++;
       }
+      const configured = view.findService(s)?.dests ?? [];
       // file order is add order (oldest first), as a fresh start would add them
       for (const d of s.dests) {
         const full: DestSpecT = { ...d, port: d.port ?? port };
         const dk = destKey(full, port);
-        const cur = svc.dests.find((x) => `${x.spec.address} ${x.port}` === dk);
-        if (!cur) {
-          if (keepOut(k, dk)) continue;
-          m.addDest(s, full);
-          sum.destsAdded++;
-        } else if (canonical(cur.spec) !== canonical(full)) {
-          m.editDest(s, full);
-          sum.destsChanged++;
-        }
+        const live = svc.dests.find((x) => `${x.spec.address} ${x.port}` === dk);
+        const cur = configured.find((x) => `${x.spec.address} ${x.port}` === dk) ?? live;
+        if (cur && canonical(cur.spec) === canonical(full)) continue;
+        // a real server the checkers took out is added with its new spec; enforce takes it out again while it is down
+        if (live) m.editDest(s, full);
+        else m.addDest(s, full);
+        if (cur) sum.destsChanged++;
+        else sum.destsAdded++;
       }
     } catch (e) {
       if (e instanceof LbError && e.message.startsWith("virtual_server ")) throw e;
@@ -166,7 +169,6 @@ export class KeepalivedConf {
     private applied: ConfigDocT,
     private appliedStamp: ConfigStamp,
     private readonly here: NetnsIdentity = currentIdentity(),
-    private readonly keepOut?: (svc: string, dest: string) => boolean,
   ) {}
 
   /** Re-read the file and apply the difference. Rejects (nothing changed) with the file's first error. */
@@ -189,7 +191,8 @@ export class KeepalivedConf {
     let summary: ReloadSummary;
     try {
       summary = await this.daemon.mutate((m) => {
-        const s = applyReload(m, this.applied, loaded.table, this.keepOut);
+        const health = this.daemon.health;
+        const s = applyReload(m, this.applied, loaded.table, health ? (x) => health.configOf(x) : undefined);
         // saved with the new table in the same write: a restart then knows this content was applied
         this.store?.stamp(this.here, loaded.stamp);
         return s;
