@@ -26,6 +26,7 @@ import { mountMetrics } from "./routes/metrics.ts";
 import { reloadRoutes } from "./routes/reload.ts";
 import { serviceRoutes } from "./routes/services.ts";
 import { systemRoutes } from "./routes/system.ts";
+import { mountUi } from "./routes/ui.ts";
 
 /** Largest request body, bytes (a restore of thousands of services fits). */
 export const MAX_BODY_BYTES = 1 << 20;
@@ -71,6 +72,7 @@ export function createApp(daemon: Daemon, token: string): Hono {
 
   mount(app, routes);
   mountMetrics(app, daemon);
+  mountUi(app, daemon);
   const doc = openApiDocument([...routes]);
   app.get("/v1/openapi.json", (c) => c.json(doc));
   return app;

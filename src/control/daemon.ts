@@ -44,6 +44,8 @@ export class Daemon {
   /** Baselines (-Z) and rate estimators of every service and real server. */
   readonly stats: StatsBook;
   readonly startedMs: number;
+  /** Called after every committed change with the tables before and after (the dashboard's event ring, ui/events.ts). */
+  readonly changeListeners: ((before: Model, after: Model) => void)[] = [];
   private chain: Promise<unknown> = Promise.resolve();
   private offlineGen = 0;
   private offlineTables: Tables;
@@ -85,6 +87,7 @@ export class Daemon {
       }
       this.model = next;
       this.stats.sync(next);
+      for (const listen of this.changeListeners) listen(prev, next);
       return result;
     };
     const p = this.chain.then(run, run);
