@@ -38,12 +38,16 @@ Start the daemon in the current network namespace: the XDP steering program on e
 interface, one AF_XDP worker per rx queue, and the control API on loopback. The table is
 saved on every change in the state directory (/var/lib/xvs/net-<netns inode>/table.json) and
 restored at start if this network namespace saved it (another namespace's is set aside).
-SIGTERM or SIGINT stops it cleanly (XDP detached, sockets closed).
+SIGTERM or SIGINT stops it cleanly (XDP detached, sockets closed); SIGHUP reloads --keepalived-conf.
 
   --iface IF, -i IF    an interface to balance on (repeat for each; at most 8)
   --config FILE        a declarative JSON table (services, real servers, timeouts): applied at
                        start if it changed since it was last applied, else the saved table
                        (with its xvs adm changes) wins
+  --keepalived-conf FILE
+                       take the table from keepalived.conf's virtual_server blocks (with their
+                       checkers) instead of --config; SIGHUP or POST /v1/reload re-reads it and
+                       applies only the difference (docs/keepalived.md)
   --api HOST:PORT      where the control API listens (default 127.0.0.1:9172); it serves
                        Prometheus metrics at GET /metrics (no token; docs/metrics.md)
   --metrics HOST:PORT  also serve GET /metrics alone on this address (e.g. for a scraper
