@@ -17,8 +17,9 @@ import { buildBenchLab, counterDeltas, ifaceCounters, type BenchLab } from "./la
 import { busyProcesses, describeMachine } from "./machine.ts";
 import { runMicro, type MicroRow } from "./micro.ts";
 import { type BenchOptions, type WorkloadKind } from "./options.ts";
+import { renderSvg } from "./plot.ts";
 import { perfCpu, perfWorks, profileSummary, type PerfSample, windowProfile } from "./profile.ts";
-import { type BenchReport, buildRows, type Cell, type ContenderInfo, renderMarkdown, renderSvg, renderTable, type Target, workloadInfo, workloadOrder } from "./report.ts";
+import { type BenchReport, buildRows, type Cell, type ContenderInfo, renderMarkdown, renderTable, type Target, workloadInfo, workloadOrder } from "./report.ts";
 import { flowsId, flowsRate, latency, measureRate, PEAK_LEVELS, type Result, tcpRate, udpPeak, udpRate, warmUp } from "./workloads.ts";
 
 export { BENCH_HELP, parseBenchArgs } from "./options.ts";
