@@ -80,19 +80,28 @@ const specOf = (s: SvcDoc): ServiceSpecT => {
   return spec as ServiceSpecT;
 };
 
+/** What applyReload needs of the health monitor (health/monitor.ts), when checks run. */
+export interface HealthView {
+  /** The configuration behind a live table: real servers the checkers took out are in it, inhibited ones at their configured weight. */
+  configOf(m: Model): Model;
+  /** Bring a table in line with the health state (idempotent; Daemon.mutate runs it on every clone). */
+  enforce(m: Model): void;
+}
+
 /**
  * Apply the difference between `prev` (the table the file declared last, null: none) and
- * `next` to `m` (a clone inside Daemon.mutate). `configOf`: the configuration behind a live
- * table when health checks run (health/monitor.ts: real servers the checkers took out are in
- * it, inhibited ones have their configured weight); the file is compared with it, so that a
- * reload does not count a checker's doing as a change. The monitor's `enforce`, which runs in
- * the same mutation, takes out again what is down. @throws LbError naming the service.
+ * `next` to `m` (a clone inside Daemon.mutate). With `health`, the file is compared with the
+ * configuration behind the live table, so that a reload does not count a checker's doing as a
+ * change; the monitor's `enforce`, which runs in the same mutation, takes out again what is
+ * down. @throws LbError naming the service.
  */
-export function applyReload(m: Model, prev: ConfigDocT | null, next: ConfigDocT, configOf: (m: Model) => Model = (x) => x): ReloadSummary {
+export function applyReload(m: Model, prev: ConfigDocT | null, next: ConfigDocT, health: HealthView | null = null): ReloadSummary {
   const sum: ReloadSummary = { servicesAdded: 0, servicesChanged: 0, servicesRemoved: 0, destsAdded: 0, destsChanged: 0, destsRemoved: 0 };
   const before = new Map(servicesOf(prev).map((s) => [svcKey(s), s]));
   const wanted = new Set(servicesOf(next).map(svcKey));
-  const view = configOf(m);
+  const view = health ? health.configOf(m) : m;
+  /** Real servers the file dropped that only the monitor holds (taken out by checks). */
+  const parked: { s: SvcDoc; spec: DestSpecT }[] = [];
   const where = (s: SvcDoc, e: unknown): never => {
     throw new LbError(e instanceof LbError ? e.code : ErrorCode.Invalid, `virtual_server ${s.address} ${s.port} (${s.protocol}): ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   };
@@ -127,6 +136,11 @@ export function applyReload(m: Model, prev: ConfigDocT | null, next: ConfigDocT,
         sum.destsRemoved++;
       }
       const configured = view.findService(s)?.dests ?? [];
+      for (const d of configured) {
+        const dk = `${d.spec.address} ${d.port}`;
+        if (want.has(dk) || !had.has(dk) || svc.dests.some((x) => x.id === d.id || `${x.spec.address} ${x.port}` === dk)) continue;
+        parked.push({ s, spec: { ...structuredClone(d.spec), port: d.port } });
+      }
       // file order is add order (oldest first), as a fresh start would add them
       for (const d of s.dests) {
         const full: DestSpecT = { ...d, port: d.port ?? port };
@@ -143,6 +157,17 @@ export function applyReload(m: Model, prev: ConfigDocT | null, next: ConfigDocT,
     } catch (e) {
       if (e instanceof LbError && e.message.startsWith("virtual_server ")) throw e;
       where(s, e);
+    }
+  }
+  if (parked.length > 0 && health) {
+    // the monitor keeps a real server it took out in the configuration until the table shows
+    // it again: put it in without checkers (at weight 0, so no instant serves it) for the
+    // monitor to forget it, then delete it, all in this one mutation
+    for (const p of parked) m.addDest(p.s, { ...p.spec, weight: 0, checkers: undefined });
+    health.enforce(m);
+    for (const p of parked) {
+      m.deleteDest(p.s, p.spec.address, p.spec.port);
+      sum.destsRemoved++;
     }
   }
   return sum;
@@ -191,8 +216,7 @@ export class KeepalivedConf {
     let summary: ReloadSummary;
     try {
       summary = await this.daemon.mutate((m) => {
-        const health = this.daemon.health;
-        const s = applyReload(m, this.applied, loaded.table, health ? (x) => health.configOf(x) : undefined);
+        const s = applyReload(m, this.applied, loaded.table, this.daemon.health);
         // saved with the new table in the same write: a restart then knows this content was applied
         this.store?.stamp(this.here, loaded.stamp);
         return s;

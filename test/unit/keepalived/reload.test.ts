@@ -14,6 +14,7 @@ import type { NetnsIdentity } from "../../../src/control/netns-identity.ts";
 import { prepareStartTable } from "../../../src/control/start-table.ts";
 import { applyReload, attachKeepalivedConf, KeepalivedConf, loadKeepalivedConf } from "../../../src/keepalived/reload.ts";
 import { Model } from "../../../src/service/model.ts";
+import { HealthMonitor } from "../../../src/health/monitor.ts";
 
 const here: NetnsIdentity = { cookie: "37", inode: "4026532173", boot: "6cb4c936-0000-4000-8000-000000000001", initial: false };
 const TOKEN = "keepalived-reload-test-token";
@@ -169,5 +170,90 @@ describe("KeepalivedConf.reload (SIGHUP, POST /v1/reload)", () => {
     expect((none.json.error as { message: string }).message).toContain("--keepalived-conf");
     // mutating: the token is needed
     expect((await app.request("/v1/reload", { method: "POST" })).status).toBe(401);
+  });
+});
+
+describe("reload with health checks running (src/health/monitor.ts)", () => {
+  /** A monitor on a clock the test moves, whose checks answer from `down`. */
+  function withMonitor(daemon: Daemon) {
+    let now = 0;
+    const timers = new Map<number, { at: number; fn: () => void }>();
+    let seq = 0;
+    const down = new Set<string>();
+    const monitor = new HealthMonitor(daemon, {
+      now: () => now,
+      setTimer: (fn, ms) => {
+        timers.set(++seq, { at: now + ms, fn });
+        return seq;
+      },
+      clearTimer: (t) => void timers.delete(t as number),
+      random: () => 0,
+      run: async (_c, t) => (down.has(t.address) ? { ok: false, reason: "connect: ECONNREFUSED" } : { ok: true, reason: "ok" }),
+    });
+    daemon.health = monitor;
+    const advance = async (ms: number) => {
+      const end = now + ms;
+      for (;;) {
+        const due = [...timers].filter(([, t]) => t.at <= end).sort((a, b) => a[1].at - b[1].at)[0];
+        if (!due) break;
+        timers.delete(due[0]);
+        now = due[1].at;
+        due[1].fn();
+        for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+      }
+      now = end;
+      for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    };
+    return { monitor, down, advance };
+  }
+
+  test("a real server the checkers took out is no change; a new weight for it is kept in the configuration while it stays out", async () => {
+    const tmp = mkdtempSync(join(tmpdir(), "xvs-kar-"));
+    const f = join(tmp, "k.conf");
+    writeFileSync(f, conf([80], { 2: 1, 3: 1 }, "  delay_loop 1\n  retry 0"));
+    const { daemon, k } = await start(tmp, f);
+    const h = withMonitor(daemon);
+    await quiet(() => daemon.mutate(() => undefined)); // the monitor learns the table
+    h.down.add("198.18.1.2");
+    await quiet(() => h.advance(5000));
+    expect(weights(daemon)).toEqual([{ "198.18.1.3": 1 }]);
+
+    const same = (await quiet(() => k.reload("test"))).value;
+    expect(same).toMatchObject({ destsAdded: 0, destsChanged: 0, destsRemoved: 0, servicesChanged: 0 });
+    expect(weights(daemon)).toEqual([{ "198.18.1.3": 1 }]);
+
+    writeFileSync(f, conf([80], { 2: 4, 3: 1 }, "  delay_loop 1\n  retry 0"));
+    const changed = (await quiet(() => k.reload("test"))).value;
+    expect(changed).toMatchObject({ destsAdded: 0, destsChanged: 1, destsRemoved: 0 });
+    // still down: out of the live table, in the configuration with its new weight
+    expect(weights(daemon)).toEqual([{ "198.18.1.3": 1 }]);
+    expect(Object.fromEntries(daemon.config().services[0].dests.map((d) => [d.spec.address, d.spec.weight]))).toEqual({ "198.18.1.2": 4, "198.18.1.3": 1 });
+    // back up: it returns with the weight the file gave it
+    h.down.delete("198.18.1.2");
+    await quiet(() => h.advance(5000));
+    expect(weights(daemon)).toEqual([{ "198.18.1.2": 4, "198.18.1.3": 1 }]);
+    h.monitor.stop();
+  });
+
+  test("a real server the checkers took out and the file no longer lists leaves the configuration", async () => {
+    const tmp = mkdtempSync(join(tmpdir(), "xvs-kar-"));
+    const f = join(tmp, "k.conf");
+    writeFileSync(f, conf([80], { 2: 1, 3: 1 }, "  delay_loop 1\n  retry 0"));
+    const { daemon, k } = await start(tmp, f);
+    const h = withMonitor(daemon);
+    await quiet(() => daemon.mutate(() => undefined));
+    h.down.add("198.18.1.2");
+    await quiet(() => h.advance(5000));
+    expect(weights(daemon)).toEqual([{ "198.18.1.3": 1 }]);
+    writeFileSync(f, conf([80], { 3: 1 }, "  delay_loop 1\n  retry 0"));
+    const r = (await quiet(() => k.reload("test"))).value;
+    expect(r).toMatchObject({ destsRemoved: 1, destsAdded: 0, destsChanged: 0 });
+    expect(daemon.config().services[0].dests.map((d) => d.spec.address)).toEqual(["198.18.1.3"]);
+    // and it does not come back when its service does
+    h.down.delete("198.18.1.2");
+    await quiet(() => h.advance(5000));
+    expect(weights(daemon)).toEqual([{ "198.18.1.3": 1 }]);
+    expect(h.monitor.size).toBe(1);
+    h.monitor.stop();
   });
 });
