@@ -231,7 +231,7 @@ export class HealthMonitor {
       const want = e.up && !sorryOn ? e.weight : inhibit ? 0 : null;
       this.applyEntry(next, s, e, want, now);
     }
-    this.applySorry(next, s, st, sorryOn, now);
+    this.applySorry(next, s, st, sorryOn, list[0]?.spec.forward ?? s.dests[0]?.spec.forward ?? "route", now);
   }
 
   private applyEntry(next: Model, s: Service, e: Entry, want: number | null, now: number): void {
@@ -248,7 +248,8 @@ export class HealthMonitor {
     e.appliedWeight = want;
   }
 
-  private applySorry(next: Model, s: Service, st: ServiceState, on: boolean, now: number): void {
+  /** `forward`: the sorry server's default forwarding method, its service's real servers' (keepalived: the lb_kind). */
+  private applySorry(next: Model, s: Service, st: ServiceState, on: boolean, defaultForward: DestSpecT["forward"], now: number): void {
     const ss = s.spec.health?.sorry_server;
     const want = ss ? { address: canonical(ss.address), port: ss.port ?? s.port } : null;
     // a sorry server that is no longer the configured one leaves
@@ -260,8 +261,7 @@ export class HealthMonitor {
     const present = findDest(s, want.address, want.port);
     if (on) {
       if (!present) {
-        const forward = ss.forward ?? s.dests.find((d) => d.spec.checkers?.length)?.spec.forward ?? s.dests[0]?.spec.forward ?? "route";
-        next.addDest(s.spec, { address: want.address, port: want.port, forward, weight: 1, upperThreshold: 0, lowerThreshold: 0 });
+        next.addDest(s.spec, { address: want.address, port: want.port, forward: ss.forward ?? defaultForward, weight: 1, upperThreshold: 0, lowerThreshold: 0 });
       } else if (present.spec.weight === 0) {
         next.editDest(s.spec, { ...structuredClone(present.spec), weight: 1 });
       }
@@ -395,6 +395,7 @@ export class HealthMonitor {
     const { nextSec, changed } = applyResult(s, r, c.retry, delayBeforeRetrySec(c, e.health), delayLoopSec(c, e.health));
     e.lastResult = r.ok ? "success" : "failure";
     if (changed) this.evaluate(e, c, r);
+    else if (e.up && e.states.every((x) => x.hasRun && x.up)) e.reason = "all checkers pass";
     this.schedule(e, i, gen, nextSec * 1000);
   }
 
