@@ -129,6 +129,7 @@ export function applyReload(m: Model, prev: ConfigDocT | null, next: ConfigDocT,
       const port = s.port;
       const had = new Set((before.get(k)?.dests ?? []).map((d) => destKey(d, port)));
       const want = new Set(s.dests.map((d) => destKey(d, port)));
+      const liveBefore = new Set(svc.dests.map((x) => `${x.spec.address} ${x.port}`));
       for (const d of [...svc.dests]) {
         const dk = `${d.spec.address} ${d.port}`;
         if (want.has(dk) || !had.has(dk)) continue; // kept, or never the file's
@@ -138,7 +139,7 @@ export function applyReload(m: Model, prev: ConfigDocT | null, next: ConfigDocT,
       const configured = view.findService(s)?.dests ?? [];
       for (const d of configured) {
         const dk = `${d.spec.address} ${d.port}`;
-        if (want.has(dk) || !had.has(dk) || svc.dests.some((x) => x.id === d.id || `${x.spec.address} ${x.port}` === dk)) continue;
+        if (want.has(dk) || !had.has(dk) || liveBefore.has(dk)) continue;
         parked.push({ s, spec: { ...structuredClone(d.spec), port: d.port } });
       }
       // file order is add order (oldest first), as a fresh start would add them

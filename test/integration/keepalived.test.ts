@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startDaemon, type LabDaemon } from "../../src/lab/daemon.ts";
 import { buildDirectorLab, LAB_VIP, realAddr, type DirectorLab } from "../../src/lab/topology.ts";
+import { selfCommand } from "../../src/lab/self.ts";
 import { HeldConnection, httpGet, requireRoot, startServers, stopLab } from "./helpers.ts";
 
 let L: DirectorLab;
@@ -65,7 +66,6 @@ beforeAll(async () => {
   L = await buildDirectorLab("ka", { reals: 4 });
   await startServers(L.lab, L.reals);
   writeFileSync(file, conf({ web: { 1: 1, 2: 1, 3: 1 }, line: { 1: 1, 2: 1, 3: 1 } }));
-  xvs = await startDaemon(L.lab, L.director, L.ifaces, ["--keepalived-conf", file]);
 }, 60_000);
 
 afterAll(async () => {
@@ -74,6 +74,19 @@ afterAll(async () => {
 }, 30_000);
 
 describe("xvs run --keepalived-conf", () => {
+  test("a broken file stops the start with one line naming file and line, before anything is attached", async () => {
+    const broken = join(dir, "broken.conf");
+    writeFileSync(broken, `virtual_server ${LAB_VIP} 80 {\n    protocol TCP\n    lb_algo rr\n    real_server ${realAddr(1)} 80 {\n        notify_up /bin/true\n    }\n}\n`);
+    const run = (extra: string[]) => L.lab.exec(L.director, ["env", `XVS_STATE_DIR=${join(dir, "state-broken")}`, ...selfCommand(), "run", ...L.ifaces.flatMap((i) => ["--iface", i]), ...extra], true);
+    const r = await run(["--keepalived-conf", broken]);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split("\n")).toEqual([`xvs: ${broken}:5: 'notify_up' in real_server is not supported: xvs logs each state change; it runs no notify scripts and sends no mail`]);
+    expect((await L.lab.exec(L.director, ["ip", "-d", "link", "show", L.ifaces[0]])).stdout).not.toContain("prog/xdp");
+    const both = await run(["--keepalived-conf", file, "--config", broken]);
+    expect(both.stderr.trim()).toBe("xvs: --config and --keepalived-conf both declare the table: give one of them");
+    xvs = await startDaemon(L.lab, L.director, L.ifaces, ["--keepalived-conf", file]);
+  }, 60_000);
+
   test("the file is the table at start; global_defs is left to keepalived with one log line", async () => {
     const s = await services();
     expect(Object.keys(s).sort()).toEqual([`tcp:${LAB_VIP}:7000`, `tcp:${LAB_VIP}:80`]);
@@ -84,8 +97,13 @@ describe("xvs run --keepalived-conf", () => {
   }, 60_000);
 
   test("reloads under traffic keep every held connection and every new one; counters continue; a broken file changes nothing", async () => {
-    const held = await Promise.all([1, 2, 3, 4, 5, 6].map(() => HeldConnection.open(L.lab, L.client, LAB_VIP, 7000)));
-    const owner = await Promise.all(held.map(async (h, i) => (await h.ask(`hello ${i}`)).split(" ")[0]));
+    // one after another: each helper is a process of its own, and six starting at once on a busy host can miss open()'s 5 s
+    const held: HeldConnection[] = [];
+    const owner: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      held.push(await HeldConnection.open(L.lab, L.client, LAB_VIP, 7000));
+      owner.push((await held[i].ask(`hello ${i}`)).split(" ")[0]);
+    }
     expect(new Set(owner).size).toBe(3); // rr spread them over rs1..rs3
     const before = await services();
 

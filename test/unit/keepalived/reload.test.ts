@@ -235,19 +235,20 @@ describe("reload with health checks running (src/health/monitor.ts)", () => {
     h.monitor.stop();
   });
 
-  test("a real server the checkers took out and the file no longer lists leaves the configuration", async () => {
+  test("real servers the file no longer lists leave table and configuration, also one the checkers took out", async () => {
     const tmp = mkdtempSync(join(tmpdir(), "xvs-kar-"));
     const f = join(tmp, "k.conf");
-    writeFileSync(f, conf([80], { 2: 1, 3: 1 }, "  delay_loop 1\n  retry 0"));
+    writeFileSync(f, conf([80], { 2: 1, 3: 1, 4: 1 }, "  delay_loop 1\n  retry 0"));
     const { daemon, k } = await start(tmp, f);
     const h = withMonitor(daemon);
     await quiet(() => daemon.mutate(() => undefined));
     h.down.add("198.18.1.2");
     await quiet(() => h.advance(5000));
-    expect(weights(daemon)).toEqual([{ "198.18.1.3": 1 }]);
+    expect(weights(daemon)).toEqual([{ "198.18.1.3": 1, "198.18.1.4": 1 }]);
     writeFileSync(f, conf([80], { 3: 1 }, "  delay_loop 1\n  retry 0"));
     const r = (await quiet(() => k.reload("test"))).value;
-    expect(r).toMatchObject({ destsRemoved: 1, destsAdded: 0, destsChanged: 0 });
+    expect(r).toMatchObject({ destsRemoved: 2, destsAdded: 0, destsChanged: 0 });
+    expect(weights(daemon)).toEqual([{ "198.18.1.3": 1 }]);
     expect(daemon.config().services[0].dests.map((d) => d.spec.address)).toEqual(["198.18.1.3"]);
     // and it does not come back when its service does
     h.down.delete("198.18.1.2");
