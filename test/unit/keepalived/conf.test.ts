@@ -47,6 +47,8 @@ describe("files keepalived accepts convert to xvs's document", () => {
       expect(convertFile(fixture(`${name}.conf`))).toEqual(expected);
       // the table part is a valid config document that applies to a model
       const loaded = loadKeepalivedConf(fixture(`${name}.conf`));
+      // nothing is lost on the way into the table: health and checkers are part of ConfigDoc
+      expect(loaded.table.services).toEqual(expected.services);
       const m = new Model();
       applyConfig(m, loaded.table);
       expect(m.services.length).toBe(expected.services.length);
