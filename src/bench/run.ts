@@ -18,6 +18,7 @@ import { busyProcesses, describeMachine } from "./machine.ts";
 import { runMicro, type MicroRow } from "./micro.ts";
 import { type BenchOptions, type WorkloadKind } from "./options.ts";
 import { renderSvg } from "./plot.ts";
+import { leftText, type PlannedStep, ProgressEstimator } from "./progress.ts";
 import { perfCpu, perfWorks, profileSummary, type PerfSample, windowProfile } from "./profile.ts";
 import { type BenchReport, buildRows, type Cell, type ContenderInfo, renderMarkdown, renderTable, type Target, workloadInfo, workloadOrder } from "./report.ts";
 import { flowsId, flowsRate, latency, measureRate, PEAK_LEVELS, type Result, tcpRate, udpPeak, udpRate, warmUp } from "./workloads.ts";
@@ -123,10 +124,33 @@ export async function runBench(o: BenchOptions): Promise<number> {
   };
   const labFor = (c: Contender) => buildBenchLab("bench", { mode: c.mode, steer: o.pin && o.steer ? { dirCpu: o.dirCpu, genCpu: o.genCpu } : null, serverCpu: o.pin ? o.genCpu : null });
 
+  // the whole run as steps, for the progress lines' estimate of the time left
+  const orderOf = (r: number) => active.map((_, i) => active[(i + r - 1) % active.length]);
+  const xvsNat = active.find((c): c is Xvs => c instanceof Xvs && c.mode === "nat");
+  const xsk = active.find((c): c is XskFwd => c instanceof XskFwd);
+  const microWanted = o.workloads.includes("micro");
+  const profiled = o.profile && !!xvsNat && wanted.includes("udp64");
+  const plan: PlannedStep[] = [];
   for (let r = 1; r <= o.rounds; r++) {
-    const order = active.map((_, i) => active[(i + r - 1) % active.length]);
+    // a contender's rounds with the flows workload take longer than those without
+    for (const c of orderOf(r)) plan.push({ key: `${c.id}${c.workloads.includes("flows") && wanted.includes("flows") && r <= o.flowsRounds ? "+flows" : ""}` });
+  }
+  // one rate measurement each; the microbenchmarks run ~12 rows and build a 1M-flow table
+  if (microWanted) plan.push({ key: "micro", guess: 12 * o.microSeconds + 5 });
+  if (profiled) for (const k of xsk ? ["profile-xvs", "profile-xskfwd"] : ["profile-xvs"]) plan.push({ key: k, guess: o.startWarmup + o.warmup + o.duration + 5 });
+  const eta = new ProgressEstimator(plan);
+  let stepNo = 0;
+  const step = (what: string) => {
+    const i = stepNo++;
+    eta.start(i, Date.now());
+    log(`${what} (step ${i + 1}/${plan.length}), ${leftText(eta.secondsLeft(i))}`);
+  };
+
+  for (let r = 1; r <= o.rounds; r++) {
+    const order = orderOf(r);
     log(`round ${r}/${o.rounds}: ${order.map((c) => c.id).join(", ")}`);
     for (const c of order) {
+      step(`round ${r}/${o.rounds}, contender ${c.id}`);
       const ws = wanted.filter((w) => c.workloads.includes(w));
       const fail = (w: WorkloadKind, err: string) => {
         for (const id of rowIds(w, o)) cell(c.id, id).errors.push({ round: r, error: err });
@@ -191,19 +215,16 @@ export async function runBench(o: BenchOptions): Promise<number> {
 
   // where the time goes: one profiled xvs run (and the C forwarder's, for comparison)
   let profile: BenchReport["profile"] = null;
-  const xvsNat = active.find((c): c is Xvs => c instanceof Xvs && c.mode === "nat");
-  const xsk = active.find((c): c is XskFwd => c instanceof XskFwd);
   let micro: MicroRow[] = [];
-  const microWanted = o.workloads.includes("micro");
   if (microWanted) {
-    log("microbenchmarks");
+    step("microbenchmarks");
     try {
       micro = runMicro(o.microSeconds, (s) => log(`  ${s}`));
     } catch (e) {
       log(`microbenchmarks FAILED: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
     }
   }
-  if (o.profile && xvsNat && wanted.includes("udp64")) {
+  if (profiled && xvsNat) {
     log("profiled run (xvs worker phases; perf on the director CPU when available)");
     const perfOk = o.pin && !o.inGuest && (await perfWorks());
     type One = { rate: number | null; offered: number | null; window: [number, number]; stats: Record<string, unknown> | null; perf: PerfSample | null; veth: Record<string, number> };
@@ -213,6 +234,7 @@ export async function runBench(o: BenchOptions): Promise<number> {
       return xs.length ? xs.sort((a, b) => a - b)[xs.length >> 1] : 0;
     };
     const one = async (c: Contender, prof: boolean): Promise<One> => {
+      step(`profiled run, ${c.id}`);
       const bl = await labFor(c);
       currentLab = bl;
       const ctx = ctxOf(bl);
@@ -253,6 +275,7 @@ export async function runBench(o: BenchOptions): Promise<number> {
     };
   }
 
+  eta.stop(Date.now());
   const cinfo: ContenderInfo[] = contenders.map((c) => ({ id: c.id, kind: c.kind, mode: c.mode, label: c.label, skipped: c.skipReason, workloads: c.workloads }));
   const rows = buildRows([...cells.values()], cinfo.filter((c) => !c.skipped));
   const targets: Target[] = [];
