@@ -334,6 +334,21 @@ export function splitCommand(line: string): string[] {
   return words;
 }
 
+/** Process groups of the check scripts running now (killed when the monitor stops). */
+const runningScripts = new Set<number>();
+
+/** Kill every check script still running, with its process group (daemon shutdown). */
+export function killRunningScripts(): void {
+  for (const pid of runningScripts) {
+    try {
+      process.kill(-pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+  runningScripts.clear();
+}
+
 /**
  * MISC_CHECK (check_misc.c): run the script in its own process group, output discarded; exit 0
  * passes, with misc_dynamic 2..255 passes with weight code - 2, anything else fails. On timeout
@@ -345,6 +360,7 @@ function miscCheck(c: MiscCheckT, timeoutMs: number): Promise<CheckResult> {
   return new Promise((resolve) => {
     let settled = false;
     const child = spawn(argv[0], argv.slice(1), { detached: true, stdio: ["ignore", "ignore", "ignore"] });
+    if (child.pid) runningScripts.add(child.pid);
     const killGroup = () => {
       try {
         if (child.pid) process.kill(-child.pid, "SIGKILL");
@@ -356,6 +372,7 @@ function miscCheck(c: MiscCheckT, timeoutMs: number): Promise<CheckResult> {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      if (child.pid) runningScripts.delete(child.pid);
       resolve(r);
     };
     const timer = setTimeout(() => {

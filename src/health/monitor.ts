@@ -23,7 +23,7 @@ import { ipText, parseIp } from "../service/addr.ts";
 import { serviceName, type Model, type Service } from "../service/model.ts";
 import type { DestSpecT } from "../control/schemas.ts";
 import { log } from "../log.ts";
-import { runCheck, type CheckResult } from "./checkers.ts";
+import { killRunningScripts, runCheck, type CheckResult } from "./checkers.ts";
 import { attemptTimeoutSec, delayBeforeRetrySec, delayLoopSec, type CheckerT, type ServiceHealthT } from "./spec.ts";
 import { applyResult, destUp, destWeight, initialChecker, quorumAfter, type CheckerState } from "./state.ts";
 
@@ -135,10 +135,11 @@ export class HealthMonitor {
     return this.inFlight;
   }
 
-  /** Stop every checker (daemon shutdown). Attempts in flight finish and are ignored. */
+  /** Stop every checker (daemon shutdown): no new attempt; scripts still running are killed, other attempts end at their timeout and are ignored. */
   stop(): void {
     this.stopped = true;
     for (const e of this.entries.values()) this.cancel(e);
+    killRunningScripts();
   }
 
   // ---- the table: enforce inside each mutation, configuration for saving ----

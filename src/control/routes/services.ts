@@ -88,14 +88,15 @@ export function serviceRoutes(daemon: Daemon): Route[] {
     }),
     route<ServiceSpecT>({
       method: "put", path: "/v1/services/:svc",
-      summary: "Replace a virtual service's options (ipvsadm -E): options left out get their defaults (scheduler wlc, no persistence); real servers are kept. The answer lists each field that changed, old and new (PATCH changes only the fields given)",
+      summary: "Replace a virtual service's options (ipvsadm -E): options left out get their defaults (scheduler wlc, no persistence); real servers are kept, and so are health settings the body does not name (PATCH health: null removes them). The answer lists each field that changed, old and new (PATCH changes only the fields given)",
       params: SVC_PARAM, body: ServiceSpec, responses: { 200: ServiceReplaced },
       handler: async ({ param, body }) => {
         const key = svcKey(param("svc"));
         if (serviceId(body) !== serviceId(key)) throw new LbError(ErrorCode.Invalid, `body: names service ${serviceId(body)}, the path ${serviceId(key)}`);
         const r = await daemon.mutate((m) => {
           const before = m.findService(key)?.spec;
-          const s = m.editService(body);
+          // health settings are not ipvsadm options: a PUT that does not name them (ipvsadm -E) keeps them
+          const s = m.editService(body.health === undefined && before?.health ? { ...body, health: before.health } : body);
           return { id: s.id, changes: fieldChanges(before ?? {}, s.spec, SERVICE_FIELDS) };
         });
         return { status: 200, body: { ...view(r.id), changes: r.changes } };
@@ -157,7 +158,7 @@ export function serviceRoutes(daemon: Daemon): Route[] {
     }),
     route<DestSpecT>({
       method: "put", path: "/v1/services/:svc/dests/:dest",
-      summary: "Replace a real server's options (ipvsadm -e): options left out get their defaults (forward route, weight 1), as ipvsadm fills them in, so a NAT real server put without forward becomes DR. The answer lists each field that changed, old and new (PATCH changes only the fields given)",
+      summary: "Replace a real server's options (ipvsadm -e): options left out get their defaults (forward route, weight 1), as ipvsadm fills them in, so a NAT real server put without forward becomes DR; checkers and inhibit_on_failure the body does not name are kept (PATCH checkers: null removes them). The answer lists each field that changed, old and new (PATCH changes only the fields given)",
       params: DEST_PARAM, body: DestSpec, responses: { 200: DestReplaced },
       handler: async ({ param, body }) => {
         const key = svcKey(param("svc"));
@@ -165,7 +166,9 @@ export function serviceRoutes(daemon: Daemon): Route[] {
         checkDestNamed(body, ap);
         const r = await daemon.mutate((m) => {
           const before = m.dest(key, ap.address, ap.port).spec;
-          const d = m.editDest(key, { ...body, address: ap.address, port: ap.port });
+          // checkers are not ipvsadm options: a PUT that does not name them (ipvsadm -e) keeps them
+          const kept = { checkers: body.checkers ?? before.checkers, inhibit_on_failure: body.inhibit_on_failure ?? before.inhibit_on_failure };
+          const d = m.editDest(key, { ...body, ...(kept.checkers ? { checkers: kept.checkers } : {}), ...(kept.inhibit_on_failure !== undefined ? { inhibit_on_failure: kept.inhibit_on_failure } : {}), address: ap.address, port: ap.port });
           return { d, changes: fieldChanges(before, d.spec, DEST_FIELDS) };
         });
         return { status: 200, body: { ...destView(daemon, r.d), changes: r.changes } };

@@ -7,12 +7,12 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import dgram from "node:dgram";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import tls from "node:tls";
-import { dechunk, httpRequest, runCheck, splitCommand, statusMatches } from "../../../src/health/checkers.ts";
+import { dechunk, httpRequest, killRunningScripts, runCheck, splitCommand, statusMatches } from "../../../src/health/checkers.ts";
 import { encodeDnsQuery, parseDnsReplyHeader } from "../../../src/health/dns.ts";
 import { attemptTimeoutSec, Checker, type CheckerIn } from "../../../src/health/spec.ts";
 import { TEST_CERT, TEST_KEY } from "./tls-fixture.ts";
@@ -298,5 +298,33 @@ describe("MISC_CHECK", () => {
     // 16 MB printed, then exit 0: passes (the output goes nowhere)
     const big = script("big", "head -c 16777216 /dev/zero; exit 0");
     expect((await attempt(misc(big, { misc_timeout: 5 }), 0)).ok).toBe(true);
+  });
+});
+
+describe("shutdown", () => {
+  test("killRunningScripts ends a running check script's whole group at once", async () => {
+    const d = mkdtempSync(join(tmpdir(), "xvs-health-kill-"));
+    const pids = join(d, "pids");
+    const p = join(d, "hang");
+    writeFileSync(p, `#!/bin/sh\nsleep 30 & echo $$ $! > ${pids}\nwait\n`, { mode: 0o755 });
+    const t0 = performance.now();
+    const pending = runCheck(Checker.parse({ kind: "misc", misc_path: p, misc_timeout: 20 }), { address: LO, port: 0 }, 20_000);
+    for (let i = 0; i < 50 && !existsSync(pids); i++) await Bun.sleep(20);
+    const [shPid, sleepPid] = readFileSync(pids, "utf8").trim().split(" ").map(Number);
+    killRunningScripts();
+    const r = await pending;
+    expect(r.ok).toBe(false);
+    expect(performance.now() - t0).toBeLessThan(3000);
+    await Bun.sleep(100);
+    for (const pid of [shPid, sleepPid]) {
+      let state = "gone";
+      try {
+        state = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1][0];
+      } catch {
+        // gone
+      }
+      expect(["gone", "Z"]).toContain(state);
+    }
+    rmSync(d, { recursive: true, force: true });
   });
 });

@@ -357,3 +357,29 @@ describe("scheduling", () => {
     monitor.stop();
   });
 });
+
+describe("the API", () => {
+  test("checkers and health are validated by the one schema; ipvsadm -E / -e (PUT) keep them, PATCH null removes them", async () => {
+    const b = bench();
+    await setup(b, { delay_loop: 1, quorum: 2 }, [{ address: A }]);
+    const bad = await call(b.x, "POST", `/v1/services/${SVC_ID}/dests`, { address: B, checkers: [{ kind: "icmp" }] });
+    expect(bad.status).toBe(400);
+    const bad2 = await call(b.x, "POST", `/v1/services/${SVC_ID}/dests`, { address: B, checkers: [{ kind: "http", urls: [{ path: "/", digest: "xyz" }] }] });
+    expect(bad2.status).toBe(400);
+    expect(JSON.stringify(bad2.json)).toContain("not an MD5 digest");
+    // ipvsadm -e -w 3 -t ... -r ... -m
+    expect((await b.x.adm(["-e", "-t", "198.18.0.100:80", "-r", "198.18.1.11:8080", "-m", "-w", "3"])).exit).toBe(0);
+    expect(b.x.daemon.model.services[0].dests[0].spec.checkers).toHaveLength(1);
+    expect(b.x.daemon.model.services[0].dests[0].spec.weight).toBe(3);
+    // ipvsadm -E -t ... -s rr
+    expect((await b.x.adm(["-E", "-t", "198.18.0.100:80", "-s", "rr"])).exit).toBe(0);
+    expect(b.x.daemon.model.services[0].spec.health?.quorum).toBe(2);
+    const p = await call(b.x, "PATCH", `/v1/services/${SVC_ID}`, { health: null });
+    expect(p.status).toBe(200);
+    expect(p.json.changes.map((c: { field: string }) => c.field)).toEqual(["health"]);
+    expect(b.x.daemon.model.services[0].spec.health).toBeUndefined();
+    const d = await call(b.x, "PATCH", `/v1/services/${SVC_ID}/dests/198.18.1.11:8080`, { checkers: null });
+    expect(d.json.changes.map((c: { field: string }) => c.field)).toEqual(["checkers"]);
+    expect(b.monitor.size).toBe(0);
+  });
+});
