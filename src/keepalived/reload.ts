@@ -90,7 +90,9 @@ export interface HealthView {
 
 /**
  * Apply the difference between `prev` (the table the file declared last, null: none) and
- * `next` to `m` (a clone inside Daemon.mutate). With `health`, the file is compared with the
+ * `next` to `m` (a clone inside Daemon.mutate): what the file added, changed or dropped is
+ * added, changed in place or deleted; a service block it left unchanged, and a real server
+ * whose declaration it left unchanged, is not touched (an `xvs adm` edit of it stays). With `health`, the file is compared with the
  * configuration behind the live table, so that a reload does not count a checker's doing as a
  * change; the monitor's `enforce`, which runs in the same mutation, takes out again what is
  * down. @throws LbError naming the service.
@@ -117,41 +119,49 @@ export function applyReload(m: Model, prev: ConfigDocT | null, next: ConfigDocT,
   }
   for (const s of servicesOf(next)) {
     const k = svcKey(s);
+    const p = before.get(k);
+    // a block the file did not change is not touched: edits made since (xvs adm) stay, as
+    // they do across a restart while the file is unchanged (start-table.ts)
+    if (p && canonical(p) === canonical(s)) continue;
     try {
       let svc = m.findService(s);
+      const added = !svc;
       if (!svc) {
         svc = m.addService(specOf(s));
         sum.servicesAdded++;
-      } else if (canonical(svc.spec) !== canonical(specOf(s))) {
+      } else if ((!p || canonical(specOf(p)) !== canonical(specOf(s))) && canonical(svc.spec) !== canonical(specOf(s))) {
         svc = m.editService(specOf(s));
         sum.servicesChanged++;
       }
       const port = s.port;
-      const had = new Set((before.get(k)?.dests ?? []).map((d) => destKey(d, port)));
+      const full = (d: DestSpecT): DestSpecT => ({ ...d, port: d.port ?? port });
+      const was = new Map((p?.dests ?? []).map((d) => [destKey(d, port), full(d)]));
       const want = new Set(s.dests.map((d) => destKey(d, port)));
       const liveBefore = new Set(svc.dests.map((x) => `${x.spec.address} ${x.port}`));
       for (const d of [...svc.dests]) {
         const dk = `${d.spec.address} ${d.port}`;
-        if (want.has(dk) || !had.has(dk)) continue; // kept, or never the file's
+        if (want.has(dk) || !was.has(dk)) continue; // kept, or never the file's
         m.deleteDest(s, d.spec.address, d.port);
         sum.destsRemoved++;
       }
       const configured = view.findService(s)?.dests ?? [];
       for (const d of configured) {
         const dk = `${d.spec.address} ${d.port}`;
-        if (want.has(dk) || !had.has(dk) || liveBefore.has(dk)) continue;
+        if (want.has(dk) || !was.has(dk) || liveBefore.has(dk)) continue;
         parked.push({ s, spec: { ...structuredClone(d.spec), port: d.port } });
       }
       // file order is add order (oldest first), as a fresh start would add them
       for (const d of s.dests) {
-        const full: DestSpecT = { ...d, port: d.port ?? port };
-        const dk = destKey(full, port);
+        const spec = full(d);
+        const dk = destKey(spec, port);
+        const old = was.get(dk);
+        if (!added && old && canonical(old) === canonical(spec)) continue; // declaration unchanged
         const live = svc.dests.find((x) => `${x.spec.address} ${x.port}` === dk);
         const cur = configured.find((x) => `${x.spec.address} ${x.port}` === dk) ?? live;
-        if (cur && canonical(cur.spec) === canonical(full)) continue;
+        if (cur && canonical(cur.spec) === canonical(spec)) continue;
         // a real server the checkers took out is added with its new spec; enforce takes it out again while it is down
-        if (live) m.editDest(s, full);
-        else m.addDest(s, full);
+        if (live) m.editDest(s, spec);
+        else m.addDest(s, spec);
         if (cur) sum.destsChanged++;
         else sum.destsAdded++;
       }

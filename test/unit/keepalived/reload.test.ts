@@ -103,6 +103,35 @@ describe("applyReload", () => {
   });
 });
 
+describe("what the file did not change is not touched", () => {
+  test("an xvs adm edit of a listed real server stays until the file changes that real server; a service deleted with xvs adm stays deleted while its block is unchanged", () => {
+    const tmp = mkdtempSync(join(tmpdir(), "xvs-kar-"));
+    const f = join(tmp, "k.conf");
+    writeFileSync(f, conf([80, 81], { 2: 1, 3: 1 }));
+    const v1 = loadKeepalivedConf(f).table;
+    const m = new Model();
+    applyConfig(m, v1);
+    const svc80 = { protocol: "tcp" as const, address: "198.18.0.100", port: 80 };
+    const edit = (address: string, weight: number) => m.editDest(svc80, { ...m.dest(svc80, address, 80).spec, weight });
+    edit("198.18.1.2", 7);
+    edit("198.18.1.3", 8);
+    m.deleteService({ protocol: "tcp", address: "198.18.0.100", port: 81 });
+    const w80 = () => Object.fromEntries(m.findService(svc80)!.dests.map((d) => [d.spec.address, d.spec.weight]));
+
+    expect(applyReload(m, v1, v1)).toEqual({ servicesAdded: 0, servicesChanged: 0, servicesRemoved: 0, destsAdded: 0, destsChanged: 0, destsRemoved: 0 });
+    expect(w80()).toEqual({ "198.18.1.2": 7, "198.18.1.3": 8 });
+    expect(m.findService({ protocol: "tcp", address: "198.18.0.100", port: 81 })).toBeUndefined();
+
+    // the file changes rs3's weight only: rs3 gets the file's weight, rs2 keeps the edit
+    writeFileSync(f, conf([80, 81], { 2: 1, 3: 2 }));
+    const v2 = loadKeepalivedConf(f).table;
+    expect(applyReload(m, v1, v2)).toEqual({ servicesAdded: 1, servicesChanged: 0, servicesRemoved: 0, destsAdded: 2, destsChanged: 1, destsRemoved: 0 });
+    expect(w80()).toEqual({ "198.18.1.2": 7, "198.18.1.3": 2 });
+    // its block changed: the deleted service is declared anew, with its real servers
+    expect(m.findService({ protocol: "tcp", address: "198.18.0.100", port: 81 })!.dests.length).toBe(2);
+  });
+});
+
 describe("KeepalivedConf.reload (SIGHUP, POST /v1/reload)", () => {
   test("applies the difference, keeps every id, saves the file's hash; a restart then keeps the saved table", async () => {
     const tmp = mkdtempSync(join(tmpdir(), "xvs-kar-"));
