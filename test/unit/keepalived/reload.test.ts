@@ -156,8 +156,13 @@ describe("KeepalivedConf.reload (SIGHUP, POST /v1/reload)", () => {
     // the saved table carries the new hash: a restart with the same file restores the saved table
     const saved = JSON.parse(readFileSync(join(tmp, "state", TABLE_FILE), "utf8"));
     expect(saved.saved.config).toEqual({ path: f, sha256: r.value.sha256 });
-    const again = (await quiet(() => prepareStartTable(join(tmp, "state"), (({ table, stamp }) => ({ doc: table, stamp }))(loadKeepalivedConf(f)), here))).value;
-    expect(again.source).toBe(join(tmp, "state", TABLE_FILE));
+    const startFrom = () => quiet(() => prepareStartTable(join(tmp, "state"), (({ table, stamp }) => ({ doc: table, stamp }))(loadKeepalivedConf(f)), here)).then((r) => r.value);
+    expect((await startFrom()).source).toBe(join(tmp, "state", TABLE_FILE));
+    // changed since it was last applied (no reload): at the next start the file wins
+    writeFileSync(f, conf([80], { 2: 1 }));
+    const changed = await startFrom();
+    expect(changed.source).toBe(f);
+    expect(changed.doc!.services.length).toBe(1);
   });
 
   test("a broken file changes nothing: error at file:line, same model, same saved table", async () => {
