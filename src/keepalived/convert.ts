@@ -447,14 +447,15 @@ function virtualServer(b: Stmt, groups: Map<string, { address: string; port: num
   }
   const h = check(ServiceHealth, health, b, name);
   const dests = rsBlocks.map((r) => realServer(r, { ...fwd, inherited }));
-  const seen = new Map<string, Stmt>();
-  rsBlocks.forEach((r, i) => {
-    const k = `${dests[i].address}|${dests[i].port ?? ""}`;
-    const prev = seen.get(k);
-    if (prev) fail(r, `real_server ${r.args.join(" ")} is already defined at ${prev.file}:${prev.line}`);
-    seen.set(k, r);
-  });
   return keys.map((k) => {
+    // a real server without a port has the service's (which differs between a group's entries)
+    const seen = new Map<string, Stmt>();
+    rsBlocks.forEach((r, i) => {
+      const id = `${dests[i].address}|${dests[i].port ?? k.port}`;
+      const prev = seen.get(id);
+      if (prev) fail(r, `real_server ${r.args.join(" ")} is already defined at ${prev.file}:${prev.line}`);
+      seen.set(id, r);
+    });
     const v6 = parseIp(k.address)!.family === 6;
     if (family !== null && (family === 6) !== v6) fail(b, `${name}: ip_family ${family === 6 ? "inet6" : "inet"} does not match address ${k.address}`);
     const spec = check(ServiceSpec, { ...svc, address: k.address, port: k.port }, b, `${name} (${k.address} ${k.port})`) as AddrServiceSpecT;

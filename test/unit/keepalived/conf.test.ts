@@ -195,6 +195,11 @@ describe("convert", () => {
     expect(() => conv("virtual_server group NONE {\n  protocol TCP\n}\n")).toThrow(/:1: virtual_server group NONE: no virtual_server_group NONE is defined/);
   });
 
+  test("a real server listed twice (also once without its port, which is the service's) is an error at the second", () => {
+    expect(() => conv(vs("  real_server 198.18.1.1 80 {\n  }\n  real_server 198.18.1.1 {\n  }"))).toThrow(/:5: real_server 198.18.1.1 is already defined at .*:3/);
+    expect(conv(vs("  real_server 198.18.1.1 80 {\n  }\n  real_server 198.18.1.1 81 {\n  }")).services[0].dests.length).toBe(2);
+  });
+
   test("hysteresis not below quorum is lowered to quorum - 1, as keepalived does (check_data.c)", () => {
     expect(conv(vs("  quorum 3\n  hysteresis 5")).services[0].health).toMatchObject({ quorum: 3, hysteresis: 2 });
     expect(conv(vs("  hysteresis 1")).services[0].health).toMatchObject({ quorum: 1, hysteresis: 0 });
