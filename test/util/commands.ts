@@ -170,11 +170,15 @@ function argvCommands(els: string[], where: string, out: Found[]): void {
   }
 }
 
-/** Where an argv array literal starts in a spawn call, by helper; group 1 ends just before `[`. */
+/** `run([...])`: a spawn helper only in files that define it so (elsewhere `run` may take options). */
+const RUN_SITE = /(?<![.\w])run\(\s*(?=\[)/g;
+const RUN_IS_SPAWN = /\bfunction run\(cmd: string\[\]/;
+
+/** Where an argv array literal starts in a spawn call, by helper; the match ends just before `[`. */
 const SPAWN_SITES = [
   /\bBun\.spawn(?:Sync)?\(\s*(?=\[)/g,
   /(?<![.\w])sh\(\s*(?=\[)/g, // src/lab/netns.ts
-  /(?<![.\w])run\(\s*(?=\[)/g, // build.ts, src/bench/ipvsvm.ts
+  RUN_SITE, // build.ts, src/bench/ipvsvm.ts
   /\bexecFile(?:Sync)?\(\s*(?=["'`])/g,
   /\.(?:exec|spawn)\(\s*[^,()]+(?:\([^()]*\))?,\s*(?=\[)/g, // lab.exec(host, [...]), lab.spawn(host, [...])
   /\b(?:const|let)\s+(?:cmd|wrap)\s*=\s*(?=\[)/g,
@@ -184,6 +188,7 @@ const SPAWN_SITES = [
 export function tsCommands(text: string, file: string): Found[] {
   const out: Found[] = [];
   for (const re of SPAWN_SITES) {
+    if (re === RUN_SITE && !RUN_IS_SPAWN.test(text)) continue;
     re.lastIndex = 0;
     for (let m = re.exec(text); m; m = re.exec(text)) {
       const at = m.index + m[0].length;
