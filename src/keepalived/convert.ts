@@ -448,6 +448,7 @@ function virtualServer(b: Stmt, groups: Map<string, { address: string; port: num
   const h = check(ServiceHealth, health, b, name);
   const dests = rsBlocks.map((r) => realServer(r, { ...fwd, inherited }));
   return keys.map((k) => {
+    const v6 = parseIp(k.address)!.family === 6;
     // a real server without a port has the service's (which differs between a group's entries)
     const seen = new Map<string, Stmt>();
     rsBlocks.forEach((r, i) => {
@@ -455,8 +456,11 @@ function virtualServer(b: Stmt, groups: Map<string, { address: string; port: num
       const prev = seen.get(id);
       if (prev) fail(r, `real_server ${r.args.join(" ")} is already defined at ${prev.file}:${prev.line}`);
       seen.set(id, r);
+      // check_parser.c rs_end_handler: only tunnelled real servers may be of another family
+      if (dests[i].forward !== "tunnel" && parseIp(dests[i].address)!.family !== (v6 ? 6 : 4)) {
+        fail(r, `real_server ${dests[i].address}: address family differs from the virtual server's ${k.address} (only TUN real servers may differ)`);
+      }
     });
-    const v6 = parseIp(k.address)!.family === 6;
     if (family !== null && (family === 6) !== v6) fail(b, `${name}: ip_family ${family === 6 ? "inet6" : "inet"} does not match address ${k.address}`);
     const spec = check(ServiceSpec, { ...svc, address: k.address, port: k.port }, b, `${name} (${k.address} ${k.port})`) as AddrServiceSpecT;
     return { ...spec, health: structuredClone(h), dests: structuredClone(dests) };

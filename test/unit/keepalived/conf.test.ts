@@ -198,6 +198,8 @@ describe("convert", () => {
   test("a real server listed twice (also once without its port, which is the service's) is an error at the second", () => {
     expect(() => conv(vs("  real_server 198.18.1.1 80 {\n  }\n  real_server 198.18.1.1 {\n  }"))).toThrow(/:5: real_server 198.18.1.1 is already defined at .*:3/);
     expect(conv(vs("  real_server 198.18.1.1 80 {\n  }\n  real_server 198.18.1.1 81 {\n  }")).services[0].dests.length).toBe(2);
+    expect(() => conv(vs("  lb_kind DR\n  real_server 2001:db8::1 80 {\n  }"))).toThrow(/:4: real_server 2001:db8::1: address family differs from the virtual server's 198.18.0.1/);
+    expect(conv(vs("  lb_kind TUN\n  real_server 2001:db8::1 80 {\n  }")).services[0].dests[0].forward).toBe("tunnel");
   });
 
   test("hysteresis not below quorum is lowered to quorum - 1, as keepalived does (check_data.c)", () => {
