@@ -18,6 +18,7 @@
  * (16 bytes) = 124 bytes; free records are chained through the record itself.
  */
 import { FLOW_DST, FLOW_META, FLOW_PORTS, FLOW_SRC, FLOW_WORDS, hashTuple } from "../wire/flow.ts";
+import { TICKS_PER_SEC } from "../service/clock.ts";
 
 // ---- record layout (int32 words) ----
 /** Flags: CF_* below. */
@@ -80,8 +81,8 @@ export const DIR_IN = 0;
 /** Index entry direction: the real server's replies (NAT). */
 export const DIR_OUT = 1;
 
-/** Ticks per second: the table's clock runs in 10 ms ticks (int32 wraps after 248 days). */
-export const TICKS_PER_SEC = 100;
+/** Ticks per second: the table's clock runs in 10 ms ticks (service/clock.ts, shared with the compiler). */
+export { TICKS_PER_SEC };
 /** Wheel slots (one second each); deadlines further out are re-filed when their slot comes. */
 const WHEEL_SLOTS = 4096;
 const WHEEL_MASK = WHEEL_SLOTS - 1;

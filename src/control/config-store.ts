@@ -12,7 +12,7 @@
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { ErrorCode, LbError } from "../errors.ts";
-import type { Model } from "../service/model.ts";
+import type { Model } from "../config/model.ts";
 import { schedulerByName } from "../sched/registry.ts";
 import { modelToConfig } from "./batch.ts";
 import type { ConfigSink } from "./daemon.ts";

@@ -9,7 +9,7 @@
  * incarnation). `sync` after every committed change adds what is new and forgets what is gone,
  * so an id reused later starts from a fresh baseline.
  */
-import type { Dest, Model, Service } from "../service/model.ts";
+import type { Dest, Model, Service } from "../config/model.ts";
 import { EstimatorSchedule, RateEstimator, type CounterSample, type Rates } from "../stats/estimator.ts";
 
 /** Where the raw (never reset) counters come from: sums over the workers. */

@@ -13,7 +13,7 @@ import { newConnection } from "../../../src/dataplane/schedule.ts";
 import { parseAddr } from "../../../src/wire/ipv4.ts";
 import { FLOW_DST, FLOW_META, FLOW_PORTS, FLOW_SRC, hashFlow } from "../../../src/wire/flow.ts";
 import { DestSpec, ServiceSpec, type ServiceKeyT } from "../../../src/control/schemas.ts";
-import type { Service } from "../../../src/service/model.ts";
+import type { Service } from "../../../src/config/model.ts";
 import { LbError } from "../../../src/errors.ts";
 import {
   CF_ASSURED, CF_TEMPLATE, CF_USED, CONN_CADDR, CONN_CPORT_VPORT, CONN_DADDR, CONN_DPORT, CONN_EXPIRES, CONN_FLAGS,
