@@ -11,20 +11,18 @@ import { z } from "zod";
 import { parseIp } from "../service/addr.ts";
 import type * as Plain from "../config/spec.ts";
 import { FORWARDS, TUNNEL_CSUMS, TUNNEL_TYPES } from "../service/forwarding.ts";
-import { DEFAULT_PERSISTENT_TIMEOUT_SEC, DEFAULT_WEIGHT, MAX_PERSISTENT_TIMEOUT_SEC, MAX_TIMEOUT_SEC, MAX_WEIGHT } from "../service/limits.ts";
+import { DEFAULT_GUE_PORT, DEFAULT_PERSISTENT_TIMEOUT_SEC, DEFAULT_WEIGHT, MAX_PERSISTENT_TIMEOUT_SEC, MAX_TIMEOUT_SEC, MAX_WEIGHT } from "../service/limits.ts";
 import { PROTOCOLS } from "../service/protocols.ts";
 import { DEFAULT_SCHEDULER, SCHED_FLAGS, SCHEDULERS } from "../service/schedulers.ts";
 
 // The names and limits live in service/ (the bottom layer: the schedulers and the compiler use
 // them without loading zod); they are re-exported here for the API's and the CLI's users.
-export { DEFAULT_PERSISTENT_TIMEOUT_SEC, DEFAULT_SCHEDULER, DEFAULT_WEIGHT, FORWARDS, MAX_PERSISTENT_TIMEOUT_SEC, MAX_TIMEOUT_SEC, MAX_WEIGHT, PROTOCOLS, SCHED_FLAGS, SCHEDULERS, TUNNEL_CSUMS, TUNNEL_TYPES };
+export { DEFAULT_GUE_PORT, DEFAULT_PERSISTENT_TIMEOUT_SEC, DEFAULT_SCHEDULER, DEFAULT_WEIGHT, FORWARDS, MAX_PERSISTENT_TIMEOUT_SEC, MAX_TIMEOUT_SEC, MAX_WEIGHT, PROTOCOLS, SCHED_FLAGS, SCHEDULERS, TUNNEL_CSUMS, TUNNEL_TYPES };
 
 /** Most real servers in one service of a config document. */
 export const MAX_DESTS_PER_SERVICE = 16384;
 /** Most services in a config document. */
 export const MAX_SERVICES_IN_DOC = 4096;
-/** GUE port the decap helper listens on by default. */
-export const DEFAULT_GUE_PORT = 6080;
 
 export const Protocol = z.enum(PROTOCOLS);
 export const SchedulerName = z.enum(SCHEDULERS);

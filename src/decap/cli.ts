@@ -11,7 +11,7 @@
  * the decap program). Commands throw LbError; src/main.ts prints and sets the exit code.
  */
 import { ErrorCode, LbError } from "../errors.ts";
-import { DEFAULT_GUE_PORT } from "../control/schemas.ts";
+import { DEFAULT_GUE_PORT } from "../service/limits.ts";
 import { DecapProgram } from "../ffi/bpf.ts";
 import { operatorLink } from "../ffi/netlink.ts";
 import * as abi from "../ffi/abi.ts";

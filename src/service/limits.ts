@@ -1,4 +1,4 @@
-/** Limits and defaults of service and real server options, shared by the API schemas and the CLI. */
+/** Limits and defaults of service and real server options, shared by the API schemas, the CLI and the decap helper. */
 
 /**
  * Largest --set and -p value, seconds: ipvsadm's MAX_TIMEOUT (31 days). The 6.1 guest's kernel
@@ -14,3 +14,5 @@ export const DEFAULT_PERSISTENT_TIMEOUT_SEC = 360;
 export const DEFAULT_WEIGHT = 1;
 /** Largest weight and threshold: the kernel stores them as int (the 6.1 guest accepts 65536). */
 export const MAX_WEIGHT = 2147483647;
+/** UDP port the real-server decap helper (src/decap) takes GUE on by default. */
+export const DEFAULT_GUE_PORT = 6080;
