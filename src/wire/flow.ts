@@ -1,7 +1,8 @@
 /**
  * A parsed flow: one row of FLOW_WORDS int32 in an Int32Array, filled by the classifier and read
- * by the connection table and the schedulers. Rows are reused burst after burst: nothing here
- * allocates. IPv4 addresses use word 0 of each address (words 1..3 are zero), so the same code
+ * by the connection table, the schedulers and the fast path, always through the accessors below
+ * (small enough for the JIT to inline: measured, see docs/architecture.md). Rows are reused burst
+ * after burst: nothing here allocates. IPv4 addresses use word 0 of each address (words 1..3 are zero), so the same code
  * serves both families and keys are ready for IPv6.
  */
 
@@ -19,6 +20,11 @@ export const FLOW_PORTS = 9;
 export const FLOW_L3 = 10;
 /** Offset of the L4 header in the frame buffer (0 for fragments without one). */
 export const FLOW_L4 = 11;
+
+/** Return the FLOW_META word of a packet: family (4|6), IP protocol, TCP flags (0 for other protocols). */
+export function flowMeta(family: number, proto: number, tcpFlags: number): number {
+  return (family << 16) | (proto << 8) | tcpFlags;
+}
 
 /** Return the family (4 or 6) of a row. */
 export function flowFamily(f: Int32Array, row: number): number {
@@ -87,5 +93,5 @@ export function hashTuple(seed: number, s0: number, s1: number, s2: number, s3: 
 export function hashFlow(seed: number, f: Int32Array, row: number): number {
   return hashTuple(seed, f[row + FLOW_SRC], f[row + FLOW_SRC + 1], f[row + FLOW_SRC + 2], f[row + FLOW_SRC + 3],
     f[row + FLOW_DST], f[row + FLOW_DST + 1], f[row + FLOW_DST + 2], f[row + FLOW_DST + 3],
-    f[row + FLOW_PORTS], (f[row + FLOW_META] >>> 8) & 0xff);
+    f[row + FLOW_PORTS], flowProto(f, row));
 }
