@@ -11,7 +11,7 @@
  * (ip_vs_core.c ip_vs_in/ip_vs_out, ip_vs_conn.c, ip_vs_proto_tcp.c): see each step.
  */
 import * as abi from "../ffi/abi.ts";
-import {CF_FWD_MASK, CF_NOOUTPUT, CF_TEMPLATE, CF_V6, CONN_CONTROL, CONN_CPORT_VPORT, CONN_DEST, CONN_DPORT, CONN_FLAGS, CONN_MAC_HI, CONN_MAC_LO, CONN_NEXTHOP, CONN_SVC, CONN_VADDR, CONN_WORDS, connProto, connState, ConnTable, DIR_OUT, hitDir, hitId, TICKS_PER_SEC} from "../conn/table.ts";
+import {CF_FWD_MASK, CF_NOOUTPUT, CF_TEMPLATE, CF_V6, CONN_CONTROL, CONN_CPORT_VPORT, CONN_DEST, CONN_DPORT, CONN_FLAGS, CONN_MAC_HI, CONN_MAC_LO, CONN_NEXTHOP, CONN_PROTO_STATE, CONN_SVC, CONN_VADDR, CONN_WORDS, connState, ConnTable, DIR_OUT, TICKS_PER_SEC} from "../conn/table.ts";
 import {DIR_INPUT, DIR_INPUT_ONLY, DIR_OUTPUT, S_CLOSE, S_FIN_WAIT, S_TIME_WAIT, TCP_TIMEOUTS_SEC, tcpNextState, TEMPLATE_RETRY_SEC} from "../conn/state.ts";
 import { HOP_NO_ROUTE, nextHopFor, type NextHopView } from "./route.ts";
 import { SCHEDULER_BY_ID } from "../sched/registry.ts";
@@ -20,7 +20,7 @@ import {DEST_FLAGS, DEST_MTU, DEST_NEXTHOP, DEST_ADDR, DEST_WEIGHT, DEST_WORDS, 
 import { setDstMac, setEtherType, setSrcMac, srcMacHi, srcMacLo } from "../wire/eth.ts";
 import { PORT_MAC_HI, PORT_MAC_LO, PORT_WORDS } from "../nexthop/table.ts";
 import {ICMP_CODE_FRAG_NEEDED, ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, ICMPV6_DEST_UNREACH, ICMPV6_PKT_TOOBIG, ICMPV6_TIME_EXCEEDED, IPV4_FLAG_DF, IPV4_FRAG, PROTO_TCP, TCP_SYN} from "../wire/fields.ts";
-import { FLOW_DST, FLOW_L3, FLOW_L4, FLOW_SRC, FLOW_WORDS, flowDport, flowFamily, flowProto, flowTcpFlags, hashFlow } from "../wire/flow.ts";
+import { FLOW_DST, FLOW_L3, FLOW_L4, FLOW_META, FLOW_PORTS, FLOW_SRC, FLOW_WORDS, hashFlow } from "../wire/flow.ts";
 import { dnat4, dnat6, snat4, snat6 } from "../xmit/nat.ts";
 import { icmp4Error, icmp6Error } from "../xmit/icmp-error.ts";
 import { tcpReset4, tcpReset6 } from "../xmit/tcp-reset.ts";
@@ -233,23 +233,30 @@ export class FastPath implements FastPathState {
     return OUT_DROP;
   }
 
-  /** A TCP/UDP/SCTP packet: its connection (ip_vs_in / ip_vs_out), or a new one. Returns the out port. */
+  /**
+   * A TCP/UDP/SCTP packet: its connection (ip_vs_in / ip_vs_out), or a new one. Returns the out
+   * port. handle, forward, reply and transmitIn run for every packet: they decode the flow row's
+   * meta word, the lookup result and the record's proto/state word by hand (layouts: wire/flow.ts,
+   * conn/table.ts) where the accessors, inlined by JSC, made the compiled code larger (see
+   * docs/architecture.md, "Fast path"); colder steps use the accessors.
+   */
   private handle(descs: Uint32Array, d: number, row: number, pkt: number): number {
     const f = this.flows;
-    const proto = flowProto(f, row);
+    const meta = f[row + FLOW_META];
+    const proto = (meta >>> 8) & 0xff;
     const r = this.conns.lookupRow(this.hashes[pkt], f, row);
     if (r >= 0) {
-      if (hitDir(r) === DIR_OUT) return this.reply(descs, d, row, pkt, hitId(r));
-      const id = hitId(r);
-      if (!this.mayReuse(id, proto, flowTcpFlags(f, row))) return this.forward(descs, d, row, pkt, id);
+      if ((r & 1) === DIR_OUT) return this.reply(descs, d, row, pkt, r >> 1);
+      const id = r >> 1;
+      if (!this.mayReuse(id, proto, meta & 0xff)) return this.forward(descs, d, row, pkt, id);
       this.expireNow(id);
     }
     const t = this.tables;
-    const svc = findService(t, proto, f[row + FLOW_DST], f[row + FLOW_DST + 1], f[row + FLOW_DST + 2], f[row + FLOW_DST + 3], flowDport(f, row));
+    const svc = findService(t, proto, f[row + FLOW_DST], f[row + FLOW_DST + 1], f[row + FLOW_DST + 2], f[row + FLOW_DST + 3], f[row + FLOW_PORTS] & 0xffff);
     // no service: a NAT real server's packet that no connection knows (expired, or sent after a
     // restart), or a service removed while the packet was in flight
     if (svc < 0) return this.drop(Stat.DropNoConn);
-    return newConnection(this, descs, d, row, pkt, svc, proto, flowFamily(f, row) === 6 ? CF_V6 : 0, flowTcpFlags(f, row));
+    return newConnection(this, descs, d, row, pkt, svc, proto, (meta >>> 16) === 6 ? CF_V6 : 0, meta & 0xff);
   }
 
   /**
@@ -308,11 +315,12 @@ export class FastPath implements FastPathState {
       if (t.settings[SET_EXPIRE_NODEST_CONN] !== 0) this.expireNow(id);
       return this.drop(Stat.DropDestUnavailable);
     }
-    const proto = connProto(rec, o);
+    const ps = rec[o + CONN_PROTO_STATE];
+    const proto = (ps >>> 8) & 0xff;
     const flags = rec[o + CONN_FLAGS];
     if (proto === PROTO_TCP) {
       const dir = (flags & CF_NOOUTPUT) !== 0 ? DIR_INPUT_ONLY : DIR_INPUT;
-      this.setState(id, proto, tcpNextState(dir, flowTcpFlags(this.flows, row), connState(rec, o)));
+      this.setState(id, proto, tcpNextState(dir, this.flows[row + FLOW_META] & 0xff, ps & 0xff));
     } else {
       this.conns.rearm(id, this.now, this.udpTicks);
     }
@@ -359,7 +367,7 @@ export class FastPath implements FastPathState {
     const port = this.nh.setMacs(dv, descs[d + D_ADDR], nh, t.ports);
     if (port < 0) return this.drop(Stat.DropNeighbour);
     if (fwd === FWD_MASQ) {
-      const proto = flowProto(f, row);
+      const proto = (f[row + FLOW_META] >>> 8) & 0xff;
       if (v6) {
         dnat6(u8, dv, l3, l4, l3len - (l4 - l3), proto, t.dest[dOff + DEST_ADDR], t.dest[dOff + DEST_ADDR + 1], t.dest[dOff + DEST_ADDR + 2], t.dest[dOff + DEST_ADDR + 3], dport);
       } else {
@@ -425,7 +433,8 @@ export class FastPath implements FastPathState {
   /** Real server -> client reply of a NAT connection (ip_vs_out). Returns the out port. */
   private reply(descs: Uint32Array, d: number, row: number, pkt: number, id: number): number {
     const rec = this.conns.rec, o = id * CONN_WORDS, u8 = this.u8, dv = this.dv, f = this.flows;
-    const proto = connProto(rec, o);
+    const ps = rec[o + CONN_PROTO_STATE];
+    const proto = (ps >>> 8) & 0xff;
     const flags = rec[o + CONN_FLAGS];
     const v6 = flags & CF_V6;
     const svc = rec[o + CONN_SVC], dest = rec[o + CONN_DEST];
@@ -433,7 +442,7 @@ export class FastPath implements FastPathState {
     const l3len = this.l3Len[pkt];
     this.countOut(svc, dest, l3len);
     if (proto === PROTO_TCP) {
-      this.setState(id, proto, tcpNextState(DIR_OUTPUT, flowTcpFlags(f, row), connState(rec, o)));
+      this.setState(id, proto, tcpNextState(DIR_OUTPUT, f[row + FLOW_META] & 0xff, ps & 0xff));
     } else {
       // a reply marks the client's persistence template ASSURED (udp_state_transition)
       setUdpState(this.conns, id, true, this.udpTicks, this.now);
