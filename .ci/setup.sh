@@ -2,43 +2,35 @@
 # Install what xvs needs on a fresh Debian 12 machine, as root. Idempotent and quick when all is there.
 #   bash .ci/setup.sh            install only
 #   bash .ci/setup.sh demo [...] install, build dist/xvs, run the demo lab (extra args go to `xvs demo`)
-#   bash .ci/setup.sh test [...] install, build, run the whole test suite (extra args go to `bun test`)
+#   bash .ci/setup.sh test [...] install, build, type-check (tsc), run the whole test suite (extra args go to `bun test`)
+# What it installs: the Debian package of every command and header listed in .ci/commands.txt that is
+# missing, then Bun and the other npm dependencies (package.json); it mounts bpffs if needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 
 if [ "$(id -u)" != 0 ]; then
-	say "xvs needs root (XDP, AF_XDP, network namespaces): run this as root, e.g. with sudo"
+	say "xvs needs root (XDP, AF_XDP, network namespaces): run this as root (su -, or sudo where it is installed)"
 	exit 1
 fi
 
-# Debian packages: command or file that proves the package is there, then the package name.
+# Debian packages: one for every command or header in .ci/commands.txt that is not there yet.
 need=()
-check() { [ -e "$1" ] || command -v "$1" >/dev/null 2>&1 || need+=("$2"); }
-check /usr/include/xdp/xsk.h libxdp-dev
-check /usr/include/bpf/libbpf.h libbpf-dev
-check clang clang
-check llc llvm
-check gcc gcc
-check /usr/include/linux/if_xdp.h linux-libc-dev
-check ip iproute2
-check nft nftables
-check ethtool ethtool
-check tcpdump tcpdump
-check node nodejs
-check npm npm
-check curl curl
-check python3 python3
-check ping iputils-ping
-check modprobe kmod
-check perf linux-perf
-check taskset util-linux
+while read -r what pkg; do
+	case "$what" in "" | "#"*) continue ;; esac
+	if [ "${what#/}" != "$what" ]; then [ -e "$what" ] && continue; else command -v "$what" >/dev/null 2>&1 && continue; fi
+	case " ${need[*]} " in *" $pkg "*) ;; *) need+=("$pkg") ;; esac
+done <.ci/commands.txt
 if [ ${#need[@]} -gt 0 ]; then
 	say "installing: ${need[*]}"
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq >/dev/null || say "apt-get update failed; trying the cached package lists"
 	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+	while read -r what pkg; do   # a wrong package name in the list must not pass unnoticed
+		case "$what" in "" | "#"*) continue ;; esac
+		[ -e "$what" ] || command -v "$what" >/dev/null 2>&1 || { say "$pkg did not provide $what (.ci/commands.txt)"; exit 1; }
+	done <.ci/commands.txt
 fi
 
 # bpffs: libxdp pins its state there.
@@ -67,6 +59,9 @@ demo)
 	;;
 test)
 	bun run build.ts
+	# the types: build.ts has generated src/ffi/abi.ts, which the check needs
+	say "tsc --noEmit -p ."
+	tsc --noEmit -p .
 	exec bun test "$@"
 	;;
 *) say "unknown action '$action' (expected: demo, test)"; exit 2 ;;

@@ -1,12 +1,13 @@
 #!/bin/bash
-# Kernel IPVS vs xvs side by side, inside the ipvs-vm qemu guest (../shared/tools/ipvs-vm on the
-# project's machines), for hosts whose kernel has no ip_vs. Builds dist/xvs, then runs
-# `xvs bench --ipvs-vm` with settings that suit an emulated guest (it is ~10-30x slower than the
-# host: longer windows, fewer flows). The report lands in bench/results/ (ratios only: the guest
-# is emulated). Extra arguments go to xvs bench (later ones win).
+# Kernel IPVS vs xvs side by side, inside the ipvs-vm qemu guest (its tools directory named by
+# IPVSVM_TOOLS or --ipvs-vm-tools DIR: bench/README.md), for hosts whose kernel has no ip_vs.
+# Builds dist/xvs, then runs `xvs bench --ipvs-vm` with settings that suit an emulated guest (it
+# is ~10-30x slower than the host: longer windows, fewer flows). The report lands in
+# bench/results/ (ratios only: the guest is emulated). Extra arguments go to xvs bench (later
+# ones win).
 #
-#   sudo bench/ipvs-vm.sh                      # ~20-30 min
-#   sudo bench/ipvs-vm.sh --rounds 1 --modes nat
+#   IPVSVM_TOOLS=DIR bench/ipvs-vm.sh                      # as root, ~20-30 min
+#   IPVSVM_TOOLS=DIR bench/ipvs-vm.sh --rounds 1 --modes nat
 #
 # IPVSVM_CACHE selects the guest's cache directory (default ~/.cache/ipvs-vm; share it with no
 # one else while a run is going).

@@ -23,6 +23,8 @@ usage:
                          real-server helper for TUN services: open IPIP/GUE/GRE in XDP (xvs decap --help)
   xvs version            print the version
 
+Options of run, demo, bench and decap take their value as --opt VALUE or --opt=VALUE.
+
 examples:
   xvs run --iface eth0 --iface eth1
   xvs adm -A -t 198.18.0.100:80 -s rr
@@ -34,19 +36,31 @@ const RUN_HELP = `xvs run --iface IF [--iface IF ...] [OPTIONS]
 
 Start the daemon in the current network namespace: the XDP steering program on each
 interface, one AF_XDP worker per rx queue, and the control API on loopback. The table is
-restored from the state directory (/var/lib/xvs/net-<netns inode>/table.json) and saved on every
-change. SIGTERM or SIGINT stops it cleanly (XDP detached, sockets closed).
+saved on every change in the state directory (/var/lib/xvs/net-<netns inode>/table.json) and
+restored at start if this network namespace saved it (another namespace's is set aside).
+SIGTERM or SIGINT stops it cleanly (XDP detached, sockets closed); SIGHUP reloads --keepalived-conf.
 
   --iface IF, -i IF    an interface to balance on (repeat for each; at most 8)
-  --config FILE        load a declarative JSON table at start (services, real servers, timeouts)
-  --api HOST:PORT      where the control API listens (default 127.0.0.1:9172)
+  --config FILE        a declarative JSON table (services, real servers, timeouts): applied at
+                       start if it changed since it was last applied, else the saved table
+                       (with its xvs adm changes) wins
+  --keepalived-conf FILE
+                       take the table from keepalived.conf's virtual_server blocks (with their
+                       checkers) instead of --config; SIGHUP or POST /v1/reload re-reads it and
+                       applies only the difference (docs/keepalived.md)
+  --api HOST:PORT      where the control API listens (default 127.0.0.1:9172); it serves
+                       Prometheus metrics at GET /metrics (no token; docs/metrics.md)
+  --metrics HOST:PORT  also serve GET /metrics alone on this address (e.g. for a scraper
+                       on another host; default: none)
   --token-file FILE    the bearer token for mutating API requests (default: generated in the state dir)
   --queues N           rx queues per interface, one worker each (default 1)
   --conn-max N         connection table capacity per worker (default 1048576)
   --copy | --zerocopy  force the AF_XDP bind mode (default: the kernel picks)
   --idle-ms N          poll() timeout of an idle worker in ms, 0 to spin (default 1)
+  (each value may also follow an '=': --iface=eth0, --queues=2)
 
 environment: XVS_STATE_DIR (state directory), XVS_LOG_LEVEL (debug|info|warn|error),
+XVS_LOG_PRIORITY=0 (log lines without their <N> syslog priority prefix),
 XVS_SYN_DEFENCE (oldest|drop_entry|drop_packet|off, see docs/robustness.md)
 
 examples:

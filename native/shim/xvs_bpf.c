@@ -172,6 +172,18 @@ int xvs_bpf__obj_id(int fd)
 	return (int)info.id;
 }
 
+int xvs_bpf__test_run(int prog_fd, const void *data, uint32_t len, const void *ctx, uint32_t ctx_len,
+		      void *out, uint32_t out_cap, uint32_t *result)
+{
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = data, .data_size_in = len, .data_out = out,
+		    .data_size_out = out_cap, .ctx_in = ctx, .ctx_size_in = ctx ? ctx_len : 0, .repeat = 1);
+	if (bpf_prog_test_run_opts(prog_fd, &opts))
+		return xvs_fail(errno, "BPF_PROG_TEST_RUN of program fd %d", prog_fd);
+	result[0] = opts.retval;
+	result[1] = opts.data_size_out;
+	return 0;
+}
+
 int xvs_fd__close(int fd)
 {
 	return close(fd) ? xvs_fail(errno, "close") : 0;

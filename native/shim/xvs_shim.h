@@ -32,6 +32,11 @@ int xvs_bpf__map_fd_by_id(uint32_t id);
 int xvs_bpf__obj_info(int fd, void *info, uint32_t *len);
 int xvs_bpf__obj_id(int fd);
 int xvs_fd__close(int fd);
+/* BPF_PROG_TEST_RUN (tests only): run a loaded program once over a copy of `data` with the
+ * context `ctx` (NULL for the kernel's default); result[0] = the program's return value,
+ * result[1] = bytes of the frame as the program left it, copied to `out` (at most out_cap). */
+int xvs_bpf__test_run(int prog_fd, const void *data, uint32_t len, const void *ctx, uint32_t ctx_len,
+		      void *out, uint32_t out_cap, uint32_t *result);
 
 /* ---- AF_XDP ports: one UMEM shared by one socket per interface, owned by one worker (xvs_xsk.c) ---- */
 struct xvs_port;

@@ -1,7 +1,8 @@
 /**
  * `xvs bench --ipvs-vm`: run the benchmark inside the ipvs-vm guest (a qemu guest with a Debian
- * kernel that has IPVS, from ../shared/tools/ipvs-vm on the project's machines), so that kernel
- * IPVS races xvs side by side when the host kernel has no ip_vs.
+ * kernel that has IPVS, driven by a tools directory given with --ipvs-vm-tools DIR or
+ * IPVSVM_TOOLS; bench/README.md says what it holds), so that kernel IPVS races xvs side by side
+ * when the host kernel has no ip_vs.
  *
  * The guest is emulated (TCG): its report carries ratios only. Steps: prepare the guest
  * (idempotent), put this xvs executable and a host-built C forwarder in the guest's share, boot
@@ -22,10 +23,11 @@ function repoRoot(): string | null {
 }
 
 function findTools(o: BenchOptions): string {
-  const candidates = [o.ipvsVmTools, process.env.IPVSVM_TOOLS, join(process.cwd(), "..", "shared", "tools", "ipvs-vm"),
-    repoRoot() ? join(repoRoot()!, "..", "shared", "tools", "ipvs-vm") : null].filter((x): x is string => !!x);
-  for (const c of candidates) if (existsSync(join(c, "boot.sh")) && existsSync(join(c, "prepare.sh"))) return resolve(c);
-  throw new LbError(ErrorCode.Environment, `cannot find the ipvs-vm tools (prepare.sh, boot.sh): tried ${candidates.join(", ")}; pass --ipvs-vm-tools DIR`);
+  // no default: the guest's tools live outside this repository, wherever the operator put them
+  const dir = o.ipvsVmTools ?? process.env.IPVSVM_TOOLS;
+  if (!dir) throw new LbError(ErrorCode.Environment, "--ipvs-vm needs the ipvs-vm guest's tools (prepare.sh, boot.sh): pass --ipvs-vm-tools DIR or set IPVSVM_TOOLS (bench/README.md)");
+  if (existsSync(join(dir, "boot.sh")) && existsSync(join(dir, "prepare.sh"))) return resolve(dir);
+  throw new LbError(ErrorCode.Environment, `${dir} has no prepare.sh and boot.sh: --ipvs-vm-tools DIR (or IPVSVM_TOOLS) must name the ipvs-vm guest's tools directory (bench/README.md)`);
 }
 
 function findBinary(): string {

@@ -1,6 +1,7 @@
 /**
  * `xvs bench` options: what to race, how long, where the CPUs go, where the results land.
  */
+import { splitOptionValues } from "../argv.ts";
 import { ErrorCode, LbError } from "../errors.ts";
 
 export const CONTENDER_KINDS = ["gen", "xvs", "ipvs", "nft", "plain", "xskfwd"] as const;
@@ -129,7 +130,7 @@ options:
   --note TEXT           describe the machine's situation in the report
   --xskfwd-bin PATH     use a prebuilt C forwarder
   --ipvs-vm             run the comparison with kernel IPVS inside the ipvs-vm qemu guest
-  --ipvs-vm-tools DIR   where prepare.sh and boot.sh are (default ../shared/tools/ipvs-vm)
+  --ipvs-vm-tools DIR   the ipvs-vm guest's tools (prepare.sh, boot.sh); default: $IPVSVM_TOOLS
   --check               exit 1 unless every xvs measurement succeeded
   --render FILE.json    print the table of an earlier run and write its .md and .svg again
   --quick               one short round: --rounds 1 --duration 0.5 --warmup 0.3 --start-warmup 0.3
@@ -159,8 +160,12 @@ export function defaultOptions(): BenchOptions {
   };
 }
 
+/** Options of `xvs bench` that take no value (`--check=x` is refused, not split). */
+const BENCH_FLAGS = ["--no-pin", "--no-steer", "--no-rps", "--no-profile", "--profile", "--in-guest", "--ipvs-vm", "--check", "--quiet", "--quick"];
+
 /** Parse `xvs bench` arguments. @throws LbError(Invalid) naming the bad argument. */
-export function parseBenchArgs(argv: string[]): BenchOptions {
+export function parseBenchArgs(words: string[]): BenchOptions {
+  const argv = splitOptionValues(words, BENCH_FLAGS); // --rounds=3 as --rounds 3
   const o = defaultOptions();
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];

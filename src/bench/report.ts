@@ -1,7 +1,7 @@
 /**
- * Results of `xvs bench`: the JSON document, and its three renderings: a terminal table, a
- * markdown report and an SVG plot. Statistics are over rounds: median, min..max, and each
- * contender's ratio to xvs (ratio of medians, and the median of per-round ratios, which is less
+ * Results of `xvs bench`: the JSON document, and its renderings: a terminal table and a
+ * markdown report here, the SVG plot in src/bench/plot.ts. Statistics are over rounds: median,
+ * min..max, and each contender's ratio to xvs (ratio of medians, and the median of per-round ratios, which is less
  * sensitive to slow drifts in a noisy machine's load since one round's contenders run close
  * together in time).
  */
@@ -148,12 +148,14 @@ export function buildRows(cells: Cell[], contenders: ContenderInfo[]): Row[] {
   return rows;
 }
 
-function fmt(v: number | null, w: WorkloadInfo): string {
+/** A value in the workload's display unit and digits; "-" when missing. */
+export function fmt(v: number | null, w: WorkloadInfo): string {
   if (v === null || !Number.isFinite(v)) return "-";
   return (v / w.scale).toFixed(w.digits);
 }
 
-function ratio(r: number | null): string {
+/** A ratio to xvs, "1.33x"; "-" when missing. */
+export function ratio(r: number | null): string {
   return r === null || !Number.isFinite(r) ? "-" : `${r.toFixed(2)}x`;
 }
 
@@ -278,59 +280,4 @@ export function renderMarkdown(rep: BenchReport, svgName: string | null): string
   }
   L.push("## Raw", "", "Every sample, error and option is in the JSON file next to this report.", "");
   return L.join("\n");
-}
-
-function xmlEscape(s: string): string {
-  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
-}
-
-const COLORS: Record<string, string> = { xvs: "#d6336c", ipvs: "#1c7ed6", nft: "#f59f00", plain: "#868e96", xskfwd: "#37b24d", gen: "#343a40" };
-
-/** The SVG plot: one panel per workload, a bar per contender (median) with a min..max whisker. */
-export function renderSvg(rep: BenchReport): string {
-  const W = 960, labelW = 110, valueW = 170, plotW = W - labelW - valueW - 30, barH = 16, gap = 6;
-  const parts: string[] = [];
-  let y = 40;
-  parts.push(`<text x="12" y="24" font-size="16" font-weight="bold">${xmlEscape(rep.title)}</text>`);
-  for (const wid of workloadOrder(rep.rows)) {
-    const w = workloadInfo(wid);
-    const rows = rep.rows.filter((r) => r.workload === wid);
-    const max = Math.max(1e-9, ...rows.map((r) => r.max ?? 0));
-    parts.push(`<text x="12" y="${y + 14}" font-size="13" font-weight="bold">${xmlEscape(`${w.title} — ${w.unit}, ${w.better} is better`)}</text>`);
-    y += 22;
-    for (const r of rows) {
-      const kind = rep.contenders.find((c) => c.id === r.contender)?.kind ?? "";
-      const color = COLORS[kind] ?? "#495057";
-      parts.push(`<text x="12" y="${y + barH - 4}" font-size="12">${xmlEscape(r.contender)}</text>`);
-      if (r.median !== null) {
-        const bw = (r.median / max) * plotW;
-        parts.push(`<rect x="${labelW}" y="${y}" width="${bw.toFixed(1)}" height="${barH}" fill="${color}" opacity="0.85"/>`);
-        const x0 = labelW + ((r.min ?? 0) / max) * plotW, x1 = labelW + ((r.max ?? 0) / max) * plotW, ym = y + barH / 2;
-        parts.push(`<line x1="${x0.toFixed(1)}" y1="${ym}" x2="${x1.toFixed(1)}" y2="${ym}" stroke="#000" stroke-width="1.5"/>`);
-        parts.push(`<line x1="${x0.toFixed(1)}" y1="${y + 3}" x2="${x0.toFixed(1)}" y2="${y + barH - 3}" stroke="#000"/>`);
-        parts.push(`<line x1="${x1.toFixed(1)}" y1="${y + 3}" x2="${x1.toFixed(1)}" y2="${y + barH - 3}" stroke="#000"/>`);
-        const label = `${fmt(r.median, w)} ${w.unit}${r.ratioToXvs !== null && r.reference !== r.contender ? ` (${ratio(r.ratioToXvs)} xvs)` : ""}`;
-        parts.push(`<text x="${W - valueW - 10}" y="${y + barH - 4}" font-size="12">${xmlEscape(label)}</text>`);
-      } else {
-        parts.push(`<text x="${labelW}" y="${y + barH - 4}" font-size="12" fill="#c92a2a">${xmlEscape(r.errors.length ? "failed" : "no data")}</text>`);
-      }
-      y += barH + gap;
-    }
-    y += 12;
-  }
-  if (rep.micro.length) {
-    parts.push(`<text x="12" y="${y + 14}" font-size="13" font-weight="bold">fast path microbenchmarks — ns per packet (lower is better)</text>`);
-    y += 22;
-    const max = Math.max(...rep.micro.map((m) => m.nsPerPacket));
-    for (const m of rep.micro) {
-      parts.push(`<text x="12" y="${y + barH - 4}" font-size="12">${xmlEscape(m.id)}</text>`);
-      parts.push(`<rect x="${labelW}" y="${y}" width="${((m.nsPerPacket / max) * plotW).toFixed(1)}" height="${barH}" fill="${m.id === "copy" ? "#adb5bd" : COLORS.xvs}" opacity="0.85"/>`);
-      parts.push(`<text x="${W - valueW - 10}" y="${y + barH - 4}" font-size="12">${m.nsPerPacket.toFixed(1)} ns (net ${m.netNs.toFixed(1)})</text>`);
-      y += barH + gap;
-    }
-    y += 12;
-  }
-  parts.push(`<text x="12" y="${y + 10}" font-size="11" fill="#495057">${xmlEscape(String(rep.machine.summary ?? ""))}</text>`);
-  y += 24;
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${y}" viewBox="0 0 ${W} ${y}" font-family="sans-serif">\n<rect width="100%" height="100%" fill="#fff"/>\n${parts.join("\n")}\n</svg>\n`;
 }

@@ -17,8 +17,10 @@ import { buildBenchLab, counterDeltas, ifaceCounters, type BenchLab } from "./la
 import { busyProcesses, describeMachine } from "./machine.ts";
 import { runMicro, type MicroRow } from "./micro.ts";
 import { type BenchOptions, type WorkloadKind } from "./options.ts";
+import { renderSvg } from "./plot.ts";
+import { leftText, type PlannedStep, ProgressEstimator } from "./progress.ts";
 import { perfCpu, perfWorks, profileSummary, type PerfSample, windowProfile } from "./profile.ts";
-import { type BenchReport, buildRows, type Cell, type ContenderInfo, renderMarkdown, renderSvg, renderTable, type Target, workloadInfo, workloadOrder } from "./report.ts";
+import { type BenchReport, buildRows, type Cell, type ContenderInfo, renderMarkdown, renderTable, type Target, workloadInfo, workloadOrder } from "./report.ts";
 import { flowsId, flowsRate, latency, measureRate, PEAK_LEVELS, type Result, tcpRate, udpPeak, udpRate, warmUp } from "./workloads.ts";
 
 export { BENCH_HELP, parseBenchArgs } from "./options.ts";
@@ -122,10 +124,33 @@ export async function runBench(o: BenchOptions): Promise<number> {
   };
   const labFor = (c: Contender) => buildBenchLab("bench", { mode: c.mode, steer: o.pin && o.steer ? { dirCpu: o.dirCpu, genCpu: o.genCpu } : null, serverCpu: o.pin ? o.genCpu : null });
 
+  // the whole run as steps, for the progress lines' estimate of the time left
+  const orderOf = (r: number) => active.map((_, i) => active[(i + r - 1) % active.length]);
+  const xvsNat = active.find((c): c is Xvs => c instanceof Xvs && c.mode === "nat");
+  const xsk = active.find((c): c is XskFwd => c instanceof XskFwd);
+  const microWanted = o.workloads.includes("micro");
+  const profiled = o.profile && !!xvsNat && wanted.includes("udp64");
+  const plan: PlannedStep[] = [];
   for (let r = 1; r <= o.rounds; r++) {
-    const order = active.map((_, i) => active[(i + r - 1) % active.length]);
+    // a contender's rounds with the flows workload take longer than those without
+    for (const c of orderOf(r)) plan.push({ key: `${c.id}${c.workloads.includes("flows") && wanted.includes("flows") && r <= o.flowsRounds ? "+flows" : ""}` });
+  }
+  // one rate measurement each; the microbenchmarks run ~12 rows and build a 1M-flow table
+  if (microWanted) plan.push({ key: "micro", guess: 12 * o.microSeconds + 5 });
+  if (profiled) for (const k of xsk ? ["profile-xvs", "profile-xskfwd"] : ["profile-xvs"]) plan.push({ key: k, guess: o.startWarmup + o.warmup + o.duration + 5 });
+  const eta = new ProgressEstimator(plan);
+  let stepNo = 0;
+  const step = (what: string) => {
+    const i = stepNo++;
+    eta.start(i, Date.now());
+    log(`${what} (step ${i + 1}/${plan.length}), ${leftText(eta.secondsLeft(i))}`);
+  };
+
+  for (let r = 1; r <= o.rounds; r++) {
+    const order = orderOf(r);
     log(`round ${r}/${o.rounds}: ${order.map((c) => c.id).join(", ")}`);
     for (const c of order) {
+      step(`round ${r}/${o.rounds}, contender ${c.id}`);
       const ws = wanted.filter((w) => c.workloads.includes(w));
       const fail = (w: WorkloadKind, err: string) => {
         for (const id of rowIds(w, o)) cell(c.id, id).errors.push({ round: r, error: err });
@@ -190,19 +215,16 @@ export async function runBench(o: BenchOptions): Promise<number> {
 
   // where the time goes: one profiled xvs run (and the C forwarder's, for comparison)
   let profile: BenchReport["profile"] = null;
-  const xvsNat = active.find((c): c is Xvs => c instanceof Xvs && c.mode === "nat");
-  const xsk = active.find((c): c is XskFwd => c instanceof XskFwd);
   let micro: MicroRow[] = [];
-  const microWanted = o.workloads.includes("micro");
   if (microWanted) {
-    log("microbenchmarks");
+    step("microbenchmarks");
     try {
       micro = runMicro(o.microSeconds, (s) => log(`  ${s}`));
     } catch (e) {
       log(`microbenchmarks FAILED: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
     }
   }
-  if (o.profile && xvsNat && wanted.includes("udp64")) {
+  if (profiled && xvsNat) {
     log("profiled run (xvs worker phases; perf on the director CPU when available)");
     const perfOk = o.pin && !o.inGuest && (await perfWorks());
     type One = { rate: number | null; offered: number | null; window: [number, number]; stats: Record<string, unknown> | null; perf: PerfSample | null; veth: Record<string, number> };
@@ -212,6 +234,7 @@ export async function runBench(o: BenchOptions): Promise<number> {
       return xs.length ? xs.sort((a, b) => a - b)[xs.length >> 1] : 0;
     };
     const one = async (c: Contender, prof: boolean): Promise<One> => {
+      step(`profiled run, ${c.id}`);
       const bl = await labFor(c);
       currentLab = bl;
       const ctx = ctxOf(bl);
@@ -252,6 +275,7 @@ export async function runBench(o: BenchOptions): Promise<number> {
     };
   }
 
+  eta.stop(Date.now());
   const cinfo: ContenderInfo[] = contenders.map((c) => ({ id: c.id, kind: c.kind, mode: c.mode, label: c.label, skipped: c.skipReason, workloads: c.workloads }));
   const rows = buildRows([...cells.values()], cinfo.filter((c) => !c.skipped));
   const targets: Target[] = [];
@@ -263,12 +287,12 @@ export async function runBench(o: BenchOptions): Promise<number> {
   }
   if (xv && nf) {
     const v = xv.median !== null && nf.median ? xv.median / nf.median : null;
-    targets.push({ name: "xvs-nat / nft, 64-byte UDP (what 0.9x the C forwarder meant on a quiet machine)", value: v, target: 1.6, pass: v === null ? null : v >= 1.6, detail: "from the issue: C ~1.9 Mpps vs nftables ~1.0 Mpps on a quiet machine" });
+    targets.push({ name: "xvs-nat / nft, 64-byte UDP (what 0.9x the C forwarder meant on a quiet machine)", value: v, target: 1.6, pass: v === null ? null : v >= 1.6, detail: "1.6x assumes C ~1.9 Mpps vs nftables ~1.0 Mpps on a quiet machine" });
   }
 
   const notes: string[] = [];
   if (o.inGuest) notes.push("Run inside the ipvs-vm qemu guest under software emulation (TCG): absolute numbers mean nothing; only ratios between contenders of this run do.");
-  else notes.push("This is a shared, noisy VM: other engineers' builds and tests ran at the same time (see the busiest processes above); absolute numbers move by 2-5x between runs, ratios within one run are steadier. Each contender's rounds are interleaved with the others' so that load changes hit all of them.");
+  else notes.push("Whatever else ran on this machine at the same time (the busiest processes are listed above) moves absolute numbers between runs, by 2-5x on a shared VM; ratios within one run are steadier. Each contender's rounds are interleaved with the others' so that load changes hit all of them.");
   notes.push("The generator is BPF_PROG_RUN with BPF_F_TEST_XDP_LIVE_FRAMES (native/bpf/xvs_gen.bpf.c via native/shim/xvs_gen.c), XDP_TX out of the generator's veth. Its own rate (row `gen`: frames into an XDP drop on the director) is the ceiling of what this lab can measure. Rates are counted by an XDP program on the sink (count and drop), read twice `duration` apart after `warmup` seconds.");
   if (o.pin) {
     notes.push(`CPUs: generator, TCP clients and servers on CPU ${o.genCpu}; the director on CPU ${o.dirCpu} (the xvs daemon via taskset, the C forwarder via sched_setaffinity). ` + (o.steer

@@ -3,7 +3,7 @@
  * ApiError with the API's error body, and `kernelMessage` turns them into the words the kernel
  * (through ipvsadm's ipvs_strerror) would have used.
  */
-import { THRESHOLD_ORDER_MESSAGE, type ErrorBodyT } from "../control/schemas.ts";
+import { FWMARK_UNSUPPORTED_MESSAGE, THRESHOLD_ORDER_MESSAGE, type ErrorBodyT } from "../control/schemas.ts";
 import { AdmExit } from "./parse.ts";
 
 /** The fetch the client uses (globalThis.fetch, or app.request in tests). */
@@ -56,6 +56,8 @@ export function kernelMessage(e: ApiError): string {
   if (issues.some((i) => /(^|\.)(scheduler|pe)$/.test(i.path))) return "Scheduler or persistence engine not found";
   // ERANGE from ip_vs_add_dest / ip_vs_edit_dest: strerror's words
   if (issues.some((i) => i.message === THRESHOLD_ORDER_MESSAGE)) return "Numerical result out of range";
+  // a fwmark service reached the daemon (the CLI refuses it before sending): the same words
+  if (issues.some((i) => i.message === FWMARK_UNSUPPORTED_MESSAGE)) return FWMARK_UNSUPPORTED_MESSAGE;
   if (e.status === 503) return "Memory allocation problem";
   return e.body.error.message;
 }

@@ -4,7 +4,7 @@
  * turns a refusal into ipvsadm's message on stderr and returns the exit code ipvsadm would
  * (0, or 255 for a kernel error; a missing service in `-L -t` is 1, as in list_service).
  */
-import { SCHEDULERS, type BatchCommandIn, type ConnsPageT, type DestSpecIn, type InfoT, type ServiceKeyT, type ServiceSpecIn, type ServiceViewT, type TimeoutsT } from "../control/schemas.ts";
+import { FWMARK_UNSUPPORTED_MESSAGE, SCHEDULERS, type BatchCommandIn, type ConnsPageT, type DestSpecIn, type InfoT, type ServiceKeyT, type ServiceSpecIn, type ServiceViewT, type TimeoutsT } from "../control/schemas.ts";
 import { destId, serviceId } from "../control/ids.ts";
 import { ipText } from "../service/addr.ts";
 import { ApiClient, ApiError, kernelMessage } from "./client.ts";
@@ -47,6 +47,8 @@ export function serviceKey(svc: SvcEntry): ServiceKeyT {
 
 /** The service of an -A/-E line as the API takes it. @throws KernelError for what the kernel would refuse by name. */
 export function serviceSpec(svc: SvcEntry): ServiceSpecIn {
+  // checked after the whole line parsed, so ipvsadm's own parse errors (exit 2) come first
+  if (svc.fwmark) throw new KernelError(FWMARK_UNSUPPORTED_MESSAGE);
   if (!(SCHEDULERS as readonly string[]).includes(svc.sched)) throw new KernelError(SCHED_NOT_FOUND);
   if (svc.pe && svc.pe !== "sip") throw new KernelError(SCHED_NOT_FOUND);
   const flags: ServiceSpecIn["schedFlags"] = [];
@@ -213,6 +215,12 @@ async function restore(_ce: Entry, ctx: AdmContext, readingStdin: boolean): Prom
     if (e.cmd === "restore") tryHelp(ctx.program);
     return e;
   });
+  // a fwmark service anywhere in the input stops -R before any line is applied (ipvsadm would
+  // apply the lines before it; xvs refuses the restore as a whole rather than half of it)
+  if (entries.some((e) => (e.cmd === "add-service" || e.cmd === "edit-service") && e.svc.fwmark)) {
+    ctx.err(`${FWMARK_UNSUPPORTED_MESSAGE}\n`);
+    return 255;
+  }
   let batch: BatchCommandIn[] = [];
   const flush = async (): Promise<number> => {
     if (batch.length === 0) return 0;

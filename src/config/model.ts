@@ -315,6 +315,11 @@ export class Model {
     return d;
   }
 
+  /** Find a real server. @throws LbError(NotExist) "Service not defined" / "No such destination", as editDest. */
+  dest(k: ServiceKeyT, address: string, port: number | undefined): Dest {
+    return this.mustDest(this.mustService(k, "Service not defined"), address, port);
+  }
+
   /** Change a real server (ipvsadm -e); it keeps its place in the list. */
   editDest(k: ServiceKeyT, spec: DestSpecT): Dest {
     const svc = this.mustService(k, "Service not defined");

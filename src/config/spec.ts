@@ -7,6 +7,7 @@
 import type { ForwardName, TunnelCsumName, TunnelTypeName } from "../service/forwarding.ts";
 import type { ProtocolName } from "../service/protocols.ts";
 import type { SchedFlag, SchedulerName } from "../service/schedulers.ts";
+import type { CheckerT, ServiceHealthT } from "../health/spec.ts";
 
 export type AddressFamilyName = "ipv4" | "ipv6";
 
@@ -40,6 +41,8 @@ export interface ServiceOptionsT {
   onePacket: boolean;
   schedFlags: SchedFlag[];
   pe?: "sip";
+  /** Health-check settings (keepalived's virtual_server keywords). */
+  health?: ServiceHealthT;
 }
 
 export interface AddrServiceSpecT extends AddrServiceKeyT, ServiceOptionsT {}
@@ -65,6 +68,10 @@ export interface DestSpecT {
   upperThreshold: number;
   lowerThreshold: number;
   tunnel?: TunnelSpecT;
+  /** Omitted or empty: never checked, always in the table. */
+  checkers?: CheckerT[];
+  /** Down: weight 0 instead of removal (keepalived inhibit_on_failure). */
+  inhibit_on_failure?: boolean;
 }
 
 /** Timeouts set by `--set tcp tcpfin udp`, seconds; 0 leaves a value unchanged. */

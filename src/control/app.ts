@@ -6,7 +6,8 @@
  * index? } }` with the matching status (400, 401, 404, 409, 413, 503).
  *
  * Routes live in routes/*.ts as records (http.ts); the OpenAPI document at
- * GET /v1/openapi.json is generated from the same records.
+ * GET /v1/openapi.json is generated from the same records. GET /metrics is the Prometheus
+ * exposition (routes/metrics.ts); every mutating request is logged (access-log.ts).
  *
  * @example
  *   curl -s -X POST -H "Authorization: Bearer $(cat token)" -d '{"protocol":"tcp","address":"198.18.0.100","port":80,"scheduler":"rr"}' http://127.0.0.1:9172/v1/services
@@ -15,20 +16,24 @@ import { timingSafeEqual } from "node:crypto";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { ErrorCode } from "../errors.ts";
+import { accessLog } from "./access-log.ts";
 import type { Daemon } from "./daemon.ts";
 import { errorReply, mount, mutating, type Route } from "./http.ts";
 import { openApiDocument } from "./openapi.ts";
 import { configRoutes } from "./routes/config.ts";
 import { connRoutes } from "./routes/conns.ts";
+import { mountMetrics } from "./routes/metrics.ts";
+import { reloadRoutes } from "./routes/reload.ts";
 import { serviceRoutes } from "./routes/services.ts";
 import { systemRoutes } from "./routes/system.ts";
+import { mountUi } from "./routes/ui.ts";
 
 /** Largest request body, bytes (a restore of thousands of services fits). */
 export const MAX_BODY_BYTES = 1 << 20;
 
 /** Every route of the API. */
 export function apiRoutes(daemon: Daemon): Route[] {
-  return [...systemRoutes(daemon), ...serviceRoutes(daemon), ...connRoutes(daemon), ...configRoutes(daemon)];
+  return [...systemRoutes(daemon), ...serviceRoutes(daemon), ...connRoutes(daemon), ...configRoutes(daemon), ...reloadRoutes(daemon)];
 }
 
 function tokenMatches(header: string, token: string): boolean {
@@ -50,6 +55,7 @@ export function createApp(daemon: Daemon, token: string): Hono {
   });
   app.notFound((c) => c.json({ error: { code: ErrorCode.NotExist, message: `no route ${c.req.method} ${c.req.path} (see GET /v1/openapi.json)` } }, 404));
 
+  app.use("*", accessLog((auth) => tokenMatches(auth, token)));
   app.use("*", async (c, next) => {
     if (mutating(c.req.method)) {
       const auth = c.req.header("authorization") ?? "";
@@ -65,6 +71,8 @@ export function createApp(daemon: Daemon, token: string): Hono {
   }));
 
   mount(app, routes);
+  mountMetrics(app, daemon);
+  mountUi(app, daemon);
   const doc = openApiDocument([...routes]);
   app.get("/v1/openapi.json", (c) => c.json(doc));
   return app;

@@ -7,9 +7,14 @@
  * after it leaves the new table. No instant leaves a half-written table.json.
  *
  * The same document format (schemas.ts ConfigDoc) is the declarative config file of
- * `xvs run --config FILE`.
+ * `xvs run --config FILE`. The saved table adds one block, `saved`: the identity of the network
+ * namespace that saved it (netns-identity.ts), when, and the hash of the config file last
+ * applied (start-table.ts decides from it which table a start uses). Written in the same
+ * atomic rename as the table, so a table never carries another one's identity. A config file
+ * may carry the block too (a copy of table.json): it is ignored there.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { ErrorCode, LbError } from "../errors.ts";
 import type { Model } from "../config/model.ts";
@@ -17,11 +22,36 @@ import { schedulerByName } from "../sched/registry.ts";
 import { modelToConfig } from "./batch.ts";
 import type { ConfigSink } from "./daemon.ts";
 import { zodErrorBody } from "./http.ts";
+import { type NetnsIdentity, parseIdentity } from "./netns-identity.ts";
 import { ConfigDoc, type ConfigDocT } from "./schemas.ts";
 
 /** Name of the saved table in the state directory. */
 export const TABLE_FILE = "table.json";
 const TMP_MARK = ".tmp-";
+/** The block of table.json that is not part of the table. */
+const SAVED_KEY = "saved";
+
+/** A config file as last applied: where it was and the SHA-256 of its bytes. */
+export interface ConfigStamp {
+  path: string;
+  sha256: string;
+}
+
+/** Where a saved table came from (its `saved` block). */
+export interface TableOrigin {
+  by: NetnsIdentity;
+  /** ISO time of the save. */
+  at: string;
+  /** The config file whose content the table started from, when one was applied; null otherwise. */
+  config: ConfigStamp | null;
+}
+
+/** A saved table as loaded: the table, its origin (null: saved by an older xvs), the file's mtime. */
+export interface SavedTable {
+  doc: ConfigDocT;
+  origin: TableOrigin | null;
+  mtime: Date;
+}
 
 /** Test hooks: run between the steps of a write, to simulate a crash there. */
 export interface WriteHooks {
@@ -56,11 +86,20 @@ export function writeFileAtomic(path: string, data: string, hooks: WriteHooks = 
 
 /** Parse and validate a config document; errors name the file, the field, the value and the reason in one line. */
 export function parseConfig(text: string, where: string): ConfigDocT {
+  return parseDocument(text, where).doc;
+}
+
+/** Parse a config document or a saved table: the table, and its `saved` block (unchecked) if any. */
+function parseDocument(text: string, where: string): { doc: ConfigDocT; saved: unknown } {
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (e) {
     throw new LbError(ErrorCode.Invalid, `${where}: not valid JSON (${e instanceof Error ? e.message : String(e)})`);
+  }
+  let saved: unknown;
+  if (typeof json === "object" && json !== null && !Array.isArray(json) && SAVED_KEY in json) {
+    ({ [SAVED_KEY]: saved, ...json } = json as Record<string, unknown>);
   }
   const r = ConfigDoc.safeParse(json, { reportInput: true });
   if (!r.success) {
@@ -73,31 +112,74 @@ export function parseConfig(text: string, where: string): ConfigDocT {
       throw new LbError(ErrorCode.NotExist, `${where}: services.${i}.scheduler: '${s.scheduler}': Scheduler or persistence engine not found (xvs does not implement it yet)`);
     }
   });
-  return r.data;
+  return { doc: r.data, saved };
+}
+
+/** The SHA-256 of a config file's text (what tells whether it changed since it was applied). */
+export function configHash(text: string): string {
+  return createHash("sha256").update(text).digest("hex");
 }
 
 /** Read a config file (`xvs run --config FILE`). @throws LbError with one line naming the problem. */
 export function loadConfigFile(path: string): ConfigDocT {
+  return readConfigFile(path).doc;
+}
+
+/** Read a config file with the stamp that identifies its content. @throws LbError with one line naming the problem. */
+export function readConfigFile(path: string): { doc: ConfigDocT; stamp: ConfigStamp } {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
   } catch (e) {
     throw new LbError(ErrorCode.Invalid, `config file ${path}: cannot read it (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
   }
-  return parseConfig(text, `config file ${path}`);
+  return { doc: parseConfig(text, `config file ${path}`), stamp: { path, sha256: configHash(text) } };
+}
+
+/** Parse a `saved` block; null when it is missing or not one (the table then counts as an older xvs's). */
+function parseOrigin(v: unknown): TableOrigin | null {
+  if (typeof v !== "object" || v === null) return null;
+  const o = v as Record<string, unknown>;
+  const by = parseIdentity(o.by);
+  if (!by || typeof o.at !== "string") return null;
+  const c = o.config as Record<string, unknown> | null | undefined;
+  const config = c && typeof c.path === "string" && typeof c.sha256 === "string" ? { path: c.path, sha256: c.sha256 } : null;
+  return { by, at: o.at, config };
 }
 
 /** The saved table of one state directory. */
 export class ConfigStore implements ConfigSink {
   readonly path: string;
+  /** Written with every save once set (`stamp`); a store never stamped saves the bare table. */
+  private by: NetnsIdentity | null = null;
+  private config: ConfigStamp | null = null;
 
-  constructor(readonly dir: string, private readonly hooks: WriteHooks = {}) {
+  constructor(readonly dir: string, private readonly hooks: WriteHooks = {}, private readonly clock: () => number = Date.now) {
     this.path = join(dir, TABLE_FILE);
+  }
+
+  /** Save from now on as namespace `by`, recording `config` as the config file last applied. */
+  stamp(by: NetnsIdentity, config: ConfigStamp | null): void {
+    this.by = by;
+    this.config = config;
   }
 
   /** Save the table (called by Daemon.mutate before a change counts as done). */
   save(model: Model): void {
-    writeFileAtomic(this.path, `${JSON.stringify(modelToConfig(model), null, 1)}\n`, this.hooks);
+    const doc: Record<string, unknown> = { ...modelToConfig(model) };
+    if (this.by) doc[SAVED_KEY] = { by: this.by, at: new Date(this.clock()).toISOString(), config: this.config } satisfies TableOrigin;
+    writeFileAtomic(this.path, `${JSON.stringify(doc, null, 1)}\n`, this.hooks);
+  }
+
+  /**
+   * Move the saved table aside as `name` in the same directory (one copy: an older one of that
+   * name is replaced). Returns the new path, or null when there was no table.
+   */
+  setAside(name: string): string | null {
+    if (!existsSync(this.path)) return null;
+    const to = join(this.dir, name);
+    renameSync(this.path, to);
+    return to;
   }
 
   /**
@@ -105,7 +187,13 @@ export class ConfigStore implements ConfigSink {
    * write are removed. @throws LbError when table.json exists but is not a valid table.
    */
   load(): ConfigDocT | null {
+    return this.loadSaved()?.doc ?? null;
+  }
+
+  /** Like `load`, with the table's origin and the time of its last save. */
+  loadSaved(): SavedTable | null {
     let text: string;
+    let mtime: Date;
     try {
       if (existsSync(this.dir)) {
         for (const f of readdirSync(this.dir)) {
@@ -114,9 +202,11 @@ export class ConfigStore implements ConfigSink {
       }
       if (!existsSync(this.path)) return null;
       text = readFileSync(this.path, "utf8");
+      mtime = statSync(this.path).mtime;
     } catch (e) {
       throw new LbError(ErrorCode.Permission, `cannot read the saved table in ${this.dir} (${(e as NodeJS.ErrnoException).code ?? String(e)}): run xvs as root, or set XVS_STATE_DIR`);
     }
-    return parseConfig(text, `saved table ${this.path} (move it away to start with an empty table)`);
+    const { doc, saved } = parseDocument(text, `saved table ${this.path} (move it away to start with an empty table)`);
+    return { doc, origin: parseOrigin(saved), mtime };
   }
 }

@@ -19,6 +19,7 @@ import { ticksSince } from "../dataplane/protocol.ts";
 import type { ServiceKeyT } from "./schemas.ts";
 import { listConns } from "./conns.ts";
 import { StatsBook } from "./stats-book.ts";
+import type { HealthMonitor } from "../health/monitor.ts";
 
 /** Traffic counters of a service or a real server, as IPVS keeps them. */
 export interface Traffic {
@@ -43,9 +44,17 @@ export class Daemon {
   /** Baselines (-Z) and rate estimators of every service and real server. */
   readonly stats: StatsBook;
   readonly startedMs: number;
+  /** Called after every committed change with the tables before and after (the dashboard's event ring, ui/events.ts). */
+  readonly changeListeners: ((before: Model, after: Model) => void)[] = [];
   private chain: Promise<unknown> = Promise.resolve();
   private offlineGen = 0;
   private offlineTables: Tables;
+  /**
+   * Health checks (src/health/monitor.ts), set by `xvs run`: `enforce` brings every clone in line
+   * with the checkers' results before it is installed; `configOf` gives the configuration behind
+   * the live table (what is saved and what GET /v1/config shows).
+   */
+  health: HealthMonitor | null = null;
 
   /** `clock`: ms since the epoch (tests pin it). */
   constructor(public dataplane: Dataplane | null = null, private readonly sink: ConfigSink | null = null, readonly clock: () => number = Date.now) {
@@ -63,12 +72,13 @@ export class Daemon {
       const prev = this.model;
       const next = prev.clone();
       const result = change(next);
+      this.health?.enforce(next);
       for (const s of next.services) {
         if (!SCHEDULER_BY_ID[s.schedId]) throw new LbError(ErrorCode.NotExist, "Scheduler or persistence engine not found");
       }
       this.install(next);
       try {
-        this.sink?.save(next);
+        this.sink?.save(this.health ? this.health.configOf(next) : next);
       } catch (e) {
         // not saved: roll back (the previous table goes out as the next generation), so that
         // the live table and the one a restart would bring back never stay different
@@ -77,11 +87,17 @@ export class Daemon {
       }
       this.model = next;
       this.stats.sync(next);
+      for (const listen of this.changeListeners) listen(prev, next);
       return result;
     };
     const p = this.chain.then(run, run);
     this.chain = p.catch(() => undefined);
     return p;
+  }
+
+  /** The configuration: the live table plus what health checks took out of it (the table itself without checks). */
+  config(): Model {
+    return this.health ? this.health.configOf(this.model) : this.model;
   }
 
   private install(m: Model): void {

@@ -28,7 +28,7 @@ export const STATUS: Record<ErrorCode, 400 | 401 | 404 | 409 | 413 | 500 | 503> 
 };
 
 /** HTTP methods of the API's routes. */
-export type Method = "get" | "post" | "put" | "delete";
+export type Method = "get" | "post" | "put" | "patch" | "delete";
 
 /** What a handler gets: validated body and query, and the path parameters. */
 export interface RouteInput<B, Q> {

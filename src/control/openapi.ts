@@ -18,7 +18,7 @@ function jsonSchema(schema: z.ZodType, io: "input" | "output"): Json {
 }
 
 const ERRORS: Record<number, string> = {
-  400: "Invalid request: malformed JSON, a field of the wrong type or out of range, an unknown field; `issues` names each field, its value and the reason",
+  400: "Invalid request: malformed JSON, a field of the wrong type or out of range, an unknown field, a firewall-mark service (not supported by xvs: XDP sees packets before any mark is set); `issues` names each field, its value and the reason",
   404: "No such service, real server or route",
   409: "Already exists (service, real server)",
   413: "Request body too large",

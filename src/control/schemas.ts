@@ -18,6 +18,7 @@ import { DEFAULT_SCHEDULER, SCHED_FLAGS, SCHEDULERS } from "../service/scheduler
 // The names and limits live in service/ (the bottom layer: the schedulers and the compiler use
 // them without loading zod); they are re-exported here for the API's and the CLI's users.
 export { DEFAULT_GUE_PORT, DEFAULT_PERSISTENT_TIMEOUT_SEC, DEFAULT_SCHEDULER, DEFAULT_WEIGHT, FORWARDS, MAX_PERSISTENT_TIMEOUT_SEC, MAX_TIMEOUT_SEC, MAX_WEIGHT, PROTOCOLS, SCHED_FLAGS, SCHEDULERS, TUNNEL_CSUMS, TUNNEL_TYPES };
+import { Checker, DestHealthView, destHealthFields, MAX_CHECKERS_PER_DEST, ServiceHealth, ServiceHealthView } from "../health/spec.ts";
 
 /** Most real servers in one service of a config document. */
 export const MAX_DESTS_PER_SERVICE = 16384;
@@ -53,6 +54,8 @@ const serviceOptions = {
   onePacket: z.boolean().default(false),
   schedFlags: z.array(SchedFlag).max(7).default([]),
   pe: z.enum(["sip"]).optional(),
+  /** Health-check settings (src/health/spec.ts, keepalived's virtual_server keywords). */
+  health: ServiceHealth.optional(),
 };
 
 function checkService(s: { protocol?: string; port?: number; fwmark?: number; onePacket: boolean; scheduler: string; schedFlags: string[]; persistence?: { netmask?: string }; address?: string; family?: string }, ctx: z.RefinementCtx): void {
@@ -83,8 +86,31 @@ function checkService(s: { protocol?: string; port?: number; fwmark?: number; on
 const addrServiceObject = z.strictObject({ ...AddrServiceKey.shape, ...serviceOptions });
 const fwmarkServiceObject = z.strictObject({ ...FwmarkServiceKey.shape, ...serviceOptions });
 
-/** A virtual service as created by `-A` (and replaced by `-E`). */
-export const ServiceSpec = z.union([addrServiceObject, fwmarkServiceObject]).superRefine(checkService);
+/**
+ * Why xvs refuses to create a firewall-mark service. IPVS finds a fwmark service by skb->mark
+ * (ip_vs_service_find looks up the fwmark table first when the mark is non-zero), a mark that
+ * iptables/nftables set in netfilter; xvs's XDP program sees each frame before netfilter runs,
+ * so no frame it handles carries a mark and such a service would accept real servers and never
+ * match a packet. Refused wherever a service comes in (API, CLI, batches, config file, saved
+ * table) until xvs can classify by mark itself.
+ */
+export const FWMARK_UNSUPPORTED_MESSAGE =
+  "Firewall-mark services are not supported by xvs: its XDP program sees each packet before iptables/nftables can set a mark, so the service would never match a packet";
+
+/** The refusal of a fwmark service, as an issue on its `fwmark` field (the value names the service). */
+function refuseFwmark(s: object, ctx: z.RefinementCtx): void {
+  if ("fwmark" in s) ctx.addIssue({ code: "custom", path: ["fwmark"], input: s.fwmark, message: FWMARK_UNSUPPORTED_MESSAGE });
+}
+
+/**
+ * A virtual service as IPVS knows it, firewall-mark services included: what the model, the
+ * compiler and the fast path handle (their fwmark code stays, exercised by unit tests, for the
+ * day xvs classifies by mark). Requests use ServiceSpec, which refuses fwmark services.
+ */
+export const IpvsServiceSpec = z.union([addrServiceObject, fwmarkServiceObject]).superRefine(checkService);
+
+/** A virtual service as created by `-A` (and replaced by `-E`): fwmark services are refused (FWMARK_UNSUPPORTED_MESSAGE). */
+export const ServiceSpec = IpvsServiceSpec.superRefine(refuseFwmark);
 
 export const TunnelSpec = z.strictObject({
   type: z.enum(TUNNEL_TYPES).default("ipip"),
@@ -105,6 +131,8 @@ export const DestSpec = z.strictObject({
   upperThreshold: z.number().int().min(0).max(MAX_WEIGHT).default(0),
   lowerThreshold: z.number().int().min(0).max(MAX_WEIGHT).default(0),
   tunnel: TunnelSpec.optional(),
+  /** Health checkers and inhibit_on_failure (src/health/spec.ts). */
+  ...destHealthFields,
 }).superRefine((d, ctx) => {
   // ip_vs_ctl.c: l_threshold > u_threshold is ERANGE (also with u == 0 and l > 0)
   if (d.lowerThreshold > d.upperThreshold) {
@@ -147,13 +175,54 @@ export const Settings = z.strictObject({
   connReuseMode: z.number().int().min(0).max(3),
 });
 
+// ---- partial updates (PATCH) and what a replace (PUT) changed ----
+
+/**
+ * PATCH of a real server: any fields of DestSpec, none filled in by a default (a field left out
+ * keeps its value: a NAT real server stays NAT when only its weight is given), unknown fields
+ * refused. `tunnel: null` drops the tunnel options. Address and port, if given, must be the
+ * path's. The merged result is checked whole by DestSpec before anything changes.
+ */
+export const DestPatch = z.strictObject({
+  address: IpAddress.optional(),
+  port: Port.optional(),
+  forward: Forward.optional(),
+  weight: z.number().int().min(0).max(MAX_WEIGHT).optional(),
+  upperThreshold: z.number().int().min(0).max(MAX_WEIGHT).optional(),
+  lowerThreshold: z.number().int().min(0).max(MAX_WEIGHT).optional(),
+  tunnel: TunnelSpec.nullable().optional(),
+  checkers: z.array(Checker).max(MAX_CHECKERS_PER_DEST).nullable().optional(),
+  inhibit_on_failure: z.boolean().nullable().optional(),
+});
+
+/**
+ * PATCH of a virtual service: any of its options, none filled in by a default (leaving out
+ * `scheduler` keeps the scheduler, where a PUT, like ipvsadm -E, resets it to wlc), unknown
+ * fields refused; `persistence: null` / `pe: null` remove them. Protocol, address and port, if
+ * given, must be the path's. The merged result is checked whole by ServiceSpec.
+ */
+export const ServicePatch = z.strictObject({
+  protocol: Protocol.optional(),
+  address: IpAddress.optional(),
+  port: Port.optional(),
+  scheduler: SchedulerName.optional(),
+  persistence: Persistence.nullable().optional(),
+  onePacket: z.boolean().optional(),
+  schedFlags: z.array(SchedFlag).max(7).optional(),
+  pe: z.enum(["sip"]).nullable().optional(),
+  health: ServiceHealth.nullable().optional(),
+});
+
+/** One field a PUT or PATCH changed: its value before and after (null: not set). */
+export const FieldChange = z.strictObject({ field: z.string(), old: z.json(), new: z.json() });
+
 // ---- the table as a document: config file, saved table, GET/PUT /v1/config ----
 
 /** A virtual service with its real servers, in the order they are added (oldest first). */
 export const ServiceConfig = z.union([
   addrServiceObject.extend({ dests: z.array(DestSpec).max(MAX_DESTS_PER_SERVICE).default([]) }),
   fwmarkServiceObject.extend({ dests: z.array(DestSpec).max(MAX_DESTS_PER_SERVICE).default([]) }),
-]).superRefine(checkService);
+]).superRefine(checkService).superRefine(refuseFwmark);
 
 /** Version of the configuration document format. */
 export const CONFIG_VERSION = 1;
@@ -221,6 +290,8 @@ export const DestView = z.strictObject({
   persistentConns: Count,
   stats: TrafficView,
   rates: RatesView,
+  /** Present when the real server has checkers. */
+  health: DestHealthView.optional(),
 });
 
 /** A virtual service as listed, real servers in scheduling (kernel list) order: newest first. */
@@ -228,12 +299,19 @@ export const ServiceView = z.strictObject({
   id: z.string(),
   name: z.string(),
   family: Family,
-  spec: ServiceSpec,
+  spec: IpvsServiceSpec,
   stats: TrafficView,
   rates: RatesView,
   dests: z.array(DestView),
+  /** Present when the service has health settings or real servers its checkers removed. */
+  health: ServiceHealthView.optional(),
 });
 export const ServiceList = z.strictObject({ services: z.array(ServiceView) });
+
+/** Answer of PUT/PATCH of a service: the service as listed, and the fields that changed (none: nothing changed). */
+export const ServiceReplaced = ServiceView.extend({ changes: z.array(FieldChange) });
+/** Answer of PUT/PATCH of a real server: the real server as listed, and the fields that changed. */
+export const DestReplaced = DestView.extend({ changes: z.array(FieldChange) });
 
 /** Largest page of GET /v1/conns (DPVS MAX_CTRL_CONN_GET_ENTRIES in spirit: bounded work per call). */
 export const MAX_CONNS_PAGE = 1000;
@@ -321,6 +399,9 @@ export type ServiceSpecT = z.infer<typeof ServiceSpec>;
 export type ServiceSpecIn = z.input<typeof ServiceSpec>;
 export type DestSpecT = z.infer<typeof DestSpec>;
 export type DestSpecIn = z.input<typeof DestSpec>;
+export type DestPatchT = z.infer<typeof DestPatch>;
+export type ServicePatchT = z.infer<typeof ServicePatch>;
+export type FieldChangeT = z.infer<typeof FieldChange>;
 export type TimeoutsT = z.infer<typeof Timeouts>;
 export type SettingsT = z.infer<typeof Settings>;
 export type ServiceConfigT = z.infer<typeof ServiceConfig>;

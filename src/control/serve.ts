@@ -7,13 +7,17 @@
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { splitOptionValues } from "../argv.ts";
 import { ErrorCode, LbError } from "../errors.ts";
 import { checkHost, Dataplane, type DataplaneOptions } from "../dataplane/dataplane.ts";
 import { log } from "../log.ts";
 import { createApp } from "./app.ts";
+import { metricsApp } from "./routes/metrics.ts";
 import { applyConfig } from "./batch.ts";
-import { ConfigStore, loadConfigFile } from "./config-store.ts";
 import { Daemon } from "./daemon.ts";
+import { HealthMonitor } from "../health/monitor.ts";
+import { prepareStartTable } from "./start-table.ts";
+import { attachKeepalivedConf, KeepalivedConf, keepalivedConfOf, loadKeepalivedConf } from "../keepalived/reload.ts";
 import { DEFAULT_API_HOST, DEFAULT_API_PORT, ensureToken, stateDir, writeApiAddress } from "./runtime.ts";
 
 /** How often the control thread looks whether an estimator tick is due, ms (ticks are 2 s apart). */
@@ -22,14 +26,26 @@ const ESTIMATOR_POLL_MS = 250;
 export interface RunOptions extends DataplaneOptions {
   apiHost: string;
   apiPort: number;
-  /** Declarative table to load at start instead of the saved one. */
+  /** Declarative table for the start; whether it or the saved table wins: start-table.ts. */
   configFile?: string;
+  /** keepalived.conf whose virtual_server blocks are the table; SIGHUP and POST /v1/reload re-read it (src/keepalived/). */
+  keepalivedConf?: string;
   /** File holding the API token (instead of the generated one). */
   tokenFile?: string;
+  /** A listener of its own for GET /metrics (routes/metrics.ts), besides the API's. */
+  metrics?: { host: string; port: number };
+}
+
+/** Parse HOST:PORT (IPv6 in brackets) of --api and --metrics. @throws LbError(Invalid). */
+function hostPort(option: string, s: string): { host: string; port: number } {
+  const m = /^(\[[0-9a-fA-F:]+\]|[0-9.]+|localhost):(\d{1,5})$/.exec(s);
+  if (!m || Number(m[2]) > 65535) throw new LbError(ErrorCode.Invalid, `${option}: '${s}' is not HOST:PORT`);
+  return { host: m[1].replace(/^\[|\]$/g, ""), port: Number(m[2]) };
 }
 
 /** Parse `xvs run` arguments. @throws LbError(Invalid) naming the bad argument. */
-export function parseRunArgs(argv: string[]): RunOptions {
+export function parseRunArgs(words: string[]): RunOptions {
+  const argv = splitOptionValues(words, ["--copy", "--zerocopy"]); // --iface=eth0 as --iface eth0
   const o: RunOptions = { ifaces: [], queues: 1, connCapacity: 1 << 20, bindMode: "auto", idleMs: 1, apiHost: DEFAULT_API_HOST, apiPort: DEFAULT_API_PORT };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -52,18 +68,19 @@ export function parseRunArgs(argv: string[]): RunOptions {
       case "--zerocopy": o.bindMode = "zerocopy"; break;
       case "--idle-ms": o.idleMs = int(0, 1000); break;
       case "--config": o.configFile = val(); break;
+      case "--keepalived-conf": o.keepalivedConf = val(); break;
       case "--token-file": o.tokenFile = val(); break;
       case "--api": {
-        const s = val();
-        const m = /^(\[[0-9a-fA-F:]+\]|[0-9.]+|localhost):(\d{1,5})$/.exec(s);
-        if (!m || Number(m[2]) > 65535) throw new LbError(ErrorCode.Invalid, `--api: '${s}' is not HOST:PORT`);
-        o.apiHost = m[1].replace(/^\[|\]$/g, "");
-        o.apiPort = Number(m[2]);
+        const hp = hostPort(a, val());
+        o.apiHost = hp.host;
+        o.apiPort = hp.port;
         break;
       }
+      case "--metrics": o.metrics = hostPort(a, val()); break;
       default: throw new LbError(ErrorCode.Invalid, `unknown option '${a}' (see xvs run --help)`);
     }
   }
+  if (o.configFile && o.keepalivedConf) throw new LbError(ErrorCode.Invalid, "--config and --keepalived-conf both declare the table: give one of them");
   if (o.ifaces.length === 0) throw new LbError(ErrorCode.Invalid, "no interface given: use --iface IF (once per interface)");
   return o;
 }
@@ -88,16 +105,20 @@ export async function runDaemon(o: RunOptions): Promise<number> {
   // root and interfaces first (their messages say how to fix them), then the table: a broken
   // config file or saved table stops us before anything is attached
   checkHost(o.ifaces);
-  const store = new ConfigStore(stateDir());
-  const doc = o.configFile ? loadConfigFile(o.configFile) : store.load();
+  const ka = o.keepalivedConf ? loadKeepalivedConf(o.keepalivedConf) : null;
+  const { store, doc, source, announce } = prepareStartTable(stateDir(), ka ? { doc: ka.table, stamp: ka.stamp } : o.configFile);
   const token = apiToken(o);
   const daemon = new Daemon(null, store);
+  // before the table is loaded, so that its checkers start (and `alpha` applies) with the first generation
+  const health = new HealthMonitor(daemon);
+  daemon.health = health;
   if (doc) {
     await daemon.mutate((m) => applyConfig(m, doc)).catch((e: unknown) => {
-      const where = o.configFile ? `config file ${o.configFile}` : `saved table ${store.path}`;
+      const where = source === store.path ? `saved table ${store.path}` : `config file ${source}`;
       throw new LbError(e instanceof LbError ? e.code : ErrorCode.Invalid, `${where}: ${e instanceof Error ? e.message : String(e)}`);
     });
   }
+  if (ka) attachKeepalivedConf(daemon, new KeepalivedConf(ka.stamp.path, daemon, store, ka.table, ka.stamp));
   const dp = await Dataplane.start(o, daemon.model);
   daemon.dataplane = dp;
   const app = createApp(daemon, token);
@@ -108,10 +129,21 @@ export async function runDaemon(o: RunOptions): Promise<number> {
     await dp.stop();
     throw new LbError(ErrorCode.Busy, `cannot listen on ${o.apiHost}:${o.apiPort} (${e instanceof Error ? e.message : e}): another xvs in this namespace? use --api HOST:PORT`);
   }
+  let metricsServer: ReturnType<typeof Bun.serve> | null = null;
+  if (o.metrics) {
+    try {
+      metricsServer = Bun.serve({ hostname: o.metrics.host, port: o.metrics.port, fetch: metricsApp(daemon).fetch, maxRequestBodySize: 1 << 12 });
+    } catch (e) {
+      server.stop(true);
+      await dp.stop();
+      throw new LbError(ErrorCode.Busy, `--metrics: cannot listen on ${o.metrics.host}:${o.metrics.port} (${e instanceof Error ? e.message : e})`);
+    }
+  }
   writeApiAddress(o.apiHost.includes(":") ? `[${o.apiHost}]` : o.apiHost, server.port ?? o.apiPort);
+  announce();
   log("info", "xvs running", {
-    ifaces: o.ifaces, queues: o.queues, api: `${o.apiHost}:${server.port}`, state: stateDir(), zeroCopy: dp.workers.map((w) => w.zeroCopy),
-    services: daemon.model.services.length, table: o.configFile ?? (doc ? store.path : "empty"),
+    ifaces: o.ifaces, queues: o.queues, api: `${o.apiHost}:${server.port}`, ...(metricsServer ? { metrics: `${o.metrics!.host}:${metricsServer.port}` } : {}), state: stateDir(), zeroCopy: dp.workers.map((w) => w.zeroCopy),
+    services: daemon.model.services.length, table: source,
   });
   const purge = setInterval(() => daemon.purge(), 5000);
   const estimator = setInterval(() => daemon.tickEstimator(), ESTIMATOR_POLL_MS);
@@ -123,12 +155,16 @@ export async function runDaemon(o: RunOptions): Promise<number> {
       log("info", "stopping", { signal: sig });
       clearInterval(purge);
       clearInterval(estimator);
+      health.stop();
       server.stop(true);
+      metricsServer?.stop(true);
       await dp.stop();
       log("info", "stopped: XDP detached, sockets closed");
       resolve(0);
     };
     process.on("SIGTERM", () => void stop("SIGTERM"));
     process.on("SIGINT", () => void stop("SIGINT"));
+    // reload of --keepalived-conf (systemd ExecReload); errors are logged by reload itself
+    process.on("SIGHUP", () => void (keepalivedConfOf(daemon)?.reload("SIGHUP").catch(() => undefined) ?? log("warn", "SIGHUP ignored: xvs was not started with --keepalived-conf")));
   });
 }

@@ -8,6 +8,10 @@
  * Objects are keyed by id (services) and id + incarnation (real servers: a revival bumps the
  * incarnation). `sync` after every committed change adds what is new and forgets what is gone,
  * so an id reused later starts from a fresh baseline.
+ *
+ * The metrics (metrics.ts) read a second view that -Z never touches: counters since the object
+ * appeared (its `origin`, taken with the first baseline and kept by `zero`), so that a Prometheus
+ * counter only grows while the object lives, and a new object under a reused id starts at 0.
  */
 import type { Dest, Model, Service } from "../config/model.ts";
 import { EstimatorSchedule, RateEstimator, type CounterSample, type Rates } from "../stats/estimator.ts";
@@ -20,6 +24,8 @@ export interface RawCounters {
 
 interface Entry {
   baseline: CounterSample;
+  /** Raw counters when the object appeared; -Z keeps it. */
+  origin: CounterSample;
   est: RateEstimator;
 }
 
@@ -46,8 +52,8 @@ export class StatsBook {
     this.schedule = new EstimatorSchedule(nowMs);
   }
 
-  private fresh(current: CounterSample): Entry {
-    return { baseline: current, est: new RateEstimator(current) };
+  private fresh(current: CounterSample, origin: CounterSample = current): Entry {
+    return { baseline: current, origin, est: new RateEstimator(current) };
   }
 
   /** Track the objects of a committed model: new ones start at zero, gone ones are dropped. */
@@ -67,8 +73,8 @@ export class StatsBook {
 
   /** Zero a service and its real servers (ip_vs_zero_service), counters and rates. */
   zero(s: Service): void {
-    this.services.set(s.id, this.fresh(this.raw.service(s.id)));
-    for (const d of s.dests) this.dests.set(destKey(d), this.fresh(this.raw.dest(d.id)));
+    this.services.set(s.id, this.fresh(this.raw.service(s.id), this.services.get(s.id)?.origin));
+    for (const d of s.dests) this.dests.set(destKey(d), this.fresh(this.raw.dest(d.id), this.dests.get(destKey(d))?.origin));
   }
 
   /** Counters of a service since it appeared or was last zeroed. */
@@ -83,6 +89,20 @@ export class StatsBook {
     const e = this.dests.get(destKey(d));
     const cur = this.raw.dest(d.id);
     return e ? minus(cur, e.baseline) : minus(cur, cur);
+  }
+
+  /** Counters of a service since it appeared, whatever -Z did (the metrics' view). */
+  serviceLifetime(s: Service): CounterSample {
+    const e = this.services.get(s.id);
+    const cur = this.raw.service(s.id);
+    return e ? minus(cur, e.origin) : minus(cur, cur);
+  }
+
+  /** Counters of a real server since it appeared (or was revived), whatever -Z did. */
+  destLifetime(d: Dest): CounterSample {
+    const e = this.dests.get(destKey(d));
+    const cur = this.raw.dest(d.id);
+    return e ? minus(cur, e.origin) : minus(cur, cur);
   }
 
   serviceRates(s: Service): Rates {

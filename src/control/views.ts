@@ -6,7 +6,8 @@ import { addrPortText, ipText } from "../service/addr.ts";
 import type { Dest, Service } from "../config/model.ts";
 import type { Daemon } from "./daemon.ts";
 import { destId, serviceId } from "./ids.ts";
-import type { DestViewT, ServiceViewT } from "./schemas.ts";
+import type { FieldChangeT, ServiceViewT, DestViewT } from "./schemas.ts";
+import type { DestHealthViewT } from "../health/spec.ts";
 
 const PROTO_NAMES: Record<number, string> = { 6: "TCP", 17: "UDP", 132: "SCTP" };
 
@@ -34,11 +35,20 @@ export function destView(daemon: Daemon, d: Dest): DestViewT {
     persistentConns: conns.persist,
     stats: daemon.stats.destStats(d),
     rates: daemon.stats.destRates(d),
+    ...healthOf(daemon, d),
   };
+}
+
+/** `{health}` of a real server with checkers, else nothing (the view stays as it was without checks). */
+function healthOf(daemon: Daemon, d: Dest): { health?: DestHealthViewT } {
+  const s = daemon.model.services.find((x) => x.id === d.svcId);
+  const h = s && daemon.health?.destHealth(s, ipText(d.addr), d.port);
+  return h ? { health: h } : {};
 }
 
 /** JSON view of a virtual service, real servers in scheduling (kernel list) order. */
 export function serviceView(daemon: Daemon, s: Service): ServiceViewT {
+  const health = daemon.health?.serviceHealth(s);
   return {
     id: serviceId(s.spec),
     name: serviceName(s),
@@ -47,5 +57,19 @@ export function serviceView(daemon: Daemon, s: Service): ServiceViewT {
     stats: daemon.stats.serviceStats(s),
     rates: daemon.stats.serviceRates(s),
     dests: s.dests.map((d) => destView(daemon, d)),
+    ...(health ? { health } : {}),
   };
+}
+
+/** The fields of a real server a PUT or PATCH may change (address and port name it). */
+export const DEST_FIELDS = ["forward", "weight", "upperThreshold", "lowerThreshold", "tunnel", "checkers", "inhibit_on_failure"] as const;
+/** The fields of a service a PUT or PATCH may change (protocol, address and port name it). */
+export const SERVICE_FIELDS = ["scheduler", "persistence", "onePacket", "schedFlags", "pe", "health"] as const;
+
+/** The fields among `fields` whose value differs between two specs, with both values (null: not set). */
+export function fieldChanges(before: object, after: object, fields: readonly string[]): FieldChangeT[] {
+  const value = (o: object, f: string) => structuredClone((o as Record<string, unknown>)[f] ?? null) as FieldChangeT["old"];
+  return fields
+    .filter((f) => JSON.stringify(value(before, f)) !== JSON.stringify(value(after, f)))
+    .map((f) => ({ field: f, old: value(before, f), new: value(after, f) }));
 }

@@ -21,6 +21,7 @@ import { setDstMac, setEtherType, setSrcMac, srcMacHi, srcMacLo } from "../wire/
 import { PORT_MAC_HI, PORT_MAC_LO, PORT_WORDS } from "../nexthop/table.ts";
 import {ICMP_CODE_FRAG_NEEDED, ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, ICMPV6_DEST_UNREACH, ICMPV6_PKT_TOOBIG, ICMPV6_TIME_EXCEEDED, IPV4_FLAG_DF, IPV4_FRAG, PROTO_TCP, TCP_SYN} from "../wire/fields.ts";
 import { FLOW_DST, FLOW_L3, FLOW_L4, FLOW_META, FLOW_PORTS, FLOW_SRC, FLOW_WORDS, hashFlow } from "../wire/flow.ts";
+import { completePartialChecksum } from "../wire/partial-csum.ts";
 import { dnat4, dnat6, snat4, snat6 } from "../xmit/nat.ts";
 import { icmp4Error, icmp6Error } from "../xmit/icmp-error.ts";
 import { tcpReset4, tcpReset6 } from "../xmit/tcp-reset.ts";
@@ -167,8 +168,8 @@ export class FastPath implements FastPathState {
   processBurst(descs: Uint32Array, n: number): void {
     const u8 = this.u8, dv = this.dv, flows = this.flows, st = this.counters.verdicts;
     const conns = this.conns, index = conns.index, mask = index.length - 1, seed = conns.seedConn;
-    let touched = 0, rxBytes = 0;
-    // pass 1: classify, hash, touch
+    let touched = 0, rxBytes = 0, completed = 0;
+    // pass 1: classify, complete partial checksums, hash, touch
     for (let i = 0; i < n; i++) {
       const d = i * D_WORDS;
       const len = descs[d + D_LEN];
@@ -176,6 +177,13 @@ export class FastPath implements FastPathState {
       const row = i * FLOW_WORDS;
       const v = classify(u8, dv, descs[d + D_ADDR], len, flows, row, this.l3Len, i);
       this.early[i] = v;
+      if (v === Classified.Continue) {
+        // a sender's offloaded (partial) L4 checksum is completed here, before anything rewrites
+        // or quotes the packet, so NAT, DR, TUN and the ICMP errors built from it all see a
+        // complete one; costs a complete frame the pseudo-header sum and one compare
+        // (wire/partial-csum.ts). Never fragments (FragFirst): their sum spans the datagram.
+        completed += completePartialChecksum(u8, dv, flows, row, this.l3Len[i]);
+      }
       if (v === Classified.Continue || v === Classified.FragFirst) {
         const h = hashFlow(seed, flows, row);
         this.hashes[i] = h;
@@ -189,6 +197,7 @@ export class FastPath implements FastPathState {
     // totals once per burst: fewer stores to the shared counter line per packet
     st[Stat.RxPackets] += n;
     st[Stat.RxBytes] += rxBytes;
+    if (completed !== 0) st[Stat.CsumPartialCompleted] += completed;
     // pass 2: connections, scheduling, rewrite; each step returns the frame's out port
     for (let i = 0; i < n; i++) {
       const d = i * D_WORDS, row = i * FLOW_WORDS;

@@ -98,6 +98,10 @@ export const enum Stat {
   /** RSTs sent for TCP segments that may not start a connection and have none (counted in
    * DropTcpNoConn too), as the director's stack answers them in the kernel (xmit/tcp-reset.ts). */
   TcpResetSent,
+  /** TCP/UDP/SCTP packets whose checksum the sender left partial (CHECKSUM_PARTIAL: checksum
+   * offload on a veth or a local device) and xvs completed before forwarding
+   * (wire/partial-csum.ts); an event alongside the packet's verdict, not a verdict. */
+  CsumPartialCompleted,
   Count,
 }
 
@@ -109,7 +113,7 @@ export const STAT_NAMES = [
   "drop_table_full", "drop_ttl", "drop_no_route", "drop_neighbour", "drop_mtu", "drop_unsupported", "drop_syn_flood",
   "fwd_dr", "fwd_tun", "icmp_forwarded", "drop_icmp_no_conn", "drop_icmp_malformed", "frag_forwarded", "drop_frag_orphan",
   "drop_frag_table_full", "drop_mtu_no_df", "drop_tunnel_mtu", "drop_no_headroom", "icmp_pmtu_learned",
-  "half_open_evicted", "icmp_rate_limited", "tcp_reset_sent",
+  "half_open_evicted", "icmp_rate_limited", "tcp_reset_sent", "csum_partial_completed",
 ] as const;
 
 // Stat entries are only ever appended, each with its name here

@@ -10,6 +10,7 @@
  * The program stays attached when this command exits; `detach` removes it (only if it is still
  * the decap program). Commands throw LbError; src/main.ts prints and sets the exit code.
  */
+import { splitOptionValues } from "../argv.ts";
 import { ErrorCode, LbError } from "../errors.ts";
 import { DEFAULT_GUE_PORT } from "../service/limits.ts";
 import { DecapProgram } from "../ffi/bpf.ts";
@@ -38,7 +39,7 @@ export interface DecapArgs {
 
 /** Parse `xvs decap ...` arguments. @throws LbError(Invalid) with the usage. */
 export function parseDecapArgs(argv: string[]): DecapArgs {
-  const [cmd, iface, ...rest] = argv;
+  const [cmd, iface, ...rest] = splitOptionValues(argv); // --gue-port=7080 as --gue-port 7080
   if (cmd !== "attach" && cmd !== "detach" && cmd !== "stats") throw new LbError(ErrorCode.Invalid, `decap: expected attach, detach or stats\n${DECAP_HELP}`);
   if (!iface || iface.startsWith("-")) throw new LbError(ErrorCode.Invalid, `decap ${cmd}: missing interface\n${DECAP_HELP}`);
   const ports: number[] = [];

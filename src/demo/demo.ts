@@ -9,6 +9,7 @@
  * With --check it prints plain snapshots instead of redrawing, and exits 0 only if every real
  * server answered traffic and no request failed.
  */
+import { splitOptionValues } from "../argv.ts";
 import { ErrorCode, LbError } from "../errors.ts";
 import { startDaemon, type LabDaemon } from "../lab/daemon.ts";
 import { selfCommand } from "../lab/self.ts";
@@ -46,7 +47,8 @@ examples:
 `;
 
 /** Parse `xvs demo` arguments. @throws LbError(Invalid). */
-export function parseDemoArgs(argv: string[]): DemoOptions {
+export function parseDemoArgs(words: string[]): DemoOptions {
+  const argv = splitOptionValues(words, ["--check"]); // --scheduler=wlc as --scheduler wlc
   const o: DemoOptions = { scheduler: "rr", forward: "masq", actSeconds: 6, check: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];

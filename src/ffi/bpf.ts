@@ -202,6 +202,37 @@ export class SteerProgram {
   }
 }
 
+// ---- BPF_PROG_TEST_RUN (tests only) ----
+
+/** What one BPF_PROG_TEST_RUN of an XDP program returned. */
+export interface XdpTestRun {
+  /** The program's verdict (XDP_ABORTED 0, DROP 1, PASS 2, TX 3, REDIRECT 4). */
+  retval: number;
+  /** The frame as the program left it. */
+  frame: Uint8Array;
+}
+
+/** struct xdp_md as BPF_PROG_TEST_RUN takes it: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex. */
+const XDP_MD_WORDS = 6;
+
+/**
+ * Run the loaded XDP program `progFd` once over a copy of `frame` (BPF_PROG_TEST_RUN, non-live:
+ * a redirect is decided, not carried out), as if received on rx queue `rxQueue` of `ifindex`
+ * (an interface of the caller's network namespace; 0: the kernel's default, loopback queue 0).
+ * @throws LbError with the kernel's errno text (EINVAL for frames shorter than an Ethernet header).
+ */
+export function progTestRun(progFd: number, frame: Uint8Array, ifindex = 0, rxQueue = 0): XdpTestRun {
+  const ctx = new Uint32Array(XDP_MD_WORDS);
+  ctx[1] = frame.length; // data_end must equal the frame's length, data and data_meta 0
+  ctx[3] = ifindex;
+  ctx[4] = rxQueue;
+  const out = new Uint8Array(Math.max(frame.length, 1) + 256);
+  const result = new Uint32Array(2);
+  const data = frame.length > 0 ? frame : new Uint8Array(1);
+  check(lib().xvs_bpf__test_run(progFd, ptr(data), frame.length, ptr(ctx), ctx.byteLength, ptr(out), out.length, ptr(result)), "BPF_PROG_TEST_RUN");
+  return { retval: result[0], frame: out.slice(0, Math.min(result[1], out.length)) };
+}
+
 // ---- the real-server decap helper (native/bpf/xvs_decap.bpf.c) ----
 
 /** Name of the decap program, in the object and in the kernel (program names keep 15 characters). */

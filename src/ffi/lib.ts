@@ -31,6 +31,8 @@ const symbols = {
   xvs_bpf__obj_info: { args: [i32, ptr, ptr], returns: i32 },
   xvs_bpf__obj_id: { args: [i32], returns: i32 },
   xvs_fd__close: { args: [i32], returns: i32 },
+  // tests only: BPF_PROG_TEST_RUN
+  xvs_bpf__test_run: { args: [i32, ptr, u32, ptr, u32, ptr, u32, ptr], returns: i32 },
 
   xvs_port__create: { args: [u32, u32, u32, u32], returns: ptr },
   xvs_port__add_iface: { args: [ptr, cstring, u32, u32, i32, u32], returns: i32 },

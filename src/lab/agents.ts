@@ -218,7 +218,7 @@ async function udpAsk(a: Args): Promise<number> {
 /**
  * tcp-chat --host H --port P --conns N --seconds S [--interval MS]: N long-lived connections to
  * a line server, each sending a numbered line every MS ms for S seconds and checking that every
- * reply comes back, complete and in order. Prints a JSON summary (issue 7: established
+ * reply comes back, complete and in order. Prints a JSON summary (the flood tests: established
  * connections keep exchanging data without loss during a flood).
  */
 async function tcpChat(a: Args): Promise<number> {

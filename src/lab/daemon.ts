@@ -6,14 +6,17 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { stripPriorities } from "../log.ts";
 import { type ExecResult, Lab, LabError } from "./netns.ts";
 import { selfCommand } from "./self.ts";
 
 export interface LabDaemon {
   proc: Subprocess<"ignore", "pipe", "pipe">;
   stateDir: string;
-  /** Everything the daemon wrote on stderr so far (its JSON log lines). */
+  /** Everything the daemon wrote on stderr so far (its JSON log lines), priority prefixes removed. */
   log(): string;
+  /** The same as written, each line with its `<N>` priority prefix (log.ts). */
+  rawLog(): string;
   /** Call the HTTP API from inside the namespace; returns status and parsed JSON (or text). */
   api(method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }>;
   /** Run `xvs adm ARGS` inside the namespace. */
@@ -73,7 +76,8 @@ export async function startDaemon(lab: Lab, host: string, ifaces: string[], extr
   return {
     proc,
     stateDir: dir,
-    log: () => stderr,
+    log: () => stripPriorities(stderr),
+    rawLog: () => stderr,
     api: curl,
     adm: (a: string[], stdin?: string) => {
       if (stdin === undefined) return lab.exec(host, ["env", `XVS_STATE_DIR=${dir}`, ...selfCommand(), "adm", ...a], true);

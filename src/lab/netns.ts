@@ -83,18 +83,19 @@ export class Lab {
   }
 
   /**
-   * Create a veth pair between two lab hosts, both ends up, checksum offloads off (so that a
-   * receiver verifies every checksum in software and counts bad ones).
+   * Create a veth pair between two lab hosts, both ends up, with veth's default offloads, as
+   * every user's `ip link add ... type veth` (and containers and VMs on a host) has them: a local
+   * sender leaves its TCP/UDP checksum partial (CHECKSUM_PARTIAL), and xvs must complete it
+   * (wire/partial-csum.ts). Turning offloads off here would hide exactly those frames. Receivers
+   * still verify every frame xvs transmits: it arrives from an AF_XDP socket as a plain frame
+   * with no checksum state, so their kernels check every sum and count bad ones (nstat).
    */
   async veth(aHost: string, aIf: string, bHost: string, bIf: string, mtu = 1500, queues = 1): Promise<void> {
     const a = this.ns(aHost), b = this.ns(bHost);
     // several queues: a sender's flow hash picks its tx queue, which is the peer's rx queue
     const q = queues > 1 ? ["numtxqueues", String(queues), "numrxqueues", String(queues)] : [];
     await sh(["ip", "-n", a, "link", "add", aIf, "mtu", String(mtu), ...q, "type", "veth", "peer", "name", bIf, "netns", b, "mtu", String(mtu), ...q]);
-    for (const [ns, ifn] of [[a, aIf], [b, bIf]]) {
-      await sh(["ip", "netns", "exec", ns, "ethtool", "-K", ifn, "rx", "off", "tx", "off"], true);
-      await sh(["ip", "-n", ns, "link", "set", ifn, "up"]);
-    }
+    for (const [ns, ifn] of [[a, aIf], [b, bIf]]) await sh(["ip", "-n", ns, "link", "set", ifn, "up"]);
   }
 
   /** Run a command inside a lab host. @throws LabError on failure unless allowFail. */
@@ -124,19 +125,21 @@ export class Lab {
     return p as Subprocess<"pipe" | "ignore", "pipe", "pipe">;
   }
 
-  /** Return the kernel's SNMP counters of a lab host (nstat -az), by name. */
+  /**
+   * Return the kernel's SNMP counters of a lab host, by name (`nstat -asz --json`: absolute
+   * values, zeros included, nstat's history file left alone). @throws LabError when nstat fails
+   * or prints no counters: a test reading counters must never see a silent empty set.
+   */
   async snmp(host: string): Promise<Record<string, number>> {
-    const r = await this.exec(host, ["nstat", "-az", "--json"], true);
+    const r = await this.exec(host, ["nstat", "-asz", "--json"]);
     const out: Record<string, number> = {};
     try {
       const j = JSON.parse(r.stdout) as Record<string, Record<string, number>>;
       for (const v of Object.values(j)) Object.assign(out, v);
-    } catch {
-      for (const line of r.stdout.split("\n")) {
-        const m = /^(\S+)\s+(\d+)/.exec(line);
-        if (m) out[m[1]] = Number(m[2]);
-      }
+    } catch (e) {
+      throw new LabError(`nstat in ${host} printed no JSON (${(e as Error).message}): ${r.stdout.slice(0, 200)}`);
     }
+    if (Object.keys(out).length === 0) throw new LabError(`nstat in ${host} reported no counters`);
     return out;
   }
 

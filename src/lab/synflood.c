@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Lab SYN flood generator (issue 7 tests): TCP SYNs with spoofed sources, sent on an interface
+ * Lab SYN flood generator (the SYN flood tests): TCP SYNs with spoofed sources, sent on an interface
  * through an AF_PACKET socket, at a fixed rate for a fixed time. Sources are drawn from
  * BASE/PREFIXLEN only (the tests use 198.19.0.0/16, inside 198.18.0.0/15), source ports at random.
  *

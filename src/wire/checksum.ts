@@ -57,3 +57,18 @@ export function pseudoSumV6(b: Uint8Array, srcOff: number, dstOff: number, proto
   s = sumBytes(b, dstOff, 16, s);
   return s + (len >>> 16) + (len & 0xffff) + proto;
 }
+
+/**
+ * Return the ones'-complement sum of a pseudo-header whose addresses are given as 8 int32 words
+ * at `at` in `words`: source then destination, 4 words each, an IPv4 address in the first word
+ * of its 4 with the other 3 zero (the flow row's layout, wire/flow.ts). Equals pseudoSumV4 /
+ * pseudoSumV6 for the same packet, from typed-array loads only (the fast path's).
+ */
+export function pseudoSumWords(words: Int32Array, at: number, proto: number, len: number): number {
+  let s = (len >>> 16) + (len & 0xffff) + proto;
+  for (let k = at, end = at + 8; k < end; k++) {
+    const w = words[k];
+    s += (w >>> 16) + (w & 0xffff);
+  }
+  return s;
+}

@@ -10,11 +10,12 @@
  * come from small pools matching `fuzzModel()` and the namespace lab (198.18.0.0/15,
  * 2001:db8::/32) so that frames hit services, connections, replies and fragment records, and are
  * then broken in every way the issue lists: truncation, bad version/IHL/total length, options,
- * fragment shapes, bad and zero checksums, odd TCP flags and data offsets, UDP length mismatch,
+ * fragment shapes, bad, zero and partial (offloaded) checksums, odd TCP flags and data offsets, UDP length mismatch,
  * ICMP errors embedding garbage, VLAN tags, IPv6 extension headers, unknown ethertypes, random
  * byte flips and corpus frames.
  */
-import { checksum, pseudoSumV4, pseudoSumV6 } from "../../src/wire/checksum.ts";
+import { checksum, fold, pseudoSumV4, pseudoSumV6 } from "../../src/wire/checksum.ts";
+import { crc32c } from "../../src/wire/crc32c.ts";
 
 /** Source of choices: an integer in 0..n-1. */
 export interface Chooser {
@@ -166,22 +167,30 @@ export class FrameGen {
       this.payload(c, l4 + 8, plen);
       return 8 + plen;
     }
-    // SCTP: common header (verification tag, CRC32c left wrong: xvs recomputes only on port change)
+    // SCTP: common header (verification tag); the CRC32c left 0 (what a sender offloading it
+    // leaves: xvs completes it), correct, or wrong (xvs recomputes it only on a port change)
     dv.setInt32(l4 + 4, 0x01020304);
     dv.setInt32(l4 + 8, 0);
     this.payload(c, l4 + 12, plen);
+    const crc = c.int(3);
+    if (crc === 1) dv.setUint32(l4 + 8, crc32c(o, l4, 12 + plen), true);
+    else if (crc === 2) dv.setInt32(l4 + 8, 1 + c.int(0x7ffffffe));
     return 12 + plen;
   }
 
   private l4Csum(c: Chooser, v6: boolean, l3: number, l4: number, proto: number, l4len: number): void {
     const co = proto === 6 ? 16 : proto === 17 ? 6 : proto === 58 || proto === 1 ? 2 : -1;
     if (co < 0 || l4len < co + 2) return;
-    const mode = c.int(8); // 0..5 correct, 6 bad, 7 zero
+    // 0..5 correct, 6 bad, 7 zero, 8 partial (TCP/UDP: the folded pseudo-header sum a sender
+    // offloading its checksum leaves, CHECKSUM_PARTIAL; ICMP has none: correct)
+    const mode = c.int(9);
     this.dv.setUint16(l4 + co, 0);
     let sum = 0;
-    if (mode < 6) {
-      const pseudo = proto === 1 ? 0 : v6 ? pseudoSumV6(this.out, l3 + 8, l3 + 24, proto, l4len)
-        : pseudoSumV4(this.dv.getInt32(l3 + 12), this.dv.getInt32(l3 + 16), proto, l4len);
+    const pseudo = proto === 1 ? 0 : v6 ? pseudoSumV6(this.out, l3 + 8, l3 + 24, proto, l4len)
+      : pseudoSumV4(this.dv.getInt32(l3 + 12), this.dv.getInt32(l3 + 16), proto, l4len);
+    if (mode === 8 && (proto === 6 || proto === 17)) {
+      sum = fold(pseudo);
+    } else if (mode < 6 || mode === 8) {
       sum = checksum(this.out, l4, l4len, pseudo);
       if (proto === 17 && sum === 0) sum = 0xffff;
     } else if (mode === 6) {

@@ -17,6 +17,8 @@
  *    number fwd_in + fwd_out + icmp_forwarded + icmp_sent + tcp_reset_sent;
  * 5. every frame that leaves is well formed: IPv4 header checksum valid and lengths consistent;
  *    forwarded frames keep their L4 checksum valid when it was valid (never "repaired" either),
+ *    and a partial one (a sender's checksum offload: TCP/UDP field = folded pseudo-header sum,
+ *    SCTP CRC 0) leaves completed,
  *    have TTL - 1 and our port's source MAC; an ICMP error we generate has valid checksums and
  *    goes back to the sender; so does a TCP RST we generate, which answers a TCP segment without
  *    RST, from the ports it was sent to, with the sequence numbers RFC 9293 gives;
@@ -26,7 +28,8 @@
 import * as abi from "../../src/ffi/abi.ts";
 import { CONN_CPORT_VPORT, CONN_DADDR, CONN_DPORT, CONN_VADDR, CONN_WORDS } from "../../src/conn/table.ts";
 import { Stat, STAT_NAMES } from "../../src/dataplane/verdict.ts";
-import { checksum, pseudoSumV4, pseudoSumV6 } from "../../src/wire/checksum.ts";
+import { checksum, fold, pseudoSumV4, pseudoSumV6 } from "../../src/wire/checksum.ts";
+import { crc32c } from "../../src/wire/crc32c.ts";
 import { hashTuple } from "../../src/wire/flow.ts";
 import { addrText } from "../../src/wire/ipv4.ts";
 import { FRAME_SIZE, HEADROOM, Harness, PORT_MACS } from "../util/harness.ts";
@@ -100,6 +103,58 @@ function l4Valid(b: Uint8Array, dv: DataView, l3: number, avail: number): number
     if ((nh === 6 && plen >= 20) || (nh === 17 && plen >= 8)) return checksum(b, l3 + 40, plen, pseudoSumV6(b, l3 + 8, l3 + 24, nh, plen)) === 0 ? 1 : 0;
   }
   return -1;
+}
+
+/**
+ * Does the packet at l3 carry a partial L4 checksum (a sender's offload, CHECKSUM_PARTIAL) that
+ * the fast path must complete? An unfragmented TCP/UDP packet whose field holds the folded
+ * pseudo-header sum and does not verify as it is (UDP/IPv4 0 means none); or an unfragmented
+ * SCTP packet whose CRC32c is 0 and whose real CRC is not. Written apart from src/wire/partial-csum.ts.
+ */
+function l4Partial(b: Uint8Array, dv: DataView, l3: number, avail: number): boolean {
+  const ver = b[l3] >>> 4;
+  let l4: number, len: number, proto: number, pseudo: (n: number) => number;
+  if (ver === 4) {
+    const ihl = (b[l3] & 15) << 2, tot = dv.getUint16(l3 + 2);
+    if ((dv.getUint16(l3 + 6) & 0x3fff) !== 0 || tot > avail || tot < ihl) return false;
+    proto = b[l3 + 9];
+    l4 = l3 + ihl;
+    len = tot - ihl;
+    pseudo = (n) => pseudoSumV4(dv.getInt32(l3 + 12), dv.getInt32(l3 + 16), proto, n);
+  } else if (ver === 6) {
+    proto = b[l3 + 6];
+    len = dv.getUint16(l3 + 4);
+    if (40 + len > avail) return false;
+    l4 = l3 + 40;
+    pseudo = (n) => pseudoSumV6(b, l3 + 8, l3 + 24, proto, n);
+  } else {
+    return false;
+  }
+  if (proto === 132) {
+    if (len < 12 || dv.getInt32(l4 + 8) !== 0) return false;
+    return crc32c(b, l4, len) !== 0;
+  }
+  if (proto === 17 && len >= 8) {
+    const ulen = dv.getUint16(l4 + 4);
+    if (ulen < 8 || ulen > len) return false;
+    len = ulen;
+    if (ver === 4 && dv.getUint16(l4 + 6) === 0) return false;
+  } else if (proto !== 6 || len < 20) {
+    return false;
+  }
+  const field = dv.getUint16(l4 + (proto === 6 ? 16 : 6));
+  return field === fold(pseudo(len)) && checksum(b, l4, len, pseudo(len)) !== 0;
+}
+
+/** Does the unfragmented SCTP packet at l3 carry a correct CRC32c? */
+function sctpValid(b: Uint8Array, dv: DataView, l3: number): boolean {
+  const v6 = b[l3] >>> 4 === 6;
+  const l4 = v6 ? l3 + 40 : l3 + ((b[l3] & 15) << 2);
+  const len = v6 ? dv.getUint16(l3 + 4) : dv.getUint16(l3 + 2) - (l4 - l3);
+  const copy = b.slice(l4, l4 + len), cdv = new DataView(copy.buffer);
+  const want = cdv.getUint32(8, true);
+  cdv.setUint32(8, 0);
+  return crc32c(copy, 0, copy.length) === want;
 }
 
 export class FuzzRig {
@@ -440,7 +495,9 @@ export class FuzzRig {
       const osrc = dv.getInt32(l3 + 12), odst = dv.getInt32(l3 + 16);
       const iihl = (inp[il3] & 15) << 2, oihl = (out[l3] & 15) << 2;
       const vin = l4Valid(inp, idv, il3, inLen - 14), vout = l4Valid(out, dv, l3, avail);
-      if (vin !== vout && !(vin === -1 && vout === -1)) return this.fail(`forwarded frame ${i}: L4 checksum validity ${vin} -> ${vout}: ${where()}`);
+      const partial = l4Partial(inp, idv, il3, inLen - 14);
+      if ((partial && proto !== 132 ? 1 : vin) !== vout) return this.fail(`forwarded frame ${i}: L4 checksum validity ${vin} -> ${vout}${partial ? " (a partial checksum, to be completed)" : ""}: ${where()}`);
+      if (partial && proto === 132 && !sctpValid(out, dv, l3)) return this.fail(`forwarded frame ${i}: SCTP CRC32c left 0 (partial), not completed: ${where()}`);
       const ports = later ? 0 : idv.getInt32(il3 + iihl);
       const A = this.a;
       if (later) {
@@ -475,7 +532,9 @@ export class FuzzRig {
     // IPv6: hop limit and checksum validity
     if (out[l3 + 7] !== inp[il3 + 7] - 1) return this.fail(`forwarded IPv6 frame ${i}: hop limit ${inp[il3 + 7]} -> ${out[l3 + 7]}: ${where()}`);
     const vin = l4Valid(inp, idv, il3, inLen - 14), vout = l4Valid(out, dv, l3, avail);
-    if (vin !== vout) this.fail(`forwarded IPv6 frame ${i}: L4 checksum validity ${vin} -> ${vout}: ${where()}`);
+    const partial = l4Partial(inp, idv, il3, inLen - 14);
+    if ((partial && inp[il3 + 6] !== 132 ? 1 : vin) !== vout) return this.fail(`forwarded IPv6 frame ${i}: L4 checksum validity ${vin} -> ${vout}${partial ? " (a partial checksum, to be completed)" : ""}: ${where()}`);
+    if (partial && inp[il3 + 6] === 132 && !sctpValid(out, dv, l3)) this.fail(`forwarded IPv6 frame ${i}: SCTP CRC32c left 0 (partial), not completed: ${where()}`);
   }
 
   /** Fold A's verdict counters into the report. */

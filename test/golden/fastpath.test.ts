@@ -4,7 +4,7 @@
  * rewrite (addresses, ports, TTL, MACs) with every checksum verified from scratch.
  */
 import { beforeEach, describe, expect, test } from "bun:test";
-import { ACK, FIN, PSH, PacketBuilder, RST, SYN, checksumsValid } from "../util/packet.ts";
+import { ACK, FIN, PSH, PacketBuilder, RST, SYN, checksumsValid, correctFrameWithFieldP, l4ChecksumField, partialChecksum, pseudoFold, sctpCrcValid, sctpPacket } from "../util/packet.ts";
 import { GATEWAY_MAC, Harness, PORT_MACS, realMac } from "../util/harness.ts";
 import { macText } from "../../src/wire/eth.ts";
 import { addrText } from "../../src/wire/ipv4.ts";
@@ -261,5 +261,153 @@ describe("connection life", () => {
     expect(small.stats().drop_table_full).toBe(1);
     expect(small.one(mk(1, ACK)).port).toBe(1);
     expect(small.one(mk(2, ACK)).port).toBe(1);
+  });
+});
+
+describe("partial L4 checksums (CHECKSUM_PARTIAL: a sender's offload on veth) are completed before any rewrite", () => {
+  const body = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+  const MSS_WS = [2, 4, 5, 0xb4, 1, 3, 3, 7]; // MSS 1460, NOP, window scale 7: what a Linux SYN carries
+  const tcp4 = (sport: number, flags = SYN, ttl = 64, options: number[] = []) =>
+    new PacketBuilder().eth(PORT_MACS[0], GATEWAY_MAC).ipv4({ src: CLIENT, dst: VIP, ttl, df: true }).tcp({ sport, dport: 80, flags, options }).payload(flags === SYN ? "" : body).build();
+  const tcp6 = (sport: number, flags = SYN) =>
+    new PacketBuilder().eth(PORT_MACS[0], GATEWAY_MAC).ipv6({ src: CLIENT6, dst: VIP6 }).tcp({ sport, dport: 80, flags, options: MSS_WS }).payload(flags === SYN ? "" : body).build();
+  /** Bytes of the frame but MACs (0-11), IPv4 TTL (22) and header checksum (24-25) / IPv6 hop limit (21). */
+  const beyondHop = (f: Uint8Array) => [...f].filter((_, i) => i >= 12 && i !== 22 && i !== 24 && i !== 25 && !(f[12] === 0x86 && i === 21));
+
+  test("NAT, client -> real server: TCP with options and UDP over IPv4, TCP and UDP over IPv6 reach the real server with full checksums", () => {
+    h.model.addService({ protocol: "udp", address: VIP6, port: 53, scheduler: "rr", onePacket: false, schedFlags: [] });
+    h.model.addDest({ protocol: "udp", address: VIP6, port: 53 }, { address: RS6, port: 5353, forward: "masq", weight: 1, upperThreshold: 0, lowerThreshold: 0 });
+    h.apply();
+    const frames = [
+      tcp4(47000, SYN, 64, MSS_WS),
+      new PacketBuilder().eth().ipv4({ src: CLIENT, dst: VIP }).udp({ sport: 5300, dport: 53 }).payload("a query of odd length").build(),
+      tcp6(47001),
+      new PacketBuilder().eth().ipv6({ src: CLIENT6, dst: VIP6 }).udp({ sport: 5301, dport: 53 }).payload("v6 query").build(),
+    ];
+    for (const f of frames) {
+      const p = partialChecksum(f);
+      expect(checksumsValid(p)).toBe(false);
+      const out = h.one(p);
+      expect(out.port).toBe(1);
+      expect(checksumsValid(out.frame)).toBe(true);
+    }
+    expect(h.stats().csum_partial_completed).toBe(4);
+    expect(h.stats().fwd_in).toBe(4);
+  });
+
+  test("NAT, real server -> client: partial replies leave SNATed with full checksums (IPv4 and IPv6)", () => {
+    const a = view(h.one(tcp4(47010)).frame);
+    const reply = new PacketBuilder().eth(PORT_MACS[1], realMac(1)).ipv4({ src: a.daddr, dst: CLIENT }).tcp({ sport: 8080, dport: 47010, flags: SYN | ACK, options: [2, 4, 5, 0xb4] }).build();
+    const out = h.one(partialChecksum(reply), 1);
+    expect(out.port).toBe(0);
+    expect(view(out.frame)).toMatchObject({ saddr: VIP, sport: 80, daddr: CLIENT });
+    expect(checksumsValid(out.frame)).toBe(true);
+    h.one(tcp6(47011));
+    const reply6 = new PacketBuilder().eth(PORT_MACS[1], realMac(2)).ipv6({ src: RS6, dst: CLIENT6 }).tcp({ sport: 80, dport: 47011, flags: SYN | ACK }).payload("x").build();
+    const out6 = h.one(partialChecksum(reply6), 1);
+    expect(out6.port).toBe(0);
+    expect(checksumsValid(out6.frame)).toBe(true);
+    expect(h.stats().csum_partial_completed).toBe(2);
+    expect(h.stats().fwd_out).toBe(2);
+  });
+
+  test("DR and TUN: the real server gets the client's packet with its checksum completed and nothing else changed but the hop", () => {
+    const d = new Harness();
+    d.model.addService({ protocol: "tcp", address: VIP, port: 80, scheduler: "rr", onePacket: false, schedFlags: [] });
+    d.model.addDest({ protocol: "tcp", address: VIP, port: 80 }, { address: RS1, port: 80, forward: "route", weight: 1, upperThreshold: 0, lowerThreshold: 0 });
+    d.model.addService({ protocol: "tcp", address: VIP6, port: 80, scheduler: "rr", onePacket: false, schedFlags: [] });
+    d.model.addDest({ protocol: "tcp", address: VIP6, port: 80 }, { address: RS6, port: 80, forward: "route", weight: 1, upperThreshold: 0, lowerThreshold: 0 });
+    d.model.addService({ protocol: "udp", address: VIP, port: 53, scheduler: "rr", onePacket: false, schedFlags: [] });
+    d.model.addDest({ protocol: "udp", address: VIP, port: 53 }, { address: RS2, port: 53, forward: "tunnel", weight: 1, upperThreshold: 0, lowerThreshold: 0, tunnel: { type: "ipip" } } as never);
+    d.apply();
+    for (const good of [tcp4(47020, SYN, 64, MSS_WS), tcp6(47021)]) {
+      const out = d.one(partialChecksum(good));
+      expect(out.port).toBe(1);
+      expect(checksumsValid(out.frame)).toBe(true);
+      // byte for byte the packet the client would have sent without offload, TTL - 1
+      expect(beyondHop(out.frame)).toEqual(beyondHop(good));
+    }
+    const udp = new PacketBuilder().eth().ipv4({ src: CLIENT, dst: VIP }).udp({ sport: 5310, dport: 53 }).payload("tunnelled").build();
+    const out = d.one(partialChecksum(udp));
+    expect(out.port).toBe(1);
+    expect(out.frame[14 + 9]).toBe(4); // IPIP
+    const inner = new Uint8Array([...udp.subarray(0, 14), ...out.frame.subarray(34)]);
+    expect(checksumsValid(inner)).toBe(true);
+    expect(beyondHop(inner)).toEqual(beyondHop(udp));
+    expect(d.stats().csum_partial_completed).toBe(3);
+    expect(d.stats().fwd_dr).toBe(2);
+    expect(d.stats().fwd_tun).toBe(1);
+  });
+
+  test("ICMP errors xvs builds quote the completed packet (time exceeded, port unreachable)", () => {
+    const good = tcp4(47030, SYN, 1);
+    const out = h.one(partialChecksum(good));
+    expect([out.port, out.frame[34]]).toEqual([0, 11]);
+    expect(Buffer.from(out.frame.subarray(42, 42 + good.length - 14))).toEqual(Buffer.from(good.subarray(14)));
+    for (const a of [RS1, RS2]) h.model.editDest({ protocol: "tcp", address: VIP, port: 80 }, { address: a, port: 8080, forward: "masq", weight: 0, upperThreshold: 0, lowerThreshold: 0 });
+    h.apply();
+    const good2 = tcp4(47031);
+    const out2 = h.one(partialChecksum(good2));
+    expect([out2.port, out2.frame[34], out2.frame[35]]).toEqual([0, 3, 3]);
+    expect(Buffer.from(out2.frame.subarray(42, 42 + good2.length - 14))).toEqual(Buffer.from(good2.subarray(14)));
+    expect(h.stats().csum_partial_completed).toBe(2);
+  });
+
+  test("a correct frame whose checksum equals P is never changed: DR forwards it byte for byte, NAT rewrites it to a correct one", () => {
+    const d = new Harness();
+    d.model.addService({ protocol: "tcp", address: VIP, port: 80, scheduler: "rr", onePacket: false, schedFlags: [] });
+    d.model.addDest({ protocol: "tcp", address: VIP, port: 80 }, { address: RS1, port: 80, forward: "route", weight: 1, upperThreshold: 0, lowerThreshold: 0 });
+    d.apply();
+    d.one(tcp4(40000));
+    const f = correctFrameWithFieldP(false);
+    expect(checksumsValid(f)).toBe(true);
+    expect(l4ChecksumField(f)).toBe(pseudoFold(f));
+    const out = d.one(f);
+    expect(out.port).toBe(1);
+    expect(Buffer.from(out.frame.subarray(34))).toEqual(Buffer.from(f.subarray(34)));
+    expect(d.stats().csum_partial_completed).toBe(0);
+    h.one(tcp4(40000));
+    const nat = h.one(correctFrameWithFieldP(false));
+    expect(nat.port).toBe(1);
+    expect(checksumsValid(nat.frame)).toBe(true);
+    expect(h.stats().csum_partial_completed).toBe(0);
+  });
+
+  test("a corrupt checksum (neither complete nor partial) is forwarded as IPVS does, still wrong; a first fragment is never completed", () => {
+    h.one(tcp4(47040));
+    const bad = tcp4(47040, ACK | PSH);
+    const dv = new DataView(bad.buffer);
+    dv.setUint16(50, dv.getUint16(50) ^ 0x1234);
+    expect(dv.getUint16(50)).not.toBe(pseudoFold(bad));
+    const out = h.one(bad);
+    expect(out.port).toBe(1);
+    expect(checksumsValid(out.frame)).toBe(false);
+    // a first fragment's checksum covers the whole datagram: never touched
+    const first = partialChecksum(new PacketBuilder().eth().ipv4({ src: CLIENT, dst: VIP, frag: 0x2000, id: 77 }).tcp({ sport: 47041, dport: 80, flags: SYN }).payload("12345678").build());
+    const fo = h.one(first);
+    expect(fo.port).toBe(1);
+    expect(checksumsValid(fo.frame)).toBe(false);
+    expect(h.stats().csum_partial_completed).toBe(0);
+  });
+
+  test("SCTP with the CRC32c left 0 (NETIF_F_SCTP_CRC) leaves with its CRC, NAT and DR; a present CRC is untouched", () => {
+    const d = new Harness();
+    d.model.addService({ protocol: "sctp", address: VIP, port: 80, scheduler: "rr", onePacket: false, schedFlags: [] });
+    d.model.addDest({ protocol: "sctp", address: VIP, port: 80 }, { address: RS1, port: 80, forward: "masq", weight: 1, upperThreshold: 0, lowerThreshold: 0 });
+    d.model.addService({ protocol: "sctp", address: VIP, port: 81, scheduler: "rr", onePacket: false, schedFlags: [] });
+    d.model.addDest({ protocol: "sctp", address: VIP, port: 81 }, { address: RS2, port: 81, forward: "route", weight: 1, upperThreshold: 0, lowerThreshold: 0 });
+    d.apply();
+    const chunk = [...Buffer.from("an SCTP DATA chunk")];
+    for (const port of [80, 81]) {
+      const zero = new PacketBuilder().eth().ipv4({ src: CLIENT, dst: VIP }).raw(132, sctpPacket(47050, port, chunk, false)).build();
+      const out = d.one(zero);
+      expect(out.port).toBe(1);
+      expect(sctpCrcValid(out.frame)).toBe(true);
+    }
+    const wrong = new PacketBuilder().eth().ipv4({ src: CLIENT, dst: VIP }).raw(132, sctpPacket(47051, 81, chunk)).build();
+    wrong[14 + 20 + 8] ^= 0x40;
+    const out = d.one(wrong);
+    expect(Buffer.from(out.frame.subarray(34))).toEqual(Buffer.from(wrong.subarray(34)));
+    expect(d.stats().csum_partial_completed).toBe(2);
   });
 });

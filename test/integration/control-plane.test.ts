@@ -105,7 +105,11 @@ describe("the table survives the daemon", () => {
     await adm(d, `-a -t ${LAB_VIP}:80 -r ${realAddr(2)}:80 -m -w 1 -x 100 -y 10`);
     await adm(d, `-A -u ${LAB_VIP}:53 -s sh -b sh-port -o`);
     await adm(d, `-a -u ${LAB_VIP}:53 -r ${realAddr(3)}:53 -m`);
-    await adm(d, `-A -f 5 -6 -s rr`);
+    await adm(d, `-A -t [2001:db8::100]:443 -s rr`);
+    // a firewall-mark service is refused (XDP sees packets before any mark is set) and changes nothing
+    const fwm = await d.adm(["-A", "-f", "5", "-6", "-s", "rr"]);
+    expect(fwm.code).toBe(255);
+    expect(fwm.stderr).toContain("Firewall-mark services are not supported by xvs");
     await adm(d, "--set 600 30 120");
     await adm(d, `-d -t ${LAB_VIP}:80 -r ${realAddr(1)}:80`);
     await adm(d, `-a -t ${LAB_VIP}:80 -r ${realAddr(1)}:80 -m -w 5`);

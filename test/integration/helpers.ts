@@ -98,11 +98,23 @@ export class HeldConnection {
   }
 }
 
-/** Sum of the kernel's checksum-error counters in a lab host (nstat). */
+/** The kernel counters of bad checksums and bad IP headers that checksumErrors() sums. */
+export const CHECKSUM_ERROR_COUNTERS = [
+  "TcpInCsumErrors", "UdpInCsumErrors", "IcmpInCsumErrors", "IpInHdrErrors", "IpExtInCsumErrors",
+  "Ip6InHdrErrors", "Udp6InCsumErrors", "Icmp6InCsumErrors",
+] as const;
+
+/**
+ * Sum of the kernel's checksum-error counters in a lab host (nstat). Strict: throws when nstat
+ * did not run or did not report every one of the counters, so that a lab which cannot verify
+ * checksums fails instead of reading 0.
+ */
 export async function checksumErrors(lab: Lab, host: string): Promise<number> {
   const s = await lab.snmp(host);
+  const missing = CHECKSUM_ERROR_COUNTERS.filter((k) => typeof s[k] !== "number" || !Number.isFinite(s[k]));
+  if (missing.length > 0) throw new Error(`nstat in ${host} did not report ${missing.join(", ")}: checksums cannot be verified there`);
   let n = 0;
-  for (const k of ["TcpInCsumErrors", "UdpInCsumErrors", "IcmpInCsumErrors", "IpInHdrErrors", "Ip6InHdrErrors", "Udp6InCsumErrors", "Icmp6InCsumErrors"]) n += s[k] ?? 0;
+  for (const k of CHECKSUM_ERROR_COUNTERS) n += s[k];
   return n;
 }
 

@@ -156,13 +156,24 @@ describe("NAT through AF_XDP", () => {
     expect(rx).toBe(handled + drops - (after.drop_no_dest - before.drop_no_dest) - (after.drop_ttl - before.drop_ttl) - (after.drop_mtu - before.drop_mtu));
   }, 60_000);
 
-  test("every packet's checksums verified at the receivers (offloads off, no checksum errors)", async () => {
+  test("default offloads: the senders' partial checksums were completed by xvs, and every receiver verified every checksum (no errors)", async () => {
+    // the client's and the real servers' kernels leave their TCP/UDP checksums to veth's offload
+    // (CHECKSUM_PARTIAL); xvs completed them in both directions, or no connection above would
+    // have been answered (the real server drops a partial SYN as TcpInCsumErrors)
+    expect((await verdicts()).csum_partial_completed).toBeGreaterThan(0);
     expect(await checksumErrors(L.lab, L.client)).toBe(0);
     for (const h of L.reals) expect(await checksumErrors(L.lab, h)).toBe(0);
-    // and the receivers did verify: traffic reached them in software-checksummed form
+    // and the receivers did verify: a frame from an AF_XDP socket carries no checksum state
     const rs1 = await L.lab.snmp(L.reals[0]);
     expect(rs1.TcpInSegs).toBeGreaterThan(100);
   }, 30_000);
+
+  test("reading the checksum counters cannot silently fail: nstat output without them throws", async () => {
+    const noCounters = { snmp: async () => ({ TcpInSegs: 5 }) } as unknown as typeof L.lab;
+    await expect(checksumErrors(noCounters, "client")).rejects.toThrow(/did not report TcpInCsumErrors/);
+    const nstatFails = { snmp: async () => { throw new Error("nstat: exec failed"); } } as unknown as typeof L.lab;
+    await expect(checksumErrors(nstatFails, "client")).rejects.toThrow(/nstat/);
+  }, 10_000);
 
   test("the client's address reaches the real servers unchanged (NAT rewrites only the destination)", async () => {
     const r = await L.lab.exec(L.reals[0], ["ss", "-Htn", "state", "time-wait"], true);

@@ -3,7 +3,7 @@
  * naming the cause and the fix, a non-zero exit, and nothing left attached.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Lab, sh } from "../../src/lab/netns.ts";
@@ -29,10 +29,10 @@ afterAll(async () => {
 }, 30_000);
 
 /** Run `xvs run ARGS` in host a with a fresh state dir; returns exit code and stderr lines. */
-async function runFails(args: string[], env: Record<string, string> = {}, prefix: string[] = []): Promise<{ code: number; lines: string[] }> {
+async function runFails(args: string[], env: Record<string, string> = {}, prefix: string[] = [], self = selfCommand()): Promise<{ code: number; lines: string[] }> {
   const dir = mkdtempSync(join(tmpdir(), "xvs-start-"));
   try {
-    const p = Bun.spawn(["ip", "netns", "exec", lab.ns("a"), ...prefix, ...selfCommand(), "run", ...args], {
+    const p = Bun.spawn(["ip", "netns", "exec", lab.ns("a"), ...prefix, ...self, "run", ...args], {
       stdout: "pipe", stderr: "pipe", env: { ...process.env, XVS_STATE_DIR: dir, ...env },
     });
     const code = await Promise.race([p.exited, Bun.sleep(15000).then(() => {
@@ -53,11 +53,27 @@ async function xdpAttached(ifname: string): Promise<boolean> {
 
 describe("xvs run refuses to start, with one line naming the cause and the fix", () => {
   test("without root", async () => {
-    const r = await runFails(["--iface", "x0"], {}, ["runuser", "-u", "nobody", "--"]);
-    expect(r.code).not.toBe(0);
-    expect(r.lines).toEqual(["xvs: xvs run needs root (XDP and AF_XDP need CAP_NET_ADMIN and CAP_BPF): run it as root, e.g. with sudo"]);
-    expect(await xdpAttached("x0")).toBe(false);
-  }, 20_000);
+    const nobody = ["runuser", "-u", "nobody", "--"];
+    // nobody must be able to run xvs: a source tree where nobody cannot enter (a clone under
+    // /root, mode 0700, as on a fresh machine) is run as a copy of the built executable instead
+    const self = selfCommand();
+    const canRun = (await sh(["runuser", "-u", "nobody", "--", "test", "-x", self[0], "-a", "-r", self[self.length - 1]], true)).code === 0;
+    const dir = mkdtempSync(join(tmpdir(), "xvs-nobody-"));
+    try {
+      if (!canRun) {
+        await sh([process.execPath, "run", join(root, "build.ts")]);
+        copyFileSync(join(root, "dist/xvs"), join(dir, "xvs"));
+        chmodSync(dir, 0o755);
+        chmodSync(join(dir, "xvs"), 0o755);
+      }
+      const r = await runFails(["--iface", "x0"], {}, nobody, canRun ? self : [join(dir, "xvs")]);
+      expect(r.code).not.toBe(0);
+      expect(r.lines).toEqual(["xvs: xvs run needs root (XDP and AF_XDP need CAP_NET_ADMIN and CAP_BPF): run it as root, e.g. with sudo"]);
+      expect(await xdpAttached("x0")).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 90_000);
 
   test("on an interface that does not exist", async () => {
     const r = await runFails(["--iface", "nope0"]);

@@ -6,6 +6,7 @@
  */
 import { checksum, pseudoSumV4, pseudoSumV6 } from "../../src/wire/checksum.ts";
 import { parseIp } from "../../src/service/addr.ts";
+import { crc32c } from "../../src/wire/crc32c.ts";
 
 export const FIN = 0x01, SYN = 0x02, RST = 0x04, PSH = 0x08, ACK = 0x10;
 
@@ -142,4 +143,93 @@ export function checksumsValid(frame: Uint8Array, off = 0): boolean {
     return true;
   }
   return true;
+}
+
+/** Offset of the TCP/UDP checksum field of an unfragmented IPv4/IPv6 frame at `off`, and the L4 header and its length (the UDP length for UDP). */
+function l4Of(frame: Uint8Array, off: number): { l3: number; l4: number; len: number; proto: number; v6: boolean; field: number } {
+  const dv = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  const l3 = off + 14;
+  const v6 = dv.getUint16(off + 12) === 0x86dd;
+  const proto = v6 ? frame[l3 + 6] : frame[l3 + 9];
+  const l4 = v6 ? l3 + 40 : l3 + (frame[l3] & 15) * 4;
+  let len = v6 ? dv.getUint16(l3 + 4) : dv.getUint16(l3 + 2) - (l4 - l3);
+  if (proto === 17) len = dv.getUint16(l4 + 4);
+  const field = proto === 6 ? l4 + 16 : proto === 17 ? l4 + 6 : proto === 132 ? l4 + 8 : -1;
+  return { l3, l4, len, proto, v6, field };
+}
+
+/** The folded pseudo-header sum P of the frame's TCP/UDP packet: what a sender offloading its checksum leaves in the field. */
+export function pseudoFold(frame: Uint8Array, off = 0): number {
+  const dv = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  const p = l4Of(frame, off);
+  let s = p.v6 ? pseudoSumV6(frame, p.l3 + 8, p.l3 + 24, p.proto, p.len) : pseudoSumV4(dv.getInt32(p.l3 + 12), dv.getInt32(p.l3 + 16), p.proto, p.len);
+  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+  return s;
+}
+
+/** The L4 checksum field of a TCP/UDP frame (SCTP: the CRC32c as read little-endian). */
+export function l4ChecksumField(frame: Uint8Array, off = 0): number {
+  const dv = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  const p = l4Of(frame, off);
+  return p.proto === 132 ? dv.getUint32(p.field, true) : dv.getUint16(p.field);
+}
+
+/**
+ * A copy of a TCP/UDP/SCTP frame as a Linux sender with checksum offload (CHECKSUM_PARTIAL, the
+ * default on veth) puts it on the wire: the TCP/UDP field holds only the folded pseudo-header
+ * sum, not complemented (~csum_tcpudp_magic(saddr, daddr, len, proto, 0)); SCTP's CRC32c is 0.
+ */
+export function partialChecksum(frame: Uint8Array, off = 0): Uint8Array {
+  const f = new Uint8Array(frame);
+  const dv = new DataView(f.buffer);
+  const p = l4Of(f, off);
+  if (p.proto === 132) dv.setUint32(p.field, 0);
+  else dv.setUint16(p.field, pseudoFold(f, off));
+  return f;
+}
+
+/** An SCTP common header (RFC 9260 §3.1) with one DATA-like chunk of `body` bytes, CRC32c filled in (or 0 when `crc` is false). */
+export function sctpPacket(sport: number, dport: number, body: number[], crc = true): number[] {
+  const b = new Uint8Array(12 + 4 + body.length);
+  const dv = new DataView(b.buffer);
+  dv.setUint16(0, sport);
+  dv.setUint16(2, dport);
+  dv.setUint32(4, 0x01020304);
+  b[12] = 0; // DATA
+  dv.setUint16(14, 4 + body.length);
+  b.set(body, 16);
+  if (crc) dv.setUint32(8, crc32c(b, 0, b.length), true);
+  return [...b];
+}
+
+/** Does the SCTP packet of an unfragmented IPv4/IPv6 frame carry a correct CRC32c? */
+export function sctpCrcValid(frame: Uint8Array, off = 0): boolean {
+  const p = l4Of(frame, off);
+  const dv = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  const l4len = p.v6 ? dv.getUint16(p.l3 + 4) : dv.getUint16(p.l3 + 2) - (p.l4 - p.l3);
+  const copy = frame.slice(p.l4, p.l4 + l4len);
+  const want = new DataView(copy.buffer).getUint32(8, true);
+  new DataView(copy.buffer).setUint32(8, 0);
+  return crc32c(copy, 0, copy.length) === want;
+}
+
+/**
+ * A correct TCP frame (client -> 198.18.0.100:80 or the v6 VIP) whose checksum equals P, so that
+ * it reads like a partial one: the last payload word is chosen so that the complement of
+ * (pseudo-header + segment) is P.
+ */
+export function correctFrameWithFieldP(v6: boolean, sport = 40000, flags = PSH | ACK): Uint8Array {
+  const make = (w: number) => {
+    const payload = [...Buffer.from("GET / HTTP/1.0\r\n\r\n"), w >>> 8, w & 0xff];
+    return v6
+      ? new PacketBuilder().eth().ipv6({ src: "2001:db8:1::2", dst: "2001:db8:100::100" }).tcp({ sport, dport: 80, flags }).payload(payload).build()
+      : new PacketBuilder().eth().ipv4({ src: "198.18.1.2", dst: "198.18.0.100" }).tcp({ sport, dport: 80, flags }).payload(payload).build();
+  };
+  // with the word 0 the segment sums (with the pseudo-header) to s = ~checksum; the word w makes
+  // it s + w, whose complement must be P: s + w = ~P (ones' complement, mod 0xffff)
+  const f0 = make(0);
+  const s = ~l4ChecksumField(f0) & 0xffff, p = pseudoFold(f0);
+  const f = make(((~p & 0xffff) - s + 0xffff) % 0xffff);
+  if (l4ChecksumField(f) !== pseudoFold(f)) throw new Error("no payload word gives a checksum equal to P");
+  return f;
 }

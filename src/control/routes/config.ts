@@ -15,14 +15,14 @@ export function configRoutes(daemon: Daemon): Route[] {
     route({
       method: "get", path: "/v1/config", summary: "Save: the whole table as a document (the config file format)",
       responses: { 200: ConfigDoc },
-      handler: () => ({ status: 200, body: modelToConfig(daemon.model) }),
+      handler: () => ({ status: 200, body: modelToConfig(daemon.config()) }),
     }),
     route<ConfigDocT>({
       method: "put", path: "/v1/config", summary: "Restore: replace the whole table with a document, all or nothing",
       body: ConfigDoc, responses: { 200: ConfigDoc },
       handler: async ({ body }) => {
         await daemon.mutate((m) => applyConfig(m, body));
-        return { status: 200, body: modelToConfig(daemon.model) };
+        return { status: 200, body: modelToConfig(daemon.config()) };
       },
     }),
     route<z.infer<typeof Batch>>({

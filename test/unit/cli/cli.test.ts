@@ -14,7 +14,9 @@ import { FMT_EXACT } from "../../../src/cli/parse.ts";
 import { Popt } from "../../../src/cli/popt.ts";
 import { readRestoreLines } from "../../../src/cli/restore.ts";
 import { cmpServices, glibcMergeSort, type ServiceSortKey } from "../../../src/cli/sort.ts";
-import { startXvs } from "./fixture.ts";
+import { DestSpec, ErrorBody, FWMARK_UNSUPPORTED_MESSAGE, IpvsServiceSpec } from "../../../src/control/schemas.ts";
+import { ApiError, kernelMessage } from "../../../src/cli/client.ts";
+import { loadTranscripts, startXvs, TOKEN, type AdmStep } from "./fixture.ts";
 
 const TABLE = [
   "-A -t 198.18.0.100:80 -s wrr -p 120 -M 255.255.255.0",
@@ -24,8 +26,6 @@ const TABLE = [
   "-a -t 198.18.0.100:80 -r 198.18.1.14 -i --tun-type gre",
   "-A -u 198.18.0.100:53 -s sh -b sh-fallback,sh-port -o",
   "-a -u 198.18.0.100:53 -r 198.18.1.11:5353 -m -x 10 -y 5",
-  "-A -f 7 -6 -s rr -p 60 -M 48",
-  "-a -f 7 -6 -r [2001:db8::11]:0 -m",
   "-A -t [2001:db8::100]:443 -s lc",
   "-a -t [2001:db8::100]:443 -r [2001:db8::11]:8443 -m -w 9",
   "-a -t [2001:db8::100]:443 -r 198.18.1.20 -i",
@@ -79,6 +79,67 @@ describe("save and restore", () => {
   test("--set is part of the restored state", async () => {
     const x = await build();
     expect((await x.adm(["-L", "--timeout"])).stdout).toBe("Timeout (tcp tcpfin udp): 100 20 30\n");
+  });
+});
+
+describe("firewall-mark services", () => {
+  const refused = { stdout: "", stderr: `${FWMARK_UNSUPPORTED_MESSAGE}\n`, exit: 255 };
+
+  test("-A and -E of a fwmark service are refused with one line and exit 255; the table is unchanged", async () => {
+    const x = await build();
+    const before = (await x.adm(["-Sn"])).stdout;
+    expect(await x.adm(["-A", "-f", "7", "-s", "rr"])).toEqual(refused);
+    expect(await x.adm(["--add-service", "--fwmark-service=7", "--ipv6", "--scheduler", "sh"])).toEqual(refused);
+    expect(await x.adm(["-E", "-f", "7", "-s", "wrr"])).toEqual(refused);
+    expect((await x.adm(["-Sn"])).stdout).toBe(before);
+    // what names one afterwards gets the kernel's answer for a service that does not exist
+    expect(await x.adm(["-a", "-f", "7", "-r", "198.18.1.11", "-m"])).toEqual({ stdout: "", stderr: "Service not defined\n", exit: 255 });
+    expect(await x.adm(["-L", "-n", "-f", "7"])).toEqual({ stdout: "", stderr: "No such service\n", exit: 1 });
+  });
+
+  test("the daemon's own refusal reads the same in the CLI's words (a client that sent one anyway)", async () => {
+    const x = startXvs();
+    const res = await x.app.request("/v1/services", { method: "POST", headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" }, body: JSON.stringify({ fwmark: 7, scheduler: "rr" }) });
+    expect(res.status).toBe(400);
+    expect(kernelMessage(new ApiError(res.status, ErrorBody.parse(await res.json())))).toBe(FWMARK_UNSUPPORTED_MESSAGE);
+  });
+
+  test("ipvsadm's own parse errors still come first (exit 2, the guest's words)", async () => {
+    const x = startXvs();
+    expect(await x.adm(["-A", "-f", "0"])).toEqual({ stdout: "", stderr: "invalid fwmark value `0' specified\n", exit: 2 });
+    expect(await x.adm(["-A", "-f", "5", "-6", "-p", "100", "-M", "129"])).toEqual({ stdout: "", stderr: "illegal ipv6 netmask specified\n", exit: 2 });
+  });
+
+  test("-R with a fwmark line anywhere is refused whole: no line before or after it is applied", async () => {
+    const x = startXvs();
+    const input = "-A -t 198.18.0.100:80 -s rr\n-L -n\n-A -f 9 -s rr -p 30\n-A -u 198.18.0.100:53 -s rr\n";
+    expect(await x.adm(["-R"], input)).toEqual(refused);
+    expect((await x.adm(["-Sn"])).stdout).toBe("");
+  });
+
+  test("the FWM listing and save formats still print what the guest printed (services put in the model directly)", async () => {
+    // the daemon refuses fwmark services, but the listing code keeps their formats (mark 4294967295
+    // as -1, IPv6, masks, sort position) for the day xvs classifies by mark
+    const seq = loadTranscripts().sequences.find((s) => s.name === "fwmark-services")!;
+    const step = (argv: string) => seq.steps.find((s): s is AdmStep => s.kind === "adm" && s.argv.join(" ") === argv)!;
+    const x = startXvs();
+    await x.daemon.mutate((m) => {
+      const svc = (spec: object) => m.addService(IpvsServiceSpec.parse(spec));
+      const dest = (mark: number, family: "ipv4" | "ipv6", spec: object) => m.addDest({ fwmark: mark, family }, DestSpec.parse(spec));
+      svc({ fwmark: 1, scheduler: "rr" });
+      svc({ fwmark: 2, family: "ipv6", scheduler: "rr" });
+      svc({ fwmark: 4294967295, scheduler: "wrr" });
+      svc({ fwmark: 3, persistence: { timeout: 360, netmask: "255.255.0.0" } });
+      svc({ fwmark: 4, family: "ipv6", persistence: { timeout: 100, netmask: "64" } });
+      dest(1, "ipv4", { address: "198.18.1.11", port: 8080, forward: "masq" });
+      dest(1, "ipv4", { address: "198.18.1.12", forward: "masq" });
+      dest(1, "ipv4", { address: "198.18.1.13", port: 8080, forward: "route" });
+      dest(2, "ipv6", { address: "2001:db8::11", port: 80, forward: "masq" });
+    });
+    for (const argv of ["-Ln", "-Sn", "-L -n -f 1", "-L -n -f 2 -6"]) {
+      const want = step(argv);
+      expect(await x.adm(argv.split(" "))).toEqual({ stdout: want.stdout, stderr: want.stderr, exit: want.exit });
+    }
   });
 });
 

@@ -7,7 +7,11 @@
 import { describe, expect, test } from "bun:test";
 import { MAX_BODY_BYTES } from "../../../src/control/app.ts";
 import { CF_USED, CONN_CADDR, CONN_CPORT_VPORT, CONN_DADDR, CONN_DPORT, CONN_EXPIRES, CONN_FLAGS, CONN_PROTO_STATE, CONN_VADDR, CONN_WORDS } from "../../../src/conn/table.ts";
-import { ConnsPage, ErrorBody, Health, Info, ServiceList, ServiceView } from "../../../src/control/schemas.ts";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ConfigStore, loadConfigFile, TABLE_FILE } from "../../../src/control/config-store.ts";
+import { ConnsPage, DestReplaced, ErrorBody, FWMARK_UNSUPPORTED_MESSAGE, Health, Info, ServiceList, ServiceReplaced, ServiceView } from "../../../src/control/schemas.ts";
 import { MAX_SERVICES, SET_CONN_REUSE_MODE, SET_EXPIRE_NODEST_CONN, SET_SLOPPY_TCP } from "../../../src/service/tables.ts";
 import { NOW_MS, startXvs, TOKEN, type Xvs } from "../cli/fixture.ts";
 
@@ -85,18 +89,34 @@ describe("services", () => {
     expectError(await call(x, "GET", `/v1/services/${SVC_ID}`), 404, /^No such service$/);
   });
 
-  test("IPv6, UDP, SCTP and fwmark services are all addressed by their ids", async () => {
+  test("IPv6, UDP and SCTP services are all addressed by their ids", async () => {
     const x = startXvs();
     const specs = [
       [{ protocol: "udp", address: "2001:db8::1", port: 53, scheduler: "rr" }, "udp:[2001:db8::1]:53"],
       [{ protocol: "sctp", address: "198.18.0.100", port: 9, scheduler: "rr" }, "sctp:198.18.0.100:9"],
-      [{ fwmark: 7, scheduler: "rr" }, "fwm:7"],
-      [{ fwmark: 7, family: "ipv6", scheduler: "rr" }, "fwm6:7"],
     ] as const;
     for (const [spec, id] of specs) {
       expect((await call(x, "POST", "/v1/services", spec)).status).toBe(201);
       expect(((await call(x, "GET", `/v1/services/${encodeURIComponent(id)}`)).json as { id: string }).id).toBe(id);
     }
+  });
+
+  test("a fwmark service is refused (400 naming the fwmark field, saying why) by add, replace, batch and restore; nothing changes", async () => {
+    const x = await withService();
+    const before = (await call(x, "GET", "/v1/config")).json;
+    const fwm = { fwmark: 7, family: "ipv6", scheduler: "rr" };
+    const refused = (r: { status: number; json: unknown }, path = "fwmark") => {
+      expect(r.status).toBe(400);
+      expect(ErrorBody.parse(r.json).error).toMatchObject({ code: "INVAL", message: `${path}: ${FWMARK_UNSUPPORTED_MESSAGE}`, issues: [{ path, message: FWMARK_UNSUPPORTED_MESSAGE, value: 7 }] });
+    };
+    expect(FWMARK_UNSUPPORTED_MESSAGE).toMatch(/^Firewall-mark services are not supported by xvs: .*XDP.*never match a packet$/);
+    refused(await call(x, "POST", "/v1/services", fwm));
+    refused(await call(x, "PUT", "/v1/services/fwm6:7", fwm));
+    refused(await call(x, "POST", "/v1/batch", { commands: [{ op: "add-service", service: SVC }, { op: "add-service", service: fwm }] }), "commands.1.service.fwmark");
+    refused(await call(x, "PUT", "/v1/config", { services: [{ ...SVC, port: 81 }, { ...fwm, dests: [] }] }), "services.1.fwmark");
+    expect((await call(x, "GET", "/v1/config")).json).toEqual(before);
+    // a fwmark id still parses: asking for one is the ordinary 404
+    expectError(await call(x, "GET", "/v1/services/fwm:7"), 404, /^No such service$/);
   });
 
   test("a duplicate service is 409 Service already exists", async () => {
@@ -170,6 +190,92 @@ describe("real servers", () => {
     const r = await call(await withService(), "POST", `/v1/services/${SVC_ID}/dests`, { address: "198.18.1.12", lowerThreshold: 5, upperThreshold: 2 });
     expect(r.status).toBe(400);
     expect((r.json as { error: { issues: { path: string }[] } }).error.issues[0].path).toBe("lowerThreshold");
+  });
+});
+
+describe("partial updates (PATCH) and what a replace (PUT) changed", () => {
+  const DEST_PATH = `/v1/services/${SVC_ID}/dests/198.18.1.11:8080`;
+  const dest = (x: Xvs) => x.daemon.model.services[0].dests[0].spec;
+
+  test("PATCH of a NAT real server's weight changes only the weight: it stays NAT, thresholds kept", async () => {
+    const x = await withService();
+    expect((await call(x, "PATCH", DEST_PATH, { upperThreshold: 9, lowerThreshold: 2 })).status).toBe(200);
+    const r = await call(x, "PATCH", DEST_PATH, { weight: 7 });
+    expect(r.status).toBe(200);
+    expect(DestReplaced.parse(r.json)).toMatchObject({ forward: "masq", weight: 7, upperThreshold: 9, lowerThreshold: 2, changes: [{ field: "weight", old: 2, new: 7 }] });
+    expect(dest(x)).toMatchObject({ forward: "masq", weight: 7, upperThreshold: 9, lowerThreshold: 2 });
+  });
+
+  test("PUT says what it changed: a NAT real server put without forward becomes DR, and the answer shows it", async () => {
+    const x = await withService();
+    const r = await call(x, "PUT", DEST_PATH, { address: "198.18.1.11", port: 8080, weight: 3 });
+    expect(r.status).toBe(200);
+    expect(DestReplaced.parse(r.json).changes).toEqual([{ field: "forward", old: "masq", new: "route" }, { field: "weight", old: 2, new: 3 }]);
+    expect(dest(x).forward).toBe("route");
+    // the same PUT again changes nothing and says so
+    expect(DestReplaced.parse((await call(x, "PUT", DEST_PATH, { address: "198.18.1.11", port: 8080, weight: 3 })).json).changes).toEqual([]);
+  });
+
+  test("PATCH to another method drops the tunnel options; tunnel: null drops them too", async () => {
+    const x = await withService();
+    const r1 = await call(x, "PATCH", DEST_PATH, { forward: "tunnel", tunnel: { type: "gue", port: 6080 } });
+    expect(DestReplaced.parse(r1.json).changes).toEqual([
+      { field: "forward", old: "masq", new: "tunnel" },
+      { field: "tunnel", old: null, new: { type: "gue", port: 6080 } },
+    ]);
+    const r2 = await call(x, "PATCH", DEST_PATH, { forward: "masq" });
+    expect(DestReplaced.parse(r2.json)).toMatchObject({ forward: "masq", tunnel: null });
+    expect(dest(x).tunnel).toBeUndefined();
+  });
+
+  test("a PATCH that is invalid as a whole, or names an unknown field, or another real server, changes nothing", async () => {
+    const x = await withService();
+    expect((await call(x, "PATCH", DEST_PATH, { upperThreshold: 9, lowerThreshold: 2 })).status).toBe(200);
+    const before = structuredClone(dest(x));
+    const generation = x.daemon.tables().generation;
+    // merged with the stored upper threshold 9, a lower threshold of 10 breaks the order rule
+    const r = await call(x, "PATCH", DEST_PATH, { weight: 5, lowerThreshold: 10 });
+    expect(r.status).toBe(400);
+    expect(ErrorBody.parse(r.json).error.issues?.[0].path).toBe("lowerThreshold");
+    const u = await call(x, "PATCH", DEST_PATH, { weight: 5, colour: "red" });
+    expect(u.status).toBe(400);
+    expect(ErrorBody.parse(u.json).error.issues?.[0]).toMatchObject({ path: "colour", message: "unknown field" });
+    expectError(await call(x, "PATCH", DEST_PATH, { address: "198.18.1.99" }), 400, /names real server 198\.18\.1\.99:8080/);
+    expectError(await call(x, "PATCH", `/v1/services/${SVC_ID}/dests/198.18.1.12:80`, { weight: 1 }), 404, /^No such destination$/);
+    expect(dest(x)).toEqual(before);
+    expect(x.daemon.tables().generation).toBe(generation);
+  });
+
+  test("PATCH of a service changes only the fields given; PUT lists what it reset", async () => {
+    const x = await withService();
+    const svc = () => x.daemon.model.services[0].spec;
+    let r = await call(x, "PATCH", `/v1/services/${SVC_ID}`, { persistence: { timeout: 60 } });
+    expect(ServiceReplaced.parse(r.json).changes).toEqual([{ field: "persistence", old: null, new: { timeout: 60 } }]);
+    expect(svc()).toMatchObject({ scheduler: "rr", persistence: { timeout: 60 } });
+    r = await call(x, "PATCH", `/v1/services/${SVC_ID}`, { persistence: null, scheduler: "wrr" });
+    expect(ServiceReplaced.parse(r.json).changes).toEqual([{ field: "scheduler", old: "rr", new: "wrr" }, { field: "persistence", old: { timeout: 60 }, new: null }]);
+    // ipvsadm -E semantics: PUT without a scheduler is wlc
+    r = await call(x, "PUT", `/v1/services/${SVC_ID}`, { protocol: "tcp", address: "198.18.0.100", port: 80 });
+    expect(ServiceReplaced.parse(r.json).changes).toEqual([{ field: "scheduler", old: "wrr", new: "wlc" }]);
+    expect(x.daemon.model.services[0].dests).toHaveLength(1);
+    expectError(await call(x, "PATCH", `/v1/services/${SVC_ID}`, { port: 81 }), 400, /names service tcp:198\.18\.0\.100:81/);
+    expectError(await call(x, "PATCH", `/v1/services/${SVC_ID}`, { onePacket: true }), 400, /One-Packet Scheduling is only for UDP virtual services/);
+    expectError(await call(x, "PATCH", "/v1/services/tcp:198.18.0.100:81", { scheduler: "rr" }), 404, /^No such service$/);
+    expect(svc().scheduler).toBe("wlc");
+  });
+
+  test("PATCH needs the token", async () => {
+    const x = await withService();
+    expect((await call(x, "PATCH", DEST_PATH, { weight: 9 }, { "content-type": "application/json" })).status).toBe(401);
+    expect(dest(x).weight).toBe(2);
+  });
+
+  test("xvs adm -e stays ipvsadm: without -m a NAT real server becomes DR (the kernel does the same)", async () => {
+    const x = startXvs();
+    expect((await x.adm(["-A", "-t", "198.18.0.100:80", "-s", "rr"])).exit).toBe(0);
+    expect((await x.adm(["-a", "-t", "198.18.0.100:80", "-r", "198.18.1.11:80", "-m", "-w", "2"])).exit).toBe(0);
+    expect(await x.adm(["-e", "-t", "198.18.0.100:80", "-r", "198.18.1.11:80", "-w", "3"])).toEqual({ stdout: "", stderr: "", exit: 0 });
+    expect(x.daemon.model.services[0].dests[0].spec).toMatchObject({ forward: "route", weight: 3 });
   });
 });
 
@@ -336,7 +442,7 @@ describe("connections", () => {
 describe("save, restore and batches", () => {
   test("GET /v1/config fed to PUT /v1/config rebuilds the same table", async () => {
     const x = await withService();
-    await call(x, "POST", "/v1/services", { fwmark: 3, family: "ipv6", scheduler: "sh", schedFlags: ["sh-port"], persistence: { timeout: 30, netmask: "64" } });
+    await call(x, "POST", "/v1/services", { protocol: "udp", address: "2001:db8::3", port: 0, scheduler: "sh", schedFlags: ["sh-port"], persistence: { timeout: 30, netmask: "64" } });
     await call(x, "POST", `/v1/services/${SVC_ID}/dests`, { address: "198.18.1.12", forward: "tunnel", tunnel: { type: "gue", port: 6080, csum: "csum" } });
     const saved = (await call(x, "GET", "/v1/config")).json;
     const y = startXvs();
@@ -382,6 +488,23 @@ describe("save, restore and batches", () => {
   });
 });
 
+describe("config file and saved table with a fwmark service", () => {
+  test("refused at load with one line naming the file, the service and why; nothing is applied", () => {
+    const dir = mkdtempSync(join(tmpdir(), "xvs-fwmark-"));
+    const path = join(dir, "xvs.json");
+    writeFileSync(path, JSON.stringify({ services: [{ ...SVC, dests: [DEST] }, { fwmark: 9, scheduler: "rr", dests: [{ address: "198.18.1.11" }] }] }));
+    try {
+      expect(() => loadConfigFile(path)).toThrow(`config file ${path}: services.1.fwmark: ${FWMARK_UNSUPPORTED_MESSAGE} (value 9)`);
+      // a saved table of an older xvs that held one: the same refusal at start, before anything is applied
+      mkdirSync(join(dir, "state"));
+      writeFileSync(join(dir, "state", TABLE_FILE), readFileSync(path));
+      expect(() => new ConfigStore(join(dir, "state")).load()).toThrow(`services.1.fwmark: ${FWMARK_UNSUPPORTED_MESSAGE} (value 9)`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("concurrency", () => {
   test("a hundred concurrent writers never leave the table half changed and never crash the daemon", async () => {
     const x = startXvs();
@@ -421,6 +544,19 @@ describe("OpenAPI document", () => {
       expect(Object.keys(op.responses)).toEqual(expect.arrayContaining(Object.keys(r.responses)));
       if (r.method !== "get") expect(op.security).toEqual([{ bearer: [] }]);
       if (r.body) expect(op.requestBody).toBeDefined();
+    }
+  });
+
+  test("documents PATCH of services and real servers, and the changes a PUT or PATCH answers with", async () => {
+    const doc = (await call(startXvs(), "GET", "/v1/openapi.json")).json as { paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: { properties: Record<string, unknown>; additionalProperties?: boolean; required?: string[] } }> }; responses: Record<string, { content?: Record<string, { schema: { properties: Record<string, { items?: { properties: Record<string, unknown> } }> } }> }> }>> };
+    for (const path of ["/v1/services/{svc}", "/v1/services/{svc}/dests/{dest}"]) {
+      for (const method of ["put", "patch"]) {
+        const changes = doc.paths[path][method].responses["200"].content!["application/json"].schema.properties.changes;
+        expect(Object.keys(changes.items!.properties)).toEqual(["field", "old", "new"]);
+      }
+      const patchBody = doc.paths[path].patch.requestBody!.content["application/json"].schema;
+      expect(patchBody.additionalProperties).toBe(false);
+      expect(patchBody.required ?? []).toEqual([]);
     }
   });
 });

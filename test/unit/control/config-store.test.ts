@@ -120,7 +120,7 @@ describe("config file", () => {
       timeouts: { tcp: 600 },
       services: [
         { protocol: "tcp", address: "198.18.0.100", port: 80, scheduler: "wrr", dests: [{ address: "198.18.1.11", forward: "masq", weight: 2 }, { address: "198.18.1.12", forward: "masq" }] },
-        { fwmark: 9, family: "ipv6", scheduler: "sh", schedFlags: ["sh-port"] },
+        { protocol: "udp", address: "2001:db8::9", port: 53, scheduler: "sh", schedFlags: ["sh-port"] },
       ],
     };
     const loaded = loadConfigFile(file(JSON.stringify(doc)));

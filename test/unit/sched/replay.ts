@@ -12,7 +12,7 @@ import { Classified, classify } from "../../../src/dataplane/classify.ts";
 import { newConnection } from "../../../src/dataplane/schedule.ts";
 import { parseAddr } from "../../../src/wire/ipv4.ts";
 import { FLOW_DST, FLOW_META, FLOW_PORTS, FLOW_SRC, hashFlow } from "../../../src/wire/flow.ts";
-import { DestSpec, ServiceSpec, type ServiceKeyT } from "../../../src/control/schemas.ts";
+import { DestSpec, IpvsServiceSpec, type ServiceKeyT } from "../../../src/control/schemas.ts";
 import type { Service } from "../../../src/config/model.ts";
 import { LbError } from "../../../src/errors.ts";
 import {
@@ -71,7 +71,8 @@ export function ipvsadm(h: Harness, line: string, batch = false): AdmObs {
   try {
     const m = h.model;
     if (cmd === "-A" || cmd === "-E") {
-      const r = ServiceSpec.safeParse({ ...key, ...svc });
+      // IpvsServiceSpec: the replay drives the fast path's fwmark code, which the API refuses to configure
+      const r = IpvsServiceSpec.safeParse({ ...key, ...svc });
       if (!r.success) return { rc: 2, err: r.error.issues[0].message };
       if (cmd === "-A") m.addService(r.data);
       else m.editService(r.data);

@@ -2,17 +2,23 @@
  * xvs against kernel IPVS, byte for byte: the client frames kernel IPVS received in the ipvs-vm
  * guest (kernel-frames.ts, with provenance) go through the xvs fast path set up like that
  * director, and what leaves must equal what the kernel sent, outer and inner headers, checksums
- * included. Two fields are the kernel's own random choices and are carried over before comparing
- * (with their checksums fixed up incrementally): the outer IPv4 ID of a packet without DF
- * (__ip_select_ident: a hashed, randomly perturbed counter) and the GUE UDP source port
- * (udp_flow_src_port over a flow hash with a boot-time random key).
+ * included. Two fields are the kernel's own random choices and legitimately differ: the outer
+ * IPv4 ID of a packet without DF (__ip_select_ident: a hashed, randomly perturbed counter; with DF
+ * both write 0) and the GUE UDP source port (udp_flow_src_port over a flow hash with a boot-time
+ * random key). Where they differ, the kernel's value is written into xvs's frame and xvs's own
+ * checksum over it is updated incrementally (RFC 1624), never recomputed: a checksum xvs got wrong
+ * stays wrong by the same amount, so the checksums compared are the ones each side wrote.
+ * NAT (kernel-nat-frames.ts, capture/nat-guest.sh): TCP with and without options and UDP, IPv4 and
+ * IPv6, the client's frames and the real server's replies, compared as captured: NAT changes no
+ * field the kernel picks at random.
  */
 import { describe, expect, test } from "bun:test";
-import { checksum, csumReplace16 } from "../../../src/wire/checksum.ts";
+import { csumReplace16 } from "../../../src/wire/checksum.ts";
 import type { DestSpecIn, TunnelSpec } from "../../../src/control/schemas.ts";
 import type { z } from "zod";
 import { hex, XmitHarness } from "./harness.ts";
 import { KERNEL_CASES, KERNEL_PMTU_GUE } from "./kernel-frames.ts";
+import { KERNEL_NAT_CASES } from "./kernel-nat-frames.ts";
 
 type Tunnel = z.input<typeof TunnelSpec>;
 interface Case { family: 4 | 6; rs: string; forward: "route" | "tunnel"; tunnel?: Tunnel }
@@ -44,15 +50,27 @@ function director(c: Case): XmitHarness {
   return h;
 }
 
-/** Copy the kernel's random outer IPv4 ID and GUE source port into ours, fixing checksums. */
+/**
+ * Write the kernel's outer IPv4 ID (at `ip`) into ours when they differ, updating our header
+ * checksum incrementally from the value xvs wrote. Returns 1 when the ID was carried, else 0.
+ */
+function carryIpId(ours: Uint8Array, kernel: Uint8Array, ip = 14): number {
+  const dv = new DataView(ours.buffer, ours.byteOffset, ours.byteLength);
+  const kid = new DataView(kernel.buffer, kernel.byteOffset, kernel.byteLength).getUint16(ip + 4);
+  const id = dv.getUint16(ip + 4);
+  if (id === kid) return 0;
+  dv.setUint16(ip + 4, kid);
+  dv.setUint16(ip + 10, csumReplace16(dv.getUint16(ip + 10), id, kid));
+  return 1;
+}
+
+/** Carry the kernel's random outer IPv4 ID and GUE source port into ours (see the header). */
 function carryRandomFields(ours: Uint8Array, kernel: Uint8Array): void {
   const dv = new DataView(ours.buffer, ours.byteOffset, ours.byteLength);
   const kv = new DataView(kernel.buffer, kernel.byteOffset, kernel.byteLength);
   let udp = -1;
   if (dv.getUint16(12) === 0x0800) {
-    dv.setUint16(18, kv.getUint16(18));
-    dv.setUint16(24, 0);
-    dv.setUint16(24, checksum(ours, 14, 20));
+    carryIpId(ours, kernel);
     if (ours[23] === 17) udp = 34;
   } else if (dv.getUint16(12) === 0x86dd && ours[20] === 17) {
     udp = 54;
@@ -124,12 +142,57 @@ describe("path MTU through a tunnel, against the kernel", () => {
     const kernel = hex(KERNEL_PMTU_GUE.icmp);
     const dv = new DataView(out.frame.buffer);
     expect(dv.getUint16(14 + 20 + 6)).toBe(968);
-    // the ICMP's own IP ID is the kernel's counter: carry it over
-    dv.setUint16(18, new DataView(kernel.buffer).getUint16(18));
-    dv.setUint16(24, 0);
-    dv.setUint16(24, checksum(out.frame, 14, 20));
+    // the ICMP's own IP ID is the kernel's counter (icmp_send: no DF): carry it over, checksum
+    // updated from the one xvs wrote
+    expect(carryIpId(out.frame, kernel)).toBe(1);
     expect(Buffer.from(out.frame).toString("hex")).toBe(Buffer.from(kernel).toString("hex"));
     expect(h.stats().drop_mtu).toBe(1);
     expect(h.stats().icmp_sent).toBe(1);
+  });
+});
+
+describe("NAT frames equal kernel IPVS's, both directions", () => {
+  /** The director of nat-guest.sh: TCP VIP:80 -> RS:8080 and UDP VIP:9000 -> RS:9001, masquerading, v4 and v6. */
+  function natDirector(): XmitHarness {
+    const h = new XmitHarness();
+    const dest = { forward: "masq" as const, weight: 1, upperThreshold: 0, lowerThreshold: 0 };
+    for (const [vip, rs] of [["198.18.0.100", RS4], ["2001:db8:100::100", RS6]]) {
+      for (const [protocol, port, rsPort] of [["tcp", 80, 8080], ["udp", 9000, 9001]] as const) {
+        h.model.addService({ protocol, address: vip, port, scheduler: "rr", onePacket: false, schedFlags: [] });
+        h.model.addDest({ protocol, address: vip, port }, { ...dest, address: rs, port: rsPort });
+      }
+    }
+    h.apply();
+    return h;
+  }
+
+  for (const [name, steps] of Object.entries(KERNEL_NAT_CASES)) {
+    // NAT changes no field the kernel picks at random (the IP ID and flow label pass through):
+    // every byte is compared as captured, checksums included
+    test(`${name}: every frame from the client and from the real server leaves as the kernel sent it`, () => {
+      expect(steps.filter((s) => s.from === "client").length).toBeGreaterThanOrEqual(2);
+      expect(steps.filter((s) => s.from === "server").length).toBeGreaterThanOrEqual(2);
+      const h = natDirector();
+      steps.forEach((s, i) => {
+        const out = h.one(hex(s.in), s.from === "client" ? 0 : 1);
+        expect(out.port, `step ${i} from the ${s.from}`).toBe(s.from === "client" ? 1 : 0);
+        expect(Buffer.from(out.frame).toString("hex"), `step ${i} from the ${s.from}`).toBe(s.out);
+      });
+      const st = h.stats();
+      expect(st.fwd_in).toBe(steps.filter((s) => s.from === "client").length);
+      expect(st.new_conns).toBe(1);
+    });
+  }
+
+  test("the TCP cases with options carry them, the ones without carry none past the SYNs", () => {
+    const optionBytes = (f: Uint8Array, l4: number) => ((f[l4 + 12] >> 4) * 4) - 20;
+    const l4Of = (f: Uint8Array) => (f[12] === 0x86 ? 54 : 34);
+    for (const [name, steps] of Object.entries(KERNEL_NAT_CASES).filter(([n]) => n.startsWith("tcp"))) {
+      const frames = steps.map((s) => hex(s.in));
+      const withOpts = frames.filter((f) => optionBytes(f, l4Of(f)) > 0).length;
+      const syns = frames.filter((f) => (f[l4Of(f) + 13] & 0x02) !== 0).length;
+      if (name.includes("noopts")) expect(withOpts, name).toBe(syns);
+      else expect(withOpts, name).toBe(frames.length);
+    }
   });
 });
