@@ -21,7 +21,7 @@
  */
 import * as abi from "../src/ffi/abi.ts";
 import { FLOW_WORDS, hashFlow } from "../src/wire/flow.ts";
-import { CONTINUE, classify } from "../src/dataplane/classify.ts";
+import { Classified, classify } from "../src/dataplane/classify.ts";
 import { FRAME_SIZE, HEADROOM, Harness } from "../test/util/harness.ts";
 import { ACK, PacketBuilder, SYN } from "../test/util/packet.ts";
 import { SCHEDULERS } from "../src/control/schemas.ts";
@@ -213,7 +213,7 @@ let memory = { tableBytesPerConn: 0, rssBytesPerConn: 0 };
   // the parsed keys of the randomly ordered ACKs, as pass 1 leaves them in the flow rows
   const keys = new Int32Array(N * FLOW_WORDS);
   for (let i = 0; i < N; i++) {
-    if (classify(acksRandom, dv, i * FRAME_BYTES, FLEN, keys, i * FLOW_WORDS, l3, 0) !== CONTINUE) throw new Error("bad frame");
+    if (classify(acksRandom, dv, i * FRAME_BYTES, FLEN, keys, i * FLOW_WORDS, l3, 0) !== Classified.Continue) throw new Error("bad frame");
   }
   const lt: number[] = [];
   let found = 0;

@@ -12,15 +12,15 @@
 import { ConnTable } from "../conn/table.ts";
 import { DestSpec, ServiceSpec } from "../control/schemas.ts";
 import { FastPath } from "../dataplane/fastpath.ts";
-import { classify, CONTINUE } from "../dataplane/classify.ts";
+import { Classified, classify } from "../dataplane/classify.ts";
 import { NextHopView } from "../dataplane/route.ts";
 import { STAT_NAMES } from "../dataplane/verdict.ts";
 import * as abi from "../ffi/abi.ts";
 import { adviseHugePages } from "../ffi/mem.ts";
 import { newResolveRing, MAX_NEXTHOPS, NH_FLAGS, NH_MAC_HI, NH_MAC_LO, NH_PORT, NH_WORDS, NHF_VALID, PORT_MAC_HI, PORT_MAC_LO, PORT_MTU, PORT_WORDS } from "../nexthop/table.ts";
 import type { DestRoute, RouteSnapshot } from "../nexthop/resolver.ts";
-import { compile } from "../service/compile.ts";
-import { Model } from "../service/model.ts";
+import { compile } from "../config/compile.ts";
+import { Model } from "../config/model.ts";
 import { DEST_ADDR, type Tables } from "../service/tables.ts";
 import { Counters } from "../stats/counters.ts";
 import { csumReplace16 } from "../wire/checksum.ts";
@@ -195,7 +195,7 @@ export function runMicro(seconds: number, progress: (s: string) => void): MicroR
   add("parse+hash", "parse + 5-tuple hash", timeIt(seconds, (f) => {
     const next = rig.refresh(f, K4);
     for (let i = 0; i < BURST; i++) {
-      if (classify(buf, dv, descs[i * abi.XVS_DESC_WORDS], 64, flowRows, i * FLOW_WORDS, l3Len, i) === CONTINUE) sink ^= hashFlow(0x1234567, flowRows, i * FLOW_WORDS);
+      if (classify(buf, dv, descs[i * abi.XVS_DESC_WORDS], 64, flowRows, i * FLOW_WORDS, l3Len, i) === Classified.Continue) sink ^= hashFlow(0x1234567, flowRows, i * FLOW_WORDS);
     }
     return next;
   }));
@@ -230,7 +230,7 @@ export function runMicro(seconds: number, progress: (s: string) => void): MicroR
       const next = rig.refresh(f, flows);
       for (let i = 0; i < BURST; i++) {
         const row = i * FLOW_WORDS;
-        if (classify(buf, dv, descs[i * abi.XVS_DESC_WORDS], 64, flowRows, row, l3Len, i) !== CONTINUE) continue;
+        if (classify(buf, dv, descs[i * abi.XVS_DESC_WORDS], 64, flowRows, row, l3Len, i) !== Classified.Continue) continue;
         const h = hashFlow(conns.seedConn, flowRows, row);
         sink += conns.lookup(h, 0, flowRows[row + FLOW_SRC], 0, 0, 0, flowRows[row + FLOW_DST], 0, 0, 0, flowRows[row + FLOW_PORTS], (flowRows[row + FLOW_META] >>> 8) & 0xff);
       }

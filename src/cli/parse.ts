@@ -10,6 +10,10 @@ import { atoi, inetAton, inetPton4, inetPton6, stringToNumber, strtol } from "./
 import type { NameDb } from "./names.ts";
 import { Popt, POPT_ERRORS } from "./popt.ts";
 import { usageText, VERSION_LINE } from "./help.ts";
+import { PROTO_SCTP as IPPROTO_SCTP, PROTO_TCP as IPPROTO_TCP, PROTO_UDP as IPPROTO_UDP } from "../wire/fields.ts";
+import { FWD_LOCAL, FWD_MASQ, FWD_ROUTE, FWD_TUNNEL } from "../service/tables.ts";
+import { DEFAULT_PERSISTENT_TIMEOUT_SEC, DEFAULT_WEIGHT, MAX_TIMEOUT_SEC, MAX_WEIGHT } from "../service/limits.ts";
+import { DEFAULT_SCHEDULER } from "../service/schedulers.ts";
 
 /** Ends an invocation: what to print and the exit code (2 for option errors, 255 for the rest). */
 export class AdmExit extends Error {
@@ -28,16 +32,12 @@ export function tryHelp(program: string): never {
   throw new AdmExit(255, `Try \`${program} -h' or '${program} --help' for more information.\n`);
 }
 
-// IPPROTO_* and the service/dest flag bits ipvsadm uses
-export const IPPROTO_TCP = 6, IPPROTO_UDP = 17, IPPROTO_SCTP = 132;
+// IPPROTO_* and the forwarding codes are the daemon's own (wire/fields.ts, service/tables.ts),
+// under the names the listing code uses; the limits and defaults are service/limits.ts's.
+export { FWD_LOCAL, FWD_MASQ, FWD_ROUTE, FWD_TUNNEL, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP };
+// the service and tunnel flag bits of ipvsadm's own structures (IP_VS_SVC_F_*, IP_VS_TUNNEL_ENCAP_FLAG_*)
 export const SVC_F_PERSISTENT = 0x1, SVC_F_ONEPACKET = 0x4, SVC_F_SCHED1 = 0x8, SVC_F_SCHED2 = 0x10, SVC_F_SCHED3 = 0x20;
-export const FWD_MASQ = 0, FWD_LOCAL = 1, FWD_TUNNEL = 2, FWD_ROUTE = 3;
 export const TUN_FLAG_CSUM = 1, TUN_FLAG_REMCSUM = 2;
-/** Largest -p and --set value, seconds (MAX_TIMEOUT). */
-export const MAX_TIMEOUT = 86400 * 31;
-/** -p without a value, seconds (IPVS_SVC_PERSISTENT_TIMEOUT). */
-export const PERSISTENT_TIMEOUT = 360;
-const INT_MAX = 2147483647;
 /** IP_VS_SCHEDNAME_MAXLEN - 1 characters of -s are kept. */
 const SCHED_NAME_MAX = 15;
 /** IP_VS_PENAME_MAXLEN characters of --pe are kept. */
@@ -132,7 +132,7 @@ export function parseService(buf: string, svc: SvcEntry, names: NameDb): number 
 }
 
 function parseTimeout(arg: string | null, min: number, max: number): number {
-  if (arg === null) return PERSISTENT_TIMEOUT;
+  if (arg === null) return DEFAULT_PERSISTENT_TIMEOUT_SEC;
   const v = stringToNumber(arg, min, max);
   if (v === -1) fail(`invalid timeout value \`${arg}' specified`);
   return v;
@@ -146,7 +146,7 @@ function parseFwmark(arg: string): number {
 }
 
 function parseSchedFlags(sched: string, arg: string): number {
-  const s = sched || "wlc";
+  const s = sched || DEFAULT_SCHEDULER;
   let flags = 0;
   for (const f of arg.split(",").filter((x) => x !== "")) {
     if (f === "flag-1") flags |= SVC_F_SCHED1;
@@ -208,7 +208,7 @@ function emptyEntry(cmd: CmdName): Entry {
     cmd,
     svc: { af: 0, protocol: 0, addr: [0, 0, 0, 0], port: 0, fwmark: 0, sched: "", flags: 0, timeout: 0, netmask: 0xffffffff, pe: "" },
     // ipvsadm's defaults: weight 1, direct routing, ipip, no thresholds
-    dest: { af: 0, addr: [0, 0, 0, 0], port: 0, fwd: FWD_ROUTE, weight: 1, uThreshold: 0, lThreshold: 0, tunType: 0, tunPort: 0, tunFlags: 0 },
+    dest: { af: 0, addr: [0, 0, 0, 0], port: 0, fwd: FWD_ROUTE, weight: DEFAULT_WEIGHT, uThreshold: 0, lThreshold: 0, tunType: 0, tunPort: 0, tunFlags: 0 },
     timeouts: { tcp: 0, tcpfin: 0, udp: 0 },
     daemonState: null,
     options: new Set(),
@@ -266,7 +266,7 @@ export function parseCommand(argv: string[], program: string, names: NameDb): En
       case "p":
         setOption(options, OPT.persistent);
         svc.flags |= SVC_F_PERSISTENT;
-        svc.timeout = parseTimeout(r.arg, 1, MAX_TIMEOUT);
+        svc.timeout = parseTimeout(r.arg, 1, MAX_TIMEOUT_SEC);
         break;
       case "M":
         setOption(options, OPT.netmask);
@@ -297,15 +297,15 @@ export function parseCommand(argv: string[], program: string, names: NameDb): En
       case "w":
         setOption(options, OPT.weight);
         // ipvsadm 1.31 as Debian ships it takes 0..INT_MAX (the guest accepts 65536)
-        if ((dest.weight = stringToNumber(arg, 0, INT_MAX)) === -1) fail("illegal weight specified");
+        if ((dest.weight = stringToNumber(arg, 0, MAX_WEIGHT)) === -1) fail("illegal weight specified");
         break;
       case "x":
         setOption(options, OPT["u-threshold"]);
-        if ((dest.uThreshold = stringToNumber(arg, 0, INT_MAX)) === -1) fail("illegal u_threshold specified");
+        if ((dest.uThreshold = stringToNumber(arg, 0, MAX_WEIGHT)) === -1) fail("illegal u_threshold specified");
         break;
       case "y":
         setOption(options, OPT["l-threshold"]);
-        if ((dest.lThreshold = stringToNumber(arg, 0, INT_MAX)) === -1) fail("illegal l_threshold specified");
+        if ((dest.lThreshold = stringToNumber(arg, 0, MAX_WEIGHT)) === -1) fail("illegal l_threshold specified");
         break;
       case "c": setOption(options, OPT.connection); break;
       case "n": setOption(options, OPT.numeric); ce.format |= FMT_NUMERIC; break;
@@ -378,7 +378,7 @@ export function parseCommand(argv: string[], program: string, names: NameDb): En
   if (cmd === "set") {
     const a = popt.arg(), b = popt.arg(), c = popt.arg();
     if (a === null || b === null || c === null) fail("--set option requires 3 timeout values");
-    ce.timeouts = { tcp: parseTimeout(a, 0, MAX_TIMEOUT), tcpfin: parseTimeout(b, 0, MAX_TIMEOUT), udp: parseTimeout(c, 0, MAX_TIMEOUT) };
+    ce.timeouts = { tcp: parseTimeout(a, 0, MAX_TIMEOUT_SEC), tcpfin: parseTimeout(b, 0, MAX_TIMEOUT_SEC), udp: parseTimeout(c, 0, MAX_TIMEOUT_SEC) };
   }
   const extra = popt.arg();
   if (extra !== null) fail(`unexpected argument ${extra}`);
@@ -392,7 +392,7 @@ export function parseCommand(argv: string[], program: string, names: NameDb): En
   if (cmd === "add-service" || cmd === "edit-service") {
     if (!svc.fwmark && !svc.port && !(svc.flags & SVC_F_PERSISTENT)) fail("Zero port specified for non-persistent service");
     if (svc.flags & SVC_F_ONEPACKET && !svc.fwmark && svc.protocol !== IPPROTO_UDP) fail("One-Packet Scheduling is only for UDP virtual services");
-    if (!svc.sched) svc.sched = "wlc";
+    if (!svc.sched) svc.sched = DEFAULT_SCHEDULER;
   }
   if (cmd === "add-server" || cmd === "edit-server") {
     // DR and tunnels keep the virtual port (not for fwmark services)

@@ -6,7 +6,7 @@
  */
 import { LbError } from "../errors.ts";
 import { ipText } from "../service/addr.ts";
-import { DEFAULT_SETTINGS, DEFAULT_TIMEOUTS, type Model } from "../service/model.ts";
+import { DEFAULT_SETTINGS, DEFAULT_TIMEOUTS, type Model } from "../config/model.ts";
 import { CONFIG_VERSION, type BatchCommandT, type ConfigDocT, type DestSpecT, type ServiceSpecT } from "./schemas.ts";
 
 /** An LbError raised by one command of a batch: `index` says which. */

@@ -17,7 +17,7 @@ import { createHash } from "node:crypto";
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { ErrorCode, LbError } from "../errors.ts";
-import type { Model } from "../service/model.ts";
+import type { Model } from "../config/model.ts";
 import { schedulerByName } from "../sched/registry.ts";
 import { modelToConfig } from "./batch.ts";
 import type { ConfigSink } from "./daemon.ts";

@@ -13,6 +13,7 @@ import {
 } from "../conn/table.ts";
 import { TCP_STATE_NAMES } from "../conn/state.ts";
 import { ipText, type IpAddr } from "../service/addr.ts";
+import { FORWARD_BY_CODE } from "../service/forwarding.ts";
 import { PROTO_SCTP, PROTO_TCP, PROTO_UDP } from "../wire/fields.ts";
 import type { ConnViewT, ConnsPageT } from "./schemas.ts";
 
@@ -22,8 +23,6 @@ export interface ConnRecords {
   header: Int32Array;
   capacity: number;
 }
-
-const FORWARDS = ["masq", "local", "tunnel", "route"] as const;
 
 function addr(rec: Int32Array, o: number, v6: boolean): IpAddr {
   return v6
@@ -57,7 +56,7 @@ export function connView(rec: Int32Array, id: number, nowTick: number): ConnView
     state: stateName,
     expiresSec: left > 0 ? Math.floor(left / TICKS_PER_SEC) : 0,
     template,
-    forward: FORWARDS[fl & CF_FWD_MASK & 3],
+    forward: FORWARD_BY_CODE[fl & CF_FWD_MASK & 3],
     client: { address: ipText(addr(rec, o + CONN_CADDR, v6)), port: (cv >>> 16) & 0xffff },
     virtual: { address: ipText(addr(rec, o + CONN_VADDR, v6 && !fwmarkTemplate)), port: cv & 0xffff },
     // CF_DEST_V6 marks a v4 service's IPv6 tunnel real server; a v6 client side implies a v6 one

@@ -9,8 +9,8 @@
  */
 import { ErrorCode, LbError } from "../errors.ts";
 import { SCHEDULER_BY_ID } from "../sched/registry.ts";
-import { compile, emptyRoutes } from "../service/compile.ts";
-import { Model } from "../service/model.ts";
+import { compile, emptyRoutes } from "../config/compile.ts";
+import { Model } from "../config/model.ts";
 import type { Tables } from "../service/tables.ts";
 import { DEST_TRAFFIC_BASE, TS_WORDS } from "../stats/counters.ts";
 import type { Dataplane } from "../dataplane/dataplane.ts";

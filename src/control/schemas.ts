@@ -9,31 +9,21 @@
  */
 import { z } from "zod";
 import { parseIp } from "../service/addr.ts";
+import type * as Plain from "../config/spec.ts";
+import { FORWARDS, TUNNEL_CSUMS, TUNNEL_TYPES } from "../service/forwarding.ts";
+import { DEFAULT_GUE_PORT, DEFAULT_PERSISTENT_TIMEOUT_SEC, DEFAULT_WEIGHT, MAX_PERSISTENT_TIMEOUT_SEC, MAX_TIMEOUT_SEC, MAX_WEIGHT } from "../service/limits.ts";
+import { PROTOCOLS } from "../service/protocols.ts";
+import { DEFAULT_SCHEDULER, SCHED_FLAGS, SCHEDULERS } from "../service/schedulers.ts";
+
+// The names and limits live in service/ (the bottom layer: the schedulers and the compiler use
+// them without loading zod); they are re-exported here for the API's and the CLI's users.
+export { DEFAULT_GUE_PORT, DEFAULT_PERSISTENT_TIMEOUT_SEC, DEFAULT_SCHEDULER, DEFAULT_WEIGHT, FORWARDS, MAX_PERSISTENT_TIMEOUT_SEC, MAX_TIMEOUT_SEC, MAX_WEIGHT, PROTOCOLS, SCHED_FLAGS, SCHEDULERS, TUNNEL_CSUMS, TUNNEL_TYPES };
 import { Checker, DestHealthView, destHealthFields, MAX_CHECKERS_PER_DEST, ServiceHealth, ServiceHealthView } from "../health/spec.ts";
 
-/** Scheduler of `-A` without `-s` (ipvsadm DEF_SCHED). */
-export const DEFAULT_SCHEDULER = "wlc";
-/** Persistence timeout of `-p` without a value, seconds (libipvs IPVS_SVC_PERSISTENT_TIMEOUT). */
-export const DEFAULT_PERSISTENT_TIMEOUT_SEC = 360;
-/** Largest persistence timeout, seconds (ipvsadm MAX_TIMEOUT = 31 days). */
-export const MAX_PERSISTENT_TIMEOUT_SEC = 86400 * 31;
-/** Weight of `-a` without `-w`. */
-export const DEFAULT_WEIGHT = 1;
-/** Largest weight and threshold: the kernel stores them as int (the 6.1 guest accepts 65536). */
-export const MAX_WEIGHT = 2147483647;
 /** Most real servers in one service of a config document. */
 export const MAX_DESTS_PER_SERVICE = 16384;
 /** Most services in a config document. */
 export const MAX_SERVICES_IN_DOC = 4096;
-/** GUE port the decap helper listens on by default. */
-export const DEFAULT_GUE_PORT = 6080;
-
-export const SCHEDULERS = ["rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos"] as const;
-export const SCHED_FLAGS = ["flag-1", "flag-2", "flag-3", "sh-fallback", "sh-port", "mh-fallback", "mh-port"] as const;
-export const PROTOCOLS = ["tcp", "udp", "sctp"] as const;
-export const FORWARDS = ["masq", "route", "tunnel", "local"] as const;
-export const TUNNEL_TYPES = ["ipip", "gue", "gre"] as const;
-export const TUNNEL_CSUMS = ["nocsum", "csum", "remcsum"] as const;
 
 export const Protocol = z.enum(PROTOCOLS);
 export const SchedulerName = z.enum(SCHEDULERS);
@@ -162,12 +152,6 @@ export const DestSpec = z.strictObject({
     ctx.addIssue({ code: "custom", path: ["tunnel"], message: "gre tunnels take neither a port nor remcsum" });
   }
 });
-
-/**
- * Largest --set value, seconds: ipvsadm's MAX_TIMEOUT (31 days). The 6.1 guest's kernel (HZ=250)
- * takes it (its own limit is INT_MAX / HZ); xvs keeps timeouts in 10 ms ticks, well within int32.
- */
-export const MAX_TIMEOUT_SEC = 86400 * 31;
 
 /** Timeouts set by `--set tcp tcpfin udp`, seconds; 0 leaves a value unchanged. */
 export const Timeouts = z.strictObject({
@@ -395,6 +379,20 @@ export const ErrorBody = z.strictObject({
     index: z.number().int().min(0).optional(),
   }),
 });
+
+/**
+ * True when two types are the same (not merely assignable): optional-ness, readonly and every
+ * member of a union must match.
+ */
+type Same<A, B> = (<X>() => X extends A ? 1 : 2) extends (<X>() => X extends B ? 1 : 2) ? true : false;
+
+// What the schemas accept is exactly what the model reads (config/spec.ts): a field added,
+// dropped or retyped on one side only fails `tsc --noEmit` here.
+true satisfies Same<z.infer<typeof ServiceKey>, Plain.ServiceKeyT>;
+true satisfies Same<z.infer<typeof ServiceSpec>, Plain.ServiceSpecT>;
+true satisfies Same<z.infer<typeof DestSpec>, Plain.DestSpecT>;
+true satisfies Same<z.infer<typeof Timeouts>, Plain.TimeoutsT>;
+true satisfies Same<z.infer<typeof Settings>, Plain.SettingsT>;
 
 export type ServiceKeyT = z.infer<typeof ServiceKey>;
 export type ServiceSpecT = z.infer<typeof ServiceSpec>;

@@ -20,7 +20,7 @@ import { existsSync, readFileSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import { ErrorCode, LbError } from "../errors.ts";
 import { log } from "../log.ts";
-import { Model } from "../service/model.ts";
+import { Model } from "../config/model.ts";
 import { applyConfig, modelToConfig } from "./batch.ts";
 import { type ConfigStamp, ConfigStore, readConfigFile, type SavedTable, type TableOrigin, writeFileAtomic } from "./config-store.ts";
 import { currentIdentity, describeIdentity, dirInode, judgeOwner, type NetnsIdentity, type Ownership, parseIdentity } from "./netns-identity.ts";

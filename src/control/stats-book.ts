@@ -13,7 +13,7 @@
  * appeared (its `origin`, taken with the first baseline and kept by `zero`), so that a Prometheus
  * counter only grows while the object lives, and a new object under a reused id starts at 0.
  */
-import type { Dest, Model, Service } from "../service/model.ts";
+import type { Dest, Model, Service } from "../config/model.ts";
 import { EstimatorSchedule, RateEstimator, type CounterSample, type Rates } from "../stats/estimator.ts";
 
 /** Where the raw (never reset) counters come from: sums over the workers. */

@@ -3,7 +3,7 @@
  * specs plus what the workers counted, net of the -Z baselines, and the estimator's rates.
  */
 import { addrPortText, ipText } from "../service/addr.ts";
-import type { Dest, Service } from "../service/model.ts";
+import type { Dest, Service } from "../config/model.ts";
 import type { Daemon } from "./daemon.ts";
 import { destId, serviceId } from "./ids.ts";
 import type { FieldChangeT, ServiceViewT, DestViewT } from "./schemas.ts";

@@ -11,23 +11,24 @@
  * (ip_vs_core.c ip_vs_in/ip_vs_out, ip_vs_conn.c, ip_vs_proto_tcp.c): see each step.
  */
 import * as abi from "../ffi/abi.ts";
-import {CF_FWD_MASK, CF_NOOUTPUT, CF_TEMPLATE, CF_V6, CONN_CONTROL, CONN_CPORT_VPORT, CONN_DEST, CONN_DPORT, CONN_FLAGS, CONN_MAC_HI, CONN_MAC_LO, CONN_NEXTHOP, CONN_PROTO_STATE, CONN_SVC, CONN_VADDR, CONN_WORDS, ConnTable, DIR_OUT, TICKS_PER_SEC} from "../conn/table.ts";
+import {CF_FWD_MASK, CF_NOOUTPUT, CF_TEMPLATE, CF_V6, CONN_CONTROL, CONN_CPORT_VPORT, CONN_DEST, CONN_DPORT, CONN_FLAGS, CONN_MAC_HI, CONN_MAC_LO, CONN_NEXTHOP, CONN_PROTO_STATE, CONN_SVC, CONN_VADDR, CONN_WORDS, connState, ConnTable, DIR_OUT, TICKS_PER_SEC} from "../conn/table.ts";
 import {DIR_INPUT, DIR_INPUT_ONLY, DIR_OUTPUT, S_CLOSE, S_FIN_WAIT, S_TIME_WAIT, TCP_TIMEOUTS_SEC, tcpNextState, TEMPLATE_RETRY_SEC} from "../conn/state.ts";
 import { HOP_NO_ROUTE, nextHopFor, type NextHopView } from "./route.ts";
 import { SCHEDULER_BY_ID } from "../sched/registry.ts";
 import { SCHED_STATE_WORDS, type SchedView } from "../sched/scheduler.ts";
 import {DEST_FLAGS, DEST_MTU, DEST_NEXTHOP, DEST_ADDR, DEST_WEIGHT, DEST_WORDS, DESTF_AVAILABLE, findService, FWD_MASQ, MAX_SERVICES, SET_CONN_REUSE_MODE, SET_EXPIRE_NODEST_CONN, SET_TCP_TICKS, SET_TCPFIN_TICKS, SET_UDP_TICKS, SVC_EPOCH, SVC_FLAGS, SVC_SCHED, SVC_SCHED_EPOCH, SVC_WORDS, SVCF_USED, type Tables} from "../service/tables.ts";
-import { setDstMac, setSrcMac } from "../wire/eth.ts";
+import { setDstMac, setEtherType, setSrcMac, srcMacHi, srcMacLo } from "../wire/eth.ts";
 import { PORT_MAC_HI, PORT_MAC_LO, PORT_WORDS } from "../nexthop/table.ts";
-import {ICMP_CODE_FRAG_NEEDED, ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, ICMPV6_DEST_UNREACH, ICMPV6_PKT_TOOBIG, ICMPV6_TIME_EXCEEDED, IPV4_FLAG_DF, IPV4_TTL, PROTO_TCP} from "../wire/fields.ts";
+import {ICMP_CODE_FRAG_NEEDED, ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, ICMPV6_DEST_UNREACH, ICMPV6_PKT_TOOBIG, ICMPV6_TIME_EXCEEDED, IPV4_FLAG_DF, IPV4_FRAG, PROTO_TCP, TCP_SYN} from "../wire/fields.ts";
 import { FLOW_DST, FLOW_L3, FLOW_L4, FLOW_META, FLOW_PORTS, FLOW_SRC, FLOW_WORDS, hashFlow } from "../wire/flow.ts";
 import { completePartialChecksum } from "../wire/partial-csum.ts";
 import { dnat4, dnat6, snat4, snat6 } from "../xmit/nat.ts";
 import { icmp4Error, icmp6Error } from "../xmit/icmp-error.ts";
 import { tcpReset4, tcpReset6 } from "../xmit/tcp-reset.ts";
-import { CONTINUE, CONTINUE_ICMP, classify } from "./classify.ts";
+import { Classified, classify } from "./classify.ts";
+import type { FastPathState } from "./contract.ts";
 import { handleIcmp, PathMtu, pmtuKey } from "./icmp.ts";
-import { decHopLimit6, decTtl4 } from "../xmit/dr.ts";
+import { decTtl, hopsLeft } from "../xmit/dr.ts";
 import { encapsulate, flowSourcePort, IPV4_MIN_MTU, IPV6_MIN_MTU, tunnelOverhead } from "../xmit/tun.ts";
 import { ICMP_CODE_HOST_UNREACH, ICMPV6_CODE_ADDR_UNREACH } from "../xmit/icmp-error.ts";
 import { DEST_TUN, DEST_TUN_PORT, DEST_TUN_SRC, DESTF_V6, FWD_ROUTE, FWD_TUNNEL, MAX_DESTS } from "../service/tables.ts";
@@ -35,7 +36,7 @@ import { ETH_HLEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from "../wire/fields.ts";
 import {Counters, DEST_TRAFFIC_BASE, TS_INBYTES, TS_INPKTS, TS_OUTBYTES, TS_OUTPKTS, TS_WORDS} from "../stats/counters.ts";
 import { Stat } from "./verdict.ts";
 import { IcmpLimiter } from "../xmit/icmp-limit.ts";
-import { FRAG_FIRST, FRAG_LATER, FragPath } from "./frag.ts";
+import { FragPath } from "./frag.ts";
 import { SynGuard } from "./synflood.ts";
 import { newConnection } from "./schedule.ts";
 import { destRemoved, flushNodest, setTcpState, setUdpState, thresholdsChanged, unbindDest } from "../conn/accounting.ts";
@@ -62,7 +63,12 @@ function tcpTimeouts(t: Tables): Int32Array {
   return out;
 }
 
-export class FastPath {
+/**
+ * One worker's fast path. Its helpers (schedule.ts, synflood.ts, frag.ts, icmp.ts) see it through
+ * FastPathState (contract.ts); every step returns the frame's out port (or OUT_DROP), which
+ * processBurst alone writes into the descriptor.
+ */
+export class FastPath implements FastPathState {
   tables: Tables;
   readonly conns: ConnTable;
   readonly counters: Counters;
@@ -79,8 +85,6 @@ export class FastPath {
   readonly pmtu = new PathMtu();
   /** IPv4 ID counter per real server, for outer headers without DF (ip_select_ident). */
   readonly ipIds = new Int32Array(MAX_DESTS);
-  /** Out port chosen by tunnelOut() (avoids returning two values). */
-  txPort = 0;
   /** Rate limits on generated ICMP errors, as the kernel's (xmit/icmp-limit.ts). */
   readonly icmpLimit = new IcmpLimiter();
   /** IPv4 fragment tracking (dataplane/frag.ts). */
@@ -173,14 +177,14 @@ export class FastPath {
       const row = i * FLOW_WORDS;
       const v = classify(u8, dv, descs[d + D_ADDR], len, flows, row, this.l3Len, i);
       this.early[i] = v;
-      if (v === CONTINUE) {
+      if (v === Classified.Continue) {
         // a sender's offloaded (partial) L4 checksum is completed here, before anything rewrites
         // or quotes the packet, so NAT, DR, TUN and the ICMP errors built from it all see a
         // complete one; costs a complete frame the pseudo-header sum and one compare
-        // (wire/partial-csum.ts). Never fragments (FRAG_FIRST): their sum spans the datagram.
+        // (wire/partial-csum.ts). Never fragments (FragFirst): their sum spans the datagram.
         completed += completePartialChecksum(u8, dv, flows, row, this.l3Len[i]);
       }
-      if (v === CONTINUE || v === FRAG_FIRST) {
+      if (v === Classified.Continue || v === Classified.FragFirst) {
         const h = hashFlow(seed, flows, row);
         this.hashes[i] = h;
         // touch the index slot, so that the misses of the whole burst overlap instead of stalling
@@ -194,32 +198,31 @@ export class FastPath {
     st[Stat.RxPackets] += n;
     st[Stat.RxBytes] += rxBytes;
     if (completed !== 0) st[Stat.CsumPartialCompleted] += completed;
-    // pass 2: connections, scheduling, rewrite
+    // pass 2: connections, scheduling, rewrite; each step returns the frame's out port
     for (let i = 0; i < n; i++) {
-      const d = i * D_WORDS;
-      const v = this.early[i];
-      if (v === CONTINUE_ICMP) {
-        handleIcmp(this, descs, d, i * FLOW_WORDS, i);
-        continue;
-      }
-      if (v !== CONTINUE) {
+      const d = i * D_WORDS, row = i * FLOW_WORDS;
+      const v = this.early[i] as Classified;
+      let out: number;
+      if (v === Classified.Continue) {
+        out = this.handle(descs, d, row, i);
+      } else if (v === Classified.Icmp) {
+        out = handleIcmp(this, descs, d, row, i);
+      } else if (v === Classified.FragLater) {
         // IPv4 fragments (dataplane/frag.ts): later ones follow the connection of their first
-        if (v === FRAG_LATER) {
-          this.frag.later(this, descs, d, i * FLOW_WORDS, i);
-          continue;
+        out = this.frag.later(this, descs, d, row, i);
+      } else if (v === Classified.FragFirst) {
+        if (this.frag.admitFirst(this, row)) {
+          out = this.handle(descs, d, row, i);
+          this.frag.noteFirst(this, row);
+        } else {
+          out = OUT_DROP;
         }
-        if (v === FRAG_FIRST) {
-          if (this.frag.admitFirst(this, descs, d, i * FLOW_WORDS)) {
-            this.handle(descs, d, i * FLOW_WORDS, i);
-            this.frag.noteFirst(this, i * FLOW_WORDS);
-          }
-          continue;
-        }
+      } else {
+        // a drop reason: the Classified member is its Stat counter
         st[v] += 1;
-        descs[d + D_OUT] = OUT_DROP;
-        continue;
+        out = OUT_DROP;
       }
-      this.handle(descs, d, i * FLOW_WORDS, i);
+      descs[d + D_OUT] = out;
     }
     let tx = 0, txBytes = 0;
     for (let i = 0; i < n; i++) {
@@ -233,39 +236,36 @@ export class FastPath {
     st[Stat.TxBytes] += txBytes;
   }
 
-  /** Count a drop and recycle the frame. */
-  drop(descs: Uint32Array, d: number, reason: Stat): void {
+  /** Count the drop `reason`; returns OUT_DROP (the frame is recycled). */
+  drop(reason: Stat): number {
     this.counters.verdicts[reason] += 1;
-    descs[d + D_OUT] = OUT_DROP;
+    return OUT_DROP;
   }
 
-  private handle(descs: Uint32Array, d: number, row: number, pkt: number): void {
+  /**
+   * A TCP/UDP/SCTP packet: its connection (ip_vs_in / ip_vs_out), or a new one. Returns the out
+   * port. handle, forward, reply and transmitIn run for every packet: they decode the flow row's
+   * meta word, the lookup result and the record's proto/state word by hand (layouts: wire/flow.ts,
+   * conn/table.ts) where the accessors, inlined by JSC, made the compiled code larger (see
+   * docs/architecture.md, "Fast path"); colder steps use the accessors.
+   */
+  private handle(descs: Uint32Array, d: number, row: number, pkt: number): number {
     const f = this.flows;
     const meta = f[row + FLOW_META];
-    const v6 = (meta >>> 16) === 6 ? CF_V6 : 0;
     const proto = (meta >>> 8) & 0xff;
     const r = this.conns.lookupRow(this.hashes[pkt], f, row);
     if (r >= 0) {
-      if ((r & 1) === DIR_OUT) {
-        this.reply(descs, d, row, pkt, r >> 1);
-        return;
-      }
+      if ((r & 1) === DIR_OUT) return this.reply(descs, d, row, pkt, r >> 1);
       const id = r >> 1;
-      if (this.mayReuse(id, proto, meta & 0xff)) this.expireNow(id);
-      else {
-        this.forward(descs, d, row, pkt, id);
-        return;
-      }
+      if (!this.mayReuse(id, proto, meta & 0xff)) return this.forward(descs, d, row, pkt, id);
+      this.expireNow(id);
     }
     const t = this.tables;
     const svc = findService(t, proto, f[row + FLOW_DST], f[row + FLOW_DST + 1], f[row + FLOW_DST + 2], f[row + FLOW_DST + 3], f[row + FLOW_PORTS] & 0xffff);
-    if (svc < 0) {
-      // a NAT real server's packet that no connection knows (expired, or sent after a restart),
-      // or a service removed while the packet was in flight
-      this.drop(descs, d, Stat.DropNoConn);
-      return;
-    }
-    newConnection(this, descs, d, row, pkt, svc, proto, v6, meta & 0xff);
+    // no service: a NAT real server's packet that no connection knows (expired, or sent after a
+    // restart), or a service removed while the packet was in flight
+    if (svc < 0) return this.drop(Stat.DropNoConn);
+    return newConnection(this, descs, d, row, pkt, svc, proto, (meta >>> 16) === 6 ? CF_V6 : 0, meta & 0xff);
   }
 
   /**
@@ -282,14 +282,14 @@ export class FastPath {
     const nodest = t.settings[SET_EXPIRE_NODEST_CONN] !== 0;
     const mode = t.settings[SET_CONN_REUSE_MODE];
     // the common case, decided without touching the record: not a SYN, nodest expiry off
-    if (!nodest && (mode === 0 || proto !== PROTO_TCP || (tcpFlags & 0x02) === 0)) return false;
+    if (!nodest && (mode === 0 || proto !== PROTO_TCP || (tcpFlags & TCP_SYN) === 0)) return false;
     const rec = this.conns.rec, o = id * CONN_WORDS;
     const dest = rec[o + CONN_DEST];
     if (nodest && (t.dest[dest * DEST_WORDS + DEST_FLAGS] & DESTF_AVAILABLE) === 0) return true;
-    if (mode === 0 || proto !== PROTO_TCP || (tcpFlags & 0x02) === 0) return false;
+    if (mode === 0 || proto !== PROTO_TCP || (tcpFlags & TCP_SYN) === 0) return false;
     if (nodest && t.dest[dest * DEST_WORDS + DEST_WEIGHT] === 0) return true;
     if (rec[o + CONN_CONTROL] !== 0) return false;
-    const state = rec[o + CONN_PROTO_STATE] & 0xff;
+    const state = connState(rec, o);
     if (state === S_TIME_WAIT || state === S_CLOSE) return true;
     return (mode & 2) !== 0 && state === S_FIN_WAIT && (rec[o + CONN_FLAGS] & CF_NOOUTPUT) !== 0;
   }
@@ -306,8 +306,8 @@ export class FastPath {
       rec[o + CONN_NEXTHOP] = HOP_NO_ROUTE;
       return;
     }
-    rec[o + CONN_MAC_HI] = this.dv.getUint16(frame + 6);
-    rec[o + CONN_MAC_LO] = this.dv.getInt32(frame + 8);
+    rec[o + CONN_MAC_HI] = srcMacHi(this.dv, frame);
+    rec[o + CONN_MAC_LO] = srcMacLo(this.dv, frame);
   }
 
   /** Move a TCP connection to `next` (ActiveConn/InActConn follow) and re-arm its timer. */
@@ -315,40 +315,37 @@ export class FastPath {
     setTcpState(this.conns, this.counters, id, proto, next, this.tcpTicks[next], this.now);
   }
 
-  /** Client -> real server on an existing connection. */
-  forward(descs: Uint32Array, d: number, row: number, pkt: number, id: number): void {
+  /** Client -> real server on an existing connection. Returns the out port. */
+  forward(descs: Uint32Array, d: number, row: number, pkt: number, id: number): number {
     const t = this.tables, rec = this.conns.rec, o = id * CONN_WORDS;
     const dest = rec[o + CONN_DEST];
     if ((t.dest[dest * DEST_WORDS + DEST_FLAGS] & DESTF_AVAILABLE) === 0) {
       // ip_vs_in step 3: the dest was deleted; with expire_nodest_conn the conn goes too
       if (t.settings[SET_EXPIRE_NODEST_CONN] !== 0) this.expireNow(id);
-      this.drop(descs, d, Stat.DropDestUnavailable);
-      return;
+      return this.drop(Stat.DropDestUnavailable);
     }
-    const proto = (rec[o + CONN_PROTO_STATE] >>> 8) & 0xff;
+    const ps = rec[o + CONN_PROTO_STATE];
+    const proto = (ps >>> 8) & 0xff;
     const flags = rec[o + CONN_FLAGS];
     if (proto === PROTO_TCP) {
       const dir = (flags & CF_NOOUTPUT) !== 0 ? DIR_INPUT_ONLY : DIR_INPUT;
-      this.setState(id, proto, tcpNextState(dir, this.flows[row + FLOW_META] & 0xff, rec[o + CONN_PROTO_STATE] & 0xff));
+      this.setState(id, proto, tcpNextState(dir, this.flows[row + FLOW_META] & 0xff, ps & 0xff));
     } else {
       this.conns.rearm(id, this.now, this.udpTicks);
     }
     const svc = rec[o + CONN_SVC];
-    this.transmitIn(descs, d, row, pkt, svc, dest, rec[o + CONN_DPORT] & 0xffff, flags & CF_FWD_MASK, flags & CF_V6, id);
+    return this.transmitIn(descs, d, row, pkt, svc, dest, rec[o + CONN_DPORT] & 0xffff, flags & CF_FWD_MASK, flags & CF_V6, id);
   }
 
-  /** Count and send a client packet to its real server by the dest's forwarding method. */
-  transmitIn(descs: Uint32Array, d: number, row: number, pkt: number, svc: number, dest: number, dport: number, fwd: number, v6: number, id: number): void {
+  /** Count and send a client packet to its real server by the dest's forwarding method. Returns the out port. */
+  transmitIn(descs: Uint32Array, d: number, row: number, pkt: number, svc: number, dest: number, dport: number, fwd: number, v6: number, id: number): number {
     const t = this.tables, u8 = this.u8, dv = this.dv, f = this.flows;
     const dOff = dest * DEST_WORDS;
     const l3 = f[row + FLOW_L3], l4 = f[row + FLOW_L4];
     const l3len = this.l3Len[pkt];
     // ip_vs_in_stats: counted before mangling, the whole IP packet
     this.countIn(svc, dest, l3len);
-    if (fwd !== FWD_MASQ && fwd !== FWD_ROUTE && fwd !== FWD_TUNNEL) {
-      this.drop(descs, d, Stat.DropUnsupported);
-      return;
-    }
+    if (fwd !== FWD_MASQ && fwd !== FWD_ROUTE && fwd !== FWD_TUNNEL) return this.drop(Stat.DropUnsupported);
     if (fwd !== FWD_MASQ && id >= 0) {
       // DR/TUN send nothing to the client, but an ICMP error about a tunnel packet is relayed to it
       // (dataplane/icmp.ts): remember the port and MAC its packets come from, for a client whose
@@ -357,34 +354,27 @@ export class FastPath {
       if (rec[o + CONN_MAC_HI] === 0 && rec[o + CONN_MAC_LO] === 0) {
         const frame = descs[d + D_ADDR];
         rec[o + CONN_NEXTHOP] = -1 - descs[d + D_IN];
-        rec[o + CONN_MAC_HI] = dv.getUint16(frame + 6);
-        rec[o + CONN_MAC_LO] = dv.getInt32(frame + 8);
+        rec[o + CONN_MAC_HI] = srcMacHi(dv, frame);
+        rec[o + CONN_MAC_LO] = srcMacLo(dv, frame);
       }
     }
     const nh = t.dest[dOff + DEST_NEXTHOP];
-    if (nh < 0) {
-      this.noRoute(descs, d, row, pkt, v6);
-      return;
-    }
+    if (nh < 0) return this.noRoute(descs, d, row, pkt, v6);
     // __ip_vs_get_out_rt: decrement_ttl before the MTU check, so a "fragmentation needed" quotes
     // the packet with its TTL already lowered, as the kernel's does
-    if (!this.ttlOk(descs, d, row, pkt, v6)) return;
+    if (hopsLeft(u8, l3, v6) <= 1) return this.timeExceeded(descs, d, row, pkt, v6);
     this.decTtl(l3, v6);
     if (fwd === FWD_TUNNEL) {
-      if (this.tunnelOut(descs, d, row, pkt, l3, l3len, v6, dest, nh, this.hashes[pkt], false)) {
-        this.counters.verdicts[Stat.FwdIn] += 1;
-        this.counters.verdicts[Stat.FwdTun] += 1;
-        this.out(descs, d, this.txPort);
-      }
-      return;
+      const port = this.tunnelOut(descs, d, row, pkt, l3, l3len, v6, dest, nh, this.hashes[pkt], false);
+      if (port < 0) return ~port;
+      this.counters.verdicts[Stat.FwdIn] += 1;
+      this.counters.verdicts[Stat.FwdTun] += 1;
+      return port;
     }
     const mtu = t.dest[dOff + DEST_MTU];
-    if (mtu > 0 && l3len > mtu && this.tooBig(descs, d, row, pkt, v6, mtu)) return;
+    if (mtu > 0 && l3len > mtu) return this.tooBig(descs, d, row, pkt, v6, mtu);
     const port = this.nh.setMacs(dv, descs[d + D_ADDR], nh, t.ports);
-    if (port < 0) {
-      this.drop(descs, d, Stat.DropNeighbour);
-      return;
-    }
+    if (port < 0) return this.drop(Stat.DropNeighbour);
     if (fwd === FWD_MASQ) {
       const proto = (f[row + FLOW_META] >>> 8) & 0xff;
       if (v6) {
@@ -397,17 +387,17 @@ export class FastPath {
       this.counters.verdicts[Stat.FwdDr] += 1;
     }
     this.counters.verdicts[Stat.FwdIn] += 1;
-    this.out(descs, d, port);
+    return port;
   }
 
   /**
    * Encapsulate the IP packet at `l3` (TTL already checked and decremented) for TUN real server
-   * `dest` and point the descriptor at the new frame start (ip_vs_tunnel_xmit[_v6]). On success
-   * returns true with the out port in `txPort` (the caller counts and sends); otherwise the frame
-   * was dropped or answered and counted. `icmp`: an ICMP error being forwarded, which skips the
-   * MTU check (ensure_mtu_is_adequate ignores ICMP) and needs no `row`/`pkt`.
+   * `dest` and point the descriptor at the new frame start (ip_vs_tunnel_xmit[_v6]). Returns the
+   * out port (the caller counts its verdict), or, when the frame was dropped or answered instead
+   * and counted, the bitwise NOT (< 0) of its out port. `icmp`: an ICMP error being forwarded,
+   * which skips the MTU check (ensure_mtu_is_adequate ignores ICMP) and needs no `row`/`pkt`.
    */
-  tunnelOut(descs: Uint32Array, d: number, row: number, pkt: number, l3: number, l3len: number, innerV6: number, dest: number, nh: number, hash: number, icmp: boolean): boolean {
+  tunnelOut(descs: Uint32Array, d: number, row: number, pkt: number, l3: number, l3len: number, innerV6: number, dest: number, nh: number, hash: number, icmp: boolean): number {
     const t = this.tables, dv = this.dv, dOff = dest * DEST_WORDS;
     const tun = t.dest[dOff + DEST_TUN];
     const type = tun & 0xff, csum = (tun >>> 8) & 0xff;
@@ -417,55 +407,43 @@ export class FastPath {
     if (mtu > 0) {
       // __ip_vs_get_out_rt, IP_VS_RT_MODE_TUNNEL: the tunnel's own MTU
       const tmtu = mtu - over;
-      if (tmtu < (outerV6 ? IPV6_MIN_MTU : IPV4_MIN_MTU)) {
-        this.drop(descs, d, Stat.DropTunnelMtu);
-        return false;
-      }
-      if (!icmp && l3len > tmtu && this.tooBig(descs, d, row, pkt, innerV6, tmtu)) return false;
+      if (tmtu < (outerV6 ? IPV6_MIN_MTU : IPV4_MIN_MTU)) return ~this.drop(Stat.DropTunnelMtu);
+      if (!icmp && l3len > tmtu) return ~this.tooBig(descs, d, row, pkt, innerV6, tmtu);
     }
     const s0 = t.dest[dOff + DEST_TUN_SRC], s1 = t.dest[dOff + DEST_TUN_SRC + 1], s2 = t.dest[dOff + DEST_TUN_SRC + 2], s3 = t.dest[dOff + DEST_TUN_SRC + 3];
-    if ((s0 | s1 | s2 | s3) === 0) {
-      // the route lookup gave no source address to put on the outer header
-      this.drop(descs, d, Stat.DropNoRoute);
-      return false;
-    }
+    // the route lookup gave no source address to put on the outer header
+    if ((s0 | s1 | s2 | s3) === 0) return ~this.drop(Stat.DropNoRoute);
     const frame = descs[d + D_ADDR];
-    if ((frame & (abi.XVS_FRAME_SIZE - 1)) < over) {
-      this.drop(descs, d, Stat.DropNoHeadroom);
-      return false;
-    }
+    if ((frame & (abi.XVS_FRAME_SIZE - 1)) < over) return ~this.drop(Stat.DropNoHeadroom);
     let id = 0;
-    if (!outerV6 && !innerV6 && (dv.getUint16(l3 + 6) & IPV4_FLAG_DF) === 0) {
+    if (!outerV6 && !innerV6 && (dv.getUint16(l3 + IPV4_FRAG) & IPV4_FLAG_DF) === 0) {
       id = this.ipIds[dest] = (this.ipIds[dest] + 1) & 0xffff;
     }
     const o = encapsulate(this.u8, dv, l3, l3len, innerV6, outerV6, type, csum, t.dest[dOff + DEST_TUN_PORT], flowSourcePort(hash), id,
       s0, s1, s2, s3, t.dest[dOff + DEST_ADDR], t.dest[dOff + DEST_ADDR + 1], t.dest[dOff + DEST_ADDR + 2], t.dest[dOff + DEST_ADDR + 3]);
     const nf = o - ETH_HLEN;
-    dv.setUint16(nf + 12, outerV6 ? ETHERTYPE_IPV6 : ETHERTYPE_IPV4);
+    setEtherType(dv, nf, outerV6 ? ETHERTYPE_IPV6 : ETHERTYPE_IPV4);
     const port = this.nh.setMacs(dv, nf, nh, t.ports);
-    if (port < 0) {
-      this.drop(descs, d, Stat.DropNeighbour);
-      return false;
-    }
+    if (port < 0) return ~this.drop(Stat.DropNeighbour);
     descs[d + D_ADDR] = nf;
     descs[d + D_LEN] = ETH_HLEN + over + l3len;
-    this.txPort = port;
-    return true;
+    return port;
   }
 
   /**
    * No route to the real server (dst_link_failure in __ip_vs_get_out_rt): the client gets ICMP
-   * host unreachable (IPv6: address unreachable), and the packet is dropped.
+   * host unreachable (IPv6: address unreachable), and the packet is dropped. Returns the out port.
    */
-  noRoute(descs: Uint32Array, d: number, row: number, pkt: number, v6: number): void {
+  private noRoute(descs: Uint32Array, d: number, row: number, pkt: number, v6: number): number {
     this.counters.verdicts[Stat.DropNoRoute] += 1;
-    this.sendIcmp(descs, d, row, pkt, v6, v6 ? ICMPV6_DEST_UNREACH : ICMP_DEST_UNREACH, v6 ? ICMPV6_CODE_ADDR_UNREACH : ICMP_CODE_HOST_UNREACH, 0);
+    return this.sendIcmp(descs, d, row, pkt, v6, v6 ? ICMPV6_DEST_UNREACH : ICMP_DEST_UNREACH, v6 ? ICMPV6_CODE_ADDR_UNREACH : ICMP_CODE_HOST_UNREACH, 0);
   }
 
-  /** Real server -> client reply of a NAT connection (ip_vs_out). */
-  reply(descs: Uint32Array, d: number, row: number, pkt: number, id: number): void {
+  /** Real server -> client reply of a NAT connection (ip_vs_out). Returns the out port. */
+  private reply(descs: Uint32Array, d: number, row: number, pkt: number, id: number): number {
     const rec = this.conns.rec, o = id * CONN_WORDS, u8 = this.u8, dv = this.dv, f = this.flows;
-    const proto = (rec[o + CONN_PROTO_STATE] >>> 8) & 0xff;
+    const ps = rec[o + CONN_PROTO_STATE];
+    const proto = (ps >>> 8) & 0xff;
     const flags = rec[o + CONN_FLAGS];
     const v6 = flags & CF_V6;
     const svc = rec[o + CONN_SVC], dest = rec[o + CONN_DEST];
@@ -473,14 +451,14 @@ export class FastPath {
     const l3len = this.l3Len[pkt];
     this.countOut(svc, dest, l3len);
     if (proto === PROTO_TCP) {
-      this.setState(id, proto, tcpNextState(DIR_OUTPUT, f[row + FLOW_META] & 0xff, rec[o + CONN_PROTO_STATE] & 0xff));
+      this.setState(id, proto, tcpNextState(DIR_OUTPUT, f[row + FLOW_META] & 0xff, ps & 0xff));
     } else {
       // a reply marks the client's persistence template ASSURED (udp_state_transition)
       setUdpState(this.conns, id, true, this.udpTicks, this.now);
     }
-    if (!this.ttlOk(descs, d, row, pkt, v6)) return;
+    if (hopsLeft(u8, l3, v6) <= 1) return this.timeExceeded(descs, d, row, pkt, v6);
     const port = this.clientHop(descs, d, id);
-    if (port < 0) return;
+    if (port < 0) return OUT_DROP;
     const vport = rec[o + CONN_CPORT_VPORT] & 0xffff;
     if (v6) {
       snat6(u8, dv, l3, l4, l3len - (l4 - l3), proto, rec[o + CONN_VADDR], rec[o + CONN_VADDR + 1], rec[o + CONN_VADDR + 2], rec[o + CONN_VADDR + 3], vport);
@@ -489,7 +467,7 @@ export class FastPath {
     }
     this.decTtl(l3, v6);
     this.counters.verdicts[Stat.FwdOut] += 1;
-    this.out(descs, d, port);
+    return port;
   }
 
   /** ip_vs_in_stats: a client packet (`bytes` of IP packet, before mangling) on its service and dest. */
@@ -520,12 +498,12 @@ export class FastPath {
     const hop = rec[o + CONN_NEXTHOP];
     const frame = descs[d + D_ADDR];
     if (hop === HOP_NO_ROUTE) {
-      this.drop(descs, d, Stat.DropNoRoute);
+      this.drop(Stat.DropNoRoute);
       return -1;
     }
     if (hop >= 0) {
       const port = this.nh.setMacs(this.dv, frame, hop, t.ports);
-      if (port < 0) this.drop(descs, d, Stat.DropNeighbour);
+      if (port < 0) this.drop(Stat.DropNeighbour);
       return port;
     }
     const port = -1 - hop;
@@ -534,19 +512,10 @@ export class FastPath {
     return port;
   }
 
-  /** Send the frame of descs[d] out on `port` (tx totals are counted once per burst). */
-  out(descs: Uint32Array, d: number, port: number): void {
-    descs[d + D_OUT] = port;
-  }
-
-  /** TTL / hop limit <= 1: answer ICMP time exceeded and drop (ip_vs_xmit's decrement check). */
-  ttlOk(descs: Uint32Array, d: number, row: number, pkt: number, v6: number): boolean {
-    const l3 = this.flows[row + FLOW_L3];
-    const ttl = v6 ? this.u8[l3 + 7] : this.u8[l3 + IPV4_TTL];
-    if (ttl > 1) return true;
+  /** TTL / hop limit <= 1: answer ICMP time exceeded and drop (ip_vs_xmit's decrement check). Returns the out port. */
+  private timeExceeded(descs: Uint32Array, d: number, row: number, pkt: number, v6: number): number {
     this.counters.verdicts[Stat.DropTtl] += 1;
-    this.sendIcmp(descs, d, row, pkt, v6, v6 ? ICMPV6_TIME_EXCEEDED : ICMP_TIME_EXCEEDED, 0, 0);
-    return false;
+    return this.sendIcmp(descs, d, row, pkt, v6, v6 ? ICMPV6_TIME_EXCEEDED : ICMP_TIME_EXCEEDED, 0, 0);
   }
 
   /**
@@ -554,54 +523,53 @@ export class FastPath {
    * and IPv6 packet too big, with `mtu`, and is dropped. IPv4 without DF the kernel would fragment
    * (pmtu_disc=1, ignore_df); xvs cannot split a frame in two, so it answers it the same way, which
    * makes Linux senders lower their path MTU and fragment at the source, and counts it apart.
-   * Always returns true (the frame was answered).
+   * Returns the out port.
    */
-  tooBig(descs: Uint32Array, d: number, row: number, pkt: number, v6: number, mtu: number): boolean {
+  private tooBig(descs: Uint32Array, d: number, row: number, pkt: number, v6: number, mtu: number): number {
     const l3 = this.flows[row + FLOW_L3];
-    const noDf = !v6 && (this.dv.getUint16(l3 + 6) & IPV4_FLAG_DF) === 0;
+    const noDf = !v6 && (this.dv.getUint16(l3 + IPV4_FRAG) & IPV4_FLAG_DF) === 0;
     this.counters.verdicts[noDf ? Stat.DropMtuNoDf : Stat.DropMtu] += 1;
-    this.sendIcmp(descs, d, row, pkt, v6, v6 ? ICMPV6_PKT_TOOBIG : ICMP_DEST_UNREACH, v6 ? 0 : ICMP_CODE_FRAG_NEEDED, mtu);
-    return true;
+    return this.sendIcmp(descs, d, row, pkt, v6, v6 ? ICMPV6_PKT_TOOBIG : ICMP_DEST_UNREACH, v6 ? 0 : ICMP_CODE_FRAG_NEEDED, mtu);
   }
 
   /** TTL / hop limit minus one (xmit/dr.ts: what every method does to the client's packet). */
   decTtl(l3: number, v6: number): void {
-    if (v6) decHopLimit6(this.u8, l3);
-    else decTtl4(this.dv, l3);
+    decTtl(this.u8, this.dv, l3, v6);
   }
 
-  /** Replace the frame with an ICMP error to its sender and send it back out its port. */
-  sendIcmp(descs: Uint32Array, d: number, row: number, pkt: number, v6: number, type: number, code: number, rest: number): void {
+  /**
+   * Replace the frame with an ICMP error to its sender (the caller counted the packet's own
+   * verdict). Returns its in port, or OUT_DROP past the ICMP rate limits.
+   */
+  sendIcmp(descs: Uint32Array, d: number, row: number, pkt: number, v6: number, type: number, code: number, rest: number): number {
     const l3 = this.flows[row + FLOW_L3];
     const frame = descs[d + D_ADDR];
     const f = this.flows;
     const exempt = v6 ? type === ICMPV6_PKT_TOOBIG : type === ICMP_DEST_UNREACH && code === ICMP_CODE_FRAG_NEEDED;
     if (!this.icmpLimit.allow(this.now, exempt, f[row + FLOW_SRC], f[row + FLOW_SRC + 1], f[row + FLOW_SRC + 2], f[row + FLOW_SRC + 3])) {
       // the kernel stays silent past its ICMP rate limits; the packet's own verdict was counted
-      this.counters.verdicts[Stat.IcmpRateLimited] += 1;
-      descs[d + D_OUT] = OUT_DROP;
-      return;
+      return this.drop(Stat.IcmpRateLimited);
     }
     const len = v6
       ? icmp6Error(this.u8, this.dv, frame, l3, this.l3Len[pkt], type, code, rest)
       : icmp4Error(this.u8, this.dv, frame, l3, this.l3Len[pkt], type, code, rest);
     descs[d + D_LEN] = len;
     this.counters.verdicts[Stat.IcmpSent] += 1;
-    this.out(descs, d, descs[d + D_IN]);
+    return descs[d + D_IN];
   }
 
   /**
    * Replace the TCP segment with the RST the director's stack would answer it with (see
    * xmit/tcp-reset.ts) and send it back out its port. The caller has counted the segment's own
-   * verdict and checked that it carries no RST.
+   * verdict and checked that it carries no RST. Returns the out port (the one it came in on).
    */
-  sendReset(descs: Uint32Array, d: number, row: number, pkt: number, v6: number): void {
+  sendReset(descs: Uint32Array, d: number, row: number, pkt: number, v6: number): number {
     const f = this.flows, l3 = f[row + FLOW_L3], l4 = f[row + FLOW_L4], frame = descs[d + D_ADDR];
     descs[d + D_LEN] = v6
       ? tcpReset6(this.u8, this.dv, frame, l3, l4, this.l3Len[pkt])
       : tcpReset4(this.u8, this.dv, frame, l3, l4, this.l3Len[pkt]);
     this.counters.verdicts[Stat.TcpResetSent] += 1;
-    this.out(descs, d, descs[d + D_IN]);
+    return descs[d + D_IN];
   }
 
   /** Expire a connection at once (conn reuse, expire_nodest_conn). */

@@ -26,20 +26,22 @@
  * TTL expiry or a fragment larger than the path MTU drop them silently with DropTtl / DropMtu.
  */
 import * as abi from "../ffi/abi.ts";
-import {CF_FWD_MASK, CF_TEMPLATE, CF_USED, CF_V6, CONN_CADDR, CONN_CPORT_VPORT, CONN_DADDR, CONN_DEST, CONN_DPORT, CONN_FLAGS, CONN_PROTO_STATE, CONN_SVC, CONN_VADDR, CONN_WORDS, DIR_OUT} from "../conn/table.ts";
+import {CF_FWD_MASK, CF_TEMPLATE, CF_USED, CF_V6, CONN_CADDR, CONN_CPORT_VPORT, CONN_DADDR, CONN_DEST, CONN_DPORT, CONN_FLAGS, CONN_SVC, CONN_VADDR, CONN_WORDS, connProto, DIR_OUT, hitDir, hitId} from "../conn/table.ts";
 import { FragTable } from "../conn/frag.ts";
 import { DEST_ADDR, DEST_FLAGS, DEST_MTU, DEST_NEXTHOP, DEST_WORDS, DESTF_AVAILABLE, FWD_MASQ } from "../service/tables.ts";
-import { IPV4_ID, IPV4_OFFSET_MASK, IPV4_TTL, PROTO_ICMP, PROTO_SCTP, PROTO_TCP, PROTO_UDP, SCTP_HLEN, TCP_MIN_HLEN, UDP_HLEN } from "../wire/fields.ts";
-import { FLOW_DST, FLOW_L3, FLOW_L4, FLOW_META, FLOW_PORTS, FLOW_SRC, hashFlow } from "../wire/flow.ts";
-import { setDstAddrFix, setSrcAddrFix } from "../wire/ipv4.ts";
-import type { FastPath } from "./fastpath.ts";
-import {} from "./route.ts";
+import {
+  IPV4_DST, IPV4_ID, IPV4_OFFSET_MASK, IPV4_SRC, IPV4_TTL, PROTO_ICMP, PROTO_SCTP, PROTO_TCP, PROTO_UDP, SCTP_HLEN, TCP_DOFF, TCP_FLAGS,
+  TCP_MIN_HLEN, UDP_HLEN, UDP_LEN,
+} from "../wire/fields.ts";
+import { FLOW_DST, FLOW_L3, FLOW_L4, FLOW_META, FLOW_PORTS, FLOW_SRC, flowMeta, flowProto, hashFlow } from "../wire/flow.ts";
+import { setAddrFix } from "../wire/ipv4.ts";
+import { Classified } from "./classify.ts";
+import type { FastPathState } from "./contract.ts";
 import { Stat } from "./verdict.ts";
 
-/** classify(): a first fragment whose L4 header is complete (goes on like CONTINUE, then is recorded). */
-export const FRAG_FIRST = -16;
-/** classify(): a non-first fragment; FLOW_PORTS holds IP id << 8 | proto, FLOW_L4 is 0. */
-export const FRAG_LATER = -17;
+/** What of the fast path fragments use (contract.ts). */
+export type FragState = Pick<FastPathState, "flows" | "l3Len" | "u8" | "dv" | "conns" | "tables" | "nh" | "counters" | "now" |
+  "drop" | "transmitIn" | "countIn" | "countOut" | "clientHop" | "decTtl">;
 
 /** Largest IPv4 datagram (IP_MAX_MTU): a fragment reaching past it can never be reassembled. */
 const IP_MAX_LEN = 65535;
@@ -47,39 +49,39 @@ const D_ADDR = abi.XVS_DESC_ADDR;
 
 /**
  * Classify an IPv4 fragment whose addresses and L3 fields classify() has filled. `frag` is the
- * flags + offset word. Returns FRAG_FIRST, FRAG_LATER or a Stat drop reason.
+ * flags + offset word. Returns FragFirst, FragLater or a drop.
  */
-export function classifyFragment(u8: Uint8Array, dv: DataView, l3: number, ihl: number, tot: number, frag: number, proto: number, flow: Int32Array, row: number): number {
+export function classifyFragment(u8: Uint8Array, dv: DataView, l3: number, ihl: number, tot: number, frag: number, proto: number, flow: Int32Array, row: number): Classified {
   const offBytes = (frag & IPV4_OFFSET_MASK) << 3;
   const l4len = tot - ihl;
-  if (offBytes + l4len > IP_MAX_LEN) return Stat.DropFragment;
-  if (proto !== PROTO_TCP && proto !== PROTO_UDP && proto !== PROTO_SCTP) return proto === PROTO_ICMP ? Stat.DropFragment : Stat.DropUnknownProto;
+  if (offBytes + l4len > IP_MAX_LEN) return Classified.Fragment;
+  if (proto !== PROTO_TCP && proto !== PROTO_UDP && proto !== PROTO_SCTP) return proto === PROTO_ICMP ? Classified.Fragment : Classified.UnknownProto;
   if (offBytes !== 0) {
-    if (proto === PROTO_TCP && offBytes === 8) return Stat.DropFragment;
-    flow[row + FLOW_META] = (4 << 16) | (proto << 8);
+    if (proto === PROTO_TCP && offBytes === 8) return Classified.Fragment;
+    flow[row + FLOW_META] = flowMeta(4, proto, 0);
     flow[row + FLOW_PORTS] = (dv.getUint16(l3 + IPV4_ID) << 8) | proto;
     flow[row + FLOW_L4] = 0;
-    return FRAG_LATER;
+    return Classified.FragLater;
   }
   const l4 = l3 + ihl;
   let flags = 0;
   if (proto === PROTO_TCP) {
-    if (l4len < TCP_MIN_HLEN) return Stat.DropFragment;
-    const doff = (u8[l4 + 12] >>> 4) << 2;
-    if (doff < TCP_MIN_HLEN) return Stat.DropMalformed;
-    if (doff > l4len) return Stat.DropFragment;
-    flags = u8[l4 + 13];
+    if (l4len < TCP_MIN_HLEN) return Classified.Fragment;
+    const doff = (u8[l4 + TCP_DOFF] >>> 4) << 2;
+    if (doff < TCP_MIN_HLEN) return Classified.Malformed;
+    if (doff > l4len) return Classified.Fragment;
+    flags = u8[l4 + TCP_FLAGS];
   } else if (proto === PROTO_UDP) {
-    if (l4len < UDP_HLEN) return Stat.DropFragment;
+    if (l4len < UDP_HLEN) return Classified.Fragment;
     // the UDP length is the whole datagram's, longer than this fragment
-    if (dv.getUint16(l4 + 4) < UDP_HLEN) return Stat.DropMalformed;
+    if (dv.getUint16(l4 + UDP_LEN) < UDP_HLEN) return Classified.Malformed;
   } else if (l4len < SCTP_HLEN) {
-    return Stat.DropFragment;
+    return Classified.Fragment;
   }
-  flow[row + FLOW_META] = (4 << 16) | (proto << 8) | flags;
+  flow[row + FLOW_META] = flowMeta(4, proto, flags);
   flow[row + FLOW_PORTS] = dv.getInt32(l4);
   flow[row + FLOW_L4] = l4;
-  return FRAG_FIRST;
+  return Classified.FragFirst;
 }
 
 /** The fragment state of one fast path. */
@@ -90,16 +92,16 @@ export class FragPath {
     this.table = new FragTable(capacity, seed);
   }
 
-  private key(fp: FastPath, row: number): number {
+  private key(fp: FragState, row: number): number {
     const f = fp.flows;
-    return (fp.dv.getUint16(f[row + FLOW_L3] + IPV4_ID) << 8) | ((f[row + FLOW_META] >>> 8) & 0xff);
+    return (fp.dv.getUint16(f[row + FLOW_L3] + IPV4_ID) << 8) | flowProto(f, row);
   }
 
-  /** Before a first fragment is handled: false (and the frame dropped) when its datagram cannot be recorded. */
-  admitFirst(fp: FastPath, descs: Uint32Array, d: number, row: number): boolean {
+  /** Before a first fragment is handled: false (after counting the drop) when its datagram cannot be recorded. */
+  admitFirst(fp: FragState, row: number): boolean {
     const f = fp.flows;
     if (this.table.room(f[row + FLOW_SRC], f[row + FLOW_DST], this.key(fp, row), fp.now)) return true;
-    fp.drop(descs, d, Stat.DropFragTableFull);
+    fp.drop(Stat.DropFragTableFull);
     return false;
   }
 
@@ -108,109 +110,90 @@ export class FragPath {
    * it was refused before scheduling, answered with ICMP, or sent one-packet: its followers are
    * orphans then). The IP id is read from the frame: no rewrite touches it.
    */
-  noteFirst(fp: FastPath, row: number): void {
+  noteFirst(fp: FragState, row: number): void {
     const f = fp.flows;
     const r = fp.conns.lookup(hashFlow(fp.conns.seedConn, f, row), 0, f[row + FLOW_SRC], 0, 0, 0, f[row + FLOW_DST], 0, 0, 0,
-      f[row + FLOW_PORTS], (f[row + FLOW_META] >>> 8) & 0xff);
+      f[row + FLOW_PORTS], flowProto(f, row));
     if (r < 0) return;
-    this.table.insert(f[row + FLOW_SRC], f[row + FLOW_DST], this.key(fp, row), f[row + FLOW_PORTS], r, fp.conns.rec[(r >> 1) * CONN_WORDS + CONN_DEST], fp.now);
+    this.table.insert(f[row + FLOW_SRC], f[row + FLOW_DST], this.key(fp, row), f[row + FLOW_PORTS], r, fp.conns.rec[hitId(r) * CONN_WORDS + CONN_DEST], fp.now);
   }
 
-  /** A non-first fragment: follow its datagram's connection, or drop it as an orphan. */
-  later(fp: FastPath, descs: Uint32Array, d: number, row: number, pkt: number): void {
+  /** A non-first fragment: follow its datagram's connection, or drop it as an orphan. Returns the out port. */
+  later(fp: FragState, descs: Uint32Array, d: number, row: number, pkt: number): number {
     const f = fp.flows, t = this.table;
     const src = f[row + FLOW_SRC], dst = f[row + FLOW_DST], key = f[row + FLOW_PORTS];
     const r = t.find(src, dst, key, fp.now);
-    if (r < 0) {
-      fp.drop(descs, d, Stat.DropFragOrphan);
-      return;
-    }
-    const c = t.conn[r], id = c >> 1, ports = t.ports[r];
+    if (r < 0) return fp.drop(Stat.DropFragOrphan);
+    const c = t.conn[r], id = hitId(c), ports = t.ports[r];
     const rec = fp.conns.rec, o = id * CONN_WORDS;
     const fl = rec[o + CONN_FLAGS];
     // the record must still be the connection the first fragment went to: ids are reused, and a
     // reused tuple (conn_reuse_mode) may have been scheduled to another real server since
-    let same = (fl & (CF_USED | CF_TEMPLATE | CF_V6)) === CF_USED && (rec[o + CONN_PROTO_STATE] >>> 8) === (key & 0xff) &&
+    let same = (fl & (CF_USED | CF_TEMPLATE | CF_V6)) === CF_USED && connProto(rec, o) === (key & 0xff) &&
       rec[o + CONN_DEST] === t.dest[r];
-    if ((c & 1) === DIR_OUT) {
+    if (hitDir(c) === DIR_OUT) {
       const cv = rec[o + CONN_CPORT_VPORT];
       same = same && rec[o + CONN_DADDR] === src && rec[o + CONN_CADDR] === dst && (((rec[o + CONN_DPORT] & 0xffff) << 16) | (cv >>> 16)) === ports;
     } else {
       same = same && rec[o + CONN_CADDR] === src && rec[o + CONN_VADDR] === dst && rec[o + CONN_CPORT_VPORT] === ports;
     }
-    if (!same) {
-      fp.drop(descs, d, Stat.DropFragOrphan);
-      return;
-    }
+    if (!same) return fp.drop(Stat.DropFragOrphan);
     fp.conns.touch(id, fp.now);
-    if ((c & 1) === DIR_OUT) this.reply(fp, descs, d, row, pkt, id);
-    else this.forward(fp, descs, d, row, pkt, id);
+    if (hitDir(c) === DIR_OUT) return this.reply(fp, descs, d, row, pkt, id);
+    return this.forward(fp, descs, d, row, pkt, id);
   }
 
   /**
    * TTL and MTU for a later fragment: silent drops, since icmp_send answers fragment 0 only and
-   * xvs cannot fragment further (the kernel would, without DF).
+   * xvs cannot fragment further (the kernel would, without DF). Returns the drop reason, or -1.
    */
-  private passes(fp: FastPath, descs: Uint32Array, d: number, l3: number, l3len: number, mtu: number): boolean {
-    if (fp.u8[l3 + IPV4_TTL] <= 1) {
-      fp.drop(descs, d, Stat.DropTtl);
-      return false;
-    }
-    if (mtu > 0 && l3len > mtu) {
-      fp.drop(descs, d, Stat.DropMtu);
-      return false;
-    }
-    return true;
+  private refusal(fp: FragState, l3: number, l3len: number, mtu: number): number {
+    if (fp.u8[l3 + IPV4_TTL] <= 1) return Stat.DropTtl;
+    if (mtu > 0 && l3len > mtu) return Stat.DropMtu;
+    return -1;
   }
 
   /** Client -> real server. NAT here (address only); other methods leave L4 alone and go through the fast path's own transmit. */
-  private forward(fp: FastPath, descs: Uint32Array, d: number, row: number, pkt: number, id: number): void {
+  private forward(fp: FragState, descs: Uint32Array, d: number, row: number, pkt: number, id: number): number {
     const t = fp.tables, rec = fp.conns.rec, o = id * CONN_WORDS;
     const dest = rec[o + CONN_DEST], dOff = dest * DEST_WORDS;
-    if ((t.dest[dOff + DEST_FLAGS] & DESTF_AVAILABLE) === 0) {
-      fp.drop(descs, d, Stat.DropDestUnavailable);
-      return;
-    }
+    if ((t.dest[dOff + DEST_FLAGS] & DESTF_AVAILABLE) === 0) return fp.drop(Stat.DropDestUnavailable);
     const svc = rec[o + CONN_SVC], fwd = rec[o + CONN_FLAGS] & CF_FWD_MASK;
     const l3 = fp.flows[row + FLOW_L3], l3len = fp.l3Len[pkt];
-    if (!this.passes(fp, descs, d, l3, l3len, t.dest[dOff + DEST_MTU])) return;
+    const refused = this.refusal(fp, l3, l3len, t.dest[dOff + DEST_MTU]);
+    if (refused >= 0) return fp.drop(refused);
     if (fwd !== FWD_MASQ) {
       const sent = fp.counters.verdicts[Stat.FwdIn];
-      fp.transmitIn(descs, d, row, pkt, svc, dest, rec[o + CONN_DPORT] & 0xffff, fwd, 0, id);
+      const out = fp.transmitIn(descs, d, row, pkt, svc, dest, rec[o + CONN_DPORT] & 0xffff, fwd, 0, id);
       if (fp.counters.verdicts[Stat.FwdIn] !== sent) fp.counters.verdicts[Stat.FragForwarded] += 1;
-      return;
+      return out;
     }
     fp.countIn(svc, dest, l3len);
     const nh = t.dest[dOff + DEST_NEXTHOP];
-    if (nh < 0) {
-      fp.drop(descs, d, Stat.DropNoRoute);
-      return;
-    }
+    if (nh < 0) return fp.drop(Stat.DropNoRoute);
     const port = fp.nh.setMacs(fp.dv, descs[d + D_ADDR], nh, t.ports);
-    if (port < 0) {
-      fp.drop(descs, d, Stat.DropNeighbour);
-      return;
-    }
-    setDstAddrFix(fp.dv, l3, t.dest[dOff + DEST_ADDR]);
+    if (port < 0) return fp.drop(Stat.DropNeighbour);
+    setAddrFix(fp.dv, l3, IPV4_DST, t.dest[dOff + DEST_ADDR]);
     fp.decTtl(l3, 0);
     fp.counters.verdicts[Stat.FwdIn] += 1;
     fp.counters.verdicts[Stat.FragForwarded] += 1;
-    fp.out(descs, d, port);
+    return port;
   }
 
   /** Real server -> client (NAT): the source becomes the virtual address. */
-  private reply(fp: FastPath, descs: Uint32Array, d: number, row: number, pkt: number, id: number): void {
-    const rec = fp.conns.rec, o = id * CONN_WORDS, dv = fp.dv;
+  private reply(fp: FragState, descs: Uint32Array, d: number, row: number, pkt: number, id: number): number {
+    const rec = fp.conns.rec, o = id * CONN_WORDS;
     const svc = rec[o + CONN_SVC], dest = rec[o + CONN_DEST];
     const l3 = fp.flows[row + FLOW_L3], l3len = fp.l3Len[pkt];
     fp.countOut(svc, dest, l3len);
-    if (!this.passes(fp, descs, d, l3, l3len, 0)) return;
+    const refused = this.refusal(fp, l3, l3len, 0);
+    if (refused >= 0) return fp.drop(refused);
     const port = fp.clientHop(descs, d, id);
-    if (port < 0) return;
-    setSrcAddrFix(dv, l3, rec[o + CONN_VADDR]);
+    if (port < 0) return abi.XVS_OUT_DROP;
+    setAddrFix(fp.dv, l3, IPV4_SRC, rec[o + CONN_VADDR]);
     fp.decTtl(l3, 0);
     fp.counters.verdicts[Stat.FwdOut] += 1;
     fp.counters.verdicts[Stat.FragForwarded] += 1;
-    fp.out(descs, d, port);
+    return port;
   }
 }

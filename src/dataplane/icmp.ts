@@ -27,7 +27,7 @@
 import * as abi from "../ffi/abi.ts";
 import {
   CF_FWD_MASK, CF_V6, CONN_CPORT_VPORT, CONN_DEST, CONN_DPORT, CONN_FLAGS, CONN_MAC_HI, CONN_MAC_LO, CONN_NEXTHOP, CONN_SVC,
-  CONN_VADDR, CONN_WORDS, DIR_IN, TICKS_PER_SEC,
+  CONN_VADDR, CONN_WORDS, DIR_IN, hitDir, hitId, TICKS_PER_SEC,
 } from "../conn/table.ts";
 import {
   DEST_ADDR, DEST_FLAGS, DEST_MTU, DEST_NEXTHOP, DEST_TUN, DEST_TUN_PORT, DEST_WORDS, DESTF_V6, FWD_MASQ, FWD_ROUTE, FWD_TUNNEL,
@@ -36,22 +36,31 @@ import {
 import { fold, pseudoSumV6, sumBytes } from "../wire/checksum.ts";
 import { setDstMac, setSrcMac } from "../wire/eth.ts";
 import {
-  ICMP_CODE_FRAG_NEEDED, ICMP_DEST_UNREACH, ICMP_HLEN, ICMP_SOURCE_QUENCH, ICMP_TIME_EXCEEDED, ICMPV6_DEST_UNREACH,
-  ICMPV6_PKT_TOOBIG, ICMPV6_TIME_EXCEEDED, IPV4_FLAG_DF, IPV4_MIN_HLEN, IPV4_OFFSET_MASK, IPV6_HLEN, PROTO_GRE, PROTO_ICMP,
-  PROTO_ICMPV6, PROTO_IPIP, PROTO_IPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP, UDP_HLEN,
+  ICMP_CODE, ICMP_CODE_FRAG_NEEDED, ICMP_DEST_UNREACH, ICMP_HLEN, ICMP_REST, ICMP_SOURCE_QUENCH, ICMP_TIME_EXCEEDED, ICMP_TYPE,
+  ICMPV6_DEST_UNREACH, ICMPV6_PKT_TOOBIG, ICMPV6_TIME_EXCEEDED, IPV4_DST, IPV4_FLAG_DF, IPV4_FRAG, IPV4_MIN_HLEN,
+  IPV4_OFFSET_MASK, IPV4_PROTO, IPV4_SRC, IPV4_TOTAL_LEN, IPV4_VER_IHL, IPV6_DST, IPV6_HLEN, IPV6_NEXT_HDR, IPV6_PAYLOAD_LEN,
+  IPV6_SRC, PROTO_GRE, PROTO_ICMP, PROTO_ICMPV6, PROTO_IPIP, PROTO_IPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP, UDP_DST_PORT, UDP_HLEN,
 } from "../wire/fields.ts";
-import { FLOW_L3, FLOW_L4, FLOW_META, hashTuple } from "../wire/flow.ts";
+import { FLOW_L3, FLOW_L4, flowFamily, flowProto, hashTuple } from "../wire/flow.ts";
 import { PORT_MAC_HI, PORT_MAC_LO, PORT_WORDS } from "../nexthop/table.ts";
 import { hopsLeft } from "../xmit/dr.ts";
 import { ICMP_CODE_HOST_UNREACH, ICMPV6_CODE_ADDR_UNREACH, icmp4Error, icmp6Error } from "../xmit/icmp-error.ts";
 import { natIcmpIn4, natIcmpIn6, natIcmpOut4, natIcmpOut6 } from "../xmit/icmp-nat.ts";
-import { GRE_FLAG_CSUM, GRE_PROTO_IPV4, GRE_PROTO_IPV6, GUE_HLEN, IPV4_MIN_MTU, IPV6_MIN_MTU } from "../xmit/tun.ts";
-import type { FastPath } from "./fastpath.ts";
+import {
+  GRE_FLAG_CSUM, GRE_FLAGS, GRE_PROTO, GRE_PROTO_IPV4, GRE_PROTO_IPV6, GUE_HLEN, GUE_PROTO_CTYPE, GUE_VER_HLEN, IPV4_MIN_MTU,
+  IPV6_MIN_MTU,
+} from "../xmit/tun.ts";
+import type { FastPathState } from "./contract.ts";
 import { HOP_NO_ROUTE, nextHopFor } from "./route.ts";
 import { Stat } from "./verdict.ts";
 
+/** What of the fast path ICMP handling uses (contract.ts). */
+export type IcmpState = Pick<FastPathState, "u8" | "dv" | "flows" | "l3Len" | "tables" | "conns" | "nh" | "counters" | "now" |
+  "pmtu" | "drop" | "countIn" | "countOut" | "clientHop" | "decTtl" | "tunnelOut">;
+
 const D_ADDR = abi.XVS_DESC_ADDR;
 const D_LEN = abi.XVS_DESC_LEN;
+const OUT_DROP = abi.XVS_OUT_DROP;
 
 /** How long a learned path MTU holds (net.ipv4.route.mtu_expires, ip6 the same): 600 s. */
 const PMTU_EXPIRES_TICKS = 600 * TICKS_PER_SEC;
@@ -103,7 +112,7 @@ export function pmtuKey(dest: Int32Array, dOff: number): number {
  * real server address), so every service tunnelling to that server sees it. Runs once per ICMP
  * error, over the configured dests only.
  */
-function learnPmtu(fp: FastPath, dest: number, reported: number, v6: number): void {
+function learnPmtu(fp: IcmpState, dest: number, reported: number, v6: number): void {
   const t = fp.tables, list = t.destList, o = dest * DEST_WORDS;
   const a0 = t.dest[o + DEST_ADDR], a1 = t.dest[o + DEST_ADDR + 1], a2 = t.dest[o + DEST_ADDR + 2], a3 = t.dest[o + DEST_ADDR + 3];
   const fam = t.dest[o + DEST_FLAGS] & DESTF_V6;
@@ -121,111 +130,75 @@ function isL4(p: number): boolean {
 }
 
 /**
- * Handle one ICMP / ICMPv6 frame classified with CONTINUE_ICMP (row `row`, burst index `pkt`):
- * forward it, answer it or drop it, always counting one verdict.
+ * Handle one ICMP / ICMPv6 frame classified Classified.Icmp (row `row`, burst index `pkt`):
+ * forward it, answer it or drop it, always counting one verdict. Returns the out port.
  */
-export function handleIcmp(fp: FastPath, descs: Uint32Array, d: number, row: number, pkt: number): void {
+export function handleIcmp(fp: IcmpState, descs: Uint32Array, d: number, row: number, pkt: number): number {
   const u8 = fp.u8, dv = fp.dv, f = fp.flows;
-  const meta = f[row + FLOW_META];
-  const v6 = (meta >>> 16) === 6 ? 1 : 0;
+  const v6 = flowFamily(f, row) === 6 ? 1 : 0;
   const l3 = f[row + FLOW_L3], ic = f[row + FLOW_L4];
   const l3len = fp.l3Len[pkt];
   const icLen = l3len - (ic - l3);
-  if (((meta >>> 8) & 0xff) !== (v6 ? PROTO_ICMPV6 : PROTO_ICMP)) {
-    fp.drop(descs, d, Stat.DropIcmp);
-    return;
-  }
-  if (icLen < ICMP_HLEN) {
-    fp.drop(descs, d, Stat.DropIcmpMalformed);
-    return;
-  }
-  const type = u8[ic];
+  if (flowProto(f, row) !== (v6 ? PROTO_ICMPV6 : PROTO_ICMP)) return fp.drop(Stat.DropIcmp);
+  if (icLen < ICMP_HLEN) return fp.drop(Stat.DropIcmpMalformed);
+  const type = u8[ic + ICMP_TYPE];
   if (v6 ? type >= 128 : type !== ICMP_DEST_UNREACH && type !== ICMP_SOURCE_QUENCH && type !== ICMP_TIME_EXCEEDED) {
     // not an error message (echo, NDP...): the steering program never hands us these
-    fp.drop(descs, d, Stat.DropIcmp);
-    return;
+    return fp.drop(Stat.DropIcmp);
   }
   // ip_vs_checksum_complete: a corrupt error must not be translated and passed on
-  const sum = v6 ? sumBytes(u8, ic, icLen, pseudoSumV6(u8, l3 + 8, l3 + 24, PROTO_ICMPV6, icLen)) : sumBytes(u8, ic, icLen, 0);
-  if (fold(sum) !== 0xffff) {
-    fp.drop(descs, d, Stat.DropIcmpMalformed);
-    return;
-  }
+  const sum = v6 ? sumBytes(u8, ic, icLen, pseudoSumV6(u8, l3 + IPV6_SRC, l3 + IPV6_DST, PROTO_ICMPV6, icLen)) : sumBytes(u8, ic, icLen, 0);
+  if (fold(sum) !== 0xffff) return fp.drop(Stat.DropIcmpMalformed);
   const e = ic + ICMP_HLEN, eAvail = icLen - ICMP_HLEN;
   let eihl: number, eproto: number;
   if (v6) {
-    if (eAvail < IPV6_HLEN || u8[e] >>> 4 !== 6) {
-      fp.drop(descs, d, Stat.DropIcmpMalformed);
-      return;
-    }
+    if (eAvail < IPV6_HLEN || u8[e] >>> 4 !== 6) return fp.drop(Stat.DropIcmpMalformed);
     eihl = IPV6_HLEN;
-    eproto = u8[e + 6];
+    eproto = u8[e + IPV6_NEXT_HDR];
   } else {
-    eihl = (u8[e] & 0x0f) << 2;
-    if (eAvail < IPV4_MIN_HLEN || u8[e] >>> 4 !== 4 || eihl < IPV4_MIN_HLEN || eihl > eAvail) {
-      fp.drop(descs, d, Stat.DropIcmpMalformed);
-      return;
-    }
-    if ((dv.getUint16(e + 6) & IPV4_OFFSET_MASK) !== 0) {
-      // about a non-first fragment: no ports to name a connection with
-      fp.drop(descs, d, Stat.DropIcmpNoConn);
-      return;
-    }
-    eproto = u8[e + 9];
+    eihl = (u8[e + IPV4_VER_IHL] & 0x0f) << 2;
+    if (eAvail < IPV4_MIN_HLEN || u8[e + IPV4_VER_IHL] >>> 4 !== 4 || eihl < IPV4_MIN_HLEN || eihl > eAvail) return fp.drop(Stat.DropIcmpMalformed);
+    // about a non-first fragment: no ports to name a connection with
+    if ((dv.getUint16(e + IPV4_FRAG) & IPV4_OFFSET_MASK) !== 0) return fp.drop(Stat.DropIcmpNoConn);
+    eproto = u8[e + IPV4_PROTO];
   }
-  if ((eproto === PROTO_IPIP || eproto === PROTO_IPV6 || eproto === PROTO_GRE || eproto === PROTO_UDP) &&
-    tunnelError(fp, descs, d, l3, l3len, ic, icLen, e, eihl, eproto, v6)) return;
-  if (!isL4(eproto)) {
-    fp.drop(descs, d, Stat.DropIcmpNoConn);
-    return;
+  if (eproto === PROTO_IPIP || eproto === PROTO_IPV6 || eproto === PROTO_GRE || eproto === PROTO_UDP) {
+    const out = tunnelError(fp, descs, d, l3, l3len, ic, icLen, e, eihl, eproto, v6);
+    if (out >= 0) return out;
   }
-  if (eihl + 4 > eAvail) {
-    fp.drop(descs, d, Stat.DropIcmpMalformed); // truncated before the ports
-    return;
-  }
+  if (!isL4(eproto)) return fp.drop(Stat.DropIcmpNoConn);
+  if (eihl + 4 > eAvail) return fp.drop(Stat.DropIcmpMalformed); // truncated before the ports
   // the embedded packet travelled the other way: look its reverse up
   let s0: number, s1 = 0, s2 = 0, s3 = 0, d0: number, d1 = 0, d2 = 0, d3 = 0;
   if (v6) {
-    s0 = dv.getInt32(e + 8); s1 = dv.getInt32(e + 12); s2 = dv.getInt32(e + 16); s3 = dv.getInt32(e + 20);
-    d0 = dv.getInt32(e + 24); d1 = dv.getInt32(e + 28); d2 = dv.getInt32(e + 32); d3 = dv.getInt32(e + 36);
+    s0 = dv.getInt32(e + IPV6_SRC); s1 = dv.getInt32(e + IPV6_SRC + 4); s2 = dv.getInt32(e + IPV6_SRC + 8); s3 = dv.getInt32(e + IPV6_SRC + 12);
+    d0 = dv.getInt32(e + IPV6_DST); d1 = dv.getInt32(e + IPV6_DST + 4); d2 = dv.getInt32(e + IPV6_DST + 8); d3 = dv.getInt32(e + IPV6_DST + 12);
   } else {
-    s0 = dv.getInt32(e + 12);
-    d0 = dv.getInt32(e + 16);
+    s0 = dv.getInt32(e + IPV4_SRC);
+    d0 = dv.getInt32(e + IPV4_DST);
   }
   const p = dv.getInt32(e + eihl);
   const rports = ((p << 16) | (p >>> 16)) | 0;
   const conns = fp.conns;
   const hash = hashTuple(conns.seedConn, d0, d1, d2, d3, s0, s1, s2, s3, rports, eproto);
   const r = conns.lookup(hash, v6 ? CF_V6 : 0, d0, d1, d2, d3, s0, s1, s2, s3, rports, eproto);
-  if (r < 0) {
-    fp.drop(descs, d, Stat.DropIcmpNoConn);
-    return;
-  }
-  if ((r & 1) === DIR_IN) inIcmp(fp, descs, d, l3, l3len, ic, icLen, e, eihl, v6, r >> 1, hash);
-  else outIcmp(fp, descs, d, l3, l3len, ic, icLen, e, eihl, v6, r >> 1);
+  if (r < 0) return fp.drop(Stat.DropIcmpNoConn);
+  if (hitDir(r) === DIR_IN) return inIcmp(fp, descs, d, l3, l3len, ic, icLen, e, eihl, v6, hitId(r), hash);
+  return outIcmp(fp, descs, d, l3, l3len, ic, icLen, e, eihl, v6, hitId(r));
 }
 
 /** ip_vs_in_icmp + ip_vs_icmp_xmit: an error from the client's side goes to the connection's real server. */
-function inIcmp(fp: FastPath, descs: Uint32Array, d: number, l3: number, l3len: number, ic: number, icLen: number,
-  e: number, eihl: number, v6: number, id: number, hash: number): void {
+function inIcmp(fp: IcmpState, descs: Uint32Array, d: number, l3: number, l3len: number, ic: number, icLen: number,
+  e: number, eihl: number, v6: number, id: number, hash: number): number {
   const t = fp.tables, rec = fp.conns.rec, o = id * CONN_WORDS, u8 = fp.u8, dv = fp.dv;
   const fwd = rec[o + CONN_FLAGS] & CF_FWD_MASK;
   const svc = rec[o + CONN_SVC], dest = rec[o + CONN_DEST], dOff = dest * DEST_WORDS;
   fp.countIn(svc, dest, l3len);
-  if (fwd !== FWD_MASQ && fwd !== FWD_ROUTE && fwd !== FWD_TUNNEL) {
-    fp.drop(descs, d, Stat.DropUnsupported);
-    return;
-  }
+  if (fwd !== FWD_MASQ && fwd !== FWD_ROUTE && fwd !== FWD_TUNNEL) return fp.drop(Stat.DropUnsupported);
   const nh = t.dest[dOff + DEST_NEXTHOP];
-  if (nh < 0) {
-    fp.drop(descs, d, Stat.DropNoRoute);
-    return;
-  }
+  if (nh < 0) return fp.drop(Stat.DropNoRoute);
   // decrement_ttl: at 1 the kernel would answer time exceeded, which icmp_send refuses for an error
-  if (hopsLeft(u8, l3, v6) <= 1) {
-    fp.drop(descs, d, Stat.DropTtl);
-    return;
-  }
+  if (hopsLeft(u8, l3, v6) <= 1) return fp.drop(Stat.DropTtl);
   if (fwd === FWD_MASQ) {
     const dport = rec[o + CONN_DPORT] & 0xffff;
     if (v6) natIcmpIn6(u8, dv, l3, ic, icLen, e, true, t.dest[dOff + DEST_ADDR], t.dest[dOff + DEST_ADDR + 1], t.dest[dOff + DEST_ADDR + 2], t.dest[dOff + DEST_ADDR + 3], dport);
@@ -233,39 +206,32 @@ function inIcmp(fp: FastPath, descs: Uint32Array, d: number, l3: number, l3len: 
   }
   fp.decTtl(l3, v6);
   if (fwd === FWD_TUNNEL) {
-    if (fp.tunnelOut(descs, d, -1, -1, l3, l3len, v6, dest, nh, hash, true)) {
-      fp.counters.verdicts[Stat.IcmpForwarded] += 1;
-      fp.out(descs, d, fp.txPort);
-    }
-    return;
+    const port = fp.tunnelOut(descs, d, -1, -1, l3, l3len, v6, dest, nh, hash, true);
+    if (port < 0) return ~port;
+    fp.counters.verdicts[Stat.IcmpForwarded] += 1;
+    return port;
   }
   const port = fp.nh.setMacs(dv, descs[d + D_ADDR], nh, t.ports);
-  if (port < 0) {
-    fp.drop(descs, d, Stat.DropNeighbour);
-    return;
-  }
+  if (port < 0) return fp.drop(Stat.DropNeighbour);
   fp.counters.verdicts[Stat.IcmpForwarded] += 1;
-  fp.out(descs, d, port);
+  return port;
 }
 
 /** ip_vs_out_icmp (NAT only): an error from the real server's side goes to the client, as from the VIP. */
-function outIcmp(fp: FastPath, descs: Uint32Array, d: number, l3: number, l3len: number, ic: number, icLen: number,
-  e: number, eihl: number, v6: number, id: number): void {
+function outIcmp(fp: IcmpState, descs: Uint32Array, d: number, l3: number, l3len: number, ic: number, icLen: number,
+  e: number, eihl: number, v6: number, id: number): number {
   const rec = fp.conns.rec, o = id * CONN_WORDS, u8 = fp.u8, dv = fp.dv;
   const svc = rec[o + CONN_SVC], dest = rec[o + CONN_DEST];
   fp.countOut(svc, dest, l3len);
-  if (hopsLeft(u8, l3, v6) <= 1) {
-    fp.drop(descs, d, Stat.DropTtl);
-    return;
-  }
+  if (hopsLeft(u8, l3, v6) <= 1) return fp.drop(Stat.DropTtl);
   const port = fp.clientHop(descs, d, id);
-  if (port < 0) return;
+  if (port < 0) return OUT_DROP;
   const vport = rec[o + CONN_CPORT_VPORT] & 0xffff;
   if (v6) natIcmpOut6(u8, dv, l3, ic, icLen, e, true, rec[o + CONN_VADDR], rec[o + CONN_VADDR + 1], rec[o + CONN_VADDR + 2], rec[o + CONN_VADDR + 3], vport);
   else natIcmpOut4(u8, dv, l3, ic, icLen, e, eihl, true, rec[o + CONN_VADDR], vport);
   fp.decTtl(l3, v6);
   fp.counters.verdicts[Stat.IcmpForwarded] += 1;
-  fp.out(descs, d, port);
+  return port;
 }
 
 /**
@@ -273,9 +239,10 @@ function outIcmp(fp: FastPath, descs: Uint32Array, d: number, l3: number, l3len:
  * headers too). Returns false when the embedded packet is not a tunnel packet of a TUN
  * connection towards that real server with that tunnel type (and GUE port): the caller then
  * treats it as an ordinary embedded packet. Otherwise handles and counts the frame.
+ * Returns -1 (not ours) or the out port.
  */
-function tunnelError(fp: FastPath, descs: Uint32Array, d: number, l3: number, l3len: number, ic: number, icLen: number,
-  e: number, eihl: number, eproto: number, v6: number): boolean {
+function tunnelError(fp: IcmpState, descs: Uint32Array, d: number, l3: number, l3len: number, ic: number, icLen: number,
+  e: number, eihl: number, eproto: number, v6: number): number {
   const u8 = fp.u8, dv = fp.dv, t = fp.tables;
   const end = ic + icLen;
   let x = e + eihl;
@@ -285,23 +252,23 @@ function tunnelError(fp: FastPath, descs: Uint32Array, d: number, l3: number, l3
     innerV6 = eproto === PROTO_IPV6 ? 1 : 0;
   } else if (eproto === PROTO_GRE) {
     // only what ipvs_gre_encap sends: version 0, no flag but C (ipvs_gre_decap's rule)
-    if (x + 4 > end) return false;
-    const gf = dv.getUint16(x), gp = dv.getUint16(x + 2);
-    if ((gf & ~GRE_FLAG_CSUM & 0xffff) !== 0) return false;
+    if (x + 4 > end) return -1;
+    const gf = dv.getUint16(x + GRE_FLAGS), gp = dv.getUint16(x + GRE_PROTO);
+    if ((gf & ~GRE_FLAG_CSUM & 0xffff) !== 0) return -1;
     if (gp === GRE_PROTO_IPV4) innerV6 = 0;
     else if (gp === GRE_PROTO_IPV6) innerV6 = 1;
-    else return false;
+    else return -1;
     type = TUN_GRE;
     x += (gf & GRE_FLAG_CSUM) !== 0 ? 8 : 4;
   } else {
     // UDP: GUE version 0, a data message (C 0) carrying IPv4 or IPv6 (ipvs_udp_decap's rule)
-    if (x + UDP_HLEN + GUE_HLEN > end) return false;
-    tunPort = dv.getUint16(x + 2);
-    const g0 = u8[x + 8], ctype = u8[x + 9];
-    if ((g0 & 0xe0) !== 0) return false;
+    if (x + UDP_HLEN + GUE_HLEN > end) return -1;
+    tunPort = dv.getUint16(x + UDP_DST_PORT);
+    const g0 = u8[x + UDP_HLEN + GUE_VER_HLEN], ctype = u8[x + UDP_HLEN + GUE_PROTO_CTYPE];
+    if ((g0 & 0xe0) !== 0) return -1;
     if (ctype === PROTO_IPIP) innerV6 = 0;
     else if (ctype === PROTO_IPV6) innerV6 = 1;
-    else return false;
+    else return -1;
     type = TUN_GUE;
     x += UDP_HLEN + GUE_HLEN + ((g0 & 0x1f) << 2);
   }
@@ -309,59 +276,57 @@ function tunnelError(fp: FastPath, descs: Uint32Array, d: number, l3: number, l3
   // the client's packet inside
   let ihl: number, ip: number;
   if (innerV6) {
-    if (x + IPV6_HLEN + 4 > end || u8[x] >>> 4 !== 6) return false;
+    if (x + IPV6_HLEN + 4 > end || u8[x] >>> 4 !== 6) return -1;
     ihl = IPV6_HLEN;
-    ip = u8[x + 6];
+    ip = u8[x + IPV6_NEXT_HDR];
   } else {
-    if (x + IPV4_MIN_HLEN > end || u8[x] >>> 4 !== 4) return false;
-    ihl = (u8[x] & 0x0f) << 2;
-    if (ihl < IPV4_MIN_HLEN || x + ihl + 4 > end || (dv.getUint16(x + 6) & IPV4_OFFSET_MASK) !== 0) return false;
-    ip = u8[x + 9];
+    if (x + IPV4_MIN_HLEN > end || u8[x + IPV4_VER_IHL] >>> 4 !== 4) return -1;
+    ihl = (u8[x + IPV4_VER_IHL] & 0x0f) << 2;
+    if (ihl < IPV4_MIN_HLEN || x + ihl + 4 > end || (dv.getUint16(x + IPV4_FRAG) & IPV4_OFFSET_MASK) !== 0) return -1;
+    ip = u8[x + IPV4_PROTO];
   }
-  if (!isL4(ip)) return false;
+  if (!isL4(ip)) return -1;
   let c0: number, c1 = 0, c2 = 0, c3 = 0, v0: number, v1 = 0, v2 = 0, v3 = 0;
   if (innerV6) {
-    c0 = dv.getInt32(x + 8); c1 = dv.getInt32(x + 12); c2 = dv.getInt32(x + 16); c3 = dv.getInt32(x + 20);
-    v0 = dv.getInt32(x + 24); v1 = dv.getInt32(x + 28); v2 = dv.getInt32(x + 32); v3 = dv.getInt32(x + 36);
+    c0 = dv.getInt32(x + IPV6_SRC); c1 = dv.getInt32(x + IPV6_SRC + 4); c2 = dv.getInt32(x + IPV6_SRC + 8); c3 = dv.getInt32(x + IPV6_SRC + 12);
+    v0 = dv.getInt32(x + IPV6_DST); v1 = dv.getInt32(x + IPV6_DST + 4); v2 = dv.getInt32(x + IPV6_DST + 8); v3 = dv.getInt32(x + IPV6_DST + 12);
   } else {
-    c0 = dv.getInt32(x + 12);
-    v0 = dv.getInt32(x + 16);
+    c0 = dv.getInt32(x + IPV4_SRC);
+    v0 = dv.getInt32(x + IPV4_DST);
   }
   const ports = dv.getInt32(x + ihl);
   const conns = fp.conns;
   const hash = hashTuple(conns.seedConn, c0, c1, c2, c3, v0, v1, v2, v3, ports, ip);
   const r = conns.lookup(hash, innerV6 ? CF_V6 : 0, c0, c1, c2, c3, v0, v1, v2, v3, ports, ip);
-  if (r < 0 || (r & 1) !== DIR_IN) return false;
-  const rec = conns.rec, o = (r >> 1) * CONN_WORDS;
-  if ((rec[o + CONN_FLAGS] & CF_FWD_MASK) !== FWD_TUNNEL) return false;
+  if (r < 0 || hitDir(r) !== DIR_IN) return -1;
+  const rec = conns.rec, o = hitId(r) * CONN_WORDS;
+  if ((rec[o + CONN_FLAGS] & CF_FWD_MASK) !== FWD_TUNNEL) return -1;
   const dest = rec[o + CONN_DEST], dOff = dest * DEST_WORDS;
   // the tunnel packet must be the one this connection's real server gets
-  if (((t.dest[dOff + DEST_FLAGS] & DESTF_V6) !== 0 ? 1 : 0) !== v6) return false;
+  if (((t.dest[dOff + DEST_FLAGS] & DESTF_V6) !== 0 ? 1 : 0) !== v6) return -1;
   if (v6) {
-    if (dv.getInt32(e + 24) !== t.dest[dOff + DEST_ADDR] || dv.getInt32(e + 28) !== t.dest[dOff + DEST_ADDR + 1] ||
-      dv.getInt32(e + 32) !== t.dest[dOff + DEST_ADDR + 2] || dv.getInt32(e + 36) !== t.dest[dOff + DEST_ADDR + 3]) return false;
-  } else if (dv.getInt32(e + 16) !== t.dest[dOff + DEST_ADDR]) {
-    return false;
+    if (dv.getInt32(e + IPV6_DST) !== t.dest[dOff + DEST_ADDR] || dv.getInt32(e + IPV6_DST + 4) !== t.dest[dOff + DEST_ADDR + 1] ||
+      dv.getInt32(e + IPV6_DST + 8) !== t.dest[dOff + DEST_ADDR + 2] || dv.getInt32(e + IPV6_DST + 12) !== t.dest[dOff + DEST_ADDR + 3]) return -1;
+  } else if (dv.getInt32(e + IPV4_DST) !== t.dest[dOff + DEST_ADDR]) {
+    return -1;
   }
-  if ((t.dest[dOff + DEST_TUN] & 0xff) !== type || (type === TUN_GUE && t.dest[dOff + DEST_TUN_PORT] !== tunPort)) return false;
+  if ((t.dest[dOff + DEST_TUN] & 0xff) !== type || (type === TUN_GUE && t.dest[dOff + DEST_TUN_PORT] !== tunPort)) return -1;
 
   // ours. ip_vs_out_stats: "ICMP can be shorter but anyways, account it"
   const svc = rec[o + CONN_SVC];
   fp.countOut(svc, dest, l3len);
 
-  const icType = u8[ic], icCode = u8[ic + 1];
-  let rest = dv.getInt32(ic + 4);
+  const icType = u8[ic + ICMP_TYPE], icCode = u8[ic + ICMP_CODE];
+  let rest = dv.getInt32(ic + ICMP_REST);
   let t4 = icType, c4 = icCode, t6 = icType, c6 = icCode;
   const tooBig = v6 ? icType === ICMPV6_PKT_TOOBIG : icType === ICMP_DEST_UNREACH && icCode === ICMP_CODE_FRAG_NEEDED;
   if (tooBig) {
     const key = pmtuKey(t.dest, dOff);
     const routeMtu = t.dest[dOff + DEST_MTU];
-    learnPmtu(fp, dest, v6 ? dv.getInt32(ic + 4) : dv.getUint16(ic + 6), v6);
+    // the reported MTU: ICMPv6 "packet too big" has 32 bits of it, ICMP "fragmentation needed" the low 16
+    learnPmtu(fp, dest, v6 ? dv.getInt32(ic + ICMP_REST) : dv.getUint16(ic + ICMP_REST + 2), v6);
     // "Client uses PMTUD?": an IPv4 client packet without DF gets no error (IPv6 always does)
-    if (!innerV6 && (dv.getUint16(x + 6) & IPV4_FLAG_DF) === 0) {
-      fp.drop(descs, d, Stat.IcmpPmtuLearned);
-      return true;
-    }
+    if (!innerV6 && (dv.getUint16(x + IPV4_FRAG) & IPV4_FLAG_DF) === 0) return fp.drop(Stat.IcmpPmtuLearned);
     // "Prefer the resulting PMTU", less the tunnel headers (when that leaves more than 68)
     let mtu = fp.pmtu.effective(dest, routeMtu, key, fp.now);
     if (mtu > IPV4_MIN_MTU + encapLen) mtu -= encapLen;
@@ -378,25 +343,19 @@ function tunnelError(fp: FastPath, descs: Uint32Array, d: number, l3: number, l3
   }
   // icmp_send about the client's packet: from the VIP (its destination), routed to the client
   const hop = nextHopFor(t, fp.nh, innerV6 ? 6 : 4, c0, c1, c2, c3);
-  if (hop === HOP_NO_ROUTE) {
-    fp.drop(descs, d, Stat.DropNoRoute);
-    return true;
-  }
+  if (hop === HOP_NO_ROUTE) return fp.drop(Stat.DropNoRoute);
   // an on-link client the kernel has no neighbour entry for yet (nextHopFor asked for one): the
   // MAC its packets came from, if they came in on the port the route goes out of (transmitIn)
   const viaMac = hop < 0 && rec[o + CONN_NEXTHOP] === hop && (rec[o + CONN_MAC_HI] | rec[o + CONN_MAC_LO]) !== 0;
-  if (hop < 0 && !viaMac) {
-    fp.drop(descs, d, Stat.DropNeighbour);
-    return true;
-  }
+  if (hop < 0 && !viaMac) return fp.drop(Stat.DropNeighbour);
   const avail = end - x;
   const frame = descs[d + D_ADDR];
   let len: number;
   if (innerV6) {
-    const plen = IPV6_HLEN + dv.getUint16(x + 4);
+    const plen = IPV6_HLEN + dv.getUint16(x + IPV6_PAYLOAD_LEN);
     len = icmp6Error(u8, dv, frame, x, plen < avail ? plen : avail, t6, c6, rest);
   } else {
-    const tot = dv.getUint16(x + 2);
+    const tot = dv.getUint16(x + IPV4_TOTAL_LEN);
     len = icmp4Error(u8, dv, frame, x, tot < avail ? tot : avail, t4, c4, rest);
   }
   let port: number;
@@ -406,13 +365,9 @@ function tunnelError(fp: FastPath, descs: Uint32Array, d: number, l3: number, l3
     setDstMac(dv, frame, rec[o + CONN_MAC_HI], rec[o + CONN_MAC_LO]);
   } else {
     port = fp.nh.setMacs(dv, frame, hop, t.ports);
-    if (port < 0) {
-      fp.drop(descs, d, Stat.DropNeighbour);
-      return true;
-    }
+    if (port < 0) return fp.drop(Stat.DropNeighbour);
   }
   descs[d + D_LEN] = len;
   fp.counters.verdicts[Stat.IcmpForwarded] += 1;
-  fp.out(descs, d, port);
-  return true;
+  return port;
 }

@@ -39,13 +39,17 @@ import {
 } from "../service/tables.ts";
 import { DEST_TRAFFIC_BASE, TS_CONNS, TS_WORDS } from "../stats/counters.ts";
 import {
-  ICMP_CODE_PORT_UNREACH, ICMP_DEST_UNREACH, ICMPV6_CODE_PORT_UNREACH, ICMPV6_DEST_UNREACH, PROTO_TCP, PROTO_UDP, TCP_RST,
+  ICMP_CODE_PORT_UNREACH, ICMP_DEST_UNREACH, ICMPV6_CODE_PORT_UNREACH, ICMPV6_DEST_UNREACH, PROTO_TCP, PROTO_UDP, TCP_RST, TCP_SYN,
 } from "../wire/fields.ts";
-import { FLOW_DST, FLOW_PORTS, FLOW_SRC } from "../wire/flow.ts";
+import { FLOW_DST, FLOW_PORTS, FLOW_SRC, flowDport } from "../wire/flow.ts";
 import * as abi from "../ffi/abi.ts";
-import type { FastPath } from "./fastpath.ts";
+import type { FastPathState } from "./contract.ts";
 import { Stat } from "./verdict.ts";
 import { SYN_REFUSED } from "./synflood.ts";
+
+/** What of the fast path scheduling uses (contract.ts). */
+export type ScheduleState = Pick<FastPathState, "tables" | "flows" | "conns" | "counters" | "sched" | "synGuard" | "now" |
+  "drop" | "sendIcmp" | "sendReset" | "setReplyHop" | "transmitIn" | "forward" | "release">;
 
 const D_ADDR = abi.XVS_DESC_ADDR;
 const D_IN = abi.XVS_DESC_IN_PORT;
@@ -59,7 +63,7 @@ const INVALID_PORT = 0xffff;
 export function mayCreate(t: Tables, proto: number, tcpFlags: number): boolean {
   if (proto !== PROTO_TCP) return true;
   if (tcpFlags & TCP_RST) return false;
-  return (tcpFlags & 0x02) !== 0 || t.settings[SET_SLOPPY_TCP] !== 0;
+  return (tcpFlags & TCP_SYN) !== 0 || t.settings[SET_SLOPPY_TCP] !== 0;
 }
 
 /**
@@ -89,15 +93,12 @@ function checkTemplate(t: Tables, conns: ConnTable, ct: number): boolean {
   return false;
 }
 
-/** Scratch results of persistSchedule (one worker, one call at a time). */
-let tplOut = -1;
-
 /**
  * ip_vs_sched_persist, up to the choice of the dest: find or create the client network's
- * template. Returns the dest id, -1 when no dest is available (the client gets ICMP), or -2
- * when the template could not be stored (table full: drop). The template id is left in tplOut.
+ * template. Returns the template's id (its CONN_DEST names the dest), -1 when no dest is
+ * available (the client gets ICMP), or -2 when the template could not be stored (table full: drop).
  */
-function persistSchedule(fp: FastPath, svc: number, row: number, proto: number, v6: number, dport: number): number {
+function persistSchedule(fp: ScheduleState, svc: number, row: number, proto: number, v6: number, dport: number): number {
   const t = fp.tables, f = fp.flows, conns = fp.conns, rec = conns.rec;
   const so = svc * SVC_WORDS;
   const svcPort = t.svc[so + SVC_PORT];
@@ -116,10 +117,9 @@ function persistSchedule(fp: FastPath, svc: number, row: number, proto: number, 
     v1 = v2 = v3 = 0;
   } // else a port-0 service: <proto, snet, 0, vaddr, 0>
   let ct = conns.lookupTemplate(v6, n0, n1, n2, n3, v0, v1, v2, v3, vport, tproto);
-  let dest: number;
   if (ct < 0 || !checkTemplate(t, conns, ct)) {
     const sched = SCHEDULER_BY_ID[t.svc[so + SVC_SCHED]];
-    dest = sched ? sched.schedule(fp.sched, svc, f, row) : -1;
+    const dest = sched ? sched.schedule(fp.sched, svc, f, row) : -1;
     if (dest < 0) return -1;
     ct = conns.alloc();
     if (ct < 0) return -2;
@@ -147,78 +147,61 @@ function persistSchedule(fp: FastPath, svc: number, row: number, proto: number, 
     bindDest(fp.counters, t, dest, flags);
     fp.counters.svcRefs[svc] += 1;
     conns.link(ct, fp.now);
-  } else {
-    dest = rec[ct * CONN_WORDS + CONN_DEST];
   }
-  tplOut = ct;
-  return dest;
+  return ct;
 }
 
 /** Count a scheduled connection (ip_vs_conn_stats): conns per service and per dest. */
-function countConn(fp: FastPath, svc: number, dest: number): void {
+function countConn(fp: ScheduleState, svc: number, dest: number): void {
   const tr = fp.counters.traffic;
   tr[svc * TS_WORDS + TS_CONNS] += 1;
   tr[DEST_TRAFFIC_BASE + dest * TS_WORDS + TS_CONNS] += 1;
   fp.counters.verdicts[Stat.NewConns] += 1;
 }
 
-/** Answer the client with ICMP (v6) port unreachable (ip_vs_leave). */
-function leave(fp: FastPath, descs: Uint32Array, d: number, row: number, pkt: number, v6: number): void {
+/** Answer the client with ICMP (v6) port unreachable (ip_vs_leave); returns the out port. */
+function leave(fp: ScheduleState, descs: Uint32Array, d: number, row: number, pkt: number, v6: number): number {
   fp.counters.verdicts[Stat.DropNoDest] += 1;
-  fp.sendIcmp(descs, d, row, pkt, v6, v6 ? ICMPV6_DEST_UNREACH : ICMP_DEST_UNREACH, v6 ? ICMPV6_CODE_PORT_UNREACH : ICMP_CODE_PORT_UNREACH, 0);
+  return fp.sendIcmp(descs, d, row, pkt, v6, v6 ? ICMPV6_DEST_UNREACH : ICMP_DEST_UNREACH, v6 ? ICMPV6_CODE_PORT_UNREACH : ICMP_CODE_PORT_UNREACH, 0);
 }
 
 /**
  * The first packet of a connection (ip_vs_schedule): gate (TCP needs a SYN unless sloppy_tcp),
  * choose the dest (through the client's persistence template, or the service's scheduler),
  * create and count the connection, then forward the packet. With no real server available the
- * client gets ICMP port unreachable (ip_vs_leave), for TCP as for UDP.
+ * client gets ICMP port unreachable (ip_vs_leave), for TCP as for UDP. Returns the out port.
  */
-export function newConnection(fp: FastPath, descs: Uint32Array, d: number, row: number, pkt: number, svc: number, proto: number, v6: number, tcpFlags: number): void {
+export function newConnection(fp: ScheduleState, descs: Uint32Array, d: number, row: number, pkt: number, svc: number, proto: number, v6: number, tcpFlags: number): number {
   const t = fp.tables, f = fp.flows;
   if (!mayCreate(t, proto, tcpFlags)) {
     // the kernel passes it to the director's stack, which owns the VIP and answers with a RST
     // (none for a RST): xvs answers the same
-    if ((tcpFlags & TCP_RST) !== 0) {
-      fp.drop(descs, d, Stat.DropTcpNoConn);
-    } else {
-      fp.counters.verdicts[Stat.DropTcpNoConn] += 1;
-      fp.sendReset(descs, d, row, pkt, v6);
-    }
-    return;
+    if ((tcpFlags & TCP_RST) !== 0) return fp.drop(Stat.DropTcpNoConn);
+    fp.counters.verdicts[Stat.DropTcpNoConn] += 1;
+    return fp.sendReset(descs, d, row, pkt, v6);
   }
   fp.sched.now = fp.now;
   const so = svc * SVC_WORDS;
   const svcFlags = t.svc[so + SVC_FLAGS];
-  const pktDport = f[row + FLOW_PORTS] & 0xffff;
+  const pktDport = flowDport(f, row);
   const svcPort = t.svc[so + SVC_PORT];
   let dest: number, tpl = -1, dport: number;
   if ((svcFlags & SVCF_PERSISTENT) !== 0) {
-    dest = persistSchedule(fp, svc, row, proto, v6, pktDport);
-    if (dest === -2) {
-      fp.drop(descs, d, Stat.DropTableFull);
-      return;
-    }
-    if (dest < 0) {
-      leave(fp, descs, d, row, pkt, v6);
-      return;
-    }
-    tpl = tplOut;
+    tpl = persistSchedule(fp, svc, row, proto, v6, pktDport);
+    if (tpl === -2) return fp.drop(Stat.DropTableFull);
+    if (tpl < 0) return leave(fp, descs, d, row, pkt, v6);
+    dest = fp.conns.rec[tpl * CONN_WORDS + CONN_DEST];
     // persistent fwmark and port-0 services keep the client's port
     const destPort = t.dest[dest * DEST_WORDS + DEST_PORT];
     dport = pktDport === svcPort && destPort !== 0 ? destPort : pktDport;
   } else {
     if ((svcFlags & SVCF_FWMARK) === 0 && pktDport !== svcPort) {
       // "Schedule: port zero only supported in persistent services"
-      leave(fp, descs, d, row, pkt, v6);
-      return;
+      return leave(fp, descs, d, row, pkt, v6);
     }
     const sched = SCHEDULER_BY_ID[t.svc[so + SVC_SCHED]];
     dest = sched ? sched.schedule(fp.sched, svc, f, row) : -1;
-    if (dest < 0) {
-      leave(fp, descs, d, row, pkt, v6);
-      return;
-    }
+    if (dest < 0) return leave(fp, descs, d, row, pkt, v6);
     const destPort = t.dest[dest * DEST_WORDS + DEST_PORT];
     dport = destPort !== 0 ? destPort : pktDport;
   }
@@ -232,23 +215,21 @@ export function newConnection(fp: FastPath, descs: Uint32Array, d: number, row: 
     bindDest(fp.counters, t, dest, flags);
     countConn(fp, svc, dest);
     if (tpl >= 0) conns.touch(tpl, fp.now);
-    fp.transmitIn(descs, d, row, pkt, svc, dest, dport, fwd, v6, -1);
+    const out = fp.transmitIn(descs, d, row, pkt, svc, dest, dport, fwd, v6, -1);
     unbindDest(fp.counters, t, dest, flags);
-    return;
+    return out;
   }
   // ---- SYN flood defence (dataplane/synflood.ts): under table pressure a TCP connection's record
   // comes from evicting half-open ones, or the SYN is refused; established ones are never touched
   const id = proto === PROTO_TCP ? fp.synGuard.alloc(fp, row) : conns.alloc();
   if (id === SYN_REFUSED) {
     if (tpl >= 0) conns.touch(tpl, fp.now);
-    fp.drop(descs, d, Stat.DropSynFlood);
-    return;
+    return fp.drop(Stat.DropSynFlood);
   }
   // ---- end SYN flood defence ----
   if (id < 0) {
     if (tpl >= 0) conns.touch(tpl, fp.now);
-    fp.drop(descs, d, Stat.DropTableFull);
-    return;
+    return fp.drop(Stat.DropTableFull);
   }
   const o = id * CONN_WORDS;
   rec[o + CONN_FLAGS] = flags | (fwd === FWD_MASQ ? CF_OUT_ENTRY : 0);
@@ -276,5 +257,5 @@ export function newConnection(fp: FastPath, descs: Uint32Array, d: number, row: 
     conns.touch(tpl, fp.now);
   }
   countConn(fp, svc, dest);
-  fp.forward(descs, d, row, pkt, id);
+  return fp.forward(descs, d, row, pkt, id);
 }

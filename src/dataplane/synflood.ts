@@ -34,12 +34,15 @@
  * SYN+ACK, sequence translation for the whole connection) a NAT balancer cannot answer for the
  * real server; the real servers' own kernels use them (net.ipv4.tcp_syncookies).
  */
-import { CF_TEMPLATE, CF_USED, CONN_CPORT_VPORT, CONN_FLAGS, CONN_PROTO_STATE, CONN_WORDS, type ConnTable } from "../conn/table.ts";
+import { CF_TEMPLATE, CF_USED, CONN_CPORT_VPORT, CONN_FLAGS, CONN_WORDS, connProto, connState, type ConnTable } from "../conn/table.ts";
 import { S_NONE, S_SYN_RECV, S_SYNACK } from "../conn/state.ts";
 import { PROTO_TCP } from "../wire/fields.ts";
 import { FLOW_PORTS } from "../wire/flow.ts";
-import type { FastPath } from "./fastpath.ts";
+import type { FastPathState } from "./contract.ts";
 import { Stat } from "./verdict.ts";
+
+/** What of the fast path the defence uses (contract.ts). */
+export type SynGuardState = Pick<FastPathState, "conns" | "flows" | "counters" | "release">;
 
 export const SYN_DEFENCE_OFF = 0;
 export const SYN_DEFENCE_OLDEST = 1;
@@ -67,9 +70,8 @@ export function synDefenceMode(name: string | undefined): number {
 
 function halfOpen(rec: Int32Array, o: number): boolean {
   if ((rec[o + CONN_FLAGS] & (CF_USED | CF_TEMPLATE)) !== CF_USED) return false;
-  const ps = rec[o + CONN_PROTO_STATE];
-  if (ps >>> 8 !== PROTO_TCP) return false;
-  const s = ps & 0xff;
+  if (connProto(rec, o) !== PROTO_TCP) return false;
+  const s = connState(rec, o);
   return s === S_NONE || s === S_SYN_RECV || s === S_SYNACK;
 }
 
@@ -104,7 +106,7 @@ export class SynGuard {
    * Take a record for a new TCP connection from the flow at `row`: the id, -1 when the table is
    * full, or SYN_REFUSED (drop_packet).
    */
-  alloc(fp: FastPath, row: number): number {
+  alloc(fp: SynGuardState, row: number): number {
     const conns = fp.conns;
     const free = conns.capacity - conns.size;
     if (free <= this.reserve && this.mode !== SYN_DEFENCE_OFF) {
@@ -134,7 +136,7 @@ export class SynGuard {
     this.count++;
   }
 
-  private evictOldest(fp: FastPath): void {
+  private evictOldest(fp: SynGuardState): void {
     const rec = fp.conns.rec;
     let evicted = 0;
     for (let k = 0; k < SCAN_BUDGET && this.count > 0 && evicted < EVICT_PER_SYN; k++) {
@@ -149,7 +151,7 @@ export class SynGuard {
     }
   }
 
-  private evictRandom(fp: FastPath, conns: ConnTable = fp.conns): void {
+  private evictRandom(fp: SynGuardState, conns: ConnTable = fp.conns): void {
     const rec = conns.rec;
     let evicted = 0;
     for (let k = 0; k < PROBES && evicted < EVICT_PER_SYN; k++) {
@@ -165,7 +167,7 @@ export class SynGuard {
     }
   }
 
-  private evict(fp: FastPath, id: number): void {
+  private evict(fp: SynGuardState, id: number): void {
     fp.release(id);
     fp.counters.verdicts[Stat.HalfOpenEvicted] += 1;
   }

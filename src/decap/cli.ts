@@ -12,7 +12,7 @@
  */
 import { splitOptionValues } from "../argv.ts";
 import { ErrorCode, LbError } from "../errors.ts";
-import { DEFAULT_GUE_PORT } from "../control/schemas.ts";
+import { DEFAULT_GUE_PORT } from "../service/limits.ts";
 import { DecapProgram } from "../ffi/bpf.ts";
 import { operatorLink } from "../ffi/netlink.ts";
 import * as abi from "../ffi/abi.ts";

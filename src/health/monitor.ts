@@ -20,7 +20,7 @@
  * in order; each attempt ends within its timeout (checkers.ts).
  */
 import { ipText, parseIp } from "../service/addr.ts";
-import { serviceName, type Model, type Service } from "../service/model.ts";
+import { serviceName, type Model, type Service } from "../config/model.ts";
 import type { DestSpecT } from "../control/schemas.ts";
 import { log } from "../log.ts";
 import { killRunningScripts, runCheck, type CheckResult } from "./checkers.ts";

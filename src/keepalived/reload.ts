@@ -19,7 +19,7 @@
  */
 import { ErrorCode, LbError } from "../errors.ts";
 import { log } from "../log.ts";
-import type { Model } from "../service/model.ts";
+import type { Model } from "../config/model.ts";
 import type { ConfigStamp, ConfigStore } from "../control/config-store.ts";
 import type { Daemon } from "../control/daemon.ts";
 import { currentIdentity, type NetnsIdentity } from "../control/netns-identity.ts";

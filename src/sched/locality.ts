@@ -15,7 +15,7 @@
  * LOCALITY_MAX_ENTRIES. When full, the dest is still chosen but not cached, which is what the
  * kernel does when it cannot allocate an entry ("we'll just use the valid dest").
  */
-import { TICKS_PER_SEC } from "../conn/table.ts";
+import { TICKS_PER_SEC } from "../service/clock.ts";
 import { hashTuple } from "../wire/flow.ts";
 
 /** Slots per table (a power of two). */

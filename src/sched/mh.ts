@@ -10,9 +10,8 @@
  * The table is rebuilt on the control thread for every change (ip_vs_mh_dest_changed).
  */
 import { SVC_FLAGS, SVC_WORDS, SVCF_SCHED1 } from "../service/tables.ts";
-import type { Service } from "../service/model.ts";
 import { hsiphash1u32 } from "./hsiphash.ts";
-import { gcd, sourceFold, sourcePort, tableOff, weightOf, type Scheduler, type SchedView } from "./scheduler.ts";
+import { gcd, sourceFold, sourcePort, tableOff, weightOf, type Scheduler, type SchedView, type TableInput } from "./scheduler.ts";
 
 /** Slots per service: primes[CONFIG_IP_VS_MH_TAB_INDEX - 8] with the default index 12. */
 export const MH_TAB_SIZE = 4093;
@@ -36,7 +35,7 @@ function fls(x: number): number {
 }
 
 /** Fill the lookup table of `svc` (ip_vs_mh_permutate + ip_vs_mh_populate) into out[off..off+MH_TAB_SIZE). */
-export function mhPopulate(svc: Service, out: Int32Array, off: number): void {
+export function mhPopulate(svc: TableInput, out: Int32Array, off: number): void {
   const ds = svc.dests;
   out.fill(-1, off, off + MH_TAB_SIZE);
   let g = 0, maxw = 0;

@@ -1,8 +1,8 @@
 /**
- * Schedulers by name and by id (the id is the index in schemas.ts SCHEDULERS, which is what
- * compiled tables store). Every name ipvsadm knows has an entry, plus twos (Linux 6.3+).
+ * Schedulers by name and by id (the id is the index in service/schedulers.ts SCHEDULERS, which
+ * is what compiled tables store). Every name ipvsadm knows has an entry, plus twos (Linux 6.3+).
  */
-import { SCHEDULERS } from "../control/schemas.ts";
+import { SCHEDULERS } from "../service/schedulers.ts";
 import { dh } from "./dh.ts";
 import { fo } from "./fo.ts";
 import { lblc } from "./lblc.ts";

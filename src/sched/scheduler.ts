@@ -8,7 +8,7 @@
  * Dest ids, list order and weights come from the compiled `Tables`; connection counts and the
  * OVERLOAD flag are the worker's live counters. A scheduler that needs a precomputed table (sh,
  * dh and mh buckets, wrr's log of weight changes) builds it on the control thread with
- * `buildTable`, and compile.ts stores it in `Tables.buckets`.
+ * `buildTable`, and config/compile.ts stores it in `Tables.buckets`.
  *
  * List order is the kernel's: a new dest is inserted at the head of its service's list
  * (list_add_rcu in __ip_vs_update_dest), so every walk below visits the newest dest first and
@@ -17,7 +17,6 @@
 import {
   DEST_FLAGS, DEST_WEIGHT, DEST_WORDS, DESTF_AVAILABLE, SVC_DEST_N, SVC_DEST_OFF, SVC_TABLE_OFF, SVC_WORDS, type Tables, SVCF_SCHED2, SVCF_V6,
 } from "../service/tables.ts";
-import type { Service } from "../service/model.ts";
 import { FLOW_PORTS, FLOW_SRC } from "../wire/flow.ts";
 
 /** int32 words of per-service scheduler state. */
@@ -38,10 +37,30 @@ export interface SchedView {
   state: Int32Array;
   /** Uniform random non-negative int32 source (twos); replaceable in tests. */
   random: () => number;
-  /** Table clock in ticks (conn/table.ts TICKS_PER_SEC), set before each schedule call (lblc/lblcr ages). */
+  /** Table clock in ticks (service/clock.ts TICKS_PER_SEC), set before each schedule call (lblc/lblcr ages). */
   now?: number;
   /** Per service id: a scheduler's own preallocated structure (lblc/lblcr caches), made by `init`. */
   aux?: unknown[];
+}
+
+/**
+ * What `tableSize`/`buildTable` read of a service on the control thread: a part of
+ * config/model.ts `Service`, named here so that the schedulers do not depend on the model
+ * (the model's compiler calls them).
+ */
+export interface TableInput {
+  family: 4 | 6;
+  /** Dests in kernel list order (newest first). */
+  dests: readonly {
+    id: number;
+    port: number;
+    addr: { readonly words: readonly number[] };
+    /** Last non-zero weight (the kernel's last_weight). */
+    lastWeight: number;
+    spec: { readonly weight: number };
+  }[];
+  /** Weight summaries since the scheduler was bound, DEST_CHANGE_WORDS numbers each (tables.ts). */
+  destChanges: readonly number[];
 }
 
 /** An IPVS scheduling algorithm. */
@@ -52,8 +71,8 @@ export interface Scheduler {
    * Control side: size of the service's precomputed table (sh, dh, mh buckets; wrr's change
    * log), filled into `out` from `off` by `buildTable`. Absent for schedulers without one.
    */
-  tableSize?(svc: Service): number;
-  buildTable?(svc: Service, out: Int32Array, off: number): void;
+  tableSize?(svc: TableInput): number;
+  buildTable?(svc: TableInput, out: Int32Array, off: number): void;
   /** Worker side: (re)start the service's state (new service, or a scheduler change: -E). */
   init(v: SchedView, svc: number): void;
   /**

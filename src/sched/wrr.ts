@@ -7,12 +7,12 @@
  * multiple of di, plus 1. That adjustment is why the first cycle after the dests are added one
  * by one differs from a fresh start (checklist 20-21: the guest's sequences are in
  * test/fixtures/ipvs-oracle). The kernel runs it once per change, so the worker replays every
- * change it has not seen from the service's change log (model.ts destChanges), which compile.ts
- * stores as this scheduler's table: [count, (epoch, gcd, max weight, bind) * count].
+ * change it has not seen from the service's change log (config/model.ts destChanges), which
+ * config/compile.ts stores as this scheduler's table: [count, (epoch, gcd, max weight, bind) *
+ * count].
  */
-import { DEST_CHANGE_WORDS, type Service } from "../service/model.ts";
-import { SVC_EPOCH, SVC_WORDS } from "../service/tables.ts";
-import { listLen, listOff, SCHED_STATE_WORDS, tableOff, weightOf, type Scheduler, type SchedView } from "./scheduler.ts";
+import { DEST_CHANGE_WORDS, SVC_EPOCH, SVC_WORDS } from "../service/tables.ts";
+import { listLen, listOff, SCHED_STATE_WORDS, tableOff, weightOf, type Scheduler, type SchedView, type TableInput } from "./scheduler.ts";
 
 /** State words: current list index + 1 (0 = head), cw, mw, di. */
 const CL = 0, CW = 1, MW = 2, DI = 3;
@@ -43,7 +43,7 @@ function replay(v: SchedView, svc: number, afterEpoch: number): void {
 
 export const wrr: Scheduler = {
   name: "wrr",
-  tableSize: (svc: Service) => 1 + svc.destChanges.length,
+  tableSize: (svc: TableInput) => 1 + svc.destChanges.length,
   buildTable(svc, out, off) {
     out[off] = svc.destChanges.length / DEST_CHANGE_WORDS;
     for (let i = 0; i < svc.destChanges.length; i++) out[off + 1 + i] = svc.destChanges[i];

@@ -1,6 +1,6 @@
 /**
  * Layout of the compiled configuration the dataplane reads: flat Int32Arrays built by
- * compile.ts on the control thread and handed to the workers as a new generation. A worker
+ * config/compile.ts on the control thread and handed to the workers as a new generation. A worker
  * swaps its whole `Tables` between bursts; nothing here is edited in place while in use.
  *
  * Ids: services and real servers (dests) have ids that stay the same across generations (an
@@ -20,7 +20,7 @@ export const SVC_PROTO = 1;
 export const SVC_ADDR = 2;
 export const SVC_PORT = 6;
 export const SVC_FWMARK = 7;
-/** Scheduler id (index in SCHEDULERS of schemas.ts). */
+/** Scheduler id (index in SCHEDULERS of schedulers.ts). */
 export const SVC_SCHED = 8;
 /** Persistence timeout in ticks. */
 export const SVC_PTIMEOUT = 9;
@@ -130,6 +130,10 @@ export interface Tables {
   /** On-link neighbours: (port, address) -> next hop id. */
   neigh: Int32Array;
 }
+
+// ---- wrr's table in `buckets`: [count, count entries of DEST_CHANGE_WORDS] ----
+/** Numbers per config/model.ts destChanges entry: epoch, gcd of the positive weights (0: none), largest weight, 1 = scheduler bound (init_service). */
+export const DEST_CHANGE_WORDS = 4;
 
 // ---- settings words ----
 /** TCP ESTABLISHED timeout, ticks (--set tcp). */

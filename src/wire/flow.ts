@@ -1,7 +1,10 @@
 /**
  * A parsed flow: one row of FLOW_WORDS int32 in an Int32Array, filled by the classifier and read
- * by the connection table and the schedulers. Rows are reused burst after burst: nothing here
- * allocates. IPv4 addresses use word 0 of each address (words 1..3 are zero), so the same code
+ * by the connection table, the schedulers and the fast path. The accessors below serve the
+ * helpers; the per-packet functions (FastPath.handle/forward/reply/transmitIn, ConnTable.lookupRow,
+ * hashFlow) decode FLOW_META by hand: inlined by JSC, the accessors still made their compiled
+ * code larger (docs/architecture.md, "Fast path"). Rows are reused burst after burst: nothing
+ * here allocates. IPv4 addresses use word 0 of each address (words 1..3 are zero), so the same code
  * serves both families and keys are ready for IPv6.
  */
 
@@ -20,6 +23,11 @@ export const FLOW_L3 = 10;
 /** Offset of the L4 header in the frame buffer (0 for fragments without one). */
 export const FLOW_L4 = 11;
 
+/** Return the FLOW_META word of a packet: family (4|6), IP protocol, TCP flags (0 for other protocols). */
+export function flowMeta(family: number, proto: number, tcpFlags: number): number {
+  return (family << 16) | (proto << 8) | tcpFlags;
+}
+
 /** Return the family (4 or 6) of a row. */
 export function flowFamily(f: Int32Array, row: number): number {
   return f[row + FLOW_META] >>> 16;
@@ -28,16 +36,6 @@ export function flowFamily(f: Int32Array, row: number): number {
 /** Return the IP protocol of a row. */
 export function flowProto(f: Int32Array, row: number): number {
   return (f[row + FLOW_META] >>> 8) & 0xff;
-}
-
-/** Return the TCP flags of a row (0 for other protocols). */
-export function flowTcpFlags(f: Int32Array, row: number): number {
-  return f[row + FLOW_META] & 0xff;
-}
-
-/** Return the source port of a row. */
-export function flowSport(f: Int32Array, row: number): number {
-  return f[row + FLOW_PORTS] >>> 16;
 }
 
 /** Return the destination port of a row. */
@@ -83,7 +81,11 @@ export function hashTuple(seed: number, s0: number, s1: number, s2: number, s3: 
   return finish(h);
 }
 
-/** Hash a flow row as it appears on the wire (src -> dst). */
+/**
+ * Hash a flow row as it appears on the wire (src -> dst). The protocol is decoded here by hand,
+ * not with flowProto(): one call more and JSC stops inlining hashFlow (with hashTuple, mix and
+ * finish) into processBurst's pass 1 (seen with BUN_JSC_printEachDFGFTLInlineCall=1).
+ */
 export function hashFlow(seed: number, f: Int32Array, row: number): number {
   return hashTuple(seed, f[row + FLOW_SRC], f[row + FLOW_SRC + 1], f[row + FLOW_SRC + 2], f[row + FLOW_SRC + 3],
     f[row + FLOW_DST], f[row + FLOW_DST + 1], f[row + FLOW_DST + 2], f[row + FLOW_DST + 3],

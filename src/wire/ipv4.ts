@@ -1,6 +1,8 @@
 /**
- * IPv4 header access. Addresses are int32 (network order read big-endian), as the
- * dataplane keeps them: `Uint32` values >= 2^31 would become doubles in the JIT.
+ * IPv4 header writes that keep the header checksum right (incrementally, RFC 1624, or whole for
+ * headers the dataplane builds), and address text. Reads need no accessor: the fast path reads
+ * fields at their wire/fields.ts offsets. Addresses are int32 (network order read big-endian),
+ * as the dataplane keeps them: `Uint32` values >= 2^31 would become doubles in the JIT.
  */
 import { csumReplace16, csumReplace32, checksum } from "./checksum.ts";
 import {
@@ -8,85 +10,29 @@ import {
   IPV4_VER_IHL,
 } from "./fields.ts";
 
-/** Return the version nibble. */
-export function version(dv: DataView, off: number): number {
-  return dv.getUint8(off + IPV4_VER_IHL) >>> 4;
-}
-
 /** Return the header length in bytes (IHL * 4). */
 export function headerLen(dv: DataView, off: number): number {
   return (dv.getUint8(off + IPV4_VER_IHL) & 0x0f) << 2;
 }
 
-/** Return the TOS/DSCP+ECN byte. */
-export function tos(dv: DataView, off: number): number {
-  return dv.getUint8(off + IPV4_TOS);
-}
-
-/** Return the total length field. */
-export function totalLen(dv: DataView, off: number): number {
-  return dv.getUint16(off + IPV4_TOTAL_LEN);
-}
-
-/** Return the identification field. */
-export function ident(dv: DataView, off: number): number {
-  return dv.getUint16(off + IPV4_ID);
-}
-
-/** Return the flags + fragment offset word. */
-export function fragWord(dv: DataView, off: number): number {
-  return dv.getUint16(off + IPV4_FRAG);
-}
-
-/** Return the TTL. */
-export function ttl(dv: DataView, off: number): number {
-  return dv.getUint8(off + IPV4_TTL);
-}
-
-/** Return the protocol number. */
-export function protocol(dv: DataView, off: number): number {
-  return dv.getUint8(off + IPV4_PROTO);
-}
-
-/** Return the header checksum field. */
-export function headerChecksum(dv: DataView, off: number): number {
-  return dv.getUint16(off + IPV4_CSUM);
-}
-
-/** Return the source address as int32. */
-export function srcAddr(dv: DataView, off: number): number {
-  return dv.getInt32(off + IPV4_SRC);
-}
-
-/** Return the destination address as int32. */
-export function dstAddr(dv: DataView, off: number): number {
-  return dv.getInt32(off + IPV4_DST);
-}
-
-/** Set the source address and fix the header checksum incrementally. */
-export function setSrcAddrFix(dv: DataView, off: number, v: number): void {
-  const old = dv.getInt32(off + IPV4_SRC);
-  dv.setInt32(off + IPV4_SRC, v);
-  dv.setUint16(off + IPV4_CSUM, csumReplace32(dv.getUint16(off + IPV4_CSUM), old, v));
-}
-
-/** Set the destination address and fix the header checksum incrementally. */
-export function setDstAddrFix(dv: DataView, off: number, v: number): void {
-  const old = dv.getInt32(off + IPV4_DST);
-  dv.setInt32(off + IPV4_DST, v);
-  dv.setUint16(off + IPV4_CSUM, csumReplace32(dv.getUint16(off + IPV4_CSUM), old, v));
-}
-
 /**
- * Decrement the TTL and fix the checksum (RFC 1624: the TTL shares a word with the protocol).
- * Returns the new TTL.
+ * Set the address at `field` (IPV4_SRC or IPV4_DST) of the header at `off` and fix the header
+ * checksum incrementally (RFC 1624). Returns the old address, whose change the caller may owe
+ * an L4 checksum too (the pseudo-header: xmit/nat.ts).
  */
-export function decTtlFix(dv: DataView, off: number): number {
+export function setAddrFix(dv: DataView, off: number, field: number, v: number): number {
+  const old = dv.getInt32(off + field);
+  dv.setInt32(off + field, v);
+  dv.setUint16(off + IPV4_CSUM, csumReplace32(dv.getUint16(off + IPV4_CSUM), old, v));
+  return old;
+}
+
+/** Decrement the TTL (the caller checked it is > 1) and fix the checksum (RFC 1624: the TTL shares a word with the protocol). */
+export function decTtlFix(dv: DataView, off: number): void {
   const word = dv.getUint16(off + IPV4_TTL);
   const nw = word - 0x100;
   dv.setUint16(off + IPV4_TTL, nw);
   dv.setUint16(off + IPV4_CSUM, csumReplace16(dv.getUint16(off + IPV4_CSUM), word, nw));
-  return nw >>> 8;
 }
 
 /** Recompute the header checksum from scratch (for headers the dataplane builds). */
@@ -111,11 +57,6 @@ export function writeHeader(u8: Uint8Array, dv: DataView, off: number, tos: numb
   dv.setInt32(off + IPV4_SRC, src);
   dv.setInt32(off + IPV4_DST, dst);
   dv.setUint16(off + IPV4_CSUM, checksum(u8, off, IPV4_MIN_HLEN));
-}
-
-/** Return true when the header checksum verifies. */
-export function headerChecksumOk(u8: Uint8Array, dv: DataView, off: number): boolean {
-  return checksum(u8, off, headerLen(dv, off)) === 0;
 }
 
 /** Parse dotted-quad text to int32; slow path. Returns null when malformed. */

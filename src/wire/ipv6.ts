@@ -1,55 +1,7 @@
-/** IPv6 header access. Addresses are four int32 words, most significant first. */
-import { IPV6_DST, IPV6_HOP_LIMIT, IPV6_NEXT_HDR, IPV6_PAYLOAD_LEN, IPV6_SRC, IPV6_VER_TC_FLOW } from "./fields.ts";
-
-/** Return the version nibble. */
-export function version(dv: DataView, off: number): number {
-  return dv.getUint8(off + IPV6_VER_TC_FLOW) >>> 4;
-}
-
-/** Return the traffic class byte. */
-export function trafficClass(dv: DataView, off: number): number {
-  return (dv.getUint16(off + IPV6_VER_TC_FLOW) >>> 4) & 0xff;
-}
-
-/** Return the payload length field. */
-export function payloadLen(dv: DataView, off: number): number {
-  return dv.getUint16(off + IPV6_PAYLOAD_LEN);
-}
-
-/** Return the next-header field. */
-export function nextHeader(dv: DataView, off: number): number {
-  return dv.getUint8(off + IPV6_NEXT_HDR);
-}
-
-/** Return the hop limit. */
-export function hopLimit(dv: DataView, off: number): number {
-  return dv.getUint8(off + IPV6_HOP_LIMIT);
-}
-
-/** Set the hop limit (IPv6 has no header checksum). */
-export function setHopLimit(dv: DataView, off: number, v: number): void {
-  dv.setUint8(off + IPV6_HOP_LIMIT, v);
-}
-
-/** Return word `i` (0..3) of the source address. */
-export function srcWord(dv: DataView, off: number, i: number): number {
-  return dv.getInt32(off + IPV6_SRC + i * 4);
-}
-
-/** Return word `i` (0..3) of the destination address. */
-export function dstWord(dv: DataView, off: number, i: number): number {
-  return dv.getInt32(off + IPV6_DST + i * 4);
-}
-
-/** Set word `i` of the source address. */
-export function setSrcWord(dv: DataView, off: number, i: number, v: number): void {
-  dv.setInt32(off + IPV6_SRC + i * 4, v);
-}
-
-/** Set word `i` of the destination address. */
-export function setDstWord(dv: DataView, off: number, i: number, v: number): void {
-  dv.setInt32(off + IPV6_DST + i * 4, v);
-}
+/**
+ * IPv6 address text. Addresses are four int32 words, most significant first; header fields are
+ * read and written at their wire/fields.ts offsets (IPv6 has no header checksum to keep).
+ */
 
 /** Parse IPv6 text into four int32 words; slow path. Returns null when malformed. */
 export function parseAddr(text: string): number[] | null {

@@ -7,19 +7,13 @@
  * untouched, so its checksum stays valid. The same decrement serves NAT and TUN (the tunnel's
  * outer TTL is the decremented inner one).
  */
-import { csumReplace16 } from "../wire/checksum.ts";
-import { IPV4_CSUM, IPV4_TTL, IPV6_HOP_LIMIT } from "../wire/fields.ts";
+import { IPV4_TTL, IPV6_HOP_LIMIT } from "../wire/fields.ts";
+import { decTtlFix } from "../wire/ipv4.ts";
 
-/** Decrement the IPv4 TTL at `l3` and update the header checksum (RFC 1624; TTL shares a word with the protocol). */
-export function decTtl4(dv: DataView, l3: number): void {
-  const word = dv.getUint16(l3 + IPV4_TTL);
-  dv.setUint16(l3 + IPV4_TTL, word - 0x100);
-  dv.setUint16(l3 + IPV4_CSUM, csumReplace16(dv.getUint16(l3 + IPV4_CSUM), word, word - 0x100));
-}
-
-/** Decrement the IPv6 hop limit at `l3` (IPv6 has no header checksum). */
-export function decHopLimit6(u8: Uint8Array, l3: number): void {
-  u8[l3 + IPV6_HOP_LIMIT] -= 1;
+/** Decrement the TTL / hop limit of the packet at `l3` (checked > 1 by the caller); IPv4 fixes its header checksum. */
+export function decTtl(u8: Uint8Array, dv: DataView, l3: number, v6: number): void {
+  if (v6) u8[l3 + IPV6_HOP_LIMIT] -= 1;
+  else decTtlFix(dv, l3);
 }
 
 /** Return the TTL / hop limit of the packet at `l3`. */

@@ -6,8 +6,12 @@
  * available, "time exceeded" and "fragmentation needed" / "packet too big".
  */
 import { checksum, pseudoSumV6 } from "../wire/checksum.ts";
-import { swapMacs } from "../wire/eth.ts";
-import { ETH_HLEN, ICMP_HLEN, IP_DEFAULT_TTL, IPV4_MIN_HLEN, IPV6_HLEN, PROTO_ICMP, PROTO_ICMPV6 } from "../wire/fields.ts";
+import { setEtherType, swapMacs } from "../wire/eth.ts";
+import {
+  ETH_HLEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ICMP_CODE, ICMP_CSUM, ICMP_HLEN, ICMP_REST, ICMP_TYPE, IP_DEFAULT_TTL, IPV4_DST,
+  IPV4_MIN_HLEN, IPV4_SRC, IPV4_TOS, IPV6_DST, IPV6_HLEN, IPV6_HOP_LIMIT, IPV6_NEXT_HDR, IPV6_PAYLOAD_LEN, IPV6_SRC, PROTO_ICMP,
+  PROTO_ICMPV6,
+} from "../wire/fields.ts";
 import { writeHeader } from "../wire/ipv4.ts";
 
 /** Most bytes of an ICMPv4 error datagram (RFC 1812 4.3.2.3, Linux icmp_send). */
@@ -28,7 +32,7 @@ let ipId = 1;
  */
 export function icmp4Error(u8: Uint8Array, dv: DataView, frame: number, l3: number, l3len: number, type: number, code: number, rest: number): number {
   const quote = Math.min(l3len, ICMP4_MAX - IPV4_MIN_HLEN - ICMP_HLEN);
-  const origSrc = dv.getInt32(l3 + 12), origDst = dv.getInt32(l3 + 16), origTos = u8[l3 + 1];
+  const origSrc = dv.getInt32(l3 + IPV4_SRC), origDst = dv.getInt32(l3 + IPV4_DST), origTos = u8[l3 + IPV4_TOS];
   const ip = frame + ETH_HLEN;
   const icmp = ip + IPV4_MIN_HLEN;
   u8.copyWithin(icmp + ICMP_HLEN, l3, l3 + quote);
@@ -36,12 +40,12 @@ export function icmp4Error(u8: Uint8Array, dv: DataView, frame: number, l3: numb
   // TOS: IPTOS_PREC_INTERNETCONTROL over the offending packet's, as icmp_send
   writeHeader(u8, dv, ip, (origTos & 0x1e) | 0xc0, total, ipId, 0, IP_DEFAULT_TTL, PROTO_ICMP, origDst, origSrc);
   ipId = (ipId + 1) & 0xffff;
-  u8[icmp] = type;
-  u8[icmp + 1] = code;
-  dv.setUint16(icmp + 2, 0);
-  dv.setInt32(icmp + 4, rest);
-  dv.setUint16(icmp + 2, checksum(u8, icmp, ICMP_HLEN + quote));
-  dv.setUint16(frame + 12, 0x0800);
+  u8[icmp + ICMP_TYPE] = type;
+  u8[icmp + ICMP_CODE] = code;
+  dv.setUint16(icmp + ICMP_CSUM, 0);
+  dv.setInt32(icmp + ICMP_REST, rest);
+  dv.setUint16(icmp + ICMP_CSUM, checksum(u8, icmp, ICMP_HLEN + quote));
+  setEtherType(dv, frame, ETHERTYPE_IPV4);
   swapMacs(dv, frame);
   return ETH_HLEN + total;
 }
@@ -52,22 +56,22 @@ export function icmp6Error(u8: Uint8Array, dv: DataView, frame: number, l3: numb
   const ip = frame + ETH_HLEN;
   const icmp = ip + IPV6_HLEN;
   // keep the addresses before the move overwrites them
-  const s0 = dv.getInt32(l3 + 8), s1 = dv.getInt32(l3 + 12), s2 = dv.getInt32(l3 + 16), s3 = dv.getInt32(l3 + 20);
-  const d0 = dv.getInt32(l3 + 24), d1 = dv.getInt32(l3 + 28), d2 = dv.getInt32(l3 + 32), d3 = dv.getInt32(l3 + 36);
+  const s0 = dv.getInt32(l3 + IPV6_SRC), s1 = dv.getInt32(l3 + IPV6_SRC + 4), s2 = dv.getInt32(l3 + IPV6_SRC + 8), s3 = dv.getInt32(l3 + IPV6_SRC + 12);
+  const d0 = dv.getInt32(l3 + IPV6_DST), d1 = dv.getInt32(l3 + IPV6_DST + 4), d2 = dv.getInt32(l3 + IPV6_DST + 8), d3 = dv.getInt32(l3 + IPV6_DST + 12);
   u8.copyWithin(icmp + ICMP_HLEN, l3, l3 + quote);
   const plen = ICMP_HLEN + quote;
   dv.setInt32(ip, 0x60000000);
-  dv.setUint16(ip + 4, plen);
-  u8[ip + 6] = PROTO_ICMPV6;
-  u8[ip + 7] = IP_DEFAULT_TTL;
-  dv.setInt32(ip + 8, d0); dv.setInt32(ip + 12, d1); dv.setInt32(ip + 16, d2); dv.setInt32(ip + 20, d3);
-  dv.setInt32(ip + 24, s0); dv.setInt32(ip + 28, s1); dv.setInt32(ip + 32, s2); dv.setInt32(ip + 36, s3);
-  u8[icmp] = type;
-  u8[icmp + 1] = code;
-  dv.setUint16(icmp + 2, 0);
-  dv.setInt32(icmp + 4, rest);
-  dv.setUint16(icmp + 2, checksum(u8, icmp, plen, pseudoSumV6(u8, ip + 8, ip + 24, PROTO_ICMPV6, plen)));
-  dv.setUint16(frame + 12, 0x86dd);
+  dv.setUint16(ip + IPV6_PAYLOAD_LEN, plen);
+  u8[ip + IPV6_NEXT_HDR] = PROTO_ICMPV6;
+  u8[ip + IPV6_HOP_LIMIT] = IP_DEFAULT_TTL;
+  dv.setInt32(ip + IPV6_SRC, d0); dv.setInt32(ip + IPV6_SRC + 4, d1); dv.setInt32(ip + IPV6_SRC + 8, d2); dv.setInt32(ip + IPV6_SRC + 12, d3);
+  dv.setInt32(ip + IPV6_DST, s0); dv.setInt32(ip + IPV6_DST + 4, s1); dv.setInt32(ip + IPV6_DST + 8, s2); dv.setInt32(ip + IPV6_DST + 12, s3);
+  u8[icmp + ICMP_TYPE] = type;
+  u8[icmp + ICMP_CODE] = code;
+  dv.setUint16(icmp + ICMP_CSUM, 0);
+  dv.setInt32(icmp + ICMP_REST, rest);
+  dv.setUint16(icmp + ICMP_CSUM, checksum(u8, icmp, plen, pseudoSumV6(u8, ip + IPV6_SRC, ip + IPV6_DST, PROTO_ICMPV6, plen)));
+  setEtherType(dv, frame, ETHERTYPE_IPV6);
   swapMacs(dv, frame);
   return ETH_HLEN + IPV6_HLEN + plen;
 }

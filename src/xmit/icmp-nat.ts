@@ -13,12 +13,8 @@
  * `icLen` ICMP bytes (header + quote), `e` embedded IP header, `eihl` its length (IPv4).
  */
 import { checksum, pseudoSumV6 } from "../wire/checksum.ts";
-import { ICMP_CSUM, IPV4_CSUM, IPV4_DST, IPV4_SRC, IPV6_DST, IPV6_SRC, PROTO_ICMPV6 } from "../wire/fields.ts";
-
-function ipv4HeaderChecksum(u8: Uint8Array, dv: DataView, off: number, hlen: number): void {
-  dv.setUint16(off + IPV4_CSUM, 0);
-  dv.setUint16(off + IPV4_CSUM, checksum(u8, off, hlen));
-}
+import { ICMP_CSUM, IPV4_DST, IPV4_SRC, IPV6_DST, IPV6_HLEN, IPV6_SRC, PROTO_ICMPV6, TCP_DST_PORT, TCP_SRC_PORT } from "../wire/fields.ts";
+import { fillHeaderChecksum } from "../wire/ipv4.ts";
 
 function icmp4Checksum(u8: Uint8Array, dv: DataView, ic: number, icLen: number): void {
   dv.setUint16(ic + ICMP_CSUM, 0);
@@ -34,10 +30,10 @@ function icmp6Checksum(u8: Uint8Array, dv: DataView, l3: number, ic: number, icL
 export function natIcmpIn4(u8: Uint8Array, dv: DataView, l3: number, ic: number, icLen: number, e: number, eihl: number,
   hasPorts: boolean, raddr: number, dport: number): void {
   dv.setInt32(l3 + IPV4_DST, raddr);
-  ipv4HeaderChecksum(u8, dv, l3, (u8[l3] & 0x0f) << 2);
+  fillHeaderChecksum(u8, dv, l3);
   dv.setInt32(e + IPV4_SRC, raddr);
-  ipv4HeaderChecksum(u8, dv, e, eihl);
-  if (hasPorts) dv.setUint16(e + eihl, dport);
+  fillHeaderChecksum(u8, dv, e);
+  if (hasPorts) dv.setUint16(e + eihl + TCP_SRC_PORT, dport);
   icmp4Checksum(u8, dv, ic, icLen);
 }
 
@@ -45,10 +41,10 @@ export function natIcmpIn4(u8: Uint8Array, dv: DataView, l3: number, ic: number,
 export function natIcmpOut4(u8: Uint8Array, dv: DataView, l3: number, ic: number, icLen: number, e: number, eihl: number,
   hasPorts: boolean, vaddr: number, vport: number): void {
   dv.setInt32(l3 + IPV4_SRC, vaddr);
-  ipv4HeaderChecksum(u8, dv, l3, (u8[l3] & 0x0f) << 2);
+  fillHeaderChecksum(u8, dv, l3);
   dv.setInt32(e + IPV4_DST, vaddr);
-  ipv4HeaderChecksum(u8, dv, e, eihl);
-  if (hasPorts) dv.setUint16(e + eihl + 2, vport);
+  fillHeaderChecksum(u8, dv, e);
+  if (hasPorts) dv.setUint16(e + eihl + TCP_DST_PORT, vport);
   icmp4Checksum(u8, dv, ic, icLen);
 }
 
@@ -57,7 +53,7 @@ export function natIcmpIn6(u8: Uint8Array, dv: DataView, l3: number, ic: number,
   a0: number, a1: number, a2: number, a3: number, dport: number): void {
   dv.setInt32(l3 + IPV6_DST, a0); dv.setInt32(l3 + IPV6_DST + 4, a1); dv.setInt32(l3 + IPV6_DST + 8, a2); dv.setInt32(l3 + IPV6_DST + 12, a3);
   dv.setInt32(e + IPV6_SRC, a0); dv.setInt32(e + IPV6_SRC + 4, a1); dv.setInt32(e + IPV6_SRC + 8, a2); dv.setInt32(e + IPV6_SRC + 12, a3);
-  if (hasPorts) dv.setUint16(e + 40, dport);
+  if (hasPorts) dv.setUint16(e + IPV6_HLEN + TCP_SRC_PORT, dport);
   icmp6Checksum(u8, dv, l3, ic, icLen);
 }
 
@@ -66,6 +62,6 @@ export function natIcmpOut6(u8: Uint8Array, dv: DataView, l3: number, ic: number
   a0: number, a1: number, a2: number, a3: number, vport: number): void {
   dv.setInt32(l3 + IPV6_SRC, a0); dv.setInt32(l3 + IPV6_SRC + 4, a1); dv.setInt32(l3 + IPV6_SRC + 8, a2); dv.setInt32(l3 + IPV6_SRC + 12, a3);
   dv.setInt32(e + IPV6_DST, a0); dv.setInt32(e + IPV6_DST + 4, a1); dv.setInt32(e + IPV6_DST + 8, a2); dv.setInt32(e + IPV6_DST + 12, a3);
-  if (hasPorts) dv.setUint16(e + 42, vport);
+  if (hasPorts) dv.setUint16(e + IPV6_HLEN + TCP_DST_PORT, vport);
   icmp6Checksum(u8, dv, l3, ic, icLen);
 }

@@ -7,21 +7,21 @@
  */
 import { csumReplace16, csumReplace32 } from "../wire/checksum.ts";
 import { fillSctpChecksum } from "../wire/crc32c.ts";
-import { IPV4_CSUM, IPV4_DST, IPV4_SRC, IPV6_DST, IPV6_SRC, PROTO_SCTP, PROTO_TCP, PROTO_UDP, TCP_CSUM, UDP_CSUM } from "../wire/fields.ts";
+import { IPV4_DST, IPV4_SRC, IPV6_DST, IPV6_SRC, PROTO_SCTP, PROTO_TCP, PROTO_UDP, TCP_CSUM, TCP_DST_PORT, TCP_SRC_PORT, UDP_CSUM } from "../wire/fields.ts";
+import { setAddrFix } from "../wire/ipv4.ts";
 
 function l4CsumOffset(proto: number): number {
   return proto === PROTO_TCP ? TCP_CSUM : proto === PROTO_UDP ? UDP_CSUM : -1;
 }
 
 /**
- * Rewrite the IPv4 address at `addrOff` (IPV4_SRC or IPV4_DST) and the port at `portOff` (0 or
- * 2 into the L4 header), fixing the IP header checksum and the L4 checksum.
+ * Rewrite the IPv4 address at `addrOff` (IPV4_SRC or IPV4_DST) and the port at `portOff` (source
+ * or destination port: the same offsets in TCP, UDP and SCTP), fixing the IP header checksum
+ * (wire/ipv4.ts) and the L4 checksum over the pseudo-header.
  */
 function rewrite4(u8: Uint8Array, dv: DataView, l3: number, l4: number, l4len: number, proto: number, addrOff: number, portOff: number, addr: number, port: number): void {
-  const oldAddr = dv.getInt32(l3 + addrOff);
   const oldPort = dv.getUint16(l4 + portOff);
-  dv.setInt32(l3 + addrOff, addr);
-  dv.setUint16(l3 + IPV4_CSUM, csumReplace32(dv.getUint16(l3 + IPV4_CSUM), oldAddr, addr));
+  const oldAddr = setAddrFix(dv, l3, addrOff, addr);
   dv.setUint16(l4 + portOff, port);
   const co = l4CsumOffset(proto);
   if (co >= 0) {
@@ -59,20 +59,20 @@ function rewrite6(u8: Uint8Array, dv: DataView, l3: number, l4: number, l4len: n
 
 /** Client -> real server: destination becomes (addr, port). IPv4. */
 export function dnat4(u8: Uint8Array, dv: DataView, l3: number, l4: number, l4len: number, proto: number, addr: number, port: number): void {
-  rewrite4(u8, dv, l3, l4, l4len, proto, IPV4_DST, 2, addr, port);
+  rewrite4(u8, dv, l3, l4, l4len, proto, IPV4_DST, TCP_DST_PORT, addr, port);
 }
 
 /** Real server -> client: source becomes (vaddr, vport). IPv4. */
 export function snat4(u8: Uint8Array, dv: DataView, l3: number, l4: number, l4len: number, proto: number, addr: number, port: number): void {
-  rewrite4(u8, dv, l3, l4, l4len, proto, IPV4_SRC, 0, addr, port);
+  rewrite4(u8, dv, l3, l4, l4len, proto, IPV4_SRC, TCP_SRC_PORT, addr, port);
 }
 
 /** Client -> real server, IPv6. */
 export function dnat6(u8: Uint8Array, dv: DataView, l3: number, l4: number, l4len: number, proto: number, a0: number, a1: number, a2: number, a3: number, port: number): void {
-  rewrite6(u8, dv, l3, l4, l4len, proto, IPV6_DST, 2, a0, a1, a2, a3, port);
+  rewrite6(u8, dv, l3, l4, l4len, proto, IPV6_DST, TCP_DST_PORT, a0, a1, a2, a3, port);
 }
 
 /** Real server -> client, IPv6. */
 export function snat6(u8: Uint8Array, dv: DataView, l3: number, l4: number, l4len: number, proto: number, a0: number, a1: number, a2: number, a3: number, port: number): void {
-  rewrite6(u8, dv, l3, l4, l4len, proto, IPV6_SRC, 0, a0, a1, a2, a3, port);
+  rewrite6(u8, dv, l3, l4, l4len, proto, IPV6_SRC, TCP_SRC_PORT, a0, a1, a2, a3, port);
 }

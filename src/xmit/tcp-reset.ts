@@ -14,10 +14,11 @@
  * Never for a segment that itself carries RST (the caller checks): no reset answers a reset.
  */
 import { checksum, pseudoSumV4, pseudoSumV6 } from "../wire/checksum.ts";
-import { swapMacs } from "../wire/eth.ts";
+import { setEtherType, swapMacs } from "../wire/eth.ts";
 import {
-  ETH_HLEN, IP_DEFAULT_TTL, IPV4_FLAG_DF, IPV4_MIN_HLEN, IPV6_HLEN, PROTO_TCP, TCP_ACK, TCP_ACK_FLAG, TCP_FIN, TCP_MIN_HLEN,
-  TCP_RST, TCP_SEQ, TCP_SYN,
+  ETH_HLEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6, IP_DEFAULT_TTL, IPV4_DST, IPV4_FLAG_DF, IPV4_MIN_HLEN, IPV4_SRC, IPV4_TOS, IPV6_DST,
+  IPV6_HLEN, IPV6_HOP_LIMIT, IPV6_NEXT_HDR, IPV6_PAYLOAD_LEN, IPV6_SRC, PROTO_TCP, TCP_ACK, TCP_ACK_FLAG, TCP_CSUM, TCP_DOFF,
+  TCP_DST_PORT, TCP_FIN, TCP_FLAGS, TCP_MIN_HLEN, TCP_RST, TCP_SEQ, TCP_SRC_PORT, TCP_SYN, TCP_URG, TCP_WINDOW,
 } from "../wire/fields.ts";
 import { writeHeader } from "../wire/ipv4.ts";
 
@@ -29,16 +30,16 @@ const ECN_MASK = 0x03;
  */
 function writeReset(u8: Uint8Array, dv: DataView, th: number, sport: number, dport: number, seq: number, ack: number, flags: number, segLen: number): void {
   const hasAck = (flags & TCP_ACK_FLAG) !== 0;
-  dv.setUint16(th, dport);
-  dv.setUint16(th + 2, sport);
+  dv.setUint16(th + TCP_SRC_PORT, dport);
+  dv.setUint16(th + TCP_DST_PORT, sport);
   dv.setUint32(th + TCP_SEQ, hasAck ? ack : 0);
   // the sequence space the segment used: its data, plus one for SYN and one for FIN
   const used = segLen + ((flags & TCP_SYN) !== 0 ? 1 : 0) + ((flags & TCP_FIN) !== 0 ? 1 : 0);
   dv.setUint32(th + TCP_ACK, hasAck ? 0 : (seq + used) >>> 0);
-  u8[th + 12] = (TCP_MIN_HLEN >>> 2) << 4;
-  u8[th + 13] = hasAck ? TCP_RST : TCP_RST | TCP_ACK_FLAG;
-  dv.setUint32(th + 14, 0); // window 0, checksum 0 (filled below)
-  dv.setUint16(th + 18, 0);
+  u8[th + TCP_DOFF] = (TCP_MIN_HLEN >>> 2) << 4;
+  u8[th + TCP_FLAGS] = hasAck ? TCP_RST : TCP_RST | TCP_ACK_FLAG;
+  dv.setUint32(th + TCP_WINDOW, 0); // window 0, checksum 0 (filled below)
+  dv.setUint16(th + TCP_URG, 0);
 }
 
 /**
@@ -46,15 +47,15 @@ function writeReset(u8: Uint8Array, dv: DataView, th: number, sport: number, dpo
  * frame at `frame`. Returns the new frame length (54).
  */
 export function tcpReset4(u8: Uint8Array, dv: DataView, frame: number, l3: number, l4: number, l3len: number): number {
-  const src = dv.getInt32(l3 + 12), dst = dv.getInt32(l3 + 16), tos = u8[l3 + 1];
-  const sport = dv.getUint16(l4), dport = dv.getUint16(l4 + 2);
-  const seq = dv.getUint32(l4 + TCP_SEQ), ack = dv.getUint32(l4 + TCP_ACK), flags = u8[l4 + 13];
-  const segLen = l3len - (l4 - l3) - ((u8[l4 + 12] >>> 4) << 2);
+  const src = dv.getInt32(l3 + IPV4_SRC), dst = dv.getInt32(l3 + IPV4_DST), tos = u8[l3 + IPV4_TOS];
+  const sport = dv.getUint16(l4 + TCP_SRC_PORT), dport = dv.getUint16(l4 + TCP_DST_PORT);
+  const seq = dv.getUint32(l4 + TCP_SEQ), ack = dv.getUint32(l4 + TCP_ACK), flags = u8[l4 + TCP_FLAGS];
+  const segLen = l3len - (l4 - l3) - ((u8[l4 + TCP_DOFF] >>> 4) << 2);
   const ip = frame + ETH_HLEN, th = ip + IPV4_MIN_HLEN;
   writeReset(u8, dv, th, sport, dport, seq, ack, flags, segLen);
   writeHeader(u8, dv, ip, tos & ~ECN_MASK, IPV4_MIN_HLEN + TCP_MIN_HLEN, 0, IPV4_FLAG_DF, IP_DEFAULT_TTL, PROTO_TCP, dst, src);
-  dv.setUint16(th + 16, checksum(u8, th, TCP_MIN_HLEN, pseudoSumV4(dst, src, PROTO_TCP, TCP_MIN_HLEN)));
-  dv.setUint16(frame + 12, 0x0800);
+  dv.setUint16(th + TCP_CSUM, checksum(u8, th, TCP_MIN_HLEN, pseudoSumV4(dst, src, PROTO_TCP, TCP_MIN_HLEN)));
+  setEtherType(dv, frame, ETHERTYPE_IPV4);
   swapMacs(dv, frame);
   return ETH_HLEN + IPV4_MIN_HLEN + TCP_MIN_HLEN;
 }
@@ -63,22 +64,22 @@ export function tcpReset4(u8: Uint8Array, dv: DataView, frame: number, l3: numbe
 export function tcpReset6(u8: Uint8Array, dv: DataView, frame: number, l3: number, l4: number, l3len: number): number {
   const ip = frame + ETH_HLEN, th = ip + IPV6_HLEN;
   const tclass = (dv.getUint32(l3) >>> 20) & 0xff;
-  const sport = dv.getUint16(l4), dport = dv.getUint16(l4 + 2);
-  const seq = dv.getUint32(l4 + TCP_SEQ), ack = dv.getUint32(l4 + TCP_ACK), flags = u8[l4 + 13];
-  const segLen = l3len - (l4 - l3) - ((u8[l4 + 12] >>> 4) << 2);
+  const sport = dv.getUint16(l4 + TCP_SRC_PORT), dport = dv.getUint16(l4 + TCP_DST_PORT);
+  const seq = dv.getUint32(l4 + TCP_SEQ), ack = dv.getUint32(l4 + TCP_ACK), flags = u8[l4 + TCP_FLAGS];
+  const segLen = l3len - (l4 - l3) - ((u8[l4 + TCP_DOFF] >>> 4) << 2);
   // the addresses swap in place (IPv6 has no options here: l3 is the frame's own header)
   for (let i = 0; i < 16; i += 4) {
-    const s = dv.getInt32(l3 + 8 + i);
-    dv.setInt32(ip + 8 + i, dv.getInt32(l3 + 24 + i));
-    dv.setInt32(ip + 24 + i, s);
+    const s = dv.getInt32(l3 + IPV6_SRC + i);
+    dv.setInt32(ip + IPV6_SRC + i, dv.getInt32(l3 + IPV6_DST + i));
+    dv.setInt32(ip + IPV6_DST + i, s);
   }
   writeReset(u8, dv, th, sport, dport, seq, ack, flags, segLen);
   dv.setUint32(ip, (0x6 << 28) | ((tclass & ~ECN_MASK) << 20));
-  dv.setUint16(ip + 4, TCP_MIN_HLEN);
-  u8[ip + 6] = PROTO_TCP;
-  u8[ip + 7] = IP_DEFAULT_TTL;
-  dv.setUint16(th + 16, checksum(u8, th, TCP_MIN_HLEN, pseudoSumV6(u8, ip + 8, ip + 24, PROTO_TCP, TCP_MIN_HLEN)));
-  dv.setUint16(frame + 12, 0x86dd);
+  dv.setUint16(ip + IPV6_PAYLOAD_LEN, TCP_MIN_HLEN);
+  u8[ip + IPV6_NEXT_HDR] = PROTO_TCP;
+  u8[ip + IPV6_HOP_LIMIT] = IP_DEFAULT_TTL;
+  dv.setUint16(th + TCP_CSUM, checksum(u8, th, TCP_MIN_HLEN, pseudoSumV6(u8, ip + IPV6_SRC, ip + IPV6_DST, PROTO_TCP, TCP_MIN_HLEN)));
+  setEtherType(dv, frame, ETHERTYPE_IPV6);
   swapMacs(dv, frame);
   return ETH_HLEN + IPV6_HLEN + TCP_MIN_HLEN;
 }

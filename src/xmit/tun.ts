@@ -22,15 +22,26 @@
  */
 import { checksum, fold, pseudoSumV4, pseudoSumV6, sumBytes } from "../wire/checksum.ts";
 import {
-  IPV4_FLAG_DF, IPV4_MIN_HLEN, IPV6_HLEN, PROTO_GRE, PROTO_IPIP, PROTO_IPV6, PROTO_UDP, UDP_HLEN,
+  IPV4_FLAG_DF, IPV4_FRAG, IPV4_MIN_HLEN, IPV4_TOS, IPV4_TTL, IPV6_DST, IPV6_HLEN, IPV6_HOP_LIMIT, IPV6_NEXT_HDR,
+  IPV6_PAYLOAD_LEN, IPV6_SRC, PROTO_GRE, PROTO_IPIP, PROTO_IPV6, PROTO_UDP, UDP_CSUM, UDP_DST_PORT, UDP_HLEN, UDP_LEN,
+  UDP_SRC_PORT,
 } from "../wire/fields.ts";
 import { TUN_CSUM_NONE, TUN_GRE, TUN_GUE } from "../service/tables.ts";
 import { writeHeader } from "../wire/ipv4.ts";
 
 /** GUE base header length in bytes (draft-ietf-intarea-gue: version/C/hlen, proto_ctype, flags). */
 export const GUE_HLEN = 4;
+/** GUE: version (2 bits), C (1 bit), hlen (5 bits, in 32-bit words of options). */
+export const GUE_VER_HLEN = 0;
+/** GUE: the inner IP protocol (C 0). */
+export const GUE_PROTO_CTYPE = 1;
+export const GUE_FLAGS = 2;
 /** GRE base header (flags+version, protocol); +4 bytes checksum and reserved with the C bit. */
 export const GRE_HLEN = 4;
+/** GRE: flags and version (u16), protocol (u16, an EtherType), checksum (u16, with the C bit). */
+export const GRE_FLAGS = 0;
+export const GRE_PROTO = 2;
+export const GRE_CSUM = 4;
 export const GRE_CSUM_HLEN = 8;
 /** GRE C (checksum present) flag in the first 16 bits. */
 export const GRE_FLAG_CSUM = 0x8000;
@@ -86,12 +97,12 @@ export function encapsulate(u8: Uint8Array, dv: DataView, l3: number, l3len: num
   let tos: number, ttl: number, df: number;
   if (innerV6) {
     tos = (dv.getUint16(l3) >>> 4) & 0xff;
-    ttl = u8[l3 + 7];
+    ttl = u8[l3 + IPV6_HOP_LIMIT];
     df = 0; // ip_vs_prepare_tunneled_skb: an IPv6 packet has no DF to copy
   } else {
-    tos = u8[l3 + 1];
-    ttl = u8[l3 + 8];
-    df = dv.getUint16(l3 + 6) & IPV4_FLAG_DF;
+    tos = u8[l3 + IPV4_TOS];
+    ttl = u8[l3 + IPV4_TTL];
+    df = dv.getUint16(l3 + IPV4_FRAG) & IPV4_FLAG_DF;
   }
   const dsfield = encapDsfield(tos);
   const ipHdr = outerV6 ? IPV6_HLEN : IPV4_MIN_HLEN;
@@ -105,41 +116,42 @@ export function encapsulate(u8: Uint8Array, dv: DataView, l3: number, l3len: num
   // written at the end, when its protocol is known)
   if (outerV6) {
     dv.setInt32(o, (0x60000000 | (dsfield << 20)) | 0);
-    dv.setUint16(o + 4, over - IPV6_HLEN + l3len);
-    u8[o + 7] = ttl;
-    dv.setInt32(o + 8, s0); dv.setInt32(o + 12, s1); dv.setInt32(o + 16, s2); dv.setInt32(o + 20, s3);
-    dv.setInt32(o + 24, d0); dv.setInt32(o + 28, d1); dv.setInt32(o + 32, d2); dv.setInt32(o + 36, d3);
+    dv.setUint16(o + IPV6_PAYLOAD_LEN, over - IPV6_HLEN + l3len);
+    u8[o + IPV6_HOP_LIMIT] = ttl;
+    dv.setInt32(o + IPV6_SRC, s0); dv.setInt32(o + IPV6_SRC + 4, s1); dv.setInt32(o + IPV6_SRC + 8, s2); dv.setInt32(o + IPV6_SRC + 12, s3);
+    dv.setInt32(o + IPV6_DST, d0); dv.setInt32(o + IPV6_DST + 4, d1); dv.setInt32(o + IPV6_DST + 8, d2); dv.setInt32(o + IPV6_DST + 12, d3);
   }
 
   if (type === TUN_GUE) {
     proto = PROTO_UDP;
     const ulen = UDP_HLEN + GUE_HLEN + l3len;
-    dv.setUint16(x, sport);
-    dv.setUint16(x + 2, tunPort);
-    dv.setUint16(x + 4, ulen);
-    dv.setUint16(x + 6, 0);
-    u8[x + 8] = 0; // version 0, C 0, hlen 0
-    u8[x + 9] = innerProto;
-    dv.setUint16(x + 10, 0);
+    dv.setUint16(x + UDP_SRC_PORT, sport);
+    dv.setUint16(x + UDP_DST_PORT, tunPort);
+    dv.setUint16(x + UDP_LEN, ulen);
+    dv.setUint16(x + UDP_CSUM, 0);
+    const g = x + UDP_HLEN;
+    u8[g + GUE_VER_HLEN] = 0; // version 0, C 0, hlen 0
+    u8[g + GUE_PROTO_CTYPE] = innerProto;
+    dv.setUint16(g + GUE_FLAGS, 0);
     if (csum !== TUN_CSUM_NONE) {
       // udp_set_csum / udp6_set_csum with a complete (not offloaded) checksum
-      const pseudo = outerV6 ? pseudoSumV6(u8, o + 8, o + 24, PROTO_UDP, ulen) : pseudoSumV4(s0, d0, PROTO_UDP, ulen);
+      const pseudo = outerV6 ? pseudoSumV6(u8, o + IPV6_SRC, o + IPV6_DST, PROTO_UDP, ulen) : pseudoSumV4(s0, d0, PROTO_UDP, ulen);
       let c = ~fold(sumBytes(u8, x, ulen, pseudo)) & 0xffff;
       if (c === 0) c = 0xffff; // CSUM_MANGLED_0
-      dv.setUint16(x + 6, c);
+      dv.setUint16(x + UDP_CSUM, c);
     }
   } else if (type === TUN_GRE) {
     proto = PROTO_GRE;
     const withCsum = csum !== TUN_CSUM_NONE;
-    dv.setUint16(x, withCsum ? GRE_FLAG_CSUM : 0);
-    dv.setUint16(x + 2, innerV6 ? GRE_PROTO_IPV6 : GRE_PROTO_IPV4);
+    dv.setUint16(x + GRE_FLAGS, withCsum ? GRE_FLAG_CSUM : 0);
+    dv.setUint16(x + GRE_PROTO, innerV6 ? GRE_PROTO_IPV6 : GRE_PROTO_IPV4);
     if (withCsum) {
-      dv.setInt32(x + 4, 0);
-      dv.setUint16(x + 4, checksum(u8, x, GRE_CSUM_HLEN + l3len));
+      dv.setInt32(x + GRE_CSUM, 0); // checksum and reserved
+      dv.setUint16(x + GRE_CSUM, checksum(u8, x, GRE_CSUM_HLEN + l3len));
     }
   }
 
-  if (outerV6) u8[o + 6] = proto;
+  if (outerV6) u8[o + IPV6_NEXT_HDR] = proto;
   else writeHeader(u8, dv, o, dsfield, over + l3len, df ? 0 : ipId & 0xffff, df, ttl, proto, s0, d0);
   return o;
 }

@@ -71,10 +71,13 @@ describe("the oracle catches what it claims to (deliberately broken fast paths)"
   test("a write past the frame's slot", () => {
     const rig = new FuzzRig();
     for (const h of [rig.a, rig.b]) {
-      const out = h.fp.out.bind(h.fp);
-      h.fp.out = (descs, d, port) => {
-        out(descs, d, port);
-        h.buf[descs[d + abi.XVS_DESC_ADDR] + 3584 + 100] ^= 1;
+      const burst = h.fp.processBurst.bind(h.fp);
+      h.fp.processBurst = (descs, n) => {
+        burst(descs, n);
+        for (let i = 0; i < n; i++) {
+          const d = i * abi.XVS_DESC_WORDS;
+          if (descs[d + abi.XVS_DESC_OUT_PORT] !== abi.XVS_OUT_DROP) h.buf[descs[d + abi.XVS_DESC_ADDR] + 3584 + 100] ^= 1;
+        }
       };
     }
     expect(run(rig).failures.some((f) => f.includes("guard slot"))).toBe(true);
@@ -83,8 +86,9 @@ describe("the oracle catches what it claims to (deliberately broken fast paths)"
   test("a decision that depends on a byte past the frame", () => {
     const rig = new FuzzRig();
     for (const h of [rig.a, rig.b]) {
-      const drop = h.fp.drop.bind(h.fp);
-      h.fp.drop = (descs, d, reason) => drop(descs, d, (h.buf[descs[d + abi.XVS_DESC_ADDR] + descs[d + abi.XVS_DESC_LEN]] & 1) === 1 ? reason : Stat.DropMalformed);
+      const forward = h.fp.forward.bind(h.fp);
+      h.fp.forward = (descs, d, row, pkt, id) =>
+        (h.buf[descs[d + abi.XVS_DESC_ADDR] + descs[d + abi.XVS_DESC_LEN]] & 1) === 1 ? forward(descs, d, row, pkt, id) : h.fp.drop(Stat.DropMalformed);
     }
     expect(run(rig).failures.some((f) => f.includes("disagree"))).toBe(true);
   });
@@ -93,10 +97,11 @@ describe("the oracle catches what it claims to (deliberately broken fast paths)"
     const rig = new FuzzRig();
     const drop = rig.a.fp.drop.bind(rig.a.fp);
     let k = 0;
-    rig.a.fp.drop = (descs, d, reason) => {
-      drop(descs, d, reason);
+    rig.a.fp.drop = (reason) => {
+      const out = drop(reason);
       if (++k % 7 === 0) rig.a.counters.verdicts[reason] -= 1;
       if (k % 11 === 0) rig.a.counters.verdicts[reason] += 1;
+      return out;
     };
     expect(run(rig).failures.some((f) => f.includes("terminal verdicts"))).toBe(true);
   });

@@ -8,7 +8,7 @@
  * the dataplane's own code (Dataplane.start: if_slots, vips, vip_addrs, nat_reals, local_addrs).
  */
 import * as abi from "../../src/ffi/abi.ts";
-import { Model } from "../../src/service/model.ts";
+import { Model } from "../../src/config/model.ts";
 import { checksum } from "../../src/wire/checksum.ts";
 import { ACK, PacketBuilder, SYN } from "../util/packet.ts";
 

@@ -15,8 +15,8 @@ import {
 } from "../../src/nexthop/table.ts";
 import type { DestRoute, RouteSnapshot } from "../../src/nexthop/resolver.ts";
 import { parseIp } from "../../src/service/addr.ts";
-import { compile } from "../../src/service/compile.ts";
-import { Model } from "../../src/service/model.ts";
+import { compile } from "../../src/config/compile.ts";
+import { Model } from "../../src/config/model.ts";
 import type { Tables } from "../../src/service/tables.ts";
 import { Counters } from "../../src/stats/counters.ts";
 import { macWords } from "../../src/wire/eth.ts";

@@ -9,7 +9,7 @@
  * spec, so that the page can add it back with its previous settings even after a reload.
  */
 import { ipText } from "../../service/addr.ts";
-import type { Dest, Model, Service } from "../../service/model.ts";
+import type { Dest, Model, Service } from "../../config/model.ts";
 import { destId, serviceId } from "../ids.ts";
 
 /** Events kept (the page shows the newest of them). */

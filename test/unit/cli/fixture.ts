@@ -11,8 +11,8 @@ import { runAdm } from "../../../src/cli/main.ts";
 import { NameDb } from "../../../src/cli/names.ts";
 import { ConnTable } from "../../../src/conn/table.ts";
 import type { Dataplane } from "../../../src/dataplane/dataplane.ts";
-import { compile, emptyRoutes } from "../../../src/service/compile.ts";
-import type { Model } from "../../../src/service/model.ts";
+import { compile, emptyRoutes } from "../../../src/config/compile.ts";
+import type { Model } from "../../../src/config/model.ts";
 import type { Tables } from "../../../src/service/tables.ts";
 import { Counters } from "../../../src/stats/counters.ts";
 

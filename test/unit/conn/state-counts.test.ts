@@ -9,7 +9,7 @@ import {
   CF_USED, CONN_DEST, CONN_EXPIRES, CONN_FLAGS, CONN_PROTO_STATE, CONN_WORDS, HDR_HIGH, TICKS_PER_SEC,
 } from "../../../src/conn/table.ts";
 import { S_CLOSE, S_CLOSE_WAIT, S_ESTABLISHED, S_FIN_WAIT, S_SYN_RECV, S_TIME_WAIT, TCP_STATE_NAMES, TCP_TIMEOUTS_SEC, UDP_TIMEOUT_SEC } from "../../../src/conn/state.ts";
-import { DEFAULT_TIMEOUTS } from "../../../src/service/model.ts";
+import { DEFAULT_TIMEOUTS } from "../../../src/config/model.ts";
 
 const VIP = "198.18.0.100", CLIENT = "198.18.1.2", RS1 = "198.18.17.2", RS2 = "198.18.18.2";
 

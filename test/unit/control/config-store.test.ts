@@ -10,7 +10,7 @@ import { applyConfig, modelToConfig } from "../../../src/control/batch.ts";
 import { ConfigStore, loadConfigFile, TABLE_FILE } from "../../../src/control/config-store.ts";
 import { Daemon } from "../../../src/control/daemon.ts";
 import { LbError } from "../../../src/errors.ts";
-import { Model } from "../../../src/service/model.ts";
+import { Model } from "../../../src/config/model.ts";
 import type { ConfigDocIn } from "../../../src/control/schemas.ts";
 import { ConfigDoc } from "../../../src/control/schemas.ts";
 

@@ -11,7 +11,7 @@ import { convertKeepalived } from "../../../src/keepalived/convert.ts";
 import { ConfError, readKeepalivedConf, splitLine } from "../../../src/keepalived/read.ts";
 import { loadKeepalivedConf } from "../../../src/keepalived/reload.ts";
 import { applyConfig } from "../../../src/control/batch.ts";
-import { Model } from "../../../src/service/model.ts";
+import { Model } from "../../../src/config/model.ts";
 
 const dir = join(import.meta.dir, "../../fixtures/keepalived");
 const fixture = (name: string) => join(dir, name);

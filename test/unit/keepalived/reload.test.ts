@@ -13,7 +13,7 @@ import { Daemon } from "../../../src/control/daemon.ts";
 import type { NetnsIdentity } from "../../../src/control/netns-identity.ts";
 import { prepareStartTable } from "../../../src/control/start-table.ts";
 import { applyReload, attachKeepalivedConf, KeepalivedConf, loadKeepalivedConf } from "../../../src/keepalived/reload.ts";
-import { Model } from "../../../src/service/model.ts";
+import { Model } from "../../../src/config/model.ts";
 import { HealthMonitor } from "../../../src/health/monitor.ts";
 
 const here: NetnsIdentity = { cookie: "37", inode: "4026532173", boot: "6cb4c936-0000-4000-8000-000000000001", initial: false };

@@ -3,8 +3,8 @@
  * counters, so a scheduler can be driven directly (init/update like FastPath.setTables, then
  * schedule with a synthetic flow row).
  */
-import { compile, emptyRoutes } from "../../../src/service/compile.ts";
-import { Model } from "../../../src/service/model.ts";
+import { compile, emptyRoutes } from "../../../src/config/compile.ts";
+import { Model } from "../../../src/config/model.ts";
 import { MAX_DESTS, MAX_SERVICES, SVC_EPOCH, SVC_FLAGS, SVC_SCHED, SVC_SCHED_EPOCH, SVC_WORDS, SVCF_USED, type Tables } from "../../../src/service/tables.ts";
 import { SCHED_STATE_WORDS, type SchedView } from "../../../src/sched/scheduler.ts";
 import { SCHEDULER_BY_ID } from "../../../src/sched/registry.ts";

@@ -8,12 +8,12 @@ import { ACK, FIN, PSH, PacketBuilder, RST, SYN } from "../../util/packet.ts";
 import { GATEWAY_MAC, HEADROOM, Harness, PORT_MACS, realMac, type Out } from "../../util/harness.ts";
 import { macText } from "../../../src/wire/eth.ts";
 import * as abi from "../../../src/ffi/abi.ts";
-import { CONTINUE, classify } from "../../../src/dataplane/classify.ts";
+import { Classified, classify } from "../../../src/dataplane/classify.ts";
 import { newConnection } from "../../../src/dataplane/schedule.ts";
 import { parseAddr } from "../../../src/wire/ipv4.ts";
 import { FLOW_DST, FLOW_META, FLOW_PORTS, FLOW_SRC, hashFlow } from "../../../src/wire/flow.ts";
 import { DestSpec, IpvsServiceSpec, type ServiceKeyT } from "../../../src/control/schemas.ts";
-import type { Service } from "../../../src/service/model.ts";
+import type { Service } from "../../../src/config/model.ts";
 import { LbError } from "../../../src/errors.ts";
 import {
   CF_ASSURED, CF_TEMPLATE, CF_USED, CONN_CADDR, CONN_CPORT_VPORT, CONN_DADDR, CONN_DPORT, CONN_EXPIRES, CONN_FLAGS,
@@ -226,11 +226,11 @@ function oneMarked(h: Harness, f: Uint8Array, svc: number): Out {
   h.descs[abi.XVS_DESC_LEN] = f.length;
   h.descs[abi.XVS_DESC_IN_PORT] = 0;
   h.descs[abi.XVS_DESC_OUT_PORT] = abi.XVS_OUT_DROP;
-  if (classify(h.buf, fp.dv, HEADROOM, f.length, fp.flows, 0, fp.l3Len, 0) !== CONTINUE) throw new Error("replay: bad frame");
+  if (classify(h.buf, fp.dv, HEADROOM, f.length, fp.flows, 0, fp.l3Len, 0) !== Classified.Continue) throw new Error("replay: bad frame");
   const fl = fp.flows, c = h.conns;
   const found = c.lookup(hashFlow(c.seedConn, fl, 0), 0, fl[FLOW_SRC], 0, 0, 0, fl[FLOW_DST], 0, 0, 0, fl[FLOW_PORTS], (fl[FLOW_META] >>> 8) & 0xff);
   if (found >= 0) return h.one(f);
-  newConnection(fp, h.descs, 0, 0, 0, svc, (fl[FLOW_META] >>> 8) & 0xff, 0, fl[FLOW_META] & 0xff);
+  h.descs[abi.XVS_DESC_OUT_PORT] = newConnection(fp, h.descs, 0, 0, 0, svc, (fl[FLOW_META] >>> 8) & 0xff, 0, fl[FLOW_META] & 0xff);
   const out = h.descs[abi.XVS_DESC_OUT_PORT];
   const addr = h.descs[abi.XVS_DESC_ADDR], len = h.descs[abi.XVS_DESC_LEN];
   return { port: out === abi.XVS_OUT_DROP ? -1 : out, frame: h.buf.slice(addr, addr + len) };

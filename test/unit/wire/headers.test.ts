@@ -8,8 +8,10 @@ import { describe, expect, test } from "bun:test";
 import * as eth from "../../../src/wire/eth.ts";
 import * as ipv4 from "../../../src/wire/ipv4.ts";
 import * as ipv6 from "../../../src/wire/ipv6.ts";
-import * as tcp from "../../../src/wire/tcp.ts";
-import * as udp from "../../../src/wire/udp.ts";
+import { checksum } from "../../../src/wire/checksum.ts";
+import { IPV4_DST, IPV4_SRC, IPV4_TTL, PROTO_TCP, PROTO_UDP, TCP_SYN } from "../../../src/wire/fields.ts";
+import { FLOW_META, FLOW_PORTS, FLOW_WORDS, flowDport, flowFamily, flowMeta, flowProto } from "../../../src/wire/flow.ts";
+import { dnat4, snat4 } from "../../../src/xmit/nat.ts";
 import { checksumsValid } from "../../util/packet.ts";
 
 const SYN = Uint8Array.from(Buffer.from(
@@ -34,6 +36,9 @@ describe("ethernet", () => {
     expect(eth.etherType(dv, 0)).toBe(0x0800);
     expect(eth.macText(eth.dstMacHi(dv, 0), eth.dstMacLo(dv, 0))).toBe("02:00:00:00:00:01");
     expect(eth.macText(eth.srcMacHi(dv, 0), eth.srcMacLo(dv, 0))).toBe("02:00:00:00:00:02");
+    const b = SYN.slice(0, 14);
+    eth.setEtherType(new DataView(b.buffer), 0, 0x86dd);
+    expect(Buffer.from(b.subarray(12)).toString("hex")).toBe("86dd");
   });
 
   test("constructs MACs from (hi16, lo32) words and swaps them", () => {
@@ -50,28 +55,33 @@ describe("ethernet", () => {
 });
 
 describe("ipv4", () => {
-  const dv = new DataView(SYN.buffer);
-  test("deconstructs every field of the golden header", () => {
-    expect(ipv4.version(dv, 14)).toBe(4);
-    expect(ipv4.headerLen(dv, 14)).toBe(20);
-    expect(ipv4.totalLen(dv, 14)).toBe(44);
-    expect(ipv4.ident(dv, 14)).toBe(0x1c46);
-    expect(ipv4.fragWord(dv, 14)).toBe(0x4000);
-    expect(ipv4.ttl(dv, 14)).toBe(64);
-    expect(ipv4.protocol(dv, 14)).toBe(6);
-    expect(ipv4.addrText(ipv4.srcAddr(dv, 14))).toBe("198.18.1.2");
-    expect(ipv4.addrText(ipv4.dstAddr(dv, 14))).toBe("198.18.0.100");
-    expect(ipv4.headerChecksumOk(SYN, dv, 14)).toBe(true);
+  const headerOk = (b: Uint8Array) => checksum(b, 14, 20) === 0;
+
+  test("the golden header's checksum, written whole", () => {
+    expect(headerOk(SYN)).toBe(true);
+    expect(new DataView(SYN.buffer).getUint16(14 + 10)).toBe(0x0000 + checksum(SYN.slice(14, 34).fill(0, 10, 12), 0, 20));
   });
 
-  test("setters fix the header checksum incrementally", () => {
+  test("address and TTL setters fix the header checksum incrementally", () => {
     const b = SYN.slice();
     const d = new DataView(b.buffer);
-    ipv4.setDstAddrFix(d, 14, ipv4.parseAddr("198.18.2.11")!);
-    ipv4.setSrcAddrFix(d, 14, ipv4.parseAddr("198.18.9.9")!);
-    expect(ipv4.decTtlFix(d, 14)).toBe(63);
-    expect(ipv4.headerChecksumOk(b, d, 14)).toBe(true);
-    expect(ipv4.addrText(ipv4.dstAddr(d, 14))).toBe("198.18.2.11");
+    expect(ipv4.setAddrFix(d, 14, IPV4_DST, ipv4.parseAddr("198.18.2.11")!)).toBe(ipv4.parseAddr("198.18.0.100")!);
+    expect(ipv4.setAddrFix(d, 14, IPV4_SRC, ipv4.parseAddr("198.18.9.9")!)).toBe(ipv4.parseAddr("198.18.1.2")!);
+    ipv4.decTtlFix(d, 14);
+    expect(b[14 + IPV4_TTL]).toBe(63);
+    expect(headerOk(b)).toBe(true);
+    expect(ipv4.addrText(d.getInt32(14 + IPV4_DST))).toBe("198.18.2.11");
+    // the incremental result is the checksum computed from scratch, byte for byte
+    const whole = b.slice();
+    ipv4.fillHeaderChecksum(whole, new DataView(whole.buffer), 14);
+    expect(Buffer.from(whole.subarray(14, 34)).toString("hex")).toBe(Buffer.from(b.subarray(14, 34)).toString("hex"));
+  });
+
+  test("writeHeader builds an option-less header with its checksum", () => {
+    const b = new Uint8Array(20).fill(0xa5);
+    ipv4.writeHeader(b, new DataView(b.buffer), 0, 0xc0, 56, 7, 0x4000, 64, 1, ipv4.parseAddr("198.18.0.1")!, ipv4.parseAddr("198.18.1.2")!);
+    expect(Buffer.from(b).toString("hex").slice(0, 20)).toBe("45c0003800074000" + "4001");
+    expect(checksum(b, 0, 20)).toBe(0);
   });
 
   test("parses and formats dotted quads, refusing malformed text", () => {
@@ -90,56 +100,46 @@ describe("ipv6", () => {
     for (const [inp, out] of cases) expect(ipv6.addrText(ipv6.parseAddr(inp)!)).toBe(out);
     for (const bad of ["2001:db8:::1", "1:2:3:4:5:6:7:8:9", "g::1", "2001:db8::1::2", ":"]) expect(ipv6.parseAddr(bad)).toBeNull();
   });
+});
 
-  test("reads and writes the fixed header", () => {
-    const b = new Uint8Array(40).fill(0xa5);
-    const dv = new DataView(b.buffer);
-    dv.setUint32(0, 0x6a012345);
-    dv.setUint16(4, 8);
-    b[6] = 17;
-    ipv6.setHopLimit(dv, 0, 9);
-    const w = ipv6.parseAddr("2001:db8::2")!;
-    for (let i = 0; i < 4; i++) ipv6.setDstWord(dv, 0, i, w[i]);
-    expect(ipv6.version(dv, 0)).toBe(6);
-    expect(ipv6.trafficClass(dv, 0)).toBe(0xa0);
-    expect(ipv6.payloadLen(dv, 0)).toBe(8);
-    expect(ipv6.nextHeader(dv, 0)).toBe(17);
-    expect(ipv6.hopLimit(dv, 0)).toBe(9);
-    expect(ipv6.addrText([0, 1, 2, 3].map((i) => ipv6.dstWord(dv, 0, i)))).toBe("2001:db8::2");
+describe("flow rows", () => {
+  test("the meta word packs family, protocol and TCP flags; the accessors unpack them and the ports", () => {
+    const f = new Int32Array(2 * FLOW_WORDS);
+    const row = FLOW_WORDS;
+    f[row + FLOW_META] = flowMeta(6, PROTO_TCP, TCP_SYN | 0x10);
+    f[row + FLOW_PORTS] = (40000 << 16) | 443;
+    // the layout the per-packet functions decode by hand (FastPath.handle, ConnTable.lookupRow)
+    expect(f[row + FLOW_META]).toBe((6 << 16) | (PROTO_TCP << 8) | 0x12);
+    expect([flowFamily(f, row), flowProto(f, row), flowDport(f, row)]).toEqual([6, PROTO_TCP, 443]);
+    f[FLOW_META] = flowMeta(4, PROTO_UDP, 0);
+    expect([flowFamily(f, 0), flowProto(f, 0)]).toEqual([4, PROTO_UDP]);
   });
 });
 
-describe("tcp and udp", () => {
-  test("deconstructs the golden TCP header", () => {
-    const dv = new DataView(SYN.buffer);
-    expect(tcp.srcPort(dv, 34)).toBe(40000);
-    expect(tcp.dstPort(dv, 34)).toBe(80);
-    expect(tcp.headerLen(dv, 34)).toBe(24);
-    expect(tcp.flags(dv, 34)).toBe(0x02);
-    expect(checksumsValid(SYN)).toBe(true);
-  });
-
-  test("port setters and address fix-ups keep the TCP checksum valid", () => {
+describe("NAT rewrites (xmit/nat.ts: the one incremental L4 rewrite)", () => {
+  test("DNAT then SNAT keep the IPv4 and TCP checksums valid", () => {
     const b = SYN.slice();
     const dv = new DataView(b.buffer);
-    const na = ipv4.parseAddr("198.18.2.12")!;
-    tcp.fixForAddr(dv, 34, ipv4.dstAddr(dv, 14), na);
-    ipv4.setDstAddrFix(dv, 14, na);
-    tcp.setDstPortFix(dv, 34, 8080);
-    tcp.setSrcPortFix(dv, 34, 1);
+    dnat4(b, dv, 14, 34, 24, PROTO_TCP, ipv4.parseAddr("198.18.2.12")!, 8080);
     expect(checksumsValid(b)).toBe(true);
+    expect(dv.getUint16(34 + 2)).toBe(8080);
+    snat4(b, dv, 14, 34, 24, PROTO_TCP, ipv4.parseAddr("198.18.0.99")!, 1);
+    expect(checksumsValid(b)).toBe(true);
+    expect(ipv4.addrText(dv.getInt32(14 + IPV4_SRC))).toBe("198.18.0.99");
   });
 
   test("a UDP datagram without a checksum keeps none; one with a checksum never gets 0", () => {
-    const b = new Uint8Array([0, 53, 0, 53, 0, 8, 0, 0]);
+    // IPv4 header (checksum not checked here) + UDP 53 -> 53, no checksum
+    const b = new Uint8Array(28);
     const dv = new DataView(b.buffer);
-    udp.setDstPortFix(dv, 0, 54);
-    expect(udp.checksumField(dv, 0)).toBe(0);
-    // checksum 0x0001: replacing port 0 by 1 gives 0 after the update, which must become 0xffff
-    const c = new Uint8Array([0, 0, 0, 0, 0, 8, 0x00, 0x01]);
+    b.set([0, 53, 0, 53, 0, 8, 0, 0], 20);
+    dnat4(b, dv, 0, 20, 8, PROTO_UDP, 0, 54);
+    expect(dv.getUint16(20 + 6)).toBe(0);
+    // checksum 0x0001: replacing port 0 by 1 (no address change) gives 0, which must become 0xffff
+    const c = new Uint8Array(28);
     const cdv = new DataView(c.buffer);
-    udp.setSrcPortFix(cdv, 0, 1);
-    expect(udp.checksumField(cdv, 0)).toBe(0xffff);
-    expect(udp.length(cdv, 0)).toBe(8);
+    c.set([0, 0, 0, 0, 0, 8, 0x00, 0x01], 20);
+    snat4(c, cdv, 0, 20, 8, PROTO_UDP, 0, 1);
+    expect(cdv.getUint16(20 + 6)).toBe(0xffff);
   });
 });

@@ -6,7 +6,7 @@ import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { completePartialChecksum } from "../../../src/wire/partial-csum.ts";
 import { pseudoSumV4, pseudoSumV6, pseudoSumWords } from "../../../src/wire/checksum.ts";
-import { classify, CONTINUE } from "../../../src/dataplane/classify.ts";
+import { Classified, classify } from "../../../src/dataplane/classify.ts";
 import { FLOW_WORDS } from "../../../src/wire/flow.ts";
 import { checksumsValid, correctFrameWithFieldP, l4ChecksumField, PacketBuilder, partialChecksum, pseudoFold, sctpCrcValid, sctpPacket } from "../../util/packet.ts";
 
@@ -15,7 +15,7 @@ function complete(frame: Uint8Array): [number, Uint8Array] {
   const f = new Uint8Array(frame);
   const dv = new DataView(f.buffer);
   const flow = new Int32Array(FLOW_WORDS), l3Len = new Int32Array(1);
-  expect(classify(f, dv, 0, f.length, flow, 0, l3Len, 0)).toBe(CONTINUE);
+  expect(classify(f, dv, 0, f.length, flow, 0, l3Len, 0)).toBe(Classified.Continue);
   return [completePartialChecksum(f, dv, flow, 0, l3Len[0]), f];
 }
 

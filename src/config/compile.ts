@@ -6,25 +6,21 @@
 import { SCHEDULER_BY_ID } from "../sched/registry.ts";
 import type { RouteSnapshot } from "../nexthop/resolver.ts";
 import type { Model } from "./model.ts";
-import { TICKS_PER_SEC } from "../conn/table.ts";
+import { TICKS_PER_SEC } from "../service/clock.ts";
+import { FORWARD_CODE, TUNNEL_CSUM_CODE, TUNNEL_TYPE_CODE } from "../service/forwarding.ts";
 import {
   DEST_ADDR, DEST_EPOCH, DEST_FLAGS, DEST_FWD, DEST_LAST_WEIGHT, DEST_LTHRESH, DEST_MTU, DEST_NEXTHOP, DEST_PORT, DEST_SVC,
   DEST_TUN, DEST_TUN_PORT, DEST_TUN_SRC, DEST_UTHRESH, DEST_WEIGHT, DEST_WORDS, DESTF_AVAILABLE, DESTF_USED, DESTF_V6,
-  FWD_LOCAL, FWD_MASQ, FWD_ROUTE, FWD_TUNNEL, hashService, MAX_DESTS, MAX_SERVICES, SET_CONN_REUSE_MODE,
+  hashService, MAX_DESTS, MAX_SERVICES, SET_CONN_REUSE_MODE,
   SET_EXPIRE_NODEST_CONN, SET_EXPIRE_QUIESCENT_TEMPLATE, SET_SLOPPY_TCP, SET_TCP_TICKS, SET_TCPFIN_TICKS, SET_UDP_TICKS,
   SET_WORDS, SVC_ADDR, SVC_DEST_N, SVC_DEST_OFF, SVC_EPOCH, SVC_FLAGS, SVC_FWMARK, SVC_NETMASK, SVC_PORT, SVC_PROTO,
   SVC_PTIMEOUT, SVC_SCHED, SVC_SCHED_EPOCH, SVC_TABLE_N, SVC_TABLE_OFF, SVC_WORDS, SVCF_FWMARK, SVCF_ONEPACKET,
-  SVCF_PERSISTENT, SVCF_SCHED1, SVCF_SCHED2, SVCF_SCHED3, SVCF_USED, SVCF_V6, TUN_CSUM, TUN_CSUM_NONE, TUN_GRE, TUN_GUE,
-  TUN_IPIP, TUN_REMCSUM, type Tables,
-} from "./tables.ts";
+  SVCF_PERSISTENT, SVCF_SCHED1, SVCF_SCHED2, SVCF_SCHED3, SVCF_USED, SVCF_V6, type Tables,
+} from "../service/tables.ts";
 
 function shared(words: number): Int32Array {
   return new Int32Array(new SharedArrayBuffer(Math.max(1, words) * 4));
 }
-
-const FWD = { masq: FWD_MASQ, local: FWD_LOCAL, tunnel: FWD_TUNNEL, route: FWD_ROUTE } as const;
-const TUN = { ipip: TUN_IPIP, gue: TUN_GUE, gre: TUN_GRE } as const;
-const CSUM = { nocsum: TUN_CSUM_NONE, csum: TUN_CSUM, remcsum: TUN_REMCSUM } as const;
 
 /** Build generation `generation` from the model and a route snapshot. */
 export function compile(model: Model, routes: RouteSnapshot, generation: number): Tables {
@@ -89,7 +85,7 @@ export function compile(model: Model, routes: RouteSnapshot, generation: number)
     const o = d.id * DEST_WORDS;
     const spec = d.spec;
     dest[o + DEST_FLAGS] = DESTF_USED | (d.available ? DESTF_AVAILABLE : 0) | (d.addr.family === 6 ? DESTF_V6 : 0);
-    dest[o + DEST_FWD] = FWD[spec.forward];
+    dest[o + DEST_FWD] = FORWARD_CODE[spec.forward];
     dest[o + DEST_WEIGHT] = spec.weight;
     dest[o + DEST_LAST_WEIGHT] = d.lastWeight;
     dest[o + DEST_UTHRESH] = spec.upperThreshold;
@@ -102,7 +98,7 @@ export function compile(model: Model, routes: RouteSnapshot, generation: number)
     dest[o + DEST_MTU] = r ? r.mtu : 0;
     if (r) for (let k = 0; k < 4; k++) dest[o + DEST_TUN_SRC + k] = r.src[k];
     const tun = spec.tunnel;
-    dest[o + DEST_TUN] = tun ? TUN[tun.type] | (CSUM[tun.csum ?? "nocsum"] << 8) : 0;
+    dest[o + DEST_TUN] = tun ? TUNNEL_TYPE_CODE[tun.type] | (TUNNEL_CSUM_CODE[tun.csum ?? "nocsum"] << 8) : 0;
     dest[o + DEST_TUN_PORT] = tun?.port ?? 0;
     dest[o + DEST_EPOCH] = d.epoch;
   }

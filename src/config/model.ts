@@ -13,11 +13,11 @@
  *   its counters zeroed); ids are reused only once nothing refers to them any more.
  */
 import { ErrorCode, LbError } from "../errors.ts";
-import type { DestSpecT, ServiceKeyT, ServiceSpecT, SettingsT, TimeoutsT } from "../control/schemas.ts";
-import { SCHEDULERS } from "../control/schemas.ts";
-import { addrPortText, canonicalIp, maskWords, parseIp, type IpAddr } from "./addr.ts";
-import { MAX_DESTS, MAX_SERVICES } from "./tables.ts";
-import { PROTO_SCTP, PROTO_TCP, PROTO_UDP } from "../wire/fields.ts";
+import type { DestSpecT, ServiceKeyT, ServiceSpecT, SettingsT, TimeoutsT } from "./spec.ts";
+import { SCHEDULERS } from "../service/schedulers.ts";
+import { addrPortText, canonicalIp, maskWords, parseIp, type IpAddr } from "../service/addr.ts";
+import { DEST_CHANGE_WORDS, MAX_DESTS, MAX_SERVICES } from "../service/tables.ts";
+import { PROTOCOL_NUMBER } from "../service/protocols.ts";
 
 /** How long a deleted dest stays revivable, ms (IP_VS_DEST_TRASH_PERIOD = 120 s). */
 export const DEST_TRASH_PERIOD_MS = 120_000;
@@ -25,7 +25,7 @@ export const DEST_TRASH_PERIOD_MS = 120_000;
 /** Default timeouts, seconds (tcp ESTABLISHED, tcp FIN_WAIT, udp). */
 export const DEFAULT_TIMEOUTS: TimeoutsT = { tcp: 900, tcpfin: 120, udp: 300 };
 
-/** Settings that IPVS keeps as sysctls (net.ipv4.vs.*; control/schemas.ts Settings). */
+/** Settings that IPVS keeps as sysctls (net.ipv4.vs.*; spec.ts SettingsT). */
 export type Settings = SettingsT;
 /** The kernel's defaults of those sysctls. */
 export const DEFAULT_SETTINGS: Settings = { expireNodestConn: false, expireQuiescentTemplate: false, sloppyTcp: false, connReuseMode: 1 };
@@ -75,8 +75,6 @@ export interface Service {
   destChanges: readonly number[];
 }
 
-/** Numbers per destChanges entry: epoch, gcd of the positive weights (0: none), largest weight, 1 = scheduler bound (init_service). */
-export const DEST_CHANGE_WORDS = 4;
 /** Entries kept per service; a longer batch replays only its last ones. */
 export const DEST_CHANGES_KEPT = 32;
 
@@ -96,10 +94,6 @@ function destChange(svc: Service, epoch: number, bind: boolean): void {
   const entry = [epoch, g, max, bind ? 1 : 0];
   const kept = bind ? [] : svc.destChanges.slice(-(DEST_CHANGES_KEPT - 1) * DEST_CHANGE_WORDS);
   svc.destChanges = [...kept, ...entry];
-}
-
-function protoNumber(p: string): number {
-  return p === "tcp" ? PROTO_TCP : p === "udp" ? PROTO_UDP : PROTO_SCTP;
 }
 
 /** Return the canonical key of a service identity: "tcp|addr|port" or "fwm|family|mark". */
@@ -222,7 +216,7 @@ export class Model {
     }
     return {
       id, key, spec,
-      proto: isFw ? 0 : protoNumber(spec.protocol),
+      proto: isFw ? 0 : PROTOCOL_NUMBER[spec.protocol],
       addr,
       port: isFw ? 0 : spec.port,
       fwmark: isFw ? spec.fwmark : 0,
