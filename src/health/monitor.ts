@@ -21,7 +21,7 @@
  */
 import { ipText, parseIp } from "../service/addr.ts";
 import { serviceName, type Model, type Service } from "../config/model.ts";
-import type { DestSpecT } from "../control/schemas.ts";
+import type { DestSpecT, ServiceKeyT } from "../control/schemas.ts";
 import { log } from "../log.ts";
 import { killRunningScripts, runCheck, type CheckResult } from "./checkers.ts";
 import { attemptTimeoutSec, delayBeforeRetrySec, delayLoopSec, type CheckerT, type ServiceHealthT } from "./spec.ts";
@@ -297,6 +297,21 @@ export class HealthMonitor {
       }
     }
     return c;
+  }
+
+  /**
+   * Forget a real server the checks took out (DELETE of it, ipvsadm -d): it is only in the
+   * configuration, so deleting it from the table means dropping it here. Returns false when the
+   * monitor does not hold it out of `m` (then it is the table's to delete).
+   */
+  forget(m: Model, key: ServiceKeyT, address: string, port: number | undefined): boolean {
+    const s = m.findService(key);
+    if (!s) return false;
+    const e = this.entries.get(entryKey(s.key, canonical(address), port ?? s.port));
+    if (!e || !e.parked || findDest(s, e.address, e.port)) return false;
+    this.drop(e);
+    log("info", "real server deleted while its checks held it out", { service: e.service, server: `${e.address}:${e.port}` });
+    return true;
   }
 
   // ---- views ----

@@ -200,7 +200,11 @@ export function serviceRoutes(daemon: Daemon): Route[] {
       handler: async ({ param }) => {
         const key = svcKey(param("svc"));
         const ap = destKey(param("dest"));
-        await daemon.mutate((m) => m.deleteDest(key, ap.address, ap.port));
+        await daemon.mutate((m) => {
+          // a real server its health checks took out is only in the configuration: deleting it forgets it
+          if (daemon.health?.forget(m, key, ap.address, ap.port)) return;
+          m.deleteDest(key, ap.address, ap.port);
+        });
         return { status: 204, body: null };
       },
     }),

@@ -211,6 +211,14 @@ describe("what a failure does to the table", () => {
     const view = ServiceList.parse((await call(b.x, "GET", "/v1/services")).json).services[0];
     expect(view.dests.find((d) => d.address === A)!.health).toMatchObject({ state: "up", last_result: "success", reason: "all checkers pass" });
     expect(view.dests.find((d) => d.address === B)!.health!.state).toBe("up");
+    // deleting it while it is out (ipvsadm -d) drops it from the configuration
+    b.script.fail(A);
+    await b.clock.advance(1000);
+    expect(live(b)).toEqual({ [B]: 2 });
+    expect((await b.x.adm(["-d", "-t", "198.18.0.100:80", "-r", "198.18.1.11:8080"])).exit).toBe(0);
+    expect(configured(b)).toEqual({ [B]: 2 });
+    expect(b.monitor.size).toBe(1); // B's checks only
+    expect((await b.x.adm(["-d", "-t", "198.18.0.100:80", "-r", "198.18.1.11:8080"])).stderr).toContain("No such destination");
   });
 
   test("inhibit_on_failure: weight 0 while down, the configured weight back when it passes; a user's weight change while down is kept for later", async () => {
