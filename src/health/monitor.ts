@@ -3,8 +3,9 @@
  * table in line with their results, as keepalived's checker process keeps IPVS.
  *
  * The model the daemon holds is the live table (what IPVS would hold): a real server that fails
- * is deleted from it (its connections stay, as IPVS keeps a deleted dest's connections in the
- * trash) or, with inhibit_on_failure, set to weight 0; the sorry server is a real dest while the
+ * is deleted from it (its connections stay in the table, their packets dropped as IPVS drops
+ * them, until it comes back with the same id) or, with inhibit_on_failure, set to weight 0 (its
+ * connections go on); the sorry server is a real dest while the
  * quorum is lost. The configuration is that table plus what the monitor keeps (`configOf`): the
  * removed real servers, the configured weights of inhibited ones, without the sorry server. That
  * configuration is what is saved and what GET /v1/config shows, so a restart or a reload starts

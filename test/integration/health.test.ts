@@ -3,8 +3,10 @@
  * UDP and DNS services are stopped and restarted, from the director's namespace with real
  * sockets. Each real server leaves its services' tables (or gets weight 0 with
  * inhibit_on_failure) within delay_loop + retry x delay_before_retry + (1 + retry) x
- * connect_timeout (+ a margin), no new connection reaches it while it is out, and it comes back when its service
- * does; a MISC_CHECK script takes a real server out; losing the quorum brings in the sorry server.
+ * connect_timeout (+ a margin), no new connection reaches it while it is out, and it comes back
+ * when its service does; MISC_CHECK scripts take real servers out (removed: their established
+ * connections are dropped, as IPVS drops them; inhibited: they go on); losing the quorum brings
+ * in the sorry server.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
@@ -15,13 +17,14 @@ import { startDaemon, type LabDaemon } from "../../src/lab/daemon.ts";
 import { selfCommand } from "../../src/lab/self.ts";
 import { buildDirectorLab, LAB_VIP, realAddr, type DirectorLab } from "../../src/lab/topology.ts";
 import { parseLogLine } from "../../src/log.ts";
-import { apiOk, httpGet, requireRoot } from "./helpers.ts";
+import { apiOk, HeldConnection, httpGet, requireRoot, verdictsOf } from "./helpers.ts";
 
 let L: DirectorLab;
 let xvs: LabDaemon;
 const stateDir = mkdtempSync(join(tmpdir(), "xvs-health-state-"));
 const flagDir = mkdtempSync(join(tmpdir(), "xvs-health-flag-"));
 const FLAG = join(flagDir, "rs3-ok");
+const FLAG2 = join(flagDir, "rs2-ok");
 
 /** Checker timing of every checker here: seconds. */
 const LOOP = 1, RETRY = 1, DBR = 1, TIMEOUT = 1;
@@ -98,6 +101,7 @@ const RS = [1, 2, 3].map(realAddr);
 beforeAll(async () => {
   requireRoot();
   writeFileSync(FLAG, "");
+  writeFileSync(FLAG2, "");
   L = await buildDirectorLab("health", { reals: 3 });
   for (const h of L.reals) await startServe(h);
   await startDns("rs1", 1);
@@ -112,7 +116,7 @@ beforeAll(async () => {
   for (const i of [1, 2, 3]) await dest("tcp", 80, i, 80, [http]);
   await svc("tcp", 7000);
   await dest("tcp", 7000, 1, 7000, [{ kind: "tcp", ...timing }]);
-  await dest("tcp", 7000, 2, 7000, [{ kind: "tcp", ...timing }], { inhibit_on_failure: true });
+  await dest("tcp", 7000, 2, 7000, [{ kind: "tcp", ...timing }, { kind: "misc", ...timing, misc_path: `sh -c 'test -e ${FLAG2}'`, misc_timeout: 1 }], { inhibit_on_failure: true });
   await dest("tcp", 7000, 3, 7000, [{ kind: "tcp", ...timing }, { kind: "misc", ...timing, misc_path: `sh -c 'test -e ${FLAG}'`, misc_timeout: 1 }]);
   await svc("udp", 9000);
   for (const i of [1, 2, 3]) await dest("udp", 9000, i, 9000, [{ kind: "udp", ...timing, payload: "6869", require_reply: true }]);
@@ -202,12 +206,32 @@ describe("a real server's services stop and start again", () => {
     expect(await until("udp", 53, (t) => RS[0] in t, RETURN_MS, "rs1 back in udp :53")).toBeLessThanOrEqual(RETURN_MS);
   }, 30_000);
 
-  test("MISC_CHECK: the script fails, rs3 leaves tcp :7000 although its TCP check passes; it returns when the script passes", async () => {
+  test("MISC_CHECK: failing scripts take rs3 out of tcp :7000 (removed) and rs2 to weight 0 (inhibit_on_failure) although their TCP checks pass; rs2's established connections keep working, rs3's are dropped as IPVS drops them; both return when their scripts pass", async () => {
+    const held = await Promise.all(Array.from({ length: 9 }, () => HeldConnection.open(L.lab, L.client, LAB_VIP, 7000)));
+    const first = await Promise.all(held.map((c) => c.ask("before").then((r) => r.split(" ")[0])));
+    const on = (rs: string) => held.filter((_, i) => first[i] === rs);
+    expect(on("rs2").length).toBeGreaterThan(0);
+    expect(on("rs3").length).toBeGreaterThan(0);
+    const dropped0 = (await verdictsOf(xvs)).drop_dest_unavailable;
     unlinkSync(FLAG);
-    expect(await until("tcp", 7000, (t) => !(RS[2] in t), LEAVE_MS, "MISC_CHECK: rs3 out of tcp :7000")).toBeLessThanOrEqual(LEAVE_MS);
+    unlinkSync(FLAG2);
+    const waits = await Promise.all([
+      until("tcp", 7000, (t) => !(RS[2] in t), LEAVE_MS, "MISC_CHECK: rs3 out of tcp :7000"),
+      until("tcp", 7000, (t) => t[RS[1]] === 0, LEAVE_MS, "MISC_CHECK: rs2 at weight 0 in tcp :7000"),
+    ]);
+    for (const ms of waits) expect(ms).toBeLessThanOrEqual(LEAVE_MS);
     const svc = (await services()).find((s) => s.spec.port === 7000)!;
     expect(svc.health!.removed.map((r) => r.address)).toEqual([RS[2]]);
+    // weight 0 keeps the real server available: its connections go on
+    for (const c of on("rs2")) expect(await c.ask("inhibited")).toBe("rs2 inhibited");
+    // a deleted real server's connections are dropped, as IPVS drops them (ip_vs_in_hook: "the
+    // destination server is not available"), counted as drop_dest_unavailable
+    const answers = await Promise.all(on("rs3").map((c) => c.ask("removed").then((r) => r, () => null)));
+    expect(answers.every((a) => a === null)).toBe(true);
+    expect((await verdictsOf(xvs)).drop_dest_unavailable).toBeGreaterThan(dropped0);
+    for (const c of held) c.close();
     writeFileSync(FLAG, "");
-    expect(await until("tcp", 7000, (t) => RS[2] in t, RETURN_MS, "rs3 back in tcp :7000")).toBeLessThanOrEqual(RETURN_MS);
+    writeFileSync(FLAG2, "");
+    expect(await until("tcp", 7000, (t) => RS[2] in t && t[RS[1]] === 1, RETURN_MS, "rs3 back, rs2 at weight 1 in tcp :7000")).toBeLessThanOrEqual(RETURN_MS);
   }, 30_000);
 });

@@ -200,7 +200,7 @@ describe("what a failure does to the table", () => {
     await b.clock.advance(1000);
     expect(live(b)).toEqual({ [B]: 2 });
     expect(configured(b)).toEqual({ [A]: 3, [B]: 2 });
-    // the deleted dest waits in the trash with its id (its connections stay, as IPVS keeps them)
+    // the deleted dest waits in the trash with its id (its connections stay in the table, as in IPVS)
     expect(b.x.daemon.model.trash.map((d) => d.id)).toContain(idBefore);
     const list = ServiceList.parse((await call(b.x, "GET", "/v1/services")).json);
     expect(list.services[0].health!.removed).toMatchObject([{ address: A, port: 8080, weight: 3, health: { state: "down", last_result: "failure" } }]);
