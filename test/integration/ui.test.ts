@@ -190,7 +190,8 @@ describe("the dashboard in headless Chromium, served by the compiled binary", ()
     const rs3 = `${realAddr(3)}:80`;
     await act(SVC, rs3, "remove");
     await page.waitForFunction((sel) => document.querySelector(sel)?.classList.contains("removed"), `section.svc[data-svc="${SVC}"] tr[data-dest="${rs3}"]`);
-    await Bun.sleep(300);
+    // the row is greyed at once; the DELETE lands a moment later
+    for (let i = 0; i < 50 && (await dest(SVC, rs3)) !== undefined; i++) await Bun.sleep(100);
     expect(await dest(SVC, rs3)).toBeUndefined();
     await page.waitForSelector(`section.svc[data-svc="${SVC}"] tr[data-dest="${rs3}"] button[data-act="addback"]`);
     await act(SVC, rs3, "addback");
