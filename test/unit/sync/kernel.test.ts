@@ -10,6 +10,7 @@ import { TCP_STATE_NAMES } from "../../../src/conn/state.ts";
 import { decodeSyncMessage } from "../../../src/sync/decode.ts";
 import { SyncMessageBuilder } from "../../../src/sync/encode.ts";
 import { CONN_F_TEMPLATE, type SyncConn, syncMaxlen } from "../../../src/sync/format.ts";
+import { SYNC_DEFAULTS, syncDecision } from "../../../src/sync/policy.ts";
 import { type SyncDatagram, readSyncPcap } from "./pcap.ts";
 
 const dir = join(import.meta.dir, "../../fixtures/ipvs-sync");
@@ -140,6 +141,58 @@ describe("kernel sync datagrams (fixtures)", () => {
     expect(recs.some((c) => c.family === 4 && (c.flags & 7) === 3 && c.version === 1)).toBe(true);
     expect(recs.some((c) => (c.flags & CONN_F_TEMPLATE) !== 0 && c.cport === 0 && c.family === 6)).toBe(true);
     expect(new Set(recs.map(stateName))).toEqual(new Set(["NONE", "ASSURED", "ESTABLISHED", "UDP", "CLOSE_WAIT", "TIME_WAIT"]));
+  });
+});
+
+describe("what the kernel sent, when: the same as shouldSync decides", () => {
+  /** The states sent for a connection whose client-side packets see these states, per syncDecision. */
+  function simulate(protocol: number, states: number[]): number[] {
+    const c = { protocol, flags: 0, state: 0, oldState: 0, timeoutMs: 900_000, syncEndtimeMs: 0, inPersistence: false };
+    const sent: number[] = [];
+    states.forEach((st, i) => {
+      c.state = st;
+      const d = syncDecision(c, i + 1, i * 10, SYNC_DEFAULTS);
+      if (d.send) sent.push(st);
+      c.oldState = d.oldState;
+      c.syncEndtimeMs = d.syncEndtimeMs;
+    });
+    return sent;
+  }
+  const sequences = () => {
+    const m = new Map<string, SyncConn[]>();
+    for (const d of all) {
+      for (const r of decodeSyncMessage(d.payload, { syncid: 7, maxlen: 0 }).records) {
+        if (r.conn.flags & CONN_F_TEMPLATE) continue;
+        const k = connTuple(r.conn);
+        m.set(k, [...(m.get(k) ?? []), r.conn]);
+      }
+    }
+    return m;
+  };
+
+  test("each held TCP connection: once ESTABLISHED (its 3rd packet), then CLOSE_WAIT and TIME_WAIT as it closed", () => {
+    // client side: SYN (SYN_RECV), the handshake's ACK and the data (ESTABLISHED), FIN (CLOSE_WAIT),
+    // the last ACK (TIME_WAIT); the count of data packets does not matter below 53
+    for (const n of [3, 10, 40]) expect(simulate(6, [3, ...new Array(n).fill(1), 7, 5])).toEqual([1, 7, 5]);
+    let tcp = 0;
+    for (const [k, cs] of sequences()) {
+      if (cs[0].protocol !== 6) continue;
+      tcp++;
+      expect(`${k} ${cs.map((c) => c.state).join(",")}`).toBe(`${k} 1,7,5`);
+    }
+    expect(tcp).toBe(11);
+  });
+
+  test("each UDP flow of 3 datagrams: sent once, at the 3rd", () => {
+    expect(simulate(17, [0, 0, 0])).toEqual([0]);
+    expect(simulate(17, [0, 0])).toEqual([]);
+    let udp = 0;
+    for (const [k, cs] of sequences()) {
+      if (cs[0].protocol !== 17) continue;
+      udp++;
+      expect(`${k} ${cs.length}`).toBe(`${k} 1`);
+    }
+    expect(udp).toBeGreaterThan(80);
   });
 });
 
