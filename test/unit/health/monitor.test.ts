@@ -9,7 +9,8 @@ import { HealthMonitor, type HealthDeps } from "../../../src/health/monitor.ts";
 import type { CheckResult } from "../../../src/health/checkers.ts";
 import type { CheckerT } from "../../../src/health/spec.ts";
 import { modelToConfig } from "../../../src/control/batch.ts";
-import { ServiceList } from "../../../src/control/schemas.ts";
+import { DestSpec, ServiceList, ServiceSpec } from "../../../src/control/schemas.ts";
+import { Daemon } from "../../../src/control/daemon.ts";
 import { parseLogLine } from "../../../src/log.ts";
 import { startXvs, TOKEN, type Xvs } from "../cli/fixture.ts";
 
@@ -389,5 +390,34 @@ describe("the API", () => {
     const d = await call(b.x, "PATCH", `/v1/services/${SVC_ID}/dests/198.18.1.11:8080`, { checkers: null });
     expect(d.json.changes.map((c: { field: string }) => c.field)).toEqual(["checkers"]);
     expect(b.monitor.size).toBe(0);
+  });
+});
+
+describe("what is saved", () => {
+  test("every save is the configuration: a real server the checks took out is saved, at its configured weight, without the sorry server", async () => {
+    const clock = new FakeClock();
+    const down = new Set<string>();
+    let saved: ReturnType<typeof modelToConfig> | null = null;
+    const daemon = new Daemon(null, { save: (m) => { saved = modelToConfig(m); } });
+    daemon.health = new HealthMonitor(daemon, {
+      now: () => clock.now, setTimer: clock.setTimer, clearTimer: clock.clearTimer, random: () => 0.5,
+      run: async (_c, t) => (down.has(t.address) ? { ok: false, reason: "connect: ECONNREFUSED" } : { ok: true, reason: "ok" }),
+    });
+    const key = { protocol: "tcp" as const, address: "198.18.0.100", port: 80 };
+    await daemon.mutate((m) => {
+      m.addService(ServiceSpec.parse({ ...key, health: { delay_loop: 1, quorum: 3, sorry_server: { address: SORRY } } }));
+      m.addDest(key, DestSpec.parse({ address: A, weight: 2, checkers: [tcp({ retry: 0 })] }));
+      m.addDest(key, DestSpec.parse({ address: B, weight: 1, inhibit_on_failure: true, checkers: [tcp({ retry: 0 })] }));
+    });
+    await clock.advance(1000);
+    down.add(A);
+    down.add(B);
+    await clock.advance(1000);
+    // live: quorum lost, the sorry server, and the inhibited real server at weight 0
+    expect(daemon.model.services[0].dests.map((d) => [d.spec.address, d.spec.weight])).toEqual([[SORRY, 1], [B, 0]]);
+    const doc = saved as unknown as ReturnType<typeof modelToConfig>;
+    expect(doc.services[0].dests.map((d) => [d.address, d.weight]).sort()).toEqual([[A, 2], [B, 1]]);
+    expect(doc.services[0].dests.every((d) => d.checkers?.length === 1)).toBe(true);
+    daemon.health.stop();
   });
 });
