@@ -9,76 +9,68 @@
  *       {"mapId"} of the sink's counters; the program stays attached
  *   xdp-off --iface IF
  *       detach the interface's XDP program
- *   tcp-srv --port P
+ *   tcp-srv --port P [--addr A]
  *       answer every request with a short HTTP/1.0 response and close (server closes first)
- *   tcp-cli --hosts A[,B...] --port P --seconds S --concurrency C [--warmup S]
+ *   tcp-cli --hosts A[,B...] --port P --seconds S --concurrency C [--warmup S] [--timeout MS]
  *       new connection per request, round robin over the hosts: prints {"conns","errors","secs","cps"}
  *       (connections started in the first --warmup seconds are not counted)
- *   udp-echo --port P
+ *   udp-echo --port P [--addr A]
  *       echo every datagram
- *   udp-ping --host A --port P --count N
+ *   udp-ping --host A --port P --count N [--warm N] [--timeout MS]
  *       one datagram at a time, waits for the echo: prints RTT percentiles in microseconds
  *
  * Every mode takes --cpu N (pin the agent). Each agent prints one JSON line on stdout (servers
- * print "ready") and nothing else there.
+ * print "ready") and nothing else there. Arguments are checked by lab/agent-args.ts before a
+ * mode starts (as `xvs __lab`'s are): a bad one prints a line naming it and exits with code 2.
  */
 import { linkInfo } from "../ffi/netlink.ts";
 import { detachXdp, GenObject, pinCpu } from "../ffi/gen.ts";
 import { parseAddr } from "../wire/ipv4.ts";
+import { AMOUNT, type AgentMode, COUNT, mode, type ParsedOptions, PORT, runAgent, TEXT } from "../lab/agent-args.ts";
 import { buildFrame, parseMac } from "./frames.ts";
 
-interface Args {
-  [k: string]: string | undefined;
-}
+/** --cpu N, which every mode takes: pin the agent's main thread (threads it starts later inherit the mask). */
+const CPU = { cpu: { type: "number", integer: true, min: 0, max: 4095 } } as const;
+const REQUIRED = { type: "string", required: true } as const;
 
-function parseArgs(argv: string[]): Args {
-  const a: Args = {};
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i].startsWith("--")) a[argv[i].slice(2)] = argv[i + 1] !== undefined && !argv[i + 1].startsWith("--") ? argv[++i] : "1";
-  }
-  return a;
-}
-
-function need(a: Args, k: string): string {
-  const v = a[k];
-  if (v === undefined) throw new Error(`--${k} is required`);
-  return v;
-}
-
-function num(a: Args, k: string, d: number): number {
-  const v = a[k];
-  if (v === undefined) return d;
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new Error(`--${k}: '${v}' is not a number`);
-  return n;
-}
+/** Options of each mode (parsed and checked by lab/agent-args.ts before the mode starts). */
+const GEN = {
+  ...CPU, iface: REQUIRED, "dst-mac": REQUIRED, src: REQUIRED, dst: REQUIRED, sport: PORT, dport: PORT, size: COUNT, flows: COUNT,
+  "ports-per-addr": COUNT, seconds: AMOUNT, batch: { ...COUNT, min: 1 }, pps: AMOUNT,
+} as const;
+const XDP = { ...CPU, iface: REQUIRED, prog: { type: "string", choices: ["sink", "sink-tc", "pass"] }, port: PORT, "tun-port": PORT } as const;
+const XDP_OFF = { ...CPU, iface: REQUIRED } as const;
+const TCP_SRV = { ...CPU, addr: TEXT, port: PORT } as const;
+const TCP_CLI = { ...CPU, hosts: REQUIRED, port: PORT, seconds: AMOUNT, concurrency: { ...COUNT, min: 1 }, timeout: AMOUNT, warmup: AMOUNT } as const;
+const UDP_ECHO = { ...CPU, addr: TEXT, port: PORT } as const;
+const UDP_PING = { ...CPU, host: REQUIRED, port: PORT, count: COUNT, warm: COUNT, timeout: AMOUNT } as const;
 
 function out(v: unknown): void {
   process.stdout.write(JSON.stringify(v) + "\n");
 }
 
-async function gen(a: Args): Promise<number> {
-  const link = linkInfo(need(a, "iface"));
+async function gen(a: ParsedOptions<typeof GEN>): Promise<number> {
+  const link = linkInfo(a.iface);
   const obj = await GenObject.load();
   try {
-    const flows = Math.max(1, num(a, "flows", 1));
-    const portsPerAddr = Math.min(flows, num(a, "ports-per-addr", 50000));
-    const src = need(a, "src");
+    const flows = Math.max(1, a.flows ?? 1);
+    const portsPerAddr = Math.min(flows, a["ports-per-addr"] ?? 50000);
+    const src = a.src;
     const frame = buildFrame({
       srcMac: link.mac,
-      dstMac: parseMac(need(a, "dst-mac")),
+      dstMac: parseMac(a["dst-mac"]),
       src,
-      dst: need(a, "dst"),
-      sport: num(a, "sport", 10000),
-      dport: num(a, "dport", 9000),
-      size: num(a, "size", 64),
+      dst: a.dst,
+      sport: a.sport ?? 10000,
+      dport: a.dport ?? 9000,
+      size: a.size ?? 64,
     });
-    const flowCfg = { flows, portsPerAddr, portBase: num(a, "sport", 10000), addrBase: parseAddr(src)! };
-    const seconds = num(a, "seconds", 1);
-    const batch = num(a, "batch", 64);
+    const flowCfg = { flows, portsPerAddr, portBase: a.sport ?? 10000, addrBase: parseAddr(src)! };
+    const seconds = a.seconds ?? 1;
+    const batch = a.batch ?? 64;
     // --pps R: about R frames/s, evenly paced: the program sends one frame in N and drops the
     // rest (measure how many frames/s the kernel makes when dropping, then pick N)
-    const pps = num(a, "pps", 0);
+    const pps = a.pps ?? 0;
     let txEvery = 1;
     if (pps > 0) {
       obj.setTemplate(frame, { ...flowCfg, txEvery: 1 << 30 });
@@ -129,12 +121,12 @@ async function gen(a: Args): Promise<number> {
   }
 }
 
-async function xdp(a: Args): Promise<number> {
-  const name = need(a, "iface");
+async function xdp(a: ParsedOptions<typeof XDP>): Promise<number> {
+  const name = a.iface;
   const link = linkInfo(name);
   const obj = await GenObject.load();
   try {
-    obj.setSinkPorts(num(a, "port", 9000), num(a, "tun-port", 0));
+    obj.setSinkPorts(a.port ?? 9000, a["tun-port"] ?? 0);
     if (a.prog === "sink-tc") obj.attachTc(link.ifindex, name);
     else obj.attach(link.ifindex, name, a.prog === "pass" ? "xvs_pass" : "xvs_sink");
     out({ mapId: obj.mapId("sink_stats") });
@@ -144,18 +136,18 @@ async function xdp(a: Args): Promise<number> {
   }
 }
 
-function xdpOff(a: Args): number {
-  detachXdp(linkInfo(need(a, "iface")).ifindex);
+function xdpOff(a: ParsedOptions<typeof XDP_OFF>): number {
+  detachXdp(linkInfo(a.iface).ifindex);
   out({ ok: true });
   return 0;
 }
 
 const RESPONSE = "HTTP/1.0 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n";
 
-async function tcpSrv(a: Args): Promise<number> {
+async function tcpSrv(a: ParsedOptions<typeof TCP_SRV>): Promise<number> {
   Bun.listen({
     hostname: a.addr ?? "0.0.0.0",
-    port: num(a, "port", 80),
+    port: a.port ?? 80,
     socket: {
       data(s) {
         s.end(RESPONSE);
@@ -168,13 +160,13 @@ async function tcpSrv(a: Args): Promise<number> {
   return 0;
 }
 
-async function tcpCli(a: Args): Promise<number> {
-  const hosts = need(a, "hosts").split(",");
-  const port = num(a, "port", 80);
-  const seconds = num(a, "seconds", 2);
-  const conc = num(a, "concurrency", 16);
-  const timeoutMs = num(a, "timeout", 3000);
-  const warmup = num(a, "warmup", 0);
+async function tcpCli(a: ParsedOptions<typeof TCP_CLI>): Promise<number> {
+  const hosts = a.hosts.split(",");
+  const port = a.port ?? 80;
+  const seconds = a.seconds ?? 2;
+  const conc = a.concurrency ?? 16;
+  const timeoutMs = a.timeout ?? 3000;
+  const warmup = a.warmup ?? 0;
   let conns = 0, errors = 0, next = 0;
   const firstErrors: string[] = [];
   // connections started during the warm-up are made but not counted
@@ -231,10 +223,10 @@ async function tcpCli(a: Args): Promise<number> {
   return 0;
 }
 
-async function udpEcho(a: Args): Promise<number> {
+async function udpEcho(a: ParsedOptions<typeof UDP_ECHO>): Promise<number> {
   await Bun.udpSocket({
     hostname: a.addr ?? "0.0.0.0",
-    port: num(a, "port", 9001),
+    port: a.port ?? 9001,
     socket: {
       data(sock, buf, port, addr) {
         sock.send(buf, port, addr);
@@ -246,9 +238,9 @@ async function udpEcho(a: Args): Promise<number> {
   return 0;
 }
 
-async function udpPing(a: Args): Promise<number> {
-  const host = need(a, "host"), port = num(a, "port", 9001), count = num(a, "count", 1000), warm = num(a, "warm", 50);
-  const timeoutMs = num(a, "timeout", 200);
+async function udpPing(a: ParsedOptions<typeof UDP_PING>): Promise<number> {
+  const host = a.host, port = a.port ?? 9001, count = a.count ?? 1000, warm = a.warm ?? 50;
+  const timeoutMs = a.timeout ?? 200;
   const rtts: number[] = [];
   let lost = 0, warmLost = 0;
   let waiting: ((t: number) => void) | null = null;
@@ -296,22 +288,29 @@ async function udpPing(a: Args): Promise<number> {
   return 0;
 }
 
-/** Run a bench agent; `argv` starts with the mode. */
-export async function runBenchAgent(argv: string[]): Promise<number> {
-  const [mode, ...rest] = argv;
-  const a = parseArgs(rest);
-  // --cpu N: pin this agent's main thread (threads it starts later inherit the mask)
-  if (a.cpu !== undefined) pinCpu(num(a, "cpu", 0));
-  switch (mode) {
-    case "gen": return gen(a);
-    case "xdp": return xdp(a);
-    case "xdp-off": return xdpOff(a);
-    case "tcp-srv": return tcpSrv(a);
-    case "tcp-cli": return tcpCli(a);
-    case "udp-echo": return udpEcho(a);
-    case "udp-ping": return udpPing(a);
-    default:
-      process.stderr.write(`xvs __bench: unknown mode ${mode}\n`);
-      return 2;
-  }
+/** A mode that first pins itself to --cpu when given. */
+function pinned<const S extends typeof CPU>(options: S, run: (a: ParsedOptions<S>) => Promise<number> | number): AgentMode {
+  return mode(options, (a) => {
+    const { cpu } = a as ParsedOptions<typeof CPU>;
+    if (cpu !== undefined) pinCpu(cpu);
+    return run(a);
+  });
+}
+
+const MODES = {
+  gen: pinned(GEN, gen),
+  xdp: pinned(XDP, xdp),
+  "xdp-off": pinned(XDP_OFF, xdpOff),
+  "tcp-srv": pinned(TCP_SRV, tcpSrv),
+  "tcp-cli": pinned(TCP_CLI, tcpCli),
+  "udp-echo": pinned(UDP_ECHO, udpEcho),
+  "udp-ping": pinned(UDP_PING, udpPing),
+};
+
+/**
+ * Run a bench agent; `argv` starts with the mode. A bad mode or argument: one line on stderr
+ * naming it, exit code 2.
+ */
+export function runBenchAgent(argv: string[], err?: (s: string) => void): Promise<number> {
+  return runAgent("__bench", MODES, argv, err);
 }

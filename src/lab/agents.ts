@@ -5,39 +5,40 @@
  *       real server: HTTP answers "N <path>\n" (and /bytes/K with K bytes), the TCP line
  *       server answers each line with "N <line>\n", UDP echoes "N <payload>"; prints "ready".
  *   http-get --host H --port P --count N [--concurrency C] [--path /p] [--sources A,B,...]
+ *            [--timeout MS] [--bodies]
  *       N HTTP/1.0 requests, one new TCP connection each (from the --sources addresses in
  *       turn); prints a JSON summary.
  *   tcp-hold --host H --port P
  *       one long-lived connection: each stdin line is sent, each reply line printed.
- *   udp-ask --host H --port P --count N [--size B]
+ *   udp-ask --host H --port P --count N [--size B] [--timeout MS]
  *       N datagrams (padded to B bytes), each from a new socket on a source port not used
  *       before in this run; prints a JSON summary.
+ *   tcp-chat, http-loop: see their functions below.
+ *
+ * Arguments are checked by agent-args.ts before a mode starts (as `xvs __bench`'s are): a bad
+ * one prints a line naming it and exits with code 2.
  */
 import { createConnection } from "node:net";
+import { AMOUNT, COUNT, FLAG, mode, type ParsedOptions, PORT, runAgent, TEXT } from "./agent-args.ts";
 
-interface Args {
-  [k: string]: string | undefined;
-}
+/** Options of each mode (parsed and checked by agent-args.ts before the mode starts). */
+const SERVE = { name: TEXT, addr: TEXT, http: PORT, tcp: PORT, udp: PORT } as const;
+const HTTP_GET = {
+  host: { type: "string", required: true }, port: PORT, count: COUNT, concurrency: { ...COUNT, min: 1 }, path: TEXT, sources: TEXT,
+  timeout: AMOUNT, bodies: FLAG,
+} as const;
+const TCP_HOLD = { host: { type: "string", required: true }, port: PORT } as const;
+const UDP_ASK = { host: { type: "string", required: true }, port: PORT, count: COUNT, timeout: AMOUNT, size: COUNT } as const;
+const TCP_CHAT = { host: { type: "string", required: true }, port: PORT, conns: COUNT, seconds: AMOUNT, interval: AMOUNT } as const;
+const HTTP_LOOP = { host: { type: "string", required: true }, port: PORT, seconds: AMOUNT, concurrency: { ...COUNT, min: 1 }, timeout: AMOUNT } as const;
 
-function parseArgs(argv: string[]): Args {
-  const a: Args = {};
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i].startsWith("--")) a[argv[i].slice(2)] = argv[i + 1]?.startsWith("--") === false ? argv[++i] : "1";
-  }
-  return a;
-}
-
-function num(a: Args, k: string, d: number): number {
-  return a[k] !== undefined ? Number(a[k]) : d;
-}
-
-async function serve(a: Args): Promise<number> {
+async function serve(a: ParsedOptions<typeof SERVE>): Promise<number> {
   const name = a.name ?? "rs";
   const hostname = a.addr ?? "0.0.0.0";
-  if (a.http) {
+  if (a.http !== undefined) {
     Bun.serve({
       hostname,
-      port: Number(a.http),
+      port: a.http,
       fetch(req) {
         const path = new URL(req.url).pathname;
         const m = /^\/bytes\/(\d+)$/.exec(path);
@@ -46,10 +47,10 @@ async function serve(a: Args): Promise<number> {
       },
     });
   }
-  if (a.tcp) {
+  if (a.tcp !== undefined) {
     Bun.listen<{ buf: string }>({
       hostname,
-      port: Number(a.tcp),
+      port: a.tcp,
       socket: {
         open(s) {
           s.data = { buf: "" };
@@ -66,10 +67,10 @@ async function serve(a: Args): Promise<number> {
       },
     });
   }
-  if (a.udp) {
+  if (a.udp !== undefined) {
     await Bun.udpSocket({
       hostname,
-      port: Number(a.udp),
+      port: a.udp,
       socket: {
         data(sock, buf, port, addr) {
           sock.send(`${name} ${buf.toString()}`, port, addr);
@@ -114,8 +115,8 @@ function httpOnce(host: string, port: number, path: string, timeoutMs: number, l
   });
 }
 
-async function httpGet(a: Args): Promise<number> {
-  const host = a.host!, port = num(a, "port", 80), count = num(a, "count", 1), conc = num(a, "concurrency", 1);
+async function httpGet(a: ParsedOptions<typeof HTTP_GET>): Promise<number> {
+  const host = a.host, port = a.port ?? 80, count = a.count ?? 1, conc = a.concurrency ?? 1, timeout = a.timeout ?? 5000;
   const path = a.path ?? "/";
   const sources = a.sources ? a.sources.split(",") : [];
   const byServer: Record<string, number> = {};
@@ -125,7 +126,7 @@ async function httpGet(a: Args): Promise<number> {
   const worker = async () => {
     while (next < count) {
       const i = next++;
-      const r = await httpOnce(host, port, path, num(a, "timeout", 5000), sources.length ? sources[i % sources.length] : undefined);
+      const r = await httpOnce(host, port, path, timeout, sources.length ? sources[i % sources.length] : undefined);
       if (r.ok) {
         const name = r.body.split(" ")[0];
         byServer[name] = (byServer[name] ?? 0) + 1;
@@ -138,8 +139,8 @@ async function httpGet(a: Args): Promise<number> {
   return 0;
 }
 
-async function tcpHold(a: Args): Promise<number> {
-  const host = a.host!, port = num(a, "port", 7);
+async function tcpHold(a: ParsedOptions<typeof TCP_HOLD>): Promise<number> {
+  const host = a.host, port = a.port ?? 7;
   let buf = "";
   const sock = await Bun.connect({
     hostname: host,
@@ -176,10 +177,10 @@ function openUdp(onData: (buf: Buffer, rport: number, raddr: string) => void) {
   });
 }
 
-async function udpAsk(a: Args): Promise<number> {
-  const host = a.host!, port = num(a, "port", 9000), count = num(a, "count", 1), timeoutMs = num(a, "timeout", 2000);
+async function udpAsk(a: ParsedOptions<typeof UDP_ASK>): Promise<number> {
+  const host = a.host, port = a.port ?? 9000, count = a.count ?? 1, timeoutMs = a.timeout ?? 2000;
   // --size past the MTU makes both the question and the echoed answer travel as IP fragments
-  const size = num(a, "size", 0);
+  const size = a.size ?? 0;
   const byServer: Record<string, number> = {};
   let ok = 0, failed = 0;
   // every datagram from a source port of its own: a port the kernel hands out again would
@@ -221,8 +222,8 @@ async function udpAsk(a: Args): Promise<number> {
  * reply comes back, complete and in order. Prints a JSON summary (the flood tests: established
  * connections keep exchanging data without loss during a flood).
  */
-async function tcpChat(a: Args): Promise<number> {
-  const host = a.host!, port = num(a, "port", 7000), n = num(a, "conns", 100), secs = num(a, "seconds", 10), interval = num(a, "interval", 100);
+async function tcpChat(a: ParsedOptions<typeof TCP_CHAT>): Promise<number> {
+  const host = a.host, port = a.port ?? 7000, n = a.conns ?? 100, secs = a.seconds ?? 10, interval = a.interval ?? 100;
   const s = { conns: 0, sent: 0, received: 0, outOfOrder: 0, closed: 0, errors: [] as string[], maxRttMs: 0, byServer: {} as Record<string, number> };
   interface Chat { id: number; sock: { write(t: string): unknown; end(): unknown }; next: number; expect: number; sentAt: number[]; buf: string }
   const socks: Chat[] = [];
@@ -275,8 +276,8 @@ async function tcpChat(a: Args): Promise<number> {
  * http-loop --host H --port P --seconds S [--concurrency C] [--timeout MS]: new HTTP connections
  * back to back for S seconds; prints one JSON line per request: {t (ms since start), ok, ms}.
  */
-async function httpLoop(a: Args): Promise<number> {
-  const host = a.host!, port = num(a, "port", 80), secs = num(a, "seconds", 10), conc = num(a, "concurrency", 2), timeout = num(a, "timeout", 500);
+async function httpLoop(a: ParsedOptions<typeof HTTP_LOOP>): Promise<number> {
+  const host = a.host, port = a.port ?? 80, secs = a.seconds ?? 10, conc = a.concurrency ?? 2, timeout = a.timeout ?? 500;
   const t0 = Date.now(), end = t0 + secs * 1000;
   await Promise.all(Array.from({ length: conc }, async () => {
     while (Date.now() < end) {
@@ -289,19 +290,19 @@ async function httpLoop(a: Args): Promise<number> {
   return 0;
 }
 
-/** Run a lab agent; `argv` starts with the mode. */
-export async function runLabAgent(argv: string[]): Promise<number> {
-  const [mode, ...rest] = argv;
-  const a = parseArgs(rest);
-  switch (mode) {
-    case "serve": return serve(a);
-    case "http-get": return httpGet(a);
-    case "tcp-hold": return tcpHold(a);
-    case "udp-ask": return udpAsk(a);
-    case "tcp-chat": return tcpChat(a);
-    case "http-loop": return httpLoop(a);
-    default:
-      process.stderr.write(`xvs __lab: unknown mode ${mode}\n`);
-      return 2;
-  }
+const MODES = {
+  serve: mode(SERVE, serve),
+  "http-get": mode(HTTP_GET, httpGet),
+  "tcp-hold": mode(TCP_HOLD, tcpHold),
+  "udp-ask": mode(UDP_ASK, udpAsk),
+  "tcp-chat": mode(TCP_CHAT, tcpChat),
+  "http-loop": mode(HTTP_LOOP, httpLoop),
+};
+
+/**
+ * Run a lab agent; `argv` starts with the mode. A bad mode or argument: one line on stderr
+ * naming it, exit code 2.
+ */
+export function runLabAgent(argv: string[], err?: (s: string) => void): Promise<number> {
+  return runAgent("__lab", MODES, argv, err);
 }
