@@ -68,7 +68,9 @@ export class HeldConnection {
   static async open(lab: Lab, host: string, target: string, port: number): Promise<HeldConnection> {
     const p = lab.spawn(host, [...selfCommand(), "__lab", "tcp-hold", "--host", target, "--port", String(port)], { stdin: "pipe" });
     const c = new HeldConnection(p);
-    expect(await c.line()).toBe("connected");
+    // "connected" comes after the agent process has started (bun loading the source tree, ~0.25 s
+    // of CPU each): tests open 30 at once on 2 cores, so this wait covers start-up, not the network
+    expect(await c.line(30_000)).toBe("connected");
     return c;
   }
   async line(timeoutMs = 5000): Promise<string> {
