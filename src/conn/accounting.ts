@@ -23,7 +23,7 @@ import { S_ESTABLISHED, TCP_STATE_ACTIVE } from "./state.ts";
  * keep it without an upper threshold. This is the rule of the 6.1 oracle kernel (Debian
  * 6.1.0-56, which carries "ipvs: properly update the overload flag on dest edit"): editing
  * the thresholds re-evaluates the flag at once, so `-e -x 1` on a busy dest overloads it
- * before any new connection (observed: test/fixtures/ipvs-oracle, scenario sh-changes). The
+ * before any new connection (observed: test/kernel/oracle, scenario sh-changes). The
  * older rule (set only when a connection binds; -e clears it only when u grows or becomes 0)
  * gives the same results in every other case.
  */

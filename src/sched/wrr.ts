@@ -6,7 +6,7 @@
  * the list head and adjusts cw: cw = mw when cw > mw or cw == 0, else cw rounded down to a
  * multiple of di, plus 1. That adjustment is why the first cycle after the dests are added one
  * by one differs from a fresh start (checklist 20-21: the guest's sequences are in
- * test/fixtures/ipvs-oracle). The kernel runs it once per change, so the worker replays every
+ * test/kernel/oracle). The kernel runs it once per change, so the worker replays every
  * change it has not seen from the service's change log (config/model.ts destChanges), which
  * config/compile.ts stores as this scheduler's table: [count, (epoch, gcd, max weight, bind) *
  * count].

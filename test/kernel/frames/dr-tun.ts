@@ -1,5 +1,5 @@
 // Frames captured from kernel IPVS (Debian 6.1.0-56 kernel, ipvsadm 1.31) in the ipvs-vm guest
-// (../shared/tools/ipvs-vm) by capture/golden-guest.sh, extracted by capture/extract.ts. Director lb:
+// (tools: IPVSVM_TOOLS) by record-dr-tun.sh, extracted by extract-dr-tun.ts. Director lb:
 // c0 02:00:00:00:01:01 198.18.1.1 / 2001:db8:1::1 (client side), s0 02:00:00:00:02:01 198.18.2.1 /
 // 2001:db8:2::1 (real server side); client 02:00:00:00:01:02 198.18.1.2 / 2001:db8:1::2; real server
 // 02:00:00:00:02:0b 198.18.2.11 / 2001:db8:2::11; VIP 198.18.0.100 / 2001:db8:100::100, UDP :9000,

@@ -1,16 +1,16 @@
 /**
- * Turn the pcap files golden-guest.sh wrote into kernel-frames.ts (stdout): for each case, the
+ * Turn the pcap files record-dr-tun.sh wrote into dr-tun.ts (stdout): for each case, the
  * client's UDP frames that reached the director and the frames the director sent to the real
  * server, in order; and the PMTU case's request with the ICMP answer.
  *
- *   bun test/unit/xmit/capture/extract.ts DIR > test/unit/xmit/kernel-frames.ts
+ *   bun test/kernel/frames/extract-dr-tun.ts DIR > test/kernel/frames/dr-tun.ts
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { readPcap } from "../../../integration/helpers.ts";
+import { readPcap } from "../../integration/helpers.ts";
 
 const dir = process.argv[2];
-if (!dir) throw new Error("usage: bun extract.ts DIR-with-pcaps");
+if (!dir) throw new Error("usage: bun extract-dr-tun.ts DIR-with-pcaps");
 const hex = (f: Uint8Array) => Buffer.from(f).toString("hex");
 const mac = (f: Uint8Array, off: number) => hex(f.subarray(off, off + 6));
 const read = (name: string) => readPcap(new Uint8Array(readFileSync(join(dir, `${name}.pcap`))));
@@ -22,7 +22,7 @@ const directorOut = (f: Uint8Array) => mac(f, 0) === "02000000020b" && mac(f, 6)
 const CASES = ["dr", "ipip", "gue-nocsum", "gue-csum", "gue-remcsum", "gre-nocsum", "gre-csum", "ipip-v6rs", "gue-v6rs", "v6-ipip-v6rs", "v6-gre-v6rs", "v6-ipip-v4rs", "v6-dr"];
 const out: string[] = [
   "// Frames captured from kernel IPVS (Debian 6.1.0-56 kernel, ipvsadm 1.31) in the ipvs-vm guest",
-  "// (../shared/tools/ipvs-vm) by capture/golden-guest.sh, extracted by capture/extract.ts. Director lb:",
+  "// (tools: IPVSVM_TOOLS) by record-dr-tun.sh, extracted by extract-dr-tun.ts. Director lb:",
   "// c0 02:00:00:00:01:01 198.18.1.1 / 2001:db8:1::1 (client side), s0 02:00:00:00:02:01 198.18.2.1 /",
   "// 2001:db8:2::1 (real server side); client 02:00:00:00:01:02 198.18.1.2 / 2001:db8:1::2; real server",
   "// 02:00:00:00:02:0b 198.18.2.11 / 2001:db8:2::11; VIP 198.18.0.100 / 2001:db8:100::100, UDP :9000,",

@@ -1,9 +1,9 @@
 /**
- * Turn the pcap files nat-guest.sh wrote into kernel-nat-frames.ts (stdout): for each case, every
+ * Turn the pcap files record-nat.sh wrote into nat.ts (stdout): for each case, every
  * TCP/UDP frame that reached the director (from the client on c0, from the real server on s0) with
  * the frame the director sent for it, in the order the director received them.
  *
- *   bun test/unit/xmit/capture/extract-nat.ts DIR > test/unit/xmit/kernel-nat-frames.ts
+ *   bun test/kernel/frames/extract-nat.ts DIR > test/kernel/frames/nat.ts
  *
  * Pairs are made per direction in order (IPVS neither drops nor reorders these), and the case fails
  * loudly when a direction's counts differ.
@@ -38,8 +38,8 @@ const CLIENT = "020000000102", C0 = "020000000101", S0 = "020000000201", RS = "0
 const CASES = ["tcp-opts", "tcp6-opts", "tcp-noopts", "tcp6-noopts", "udp", "udp6"];
 const out: string[] = [
   `// NAT frames captured from kernel IPVS (Debian ${version} kernel, ipvsadm 1.31) in the ipvs-vm guest`,
-  "// (../shared/tools/ipvs-vm) by capture/nat-guest.sh, extracted by capture/extract-nat.ts. Director lb as in",
-  "// kernel-frames.ts (c0 02:00:00:00:01:01, s0 02:00:00:00:02:01; client 02:00:00:00:01:02 198.18.1.2 /",
+  "// (tools: IPVSVM_TOOLS) by record-nat.sh, extracted by extract-nat.ts. Director lb as in",
+  "// dr-tun.ts (c0 02:00:00:00:01:01, s0 02:00:00:00:02:01; client 02:00:00:00:01:02 198.18.1.2 /",
   "// 2001:db8:1::2; real server 02:00:00:00:02:0b 198.18.2.11 / 2001:db8:2::11, routed through lb), ipvsadm -m:",
   "// TCP VIP:80 -> RS:8080, UDP VIP:9000 -> RS:9001, VIP 198.18.0.100 / 2001:db8:100::100. One TCP connection",
   "// (TCP timestamps, SACK and window scaling on in both stacks, or all off: then only the SYNs carry an",

@@ -1,6 +1,6 @@
 // NAT frames captured from kernel IPVS (Debian 6.1.0-57-amd64 kernel, ipvsadm 1.31) in the ipvs-vm guest
-// (../shared/tools/ipvs-vm) by capture/nat-guest.sh, extracted by capture/extract-nat.ts. Director lb as in
-// kernel-frames.ts (c0 02:00:00:00:01:01, s0 02:00:00:00:02:01; client 02:00:00:00:01:02 198.18.1.2 /
+// (tools: IPVSVM_TOOLS) by record-nat.sh, extracted by extract-nat.ts. Director lb as in
+// dr-tun.ts (c0 02:00:00:00:01:01, s0 02:00:00:00:02:01; client 02:00:00:00:01:02 198.18.1.2 /
 // 2001:db8:1::2; real server 02:00:00:00:02:0b 198.18.2.11 / 2001:db8:2::11, routed through lb), ipvsadm -m:
 // TCP VIP:80 -> RS:8080, UDP VIP:9000 -> RS:9001, VIP 198.18.0.100 / 2001:db8:100::100. One TCP connection
 // (TCP timestamps, SACK and window scaling on in both stacks, or all off: then only the SYNs carry an

@@ -1,9 +1,9 @@
 #!/bin/bash
 # Capture the frames kernel IPVS emits for DR and TUN (ipip/gue/gre), for xvs golden tests
-# (test/unit/xmit/kernel-frames.ts). Runs inside the ipvs-vm guest (../shared/tools/ipvs-vm):
-#   cp test/unit/xmit/capture/golden-guest.sh "$IPVSVM_CACHE/share/"
-#   IPVSVM_CACHE=... ../shared/tools/ipvs-vm/boot.sh --run 'bash /mnt/share/golden-guest.sh'
-#   bun test/unit/xmit/capture/extract.ts "$IPVSVM_CACHE/share/out/golden" > test/unit/xmit/kernel-frames.ts
+# (test/kernel/frames/dr-tun.ts). Runs inside the ipvs-vm guest (its tools: IPVSVM_TOOLS, bench/README.md):
+#   cp test/kernel/frames/record-dr-tun.sh "$IPVSVM_CACHE/share/"
+#   IPVSVM_CACHE=... "$IPVSVM_TOOLS/boot.sh" --run 'bash /mnt/share/record-dr-tun.sh'
+#   bun test/kernel/frames/extract-dr-tun.ts "$IPVSVM_CACHE/share/out/golden" > test/kernel/frames/dr-tun.ts
 # Namespaces cl -- lb (IPVS) -- rs on one segment, fixed MACs; the client sends UDP datagrams with
 # chosen TOS/ECN and DF (python3 in the guest), tcpdump writes what lb received and sent.
 set -u

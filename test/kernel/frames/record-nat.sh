@@ -1,11 +1,11 @@
 #!/bin/bash
 # Capture the frames kernel IPVS emits for NAT (masquerading), both directions, TCP (with and without
-# TCP options) and UDP, IPv4 and IPv6, for xvs golden tests (test/unit/xmit/kernel-nat-frames.ts).
-# Runs inside the ipvs-vm guest (../shared/tools/ipvs-vm), like golden-guest.sh:
-#   cp test/unit/xmit/capture/nat-guest.sh "$IPVSVM_CACHE/share/"
-#   IPVSVM_CACHE=... ../shared/tools/ipvs-vm/boot.sh --run 'bash /mnt/share/nat-guest.sh'
-#   bun test/unit/xmit/capture/extract-nat.ts "$IPVSVM_CACHE/share/out/nat" > test/unit/xmit/kernel-nat-frames.ts
-# Namespaces cl -- lb (IPVS) -- rs, the same addresses and MACs as golden-guest.sh; the real server
+# TCP options) and UDP, IPv4 and IPv6, for xvs golden tests (test/kernel/frames/nat.ts).
+# Runs inside the ipvs-vm guest (its tools: IPVSVM_TOOLS, bench/README.md), like record-dr-tun.sh:
+#   cp test/kernel/frames/record-nat.sh "$IPVSVM_CACHE/share/"
+#   IPVSVM_CACHE=... "$IPVSVM_TOOLS/boot.sh" --run 'bash /mnt/share/record-nat.sh'
+#   bun test/kernel/frames/extract-nat.ts "$IPVSVM_CACHE/share/out/nat" > test/kernel/frames/nat.ts
+# Namespaces cl -- lb (IPVS) -- rs, the same addresses and MACs as record-dr-tun.sh; the real server
 # routes through lb. Services: TCP VIP:80 -> RS:8080 and UDP VIP:9000 -> RS:9001 (-m), so that
 # ports are rewritten too. tcpdump on lb's c0 and s0 writes every frame of each case.
 set -u

@@ -1,12 +1,13 @@
 #!/bin/bash
 # Re-capture transcripts.json from real kernel IPVS (ipvs-vm guest: Debian 6.1 kernel, ipvsadm 1.31).
-#   IPVSVM_CACHE=/root/.cache/ipvs-vm-a test/golden/cli/capture.sh [SEQUENCE...]
-# Needs ../shared/tools/ipvs-vm/prepare.sh to have run with the same IPVSVM_CACHE. Takes a few
-# minutes (software emulation). Writes transcripts.json and etc-hosts (the guest's) beside this file; etc-services (Debian
-# netbase, installed into the guest, which lacks it) is an input.
+#   IPVSVM_TOOLS=DIR IPVSVM_CACHE=/root/.cache/ipvs-vm-a test/kernel/ipvsadm/capture.sh [SEQUENCE...]
+# Needs the ipvs-vm guest tools (IPVSVM_TOOLS: prepare.sh, boot.sh; bench/README.md), their
+# prepare.sh run with the same IPVSVM_CACHE. Takes a few minutes (software emulation). Writes
+# transcripts.json and etc-hosts (the guest's) beside this file; etc-services (Debian netbase,
+# installed into the guest, which lacks it) is an input.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-VM=${IPVSVM_DIR:-$(cd "$HERE/../../../../shared/tools/ipvs-vm" && pwd)}
+VM=${IPVSVM_TOOLS:?set IPVSVM_TOOLS to the ipvs-vm guest tools directory (prepare.sh, boot.sh; bench/README.md)}
 CACHE=${IPVSVM_CACHE:?set IPVSVM_CACHE to your own ipvs-vm cache}
 mkdir -p "$CACHE/share/golden"
 cp "$HERE/capture.py" "$HERE/sequences.txt" "$HERE/etc-services" "$CACHE/share/golden/"

@@ -16,7 +16,7 @@ import type { Model } from "../../../src/config/model.ts";
 import type { Tables } from "../../../src/service/tables.ts";
 import { Counters } from "../../../src/stats/counters.ts";
 
-export const GOLDEN_DIR = join(import.meta.dir, "../../golden/cli");
+export const GOLDEN_DIR = join(import.meta.dir, "../../kernel/ipvsadm");
 export const TOKEN = "golden-test-token-0123456789";
 /** The daemon's clock in these tests, ms (the table clock then reads NOW_MS / 10 ticks). */
 export const NOW_MS = 10_000_000;

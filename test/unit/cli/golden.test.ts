@@ -1,5 +1,5 @@
 /**
- * Golden tests: every sequence of test/golden/cli/sequences.txt was run against real kernel
+ * Golden tests: every sequence of test/kernel/ipvsadm/sequences.txt was run against real kernel
  * IPVS with ipvsadm 1.31 (Debian 6.1 kernel in the ipvs-vm guest; see README.md there) and its
  * stdout, stderr and exit code recorded in transcripts.json. Here the same command lines run
  * through runAdm against an in-process xvs daemon and must give the same bytes, trailing spaces

@@ -5,7 +5,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { SchedBench } from "./helpers.ts";
-import { client } from "../../fixtures/ipvs-oracle/scenarios.ts";
+import { client } from "../../kernel/oracle/scenarios.ts";
 import { MH_TAB_SIZE } from "../../../src/sched/mh.ts";
 import { SH_TAB_SIZE, shHashkey } from "../../../src/sched/sh.ts";
 import { SVC_TABLE_N, SVC_TABLE_OFF, SVC_WORDS } from "../../../src/service/tables.ts";

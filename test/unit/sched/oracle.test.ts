@@ -1,5 +1,5 @@
 /**
- * Kernel-exact means observed: every scenario of test/fixtures/ipvs-oracle/scenarios.ts was run
+ * Kernel-exact means observed: every scenario of test/kernel/oracle/scenarios.ts was run
  * through real kernel IPVS (observations.json: kernel, ipvsadm and date in its provenance; made
  * by run-oracle.sh), and is replayed here through the xvs fast path. Step by step, the same
  * real server must get each packet (or the same answer must go to the client), and at every
@@ -16,12 +16,12 @@
  * - twos exists from Linux 6.3; the 6.1 guest refuses `-s twos`, xvs accepts it;
  * - fwmark services: an XDP frame carries no mark, so the replay hands marked packets to the
  *   scheduling code directly (replay.ts markedService).
- * ipvsadm's own option parsing is the CLI's business (test/golden/cli); here only the
+ * ipvsadm's own option parsing is the CLI's business (test/kernel/ipvsadm); here only the
  * accept/refuse decision of each bad-input line is compared.
  */
 import { describe, expect, test } from "bun:test";
-import observations from "../../fixtures/ipvs-oracle/observations.json";
-import { SCENARIOS } from "../../fixtures/ipvs-oracle/scenarios.ts";
+import observations from "../../kernel/oracle/observations.json";
+import { SCENARIOS } from "../../kernel/oracle/scenarios.ts";
 import { guestSnap, replay, type AdmObs, type PacketObs, type SnapObs } from "./replay.ts";
 
 type GuestObs = { out?: string[]; rx?: string[]; rc?: number; err?: string; ln?: string; persist?: string; conns?: string[] };
@@ -31,7 +31,7 @@ describe("kernel IPVS oracle (Debian 6.1 guest) replayed through the xvs fast pa
   for (const sc of SCENARIOS) {
     test(`${sc.name}: same real server for every packet, same counts and connection table at every snapshot`, () => {
       const g = guest[sc.name];
-      expect(g, `no observation for ${sc.name}: run test/fixtures/ipvs-oracle/run-oracle.sh`).toBeDefined();
+      expect(g, `no observation for ${sc.name}: run test/kernel/oracle/run-oracle.sh`).toBeDefined();
       const { obs } = replay(sc);
       sc.steps.forEach((st, i) => {
         const want = g.obs[i], got = obs[i];

@@ -1,5 +1,5 @@
 /**
- * Replays an oracle scenario (test/fixtures/ipvs-oracle/scenarios.ts) through the xvs fast path
+ * Replays an oracle scenario (test/kernel/oracle/scenarios.ts) through the xvs fast path
  * in process: ipvsadm command lines become Model operations (a small parser for the options the
  * scenarios use), packets become frames through test/util/harness.ts, and every step yields an
  * observation in the guest runner's vocabulary, so the two can be compared step by step.
@@ -21,7 +21,7 @@ import {
 } from "../../../src/conn/table.ts";
 import { TCP_STATE_NAMES } from "../../../src/conn/state.ts";
 import { addrText } from "../../../src/wire/ipv4.ts";
-import type { Pkt, Scenario, Step } from "../../fixtures/ipvs-oracle/scenarios.ts";
+import type { Pkt, Scenario, Step } from "../../kernel/oracle/scenarios.ts";
 
 /** What left the director for a packet (guest vocabulary), plus xvs's drop counters that moved. */
 export interface PacketObs { out: string[]; rx: string[]; drops?: string[] }

@@ -1,7 +1,7 @@
 /**
  * Bad input for schedulers, weights, thresholds and persistence, as the schemas (shared by the
  * API, the CLI and config files) refuse it. What the 6.1 guest answered for each is recorded in
- * test/fixtures/ipvs-oracle (scenario bad-input): the guest accepts weight 65536 and anything
+ * test/kernel/oracle (scenario bad-input): the guest accepts weight 65536 and anything
  * up to INT_MAX, refuses l > u (also with u = 0) with ERANGE ("Numerical result out of range";
  * the CLI maps THRESHOLD_ORDER_MESSAGE to it), and refuses -p 0 and -p above 31 days. twos is
  * newer than the guest's kernel; xvs has it.
@@ -10,7 +10,7 @@ import { describe, expect, test } from "bun:test";
 import { DestSpec, MAX_WEIGHT, ServiceSpec, THRESHOLD_ORDER_MESSAGE } from "../../../src/control/schemas.ts";
 import { SCHEDULER_BY_ID, schedulerByName } from "../../../src/sched/registry.ts";
 import { SCHEDULERS } from "../../../src/control/schemas.ts";
-import observations from "../../fixtures/ipvs-oracle/observations.json";
+import observations from "../../kernel/oracle/observations.json";
 
 const svc = (o: Record<string, unknown>) => ServiceSpec.safeParse({ protocol: "tcp", address: "198.18.0.100", port: 80, ...o });
 const dst = (o: Record<string, unknown>) => DestSpec.safeParse({ address: "198.18.17.2", ...o });

@@ -1,6 +1,6 @@
 /**
  * The in-process fast path (test/util/harness.ts) laid out like the director of the kernel
- * captures in kernel-frames.ts: port 0 = client side (c0, 02:00:00:00:01:01; the client
+ * captures in test/kernel/frames/dr-tun.ts: port 0 = client side (c0, 02:00:00:00:01:01; the client
  * 02:00:00:00:01:02 is the next hop of every client route), port 1 = server side (s0,
  * 02:00:00:00:02:01). Each real server gets a next hop with its own MAC (default
  * 02:00:00:00:02:0b), route MTU and tunnel source address, settable per address in `rs` before

@@ -1,6 +1,6 @@
 /**
  * xvs against kernel IPVS, byte for byte: the client frames kernel IPVS received in the ipvs-vm
- * guest (kernel-frames.ts, with provenance) go through the xvs fast path set up like that
+ * guest (test/kernel/frames/dr-tun.ts, with provenance) go through the xvs fast path set up like that
  * director, and what leaves must equal what the kernel sent, outer and inner headers, checksums
  * included. Two fields are the kernel's own random choices and legitimately differ: the outer
  * IPv4 ID of a packet without DF (__ip_select_ident: a hashed, randomly perturbed counter; with DF
@@ -8,7 +8,7 @@
  * random key). Where they differ, the kernel's value is written into xvs's frame and xvs's own
  * checksum over it is updated incrementally (RFC 1624), never recomputed: a checksum xvs got wrong
  * stays wrong by the same amount, so the checksums compared are the ones each side wrote.
- * NAT (kernel-nat-frames.ts, capture/nat-guest.sh): TCP with and without options and UDP, IPv4 and
+ * NAT (test/kernel/frames/nat.ts, recorded by record-nat.sh there): TCP with and without options and UDP, IPv4 and
  * IPv6, the client's frames and the real server's replies, compared as captured: NAT changes no
  * field the kernel picks at random.
  */
@@ -17,8 +17,8 @@ import { csumReplace16 } from "../../../src/wire/checksum.ts";
 import type { DestSpecIn, TunnelSpec } from "../../../src/control/schemas.ts";
 import type { z } from "zod";
 import { hex, XmitHarness } from "./harness.ts";
-import { KERNEL_CASES, KERNEL_PMTU_GUE } from "./kernel-frames.ts";
-import { KERNEL_NAT_CASES } from "./kernel-nat-frames.ts";
+import { KERNEL_CASES, KERNEL_PMTU_GUE } from "../../kernel/frames/dr-tun.ts";
+import { KERNEL_NAT_CASES } from "../../kernel/frames/nat.ts";
 
 type Tunnel = z.input<typeof TunnelSpec>;
 interface Case { family: 4 | 6; rs: string; forward: "route" | "tunnel"; tunnel?: Tunnel }
@@ -152,7 +152,7 @@ describe("path MTU through a tunnel, against the kernel", () => {
 });
 
 describe("NAT frames equal kernel IPVS's, both directions", () => {
-  /** The director of nat-guest.sh: TCP VIP:80 -> RS:8080 and UDP VIP:9000 -> RS:9001, masquerading, v4 and v6. */
+  /** The director of test/kernel/frames/record-nat.sh: TCP VIP:80 -> RS:8080 and UDP VIP:9000 -> RS:9001, masquerading, v4 and v6. */
   function natDirector(): XmitHarness {
     const h = new XmitHarness();
     const dest = { forward: "masq" as const, weight: 1, upperThreshold: 0, lowerThreshold: 0 };
