@@ -1,5 +1,5 @@
 /**
- * DR end to end (issue 5): real TCP and UDP from a client through xvs to real servers on the
+ * DR end to end: real TCP and UDP from a client through xvs to real servers on the
  * director's L2 segment that hold the VIP on lo (arp_ignore=1, arp_announce=2) and answer the
  * client directly. tcpdump on a real server and on the client shows that only the Ethernet
  * destination (the real server's MAC), the TTL and the IPv4 header checksum change: the L4
@@ -100,6 +100,9 @@ describe("DR through AF_XDP", () => {
     expect(r.ok).toBe(6);
     const rawSent = (await atClient.stop()).filter((f) => decodeFrame(f)?.outer.dst === LAB_VIP);
     const rawGot = (await Promise.all(caps.map((c) => c.stop()))).flat().filter((f) => decodeFrame(f)?.outer.dst === LAB_VIP);
+    // six connections, each at least a SYN and a request: an empty pair of captures must fail here,
+    // not pass the loop below by having nothing to compare
+    expect(rawSent.length).toBeGreaterThanOrEqual(6 * 2);
     expect(rawGot.length).toBe(rawSent.length);
     // the whole TCP segment but its checksum: the client's capture shows the field as its kernel
     // left it for veth's offload (the folded pseudo-header sum), xvs completes it
