@@ -1,5 +1,5 @@
 /**
- * CPU benchmark of the connection core (issue 3), no I/O: frames already in memory go through
+ * CPU benchmark of the connection core, no I/O: frames already in memory go through
  * the real FastPath.processBurst on one core.
  *
  *   bun run bench/conn-core.bench.ts [--conns N] [--burst B] [--rounds R]

@@ -1,6 +1,6 @@
 /**
  * Paired A/B of the fast path of two source trees, for changes whose cost is a few percent
- * (issue 12: accessor functions instead of hand decodes, verdicts returned instead of stored).
+ * (such as accessor functions instead of hand decodes, or verdicts returned instead of stored).
  * Both trees' `src/bench/micro.ts` rigs (64-frame bursts of IPv4 UDP to a NAT service with three
  * real servers) are loaded into ONE process, each its own module instance with its own JIT code,
  * and run alternately a slice of bursts at a time, so the load of a shared machine hits both

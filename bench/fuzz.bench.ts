@@ -1,5 +1,5 @@
 /**
- * The 10-million-frame fuzz run (issue 7): hostile frames from test/fuzz/gen.ts (seeded, with
+ * The 10-million-frame fuzz run: hostile frames from test/fuzz/gen.ts (seeded, with
  * the corpus test/fuzz/corpus/*.bin mixed in) in bursts of 1..127 through two in-process fast
  * paths, every burst judged by the oracle of test/fuzz/rig.ts. Prints and records the frame
  * count, the verdict histogram, the generated kinds, and the oracle's findings (zero expected).

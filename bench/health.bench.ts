@@ -1,6 +1,6 @@
 /**
- * What health checks cost the daemon's main thread (issue 14: "1000 real servers checked every
- * second cost a bounded share of a core"): an offline daemon (tables compiled, no dataplane) with
+ * What health checks cost the daemon's main thread (do 1000 real servers checked every second
+ * cost a bounded share of a core?): an offline daemon (tables compiled, no dataplane) with
  * N real servers, each with one checker at delay_loop 1 s, all pointed (connect_ip/connect_port)
  * at one loopback listener in this process: a TCP listener for `tcp`, a Bun.serve HTTP server
  * answering 200 for `http`. After a warm-up, this process's CPU time (process.cpuUsage, user +

@@ -1,5 +1,5 @@
 /**
- * `xvs bench` keeps working (issue 8): the whole harness in a tiny configuration (one short
+ * `xvs bench` keeps working: the whole harness in a tiny configuration (one short
  * round, every workload, every contender this machine has), as a user runs it. Not a benchmark:
  * the numbers are not judged, only that every part produced them, that a contender that cannot
  * start is reported and does not stop the others, and that leftovers of an interrupted run are

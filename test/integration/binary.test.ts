@@ -1,5 +1,5 @@
 /**
- * One executable (issue 6): build dist/xvs, copy it alone into an empty directory (no source
+ * One executable: build dist/xvs, copy it alone into an empty directory (no source
  * tree, no node_modules), and run the demo from there; measure the time from `xvs run` to the
  * first forwarded packet.
  */

@@ -1,5 +1,5 @@
 /**
- * The control plane against a running daemon in a namespace lab (issue 4): `xvs adm` changes
+ * The control plane against a running daemon in a namespace lab: `xvs adm` changes
  * alter live forwarding; the table survives SIGKILL and a restart, also with a stray file of an
  * interrupted save lying around; `--config FILE` loads a declarative table, and a broken one
  * stops the start with one line.

@@ -1,5 +1,5 @@
 /**
- * Faults in the namespace lab (issue 7):
+ * Faults in the namespace lab:
  * - a real server dies mid-traffic (its link goes down): its connections fail, the others keep
  *   working, and new connections avoid it once it is quiesced (weight 0) or removed;
  * - the daemon is killed with SIGKILL under load and started again: the steering program it

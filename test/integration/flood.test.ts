@@ -1,5 +1,5 @@
 /**
- * SYN flood in the namespace lab (issue 7): spoofed SYNs (198.19.0.0/16, src/lab/synflood.c over
+ * SYN flood in the namespace lab: spoofed SYNs (198.19.0.0/16, src/lab/synflood.c over
  * AF_PACKET from the client namespace) at the VIP while 100 established connections keep
  * exchanging lines through xvs, and new connections keep being made. The daemon runs with a small
  * connection table (--conn-max 16384) so that the flood fills it within a second: the SYN flood

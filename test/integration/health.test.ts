@@ -1,5 +1,5 @@
 /**
- * Health checks in the namespace lab (issue 14): the daemon checks real servers whose HTTP, TCP,
+ * Health checks in the namespace lab: the daemon checks real servers whose HTTP, TCP,
  * UDP and DNS services are stopped and restarted, from the director's namespace with real
  * sockets. Each real server leaves its services' tables (or gets weight 0 with
  * inhibit_on_failure) within delay_loop + retry x delay_before_retry + (1 + retry) x

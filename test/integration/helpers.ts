@@ -120,7 +120,7 @@ export async function checksumErrors(lab: Lab, host: string): Promise<number> {
   return n;
 }
 
-// ---- DR / TUN labs (issue 5) ----
+// ---- DR / TUN labs ----
 
 /** `xvs decap ARGS` in a lab host; returns stdout. @throws when it fails. */
 export async function decap(lab: Lab, host: string, args: string[]): Promise<string> {

@@ -1,5 +1,5 @@
 /**
- * ICMP errors about tracked connections, end to end (issue 5): real sockets on both sides decide
+ * ICMP errors about tracked connections, end to end: real sockets on both sides decide
  * whether the translation was right, since a kernel only matches an ICMP error to a socket when
  * the quoted packet names that socket exactly.
  *

@@ -1,5 +1,5 @@
 /**
- * IPVS semantics with real packets (issue 3): the namespace lab of test/integration/nat.test.ts,
+ * IPVS semantics with real packets: the namespace lab of test/integration/nat.test.ts,
  * a client with several addresses, real TCP through xvs's AF_XDP fast path, configured with
  * `xvs adm` as an operator would. Scheduler order, states and counts are compared with the
  * kernel in test/unit/sched/oracle.test.ts; here the same rules must hold end to end.

@@ -1,5 +1,5 @@
 /**
- * GET /metrics in a lab (issue 16): after real NAT traffic (TCP and UDP over IPv4, TCP over
+ * GET /metrics in a lab: after real NAT traffic (TCP and UDP over IPv4, TCP over
  * IPv6) through xvs, the exposition agrees with `xvs adm -Ln --stats --exact` and `-Ln` value for
  * value; node_exporter, reading the same table from /proc files written in the kernel's format,
  * writes the same node_ipvs_* samples; promtool accepts it; -Z leaves it alone; the --metrics listener serves the same; a real

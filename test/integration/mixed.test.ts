@@ -1,5 +1,5 @@
 /**
- * One service, several forwarding methods (issue 5): as IPVS allows, `-m` and `-g` real servers
+ * One service, several forwarding methods: as IPVS allows, `-m` and `-g` real servers
  * side by side in one virtual service. NAT real servers (their own port, replies back through
  * xvs) and DR real servers (the VIP on lo, replies straight to the client) share the scheduler's
  * rotation; every connection works and each method's counters move as they should.

@@ -1,5 +1,5 @@
 /**
- * NAT end to end (issue 2): real TCP and UDP from a client namespace through xvs on a director
+ * NAT end to end: real TCP and UDP from a client namespace through xvs on a director
  * namespace to real servers, every packet crossing the AF_XDP sockets and the TS fast path.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";

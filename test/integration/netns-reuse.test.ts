@@ -1,11 +1,11 @@
 /**
- * A saved table comes back only into the network namespace that saved it (issue 11 item 2).
+ * A saved table comes back only into the network namespace that saved it.
  * The state directory is named after the namespace's inode number, which the kernel hands out
  * again once a namespace is freed: namespaces are deleted and rebuilt until inode numbers were
  * actually reused (the test fails if they never are: it would prove nothing), with the state
  * directories laid out as the daemon's default (`net-<inode>`, under a temporary root instead
  * of /var/lib/xvs). No daemon starts with a stranger's table or token; a restart in the same
- * namespace restores its own table. And `--config FILE` with an `xvs adm -e` edit (item 4):
+ * namespace restores its own table. And `--config FILE` with an `xvs adm -e` edit:
  * the edit survives a restart while the config file is unchanged.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";

@@ -1,5 +1,5 @@
 /**
- * Path MTU through tunnels (issue 5). The routed subnet behind the router has MTU 1400, so the
+ * Path MTU through tunnels. The routed subnet behind the router has MTU 1400, so the
  * client's full-size segments no longer fit once encapsulated:
  *
  * - IPIP: the router answers the director (the tunnel's source) "fragmentation needed, 1400";

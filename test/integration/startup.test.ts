@@ -1,5 +1,5 @@
 /**
- * Starting the daemon wrong (issues 2 and 6, "bad input"): each mistake gets one clear line
+ * Starting the daemon wrong (bad input): each mistake gets one clear line
  * naming the cause and the fix, a non-zero exit, and nothing left attached.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";

@@ -1,5 +1,5 @@
 /**
- * Golden packets of the steering program (issue 12): every frame of steer-fixture.ts goes
+ * Golden packets of the steering program: every frame of steer-fixture.ts goes
  * through the real compiled native/bpf/xvs_steer.bpf.o with BPF_PROG_TEST_RUN (frame in,
  * verdict out), with maps filled by the dataplane's own code, as Katran tests its program.
  *

@@ -1,5 +1,5 @@
 /**
- * TUN end to end (issue 5): real TCP and UDP from a client through xvs to real servers on another
+ * TUN end to end: real TCP and UDP from a client through xvs to real servers on another
  * subnet, behind a router, reached through the routing table only, each running the XDP decap
  * helper (this kernel has no ipip, fou or ip_gre) with the VIP on lo. One service per tunnel
  * type (ipip, gue on a non-default port, gre with checksums), UDP over all three, IPv6 over GUE

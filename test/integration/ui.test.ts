@@ -1,5 +1,5 @@
 /**
- * The dashboard (issue 16) in a real headless Chromium, driven by playwright-core: the page is
+ * The dashboard in a real headless Chromium, driven by playwright-core: the page is
  * served by the compiled executable (dist/xvs, copied alone into an empty directory, run with
  * the source tree hidden behind an empty tmpfs), shows the lab's services, its counters rise as
  * traffic flows, and a drain clicked in the page reaches the dataplane (no new connection goes
