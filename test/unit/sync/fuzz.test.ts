@@ -1,6 +1,6 @@
 // Property tests (fast-check) of the sync decoder against hostile bytes: random datagrams (some
 // with a header that passes the size/version checks, so the record parser is reached) and mutated
-// kernel datagrams from test/fixtures/ipvs-sync never make it throw; every record it accepts lies
+// kernel datagrams from test/kernel/sync never make it throw; every record it accepts lies
 // inside the datagram and re-encodes to exactly the bytes it came from; the accounting adds up.
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
@@ -12,7 +12,7 @@ import type { SyncConn } from "../../../src/sync/format.ts";
 import { canonicalIp } from "../../../src/service/addr.ts";
 import { readSyncPcap } from "./pcap.ts";
 
-const dir = join(import.meta.dir, "../../fixtures/ipvs-sync");
+const dir = join(import.meta.dir, "../../kernel/sync");
 const kernel = ["v1.pcap", "v0.pcap", "maxlen300.pcap"].flatMap((f) => readSyncPcap(join(dir, f)).map((d) => d.payload));
 
 /** The invariants every decode must hold; returns nothing, fails the property by throwing expect errors. */

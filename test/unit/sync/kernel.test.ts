@@ -1,4 +1,4 @@
-// The sync codec against kernel IPVS (Debian 6.1 in the ipvs-vm guest; test/fixtures/ipvs-sync/record.sh
+// The sync codec against kernel IPVS (Debian 6.1 in the ipvs-vm guest; test/kernel/sync/record.sh
 // made the fixtures): every datagram the master sent decodes whole; what it says matches what the
 // kernel's own backup installed from it (`ipvsadm -Lnc` on the backup) and what the master showed;
 // the encoder rebuilds each datagram byte for byte, from the decoded connections alone (the options
@@ -13,7 +13,7 @@ import { CONN_F_TEMPLATE, type SyncConn, syncMaxlen } from "../../../src/sync/fo
 import { SYNC_DEFAULTS, syncDecision } from "../../../src/sync/policy.ts";
 import { type SyncDatagram, readSyncPcap } from "./pcap.ts";
 
-const dir = join(import.meta.dir, "../../fixtures/ipvs-sync");
+const dir = join(import.meta.dir, "../../kernel/sync");
 const text = (f: string) => readFileSync(join(dir, f), "utf8");
 /** Guest clock at a snapshot, ms (the pcap's clock). */
 const timeOf = (f: string) => Math.round(Number(text(f).trim()) * 1000);

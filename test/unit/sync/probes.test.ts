@@ -1,5 +1,5 @@
 // xvs-encoded sync datagrams, good and damaged (probes.ts), were sent to a kernel IPVS backup
-// (test/fixtures/ipvs-sync/probe.sh); its `ipvsadm -Lnc` afterwards says which records the kernel
+// (test/kernel/sync/probe.sh); its `ipvsadm -Lnc` afterwards says which records the kernel
 // installed from each. The decoder must take exactly those, except the few it refuses on purpose
 // (docs/sync.md), which the kernel must really have taken.
 import { describe, expect, test } from "bun:test";
@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { decodeSyncMessage } from "../../../src/sync/decode.ts";
 import { buildProbes } from "./probes.ts";
 
-const dir = join(import.meta.dir, "../../fixtures/ipvs-sync");
+const dir = join(import.meta.dir, "../../kernel/sync");
 const probes = buildProbes();
 
 /** Client ports of the connections the kernel backup listed (a template's cport 0 counts for the probe of its service). */

@@ -1,9 +1,9 @@
 /**
  * Sync datagrams made by xvs's encoder, good and damaged, sent to a kernel IPVS backup in the ipvs-vm
- * guest (test/fixtures/ipvs-sync/probe.sh) to learn what the kernel installs from each: the ground
+ * guest (test/kernel/sync/probe.sh) to learn what the kernel installs from each: the ground
  * truth for the decoder's drop rules and for the encoder's output. Each probe uses its own client
  * ports (base .. base + 9) so the backup's `ipvsadm -Lnc` tells which records it took.
- *   bun test/unit/sync/probes.ts > test/fixtures/ipvs-sync/probes.hex
+ *   bun test/unit/sync/probes.ts > test/kernel/sync/probes.hex
  */
 import { encodeSyncMessages } from "../../../src/sync/encode.ts";
 import { CONN_F_DROUTE, CONN_F_OUT_SEQ, CONN_F_TEMPLATE, type SyncConn } from "../../../src/sync/format.ts";
