@@ -330,12 +330,13 @@ export class FuzzRig {
     }
     if (et === 0x0800) {
       const ihl = (out[l3] & 15) << 2, tot = dv.getUint16(l3 + 2);
-      if (out[l3] >>> 4 !== 4 || ihl < 20 || tot < ihl || tot > len - 14) return this.fail(`frame ${i} leaves with a broken IPv4 header: ${hex(out, addr, len)} from ${hex(inp, 0, inLen)}`);
-      if (checksum(out, l3, ihl) !== 0) return this.fail(`frame ${i} leaves with a bad IPv4 header checksum: ${hex(out, addr, len)} from ${hex(inp, 0, inLen)}`);
+      if (out[l3] >>> 4 !== 4 || ihl < 20 || tot < ihl || tot > len - 14) { this.fail(`frame ${i} leaves with a broken IPv4 header: ${hex(out, addr, len)} from ${hex(inp, 0, inLen)}`); return; }
+      if (checksum(out, l3, ihl) !== 0) { this.fail(`frame ${i} leaves with a bad IPv4 header checksum: ${hex(out, addr, len)} from ${hex(inp, 0, inLen)}`); return; }
     } else if (et === 0x86dd) {
-      if (out[l3] >>> 4 !== 6 || 40 + dv.getUint16(l3 + 4) > len - 14) return this.fail(`frame ${i} leaves with a broken IPv6 header: ${hex(out, addr, len)}`);
+      if (out[l3] >>> 4 !== 6 || 40 + dv.getUint16(l3 + 4) > len - 14) { this.fail(`frame ${i} leaves with a broken IPv6 header: ${hex(out, addr, len)}`); return; }
     } else {
-      return this.fail(`frame ${i} leaves with ethertype ${et.toString(16)}: ${hex(out, addr, len)}`);
+      this.fail(`frame ${i} leaves with ethertype ${et.toString(16)}: ${hex(out, addr, len)}`);
+      return;
     }
     if (icmpGenerated) {
       this.report.outputs.icmpGenerated++;
@@ -381,10 +382,10 @@ export class FuzzRig {
     const il3 = 14, il4 = il3 + (v6 ? 40 : (inp[il3] & 15) << 2);
     const ilen = v6 ? 40 + idv.getUint16(il3 + 4) : idv.getUint16(il3 + 2);
     const sum = v6 ? pseudoSumV6(out, l3 + 8, l3 + 24, 6, 20) : pseudoSumV4(dv.getInt32(l3 + 12), dv.getInt32(l3 + 16), 6, 20);
-    if (checksum(out, th, 20, sum) !== 0) return this.fail(`generated RST with a bad TCP checksum: ${where()}`);
+    if (checksum(out, th, 20, sum) !== 0) { this.fail(`generated RST with a bad TCP checksum: ${where()}`); return; }
     const iflags = inp[il4 + 13];
-    if (iflags & 0x04) return this.fail(`a RST was answered with a RST: ${where()}`);
-    if (dv.getUint16(th) !== idv.getUint16(il4 + 2) || dv.getUint16(th + 2) !== idv.getUint16(il4)) return this.fail(`generated RST with the ports not swapped: ${where()}`);
+    if (iflags & 0x04) { this.fail(`a RST was answered with a RST: ${where()}`); return; }
+    if (dv.getUint16(th) !== idv.getUint16(il4 + 2) || dv.getUint16(th + 2) !== idv.getUint16(il4)) { this.fail(`generated RST with the ports not swapped: ${where()}`); return; }
     const seg = ilen - (il4 - il3) - ((inp[il4 + 12] >>> 4) << 2) + (iflags & 0x02 ? 1 : 0) + (iflags & 0x01 ? 1 : 0);
     const want = iflags & 0x10 ? [idv.getUint32(il4 + 8), 0, 0x04] : [0, (idv.getUint32(il4 + 4) + seg) >>> 0, 0x14];
     const got = [dv.getUint32(th + 4), dv.getUint32(th + 8), out[th + 13]];
@@ -419,16 +420,16 @@ export class FuzzRig {
       return;
     }
     const ihl = (out[l3] & 15) << 2, tot = dv.getUint16(l3 + 2);
-    if (out[l3 + 8] !== inp[14 + 8] - 1) return this.fail(`forwarded ICMP error ${i}: TTL ${inp[14 + 8]} -> ${out[l3 + 8]}: ${where()}`);
-    if (checksum(out, l3 + ihl, tot - ihl) !== 0) return this.fail(`forwarded ICMP error ${i} with a bad ICMP checksum: ${where()}`);
+    if (out[l3 + 8] !== inp[14 + 8] - 1) { this.fail(`forwarded ICMP error ${i}: TTL ${inp[14 + 8]} -> ${out[l3 + 8]}: ${where()}`); return; }
+    if (checksum(out, l3 + ihl, tot - ihl) !== 0) { this.fail(`forwarded ICMP error ${i} with a bad ICMP checksum: ${where()}`); return; }
     const inner = l3 + ihl + 8;
-    if (tot - ihl < 8 + 20 + 4) return this.fail(`forwarded ICMP error ${i} too short to embed a packet: ${where()}`);
+    if (tot - ihl < 8 + 20 + 4) { this.fail(`forwarded ICMP error ${i} too short to embed a packet: ${where()}`); return; }
     const iihl = (out[inner] & 15) << 2, proto = out[inner + 9];
     const s0 = dv.getInt32(inner + 12), d0 = dv.getInt32(inner + 16), ports = dv.getInt32(inner + iihl);
     const A = this.a;
     if (this.repeated(i, this.burstSize)) return;
     const r = A.conns.lookup(hashTuple(A.conns.seedConn, s0, 0, 0, 0, d0, 0, 0, 0, ports, proto), 0, s0, 0, 0, 0, d0, 0, 0, 0, ports, proto);
-    if (r < 0) return this.fail(`forwarded ICMP error ${i} embeds a packet of no connection: ${where()}`);
+    if (r < 0) { this.fail(`forwarded ICMP error ${i} embeds a packet of no connection: ${where()}`); return; }
     const o = (r >> 1) * CONN_WORDS, rec = A.conns.rec;
     const ok = port === 1 ? (r & 1) === 1 && rec[o + CONN_DADDR] === dv.getInt32(l3 + 16) : (r & 1) === 0 && rec[o + CONN_VADDR] === dv.getInt32(l3 + 12);
     if (!ok) this.fail(`forwarded ICMP error ${i} does not match the direction/addresses of its connection: ${where()}`);
@@ -487,7 +488,7 @@ export class FuzzRig {
     const where = () => `${hex(out, l3 - 14, avail + 14)} from ${hex(inp, 0, inLen)}`;
     if (!v6) {
       const inTtl = inp[il3 + 8], outTtl = out[l3 + 8];
-      if (outTtl !== inTtl - 1) return this.fail(`forwarded frame ${i}: TTL ${inTtl} -> ${outTtl}: ${where()}`);
+      if (outTtl !== inTtl - 1) { this.fail(`forwarded frame ${i}: TTL ${inTtl} -> ${outTtl}: ${where()}`); return; }
       const fragWord = idv.getUint16(il3 + 6);
       const later = (fragWord & 0x1fff) !== 0;
       const proto = inp[il3 + 9];
@@ -496,18 +497,19 @@ export class FuzzRig {
       const iihl = (inp[il3] & 15) << 2, oihl = (out[l3] & 15) << 2;
       const vin = l4Valid(inp, idv, il3, inLen - 14), vout = l4Valid(out, dv, l3, avail);
       const partial = l4Partial(inp, idv, il3, inLen - 14);
-      if ((partial && proto !== 132 ? 1 : vin) !== vout) return this.fail(`forwarded frame ${i}: L4 checksum validity ${vin} -> ${vout}${partial ? " (a partial checksum, to be completed)" : ""}: ${where()}`);
-      if (partial && proto === 132 && !sctpValid(out, dv, l3)) return this.fail(`forwarded frame ${i}: SCTP CRC32c left 0 (partial), not completed: ${where()}`);
+      if ((partial && proto !== 132 ? 1 : vin) !== vout) { this.fail(`forwarded frame ${i}: L4 checksum validity ${vin} -> ${vout}${partial ? " (a partial checksum, to be completed)" : ""}: ${where()}`); return; }
+      if (partial && proto === 132 && !sctpValid(out, dv, l3)) { this.fail(`forwarded frame ${i}: SCTP CRC32c left 0 (partial), not completed: ${where()}`); return; }
       const ports = later ? 0 : idv.getInt32(il3 + iihl);
       const A = this.a;
       if (later) {
         if (this.repeatedPair(i, n)) return;
         const fr = A.fp.frag.table.find(src, dst, (idv.getUint16(il3 + 4) << 8) | proto, A.fp.now);
-        if (fr < 0) return this.fail(`later fragment ${i} forwarded without a fragment record: ${where()}`);
+        if (fr < 0) { this.fail(`later fragment ${i} forwarded without a fragment record: ${where()}`); return; }
         const id = A.fp.frag.table.conn[fr] >> 1, o = id * CONN_WORDS, rec = A.conns.rec;
         const toReal = (A.fp.frag.table.conn[fr] & 1) === 0;
         if (toReal ? rec[o + CONN_DADDR] !== odst || osrc !== src : rec[o + CONN_VADDR] !== osrc || odst !== dst) {
-          return this.fail(`later fragment ${i} forwarded to ${addrText(odst)} from ${addrText(osrc)}, not its connection's: ${where()}`);
+          this.fail(`later fragment ${i} forwarded to ${addrText(odst)} from ${addrText(osrc)}, not its connection's: ${where()}`);
+          return;
         }
         return;
       }
@@ -516,24 +518,27 @@ export class FuzzRig {
       const r = A.conns.lookup(h, 0, src, 0, 0, 0, dst, 0, 0, 0, ports, proto);
       if (r < 0) {
         if (proto === 17 && port === 1) return; // -o would be untracked; the fuzz model has none, but UDP may be one-packet elsewhere
-        return this.fail(`forwarded frame ${i} (${addrText(src)}:${ports >>> 16} -> ${addrText(dst)}:${ports & 0xffff}) matches no connection: ${where()}`);
+        this.fail(`forwarded frame ${i} (${addrText(src)}:${ports >>> 16} -> ${addrText(dst)}:${ports & 0xffff}) matches no connection: ${where()}`);
+        return;
       }
       const o = (r >> 1) * CONN_WORDS, rec = A.conns.rec;
       const oports = dv.getInt32(l3 + oihl);
       if ((r & 1) === 0) {
         if (rec[o + CONN_DADDR] !== odst || (rec[o + CONN_DPORT] & 0xffff) !== (oports & 0xffff) || osrc !== src || (oports >>> 16) !== (ports >>> 16)) {
-          return this.fail(`frame ${i} forwarded to ${addrText(odst)}:${oports & 0xffff}, not to its connection's real server: ${where()}`);
+          this.fail(`frame ${i} forwarded to ${addrText(odst)}:${oports & 0xffff}, not to its connection's real server: ${where()}`);
+          return;
         }
       } else if (rec[o + CONN_VADDR] !== osrc || (rec[o + CONN_CPORT_VPORT] & 0xffff) !== (oports >>> 16) || odst !== dst || (oports & 0xffff) !== (ports & 0xffff)) {
-        return this.fail(`reply ${i} rewritten to come from ${addrText(osrc)}:${oports >>> 16}, not its virtual service: ${where()}`);
+        this.fail(`reply ${i} rewritten to come from ${addrText(osrc)}:${oports >>> 16}, not its virtual service: ${where()}`);
+        return;
       }
       return;
     }
     // IPv6: hop limit and checksum validity
-    if (out[l3 + 7] !== inp[il3 + 7] - 1) return this.fail(`forwarded IPv6 frame ${i}: hop limit ${inp[il3 + 7]} -> ${out[l3 + 7]}: ${where()}`);
+    if (out[l3 + 7] !== inp[il3 + 7] - 1) { this.fail(`forwarded IPv6 frame ${i}: hop limit ${inp[il3 + 7]} -> ${out[l3 + 7]}: ${where()}`); return; }
     const vin = l4Valid(inp, idv, il3, inLen - 14), vout = l4Valid(out, dv, l3, avail);
     const partial = l4Partial(inp, idv, il3, inLen - 14);
-    if ((partial && inp[il3 + 6] !== 132 ? 1 : vin) !== vout) return this.fail(`forwarded IPv6 frame ${i}: L4 checksum validity ${vin} -> ${vout}${partial ? " (a partial checksum, to be completed)" : ""}: ${where()}`);
+    if ((partial && inp[il3 + 6] !== 132 ? 1 : vin) !== vout) { this.fail(`forwarded IPv6 frame ${i}: L4 checksum validity ${vin} -> ${vout}${partial ? " (a partial checksum, to be completed)" : ""}: ${where()}`); return; }
     if (partial && inp[il3 + 6] === 132 && !sctpValid(out, dv, l3)) this.fail(`forwarded IPv6 frame ${i}: SCTP CRC32c left 0 (partial), not completed: ${where()}`);
   }
 
