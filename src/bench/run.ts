@@ -16,7 +16,7 @@ import { type Contender, makeContenders, type RunCtx, XskFwd, Xvs } from "./cont
 import { buildBenchLab, counterDeltas, ifaceCounters, type BenchLab } from "./lab.ts";
 import { busyProcesses, describeMachine } from "./machine.ts";
 import { runMicro, type MicroRow } from "./micro.ts";
-import { type BenchOptions, type WorkloadKind } from "./options.ts";
+import type { BenchOptions, WorkloadKind } from "./options.ts";
 import { renderSvg } from "./plot.ts";
 import { leftText, type PlannedStep, ProgressEstimator } from "./progress.ts";
 import { perfCpu, perfWorks, profileSummary, type PerfSample, windowProfile } from "./profile.ts";
@@ -111,7 +111,10 @@ export async function runBench(o: BenchOptions): Promise<number> {
   const cell = (c: string, w: string): Cell => {
     const k = `${c}|${w}`;
     let x = cells.get(k);
-    if (!x) cells.set(k, (x = { contender: c, workload: w, samples: [], errors: [] }));
+    if (!x) {
+      x = { contender: c, workload: w, samples: [], errors: [] };
+      cells.set(k, x);
+    }
     return x;
   };
   // rows appear in contender order (the report's tables keep it)
@@ -269,7 +272,7 @@ export async function runBench(o: BenchOptions): Promise<number> {
       worker, xvsRate: px.rate, xvsOffered: px.offered, xvsVeth: px.veth,
       xskfwdRate: pk?.rate ?? null, xskfwdOffered: pk?.offered ?? null, xskfwdStats: pk?.stats ?? null, xskfwdVeth: pk?.veth ?? null,
       perfXvs: px.perf, perfXskfwd: pk?.perf ?? null,
-      summary: profileSummary(worker && worker.frames ? worker : null, px.rate, pk?.rate ?? null, px.perf, pk?.perf ?? null, micro, o.dirCpu,
+      summary: profileSummary(worker?.frames ? worker : null, px.rate, pk?.rate ?? null, px.perf, pk?.perf ?? null, micro, o.dirCpu,
         { xvs: { offered: px.offered, veth: px.veth, xsk: (px.stats as { xsk?: Record<string, number> } | null)?.xsk ?? null },
           xskfwd: pk ? { offered: pk.offered, veth: pk.veth, xsk: (pk.stats as { xsk?: Record<string, number> } | null)?.xsk ?? null } : null }),
     };

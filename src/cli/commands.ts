@@ -7,7 +7,7 @@
 import { FWMARK_UNSUPPORTED_MESSAGE, SCHEDULERS, type BatchCommandIn, type ConnsPageT, type DestSpecIn, type InfoT, type ServiceKeyT, type ServiceSpecIn, type ServiceViewT, type TimeoutsT } from "../control/schemas.ts";
 import { destId, serviceId } from "../control/ids.ts";
 import { ipText } from "../service/addr.ts";
-import { ApiClient, ApiError, kernelMessage } from "./client.ts";
+import { type ApiClient, ApiError, kernelMessage } from "./client.ts";
 import { connRow, connTitle, listHeader, serviceEntry, sortServices, svcRow, timeoutLine, title } from "./format.ts";
 import type { NameDb } from "./names.ts";
 import { OPT, TUN_NAMES, type CmdName } from "./options.ts";
@@ -242,7 +242,8 @@ async function restore(_ce: Entry, ctx: AdmContext, readingStdin: boolean): Prom
       batch.push(cmd);
       continue;
     }
-    if ((result = await flush()) !== 0) return result;
+    result = await flush();
+    if (result !== 0) return result;
     result = await COMMANDS[e.cmd](e, ctx, true);
   }
   return batch.length ? flush() : result;

@@ -297,15 +297,18 @@ export function parseCommand(argv: string[], program: string, names: NameDb): En
       case "w":
         setOption(options, OPT.weight);
         // ipvsadm 1.31 as Debian ships it takes 0..INT_MAX (the guest accepts 65536)
-        if ((dest.weight = stringToNumber(arg, 0, MAX_WEIGHT)) === -1) fail("illegal weight specified");
+        dest.weight = stringToNumber(arg, 0, MAX_WEIGHT);
+        if (dest.weight === -1) fail("illegal weight specified");
         break;
       case "x":
         setOption(options, OPT["u-threshold"]);
-        if ((dest.uThreshold = stringToNumber(arg, 0, MAX_WEIGHT)) === -1) fail("illegal u_threshold specified");
+        dest.uThreshold = stringToNumber(arg, 0, MAX_WEIGHT);
+        if (dest.uThreshold === -1) fail("illegal u_threshold specified");
         break;
       case "y":
         setOption(options, OPT["l-threshold"]);
-        if ((dest.lThreshold = stringToNumber(arg, 0, MAX_WEIGHT)) === -1) fail("illegal l_threshold specified");
+        dest.lThreshold = stringToNumber(arg, 0, MAX_WEIGHT);
+        if (dest.lThreshold === -1) fail("illegal l_threshold specified");
         break;
       case "c": setOption(options, OPT.connection); break;
       case "n": setOption(options, OPT.numeric); ce.format |= FMT_NUMERIC; break;

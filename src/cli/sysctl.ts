@@ -48,7 +48,7 @@ function field(name: string): keyof SettingsT {
   return f;
 }
 
-function valueOf(f: keyof SettingsT, name: string, text: string): SettingsT[keyof SettingsT] {
+function settingValue(f: keyof SettingsT, name: string, text: string): SettingsT[keyof SettingsT] {
   if (!/^\d+$/.test(text)) throw new AdmExit(255, `sysctl: setting key "${name}": Invalid argument\n`);
   const n = Number(text);
   if (f === "connReuseMode") return n;
@@ -76,7 +76,7 @@ export async function runSysctl(argv: string[], env: SysctlEnv): Promise<number>
       const eq = a.indexOf("=");
       const name = (eq < 0 ? a : a.slice(0, eq)).trim();
       const f = field(name);
-      if (eq >= 0) change[f] = valueOf(f, name, a.slice(eq + 1).trim());
+      if (eq >= 0) change[f] = settingValue(f, name, a.slice(eq + 1).trim());
       shown.push(shortName(name));
     }
     const now = Object.keys(change).length > 0

@@ -51,8 +51,10 @@ export function tcpEvent(flags: number): number {
   return -1;
 }
 
+// biome-ignore-start lint/correctness/noUnusedVariables: sNO and sSA name the table's first and last columns as the kernel does; the header comments use them
 const sNO = S_NONE, sES = S_ESTABLISHED, sSS = S_SYN_SENT, sSR = S_SYN_RECV, sFW = S_FIN_WAIT, sTW = S_TIME_WAIT,
   sCL = S_CLOSE, sCW = S_CLOSE_WAIT, sLA = S_LAST_ACK, sLI = S_LISTEN, sSA = S_SYNACK;
+// biome-ignore-end lint/correctness/noUnusedVariables: end of the column names
 
 /**
  * next state = TCP_NEXT[(dirOff + event) * TCP_STATES + state]. Rows in the kernel's order:

@@ -30,12 +30,14 @@ export const enum Classified {
   FragFirst = -3,
   /** A non-first IPv4 fragment: FLOW_PORTS holds IP id << 8 | proto, FLOW_L4 is 0 (frag.ts). */
   FragLater = -4,
+  // biome-ignore-start lint/style/useLiteralEnumMembers: a drop verdict is its Stat, so the caller counts it without a lookup
   Malformed = Stat.DropMalformed,
   BadChecksum = Stat.DropBadChecksum,
   Vlan = Stat.DropVlan,
   Fragment = Stat.DropFragment,
   Ipv6ExtHeader = Stat.DropIpv6ExtHeader,
   UnknownProto = Stat.DropUnknownProto,
+  // biome-ignore-end lint/style/useLiteralEnumMembers: end of the Stat aliases
 }
 
 /**

@@ -11,7 +11,7 @@
  * (ip_vs_core.c ip_vs_in/ip_vs_out, ip_vs_conn.c, ip_vs_proto_tcp.c): see each step.
  */
 import * as abi from "../ffi/abi.ts";
-import {CF_FWD_MASK, CF_NOOUTPUT, CF_TEMPLATE, CF_V6, CONN_CONTROL, CONN_CPORT_VPORT, CONN_DEST, CONN_DPORT, CONN_FLAGS, CONN_MAC_HI, CONN_MAC_LO, CONN_NEXTHOP, CONN_PROTO_STATE, CONN_SVC, CONN_VADDR, CONN_WORDS, connState, ConnTable, DIR_OUT, TICKS_PER_SEC} from "../conn/table.ts";
+import {CF_FWD_MASK, CF_NOOUTPUT, CF_TEMPLATE, CF_V6, CONN_CONTROL, CONN_CPORT_VPORT, CONN_DEST, CONN_DPORT, CONN_FLAGS, CONN_MAC_HI, CONN_MAC_LO, CONN_NEXTHOP, CONN_PROTO_STATE, CONN_SVC, CONN_VADDR, CONN_WORDS, connState, type ConnTable, DIR_OUT, TICKS_PER_SEC} from "../conn/table.ts";
 import {DIR_INPUT, DIR_INPUT_ONLY, DIR_OUTPUT, S_CLOSE, S_FIN_WAIT, S_TIME_WAIT, TCP_TIMEOUTS_SEC, tcpNextState, TEMPLATE_RETRY_SEC} from "../conn/state.ts";
 import { HOP_NO_ROUTE, nextHopFor, type NextHopView } from "./route.ts";
 import { SCHEDULER_BY_ID } from "../sched/registry.ts";
@@ -33,7 +33,7 @@ import { encapsulate, flowSourcePort, IPV4_MIN_MTU, IPV6_MIN_MTU, tunnelOverhead
 import { ICMP_CODE_HOST_UNREACH, ICMPV6_CODE_ADDR_UNREACH } from "../xmit/icmp-error.ts";
 import { DEST_TUN, DEST_TUN_PORT, DEST_TUN_SRC, DESTF_V6, FWD_ROUTE, FWD_TUNNEL, MAX_DESTS } from "../service/tables.ts";
 import { ETH_HLEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from "../wire/fields.ts";
-import {Counters, DEST_TRAFFIC_BASE, TS_INBYTES, TS_INPKTS, TS_OUTBYTES, TS_OUTPKTS, TS_WORDS} from "../stats/counters.ts";
+import {type Counters, DEST_TRAFFIC_BASE, TS_INBYTES, TS_INPKTS, TS_OUTBYTES, TS_OUTPKTS, TS_WORDS} from "../stats/counters.ts";
 import { Stat } from "./verdict.ts";
 import { IcmpLimiter } from "../xmit/icmp-limit.ts";
 import { FragPath } from "./frag.ts";

@@ -241,7 +241,7 @@ function outIcmp(fp: IcmpState, descs: Uint32Array, d: number, l3: number, l3len
  * treats it as an ordinary embedded packet. Otherwise handles and counts the frame.
  * Returns -1 (not ours) or the out port.
  */
-function tunnelError(fp: IcmpState, descs: Uint32Array, d: number, l3: number, l3len: number, ic: number, icLen: number,
+function tunnelError(fp: IcmpState, descs: Uint32Array, d: number, _l3: number, l3len: number, ic: number, icLen: number,
   e: number, eihl: number, eproto: number, v6: number): number {
   const u8 = fp.u8, dv = fp.dv, t = fp.tables;
   const end = ic + icLen;

@@ -86,7 +86,9 @@ export async function runDecap(argv: string[], out: (s: string) => void = (s) =>
     case "stats": {
       const v = DecapProgram.stats(ifindex, a.iface);
       const o: Record<string, number> = {};
-      DECAP_STAT_NAMES.forEach((n, i) => (o[n] = v[i] ?? 0));
+      DECAP_STAT_NAMES.forEach((n, i) => {
+        o[n] = v[i] ?? 0;
+      });
       out(JSON.stringify(o) + "\n");
       return 0;
     }

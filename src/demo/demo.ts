@@ -227,7 +227,9 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
   }
-  perAct.forEach((a, i) => process.stdout.write(`act ${i + 1}: ${a.ok} requests answered (${Object.entries(a.byServer).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(", ")}), ${a.failed} failed\n`));
+  perAct.forEach((a, i) => {
+    process.stdout.write(`act ${i + 1}: ${a.ok} requests answered (${Object.entries(a.byServer).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(", ")}), ${a.failed} failed\n`);
+  });
   if (interrupted) return 130;
   const act1 = perAct[0];
   const answered = act1 === undefined ? 0 : ["rs1", "rs2", "rs3"].filter((h) => (act1.byServer[h] ?? 0) > 0).length;

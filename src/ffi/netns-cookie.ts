@@ -16,18 +16,23 @@ const SOL_SOCKET = 1;
 /** include/uapi/asm-generic/socket.h */
 const SO_NETNS_COOKIE = 71;
 
+/** The three libc calls the cookie needs (dlopen throws when libc cannot be opened). */
+function openLibc() {
+  return dlopen("libc.so.6", {
+    socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+    getsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+    close: { args: [FFIType.i32], returns: FFIType.i32 },
+  });
+}
+
 /**
  * Return the cookie of the calling thread's network namespace as a decimal string, or null when
  * the kernel does not have SO_NETNS_COOKIE (before 5.14) or libc cannot be opened.
  */
 export function netnsCookie(): string | null {
-  let libc;
+  let libc: ReturnType<typeof openLibc>;
   try {
-    libc = dlopen("libc.so.6", {
-      socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
-      getsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
-      close: { args: [FFIType.i32], returns: FFIType.i32 },
-    });
+    libc = openLibc();
   } catch {
     return null;
   }

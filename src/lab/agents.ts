@@ -57,8 +57,7 @@ async function serve(a: ParsedOptions<typeof SERVE>): Promise<number> {
         },
         data(s, chunk) {
           s.data.buf += chunk.toString();
-          let i;
-          while ((i = s.data.buf.indexOf("\n")) >= 0) {
+          for (let i = s.data.buf.indexOf("\n"); i >= 0; i = s.data.buf.indexOf("\n")) {
             const line = s.data.buf.slice(0, i);
             s.data.buf = s.data.buf.slice(i + 1);
             s.write(`${name} ${line}\n`);
@@ -148,8 +147,7 @@ async function tcpHold(a: ParsedOptions<typeof TCP_HOLD>): Promise<number> {
     socket: {
       data(_s, chunk) {
         buf += chunk.toString();
-        let i;
-        while ((i = buf.indexOf("\n")) >= 0) {
+        for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
           process.stdout.write(buf.slice(0, i + 1));
           buf = buf.slice(i + 1);
         }
@@ -206,7 +204,7 @@ async function udpAsk(a: ParsedOptions<typeof UDP_ASK>): Promise<number> {
       sock.send(payload, port, host);
     });
     sock.close();
-    if (reply !== null && reply.endsWith(` ${payload}`)) {
+    if (reply?.endsWith(` ${payload}`)) {
       ok++;
       const name = reply.split(" ")[0];
       byServer[name] = (byServer[name] ?? 0) + 1;
@@ -235,8 +233,7 @@ async function tcpChat(a: ParsedOptions<typeof TCP_CHAT>): Promise<number> {
       socket: {
         data(_s, chunk) {
           st.buf += chunk.toString();
-          let k;
-          while ((k = st.buf.indexOf("\n")) >= 0) {
+          for (let k = st.buf.indexOf("\n"); k >= 0; k = st.buf.indexOf("\n")) {
             const line = st.buf.slice(0, k);
             st.buf = st.buf.slice(k + 1);
             const [server, conn, seq] = line.split(" ");

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { stripPriorities } from "../log.ts";
-import { type ExecResult, Lab, LabError } from "./netns.ts";
+import { type ExecResult, type Lab, LabError } from "./netns.ts";
 import { selfCommand } from "./self.ts";
 
 export interface LabDaemon {

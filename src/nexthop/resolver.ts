@@ -73,7 +73,9 @@ export class NextHopResolver {
   asks = 0;
 
   constructor(readonly ports: PortInfo[]) {
-    ports.forEach((p, i) => this.byIfindex.set(p.ifindex, i));
+    ports.forEach((p, i) => {
+      this.byIfindex.set(p.ifindex, i);
+    });
   }
 
   private key(port: number, addr: Uint8Array): string {

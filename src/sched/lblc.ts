@@ -26,7 +26,8 @@ export function localityOverloaded(v: SchedView, svc: number, d: number): boolea
 
 /** Return the service's cache, creating it on first use (init runs on the worker, off the packet path). */
 export function localityTable(v: SchedView, svc: number, width: number): LocalityTable {
-  const aux = (v.aux ??= []);
+  v.aux ??= [];
+  const aux = v.aux;
   let tb = aux[svc] as LocalityTable | undefined;
   if (!tb || tb.width !== width) aux[svc] = tb = new LocalityTable(width, v.now ?? 0);
   return tb;
@@ -41,7 +42,8 @@ export const lblc: Scheduler = {
   name: "lblc",
   init(v, svc) {
     // done_service + init_service: a fresh, empty cache
-    const aux = (v.aux ??= []);
+    v.aux ??= [];
+    const aux = v.aux;
     aux[svc] = new LocalityTable(1, v.now ?? 0);
   },
   update() {},

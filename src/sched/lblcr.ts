@@ -97,7 +97,8 @@ function setErase(tb: LocalityTable, slot: number, d: number, now: number): void
 export const lblcr: Scheduler = {
   name: "lblcr",
   init(v, svc) {
-    const aux = (v.aux ??= []);
+    v.aux ??= [];
+    const aux = v.aux;
     aux[svc] = new LocalityTable(WIDTH, v.now ?? 0);
   },
   update() {},
