@@ -36,7 +36,6 @@ function arg(name: string, d: number): number {
 const N = arg("--conns", 1 << 20);
 const BURST = Math.min(arg("--burst", 64), abi.XVS_MAX_BURST);
 const ROUNDS = arg("--rounds", 3);
-const CAPACITY = Math.max(N, 1024);
 const VIP = "198.18.0.100";
 const D = abi.XVS_DESC_WORDS;
 
@@ -67,7 +66,10 @@ const FLEN = 54;
 const words = new Map<ArrayBufferLike, Int32Array>();
 function w32(b: Uint8Array): Int32Array {
   let v = words.get(b.buffer);
-  if (!v) words.set(b.buffer, (v = new Int32Array(b.buffer, b.byteOffset, b.byteLength >> 2)));
+  if (!v) {
+    v = new Int32Array(b.buffer, b.byteOffset, b.byteLength >> 2);
+    words.set(b.buffer, v);
+  }
   return v;
 }
 

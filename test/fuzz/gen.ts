@@ -29,7 +29,8 @@ export class Rng implements Chooser {
     this.s = seed | 0;
   }
   next(): number {
-    let t = (this.s = (this.s + 0x6d2b79f5) | 0);
+    this.s = (this.s + 0x6d2b79f5) | 0;
+    let t = this.s;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return (t ^ (t >>> 14)) >>> 0;
@@ -146,7 +147,7 @@ export class FrameGen {
       // flags: SYN, ACK, PSH|ACK, FIN|ACK, RST, SYN|ACK, then odd combinations
       const flags = fc < 6 ? [0x02, 0x10, 0x18, 0x11, 0x04, 0x12][fc] : fc === 6 ? 0 : fc === 7 ? 0x3f : c.int(256);
       const optLen = c.int(5) === 4 ? 4 * c.int(11) : 0;
-      let doff = 20 + optLen;
+      const doff = 20 + optLen;
       o[l4 + 12] = (doff >>> 2) << 4;
       if (c.int(12) === 11) o[l4 + 12] = c.int(16) << 4; // odd data offset
       o[l4 + 13] = flags;

@@ -29,7 +29,7 @@ function fragNeeded(raw: Uint8Array[]): [string, number, number][] {
   const out: [string, number, number][] = [];
   for (const f of raw) {
     const d = decodeFrame(f);
-    if (!d || d.outer.proto !== 1) continue;
+    if (d?.outer.proto !== 1) continue;
     const ic = d.outer.payload;
     if (f[ic] !== 3 || f[ic + 1] !== 4) continue;
     const dv = new DataView(f.buffer, f.byteOffset);

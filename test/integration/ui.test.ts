@@ -26,7 +26,7 @@ import { apiOk, httpGet, requireRoot, startServers, stopLab } from "./helpers.ts
 
 // the functions given to page.evaluate / waitForFunction run in the page, where these exist
 // (the project compiles without the DOM library)
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: the page's DOM, typed loosely on purpose
 declare const document: any;
 
 const root = join(import.meta.dir, "../..");
@@ -143,9 +143,9 @@ describe("the dashboard in headless Chromium, served by the compiled binary", ()
     expect(await page.locator(`section.svc[data-svc="${BIG}"] .sub`).textContent()).toContain(`${BIG_DESTS} real servers`);
     // the filter box narrows hundreds of rows to the matching ones
     await page.fill("#filter", "198.19.10.17:");
-    await page.waitForFunction(() => [...document.querySelectorAll(`section.svc[data-svc="tcp:198.18.0.100:8000"] tbody tr`)].filter((r: any) => !r.hidden).length === 1);
+    await page.waitForFunction(() => [...document.querySelectorAll(`section.svc[data-svc="tcp:198.18.0.100:8000"] tbody tr`)].filter((r) => !r.hidden).length === 1);
     await page.fill("#filter", "");
-    await page.waitForFunction(() => [...document.querySelectorAll(`section.svc[data-svc="tcp:198.18.0.100:8000"] tbody tr`)].every((r: any) => !r.hidden));
+    await page.waitForFunction(() => [...document.querySelectorAll(`section.svc[data-svc="tcp:198.18.0.100:8000"] tbody tr`)].every((r) => !r.hidden));
     expect(errors).toEqual([]);
   }, 60_000);
 

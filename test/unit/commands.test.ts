@@ -65,6 +65,7 @@ describe("the scanner", () => {
     const script = [
       "#!/bin/bash",
       "say() { printf '%s' \"$*\"; }   # a function: frobnicate in a comment",
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell parameter expansion, in a shell script
       "x=${1:-} && [ -n \"$x\" ] || say 'frobnicate in quotes'",
       "case \"$x\" in",
       "demo) exec ./dist/xvs demo ;;",

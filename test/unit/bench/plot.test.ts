@@ -126,7 +126,9 @@ function checkWorkloadPanel(rep: BenchReport, panel: XmlElement, wid: string) {
     const dots = byClass(bar, "round").map((c) => Number(c.attrs.cx)).sort((a, b) => a - b);
     const want = r.samples.map((s) => ax.x(s.value / w.scale)).sort((a, b) => a - b);
     expect(dots.length, id).toBe(want.length);
-    dots.forEach((x, k) => expect(Math.abs(x - want[k]), id).toBeLessThan(0.6));
+    dots.forEach((x, k) => {
+      expect(Math.abs(x - want[k]), id).toBeLessThan(0.6);
+    });
     expect(textOf(byClass(bar, "value")[0]), id).toContain(`${fmt(r.median, w)} ${w.unit}`);
   }
 }

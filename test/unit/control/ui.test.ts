@@ -9,7 +9,7 @@ import { Daemon } from "../../../src/control/daemon.ts";
 import { createApp } from "../../../src/control/app.ts";
 import { DestSpec, ServiceSpec } from "../../../src/control/schemas.ts";
 import { EventRing } from "../../../src/control/ui/events.ts";
-import { MAX_UI_CLIENTS, UiHub } from "../../../src/control/ui/stream.ts";
+import { MAX_UI_CLIENTS, type UiHub } from "../../../src/control/ui/stream.ts";
 import { mountUi, UI_PAGE } from "../../../src/control/routes/ui.ts";
 import { Hono } from "hono";
 
@@ -27,7 +27,15 @@ function setup() {
   return { daemon, app, hub: hubs[hubs.length - 1] };
 }
 
-async function firstEvent(body: ReadableStream<Uint8Array>): Promise<{ event: string; data: any }> {
+/** The parts of a snapshot event these tests read, as parsed off the wire. */
+interface SnapshotJson {
+  services: { id: string }[];
+  verdicts: Record<string, number>;
+  events: { kind: string }[];
+  clients: number;
+}
+
+async function firstEvent(body: ReadableStream<Uint8Array>): Promise<{ event: string; data: SnapshotJson }> {
   const r = body.getReader();
   let text = "";
   while (!text.includes("\n\n")) {

@@ -72,7 +72,10 @@ describe("parseAgentArgs: invalid input names the argument", () => {
 
 describe("runAgent", () => {
   const ran: unknown[] = [];
-  const MODES = { echo: mode({ host: { type: "string", required: true }, port: PORT }, (a) => (ran.push(a), 0)) };
+  const MODES = { echo: mode({ host: { type: "string", required: true }, port: PORT }, (a) => {
+    ran.push(a);
+    return 0;
+  }) };
 
   test("a good command line runs the mode with its parsed options", async () => {
     ran.length = 0;

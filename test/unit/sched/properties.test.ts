@@ -129,7 +129,9 @@ describe("properties", () => {
         const picks = Array.from({ length: period * 3 }, (_, i) => b.pick(s, "198.18.1.2", 1000 + i));
         for (let start = 0; start + period <= picks.length; start += Math.max(1, Math.floor(period / 3))) {
           const win = picks.slice(start, start + period);
-          ids.forEach((id, i) => expect(win.filter((x) => x === id).length).toBe(weights[i] / g));
+          ids.forEach((id, i) => {
+            expect(win.filter((x) => x === id).length).toBe(weights[i] / g);
+          });
         }
       }),
       { numRuns: 200 },

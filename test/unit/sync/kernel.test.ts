@@ -223,7 +223,7 @@ describe("the kernel's backup installed what the decoder reads", () => {
       const bk = statesByTuple(`${phaseName}-bk-held.txt`);
       const lb = statesByTuple(`${phaseName}-lb-held.txt`);
       let n = 0;
-      for (const [k, r] of lastRecords(t)) {
+      for (const [, r] of lastRecords(t)) {
         if (r.conn.cport < range[0] || r.conn.cport > range[1]) continue;
         n++;
         const tu = connTuple(r.conn);

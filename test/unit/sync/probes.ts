@@ -90,7 +90,7 @@ export function buildProbes(): Probe[] {
   add("a record after the announced ones", 50210, edit(v1(tcp(50210), tcp(50211)), (m) => { m[4] = 1; }));
   add("optional unknown option 0x45", 50220, withOption(tcp(50220), 0x45, 2, 9, 9));
   add("v0 nr_conns 2 with 1 record", 50230, edit(v0(tcp(50230)), (m) => { m[0] = 2; }));
-  add("v0 2nd record with SEQ flag but no data", 50240, edit(v0(tcp(50240), tcp(50241)), (m, dv) => { dv.setUint16(4 + 24 + 20, 0x0200); }));
+  add("v0 2nd record with SEQ flag but no data", 50240, edit(v0(tcp(50240), tcp(50241)), (_m, dv) => { dv.setUint16(4 + 24 + 20, 0x0200); }));
   add("no service for the virtual address", 50250, v1(tcp(50250, { vaddr: "198.18.0.200" })));
   add("IPv6 record of type 3", 50260, edit(v1(tcp6(50260)), (m) => { m[8] = 3; }), [50260]);
   add("template state 2", 50270, v1(tcp(50270, { flags: CONN_F_TEMPLATE, state: 2, timeoutSec: 300 })));

@@ -311,7 +311,10 @@ describe("bad ICMP input is counted, never forwarded, never thrown", () => {
     }
     // random bytes after valid outer headers, every length up to 80
     let seed = 7;
-    const rnd = () => ((seed = (Math.imul(seed, 1103515245) + 12345) | 0) >>> 16) & 255;
+    const rnd = () => {
+      seed = (Math.imul(seed, 1103515245) + 12345) | 0;
+      return (seed >>> 16) & 255;
+    };
     for (let n = 0; n < 80; n++) {
       for (const v6 of [false, true]) {
         const junk = new Uint8Array(n).map(() => rnd());
