@@ -20,8 +20,9 @@
  * the node_ipvs_* totals count every packet and connection since the daemon started, those of
  * services deleted since included, as the kernel's tot_stats does.
  */
+import { ipText, parseIp } from "../service/addr.ts";
 import { MAX_SERVICES } from "../service/tables.ts";
-import { TS_CONNS, TS_INBYTES, TS_INPKTS, TS_OUTBYTES, TS_OUTPKTS, TS_WORDS } from "../stats/counters.ts";
+import { TS_CONNS, TS_INBYTES, TS_INPKTS, TS_OUTBYTES, TS_OUTPKTS, TS_WORDS, WL_BUSY_NS, WL_LOOP_NS } from "../stats/counters.ts";
 import type { Daemon, Traffic } from "./daemon.ts";
 import { exposition, type Family, type MetricType, type Sample } from "./metrics-text.ts";
 import { IPVS_VERSION, XVS_VERSION } from "./routes/system.ts";
@@ -94,6 +95,55 @@ function directorTotals(daemon: Daemon): Traffic {
   return t;
 }
 
+/** Busy and loop seconds of each worker (its shared Counters.loop, written once per round). */
+function workerTimes(daemon: Daemon): Family[] {
+  const rows = (daemon.dataplane?.workers ?? []).map((w, queue) => ({
+    // one worker per rx queue: the worker's index is its queue
+    labels: { worker: String(queue), queue: String(queue) },
+    busy: w.counters.loop[WL_BUSY_NS] / 1e9,
+    loop: w.counters.loop[WL_LOOP_NS] / 1e9,
+  }));
+  return [
+    family("xvs_worker_busy_seconds_total", "counter", "Time the worker spent on bursts that carried frames (ring work, fast path, timers; not waiting in poll). rate(busy) / rate(loop) is its busy share.",
+      rows.map((r) => ({ labels: r.labels, value: r.busy }))),
+    family("xvs_worker_loop_seconds_total", "counter", "Time the worker's loop has run (busy, idle polls and event-loop turns).",
+      rows.map((r) => ({ labels: r.labels, value: r.loop }))),
+  ];
+}
+
+/**
+ * Health-check state (health/monitor.ts, when the daemon runs checks): every checked real server,
+ * those in the table and those the checks took out of it (the latter have no Dest any more, so
+ * their labels come from the monitor's address), and each checked service's quorum and sorry server.
+ */
+function healthFamilies(daemon: Daemon, services: readonly Service[], backends: readonly { s: Service; d: Dest; labels: Record<string, string> }[]): Family[] {
+  const h = daemon.health;
+  if (!h) return [];
+  const up: Sample[] = [];
+  for (const b of backends) {
+    const v = h.destHealth(b.s, ipText(b.d.addr), b.d.port);
+    if (v) up.push({ labels: b.labels, value: v.state === "up" ? 1 : 0 });
+  }
+  const quorum: Sample[] = [], sorry: Sample[] = [];
+  for (const s of services) {
+    const sh = h.serviceHealth(s);
+    if (!sh) continue;
+    const labels = serviceLabels(s);
+    quorum.push({ labels, value: sh.quorum === "up" ? 1 : 0 });
+    sorry.push({ labels, value: sh.sorry_server_active ? 1 : 0 });
+    for (const r of sh.removed) {
+      const addr = parseIp(r.address);
+      if (!addr) continue;
+      up.push({ labels: { local_address: labels.local_address, local_port: labels.local_port, remote_address: goIpText(addr), remote_port: String(r.port), proto: labels.proto, local_mark: labels.local_mark }, value: r.health.state === "up" ? 1 : 0 });
+    }
+  }
+  return [
+    family("xvs_backend_health_up", "gauge", "1 while the real server's health checks pass, 0 while they fail (checked real servers only, those the checks removed from the table included).", up),
+    family("xvs_service_quorum_up", "gauge", "1 while the service's quorum of healthy weight is met, 0 while it is lost (services with health checks).", quorum),
+    family("xvs_service_sorry_server_active", "gauge", "1 while the service's sorry server is in the table in place of its real servers (services with health checks).", sorry),
+  ];
+}
+
 function family(name: string, type: MetricType, help: string, samples: Sample[]): Family {
   return { name, type, help, samples };
 }
@@ -139,6 +189,8 @@ export function collectMetrics(daemon: Daemon): Family[] {
       Object.entries(verdicts).filter(([k]) => !(k in RING_COUNTERS)).map(([k, v]) => ({ labels: { verdict: k }, value: v }))),
     family("xvs_xdp_packets_total", "counter", "Packets the XDP steering program passed to the kernel or redirected to xvs, by reason.",
       xdp.map((v, i) => ({ labels: { action: XDP_COUNTER_NAMES[i] ?? `xdp_${i}` }, value: v }))),
+    ...workerTimes(daemon),
+    ...healthFamilies(daemon, services, backends),
     family("xvs_services", "gauge", "Virtual services in the table.", [{ value: services.length }]),
     family("xvs_backends", "gauge", "Real servers in the table (over all services).", [{ value: backends.length }]),
     family("xvs_workers", "gauge", "Dataplane workers (one per rx queue).", [{ value: daemon.dataplane?.workers.length ?? 0 }]),

@@ -7,12 +7,19 @@
  *
  * With XVS_PROFILE=1 in the environment (used by `xvs bench`), the same loop also times its
  * phases (the shim's ring work and kicks, the fast path, the timers) and writes them as one
- * JSON log line when it stops; without it, the plain loop runs and nothing is timed.
+ * JSON log line when it stops; without it, the plain loop runs and times only its busy share.
+ *
+ * Busy share (always on, GET /metrics' xvs_worker_busy_seconds_total / _loop_seconds_total): a
+ * burst that returned frames counts as busy from the start of its shim call to the start of the
+ * next call (ring work, fast path, timers), unless the shim slept in poll() during that call
+ * (its poll counter moved): then only from the call's return, so that waiting for a frame is
+ * never counted as work. One clock read per burst (two after a poll), none per packet; the
+ * totals reach shared memory (Counters.loop) once per round.
  */
 import { ConnTable } from "../conn/table.ts";
 import { XskPort } from "../ffi/xsk.ts";
 import * as abi from "../ffi/abi.ts";
-import { Counters } from "../stats/counters.ts";
+import { Counters, WL_BUSY_NS, WL_LOOP_NS } from "../stats/counters.ts";
 import { FastPath } from "./fastpath.ts";
 import { CTL_APPLIED_GEN, CTL_EPOCH_F64, CTL_HEARTBEAT, CTL_POSTED_GEN, CTL_STOP, ticksSince, type FromWorker, type InitMessage, type ToWorker } from "./protocol.ts";
 import { NextHopView } from "./route.ts";
@@ -26,6 +33,7 @@ const BURSTS_PER_ROUND = 64;
 
 let fp: FastPath | null = null;
 let port: XskPort | null = null;
+let counters: Counters;
 let ctl: Int32Array;
 const pending: Tables[] = [];
 
@@ -53,27 +61,45 @@ function start(m: InitMessage): void {
     return;
   }
   const conns = new ConnTable(m.conns.capacity, undefined, m.conns);
-  fp = new FastPath(port.umem, m.tables, conns, new Counters(m.counters), new NextHopView(m.nexthops, m.resolveRing));
+  counters = new Counters(m.counters);
+  fp = new FastPath(port.umem, m.tables, conns, counters, new NextHopView(m.nexthops, m.resolveRing));
   Atomics.store(ctl, CTL_APPLIED_GEN, m.tables.generation);
   post({ type: "ready", zeroCopy: m.ifaces.map((_, i) => port!.zeroCopy(i)) });
   if (process.env.XVS_PROFILE === "1") void loopProfiled(epochMs, m.idleMs, m.queue);
   else void loop(epochMs, m.idleMs);
 }
 
+/** The low 32 bits of the shim's poll counter (little-endian u64): moves when a burst call slept. */
+function pollCounter(p: XskPort): Uint32Array {
+  return new Uint32Array(p.stats.buffer, p.stats.byteOffset + abi.XVS_SHIM_POLLS * 8, 1);
+}
+
 async function loop(epochMs: number, idleMs: number): Promise<void> {
   const p = port!, f = fp!, descs = p.descs;
+  const clock = Bun.nanoseconds, polls = pollCounter(p), times = counters.loop;
+  const loopStart = clock();
+  let busyNs = 0;
   let nDone = 0;
   while (Atomics.load(ctl, CTL_STOP) === 0) {
     applyPending();
     const gen = Atomics.load(ctl, CTL_APPLIED_GEN);
+    let busyFrom = -1; // start of the open busy interval, -1 when the last burst was empty
     for (let k = 0; k < BURSTS_PER_ROUND; k++) {
+      const t0 = clock();
+      if (busyFrom >= 0) busyNs += t0 - busyFrom;
       f.now = ticksSince(epochMs);
+      const slept = polls[0];
       const n = p.burst(nDone, abi.XVS_MAX_BURST, idleMs);
+      busyFrom = n <= 0 ? -1 : polls[0] === slept ? t0 : clock();
       if (n > 0) f.processBurst(descs, n);
       nDone = n > 0 ? n : 0;
       f.expire();
       if (Atomics.load(ctl, CTL_POSTED_GEN) !== gen || Atomics.load(ctl, CTL_STOP) !== 0) break;
     }
+    const roundEnd = clock();
+    if (busyFrom >= 0) busyNs += roundEnd - busyFrom;
+    times[WL_BUSY_NS] = busyNs;
+    times[WL_LOOP_NS] = roundEnd - loopStart;
     Atomics.add(ctl, CTL_HEARTBEAT, 1);
     await new Promise<void>((r) => setImmediate(r));
   }
@@ -120,6 +146,8 @@ async function loopProfiled(epochMs: number, idleMs: number, queue: number): Pro
   const sliceAcc = new Float64Array(P_WORDS);
   let sliceShim = SHIM_PHASES.map((i) => Number(shim[i]));
   const slices: Record<string, unknown>[] = [];
+  const polls = pollCounter(p), times = counters.loop;
+  let busyNs = 0;
   let nDone = 0;
   const start = clock();
   let sliceStart = start;
@@ -129,6 +157,7 @@ async function loopProfiled(epochMs: number, idleMs: number, queue: number): Pro
     for (let k = 0; k < BURSTS_PER_ROUND; k++) {
       f.now = ticksSince(epochMs);
       const t0 = clock();
+      const slept = polls[0];
       const n = p.burst(nDone, abi.XVS_MAX_BURST, idleMs);
       const t1 = clock();
       if (n > 0) f.processBurst(descs, n);
@@ -136,6 +165,7 @@ async function loopProfiled(epochMs: number, idleMs: number, queue: number): Pro
       nDone = n > 0 ? n : 0;
       f.expire();
       const t3 = clock();
+      if (n > 0) busyNs += (polls[0] === slept ? t3 - t0 : t3 - t1);
       sliceAcc[P_BURST] += t1 - t0;
       sliceAcc[P_FAST] += t2 - t1;
       sliceAcc[P_EXPIRE] += t3 - t2;
@@ -146,6 +176,8 @@ async function loopProfiled(epochMs: number, idleMs: number, queue: number): Pro
       }
       if (Atomics.load(ctl, CTL_POSTED_GEN) !== gen || Atomics.load(ctl, CTL_STOP) !== 0) break;
     }
+    times[WL_BUSY_NS] = busyNs;
+    times[WL_LOOP_NS] = clock() - start;
     Atomics.add(ctl, CTL_HEARTBEAT, 1);
     await new Promise<void>((r) => setImmediate(r));
     const now = clock();

@@ -16,6 +16,15 @@ export const TS_INBYTES = 3;
 export const TS_OUTBYTES = 4;
 export const TS_WORDS = 5;
 
+/**
+ * Words of `loop`, the worker's own time (nanoseconds since its loop started, written once per
+ * round of bursts): time spent on bursts that carried frames, and the loop's whole time. Their
+ * ratio is the worker's busy share (docs/metrics.md: xvs_worker_busy_seconds_total).
+ */
+export const WL_BUSY_NS = 0;
+export const WL_LOOP_NS = 1;
+export const WL_WORDS = 2;
+
 /** Offset of a dest's traffic words in `traffic` (services come first). */
 export const DEST_TRAFFIC_BASE = MAX_SERVICES * TS_WORDS;
 
@@ -27,6 +36,7 @@ export interface CounterBuffers {
   persist: SharedArrayBuffer;
   overload: SharedArrayBuffer;
   svcRefs: SharedArrayBuffer;
+  loop: SharedArrayBuffer;
 }
 
 /** Typed views over one worker's counters. */
@@ -39,6 +49,8 @@ export class Counters {
   readonly overload: Uint8Array;
   /** Connections (and templates) naming each service id. */
   readonly svcRefs: Int32Array;
+  /** The worker's busy and loop nanoseconds (WL_*). */
+  readonly loop: Float64Array;
 
   constructor(readonly buffers: CounterBuffers = Counters.allocate()) {
     this.verdicts = new Float64Array(buffers.verdicts);
@@ -48,6 +60,7 @@ export class Counters {
     this.persist = new Int32Array(buffers.persist);
     this.overload = new Uint8Array(buffers.overload);
     this.svcRefs = new Int32Array(buffers.svcRefs);
+    this.loop = new Float64Array(buffers.loop);
   }
 
   static allocate(): CounterBuffers {
@@ -59,6 +72,7 @@ export class Counters {
       persist: new SharedArrayBuffer(MAX_DESTS * 4),
       overload: new SharedArrayBuffer(MAX_DESTS),
       svcRefs: new SharedArrayBuffer(MAX_SERVICES * 4),
+      loop: new SharedArrayBuffer(WL_WORDS * 8),
     };
   }
 }

@@ -277,6 +277,27 @@ describe("GET /metrics after real traffic", () => {
     expect(xvs.rawLog().split("\n").find((l) => l.includes('"xvs running"'))).toStartWith("<6>{");
     expect(xvs.log()).not.toMatch(/^<\d>/m);
   }, 30_000);
+
+  test("workers' busy seconds rise under traffic and stay put while idle; never above the loop's seconds", async () => {
+    const sum = (p: PromPage, name: string) => p.find(name).reduce((a, s) => a + s.value, 0);
+    const times = async () => {
+      const { page } = await scrape();
+      expect(page.find("xvs_worker_busy_seconds_total").length).toBe(page.value("xvs_workers"));
+      for (const s of page.find("xvs_worker_busy_seconds_total")) expect(s.value).toBeLessThanOrEqual(page.value("xvs_worker_loop_seconds_total", s.labels));
+      return { busy: sum(page, "xvs_worker_busy_seconds_total"), loop: sum(page, "xvs_worker_loop_seconds_total") };
+    };
+    await quiescent();
+    const idle0 = await times();
+    await Bun.sleep(1000);
+    const idle1 = await times();
+    expect(idle1.loop - idle0.loop).toBeGreaterThan(0.5); // the loop runs (and its counter is written) while idle
+    // no frame, no busy time (a stray late segment may still arrive: a tenth of the loop is plenty)
+    expect(idle1.busy - idle0.busy).toBeLessThan((idle1.loop - idle0.loop) / 10);
+    const h = await httpGet(L.lab, L.client, LAB_VIP, 80, 200, 4);
+    expect(h.ok).toBe(200);
+    const after = await times();
+    expect(after.busy).toBeGreaterThan(idle1.busy);
+  }, 60_000);
 });
 
 describe("a real Prometheus server scrapes xvs", () => {

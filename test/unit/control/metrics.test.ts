@@ -12,7 +12,9 @@ import { metricsApp } from "../../../src/control/routes/metrics.ts";
 import { parseRunArgs } from "../../../src/control/serve.ts";
 import { log, parseLogLine, stripPriorities } from "../../../src/log.ts";
 import { parseIp } from "../../../src/service/addr.ts";
-import { DEST_TRAFFIC_BASE, TS_WORDS } from "../../../src/stats/counters.ts";
+import { ConnTable } from "../../../src/conn/table.ts";
+import type { HealthMonitor } from "../../../src/health/monitor.ts";
+import { Counters, DEST_TRAFFIC_BASE, TS_WORDS, WL_BUSY_NS, WL_LOOP_NS } from "../../../src/stats/counters.ts";
 import { parseExposition } from "../../util/prom.ts";
 import { endpoint, parseStatsListing } from "../../util/stats-listing.ts";
 import { startXvs, TOKEN, type Xvs } from "../cli/fixture.ts";
@@ -252,6 +254,50 @@ describe("GET /metrics over a stand-in dataplane", () => {
     expect(page.find("node_ipvs_backend_weight").length).toBe(1);
     expect(page.value("node_ipvs_connections_total")).toBe(11);
     expect(page.value("node_ipvs_outgoing_bytes_total")).toBe(200_005);
+  });
+
+  test("workers' busy and loop seconds: counters per worker and queue, from each worker's shared loop words", async () => {
+    const x = await lab();
+    x.dataplane.workers.push({ counters: new Counters(), conns: new ConnTable(64) });
+    const [w0, w1] = x.dataplane.workers.map((w) => w.counters.loop);
+    w0[WL_BUSY_NS] = 1.5e9; w0[WL_LOOP_NS] = 6e9;
+    w1[WL_BUSY_NS] = 0; w1[WL_LOOP_NS] = 250e6;
+    const page = await scrape(x);
+    expect(page.type.get("xvs_worker_busy_seconds_total")).toBe("counter");
+    expect(page.type.get("xvs_worker_loop_seconds_total")).toBe("counter");
+    expect(page.find("xvs_worker_busy_seconds_total").map((s) => s.labels)).toEqual([{ worker: "0", queue: "0" }, { worker: "1", queue: "1" }]);
+    expect(page.value("xvs_worker_busy_seconds_total", { queue: "0" })).toBe(1.5);
+    expect(page.value("xvs_worker_loop_seconds_total", { queue: "0" })).toBe(6);
+    expect(page.value("xvs_worker_busy_seconds_total", { queue: "1" })).toBe(0);
+    expect(page.value("xvs_worker_loop_seconds_total", { queue: "1" })).toBe(0.25);
+    expect(page.value("xvs_workers")).toBe(2);
+  });
+
+  test("health state: up/down per checked real server (removed ones too), quorum and sorry server per checked service; none without checks", async () => {
+    const x = await lab();
+    expect((await scrape(x)).find("xvs_backend_health_up")).toEqual([]);
+    const view = (state: "up" | "down") => ({ state, last_result: null, last_change: null, reason: "" });
+    // a stand-in monitor: 198.18.1.11 up, 198.18.1.12 unchecked, 2001:db8::12 removed by its checks
+    // (not in the table), the UDP service's quorum lost and its sorry server in
+    x.daemon.health = {
+      destHealth: (s: { port: number }, address: string, port: number) =>
+        s.port === 80 && address === "198.18.1.11" && port === 8080 ? view("up") : s.port === 53 && address === "2001:db8::11" ? view("down") : undefined,
+      serviceHealth: (s: { port: number }) => s.port === 80
+        ? { quorum: "up", sorry_server_active: false, removed: [] }
+        : { quorum: "down", sorry_server_active: true, removed: [{ address: "2001:db8:0::12", port: 5353, weight: 3, health: view("down") }] },
+    } as unknown as HealthMonitor;
+    const page = await scrape(x);
+    expect(page.type.get("xvs_backend_health_up")).toBe("gauge");
+    expect(page.find("xvs_backend_health_up").map((s) => [s.labels, s.value])).toEqual([
+      [RS1, 1],
+      [RS6, 0],
+      [{ ...RS6, remote_address: "2001:db8::12" }, 0],
+    ]);
+    for (const s of page.find("xvs_backend_health_up")) expect(Object.keys(s.labels)).toEqual(Object.keys(RS1));
+    const tcp = { local_address: "198.18.0.100", local_port: "80", proto: "TCP", local_mark: "" };
+    const udp = { local_address: "2001:db8::100", local_port: "53", proto: "UDP", local_mark: "" };
+    expect([page.value("xvs_service_quorum_up", tcp), page.value("xvs_service_quorum_up", udp)]).toEqual([1, 0]);
+    expect([page.value("xvs_service_sorry_server_active", tcp), page.value("xvs_service_sorry_server_active", udp)]).toEqual([0, 1]);
   });
 
   test("/metrics needs no token, is not writable; the separate listener serves it and nothing else", async () => {
