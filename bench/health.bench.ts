@@ -14,7 +14,7 @@ import net from "node:net";
 import { Daemon } from "../src/control/daemon.ts";
 import { runCheck } from "../src/health/checkers.ts";
 import { HealthMonitor } from "../src/health/monitor.ts";
-import { Checker, ServiceHealth } from "../src/health/spec.ts";
+import { Checker, ServiceHealth } from "../src/control/health-schemas.ts";
 
 function arg(name: string, d: string): string {
   const i = process.argv.indexOf(name);

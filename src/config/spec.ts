@@ -7,7 +7,7 @@
 import type { ForwardName, TunnelCsumName, TunnelTypeName } from "../service/forwarding.ts";
 import type { ProtocolName } from "../service/protocols.ts";
 import type { SchedFlag, SchedulerName } from "../service/schedulers.ts";
-import type { CheckerT, ServiceHealthT } from "../health/spec.ts";
+import type { CheckerT, ServiceHealthT } from "./health.ts";
 
 export type AddressFamilyName = "ipv4" | "ipv6";
 

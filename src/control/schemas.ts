@@ -18,7 +18,8 @@ import { DEFAULT_SCHEDULER, SCHED_FLAGS, SCHEDULERS } from "../service/scheduler
 // The names and limits live in service/ (the bottom layer: the schedulers and the compiler use
 // them without loading zod); they are re-exported here for the API's and the CLI's users.
 export { DEFAULT_GUE_PORT, DEFAULT_PERSISTENT_TIMEOUT_SEC, DEFAULT_SCHEDULER, DEFAULT_WEIGHT, FORWARDS, MAX_PERSISTENT_TIMEOUT_SEC, MAX_TIMEOUT_SEC, MAX_WEIGHT, PROTOCOLS, SCHED_FLAGS, SCHEDULERS, TUNNEL_CSUMS, TUNNEL_TYPES };
-import { Checker, DestHealthView, destHealthFields, MAX_CHECKERS_PER_DEST, ServiceHealth, ServiceHealthView } from "../health/spec.ts";
+import { Checker, DestHealthView, destHealthFields, ServiceHealth, ServiceHealthView } from "./health-schemas.ts";
+import { MAX_CHECKERS_PER_DEST } from "../config/health.ts";
 
 /** Most real servers in one service of a config document. */
 export const MAX_DESTS_PER_SERVICE = 16384;
@@ -54,7 +55,7 @@ const serviceOptions = {
   onePacket: z.boolean().default(false),
   schedFlags: z.array(SchedFlag).max(7).default([]),
   pe: z.enum(["sip"]).optional(),
-  /** Health-check settings (src/health/spec.ts, keepalived's virtual_server keywords). */
+  /** Health-check settings (health-schemas.ts, keepalived's virtual_server keywords). */
   health: ServiceHealth.optional(),
 };
 
@@ -131,7 +132,7 @@ export const DestSpec = z.strictObject({
   upperThreshold: z.number().int().min(0).max(MAX_WEIGHT).default(0),
   lowerThreshold: z.number().int().min(0).max(MAX_WEIGHT).default(0),
   tunnel: TunnelSpec.optional(),
-  /** Health checkers and inhibit_on_failure (src/health/spec.ts). */
+  /** Health checkers and inhibit_on_failure (health-schemas.ts). */
   ...destHealthFields,
 }).superRefine((d, ctx) => {
   // ip_vs_ctl.c: l_threshold > u_threshold is ERANGE (also with u == 0 and l > 0)

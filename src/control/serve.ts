@@ -17,7 +17,7 @@ import { applyConfig } from "./batch.ts";
 import { Daemon } from "./daemon.ts";
 import { HealthMonitor } from "../health/monitor.ts";
 import { prepareStartTable } from "./start-table.ts";
-import { attachKeepalivedConf, KeepalivedConf, keepalivedConfOf, loadKeepalivedConf } from "../keepalived/reload.ts";
+import { attachKeepalivedConf, KeepalivedConf, keepalivedConfOf, loadKeepalivedConf } from "./keepalived/reload.ts";
 import { DEFAULT_API_HOST, DEFAULT_API_PORT, ensureToken, stateDir, writeApiAddress } from "./runtime.ts";
 
 /** How often the control thread looks whether an estimator tick is due, ms (ticks are 2 s apart). */
@@ -28,7 +28,7 @@ export interface RunOptions extends DataplaneOptions {
   apiPort: number;
   /** Declarative table for the start; whether it or the saved table wins: start-table.ts. */
   configFile?: string;
-  /** keepalived.conf whose virtual_server blocks are the table; SIGHUP and POST /v1/reload re-read it (src/keepalived/). */
+  /** keepalived.conf whose virtual_server blocks are the table; SIGHUP and POST /v1/reload re-read it (src/control/keepalived/). */
   keepalivedConf?: string;
   /** File holding the API token (instead of the generated one). */
   tokenFile?: string;

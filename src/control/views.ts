@@ -7,7 +7,7 @@ import type { Dest, Service } from "../config/model.ts";
 import type { Daemon } from "./daemon.ts";
 import { destId, serviceId } from "./ids.ts";
 import type { FieldChangeT, ServiceViewT, DestViewT } from "./schemas.ts";
-import type { DestHealthViewT } from "../health/spec.ts";
+import type { DestHealthViewT } from "./health-schemas.ts";
 
 const PROTO_NAMES: Record<number, string> = { 6: "TCP", 17: "UDP", 132: "SCTP" };
 

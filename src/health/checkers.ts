@@ -11,7 +11,7 @@ import dgram from "node:dgram";
 import net from "node:net";
 import tls from "node:tls";
 import { isIPv6 } from "node:net";
-import { DEFAULT_STATUS_CODES, type CheckerT, type DnsCheckT, type HttpCheckT, type MiscCheckT, type SslCheckT, type StatusCodeT, type UdpCheckT } from "./spec.ts";
+import { DEFAULT_STATUS_CODES, type CheckerT, type DnsCheckT, type HttpCheckT, type MiscCheckT, type SslCheckT, type StatusCodeT, type UdpCheckT } from "../config/health.ts";
 import { encodeDnsQuery, parseDnsReplyHeader } from "./dns.ts";
 
 /** Most body bytes read for a digest (keepalived reads the whole body; a bound keeps a huge one a failure). */

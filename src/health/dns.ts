@@ -2,7 +2,7 @@
  * The few bytes of DNS (RFC 1035) DNS_CHECK needs: one query (header + one question), and the
  * header of a reply (id, QR bit, rcode). No library: a checker sends one datagram.
  */
-import type { DnsCheckT } from "./spec.ts";
+import type { DnsCheckT } from "../config/health.ts";
 
 /** QTYPE numbers of the types DNS_CHECK takes (RFC 1035 3.2.2, RFC 3596 for AAAA). */
 export const DNS_TYPE_CODES: Record<DnsCheckT["type"], number> = { A: 1, NS: 2, CNAME: 5, SOA: 6, MX: 15, TXT: 16, AAAA: 28 };

@@ -22,10 +22,10 @@
  */
 import { ipText, parseIp } from "../service/addr.ts";
 import { serviceName, type Model, type Service } from "../config/model.ts";
-import type { DestSpecT, ServiceKeyT } from "../control/schemas.ts";
+import type { DestSpecT, ServiceKeyT } from "../config/spec.ts";
 import { log } from "../log.ts";
 import { killRunningScripts, runCheck, type CheckResult } from "./checkers.ts";
-import { attemptTimeoutSec, delayBeforeRetrySec, delayLoopSec, type CheckerT, type ServiceHealthT } from "./spec.ts";
+import { attemptTimeoutSec, delayBeforeRetrySec, delayLoopSec, type CheckerT, type ServiceHealthT } from "../config/health.ts";
 import { applyResult, destUp, destWeight, initialChecker, quorumAfter, type CheckerState } from "./state.ts";
 
 /** Attempts running at once, all real servers together. */

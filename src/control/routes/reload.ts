@@ -1,12 +1,12 @@
 /**
  * POST /v1/reload: re-read the keepalived.conf the daemon was started with
  * (`xvs run --keepalived-conf FILE`) and apply only the difference, all or nothing, as SIGHUP
- * does (src/keepalived/reload.ts). An error in the file answers 400 naming file and line; the
+ * does (src/control/keepalived/reload.ts). An error in the file answers 400 naming file and line; the
  * table is then unchanged.
  */
 import { z } from "zod";
 import { ErrorCode, LbError } from "../../errors.ts";
-import { keepalivedConfOf } from "../../keepalived/reload.ts";
+import { keepalivedConfOf } from "../keepalived/reload.ts";
 import type { Daemon } from "../daemon.ts";
 import { route, type Route } from "../http.ts";
 

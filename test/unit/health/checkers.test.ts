@@ -14,7 +14,8 @@ import { join } from "node:path";
 import tls from "node:tls";
 import { dechunk, httpRequest, killRunningScripts, runCheck, splitCommand, statusMatches } from "../../../src/health/checkers.ts";
 import { encodeDnsQuery, parseDnsReplyHeader } from "../../../src/health/dns.ts";
-import { attemptTimeoutSec, Checker, type CheckerIn } from "../../../src/health/spec.ts";
+import { attemptTimeoutSec } from "../../../src/config/health.ts";
+import { Checker, type CheckerIn } from "../../../src/control/health-schemas.ts";
 import { TEST_CERT, TEST_KEY } from "./tls-fixture.ts";
 
 const LO = "127.0.0.1";

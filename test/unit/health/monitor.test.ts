@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { HealthMonitor, type HealthDeps } from "../../../src/health/monitor.ts";
 import type { CheckResult } from "../../../src/health/checkers.ts";
-import type { CheckerT } from "../../../src/health/spec.ts";
+import type { CheckerT } from "../../../src/config/health.ts";
 import { modelToConfig } from "../../../src/control/batch.ts";
 import { DestSpec, ServiceList, ServiceSpec } from "../../../src/control/schemas.ts";
 import { Daemon } from "../../../src/control/daemon.ts";

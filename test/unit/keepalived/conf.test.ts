@@ -1,4 +1,4 @@
-// keepalived.conf reader and converter (src/keepalived/read.ts, convert.ts) over the files in
+// keepalived.conf reader and converter (src/control/keepalived/read.ts, convert.ts) over the files in
 // test/fixtures/keepalived/. Each file is also given to the real keepalived (Debian 12's 2.2.7,
 // `keepalived --config-test -f FILE`): the files it accepts convert to the expected JSON; the
 // files it rejects are rejected here too, at the line keepalived names; the files it accepts
@@ -7,9 +7,9 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { convertKeepalived } from "../../../src/keepalived/convert.ts";
-import { ConfError, readKeepalivedConf, splitLine } from "../../../src/keepalived/read.ts";
-import { loadKeepalivedConf } from "../../../src/keepalived/reload.ts";
+import { convertKeepalived } from "../../../src/control/keepalived/convert.ts";
+import { ConfError, readKeepalivedConf, splitLine } from "../../../src/control/keepalived/read.ts";
+import { loadKeepalivedConf } from "../../../src/control/keepalived/reload.ts";
 import { applyConfig } from "../../../src/control/batch.ts";
 import { Model } from "../../../src/config/model.ts";
 

@@ -1,4 +1,4 @@
-// Reload of --keepalived-conf (src/keepalived/reload.ts, POST /v1/reload): only the difference is
+// Reload of --keepalived-conf (src/control/keepalived/reload.ts, POST /v1/reload): only the difference is
 // applied, services and real servers keep their ids (no delete and re-add), what the file never
 // declared is left alone, a broken file changes nothing, and the saved table records the file's
 // content so that a restart follows start-table.ts's rule.
@@ -12,7 +12,7 @@ import { TABLE_FILE } from "../../../src/control/config-store.ts";
 import { Daemon } from "../../../src/control/daemon.ts";
 import type { NetnsIdentity } from "../../../src/control/netns-identity.ts";
 import { prepareStartTable } from "../../../src/control/start-table.ts";
-import { applyReload, attachKeepalivedConf, KeepalivedConf, loadKeepalivedConf } from "../../../src/keepalived/reload.ts";
+import { applyReload, attachKeepalivedConf, KeepalivedConf, loadKeepalivedConf } from "../../../src/control/keepalived/reload.ts";
 import { Model } from "../../../src/config/model.ts";
 import { HealthMonitor } from "../../../src/health/monitor.ts";
 

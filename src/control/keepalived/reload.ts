@@ -17,13 +17,13 @@
  * table (with its `xvs adm` edits) wins while the file is unchanged, the file wins once it
  * changed.
  */
-import { ErrorCode, LbError } from "../errors.ts";
-import { log } from "../log.ts";
-import type { Model } from "../config/model.ts";
-import type { ConfigStamp, ConfigStore } from "../control/config-store.ts";
-import type { Daemon } from "../control/daemon.ts";
-import { currentIdentity, type NetnsIdentity } from "../control/netns-identity.ts";
-import { ConfigDoc, type ConfigDocT, DestSpec, ServiceConfig, type DestSpecT, type ServiceSpecT } from "../control/schemas.ts";
+import { ErrorCode, LbError } from "../../errors.ts";
+import { log } from "../../log.ts";
+import type { Model } from "../../config/model.ts";
+import type { ConfigStamp, ConfigStore } from "../config-store.ts";
+import type { Daemon } from "../daemon.ts";
+import { currentIdentity, type NetnsIdentity } from "../netns-identity.ts";
+import { ConfigDoc, type ConfigDocT, DestSpec, ServiceConfig, type DestSpecT, type ServiceSpecT } from "../schemas.ts";
 import { convertKeepalived, type KaDoc } from "./convert.ts";
 import { contentHash, readKeepalivedConf } from "./read.ts";
 

@@ -1,8 +1,8 @@
 /**
  * keepalived.conf statements (read.ts) to xvs's own config document: the `virtual_server`
  * blocks become services (schemas.ts ServiceConfig) with their real servers, plus the health
- * settings of each service (`health`, src/health/spec.ts ServiceHealth) and the checkers of
- * each real server (`checkers`, `inhibit_on_failure`: spec.ts destHealthFields).
+ * settings of each service (`health`, health-schemas.ts ServiceHealth) and the checkers of
+ * each real server (`checkers`, `inhibit_on_failure`: health-schemas.ts destHealthFields).
  *
  * keepalived's rules kept here (keepalived/check/check_parser.c, check_data.c, check_api.c):
  * - keyword aliases: lb_algo = lvs_sched, lb_kind = lvs_method, nb_get_retry = retry;
@@ -22,11 +22,12 @@
  * virtual servers are refused (schemas.ts FWMARK_UNSUPPORTED_MESSAGE).
  */
 import { z } from "zod";
-import { log } from "../log.ts";
-import { type IpAddr, parseIp, ipText } from "../service/addr.ts";
-import { schedulerByName } from "../sched/registry.ts";
-import { Checker, type CheckerT, ServiceHealth, type ServiceHealthT, type StatusCodeT } from "../health/spec.ts";
-import { DestSpec, type DestSpecT, FWMARK_UNSUPPORTED_MESSAGE, SCHEDULERS, ServiceSpec, type ServiceSpecT, CONFIG_VERSION, DEFAULT_PERSISTENT_TIMEOUT_SEC } from "../control/schemas.ts";
+import { log } from "../../log.ts";
+import { type IpAddr, parseIp, ipText } from "../../service/addr.ts";
+import { schedulerByName } from "../../sched/registry.ts";
+import type { CheckerT, ServiceHealthT, StatusCodeT } from "../../config/health.ts";
+import { Checker, ServiceHealth } from "../health-schemas.ts";
+import { DestSpec, type DestSpecT, FWMARK_UNSUPPORTED_MESSAGE, SCHEDULERS, ServiceSpec, type ServiceSpecT, CONFIG_VERSION, DEFAULT_PERSISTENT_TIMEOUT_SEC } from "../schemas.ts";
 import { ConfError, type Stmt } from "./read.ts";
 
 /** A real server as converted: its table spec, its checkers, inhibit_on_failure. */

@@ -22,7 +22,7 @@
 import { readFileSync, statSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { createHash } from "node:crypto";
-import { ErrorCode, LbError } from "../errors.ts";
+import { ErrorCode, LbError } from "../../errors.ts";
 
 /** Deepest include nesting (keepalived has none; a loop would otherwise never end). */
 export const MAX_INCLUDE_DEPTH = 16;
