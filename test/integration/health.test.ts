@@ -18,6 +18,7 @@ import { selfCommand } from "../../src/lab/self.ts";
 import { buildDirectorLab, LAB_VIP, realAddr, type DirectorLab } from "../../src/lab/topology.ts";
 import { parseLogLine } from "../../src/log.ts";
 import { apiOk, HeldConnection, httpGet, requireRoot, verdictsOf } from "./helpers.ts";
+import { parseExposition } from "../util/prom.ts";
 
 let L: DirectorLab;
 let xvs: LabDaemon;
@@ -69,7 +70,7 @@ async function stop(map: Map<string, Subprocess>, host: string): Promise<void> {
 }
 
 interface DestV { address: string; port: number; weight: number; health?: { state: string; reason: string } }
-interface SvcV { spec: { protocol: string; port: number }; dests: DestV[]; health?: { quorum: string; sorry_server_active: boolean; removed: { address: string }[] } }
+interface SvcV { spec: { protocol: string; port: number }; dests: DestV[]; health?: { quorum: string; sorry_server_active: boolean; removed: { address: string; port: number; health: { state: string } }[] } }
 
 async function services(): Promise<SvcV[]> {
   return ((await apiOk(xvs, "GET", "/v1/services")) as { services: SvcV[] }).services;
@@ -97,6 +98,29 @@ async function until(protocol: string, port: number, cond: (t: Record<string, nu
 }
 
 const RS = [1, 2, 3].map(realAddr);
+
+/** GET /metrics' health families say what GET /v1/services says: each checked real server (removed ones too), quorum, sorry server. */
+async function expectHealthMetricsAgree(): Promise<void> {
+  const page = parseExposition(String((await xvs.api("GET", "/metrics")).json));
+  const svcs = await services();
+  const up = (state: string) => (state === "up" ? 1 : 0);
+  const want = { up: {} as Record<string, number>, quorum: {} as Record<string, number>, sorry: {} as Record<string, number> };
+  for (const s of svcs) {
+    const svc = `${s.spec.protocol.toUpperCase()} ${s.spec.port}`;
+    for (const d of s.dests) if (d.health) want.up[`${svc} ${d.address}:${d.port}`] = up(d.health.state);
+    for (const r of s.health?.removed ?? []) want.up[`${svc} ${r.address}:${r.port}`] = up(r.health.state);
+    if (s.health) {
+      want.quorum[svc] = up(s.health.quorum);
+      want.sorry[svc] = s.health.sorry_server_active ? 1 : 0;
+    }
+  }
+  const got = (name: string, key: (l: Record<string, string>) => string) => Object.fromEntries(page.find(name).map((x) => [key(x.labels), x.value]));
+  expect({
+    up: got("xvs_backend_health_up", (l) => `${l.proto} ${l.local_port} ${l.remote_address}:${l.remote_port}`),
+    quorum: got("xvs_service_quorum_up", (l) => `${l.proto} ${l.local_port}`),
+    sorry: got("xvs_service_sorry_server_active", (l) => `${l.proto} ${l.local_port}`),
+  }).toEqual(want);
+}
 
 beforeAll(async () => {
   requireRoot();
@@ -165,6 +189,7 @@ describe("a real server's services stop and start again", () => {
     const downs = xvs.log().split("\n").map(parseLogLine).filter((l) => l?.msg === "real server down" && l.server === `${RS[0]}:80`);
     expect(downs.length).toBe(2); // tcp :80 and tcp :81
     expect(xvs.log()).toContain('"msg":"quorum lost"');
+    await expectHealthMetricsAgree();
   }, 30_000);
 
   test("rs1 starts again: it comes back into every service, the sorry server leaves, and it gets new connections", async () => {

@@ -11,6 +11,7 @@ import type { Daemon } from "../daemon.ts";
 import { XDP_COUNTER_NAMES } from "../metrics.ts";
 import type { ServiceViewT } from "../schemas.ts";
 import { serviceView } from "../views.ts";
+import { WL_BUSY_NS, WL_LOOP_NS } from "../../stats/counters.ts";
 import type { UiEvent } from "./events.ts";
 
 /** Events a snapshot carries (the newest; the ring keeps more). */
@@ -31,6 +32,9 @@ export interface WorkerSnapshot {
   rxPackets: number;
   txPackets: number;
   drops: number;
+  /** Seconds spent on bursts with frames, and seconds the loop ran (the page shows their rate ratio). */
+  busySec: number;
+  loopSec: number;
 }
 
 export interface Snapshot {
@@ -54,7 +58,8 @@ export function workerSnapshots(daemon: Daemon): WorkerSnapshot[] {
     const v = w.counters.verdicts;
     let drops = 0;
     for (const i of DROPS) drops += v[i];
-    return { queue, zeroCopy: [...w.zeroCopy], conns: Atomics.load(w.conns.header, HDR_LIVE), capacity: w.conns.capacity, rxPackets: v[RX], txPackets: v[TX], drops };
+    return { queue, zeroCopy: [...w.zeroCopy], conns: Atomics.load(w.conns.header, HDR_LIVE), capacity: w.conns.capacity, rxPackets: v[RX], txPackets: v[TX], drops,
+      busySec: w.counters.loop[WL_BUSY_NS] / 1e9, loopSec: w.counters.loop[WL_LOOP_NS] / 1e9 };
   });
 }
 

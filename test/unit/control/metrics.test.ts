@@ -9,6 +9,7 @@ import { SUMMARY_MAX, summarizeBody } from "../../../src/control/access-log.ts";
 import { backendLabels, goIpText, serviceLabels } from "../../../src/control/metrics.ts";
 import { escapeHelp, escapeLabelValue, exposition, EXPOSITION_CONTENT_TYPE, formatValue } from "../../../src/control/metrics-text.ts";
 import { metricsApp } from "../../../src/control/routes/metrics.ts";
+import { workerSnapshots } from "../../../src/control/ui/snapshot.ts";
 import { parseRunArgs } from "../../../src/control/serve.ts";
 import { log, parseLogLine, stripPriorities } from "../../../src/log.ts";
 import { parseIp } from "../../../src/service/addr.ts";
@@ -259,6 +260,7 @@ describe("GET /metrics over a stand-in dataplane", () => {
   test("workers' busy and loop seconds: counters per worker and queue, from each worker's shared loop words", async () => {
     const x = await lab();
     x.dataplane.workers.push({ counters: new Counters(), conns: new ConnTable(64) });
+    for (const w of x.dataplane.workers) Object.assign(w, { zeroCopy: [false] }); // what the snapshot reads of a real worker
     const [w0, w1] = x.dataplane.workers.map((w) => w.counters.loop);
     w0[WL_BUSY_NS] = 1.5e9; w0[WL_LOOP_NS] = 6e9;
     w1[WL_BUSY_NS] = 0; w1[WL_LOOP_NS] = 250e6;
@@ -271,6 +273,8 @@ describe("GET /metrics over a stand-in dataplane", () => {
     expect(page.value("xvs_worker_busy_seconds_total", { queue: "1" })).toBe(0);
     expect(page.value("xvs_worker_loop_seconds_total", { queue: "1" })).toBe(0.25);
     expect(page.value("xvs_workers")).toBe(2);
+    // the dashboard's workers panel reads the same words
+    expect(workerSnapshots(x.daemon).map((w) => [w.queue, w.busySec, w.loopSec])).toEqual([[0, 1.5, 6], [1, 0, 0.25]]);
   });
 
   test("health state: up/down per checked real server (removed ones too), quorum and sorry server per checked service; none without checks", async () => {
