@@ -119,10 +119,16 @@ function workerTimes(daemon: Daemon): Family[] {
 function healthFamilies(daemon: Daemon, services: readonly Service[], backends: readonly { s: Service; d: Dest; labels: Record<string, string> }[]): Family[] {
   const h = daemon.health;
   if (!h) return [];
-  const up: Sample[] = [];
+  const up: Sample[] = [], checks: Sample[] = [];
+  const checked = (s: Service, address: string, port: number, labels: Record<string, string>, state: "up" | "down") => {
+    up.push({ labels, value: state === "up" ? 1 : 0 });
+    const n = h.checkCounts(s, address, port);
+    if (n) checks.push({ labels: { ...labels, result: "ok" }, value: n.ok }, { labels: { ...labels, result: "fail" }, value: n.fail });
+  };
   for (const b of backends) {
-    const v = h.destHealth(b.s, ipText(b.d.addr), b.d.port);
-    if (v) up.push({ labels: b.labels, value: v.state === "up" ? 1 : 0 });
+    const address = ipText(b.d.addr);
+    const v = h.destHealth(b.s, address, b.d.port);
+    if (v) checked(b.s, address, b.d.port, b.labels, v.state);
   }
   const quorum: Sample[] = [], sorry: Sample[] = [];
   for (const s of services) {
@@ -134,11 +140,12 @@ function healthFamilies(daemon: Daemon, services: readonly Service[], backends: 
     for (const r of sh.removed) {
       const addr = parseIp(r.address);
       if (!addr) continue;
-      up.push({ labels: { local_address: labels.local_address, local_port: labels.local_port, remote_address: goIpText(addr), remote_port: String(r.port), proto: labels.proto, local_mark: labels.local_mark }, value: r.health.state === "up" ? 1 : 0 });
+      checked(s, r.address, r.port, { local_address: labels.local_address, local_port: labels.local_port, remote_address: goIpText(addr), remote_port: String(r.port), proto: labels.proto, local_mark: labels.local_mark }, r.health.state);
     }
   }
   return [
     family("xvs_backend_health_up", "gauge", "1 while the real server's health checks pass, 0 while they fail (checked real servers only, those the checks removed from the table included).", up),
+    family("xvs_backend_health_checks_total", "counter", "Health-check attempts on the real server that ended, all its checkers together, by result (ok, fail), since it got checkers.", checks),
     family("xvs_service_quorum_up", "gauge", "1 while the service's quorum of healthy weight is met, 0 while it is lost (services with health checks).", quorum),
     family("xvs_service_sorry_server_active", "gauge", "1 while the service's sorry server is in the table in place of its real servers (services with health checks).", sorry),
   ];

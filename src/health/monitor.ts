@@ -91,6 +91,9 @@ interface Entry {
   appliedWeight: number | null;
   /** Bumped to cancel the attempts of an older configuration. */
   gen: number;
+  /** Attempts that ended, all checkers together: passed, failed (GET /metrics). */
+  checksOk: number;
+  checksFailed: number;
 }
 
 interface ServiceState {
@@ -332,6 +335,12 @@ export class HealthMonitor {
     return { quorum: st?.quorumUp === false ? "down" : "up", sorry_server_active: !!st?.sorry && st.quorumUp === false, removed };
   }
 
+  /** Check attempts of a real server (in the table or removed by its checks) that passed and failed, since it got checkers. */
+  checkCounts(s: Service, address: string, port: number): { ok: number; fail: number } | undefined {
+    const e = this.entries.get(entryKey(s.key, address, port));
+    return e ? { ok: e.checksOk, fail: e.checksFailed } : undefined;
+  }
+
   private view(e: Entry): DestHealthView {
     return { state: e.up ? "up" : "down", last_result: e.lastResult, last_change: e.lastChange === null ? null : new Date(e.lastChange).toISOString(), reason: e.reason };
   }
@@ -344,7 +353,7 @@ export class HealthMonitor {
       key, svcKey: s.key, svcId: s.id, service: serviceName(s), address, port: spec.port, spec: structuredClone(spec),
       checkers: [], states: [], timers: [], health: h, up: !alpha, weight: spec.weight,
       lastChange: null, reason: alpha ? "alpha: down until a check passes" : "not checked yet", lastResult: null,
-      parked: false, appliedWeight: spec.weight, gen: 0,
+      parked: false, appliedWeight: spec.weight, gen: 0, checksOk: 0, checksFailed: 0,
     };
     this.entries.set(key, e);
     this.restart(e, checkers);
@@ -411,6 +420,8 @@ export class HealthMonitor {
     const s = e.states[i];
     const { nextSec, changed } = applyResult(s, r, c.retry, delayBeforeRetrySec(c, e.health), delayLoopSec(c, e.health));
     e.lastResult = r.ok ? "success" : "failure";
+    if (r.ok) e.checksOk++;
+    else e.checksFailed++;
     if (changed) this.evaluate(e, c, r);
     else if (e.up && e.states.every((x) => x.hasRun && x.up)) e.reason = "all checkers pass";
     this.schedule(e, i, gen, nextSec * 1000);

@@ -120,6 +120,13 @@ async function expectHealthMetricsAgree(): Promise<void> {
     quorum: got("xvs_service_quorum_up", (l) => `${l.proto} ${l.local_port}`),
     sorry: got("xvs_service_sorry_server_active", (l) => `${l.proto} ${l.local_port}`),
   }).toEqual(want);
+  // the monitor's attempts: every checked real server was checked, every one that is down failed a check
+  const checks = (result: string) => got("xvs_backend_health_checks_total", (l) => (l.result === result ? `${l.proto} ${l.local_port} ${l.remote_address}:${l.remote_port}` : ""));
+  const ok = checks("ok"), fail = checks("fail");
+  for (const [k, v] of Object.entries(want.up)) {
+    expect({ k, checked: (ok[k] ?? 0) + (fail[k] ?? 0) > 0 }).toEqual({ k, checked: true });
+    if (v === 0) expect({ k, fail: fail[k] > 0 }).toEqual({ k, fail: true });
+  }
 }
 
 beforeAll(async () => {

@@ -289,6 +289,7 @@ describe("GET /metrics over a stand-in dataplane", () => {
       serviceHealth: (s: { port: number }) => s.port === 80
         ? { quorum: "up", sorry_server_active: false, removed: [] }
         : { quorum: "down", sorry_server_active: true, removed: [{ address: "2001:db8:0::12", port: 5353, weight: 3, health: view("down") }] },
+      checkCounts: (_s: unknown, address: string) => (address === "198.18.1.11" ? { ok: 40, fail: 2 } : address === "2001:db8:0::12" ? { ok: 1, fail: 9 } : undefined),
     } as unknown as HealthMonitor;
     const page = await scrape(x);
     expect(page.type.get("xvs_backend_health_up")).toBe("gauge");
@@ -298,6 +299,13 @@ describe("GET /metrics over a stand-in dataplane", () => {
       [{ ...RS6, remote_address: "2001:db8::12" }, 0],
     ]);
     for (const s of page.find("xvs_backend_health_up")) expect(Object.keys(s.labels)).toEqual(Object.keys(RS1));
+    expect(page.type.get("xvs_backend_health_checks_total")).toBe("counter");
+    expect(page.find("xvs_backend_health_checks_total").map((s) => [s.labels, s.value])).toEqual([
+      [{ ...RS1, result: "ok" }, 40],
+      [{ ...RS1, result: "fail" }, 2],
+      [{ ...RS6, remote_address: "2001:db8::12", result: "ok" }, 1],
+      [{ ...RS6, remote_address: "2001:db8::12", result: "fail" }, 9],
+    ]);
     const tcp = { local_address: "198.18.0.100", local_port: "80", proto: "TCP", local_mark: "" };
     const udp = { local_address: "2001:db8::100", local_port: "53", proto: "UDP", local_mark: "" };
     expect([page.value("xvs_service_quorum_up", tcp), page.value("xvs_service_quorum_up", udp)]).toEqual([1, 0]);
