@@ -71,7 +71,12 @@ describe("path MTU on the tunnel path", () => {
     expect(icmp.length).toBeGreaterThanOrEqual(1);
     expect(icmp[0]).toEqual([LAB_VIP, 1380, 7000]);
     const after = await verdictsOf(xvs);
-    expect(after.icmp_forwarded - before.icmp_forwarded).toBe(icmp.length);
+    // every error the client saw is the router's, forwarded, or xvs's own: once xvs has learned
+    // the path MTU from the first one it answers later too-big segments itself, and how many of
+    // those the client sends before it takes the new MTU in depends on timing (a busy machine
+    // sent 4 of 8 that way)
+    expect(after.icmp_forwarded - before.icmp_forwarded).toBeGreaterThanOrEqual(1);
+    expect(after.icmp_forwarded - before.icmp_forwarded + (after.icmp_sent - before.icmp_sent)).toBe(icmp.length);
     // the client's kernel believed it: its route to the VIP now has MTU 1380
     const r = await L.lab.exec(L.client, ["ip", "route", "get", LAB_VIP]);
     expect(r.stdout).toContain("mtu 1380");
