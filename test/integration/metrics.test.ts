@@ -11,8 +11,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { startDaemon, type LabDaemon } from "../../src/lab/daemon.ts";
-import { buildDirectorLab, LAB_VIP, LAB_VIP6, realAddr, realAddr6, type DirectorLab } from "../../src/lab/topology.ts";
+import { startDaemon, type LabDaemon } from "../../src/tools/lab/daemon.ts";
+import { buildDirectorLab, LAB_VIP, LAB_VIP6, realAddr, realAddr6, type DirectorLab } from "../../src/tools/lab/topology.ts";
 import { parseLogLine } from "../../src/log.ts";
 import { apiOk, curlCount, HeldConnection, httpGet, requireRoot, serveOn, startServers, stopLab, udpAsk } from "./helpers.ts";
 import { parseExposition, type PromPage } from "../util/prom.ts";
@@ -297,6 +297,8 @@ describe("GET /metrics after real traffic", () => {
     expect(h.ok).toBe(200);
     const after = await times();
     expect(after.busy).toBeGreaterThan(idle1.busy);
+    const share = (a: { busy: number; loop: number }, b: { busy: number; loop: number }) => `${((100 * (b.busy - a.busy)) / (b.loop - a.loop)).toFixed(2)} %`;
+    process.stdout.write(`  busy share: idle ${share(idle0, idle1)}, under 200 HTTP requests ${share(idle1, after)}\n`);
   }, 60_000);
 });
 
