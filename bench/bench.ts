@@ -8,11 +8,11 @@
  */
 import { join } from "node:path";
 import { LbError } from "../src/errors.ts";
-import { parseBenchArgs, runBench } from "../src/bench/run.ts";
+import { parseBenchArgs, runBench } from "../src/tools/bench/run.ts";
 
 const args = process.argv.slice(2);
 if (args.includes("--help") || args.includes("-h")) {
-  const { BENCH_HELP } = await import("../src/bench/run.ts");
+  const { BENCH_HELP } = await import("../src/tools/bench/run.ts");
   process.stdout.write(BENCH_HELP);
   process.exit(0);
 }

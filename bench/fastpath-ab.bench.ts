@@ -1,7 +1,7 @@
 /**
  * Paired A/B of the fast path of two source trees, for changes whose cost is a few percent
  * (such as accessor functions instead of hand decodes, or verdicts returned instead of stored).
- * Both trees' `src/bench/micro.ts` rigs (64-frame bursts of IPv4 UDP to a NAT service with three
+ * Both trees' micro rigs (`src/tools/bench/micro.ts`, `src/bench/micro.ts` in trees before the tools moved) (64-frame bursts of IPv4 UDP to a NAT service with three
  * real servers) are loaded into ONE process, each its own module instance with its own JIT code,
  * and run alternately a slice of bursts at a time, so the load of a shared machine hits both
  * alike; a slice is timed in process CPU time (wall time on a loaded host varies tenfold),
@@ -16,12 +16,13 @@
  * (B / A). To see what JSC did with the code: BUN_JSC_printEachDFGFTLInlineCall=1 (inlining
  * decisions), BUN_JSC_reportCompileTimes=1 (each tier's compiled size).
  */
-export {};
+import { existsSync } from "node:fs";
 
 const [A, B] = [process.argv[2], process.argv[3]];
 if (!A || !B) throw new Error("usage: bun run bench/fastpath-ab.bench.ts TREE_A TREE_B [rounds]");
 const ROUNDS = Number(process.argv[4] ?? 30);
-const ma = await import(`${A}/src/bench/micro.ts`), mb = await import(`${B}/src/bench/micro.ts`);
+const microOf = (tree: string) => (existsSync(`${tree}/src/tools/bench/micro.ts`) ? `${tree}/src/tools/bench/micro.ts` : `${tree}/src/bench/micro.ts`);
+const ma = await import(microOf(A)), mb = await import(microOf(B));
 const M = 1_000_000, K4 = 4096, CAP = M + (M >> 2), BURST: number = ma.BURST;
 
 /** Process CPU time in ns (microsecond resolution; a slice lasts milliseconds). */

@@ -1,6 +1,6 @@
 /**
  * What recognising partial L4 checksums (src/wire/partial-csum.ts) costs a complete frame: the
- * microbenchmark's fast-path row (src/bench/micro.ts: 64-byte UDP frames to a NAT service, 4K
+ * microbenchmark's fast-path row (src/tools/bench/micro.ts: 64-byte UDP frames to a NAT service, 4K
  * established flows, whole processBurst, the frame restore included) run twice, once with the
  * micro's frames (UDP checksum 0: "none", one compare) and once with a nonzero checksum field
  * (the pseudo-header sum and one compare; the field is a constant, so it is wrong for most flows,
@@ -15,8 +15,8 @@
  *
  * For a before/after comparison run the same file against two source trees, interleaved.
  */
-import { BURST, Rig } from "../src/bench/micro.ts";
-import { ETH_HLEN } from "../src/bench/frames.ts";
+import { BURST, Rig } from "../src/tools/bench/micro.ts";
+import { ETH_HLEN } from "../src/tools/bench/frames.ts";
 
 function arg(name: string, d: number): number {
   const i = process.argv.indexOf(name);

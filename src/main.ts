@@ -95,7 +95,7 @@ async function main(argv: string[]): Promise<number> {
       return runSysctl(rest, { stdout: process.stdout, stderr: process.stderr, fetch: (i, init) => fetch(i, init), apiBase: apiBase(), token: readToken() });
     }
     case "demo": {
-      const { DEMO_HELP, parseDemoArgs, runDemo } = await import("./demo/demo.ts");
+      const { DEMO_HELP, parseDemoArgs, runDemo } = await import("./tools/demo/demo.ts");
       if (rest.includes("--help") || rest.includes("-h")) {
         process.stdout.write(DEMO_HELP);
         return 0;
@@ -103,7 +103,7 @@ async function main(argv: string[]): Promise<number> {
       return runDemo(parseDemoArgs(rest));
     }
     case "bench": {
-      const { BENCH_HELP, parseBenchArgs, runBench } = await import("./bench/run.ts");
+      const { BENCH_HELP, parseBenchArgs, runBench } = await import("./tools/bench/run.ts");
       if (rest.includes("--help") || rest.includes("-h")) {
         process.stdout.write(BENCH_HELP);
         return 0;
@@ -111,7 +111,7 @@ async function main(argv: string[]): Promise<number> {
       return runBench(parseBenchArgs(rest));
     }
     case "__bench": {
-      const { runBenchAgent } = await import("./bench/agents.ts");
+      const { runBenchAgent } = await import("./tools/bench/agents.ts");
       return runBenchAgent(rest);
     }
     case "decap": {
@@ -119,7 +119,7 @@ async function main(argv: string[]): Promise<number> {
       return runDecap(rest);
     }
     case "__lab": {
-      const { runLabAgent } = await import("./lab/agents.ts");
+      const { runLabAgent } = await import("./tools/lab/agents.ts");
       return runLabAgent(rest);
     }
     case "version":

@@ -162,7 +162,7 @@ struct xvs_addr_key {
 };
 #endif
 
-/* ---- xvs bench (native/bpf/xvs_gen.bpf.c, native/shim/xvs_gen.c, src/bench) ---- */
+/* ---- xvs bench (native/bpf/xvs_gen.bpf.c, native/shim/xvs_gen.c, src/tools/bench) ---- */
 /* gen_cfg value: how the live-frames generator varies the frame it is given (u32, host order) */
 #define XVS_GEN_CFG_FLOWS_OFF 0       /* distinct flows to cycle through (0 or 1: frame unchanged) */
 #define XVS_GEN_CFG_PORTS_OFF 4       /* source ports per source address */

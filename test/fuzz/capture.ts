@@ -11,8 +11,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
-import { startDaemon } from "../../src/lab/daemon.ts";
-import { buildDirectorLab, LAB_VIP, LAB_VIP6, realAddr, realAddr6 } from "../../src/lab/topology.ts";
+import { startDaemon } from "../../src/tools/lab/daemon.ts";
+import { buildDirectorLab, LAB_VIP, LAB_VIP6, realAddr, realAddr6 } from "../../src/tools/lab/topology.ts";
 import { httpGet, startServers, udpAsk } from "../integration/helpers.ts";
 import { CORPUS_DIR } from "./corpus.ts";
 

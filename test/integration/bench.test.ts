@@ -9,9 +9,9 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { sh } from "../../src/lab/netns.ts";
-import { selfCommand } from "../../src/lab/self.ts";
-import type { BenchReport } from "../../src/bench/report.ts";
+import { sh } from "../../src/tools/lab/netns.ts";
+import { selfCommand } from "../../src/tools/lab/self.ts";
+import type { BenchReport } from "../../src/tools/bench/report.ts";
 import { requireRoot } from "./helpers.ts";
 
 let dir: string;

@@ -7,9 +7,9 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { copyFileSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { sh } from "../../src/lab/netns.ts";
-import { buildDirectorLab, LAB_VIP, realAddr, type DirectorLab } from "../../src/lab/topology.ts";
-import { startDaemon } from "../../src/lab/daemon.ts";
+import { sh } from "../../src/tools/lab/netns.ts";
+import { buildDirectorLab, LAB_VIP, realAddr, type DirectorLab } from "../../src/tools/lab/topology.ts";
+import { startDaemon } from "../../src/tools/lab/daemon.ts";
 import { requireRoot } from "./helpers.ts";
 
 const root = join(import.meta.dir, "../..");

@@ -8,8 +8,8 @@
  * (watchReals) must agree with the requests the demo reports answered.
  */
 import { describe, expect, test } from "bun:test";
-import { sh } from "../../src/lab/netns.ts";
-import { selfCommand } from "../../src/lab/self.ts";
+import { sh } from "../../src/tools/lab/netns.ts";
+import { selfCommand } from "../../src/tools/lab/self.ts";
 import { requireRoot } from "./helpers.ts";
 
 const REALS = ["rs1", "rs2", "rs3"];

@@ -8,9 +8,9 @@
  * completes.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { startDaemon, type LabDaemon } from "../../src/lab/daemon.ts";
+import { startDaemon, type LabDaemon } from "../../src/tools/lab/daemon.ts";
 import { l4ChecksumField, pseudoFold } from "../util/packet.ts";
-import { buildDirectorLab, CLIENT_ADDR, CLIENT_ADDR6, directReturn, LAB_VIP, LAB_VIP6, realAddr, realAddr6, type DirectorLab } from "../../src/lab/topology.ts";
+import { buildDirectorLab, CLIENT_ADDR, CLIENT_ADDR6, directReturn, LAB_VIP, LAB_VIP6, realAddr, realAddr6, type DirectorLab } from "../../src/tools/lab/topology.ts";
 import {
   apiOk, Capture, checksumErrors, curlCount, decodeFrame, type FrameView,
   HeldConnection, httpGet, macOf, requireRoot, serveOn, stopLab, udpAsk, verdictsOf,

@@ -1,5 +1,5 @@
 /**
- * SYN flood in the namespace lab: spoofed SYNs (198.19.0.0/16, src/lab/synflood.c over
+ * SYN flood in the namespace lab: spoofed SYNs (198.19.0.0/16, src/tools/lab/synflood.c over
  * AF_PACKET from the client namespace) at the VIP while 100 established connections keep
  * exchanging lines through xvs, and new connections keep being made. The daemon runs with a small
  * connection table (--conn-max 16384) so that the flood fills it within a second: the SYN flood
@@ -8,10 +8,10 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { startDaemon, type LabDaemon } from "../../src/lab/daemon.ts";
-import { startFlood } from "../../src/lab/flood.ts";
-import { selfCommand } from "../../src/lab/self.ts";
-import { buildDirectorLab, LAB_VIP, realAddr, type DirectorLab } from "../../src/lab/topology.ts";
+import { startDaemon, type LabDaemon } from "../../src/tools/lab/daemon.ts";
+import { startFlood } from "../../src/tools/lab/flood.ts";
+import { selfCommand } from "../../src/tools/lab/self.ts";
+import { buildDirectorLab, LAB_VIP, realAddr, type DirectorLab } from "../../src/tools/lab/topology.ts";
 import { httpGet, requireRoot, startServers, stopLab } from "./helpers.ts";
 
 let L: DirectorLab;

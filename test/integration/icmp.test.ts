@@ -10,8 +10,8 @@
  * - Errors about no connection, and corrupt ones, are counted and go nowhere.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { startDaemon, type LabDaemon } from "../../src/lab/daemon.ts";
-import { buildDirectorLab, CLIENT_ADDR, directReturn, LAB_VIP, realAddr, type DirectorLab } from "../../src/lab/topology.ts";
+import { startDaemon, type LabDaemon } from "../../src/tools/lab/daemon.ts";
+import { buildDirectorLab, CLIENT_ADDR, directReturn, LAB_VIP, realAddr, type DirectorLab } from "../../src/tools/lab/topology.ts";
 import { checksum } from "../../src/wire/checksum.ts";
 import {
   apiOk, Capture, decodeFrame, HeldConnection, injectIp, requireRoot, serveOn,

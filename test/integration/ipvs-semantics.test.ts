@@ -5,8 +5,8 @@
  * kernel in test/unit/sched/oracle.test.ts; here the same rules must hold end to end.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { startDaemon, type LabDaemon } from "../../src/lab/daemon.ts";
-import { buildDirectorLab, CLIENT_ADDR, LAB_VIP, realAddr, type DirectorLab } from "../../src/lab/topology.ts";
+import { startDaemon, type LabDaemon } from "../../src/tools/lab/daemon.ts";
+import { buildDirectorLab, CLIENT_ADDR, LAB_VIP, realAddr, type DirectorLab } from "../../src/tools/lab/topology.ts";
 import { HeldConnection, httpGet, requireRoot, startServers, stopLab } from "./helpers.ts";
 
 let L: DirectorLab;

@@ -5,8 +5,8 @@
  * rotation; every connection works and each method's counters move as they should.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { startDaemon, type LabDaemon } from "../../src/lab/daemon.ts";
-import { buildDirectorLab, directReturn, LAB_VIP, realAddr, type DirectorLab } from "../../src/lab/topology.ts";
+import { startDaemon, type LabDaemon } from "../../src/tools/lab/daemon.ts";
+import { buildDirectorLab, directReturn, LAB_VIP, realAddr, type DirectorLab } from "../../src/tools/lab/topology.ts";
 import {
   apiOk, checksumErrors, httpGet, requireRoot, serveOn, stopLab, udpAsk, verdictsOf,
 } from "./helpers.ts";

@@ -3,8 +3,8 @@
  * namespace to real servers, every packet crossing the AF_XDP sockets and the TS fast path.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { startDaemon, type LabDaemon } from "../../src/lab/daemon.ts";
-import { buildDirectorLab, CLIENT_ADDR, LAB_VIP, realAddr, type DirectorLab } from "../../src/lab/topology.ts";
+import { startDaemon, type LabDaemon } from "../../src/tools/lab/daemon.ts";
+import { buildDirectorLab, CLIENT_ADDR, LAB_VIP, realAddr, type DirectorLab } from "../../src/tools/lab/topology.ts";
 import { checksumErrors, HeldConnection, httpGet, requireRoot, startServers, stopLab, udpAsk } from "./helpers.ts";
 
 let L: DirectorLab;

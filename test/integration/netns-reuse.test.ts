@@ -13,8 +13,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FOREIGN_TABLE_FILE } from "../../src/control/start-table.ts";
-import { startDaemon, type LabDaemon } from "../../src/lab/daemon.ts";
-import { Lab } from "../../src/lab/netns.ts";
+import { startDaemon, type LabDaemon } from "../../src/tools/lab/daemon.ts";
+import { Lab } from "../../src/tools/lab/netns.ts";
 import { requireRoot } from "./helpers.ts";
 
 /** Rounds of delete-and-rebuild at most; the loop stops earlier once REUSES_WANTED reuses were seen. */

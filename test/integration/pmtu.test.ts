@@ -13,8 +13,8 @@
  *   drop_mtu_no_df), where the kernel would have fragmented the outer packet.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { startDaemon, type LabDaemon } from "../../src/lab/daemon.ts";
-import { buildDirectorLab, directReturn, LAB_VIP, LAB_VIP6, remoteAddr, remoteAddr6, ROUTER_ADDR, type DirectorLab } from "../../src/lab/topology.ts";
+import { startDaemon, type LabDaemon } from "../../src/tools/lab/daemon.ts";
+import { buildDirectorLab, directReturn, LAB_VIP, LAB_VIP6, remoteAddr, remoteAddr6, ROUTER_ADDR, type DirectorLab } from "../../src/tools/lab/topology.ts";
 import {
   apiOk, Capture, checksumErrors, decap, decodeFrame, HeldConnection, requireRoot,
   serveOn, stopLab, udpSend, verdictsOf,

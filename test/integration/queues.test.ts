@@ -9,8 +9,8 @@
  *   NAT real server is added (docs/architecture.md, "Several queues").
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { startDaemon, type LabDaemon } from "../../src/lab/daemon.ts";
-import { buildDirectorLab, directReturn, LAB_VIP, realAddr, type DirectorLab } from "../../src/lab/topology.ts";
+import { startDaemon, type LabDaemon } from "../../src/tools/lab/daemon.ts";
+import { buildDirectorLab, directReturn, LAB_VIP, realAddr, type DirectorLab } from "../../src/tools/lab/topology.ts";
 import { apiOk, httpGet, requireRoot, serveOn, stopLab, verdictsOf } from "./helpers.ts";
 
 let L: DirectorLab;

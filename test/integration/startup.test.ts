@@ -6,9 +6,9 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Lab, sh } from "../../src/lab/netns.ts";
-import { selfCommand } from "../../src/lab/self.ts";
-import { startDaemon } from "../../src/lab/daemon.ts";
+import { Lab, sh } from "../../src/tools/lab/netns.ts";
+import { selfCommand } from "../../src/tools/lab/self.ts";
+import { startDaemon } from "../../src/tools/lab/daemon.ts";
 import { requireRoot } from "./helpers.ts";
 
 let lab: Lab;

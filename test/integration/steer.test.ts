@@ -12,7 +12,7 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
-import { Lab } from "../../src/lab/netns.ts";
+import { Lab } from "../../src/tools/lab/netns.ts";
 import { CASES as BEFORE, CASES_AFTER_CHANGE, LOCAL4, LOCAL6, type SteerResult } from "./steer-fixture.ts";
 import { requireRoot } from "./helpers.ts";
 

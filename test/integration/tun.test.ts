@@ -10,11 +10,11 @@
  *   client ── dir (xvs) ── sw/br0 ── rt ── sw/br1 ── tr1, tr2, tr3 (198.18.3.11-13)
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { startDaemon, type LabDaemon } from "../../src/lab/daemon.ts";
-import { selfCommand } from "../../src/lab/self.ts";
+import { startDaemon, type LabDaemon } from "../../src/tools/lab/daemon.ts";
+import { selfCommand } from "../../src/tools/lab/self.ts";
 import {
   buildDirectorLab, CLIENT_ADDR, CLIENT_ADDR6, DIRECTOR_SERVER_ADDR, directReturn, LAB_VIP, LAB_VIP6, remoteAddr, remoteAddr6, type DirectorLab,
-} from "../../src/lab/topology.ts";
+} from "../../src/tools/lab/topology.ts";
 import {
   apiOk, Capture, checksumErrors, curlCount, decap, decapStats, decodeFrame,
   type FrameView, httpGet, injectIp, macOf, requireRoot, serveOn, stopLab, udpAsk, udpSend,

@@ -18,10 +18,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
-import { sh } from "../../src/lab/netns.ts";
-import { startDaemon, type LabDaemon } from "../../src/lab/daemon.ts";
-import { selfCommand } from "../../src/lab/self.ts";
-import { buildDirectorLab, LAB_VIP, realAddr, type DirectorLab } from "../../src/lab/topology.ts";
+import { sh } from "../../src/tools/lab/netns.ts";
+import { startDaemon, type LabDaemon } from "../../src/tools/lab/daemon.ts";
+import { selfCommand } from "../../src/tools/lab/self.ts";
+import { buildDirectorLab, LAB_VIP, realAddr, type DirectorLab } from "../../src/tools/lab/topology.ts";
 import { apiOk, httpGet, requireRoot, startServers, stopLab } from "./helpers.ts";
 
 // the functions given to page.evaluate / waitForFunction run in the page, where these exist

@@ -43,9 +43,15 @@ function resolveTs(from: string, spec: string): string | null {
   return null;
 }
 
-/** The folder of src/ a file belongs to; a file directly in src/ is its own "folder" (errors, log, main). */
+/**
+ * The folder of src/ a file belongs to; a file directly in src/ is its own "folder" (errors, log,
+ * main); under src/tools/ (the labs, demo and bench, which serve tests and operators, not the
+ * daemon) each tool is its own folder ("tools/lab").
+ */
 function folderOf(file: string): string {
-  return relative(SRC, file).split("/")[0].replace(/\.ts$/, "");
+  const parts = relative(SRC, file).split("/");
+  if (parts[0] === "tools" && parts.length > 2) return `tools/${parts[1]}`;
+  return parts[0].replace(/\.ts$/, "");
 }
 
 function folderGraph(): FolderGraph {

@@ -16,7 +16,7 @@ import { join, relative } from "node:path";
 
 /** argv[0] expressions and names of the project's own executables (dist/xvs) and of those npm installs (package.json). */
 export const OWN_EXECUTABLES = new Set([
-  "...selfCommand()", // the running xvs: dist/xvs, or bun + src/main.ts in a source tree (src/lab/self.ts)
+  "...selfCommand()", // the running xvs: dist/xvs, or bun + src/main.ts in a source tree (src/tools/lab/self.ts)
   "process.execPath", // bun itself (build.ts under test)
   "bin", // a copy of dist/xvs (test/integration/binary.test.ts)
   "link", // a symlink named ipvsadm to dist/xvs (same test)
@@ -177,8 +177,8 @@ const RUN_IS_SPAWN = /\bfunction run\(cmd: string\[\]/;
 /** Where an argv array literal starts in a spawn call, by helper; the match ends just before `[`. */
 const SPAWN_SITES = [
   /\bBun\.spawn(?:Sync)?\(\s*(?=\[)/g,
-  /(?<![.\w])sh\(\s*(?=\[)/g, // src/lab/netns.ts
-  RUN_SITE, // build.ts, src/bench/ipvsvm.ts
+  /(?<![.\w])sh\(\s*(?=\[)/g, // src/tools/lab/netns.ts
+  RUN_SITE, // build.ts, src/tools/bench/ipvsvm.ts
   /\bexecFile(?:Sync)?\(\s*(?=["'`])/g,
   /\.(?:exec|spawn)\(\s*[^,()]+(?:\([^()]*\))?,\s*(?=\[)/g, // lab.exec(host, [...]), lab.spawn(host, [...])
   /\b(?:const|let)\s+(?:cmd|wrap)\s*=\s*(?=\[)/g,

@@ -1,6 +1,6 @@
-/** Value axes of the bench plots (src/bench/plot-axis.ts): 1-2-5 ticks, linear from 0, log across decades. */
+/** Value axes of the bench plots (src/tools/bench/plot-axis.ts): 1-2-5 ticks, linear from 0, log across decades. */
 import { describe, expect, test } from "bun:test";
-import { axisFraction, chooseAxis, linearAxis, logAxis, niceCeil, niceFloor, tickLabel } from "../../../src/bench/plot-axis.ts";
+import { axisFraction, chooseAxis, linearAxis, logAxis, niceCeil, niceFloor, tickLabel } from "../../../src/tools/bench/plot-axis.ts";
 
 describe("plot axes", () => {
   test("1-2-5 rounding, up and down, without binary noise", () => {

@@ -1,5 +1,5 @@
 /**
- * The bench plots (src/bench/plot.ts): valid XML, a panel per workload with an axis a reader can
+ * The bench plots (src/tools/bench/plot.ts): valid XML, a panel per workload with an axis a reader can
  * use (ticks on the 1-2-5 series with their values, the unit, linear from 0 or marked as log),
  * and every bar, whisker and round dot where its value falls on that axis as the tick labels
  * print it, checked against the report's numbers, not against the plot's own attributes.
@@ -7,8 +7,8 @@
 import { describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { renderSvg } from "../../../src/bench/plot.ts";
-import { type BenchReport, buildRows, type Cell, type ContenderInfo, fmt, workloadInfo, workloadOrder } from "../../../src/bench/report.ts";
+import { renderSvg } from "../../../src/tools/bench/plot.ts";
+import { type BenchReport, buildRows, type Cell, type ContenderInfo, fmt, workloadInfo, workloadOrder } from "../../../src/tools/bench/report.ts";
 import { byClass, parseXml, textOf, walk, type XmlElement } from "./xml.ts";
 
 const RESULTS = join(import.meta.dir, "../../../bench/results");

@@ -1,6 +1,6 @@
-/** The bench's estimate of the time left (src/bench/progress.ts). */
+/** The bench's estimate of the time left (src/tools/bench/progress.ts). */
 import { describe, expect, test } from "bun:test";
-import { formatDuration, leftText, ProgressEstimator } from "../../../src/bench/progress.ts";
+import { formatDuration, leftText, ProgressEstimator } from "../../../src/tools/bench/progress.ts";
 
 describe("time left", () => {
   test("unknown before anything finished, unless every step left has a guess", () => {

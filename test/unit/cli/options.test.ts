@@ -5,10 +5,10 @@
  */
 import { describe, expect, test } from "bun:test";
 import { splitOptionValues } from "../../../src/argv.ts";
-import { parseBenchArgs } from "../../../src/bench/options.ts";
+import { parseBenchArgs } from "../../../src/tools/bench/options.ts";
 import { parseRunArgs } from "../../../src/control/serve.ts";
 import { parseDecapArgs } from "../../../src/decap/cli.ts";
-import { parseDemoArgs } from "../../../src/demo/demo.ts";
+import { parseDemoArgs } from "../../../src/tools/demo/demo.ts";
 import { startXvs } from "./fixture.ts";
 
 describe("splitOptionValues", () => {

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
-import { runBenchAgent } from "../../../src/bench/agents.ts";
-import { AgentArgError, COUNT, FLAG, mode, parseAgentArgs, PORT, runAgent, TEXT, usageOf } from "../../../src/lab/agent-args.ts";
-import { runLabAgent } from "../../../src/lab/agents.ts";
+import { runBenchAgent } from "../../../src/tools/bench/agents.ts";
+import { AgentArgError, COUNT, FLAG, mode, parseAgentArgs, PORT, runAgent, TEXT, usageOf } from "../../../src/tools/lab/agent-args.ts";
+import { runLabAgent } from "../../../src/tools/lab/agents.ts";
 
 const SPEC = {
   host: { type: "string", required: true },

@@ -2,15 +2,15 @@
  * `xvs bench`: race xvs against the kernel's balancers on this machine.
  *
  * For every round, every contender (in an order rotated each round) gets a fresh lab
- * (src/bench/lab.ts), is started on the director, takes each workload it supports
- * (src/bench/workloads.ts), and is stopped; the lab is torn down. A contender that cannot run
+ * (src/tools/bench/lab.ts), is started on the director, takes each workload it supports
+ * (src/tools/bench/workloads.ts), and is stopped; the lab is torn down. A contender that cannot run
  * here is skipped with the reason; one that fails to start or forwards nothing is recorded as
  * failed with its error, and the others still run. Then: an optional profiled run (where xvs's
  * time goes), the pure-CPU microbenchmarks, and the report (table, JSON, markdown, SVG).
  */
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ErrorCode, LbError } from "../errors.ts";
+import { ErrorCode, LbError } from "../../errors.ts";
 import { Lab, sh } from "../lab/netns.ts";
 import { type Contender, makeContenders, type RunCtx, XskFwd, Xvs } from "./contenders.ts";
 import { buildBenchLab, counterDeltas, ifaceCounters, type BenchLab } from "./lab.ts";

@@ -1,5 +1,5 @@
 /**
- * SYN flood from a lab namespace: src/lab/synflood.c, compiled with the system C
+ * SYN flood from a lab namespace: src/tools/lab/synflood.c, compiled with the system C
  * compiler on first use, sends TCP SYNs with spoofed sources (only from the prefix given, which
  * the tests keep inside 198.18.0.0/15) through an AF_PACKET socket, at a fixed rate.
  */

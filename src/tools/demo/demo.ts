@@ -9,12 +9,12 @@
  * With --check it prints plain snapshots instead of redrawing, and exits 0 only if every real
  * server answered traffic and no request failed.
  */
-import { splitOptionValues } from "../argv.ts";
-import { ErrorCode, LbError } from "../errors.ts";
+import { splitOptionValues } from "../../argv.ts";
+import { ErrorCode, LbError } from "../../errors.ts";
 import { startDaemon, type LabDaemon } from "../lab/daemon.ts";
 import { selfCommand } from "../lab/self.ts";
 import { buildDirectorLab, CLIENT_ADDR, directReturn, LAB_VIP, realAddr, type DirectorLab } from "../lab/topology.ts";
-import { SCHEDULERS } from "../control/schemas.ts";
+import { SCHEDULERS } from "../../control/schemas.ts";
 
 export interface DemoOptions {
   scheduler: string;

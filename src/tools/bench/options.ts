@@ -1,8 +1,8 @@
 /**
  * `xvs bench` options: what to race, how long, where the CPUs go, where the results land.
  */
-import { splitOptionValues } from "../argv.ts";
-import { ErrorCode, LbError } from "../errors.ts";
+import { splitOptionValues } from "../../argv.ts";
+import { ErrorCode, LbError } from "../../errors.ts";
 
 export const CONTENDER_KINDS = ["gen", "xvs", "ipvs", "nft", "plain", "xskfwd"] as const;
 export type ContenderKind = (typeof CONTENDER_KINDS)[number];

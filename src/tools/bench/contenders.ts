@@ -8,14 +8,14 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync, chmodSync } from 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { steerObjPath } from "../ffi/assets.ts";
-import { SinkReader } from "../ffi/gen.ts";
+import { steerObjPath } from "../../ffi/assets.ts";
+import { SinkReader } from "../../ffi/gen.ts";
 import { startDaemon, type LabDaemon } from "../lab/daemon.ts";
 import { sh } from "../lab/netns.ts";
 import { agentJson, type BenchLab, GUE_PORT, PING_PORT, SINK_ADDRS, TCP_PORT, UDP_PORT, VIP } from "./lab.ts";
 import { modeLabel, tunnelOf, type BenchOptions, type ContenderKind, type Mode, type WorkloadKind } from "./options.ts";
-import xskfwdSource from "../../bench/xskfwd.c" with { type: "text" };
-import commonHeader from "../../native/bpf/xvs_common.h" with { type: "text" };
+import xskfwdSource from "../../../bench/xskfwd.c" with { type: "text" };
+import commonHeader from "../../../native/bpf/xvs_common.h" with { type: "text" };
 
 export interface RunCtx {
   o: BenchOptions;

@@ -27,7 +27,7 @@
  */
 import { Lab, sh, type ExecResult } from "../lab/netns.ts";
 import { selfCommand } from "../lab/self.ts";
-import { SinkReader } from "../ffi/gen.ts";
+import { SinkReader } from "../../ffi/gen.ts";
 import { tunnelOf, type Mode } from "./options.ts";
 
 export const VIP = "198.18.0.100";

@@ -23,9 +23,9 @@
  * print "ready") and nothing else there. Arguments are checked by lab/agent-args.ts before a
  * mode starts (as `xvs __lab`'s are): a bad one prints a line naming it and exits with code 2.
  */
-import { linkInfo } from "../ffi/netlink.ts";
-import { detachXdp, GenObject, pinCpu } from "../ffi/gen.ts";
-import { parseAddr } from "../wire/ipv4.ts";
+import { linkInfo } from "../../ffi/netlink.ts";
+import { detachXdp, GenObject, pinCpu } from "../../ffi/gen.ts";
+import { parseAddr } from "../../wire/ipv4.ts";
 import { AMOUNT, type AgentMode, COUNT, mode, type ParsedOptions, PORT, runAgent, TEXT } from "../lab/agent-args.ts";
 import { buildFrame, parseMac } from "./frames.ts";
 

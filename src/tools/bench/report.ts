@@ -1,6 +1,6 @@
 /**
  * Results of `xvs bench`: the JSON document, and its renderings: a terminal table and a
- * markdown report here, the SVG plot in src/bench/plot.ts. Statistics are over rounds: median,
+ * markdown report here, the SVG plot in src/tools/bench/plot.ts. Statistics are over rounds: median,
  * min..max, and each contender's ratio to xvs (ratio of medians, and the median of per-round ratios, which is less
  * sensitive to slow drifts in a noisy machine's load since one round's contenders run close
  * together in time).

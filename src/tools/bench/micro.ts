@@ -9,25 +9,25 @@
  * restore is the "baseline copy loop" row, included in every other row; the `net` column
  * subtracts it.
  */
-import { ConnTable } from "../conn/table.ts";
-import { DestSpec, ServiceSpec } from "../control/schemas.ts";
-import { FastPath } from "../dataplane/fastpath.ts";
-import { Classified, classify } from "../dataplane/classify.ts";
-import { NextHopView } from "../dataplane/route.ts";
-import { STAT_NAMES } from "../dataplane/verdict.ts";
-import * as abi from "../ffi/abi.ts";
-import { adviseHugePages } from "../ffi/mem.ts";
-import { newResolveRing, MAX_NEXTHOPS, NH_FLAGS, NH_MAC_HI, NH_MAC_LO, NH_PORT, NH_WORDS, NHF_VALID, PORT_MAC_HI, PORT_MAC_LO, PORT_MTU, PORT_WORDS } from "../nexthop/table.ts";
-import type { DestRoute, RouteSnapshot } from "../nexthop/resolver.ts";
-import { compile } from "../config/compile.ts";
-import { Model } from "../config/model.ts";
-import { DEST_ADDR, type Tables } from "../service/tables.ts";
-import { Counters } from "../stats/counters.ts";
-import { csumReplace16 } from "../wire/checksum.ts";
-import { macWords } from "../wire/eth.ts";
-import { FLOW_DST, FLOW_META, FLOW_PORTS, FLOW_SRC, FLOW_WORDS, hashFlow } from "../wire/flow.ts";
-import { parseAddr } from "../wire/ipv4.ts";
-import { dnat4 } from "../xmit/nat.ts";
+import { ConnTable } from "../../conn/table.ts";
+import { DestSpec, ServiceSpec } from "../../control/schemas.ts";
+import { FastPath } from "../../dataplane/fastpath.ts";
+import { Classified, classify } from "../../dataplane/classify.ts";
+import { NextHopView } from "../../dataplane/route.ts";
+import { STAT_NAMES } from "../../dataplane/verdict.ts";
+import * as abi from "../../ffi/abi.ts";
+import { adviseHugePages } from "../../ffi/mem.ts";
+import { newResolveRing, MAX_NEXTHOPS, NH_FLAGS, NH_MAC_HI, NH_MAC_LO, NH_PORT, NH_WORDS, NHF_VALID, PORT_MAC_HI, PORT_MAC_LO, PORT_MTU, PORT_WORDS } from "../../nexthop/table.ts";
+import type { DestRoute, RouteSnapshot } from "../../nexthop/resolver.ts";
+import { compile } from "../../config/compile.ts";
+import { Model } from "../../config/model.ts";
+import { DEST_ADDR, type Tables } from "../../service/tables.ts";
+import { Counters } from "../../stats/counters.ts";
+import { csumReplace16 } from "../../wire/checksum.ts";
+import { macWords } from "../../wire/eth.ts";
+import { FLOW_DST, FLOW_META, FLOW_PORTS, FLOW_SRC, FLOW_WORDS, hashFlow } from "../../wire/flow.ts";
+import { parseAddr } from "../../wire/ipv4.ts";
+import { dnat4 } from "../../xmit/nat.ts";
 import { buildFrame, ETH_HLEN } from "./frames.ts";
 import { SINK_ADDRS, UDP_PORT, VIP } from "./lab.ts";
 

@@ -2,8 +2,8 @@
  * Re-render the SVG plots of earlier bench runs from their JSON, and nothing else (the table
  * and markdown stay as they are; `xvs bench --render FILE.json` rewrites those too):
  *
- *     bun src/bench/replot.ts                      # every bench/results/*.json that is a bench report
- *     bun src/bench/replot.ts a.json b.json        # these
+ *     bun src/tools/bench/replot.ts                      # every bench/results/*.json that is a bench report
+ *     bun src/tools/bench/replot.ts a.json b.json        # these
  *
  * Files that are not bench reports (schema other than xvs-bench/1, e.g. the fuzz results) are
  * skipped with a line saying so.
@@ -22,7 +22,7 @@ export function replot(file: string): boolean {
 }
 
 if (import.meta.main) {
-  const dir = join(import.meta.dir, "../../bench/results");
+  const dir = join(import.meta.dir, "../../../bench/results");
   const files = process.argv.length > 2 ? process.argv.slice(2) : readdirSync(dir).filter((f) => f.endsWith(".json")).sort().map((f) => join(dir, f));
   for (const f of files) process.stdout.write(replot(f) ? `wrote ${f.replace(/\.json$/, ".svg")}\n` : `skipped ${f}: not a bench report\n`);
 }

@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { stripPriorities } from "../log.ts";
+import { stripPriorities } from "../../log.ts";
 import { type ExecResult, type Lab, LabError } from "./netns.ts";
 import { selfCommand } from "./self.ts";
 

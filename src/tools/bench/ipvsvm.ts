@@ -11,15 +11,15 @@
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { ErrorCode, LbError } from "../errors.ts";
+import { ErrorCode, LbError } from "../../errors.ts";
 import { isCompiled } from "../lab/self.ts";
 import { XskFwd } from "./contenders.ts";
 import type { BenchOptions } from "./options.ts";
 
-/** Repository root when running from a source tree (src/bench/ -> ../..). */
+/** Repository root when running from a source tree (src/tools/bench/ -> ../../..). */
 function repoRoot(): string | null {
   if (isCompiled()) return null;
-  return resolve(import.meta.dir, "..", "..");
+  return resolve(import.meta.dir, "..", "..", "..");
 }
 
 function findTools(o: BenchOptions): string {

@@ -1,5 +1,5 @@
 /**
- * Value axes for the bench plots (src/bench/plot.ts): a linear axis from 0, or a logarithmic
+ * Value axes for the bench plots (src/tools/bench/plot.ts): a linear axis from 0, or a logarithmic
  * one when a panel's values span a decade or more (the generator's ~10 Mpps next to a
  * contender's ~0.5 Mpps), both with tick values on the 1-2-5 series so that a reader can read
  * a bar against round numbers. Pure arithmetic, no SVG.

@@ -2,7 +2,7 @@
  * Synthetic frames for `xvs bench`: the generator's template and the microbenchmarks' input.
  * Slow path (built once); the microbenchmark refresh loop writes fields in place.
  */
-import { fillHeaderChecksum, parseAddr } from "../wire/ipv4.ts";
+import { fillHeaderChecksum, parseAddr } from "../../wire/ipv4.ts";
 
 export const ETH_HLEN = 14;
 export const IP_HLEN = 20;

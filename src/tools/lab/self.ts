@@ -13,5 +13,5 @@ export function isCompiled(): boolean {
 export function selfCommand(): string[] {
   if (process.env.XVS_BIN) return [process.env.XVS_BIN];
   if (isCompiled()) return [process.execPath];
-  return [process.execPath, join(import.meta.dir, "..", "main.ts")];
+  return [process.execPath, join(import.meta.dir, "..", "..", "main.ts")];
 }

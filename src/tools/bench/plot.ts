@@ -1,7 +1,7 @@
 /**
  * The SVG plot of a bench report, written by hand (no dependencies): one panel per workload (and
  * one for the microbenchmarks), each with its own value axis, linear from 0 or logarithmic when
- * its values span a decade or more (src/bench/plot-axis.ts), ticks on the 1-2-5 series with
+ * its values span a decade or more (src/tools/bench/plot-axis.ts), ticks on the 1-2-5 series with
  * their values and the unit under the axis. A horizontal bar per contender ends at its median
  * over rounds (marked with a dark line); a whisker spans the rounds' min..max and a dot marks
  * every round; the value, and the ratio to xvs, are printed next to the bar.
