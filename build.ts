@@ -55,7 +55,9 @@ function buildShim(): void {
   const inputs = [...sources, ...files("native/shim", ".h"), commonHeader, join(root, "build.ts")];
   for (const soname of SHIM_LIBRARIES) {
     // gcc prints the name unchanged when it cannot find the library
-    const host = Bun.spawnSync(["gcc", `-print-file-name=${soname}`]).stdout.toString().trim();
+    const host = Bun.spawnSync(["gcc", `-print-file-name=${soname}`])
+      .stdout.toString()
+      .trim();
     if (!host.startsWith("/")) {
       console.error(`build: ${soname} not found: install libxdp-dev and libbpf-dev (bash .ci/setup.sh)`);
       process.exit(1);
@@ -66,8 +68,23 @@ function buildShim(): void {
   const target = join(out, "libxvs.so");
   if (upToDate(target, inputs)) return;
   // RUNPATH $ORIGIN: the copies beside the shim are found first, wherever the three are put
-  run(["gcc", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared", "-Wl,-rpath,$ORIGIN", "-Wl,--enable-new-dtags",
-    "-o", target, ...sources, "-lxdp", "-lbpf"]);
+  run([
+    "gcc",
+    "-O2",
+    "-g",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-fPIC",
+    "-shared",
+    "-Wl,-rpath,$ORIGIN",
+    "-Wl,--enable-new-dtags",
+    "-o",
+    target,
+    ...sources,
+    "-lxdp",
+    "-lbpf",
+  ]);
 }
 
 function buildBpf(): void {
@@ -76,8 +93,21 @@ function buildBpf(): void {
     const target = join(out, name);
     if (upToDate(target, [src, commonHeader])) continue;
     // -I for asm/types.h: Debian keeps it under the multiarch directory, which -target bpf skips.
-    run(["clang", "-O2", "-g", "-Wall", "-Werror", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu",
-      `-I${join(root, "native/bpf")}`, "-c", src, "-o", target]);
+    run([
+      "clang",
+      "-O2",
+      "-g",
+      "-Wall",
+      "-Werror",
+      "-target",
+      "bpf",
+      "-I/usr/include/x86_64-linux-gnu",
+      `-I${join(root, "native/bpf")}`,
+      "-c",
+      src,
+      "-o",
+      target,
+    ]);
   }
 }
 

@@ -2,7 +2,7 @@
 # Install what xvs needs on a fresh Debian 12 machine, as root. Idempotent and quick when all is there.
 #   bash .ci/setup.sh            install only
 #   bash .ci/setup.sh demo [...] install, build dist/xvs, run the demo lab (extra args go to `xvs demo`)
-#   bash .ci/setup.sh test [...] install, build, type-check (tsc), run the whole test suite (extra args go to `bun test`)
+#   bash .ci/setup.sh test [...] install, build, type-check (tsc), format and lint check (biome), run the whole test suite (extra args go to `bun test`)
 # What it installs: the Debian package of every command and header listed in .ci/commands.txt that is
 # missing, then Bun and the other npm dependencies (package.json); it mounts bpffs if needed.
 set -euo pipefail
@@ -62,6 +62,8 @@ test)
 	# the types: build.ts has generated src/ffi/abi.ts, which the check needs
 	say "tsc --noEmit -p ."
 	tsc --noEmit -p .
+	say "biome ci . (format and lint, biome.jsonc)"
+	biome ci --colors=off .
 	exec bun test "$@"
 	;;
 *) say "unknown action '$action' (expected: demo, test)"; exit 2 ;;

@@ -20,6 +20,6 @@ if (!args.includes("--out")) args.unshift("--out", join(import.meta.dir, "result
 try {
   process.exit(await runBench(parseBenchArgs(args)));
 } catch (e) {
-  process.stderr.write(`xvs bench: ${e instanceof LbError ? e.message : e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+  process.stderr.write(`xvs bench: ${e instanceof LbError ? e.message : e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
   process.exit(1);
 }

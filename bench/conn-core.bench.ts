@@ -42,13 +42,17 @@ const D = abi.XVS_DESC_WORDS;
 /** N template frames (client i = address 10.x.y.z, port 1024 + i % 60000) for `flags`, packed FRAME_BYTES apart. */
 const FRAME_BYTES = 64;
 function frames(flags: number): Uint8Array {
-  const t = new PacketBuilder().eth("02:00:00:00:0a:00", "02:00:00:00:00:fe").ipv4({ src: "10.0.0.1", dst: VIP }).tcp({ sport: 1024, dport: 80, flags }).build();
+  const t = new PacketBuilder()
+    .eth("02:00:00:00:0a:00", "02:00:00:00:00:fe")
+    .ipv4({ src: "10.0.0.1", dst: VIP })
+    .tcp({ sport: 1024, dport: 80, flags })
+    .build();
   const out = new Uint8Array(N * FRAME_BYTES);
   const dv = new DataView(out.buffer);
   for (let i = 0; i < N; i++) {
     const o = i * FRAME_BYTES;
     out.set(t, o);
-    const client = (0x0a000000 | Math.floor(i / 60000) + 1) >>> 0;
+    const client = (0x0a000000 | (Math.floor(i / 60000) + 1)) >>> 0;
     dv.setUint32(o + 26, client);
     dv.setUint16(o + 34, 1024 + (i % 60000));
     // IPv4 header checksum over the changed source
@@ -78,7 +82,8 @@ function copyOnly(dst: Int32Array, descs: Uint32Array, src: Int32Array, order: I
   for (let i = 0; i < n; i++) {
     const k = order ? order[from + i] : from + i;
     const addr = i * FRAME_SIZE + HEADROOM;
-    const s = (k * FRAME_BYTES) >> 2, d = addr >> 2;
+    const s = (k * FRAME_BYTES) >> 2,
+      d = addr >> 2;
     for (let j = 0; j < 14; j++) dst[d + j] = src[s + j];
     descs[i * D + abi.XVS_DESC_ADDR] = addr;
     descs[i * D + abi.XVS_DESC_LEN] = FLEN;
@@ -99,7 +104,9 @@ function shuffled(n: number, seed: number): Int32Array {
   for (let i = n - 1; i > 0; i--) {
     x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
     const j = x % (i + 1);
-    const t = a[i]; a[i] = a[j]; a[j] = t;
+    const t = a[i];
+    a[i] = a[j];
+    a[j] = t;
   }
   return a;
 }
@@ -110,7 +117,8 @@ function shuffled(n: number, seed: number): Int32Array {
  * (In a function: JSC compiles loops in module top-level code far less well.)
  */
 function tableLookups(conns: ConnTable, keys: Int32Array, hashes: Int32Array, index: Int32Array, mask: number): number {
-  let found = 0, sink = 0;
+  let found = 0,
+    sink = 0;
   for (let i = 0; i < N; i += BURST) {
     const n = Math.min(BURST, N - i);
     for (let k = 0; k < n; k++) {
@@ -130,7 +138,8 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const rows: { name: string; mpps: number; note: string }[] = [];
 const gc = () => Bun.gc(true);
 
-const syns = frames(SYN), acks = frames(ACK);
+const syns = frames(SYN),
+  acks = frames(ACK);
 const descs = new Uint32Array(abi.XVS_MAX_BURST * D);
 
 // the ACKs in a random order of their connections, laid out one after the other as a burst's
@@ -158,7 +167,11 @@ function natPath(scheduler: string, capacity: number): Harness {
   adviseHugePages(h.conns.buffers.records);
   adviseHugePages(h.conns.buffers.index);
   h.model.addService({ protocol: "tcp", address: VIP, port: 80, scheduler: scheduler as "wlc", onePacket: false, schedFlags: [] });
-  for (let i = 1; i <= 8; i++) h.model.addDest({ protocol: "tcp", address: VIP, port: 80 }, { address: `198.18.2.${10 + i}`, forward: "masq", weight: i, upperThreshold: 0, lowerThreshold: 0 });
+  for (let i = 1; i <= 8; i++)
+    h.model.addDest(
+      { protocol: "tcp", address: VIP, port: 80 },
+      { address: `198.18.2.${10 + i}`, forward: "masq", weight: i, upperThreshold: 0, lowerThreshold: 0 },
+    );
   h.apply();
   return h;
 }
@@ -209,9 +222,12 @@ let memory = { tableBytesPerConn: 0, rssBytesPerConn: 0 };
   rows.push({ name: `lookups (${N} conns), packets`, mpps: N / median(times) / 1000, note: "processBurst: parse + hit + state + DNAT, random flows" });
 
   // table lookups alone, burst-shaped: hash + touch a burst, then look it up
-  const l3 = new Int32Array(BURST), hashes = new Int32Array(BURST);
+  const l3 = new Int32Array(BURST),
+    hashes = new Int32Array(BURST);
   const dv = new DataView(acksRandom.buffer);
-  const conns = h.conns, index = conns.index, mask = index.length - 1;
+  const conns = h.conns,
+    index = conns.index,
+    mask = index.length - 1;
   // the parsed keys of the randomly ordered ACKs, as pass 1 leaves them in the flow rows
   const keys = new Int32Array(N * FLOW_WORDS);
   for (let i = 0; i < N; i++) {
@@ -232,13 +248,21 @@ const w = Math.max(...rows.map((r) => r.name.length));
 console.log(`conn-core: ${N} connections, burst ${BURST}, median of ${ROUNDS}, one core (bun ${Bun.version})`);
 console.log(`${"row".padEnd(w)}  ${"Mpps".padStart(6)}  what`);
 for (const r of rows) console.log(`${r.name.padEnd(w)}  ${r.mpps.toFixed(2).padStart(6)}  ${r.note}`);
-console.log(`memory per tracked connection: ${memory.tableBytesPerConn.toFixed(1)} bytes in the connection table (record ${CONN_WORDS * 4} + index + the SYN-flood ring; free records chain through themselves); RSS growth while filling ${memory.rssBytesPerConn.toFixed(1)} bytes (includes the fast path's own per-record arrays)`);
-console.log(JSON.stringify({
-  command: `bun run bench/conn-core.bench.ts --conns ${N} --burst ${BURST} --rounds ${ROUNDS}`,
-  date: new Date().toISOString(), bun: Bun.version, cpu: (await Bun.file("/proc/cpuinfo").text()).match(/model name\s*:\s*(.*)/)?.[1] ?? "?",
-  conns: N, burst: BURST, rounds: ROUNDS,
-  mpps: Object.fromEntries(rows.map((r) => [r.name, Number(r.mpps.toFixed(3))])),
-  memory: { tableBytesPerConn: Number(memory.tableBytesPerConn.toFixed(1)), rssBytesPerConn: Number(memory.rssBytesPerConn.toFixed(1)) },
-  targets: { lookupMppsAt1M: 10, bytesPerConn: 128 },
-  schedulers: SCHEDULERS.length,
-}));
+console.log(
+  `memory per tracked connection: ${memory.tableBytesPerConn.toFixed(1)} bytes in the connection table (record ${CONN_WORDS * 4} + index + the SYN-flood ring; free records chain through themselves); RSS growth while filling ${memory.rssBytesPerConn.toFixed(1)} bytes (includes the fast path's own per-record arrays)`,
+);
+console.log(
+  JSON.stringify({
+    command: `bun run bench/conn-core.bench.ts --conns ${N} --burst ${BURST} --rounds ${ROUNDS}`,
+    date: new Date().toISOString(),
+    bun: Bun.version,
+    cpu: (await Bun.file("/proc/cpuinfo").text()).match(/model name\s*:\s*(.*)/)?.[1] ?? "?",
+    conns: N,
+    burst: BURST,
+    rounds: ROUNDS,
+    mpps: Object.fromEntries(rows.map((r) => [r.name, Number(r.mpps.toFixed(3))])),
+    memory: { tableBytesPerConn: Number(memory.tableBytesPerConn.toFixed(1)), rssBytesPerConn: Number(memory.rssBytesPerConn.toFixed(1)) },
+    targets: { lookupMppsAt1M: 10, bytesPerConn: 128 },
+    schedulers: SCHEDULERS.length,
+  }),
+);

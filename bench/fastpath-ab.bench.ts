@@ -22,8 +22,12 @@ const [A, B] = [process.argv[2], process.argv[3]];
 if (!A || !B) throw new Error("usage: bun run bench/fastpath-ab.bench.ts TREE_A TREE_B [rounds]");
 const ROUNDS = Number(process.argv[4] ?? 30);
 const microOf = (tree: string) => (existsSync(`${tree}/src/tools/bench/micro.ts`) ? `${tree}/src/tools/bench/micro.ts` : `${tree}/src/bench/micro.ts`);
-const ma = await import(microOf(A)), mb = await import(microOf(B));
-const M = 1_000_000, K4 = 4096, CAP = M + (M >> 2), BURST: number = ma.BURST;
+const ma = await import(microOf(A)),
+  mb = await import(microOf(B));
+const M = 1_000_000,
+  K4 = 4096,
+  CAP = M + (M >> 2),
+  BURST: number = ma.BURST;
 
 /** Process CPU time in ns (microsecond resolution; a slice lasts milliseconds). */
 function cpuNs(): number {
@@ -63,7 +67,8 @@ class Side {
    * clock read per slice, since process.cpuUsage() itself costs microseconds.
    */
   run(flows: number, bursts: number, fresh: boolean): number {
-    const rig = this.rig, descs = rig.descs;
+    const rig = this.rig,
+      descs = rig.descs;
     const t0 = cpuNs();
     for (let b = 0; b < bursts; b++) {
       if (fresh && rig.conns.size > M) rig.resetConns(CAP);
@@ -75,9 +80,14 @@ class Side {
 }
 
 const median = (x: number[]) => [...x].sort((p, q) => p - q)[x.length >> 1];
-const workloads = [["fastpath-4K", K4, 2000, false], ["fastpath-1M", M, 1500, false], ["new-conns", 16_000_000, 400, true]] as const;
+const workloads = [
+  ["fastpath-4K", K4, 2000, false],
+  ["fastpath-1M", M, 1500, false],
+  ["new-conns", 16_000_000, 400, true],
+] as const;
 for (const [name, flows, slice, fresh] of workloads) {
-  const a = new Side(ma), b = new Side(mb);
+  const a = new Side(ma),
+    b = new Side(mb);
   if (fresh) {
     a.rig.resetConns(CAP);
     b.rig.resetConns(CAP);
@@ -87,7 +97,9 @@ for (const [name, flows, slice, fresh] of workloads) {
   }
   a.run(flows, slice, fresh); // warm-up: both tiers compiled before timing
   b.run(flows, slice, fresh);
-  const ra: number[] = [], rb: number[] = [], ratio: number[] = [];
+  const ra: number[] = [],
+    rb: number[] = [],
+    ratio: number[] = [];
   for (let r = 0; r < ROUNDS; r++) {
     let x: number, y: number;
     if (r & 1) {
@@ -102,7 +114,9 @@ for (const [name, flows, slice, fresh] of workloads) {
     ratio.push(y / x);
   }
   if (a.rig.verdict("fwd_in") === 0 || b.rig.verdict("fwd_in") === 0) throw new Error(`${name}: nothing forwarded`);
-  console.log(`${name.padEnd(12)} A ${median(ra).toFixed(1).padStart(7)} ns/pkt  B ${median(rb).toFixed(1).padStart(7)} ns/pkt  B/A ${median(ratio).toFixed(3)}  (${ROUNDS} rounds)`);
+  console.log(
+    `${name.padEnd(12)} A ${median(ra).toFixed(1).padStart(7)} ns/pkt  B ${median(rb).toFixed(1).padStart(7)} ns/pkt  B/A ${median(ratio).toFixed(3)}  (${ROUNDS} rounds)`,
+  );
   a.rig.resetConns(16);
   b.rig.resetConns(16);
   Bun.gc(true);

@@ -41,7 +41,9 @@ async function listener(kind: string): Promise<{ port: number; close: () => void
 async function measure(kind: string): Promise<Record<string, unknown>> {
   const l = await listener(kind);
   const daemon = new Daemon(null, null);
-  let attempts = 0, failures = 0, busyMs = 0;
+  let attempts = 0,
+    failures = 0,
+    busyMs = 0;
   const monitor = new HealthMonitor(daemon, {
     run: async (c, t, ms) => {
       attempts++;
@@ -53,9 +55,11 @@ async function measure(kind: string): Promise<Record<string, unknown>> {
     },
   });
   daemon.health = monitor;
-  const checker = Checker.parse(kind === "http"
-    ? { kind: "http", connect_ip: "127.0.0.1", connect_port: l.port, delay_loop: 1, connect_timeout: 2, urls: [{ path: "/" }] }
-    : { kind: "tcp", connect_ip: "127.0.0.1", connect_port: l.port, delay_loop: 1, connect_timeout: 2 });
+  const checker = Checker.parse(
+    kind === "http"
+      ? { kind: "http", connect_ip: "127.0.0.1", connect_port: l.port, delay_loop: 1, connect_timeout: 2, urls: [{ path: "/" }] }
+      : { kind: "tcp", connect_ip: "127.0.0.1", connect_port: l.port, delay_loop: 1, connect_timeout: 2 },
+  );
   await daemon.mutate((m) => {
     for (let s = 0; s * PER_SERVICE < SERVERS; s++) {
       const key = { protocol: "tcp" as const, address: `198.18.0.${100 + s}`, port: 80 };
@@ -76,8 +80,13 @@ async function measure(kind: string): Promise<Record<string, unknown>> {
   await Bun.sleep(500);
   l.close();
   return {
-    kind, servers: SERVERS, delayLoopSec: 1, seconds: Math.round(wall * 10) / 10,
-    attemptsPerSec: Math.round((attempts - a0) / wall), failures, meanAttemptMs: Math.round((busyMs / attempts) * 10) / 10,
+    kind,
+    servers: SERVERS,
+    delayLoopSec: 1,
+    seconds: Math.round(wall * 10) / 10,
+    attemptsPerSec: Math.round((attempts - a0) / wall),
+    failures,
+    meanAttemptMs: Math.round((busyMs / attempts) * 10) / 10,
     cpuShareOfOneCore: Math.round(((cpu.user + cpu.system) / 1e6 / wall) * 1000) / 1000,
   };
 }

@@ -42,7 +42,8 @@ for (let f = 0, done = 0; done < FLOWS; done += BURST) {
 const fwd0 = rig.verdict("fwd_in");
 // bursts per round: about SECONDS on an idle core at ~100 ns per packet
 const BURSTS = Math.max(64, Math.round((SECONDS * 1e9) / (100 * BURST)));
-let packets = 0, first = 0;
+let packets = 0,
+  first = 0;
 for (let r = 0; r < ROUNDS; r++) {
   for (const name of names) {
     rig.dv.setUint16(udpCsum, name === "udp-csum-0" ? 0 : 0x1234);
@@ -50,12 +51,14 @@ for (let r = 0; r < ROUNDS; r++) {
       first = rig.refresh(first, FLOWS);
       rig.fp.processBurst(rig.descs, BURST);
     }
-    const c0 = process.cpuUsage(), t0 = Bun.nanoseconds();
+    const c0 = process.cpuUsage(),
+      t0 = Bun.nanoseconds();
     for (let k = 0; k < BURSTS; k++) {
       first = rig.refresh(first, FLOWS);
       rig.fp.processBurst(rig.descs, BURST);
     }
-    const t1 = Bun.nanoseconds(), c1 = process.cpuUsage(c0);
+    const t1 = Bun.nanoseconds(),
+      c1 = process.cpuUsage(c0);
     packets += (BURSTS + (BURSTS >> 3)) * BURST;
     wall[name].push((t1 - t0) / (BURSTS * BURST));
     cpu[name].push(((c1.user + c1.system) * 1000) / (BURSTS * BURST));
@@ -64,10 +67,12 @@ for (let r = 0; r < ROUNDS; r++) {
 const forwarded = rig.verdict("fwd_in") - fwd0;
 const med = (o: Record<string, number[]>) => Object.fromEntries(names.map((n) => [n, median(o[n])]));
 
-console.log(JSON.stringify({
-  wallNsPerPacket: med(wall),
-  cpuNsPerPacket: med(cpu),
-  rounds: ROUNDS,
-  forwardedAll: forwarded === packets,
-  completed: rig.verdict("csum_partial_completed") ?? null,
-}));
+console.log(
+  JSON.stringify({
+    wallNsPerPacket: med(wall),
+    cpuNsPerPacket: med(cpu),
+    rounds: ROUNDS,
+    forwardedAll: forwarded === packets,
+    completed: rig.verdict("csum_partial_completed") ?? null,
+  }),
+);

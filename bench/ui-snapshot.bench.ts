@@ -19,7 +19,8 @@ const big = { protocol: "tcp", address: "198.18.0.100", port: 8000 } as const;
 const small = { protocol: "tcp", address: "198.18.0.100", port: 80 } as const;
 await daemon.mutate((m) => {
   m.addService(ServiceSpec.parse({ ...big, scheduler: "wlc" }));
-  for (let i = 0; i < dests - 3; i++) m.addDest(big, DestSpec.parse({ address: `198.19.${Math.floor(i / 250)}.${(i % 250) + 1}`, port: 8000, forward: "masq", weight: 1 }));
+  for (let i = 0; i < dests - 3; i++)
+    m.addDest(big, DestSpec.parse({ address: `198.19.${Math.floor(i / 250)}.${(i % 250) + 1}`, port: 8000, forward: "masq", weight: 1 }));
   m.addService(ServiceSpec.parse({ ...small, scheduler: "rr" }));
   for (let i = 1; i <= 3; i++) m.addDest(small, DestSpec.parse({ address: `198.18.2.${10 + i}`, port: 80, forward: "masq", weight: i }));
 });

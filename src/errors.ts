@@ -37,14 +37,23 @@ export class LbError extends Error {
 /** Return a short description of an error code. */
 export function strerror(code: ErrorCode): string {
   switch (code) {
-    case ErrorCode.Exists: return "already exists";
-    case ErrorCode.NotExist: return "does not exist";
-    case ErrorCode.Invalid: return "invalid argument";
-    case ErrorCode.NoRoom: return "table full";
-    case ErrorCode.Permission: return "permission denied";
-    case ErrorCode.Environment: return "host environment lacks a requirement";
-    case ErrorCode.Busy: return "resource busy";
-    case ErrorCode.System: return "system error";
-    case ErrorCode.Unavailable: return "not ready";
+    case ErrorCode.Exists:
+      return "already exists";
+    case ErrorCode.NotExist:
+      return "does not exist";
+    case ErrorCode.Invalid:
+      return "invalid argument";
+    case ErrorCode.NoRoom:
+      return "table full";
+    case ErrorCode.Permission:
+      return "permission denied";
+    case ErrorCode.Environment:
+      return "host environment lacks a requirement";
+    case ErrorCode.Busy:
+      return "resource busy";
+    case ErrorCode.System:
+      return "system error";
+    case ErrorCode.Unavailable:
+      return "not ready";
   }
 }

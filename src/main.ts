@@ -72,7 +72,7 @@ async function main(argv: string[]): Promise<number> {
   // compiled: argv0 is the name the executable was started by (a symlink named ipvsadm);
   // from source: the script path (`bun path/to/ipvsadm`, a symlink to src/main.ts)
   const compiled = import.meta.url.startsWith("file:///$bunfs/");
-  const invokedAs = basename(compiled ? process.argv0 : process.argv[1] ?? "");
+  const invokedAs = basename(compiled ? process.argv0 : (process.argv[1] ?? ""));
   if (invokedAs === "ipvsadm") {
     const { runAdm } = await import("./cli/main.ts");
     return runAdm(argv);
@@ -142,7 +142,7 @@ main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (e) => {
     if (e instanceof LbError) process.stderr.write(`xvs: ${e.message}\n`);
-    else process.stderr.write(`xvs: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+    else process.stderr.write(`xvs: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
     process.exit(1);
   },
 );

@@ -11,14 +11,21 @@ export type Fetch = (input: string, init?: RequestInit) => Response | Promise<Re
 
 /** A refusal by the daemon. */
 export class ApiError extends Error {
-  constructor(readonly status: number, readonly body: ErrorBodyT) {
+  constructor(
+    readonly status: number,
+    readonly body: ErrorBodyT,
+  ) {
     super(body.error.message);
   }
 }
 
 /** A client of one daemon's API. */
 export class ApiClient {
-  constructor(private readonly fetch: Fetch, private readonly base: string, private readonly token: string | null) {}
+  constructor(
+    private readonly fetch: Fetch,
+    private readonly base: string,
+    private readonly token: string | null,
+  ) {}
 
   /** Call the API; resolves with the parsed body (null for 204). @throws ApiError, AdmExit when no daemon answers. */
   async call<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
@@ -30,8 +37,11 @@ export class ApiClient {
       res = await this.fetch(`${this.base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
     } catch (e) {
       // ipvsadm's words when ipvs_init fails, with what to do about it
-      throw new AdmExit(2, `Can't initialize ipvs: no xvs daemon answers at ${this.base} (${e instanceof Error ? e.message : String(e)})\n` +
-        "Are you sure that the xvs daemon runs in this network namespace (xvs run --iface IF)?\n");
+      throw new AdmExit(
+        2,
+        `Can't initialize ipvs: no xvs daemon answers at ${this.base} (${e instanceof Error ? e.message : String(e)})\n` +
+          "Are you sure that the xvs daemon runs in this network namespace (xvs run --iface IF)?\n",
+      );
     }
     const text = await res.text();
     let json: unknown = null;

@@ -4,7 +4,18 @@
  * turns a refusal into ipvsadm's message on stderr and returns the exit code ipvsadm would
  * (0, or 255 for a kernel error; a missing service in `-L -t` is 1, as in list_service).
  */
-import { FWMARK_UNSUPPORTED_MESSAGE, SCHEDULERS, type BatchCommandIn, type ConnsPageT, type DestSpecIn, type InfoT, type ServiceKeyT, type ServiceSpecIn, type ServiceViewT, type TimeoutsT } from "../control/schemas.ts";
+import {
+  FWMARK_UNSUPPORTED_MESSAGE,
+  SCHEDULERS,
+  type BatchCommandIn,
+  type ConnsPageT,
+  type DestSpecIn,
+  type InfoT,
+  type ServiceKeyT,
+  type ServiceSpecIn,
+  type ServiceViewT,
+  type TimeoutsT,
+} from "../control/schemas.ts";
 import { destId, serviceId } from "../control/ids.ts";
 import { ipText } from "../service/addr.ts";
 import { type ApiClient, ApiError, kernelMessage } from "./client.ts";
@@ -12,8 +23,20 @@ import { connRow, connTitle, listHeader, serviceEntry, sortServices, svcRow, tim
 import type { NameDb } from "./names.ts";
 import { OPT, TUN_NAMES, type CmdName } from "./options.ts";
 import {
-  FMT_RULE, FWD_MASQ, FWD_TUNNEL, IPPROTO_TCP, IPPROTO_UDP, SVC_F_ONEPACKET, SVC_F_PERSISTENT, SVC_F_SCHED1, SVC_F_SCHED2,
-  SVC_F_SCHED3, tryHelp, type DestEntry, type Entry, type SvcEntry,
+  FMT_RULE,
+  FWD_MASQ,
+  FWD_TUNNEL,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
+  SVC_F_ONEPACKET,
+  SVC_F_PERSISTENT,
+  SVC_F_SCHED1,
+  SVC_F_SCHED2,
+  SVC_F_SCHED3,
+  tryHelp,
+  type DestEntry,
+  type Entry,
+  type SvcEntry,
 } from "./parse.ts";
 import { readRestoreLines } from "./restore.ts";
 
@@ -57,12 +80,20 @@ export function serviceSpec(svc: SvcEntry): ServiceSpecIn {
   if (svc.flags & SVC_F_SCHED1) flags.push(family ? `${family}-fallback` : "flag-1");
   if (svc.flags & SVC_F_SCHED2) flags.push(family ? `${family}-port` : "flag-2");
   if (svc.flags & SVC_F_SCHED3) flags.push("flag-3");
-  const persistence = svc.flags & SVC_F_PERSISTENT
-    ? {
-      timeout: svc.timeout,
-      netmask: svc.af === 6 ? (svc.netmask !== 128 ? String(svc.netmask) : undefined) : svc.netmask >>> 0 !== 0xffffffff ? wordsOf(4, [svc.netmask | 0]) : undefined,
-    }
-    : undefined;
+  const persistence =
+    svc.flags & SVC_F_PERSISTENT
+      ? {
+          timeout: svc.timeout,
+          netmask:
+            svc.af === 6
+              ? svc.netmask !== 128
+                ? String(svc.netmask)
+                : undefined
+              : svc.netmask >>> 0 !== 0xffffffff
+                ? wordsOf(4, [svc.netmask | 0])
+                : undefined,
+        }
+      : undefined;
   return {
     ...serviceKey(svc),
     scheduler: svc.sched as (typeof SCHEDULERS)[number],
@@ -85,9 +116,7 @@ export function destSpec(ce: Entry): DestSpecIn {
     weight: d.weight,
     upperThreshold: d.uThreshold,
     lowerThreshold: d.lThreshold,
-    tunnel: d.fwd === FWD_TUNNEL
-      ? { type: TUN_NAMES[d.tunType], ...(d.tunPort ? { port: d.tunPort } : {}), ...(csum ? { csum } : {}) }
-      : undefined,
+    tunnel: d.fwd === FWD_TUNNEL ? { type: TUN_NAMES[d.tunType], ...(d.tunPort ? { port: d.tunPort } : {}), ...(csum ? { csum } : {}) } : undefined,
   };
 }
 
@@ -97,15 +126,24 @@ const destPath = (ce: Entry) => `${svcPath(ce)}/dests/${encodeURIComponent(destI
 /** The table change an -A/-E/-D/-C/-a/-e/-d/--set line makes, as a batch command. */
 export function batchCommand(ce: Entry): BatchCommandIn | null {
   switch (ce.cmd) {
-    case "add-service": return { op: "add-service", service: serviceSpec(ce.svc) };
-    case "edit-service": return { op: "edit-service", service: serviceSpec(ce.svc) };
-    case "delete-service": return { op: "delete-service", service: serviceKey(ce.svc) };
-    case "flush": return { op: "clear" };
-    case "add-server": return { op: "add-dest", service: serviceKey(ce.svc), dest: destSpec(ce) };
-    case "edit-server": return { op: "edit-dest", service: serviceKey(ce.svc), dest: destSpec(ce) };
-    case "delete-server": return { op: "delete-dest", service: serviceKey(ce.svc), dest: { address: wordsOf(ce.dest.af, ce.dest.addr), port: ce.dest.port } };
-    case "set": return { op: "set-timeouts", timeouts: ce.timeouts };
-    default: return null;
+    case "add-service":
+      return { op: "add-service", service: serviceSpec(ce.svc) };
+    case "edit-service":
+      return { op: "edit-service", service: serviceSpec(ce.svc) };
+    case "delete-service":
+      return { op: "delete-service", service: serviceKey(ce.svc) };
+    case "flush":
+      return { op: "clear" };
+    case "add-server":
+      return { op: "add-dest", service: serviceKey(ce.svc), dest: destSpec(ce) };
+    case "edit-server":
+      return { op: "edit-dest", service: serviceKey(ce.svc), dest: destSpec(ce) };
+    case "delete-server":
+      return { op: "delete-dest", service: serviceKey(ce.svc), dest: { address: wordsOf(ce.dest.af, ce.dest.addr), port: ce.dest.port } };
+    case "set":
+      return { op: "set-timeouts", timeouts: ce.timeouts };
+    default:
+      return null;
   }
 }
 
@@ -182,20 +220,28 @@ async function change(ce: Entry, ctx: AdmContext): Promise<number> {
   return kernelCall(ctx, async () => {
     const cmd = batchCommand(ce)!;
     switch (cmd.op) {
-      case "add-service": return ctx.api.call("POST", "/v1/services", cmd.service);
-      case "edit-service": return ctx.api.call("PUT", svcPath(ce), cmd.service);
-      case "delete-service": return ctx.api.call("DELETE", svcPath(ce));
-      case "clear": return ctx.api.call("DELETE", "/v1/services");
-      case "add-dest": return ctx.api.call("POST", `${svcPath(ce)}/dests`, cmd.dest);
-      case "edit-dest": return ctx.api.call("PUT", destPath(ce), cmd.dest);
-      case "delete-dest": return ctx.api.call("DELETE", destPath(ce));
-      case "set-timeouts": return ctx.api.call("PUT", "/v1/timeouts", cmd.timeouts);
+      case "add-service":
+        return ctx.api.call("POST", "/v1/services", cmd.service);
+      case "edit-service":
+        return ctx.api.call("PUT", svcPath(ce), cmd.service);
+      case "delete-service":
+        return ctx.api.call("DELETE", svcPath(ce));
+      case "clear":
+        return ctx.api.call("DELETE", "/v1/services");
+      case "add-dest":
+        return ctx.api.call("POST", `${svcPath(ce)}/dests`, cmd.dest);
+      case "edit-dest":
+        return ctx.api.call("PUT", destPath(ce), cmd.dest);
+      case "delete-dest":
+        return ctx.api.call("DELETE", destPath(ce));
+      case "set-timeouts":
+        return ctx.api.call("PUT", "/v1/timeouts", cmd.timeouts);
     }
   });
 }
 
 async function zero(ce: Entry, ctx: AdmContext): Promise<number> {
-  return kernelCall(ctx, () => ce.options.has(OPT["service-address"]) ? ctx.api.call("POST", `${svcPath(ce)}/zero`) : ctx.api.call("POST", "/v1/zero"));
+  return kernelCall(ctx, () => (ce.options.has(OPT["service-address"]) ? ctx.api.call("POST", `${svcPath(ce)}/zero`) : ctx.api.call("POST", "/v1/zero")));
 }
 
 async function syncDaemon(_ce: Entry, ctx: AdmContext): Promise<number> {
@@ -256,15 +302,15 @@ export const COMMANDS: Record<CmdName, Run> = {
   "add-service": change,
   "edit-service": change,
   "delete-service": change,
-  "flush": change,
+  flush: change,
   "add-server": change,
   "edit-server": change,
   "delete-server": change,
-  "set": change,
-  "list": list,
-  "save": (ce, ctx) => listAll({ ...ce, format: ce.format | FMT_RULE }, ctx).then(() => 0),
-  "zero": zero,
-  "restore": restore,
+  set: change,
+  list: list,
+  save: (ce, ctx) => listAll({ ...ce, format: ce.format | FMT_RULE }, ctx).then(() => 0),
+  zero: zero,
+  restore: restore,
   "start-daemon": syncDaemon,
   "stop-daemon": syncDaemon,
 };
@@ -273,4 +319,3 @@ export const COMMANDS: Record<CmdName, Run> = {
 export function execute(ce: Entry, ctx: AdmContext, readingStdin = false): Promise<number> {
   return COMMANDS[ce.cmd](ce, ctx, readingStdin);
 }
-

@@ -8,9 +8,27 @@ import { ipText, parseIp } from "../service/addr.ts";
 import type { ConnViewT, DestViewT, ServiceViewT } from "../control/schemas.ts";
 import type { NameDb } from "./names.ts";
 import {
-  FMT_EXACT, FMT_NOSORT, FMT_NUMERIC, FMT_PERSISTENTCONN, FMT_RATE, FMT_RULE, FMT_STATS, FMT_THRESHOLDS, FMT_TUN_INFO,
-  FWD_LOCAL, FWD_MASQ, FWD_ROUTE, FWD_TUNNEL, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP,
-  SVC_F_ONEPACKET, SVC_F_PERSISTENT, SVC_F_SCHED1, SVC_F_SCHED2, SVC_F_SCHED3,
+  FMT_EXACT,
+  FMT_NOSORT,
+  FMT_NUMERIC,
+  FMT_PERSISTENTCONN,
+  FMT_RATE,
+  FMT_RULE,
+  FMT_STATS,
+  FMT_THRESHOLDS,
+  FMT_TUN_INFO,
+  FWD_LOCAL,
+  FWD_MASQ,
+  FWD_ROUTE,
+  FWD_TUNNEL,
+  IPPROTO_SCTP,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
+  SVC_F_ONEPACKET,
+  SVC_F_PERSISTENT,
+  SVC_F_SCHED1,
+  SVC_F_SCHED2,
+  SVC_F_SCHED3,
 } from "./parse.ts";
 import { cmpDests, cmpServices, glibcMergeSort } from "./sort.ts";
 
@@ -106,7 +124,8 @@ function ipTextOf(af: 4 | 6, w: readonly number[]): string {
 
 /** addrport_to_anyname: "a.b.c.d:port" / "[v6]:port", or names without -n (59 characters at most). */
 export function addrPortName(af: 4 | 6, addr: readonly number[], port: number, protocol: number, format: number, names: NameDb): string {
-  const open = af === 4 ? "" : "[", close = af === 4 ? "" : "]";
+  const open = af === 4 ? "" : "[",
+    close = af === 4 ? "" : "]";
   let s: string;
   if (format & FMT_NUMERIC) {
     s = `${open}${ipTextOf(af, addr)}${close}:${port}`;
@@ -140,11 +159,15 @@ export function listHeader(version: string, size: number): string {
 /** print_title. */
 export function title(format: number): string {
   const head = l("Prot LocalAddress:Port", 33);
-  if (format & FMT_STATS) return `${head} ${r("Conns", 8)} ${r("InPkts", 8)} ${r("OutPkts", 8)} ${r("InBytes", 8)} ${r("OutBytes", 8)}\n  -> RemoteAddress:Port\n`;
+  if (format & FMT_STATS)
+    return `${head} ${r("Conns", 8)} ${r("InPkts", 8)} ${r("OutPkts", 8)} ${r("InBytes", 8)} ${r("OutBytes", 8)}\n  -> RemoteAddress:Port\n`;
   if (format & FMT_RATE) return `${head} ${r("CPS", 8)} ${r("InPPS", 8)} ${r("OutPPS", 8)} ${r("InBPS", 8)} ${r("OutBPS", 8)}\n  -> RemoteAddress:Port\n`;
-  if (format & FMT_THRESHOLDS) return `${head} ${l("Uthreshold", 10)} ${l("Lthreshold", 10)} ${l("ActiveConn", 10)} ${l("InActConn", 10)}\n  -> RemoteAddress:Port\n`;
-  if (format & FMT_PERSISTENTCONN) return `${head} ${l("Weight", 9)} ${l("PersistConn", 11)} ${l("ActiveConn", 10)} ${l("InActConn", 10)}\n  -> RemoteAddress:Port\n`;
-  if (format & FMT_TUN_INFO) return "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn\n";
+  if (format & FMT_THRESHOLDS)
+    return `${head} ${l("Uthreshold", 10)} ${l("Lthreshold", 10)} ${l("ActiveConn", 10)} ${l("InActConn", 10)}\n  -> RemoteAddress:Port\n`;
+  if (format & FMT_PERSISTENTCONN)
+    return `${head} ${l("Weight", 9)} ${l("PersistConn", 11)} ${l("ActiveConn", 10)} ${l("InActConn", 10)}\n  -> RemoteAddress:Port\n`;
+  if (format & FMT_TUN_INFO)
+    return "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn\n";
   if (!(format & FMT_RULE)) return "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n";
   return "";
 }
@@ -191,7 +214,8 @@ export function serviceEntry(s: SvcRow, format: number, names: NameDb): string {
       if (s.af !== 6) svcName = svcName.slice(0, 33);
     }
   }
-  const stats = s.view.stats, rates = s.view.rates;
+  const stats = s.view.stats,
+    rates = s.view.rates;
   let out: string;
   if (rule) {
     out = `-A ${svcName} -s ${s.sched}`;
@@ -274,7 +298,8 @@ export function connRow(c: ConnViewT, format: number, names: NameDb): string {
     const a = parseIp(e.address)!;
     return addrPortName(a.family, a.words, e.port, proto, format, names);
   };
-  const mm = Math.floor(c.expiresSec / 60), ss = c.expiresSec % 60;
+  const mm = Math.floor(c.expiresSec / 60),
+    ss = c.expiresSec % 60;
   const expire = `${String(mm).padStart(2, "0")}:${String(ss).padStart(2, "0")}`;
   return `${l(c.protocol, 3)} ${l(expire, 6)} ${l(c.state, 11)} ${l(name(c.client), 18)} ${l(name(c.virtual), 18)} ${name(c.dest)}\n`;
 }
@@ -283,4 +308,3 @@ export function connRow(c: ConnViewT, format: number, names: NameDb): string {
 export function timeoutLine(t: { tcp: number; tcpfin: number; udp: number }): string {
   return `Timeout (tcp tcpfin udp): ${t.tcp} ${t.tcpfin} ${t.udp}\n`;
 }
-

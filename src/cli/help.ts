@@ -7,7 +7,8 @@
 export const VERSION_LINE = "ipvsadm v1.31 2019/12/24 (compiled with popt and IPVS v1.2.1)";
 
 /** The note xvs adds at the end of the usage text. */
-export const XVS_HELP_NOTE = "xvs: --start-daemon and --stop-daemon are not supported (xvs has no connection sync daemon);\n" +
+export const XVS_HELP_NOTE =
+  "xvs: --start-daemon and --stop-daemon are not supported (xvs has no connection sync daemon);\n" +
   "     -L --daemon lists none. -R applies its lines all or nothing.\n";
 
 /** Return the usage text for `program` (printed by -h, on stdout, exit 0). */

@@ -76,7 +76,9 @@ export function inetAton(s: string): number | null {
   const max = [0xffffffffn, 0xffffffn, 0xffffn, 0xffn][parts.length];
   if (val > max) return null;
   let word = 0;
-  parts.forEach((p, k) => { word |= p << (24 - 8 * k); });
+  parts.forEach((p, k) => {
+    word |= p << (24 - 8 * k);
+  });
   return ((word >>> 0) + Number(val)) >>> 0;
 }
 

@@ -54,7 +54,9 @@ export async function runAdm(argv: string[], env: Partial<AdmEnv> = {}): Promise
   let out = "";
   const ctx: AdmContext = {
     api: new ApiClient(e.fetch, e.apiBase, e.token),
-    out: (s) => { out += s; },
+    out: (s) => {
+      out += s;
+    },
     err: (s) => {
       if (out) {
         e.stdout.write(out);

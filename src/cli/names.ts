@@ -56,13 +56,13 @@ export class NameDb {
   /** getservbyname(name, proto of `protocol`): the port, or -1. */
   serviceToPort(name: string, protocol: number): number {
     const p = PROTOS[protocol];
-    return p ? this.portByName.get(`${name}/${p}`) ?? -1 : -1;
+    return p ? (this.portByName.get(`${name}/${p}`) ?? -1) : -1;
   }
 
   /** getservbyport: the service name, or null. */
   portToService(port: number, protocol: number): string | null {
     const p = PROTOS[protocol];
-    return p ? this.nameByPort.get(`${port}/${p}`) ?? null : null;
+    return p ? (this.nameByPort.get(`${port}/${p}`) ?? null) : null;
   }
 
   /** gethostbyname for IPv4: the address as an unsigned number, or null. */

@@ -8,10 +8,40 @@
 
 /** Option classes (ipvsadm OPTC_*), in ipvsadm's order. */
 export const OPT_NAMES = [
-  "numeric", "connection", "service-address", "scheduler", "persistent", "netmask", "real-server", "forwarding-method",
-  "weight", "u-threshold", "l-threshold", "mcast-interface", "timeout", "daemon", "stats", "rate", "thresholds",
-  "persistent-conn", "nosort", "syncid", "exact", "ops", "pe", "sched-flags", "mcast-group", "mcast-port", "mcast-ttl",
-  "sync-maxlen", "tun-info", "tun-type", "tun-port", "tun-nocsum", "tun-csum", "tun-remcsum",
+  "numeric",
+  "connection",
+  "service-address",
+  "scheduler",
+  "persistent",
+  "netmask",
+  "real-server",
+  "forwarding-method",
+  "weight",
+  "u-threshold",
+  "l-threshold",
+  "mcast-interface",
+  "timeout",
+  "daemon",
+  "stats",
+  "rate",
+  "thresholds",
+  "persistent-conn",
+  "nosort",
+  "syncid",
+  "exact",
+  "ops",
+  "pe",
+  "sched-flags",
+  "mcast-group",
+  "mcast-port",
+  "mcast-ttl",
+  "sync-maxlen",
+  "tun-info",
+  "tun-type",
+  "tun-port",
+  "tun-nocsum",
+  "tun-csum",
+  "tun-remcsum",
 ] as const;
 /** An option class name. */
 export type OptName = (typeof OPT_NAMES)[number];
@@ -21,8 +51,20 @@ export const OPT = Object.fromEntries(OPT_NAMES.map((n, i) => [n, i])) as Record
 
 /** Commands (ipvsadm CMD_*), named as ipvsadm's error messages name them. */
 export const CMD_NAMES = [
-  "add-service", "edit-service", "delete-service", "flush", "list", "add-server", "delete-server", "edit-server",
-  "set", "start-daemon", "stop-daemon", "restore", "save", "zero",
+  "add-service",
+  "edit-service",
+  "delete-service",
+  "flush",
+  "list",
+  "add-server",
+  "delete-server",
+  "edit-server",
+  "set",
+  "start-daemon",
+  "stop-daemon",
+  "restore",
+  "save",
+  "zero",
 ] as const;
 /** A command name. */
 export type CmdName = (typeof CMD_NAMES)[number];
@@ -33,20 +75,20 @@ export type CmdName = (typeof CMD_NAMES)[number];
  */
 export const LEGALITY: Record<CmdName, string> = {
   //               -n -c svc -s -p -M -r fwd -w -x -y mc tmo dmn st rt thr pc srt sid ex ops pe -b grp prt ttl len tinf type tprt nocs csum remc
-  "add-service":    "xx+...xxxxxxxxxxxxxxx...xxxxxxxxxx",
-  "edit-service":   "xx+...xxxxxxxxxxxxxxx...xxxxxxxxxx",
+  "add-service": "xx+...xxxxxxxxxxxxxxx...xxxxxxxxxx",
+  "edit-service": "xx+...xxxxxxxxxxxxxxx...xxxxxxxxxx",
   "delete-service": "xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-  "flush":          "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-  "list":           ".11xxxxxxxxx11.......xxxxxxx.xxxxx",
-  "add-server":     "xx+xxx+....xxxxxxxxxxxxxxxxxx.....",
-  "delete-server":  "xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxx",
-  "edit-server":    "xx+xxx+....xxxxxxxxxxxxxxxxxx.....",
-  "set":            "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-  "start-daemon":   "xxxxxxxxxxx.xxxxxxx.xxxx....xxxxxx",
-  "stop-daemon":    "xxxxxxxxxxxxxxxxxxx.xxxxxxxxxxxxxx",
-  "restore":        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-  "save":           ".xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-  "zero":           "xx.xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+  flush: "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+  list: ".11xxxxxxxxx11.......xxxxxxx.xxxxx",
+  "add-server": "xx+xxx+....xxxxxxxxxxxxxxxxxx.....",
+  "delete-server": "xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxx",
+  "edit-server": "xx+xxx+....xxxxxxxxxxxxxxxxxx.....",
+  set: "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+  "start-daemon": "xxxxxxxxxxx.xxxxxxx.xxxx....xxxxxx",
+  "stop-daemon": "xxxxxxxxxxxxxxxxxxx.xxxxxxxxxxxxxx",
+  restore: "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+  save: ".xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+  zero: "xx.xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
 };
 
 /** Tunnel types by ipvsadm's number (IP_VS_CONN_F_TUNNEL_TYPE_*). */
@@ -132,7 +174,19 @@ export const OPTION_TABLE: OptionDef[] = [
 
 /** The first option of an invocation must be one of these (parse_options' first switch). */
 export const COMMAND_TAGS: Record<string, CmdName> = {
-  A: "add-service", E: "edit-service", D: "delete-service", a: "add-server", e: "edit-server", d: "delete-server",
-  C: "flush", L: "list", l: "list", Z: "zero", set: "set", R: "restore", S: "save",
-  "start-daemon": "start-daemon", "stop-daemon": "stop-daemon",
+  A: "add-service",
+  E: "edit-service",
+  D: "delete-service",
+  a: "add-server",
+  e: "edit-server",
+  d: "delete-server",
+  C: "flush",
+  L: "list",
+  l: "list",
+  Z: "zero",
+  set: "set",
+  R: "restore",
+  S: "save",
+  "start-daemon": "start-daemon",
+  "stop-daemon": "stop-daemon",
 };

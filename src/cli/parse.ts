@@ -17,7 +17,11 @@ import { DEFAULT_SCHEDULER } from "../service/schedulers.ts";
 
 /** Ends an invocation: what to print and the exit code (2 for option errors, 255 for the rest). */
 export class AdmExit extends Error {
-  constructor(readonly code: number, readonly stderr = "", readonly stdout = "") {
+  constructor(
+    readonly code: number,
+    readonly stderr = "",
+    readonly stdout = "",
+  ) {
     super(stderr || stdout || `exit ${code}`);
   }
 }
@@ -36,18 +40,31 @@ export function tryHelp(program: string): never {
 // under the names the listing code uses; the limits and defaults are service/limits.ts's.
 export { FWD_LOCAL, FWD_MASQ, FWD_ROUTE, FWD_TUNNEL, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP };
 // the service and tunnel flag bits of ipvsadm's own structures (IP_VS_SVC_F_*, IP_VS_TUNNEL_ENCAP_FLAG_*)
-export const SVC_F_PERSISTENT = 0x1, SVC_F_ONEPACKET = 0x4, SVC_F_SCHED1 = 0x8, SVC_F_SCHED2 = 0x10, SVC_F_SCHED3 = 0x20;
-export const TUN_FLAG_CSUM = 1, TUN_FLAG_REMCSUM = 2;
+export const SVC_F_PERSISTENT = 0x1,
+  SVC_F_ONEPACKET = 0x4,
+  SVC_F_SCHED1 = 0x8,
+  SVC_F_SCHED2 = 0x10,
+  SVC_F_SCHED3 = 0x20;
+export const TUN_FLAG_CSUM = 1,
+  TUN_FLAG_REMCSUM = 2;
 /** IP_VS_SCHEDNAME_MAXLEN - 1 characters of -s are kept. */
 const SCHED_NAME_MAX = 15;
 /** IP_VS_PENAME_MAXLEN characters of --pe are kept. */
 const PE_NAME_MAX = 32;
 
 // listing formats (FMT_*)
-export const FMT_NUMERIC = 0x1, FMT_RULE = 0x2, FMT_STATS = 0x4, FMT_RATE = 0x8, FMT_THRESHOLDS = 0x10,
-  FMT_PERSISTENTCONN = 0x20, FMT_NOSORT = 0x40, FMT_EXACT = 0x80, FMT_TUN_INFO = 0x100;
+export const FMT_NUMERIC = 0x1,
+  FMT_RULE = 0x2,
+  FMT_STATS = 0x4,
+  FMT_RATE = 0x8,
+  FMT_THRESHOLDS = 0x10,
+  FMT_PERSISTENTCONN = 0x20,
+  FMT_NOSORT = 0x40,
+  FMT_EXACT = 0x80,
+  FMT_TUN_INFO = 0x100;
 
-const SERVICE_ADDR = 1, SERVICE_PORT = 2;
+const SERVICE_ADDR = 1,
+  SERVICE_PORT = 2;
 
 /** The service part of a command line (ipvs_service_t). */
 export interface SvcEntry {
@@ -246,7 +263,9 @@ export function parseCommand(argv: string[], program: string, names: NameDb): En
     }
     const arg = r.arg ?? "";
     switch (r.def.tag) {
-      case "t": case "u": case "sctp-service": {
+      case "t":
+      case "u":
+      case "sctp-service": {
         setOption(options, OPT["service-address"]);
         svc.protocol = r.def.tag === "t" ? IPPROTO_TCP : r.def.tag === "u" ? IPPROTO_UDP : IPPROTO_SCTP;
         if (!(parseService(arg, svc, names) & SERVICE_ADDR)) fail("illegal virtual server address[:port] specified");
@@ -291,9 +310,18 @@ export function parseCommand(argv: string[], program: string, names: NameDb): En
         if (parsed === SERVICE_ADDR) dest.port = svc.port;
         break;
       }
-      case "i": setOption(options, OPT["forwarding-method"]); dest.fwd = FWD_TUNNEL; break;
-      case "g": setOption(options, OPT["forwarding-method"]); dest.fwd = FWD_ROUTE; break;
-      case "m": setOption(options, OPT["forwarding-method"]); dest.fwd = FWD_MASQ; break;
+      case "i":
+        setOption(options, OPT["forwarding-method"]);
+        dest.fwd = FWD_TUNNEL;
+        break;
+      case "g":
+        setOption(options, OPT["forwarding-method"]);
+        dest.fwd = FWD_ROUTE;
+        break;
+      case "m":
+        setOption(options, OPT["forwarding-method"]);
+        dest.fwd = FWD_MASQ;
+        break;
       case "w":
         setOption(options, OPT.weight);
         // ipvsadm 1.31 as Debian ships it takes 0..INT_MAX (the guest accepts 65536)
@@ -310,35 +338,74 @@ export function parseCommand(argv: string[], program: string, names: NameDb): En
         dest.lThreshold = stringToNumber(arg, 0, MAX_WEIGHT);
         if (dest.lThreshold === -1) fail("illegal l_threshold specified");
         break;
-      case "c": setOption(options, OPT.connection); break;
-      case "n": setOption(options, OPT.numeric); ce.format |= FMT_NUMERIC; break;
-      case "mcast-interface": setOption(options, OPT["mcast-interface"]); break;
+      case "c":
+        setOption(options, OPT.connection);
+        break;
+      case "n":
+        setOption(options, OPT.numeric);
+        ce.format |= FMT_NUMERIC;
+        break;
+      case "mcast-interface":
+        setOption(options, OPT["mcast-interface"]);
+        break;
       case "syncid":
         setOption(options, OPT.syncid);
         if (stringToNumber(arg, 0, 255) === -1) fail("illegal syncid specified");
         break;
-      case "timeout": setOption(options, OPT.timeout); break;
-      case "daemon": setOption(options, OPT.daemon); break;
-      case "stats": setOption(options, OPT.stats); ce.format |= FMT_STATS; break;
-      case "rate": setOption(options, OPT.rate); ce.format |= FMT_RATE; break;
-      case "thresholds": setOption(options, OPT.thresholds); ce.format |= FMT_THRESHOLDS; break;
-      case "persistent-conn": setOption(options, OPT["persistent-conn"]); ce.format |= FMT_PERSISTENTCONN; break;
-      case "nosort": setOption(options, OPT.nosort); ce.format |= FMT_NOSORT; break;
-      case "sort": break; // the default; accepted for compatibility
-      case "X": setOption(options, OPT.exact); ce.format |= FMT_EXACT; break;
+      case "timeout":
+        setOption(options, OPT.timeout);
+        break;
+      case "daemon":
+        setOption(options, OPT.daemon);
+        break;
+      case "stats":
+        setOption(options, OPT.stats);
+        ce.format |= FMT_STATS;
+        break;
+      case "rate":
+        setOption(options, OPT.rate);
+        ce.format |= FMT_RATE;
+        break;
+      case "thresholds":
+        setOption(options, OPT.thresholds);
+        ce.format |= FMT_THRESHOLDS;
+        break;
+      case "persistent-conn":
+        setOption(options, OPT["persistent-conn"]);
+        ce.format |= FMT_PERSISTENTCONN;
+        break;
+      case "nosort":
+        setOption(options, OPT.nosort);
+        ce.format |= FMT_NOSORT;
+        break;
+      case "sort":
+        break; // the default; accepted for compatibility
+      case "X":
+        setOption(options, OPT.exact);
+        ce.format |= FMT_EXACT;
+        break;
       case "6":
         if (!svc.fwmark) fail("-6 used before -f\n");
         svc.af = 6;
         svc.netmask = 128;
         break;
-      case "o": setOption(options, OPT.ops); svc.flags |= SVC_F_ONEPACKET; break;
-      case "pe": setOption(options, OPT.pe); svc.pe = arg.slice(0, PE_NAME_MAX); break;
-      case "b": setOption(options, OPT["sched-flags"]); schedFlagsArg = arg.slice(0, 127); break;
+      case "o":
+        setOption(options, OPT.ops);
+        svc.flags |= SVC_F_ONEPACKET;
+        break;
+      case "pe":
+        setOption(options, OPT.pe);
+        svc.pe = arg.slice(0, PE_NAME_MAX);
+        break;
+      case "b":
+        setOption(options, OPT["sched-flags"]);
+        schedFlagsArg = arg.slice(0, 127);
+        break;
       case "mcast-group": {
         setOption(options, OPT["mcast-group"]);
         const v6 = arg.includes(":");
         // IN6_IS_ADDR_MULTICAST / IN_MULTICAST: ff00::/8, 224.0.0.0/4
-        const ok = v6 ? ((inetPton6(arg)?.[0] ?? 0) >>> 24) === 0xff : ((inetPton4(arg) ?? 0) >>> 28) === 0xe;
+        const ok = v6 ? (inetPton6(arg)?.[0] ?? 0) >>> 24 === 0xff : (inetPton4(arg) ?? 0) >>> 28 === 0xe;
         if (!ok) fail(`invalid IPv${v6 ? 6 : 4} mcast-group \`${arg}'`);
         break;
       }
@@ -354,7 +421,10 @@ export function parseCommand(argv: string[], program: string, names: NameDb): En
         setOption(options, OPT["sync-maxlen"]);
         if (stringToNumber(arg, 1, 65535 - 20 - 8) === -1) fail("illegal sync-maxlen specified");
         break;
-      case "tun-info": setOption(options, OPT["tun-info"]); ce.format |= FMT_TUN_INFO; break;
+      case "tun-info":
+        setOption(options, OPT["tun-info"]);
+        ce.format |= FMT_TUN_INFO;
+        break;
       case "tun-type": {
         setOption(options, OPT["tun-type"]);
         const t = (TUN_NAMES as readonly string[]).indexOf(arg);
@@ -369,9 +439,17 @@ export function parseCommand(argv: string[], program: string, names: NameDb): En
         dest.tunPort = p;
         break;
       }
-      case "tun-nocsum": setOption(options, OPT["tun-nocsum"]); break;
-      case "tun-csum": setOption(options, OPT["tun-csum"]); dest.tunFlags |= TUN_FLAG_CSUM; break;
-      case "tun-remcsum": setOption(options, OPT["tun-remcsum"]); dest.tunFlags |= TUN_FLAG_REMCSUM; break;
+      case "tun-nocsum":
+        setOption(options, OPT["tun-nocsum"]);
+        break;
+      case "tun-csum":
+        setOption(options, OPT["tun-csum"]);
+        dest.tunFlags |= TUN_FLAG_CSUM;
+        break;
+      case "tun-remcsum":
+        setOption(options, OPT["tun-remcsum"]);
+        dest.tunFlags |= TUN_FLAG_REMCSUM;
+        break;
       default:
         // a second command, -h or -v after the command
         fail(`invalid option \`${r.word}'`);
@@ -379,7 +457,9 @@ export function parseCommand(argv: string[], program: string, names: NameDb): En
   }
 
   if (cmd === "set") {
-    const a = popt.arg(), b = popt.arg(), c = popt.arg();
+    const a = popt.arg(),
+      b = popt.arg(),
+      c = popt.arg();
     if (a === null || b === null || c === null) fail("--set option requires 3 timeout values");
     ce.timeouts = { tcp: parseTimeout(a, 0, MAX_TIMEOUT_SEC), tcpfin: parseTimeout(b, 0, MAX_TIMEOUT_SEC), udp: parseTimeout(c, 0, MAX_TIMEOUT_SEC) };
   }
@@ -407,8 +487,10 @@ export function parseCommand(argv: string[], program: string, names: NameDb): En
   }
   if (cmd === "list") {
     const has = (n: (typeof OPT_NAMES)[number]) => options.has(OPT[n]);
-    if (((has("connection") || has("timeout") || has("daemon")) && (has("stats") || has("rate") || has("thresholds"))) ||
-      ((has("timeout") || has("daemon")) && has("persistent-conn"))) {
+    if (
+      ((has("connection") || has("timeout") || has("daemon")) && (has("stats") || has("rate") || has("thresholds"))) ||
+      ((has("timeout") || has("daemon")) && has("persistent-conn"))
+    ) {
       fail("options conflicts in the list command");
     }
   }

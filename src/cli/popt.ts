@@ -31,7 +31,10 @@ export class Popt {
   /** Words that are not options, in order (poptGetArg). */
   readonly leftover: string[] = [];
 
-  constructor(private readonly argv: string[], private readonly table: OptionDef[] = OPTION_TABLE) {}
+  constructor(
+    private readonly argv: string[],
+    private readonly table: OptionDef[] = OPTION_TABLE,
+  ) {}
 
   private takeArg(def: OptionDef, word: string): PoptResult {
     if (def.arg === "none") return { kind: "opt", def, arg: null, word };

@@ -15,7 +15,8 @@ export function glibcMergeSort<T>(items: readonly T[], cmp: (a: T, b: T) => numb
   const left = glibcMergeSort(items.slice(0, n1), cmp);
   const right = glibcMergeSort(items.slice(n1), cmp);
   const out: T[] = [];
-  let i = 0, j = 0;
+  let i = 0,
+    j = 0;
   while (i < left.length && j < right.length) out.push(cmp(left[i], right[j]) <= 0 ? left[i++] : right[j++]);
   while (i < left.length) out.push(left[i++]);
   while (j < right.length) out.push(right[j++]);

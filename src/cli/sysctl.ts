@@ -26,7 +26,9 @@ const NAMES: Record<string, keyof SettingsT> = {
 export const SYSCTL_HELP = `xvs sysctl [NAME[=VALUE] ...]
 
 Read or set the IPVS sysctls xvs keeps, as sysctl(8) does for the kernel's net.ipv4.vs.*:
-${Object.keys(NAMES).map((n) => `  ${PREFIX}${n}`).join("\n")}
+${Object.keys(NAMES)
+  .map((n) => `  ${PREFIX}${n}`)
+  .join("\n")}
 No NAME: print them all. Values are integers (0/1; conn_reuse_mode 0..3). The settings are
 saved with the table and survive a restart.
 
@@ -79,9 +81,7 @@ export async function runSysctl(argv: string[], env: SysctlEnv): Promise<number>
       if (eq >= 0) change[f] = settingValue(f, name, a.slice(eq + 1).trim());
       shown.push(shortName(name));
     }
-    const now = Object.keys(change).length > 0
-      ? await api.call<SettingsT>("PUT", "/v1/settings", change)
-      : await api.call<SettingsT>("GET", "/v1/settings");
+    const now = Object.keys(change).length > 0 ? await api.call<SettingsT>("PUT", "/v1/settings", change) : await api.call<SettingsT>("GET", "/v1/settings");
     for (const short of shown.length ? shown : Object.keys(NAMES)) env.stdout.write(line(short, now[NAMES[short]]));
     return 0;
   } catch (e) {

@@ -9,13 +9,60 @@ import type { Model } from "./model.ts";
 import { TICKS_PER_SEC } from "../service/clock.ts";
 import { FORWARD_CODE, TUNNEL_CSUM_CODE, TUNNEL_TYPE_CODE } from "../service/forwarding.ts";
 import {
-  DEST_ADDR, DEST_EPOCH, DEST_FLAGS, DEST_FWD, DEST_LAST_WEIGHT, DEST_LTHRESH, DEST_MTU, DEST_NEXTHOP, DEST_PORT, DEST_SVC,
-  DEST_TUN, DEST_TUN_PORT, DEST_TUN_SRC, DEST_UTHRESH, DEST_WEIGHT, DEST_WORDS, DESTF_AVAILABLE, DESTF_USED, DESTF_V6,
-  hashService, MAX_DESTS, MAX_SERVICES, SET_CONN_REUSE_MODE,
-  SET_EXPIRE_NODEST_CONN, SET_EXPIRE_QUIESCENT_TEMPLATE, SET_SLOPPY_TCP, SET_TCP_TICKS, SET_TCPFIN_TICKS, SET_UDP_TICKS,
-  SET_WORDS, SVC_ADDR, SVC_DEST_N, SVC_DEST_OFF, SVC_EPOCH, SVC_FLAGS, SVC_FWMARK, SVC_NETMASK, SVC_PORT, SVC_PROTO,
-  SVC_PTIMEOUT, SVC_SCHED, SVC_SCHED_EPOCH, SVC_TABLE_N, SVC_TABLE_OFF, SVC_WORDS, SVCF_FWMARK, SVCF_ONEPACKET,
-  SVCF_PERSISTENT, SVCF_SCHED1, SVCF_SCHED2, SVCF_SCHED3, SVCF_USED, SVCF_V6, type Tables,
+  DEST_ADDR,
+  DEST_EPOCH,
+  DEST_FLAGS,
+  DEST_FWD,
+  DEST_LAST_WEIGHT,
+  DEST_LTHRESH,
+  DEST_MTU,
+  DEST_NEXTHOP,
+  DEST_PORT,
+  DEST_SVC,
+  DEST_TUN,
+  DEST_TUN_PORT,
+  DEST_TUN_SRC,
+  DEST_UTHRESH,
+  DEST_WEIGHT,
+  DEST_WORDS,
+  DESTF_AVAILABLE,
+  DESTF_USED,
+  DESTF_V6,
+  hashService,
+  MAX_DESTS,
+  MAX_SERVICES,
+  SET_CONN_REUSE_MODE,
+  SET_EXPIRE_NODEST_CONN,
+  SET_EXPIRE_QUIESCENT_TEMPLATE,
+  SET_SLOPPY_TCP,
+  SET_TCP_TICKS,
+  SET_TCPFIN_TICKS,
+  SET_UDP_TICKS,
+  SET_WORDS,
+  SVC_ADDR,
+  SVC_DEST_N,
+  SVC_DEST_OFF,
+  SVC_EPOCH,
+  SVC_FLAGS,
+  SVC_FWMARK,
+  SVC_NETMASK,
+  SVC_PORT,
+  SVC_PROTO,
+  SVC_PTIMEOUT,
+  SVC_SCHED,
+  SVC_SCHED_EPOCH,
+  SVC_TABLE_N,
+  SVC_TABLE_OFF,
+  SVC_WORDS,
+  SVCF_FWMARK,
+  SVCF_ONEPACKET,
+  SVCF_PERSISTENT,
+  SVCF_SCHED1,
+  SVCF_SCHED2,
+  SVCF_SCHED3,
+  SVCF_USED,
+  SVCF_V6,
+  type Tables,
 } from "../service/tables.ts";
 
 function shared(words: number): Int32Array {
@@ -31,7 +78,9 @@ export function compile(model: Model, routes: RouteSnapshot, generation: number)
   for (const s of model.services) bucketWords += SCHEDULER_BY_ID[s.schedId]?.tableSize?.(s) ?? 0;
   const buckets = shared(bucketWords);
 
-  let listOff = 0, bucketOff = 0, hasPortZero = false;
+  let listOff = 0,
+    bucketOff = 0,
+    hasPortZero = false;
   let slots = 1;
   while (slots < model.services.length * 2) slots *= 2;
   const svcIndex = shared(slots);
@@ -113,8 +162,18 @@ export function compile(model: Model, routes: RouteSnapshot, generation: number)
   settings[SET_CONN_REUSE_MODE] = model.settings.connReuseMode;
 
   return {
-    generation, svc, svcIndex, hasPortZero, destList, dest, buckets, settings,
-    ports: routes.ports, fib: routes.fib, fibRows: routes.fibRows, neigh: routes.neigh,
+    generation,
+    svc,
+    svcIndex,
+    hasPortZero,
+    destList,
+    dest,
+    buckets,
+    settings,
+    ports: routes.ports,
+    fib: routes.fib,
+    fibRows: routes.fibRows,
+    neigh: routes.neigh,
   };
 }
 

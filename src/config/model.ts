@@ -85,7 +85,8 @@ function gcd2(a: number, b: number): number {
 
 /** Append the service's current weight summary to its destChanges (`bind`: the scheduler starts here). */
 function destChange(svc: Service, epoch: number, bind: boolean): void {
-  let g = 0, max = 0;
+  let g = 0,
+    max = 0;
   for (const d of svc.dests) {
     const w = d.spec.weight;
     if (w > 0) g = g > 0 ? gcd2(w, g) : w;
@@ -105,13 +106,16 @@ export function serviceKey(k: ServiceKeyT): string {
 /** Return ipvsadm's name of a service, e.g. "TCP  198.18.0.100:80" (for messages). */
 export function serviceName(s: Service): string {
   if (s.fwmark) return `FWM  ${s.fwmark}`;
-  return `${s.spec.hasOwnProperty("protocol") ? (s.spec as { protocol: string }).protocol.toUpperCase() : "?"} ${addrPortText(s.addr!, s.port)}`;
+  return `${Object.hasOwn(s.spec, "protocol") ? (s.spec as { protocol: string }).protocol.toUpperCase() : "?"} ${addrPortText(s.addr!, s.port)}`;
 }
 
 class IdPool {
   private readonly free: number[] = [];
   private next = 0;
-  constructor(private readonly max: number, private readonly what: string) {}
+  constructor(
+    private readonly max: number,
+    private readonly what: string,
+  ) {}
   take(): number {
     if (this.free.length) return this.free.pop()!;
     if (this.next >= this.max) throw new LbError(ErrorCode.NoRoom, `too many ${this.what} (at most ${this.max})`);
@@ -215,7 +219,9 @@ export class Model {
       else netmask = maskWords([-1, -1, -1, -1], Number(m));
     }
     return {
-      id, key, spec,
+      id,
+      key,
+      spec,
       proto: isFw ? 0 : PROTOCOL_NUMBER[spec.protocol],
       addr,
       port: isFw ? 0 : spec.port,
@@ -298,7 +304,19 @@ export class Model {
       d.epoch = this.epoch();
       if (spec.weight > 0) d.lastWeight = spec.weight;
     } else {
-      d = { id: this.destIds.take(), svcId: svc.id, svcKey: svc.key, addr, port, spec: full, lastWeight: spec.weight, available: true, trashedAt: 0, epoch: this.epoch(), incarnation: 0 };
+      d = {
+        id: this.destIds.take(),
+        svcId: svc.id,
+        svcKey: svc.key,
+        addr,
+        port,
+        spec: full,
+        lastWeight: spec.weight,
+        available: true,
+        trashedAt: 0,
+        epoch: this.epoch(),
+        incarnation: 0,
+      };
     }
     svc.dests.unshift(d);
     svc.epoch = this.epoch();

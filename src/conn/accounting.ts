@@ -12,7 +12,17 @@
 import type { Counters } from "../stats/counters.ts";
 import { DEST_FLAGS, DEST_LTHRESH, DEST_UTHRESH, DEST_WORDS, DESTF_AVAILABLE, DESTF_USED, MAX_DESTS, type Tables } from "../service/tables.ts";
 import {
-  CF_ASSURED, CF_INACTIVE, CF_TEMPLATE, CF_USED, CONN_CONTROL, CONN_DEST, CONN_FLAGS, CONN_PROTO_STATE, CONN_WORDS, HDR_HIGH, type ConnTable,
+  CF_ASSURED,
+  CF_INACTIVE,
+  CF_TEMPLATE,
+  CF_USED,
+  CONN_CONTROL,
+  CONN_DEST,
+  CONN_FLAGS,
+  CONN_PROTO_STATE,
+  CONN_WORDS,
+  HDR_HIGH,
+  type ConnTable,
 } from "./table.ts";
 import { S_ESTABLISHED, TCP_STATE_ACTIVE } from "./state.ts";
 
@@ -65,7 +75,8 @@ export function unbindDest(c: Counters, t: Tables, dest: number, flags: number):
  * new starts without it.
  */
 export function thresholdsChanged(c: Counters, prev: Tables, next: Tables): void {
-  const a = prev.dest, b = next.dest;
+  const a = prev.dest,
+    b = next.dest;
   for (let d = 0; d < MAX_DESTS; d++) {
     const o = d * DEST_WORDS;
     if ((b[o + DEST_FLAGS] & DESTF_USED) === 0) continue;
@@ -90,7 +101,8 @@ export function assureTemplate(rec: Int32Array, id: number): void {
  * ESTABLISHED, and re-arm it with `timeoutTicks` (the new state's timeout).
  */
 export function setTcpState(conns: ConnTable, c: Counters, id: number, proto: number, next: number, timeoutTicks: number, now: number): void {
-  const rec = conns.rec, o = id * CONN_WORDS;
+  const rec = conns.rec,
+    o = id * CONN_WORDS;
   const ps = rec[o + CONN_PROTO_STATE];
   if ((ps & 0xff) !== next) {
     const flags = rec[o + CONN_FLAGS];
@@ -135,7 +147,9 @@ export interface ConnOwner {
  * or -1 when the walk is done (the fast path spreads it over its expiry calls).
  */
 export function flushNodest(fp: ConnOwner, cursor: number, budget: number): number {
-  const conns = fp.conns, rec = conns.rec, t = fp.tables;
+  const conns = fp.conns,
+    rec = conns.rec,
+    t = fp.tables;
   const high = conns.header[HDR_HIGH];
   const end = Math.min(high, cursor + budget);
   for (let id = cursor; id < end; id++) {
@@ -157,7 +171,8 @@ export function flushNodest(fp: ConnOwner, cursor: number, budget: number): numb
 
 /** True when some dest available in `prev` is not in `next` (deleted: ip_vs_del_dest). */
 export function destRemoved(prev: Tables, next: Tables): boolean {
-  const a = prev.dest, b = next.dest;
+  const a = prev.dest,
+    b = next.dest;
   for (let d = 0; d < MAX_DESTS; d++) {
     const o = d * DEST_WORDS;
     if ((a[o + DEST_FLAGS] & DESTF_AVAILABLE) !== 0 && (b[o + DEST_FLAGS] & DESTF_AVAILABLE) === 0) return true;

@@ -88,7 +88,8 @@ export class FragTable {
 
   /** Return the record of a datagram, live or expired, or -1. */
   private probe(h: number, src: number, dst: number, idProto: number): number {
-    const idx = this.index, mask = this.mask;
+    const idx = this.index,
+      mask = this.mask;
     let i = h & mask;
     for (;;) {
       const e = idx[i];
@@ -168,7 +169,8 @@ export class FragTable {
   }
 
   private unindex(r: number): void {
-    const idx = this.index, mask = this.mask;
+    const idx = this.index,
+      mask = this.mask;
     let i = this.hash[r] & mask;
     for (;;) {
       const e = idx[i];

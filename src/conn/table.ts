@@ -212,20 +212,52 @@ export class ConnTable {
   // ---- index primitives ----
 
   private entryHash(id: number, dir: number): number {
-    const r = this.rec, o = id * CONN_WORDS;
+    const r = this.rec,
+      o = id * CONN_WORDS;
     if (r[o + CONN_FLAGS] & CF_TEMPLATE) {
-      return hashTuple(this.seedTpl, r[o + CONN_CADDR], r[o + CONN_CADDR + 1], r[o + CONN_CADDR + 2], r[o + CONN_CADDR + 3],
-        r[o + CONN_VADDR], r[o + CONN_VADDR + 1], r[o + CONN_VADDR + 2], r[o + CONN_VADDR + 3],
-        r[o + CONN_CPORT_VPORT] & 0xffff, r[o + CONN_PROTO_STATE] >>> 8);
+      return hashTuple(
+        this.seedTpl,
+        r[o + CONN_CADDR],
+        r[o + CONN_CADDR + 1],
+        r[o + CONN_CADDR + 2],
+        r[o + CONN_CADDR + 3],
+        r[o + CONN_VADDR],
+        r[o + CONN_VADDR + 1],
+        r[o + CONN_VADDR + 2],
+        r[o + CONN_VADDR + 3],
+        r[o + CONN_CPORT_VPORT] & 0xffff,
+        r[o + CONN_PROTO_STATE] >>> 8,
+      );
     }
     const cv = r[o + CONN_CPORT_VPORT];
     if (dir === DIR_IN) {
-      return hashTuple(this.seedConn, r[o + CONN_CADDR], r[o + CONN_CADDR + 1], r[o + CONN_CADDR + 2], r[o + CONN_CADDR + 3],
-        r[o + CONN_VADDR], r[o + CONN_VADDR + 1], r[o + CONN_VADDR + 2], r[o + CONN_VADDR + 3], cv, r[o + CONN_PROTO_STATE] >>> 8);
+      return hashTuple(
+        this.seedConn,
+        r[o + CONN_CADDR],
+        r[o + CONN_CADDR + 1],
+        r[o + CONN_CADDR + 2],
+        r[o + CONN_CADDR + 3],
+        r[o + CONN_VADDR],
+        r[o + CONN_VADDR + 1],
+        r[o + CONN_VADDR + 2],
+        r[o + CONN_VADDR + 3],
+        cv,
+        r[o + CONN_PROTO_STATE] >>> 8,
+      );
     }
-    return hashTuple(this.seedConn, r[o + CONN_DADDR], r[o + CONN_DADDR + 1], r[o + CONN_DADDR + 2], r[o + CONN_DADDR + 3],
-      r[o + CONN_CADDR], r[o + CONN_CADDR + 1], r[o + CONN_CADDR + 2], r[o + CONN_CADDR + 3],
-      ((r[o + CONN_DPORT] & 0xffff) << 16) | (cv >>> 16), r[o + CONN_PROTO_STATE] >>> 8);
+    return hashTuple(
+      this.seedConn,
+      r[o + CONN_DADDR],
+      r[o + CONN_DADDR + 1],
+      r[o + CONN_DADDR + 2],
+      r[o + CONN_DADDR + 3],
+      r[o + CONN_CADDR],
+      r[o + CONN_CADDR + 1],
+      r[o + CONN_CADDR + 2],
+      r[o + CONN_CADDR + 3],
+      ((r[o + CONN_DPORT] & 0xffff) << 16) | (cv >>> 16),
+      r[o + CONN_PROTO_STATE] >>> 8,
+    );
   }
 
   /**
@@ -240,7 +272,9 @@ export class ConnTable {
   private indexInsert(id: number, dir: number): void {
     const h = this.entryHash(id, dir);
     let carry = makeEntry(h, id, dir);
-    const tag = entryTag(carry), idx = this.index, mask = this.mask;
+    const tag = entryTag(carry),
+      idx = this.index,
+      mask = this.mask;
     let i = h & mask;
     for (let x = idx[i]; x !== 0; x = idx[i]) {
       if (dir === DIR_OUT && entryDir(x) === DIR_OUT && entryTag(x) === tag && this.sameReply(id, entryId(x))) {
@@ -254,7 +288,9 @@ export class ConnTable {
 
   /** Do connections a and b (NAT, not templates) expect the same reply tuple? */
   private sameReply(a: number, b: number): boolean {
-    const r = this.rec, oa = a * CONN_WORDS, ob = b * CONN_WORDS;
+    const r = this.rec,
+      oa = a * CONN_WORDS,
+      ob = b * CONN_WORDS;
     if (((r[oa + CONN_FLAGS] ^ r[ob + CONN_FLAGS]) & (CF_V6 | CF_TEMPLATE)) !== 0) return false;
     if (r[oa + CONN_PROTO_STATE] >>> 8 !== r[ob + CONN_PROTO_STATE] >>> 8) return false;
     if ((r[oa + CONN_DPORT] & 0xffff) !== (r[ob + CONN_DPORT] & 0xffff)) return false;
@@ -267,7 +303,8 @@ export class ConnTable {
 
   private indexRemove(id: number, dir: number): void {
     const h = this.entryHash(id, dir);
-    const idx = this.index, mask = this.mask;
+    const idx = this.index,
+      mask = this.mask;
     let i = h & mask;
     for (;;) {
       const e = idx[i];
@@ -303,12 +340,30 @@ export class ConnTable {
    * and its hash (hashTuple with seedConn over the same values). Returns `id << 1 | dir` or -1.
    * For callers that hold loose values (ICMP errors, fragments); the fast path uses lookupRow.
    */
-  lookup(hash: number, v6: number, s0: number, s1: number, s2: number, s3: number,
-    d0: number, d1: number, d2: number, d3: number, ports: number, proto: number): number {
+  lookup(
+    hash: number,
+    v6: number,
+    s0: number,
+    s1: number,
+    s2: number,
+    s3: number,
+    d0: number,
+    d1: number,
+    d2: number,
+    d3: number,
+    ports: number,
+    proto: number,
+  ): number {
     const f = this.scratch;
     f[FLOW_META] = flowMeta(v6 !== 0 ? 6 : 4, proto, 0);
-    f[FLOW_SRC] = s0; f[FLOW_SRC + 1] = s1; f[FLOW_SRC + 2] = s2; f[FLOW_SRC + 3] = s3;
-    f[FLOW_DST] = d0; f[FLOW_DST + 1] = d1; f[FLOW_DST + 2] = d2; f[FLOW_DST + 3] = d3;
+    f[FLOW_SRC] = s0;
+    f[FLOW_SRC + 1] = s1;
+    f[FLOW_SRC + 2] = s2;
+    f[FLOW_SRC + 3] = s3;
+    f[FLOW_DST] = d0;
+    f[FLOW_DST + 1] = d1;
+    f[FLOW_DST + 2] = d2;
+    f[FLOW_DST + 3] = d3;
     f[FLOW_PORTS] = ports;
     return this.lookupRow(hash, f, 0);
   }
@@ -319,13 +374,15 @@ export class ConnTable {
    * one record line. Returns `id << 1 | dir` or -1.
    */
   lookupRow(hash: number, f: Int32Array, row: number): number {
-    const idx = this.index, r = this.rec, mask = this.mask;
+    const idx = this.index,
+      r = this.rec,
+      mask = this.mask;
     // the per-packet probe: the flow row, index entries and record decoded by hand, not with
     // flowProto / entryTag / entryId / connProto: JSC inlines those, but inlined they grew this
     // function's FTL code from 1344 to 1856 bytes (BUN_JSC_reportCompileTimes=1, micro benchmark)
     const tag = hash >>> 25;
     const meta = f[row + FLOW_META];
-    const v6 = (meta >>> 16) === 6 ? CF_V6 : 0;
+    const v6 = meta >>> 16 === 6 ? CF_V6 : 0;
     const proto = (meta >>> 8) & 0xff;
     let i = hash & mask;
     for (;;) {
@@ -335,20 +392,37 @@ export class ConnTable {
         const id = ((e >>> 1) & 0xffffff) - 1;
         const o = id * CONN_WORDS;
         const fl = r[o + CONN_FLAGS];
-        if ((fl & CF_TEMPLATE) === 0 && (r[o + CONN_PROTO_STATE] >>> 8) === proto && (fl & CF_V6) === v6) {
+        if ((fl & CF_TEMPLATE) === 0 && r[o + CONN_PROTO_STATE] >>> 8 === proto && (fl & CF_V6) === v6) {
           const ports = f[row + FLOW_PORTS];
           if ((e & 1) === DIR_IN) {
-            if (r[o + CONN_CPORT_VPORT] === ports && r[o + CONN_CADDR] === f[row + FLOW_SRC] && r[o + CONN_VADDR] === f[row + FLOW_DST] &&
-              (v6 === 0 || (r[o + CONN_CADDR + 1] === f[row + FLOW_SRC + 1] && r[o + CONN_CADDR + 2] === f[row + FLOW_SRC + 2] &&
-                r[o + CONN_CADDR + 3] === f[row + FLOW_SRC + 3] && r[o + CONN_VADDR + 1] === f[row + FLOW_DST + 1] &&
-                r[o + CONN_VADDR + 2] === f[row + FLOW_DST + 2] && r[o + CONN_VADDR + 3] === f[row + FLOW_DST + 3]))) return id << 1;
+            if (
+              r[o + CONN_CPORT_VPORT] === ports &&
+              r[o + CONN_CADDR] === f[row + FLOW_SRC] &&
+              r[o + CONN_VADDR] === f[row + FLOW_DST] &&
+              (v6 === 0 ||
+                (r[o + CONN_CADDR + 1] === f[row + FLOW_SRC + 1] &&
+                  r[o + CONN_CADDR + 2] === f[row + FLOW_SRC + 2] &&
+                  r[o + CONN_CADDR + 3] === f[row + FLOW_SRC + 3] &&
+                  r[o + CONN_VADDR + 1] === f[row + FLOW_DST + 1] &&
+                  r[o + CONN_VADDR + 2] === f[row + FLOW_DST + 2] &&
+                  r[o + CONN_VADDR + 3] === f[row + FLOW_DST + 3]))
+            )
+              return id << 1;
           } else {
             const cv = r[o + CONN_CPORT_VPORT];
-            if ((((r[o + CONN_DPORT] & 0xffff) << 16) | (cv >>> 16)) === ports && r[o + CONN_DADDR] === f[row + FLOW_SRC] &&
+            if (
+              (((r[o + CONN_DPORT] & 0xffff) << 16) | (cv >>> 16)) === ports &&
+              r[o + CONN_DADDR] === f[row + FLOW_SRC] &&
               r[o + CONN_CADDR] === f[row + FLOW_DST] &&
-              (v6 === 0 || (r[o + CONN_DADDR + 1] === f[row + FLOW_SRC + 1] && r[o + CONN_DADDR + 2] === f[row + FLOW_SRC + 2] &&
-                r[o + CONN_DADDR + 3] === f[row + FLOW_SRC + 3] && r[o + CONN_CADDR + 1] === f[row + FLOW_DST + 1] &&
-                r[o + CONN_CADDR + 2] === f[row + FLOW_DST + 2] && r[o + CONN_CADDR + 3] === f[row + FLOW_DST + 3]))) return (id << 1) | 1;
+              (v6 === 0 ||
+                (r[o + CONN_DADDR + 1] === f[row + FLOW_SRC + 1] &&
+                  r[o + CONN_DADDR + 2] === f[row + FLOW_SRC + 2] &&
+                  r[o + CONN_DADDR + 3] === f[row + FLOW_SRC + 3] &&
+                  r[o + CONN_CADDR + 1] === f[row + FLOW_DST + 1] &&
+                  r[o + CONN_CADDR + 2] === f[row + FLOW_DST + 2] &&
+                  r[o + CONN_CADDR + 3] === f[row + FLOW_DST + 3]))
+            )
+              return (id << 1) | 1;
           }
         }
       }
@@ -360,10 +434,23 @@ export class ConnTable {
    * Find a persistence template by (proto, masked client network, virtual address or fwmark,
    * vport). Returns the template id or -1.
    */
-  lookupTemplate(v6: number, n0: number, n1: number, n2: number, n3: number,
-    v0: number, v1: number, v2: number, v3: number, vport: number, proto: number): number {
+  lookupTemplate(
+    v6: number,
+    n0: number,
+    n1: number,
+    n2: number,
+    n3: number,
+    v0: number,
+    v1: number,
+    v2: number,
+    v3: number,
+    vport: number,
+    proto: number,
+  ): number {
     const hash = hashTuple(this.seedTpl, n0, n1, n2, n3, v0, v1, v2, v3, vport, proto);
-    const idx = this.index, r = this.rec, mask = this.mask;
+    const idx = this.index,
+      r = this.rec,
+      mask = this.mask;
     const tag = hash >>> 25;
     let i = hash & mask;
     for (;;) {
@@ -373,10 +460,21 @@ export class ConnTable {
         const id = entryId(e);
         const o = id * CONN_WORDS;
         const fl = r[o + CONN_FLAGS];
-        if ((fl & CF_TEMPLATE) !== 0 && (fl & CF_V6) === v6 && connProto(r, o) === proto &&
+        if (
+          (fl & CF_TEMPLATE) !== 0 &&
+          (fl & CF_V6) === v6 &&
+          connProto(r, o) === proto &&
           (r[o + CONN_CPORT_VPORT] & 0xffff) === vport &&
-          r[o + CONN_CADDR] === n0 && r[o + CONN_CADDR + 1] === n1 && r[o + CONN_CADDR + 2] === n2 && r[o + CONN_CADDR + 3] === n3 &&
-          r[o + CONN_VADDR] === v0 && r[o + CONN_VADDR + 1] === v1 && r[o + CONN_VADDR + 2] === v2 && r[o + CONN_VADDR + 3] === v3) return id;
+          r[o + CONN_CADDR] === n0 &&
+          r[o + CONN_CADDR + 1] === n1 &&
+          r[o + CONN_CADDR + 2] === n2 &&
+          r[o + CONN_CADDR + 3] === n3 &&
+          r[o + CONN_VADDR] === v0 &&
+          r[o + CONN_VADDR + 1] === v1 &&
+          r[o + CONN_VADDR + 2] === v2 &&
+          r[o + CONN_VADDR + 3] === v3
+        )
+          return id;
       }
       i = (i + 1) & mask;
     }
@@ -488,7 +586,8 @@ export class ConnTable {
     const r = this.rec;
     const slot = r[o + CONN_WHEEL_SLOT];
     if (slot < 0) return;
-    const next = r[o + CONN_WHEEL_NEXT], prev = r[o + CONN_WHEEL_PREV];
+    const next = r[o + CONN_WHEEL_NEXT],
+      prev = r[o + CONN_WHEEL_PREV];
     if (prev !== 0) r[(prev - 1) * CONN_WORDS + CONN_WHEEL_NEXT] = next;
     else this.wheel[slot] = next;
     if (next !== 0) r[(next - 1) * CONN_WORDS + CONN_WHEEL_PREV] = prev;

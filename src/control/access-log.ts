@@ -48,9 +48,12 @@ export function summarizeBody(text: string): string {
   } catch {
     return `${text.length} bytes, not JSON`;
   }
-  const s = body !== null && typeof body === "object" && !Array.isArray(body)
-    ? Object.entries(body as Record<string, unknown>).map(([k, v]) => `${k}=${short(v)}`).join(" ")
-    : short(body);
+  const s =
+    body !== null && typeof body === "object" && !Array.isArray(body)
+      ? Object.entries(body as Record<string, unknown>)
+          .map(([k, v]) => `${k}=${short(v)}`)
+          .join(" ")
+      : short(body);
   return s.length > SUMMARY_MAX ? `${s.slice(0, SUMMARY_MAX - 3)}...` : s;
 }
 

@@ -55,20 +55,29 @@ export function createApp(daemon: Daemon, token: string): Hono {
   });
   app.notFound((c) => c.json({ error: { code: ErrorCode.NotExist, message: `no route ${c.req.method} ${c.req.path} (see GET /v1/openapi.json)` } }, 404));
 
-  app.use("*", accessLog((auth) => tokenMatches(auth, token)));
+  app.use(
+    "*",
+    accessLog((auth) => tokenMatches(auth, token)),
+  );
   app.use("*", async (c, next) => {
     if (mutating(c.req.method)) {
       const auth = c.req.header("authorization") ?? "";
       if (!tokenMatches(auth, token)) {
-        return c.json({ error: { code: ErrorCode.Permission, message: auth ? "wrong token" : "this request needs the daemon's token: Authorization: Bearer <token>" } }, 401);
+        return c.json(
+          { error: { code: ErrorCode.Permission, message: auth ? "wrong token" : "this request needs the daemon's token: Authorization: Bearer <token>" } },
+          401,
+        );
       }
     }
     await next();
   });
-  app.use("*", bodyLimit({
-    maxSize: MAX_BODY_BYTES,
-    onError: (c) => c.json({ error: { code: "TOOBIG", message: `request body larger than ${MAX_BODY_BYTES} bytes` } }, 413),
-  }));
+  app.use(
+    "*",
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: (c) => c.json({ error: { code: "TOOBIG", message: `request body larger than ${MAX_BODY_BYTES} bytes` } }, 413),
+    }),
+  );
 
   mount(app, routes);
   mountMetrics(app, daemon);

@@ -11,7 +11,10 @@ import { CONFIG_VERSION, type BatchCommandT, type ConfigDocT, type DestSpecT, ty
 
 /** An LbError raised by one command of a batch: `index` says which. */
 export class BatchError extends LbError {
-  constructor(readonly index: number, cause: LbError) {
+  constructor(
+    readonly index: number,
+    cause: LbError,
+  ) {
     super(cause.code, cause.message, { cause });
   }
 }
@@ -19,14 +22,30 @@ export class BatchError extends LbError {
 /** Apply one command to `m`. @throws LbError with the kernel's words. */
 export function applyCommand(m: Model, c: BatchCommandT): void {
   switch (c.op) {
-    case "add-service": m.addService(c.service); return;
-    case "edit-service": m.editService(c.service); return;
-    case "delete-service": m.deleteService(c.service); return;
-    case "clear": m.clear(); return;
-    case "add-dest": m.addDest(c.service, c.dest); return;
-    case "edit-dest": m.editDest(c.service, c.dest); return;
-    case "delete-dest": m.deleteDest(c.service, c.dest.address, c.dest.port); return;
-    case "set-timeouts": m.setTimeouts(c.timeouts); return;
+    case "add-service":
+      m.addService(c.service);
+      return;
+    case "edit-service":
+      m.editService(c.service);
+      return;
+    case "delete-service":
+      m.deleteService(c.service);
+      return;
+    case "clear":
+      m.clear();
+      return;
+    case "add-dest":
+      m.addDest(c.service, c.dest);
+      return;
+    case "edit-dest":
+      m.editDest(c.service, c.dest);
+      return;
+    case "delete-dest":
+      m.deleteDest(c.service, c.dest.address, c.dest.port);
+      return;
+    case "set-timeouts":
+      m.setTimeouts(c.timeouts);
+      return;
   }
 }
 

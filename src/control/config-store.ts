@@ -109,7 +109,10 @@ function parseDocument(text: string, where: string): { doc: ConfigDocT; saved: u
   }
   r.data.services.forEach((s, i) => {
     if (!schedulerByName(s.scheduler)) {
-      throw new LbError(ErrorCode.NotExist, `${where}: services.${i}.scheduler: '${s.scheduler}': Scheduler or persistence engine not found (xvs does not implement it yet)`);
+      throw new LbError(
+        ErrorCode.NotExist,
+        `${where}: services.${i}.scheduler: '${s.scheduler}': Scheduler or persistence engine not found (xvs does not implement it yet)`,
+      );
     }
   });
   return { doc: r.data, saved };
@@ -154,7 +157,11 @@ export class ConfigStore implements ConfigSink {
   private by: NetnsIdentity | null = null;
   private config: ConfigStamp | null = null;
 
-  constructor(readonly dir: string, private readonly hooks: WriteHooks = {}, private readonly clock: () => number = Date.now) {
+  constructor(
+    readonly dir: string,
+    private readonly hooks: WriteHooks = {},
+    private readonly clock: () => number = Date.now,
+  ) {
     this.path = join(dir, TABLE_FILE);
   }
 
@@ -204,7 +211,10 @@ export class ConfigStore implements ConfigSink {
       text = readFileSync(this.path, "utf8");
       mtime = statSync(this.path).mtime;
     } catch (e) {
-      throw new LbError(ErrorCode.Permission, `cannot read the saved table in ${this.dir} (${(e as NodeJS.ErrnoException).code ?? String(e)}): run xvs as root, or set XVS_STATE_DIR`);
+      throw new LbError(
+        ErrorCode.Permission,
+        `cannot read the saved table in ${this.dir} (${(e as NodeJS.ErrnoException).code ?? String(e)}): run xvs as root, or set XVS_STATE_DIR`,
+      );
     }
     const { doc, saved } = parseDocument(text, `saved table ${this.path} (move it away to start with an empty table)`);
     return { doc, origin: parseOrigin(saved), mtime };

@@ -8,8 +8,23 @@
  * Rows come in (worker, record id) order; the cursor is "worker:record" of the next row.
  */
 import {
-  CF_ASSURED, CF_DEST_V6, CF_FWD_MASK, CF_TEMPLATE, CF_USED, CF_V6, CONN_CADDR, CONN_CPORT_VPORT, CONN_DADDR, CONN_DPORT,
-  CONN_EXPIRES, CONN_FLAGS, CONN_PROTO_STATE, CONN_VADDR, CONN_WORDS, HDR_HIGH, TICKS_PER_SEC,
+  CF_ASSURED,
+  CF_DEST_V6,
+  CF_FWD_MASK,
+  CF_TEMPLATE,
+  CF_USED,
+  CF_V6,
+  CONN_CADDR,
+  CONN_CPORT_VPORT,
+  CONN_DADDR,
+  CONN_DPORT,
+  CONN_EXPIRES,
+  CONN_FLAGS,
+  CONN_PROTO_STATE,
+  CONN_VADDR,
+  CONN_WORDS,
+  HDR_HIGH,
+  TICKS_PER_SEC,
 } from "../conn/table.ts";
 import { TCP_STATE_NAMES } from "../conn/state.ts";
 import { ipText, type IpAddr } from "../service/addr.ts";
@@ -25,9 +40,7 @@ export interface ConnRecords {
 }
 
 function addr(rec: Int32Array, o: number, v6: boolean): IpAddr {
-  return v6
-    ? { family: 6, words: [rec[o], rec[o + 1], rec[o + 2], rec[o + 3]] }
-    : { family: 4, words: [rec[o], 0, 0, 0] };
+  return v6 ? { family: 6, words: [rec[o], rec[o + 1], rec[o + 2], rec[o + 3]] } : { family: 4, words: [rec[o], 0, 0, 0] };
 }
 
 function protoName(proto: number): ConnViewT["protocol"] {
@@ -45,10 +58,17 @@ export function connView(rec: Int32Array, id: number, nowTick: number): ConnView
   const template = (fl & CF_TEMPLATE) !== 0;
   const v6 = (fl & CF_V6) !== 0;
   const cv = rec[o + CONN_CPORT_VPORT];
-  const left = ((rec[o + CONN_EXPIRES] - nowTick) | 0);
+  const left = (rec[o + CONN_EXPIRES] - nowTick) | 0;
   // ip_vs_state_name: templates are NONE until a controlled connection is established
-  const stateName = template ? ((fl & CF_ASSURED) !== 0 ? "ASSURED" : "NONE")
-    : proto === PROTO_TCP ? (TCP_STATE_NAMES[state] ?? "ERR!") : proto === PROTO_UDP ? "UDP" : "NONE";
+  const stateName = template
+    ? (fl & CF_ASSURED) !== 0
+      ? "ASSURED"
+      : "NONE"
+    : proto === PROTO_TCP
+      ? (TCP_STATE_NAMES[state] ?? "ERR!")
+      : proto === PROTO_UDP
+        ? "UDP"
+        : "NONE";
   // a fwmark template's "virtual address" is the mark (ip_vs_conn_fill_param with &fwmark)
   const fwmarkTemplate = template && proto === 0;
   return {

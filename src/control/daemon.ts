@@ -57,7 +57,11 @@ export class Daemon {
   health: HealthMonitor | null = null;
 
   /** `clock`: ms since the epoch (tests pin it). */
-  constructor(public dataplane: Dataplane | null = null, private readonly sink: ConfigSink | null = null, readonly clock: () => number = Date.now) {
+  constructor(
+    public dataplane: Dataplane | null = null,
+    private readonly sink: ConfigSink | null = null,
+    readonly clock: () => number = Date.now,
+  ) {
     this.offlineTables = compile(this.model, emptyRoutes(), 0);
     this.startedMs = clock();
     this.stats = new StatsBook({ service: (id) => this.serviceTraffic(id), dest: (id) => this.destTraffic(id) }, this.startedMs);
@@ -169,7 +173,9 @@ export class Daemon {
 
   /** ActiveConn, InActConn, PersistConn of a dest id. */
   destConns(id: number): { active: number; inactive: number; persist: number } {
-    let active = 0, inactive = 0, persist = 0;
+    let active = 0,
+      inactive = 0,
+      persist = 0;
     for (const w of this.dataplane?.workers ?? []) {
       active += w.counters.active[id];
       inactive += w.counters.inactive[id];
@@ -204,7 +210,20 @@ export class Daemon {
   purge(now = Date.now()): void {
     const m = this.model;
     if (m.trash.length === 0 && m.deadServiceIds.length === 0) return;
-    if (!m.clone().purgeTrash(now, (id) => this.destRefs(id), (id) => this.svcRefs(id))) return;
-    void this.mutate((next) => next.purgeTrash(now, (id) => this.destRefs(id), (id) => this.svcRefs(id)));
+    if (
+      !m.clone().purgeTrash(
+        now,
+        (id) => this.destRefs(id),
+        (id) => this.svcRefs(id),
+      )
+    )
+      return;
+    void this.mutate((next) =>
+      next.purgeTrash(
+        now,
+        (id) => this.destRefs(id),
+        (id) => this.svcRefs(id),
+      ),
+    );
   }
 }

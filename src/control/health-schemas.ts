@@ -11,29 +11,56 @@ import { FORWARDS } from "../service/forwarding.ts";
 import type * as Plain from "../config/health.ts";
 import type { DestHealthView as MonitorDestHealthView, HealthMonitor } from "../health/monitor.ts";
 import {
-  DEFAULT_CONNECT_TIMEOUT_SEC, DEFAULT_DELAY_LOOP_SEC, DEFAULT_DNS_NAME, DEFAULT_DNS_RETRY, DEFAULT_DNS_TYPE, DEFAULT_HYSTERESIS,
-  DEFAULT_MISC_RETRY, DEFAULT_QUORUM, DEFAULT_RETRY, DNS_TYPES, HTTP_PROTOCOLS, MAX_CHECKERS_PER_DEST, MAX_TIME_SEC, MAX_URLS_PER_CHECKER,
+  DEFAULT_CONNECT_TIMEOUT_SEC,
+  DEFAULT_DELAY_LOOP_SEC,
+  DEFAULT_DNS_NAME,
+  DEFAULT_DNS_RETRY,
+  DEFAULT_DNS_TYPE,
+  DEFAULT_HYSTERESIS,
+  DEFAULT_MISC_RETRY,
+  DEFAULT_QUORUM,
+  DEFAULT_RETRY,
+  DNS_TYPES,
+  HTTP_PROTOCOLS,
+  MAX_CHECKERS_PER_DEST,
+  MAX_TIME_SEC,
+  MAX_URLS_PER_CHECKER,
 } from "../config/health.ts";
 
-const IpAddress = z.string().max(64).refine((s) => parseIp(s) !== null, { message: "not an IPv4 or IPv6 address" });
+const IpAddress = z
+  .string()
+  .max(64)
+  .refine((s) => parseIp(s) !== null, { message: "not an IPv4 or IPv6 address" });
 const Port = z.number().int().min(0).max(65535);
 /** A time in seconds; keepalived takes decimals (timer resolution 1 µs), zero is not a time. */
 const Seconds = z.number().positive().max(MAX_TIME_SEC);
 /** Bytes written as hex, as keepalived's `payload` and `require_reply` take them. */
-const HexBytes = z.string().max(2 * 1024).regex(/^([0-9a-fA-F]{2})*$/, { message: "not an even number of hex digits" });
+const HexBytes = z
+  .string()
+  .max(2 * 1024)
+  .regex(/^([0-9a-fA-F]{2})*$/, { message: "not an even number of hex digits" });
 
 /** A status code or an inclusive range of them (keepalived: `status_code 200-299 301`). */
 export const StatusCode = z.union([
   z.number().int().min(100).max(999),
-  z.strictObject({ from: z.number().int().min(100).max(999), to: z.number().int().min(100).max(999) })
+  z
+    .strictObject({ from: z.number().int().min(100).max(999), to: z.number().int().min(100).max(999) })
     .refine((r) => r.from <= r.to, { message: "status_code range ends before it starts" }),
 ]);
 
 /** One `url { }` block of HTTP_GET / SSL_GET. */
 export const HttpUrl = z.strictObject({
-  path: z.string().min(1).max(2048).regex(/^\/[\x21-\x7e]*$/, { message: "not an absolute path without spaces" }),
+  path: z
+    .string()
+    .min(1)
+    .max(2048)
+    .regex(/^\/[\x21-\x7e]*$/, { message: "not an absolute path without spaces" }),
   status_code: z.array(StatusCode).min(1).max(64).optional(),
-  digest: z.string().regex(/^[0-9a-fA-F]{32}$/, { message: "not an MD5 digest (32 hex digits)" }).transform((s) => s.toLowerCase()).optional(),
+  digest: z
+    .string()
+    .regex(/^[0-9a-fA-F]{32}$/, { message: "not an MD5 digest (32 hex digits)" })
+    .transform((s) => s.toLowerCase())
+    .optional(),
 });
 
 /** What every checker takes (config/health.ts CheckCommonT); `retry` is per kind (its default differs). */
@@ -55,7 +82,12 @@ const httpFields = {
   ...common,
   retry: retry(DEFAULT_RETRY),
   urls: z.array(HttpUrl).min(1).max(MAX_URLS_PER_CHECKER),
-  virtualhost: z.string().min(1).max(255).regex(/^[\x21-\x7e]+$/).optional(),
+  virtualhost: z
+    .string()
+    .min(1)
+    .max(255)
+    .regex(/^[\x21-\x7e]+$/)
+    .optional(),
   http_protocol: z.enum(HTTP_PROTOCOLS).default("1.0"),
 };
 export const HttpCheck = z.strictObject({ kind: z.literal("http"), ...httpFields });
@@ -81,7 +113,12 @@ export const DnsCheck = z.strictObject({
   ...common,
   retry: retry(DEFAULT_DNS_RETRY),
   type: z.enum(DNS_TYPES).default(DEFAULT_DNS_TYPE),
-  name: z.string().min(1).max(253).regex(/^[A-Za-z0-9_.-]+$/, { message: "not a domain name" }).default(DEFAULT_DNS_NAME),
+  name: z
+    .string()
+    .min(1)
+    .max(253)
+    .regex(/^[A-Za-z0-9_.-]+$/, { message: "not a domain name" })
+    .default(DEFAULT_DNS_NAME),
 });
 
 export const MiscCheck = z.strictObject({
@@ -149,7 +186,7 @@ export type ServiceHealthViewT = z.infer<typeof ServiceHealthView>;
 
 // Each schema accepts exactly its plain type (config/health.ts), and the views are what the
 // monitor (health/monitor.ts) produces: a change to one side that the other lacks fails tsc here.
-type Same<A, B> = (<X>() => X extends A ? 1 : 2) extends (<X>() => X extends B ? 1 : 2) ? true : false;
+type Same<A, B> = (<X>() => X extends A ? 1 : 2) extends <X>() => X extends B ? 1 : 2 ? true : false;
 true satisfies Same<z.infer<typeof StatusCode>, Plain.StatusCodeT>;
 true satisfies Same<z.infer<typeof HttpUrl>, Plain.HttpUrlT>;
 true satisfies Same<z.infer<typeof TcpCheck>, Plain.TcpCheckT>;

@@ -164,7 +164,10 @@ export function mount(app: Hono, routes: Route[]): void {
       if (schema === null) return c.body(null, reply.status as 204);
       // a response that breaks its own schema is a bug here, never the client's: 500
       const checked = schema.safeParse(reply.body);
-      if (!checked.success) throw new Error(`${r.method.toUpperCase()} ${r.path}: response does not match its schema: ${checked.error.issues[0]?.path.join(".")}: ${checked.error.issues[0]?.message}`);
+      if (!checked.success)
+        throw new Error(
+          `${r.method.toUpperCase()} ${r.path}: response does not match its schema: ${checked.error.issues[0]?.path.join(".")}: ${checked.error.issues[0]?.message}`,
+        );
       return c.json(checked.data as object, reply.status as 200);
     });
   }

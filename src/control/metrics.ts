@@ -55,11 +55,15 @@ export function goIpText(a: Addr): string {
   for (let i = 0; i < 4; i++) g.push((w[i] >>> 16) & 0xffff, w[i] & 0xffff);
   // RFC 5952 as netip does it: the first longest run of two or more zero groups becomes "::",
   // and no dotted tail (net.IP prints ::102:304, not ::1.2.3.4)
-  let at = -1, len = 1;
-  for (let i = 0; i < 8;) {
+  let at = -1,
+    len = 1;
+  for (let i = 0; i < 8; ) {
     let j = i;
     while (j < 8 && g[j] === 0) j++;
-    if (j - i > len) { at = i; len = j - i; }
+    if (j - i > len) {
+      at = i;
+      len = j - i;
+    }
     i = j === i ? i + 1 : j;
   }
   const hex = (xs: number[]) => xs.map((x) => x.toString(16)).join(":");
@@ -75,7 +79,14 @@ export function serviceLabels(s: Service): Record<string, string> {
 /** node_exporter's six labels of a real server of a service, in its order. */
 export function backendLabels(s: Service, d: Dest): Record<string, string> {
   const l = serviceLabels(s);
-  return { local_address: l.local_address, local_port: l.local_port, remote_address: goIpText(d.addr), remote_port: String(d.port), proto: l.proto, local_mark: l.local_mark };
+  return {
+    local_address: l.local_address,
+    local_port: l.local_port,
+    remote_address: goIpText(d.addr),
+    remote_port: String(d.port),
+    proto: l.proto,
+    local_mark: l.local_mark,
+  };
 }
 
 /** Packets, bytes and connections of every service id ever used, since the daemon started. */
@@ -104,10 +115,18 @@ function workerTimes(daemon: Daemon): Family[] {
     loop: w.counters.loop[WL_LOOP_NS] / 1e9,
   }));
   return [
-    family("xvs_worker_busy_seconds_total", "counter", "Time the worker spent on bursts that carried frames (ring work, fast path, timers; not waiting in poll). rate(busy) / rate(loop) is its busy share.",
-      rows.map((r) => ({ labels: r.labels, value: r.busy }))),
-    family("xvs_worker_loop_seconds_total", "counter", "Time the worker's loop has run (busy, idle polls and event-loop turns).",
-      rows.map((r) => ({ labels: r.labels, value: r.loop }))),
+    family(
+      "xvs_worker_busy_seconds_total",
+      "counter",
+      "Time the worker spent on bursts that carried frames (ring work, fast path, timers; not waiting in poll). rate(busy) / rate(loop) is its busy share.",
+      rows.map((r) => ({ labels: r.labels, value: r.busy })),
+    ),
+    family(
+      "xvs_worker_loop_seconds_total",
+      "counter",
+      "Time the worker's loop has run (busy, idle polls and event-loop turns).",
+      rows.map((r) => ({ labels: r.labels, value: r.loop })),
+    ),
   ];
 }
 
@@ -119,7 +138,8 @@ function workerTimes(daemon: Daemon): Family[] {
 function healthFamilies(daemon: Daemon, services: readonly Service[], backends: readonly { s: Service; d: Dest; labels: Record<string, string> }[]): Family[] {
   const h = daemon.health;
   if (!h) return [];
-  const up: Sample[] = [], checks: Sample[] = [];
+  const up: Sample[] = [],
+    checks: Sample[] = [];
   const checked = (s: Service, address: string, port: number, labels: Record<string, string>, state: "up" | "down") => {
     up.push({ labels, value: state === "up" ? 1 : 0 });
     const n = h.checkCounts(s, address, port);
@@ -130,7 +150,8 @@ function healthFamilies(daemon: Daemon, services: readonly Service[], backends: 
     const v = h.destHealth(b.s, address, b.d.port);
     if (v) checked(b.s, address, b.d.port, b.labels, v.state);
   }
-  const quorum: Sample[] = [], sorry: Sample[] = [];
+  const quorum: Sample[] = [],
+    sorry: Sample[] = [];
   for (const s of services) {
     const sh = h.serviceHealth(s);
     if (!sh) continue;
@@ -140,14 +161,47 @@ function healthFamilies(daemon: Daemon, services: readonly Service[], backends: 
     for (const r of sh.removed) {
       const addr = parseIp(r.address);
       if (!addr) continue;
-      checked(s, r.address, r.port, { local_address: labels.local_address, local_port: labels.local_port, remote_address: goIpText(addr), remote_port: String(r.port), proto: labels.proto, local_mark: labels.local_mark }, r.health.state);
+      checked(
+        s,
+        r.address,
+        r.port,
+        {
+          local_address: labels.local_address,
+          local_port: labels.local_port,
+          remote_address: goIpText(addr),
+          remote_port: String(r.port),
+          proto: labels.proto,
+          local_mark: labels.local_mark,
+        },
+        r.health.state,
+      );
     }
   }
   return [
-    family("xvs_backend_health_up", "gauge", "1 while the real server's health checks pass, 0 while they fail (checked real servers only, those the checks removed from the table included).", up),
-    family("xvs_backend_health_checks_total", "counter", "Health-check attempts on the real server that ended, all its checkers together, by result (ok, fail), since it got checkers.", checks),
-    family("xvs_service_quorum_up", "gauge", "1 while the service's quorum of healthy weight is met, 0 while it is lost (services with health checks).", quorum),
-    family("xvs_service_sorry_server_active", "gauge", "1 while the service's sorry server is in the table in place of its real servers (services with health checks).", sorry),
+    family(
+      "xvs_backend_health_up",
+      "gauge",
+      "1 while the real server's health checks pass, 0 while they fail (checked real servers only, those the checks removed from the table included).",
+      up,
+    ),
+    family(
+      "xvs_backend_health_checks_total",
+      "counter",
+      "Health-check attempts on the real server that ended, all its checkers together, by result (ok, fail), since it got checkers.",
+      checks,
+    ),
+    family(
+      "xvs_service_quorum_up",
+      "gauge",
+      "1 while the service's quorum of healthy weight is met, 0 while it is lost (services with health checks).",
+      quorum,
+    ),
+    family(
+      "xvs_service_sorry_server_active",
+      "gauge",
+      "1 while the service's sorry server is in the table in place of its real servers (services with health checks).",
+      sorry,
+    ),
   ];
 }
 
@@ -158,7 +212,12 @@ function family(name: string, type: MetricType, help: string, samples: Sample[])
 /** The five traffic counters of `rows` (services or real servers) under `prefix` (xvs_service_ / xvs_backend_). */
 function trafficFamilies(prefix: string, what: string, rows: { labels: Record<string, string>; t: Traffic }[]): Family[] {
   const f = (suffix: string, help: string, get: (t: Traffic) => number) =>
-    family(`${prefix}${suffix}`, "counter", `${help} ${what}, since it was added (ipvsadm -Z does not reset it).`, rows.map((r) => ({ labels: r.labels, value: get(r.t) })));
+    family(
+      `${prefix}${suffix}`,
+      "counter",
+      `${help} ${what}, since it was added (ipvsadm -Z does not reset it).`,
+      rows.map((r) => ({ labels: r.labels, value: get(r.t) })),
+    );
   return [
     f("connections_total", "Connections scheduled to each", (t) => t.conns),
     f("incoming_packets_total", "Packets from clients to each", (t) => t.inpkts),
@@ -182,20 +241,58 @@ export function collectMetrics(daemon: Daemon): Family[] {
     family("node_ipvs_outgoing_packets_total", "counter", "The total number of outgoing packets.", [{ value: tot.outpkts }]),
     family("node_ipvs_incoming_bytes_total", "counter", "The total amount of incoming data.", [{ value: tot.inbytes }]),
     family("node_ipvs_outgoing_bytes_total", "counter", "The total amount of outgoing data.", [{ value: tot.outbytes }]),
-    family("node_ipvs_backend_connections_active", "gauge", "The current active connections by local and remote address.", backends.map((b) => ({ labels: b.labels, value: b.conns.active }))),
-    family("node_ipvs_backend_connections_inactive", "gauge", "The current inactive connections by local and remote address.", backends.map((b) => ({ labels: b.labels, value: b.conns.inactive }))),
-    family("node_ipvs_backend_weight", "gauge", "The current backend weight by local and remote address.", backends.map((b) => ({ labels: b.labels, value: b.d.spec.weight }))),
+    family(
+      "node_ipvs_backend_connections_active",
+      "gauge",
+      "The current active connections by local and remote address.",
+      backends.map((b) => ({ labels: b.labels, value: b.conns.active })),
+    ),
+    family(
+      "node_ipvs_backend_connections_inactive",
+      "gauge",
+      "The current inactive connections by local and remote address.",
+      backends.map((b) => ({ labels: b.labels, value: b.conns.inactive })),
+    ),
+    family(
+      "node_ipvs_backend_weight",
+      "gauge",
+      "The current backend weight by local and remote address.",
+      backends.map((b) => ({ labels: b.labels, value: b.d.spec.weight })),
+    ),
     // xvs's own
-    ...trafficFamilies("xvs_service_", "virtual service", services.map((s) => ({ labels: serviceLabels(s), t: daemon.stats.serviceLifetime(s) }))),
-    ...trafficFamilies("xvs_backend_", "real server of a virtual service", backends.map((b) => ({ labels: b.labels, t: daemon.stats.destLifetime(b.d) }))),
-    family("xvs_backend_connections_persistent", "gauge", "Persistence templates naming the real server (ipvsadm's PersistConn).", backends.map((b) => ({ labels: b.labels, value: b.conns.persist }))),
+    ...trafficFamilies(
+      "xvs_service_",
+      "virtual service",
+      services.map((s) => ({ labels: serviceLabels(s), t: daemon.stats.serviceLifetime(s) })),
+    ),
+    ...trafficFamilies(
+      "xvs_backend_",
+      "real server of a virtual service",
+      backends.map((b) => ({ labels: b.labels, t: daemon.stats.destLifetime(b.d) })),
+    ),
+    family(
+      "xvs_backend_connections_persistent",
+      "gauge",
+      "Persistence templates naming the real server (ipvsadm's PersistConn).",
+      backends.map((b) => ({ labels: b.labels, value: b.conns.persist })),
+    ),
   ];
   for (const [stat, [name, help]] of Object.entries(RING_COUNTERS)) out.push(family(name, "counter", help, [{ value: verdicts[stat] ?? 0 }]));
   out.push(
-    family("xvs_verdicts_total", "counter", "Dataplane verdicts, drop reasons and events, by their /v1/stats name (forwarded: fwd_*, dropped: drop_*).",
-      Object.entries(verdicts).filter(([k]) => !(k in RING_COUNTERS)).map(([k, v]) => ({ labels: { verdict: k }, value: v }))),
-    family("xvs_xdp_packets_total", "counter", "Packets the XDP steering program passed to the kernel or redirected to xvs, by reason.",
-      xdp.map((v, i) => ({ labels: { action: XDP_COUNTER_NAMES[i] ?? `xdp_${i}` }, value: v }))),
+    family(
+      "xvs_verdicts_total",
+      "counter",
+      "Dataplane verdicts, drop reasons and events, by their /v1/stats name (forwarded: fwd_*, dropped: drop_*).",
+      Object.entries(verdicts)
+        .filter(([k]) => !(k in RING_COUNTERS))
+        .map(([k, v]) => ({ labels: { verdict: k }, value: v })),
+    ),
+    family(
+      "xvs_xdp_packets_total",
+      "counter",
+      "Packets the XDP steering program passed to the kernel or redirected to xvs, by reason.",
+      xdp.map((v, i) => ({ labels: { action: XDP_COUNTER_NAMES[i] ?? `xdp_${i}` }, value: v })),
+    ),
     ...workerTimes(daemon),
     ...healthFamilies(daemon, services, backends),
     family("xvs_services", "gauge", "Virtual services in the table.", [{ value: services.length }]),
@@ -203,8 +300,9 @@ export function collectMetrics(daemon: Daemon): Family[] {
     family("xvs_workers", "gauge", "Dataplane workers (one per rx queue).", [{ value: daemon.dataplane?.workers.length ?? 0 }]),
     family("xvs_table_generation", "gauge", "Generation of the table the dataplane runs (grows with every change).", [{ value: daemon.tables().generation }]),
     family("xvs_start_time_seconds", "gauge", "When the daemon started, seconds since the Unix epoch.", [{ value: daemon.startedMs / 1000 }]),
-    family("xvs_build_info", "gauge", "Always 1: the xvs version, the IPVS version it behaves as, and the Bun runtime.",
-      [{ labels: { version: XVS_VERSION, ipvs_version: IPVS_VERSION, bun_version: Bun.version }, value: 1 }]),
+    family("xvs_build_info", "gauge", "Always 1: the xvs version, the IPVS version it behaves as, and the Bun runtime.", [
+      { labels: { version: XVS_VERSION, ipvs_version: IPVS_VERSION, bun_version: Bun.version }, value: 1 },
+    ]),
   );
   return out;
 }

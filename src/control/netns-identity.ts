@@ -93,13 +93,28 @@ export function describeIdentity(id: NetnsIdentity): string {
  */
 export function judgeOwner(saved: NetnsIdentity | null, here: NetnsIdentity, inodeOfDir: string | null): Ownership {
   if (saved === null) {
-    if (!here.initial) return { ours: false, why: "saved by an older xvs that kept no namespace identity, and this is not the initial network namespace: it may be another namespace's whose inode number this one reuses" };
-    if (inodeOfDir !== null && inodeOfDir !== here.inode) return { ours: false, why: `saved by an older xvs that kept no namespace identity, in the directory of inode ${inodeOfDir}, not this namespace's ${here.inode}` };
-    return { ours: true, why: "saved by an older xvs that kept no namespace identity; this is the initial network namespace, whose inode no other namespace can have had" };
+    if (!here.initial)
+      return {
+        ours: false,
+        why: "saved by an older xvs that kept no namespace identity, and this is not the initial network namespace: it may be another namespace's whose inode number this one reuses",
+      };
+    if (inodeOfDir !== null && inodeOfDir !== here.inode)
+      return {
+        ours: false,
+        why: `saved by an older xvs that kept no namespace identity, in the directory of inode ${inodeOfDir}, not this namespace's ${here.inode}`,
+      };
+    return {
+      ours: true,
+      why: "saved by an older xvs that kept no namespace identity; this is the initial network namespace, whose inode no other namespace can have had",
+    };
   }
   if (saved.boot !== here.boot) {
     if (saved.initial && here.initial) return { ours: true, why: `saved by the initial network namespace before a reboot (boot ${saved.boot})` };
-    if (!saved.initial) return { ours: false, why: `saved before a reboot (boot ${saved.boot}) by a namespace that did not survive it (cookie ${saved.cookie ?? "unknown"}, inode ${saved.inode})` };
+    if (!saved.initial)
+      return {
+        ours: false,
+        why: `saved before a reboot (boot ${saved.boot}) by a namespace that did not survive it (cookie ${saved.cookie ?? "unknown"}, inode ${saved.inode})`,
+      };
     return { ours: false, why: `saved before a reboot (boot ${saved.boot}) by the initial namespace, and this is not the initial namespace` };
   }
   if (saved.cookie !== null && here.cookie !== null) {
@@ -109,5 +124,8 @@ export function judgeOwner(saved: NetnsIdentity | null, here: NetnsIdentity, ino
   }
   // a kernel without SO_NETNS_COOKIE: only the initial namespace is known to be the same one
   if (saved.initial && here.initial) return { ours: true, why: "saved by the initial network namespace in this boot (the kernel gives no namespace cookie)" };
-  return { ours: false, why: "the kernel gives no namespace cookie (SO_NETNS_COOKIE, Linux >= 5.14), so a namespace other than the initial one cannot be told apart from an earlier one with the same inode" };
+  return {
+    ours: false,
+    why: "the kernel gives no namespace cookie (SO_NETNS_COOKIE, Linux >= 5.14), so a namespace other than the initial one cannot be told apart from an earlier one with the same inode",
+  };
 }

@@ -74,7 +74,8 @@ export function openApiDocument(routes: Route[]): Json {
     info: {
       title: "xvs control API",
       version: XVS_VERSION,
-      description: "IPVS in userspace: virtual services, real servers, connections, statistics. Reads are open on the loopback address; every mutating request needs `Authorization: Bearer <token>` (the token file in the state directory).",
+      description:
+        "IPVS in userspace: virtual services, real servers, connections, statistics. Reads are open on the loopback address; every mutating request needs `Authorization: Bearer <token>` (the token file in the state directory).",
     },
     servers: [{ url: "http://127.0.0.1:9172" }],
     components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },

@@ -11,13 +11,34 @@ import { z } from "zod";
 import { parseIp } from "../service/addr.ts";
 import type * as Plain from "../config/spec.ts";
 import { FORWARDS, TUNNEL_CSUMS, TUNNEL_TYPES } from "../service/forwarding.ts";
-import { DEFAULT_GUE_PORT, DEFAULT_PERSISTENT_TIMEOUT_SEC, DEFAULT_WEIGHT, MAX_PERSISTENT_TIMEOUT_SEC, MAX_TIMEOUT_SEC, MAX_WEIGHT } from "../service/limits.ts";
+import {
+  DEFAULT_GUE_PORT,
+  DEFAULT_PERSISTENT_TIMEOUT_SEC,
+  DEFAULT_WEIGHT,
+  MAX_PERSISTENT_TIMEOUT_SEC,
+  MAX_TIMEOUT_SEC,
+  MAX_WEIGHT,
+} from "../service/limits.ts";
 import { PROTOCOLS } from "../service/protocols.ts";
 import { DEFAULT_SCHEDULER, SCHED_FLAGS, SCHEDULERS } from "../service/schedulers.ts";
 
 // The names and limits live in service/ (the bottom layer: the schedulers and the compiler use
 // them without loading zod); they are re-exported here for the API's and the CLI's users.
-export { DEFAULT_GUE_PORT, DEFAULT_PERSISTENT_TIMEOUT_SEC, DEFAULT_SCHEDULER, DEFAULT_WEIGHT, FORWARDS, MAX_PERSISTENT_TIMEOUT_SEC, MAX_TIMEOUT_SEC, MAX_WEIGHT, PROTOCOLS, SCHED_FLAGS, SCHEDULERS, TUNNEL_CSUMS, TUNNEL_TYPES };
+export {
+  DEFAULT_GUE_PORT,
+  DEFAULT_PERSISTENT_TIMEOUT_SEC,
+  DEFAULT_SCHEDULER,
+  DEFAULT_WEIGHT,
+  FORWARDS,
+  MAX_PERSISTENT_TIMEOUT_SEC,
+  MAX_TIMEOUT_SEC,
+  MAX_WEIGHT,
+  PROTOCOLS,
+  SCHED_FLAGS,
+  SCHEDULERS,
+  TUNNEL_CSUMS,
+  TUNNEL_TYPES,
+};
 import { Checker, DestHealthView, destHealthFields, ServiceHealth, ServiceHealthView } from "./health-schemas.ts";
 import { MAX_CHECKERS_PER_DEST } from "../config/health.ts";
 
@@ -32,7 +53,10 @@ export const SchedFlag = z.enum(SCHED_FLAGS);
 export const Forward = z.enum(FORWARDS);
 
 /** An IPv4 or IPv6 address in text form. */
-export const IpAddress = z.string().max(64).refine((s) => parseIp(s) !== null, { message: "not an IPv4 or IPv6 address" });
+export const IpAddress = z
+  .string()
+  .max(64)
+  .refine((s) => parseIp(s) !== null, { message: "not an IPv4 or IPv6 address" });
 export const Port = z.number().int().min(0).max(65535);
 
 /** Identity of a virtual service: (protocol, address, port), or a firewall mark. */
@@ -59,7 +83,20 @@ const serviceOptions = {
   health: ServiceHealth.optional(),
 };
 
-function checkService(s: { protocol?: string; port?: number; fwmark?: number; onePacket: boolean; scheduler: string; schedFlags: string[]; persistence?: { netmask?: string }; address?: string; family?: string }, ctx: z.RefinementCtx): void {
+function checkService(
+  s: {
+    protocol?: string;
+    port?: number;
+    fwmark?: number;
+    onePacket: boolean;
+    scheduler: string;
+    schedFlags: string[];
+    persistence?: { netmask?: string };
+    address?: string;
+    family?: string;
+  },
+  ctx: z.RefinementCtx,
+): void {
   const fwmark = s.fwmark !== undefined;
   if (s.onePacket && !fwmark && s.protocol !== "udp") {
     ctx.addIssue({ code: "custom", path: ["onePacket"], message: "One-Packet Scheduling is only for UDP virtual services" });
@@ -123,36 +160,38 @@ export const TunnelSpec = z.strictObject({
 export const THRESHOLD_ORDER_MESSAGE = "lower threshold is larger than the upper threshold";
 
 /** A real server as created by `-a` (and replaced by `-e`). */
-export const DestSpec = z.strictObject({
-  address: IpAddress,
-  /** Omitted: the service port (ipvsadm's rule). */
-  port: Port.optional(),
-  forward: Forward.default("route"),
-  weight: z.number().int().min(0).max(MAX_WEIGHT).default(DEFAULT_WEIGHT),
-  upperThreshold: z.number().int().min(0).max(MAX_WEIGHT).default(0),
-  lowerThreshold: z.number().int().min(0).max(MAX_WEIGHT).default(0),
-  tunnel: TunnelSpec.optional(),
-  /** Health checkers and inhibit_on_failure (health-schemas.ts). */
-  ...destHealthFields,
-}).superRefine((d, ctx) => {
-  // ip_vs_ctl.c: l_threshold > u_threshold is ERANGE (also with u == 0 and l > 0)
-  if (d.lowerThreshold > d.upperThreshold) {
-    ctx.addIssue({ code: "custom", path: ["lowerThreshold"], message: THRESHOLD_ORDER_MESSAGE });
-  }
-  const t = d.tunnel;
-  if (t && d.forward !== "tunnel") {
-    ctx.addIssue({ code: "custom", path: ["tunnel"], message: "Tunnel options conflict with forward method" });
-  }
-  if (t?.type === "ipip" && (t.port !== undefined || t.csum !== undefined)) {
-    ctx.addIssue({ code: "custom", path: ["tunnel"], message: "ipip tunnels take no tunnel options" });
-  }
-  if (t?.type === "gue" && t.port === undefined) {
-    ctx.addIssue({ code: "custom", path: ["tunnel", "port"], message: "You need to supply the 'tun-port' option for the 'gue' tunnel type" });
-  }
-  if (t?.type === "gre" && (t.port !== undefined || t.csum === "remcsum")) {
-    ctx.addIssue({ code: "custom", path: ["tunnel"], message: "gre tunnels take neither a port nor remcsum" });
-  }
-});
+export const DestSpec = z
+  .strictObject({
+    address: IpAddress,
+    /** Omitted: the service port (ipvsadm's rule). */
+    port: Port.optional(),
+    forward: Forward.default("route"),
+    weight: z.number().int().min(0).max(MAX_WEIGHT).default(DEFAULT_WEIGHT),
+    upperThreshold: z.number().int().min(0).max(MAX_WEIGHT).default(0),
+    lowerThreshold: z.number().int().min(0).max(MAX_WEIGHT).default(0),
+    tunnel: TunnelSpec.optional(),
+    /** Health checkers and inhibit_on_failure (health-schemas.ts). */
+    ...destHealthFields,
+  })
+  .superRefine((d, ctx) => {
+    // ip_vs_ctl.c: l_threshold > u_threshold is ERANGE (also with u == 0 and l > 0)
+    if (d.lowerThreshold > d.upperThreshold) {
+      ctx.addIssue({ code: "custom", path: ["lowerThreshold"], message: THRESHOLD_ORDER_MESSAGE });
+    }
+    const t = d.tunnel;
+    if (t && d.forward !== "tunnel") {
+      ctx.addIssue({ code: "custom", path: ["tunnel"], message: "Tunnel options conflict with forward method" });
+    }
+    if (t?.type === "ipip" && (t.port !== undefined || t.csum !== undefined)) {
+      ctx.addIssue({ code: "custom", path: ["tunnel"], message: "ipip tunnels take no tunnel options" });
+    }
+    if (t?.type === "gue" && t.port === undefined) {
+      ctx.addIssue({ code: "custom", path: ["tunnel", "port"], message: "You need to supply the 'tun-port' option for the 'gue' tunnel type" });
+    }
+    if (t?.type === "gre" && (t.port !== undefined || t.csum === "remcsum")) {
+      ctx.addIssue({ code: "custom", path: ["tunnel"], message: "gre tunnels take neither a port nor remcsum" });
+    }
+  });
 
 /** Timeouts set by `--set tcp tcpfin udp`, seconds; 0 leaves a value unchanged. */
 export const Timeouts = z.strictObject({
@@ -220,10 +259,13 @@ export const FieldChange = z.strictObject({ field: z.string(), old: z.json(), ne
 // ---- the table as a document: config file, saved table, GET/PUT /v1/config ----
 
 /** A virtual service with its real servers, in the order they are added (oldest first). */
-export const ServiceConfig = z.union([
-  addrServiceObject.extend({ dests: z.array(DestSpec).max(MAX_DESTS_PER_SERVICE).default([]) }),
-  fwmarkServiceObject.extend({ dests: z.array(DestSpec).max(MAX_DESTS_PER_SERVICE).default([]) }),
-]).superRefine(checkService).superRefine(refuseFwmark);
+export const ServiceConfig = z
+  .union([
+    addrServiceObject.extend({ dests: z.array(DestSpec).max(MAX_DESTS_PER_SERVICE).default([]) }),
+    fwmarkServiceObject.extend({ dests: z.array(DestSpec).max(MAX_DESTS_PER_SERVICE).default([]) }),
+  ])
+  .superRefine(checkService)
+  .superRefine(refuseFwmark);
 
 /** Version of the configuration document format. */
 export const CONFIG_VERSION = 1;
@@ -320,7 +362,10 @@ export const DEFAULT_CONNS_PAGE = 200;
 
 export const ConnsQuery = z.strictObject({
   /** Opaque position returned as `next` by the previous page. */
-  cursor: z.string().regex(/^\d{1,3}:\d{1,9}$/, { message: "not a cursor returned by this API (WORKER:RECORD)" }).optional(),
+  cursor: z
+    .string()
+    .regex(/^\d{1,3}:\d{1,9}$/, { message: "not a cursor returned by this API (WORKER:RECORD)" })
+    .optional(),
   limit: z.coerce.number().int().min(1).max(MAX_CONNS_PAGE).default(DEFAULT_CONNS_PAGE),
 });
 
@@ -361,7 +406,9 @@ export const Info = z.strictObject({
 });
 
 /** Connection synchronization daemons (none: xvs has no sync daemon). */
-export const SyncDaemons = z.strictObject({ daemons: z.array(z.strictObject({ state: z.enum(["master", "backup"]), mcastInterface: z.string(), syncId: Count })) });
+export const SyncDaemons = z.strictObject({
+  daemons: z.array(z.strictObject({ state: z.enum(["master", "backup"]), mcastInterface: z.string(), syncId: Count })),
+});
 
 export const StatsView = z.strictObject({
   verdicts: z.record(z.string(), z.number()),
@@ -385,7 +432,7 @@ export const ErrorBody = z.strictObject({
  * True when two types are the same (not merely assignable): optional-ness, readonly and every
  * member of a union must match.
  */
-type Same<A, B> = (<X>() => X extends A ? 1 : 2) extends (<X>() => X extends B ? 1 : 2) ? true : false;
+type Same<A, B> = (<X>() => X extends A ? 1 : 2) extends <X>() => X extends B ? 1 : 2 ? true : false;
 
 // What the schemas accept is exactly what the model reads (config/spec.ts): a field added,
 // dropped or retyped on one side only fails `tsc --noEmit` here.

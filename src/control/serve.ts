@@ -61,23 +61,45 @@ export function parseRunArgs(words: string[]): RunOptions {
       return n;
     };
     switch (a) {
-      case "--iface": case "-i": o.ifaces.push(val()); break;
-      case "--queues": o.queues = int(1, 64); break;
-      case "--conn-max": o.connCapacity = int(1, (1 << 24) - 2); break;
-      case "--copy": o.bindMode = "copy"; break;
-      case "--zerocopy": o.bindMode = "zerocopy"; break;
-      case "--idle-ms": o.idleMs = int(0, 1000); break;
-      case "--config": o.configFile = val(); break;
-      case "--keepalived-conf": o.keepalivedConf = val(); break;
-      case "--token-file": o.tokenFile = val(); break;
+      case "--iface":
+      case "-i":
+        o.ifaces.push(val());
+        break;
+      case "--queues":
+        o.queues = int(1, 64);
+        break;
+      case "--conn-max":
+        o.connCapacity = int(1, (1 << 24) - 2);
+        break;
+      case "--copy":
+        o.bindMode = "copy";
+        break;
+      case "--zerocopy":
+        o.bindMode = "zerocopy";
+        break;
+      case "--idle-ms":
+        o.idleMs = int(0, 1000);
+        break;
+      case "--config":
+        o.configFile = val();
+        break;
+      case "--keepalived-conf":
+        o.keepalivedConf = val();
+        break;
+      case "--token-file":
+        o.tokenFile = val();
+        break;
       case "--api": {
         const hp = hostPort(a, val());
         o.apiHost = hp.host;
         o.apiPort = hp.port;
         break;
       }
-      case "--metrics": o.metrics = hostPort(a, val()); break;
-      default: throw new LbError(ErrorCode.Invalid, `unknown option '${a}' (see xvs run --help)`);
+      case "--metrics":
+        o.metrics = hostPort(a, val());
+        break;
+      default:
+        throw new LbError(ErrorCode.Invalid, `unknown option '${a}' (see xvs run --help)`);
     }
   }
   if (o.configFile && o.keepalivedConf) throw new LbError(ErrorCode.Invalid, "--config and --keepalived-conf both declare the table: give one of them");
@@ -94,7 +116,8 @@ function apiToken(o: RunOptions): string {
   } catch (e) {
     throw new LbError(ErrorCode.Invalid, `--token-file ${o.tokenFile}: cannot read it (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
   }
-  if (t.length < 16 || /\s/.test(t)) throw new LbError(ErrorCode.Invalid, `--token-file ${o.tokenFile}: the token must be at least 16 characters without blanks`);
+  if (t.length < 16 || /\s/.test(t))
+    throw new LbError(ErrorCode.Invalid, `--token-file ${o.tokenFile}: the token must be at least 16 characters without blanks`);
   ensureToken();
   writeFileSync(join(stateDir(), "token"), `${t}\n`, { mode: 0o600 });
   return t;
@@ -113,10 +136,12 @@ export async function runDaemon(o: RunOptions): Promise<number> {
   const health = new HealthMonitor(daemon);
   daemon.health = health;
   if (doc) {
-    await daemon.mutate((m) => applyConfig(m, doc)).catch((e: unknown) => {
-      const where = source === store.path ? `saved table ${store.path}` : `config file ${source}`;
-      throw new LbError(e instanceof LbError ? e.code : ErrorCode.Invalid, `${where}: ${e instanceof Error ? e.message : String(e)}`);
-    });
+    await daemon
+      .mutate((m) => applyConfig(m, doc))
+      .catch((e: unknown) => {
+        const where = source === store.path ? `saved table ${store.path}` : `config file ${source}`;
+        throw new LbError(e instanceof LbError ? e.code : ErrorCode.Invalid, `${where}: ${e instanceof Error ? e.message : String(e)}`);
+      });
   }
   if (ka) attachKeepalivedConf(daemon, new KeepalivedConf(ka.stamp.path, daemon, store, ka.table, ka.stamp));
   const dp = await Dataplane.start(o, daemon.model);
@@ -127,7 +152,10 @@ export async function runDaemon(o: RunOptions): Promise<number> {
     server = Bun.serve({ hostname: o.apiHost, port: o.apiPort, fetch: app.fetch, maxRequestBodySize: 1 << 21 });
   } catch (e) {
     await dp.stop();
-    throw new LbError(ErrorCode.Busy, `cannot listen on ${o.apiHost}:${o.apiPort} (${e instanceof Error ? e.message : e}): another xvs in this namespace? use --api HOST:PORT`);
+    throw new LbError(
+      ErrorCode.Busy,
+      `cannot listen on ${o.apiHost}:${o.apiPort} (${e instanceof Error ? e.message : e}): another xvs in this namespace? use --api HOST:PORT`,
+    );
   }
   let metricsServer: ReturnType<typeof Bun.serve> | null = null;
   if (o.metrics) {
@@ -142,8 +170,14 @@ export async function runDaemon(o: RunOptions): Promise<number> {
   writeApiAddress(o.apiHost.includes(":") ? `[${o.apiHost}]` : o.apiHost, server.port ?? o.apiPort);
   announce();
   log("info", "xvs running", {
-    ifaces: o.ifaces, queues: o.queues, api: `${o.apiHost}:${server.port}`, ...(metricsServer ? { metrics: `${o.metrics!.host}:${metricsServer.port}` } : {}), state: stateDir(), zeroCopy: dp.workers.map((w) => w.zeroCopy),
-    services: daemon.model.services.length, table: source,
+    ifaces: o.ifaces,
+    queues: o.queues,
+    api: `${o.apiHost}:${server.port}`,
+    ...(metricsServer ? { metrics: `${o.metrics!.host}:${metricsServer.port}` } : {}),
+    state: stateDir(),
+    zeroCopy: dp.workers.map((w) => w.zeroCopy),
+    services: daemon.model.services.length,
+    table: source,
   });
   const purge = setInterval(() => daemon.purge(), 5000);
   const estimator = setInterval(() => daemon.tickEstimator(), ESTIMATOR_POLL_MS);
@@ -165,6 +199,14 @@ export async function runDaemon(o: RunOptions): Promise<number> {
     process.on("SIGTERM", () => void stop("SIGTERM"));
     process.on("SIGINT", () => void stop("SIGINT"));
     // reload of --keepalived-conf (systemd ExecReload); errors are logged by reload itself
-    process.on("SIGHUP", () => void (keepalivedConfOf(daemon)?.reload("SIGHUP").catch(() => undefined) ?? log("warn", "SIGHUP ignored: xvs was not started with --keepalived-conf")));
+    process.on(
+      "SIGHUP",
+      () =>
+        void (
+          keepalivedConfOf(daemon)
+            ?.reload("SIGHUP")
+            .catch(() => undefined) ?? log("warn", "SIGHUP ignored: xvs was not started with --keepalived-conf")
+        ),
+    );
   });
 }

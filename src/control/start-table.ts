@@ -60,13 +60,24 @@ export function chooseStartTable(saved: SavedFacts | null, config: ConfigStamp |
   if (!config) return { use: "saved", why: saved.owner.why, setAside: null };
   const applied = saved.origin?.config ?? null;
   if (applied && applied.sha256 === config.sha256) {
-    return { use: "saved", why: `${saved.owner.why}; the config file is unchanged since it was applied to this table (sha256 ${config.sha256.slice(0, 12)}), so the saved table, which holds every change made since, wins`, setAside: null };
+    return {
+      use: "saved",
+      why: `${saved.owner.why}; the config file is unchanged since it was applied to this table (sha256 ${config.sha256.slice(0, 12)}), so the saved table, which holds every change made since, wins`,
+      setAside: null,
+    };
   }
   const why = applied
     ? `the config file changed since it was last applied to the saved table (sha256 ${applied.sha256.slice(0, 12)} then, ${config.sha256.slice(0, 12)} now): it is applied`
     : "the saved table was never started from this config file: it is applied";
   if (saved.sameAsConfig) return { use: "config", why: `${why} (it holds the same table)`, setAside: null };
-  return { use: "config", why, setAside: { file: REPLACED_TABLE_FILE, why: "it differs from the config file: changes made through the API since the config file was applied are kept there" } };
+  return {
+    use: "config",
+    why,
+    setAside: {
+      file: REPLACED_TABLE_FILE,
+      why: "it differs from the config file: changes made through the API since the config file was applied are kept there",
+    },
+  };
 }
 
 /** The table a start uses, and the store that saves it from now on. */
@@ -111,9 +122,13 @@ function summary(saved: SavedTable): Record<string, unknown> {
  * Nothing is moved before both files are read and the chosen table applies cleanly.
  * @throws LbError when the config file or the saved table is broken (one line naming it).
  */
-export function prepareStartTable(dir: string, configFile: string | { doc: ConfigDocT; stamp: ConfigStamp } | undefined, here: NetnsIdentity = currentIdentity()): StartTable {
+export function prepareStartTable(
+  dir: string,
+  configFile: string | { doc: ConfigDocT; stamp: ConfigStamp } | undefined,
+  here: NetnsIdentity = currentIdentity(),
+): StartTable {
   // a file read already (--keepalived-conf, converted) follows the same rule as --config
-  const config = typeof configFile === "string" ? readConfigFile(configFile) : configFile ?? null;
+  const config = typeof configFile === "string" ? readConfigFile(configFile) : (configFile ?? null);
   const store = new ConfigStore(dir);
   const saved = store.loadSaved();
   const configText = config ? normalise(config.doc, `config file ${config.stamp.path}`) : null;
@@ -128,9 +143,16 @@ export function prepareStartTable(dir: string, configFile: string | { doc: Confi
 
   if (saved && choice.setAside) {
     const to = store.setAside(choice.setAside.file);
-    log("warn", choice.setAside.file === FOREIGN_TABLE_FILE ? "saved table not restored: it is another network namespace's" : "saved table replaced by the config file", {
-      table: store.path, keptAs: to, why: choice.setAside.why, ...summary(saved),
-    });
+    log(
+      "warn",
+      choice.setAside.file === FOREIGN_TABLE_FILE ? "saved table not restored: it is another network namespace's" : "saved table replaced by the config file",
+      {
+        table: store.path,
+        keptAs: to,
+        why: choice.setAside.why,
+        ...summary(saved),
+      },
+    );
   }
   claimStateDir(dir, here);
 
@@ -149,7 +171,13 @@ export function prepareStartTable(dir: string, configFile: string | { doc: Confi
     doc = loaded;
     source = config.stamp.path;
     stamp = config.stamp;
-    announce = () => log("info", "table loaded from the config file", { from: config.stamp.path, sha256: config.stamp.sha256, why: choice.why, services: loaded.services.length });
+    announce = () =>
+      log("info", "table loaded from the config file", {
+        from: config.stamp.path,
+        sha256: config.stamp.sha256,
+        why: choice.why,
+        services: loaded.services.length,
+      });
   } else {
     announce = () => log("info", "starting with an empty table", { why: choice.why, state: dir });
   }

@@ -48,7 +48,10 @@ export class StatsBook {
   private dests = new Map<string, Entry>();
   private readonly schedule: EstimatorSchedule;
 
-  constructor(private readonly raw: RawCounters, nowMs = Date.now()) {
+  constructor(
+    private readonly raw: RawCounters,
+    nowMs = Date.now(),
+  ) {
     this.schedule = new EstimatorSchedule(nowMs);
   }
 

@@ -47,7 +47,19 @@ export interface FastPathState {
   /** Count and send a client packet to real server `dest` by forwarding method `fwd`. */
   transmitIn(descs: Uint32Array, d: number, row: number, pkt: number, svc: number, dest: number, dport: number, fwd: number, v6: number, id: number): number;
   /** Encapsulate for TUN real server `dest`: the out port, or ~out when the frame was dropped or answered instead. */
-  tunnelOut(descs: Uint32Array, d: number, row: number, pkt: number, l3: number, l3len: number, innerV6: number, dest: number, nh: number, hash: number, icmp: boolean): number;
+  tunnelOut(
+    descs: Uint32Array,
+    d: number,
+    row: number,
+    pkt: number,
+    l3: number,
+    l3len: number,
+    innerV6: number,
+    dest: number,
+    nh: number,
+    hash: number,
+    icmp: boolean,
+  ): number;
   /** Replace the frame with an ICMP error to its sender: its in port, or OUT_DROP when rate-limited. */
   sendIcmp(descs: Uint32Array, d: number, row: number, pkt: number, v6: number, type: number, code: number, rest: number): number;
   /** Replace the TCP segment with the RST the director's stack would send: its in port. */

@@ -83,14 +83,17 @@ function addrKey(family: 4 | 6, words: readonly number[]): Uint8Array {
 
 function bytesWords(family: 4 | 6, b: Uint8Array): number[] {
   const w = [0, 0, 0, 0];
-  for (let i = 0; i < b.length; i += 4) w[i >> 2] = ((b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3]) | 0;
+  for (let i = 0; i < b.length; i += 4) w[i >> 2] = (b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3] | 0;
   return family === 4 ? [w[0], 0, 0, 0] : w;
 }
 
 /** A steering map kept equal to a wanted set of entries by writing and deleting the difference. */
 class SteerSet {
   private current = new Map<string, { key: Uint8Array; value: number }>();
-  constructor(private readonly prog: SteerProgram, private readonly map: "vips" | "vip_addrs" | "nat_reals" | "local_addrs") {}
+  constructor(
+    private readonly prog: SteerProgram,
+    private readonly map: "vips" | "vip_addrs" | "nat_reals" | "local_addrs",
+  ) {}
   /** Make the map hold exactly these keys; `value` is the u32 stored (1 unless given). */
   sync(keys: Uint8Array[], values?: number[]): void {
     const want = new Map<string, { key: Uint8Array; value: number }>();
@@ -140,7 +143,11 @@ export class Dataplane {
   private attached: PortInfo[] = [];
   private lastRoutes: RouteSnapshot | null = null;
 
-  private constructor(readonly prog: SteerProgram, readonly ports: PortInfo[], readonly opts: DataplaneOptions) {
+  private constructor(
+    readonly prog: SteerProgram,
+    readonly ports: PortInfo[],
+    readonly opts: DataplaneOptions,
+  ) {
     this.resolver = new NextHopResolver(ports);
     this.steer = {
       vips: new SteerSet(prog, "vips"),
@@ -202,7 +209,8 @@ export class Dataplane {
     const counters = new Counters();
     const url = this.opts.workerUrl ?? workerUrl();
     const worker = new Worker(url);
-    const bindFlags = abi.XVS_XDP_BIND_NEED_WAKEUP |
+    const bindFlags =
+      abi.XVS_XDP_BIND_NEED_WAKEUP |
       (this.opts.bindMode === "copy" ? abi.XVS_XDP_BIND_COPY : this.opts.bindMode === "zerocopy" ? abi.XVS_XDP_BIND_ZEROCOPY : 0);
     const init: InitMessage = {
       type: "init",
@@ -242,7 +250,9 @@ export class Dataplane {
 
   /** Steering maps: virtual services, their addresses, NAT real servers, our own addresses. */
   private syncSteering(model: Model): void {
-    const vips: Uint8Array[] = [], vipAddrs: Uint8Array[] = [], reals: Uint8Array[] = [];
+    const vips: Uint8Array[] = [],
+      vipAddrs: Uint8Array[] = [],
+      reals: Uint8Array[] = [];
     const seenAddr = new Set<string>();
     for (const s of model.services) {
       if (!s.addr) continue; // fwmark services cannot be matched in XDP (no skb mark there)
@@ -307,7 +317,11 @@ export class Dataplane {
     if (this.natQueuesWarned || this.workers.length < 2) return;
     if (!model.allDests().some((d) => d.spec.forward === "masq")) return;
     this.natQueuesWarned = true;
-    log("warn", "NAT real servers with several queues: a reply that arrives on another queue than its request finds no connection and is dropped (drop_no_conn); run NAT services with --queues 1", { queues: this.workers.length });
+    log(
+      "warn",
+      "NAT real servers with several queues: a reply that arrives on another queue than its request finds no connection and is dropped (drop_no_conn); run NAT services with --queues 1",
+      { queues: this.workers.length },
+    );
   }
 
   private post(t: Tables): void {
@@ -368,20 +382,25 @@ export class Dataplane {
     this.soonTimer = null;
     this.events?.close();
     this.events = null;
-    await Promise.all(this.workers.map((w) => new Promise<void>((resolve) => {
-      const done = setTimeout(() => {
-        w.worker.terminate();
-        resolve();
-      }, 2000);
-      w.worker.onmessage = (ev: MessageEvent<FromWorker>) => {
-        if (ev.data.type === "stopped") {
-          clearTimeout(done);
-          w.worker.terminate();
-          resolve();
-        }
-      };
-      Atomics.store(w.ctl, CTL_STOP, 1);
-    })));
+    await Promise.all(
+      this.workers.map(
+        (w) =>
+          new Promise<void>((resolve) => {
+            const done = setTimeout(() => {
+              w.worker.terminate();
+              resolve();
+            }, 2000);
+            w.worker.onmessage = (ev: MessageEvent<FromWorker>) => {
+              if (ev.data.type === "stopped") {
+                clearTimeout(done);
+                w.worker.terminate();
+                resolve();
+              }
+            };
+            Atomics.store(w.ctl, CTL_STOP, 1);
+          }),
+      ),
+    );
     this.workers.length = 0;
     for (const p of this.attached) this.prog.detach(p.ifindex);
     this.attached = [];

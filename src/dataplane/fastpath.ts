@@ -11,15 +11,70 @@
  * (ip_vs_core.c ip_vs_in/ip_vs_out, ip_vs_conn.c, ip_vs_proto_tcp.c): see each step.
  */
 import * as abi from "../ffi/abi.ts";
-import {CF_FWD_MASK, CF_NOOUTPUT, CF_TEMPLATE, CF_V6, CONN_CONTROL, CONN_CPORT_VPORT, CONN_DEST, CONN_DPORT, CONN_FLAGS, CONN_MAC_HI, CONN_MAC_LO, CONN_NEXTHOP, CONN_PROTO_STATE, CONN_SVC, CONN_VADDR, CONN_WORDS, connState, type ConnTable, DIR_OUT, TICKS_PER_SEC} from "../conn/table.ts";
-import {DIR_INPUT, DIR_INPUT_ONLY, DIR_OUTPUT, S_CLOSE, S_FIN_WAIT, S_TIME_WAIT, TCP_TIMEOUTS_SEC, tcpNextState, TEMPLATE_RETRY_SEC} from "../conn/state.ts";
+import {
+  CF_FWD_MASK,
+  CF_NOOUTPUT,
+  CF_TEMPLATE,
+  CF_V6,
+  CONN_CONTROL,
+  CONN_CPORT_VPORT,
+  CONN_DEST,
+  CONN_DPORT,
+  CONN_FLAGS,
+  CONN_MAC_HI,
+  CONN_MAC_LO,
+  CONN_NEXTHOP,
+  CONN_PROTO_STATE,
+  CONN_SVC,
+  CONN_VADDR,
+  CONN_WORDS,
+  connState,
+  type ConnTable,
+  DIR_OUT,
+  TICKS_PER_SEC,
+} from "../conn/table.ts";
+import { DIR_INPUT, DIR_INPUT_ONLY, DIR_OUTPUT, S_CLOSE, S_FIN_WAIT, S_TIME_WAIT, TCP_TIMEOUTS_SEC, tcpNextState, TEMPLATE_RETRY_SEC } from "../conn/state.ts";
 import { HOP_NO_ROUTE, nextHopFor, type NextHopView } from "./route.ts";
 import { SCHEDULER_BY_ID } from "../sched/registry.ts";
 import { SCHED_STATE_WORDS, type SchedView } from "../sched/scheduler.ts";
-import {DEST_FLAGS, DEST_MTU, DEST_NEXTHOP, DEST_ADDR, DEST_WEIGHT, DEST_WORDS, DESTF_AVAILABLE, findService, FWD_MASQ, MAX_SERVICES, SET_CONN_REUSE_MODE, SET_EXPIRE_NODEST_CONN, SET_TCP_TICKS, SET_TCPFIN_TICKS, SET_UDP_TICKS, SVC_EPOCH, SVC_FLAGS, SVC_SCHED, SVC_SCHED_EPOCH, SVC_WORDS, SVCF_USED, type Tables} from "../service/tables.ts";
+import {
+  DEST_FLAGS,
+  DEST_MTU,
+  DEST_NEXTHOP,
+  DEST_ADDR,
+  DEST_WEIGHT,
+  DEST_WORDS,
+  DESTF_AVAILABLE,
+  findService,
+  FWD_MASQ,
+  MAX_SERVICES,
+  SET_CONN_REUSE_MODE,
+  SET_EXPIRE_NODEST_CONN,
+  SET_TCP_TICKS,
+  SET_TCPFIN_TICKS,
+  SET_UDP_TICKS,
+  SVC_EPOCH,
+  SVC_FLAGS,
+  SVC_SCHED,
+  SVC_SCHED_EPOCH,
+  SVC_WORDS,
+  SVCF_USED,
+  type Tables,
+} from "../service/tables.ts";
 import { setDstMac, setEtherType, setSrcMac, srcMacHi, srcMacLo } from "../wire/eth.ts";
 import { PORT_MAC_HI, PORT_MAC_LO, PORT_WORDS } from "../nexthop/table.ts";
-import {ICMP_CODE_FRAG_NEEDED, ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, ICMPV6_DEST_UNREACH, ICMPV6_PKT_TOOBIG, ICMPV6_TIME_EXCEEDED, IPV4_FLAG_DF, IPV4_FRAG, PROTO_TCP, TCP_SYN} from "../wire/fields.ts";
+import {
+  ICMP_CODE_FRAG_NEEDED,
+  ICMP_DEST_UNREACH,
+  ICMP_TIME_EXCEEDED,
+  ICMPV6_DEST_UNREACH,
+  ICMPV6_PKT_TOOBIG,
+  ICMPV6_TIME_EXCEEDED,
+  IPV4_FLAG_DF,
+  IPV4_FRAG,
+  PROTO_TCP,
+  TCP_SYN,
+} from "../wire/fields.ts";
 import { FLOW_DST, FLOW_L3, FLOW_L4, FLOW_META, FLOW_PORTS, FLOW_SRC, FLOW_WORDS, hashFlow } from "../wire/flow.ts";
 import { completePartialChecksum } from "../wire/partial-csum.ts";
 import { dnat4, dnat6, snat4, snat6 } from "../xmit/nat.ts";
@@ -33,7 +88,7 @@ import { encapsulate, flowSourcePort, IPV4_MIN_MTU, IPV6_MIN_MTU, tunnelOverhead
 import { ICMP_CODE_HOST_UNREACH, ICMPV6_CODE_ADDR_UNREACH } from "../xmit/icmp-error.ts";
 import { DEST_TUN, DEST_TUN_PORT, DEST_TUN_SRC, DESTF_V6, FWD_ROUTE, FWD_TUNNEL, MAX_DESTS } from "../service/tables.ts";
 import { ETH_HLEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from "../wire/fields.ts";
-import {type Counters, DEST_TRAFFIC_BASE, TS_INBYTES, TS_INPKTS, TS_OUTBYTES, TS_OUTPKTS, TS_WORDS} from "../stats/counters.ts";
+import { type Counters, DEST_TRAFFIC_BASE, TS_INBYTES, TS_INPKTS, TS_OUTBYTES, TS_OUTPKTS, TS_WORDS } from "../stats/counters.ts";
 import { Stat } from "./verdict.ts";
 import { IcmpLimiter } from "../xmit/icmp-limit.ts";
 import { FragPath } from "./frag.ts";
@@ -166,9 +221,17 @@ export class FastPath implements FastPathState {
    * in place (their address and length may change for generated replies).
    */
   processBurst(descs: Uint32Array, n: number): void {
-    const u8 = this.u8, dv = this.dv, flows = this.flows, st = this.counters.verdicts;
-    const conns = this.conns, index = conns.index, mask = index.length - 1, seed = conns.seedConn;
-    let touched = 0, rxBytes = 0, completed = 0;
+    const u8 = this.u8,
+      dv = this.dv,
+      flows = this.flows,
+      st = this.counters.verdicts;
+    const conns = this.conns,
+      index = conns.index,
+      mask = index.length - 1,
+      seed = conns.seedConn;
+    let touched = 0,
+      rxBytes = 0,
+      completed = 0;
     // pass 1: classify, complete partial checksums, hash, touch
     for (let i = 0; i < n; i++) {
       const d = i * D_WORDS;
@@ -200,7 +263,8 @@ export class FastPath implements FastPathState {
     if (completed !== 0) st[Stat.CsumPartialCompleted] += completed;
     // pass 2: connections, scheduling, rewrite; each step returns the frame's out port
     for (let i = 0; i < n; i++) {
-      const d = i * D_WORDS, row = i * FLOW_WORDS;
+      const d = i * D_WORDS,
+        row = i * FLOW_WORDS;
       const v = this.early[i] as Classified;
       let out: number;
       if (v === Classified.Continue) {
@@ -224,7 +288,8 @@ export class FastPath implements FastPathState {
       }
       descs[d + D_OUT] = out;
     }
-    let tx = 0, txBytes = 0;
+    let tx = 0,
+      txBytes = 0;
     for (let i = 0; i < n; i++) {
       const d = i * D_WORDS;
       if (descs[d + D_OUT] !== OUT_DROP) {
@@ -265,7 +330,7 @@ export class FastPath implements FastPathState {
     // no service: a NAT real server's packet that no connection knows (expired, or sent after a
     // restart), or a service removed while the packet was in flight
     if (svc < 0) return this.drop(Stat.DropNoConn);
-    return newConnection(this, descs, d, row, pkt, svc, proto, (meta >>> 16) === 6 ? CF_V6 : 0, meta & 0xff);
+    return newConnection(this, descs, d, row, pkt, svc, proto, meta >>> 16 === 6 ? CF_V6 : 0, meta & 0xff);
   }
 
   /**
@@ -283,7 +348,8 @@ export class FastPath implements FastPathState {
     const mode = t.settings[SET_CONN_REUSE_MODE];
     // the common case, decided without touching the record: not a SYN, nodest expiry off
     if (!nodest && (mode === 0 || proto !== PROTO_TCP || (tcpFlags & TCP_SYN) === 0)) return false;
-    const rec = this.conns.rec, o = id * CONN_WORDS;
+    const rec = this.conns.rec,
+      o = id * CONN_WORDS;
     const dest = rec[o + CONN_DEST];
     if (nodest && (t.dest[dest * DEST_WORDS + DEST_FLAGS] & DESTF_AVAILABLE) === 0) return true;
     if (mode === 0 || proto !== PROTO_TCP || (tcpFlags & TCP_SYN) === 0) return false;
@@ -317,7 +383,9 @@ export class FastPath implements FastPathState {
 
   /** Client -> real server on an existing connection. Returns the out port. */
   forward(descs: Uint32Array, d: number, row: number, pkt: number, id: number): number {
-    const t = this.tables, rec = this.conns.rec, o = id * CONN_WORDS;
+    const t = this.tables,
+      rec = this.conns.rec,
+      o = id * CONN_WORDS;
     const dest = rec[o + CONN_DEST];
     if ((t.dest[dest * DEST_WORDS + DEST_FLAGS] & DESTF_AVAILABLE) === 0) {
       // ip_vs_in step 3: the dest was deleted; with expire_nodest_conn the conn goes too
@@ -339,9 +407,13 @@ export class FastPath implements FastPathState {
 
   /** Count and send a client packet to its real server by the dest's forwarding method. Returns the out port. */
   transmitIn(descs: Uint32Array, d: number, row: number, pkt: number, svc: number, dest: number, dport: number, fwd: number, v6: number, id: number): number {
-    const t = this.tables, u8 = this.u8, dv = this.dv, f = this.flows;
+    const t = this.tables,
+      u8 = this.u8,
+      dv = this.dv,
+      f = this.flows;
     const dOff = dest * DEST_WORDS;
-    const l3 = f[row + FLOW_L3], l4 = f[row + FLOW_L4];
+    const l3 = f[row + FLOW_L3],
+      l4 = f[row + FLOW_L4];
     const l3len = this.l3Len[pkt];
     // ip_vs_in_stats: counted before mangling, the whole IP packet
     this.countIn(svc, dest, l3len);
@@ -350,7 +422,8 @@ export class FastPath implements FastPathState {
       // DR/TUN send nothing to the client, but an ICMP error about a tunnel packet is relayed to it
       // (dataplane/icmp.ts): remember the port and MAC its packets come from, for a client whose
       // neighbour entry the kernel does not have yet (what setReplyHop keeps for NAT)
-      const rec = this.conns.rec, o = id * CONN_WORDS;
+      const rec = this.conns.rec,
+        o = id * CONN_WORDS;
       if (rec[o + CONN_MAC_HI] === 0 && rec[o + CONN_MAC_LO] === 0) {
         const frame = descs[d + D_ADDR];
         rec[o + CONN_NEXTHOP] = -1 - descs[d + D_IN];
@@ -378,7 +451,19 @@ export class FastPath implements FastPathState {
     if (fwd === FWD_MASQ) {
       const proto = (f[row + FLOW_META] >>> 8) & 0xff;
       if (v6) {
-        dnat6(u8, dv, l3, l4, l3len - (l4 - l3), proto, t.dest[dOff + DEST_ADDR], t.dest[dOff + DEST_ADDR + 1], t.dest[dOff + DEST_ADDR + 2], t.dest[dOff + DEST_ADDR + 3], dport);
+        dnat6(
+          u8,
+          dv,
+          l3,
+          l4,
+          l3len - (l4 - l3),
+          proto,
+          t.dest[dOff + DEST_ADDR],
+          t.dest[dOff + DEST_ADDR + 1],
+          t.dest[dOff + DEST_ADDR + 2],
+          t.dest[dOff + DEST_ADDR + 3],
+          dport,
+        );
       } else {
         dnat4(u8, dv, l3, l4, l3len - (l4 - l3), proto, t.dest[dOff + DEST_ADDR], dport);
       }
@@ -397,10 +482,25 @@ export class FastPath implements FastPathState {
    * and counted, the bitwise NOT (< 0) of its out port. `icmp`: an ICMP error being forwarded,
    * which skips the MTU check (ensure_mtu_is_adequate ignores ICMP) and needs no `row`/`pkt`.
    */
-  tunnelOut(descs: Uint32Array, d: number, row: number, pkt: number, l3: number, l3len: number, innerV6: number, dest: number, nh: number, hash: number, icmp: boolean): number {
-    const t = this.tables, dv = this.dv, dOff = dest * DEST_WORDS;
+  tunnelOut(
+    descs: Uint32Array,
+    d: number,
+    row: number,
+    pkt: number,
+    l3: number,
+    l3len: number,
+    innerV6: number,
+    dest: number,
+    nh: number,
+    hash: number,
+    icmp: boolean,
+  ): number {
+    const t = this.tables,
+      dv = this.dv,
+      dOff = dest * DEST_WORDS;
     const tun = t.dest[dOff + DEST_TUN];
-    const type = tun & 0xff, csum = (tun >>> 8) & 0xff;
+    const type = tun & 0xff,
+      csum = (tun >>> 8) & 0xff;
     const outerV6 = (t.dest[dOff + DEST_FLAGS] & DESTF_V6) !== 0 ? 1 : 0;
     const over = tunnelOverhead(type, csum, outerV6);
     const mtu = this.pmtu.effective(dest, t.dest[dOff + DEST_MTU], pmtuKey(t.dest, dOff), this.now);
@@ -410,7 +510,10 @@ export class FastPath implements FastPathState {
       if (tmtu < (outerV6 ? IPV6_MIN_MTU : IPV4_MIN_MTU)) return ~this.drop(Stat.DropTunnelMtu);
       if (!icmp && l3len > tmtu) return ~this.tooBig(descs, d, row, pkt, innerV6, tmtu);
     }
-    const s0 = t.dest[dOff + DEST_TUN_SRC], s1 = t.dest[dOff + DEST_TUN_SRC + 1], s2 = t.dest[dOff + DEST_TUN_SRC + 2], s3 = t.dest[dOff + DEST_TUN_SRC + 3];
+    const s0 = t.dest[dOff + DEST_TUN_SRC],
+      s1 = t.dest[dOff + DEST_TUN_SRC + 1],
+      s2 = t.dest[dOff + DEST_TUN_SRC + 2],
+      s3 = t.dest[dOff + DEST_TUN_SRC + 3];
     // the route lookup gave no source address to put on the outer header
     if ((s0 | s1 | s2 | s3) === 0) return ~this.drop(Stat.DropNoRoute);
     const frame = descs[d + D_ADDR];
@@ -419,8 +522,27 @@ export class FastPath implements FastPathState {
     if (!outerV6 && !innerV6 && (dv.getUint16(l3 + IPV4_FRAG) & IPV4_FLAG_DF) === 0) {
       id = this.ipIds[dest] = (this.ipIds[dest] + 1) & 0xffff;
     }
-    const o = encapsulate(this.u8, dv, l3, l3len, innerV6, outerV6, type, csum, t.dest[dOff + DEST_TUN_PORT], flowSourcePort(hash), id,
-      s0, s1, s2, s3, t.dest[dOff + DEST_ADDR], t.dest[dOff + DEST_ADDR + 1], t.dest[dOff + DEST_ADDR + 2], t.dest[dOff + DEST_ADDR + 3]);
+    const o = encapsulate(
+      this.u8,
+      dv,
+      l3,
+      l3len,
+      innerV6,
+      outerV6,
+      type,
+      csum,
+      t.dest[dOff + DEST_TUN_PORT],
+      flowSourcePort(hash),
+      id,
+      s0,
+      s1,
+      s2,
+      s3,
+      t.dest[dOff + DEST_ADDR],
+      t.dest[dOff + DEST_ADDR + 1],
+      t.dest[dOff + DEST_ADDR + 2],
+      t.dest[dOff + DEST_ADDR + 3],
+    );
     const nf = o - ETH_HLEN;
     setEtherType(dv, nf, outerV6 ? ETHERTYPE_IPV6 : ETHERTYPE_IPV4);
     const port = this.nh.setMacs(dv, nf, nh, t.ports);
@@ -441,13 +563,19 @@ export class FastPath implements FastPathState {
 
   /** Real server -> client reply of a NAT connection (ip_vs_out). Returns the out port. */
   private reply(descs: Uint32Array, d: number, row: number, pkt: number, id: number): number {
-    const rec = this.conns.rec, o = id * CONN_WORDS, u8 = this.u8, dv = this.dv, f = this.flows;
+    const rec = this.conns.rec,
+      o = id * CONN_WORDS,
+      u8 = this.u8,
+      dv = this.dv,
+      f = this.flows;
     const ps = rec[o + CONN_PROTO_STATE];
     const proto = (ps >>> 8) & 0xff;
     const flags = rec[o + CONN_FLAGS];
     const v6 = flags & CF_V6;
-    const svc = rec[o + CONN_SVC], dest = rec[o + CONN_DEST];
-    const l3 = f[row + FLOW_L3], l4 = f[row + FLOW_L4];
+    const svc = rec[o + CONN_SVC],
+      dest = rec[o + CONN_DEST];
+    const l3 = f[row + FLOW_L3],
+      l4 = f[row + FLOW_L4];
     const l3len = this.l3Len[pkt];
     this.countOut(svc, dest, l3len);
     if (proto === PROTO_TCP) {
@@ -481,7 +609,9 @@ export class FastPath implements FastPathState {
   }
 
   private countTraffic(svc: number, dest: number, bytes: number, pktsWord: number, bytesWord: number): void {
-    const tr = this.counters.traffic, s = svc * TS_WORDS, de = DEST_TRAFFIC_BASE + dest * TS_WORDS;
+    const tr = this.counters.traffic,
+      s = svc * TS_WORDS,
+      de = DEST_TRAFFIC_BASE + dest * TS_WORDS;
     tr[s + pktsWord] += 1;
     tr[s + bytesWord] += bytes;
     tr[de + pktsWord] += 1;
@@ -494,7 +624,9 @@ export class FastPath implements FastPathState {
    * the port to send on, or -1 after counting the drop (no route, MAC not resolved).
    */
   clientHop(descs: Uint32Array, d: number, id: number): number {
-    const rec = this.conns.rec, o = id * CONN_WORDS, t = this.tables;
+    const rec = this.conns.rec,
+      o = id * CONN_WORDS,
+      t = this.tables;
     const hop = rec[o + CONN_NEXTHOP];
     const frame = descs[d + D_ADDR];
     if (hop === HOP_NO_ROUTE) {
@@ -564,10 +696,11 @@ export class FastPath implements FastPathState {
    * verdict and checked that it carries no RST. Returns the out port (the one it came in on).
    */
   sendReset(descs: Uint32Array, d: number, row: number, pkt: number, v6: number): number {
-    const f = this.flows, l3 = f[row + FLOW_L3], l4 = f[row + FLOW_L4], frame = descs[d + D_ADDR];
-    descs[d + D_LEN] = v6
-      ? tcpReset6(this.u8, this.dv, frame, l3, l4, this.l3Len[pkt])
-      : tcpReset4(this.u8, this.dv, frame, l3, l4, this.l3Len[pkt]);
+    const f = this.flows,
+      l3 = f[row + FLOW_L3],
+      l4 = f[row + FLOW_L4],
+      frame = descs[d + D_ADDR];
+    descs[d + D_LEN] = v6 ? tcpReset6(this.u8, this.dv, frame, l3, l4, this.l3Len[pkt]) : tcpReset4(this.u8, this.dv, frame, l3, l4, this.l3Len[pkt]);
     this.counters.verdicts[Stat.TcpResetSent] += 1;
     return descs[d + D_IN];
   }
@@ -578,7 +711,8 @@ export class FastPath implements FastPathState {
   }
 
   release(id: number): void {
-    const rec = this.conns.rec, o = id * CONN_WORDS;
+    const rec = this.conns.rec,
+      o = id * CONN_WORDS;
     const flags = rec[o + CONN_FLAGS];
     unbindDest(this.counters, this.tables, rec[o + CONN_DEST], flags);
     this.counters.svcRefs[rec[o + CONN_SVC]] -= 1;
@@ -588,7 +722,8 @@ export class FastPath implements FastPathState {
   }
 
   private readonly onExpire = (id: number): void => {
-    const rec = this.conns.rec, o = id * CONN_WORDS;
+    const rec = this.conns.rec,
+      o = id * CONN_WORDS;
     if ((rec[o + CONN_FLAGS] & CF_TEMPLATE) !== 0 && rec[o + CONN_CONTROL] > 0) {
       // a template still controlling connections retries later (ip_vs_conn_expire: expire_later)
       this.conns.rearm(id, this.now, TEMPLATE_RETRY_SEC * TICKS_PER_SEC);

@@ -26,12 +26,43 @@
  * TTL expiry or a fragment larger than the path MTU drop them silently with DropTtl / DropMtu.
  */
 import * as abi from "../ffi/abi.ts";
-import {CF_FWD_MASK, CF_TEMPLATE, CF_USED, CF_V6, CONN_CADDR, CONN_CPORT_VPORT, CONN_DADDR, CONN_DEST, CONN_DPORT, CONN_FLAGS, CONN_SVC, CONN_VADDR, CONN_WORDS, connProto, DIR_OUT, hitDir, hitId} from "../conn/table.ts";
+import {
+  CF_FWD_MASK,
+  CF_TEMPLATE,
+  CF_USED,
+  CF_V6,
+  CONN_CADDR,
+  CONN_CPORT_VPORT,
+  CONN_DADDR,
+  CONN_DEST,
+  CONN_DPORT,
+  CONN_FLAGS,
+  CONN_SVC,
+  CONN_VADDR,
+  CONN_WORDS,
+  connProto,
+  DIR_OUT,
+  hitDir,
+  hitId,
+} from "../conn/table.ts";
 import { FragTable } from "../conn/frag.ts";
 import { DEST_ADDR, DEST_FLAGS, DEST_MTU, DEST_NEXTHOP, DEST_WORDS, DESTF_AVAILABLE, FWD_MASQ } from "../service/tables.ts";
 import {
-  IPV4_DST, IPV4_ID, IPV4_OFFSET_MASK, IPV4_SRC, IPV4_TTL, PROTO_ICMP, PROTO_SCTP, PROTO_TCP, PROTO_UDP, SCTP_HLEN, TCP_DOFF, TCP_FLAGS,
-  TCP_MIN_HLEN, UDP_HLEN, UDP_LEN,
+  IPV4_DST,
+  IPV4_ID,
+  IPV4_OFFSET_MASK,
+  IPV4_SRC,
+  IPV4_TTL,
+  PROTO_ICMP,
+  PROTO_SCTP,
+  PROTO_TCP,
+  PROTO_UDP,
+  SCTP_HLEN,
+  TCP_DOFF,
+  TCP_FLAGS,
+  TCP_MIN_HLEN,
+  UDP_HLEN,
+  UDP_LEN,
 } from "../wire/fields.ts";
 import { FLOW_DST, FLOW_L3, FLOW_L4, FLOW_META, FLOW_PORTS, FLOW_SRC, flowMeta, flowProto, hashFlow } from "../wire/flow.ts";
 import { setAddrFix } from "../wire/ipv4.ts";
@@ -40,8 +71,10 @@ import type { FastPathState } from "./contract.ts";
 import { Stat } from "./verdict.ts";
 
 /** What of the fast path fragments use (contract.ts). */
-export type FragState = Pick<FastPathState, "flows" | "l3Len" | "u8" | "dv" | "conns" | "tables" | "nh" | "counters" | "now" |
-  "drop" | "transmitIn" | "countIn" | "countOut" | "clientHop" | "decTtl">;
+export type FragState = Pick<
+  FastPathState,
+  "flows" | "l3Len" | "u8" | "dv" | "conns" | "tables" | "nh" | "counters" | "now" | "drop" | "transmitIn" | "countIn" | "countOut" | "clientHop" | "decTtl"
+>;
 
 /** Largest IPv4 datagram (IP_MAX_MTU): a fragment reaching past it can never be reassembled. */
 const IP_MAX_LEN = 65535;
@@ -51,7 +84,17 @@ const D_ADDR = abi.XVS_DESC_ADDR;
  * Classify an IPv4 fragment whose addresses and L3 fields classify() has filled. `frag` is the
  * flags + offset word. Returns FragFirst, FragLater or a drop.
  */
-export function classifyFragment(u8: Uint8Array, dv: DataView, l3: number, ihl: number, tot: number, frag: number, proto: number, flow: Int32Array, row: number): Classified {
+export function classifyFragment(
+  u8: Uint8Array,
+  dv: DataView,
+  l3: number,
+  ihl: number,
+  tot: number,
+  frag: number,
+  proto: number,
+  flow: Int32Array,
+  row: number,
+): Classified {
   const offBytes = (frag & IPV4_OFFSET_MASK) << 3;
   const l4len = tot - ihl;
   if (offBytes + l4len > IP_MAX_LEN) return Classified.Fragment;
@@ -112,25 +155,42 @@ export class FragPath {
    */
   noteFirst(fp: FragState, row: number): void {
     const f = fp.flows;
-    const r = fp.conns.lookup(hashFlow(fp.conns.seedConn, f, row), 0, f[row + FLOW_SRC], 0, 0, 0, f[row + FLOW_DST], 0, 0, 0,
-      f[row + FLOW_PORTS], flowProto(f, row));
+    const r = fp.conns.lookup(
+      hashFlow(fp.conns.seedConn, f, row),
+      0,
+      f[row + FLOW_SRC],
+      0,
+      0,
+      0,
+      f[row + FLOW_DST],
+      0,
+      0,
+      0,
+      f[row + FLOW_PORTS],
+      flowProto(f, row),
+    );
     if (r < 0) return;
     this.table.insert(f[row + FLOW_SRC], f[row + FLOW_DST], this.key(fp, row), f[row + FLOW_PORTS], r, fp.conns.rec[hitId(r) * CONN_WORDS + CONN_DEST], fp.now);
   }
 
   /** A non-first fragment: follow its datagram's connection, or drop it as an orphan. Returns the out port. */
   later(fp: FragState, descs: Uint32Array, d: number, row: number, pkt: number): number {
-    const f = fp.flows, t = this.table;
-    const src = f[row + FLOW_SRC], dst = f[row + FLOW_DST], key = f[row + FLOW_PORTS];
+    const f = fp.flows,
+      t = this.table;
+    const src = f[row + FLOW_SRC],
+      dst = f[row + FLOW_DST],
+      key = f[row + FLOW_PORTS];
     const r = t.find(src, dst, key, fp.now);
     if (r < 0) return fp.drop(Stat.DropFragOrphan);
-    const c = t.conn[r], id = hitId(c), ports = t.ports[r];
-    const rec = fp.conns.rec, o = id * CONN_WORDS;
+    const c = t.conn[r],
+      id = hitId(c),
+      ports = t.ports[r];
+    const rec = fp.conns.rec,
+      o = id * CONN_WORDS;
     const fl = rec[o + CONN_FLAGS];
     // the record must still be the connection the first fragment went to: ids are reused, and a
     // reused tuple (conn_reuse_mode) may have been scheduled to another real server since
-    let same = (fl & (CF_USED | CF_TEMPLATE | CF_V6)) === CF_USED && connProto(rec, o) === (key & 0xff) &&
-      rec[o + CONN_DEST] === t.dest[r];
+    let same = (fl & (CF_USED | CF_TEMPLATE | CF_V6)) === CF_USED && connProto(rec, o) === (key & 0xff) && rec[o + CONN_DEST] === t.dest[r];
     if (hitDir(c) === DIR_OUT) {
       const cv = rec[o + CONN_CPORT_VPORT];
       same = same && rec[o + CONN_DADDR] === src && rec[o + CONN_CADDR] === dst && (((rec[o + CONN_DPORT] & 0xffff) << 16) | (cv >>> 16)) === ports;
@@ -155,11 +215,16 @@ export class FragPath {
 
   /** Client -> real server. NAT here (address only); other methods leave L4 alone and go through the fast path's own transmit. */
   private forward(fp: FragState, descs: Uint32Array, d: number, row: number, pkt: number, id: number): number {
-    const t = fp.tables, rec = fp.conns.rec, o = id * CONN_WORDS;
-    const dest = rec[o + CONN_DEST], dOff = dest * DEST_WORDS;
+    const t = fp.tables,
+      rec = fp.conns.rec,
+      o = id * CONN_WORDS;
+    const dest = rec[o + CONN_DEST],
+      dOff = dest * DEST_WORDS;
     if ((t.dest[dOff + DEST_FLAGS] & DESTF_AVAILABLE) === 0) return fp.drop(Stat.DropDestUnavailable);
-    const svc = rec[o + CONN_SVC], fwd = rec[o + CONN_FLAGS] & CF_FWD_MASK;
-    const l3 = fp.flows[row + FLOW_L3], l3len = fp.l3Len[pkt];
+    const svc = rec[o + CONN_SVC],
+      fwd = rec[o + CONN_FLAGS] & CF_FWD_MASK;
+    const l3 = fp.flows[row + FLOW_L3],
+      l3len = fp.l3Len[pkt];
     const refused = this.refusal(fp, l3, l3len, t.dest[dOff + DEST_MTU]);
     if (refused >= 0) return fp.drop(refused);
     if (fwd !== FWD_MASQ) {
@@ -182,9 +247,12 @@ export class FragPath {
 
   /** Real server -> client (NAT): the source becomes the virtual address. */
   private reply(fp: FragState, descs: Uint32Array, d: number, row: number, pkt: number, id: number): number {
-    const rec = fp.conns.rec, o = id * CONN_WORDS;
-    const svc = rec[o + CONN_SVC], dest = rec[o + CONN_DEST];
-    const l3 = fp.flows[row + FLOW_L3], l3len = fp.l3Len[pkt];
+    const rec = fp.conns.rec,
+      o = id * CONN_WORDS;
+    const svc = rec[o + CONN_SVC],
+      dest = rec[o + CONN_DEST];
+    const l3 = fp.flows[row + FLOW_L3],
+      l3len = fp.l3Len[pkt];
     fp.countOut(svc, dest, l3len);
     const refused = this.refusal(fp, l3, l3len, 0);
     if (refused >= 0) return fp.drop(refused);

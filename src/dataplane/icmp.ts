@@ -26,20 +26,78 @@
  */
 import * as abi from "../ffi/abi.ts";
 import {
-  CF_FWD_MASK, CF_V6, CONN_CPORT_VPORT, CONN_DEST, CONN_DPORT, CONN_FLAGS, CONN_MAC_HI, CONN_MAC_LO, CONN_NEXTHOP, CONN_SVC,
-  CONN_VADDR, CONN_WORDS, DIR_IN, hitDir, hitId, TICKS_PER_SEC,
+  CF_FWD_MASK,
+  CF_V6,
+  CONN_CPORT_VPORT,
+  CONN_DEST,
+  CONN_DPORT,
+  CONN_FLAGS,
+  CONN_MAC_HI,
+  CONN_MAC_LO,
+  CONN_NEXTHOP,
+  CONN_SVC,
+  CONN_VADDR,
+  CONN_WORDS,
+  DIR_IN,
+  hitDir,
+  hitId,
+  TICKS_PER_SEC,
 } from "../conn/table.ts";
 import {
-  DEST_ADDR, DEST_FLAGS, DEST_MTU, DEST_NEXTHOP, DEST_TUN, DEST_TUN_PORT, DEST_WORDS, DESTF_V6, FWD_MASQ, FWD_ROUTE, FWD_TUNNEL,
-  MAX_DESTS, TUN_GRE, TUN_GUE, TUN_IPIP,
+  DEST_ADDR,
+  DEST_FLAGS,
+  DEST_MTU,
+  DEST_NEXTHOP,
+  DEST_TUN,
+  DEST_TUN_PORT,
+  DEST_WORDS,
+  DESTF_V6,
+  FWD_MASQ,
+  FWD_ROUTE,
+  FWD_TUNNEL,
+  MAX_DESTS,
+  TUN_GRE,
+  TUN_GUE,
+  TUN_IPIP,
 } from "../service/tables.ts";
 import { fold, pseudoSumV6, sumBytes } from "../wire/checksum.ts";
 import { setDstMac, setSrcMac } from "../wire/eth.ts";
 import {
-  ICMP_CODE, ICMP_CODE_FRAG_NEEDED, ICMP_DEST_UNREACH, ICMP_HLEN, ICMP_REST, ICMP_SOURCE_QUENCH, ICMP_TIME_EXCEEDED, ICMP_TYPE,
-  ICMPV6_DEST_UNREACH, ICMPV6_PKT_TOOBIG, ICMPV6_TIME_EXCEEDED, IPV4_DST, IPV4_FLAG_DF, IPV4_FRAG, IPV4_MIN_HLEN,
-  IPV4_OFFSET_MASK, IPV4_PROTO, IPV4_SRC, IPV4_TOTAL_LEN, IPV4_VER_IHL, IPV6_DST, IPV6_HLEN, IPV6_NEXT_HDR, IPV6_PAYLOAD_LEN,
-  IPV6_SRC, PROTO_GRE, PROTO_ICMP, PROTO_ICMPV6, PROTO_IPIP, PROTO_IPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP, UDP_DST_PORT, UDP_HLEN,
+  ICMP_CODE,
+  ICMP_CODE_FRAG_NEEDED,
+  ICMP_DEST_UNREACH,
+  ICMP_HLEN,
+  ICMP_REST,
+  ICMP_SOURCE_QUENCH,
+  ICMP_TIME_EXCEEDED,
+  ICMP_TYPE,
+  ICMPV6_DEST_UNREACH,
+  ICMPV6_PKT_TOOBIG,
+  ICMPV6_TIME_EXCEEDED,
+  IPV4_DST,
+  IPV4_FLAG_DF,
+  IPV4_FRAG,
+  IPV4_MIN_HLEN,
+  IPV4_OFFSET_MASK,
+  IPV4_PROTO,
+  IPV4_SRC,
+  IPV4_TOTAL_LEN,
+  IPV4_VER_IHL,
+  IPV6_DST,
+  IPV6_HLEN,
+  IPV6_NEXT_HDR,
+  IPV6_PAYLOAD_LEN,
+  IPV6_SRC,
+  PROTO_GRE,
+  PROTO_ICMP,
+  PROTO_ICMPV6,
+  PROTO_IPIP,
+  PROTO_IPV6,
+  PROTO_SCTP,
+  PROTO_TCP,
+  PROTO_UDP,
+  UDP_DST_PORT,
+  UDP_HLEN,
 } from "../wire/fields.ts";
 import { FLOW_L3, FLOW_L4, flowFamily, flowProto, hashTuple } from "../wire/flow.ts";
 import { PORT_MAC_HI, PORT_MAC_LO, PORT_WORDS } from "../nexthop/table.ts";
@@ -47,7 +105,15 @@ import { hopsLeft } from "../xmit/dr.ts";
 import { ICMP_CODE_HOST_UNREACH, ICMPV6_CODE_ADDR_UNREACH, icmp4Error, icmp6Error } from "../xmit/icmp-error.ts";
 import { natIcmpIn4, natIcmpIn6, natIcmpOut4, natIcmpOut6 } from "../xmit/icmp-nat.ts";
 import {
-  GRE_FLAG_CSUM, GRE_FLAGS, GRE_PROTO, GRE_PROTO_IPV4, GRE_PROTO_IPV6, GUE_HLEN, GUE_PROTO_CTYPE, GUE_VER_HLEN, IPV4_MIN_MTU,
+  GRE_FLAG_CSUM,
+  GRE_FLAGS,
+  GRE_PROTO,
+  GRE_PROTO_IPV4,
+  GRE_PROTO_IPV6,
+  GUE_HLEN,
+  GUE_PROTO_CTYPE,
+  GUE_VER_HLEN,
+  IPV4_MIN_MTU,
   IPV6_MIN_MTU,
 } from "../xmit/tun.ts";
 import type { FastPathState } from "./contract.ts";
@@ -55,8 +121,25 @@ import { HOP_NO_ROUTE, nextHopFor } from "./route.ts";
 import { Stat } from "./verdict.ts";
 
 /** What of the fast path ICMP handling uses (contract.ts). */
-export type IcmpState = Pick<FastPathState, "u8" | "dv" | "flows" | "l3Len" | "tables" | "conns" | "nh" | "counters" | "now" |
-  "pmtu" | "drop" | "countIn" | "countOut" | "clientHop" | "decTtl" | "tunnelOut">;
+export type IcmpState = Pick<
+  FastPathState,
+  | "u8"
+  | "dv"
+  | "flows"
+  | "l3Len"
+  | "tables"
+  | "conns"
+  | "nh"
+  | "counters"
+  | "now"
+  | "pmtu"
+  | "drop"
+  | "countIn"
+  | "countOut"
+  | "clientHop"
+  | "decTtl"
+  | "tunnelOut"
+>;
 
 const D_ADDR = abi.XVS_DESC_ADDR;
 const D_LEN = abi.XVS_DESC_LEN;
@@ -113,14 +196,27 @@ export function pmtuKey(dest: Int32Array, dOff: number): number {
  * error, over the configured dests only.
  */
 function learnPmtu(fp: IcmpState, dest: number, reported: number, v6: number): void {
-  const t = fp.tables, list = t.destList, o = dest * DEST_WORDS;
-  const a0 = t.dest[o + DEST_ADDR], a1 = t.dest[o + DEST_ADDR + 1], a2 = t.dest[o + DEST_ADDR + 2], a3 = t.dest[o + DEST_ADDR + 3];
+  const t = fp.tables,
+    list = t.destList,
+    o = dest * DEST_WORDS;
+  const a0 = t.dest[o + DEST_ADDR],
+    a1 = t.dest[o + DEST_ADDR + 1],
+    a2 = t.dest[o + DEST_ADDR + 2],
+    a3 = t.dest[o + DEST_ADDR + 3];
   const fam = t.dest[o + DEST_FLAGS] & DESTF_V6;
   fp.pmtu.learn(dest, reported, t.dest[o + DEST_MTU], pmtuKey(t.dest, o), fp.now, v6);
   for (let i = 0; i < list.length; i++) {
-    const id = list[i], q = id * DEST_WORDS;
-    if (id === dest || (t.dest[q + DEST_FLAGS] & DESTF_V6) !== fam || t.dest[q + DEST_ADDR] !== a0 || t.dest[q + DEST_ADDR + 1] !== a1 ||
-      t.dest[q + DEST_ADDR + 2] !== a2 || t.dest[q + DEST_ADDR + 3] !== a3) continue;
+    const id = list[i],
+      q = id * DEST_WORDS;
+    if (
+      id === dest ||
+      (t.dest[q + DEST_FLAGS] & DESTF_V6) !== fam ||
+      t.dest[q + DEST_ADDR] !== a0 ||
+      t.dest[q + DEST_ADDR + 1] !== a1 ||
+      t.dest[q + DEST_ADDR + 2] !== a2 ||
+      t.dest[q + DEST_ADDR + 3] !== a3
+    )
+      continue;
     fp.pmtu.learn(id, reported, t.dest[q + DEST_MTU], pmtuKey(t.dest, q), fp.now, v6);
   }
 }
@@ -134,9 +230,12 @@ function isL4(p: number): boolean {
  * forward it, answer it or drop it, always counting one verdict. Returns the out port.
  */
 export function handleIcmp(fp: IcmpState, descs: Uint32Array, d: number, row: number, pkt: number): number {
-  const u8 = fp.u8, dv = fp.dv, f = fp.flows;
+  const u8 = fp.u8,
+    dv = fp.dv,
+    f = fp.flows;
   const v6 = flowFamily(f, row) === 6 ? 1 : 0;
-  const l3 = f[row + FLOW_L3], ic = f[row + FLOW_L4];
+  const l3 = f[row + FLOW_L3],
+    ic = f[row + FLOW_L4];
   const l3len = fp.l3Len[pkt];
   const icLen = l3len - (ic - l3);
   if (flowProto(f, row) !== (v6 ? PROTO_ICMPV6 : PROTO_ICMP)) return fp.drop(Stat.DropIcmp);
@@ -149,7 +248,8 @@ export function handleIcmp(fp: IcmpState, descs: Uint32Array, d: number, row: nu
   // ip_vs_checksum_complete: a corrupt error must not be translated and passed on
   const sum = v6 ? sumBytes(u8, ic, icLen, pseudoSumV6(u8, l3 + IPV6_SRC, l3 + IPV6_DST, PROTO_ICMPV6, icLen)) : sumBytes(u8, ic, icLen, 0);
   if (fold(sum) !== 0xffff) return fp.drop(Stat.DropIcmpMalformed);
-  const e = ic + ICMP_HLEN, eAvail = icLen - ICMP_HLEN;
+  const e = ic + ICMP_HLEN,
+    eAvail = icLen - ICMP_HLEN;
   let eihl: number, eproto: number;
   if (v6) {
     if (eAvail < IPV6_HLEN || u8[e] >>> 4 !== 6) return fp.drop(Stat.DropIcmpMalformed);
@@ -169,16 +269,29 @@ export function handleIcmp(fp: IcmpState, descs: Uint32Array, d: number, row: nu
   if (!isL4(eproto)) return fp.drop(Stat.DropIcmpNoConn);
   if (eihl + 4 > eAvail) return fp.drop(Stat.DropIcmpMalformed); // truncated before the ports
   // the embedded packet travelled the other way: look its reverse up
-  let s0: number, s1 = 0, s2 = 0, s3 = 0, d0: number, d1 = 0, d2 = 0, d3 = 0;
+  let s0: number,
+    s1 = 0,
+    s2 = 0,
+    s3 = 0,
+    d0: number,
+    d1 = 0,
+    d2 = 0,
+    d3 = 0;
   if (v6) {
-    s0 = dv.getInt32(e + IPV6_SRC); s1 = dv.getInt32(e + IPV6_SRC + 4); s2 = dv.getInt32(e + IPV6_SRC + 8); s3 = dv.getInt32(e + IPV6_SRC + 12);
-    d0 = dv.getInt32(e + IPV6_DST); d1 = dv.getInt32(e + IPV6_DST + 4); d2 = dv.getInt32(e + IPV6_DST + 8); d3 = dv.getInt32(e + IPV6_DST + 12);
+    s0 = dv.getInt32(e + IPV6_SRC);
+    s1 = dv.getInt32(e + IPV6_SRC + 4);
+    s2 = dv.getInt32(e + IPV6_SRC + 8);
+    s3 = dv.getInt32(e + IPV6_SRC + 12);
+    d0 = dv.getInt32(e + IPV6_DST);
+    d1 = dv.getInt32(e + IPV6_DST + 4);
+    d2 = dv.getInt32(e + IPV6_DST + 8);
+    d3 = dv.getInt32(e + IPV6_DST + 12);
   } else {
     s0 = dv.getInt32(e + IPV4_SRC);
     d0 = dv.getInt32(e + IPV4_DST);
   }
   const p = dv.getInt32(e + eihl);
-  const rports = ((p << 16) | (p >>> 16)) | 0;
+  const rports = (p << 16) | (p >>> 16) | 0;
   const conns = fp.conns;
   const hash = hashTuple(conns.seedConn, d0, d1, d2, d3, s0, s1, s2, s3, rports, eproto);
   const r = conns.lookup(hash, v6 ? CF_V6 : 0, d0, d1, d2, d3, s0, s1, s2, s3, rports, eproto);
@@ -188,11 +301,29 @@ export function handleIcmp(fp: IcmpState, descs: Uint32Array, d: number, row: nu
 }
 
 /** ip_vs_in_icmp + ip_vs_icmp_xmit: an error from the client's side goes to the connection's real server. */
-function inIcmp(fp: IcmpState, descs: Uint32Array, d: number, l3: number, l3len: number, ic: number, icLen: number,
-  e: number, eihl: number, v6: number, id: number, hash: number): number {
-  const t = fp.tables, rec = fp.conns.rec, o = id * CONN_WORDS, u8 = fp.u8, dv = fp.dv;
+function inIcmp(
+  fp: IcmpState,
+  descs: Uint32Array,
+  d: number,
+  l3: number,
+  l3len: number,
+  ic: number,
+  icLen: number,
+  e: number,
+  eihl: number,
+  v6: number,
+  id: number,
+  hash: number,
+): number {
+  const t = fp.tables,
+    rec = fp.conns.rec,
+    o = id * CONN_WORDS,
+    u8 = fp.u8,
+    dv = fp.dv;
   const fwd = rec[o + CONN_FLAGS] & CF_FWD_MASK;
-  const svc = rec[o + CONN_SVC], dest = rec[o + CONN_DEST], dOff = dest * DEST_WORDS;
+  const svc = rec[o + CONN_SVC],
+    dest = rec[o + CONN_DEST],
+    dOff = dest * DEST_WORDS;
   fp.countIn(svc, dest, l3len);
   if (fwd !== FWD_MASQ && fwd !== FWD_ROUTE && fwd !== FWD_TUNNEL) return fp.drop(Stat.DropUnsupported);
   const nh = t.dest[dOff + DEST_NEXTHOP];
@@ -201,7 +332,21 @@ function inIcmp(fp: IcmpState, descs: Uint32Array, d: number, l3: number, l3len:
   if (hopsLeft(u8, l3, v6) <= 1) return fp.drop(Stat.DropTtl);
   if (fwd === FWD_MASQ) {
     const dport = rec[o + CONN_DPORT] & 0xffff;
-    if (v6) natIcmpIn6(u8, dv, l3, ic, icLen, e, true, t.dest[dOff + DEST_ADDR], t.dest[dOff + DEST_ADDR + 1], t.dest[dOff + DEST_ADDR + 2], t.dest[dOff + DEST_ADDR + 3], dport);
+    if (v6)
+      natIcmpIn6(
+        u8,
+        dv,
+        l3,
+        ic,
+        icLen,
+        e,
+        true,
+        t.dest[dOff + DEST_ADDR],
+        t.dest[dOff + DEST_ADDR + 1],
+        t.dest[dOff + DEST_ADDR + 2],
+        t.dest[dOff + DEST_ADDR + 3],
+        dport,
+      );
     else natIcmpIn4(u8, dv, l3, ic, icLen, e, eihl, true, t.dest[dOff + DEST_ADDR], dport);
   }
   fp.decTtl(l3, v6);
@@ -218,10 +363,25 @@ function inIcmp(fp: IcmpState, descs: Uint32Array, d: number, l3: number, l3len:
 }
 
 /** ip_vs_out_icmp (NAT only): an error from the real server's side goes to the client, as from the VIP. */
-function outIcmp(fp: IcmpState, descs: Uint32Array, d: number, l3: number, l3len: number, ic: number, icLen: number,
-  e: number, eihl: number, v6: number, id: number): number {
-  const rec = fp.conns.rec, o = id * CONN_WORDS, u8 = fp.u8, dv = fp.dv;
-  const svc = rec[o + CONN_SVC], dest = rec[o + CONN_DEST];
+function outIcmp(
+  fp: IcmpState,
+  descs: Uint32Array,
+  d: number,
+  l3: number,
+  l3len: number,
+  ic: number,
+  icLen: number,
+  e: number,
+  eihl: number,
+  v6: number,
+  id: number,
+): number {
+  const rec = fp.conns.rec,
+    o = id * CONN_WORDS,
+    u8 = fp.u8,
+    dv = fp.dv;
+  const svc = rec[o + CONN_SVC],
+    dest = rec[o + CONN_DEST];
   fp.countOut(svc, dest, l3len);
   if (hopsLeft(u8, l3, v6) <= 1) return fp.drop(Stat.DropTtl);
   const port = fp.clientHop(descs, d, id);
@@ -241,19 +401,35 @@ function outIcmp(fp: IcmpState, descs: Uint32Array, d: number, l3: number, l3len
  * treats it as an ordinary embedded packet. Otherwise handles and counts the frame.
  * Returns -1 (not ours) or the out port.
  */
-function tunnelError(fp: IcmpState, descs: Uint32Array, d: number, _l3: number, l3len: number, ic: number, icLen: number,
-  e: number, eihl: number, eproto: number, v6: number): number {
-  const u8 = fp.u8, dv = fp.dv, t = fp.tables;
+function tunnelError(
+  fp: IcmpState,
+  descs: Uint32Array,
+  d: number,
+  _l3: number,
+  l3len: number,
+  ic: number,
+  icLen: number,
+  e: number,
+  eihl: number,
+  eproto: number,
+  v6: number,
+): number {
+  const u8 = fp.u8,
+    dv = fp.dv,
+    t = fp.tables;
   const end = ic + icLen;
   let x = e + eihl;
-  let type: number, innerV6: number, tunPort = 0;
+  let type: number,
+    innerV6: number,
+    tunPort = 0;
   if (eproto === PROTO_IPIP || eproto === PROTO_IPV6) {
     type = TUN_IPIP;
     innerV6 = eproto === PROTO_IPV6 ? 1 : 0;
   } else if (eproto === PROTO_GRE) {
     // only what ipvs_gre_encap sends: version 0, no flag but C (ipvs_gre_decap's rule)
     if (x + 4 > end) return -1;
-    const gf = dv.getUint16(x + GRE_FLAGS), gp = dv.getUint16(x + GRE_PROTO);
+    const gf = dv.getUint16(x + GRE_FLAGS),
+      gp = dv.getUint16(x + GRE_PROTO);
     if ((gf & ~GRE_FLAG_CSUM & 0xffff) !== 0) return -1;
     if (gp === GRE_PROTO_IPV4) innerV6 = 0;
     else if (gp === GRE_PROTO_IPV6) innerV6 = 1;
@@ -264,7 +440,8 @@ function tunnelError(fp: IcmpState, descs: Uint32Array, d: number, _l3: number, 
     // UDP: GUE version 0, a data message (C 0) carrying IPv4 or IPv6 (ipvs_udp_decap's rule)
     if (x + UDP_HLEN + GUE_HLEN > end) return -1;
     tunPort = dv.getUint16(x + UDP_DST_PORT);
-    const g0 = u8[x + UDP_HLEN + GUE_VER_HLEN], ctype = u8[x + UDP_HLEN + GUE_PROTO_CTYPE];
+    const g0 = u8[x + UDP_HLEN + GUE_VER_HLEN],
+      ctype = u8[x + UDP_HLEN + GUE_PROTO_CTYPE];
     if ((g0 & 0xe0) !== 0) return -1;
     if (ctype === PROTO_IPIP) innerV6 = 0;
     else if (ctype === PROTO_IPV6) innerV6 = 1;
@@ -286,10 +463,23 @@ function tunnelError(fp: IcmpState, descs: Uint32Array, d: number, _l3: number, 
     ip = u8[x + IPV4_PROTO];
   }
   if (!isL4(ip)) return -1;
-  let c0: number, c1 = 0, c2 = 0, c3 = 0, v0: number, v1 = 0, v2 = 0, v3 = 0;
+  let c0: number,
+    c1 = 0,
+    c2 = 0,
+    c3 = 0,
+    v0: number,
+    v1 = 0,
+    v2 = 0,
+    v3 = 0;
   if (innerV6) {
-    c0 = dv.getInt32(x + IPV6_SRC); c1 = dv.getInt32(x + IPV6_SRC + 4); c2 = dv.getInt32(x + IPV6_SRC + 8); c3 = dv.getInt32(x + IPV6_SRC + 12);
-    v0 = dv.getInt32(x + IPV6_DST); v1 = dv.getInt32(x + IPV6_DST + 4); v2 = dv.getInt32(x + IPV6_DST + 8); v3 = dv.getInt32(x + IPV6_DST + 12);
+    c0 = dv.getInt32(x + IPV6_SRC);
+    c1 = dv.getInt32(x + IPV6_SRC + 4);
+    c2 = dv.getInt32(x + IPV6_SRC + 8);
+    c3 = dv.getInt32(x + IPV6_SRC + 12);
+    v0 = dv.getInt32(x + IPV6_DST);
+    v1 = dv.getInt32(x + IPV6_DST + 4);
+    v2 = dv.getInt32(x + IPV6_DST + 8);
+    v3 = dv.getInt32(x + IPV6_DST + 12);
   } else {
     c0 = dv.getInt32(x + IPV4_SRC);
     v0 = dv.getInt32(x + IPV4_DST);
@@ -299,14 +489,21 @@ function tunnelError(fp: IcmpState, descs: Uint32Array, d: number, _l3: number, 
   const hash = hashTuple(conns.seedConn, c0, c1, c2, c3, v0, v1, v2, v3, ports, ip);
   const r = conns.lookup(hash, innerV6 ? CF_V6 : 0, c0, c1, c2, c3, v0, v1, v2, v3, ports, ip);
   if (r < 0 || hitDir(r) !== DIR_IN) return -1;
-  const rec = conns.rec, o = hitId(r) * CONN_WORDS;
+  const rec = conns.rec,
+    o = hitId(r) * CONN_WORDS;
   if ((rec[o + CONN_FLAGS] & CF_FWD_MASK) !== FWD_TUNNEL) return -1;
-  const dest = rec[o + CONN_DEST], dOff = dest * DEST_WORDS;
+  const dest = rec[o + CONN_DEST],
+    dOff = dest * DEST_WORDS;
   // the tunnel packet must be the one this connection's real server gets
   if (((t.dest[dOff + DEST_FLAGS] & DESTF_V6) !== 0 ? 1 : 0) !== v6) return -1;
   if (v6) {
-    if (dv.getInt32(e + IPV6_DST) !== t.dest[dOff + DEST_ADDR] || dv.getInt32(e + IPV6_DST + 4) !== t.dest[dOff + DEST_ADDR + 1] ||
-      dv.getInt32(e + IPV6_DST + 8) !== t.dest[dOff + DEST_ADDR + 2] || dv.getInt32(e + IPV6_DST + 12) !== t.dest[dOff + DEST_ADDR + 3]) return -1;
+    if (
+      dv.getInt32(e + IPV6_DST) !== t.dest[dOff + DEST_ADDR] ||
+      dv.getInt32(e + IPV6_DST + 4) !== t.dest[dOff + DEST_ADDR + 1] ||
+      dv.getInt32(e + IPV6_DST + 8) !== t.dest[dOff + DEST_ADDR + 2] ||
+      dv.getInt32(e + IPV6_DST + 12) !== t.dest[dOff + DEST_ADDR + 3]
+    )
+      return -1;
   } else if (dv.getInt32(e + IPV4_DST) !== t.dest[dOff + DEST_ADDR]) {
     return -1;
   }
@@ -316,9 +513,13 @@ function tunnelError(fp: IcmpState, descs: Uint32Array, d: number, _l3: number, 
   const svc = rec[o + CONN_SVC];
   fp.countOut(svc, dest, l3len);
 
-  const icType = u8[ic + ICMP_TYPE], icCode = u8[ic + ICMP_CODE];
+  const icType = u8[ic + ICMP_TYPE],
+    icCode = u8[ic + ICMP_CODE];
   let rest = dv.getInt32(ic + ICMP_REST);
-  let t4 = icType, c4 = icCode, t6 = icType, c6 = icCode;
+  let t4 = icType,
+    c4 = icCode,
+    t6 = icType,
+    c6 = icCode;
   const tooBig = v6 ? icType === ICMPV6_PKT_TOOBIG : icType === ICMP_DEST_UNREACH && icCode === ICMP_CODE_FRAG_NEEDED;
   if (tooBig) {
     const key = pmtuKey(t.dest, dOff);
@@ -332,14 +533,18 @@ function tunnelError(fp: IcmpState, descs: Uint32Array, d: number, _l3: number, 
     if (mtu > IPV4_MIN_MTU + encapLen) mtu -= encapLen;
     if (innerV6 && mtu < IPV6_MIN_MTU) mtu = IPV6_MIN_MTU;
     rest = mtu;
-    t4 = ICMP_DEST_UNREACH; c4 = ICMP_CODE_FRAG_NEEDED;
-    t6 = ICMPV6_PKT_TOOBIG; c6 = 0;
+    t4 = ICMP_DEST_UNREACH;
+    c4 = ICMP_CODE_FRAG_NEEDED;
+    t6 = ICMPV6_PKT_TOOBIG;
+    c6 = 0;
   } else if (innerV6 !== v6) {
     // the client's family differs from the tunnel's: translate what has an equivalent
     const exceeded = v6 ? icType === ICMPV6_TIME_EXCEEDED : icType === ICMP_TIME_EXCEEDED;
     rest = 0;
-    t4 = exceeded ? ICMP_TIME_EXCEEDED : ICMP_DEST_UNREACH; c4 = exceeded ? icCode & 1 : ICMP_CODE_HOST_UNREACH;
-    t6 = exceeded ? ICMPV6_TIME_EXCEEDED : ICMPV6_DEST_UNREACH; c6 = exceeded ? icCode & 1 : ICMPV6_CODE_ADDR_UNREACH;
+    t4 = exceeded ? ICMP_TIME_EXCEEDED : ICMP_DEST_UNREACH;
+    c4 = exceeded ? icCode & 1 : ICMP_CODE_HOST_UNREACH;
+    t6 = exceeded ? ICMPV6_TIME_EXCEEDED : ICMPV6_DEST_UNREACH;
+    c6 = exceeded ? icCode & 1 : ICMPV6_CODE_ADDR_UNREACH;
   }
   // icmp_send about the client's packet: from the VIP (its destination), routed to the client
   const hop = nextHopFor(t, fp.nh, innerV6 ? 6 : 4, c0, c1, c2, c3);

@@ -51,10 +51,7 @@ export interface TablesMessage {
 
 export type ToWorker = InitMessage | TablesMessage;
 
-export type FromWorker =
-  | { type: "ready"; zeroCopy: boolean[] }
-  | { type: "error"; message: string }
-  | { type: "stopped" };
+export type FromWorker = { type: "ready"; zeroCopy: boolean[] } | { type: "error"; message: string } | { type: "stopped" };
 
 /** Return the table clock (10 ms ticks since `epochMs`), shared by workers and listings. */
 export function ticksSince(epochMs: number, nowMs = Date.now()): number {

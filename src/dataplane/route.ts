@@ -4,8 +4,20 @@
  */
 import { setDstMac, setSrcMac } from "../wire/eth.ts";
 import {
-  FIB_NEXTHOP, FIB_PORT, fibLookup, neighLookup, NH_FLAGS, NH_MAC_HI, NH_MAC_LO, NH_PORT, NH_WORDS, NHF_VALID, PORT_MAC_HI,
-  PORT_MAC_LO, PORT_WORDS, pushResolve,
+  FIB_NEXTHOP,
+  FIB_PORT,
+  fibLookup,
+  neighLookup,
+  NH_FLAGS,
+  NH_MAC_HI,
+  NH_MAC_LO,
+  NH_PORT,
+  NH_WORDS,
+  NHF_VALID,
+  PORT_MAC_HI,
+  PORT_MAC_LO,
+  PORT_WORDS,
+  pushResolve,
 } from "../nexthop/table.ts";
 import type { Tables } from "../service/tables.ts";
 

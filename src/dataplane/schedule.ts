@@ -25,21 +25,66 @@
  *   established ones.
  */
 import {
-  CF_DEST_V6, CF_FWD_MASK, CF_INACTIVE, CF_NOOUTPUT, CF_OUT_ENTRY, CF_TEMPLATE, CF_USED, CONN_CADDR, CONN_CONTROL,
-  CONN_CPORT_VPORT, CONN_DADDR, CONN_DEST, CONN_DPORT, CONN_EXPIRES, CONN_FLAGS, CONN_PROTO_STATE, CONN_SVC, CONN_TIMEOUT,
-  CONN_VADDR, CONN_WORDS, TICKS_PER_SEC, type ConnTable,
+  CF_DEST_V6,
+  CF_FWD_MASK,
+  CF_INACTIVE,
+  CF_NOOUTPUT,
+  CF_OUT_ENTRY,
+  CF_TEMPLATE,
+  CF_USED,
+  CONN_CADDR,
+  CONN_CONTROL,
+  CONN_CPORT_VPORT,
+  CONN_DADDR,
+  CONN_DEST,
+  CONN_DPORT,
+  CONN_EXPIRES,
+  CONN_FLAGS,
+  CONN_PROTO_STATE,
+  CONN_SVC,
+  CONN_TIMEOUT,
+  CONN_VADDR,
+  CONN_WORDS,
+  TICKS_PER_SEC,
+  type ConnTable,
 } from "../conn/table.ts";
 import { bindDest, unbindDest } from "../conn/accounting.ts";
 import { NEW_CONN_TIMEOUT_SEC, S_NONE } from "../conn/state.ts";
 import { SCHEDULER_BY_ID } from "../sched/registry.ts";
 import {
-  DEST_ADDR, DEST_FLAGS, DEST_FWD, DEST_PORT, DEST_WEIGHT, DEST_WORDS, DESTF_AVAILABLE, DESTF_V6, FWD_MASQ,
-  SET_EXPIRE_QUIESCENT_TEMPLATE, SET_SLOPPY_TCP, SVC_FLAGS, SVC_FWMARK, SVC_NETMASK, SVC_PORT, SVC_PTIMEOUT, SVC_SCHED,
-  SVC_WORDS, SVCF_FWMARK, SVCF_ONEPACKET, SVCF_PERSISTENT, type Tables,
+  DEST_ADDR,
+  DEST_FLAGS,
+  DEST_FWD,
+  DEST_PORT,
+  DEST_WEIGHT,
+  DEST_WORDS,
+  DESTF_AVAILABLE,
+  DESTF_V6,
+  FWD_MASQ,
+  SET_EXPIRE_QUIESCENT_TEMPLATE,
+  SET_SLOPPY_TCP,
+  SVC_FLAGS,
+  SVC_FWMARK,
+  SVC_NETMASK,
+  SVC_PORT,
+  SVC_PTIMEOUT,
+  SVC_SCHED,
+  SVC_WORDS,
+  SVCF_FWMARK,
+  SVCF_ONEPACKET,
+  SVCF_PERSISTENT,
+  type Tables,
 } from "../service/tables.ts";
 import { DEST_TRAFFIC_BASE, TS_CONNS, TS_WORDS } from "../stats/counters.ts";
 import {
-  ICMP_CODE_PORT_UNREACH, ICMP_DEST_UNREACH, ICMPV6_CODE_PORT_UNREACH, ICMPV6_DEST_UNREACH, PROTO_TCP, PROTO_UDP, TCP_RST, TCP_SYN,
+  ICMP_CODE_PORT_UNREACH,
+  ICMP_DEST_UNREACH,
+  ICMPV6_CODE_PORT_UNREACH,
+  ICMPV6_DEST_UNREACH,
+  PROTO_TCP,
+  PROTO_UDP,
+  TCP_RST,
+  TCP_SYN,
 } from "../wire/fields.ts";
 import { FLOW_DST, FLOW_PORTS, FLOW_SRC, flowDport } from "../wire/flow.ts";
 import * as abi from "../ffi/abi.ts";
@@ -48,8 +93,23 @@ import { Stat } from "./verdict.ts";
 import { SYN_REFUSED } from "./synflood.ts";
 
 /** What of the fast path scheduling uses (contract.ts). */
-export type ScheduleState = Pick<FastPathState, "tables" | "flows" | "conns" | "counters" | "sched" | "synGuard" | "now" |
-  "drop" | "sendIcmp" | "sendReset" | "setReplyHop" | "transmitIn" | "forward" | "release">;
+export type ScheduleState = Pick<
+  FastPathState,
+  | "tables"
+  | "flows"
+  | "conns"
+  | "counters"
+  | "sched"
+  | "synGuard"
+  | "now"
+  | "drop"
+  | "sendIcmp"
+  | "sendReset"
+  | "setReplyHop"
+  | "transmitIn"
+  | "forward"
+  | "release"
+>;
 
 const D_ADDR = abi.XVS_DESC_ADDR;
 const D_IN = abi.XVS_DESC_IN_PORT;
@@ -81,11 +141,12 @@ function destConnFlags(t: Tables, dest: number, v6: number): number {
  * (it stays until its timer, counted in PersistConn, but no lookup finds it) and say so.
  */
 function checkTemplate(t: Tables, conns: ConnTable, ct: number): boolean {
-  const rec = conns.rec, o = ct * CONN_WORDS;
+  const rec = conns.rec,
+    o = ct * CONN_WORDS;
   const d = rec[o + CONN_DEST];
   const dOff = d * DEST_WORDS;
-  if ((t.dest[dOff + DEST_FLAGS] & DESTF_AVAILABLE) !== 0 &&
-    !(t.settings[SET_EXPIRE_QUIESCENT_TEMPLATE] !== 0 && t.dest[dOff + DEST_WEIGHT] === 0)) return true;
+  if ((t.dest[dOff + DEST_FLAGS] & DESTF_AVAILABLE) !== 0 && !(t.settings[SET_EXPIRE_QUIESCENT_TEMPLATE] !== 0 && t.dest[dOff + DEST_WEIGHT] === 0))
+    return true;
   if ((rec[o + CONN_CPORT_VPORT] & 0xffff) !== INVALID_PORT) {
     conns.rekeyPorts(ct, INVALID_PORT);
     rec[o + CONN_DPORT] = INVALID_PORT;
@@ -99,14 +160,23 @@ function checkTemplate(t: Tables, conns: ConnTable, ct: number): boolean {
  * available (the client gets ICMP), or -2 when the template could not be stored (table full: drop).
  */
 function persistSchedule(fp: ScheduleState, svc: number, row: number, proto: number, v6: number, dport: number): number {
-  const t = fp.tables, f = fp.flows, conns = fp.conns, rec = conns.rec;
+  const t = fp.tables,
+    f = fp.flows,
+    conns = fp.conns,
+    rec = conns.rec;
   const so = svc * SVC_WORDS;
   const svcPort = t.svc[so + SVC_PORT];
   // snet: the client address under the persistence mask
-  const n0 = f[row + FLOW_SRC] & t.svc[so + SVC_NETMASK], n1 = f[row + FLOW_SRC + 1] & t.svc[so + SVC_NETMASK + 1];
-  const n2 = f[row + FLOW_SRC + 2] & t.svc[so + SVC_NETMASK + 2], n3 = f[row + FLOW_SRC + 3] & t.svc[so + SVC_NETMASK + 3];
-  let tproto = proto, vport = 0;
-  let v0 = f[row + FLOW_DST], v1 = f[row + FLOW_DST + 1], v2 = f[row + FLOW_DST + 2], v3 = f[row + FLOW_DST + 3];
+  const n0 = f[row + FLOW_SRC] & t.svc[so + SVC_NETMASK],
+    n1 = f[row + FLOW_SRC + 1] & t.svc[so + SVC_NETMASK + 1];
+  const n2 = f[row + FLOW_SRC + 2] & t.svc[so + SVC_NETMASK + 2],
+    n3 = f[row + FLOW_SRC + 3] & t.svc[so + SVC_NETMASK + 3];
+  let tproto = proto,
+    vport = 0;
+  let v0 = f[row + FLOW_DST],
+    v1 = f[row + FLOW_DST + 1],
+    v2 = f[row + FLOW_DST + 2],
+    v3 = f[row + FLOW_DST + 3];
   if (dport === svcPort) {
     // <proto, snet, 0, vaddr, vport> (FTP: vport 0)
     if (svcPort !== FTP_PORT) vport = dport;
@@ -123,7 +193,8 @@ function persistSchedule(fp: ScheduleState, svc: number, row: number, proto: num
     if (dest < 0) return -1;
     ct = conns.alloc();
     if (ct < 0) return -2;
-    const o = ct * CONN_WORDS, dOff = dest * DEST_WORDS;
+    const o = ct * CONN_WORDS,
+      dOff = dest * DEST_WORDS;
     const flags = destConnFlags(t, dest, v6) | CF_TEMPLATE;
     rec[o + CONN_FLAGS] = flags;
     rec[o + CONN_PROTO_STATE] = (tproto << 8) | S_NONE;
@@ -171,8 +242,19 @@ function leave(fp: ScheduleState, descs: Uint32Array, d: number, row: number, pk
  * create and count the connection, then forward the packet. With no real server available the
  * client gets ICMP port unreachable (ip_vs_leave), for TCP as for UDP. Returns the out port.
  */
-export function newConnection(fp: ScheduleState, descs: Uint32Array, d: number, row: number, pkt: number, svc: number, proto: number, v6: number, tcpFlags: number): number {
-  const t = fp.tables, f = fp.flows;
+export function newConnection(
+  fp: ScheduleState,
+  descs: Uint32Array,
+  d: number,
+  row: number,
+  pkt: number,
+  svc: number,
+  proto: number,
+  v6: number,
+  tcpFlags: number,
+): number {
+  const t = fp.tables,
+    f = fp.flows;
   if (!mayCreate(t, proto, tcpFlags)) {
     // the kernel passes it to the director's stack, which owns the VIP and answers with a RST
     // (none for a RST): xvs answers the same
@@ -185,7 +267,9 @@ export function newConnection(fp: ScheduleState, descs: Uint32Array, d: number, 
   const svcFlags = t.svc[so + SVC_FLAGS];
   const pktDport = flowDport(f, row);
   const svcPort = t.svc[so + SVC_PORT];
-  let dest: number, tpl = -1, dport: number;
+  let dest: number,
+    tpl = -1,
+    dport: number;
   if ((svcFlags & SVCF_PERSISTENT) !== 0) {
     tpl = persistSchedule(fp, svc, row, proto, v6, pktDport);
     if (tpl === -2) return fp.drop(Stat.DropTableFull);
@@ -205,7 +289,8 @@ export function newConnection(fp: ScheduleState, descs: Uint32Array, d: number, 
     const destPort = t.dest[dest * DEST_WORDS + DEST_PORT];
     dport = destPort !== 0 ? destPort : pktDport;
   }
-  const conns = fp.conns, rec = conns.rec;
+  const conns = fp.conns,
+    rec = conns.rec;
   const fwd = t.dest[dest * DEST_WORDS + DEST_FWD];
   const flags = destConnFlags(t, dest, v6);
   if ((svcFlags & SVCF_ONEPACKET) !== 0 && proto === PROTO_UDP) {

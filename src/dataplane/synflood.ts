@@ -141,7 +141,8 @@ export class SynGuard {
     let evicted = 0;
     for (let k = 0; k < SCAN_BUDGET && this.count > 0 && evicted < EVICT_PER_SYN; k++) {
       const at = this.head * 2;
-      const id = this.ring[at], o = id * CONN_WORDS;
+      const id = this.ring[at],
+        o = id * CONN_WORDS;
       this.head = (this.head + 1) % this.cap;
       this.count--;
       // still the same connection (ids are reused: the ports tell, nearly always) and still half-open?

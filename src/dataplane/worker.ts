@@ -21,7 +21,17 @@ import { XskPort } from "../ffi/xsk.ts";
 import * as abi from "../ffi/abi.ts";
 import { Counters, WL_BUSY_NS, WL_LOOP_NS } from "../stats/counters.ts";
 import { FastPath } from "./fastpath.ts";
-import { CTL_APPLIED_GEN, CTL_EPOCH_F64, CTL_HEARTBEAT, CTL_POSTED_GEN, CTL_STOP, ticksSince, type FromWorker, type InitMessage, type ToWorker } from "./protocol.ts";
+import {
+  CTL_APPLIED_GEN,
+  CTL_EPOCH_F64,
+  CTL_HEARTBEAT,
+  CTL_POSTED_GEN,
+  CTL_STOP,
+  ticksSince,
+  type FromWorker,
+  type InitMessage,
+  type ToWorker,
+} from "./protocol.ts";
 import { NextHopView } from "./route.ts";
 import type { Tables } from "../service/tables.ts";
 import { log } from "../log.ts";
@@ -75,8 +85,12 @@ function pollCounter(p: XskPort): Uint32Array {
 }
 
 async function loop(epochMs: number, idleMs: number): Promise<void> {
-  const p = port!, f = fp!, descs = p.descs;
-  const clock = Bun.nanoseconds, polls = pollCounter(p), times = counters.loop;
+  const p = port!,
+    f = fp!,
+    descs = p.descs;
+  const clock = Bun.nanoseconds,
+    polls = pollCounter(p),
+    times = counters.loop;
   const loopStart = clock();
   let busyNs = 0;
   let nDone = 0;
@@ -121,15 +135,28 @@ async function loop(epochMs: number, idleMs: number): Promise<void> {
  */
 const PROFILE_SLICE_NS = 250e6;
 /** Local accumulators: burst call, fast path, expire, frames, bursts, non-empty bursts. */
-const P_BURST = 0, P_FAST = 1, P_EXPIRE = 2, P_FRAMES = 3, P_BURSTS = 4, P_BUSY = 5, P_WORDS = 6;
+const P_BURST = 0,
+  P_FAST = 1,
+  P_EXPIRE = 2,
+  P_FRAMES = 3,
+  P_BURSTS = 4,
+  P_BUSY = 5,
+  P_WORDS = 6;
 const SHIM_PHASES = [abi.XVS_PROF_TX_NS, abi.XVS_PROF_KICK_NS, abi.XVS_PROF_RECLAIM_NS, abi.XVS_PROF_RX_NS, abi.XVS_PROF_IDLE_NS];
 
 function profileRecord(totalNs: number, acc: Float64Array, shim: number[]): Record<string, unknown> {
   const shimNs = shim.reduce((a, b) => a + b, 0);
   return {
-    totalNs, bursts: acc[P_BURSTS], busyBursts: acc[P_BUSY], frames: acc[P_FRAMES],
+    totalNs,
+    bursts: acc[P_BURSTS],
+    busyBursts: acc[P_BUSY],
+    frames: acc[P_FRAMES],
     ns: {
-      shimTx: shim[0], shimKick: shim[1], shimReclaimFill: shim[2], shimRx: shim[3], shimIdlePoll: shim[4],
+      shimTx: shim[0],
+      shimKick: shim[1],
+      shimReclaimFill: shim[2],
+      shimRx: shim[3],
+      shimIdlePoll: shim[4],
       ffiAndClock: Math.max(0, acc[P_BURST] - shimNs),
       fastPath: acc[P_FAST],
       expire: acc[P_EXPIRE],
@@ -139,14 +166,17 @@ function profileRecord(totalNs: number, acc: Float64Array, shim: number[]): Reco
 }
 
 async function loopProfiled(epochMs: number, idleMs: number, queue: number): Promise<void> {
-  const p = port!, f = fp!, descs = p.descs;
+  const p = port!,
+    f = fp!,
+    descs = p.descs;
   const shim = p.profile(true);
   const clock = Bun.nanoseconds;
   const acc = new Float64Array(P_WORDS);
   const sliceAcc = new Float64Array(P_WORDS);
   let sliceShim = SHIM_PHASES.map((i) => Number(shim[i]));
   const slices: Record<string, unknown>[] = [];
-  const polls = pollCounter(p), times = counters.loop;
+  const polls = pollCounter(p),
+    times = counters.loop;
   let busyNs = 0;
   let nDone = 0;
   const start = clock();
@@ -165,7 +195,7 @@ async function loopProfiled(epochMs: number, idleMs: number, queue: number): Pro
       nDone = n > 0 ? n : 0;
       f.expire();
       const t3 = clock();
-      if (n > 0) busyNs += (polls[0] === slept ? t3 - t0 : t3 - t1);
+      if (n > 0) busyNs += polls[0] === slept ? t3 - t0 : t3 - t1;
       sliceAcc[P_BURST] += t1 - t0;
       sliceAcc[P_FAST] += t2 - t1;
       sliceAcc[P_EXPIRE] += t3 - t2;
@@ -183,7 +213,14 @@ async function loopProfiled(epochMs: number, idleMs: number, queue: number): Pro
     const now = clock();
     if (now - sliceStart >= PROFILE_SLICE_NS) {
       const sh = SHIM_PHASES.map((i) => Number(shim[i]));
-      slices.push({ endMs: Date.now(), ...profileRecord(now - sliceStart, sliceAcc, sh.map((v, i) => v - sliceShim[i])) });
+      slices.push({
+        endMs: Date.now(),
+        ...profileRecord(
+          now - sliceStart,
+          sliceAcc,
+          sh.map((v, i) => v - sliceShim[i]),
+        ),
+      });
       for (let i = 0; i < P_WORDS; i++) {
         acc[i] += sliceAcc[i];
         sliceAcc[i] = 0;

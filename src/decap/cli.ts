@@ -26,9 +26,7 @@ export const DECAP_HELP = `usage:
 `;
 
 /** Names of the counters (XVS_DECAP_* order). */
-export const DECAP_STAT_NAMES = [
-  "ipip", "gue", "gre", "pass", "bad_gue", "bad_gre", "fragment", "malformed", "not_local", "ecn_drop",
-] as const;
+export const DECAP_STAT_NAMES = ["ipip", "gue", "gre", "pass", "bad_gue", "bad_gre", "fragment", "malformed", "not_local", "ecn_drop"] as const;
 
 export interface DecapArgs {
   cmd: "attach" | "detach" | "stats";
@@ -49,11 +47,13 @@ export function parseDecapArgs(argv: string[]): DecapArgs {
     if (a === "--gue-port" && cmd === "attach") {
       const v = rest[++i];
       const n = Number(v);
-      if (!/^\d+$/.test(v ?? "") || n < 1 || n > 65535) throw new LbError(ErrorCode.Invalid, `decap attach: --gue-port wants a port 1..65535, got '${v ?? ""}'`);
+      if (!/^\d+$/.test(v ?? "") || n < 1 || n > 65535)
+        throw new LbError(ErrorCode.Invalid, `decap attach: --gue-port wants a port 1..65535, got '${v ?? ""}'`);
       if (!ports.includes(n)) ports.push(n);
     } else if (a === "--mode" && cmd === "attach") {
       const v = rest[++i];
-      if (v !== "auto" && v !== "native" && v !== "generic") throw new LbError(ErrorCode.Invalid, `decap attach: --mode is auto, native or generic, got '${v ?? ""}'`);
+      if (v !== "auto" && v !== "native" && v !== "generic")
+        throw new LbError(ErrorCode.Invalid, `decap attach: --mode is auto, native or generic, got '${v ?? ""}'`);
       mode = v;
     } else {
       throw new LbError(ErrorCode.Invalid, `decap ${cmd}: unexpected argument '${a}'\n${DECAP_HELP}`);

@@ -17,9 +17,7 @@ export type SteerMap = "xsks" | "if_slots" | "vips" | "vip_addrs" | "nat_reals" 
 function check(rc: number, what: string): number {
   if (rc < 0) {
     const text = lastError();
-    const code = rc === -16 /* EBUSY */ || rc === -17 /* EEXIST */ ? ErrorCode.Busy
-      : rc === -1 || rc === -13 ? ErrorCode.Permission
-      : ErrorCode.System;
+    const code = rc === -16 /* EBUSY */ || rc === -17 /* EEXIST */ ? ErrorCode.Busy : rc === -1 || rc === -13 ? ErrorCode.Permission : ErrorCode.System;
     throw new LbError(code, `${what}: ${text || `errno ${-rc}`}`);
   }
   return rc;
@@ -132,8 +130,10 @@ export class SteerProgram {
     if (!h) {
       const text = lastError();
       const perm = /Operation not permitted|Permission denied/.test(text);
-      throw new LbError(perm ? ErrorCode.Permission : ErrorCode.Environment,
-        perm ? `cannot load the XDP program: ${text}. Run xvs as root (CAP_BPF, CAP_NET_ADMIN)` : `cannot load the XDP program: ${text}`);
+      throw new LbError(
+        perm ? ErrorCode.Permission : ErrorCode.Environment,
+        perm ? `cannot load the XDP program: ${text}. Run xvs as root (CAP_BPF, CAP_NET_ADMIN)` : `cannot load the XDP program: ${text}`,
+      );
     }
     return new SteerProgram(h as unknown as number);
   }
@@ -154,11 +154,19 @@ export class SteerProgram {
       // replaced; a running xvs's or another tool's is not
       const stale = staleSteering(ifindex, ifname);
       if (stale === null) {
-        throw new LbError(ErrorCode.Busy,
-          `${ifname} already has an XDP program (another xvs, or another tool): stop it, or remove it with 'ip link set dev ${ifname} xdp off'`);
+        throw new LbError(
+          ErrorCode.Busy,
+          `${ifname} already has an XDP program (another xvs, or another tool): stop it, or remove it with 'ip link set dev ${ifname} xdp off'`,
+        );
       }
       rc = lib().xvs_xdp__attach(ifindex, this.progFd, abi.XVS_XDP_FLAGS_DRV_MODE);
-      if (rc >= 0) log("warn", "replaced the steering program a killed xvs left attached", { iface: ifname, staleProgId: stale.progId, stalePid: stale.pid, sameBuild: stale.tag === progTag(this.progFd) });
+      if (rc >= 0)
+        log("warn", "replaced the steering program a killed xvs left attached", {
+          iface: ifname,
+          staleProgId: stale.progId,
+          stalePid: stale.pid,
+          sameBuild: stale.tag === progTag(this.progFd),
+        });
     }
     check(rc, `attach XDP to ${ifname}`);
     recordAttach(ifindex, lib().xvs_xdp__query(ifindex, abi.XVS_XDP_FLAGS_DRV_MODE), progTag(this.progFd));
@@ -239,7 +247,11 @@ export function progTestRun(progFd: number, frame: Uint8Array, ifindex = 0, rxQu
 export const DECAP_PROG_NAME = "xvs_decap";
 
 /** struct bpf_prog_info / bpf_map_info offsets (linux/bpf.h) of the fields read here. */
-const PROG_INFO_NR_MAP_IDS = 52, PROG_INFO_MAP_IDS = 56, PROG_INFO_NAME = 64, MAP_INFO_NAME = 24, INFO_SIZE = 256;
+const PROG_INFO_NR_MAP_IDS = 52,
+  PROG_INFO_MAP_IDS = 56,
+  PROG_INFO_NAME = 64,
+  MAP_INFO_NAME = 24,
+  INFO_SIZE = 256;
 
 function infoName(b: Uint8Array, off: number): string {
   let end = off;
@@ -271,8 +283,10 @@ export const DecapProgram = {
     if (!h) {
       const text = lastError();
       const perm = /Operation not permitted|Permission denied/.test(text);
-      throw new LbError(perm ? ErrorCode.Permission : ErrorCode.Environment,
-        perm ? `cannot load the decap program: ${text}. Run xvs as root (CAP_BPF, CAP_NET_ADMIN)` : `cannot load the decap program: ${text}`);
+      throw new LbError(
+        perm ? ErrorCode.Permission : ErrorCode.Environment,
+        perm ? `cannot load the decap program: ${text}. Run xvs as root (CAP_BPF, CAP_NET_ADMIN)` : `cannot load the decap program: ${text}`,
+      );
     }
     try {
       const progFd = check(lib().xvs_bpf__fd(h, cstr(DECAP_PROG_NAME)), "decap program");
@@ -288,8 +302,10 @@ export const DecapProgram = {
       for (const m of tries) {
         rc = lib().xvs_xdp__attach(ifindex, progFd, abi.XVS_XDP_FLAGS_UPDATE_IF_NOEXIST | modeFlags(m));
         if (rc === -16 || rc === -17) {
-          throw new LbError(ErrorCode.Busy,
-            `${ifname} already has an XDP program: 'xvs decap detach ${ifname}' if it is the decap helper, else 'ip link set dev ${ifname} xdp off'`);
+          throw new LbError(
+            ErrorCode.Busy,
+            `${ifname} already has an XDP program: 'xvs decap detach ${ifname}' if it is the decap helper, else 'ip link set dev ${ifname} xdp off'`,
+          );
         }
         if (rc >= 0) {
           const id = lib().xvs_xdp__query(ifindex, modeFlags(m));

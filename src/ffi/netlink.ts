@@ -127,26 +127,41 @@ export function dumpRoutes(family: 4 | 6): RouteInfo[] {
 /** Return the neighbour table of a family. */
 export function dumpNeighs(family: 4 | 6): NeighInfo[] {
   const fam = family === 6 ? abi.XVS_FAMILY_V6 : abi.XVS_FAMILY_V4;
-  return dump("neighbours", abi.XVS_NEIGH_SIZE, (b, cap) => lib().xvs_nl__dump_neighs(fam, ptr(b), cap), (b, off) => {
-    const f = b[off + abi.XVS_NEIGH_FAMILY_OFF] === abi.XVS_FAMILY_V6 ? 6 : 4;
-    const dv = new DataView(b.buffer, b.byteOffset + off, abi.XVS_NEIGH_SIZE);
-    return {
-      family: f,
-      addr: addrBytes(f, b, off + abi.XVS_NEIGH_ADDR_OFF),
-      ifindex: dv.getUint32(abi.XVS_NEIGH_IFINDEX_OFF, true),
-      state: dv.getUint16(abi.XVS_NEIGH_STATE_OFF, true),
-      mac: b[off + abi.XVS_NEIGH_HAS_MAC_OFF] ? b.slice(off + abi.XVS_NEIGH_MAC_OFF, off + abi.XVS_NEIGH_MAC_OFF + 6) : null,
-    } satisfies NeighInfo;
-  });
+  return dump(
+    "neighbours",
+    abi.XVS_NEIGH_SIZE,
+    (b, cap) => lib().xvs_nl__dump_neighs(fam, ptr(b), cap),
+    (b, off) => {
+      const f = b[off + abi.XVS_NEIGH_FAMILY_OFF] === abi.XVS_FAMILY_V6 ? 6 : 4;
+      const dv = new DataView(b.buffer, b.byteOffset + off, abi.XVS_NEIGH_SIZE);
+      return {
+        family: f,
+        addr: addrBytes(f, b, off + abi.XVS_NEIGH_ADDR_OFF),
+        ifindex: dv.getUint32(abi.XVS_NEIGH_IFINDEX_OFF, true),
+        state: dv.getUint16(abi.XVS_NEIGH_STATE_OFF, true),
+        mac: b[off + abi.XVS_NEIGH_HAS_MAC_OFF] ? b.slice(off + abi.XVS_NEIGH_MAC_OFF, off + abi.XVS_NEIGH_MAC_OFF + 6) : null,
+      } satisfies NeighInfo;
+    },
+  );
 }
 
 /** Return every address configured in this network namespace. */
 export function dumpAddrs(): IfAddrInfo[] {
-  return dump("addresses", abi.XVS_IFADDR_SIZE, (b, cap) => lib().xvs_nl__dump_addrs(ptr(b), cap), (b, off) => {
-    const f = b[off + abi.XVS_IFADDR_FAMILY_OFF] === abi.XVS_FAMILY_V6 ? 6 : 4;
-    const dv = new DataView(b.buffer, b.byteOffset + off, abi.XVS_IFADDR_SIZE);
-    return { family: f, addr: addrBytes(f, b, off + abi.XVS_IFADDR_ADDR_OFF), prefix: b[off + abi.XVS_IFADDR_PREFIX_OFF], ifindex: dv.getUint32(abi.XVS_IFADDR_IFINDEX_OFF, true) } satisfies IfAddrInfo;
-  });
+  return dump(
+    "addresses",
+    abi.XVS_IFADDR_SIZE,
+    (b, cap) => lib().xvs_nl__dump_addrs(ptr(b), cap),
+    (b, off) => {
+      const f = b[off + abi.XVS_IFADDR_FAMILY_OFF] === abi.XVS_FAMILY_V6 ? 6 : 4;
+      const dv = new DataView(b.buffer, b.byteOffset + off, abi.XVS_IFADDR_SIZE);
+      return {
+        family: f,
+        addr: addrBytes(f, b, off + abi.XVS_IFADDR_ADDR_OFF),
+        prefix: b[off + abi.XVS_IFADDR_PREFIX_OFF],
+        ifindex: dv.getUint32(abi.XVS_IFADDR_IFINDEX_OFF, true),
+      } satisfies IfAddrInfo;
+    },
+  );
 }
 
 /** Ask the kernel to resolve a neighbour (ARP/ND) without sending anything ourselves. */

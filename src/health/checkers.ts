@@ -11,7 +11,16 @@ import dgram from "node:dgram";
 import net from "node:net";
 import tls from "node:tls";
 import { isIPv6 } from "node:net";
-import { DEFAULT_STATUS_CODES, type CheckerT, type DnsCheckT, type HttpCheckT, type MiscCheckT, type SslCheckT, type StatusCodeT, type UdpCheckT } from "../config/health.ts";
+import {
+  DEFAULT_STATUS_CODES,
+  type CheckerT,
+  type DnsCheckT,
+  type HttpCheckT,
+  type MiscCheckT,
+  type SslCheckT,
+  type StatusCodeT,
+  type UdpCheckT,
+} from "../config/health.ts";
 import { encodeDnsQuery, parseDnsReplyHeader } from "./dns.ts";
 
 /** Most body bytes read for a digest (keepalived reads the whole body; a bound keeps a huge one a failure). */
@@ -40,11 +49,22 @@ export function runCheck(c: CheckerT, t: Target, timeoutMs: number): Promise<Che
   const target = { address: c.connect_ip ?? t.address, port: c.connect_port ?? t.port };
   let p: Promise<CheckResult>;
   switch (c.kind) {
-    case "tcp": p = tcpCheck(c, target, timeoutMs); break;
-    case "http": case "ssl": p = httpCheck(c, target, timeoutMs); break;
-    case "udp": p = udpCheck(c, target, timeoutMs); break;
-    case "dns": p = dnsCheck(c, target, timeoutMs); break;
-    case "misc": p = miscCheck(c, timeoutMs); break;
+    case "tcp":
+      p = tcpCheck(c, target, timeoutMs);
+      break;
+    case "http":
+    case "ssl":
+      p = httpCheck(c, target, timeoutMs);
+      break;
+    case "udp":
+      p = udpCheck(c, target, timeoutMs);
+      break;
+    case "dns":
+      p = dnsCheck(c, target, timeoutMs);
+      break;
+    case "misc":
+      p = miscCheck(c, timeoutMs);
+      break;
   }
   return p.catch((e: unknown) => fail(`checker error: ${e instanceof Error ? e.message : String(e)}`));
 }
@@ -258,18 +278,23 @@ function udpCheck(c: UdpCheckT, t: Target, timeoutMs: number): Promise<CheckResu
       resolve(r);
     };
     const timer = setTimeout(() => done(needReply ? fail(`udp: no reply within ${timeoutMs} ms`) : ok("no ICMP error")), timeoutMs);
-    sock = udpSocket(c, t, (s) => {
-      s.on("message", (m: Buffer) => {
-        if (c.min_reply_length !== undefined && m.length < c.min_reply_length) return done(fail(`udp: reply of ${m.length} bytes is too short`));
-        if (c.max_reply_length !== undefined && m.length > c.max_reply_length) return done(fail(`udp: reply of ${m.length} bytes is too long`));
-        const want = typeof c.require_reply === "string" ? hexBytes(c.require_reply) : Buffer.alloc(0);
-        if (!m.subarray(0, want.length).equals(want)) return done(fail("udp: reply does not match require_reply"));
-        done(ok(`udp: reply of ${m.length} bytes`));
-      });
-      s.send(hexBytes(c.payload), (e) => {
-        if (e) done(fail(`udp: send: ${errText(e)}`));
-      });
-    }, (e) => done(fail(`udp: ${errText(e)}`)));
+    sock = udpSocket(
+      c,
+      t,
+      (s) => {
+        s.on("message", (m: Buffer) => {
+          if (c.min_reply_length !== undefined && m.length < c.min_reply_length) return done(fail(`udp: reply of ${m.length} bytes is too short`));
+          if (c.max_reply_length !== undefined && m.length > c.max_reply_length) return done(fail(`udp: reply of ${m.length} bytes is too long`));
+          const want = typeof c.require_reply === "string" ? hexBytes(c.require_reply) : Buffer.alloc(0);
+          if (!m.subarray(0, want.length).equals(want)) return done(fail("udp: reply does not match require_reply"));
+          done(ok(`udp: reply of ${m.length} bytes`));
+        });
+        s.send(hexBytes(c.payload), (e) => {
+          if (e) done(fail(`udp: send: ${errText(e)}`));
+        });
+      },
+      (e) => done(fail(`udp: ${errText(e)}`)),
+    );
   });
 }
 
@@ -292,23 +317,30 @@ function dnsCheck(c: DnsCheckT, t: Target, timeoutMs: number): Promise<CheckResu
       resolve(r);
     };
     const timer = setTimeout(() => done(fail(`dns: no reply within ${timeoutMs} ms`)), timeoutMs);
-    sock = udpSocket(c, t, (s) => {
-      s.on("message", (m: Buffer) => {
-        const h = parseDnsReplyHeader(m);
-        if (!h || h.id !== id || !h.isReply) return; // not ours: keep waiting for the answer
-        done(ok(`dns: reply rcode ${h.rcode}`));
-      });
-      s.send(query, (e) => {
-        if (e) done(fail(`dns: send: ${errText(e)}`));
-      });
-    }, (e) => done(fail(`dns: ${errText(e)}`)));
+    sock = udpSocket(
+      c,
+      t,
+      (s) => {
+        s.on("message", (m: Buffer) => {
+          const h = parseDnsReplyHeader(m);
+          if (!h || h.id !== id || !h.isReply) return; // not ours: keep waiting for the answer
+          done(ok(`dns: reply rcode ${h.rcode}`));
+        });
+        s.send(query, (e) => {
+          if (e) done(fail(`dns: send: ${errText(e)}`));
+        });
+      },
+      (e) => done(fail(`dns: ${errText(e)}`)),
+    );
   });
 }
 
 /** Split a misc_path into words as a shell would (quotes and backslashes), without running a shell. */
 export function splitCommand(line: string): string[] {
   const words: string[] = [];
-  let cur = "", inWord = false, quote: string | null = null;
+  let cur = "",
+    inWord = false,
+    quote: string | null = null;
   for (let i = 0; i < line.length; i++) {
     const ch = line[i];
     if (quote) {

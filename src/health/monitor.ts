@@ -125,7 +125,10 @@ export class HealthMonitor {
   private applyAgain = false;
   private stopped = false;
 
-  constructor(private readonly table: TableMutator, deps: Partial<HealthDeps> = {}) {
+  constructor(
+    private readonly table: TableMutator,
+    deps: Partial<HealthDeps> = {},
+  ) {
     this.deps = { ...realDeps, ...deps };
   }
 
@@ -221,7 +224,10 @@ export class HealthMonitor {
       const q = quorumAfter(st.quorumUp, live, h.quorum, h.hysteresis);
       if (q !== st.quorumUp) {
         log(q ? "info" : "warn", q ? "quorum regained" : "quorum lost", {
-          service: serviceName(s), liveWeight: live, quorum: h.quorum, hysteresis: h.hysteresis,
+          service: serviceName(s),
+          liveWeight: live,
+          quorum: h.quorum,
+          hysteresis: h.hysteresis,
           ...(h.sorry_server ? { sorryServer: q ? "removed" : "added" } : {}),
         });
         st.quorumUp = q;
@@ -266,7 +272,14 @@ export class HealthMonitor {
     const present = findDest(s, want.address, want.port);
     if (on) {
       if (!present) {
-        next.addDest(s.spec, { address: want.address, port: want.port, forward: ss.forward ?? defaultForward, weight: 1, upperThreshold: 0, lowerThreshold: 0 });
+        next.addDest(s.spec, {
+          address: want.address,
+          port: want.port,
+          forward: ss.forward ?? defaultForward,
+          weight: 1,
+          upperThreshold: 0,
+          lowerThreshold: 0,
+        });
       } else if (present.spec.weight === 0) {
         next.editDest(s.spec, { ...structuredClone(present.spec), weight: 1 });
       }
@@ -312,7 +325,7 @@ export class HealthMonitor {
     const s = m.findService(key);
     if (!s) return false;
     const e = this.entries.get(entryKey(s.key, canonical(address), port ?? s.port));
-    if (!e || !e.parked || findDest(s, e.address, e.port)) return false;
+    if (!e?.parked || findDest(s, e.address, e.port)) return false;
     this.drop(e);
     log("info", "real server deleted while its checks held it out", { service: e.service, server: `${e.address}:${e.port}` });
     return true;
@@ -327,9 +340,12 @@ export class HealthMonitor {
   }
 
   /** Health of a service: quorum and the real servers the monitor removed (with their configured spec). */
-  serviceHealth(s: Service): { quorum: "up" | "down"; sorry_server_active: boolean; removed: { address: string; port: number; weight: number; health: DestHealthView }[] } | undefined {
+  serviceHealth(
+    s: Service,
+  ): { quorum: "up" | "down"; sorry_server_active: boolean; removed: { address: string; port: number; weight: number; health: DestHealthView }[] } | undefined {
     const st = this.services.get(s.key);
-    const removed = [...this.entries.values()].filter((e) => e.svcKey === s.key && e.parked)
+    const removed = [...this.entries.values()]
+      .filter((e) => e.svcKey === s.key && e.parked)
       .map((e) => ({ address: e.address, port: e.port, weight: e.spec.weight, health: this.view(e) }));
     if (!s.spec.health && removed.length === 0) return undefined;
     return { quorum: st?.quorumUp === false ? "down" : "up", sorry_server_active: !!st?.sorry && st.quorumUp === false, removed };
@@ -342,7 +358,12 @@ export class HealthMonitor {
   }
 
   private view(e: Entry): DestHealthView {
-    return { state: e.up ? "up" : "down", last_result: e.lastResult, last_change: e.lastChange === null ? null : new Date(e.lastChange).toISOString(), reason: e.reason };
+    return {
+      state: e.up ? "up" : "down",
+      last_result: e.lastResult,
+      last_change: e.lastChange === null ? null : new Date(e.lastChange).toISOString(),
+      reason: e.reason,
+    };
   }
 
   // ---- checkers ----
@@ -350,10 +371,27 @@ export class HealthMonitor {
   private create(s: Service, key: string, address: string, spec: DestSpecT & { port: number }, checkers: CheckerT[], h: ServiceHealthT | undefined): Entry {
     const alpha = h?.alpha === true;
     const e: Entry = {
-      key, svcKey: s.key, svcId: s.id, service: serviceName(s), address, port: spec.port, spec: structuredClone(spec),
-      checkers: [], states: [], timers: [], health: h, up: !alpha, weight: spec.weight,
-      lastChange: null, reason: alpha ? "alpha: down until a check passes" : "not checked yet", lastResult: null,
-      parked: false, appliedWeight: spec.weight, gen: 0, checksOk: 0, checksFailed: 0,
+      key,
+      svcKey: s.key,
+      svcId: s.id,
+      service: serviceName(s),
+      address,
+      port: spec.port,
+      spec: structuredClone(spec),
+      checkers: [],
+      states: [],
+      timers: [],
+      health: h,
+      up: !alpha,
+      weight: spec.weight,
+      lastChange: null,
+      reason: alpha ? "alpha: down until a check passes" : "not checked yet",
+      lastResult: null,
+      parked: false,
+      appliedWeight: spec.weight,
+      gen: 0,
+      checksOk: 0,
+      checksFailed: 0,
     };
     this.entries.set(key, e);
     this.restart(e, checkers);
@@ -400,7 +438,8 @@ export class HealthMonitor {
 
   private release(): void {
     const next = this.waiting.shift();
-    if (next) next(); // the slot passes to the next waiter
+    if (next)
+      next(); // the slot passes to the next waiter
     else this.inFlight--;
   }
 
@@ -456,14 +495,17 @@ export class HealthMonitor {
       return;
     }
     this.applying = true;
-    this.table.mutate(() => undefined).catch((err: unknown) => {
-      log("error", "health: applying a state change failed; retried with the next change", { error: err instanceof Error ? err.message : String(err) });
-    }).finally(() => {
-      this.applying = false;
-      if (this.applyAgain && !this.stopped) {
-        this.applyAgain = false;
-        this.requestApply();
-      }
-    });
+    this.table
+      .mutate(() => undefined)
+      .catch((err: unknown) => {
+        log("error", "health: applying a state change failed; retried with the next change", { error: err instanceof Error ? err.message : String(err) });
+      })
+      .finally(() => {
+        this.applying = false;
+        if (this.applyAgain && !this.stopped) {
+          this.applyAgain = false;
+          this.requestApply();
+        }
+      });
   }
 }

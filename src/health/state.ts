@@ -26,7 +26,13 @@ export function initialChecker(up: boolean): CheckerState {
  * Apply one result. Returns the delay until the next attempt, seconds (a retry or the next
  * loop), and whether the checker changed state (up <-> down) or weight.
  */
-export function applyResult(s: CheckerState, r: CheckResult, retry: number, delayBeforeRetrySec: number, delayLoopSec: number): { nextSec: number; changed: boolean } {
+export function applyResult(
+  s: CheckerState,
+  r: CheckResult,
+  retry: number,
+  delayBeforeRetrySec: number,
+  delayLoopSec: number,
+): { nextSec: number; changed: boolean } {
   s.last = r;
   if (r.ok) {
     const changed = !s.up || s.weight !== r.weight;

@@ -7,8 +7,27 @@
 import { macWords } from "../wire/eth.ts";
 import { dumpAddrs, dumpNeighs, dumpRoutes, resolveNeigh, routeGet, RTN_UNICAST, type IfAddrInfo } from "../ffi/netlink.ts";
 import {
-  buildNeighIndex, FIB_ADDR, FIB_FAMILY, FIB_MTU, FIB_NEXTHOP, FIB_PORT, FIB_PREFIX_LEN, FIB_WORDS, maskWord, MAX_NEXTHOPS,
-  NH_FLAGS, NH_MAC_HI, NH_MAC_LO, NH_PORT, NH_WORDS, NHF_VALID, PORT_IFINDEX, PORT_MAC_HI, PORT_MAC_LO, PORT_MTU, PORT_WORDS,
+  buildNeighIndex,
+  FIB_ADDR,
+  FIB_FAMILY,
+  FIB_MTU,
+  FIB_NEXTHOP,
+  FIB_PORT,
+  FIB_PREFIX_LEN,
+  FIB_WORDS,
+  maskWord,
+  MAX_NEXTHOPS,
+  NH_FLAGS,
+  NH_MAC_HI,
+  NH_MAC_LO,
+  NH_PORT,
+  NH_WORDS,
+  NHF_VALID,
+  PORT_IFINDEX,
+  PORT_MAC_HI,
+  PORT_MAC_LO,
+  PORT_MTU,
+  PORT_WORDS,
 } from "./table.ts";
 
 /** An interface owned by the daemon; its index in the list is its port number. */
@@ -43,7 +62,7 @@ const NUD_USABLE = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80;
 
 function words(b: Uint8Array): [number, number, number, number] {
   const w: [number, number, number, number] = [0, 0, 0, 0];
-  for (let i = 0; i < b.length; i += 4) w[i >> 2] = ((b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3]) | 0;
+  for (let i = 0; i < b.length; i += 4) w[i >> 2] = (b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3] | 0;
   return w;
 }
 

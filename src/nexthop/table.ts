@@ -63,8 +63,13 @@ export function fibLookup(fib: Int32Array, rows: number, family: number, a0: num
     if (fib[o + FIB_FAMILY] !== family) continue;
     const len = fib[o + FIB_PREFIX_LEN];
     if ((a0 & maskWord(len, 0)) !== fib[o + FIB_ADDR]) continue;
-    if (family === 6 && ((a1 & maskWord(len, 1)) !== fib[o + FIB_ADDR + 1] ||
-      (a2 & maskWord(len, 2)) !== fib[o + FIB_ADDR + 2] || (a3 & maskWord(len, 3)) !== fib[o + FIB_ADDR + 3])) continue;
+    if (
+      family === 6 &&
+      ((a1 & maskWord(len, 1)) !== fib[o + FIB_ADDR + 1] ||
+        (a2 & maskWord(len, 2)) !== fib[o + FIB_ADDR + 2] ||
+        (a3 & maskWord(len, 3)) !== fib[o + FIB_ADDR + 3])
+    )
+      continue;
     return o;
   }
   return -1;
@@ -96,8 +101,14 @@ export function neighLookup(neigh: Int32Array, port: number, a0: number, a1: num
     const o = i * NEIGH_WORDS;
     const nh = neigh[o + NEIGH_NH];
     if (nh === 0) return -1;
-    if (neigh[o + NEIGH_PORT] === port && neigh[o + NEIGH_ADDR] === a0 && neigh[o + NEIGH_ADDR + 1] === a1 &&
-      neigh[o + NEIGH_ADDR + 2] === a2 && neigh[o + NEIGH_ADDR + 3] === a3) return nh - 1;
+    if (
+      neigh[o + NEIGH_PORT] === port &&
+      neigh[o + NEIGH_ADDR] === a0 &&
+      neigh[o + NEIGH_ADDR + 1] === a1 &&
+      neigh[o + NEIGH_ADDR + 2] === a2 &&
+      neigh[o + NEIGH_ADDR + 3] === a3
+    )
+      return nh - 1;
     i = (i + 1) & (slots - 1);
   }
 }
@@ -123,7 +134,9 @@ export function buildNeighIndex(entries: { port: number; words: readonly number[
 export const RING_ENTRY_WORDS = 6;
 /** Entries in the ring (power of two). */
 export const RING_ENTRIES = 256;
-const RING_HEAD = 0, RING_TAIL = 1, RING_HDR = 2;
+const RING_HEAD = 0,
+  RING_TAIL = 1,
+  RING_HDR = 2;
 
 /** Allocate the shared buffer of a resolve ring. */
 export function newResolveRing(): SharedArrayBuffer {
@@ -132,10 +145,16 @@ export function newResolveRing(): SharedArrayBuffer {
 
 /** Worker side: ask for an address to be resolved; drops the request when the ring is full. */
 export function pushResolve(ring: Int32Array, port: number, family: number, a0: number, a1: number, a2: number, a3: number): boolean {
-  const head = Atomics.load(ring, RING_HEAD), tail = Atomics.load(ring, RING_TAIL);
+  const head = Atomics.load(ring, RING_HEAD),
+    tail = Atomics.load(ring, RING_TAIL);
   if (((head - tail) | 0) >= RING_ENTRIES) return false;
   const o = RING_HDR + (head & (RING_ENTRIES - 1)) * RING_ENTRY_WORDS;
-  ring[o] = port; ring[o + 1] = family; ring[o + 2] = a0; ring[o + 3] = a1; ring[o + 4] = a2; ring[o + 5] = a3;
+  ring[o] = port;
+  ring[o + 1] = family;
+  ring[o + 2] = a0;
+  ring[o + 3] = a1;
+  ring[o + 4] = a2;
+  ring[o + 5] = a3;
   Atomics.store(ring, RING_HEAD, (head + 1) | 0);
   return true;
 }

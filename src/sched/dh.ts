@@ -28,9 +28,10 @@ export const dh: Scheduler = {
   update() {},
   schedule(v, svc, flow, row) {
     const t = v.t;
-    const addr = (t.svc[svc * SVC_WORDS + SVC_FLAGS] & SVCF_V6) !== 0
-      ? flow[row + FLOW_DST] ^ flow[row + FLOW_DST + 1] ^ flow[row + FLOW_DST + 2] ^ flow[row + FLOW_DST + 3]
-      : flow[row + FLOW_DST];
+    const addr =
+      (t.svc[svc * SVC_WORDS + SVC_FLAGS] & SVCF_V6) !== 0
+        ? flow[row + FLOW_DST] ^ flow[row + FLOW_DST + 1] ^ flow[row + FLOW_DST + 2] ^ flow[row + FLOW_DST + 3]
+        : flow[row + FLOW_DST];
     const d = t.buckets[tableOff(t, svc) + dhHashkey(addr)];
     if (d < 0 || weightOf(t, d) <= 0 || v.overload[d] !== 0) return -1;
     return d;

@@ -9,7 +9,8 @@ const s = new Int32Array(8);
 
 /** v[a] += v[b] (64-bit, lanes a and b as indexes 0..3). */
 function add(a: number, b: number): void {
-  const al = s[a * 2 + 1], bl = s[b * 2 + 1];
+  const al = s[a * 2 + 1],
+    bl = s[b * 2 + 1];
   const lo = (al >>> 0) + (bl >>> 0);
   s[a * 2 + 1] = lo | 0;
   s[a * 2] = (s[a * 2] + s[b * 2] + (lo > 0xffffffff ? 1 : 0)) | 0;
@@ -17,7 +18,8 @@ function add(a: number, b: number): void {
 
 /** v[a] = rol64(v[a], n) for 0 < n < 64. */
 function rol(a: number, n: number): void {
-  let h = s[a * 2], l = s[a * 2 + 1];
+  let h = s[a * 2],
+    l = s[a * 2 + 1];
   if (n >= 32) {
     const x = h;
     h = l;
@@ -40,10 +42,20 @@ function xor(a: number, b: number): void {
 }
 
 function sipround(): void {
-  add(0, 1); rol(1, 13); xor(1, 0); rol(0, 32);
-  add(2, 3); rol(3, 16); xor(3, 2);
-  add(0, 3); rol(3, 21); xor(3, 0);
-  add(2, 1); rol(1, 17); xor(1, 2); rol(2, 32);
+  add(0, 1);
+  rol(1, 13);
+  xor(1, 0);
+  rol(0, 32);
+  add(2, 3);
+  rol(3, 16);
+  xor(3, 2);
+  add(0, 3);
+  rol(3, 21);
+  xor(3, 0);
+  add(2, 1);
+  rol(1, 17);
+  xor(1, 2);
+  rol(2, 32);
 }
 
 /**
@@ -52,15 +64,22 @@ function sipround(): void {
  */
 export function hsiphash1u32(value: number, k0hi: number, k0lo: number, k1hi: number, k1lo: number): number {
   // PREAMBLE(4): the "somepseudorandomlygeneratedbytes" constants xor the key
-  s[0] = 0x736f6d65 ^ k0hi; s[1] = 0x70736575 ^ k0lo;
-  s[2] = 0x646f7261 ^ k1hi; s[3] = 0x6e646f6d ^ k1lo;
-  s[4] = 0x6c796765 ^ k0hi; s[5] = 0x6e657261 ^ k0lo;
-  s[6] = 0x74656462 ^ k1hi; s[7] = 0x79746573 ^ k1lo;
+  s[0] = 0x736f6d65 ^ k0hi;
+  s[1] = 0x70736575 ^ k0lo;
+  s[2] = 0x646f7261 ^ k1hi;
+  s[3] = 0x6e646f6d ^ k1lo;
+  s[4] = 0x6c796765 ^ k0hi;
+  s[5] = 0x6e657261 ^ k0lo;
+  s[6] = 0x74656462 ^ k1hi;
+  s[7] = 0x79746573 ^ k1lo;
   // b = len << 56 | value
-  const bh = 0x04000000, bl = value | 0;
-  s[6] ^= bh; s[7] ^= bl;
+  const bh = 0x04000000,
+    bl = value | 0;
+  s[6] ^= bh;
+  s[7] ^= bl;
   sipround();
-  s[0] ^= bh; s[1] ^= bl;
+  s[0] ^= bh;
+  s[1] ^= bl;
   s[5] ^= 0xff;
   sipround();
   sipround();

@@ -16,7 +16,8 @@ import { wlc } from "./wlc.ts";
 export function localityOverloaded(v: SchedView, svc: number, d: number): boolean {
   const t = v.t;
   if (v.active[d] <= weightOf(t, d)) return false;
-  const off = listOff(t, svc), n = listLen(t, svc);
+  const off = listOff(t, svc),
+    n = listLen(t, svc);
   for (let i = 0; i < n; i++) {
     const x = t.destList[off + i];
     if (v.active[x] * 2 < weightOf(t, x)) return true;
@@ -51,7 +52,10 @@ export const lblc: Scheduler = {
     const now = v.now ?? 0;
     const tb = localityTable(v, svc, 1);
     tb.age(now, DEFAULT_EXPIRATION_TICKS);
-    const a0 = flow[row + FLOW_DST], a1 = flow[row + FLOW_DST + 1], a2 = flow[row + FLOW_DST + 2], a3 = flow[row + FLOW_DST + 3];
+    const a0 = flow[row + FLOW_DST],
+      a1 = flow[row + FLOW_DST + 1],
+      a2 = flow[row + FLOW_DST + 2],
+      a3 = flow[row + FLOW_DST + 3];
     let slot = tb.find(a0, a1, a2, a3);
     if (slot >= 0) {
       tb.lastuse[slot] = now;

@@ -13,13 +13,19 @@ import { connOverhead, productGreater, weightOf, type Scheduler, type SchedView 
 import { wlc } from "./wlc.ts";
 
 /** Payload words: set size, set lastmod (ticks), members. */
-const SIZE = 0, LASTMOD = 1, MEMBERS = 2;
+const SIZE = 0,
+  LASTMOD = 1,
+  MEMBERS = 2;
 const WIDTH = MEMBERS + SET_MAX;
 
 /** ip_vs_dest_set_min: the member with the least overhead per weight, or -1. */
 function setMin(v: SchedView, svc: number, tb: LocalityTable, slot: number): number {
-  const o = slot * WIDTH, n = tb.data[o + SIZE];
-  let i = 0, least = -1, loh = 0, lw = 0;
+  const o = slot * WIDTH,
+    n = tb.data[o + SIZE];
+  let i = 0,
+    least = -1,
+    loh = 0,
+    lw = 0;
   for (; i < n; i++) {
     const d = tb.data[o + MEMBERS + i];
     if (v.overload[d] !== 0) continue;
@@ -34,7 +40,8 @@ function setMin(v: SchedView, svc: number, tb: LocalityTable, slot: number): num
   for (i++; i < n; i++) {
     const d = tb.data[o + MEMBERS + i];
     if (v.overload[d] !== 0) continue;
-    const doh = connOverhead(v, d), w = weightOf(v.t, d);
+    const doh = connOverhead(v, d),
+      w = weightOf(v.t, d);
     if (productGreater(loh, w, doh, lw) && ownDest(v, svc, d)) {
       least = d;
       loh = doh;
@@ -46,8 +53,12 @@ function setMin(v: SchedView, svc: number, tb: LocalityTable, slot: number): num
 
 /** ip_vs_dest_set_max: the member with the most overhead per weight (weight > 0), or -1. */
 function setMax(v: SchedView, tb: LocalityTable, slot: number): number {
-  const o = slot * WIDTH, n = tb.data[o + SIZE];
-  let i = 0, most = -1, moh = 0, mw = 0;
+  const o = slot * WIDTH,
+    n = tb.data[o + SIZE];
+  let i = 0,
+    most = -1,
+    moh = 0,
+    mw = 0;
   for (; i < n; i++) {
     const d = tb.data[o + MEMBERS + i];
     if (weightOf(v.t, d) > 0) {
@@ -60,7 +71,8 @@ function setMax(v: SchedView, tb: LocalityTable, slot: number): number {
   if (most < 0) return -1;
   for (i++; i < n; i++) {
     const d = tb.data[o + MEMBERS + i];
-    const doh = connOverhead(v, d), w = weightOf(v.t, d);
+    const doh = connOverhead(v, d),
+      w = weightOf(v.t, d);
     // moh / mw < doh / w
     if (productGreater(doh, mw, moh, w) && w > 0) {
       most = d;
@@ -73,7 +85,8 @@ function setMax(v: SchedView, tb: LocalityTable, slot: number): number {
 
 /** ip_vs_dest_set_insert: add at the head unless present (a full set stays as it is). */
 function setInsert(tb: LocalityTable, slot: number, d: number, now: number): void {
-  const o = slot * WIDTH, n = tb.data[o + SIZE];
+  const o = slot * WIDTH,
+    n = tb.data[o + SIZE];
   for (let i = 0; i < n; i++) if (tb.data[o + MEMBERS + i] === d) return;
   if (n >= SET_MAX) return;
   tb.data.copyWithin(o + MEMBERS + 1, o + MEMBERS, o + MEMBERS + n);
@@ -84,7 +97,8 @@ function setInsert(tb: LocalityTable, slot: number, d: number, now: number): voi
 
 /** ip_vs_dest_set_erase. */
 function setErase(tb: LocalityTable, slot: number, d: number, now: number): void {
-  const o = slot * WIDTH, n = tb.data[o + SIZE];
+  const o = slot * WIDTH,
+    n = tb.data[o + SIZE];
   for (let i = 0; i < n; i++) {
     if (tb.data[o + MEMBERS + i] !== d) continue;
     tb.data.copyWithin(o + MEMBERS + i, o + MEMBERS + i + 1, o + MEMBERS + n);
@@ -106,7 +120,10 @@ export const lblcr: Scheduler = {
     const now = v.now ?? 0;
     const tb = localityTable(v, svc, WIDTH);
     tb.age(now, DEFAULT_EXPIRATION_TICKS);
-    const a0 = flow[row + FLOW_DST], a1 = flow[row + FLOW_DST + 1], a2 = flow[row + FLOW_DST + 2], a3 = flow[row + FLOW_DST + 3];
+    const a0 = flow[row + FLOW_DST],
+      a1 = flow[row + FLOW_DST + 1],
+      a2 = flow[row + FLOW_DST + 2],
+      a3 = flow[row + FLOW_DST + 3];
     const slot = tb.find(a0, a1, a2, a3);
     if (slot >= 0) {
       tb.lastuse[slot] = now;

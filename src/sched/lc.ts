@@ -10,8 +10,11 @@ export const lc: Scheduler = {
   init() {},
   update() {},
   schedule(v, svc) {
-    const t = v.t, off = listOff(t, svc), n = listLen(t, svc);
-    let least = -1, loh = 0;
+    const t = v.t,
+      off = listOff(t, svc),
+      n = listLen(t, svc);
+    let least = -1,
+      loh = 0;
     for (let i = 0; i < n; i++) {
       const d = t.destList[off + i];
       if (v.overload[d] !== 0 || weightOf(t, d) === 0) continue;

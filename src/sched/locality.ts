@@ -54,7 +54,10 @@ export class LocalityTable {
   counter = 1;
   rover = 0;
 
-  constructor(readonly width: number, now: number) {
+  constructor(
+    readonly width: number,
+    now: number,
+  ) {
     this.data = new Int32Array(LOCALITY_SLOTS * width);
     this.lastCheck = now;
   }
@@ -65,7 +68,8 @@ export class LocalityTable {
 
   /** Return the slot of an address, or -1. */
   find(a0: number, a1: number, a2: number, a3: number): number {
-    const k = this.key, u = this.used;
+    const k = this.key,
+      u = this.used;
     let i = this.home(a0, a1, a2, a3);
     for (let probes = 0; probes < LOCALITY_SLOTS; probes++) {
       if (u[i] === 0) return -1;
@@ -94,8 +98,12 @@ export class LocalityTable {
 
   /** Remove the entry in slot `i` (backward shift: later entries of its cluster move up). */
   remove(i: number): void {
-    const k = this.key, u = this.used, w = this.width, dt = this.data;
-    let hole = i, j = i;
+    const k = this.key,
+      u = this.used,
+      w = this.width,
+      dt = this.data;
+    let hole = i,
+      j = i;
     for (;;) {
       j = (j + 1) & MASK;
       if (u[j] === 0) break;

@@ -18,7 +18,8 @@ export const MH_TAB_SIZE = 4093;
 /** IP_VS_MH_TAB_BITS = CONFIG_IP_VS_MH_TAB_INDEX / 2: weights are scaled to fit this many bits. */
 const MH_TAB_BITS = 6;
 /** generate_hash_secret: hash1 = {2654435761, 2654435761}, hash2 = {2654446892, 2654446892} (u64 words). */
-const K1 = 2654435761 | 0, K2 = 2654446892 | 0;
+const K1 = 2654435761 | 0,
+  K2 = 2654446892 | 0;
 
 /** ip_vs_mh_hashkey with hash1: slot of a folded (host-order) address, a host-order port and an offset. */
 export function mhHashkey(addrFold: number, port: number, offset: number): number {
@@ -38,7 +39,8 @@ function fls(x: number): number {
 export function mhPopulate(svc: TableInput, out: Int32Array, off: number): void {
   const ds = svc.dests;
   out.fill(-1, off, off + MH_TAB_SIZE);
-  let g = 0, maxw = 0;
+  let g = 0,
+    maxw = 0;
   for (const d of ds) {
     const w = d.lastWeight;
     if (w > 0) g = g > 0 ? gcd(w, g) : w;
@@ -47,7 +49,9 @@ export function mhPopulate(svc: TableInput, out: Int32Array, off: number): void 
   if (g < 1) return; // no dest ever had a weight: an empty table, every lookup fails
   const shift = Math.max(0, fls(Math.floor(maxw / g)) - MH_TAB_BITS);
   const n = ds.length;
-  const perm = new Int32Array(n), skip = new Int32Array(n), turns = new Int32Array(n);
+  const perm = new Int32Array(n),
+    skip = new Int32Array(n),
+    turns = new Int32Array(n);
   for (let i = 0; i < n; i++) {
     const d = ds[i];
     const v = (d.port + fold(d.addr.words, svc.family === 6)) | 0;

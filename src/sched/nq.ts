@@ -10,8 +10,12 @@ export const nq: Scheduler = {
   init() {},
   update() {},
   schedule(v, svc) {
-    const t = v.t, off = listOff(t, svc), n = listLen(t, svc);
-    let least = -1, loh = 0, lw = 0;
+    const t = v.t,
+      off = listOff(t, svc),
+      n = listLen(t, svc);
+    let least = -1,
+      loh = 0,
+      lw = 0;
     for (let i = 0; i < n; i++) {
       const d = t.destList[off + i];
       const w = weightOf(t, d);

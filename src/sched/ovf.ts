@@ -10,8 +10,11 @@ export const ovf: Scheduler = {
   init() {},
   update() {},
   schedule(v, svc) {
-    const t = v.t, off = listOff(t, svc), n = listLen(t, svc);
-    let best = -1, hw = 0;
+    const t = v.t,
+      off = listOff(t, svc),
+      n = listLen(t, svc);
+    let best = -1,
+      hw = 0;
     for (let i = 0; i < n; i++) {
       const d = t.destList[off + i];
       const w = weightOf(t, d);

@@ -7,13 +7,14 @@
  * does, so the walk continues with the dest that followed it.
  */
 import { DEST_WEIGHT, DEST_WORDS, SVC_DEST_N, SVC_DEST_OFF, SVC_WORDS, type Tables } from "../service/tables.ts";
-import {SCHED_STATE_WORDS, type Scheduler} from "./scheduler.ts";
+import { SCHED_STATE_WORDS, type Scheduler } from "./scheduler.ts";
 
 /** state[0]: dest id + 1 of the position, 0 = list head. */
 const POS = 0;
 
 function indexOf(t: Tables, svc: number, destId: number): number {
-  const off = t.svc[svc * SVC_WORDS + SVC_DEST_OFF], n = t.svc[svc * SVC_WORDS + SVC_DEST_N];
+  const off = t.svc[svc * SVC_WORDS + SVC_DEST_OFF],
+    n = t.svc[svc * SVC_WORDS + SVC_DEST_N];
   for (let i = 0; i < n; i++) if (t.destList[off + i] === destId) return i;
   return -1;
 }
@@ -41,7 +42,8 @@ export const rr: Scheduler = {
   },
   schedule(v, svc) {
     const t = v.t;
-    const off = t.svc[svc * SVC_WORDS + SVC_DEST_OFF], n = t.svc[svc * SVC_WORDS + SVC_DEST_N];
+    const off = t.svc[svc * SVC_WORDS + SVC_DEST_OFF],
+      n = t.svc[svc * SVC_WORDS + SVC_DEST_N];
     if (n === 0) return -1;
     const s = svc * SCHED_STATE_WORDS + POS;
     const pos = v.state[s] - 1;

@@ -15,7 +15,17 @@
  * every tie goes to the more recently added dest.
  */
 import {
-  DEST_FLAGS, DEST_WEIGHT, DEST_WORDS, DESTF_AVAILABLE, SVC_DEST_N, SVC_DEST_OFF, SVC_TABLE_OFF, SVC_WORDS, type Tables, SVCF_SCHED2, SVCF_V6,
+  DEST_FLAGS,
+  DEST_WEIGHT,
+  DEST_WORDS,
+  DESTF_AVAILABLE,
+  SVC_DEST_N,
+  SVC_DEST_OFF,
+  SVC_TABLE_OFF,
+  SVC_WORDS,
+  type Tables,
+  SVCF_SCHED2,
+  SVCF_V6,
 } from "../service/tables.ts";
 import { FLOW_PORTS, FLOW_SRC } from "../wire/flow.ts";
 
@@ -131,12 +141,17 @@ export function gcd(a: number, b: number): number {
  * case; above it each product is split at 2^17 into two exact parts and compared part by part.
  */
 export function productGreater(x1: number, y1: number, x2: number, y2: number): boolean {
-  const a = x1 * y1, b = x2 * y2;
+  const a = x1 * y1,
+    b = x2 * y2;
   if (a < 9007199254740992 && b < 9007199254740992) return a > b;
-  const h1 = Math.floor(x1 / 131072) * y1, l1 = (x1 % 131072) * y1;
-  const h2 = Math.floor(x2 / 131072) * y2, l2 = (x2 % 131072) * y2;
-  const H1 = h1 + Math.floor(l1 / 131072), L1 = l1 % 131072;
-  const H2 = h2 + Math.floor(l2 / 131072), L2 = l2 % 131072;
+  const h1 = Math.floor(x1 / 131072) * y1,
+    l1 = (x1 % 131072) * y1;
+  const h2 = Math.floor(x2 / 131072) * y2,
+    l2 = (x2 % 131072) * y2;
+  const H1 = h1 + Math.floor(l1 / 131072),
+    L1 = l1 % 131072;
+  const H2 = h2 + Math.floor(l2 / 131072),
+    L2 = l2 % 131072;
   return H1 > H2 || (H1 === H2 && L1 > L2);
 }
 
@@ -145,9 +160,7 @@ export function productGreater(x1: number, y1: number, x2: number, y2: number): 
  * folded by XOR of its four words.
  */
 export function sourceFold(flags: number, flow: Int32Array, row: number): number {
-  return (flags & SVCF_V6) !== 0
-    ? flow[row + FLOW_SRC] ^ flow[row + FLOW_SRC + 1] ^ flow[row + FLOW_SRC + 2] ^ flow[row + FLOW_SRC + 3]
-    : flow[row + FLOW_SRC];
+  return (flags & SVCF_V6) !== 0 ? flow[row + FLOW_SRC] ^ flow[row + FLOW_SRC + 1] ^ flow[row + FLOW_SRC + 2] ^ flow[row + FLOW_SRC + 3] : flow[row + FLOW_SRC];
 }
 
 /** The client's source port when the service hashes ports too (sh-port / mh-port), else 0. */

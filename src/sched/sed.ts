@@ -10,8 +10,13 @@ export const sed: Scheduler = {
   init() {},
   update() {},
   schedule(v, svc) {
-    const t = v.t, off = listOff(t, svc), n = listLen(t, svc);
-    let i = 0, least = -1, loh = 0, lw = 0;
+    const t = v.t,
+      off = listOff(t, svc),
+      n = listLen(t, svc);
+    let i = 0,
+      least = -1,
+      loh = 0,
+      lw = 0;
     for (; i < n; i++) {
       const d = t.destList[off + i];
       const w = weightOf(t, d);

@@ -37,7 +37,8 @@ export const sh: Scheduler = {
       out.fill(-1, off, off + SH_TAB_SIZE);
       return;
     }
-    let p = 0, count = 0;
+    let p = 0,
+      count = 0;
     for (let i = 0; i < SH_TAB_SIZE; i++) {
       const d = ds[p];
       out[off + i] = d.id;

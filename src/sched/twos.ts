@@ -12,8 +12,11 @@ export const twos: Scheduler = {
   init() {},
   update() {},
   schedule(v, svc) {
-    const t = v.t, off = listOff(t, svc), n = listLen(t, svc);
-    let total = 0, any = -1;
+    const t = v.t,
+      off = listOff(t, svc),
+      n = listLen(t, svc);
+    let total = 0,
+      any = -1;
     for (let i = 0; i < n; i++) {
       const d = t.destList[off + i];
       const w = weightOf(t, d);
@@ -25,8 +28,14 @@ export const twos: Scheduler = {
     if (any < 0) return -1;
     // "+ 1" so that both ends of [0, total] can be drawn, as the kernel does
     total = (total + 1) >>> 0;
-    let r1 = v.random() % total, r2 = v.random() % total;
-    let c1 = any, c2 = -1, w1 = -1, w2 = -1, oh1 = 0, oh2 = 0;
+    let r1 = v.random() % total,
+      r2 = v.random() % total;
+    let c1 = any,
+      c2 = -1,
+      w1 = -1,
+      w2 = -1,
+      oh1 = 0,
+      oh2 = 0;
     for (let i = 0; i < n; i++) {
       const d = t.destList[off + i];
       if (v.overload[d] !== 0) continue;

@@ -15,7 +15,10 @@ import { DEST_CHANGE_WORDS, SVC_EPOCH, SVC_WORDS } from "../service/tables.ts";
 import { listLen, listOff, SCHED_STATE_WORDS, tableOff, weightOf, type Scheduler, type SchedView, type TableInput } from "./scheduler.ts";
 
 /** State words: current list index + 1 (0 = head), cw, mw, di. */
-const CL = 0, CW = 1, MW = 2, DI = 3;
+const CL = 0,
+  CW = 1,
+  MW = 2,
+  DI = 3;
 
 /** Apply one log entry: init_svc (bind) or dest_changed. */
 function apply(st: Int32Array, s: number, g: number, max: number, bind: boolean): void {
@@ -31,7 +34,9 @@ function apply(st: Int32Array, s: number, g: number, max: number, bind: boolean)
 
 /** Replay the service's log entries newer than `afterEpoch` (all of them when it is -1). */
 function replay(v: SchedView, svc: number, afterEpoch: number): void {
-  const b = v.t.buckets, off = tableOff(v.t, svc), s = svc * SCHED_STATE_WORDS;
+  const b = v.t.buckets,
+    off = tableOff(v.t, svc),
+    s = svc * SCHED_STATE_WORDS;
   const n = b[off];
   for (let i = 0; i < n; i++) {
     const e = off + 1 + i * DEST_CHANGE_WORDS;
@@ -56,15 +61,18 @@ export const wrr: Scheduler = {
     replay(v, svc, prev.svc[svc * SVC_WORDS + SVC_EPOCH]);
   },
   schedule(v, svc) {
-    const t = v.t, st = v.state;
+    const t = v.t,
+      st = v.state;
     const s = svc * SCHED_STATE_WORDS;
-    const off = listOff(t, svc), n = listLen(t, svc);
+    const off = listOff(t, svc),
+      n = listLen(t, svc);
     if (st[s + MW] === 0) return -1;
     // positions: 0 = the list head, i + 1 = list index i; `last` is where this call started
     const last = st[s + CL];
     let pos = last;
     let stop = -1;
-    let lastPass = false, restarted = false;
+    let lastPass = false,
+      restarted = false;
     for (;;) {
       // list_for_each_entry_continue: the entries after `pos` up to the end of the list
       for (let i = pos; i < n; i++) {

@@ -163,16 +163,24 @@ export function findService(t: Tables, proto: number, a0: number, a1: number, a2
 }
 
 function lookupExact(t: Tables, proto: number, a0: number, a1: number, a2: number, a3: number, port: number): number {
-  const idx = t.svcIndex, svc = t.svc;
+  const idx = t.svcIndex,
+    svc = t.svc;
   const mask = idx.length - 1;
   let i = hashService(proto, a0, a1, a2, a3, port) & mask;
   for (;;) {
     const e = idx[i];
     if (e === 0) return -1;
     const o = (e - 1) * SVC_WORDS;
-    if (svc[o + SVC_PORT] === port && svc[o + SVC_PROTO] === proto && svc[o + SVC_ADDR] === a0 &&
-      svc[o + SVC_ADDR + 1] === a1 && svc[o + SVC_ADDR + 2] === a2 && svc[o + SVC_ADDR + 3] === a3 &&
-      (svc[o + SVC_FLAGS] & SVCF_FWMARK) === 0) return e - 1;
+    if (
+      svc[o + SVC_PORT] === port &&
+      svc[o + SVC_PROTO] === proto &&
+      svc[o + SVC_ADDR] === a0 &&
+      svc[o + SVC_ADDR + 1] === a1 &&
+      svc[o + SVC_ADDR + 2] === a2 &&
+      svc[o + SVC_ADDR + 3] === a3 &&
+      (svc[o + SVC_FLAGS] & SVCF_FWMARK) === 0
+    )
+      return e - 1;
     i = (i + 1) & mask;
   }
 }

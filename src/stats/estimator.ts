@@ -91,7 +91,10 @@ export class RateEstimator {
 export class EstimatorSchedule {
   private due: number;
 
-  constructor(startMs: number, private readonly periodMs = ESTIMATOR_PERIOD_MS) {
+  constructor(
+    startMs: number,
+    private readonly periodMs = ESTIMATOR_PERIOD_MS,
+  ) {
     this.due = startMs + periodMs;
   }
 

@@ -9,13 +9,57 @@ import * as ipv4 from "../wire/ipv4.ts";
 import * as ipv6 from "../wire/ipv6.ts";
 import { SyncDrop, type SyncRxCounters, endsMessage } from "./drops.ts";
 import {
-  CONN_F_SEQ_MASK, CONN_F_TEMPLATE, IPVS_OPT_F_PARAM, IPVS_OPT_PE_DATA, IPVS_OPT_PE_NAME, IPVS_OPT_SEQ_DATA,
-  MSG0_NR_CONNS, MSG_NR_CONNS, MSG_RESERVED, MSG_SIZE, MSG_SPARE, MSG_SYNCID, MSG_V0_HLEN, MSG_V1_HLEN, MSG_VERSION,
-  PE_NAME_MAXLEN, REC0_CADDR, REC0_CPORT, REC0_DADDR, REC0_DPORT, REC0_FLAGS, REC0_FULL_LEN, REC0_LEN,
-  REC0_PROTOCOL, REC0_RESERVED, REC0_STATE, REC0_VADDR, REC0_VPORT, REC_CADDR, REC_CPORT, REC_DPORT, REC_FLAGS,
-  REC_FWMARK, REC_PROTOCOL, REC_STATE, REC_TIMEOUT, REC_TYPE, REC_V4_LEN, REC_V6_LEN, REC_VER_SIZE, REC_VPORT,
-  SEQ_OPT_DATA_LEN, STYPE_F_INET6, SVER_MASK, SVER_SHIFT, SYNC_PROTO_VER, type SeqAdjust, type SyncConn,
-  type SyncOption, TEMPLATE_STATE_COUNT, protocolStateCount,
+  CONN_F_SEQ_MASK,
+  CONN_F_TEMPLATE,
+  IPVS_OPT_F_PARAM,
+  IPVS_OPT_PE_DATA,
+  IPVS_OPT_PE_NAME,
+  IPVS_OPT_SEQ_DATA,
+  MSG0_NR_CONNS,
+  MSG_NR_CONNS,
+  MSG_RESERVED,
+  MSG_SIZE,
+  MSG_SPARE,
+  MSG_SYNCID,
+  MSG_V0_HLEN,
+  MSG_V1_HLEN,
+  MSG_VERSION,
+  PE_NAME_MAXLEN,
+  REC0_CADDR,
+  REC0_CPORT,
+  REC0_DADDR,
+  REC0_DPORT,
+  REC0_FLAGS,
+  REC0_FULL_LEN,
+  REC0_LEN,
+  REC0_PROTOCOL,
+  REC0_RESERVED,
+  REC0_STATE,
+  REC0_VADDR,
+  REC0_VPORT,
+  REC_CADDR,
+  REC_CPORT,
+  REC_DPORT,
+  REC_FLAGS,
+  REC_FWMARK,
+  REC_PROTOCOL,
+  REC_STATE,
+  REC_TIMEOUT,
+  REC_TYPE,
+  REC_V4_LEN,
+  REC_V6_LEN,
+  REC_VER_SIZE,
+  REC_VPORT,
+  SEQ_OPT_DATA_LEN,
+  STYPE_F_INET6,
+  SVER_MASK,
+  SVER_SHIFT,
+  SYNC_PROTO_VER,
+  type SeqAdjust,
+  type SyncConn,
+  type SyncOption,
+  TEMPLATE_STATE_COUNT,
+  protocolStateCount,
 } from "./format.ts";
 
 /** What the receiver is configured with. */
@@ -64,7 +108,14 @@ export interface SyncDecodeResult {
 /** Decode one sync datagram (its UDP payload). Never throws. */
 export function decodeSyncMessage(buf: Uint8Array, cfg: SyncRxConfig, counters?: SyncRxCounters): SyncDecodeResult {
   const res: SyncDecodeResult = {
-    version: -1, syncid: -1, nrConns: 0, records: [], drops: [], messageDrop: null, unread: 0, trailingBytes: 0,
+    version: -1,
+    syncid: -1,
+    nrConns: 0,
+    records: [],
+    drops: [],
+    messageDrop: null,
+    unread: 0,
+    trailingBytes: 0,
   };
   const len = buf.length;
   if (counters) counters.messages++;
@@ -84,8 +135,7 @@ export function decodeSyncMessage(buf: Uint8Array, cfg: SyncRxConfig, counters?:
   // ip_vs_process_message: a v1 header has reserved 0, version 1, spare 0; anything else is read as
   // v0, where byte 0 is nr_conns. A first byte of 0 that is not v1 would be an empty v0 message,
   // which no kernel sends (it creates a buffer only to put a record in it): an unknown version.
-  const isV1 = len >= MSG_V1_HLEN && buf[MSG_RESERVED] === 0 && buf[MSG_VERSION] === SYNC_PROTO_VER &&
-    dv.getUint16(MSG_SPARE) === 0;
+  const isV1 = len >= MSG_V1_HLEN && buf[MSG_RESERVED] === 0 && buf[MSG_VERSION] === SYNC_PROTO_VER && dv.getUint16(MSG_SPARE) === 0;
   if (!isV1 && buf[MSG0_NR_CONNS] === 0) return fail(SyncDrop.MSG_UNKNOWN_VERSION);
   if (isV1) decodeV1(buf, dv, cfg, res);
   else decodeV0(buf, dv, cfg, res);
@@ -208,9 +258,16 @@ function readRecordV1(buf: Uint8Array, dv: DataView, p: number, end: number): Sy
 
   const a = p + REC_CADDR;
   const conn: SyncConn = {
-    version: 1, family, protocol, flags, state,
-    cport: dv.getUint16(p + REC_CPORT), vport: dv.getUint16(p + REC_VPORT), dport: dv.getUint16(p + REC_DPORT),
-    fwmark: dv.getUint32(p + REC_FWMARK), timeoutSec: dv.getUint32(p + REC_TIMEOUT),
+    version: 1,
+    family,
+    protocol,
+    flags,
+    state,
+    cport: dv.getUint16(p + REC_CPORT),
+    vport: dv.getUint16(p + REC_VPORT),
+    dport: dv.getUint16(p + REC_DPORT),
+    fwmark: dv.getUint32(p + REC_FWMARK),
+    timeoutSec: dv.getUint32(p + REC_TIMEOUT),
     caddr: family === 4 ? addr4(dv, a) : addr6(dv, a),
     vaddr: family === 4 ? addr4(dv, a + 4) : addr6(dv, a + 16),
     daddr: family === 4 ? addr4(dv, a + 8) : addr6(dv, a + 32),
@@ -247,10 +304,19 @@ function decodeV0(buf: Uint8Array, dv: DataView, cfg: SyncRxConfig, res: SyncDec
     if (bad === null && buf[p + REC0_RESERVED] !== 0) bad = SyncDrop.REC_V0_RESERVED;
     if (bad === null) {
       const conn: SyncConn = {
-        version: 0, family: 4, protocol, flags, state,
-        cport: dv.getUint16(p + REC0_CPORT), vport: dv.getUint16(p + REC0_VPORT), dport: dv.getUint16(p + REC0_DPORT),
-        fwmark: 0, timeoutSec: 0,
-        caddr: addr4(dv, p + REC0_CADDR), vaddr: addr4(dv, p + REC0_VADDR), daddr: addr4(dv, p + REC0_DADDR),
+        version: 0,
+        family: 4,
+        protocol,
+        flags,
+        state,
+        cport: dv.getUint16(p + REC0_CPORT),
+        vport: dv.getUint16(p + REC0_VPORT),
+        dport: dv.getUint16(p + REC0_DPORT),
+        fwmark: 0,
+        timeoutSec: 0,
+        caddr: addr4(dv, p + REC0_CADDR),
+        vaddr: addr4(dv, p + REC0_VADDR),
+        daddr: addr4(dv, p + REC0_DADDR),
       };
       if (size === REC0_FULL_LEN) {
         // v0 copies struct ip_vs_seq as the kernel holds it: network order, like v1's option

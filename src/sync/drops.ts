@@ -58,11 +58,29 @@ export const enum SyncDrop {
 
 /** Counter names, indexed by SyncDrop (append-only, like the enum). */
 export const SYNC_DROP_NAMES: readonly string[] = [
-  "msg_too_short", "msg_oversized", "msg_size_mismatch", "msg_other_syncid", "msg_unknown_version",
-  "frame_truncated", "frame_overrun", "frame_record_version", "frame_bad_type", "frame_record_short",
-  "frame_option_truncated", "frame_option_length", "frame_seq_option", "frame_pe_data", "frame_pe_name",
-  "rec_unknown_option", "rec_protocol", "rec_state", "rec_template_state", "rec_pe_without_name",
-  "rec_v0_reserved", "rec_no_service", "msg_trailing_bytes",
+  "msg_too_short",
+  "msg_oversized",
+  "msg_size_mismatch",
+  "msg_other_syncid",
+  "msg_unknown_version",
+  "frame_truncated",
+  "frame_overrun",
+  "frame_record_version",
+  "frame_bad_type",
+  "frame_record_short",
+  "frame_option_truncated",
+  "frame_option_length",
+  "frame_seq_option",
+  "frame_pe_data",
+  "frame_pe_name",
+  "rec_unknown_option",
+  "rec_protocol",
+  "rec_state",
+  "rec_template_state",
+  "rec_pe_without_name",
+  "rec_v0_reserved",
+  "rec_no_service",
+  "msg_trailing_bytes",
 ];
 
 /** Number of drop reasons. */

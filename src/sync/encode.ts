@@ -9,12 +9,52 @@
 import * as ipv4 from "../wire/ipv4.ts";
 import * as ipv6 from "../wire/ipv6.ts";
 import {
-  CONN_F_SEQ_MASK, IPVS_OPT_PE_DATA, IPVS_OPT_PE_NAME, IPVS_OPT_SEQ_DATA, MSG0_NR_CONNS, MSG0_SIZE, MSG0_SYNCID,
-  MSG_NR_CONNS, MSG_SIZE, MSG_SYNCID, MSG_V0_HLEN, MSG_V1_HLEN, MSG_VERSION, PE_DATA_MAXLEN, PE_NAME_MAXLEN,
-  REC0_CADDR, REC0_CPORT, REC0_DADDR, REC0_DPORT, REC0_FLAGS, REC0_FULL_LEN, REC0_LEN, REC0_PROTOCOL,
-  REC0_STATE, REC0_VADDR, REC0_VPORT, REC_CADDR, REC_CPORT, REC_DPORT, REC_FLAGS, REC_FWMARK, REC_PROTOCOL,
-  REC_STATE, REC_TIMEOUT, REC_TYPE, REC_V4_LEN, REC_V6_LEN, REC_VER_SIZE, REC_VPORT, SEQ_OPT_DATA_LEN,
-  STYPE_F_INET6, SVER_MASK, SYNC_PROTO_VER, type SeqAdjust, type SyncConn, type SyncOption,
+  CONN_F_SEQ_MASK,
+  IPVS_OPT_PE_DATA,
+  IPVS_OPT_PE_NAME,
+  IPVS_OPT_SEQ_DATA,
+  MSG0_NR_CONNS,
+  MSG0_SIZE,
+  MSG0_SYNCID,
+  MSG_NR_CONNS,
+  MSG_SIZE,
+  MSG_SYNCID,
+  MSG_V0_HLEN,
+  MSG_V1_HLEN,
+  MSG_VERSION,
+  PE_DATA_MAXLEN,
+  PE_NAME_MAXLEN,
+  REC0_CADDR,
+  REC0_CPORT,
+  REC0_DADDR,
+  REC0_DPORT,
+  REC0_FLAGS,
+  REC0_FULL_LEN,
+  REC0_LEN,
+  REC0_PROTOCOL,
+  REC0_STATE,
+  REC0_VADDR,
+  REC0_VPORT,
+  REC_CADDR,
+  REC_CPORT,
+  REC_DPORT,
+  REC_FLAGS,
+  REC_FWMARK,
+  REC_PROTOCOL,
+  REC_STATE,
+  REC_TIMEOUT,
+  REC_TYPE,
+  REC_V4_LEN,
+  REC_V6_LEN,
+  REC_VER_SIZE,
+  REC_VPORT,
+  SEQ_OPT_DATA_LEN,
+  STYPE_F_INET6,
+  SVER_MASK,
+  SYNC_PROTO_VER,
+  type SeqAdjust,
+  type SyncConn,
+  type SyncOption,
 } from "./format.ts";
 
 /** Most records one message can count (nr_conns is a u8). */
@@ -66,8 +106,12 @@ export function encodeRecordV1(c: SyncConn): Uint8Array | null {
   dv.setUint32(REC_FWMARK, c.fwmark >>> 0);
   dv.setUint32(REC_TIMEOUT, c.timeoutSec >>> 0);
   const step = c.family === 6 ? 16 : 4;
-  if (!writeAddr(dv, REC_CADDR, c.family, c.caddr) || !writeAddr(dv, REC_CADDR + step, c.family, c.vaddr) ||
-    !writeAddr(dv, REC_CADDR + 2 * step, c.family, c.daddr)) return null;
+  if (
+    !writeAddr(dv, REC_CADDR, c.family, c.caddr) ||
+    !writeAddr(dv, REC_CADDR + step, c.family, c.vaddr) ||
+    !writeAddr(dv, REC_CADDR + 2 * step, c.family, c.daddr)
+  )
+    return null;
   let q = fixed;
   for (const o of opts) {
     b[q] = o.type;
@@ -88,8 +132,7 @@ export function encodeRecordV0(c: SyncConn): Uint8Array | null {
   dv.setUint16(REC0_CPORT, c.cport & 0xffff);
   dv.setUint16(REC0_VPORT, c.vport & 0xffff);
   dv.setUint16(REC0_DPORT, c.dport & 0xffff);
-  if (!writeAddr(dv, REC0_CADDR, 4, c.caddr) || !writeAddr(dv, REC0_VADDR, 4, c.vaddr) ||
-    !writeAddr(dv, REC0_DADDR, 4, c.daddr)) return null;
+  if (!writeAddr(dv, REC0_CADDR, 4, c.caddr) || !writeAddr(dv, REC0_VADDR, 4, c.vaddr) || !writeAddr(dv, REC0_DADDR, 4, c.daddr)) return null;
   dv.setUint16(REC0_FLAGS, c.flags & 0xffff);
   dv.setUint16(REC0_STATE, c.state & 0xffff);
   if (withSeq) {
@@ -120,7 +163,10 @@ export class SyncMessageBuilder {
   /** Records that could not be encoded (IPv6 in v0, bad addresses, options too long). */
   unencodable = 0;
 
-  constructor(private readonly syncid: number, private readonly maxlen: number) {}
+  constructor(
+    private readonly syncid: number,
+    private readonly maxlen: number,
+  ) {}
 
   /** Bytes the current message holds so far (0 without one). */
   get size(): number {

@@ -124,8 +124,7 @@ export const CONN_F_NO_CPORT = 0x0800;
 export const CONN_F_TEMPLATE = 0x1000;
 export const CONN_F_ONE_PACKET = 0x2000;
 /** Flags a backup takes from a record (IP_VS_CONN_F_BACKUP_MASK). */
-export const CONN_F_BACKUP_MASK = CONN_F_FWD_MASK | CONN_F_NOOUTPUT | CONN_F_INACTIVE | CONN_F_SEQ_MASK |
-  CONN_F_NO_CPORT | CONN_F_TEMPLATE;
+export const CONN_F_BACKUP_MASK = CONN_F_FWD_MASK | CONN_F_NOOUTPUT | CONN_F_INACTIVE | CONN_F_SEQ_MASK | CONN_F_NO_CPORT | CONN_F_TEMPLATE;
 /** Flags a backup updates on a connection it already has (IP_VS_CONN_F_BACKUP_UPD_MASK). */
 export const CONN_F_BACKUP_UPD_MASK = CONN_F_INACTIVE | CONN_F_SEQ_MASK;
 
@@ -149,11 +148,17 @@ export const TEMPLATE_STATE_COUNT = 2;
 /** Number of states the kernel knows for a protocol; 0 for a protocol IPVS does not handle. */
 export function protocolStateCount(protocol: number): number {
   switch (protocol) {
-    case IPPROTO_TCP: return TCP_STATE_COUNT;
-    case IPPROTO_UDP: return UDP_STATE_COUNT;
-    case IPPROTO_SCTP: return SCTP_STATE_COUNT;
-    case IPPROTO_AH: case IPPROTO_ESP: return AH_ESP_STATE_COUNT;
-    default: return 0;
+    case IPPROTO_TCP:
+      return TCP_STATE_COUNT;
+    case IPPROTO_UDP:
+      return UDP_STATE_COUNT;
+    case IPPROTO_SCTP:
+      return SCTP_STATE_COUNT;
+    case IPPROTO_AH:
+    case IPPROTO_ESP:
+      return AH_ESP_STATE_COUNT;
+    default:
+      return 0;
   }
 }
 
@@ -161,7 +166,8 @@ export function protocolStateCount(protocol: number): number {
 /** Largest UDP payload of an IPv4 datagram: the upper bound of --sync-maxlen in ipvsadm. */
 export const SYNC_MAXLEN_LIMIT = 65507;
 /** IPv4 + UDP header bytes, IPv6 + UDP header bytes. */
-const HLEN_V4 = 20 + 8, HLEN_V6 = 40 + 8;
+const HLEN_V4 = 20 + 8,
+  HLEN_V6 = 40 + 8;
 
 /**
  * The sync_maxlen the kernel uses (start_sync_thread): given, it is clamped to [1 (master) or 1024

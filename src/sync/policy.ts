@@ -27,7 +27,11 @@ export interface SyncSettings {
 
 /** DEFAULT_SYNC_THRESHOLD 3, DEFAULT_SYNC_PERIOD 50, refresh 0, retries 0, persist mode 0. */
 export const SYNC_DEFAULTS: Readonly<SyncSettings> = {
-  syncThreshold: 3, syncPeriod: 50, syncRefreshPeriodMs: 0, syncRetries: 0, syncPersistMode: 0,
+  syncThreshold: 3,
+  syncPeriod: 50,
+  syncRefreshPeriodMs: 0,
+  syncRetries: 0,
+  syncPersistMode: 0,
 };
 
 /** What the decision reads of a connection. */
@@ -53,15 +57,21 @@ export interface SyncDecision {
 }
 
 // IPVS TCP and SCTP state numbers the rule names (ip_vs.h enums)
-const TCP_ESTABLISHED = 1, TCP_FIN_WAIT = 4, TCP_TIME_WAIT = 5, TCP_CLOSE = 6, TCP_CLOSE_WAIT = 7;
-const SCTP_ESTABLISHED = 7, SCTP_SHUTDOWN_SENT = 8, SCTP_SHUTDOWN_RECEIVED = 9, SCTP_SHUTDOWN_ACK_SENT = 10,
+const TCP_ESTABLISHED = 1,
+  TCP_FIN_WAIT = 4,
+  TCP_TIME_WAIT = 5,
+  TCP_CLOSE = 6,
+  TCP_CLOSE_WAIT = 7;
+const SCTP_ESTABLISHED = 7,
+  SCTP_SHUTDOWN_SENT = 8,
+  SCTP_SHUTDOWN_RECEIVED = 9,
+  SCTP_SHUTDOWN_ACK_SENT = 10,
   SCTP_CLOSED = 12;
 /** TCP states in which a connection is sent. */
-const TCP_SYNC_STATES = (1 << TCP_ESTABLISHED) | (1 << TCP_FIN_WAIT) | (1 << TCP_CLOSE) | (1 << TCP_CLOSE_WAIT) |
-  (1 << TCP_TIME_WAIT);
+const TCP_SYNC_STATES = (1 << TCP_ESTABLISHED) | (1 << TCP_FIN_WAIT) | (1 << TCP_CLOSE) | (1 << TCP_CLOSE_WAIT) | (1 << TCP_TIME_WAIT);
 /** SCTP states in which a connection is sent. */
-const SCTP_SYNC_STATES = (1 << SCTP_ESTABLISHED) | (1 << SCTP_SHUTDOWN_SENT) | (1 << SCTP_SHUTDOWN_RECEIVED) |
-  (1 << SCTP_SHUTDOWN_ACK_SENT) | (1 << SCTP_CLOSED);
+const SCTP_SYNC_STATES =
+  (1 << SCTP_ESTABLISHED) | (1 << SCTP_SHUTDOWN_SENT) | (1 << SCTP_SHUTDOWN_RECEIVED) | (1 << SCTP_SHUTDOWN_ACK_SENT) | (1 << SCTP_CLOSED);
 
 /**
  * ip_vs_sync_conn_needed (plus ip_vs_sync_conn's one-packet rule): should this packet send the

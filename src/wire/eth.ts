@@ -48,7 +48,8 @@ export function dstMacLo(dv: DataView, off: number): number {
 
 /** Swap source and destination MACs in place (for frames sent back where they came from). */
 export function swapMacs(dv: DataView, off: number): void {
-  const dh = dv.getUint16(off + ETH_DST), dl = dv.getInt32(off + ETH_DST + 2);
+  const dh = dv.getUint16(off + ETH_DST),
+    dl = dv.getInt32(off + ETH_DST + 2);
   dv.setUint16(off + ETH_DST, dv.getUint16(off + ETH_SRC));
   dv.setInt32(off + ETH_DST + 2, dv.getInt32(off + ETH_SRC + 2));
   dv.setUint16(off + ETH_SRC, dh);
@@ -59,7 +60,7 @@ export function swapMacs(dv: DataView, off: number): void {
 export function macWords(mac: string | Uint8Array): [number, number] {
   const b = typeof mac === "string" ? mac.split(":").map((x) => parseInt(x, 16)) : Array.from(mac);
   if (b.length !== 6 || b.some((x) => !(x >= 0 && x <= 255))) throw new Error(`bad MAC address ${String(mac)}`);
-  return [(b[0] << 8) | b[1], ((b[2] << 24) | (b[3] << 16) | (b[4] << 8) | b[5]) | 0];
+  return [(b[0] << 8) | b[1], (b[2] << 24) | (b[3] << 16) | (b[4] << 8) | b[5] | 0];
 }
 
 /** Format a [hi16, lo32] MAC pair as text; slow path. */

@@ -68,15 +68,30 @@ function finish(h: number): number {
  * so an IPv4 flow hashes the same through either entry point. `seed` separates key kinds
  * (connections, templates) and is randomised per table against hash flooding.
  */
-export function hashTuple(seed: number, s0: number, s1: number, s2: number, s3: number,
-  d0: number, d1: number, d2: number, d3: number, ports: number, proto: number): number {
+export function hashTuple(
+  seed: number,
+  s0: number,
+  s1: number,
+  s2: number,
+  s3: number,
+  d0: number,
+  d1: number,
+  d2: number,
+  d3: number,
+  ports: number,
+  proto: number,
+): number {
   let h = seed ^ proto;
   h = mix(h, s0);
   h = mix(h, d0);
   h = mix(h, ports);
   if ((s1 | s2 | s3 | d1 | d2 | d3) !== 0) {
-    h = mix(h, s1); h = mix(h, s2); h = mix(h, s3);
-    h = mix(h, d1); h = mix(h, d2); h = mix(h, d3);
+    h = mix(h, s1);
+    h = mix(h, s2);
+    h = mix(h, s3);
+    h = mix(h, d1);
+    h = mix(h, d2);
+    h = mix(h, d3);
   }
   return finish(h);
 }
@@ -87,7 +102,17 @@ export function hashTuple(seed: number, s0: number, s1: number, s2: number, s3: 
  * finish) into processBurst's pass 1 (seen with BUN_JSC_printEachDFGFTLInlineCall=1).
  */
 export function hashFlow(seed: number, f: Int32Array, row: number): number {
-  return hashTuple(seed, f[row + FLOW_SRC], f[row + FLOW_SRC + 1], f[row + FLOW_SRC + 2], f[row + FLOW_SRC + 3],
-    f[row + FLOW_DST], f[row + FLOW_DST + 1], f[row + FLOW_DST + 2], f[row + FLOW_DST + 3],
-    f[row + FLOW_PORTS], (f[row + FLOW_META] >>> 8) & 0xff);
+  return hashTuple(
+    seed,
+    f[row + FLOW_SRC],
+    f[row + FLOW_SRC + 1],
+    f[row + FLOW_SRC + 2],
+    f[row + FLOW_SRC + 3],
+    f[row + FLOW_DST],
+    f[row + FLOW_DST + 1],
+    f[row + FLOW_DST + 2],
+    f[row + FLOW_DST + 3],
+    f[row + FLOW_PORTS],
+    (f[row + FLOW_META] >>> 8) & 0xff,
+  );
 }

@@ -5,10 +5,7 @@
  * as the dataplane keeps them: `Uint32` values >= 2^31 would become doubles in the JIT.
  */
 import { csumReplace16, csumReplace32, checksum } from "./checksum.ts";
-import {
-  IPV4_CSUM, IPV4_DST, IPV4_FRAG, IPV4_ID, IPV4_MIN_HLEN, IPV4_PROTO, IPV4_SRC, IPV4_TOS, IPV4_TOTAL_LEN, IPV4_TTL,
-  IPV4_VER_IHL,
-} from "./fields.ts";
+import { IPV4_CSUM, IPV4_DST, IPV4_FRAG, IPV4_ID, IPV4_MIN_HLEN, IPV4_PROTO, IPV4_SRC, IPV4_TOS, IPV4_TOTAL_LEN, IPV4_TTL, IPV4_VER_IHL } from "./fields.ts";
 
 /** Return the header length in bytes (IHL * 4). */
 export function headerLen(dv: DataView, off: number): number {
@@ -45,7 +42,19 @@ export function fillHeaderChecksum(u8: Uint8Array, dv: DataView, off: number): v
  * Write a whole IPv4 header without options at `off` (version 4, IHL 5), checksum included:
  * the headers the dataplane builds (ICMP errors, RSTs, tunnel outer headers).
  */
-export function writeHeader(u8: Uint8Array, dv: DataView, off: number, tos: number, totalLen: number, id: number, frag: number, ttl: number, proto: number, src: number, dst: number): void {
+export function writeHeader(
+  u8: Uint8Array,
+  dv: DataView,
+  off: number,
+  tos: number,
+  totalLen: number,
+  id: number,
+  frag: number,
+  ttl: number,
+  proto: number,
+  src: number,
+  dst: number,
+): void {
   u8[off + IPV4_VER_IHL] = 0x45;
   u8[off + IPV4_TOS] = tos;
   dv.setUint16(off + IPV4_TOTAL_LEN, totalLen);

@@ -6,7 +6,8 @@
 /** Parse IPv6 text into four int32 words; slow path. Returns null when malformed. */
 export function parseAddr(text: string): number[] | null {
   if (!/^[0-9a-fA-F:.]+$/.test(text) || text.length < 2) return null;
-  let head = text, tail = "";
+  let head = text,
+    tail = "";
   const dbl = text.indexOf("::");
   if (dbl >= 0) {
     if (text.indexOf("::", dbl + 1) >= 0) return null;
@@ -32,7 +33,8 @@ export function parseAddr(text: string): number[] | null {
     }
     return out;
   };
-  const h = parsePart(head), t = parsePart(tail);
+  const h = parsePart(head),
+    t = parsePart(tail);
   if (!h || !t) return null;
   let groups: number[];
   if (dbl >= 0) {
@@ -42,7 +44,7 @@ export function parseAddr(text: string): number[] | null {
     if (h.length !== 8) return null;
     groups = h;
   }
-  return [0, 1, 2, 3].map((i) => ((groups[2 * i] << 16) | groups[2 * i + 1]) | 0);
+  return [0, 1, 2, 3].map((i) => (groups[2 * i] << 16) | groups[2 * i + 1] | 0);
 }
 
 /** Format four int32 words as canonical IPv6 text (RFC 5952); slow path. */
@@ -50,12 +52,19 @@ export function addrText(w: ArrayLike<number>, off = 0): string {
   const g: number[] = [];
   for (let i = 0; i < 4; i++) g.push((w[off + i] >>> 16) & 0xffff, w[off + i] & 0xffff);
   // longest run of zero groups (length >= 2) becomes "::"
-  let bestAt = -1, bestLen = 0;
-  for (let i = 0; i < 8;) {
-    if (g[i] !== 0) { i++; continue; }
+  let bestAt = -1,
+    bestLen = 0;
+  for (let i = 0; i < 8; ) {
+    if (g[i] !== 0) {
+      i++;
+      continue;
+    }
     let j = i;
     while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) { bestAt = i; bestLen = j - i; }
+    if (j - i > bestLen && j - i >= 2) {
+      bestAt = i;
+      bestLen = j - i;
+    }
     i = j;
   }
   // IPv4-compatible and IPv4-mapped addresses keep a dotted tail, as glibc's inet_ntop prints them

@@ -70,7 +70,7 @@ export function completePartialChecksum(u8: Uint8Array, dv: DataView, flow: Int3
     return 0;
   }
   const field = dv.getUint16(co);
-  if (field === 0 && proto === PROTO_UDP && (meta >>> 16) === 4) return 0;
+  if (field === 0 && proto === PROTO_UDP && meta >>> 16 === 4) return 0;
   // P: the pseudo-header sum folded to 16 bits (below 2^21 before folding: two folds suffice)
   let p = pseudoSumWords(flow, row + FLOW_SRC, proto, len);
   p = (p & 0xffff) + (p >>> 16);

@@ -8,8 +8,26 @@
 import { checksum, pseudoSumV6 } from "../wire/checksum.ts";
 import { setEtherType, swapMacs } from "../wire/eth.ts";
 import {
-  ETH_HLEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ICMP_CODE, ICMP_CSUM, ICMP_HLEN, ICMP_REST, ICMP_TYPE, IP_DEFAULT_TTL, IPV4_DST,
-  IPV4_MIN_HLEN, IPV4_SRC, IPV4_TOS, IPV6_DST, IPV6_HLEN, IPV6_HOP_LIMIT, IPV6_NEXT_HDR, IPV6_PAYLOAD_LEN, IPV6_SRC, PROTO_ICMP,
+  ETH_HLEN,
+  ETHERTYPE_IPV4,
+  ETHERTYPE_IPV6,
+  ICMP_CODE,
+  ICMP_CSUM,
+  ICMP_HLEN,
+  ICMP_REST,
+  ICMP_TYPE,
+  IP_DEFAULT_TTL,
+  IPV4_DST,
+  IPV4_MIN_HLEN,
+  IPV4_SRC,
+  IPV4_TOS,
+  IPV6_DST,
+  IPV6_HLEN,
+  IPV6_HOP_LIMIT,
+  IPV6_NEXT_HDR,
+  IPV6_PAYLOAD_LEN,
+  IPV6_SRC,
+  PROTO_ICMP,
   PROTO_ICMPV6,
 } from "../wire/fields.ts";
 import { writeHeader } from "../wire/ipv4.ts";
@@ -32,7 +50,9 @@ let ipId = 1;
  */
 export function icmp4Error(u8: Uint8Array, dv: DataView, frame: number, l3: number, l3len: number, type: number, code: number, rest: number): number {
   const quote = Math.min(l3len, ICMP4_MAX - IPV4_MIN_HLEN - ICMP_HLEN);
-  const origSrc = dv.getInt32(l3 + IPV4_SRC), origDst = dv.getInt32(l3 + IPV4_DST), origTos = u8[l3 + IPV4_TOS];
+  const origSrc = dv.getInt32(l3 + IPV4_SRC),
+    origDst = dv.getInt32(l3 + IPV4_DST),
+    origTos = u8[l3 + IPV4_TOS];
   const ip = frame + ETH_HLEN;
   const icmp = ip + IPV4_MIN_HLEN;
   u8.copyWithin(icmp + ICMP_HLEN, l3, l3 + quote);
@@ -56,16 +76,28 @@ export function icmp6Error(u8: Uint8Array, dv: DataView, frame: number, l3: numb
   const ip = frame + ETH_HLEN;
   const icmp = ip + IPV6_HLEN;
   // keep the addresses before the move overwrites them
-  const s0 = dv.getInt32(l3 + IPV6_SRC), s1 = dv.getInt32(l3 + IPV6_SRC + 4), s2 = dv.getInt32(l3 + IPV6_SRC + 8), s3 = dv.getInt32(l3 + IPV6_SRC + 12);
-  const d0 = dv.getInt32(l3 + IPV6_DST), d1 = dv.getInt32(l3 + IPV6_DST + 4), d2 = dv.getInt32(l3 + IPV6_DST + 8), d3 = dv.getInt32(l3 + IPV6_DST + 12);
+  const s0 = dv.getInt32(l3 + IPV6_SRC),
+    s1 = dv.getInt32(l3 + IPV6_SRC + 4),
+    s2 = dv.getInt32(l3 + IPV6_SRC + 8),
+    s3 = dv.getInt32(l3 + IPV6_SRC + 12);
+  const d0 = dv.getInt32(l3 + IPV6_DST),
+    d1 = dv.getInt32(l3 + IPV6_DST + 4),
+    d2 = dv.getInt32(l3 + IPV6_DST + 8),
+    d3 = dv.getInt32(l3 + IPV6_DST + 12);
   u8.copyWithin(icmp + ICMP_HLEN, l3, l3 + quote);
   const plen = ICMP_HLEN + quote;
   dv.setInt32(ip, 0x60000000);
   dv.setUint16(ip + IPV6_PAYLOAD_LEN, plen);
   u8[ip + IPV6_NEXT_HDR] = PROTO_ICMPV6;
   u8[ip + IPV6_HOP_LIMIT] = IP_DEFAULT_TTL;
-  dv.setInt32(ip + IPV6_SRC, d0); dv.setInt32(ip + IPV6_SRC + 4, d1); dv.setInt32(ip + IPV6_SRC + 8, d2); dv.setInt32(ip + IPV6_SRC + 12, d3);
-  dv.setInt32(ip + IPV6_DST, s0); dv.setInt32(ip + IPV6_DST + 4, s1); dv.setInt32(ip + IPV6_DST + 8, s2); dv.setInt32(ip + IPV6_DST + 12, s3);
+  dv.setInt32(ip + IPV6_SRC, d0);
+  dv.setInt32(ip + IPV6_SRC + 4, d1);
+  dv.setInt32(ip + IPV6_SRC + 8, d2);
+  dv.setInt32(ip + IPV6_SRC + 12, d3);
+  dv.setInt32(ip + IPV6_DST, s0);
+  dv.setInt32(ip + IPV6_DST + 4, s1);
+  dv.setInt32(ip + IPV6_DST + 8, s2);
+  dv.setInt32(ip + IPV6_DST + 12, s3);
   u8[icmp + ICMP_TYPE] = type;
   u8[icmp + ICMP_CODE] = code;
   dv.setUint16(icmp + ICMP_CSUM, 0);

@@ -12,7 +12,11 @@
 
 /** Peers tracked (power of two). */
 const PEERS = 4096;
-const P_A0 = 0, P_A3 = 3, P_TOKENS = 4, P_LAST = 5, P_WORDS = 6;
+const P_A0 = 0,
+  P_A3 = 3,
+  P_TOKENS = 4,
+  P_LAST = 5,
+  P_WORDS = 6;
 /** icmp_ratelimit: 1000 ms, in 10 ms ticks. */
 const PEER_INTERVAL = 100;
 /** XRLIM_BURST_FACTOR. */

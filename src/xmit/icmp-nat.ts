@@ -27,8 +27,18 @@ function icmp6Checksum(u8: Uint8Array, dv: DataView, l3: number, ic: number, icL
 }
 
 /** IPv4 "in": the error goes to the real server `raddr`; the quoted reply gets (raddr, dport) as source. */
-export function natIcmpIn4(u8: Uint8Array, dv: DataView, l3: number, ic: number, icLen: number, e: number, eihl: number,
-  hasPorts: boolean, raddr: number, dport: number): void {
+export function natIcmpIn4(
+  u8: Uint8Array,
+  dv: DataView,
+  l3: number,
+  ic: number,
+  icLen: number,
+  e: number,
+  eihl: number,
+  hasPorts: boolean,
+  raddr: number,
+  dport: number,
+): void {
   dv.setInt32(l3 + IPV4_DST, raddr);
   fillHeaderChecksum(u8, dv, l3);
   dv.setInt32(e + IPV4_SRC, raddr);
@@ -38,8 +48,18 @@ export function natIcmpIn4(u8: Uint8Array, dv: DataView, l3: number, ic: number,
 }
 
 /** IPv4 "out": the error goes to the client from `vaddr`; the quoted request gets (vaddr, vport) as destination. */
-export function natIcmpOut4(u8: Uint8Array, dv: DataView, l3: number, ic: number, icLen: number, e: number, eihl: number,
-  hasPorts: boolean, vaddr: number, vport: number): void {
+export function natIcmpOut4(
+  u8: Uint8Array,
+  dv: DataView,
+  l3: number,
+  ic: number,
+  icLen: number,
+  e: number,
+  eihl: number,
+  hasPorts: boolean,
+  vaddr: number,
+  vport: number,
+): void {
   dv.setInt32(l3 + IPV4_SRC, vaddr);
   fillHeaderChecksum(u8, dv, l3);
   dv.setInt32(e + IPV4_DST, vaddr);
@@ -49,19 +69,55 @@ export function natIcmpOut4(u8: Uint8Array, dv: DataView, l3: number, ic: number
 }
 
 /** IPv6 "in" (ip_vs_nat_icmp_v6 inout=0); the embedded L4 header follows its 40-byte IPv6 header. */
-export function natIcmpIn6(u8: Uint8Array, dv: DataView, l3: number, ic: number, icLen: number, e: number, hasPorts: boolean,
-  a0: number, a1: number, a2: number, a3: number, dport: number): void {
-  dv.setInt32(l3 + IPV6_DST, a0); dv.setInt32(l3 + IPV6_DST + 4, a1); dv.setInt32(l3 + IPV6_DST + 8, a2); dv.setInt32(l3 + IPV6_DST + 12, a3);
-  dv.setInt32(e + IPV6_SRC, a0); dv.setInt32(e + IPV6_SRC + 4, a1); dv.setInt32(e + IPV6_SRC + 8, a2); dv.setInt32(e + IPV6_SRC + 12, a3);
+export function natIcmpIn6(
+  u8: Uint8Array,
+  dv: DataView,
+  l3: number,
+  ic: number,
+  icLen: number,
+  e: number,
+  hasPorts: boolean,
+  a0: number,
+  a1: number,
+  a2: number,
+  a3: number,
+  dport: number,
+): void {
+  dv.setInt32(l3 + IPV6_DST, a0);
+  dv.setInt32(l3 + IPV6_DST + 4, a1);
+  dv.setInt32(l3 + IPV6_DST + 8, a2);
+  dv.setInt32(l3 + IPV6_DST + 12, a3);
+  dv.setInt32(e + IPV6_SRC, a0);
+  dv.setInt32(e + IPV6_SRC + 4, a1);
+  dv.setInt32(e + IPV6_SRC + 8, a2);
+  dv.setInt32(e + IPV6_SRC + 12, a3);
   if (hasPorts) dv.setUint16(e + IPV6_HLEN + TCP_SRC_PORT, dport);
   icmp6Checksum(u8, dv, l3, ic, icLen);
 }
 
 /** IPv6 "out" (ip_vs_nat_icmp_v6 inout=1). */
-export function natIcmpOut6(u8: Uint8Array, dv: DataView, l3: number, ic: number, icLen: number, e: number, hasPorts: boolean,
-  a0: number, a1: number, a2: number, a3: number, vport: number): void {
-  dv.setInt32(l3 + IPV6_SRC, a0); dv.setInt32(l3 + IPV6_SRC + 4, a1); dv.setInt32(l3 + IPV6_SRC + 8, a2); dv.setInt32(l3 + IPV6_SRC + 12, a3);
-  dv.setInt32(e + IPV6_DST, a0); dv.setInt32(e + IPV6_DST + 4, a1); dv.setInt32(e + IPV6_DST + 8, a2); dv.setInt32(e + IPV6_DST + 12, a3);
+export function natIcmpOut6(
+  u8: Uint8Array,
+  dv: DataView,
+  l3: number,
+  ic: number,
+  icLen: number,
+  e: number,
+  hasPorts: boolean,
+  a0: number,
+  a1: number,
+  a2: number,
+  a3: number,
+  vport: number,
+): void {
+  dv.setInt32(l3 + IPV6_SRC, a0);
+  dv.setInt32(l3 + IPV6_SRC + 4, a1);
+  dv.setInt32(l3 + IPV6_SRC + 8, a2);
+  dv.setInt32(l3 + IPV6_SRC + 12, a3);
+  dv.setInt32(e + IPV6_DST, a0);
+  dv.setInt32(e + IPV6_DST + 4, a1);
+  dv.setInt32(e + IPV6_DST + 8, a2);
+  dv.setInt32(e + IPV6_DST + 12, a3);
   if (hasPorts) dv.setUint16(e + IPV6_HLEN + TCP_DST_PORT, vport);
   icmp6Checksum(u8, dv, l3, ic, icLen);
 }

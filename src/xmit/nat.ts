@@ -19,7 +19,18 @@ function l4CsumOffset(proto: number): number {
  * or destination port: the same offsets in TCP, UDP and SCTP), fixing the IP header checksum
  * (wire/ipv4.ts) and the L4 checksum over the pseudo-header.
  */
-function rewrite4(u8: Uint8Array, dv: DataView, l3: number, l4: number, l4len: number, proto: number, addrOff: number, portOff: number, addr: number, port: number): void {
+function rewrite4(
+  u8: Uint8Array,
+  dv: DataView,
+  l3: number,
+  l4: number,
+  l4len: number,
+  proto: number,
+  addrOff: number,
+  portOff: number,
+  addr: number,
+  port: number,
+): void {
   const oldPort = dv.getUint16(l4 + portOff);
   const oldAddr = setAddrFix(dv, l3, addrOff, addr);
   dv.setUint16(l4 + portOff, port);
@@ -36,8 +47,21 @@ function rewrite4(u8: Uint8Array, dv: DataView, l3: number, l4: number, l4len: n
   }
 }
 
-function rewrite6(u8: Uint8Array, dv: DataView, l3: number, l4: number, l4len: number, proto: number, addrOff: number, portOff: number,
-  a0: number, a1: number, a2: number, a3: number, port: number): void {
+function rewrite6(
+  u8: Uint8Array,
+  dv: DataView,
+  l3: number,
+  l4: number,
+  l4len: number,
+  proto: number,
+  addrOff: number,
+  portOff: number,
+  a0: number,
+  a1: number,
+  a2: number,
+  a3: number,
+  port: number,
+): void {
   const co = l4CsumOffset(proto);
   let c = co >= 0 ? dv.getUint16(l4 + co) : 0;
   for (let i = 0; i < 4; i++) {
@@ -68,11 +92,35 @@ export function snat4(u8: Uint8Array, dv: DataView, l3: number, l4: number, l4le
 }
 
 /** Client -> real server, IPv6. */
-export function dnat6(u8: Uint8Array, dv: DataView, l3: number, l4: number, l4len: number, proto: number, a0: number, a1: number, a2: number, a3: number, port: number): void {
+export function dnat6(
+  u8: Uint8Array,
+  dv: DataView,
+  l3: number,
+  l4: number,
+  l4len: number,
+  proto: number,
+  a0: number,
+  a1: number,
+  a2: number,
+  a3: number,
+  port: number,
+): void {
   rewrite6(u8, dv, l3, l4, l4len, proto, IPV6_DST, TCP_DST_PORT, a0, a1, a2, a3, port);
 }
 
 /** Real server -> client, IPv6. */
-export function snat6(u8: Uint8Array, dv: DataView, l3: number, l4: number, l4len: number, proto: number, a0: number, a1: number, a2: number, a3: number, port: number): void {
+export function snat6(
+  u8: Uint8Array,
+  dv: DataView,
+  l3: number,
+  l4: number,
+  l4len: number,
+  proto: number,
+  a0: number,
+  a1: number,
+  a2: number,
+  a3: number,
+  port: number,
+): void {
   rewrite6(u8, dv, l3, l4, l4len, proto, IPV6_SRC, TCP_SRC_PORT, a0, a1, a2, a3, port);
 }

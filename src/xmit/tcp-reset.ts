@@ -16,9 +16,36 @@
 import { checksum, pseudoSumV4, pseudoSumV6 } from "../wire/checksum.ts";
 import { setEtherType, swapMacs } from "../wire/eth.ts";
 import {
-  ETH_HLEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6, IP_DEFAULT_TTL, IPV4_DST, IPV4_FLAG_DF, IPV4_MIN_HLEN, IPV4_SRC, IPV4_TOS, IPV6_DST,
-  IPV6_HLEN, IPV6_HOP_LIMIT, IPV6_NEXT_HDR, IPV6_PAYLOAD_LEN, IPV6_SRC, PROTO_TCP, TCP_ACK, TCP_ACK_FLAG, TCP_CSUM, TCP_DOFF,
-  TCP_DST_PORT, TCP_FIN, TCP_FLAGS, TCP_MIN_HLEN, TCP_RST, TCP_SEQ, TCP_SRC_PORT, TCP_SYN, TCP_URG, TCP_WINDOW,
+  ETH_HLEN,
+  ETHERTYPE_IPV4,
+  ETHERTYPE_IPV6,
+  IP_DEFAULT_TTL,
+  IPV4_DST,
+  IPV4_FLAG_DF,
+  IPV4_MIN_HLEN,
+  IPV4_SRC,
+  IPV4_TOS,
+  IPV6_DST,
+  IPV6_HLEN,
+  IPV6_HOP_LIMIT,
+  IPV6_NEXT_HDR,
+  IPV6_PAYLOAD_LEN,
+  IPV6_SRC,
+  PROTO_TCP,
+  TCP_ACK,
+  TCP_ACK_FLAG,
+  TCP_CSUM,
+  TCP_DOFF,
+  TCP_DST_PORT,
+  TCP_FIN,
+  TCP_FLAGS,
+  TCP_MIN_HLEN,
+  TCP_RST,
+  TCP_SEQ,
+  TCP_SRC_PORT,
+  TCP_SYN,
+  TCP_URG,
+  TCP_WINDOW,
 } from "../wire/fields.ts";
 import { writeHeader } from "../wire/ipv4.ts";
 
@@ -47,11 +74,17 @@ function writeReset(u8: Uint8Array, dv: DataView, th: number, sport: number, dpo
  * frame at `frame`. Returns the new frame length (54).
  */
 export function tcpReset4(u8: Uint8Array, dv: DataView, frame: number, l3: number, l4: number, l3len: number): number {
-  const src = dv.getInt32(l3 + IPV4_SRC), dst = dv.getInt32(l3 + IPV4_DST), tos = u8[l3 + IPV4_TOS];
-  const sport = dv.getUint16(l4 + TCP_SRC_PORT), dport = dv.getUint16(l4 + TCP_DST_PORT);
-  const seq = dv.getUint32(l4 + TCP_SEQ), ack = dv.getUint32(l4 + TCP_ACK), flags = u8[l4 + TCP_FLAGS];
+  const src = dv.getInt32(l3 + IPV4_SRC),
+    dst = dv.getInt32(l3 + IPV4_DST),
+    tos = u8[l3 + IPV4_TOS];
+  const sport = dv.getUint16(l4 + TCP_SRC_PORT),
+    dport = dv.getUint16(l4 + TCP_DST_PORT);
+  const seq = dv.getUint32(l4 + TCP_SEQ),
+    ack = dv.getUint32(l4 + TCP_ACK),
+    flags = u8[l4 + TCP_FLAGS];
   const segLen = l3len - (l4 - l3) - ((u8[l4 + TCP_DOFF] >>> 4) << 2);
-  const ip = frame + ETH_HLEN, th = ip + IPV4_MIN_HLEN;
+  const ip = frame + ETH_HLEN,
+    th = ip + IPV4_MIN_HLEN;
   writeReset(u8, dv, th, sport, dport, seq, ack, flags, segLen);
   writeHeader(u8, dv, ip, tos & ~ECN_MASK, IPV4_MIN_HLEN + TCP_MIN_HLEN, 0, IPV4_FLAG_DF, IP_DEFAULT_TTL, PROTO_TCP, dst, src);
   dv.setUint16(th + TCP_CSUM, checksum(u8, th, TCP_MIN_HLEN, pseudoSumV4(dst, src, PROTO_TCP, TCP_MIN_HLEN)));
@@ -62,10 +95,14 @@ export function tcpReset4(u8: Uint8Array, dv: DataView, frame: number, l3: numbe
 
 /** Build the RST for the IPv6 TCP segment at `l3`; returns the new frame length (74). */
 export function tcpReset6(u8: Uint8Array, dv: DataView, frame: number, l3: number, l4: number, l3len: number): number {
-  const ip = frame + ETH_HLEN, th = ip + IPV6_HLEN;
+  const ip = frame + ETH_HLEN,
+    th = ip + IPV6_HLEN;
   const tclass = (dv.getUint32(l3) >>> 20) & 0xff;
-  const sport = dv.getUint16(l4 + TCP_SRC_PORT), dport = dv.getUint16(l4 + TCP_DST_PORT);
-  const seq = dv.getUint32(l4 + TCP_SEQ), ack = dv.getUint32(l4 + TCP_ACK), flags = u8[l4 + TCP_FLAGS];
+  const sport = dv.getUint16(l4 + TCP_SRC_PORT),
+    dport = dv.getUint16(l4 + TCP_DST_PORT);
+  const seq = dv.getUint32(l4 + TCP_SEQ),
+    ack = dv.getUint32(l4 + TCP_ACK),
+    flags = u8[l4 + TCP_FLAGS];
   const segLen = l3len - (l4 - l3) - ((u8[l4 + TCP_DOFF] >>> 4) << 2);
   // the addresses swap in place (IPv6 has no options here: l3 is the frame's own header)
   for (let i = 0; i < 16; i += 4) {

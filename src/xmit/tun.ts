@@ -22,8 +22,25 @@
  */
 import { checksum, fold, pseudoSumV4, pseudoSumV6, sumBytes } from "../wire/checksum.ts";
 import {
-  IPV4_FLAG_DF, IPV4_FRAG, IPV4_MIN_HLEN, IPV4_TOS, IPV4_TTL, IPV6_DST, IPV6_HLEN, IPV6_HOP_LIMIT, IPV6_NEXT_HDR,
-  IPV6_PAYLOAD_LEN, IPV6_SRC, PROTO_GRE, PROTO_IPIP, PROTO_IPV6, PROTO_UDP, UDP_CSUM, UDP_DST_PORT, UDP_HLEN, UDP_LEN,
+  IPV4_FLAG_DF,
+  IPV4_FRAG,
+  IPV4_MIN_HLEN,
+  IPV4_TOS,
+  IPV4_TTL,
+  IPV6_DST,
+  IPV6_HLEN,
+  IPV6_HOP_LIMIT,
+  IPV6_NEXT_HDR,
+  IPV6_PAYLOAD_LEN,
+  IPV6_SRC,
+  PROTO_GRE,
+  PROTO_IPIP,
+  PROTO_IPV6,
+  PROTO_UDP,
+  UDP_CSUM,
+  UDP_DST_PORT,
+  UDP_HLEN,
+  UDP_LEN,
   UDP_SRC_PORT,
 } from "../wire/fields.ts";
 import { TUN_CSUM_NONE, TUN_GRE, TUN_GUE } from "../service/tables.ts";
@@ -91,9 +108,27 @@ export function flowSourcePort(hash: number): number {
  * in the 14 bytes before that. Outer addresses are (s0..s3) -> (d0..d3), IPv4 in word 0.
  * `ipId` is used for an IPv4 outer header without DF; `sport` is the GUE source port.
  */
-export function encapsulate(u8: Uint8Array, dv: DataView, l3: number, l3len: number, innerV6: number, outerV6: number,
-  type: number, csum: number, tunPort: number, sport: number, ipId: number,
-  s0: number, s1: number, s2: number, s3: number, d0: number, d1: number, d2: number, d3: number): number {
+export function encapsulate(
+  u8: Uint8Array,
+  dv: DataView,
+  l3: number,
+  l3len: number,
+  innerV6: number,
+  outerV6: number,
+  type: number,
+  csum: number,
+  tunPort: number,
+  sport: number,
+  ipId: number,
+  s0: number,
+  s1: number,
+  s2: number,
+  s3: number,
+  d0: number,
+  d1: number,
+  d2: number,
+  d3: number,
+): number {
   let tos: number, ttl: number, df: number;
   if (innerV6) {
     tos = (dv.getUint16(l3) >>> 4) & 0xff;
@@ -115,11 +150,17 @@ export function encapsulate(u8: Uint8Array, dv: DataView, l3: number, l3len: num
   // an IPv6 outer header first: the UDP checksum below reads its addresses (an IPv4 one is
   // written at the end, when its protocol is known)
   if (outerV6) {
-    dv.setInt32(o, (0x60000000 | (dsfield << 20)) | 0);
+    dv.setInt32(o, 0x60000000 | (dsfield << 20) | 0);
     dv.setUint16(o + IPV6_PAYLOAD_LEN, over - IPV6_HLEN + l3len);
     u8[o + IPV6_HOP_LIMIT] = ttl;
-    dv.setInt32(o + IPV6_SRC, s0); dv.setInt32(o + IPV6_SRC + 4, s1); dv.setInt32(o + IPV6_SRC + 8, s2); dv.setInt32(o + IPV6_SRC + 12, s3);
-    dv.setInt32(o + IPV6_DST, d0); dv.setInt32(o + IPV6_DST + 4, d1); dv.setInt32(o + IPV6_DST + 8, d2); dv.setInt32(o + IPV6_DST + 12, d3);
+    dv.setInt32(o + IPV6_SRC, s0);
+    dv.setInt32(o + IPV6_SRC + 4, s1);
+    dv.setInt32(o + IPV6_SRC + 8, s2);
+    dv.setInt32(o + IPV6_SRC + 12, s3);
+    dv.setInt32(o + IPV6_DST, d0);
+    dv.setInt32(o + IPV6_DST + 4, d1);
+    dv.setInt32(o + IPV6_DST + 8, d2);
+    dv.setInt32(o + IPV6_DST + 12, d3);
   }
 
   if (type === TUN_GUE) {

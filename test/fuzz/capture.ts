@@ -23,7 +23,7 @@ export function pcapFrames(file: Uint8Array): Uint8Array[] {
   const dv = new DataView(file.buffer, file.byteOffset, file.byteLength);
   if (dv.getUint32(0, true) !== 0xa1b2c3d4) throw new Error("not a little-endian microsecond pcap file");
   const out: Uint8Array[] = [];
-  for (let off = 24; off + 16 <= file.length;) {
+  for (let off = 24; off + 16 <= file.length; ) {
     const incl = dv.getUint32(off + 8, true);
     out.push(file.slice(off + 16, off + 16 + incl));
     off += 16 + incl;
@@ -41,7 +41,11 @@ async function main(): Promise<void> {
       const r = await xvs.api(m, p, b);
       if (r.status >= 300) throw new Error(`${m} ${p}: ${r.status} ${JSON.stringify(r.json)}`);
     };
-    for (const [proto, port] of [["tcp", 80], ["tcp", 7000], ["udp", 9000]] as const) {
+    for (const [proto, port] of [
+      ["tcp", 80],
+      ["tcp", 7000],
+      ["udp", 9000],
+    ] as const) {
       await ok("POST", "/v1/services", { protocol: proto, address: LAB_VIP, port, scheduler: "rr" });
       for (let i = 1; i <= 3; i++) await ok("POST", `/v1/services/${proto}:${LAB_VIP}:${port}/dests`, { address: realAddr(i), port, forward: "masq" });
     }
@@ -53,7 +57,11 @@ async function main(): Promise<void> {
     ];
     await Bun.sleep(1000);
     // fragmented both ways: a 3000-byte datagram, echoed back with the server's name in front
-    const big = await L.lab.exec(L.client, ["bash", "-c", `head -c 3000 /dev/zero | tr '\\0' x | timeout 2 socat -t 1 - UDP:${LAB_VIP}:9000,sourceport=41000 | wc -c`], true);
+    const big = await L.lab.exec(
+      L.client,
+      ["bash", "-c", `head -c 3000 /dev/zero | tr '\\0' x | timeout 2 socat -t 1 - UDP:${LAB_VIP}:9000,sourceport=41000 | wc -c`],
+      true,
+    );
     process.stdout.write(`fragmented UDP echo: ${big.stdout.trim()} bytes back\n`);
     await L.lab.exec(L.client, ["ping", "-c", "2", "-s", "2000", "-W", "1", LAB_VIP], true);
     await L.lab.exec(L.client, ["ping", "-c", "1", "-W", "1", "198.18.1.1"], true);
@@ -67,7 +75,10 @@ async function main(): Promise<void> {
     const seen = new Set<string>();
     for (const f of readdirSync(CORPUS_DIR).filter((n) => n.startsWith("real-") && n.endsWith(".bin"))) unlinkSync(join(CORPUS_DIR, f));
     let n = 0;
-    for (const [tag, file] of [["cl", "cl.pcap"], ["sw", "sw.pcap"]]) {
+    for (const [tag, file] of [
+      ["cl", "cl.pcap"],
+      ["sw", "sw.pcap"],
+    ]) {
       let perLink = 0;
       for (const fr of pcapFrames(new Uint8Array(readFileSync(join(tmp, file))))) {
         const h = createHash("sha256").update(fr).digest("hex").slice(0, 10);

@@ -13,7 +13,9 @@ export interface CorpusFrame {
 export function loadCorpus(dir = CORPUS_DIR): CorpusFrame[] {
   let names: string[];
   try {
-    names = readdirSync(dir).filter((n) => n.endsWith(".bin")).sort();
+    names = readdirSync(dir)
+      .filter((n) => n.endsWith(".bin"))
+      .sort();
   } catch {
     return [];
   }

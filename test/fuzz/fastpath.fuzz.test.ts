@@ -26,23 +26,32 @@ function clean(rig: FuzzRig): void {
 describe("fast path fuzzing (oracle: test/fuzz/rig.ts)", () => {
   test("one hostile frame at a time: 3000 cases, each judged alone", () => {
     const rig = new FuzzRig({ frames: corpus.map((c) => c.bytes) });
-    fc.assert(fc.property(choices, (list) => {
-      const before = rig.report.failureCount;
-      rig.burst(new Choices(list), 1);
-      return rig.report.failureCount === before;
-    }), { numRuns: 3000, seed: SEED });
+    fc.assert(
+      fc.property(choices, (list) => {
+        const before = rig.report.failureCount;
+        rig.burst(new Choices(list), 1);
+        return rig.report.failureCount === before;
+      }),
+      { numRuns: 3000, seed: SEED },
+    );
     clean(rig);
     expect(rig.report.frames).toBe(3000);
   }, 60_000);
 
   test("bursts of up to 127 frames sharing connections and fragment records: 100 random bursts", () => {
     const rig = new FuzzRig({ frames: corpus.map((c) => c.bytes) });
-    fc.assert(fc.property(fc.array(choices, { minLength: 1, maxLength: MAX_FUZZ_BURST }), (lists) => {
-      const before = rig.report.failureCount;
-      // one choice list per frame: shrinking removes frames and simplifies each
-      rig.burst(lists.map((l) => new Choices(l)), lists.length);
-      return rig.report.failureCount === before;
-    }), { numRuns: 100, seed: SEED });
+    fc.assert(
+      fc.property(fc.array(choices, { minLength: 1, maxLength: MAX_FUZZ_BURST }), (lists) => {
+        const before = rig.report.failureCount;
+        // one choice list per frame: shrinking removes frames and simplifies each
+        rig.burst(
+          lists.map((l) => new Choices(l)),
+          lists.length,
+        );
+        return rig.report.failureCount === before;
+      }),
+      { numRuns: 100, seed: SEED },
+    );
     clean(rig);
   }, 60_000);
 
@@ -108,7 +117,11 @@ describe("the oracle catches what it claims to (deliberately broken fast paths)"
 
   test("a forwarded frame with a stale IPv4 header checksum", () => {
     const rig = new FuzzRig();
-    for (const h of [rig.a, rig.b]) h.fp.decTtl = (l3: number, v6: number) => { if (v6) h.buf[l3 + 7] -= 1; else h.buf[l3 + 8] -= 1; };
+    for (const h of [rig.a, rig.b])
+      h.fp.decTtl = (l3: number, v6: number) => {
+        if (v6) h.buf[l3 + 7] -= 1;
+        else h.buf[l3 + 8] -= 1;
+      };
     expect(run(rig).failures.some((f) => f.includes("bad IPv4 header checksum"))).toBe(true);
   });
 

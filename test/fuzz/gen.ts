@@ -51,13 +51,18 @@ export class Choices implements Chooser {
 }
 
 // ---- address pools (int32 words, network order as DataView reads them) ----
-const v4 = (a: number, b: number, c: number, d: number) => ((a << 24) | (b << 16) | (c << 8) | d) | 0;
+const v4 = (a: number, b: number, c: number, d: number) => (a << 24) | (b << 16) | (c << 8) | d | 0;
 export const VIP = v4(198, 18, 0, 100);
 export const VIP2 = v4(198, 18, 0, 101);
 export const CLIENTS = [v4(198, 18, 1, 2), v4(198, 18, 1, 3), v4(198, 19, 7, 9)];
 export const REALS = [v4(198, 18, 2, 11), v4(198, 18, 2, 12), v4(198, 18, 2, 13)];
 /** (proto, port) of the services on VIP; replies come from REALS on the same port. */
-export const SERVICES: [number, number][] = [[6, 80], [6, 7000], [17, 9000], [132, 80]];
+export const SERVICES: [number, number][] = [
+  [6, 80],
+  [6, 7000],
+  [17, 9000],
+  [132, 80],
+];
 export const VIP6 = [0x20010db8, 0x01000000, 0, 0x100];
 export const CLIENT6 = [0x20010db8, 0x00010000, 0, 2];
 export const REAL6 = [0x20010db8, 0x00020000, 0, 0x11];
@@ -84,8 +89,18 @@ export class FrameGen {
 
   private eth(type: number): void {
     const o = this.out;
-    o[0] = 0x02; o[1] = 0; o[2] = 0; o[3] = 0; o[4] = 0x0a; o[5] = 0;
-    o[6] = 0x02; o[7] = 0; o[8] = 0; o[9] = 0; o[10] = 0; o[11] = 0xfe;
+    o[0] = 0x02;
+    o[1] = 0;
+    o[2] = 0;
+    o[3] = 0;
+    o[4] = 0x0a;
+    o[5] = 0;
+    o[6] = 0x02;
+    o[7] = 0;
+    o[8] = 0;
+    o[9] = 0;
+    o[10] = 0;
+    o[11] = 0xfe;
     this.dv.setUint16(12, type);
   }
 
@@ -105,7 +120,8 @@ export class FrameGen {
   }
 
   private ipv4Header(c: Chooser, l3: number, src: number, dst: number, proto: number, l4len: number, fragWord: number, id: number): number {
-    const o = this.out, dv = this.dv;
+    const o = this.out,
+      dv = this.dv;
     // options: none mostly; NOPs + EOL, a record-route, or random bytes
     let optLen = 0;
     const oc = c.int(8);
@@ -123,9 +139,17 @@ export class FrameGen {
     dv.setUint16(l3 + 10, 0);
     dv.setInt32(l3 + 12, src);
     dv.setInt32(l3 + 16, dst);
-    if (oc === 5) { o[l3 + 20] = 1; o[l3 + 21] = 1; o[l3 + 22] = 1; o[l3 + 23] = 0; }
-    else if (oc === 6) { o[l3 + 20] = 7; o[l3 + 21] = 11; o[l3 + 22] = 4; for (let i = 23; i < 32; i++) o[l3 + i] = 0; }
-    else if (oc === 7) this.fill(c, l3 + 20, optLen);
+    if (oc === 5) {
+      o[l3 + 20] = 1;
+      o[l3 + 21] = 1;
+      o[l3 + 22] = 1;
+      o[l3 + 23] = 0;
+    } else if (oc === 6) {
+      o[l3 + 20] = 7;
+      o[l3 + 21] = 11;
+      o[l3 + 22] = 4;
+      for (let i = 23; i < 32; i++) o[l3 + i] = 0;
+    } else if (oc === 7) this.fill(c, l3 + 20, optLen);
     return ihl;
   }
 
@@ -137,7 +161,8 @@ export class FrameGen {
 
   /** TCP/UDP/SCTP header + payload at l4; returns its length. Checksum computed later. */
   private l4(c: Chooser, l4: number, proto: number, sport: number, dport: number, plen: number): number {
-    const o = this.out, dv = this.dv;
+    const o = this.out,
+      dv = this.dv;
     dv.setUint16(l4, sport);
     dv.setUint16(l4 + 2, dport);
     if (proto === 6) {
@@ -161,7 +186,8 @@ export class FrameGen {
     if (proto === 17) {
       let ulen = 8 + plen;
       const lc = c.int(10);
-      if (lc === 8) ulen = c.int(8); // below the header
+      if (lc === 8)
+        ulen = c.int(8); // below the header
       else if (lc === 9) ulen = 8 + plen + 1 + c.int(100); // beyond the datagram
       dv.setUint16(l4 + 4, ulen);
       dv.setUint16(l4 + 6, 0);
@@ -187,8 +213,12 @@ export class FrameGen {
     const mode = c.int(9);
     this.dv.setUint16(l4 + co, 0);
     let sum = 0;
-    const pseudo = proto === 1 ? 0 : v6 ? pseudoSumV6(this.out, l3 + 8, l3 + 24, proto, l4len)
-      : pseudoSumV4(this.dv.getInt32(l3 + 12), this.dv.getInt32(l3 + 16), proto, l4len);
+    const pseudo =
+      proto === 1
+        ? 0
+        : v6
+          ? pseudoSumV6(this.out, l3 + 8, l3 + 24, proto, l4len)
+          : pseudoSumV4(this.dv.getInt32(l3 + 12), this.dv.getInt32(l3 + 16), proto, l4len);
     if (mode === 8 && (proto === 6 || proto === 17)) {
       sum = fold(pseudo);
     } else if (mode < 6 || mode === 8) {
@@ -210,8 +240,10 @@ export class FrameGen {
     const vip = c.int(8) === 7 ? VIP2 : VIP;
     const rs = this.pick(c, REALS);
     const plen = c.int(4) === 3 ? c.int(1400) : c.int(64);
-    const src = reply ? rs : client, dst = reply ? client : vip;
-    const sport = reply ? svc[1] : cport, dport = reply ? cport : svc[1];
+    const src = reply ? rs : client,
+      dst = reply ? client : vip;
+    const sport = reply ? svc[1] : cport,
+      dport = reply ? cport : svc[1];
     const df = c.int(3) === 2 ? 0x4000 : 0;
     const l3 = ETH;
     const ihl = this.ipv4Header(c, l3, src, dst, proto, 0, df, this.pick(c, IP_IDS));
@@ -227,9 +259,13 @@ export class FrameGen {
     this.eth(0x0800);
     const svc = SERVICES[c.int(SERVICES.length)];
     const reply = c.int(4) === 3;
-    const client = this.pick(c, CLIENTS), cport = this.pick(c, CPORTS), rs = this.pick(c, REALS);
-    const src = reply ? rs : client, dst = reply ? client : VIP;
-    const sport = reply ? svc[1] : cport, dport = reply ? cport : svc[1];
+    const client = this.pick(c, CLIENTS),
+      cport = this.pick(c, CPORTS),
+      rs = this.pick(c, REALS);
+    const src = reply ? rs : client,
+      dst = reply ? client : VIP;
+    const sport = reply ? svc[1] : cport,
+      dport = reply ? cport : svc[1];
     const id = this.pick(c, IP_IDS);
     const shape = c.int(8);
     const l3 = ETH;
@@ -279,7 +315,8 @@ export class FrameGen {
       this.fill(c, inner, innerLen);
     } else {
       const svc = SERVICES[c.int(SERVICES.length)];
-      const cl = this.pick(c, CLIENTS), cp = this.pick(c, CPORTS);
+      const cl = this.pick(c, CLIENTS),
+        cp = this.pick(c, CPORTS);
       const iIhl = this.ipv4Header(c, inner, ik === 1 ? VIP : cl, ik === 1 ? cl : VIP, svc[0], 8, 0, 9);
       this.dv.setUint16(inner + iIhl, ik === 1 ? svc[1] : cp);
       this.dv.setUint16(inner + iIhl + 2, ik === 1 ? cp : svc[1]);
@@ -298,10 +335,12 @@ export class FrameGen {
   /** IPv6: TCP/UDP to the v6 VIP or from its real server, sometimes behind extension headers. */
   private ipv6(c: Chooser): number {
     this.eth(0x86dd);
-    const o = this.out, dv = this.dv;
+    const o = this.out,
+      dv = this.dv;
     const l3 = ETH;
     const reply = c.int(3) === 2;
-    const src = reply ? REAL6 : CLIENT6, dst = reply ? CLIENT6 : VIP6;
+    const src = reply ? REAL6 : CLIENT6,
+      dst = reply ? CLIENT6 : VIP6;
     const proto = c.int(4) === 3 ? 17 : c.int(8) === 7 ? 58 : 6;
     dv.setInt32(l3, 0x60000000);
     o[l3 + 7] = c.int(10) === 9 ? c.int(2) : 64;
@@ -325,7 +364,7 @@ export class FrameGen {
       nhOff = p;
       o[p + 1] = t === 44 ? 0 : hlen / 8 - 1;
       for (let i = 2; i < hlen; i++) o[p + i] = 0;
-      if (t === 44) dv.setUint16(p + 2, c.int(2) === 1 ? 0x0001 : (c.int(100) << 3));
+      if (t === 44) dv.setUint16(p + 2, c.int(2) === 1 ? 0x0001 : c.int(100) << 3);
       p += hlen;
     }
     if (nhOff >= 0) o[nhOff] = proto;
@@ -387,15 +426,34 @@ export class FrameGen {
     this.kinds[kind] += 1;
     let n: number;
     switch (kind) {
-      case 0: n = this.flow4(c, false); break;
-      case 1: n = this.flow4(c, true); break;
-      case 2: n = this.fragment(c); break;
-      case 3: n = this.icmpError(c); break;
-      case 4: n = this.ipv6(c); break;
-      case 5: n = this.vlan(c); break;
-      case 6: n = this.otherEthertype(c); break;
-      case 7: n = c.int(200); this.fill(c, 0, n); break;
-      default: n = this.corpusFrame(c); break;
+      case 0:
+        n = this.flow4(c, false);
+        break;
+      case 1:
+        n = this.flow4(c, true);
+        break;
+      case 2:
+        n = this.fragment(c);
+        break;
+      case 3:
+        n = this.icmpError(c);
+        break;
+      case 4:
+        n = this.ipv6(c);
+        break;
+      case 5:
+        n = this.vlan(c);
+        break;
+      case 6:
+        n = this.otherEthertype(c);
+        break;
+      case 7:
+        n = c.int(200);
+        this.fill(c, 0, n);
+        break;
+      default:
+        n = this.corpusFrame(c);
+        break;
     }
     const o = this.out;
     // hostile edits (none most of the time, so that deep paths are reached too)
@@ -418,4 +476,14 @@ export class FrameGen {
   }
 }
 
-export const KIND_NAMES = ["tcp/udp/sctp to VIP", "reply from real server", "IPv4 fragment", "ICMP error", "IPv6", "VLAN/QinQ", "other ethertype", "random bytes", "corpus"];
+export const KIND_NAMES = [
+  "tcp/udp/sctp to VIP",
+  "reply from real server",
+  "IPv4 fragment",
+  "ICMP error",
+  "IPv6",
+  "VLAN/QinQ",
+  "other ethertype",
+  "random bytes",
+  "corpus",
+];

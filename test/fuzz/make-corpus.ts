@@ -30,10 +30,41 @@ for (let i = 0; i < 200000 && count.some((c) => c < PER_KIND); i++) {
 }
 const edits: [string, (b: Uint8Array) => Uint8Array][] = [
   ["cut34", (b) => b.slice(0, 34)],
-  ["ihl15", (b) => { const c = b.slice(); c[14] = (c[14] & 0xf0) | 15; return c; }],
-  ["totlen+1", (b) => { const c = b.slice(); const v = ((c[16] << 8) | c[17]) + 1; c[16] = v >> 8; c[17] = v & 255; return c; }],
-  ["mf", (b) => { const c = b.slice(); c[20] |= 0x20; return c; }],
-  ["csum0", (b) => { const c = b.slice(); c[24] = 0; c[25] = 0; return c; }],
+  [
+    "ihl15",
+    (b) => {
+      const c = b.slice();
+      c[14] = (c[14] & 0xf0) | 15;
+      return c;
+    },
+  ],
+  [
+    "totlen+1",
+    (b) => {
+      const c = b.slice();
+      const v = ((c[16] << 8) | c[17]) + 1;
+      c[16] = v >> 8;
+      c[17] = v & 255;
+      return c;
+    },
+  ],
+  [
+    "mf",
+    (b) => {
+      const c = b.slice();
+      c[20] |= 0x20;
+      return c;
+    },
+  ],
+  [
+    "csum0",
+    (b) => {
+      const c = b.slice();
+      c[24] = 0;
+      c[25] = 0;
+      return c;
+    },
+  ],
 ];
 for (const r of real.filter((c) => c.bytes[12] === 8 && c.bytes[13] === 0).slice(0, 8)) {
   for (const [name, e] of edits) {

@@ -5,19 +5,31 @@
  */
 import { describe, expect, test } from "bun:test";
 import { FragTable } from "../../src/conn/frag.ts";
-import { SYN_DEFENCE_DROP_ENTRY, SYN_DEFENCE_DROP_PACKET, SYN_DEFENCE_NAMES, SYN_DEFENCE_OFF, SYN_DEFENCE_OLDEST, SynGuard } from "../../src/dataplane/synflood.ts";
+import {
+  SYN_DEFENCE_DROP_ENTRY,
+  SYN_DEFENCE_DROP_PACKET,
+  SYN_DEFENCE_NAMES,
+  SYN_DEFENCE_OFF,
+  SYN_DEFENCE_OLDEST,
+  SynGuard,
+} from "../../src/dataplane/synflood.ts";
 import { checksum, pseudoSumV4 } from "../../src/wire/checksum.ts";
 import { Harness, realMac } from "../util/harness.ts";
 import { ACK, PacketBuilder, SYN, checksumsValid } from "../util/packet.ts";
 
-const VIP = "198.18.0.100", CLIENT = "198.18.1.2";
+const VIP = "198.18.0.100",
+  CLIENT = "198.18.1.2";
 const REALS = ["198.18.2.11", "198.18.2.12", "198.18.2.13"];
 
 function lab(capacity = 4096): Harness {
   const h = new Harness(capacity);
-  for (const [p, port] of [["tcp", 80], ["udp", 9000]] as const) {
+  for (const [p, port] of [
+    ["tcp", 80],
+    ["udp", 9000],
+  ] as const) {
     h.model.addService({ protocol: p, address: VIP, port, scheduler: "rr", onePacket: false, schedFlags: [] });
-    for (const r of REALS) h.model.addDest({ protocol: p, address: VIP, port }, { address: r, port, forward: "masq", weight: 1, upperThreshold: 0, lowerThreshold: 0 });
+    for (const r of REALS)
+      h.model.addDest({ protocol: p, address: VIP, port }, { address: r, port, forward: "masq", weight: 1, upperThreshold: 0, lowerThreshold: 0 });
   }
   h.apply();
   return h;
@@ -25,7 +37,8 @@ function lab(capacity = 4096): Harness {
 
 /** Split an IPv4 frame (Ethernet + IP, no options) into fragments of `size` payload bytes (a multiple of 8). */
 function fragments(frame: Uint8Array, size: number): Uint8Array[] {
-  const ip = frame.subarray(14), payload = ip.subarray(20, (ip[2] << 8) | ip[3]);
+  const ip = frame.subarray(14),
+    payload = ip.subarray(20, (ip[2] << 8) | ip[3]);
   const out: Uint8Array[] = [];
   for (let off = 0; off < payload.length; off += size) {
     const part = payload.subarray(off, Math.min(off + size, payload.length));
@@ -97,7 +110,8 @@ describe("IPv4 fragments follow their first fragment's connection", () => {
 
   test("fragments of different datagrams (ids) and clients are kept apart", () => {
     const h = lab();
-    const a = fragments(udp(6000, 600, CLIENT, VIP, 9000, 1), 256), b = fragments(udp(6001, 600, "198.18.1.3", VIP, 9000, 1), 256);
+    const a = fragments(udp(6000, 600, CLIENT, VIP, 9000, 1), 256),
+      b = fragments(udp(6001, 600, "198.18.1.3", VIP, 9000, 1), 256);
     const outs = h.run([a[0], b[0], a[1], b[1], a[2], b[2]]);
     const dst = (i: number) => new DataView(outs[i].frame.buffer).getInt32(30);
     expect(outs.every((o) => o.port === 1)).toBe(true);
@@ -157,7 +171,8 @@ describe("SYN flood defence (dataplane/synflood.ts)", () => {
       h.one(pkt(CLIENT, 10000 + i, SYN));
       h.one(pkt(CLIENT, 10000 + i, ACK));
     }
-    let legitOk = 0, legit = 0;
+    let legitOk = 0,
+      legit = 0;
     const pending: number[] = [];
     for (let k = 0; k < 50000; k++) {
       const src = `198.19.${(k >> 8) & 255}.${k & 255}`;
@@ -207,7 +222,9 @@ describe("SYN flood defence (dataplane/synflood.ts)", () => {
       } else {
         expect(r.stats.drop_syn_flood).toBeGreaterThan(1000);
       }
-      process.stdout.write(`  ${SYN_DEFENCE_NAMES[mode]}: legitimate handshakes ${r.legitOk}/${r.legit}, evicted ${r.stats.half_open_evicted}, table_full ${r.stats.drop_table_full}, syn_flood ${r.stats.drop_syn_flood}\n`);
+      process.stdout.write(
+        `  ${SYN_DEFENCE_NAMES[mode]}: legitimate handshakes ${r.legitOk}/${r.legit}, evicted ${r.stats.half_open_evicted}, table_full ${r.stats.drop_table_full}, syn_flood ${r.stats.drop_syn_flood}\n`,
+      );
     }, 60_000);
   }
 

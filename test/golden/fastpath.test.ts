@@ -4,14 +4,33 @@
  * rewrite (addresses, ports, TTL, MACs) with every checksum verified from scratch.
  */
 import { beforeEach, describe, expect, test } from "bun:test";
-import { ACK, FIN, PSH, PacketBuilder, RST, SYN, checksumsValid, correctFrameWithFieldP, l4ChecksumField, partialChecksum, pseudoFold, sctpCrcValid, sctpPacket } from "../util/packet.ts";
+import {
+  ACK,
+  FIN,
+  PSH,
+  PacketBuilder,
+  RST,
+  SYN,
+  checksumsValid,
+  correctFrameWithFieldP,
+  l4ChecksumField,
+  partialChecksum,
+  pseudoFold,
+  sctpCrcValid,
+  sctpPacket,
+} from "../util/packet.ts";
 import { GATEWAY_MAC, Harness, PORT_MACS, realMac } from "../util/harness.ts";
 import { macText } from "../../src/wire/eth.ts";
 import { addrText } from "../../src/wire/ipv4.ts";
 import * as ipv6 from "../../src/wire/ipv6.ts";
 
-const VIP = "198.18.0.100", CLIENT = "198.18.1.2", RS1 = "198.18.2.11", RS2 = "198.18.2.12";
-const VIP6 = "2001:db8:100::100", CLIENT6 = "2001:db8:1::2", RS6 = "2001:db8:2::11";
+const VIP = "198.18.0.100",
+  CLIENT = "198.18.1.2",
+  RS1 = "198.18.2.11",
+  RS2 = "198.18.2.12";
+const VIP6 = "2001:db8:100::100",
+  CLIENT6 = "2001:db8:1::2",
+  RS6 = "2001:db8:2::11";
 
 function view(f: Uint8Array) {
   const dv = new DataView(f.buffer, f.byteOffset, f.byteLength);
@@ -41,7 +60,11 @@ beforeEach(async () => {
 });
 
 const syn = (sport = 40000, opts: Partial<{ ttl: number; flags: number }> = {}) =>
-  new PacketBuilder().eth(PORT_MACS[0], GATEWAY_MAC).ipv4({ src: CLIENT, dst: VIP, ttl: opts.ttl ?? 64 }).tcp({ sport, dport: 80, flags: opts.flags ?? SYN }).build();
+  new PacketBuilder()
+    .eth(PORT_MACS[0], GATEWAY_MAC)
+    .ipv4({ src: CLIENT, dst: VIP, ttl: opts.ttl ?? 64 })
+    .tcp({ sport, dport: 80, flags: opts.flags ?? SYN })
+    .build();
 
 describe("NAT rewrite", () => {
   test("a SYN to the VIP leaves on the server port, DNATed to the newest real server, TTL-1, MACs from the next hop", () => {
@@ -59,7 +82,12 @@ describe("NAT rewrite", () => {
     const a = view(h.one(syn()).frame);
     const ack = new PacketBuilder().eth().ipv4({ src: CLIENT, dst: VIP }).tcp({ sport: 40000, dport: 80, flags: ACK }).payload("GET /").build();
     expect(view(h.one(ack).frame).daddr).toBe(a.daddr);
-    const reply = new PacketBuilder().eth(PORT_MACS[1], realMac(1)).ipv4({ src: a.daddr, dst: CLIENT, ttl: 64 }).tcp({ sport: 8080, dport: 40000, flags: SYN | ACK }).payload("HTTP/1.0 200").build();
+    const reply = new PacketBuilder()
+      .eth(PORT_MACS[1], realMac(1))
+      .ipv4({ src: a.daddr, dst: CLIENT, ttl: 64 })
+      .tcp({ sport: 8080, dport: 40000, flags: SYN | ACK })
+      .payload("HTTP/1.0 200")
+      .build();
     const out = h.one(reply, 1);
     expect(out.port).toBe(0);
     expect(view(out.frame)).toEqual({ dst: GATEWAY_MAC, src: PORT_MACS[0], saddr: VIP, daddr: CLIENT, ttl: 63, sport: 80, dport: 40000 });
@@ -87,7 +115,11 @@ describe("NAT rewrite", () => {
   });
 
   test("IPv4 options are kept and the L4 header is found after them", () => {
-    const f = new PacketBuilder().eth().ipv4({ src: CLIENT, dst: VIP, options: [1, 1, 1, 0] }).tcp({ sport: 40001, dport: 80, flags: SYN }).build();
+    const f = new PacketBuilder()
+      .eth()
+      .ipv4({ src: CLIENT, dst: VIP, options: [1, 1, 1, 0] })
+      .tcp({ sport: 40001, dport: 80, flags: SYN })
+      .build();
     const out = h.one(f);
     expect(out.port).toBe(1);
     expect(checksumsValid(out.frame)).toBe(true);
@@ -98,17 +130,86 @@ describe("NAT rewrite", () => {
 describe("refusals are counted, never thrown", () => {
   const rows: { name: string; frame: () => Uint8Array; stat: string; port?: number }[] = [
     { name: "an RST without a connection (no reset answers a reset)", frame: () => syn(41001, { flags: RST }), stat: "drop_tcp_no_conn" },
-    { name: "a non-first fragment whose first fragment was never seen", frame: () => new PacketBuilder().eth().ipv4({ src: CLIENT, dst: VIP, frag: 100 }).raw(6, new Array(20).fill(0)).build(), stat: "drop_frag_orphan" },
-    { name: "a first fragment too short for its TCP header (RFC 1858 tiny fragment)", frame: () => new PacketBuilder().eth().ipv4({ src: CLIENT, dst: VIP, frag: 0x2000 }).raw(6, new Array(8).fill(0)).build(), stat: "drop_fragment" },
-    { name: "an unknown protocol", frame: () => new PacketBuilder().eth().ipv4({ src: CLIENT, dst: VIP }).raw(99, [1, 2, 3, 4]).build(), stat: "drop_unknown_proto" },
-    { name: "a VLAN-tagged frame", frame: () => { const f = syn(); f[12] = 0x81; f[13] = 0x00; return f; }, stat: "drop_vlan" },
-    { name: "an IPv4 header with IHL < 5", frame: () => { const f = syn(); f[14] = 0x44; return f; }, stat: "drop_malformed" },
-    { name: "a total length beyond the frame", frame: () => { const f = syn(); f[16] = 0x05; return f; }, stat: "drop_malformed" },
-    { name: "a bad IPv4 header checksum", frame: () => { const f = syn(); f[24] ^= 0xff; return f; }, stat: "drop_bad_checksum" },
-    { name: "a TCP data offset below 5", frame: () => { const f = syn(); f[14 + 20 + 12] = 0x40; return f; }, stat: "drop_malformed" },
-    { name: "a UDP length beyond the datagram", frame: () => { const f = new PacketBuilder().eth().ipv4({ src: CLIENT, dst: VIP }).udp({ sport: 1, dport: 53 }).build(); f[14 + 20 + 5] = 200; return f; }, stat: "drop_malformed" },
-    { name: "an IPv6 packet with an extension header", frame: () => new PacketBuilder().eth().ipv6({ src: CLIENT6, dst: VIP6, nextHeader: 0 }).raw(0, new Array(8).fill(0)).build(), stat: "drop_ipv6_ext_header" },
-    { name: "a reply from a real server that matches no connection", frame: () => new PacketBuilder().eth().ipv4({ src: RS1, dst: CLIENT }).tcp({ sport: 8080, dport: 5, flags: ACK }).build(), stat: "drop_no_conn" },
+    {
+      name: "a non-first fragment whose first fragment was never seen",
+      frame: () => new PacketBuilder().eth().ipv4({ src: CLIENT, dst: VIP, frag: 100 }).raw(6, new Array(20).fill(0)).build(),
+      stat: "drop_frag_orphan",
+    },
+    {
+      name: "a first fragment too short for its TCP header (RFC 1858 tiny fragment)",
+      frame: () => new PacketBuilder().eth().ipv4({ src: CLIENT, dst: VIP, frag: 0x2000 }).raw(6, new Array(8).fill(0)).build(),
+      stat: "drop_fragment",
+    },
+    {
+      name: "an unknown protocol",
+      frame: () => new PacketBuilder().eth().ipv4({ src: CLIENT, dst: VIP }).raw(99, [1, 2, 3, 4]).build(),
+      stat: "drop_unknown_proto",
+    },
+    {
+      name: "a VLAN-tagged frame",
+      frame: () => {
+        const f = syn();
+        f[12] = 0x81;
+        f[13] = 0x00;
+        return f;
+      },
+      stat: "drop_vlan",
+    },
+    {
+      name: "an IPv4 header with IHL < 5",
+      frame: () => {
+        const f = syn();
+        f[14] = 0x44;
+        return f;
+      },
+      stat: "drop_malformed",
+    },
+    {
+      name: "a total length beyond the frame",
+      frame: () => {
+        const f = syn();
+        f[16] = 0x05;
+        return f;
+      },
+      stat: "drop_malformed",
+    },
+    {
+      name: "a bad IPv4 header checksum",
+      frame: () => {
+        const f = syn();
+        f[24] ^= 0xff;
+        return f;
+      },
+      stat: "drop_bad_checksum",
+    },
+    {
+      name: "a TCP data offset below 5",
+      frame: () => {
+        const f = syn();
+        f[14 + 20 + 12] = 0x40;
+        return f;
+      },
+      stat: "drop_malformed",
+    },
+    {
+      name: "a UDP length beyond the datagram",
+      frame: () => {
+        const f = new PacketBuilder().eth().ipv4({ src: CLIENT, dst: VIP }).udp({ sport: 1, dport: 53 }).build();
+        f[14 + 20 + 5] = 200;
+        return f;
+      },
+      stat: "drop_malformed",
+    },
+    {
+      name: "an IPv6 packet with an extension header",
+      frame: () => new PacketBuilder().eth().ipv6({ src: CLIENT6, dst: VIP6, nextHeader: 0 }).raw(0, new Array(8).fill(0)).build(),
+      stat: "drop_ipv6_ext_header",
+    },
+    {
+      name: "a reply from a real server that matches no connection",
+      frame: () => new PacketBuilder().eth().ipv4({ src: RS1, dst: CLIENT }).tcp({ sport: 8080, dport: 5, flags: ACK }).build(),
+      stat: "drop_no_conn",
+    },
   ];
   for (const r of rows) {
     test(`${r.name}: ${r.stat}`, () => {
@@ -126,8 +227,12 @@ describe("refusals are counted, never thrown", () => {
   };
 
   test("a segment with ACK and no connection is answered with the RST the director's stack sends: seq = its ack, RST alone", () => {
-    const f = new PacketBuilder().eth(PORT_MACS[0], GATEWAY_MAC).ipv4({ src: CLIENT, dst: VIP, tos: 0x2b, options: [1, 1, 1, 0] })
-      .tcp({ sport: 41000, dport: 80, flags: ACK | PSH, seq: 5000, ack: 0xfffffff0 }).payload("GET / HTTP/1.0").build();
+    const f = new PacketBuilder()
+      .eth(PORT_MACS[0], GATEWAY_MAC)
+      .ipv4({ src: CLIENT, dst: VIP, tos: 0x2b, options: [1, 1, 1, 0] })
+      .tcp({ sport: 41000, dport: 80, flags: ACK | PSH, seq: 5000, ack: 0xfffffff0 })
+      .payload("GET / HTTP/1.0")
+      .build();
     const out = h.one(f);
     expect(out.port).toBe(0);
     expect(out.frame.length).toBe(54);
@@ -146,17 +251,31 @@ describe("refusals are counted, never thrown", () => {
   });
 
   test("a segment without ACK is answered RST+ACK, acking its data, its SYN and its FIN", () => {
-    const fin = h.one(new PacketBuilder().eth(PORT_MACS[0], GATEWAY_MAC).ipv4({ src: CLIENT, dst: VIP }).tcp({ sport: 41002, dport: 80, flags: FIN, seq: 0xfffffffe }).payload("abc").build());
+    const fin = h.one(
+      new PacketBuilder()
+        .eth(PORT_MACS[0], GATEWAY_MAC)
+        .ipv4({ src: CLIENT, dst: VIP })
+        .tcp({ sport: 41002, dport: 80, flags: FIN, seq: 0xfffffffe })
+        .payload("abc")
+        .build(),
+    );
     expect(fin.port).toBe(0);
     expect(tcpOf(fin.frame)).toEqual({ seq: 0, ack: 0xfffffffe + 3 + 1 - 0x100000000, doff: 5, flags: RST | ACK, window: 0 });
     expect(checksumsValid(fin.frame)).toBe(true);
-    const none = h.one(new PacketBuilder().eth(PORT_MACS[0], GATEWAY_MAC).ipv4({ src: CLIENT, dst: VIP }).tcp({ sport: 41003, dport: 80, flags: 0, seq: 77 }).build());
+    const none = h.one(
+      new PacketBuilder().eth(PORT_MACS[0], GATEWAY_MAC).ipv4({ src: CLIENT, dst: VIP }).tcp({ sport: 41003, dport: 80, flags: 0, seq: 77 }).build(),
+    );
     expect(tcpOf(none.frame)).toEqual({ seq: 0, ack: 77, doff: 5, flags: RST | ACK, window: 0 });
     expect(h.stats().tcp_reset_sent).toBe(2);
   });
 
   test("IPv6: the RST comes from the v6 VIP with hop limit 64 and a valid checksum", () => {
-    const f = new PacketBuilder().eth(PORT_MACS[0], GATEWAY_MAC).ipv6({ src: CLIENT6, dst: VIP6, hopLimit: 9, tc: 0x2b }).tcp({ sport: 41004, dport: 80, flags: ACK, ack: 99 }).payload("x").build();
+    const f = new PacketBuilder()
+      .eth(PORT_MACS[0], GATEWAY_MAC)
+      .ipv6({ src: CLIENT6, dst: VIP6, hopLimit: 9, tc: 0x2b })
+      .tcp({ sport: 41004, dport: 80, flags: ACK, ack: 99 })
+      .payload("x")
+      .build();
     const out = h.one(f);
     expect(out.port).toBe(0);
     expect(out.frame.length).toBe(74);
@@ -202,7 +321,11 @@ describe("refusals are counted, never thrown", () => {
   });
 
   test("with no usable real server the client gets ICMP port unreachable quoting its packet", () => {
-    for (const a of [RS1, RS2]) h.model.editDest({ protocol: "tcp", address: VIP, port: 80 }, { address: a, port: 8080, forward: "masq", weight: 0, upperThreshold: 0, lowerThreshold: 0 });
+    for (const a of [RS1, RS2])
+      h.model.editDest(
+        { protocol: "tcp", address: VIP, port: 80 },
+        { address: a, port: 8080, forward: "masq", weight: 0, upperThreshold: 0, lowerThreshold: 0 },
+      );
     h.apply();
     const sent = syn(43000);
     const out = h.one(sent);
@@ -218,7 +341,12 @@ describe("refusals are counted, never thrown", () => {
     h.destMtu = 100;
     h.apply();
     h.one(syn(44000));
-    const big = new PacketBuilder().eth().ipv4({ src: CLIENT, dst: VIP, df: true }).tcp({ sport: 44000, dport: 80, flags: ACK }).payload("x".repeat(200)).build();
+    const big = new PacketBuilder()
+      .eth()
+      .ipv4({ src: CLIENT, dst: VIP, df: true })
+      .tcp({ sport: 44000, dport: 80, flags: ACK })
+      .payload("x".repeat(200))
+      .build();
     const out = h.one(big);
     expect(out.port).toBe(0);
     expect([out.frame[34], out.frame[35]]).toEqual([3, 4]);
@@ -241,7 +369,13 @@ describe("connection life", () => {
     expect(h.counters.active[d]).toBe(1);
     h.one(new PacketBuilder().eth().ipv4({ src: CLIENT, dst: VIP }).tcp({ sport: 46000, dport: 80, flags: ACK }).build());
     expect(h.counters.active[d]).toBe(1);
-    h.one(new PacketBuilder().eth().ipv4({ src: CLIENT, dst: VIP }).tcp({ sport: 46000, dport: 80, flags: FIN | ACK }).build());
+    h.one(
+      new PacketBuilder()
+        .eth()
+        .ipv4({ src: CLIENT, dst: VIP })
+        .tcp({ sport: 46000, dport: 80, flags: FIN | ACK })
+        .build(),
+    );
     expect(h.counters.active[d]).toBe(0);
     expect(h.counters.inactive[d]).toBe(1);
   });
@@ -249,7 +383,10 @@ describe("connection life", () => {
   test("a full connection table refuses new connections with a counter and keeps the established ones", () => {
     const small = new Harness(2);
     small.model.addService({ protocol: "tcp", address: VIP, port: 80, scheduler: "rr", onePacket: false, schedFlags: [] });
-    small.model.addDest({ protocol: "tcp", address: VIP, port: 80 }, { address: RS1, port: 80, forward: "masq", weight: 1, upperThreshold: 0, lowerThreshold: 0 });
+    small.model.addDest(
+      { protocol: "tcp", address: VIP, port: 80 },
+      { address: RS1, port: 80, forward: "masq", weight: 1, upperThreshold: 0, lowerThreshold: 0 },
+    );
     small.apply();
     const mk = (p: number, flags = SYN) => new PacketBuilder().eth().ipv4({ src: CLIENT, dst: VIP }).tcp({ sport: p, dport: 80, flags }).build();
     // established first: under table pressure the SYN flood defence may evict half-open ones
@@ -268,15 +405,28 @@ describe("partial L4 checksums (CHECKSUM_PARTIAL: a sender's offload on veth) ar
   const body = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
   const MSS_WS = [2, 4, 5, 0xb4, 1, 3, 3, 7]; // MSS 1460, NOP, window scale 7: what a Linux SYN carries
   const tcp4 = (sport: number, flags = SYN, ttl = 64, options: number[] = []) =>
-    new PacketBuilder().eth(PORT_MACS[0], GATEWAY_MAC).ipv4({ src: CLIENT, dst: VIP, ttl, df: true }).tcp({ sport, dport: 80, flags, options }).payload(flags === SYN ? "" : body).build();
+    new PacketBuilder()
+      .eth(PORT_MACS[0], GATEWAY_MAC)
+      .ipv4({ src: CLIENT, dst: VIP, ttl, df: true })
+      .tcp({ sport, dport: 80, flags, options })
+      .payload(flags === SYN ? "" : body)
+      .build();
   const tcp6 = (sport: number, flags = SYN) =>
-    new PacketBuilder().eth(PORT_MACS[0], GATEWAY_MAC).ipv6({ src: CLIENT6, dst: VIP6 }).tcp({ sport, dport: 80, flags, options: MSS_WS }).payload(flags === SYN ? "" : body).build();
+    new PacketBuilder()
+      .eth(PORT_MACS[0], GATEWAY_MAC)
+      .ipv6({ src: CLIENT6, dst: VIP6 })
+      .tcp({ sport, dport: 80, flags, options: MSS_WS })
+      .payload(flags === SYN ? "" : body)
+      .build();
   /** Bytes of the frame but MACs (0-11), IPv4 TTL (22) and header checksum (24-25) / IPv6 hop limit (21). */
   const beyondHop = (f: Uint8Array) => [...f].filter((_, i) => i >= 12 && i !== 22 && i !== 24 && i !== 25 && !(f[12] === 0x86 && i === 21));
 
   test("NAT, client -> real server: TCP with options and UDP over IPv4, TCP and UDP over IPv6 reach the real server with full checksums", () => {
     h.model.addService({ protocol: "udp", address: VIP6, port: 53, scheduler: "rr", onePacket: false, schedFlags: [] });
-    h.model.addDest({ protocol: "udp", address: VIP6, port: 53 }, { address: RS6, port: 5353, forward: "masq", weight: 1, upperThreshold: 0, lowerThreshold: 0 });
+    h.model.addDest(
+      { protocol: "udp", address: VIP6, port: 53 },
+      { address: RS6, port: 5353, forward: "masq", weight: 1, upperThreshold: 0, lowerThreshold: 0 },
+    );
     h.apply();
     const frames = [
       tcp4(47000, SYN, 64, MSS_WS),
@@ -297,13 +447,22 @@ describe("partial L4 checksums (CHECKSUM_PARTIAL: a sender's offload on veth) ar
 
   test("NAT, real server -> client: partial replies leave SNATed with full checksums (IPv4 and IPv6)", () => {
     const a = view(h.one(tcp4(47010)).frame);
-    const reply = new PacketBuilder().eth(PORT_MACS[1], realMac(1)).ipv4({ src: a.daddr, dst: CLIENT }).tcp({ sport: 8080, dport: 47010, flags: SYN | ACK, options: [2, 4, 5, 0xb4] }).build();
+    const reply = new PacketBuilder()
+      .eth(PORT_MACS[1], realMac(1))
+      .ipv4({ src: a.daddr, dst: CLIENT })
+      .tcp({ sport: 8080, dport: 47010, flags: SYN | ACK, options: [2, 4, 5, 0xb4] })
+      .build();
     const out = h.one(partialChecksum(reply), 1);
     expect(out.port).toBe(0);
     expect(view(out.frame)).toMatchObject({ saddr: VIP, sport: 80, daddr: CLIENT });
     expect(checksumsValid(out.frame)).toBe(true);
     h.one(tcp6(47011));
-    const reply6 = new PacketBuilder().eth(PORT_MACS[1], realMac(2)).ipv6({ src: RS6, dst: CLIENT6 }).tcp({ sport: 80, dport: 47011, flags: SYN | ACK }).payload("x").build();
+    const reply6 = new PacketBuilder()
+      .eth(PORT_MACS[1], realMac(2))
+      .ipv6({ src: RS6, dst: CLIENT6 })
+      .tcp({ sport: 80, dport: 47011, flags: SYN | ACK })
+      .payload("x")
+      .build();
     const out6 = h.one(partialChecksum(reply6), 1);
     expect(out6.port).toBe(0);
     expect(checksumsValid(out6.frame)).toBe(true);
@@ -316,9 +475,20 @@ describe("partial L4 checksums (CHECKSUM_PARTIAL: a sender's offload on veth) ar
     d.model.addService({ protocol: "tcp", address: VIP, port: 80, scheduler: "rr", onePacket: false, schedFlags: [] });
     d.model.addDest({ protocol: "tcp", address: VIP, port: 80 }, { address: RS1, port: 80, forward: "route", weight: 1, upperThreshold: 0, lowerThreshold: 0 });
     d.model.addService({ protocol: "tcp", address: VIP6, port: 80, scheduler: "rr", onePacket: false, schedFlags: [] });
-    d.model.addDest({ protocol: "tcp", address: VIP6, port: 80 }, { address: RS6, port: 80, forward: "route", weight: 1, upperThreshold: 0, lowerThreshold: 0 });
+    d.model.addDest(
+      { protocol: "tcp", address: VIP6, port: 80 },
+      { address: RS6, port: 80, forward: "route", weight: 1, upperThreshold: 0, lowerThreshold: 0 },
+    );
     d.model.addService({ protocol: "udp", address: VIP, port: 53, scheduler: "rr", onePacket: false, schedFlags: [] });
-    d.model.addDest({ protocol: "udp", address: VIP, port: 53 }, { address: RS2, port: 53, forward: "tunnel", weight: 1, upperThreshold: 0, lowerThreshold: 0, tunnel: { type: "ipip" } } as never);
+    d.model.addDest({ protocol: "udp", address: VIP, port: 53 }, {
+      address: RS2,
+      port: 53,
+      forward: "tunnel",
+      weight: 1,
+      upperThreshold: 0,
+      lowerThreshold: 0,
+      tunnel: { type: "ipip" },
+    } as never);
     d.apply();
     for (const good of [tcp4(47020, SYN, 64, MSS_WS), tcp6(47021)]) {
       const out = d.one(partialChecksum(good));
@@ -344,7 +514,11 @@ describe("partial L4 checksums (CHECKSUM_PARTIAL: a sender's offload on veth) ar
     const out = h.one(partialChecksum(good));
     expect([out.port, out.frame[34]]).toEqual([0, 11]);
     expect(Buffer.from(out.frame.subarray(42, 42 + good.length - 14))).toEqual(Buffer.from(good.subarray(14)));
-    for (const a of [RS1, RS2]) h.model.editDest({ protocol: "tcp", address: VIP, port: 80 }, { address: a, port: 8080, forward: "masq", weight: 0, upperThreshold: 0, lowerThreshold: 0 });
+    for (const a of [RS1, RS2])
+      h.model.editDest(
+        { protocol: "tcp", address: VIP, port: 80 },
+        { address: a, port: 8080, forward: "masq", weight: 0, upperThreshold: 0, lowerThreshold: 0 },
+      );
     h.apply();
     const good2 = tcp4(47031);
     const out2 = h.one(partialChecksum(good2));
@@ -383,7 +557,9 @@ describe("partial L4 checksums (CHECKSUM_PARTIAL: a sender's offload on veth) ar
     expect(out.port).toBe(1);
     expect(checksumsValid(out.frame)).toBe(false);
     // a first fragment's checksum covers the whole datagram: never touched
-    const first = partialChecksum(new PacketBuilder().eth().ipv4({ src: CLIENT, dst: VIP, frag: 0x2000, id: 77 }).tcp({ sport: 47041, dport: 80, flags: SYN }).payload("12345678").build());
+    const first = partialChecksum(
+      new PacketBuilder().eth().ipv4({ src: CLIENT, dst: VIP, frag: 0x2000, id: 77 }).tcp({ sport: 47041, dport: 80, flags: SYN }).payload("12345678").build(),
+    );
     const fo = h.one(first);
     expect(fo.port).toBe(1);
     expect(checksumsValid(fo.frame)).toBe(false);
@@ -395,16 +571,27 @@ describe("partial L4 checksums (CHECKSUM_PARTIAL: a sender's offload on veth) ar
     d.model.addService({ protocol: "sctp", address: VIP, port: 80, scheduler: "rr", onePacket: false, schedFlags: [] });
     d.model.addDest({ protocol: "sctp", address: VIP, port: 80 }, { address: RS1, port: 80, forward: "masq", weight: 1, upperThreshold: 0, lowerThreshold: 0 });
     d.model.addService({ protocol: "sctp", address: VIP, port: 81, scheduler: "rr", onePacket: false, schedFlags: [] });
-    d.model.addDest({ protocol: "sctp", address: VIP, port: 81 }, { address: RS2, port: 81, forward: "route", weight: 1, upperThreshold: 0, lowerThreshold: 0 });
+    d.model.addDest(
+      { protocol: "sctp", address: VIP, port: 81 },
+      { address: RS2, port: 81, forward: "route", weight: 1, upperThreshold: 0, lowerThreshold: 0 },
+    );
     d.apply();
     const chunk = [...Buffer.from("an SCTP DATA chunk")];
     for (const port of [80, 81]) {
-      const zero = new PacketBuilder().eth().ipv4({ src: CLIENT, dst: VIP }).raw(132, sctpPacket(47050, port, chunk, false)).build();
+      const zero = new PacketBuilder()
+        .eth()
+        .ipv4({ src: CLIENT, dst: VIP })
+        .raw(132, sctpPacket(47050, port, chunk, false))
+        .build();
       const out = d.one(zero);
       expect(out.port).toBe(1);
       expect(sctpCrcValid(out.frame)).toBe(true);
     }
-    const wrong = new PacketBuilder().eth().ipv4({ src: CLIENT, dst: VIP }).raw(132, sctpPacket(47051, 81, chunk)).build();
+    const wrong = new PacketBuilder()
+      .eth()
+      .ipv4({ src: CLIENT, dst: VIP })
+      .raw(132, sctpPacket(47051, 81, chunk))
+      .build();
     wrong[14 + 20 + 8] ^= 0x40;
     const out = d.one(wrong);
     expect(Buffer.from(out.frame.subarray(34))).toEqual(Buffer.from(wrong.subarray(34)));

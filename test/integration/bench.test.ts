@@ -37,9 +37,22 @@ beforeAll(async () => {
   staleNs = `xvst-${await deadPid()}-bench-gen`;
   await sh(["ip", "netns", "add", staleNs]);
   await sh(["ip", "netns", "exec", staleNs, "nft", "add", "table", "ip", "xvsbench"]);
-  const p = Bun.spawn([...selfCommand(), "bench", "--quick", "--check", "--out", dir, "--name", "t",
-    // a C forwarder that exits at once: it must be reported as failed, and the others must still run
-    "--xskfwd-bin", "/bin/false"], { stdout: "pipe", stderr: "pipe" });
+  const p = Bun.spawn(
+    [
+      ...selfCommand(),
+      "bench",
+      "--quick",
+      "--check",
+      "--out",
+      dir,
+      "--name",
+      "t",
+      // a C forwarder that exits at once: it must be reported as failed, and the others must still run
+      "--xskfwd-bin",
+      "/bin/false",
+    ],
+    { stdout: "pipe", stderr: "pipe" },
+  );
   benchPid = p.pid;
   const [out, err, rc] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
   code = rc;
@@ -80,7 +93,14 @@ describe("xvs bench --quick", () => {
   });
 
   test("the generator's own rate, plain forwarding and nftables were measured, with ratios to xvs", () => {
-    for (const [c, w] of [["gen", "udp64"], ["plain", "udp64"], ["plain", "tcp"], ["nft", "udp64"], ["nft", "tcp"], ["nft", "flows-20k"]]) {
+    for (const [c, w] of [
+      ["gen", "udp64"],
+      ["plain", "udp64"],
+      ["plain", "tcp"],
+      ["nft", "udp64"],
+      ["nft", "tcp"],
+      ["nft", "flows-20k"],
+    ]) {
       const r = row(c, w)!;
       expect(r, `${c} ${w}`).toBeDefined();
       expect(r.errors, `${c} ${w}`).toEqual([]);

@@ -70,7 +70,13 @@ describe("the single executable", () => {
       reader.releaseLock();
       // the daemon runs in a private mount namespace where the host's libxdp and libbpf are
       // empty files (the host itself is untouched): it must use the copies the binary carries
-      const hostLibs = ["libxdp.so.1", "libbpf.so.1"].map((l) => realpathSync(Bun.spawnSync(["gcc", `-print-file-name=${l}`]).stdout.toString().trim()));
+      const hostLibs = ["libxdp.so.1", "libbpf.so.1"].map((l) =>
+        realpathSync(
+          Bun.spawnSync(["gcc", `-print-file-name=${l}`])
+            .stdout.toString()
+            .trim(),
+        ),
+      );
       const hide = hostLibs.map((l) => `mount --bind /dev/null ${l}`).join(" && ");
       const wrap = ["unshare", "--mount", "--propagation", "private", "sh", "-c", `${hide} && exec "$@"`, "sh"];
       const t0 = performance.now();
@@ -90,7 +96,9 @@ describe("the single executable", () => {
       }
       const tFirst = performance.now();
       expect(answered).toBe(true);
-      console.log(`start-up: API ready after ${(tApi - t0).toFixed(0)} ms, first forwarded packet ${(tFirst - t0).toFixed(0)} ms after \`xvs run\` (configuration included)`);
+      console.log(
+        `start-up: API ready after ${(tApi - t0).toFixed(0)} ms, first forwarded packet ${(tFirst - t0).toFixed(0)} ms after \`xvs run\` (configuration included)`,
+      );
       await d.stop();
     } finally {
       if (prev === undefined) delete process.env.XVS_BIN;

@@ -113,14 +113,24 @@ describe("the table survives the daemon", () => {
     await adm(d, "--set 600 30 120");
     await adm(d, `-d -t ${LAB_VIP}:80 -r ${realAddr(1)}:80`);
     await adm(d, `-a -t ${LAB_VIP}:80 -r ${realAddr(1)}:80 -m -w 5`);
-    const before = { save: await adm(d, "-Sn"), list: await adm(d, "-Ln --nosort"), thresholds: await adm(d, "-Ln --thresholds"), timeouts: await adm(d, "-L --timeout") };
+    const before = {
+      save: await adm(d, "-Sn"),
+      list: await adm(d, "-Ln --nosort"),
+      thresholds: await adm(d, "-Ln --thresholds"),
+      timeouts: await adm(d, "-L --timeout"),
+    };
     await kill9(d);
 
     // an interrupted save of another process: garbage in a temporary file next to the table
     writeFileSync(join(dir, "table.json.tmp-4242"), '{"version":1,"services":[{"prot');
     d = await start(dir);
     try {
-      const after = { save: await adm(d, "-Sn"), list: await adm(d, "-Ln --nosort"), thresholds: await adm(d, "-Ln --thresholds"), timeouts: await adm(d, "-L --timeout") };
+      const after = {
+        save: await adm(d, "-Sn"),
+        list: await adm(d, "-Ln --nosort"),
+        thresholds: await adm(d, "-Ln --thresholds"),
+        timeouts: await adm(d, "-L --timeout"),
+      };
       expect(after).toEqual(before);
       // and it forwards with the restored table
       const r = await httpGet(L.lab, L.client, LAB_VIP, 80, 12, 1);
@@ -132,13 +142,18 @@ describe("the table survives the daemon", () => {
 
   test("--config FILE loads services, real servers and timeouts at start", async () => {
     const file = join(stateDir(), "xvs.json");
-    writeFileSync(file, JSON.stringify({
-      timeouts: { tcp: 300 },
-      services: [{ protocol: "tcp", address: LAB_VIP, port: 80, scheduler: "rr", dests: [1, 2].map((i) => ({ address: realAddr(i), forward: "masq" })) }],
-    }));
+    writeFileSync(
+      file,
+      JSON.stringify({
+        timeouts: { tcp: 300 },
+        services: [{ protocol: "tcp", address: LAB_VIP, port: 80, scheduler: "rr", dests: [1, 2].map((i) => ({ address: realAddr(i), forward: "masq" })) }],
+      }),
+    );
     const d = await start(stateDir(), ["--config", file]);
     try {
-      expect(await adm(d, "-Sn")).toBe(`-A -t ${LAB_VIP}:80 -s rr\n-a -t ${LAB_VIP}:80 -r ${realAddr(1)}:80 -m -w 1\n-a -t ${LAB_VIP}:80 -r ${realAddr(2)}:80 -m -w 1\n`);
+      expect(await adm(d, "-Sn")).toBe(
+        `-A -t ${LAB_VIP}:80 -s rr\n-a -t ${LAB_VIP}:80 -r ${realAddr(1)}:80 -m -w 1\n-a -t ${LAB_VIP}:80 -r ${realAddr(2)}:80 -m -w 1\n`,
+      );
       expect(await adm(d, "-L --timeout")).toBe("Timeout (tcp tcpfin udp): 300 120 300\n");
       const r = await httpGet(L.lab, L.client, LAB_VIP, 80, 10, 2);
       expect(r.byServer).toEqual({ rs1: 5, rs2: 5 });
@@ -151,9 +166,14 @@ describe("the table survives the daemon", () => {
     const dir = stateDir();
     const file = join(dir, "bad.json");
     writeFileSync(file, JSON.stringify({ services: [{ protocol: "tcp", address: LAB_VIP, port: 80, dests: [{ address: "198.18.2.300" }] }] }));
-    const p = Bun.spawn(["ip", "netns", "exec", L.lab.ns(L.director), ...selfCommand(), "run", "--iface", L.ifaces[0], "--iface", L.ifaces[1], "--config", file], {
-      stdout: "pipe", stderr: "pipe", env: { ...process.env, XVS_STATE_DIR: dir },
-    });
+    const p = Bun.spawn(
+      ["ip", "netns", "exec", L.lab.ns(L.director), ...selfCommand(), "run", "--iface", L.ifaces[0], "--iface", L.ifaces[1], "--config", file],
+      {
+        stdout: "pipe",
+        stderr: "pipe",
+        env: { ...process.env, XVS_STATE_DIR: dir },
+      },
+    );
     const code = await p.exited;
     const lines = (await new Response(p.stderr).text()).trim().split("\n");
     expect(code).not.toBe(0);

@@ -26,7 +26,8 @@ async function watchReals(pid: number, done: { now: boolean }): Promise<Record<s
       const r = await sh(["ip", "netns", "exec", `xvst-${pid}-demo-${h}`, "cat", "/proc/net/snmp"], true);
       const tcp = r.stdout.split("\n").filter((l) => l.startsWith("Tcp: "));
       if (r.code !== 0 || tcp.length !== 2) continue;
-      const names = tcp[0].split(" "), values = tcp[1].split(" ");
+      const names = tcp[0].split(" "),
+        values = tcp[1].split(" ");
       const opens = Number(values[names.indexOf("PassiveOpens")]);
       if (opens > seen[h]) seen[h] = opens;
     }
@@ -53,7 +54,10 @@ async function demo(args: string[]): Promise<DemoRun> {
   done.now = true;
   const opens = await watching;
   if (code !== 0) console.log(out.slice(-3000), err);
-  const acts = out.split("\n").map((l) => /^act \d: (\d+) requests answered .*, (\d+) failed$/.exec(l)).filter((m) => m !== null)
+  const acts = out
+    .split("\n")
+    .map((l) => /^act \d: (\d+) requests answered .*, (\d+) failed$/.exec(l))
+    .filter((m) => m !== null)
     .map((m) => ({ ok: Number(m![1]), failed: Number(m![2]) }));
   console.log(`real servers accepted ${JSON.stringify(opens)}; the demo's client counted ${JSON.stringify(acts)}`);
   return { code, out, acts, opens };

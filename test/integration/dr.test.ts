@@ -10,10 +10,32 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startDaemon, type LabDaemon } from "../../src/tools/lab/daemon.ts";
 import { l4ChecksumField, pseudoFold } from "../util/packet.ts";
-import { buildDirectorLab, CLIENT_ADDR, CLIENT_ADDR6, directReturn, LAB_VIP, LAB_VIP6, realAddr, realAddr6, type DirectorLab } from "../../src/tools/lab/topology.ts";
 import {
-  apiOk, Capture, checksumErrors, curlCount, decodeFrame, type FrameView,
-  HeldConnection, httpGet, macOf, requireRoot, serveOn, stopLab, udpAsk, verdictsOf,
+  buildDirectorLab,
+  CLIENT_ADDR,
+  CLIENT_ADDR6,
+  directReturn,
+  LAB_VIP,
+  LAB_VIP6,
+  realAddr,
+  realAddr6,
+  type DirectorLab,
+} from "../../src/tools/lab/topology.ts";
+import {
+  apiOk,
+  Capture,
+  checksumErrors,
+  curlCount,
+  decodeFrame,
+  type FrameView,
+  HeldConnection,
+  httpGet,
+  macOf,
+  requireRoot,
+  serveOn,
+  stopLab,
+  udpAsk,
+  verdictsOf,
 } from "./helpers.ts";
 
 let L: DirectorLab;
@@ -65,7 +87,8 @@ describe("DR through AF_XDP", () => {
   }, 60_000);
 
   test("on the wire: the real server's MAC, VIP kept, TTL - 1, IPv4 and L4 checksums valid", async () => {
-    const rsMac = await macOf(L.lab, L.reals[0], "eth0"), dirMac = await macOf(L.lab, L.director, "s0");
+    const rsMac = await macOf(L.lab, L.reals[0], "eth0"),
+      dirMac = await macOf(L.lab, L.director, "s0");
     const atClient = await Capture.start(L.lab, L.client, "eth0");
     const atRs = await Capture.start(L.lab, L.reals[0], "eth0");
     // rr over three: one of three consecutive connections lands on rs1

@@ -36,7 +36,14 @@ async function configure(d: LabDaemon): Promise<void> {
 
 /** Ask on every held connection; resolves to the server name or null (no reply in time). */
 function askAll(conns: HeldConnection[], text: string): Promise<(string | null)[]> {
-  return Promise.all(conns.map((c) => c.ask(text).then((r) => r.split(" ")[0], () => null)));
+  return Promise.all(
+    conns.map((c) =>
+      c.ask(text).then(
+        (r) => r.split(" ")[0],
+        () => null,
+      ),
+    ),
+  );
 }
 
 beforeAll(async () => {
@@ -58,7 +65,7 @@ describe("a real server dies mid-traffic", () => {
   test("its connections fail, the others are untouched, and quiescing / removing it keeps new connections off it", async () => {
     const t0 = Date.now();
     const mark = (what: string) => process.stdout.write(`  ${what} at ${Date.now() - t0} ms\n`);
-    const droppedNoDest = async () => (await ok(xvs, "GET", "/v1/stats") as { verdicts: Record<string, number> }).verdicts.drop_dest_unavailable;
+    const droppedNoDest = async () => ((await ok(xvs, "GET", "/v1/stats")) as { verdicts: Record<string, number> }).verdicts.drop_dest_unavailable;
     const held = await Promise.all(Array.from({ length: 30 }, () => HeldConnection.open(L.lab, L.client, LAB_VIP, 7000)));
     const first = await askAll(held, "hello");
     expect(first.filter((s) => s === "rs2").length).toBe(10);
@@ -77,9 +84,15 @@ describe("a real server dies mid-traffic", () => {
     const before = await droppedNoDest();
     await ok(xvs, "DELETE", `/v1/services/tcp:${LAB_VIP}:7000/dests/${realAddr(2)}:7000`);
     mark("rs2 removed from :7000");
-    const third = await askAll(held.filter((_, i) => first[i] !== "rs2"), "still");
+    const third = await askAll(
+      held.filter((_, i) => first[i] !== "rs2"),
+      "still",
+    );
     expect(third.every((s) => s === "rs1" || s === "rs3")).toBe(true);
-    const gone = askAll(held.filter((_, i) => first[i] === "rs2"), "gone");
+    const gone = askAll(
+      held.filter((_, i) => first[i] === "rs2"),
+      "gone",
+    );
     let dropped = 0;
     for (const deadline = Date.now() + 25_000; dropped === 0 && Date.now() < deadline; await Bun.sleep(200)) dropped = (await droppedNoDest()) - before;
     mark(`${dropped} packets of rs2's connections dropped as drop_dest_unavailable`);
@@ -104,7 +117,21 @@ describe("a real server dies mid-traffic", () => {
 describe("the daemon is killed (SIGKILL) under load and restarted", () => {
   test("its stale XDP program is replaced, the configuration comes back, new connections flow within a second", async () => {
     // rs2 stays quiesced from the test above (its neighbour entry failed while its link was down)
-    const load = L.lab.spawn(L.client, [...selfCommand(), "__lab", "http-loop", "--host", LAB_VIP, "--port", "80", "--seconds", "14", "--concurrency", "2", "--timeout", "300"]);
+    const load = L.lab.spawn(L.client, [
+      ...selfCommand(),
+      "__lab",
+      "http-loop",
+      "--host",
+      LAB_VIP,
+      "--port",
+      "80",
+      "--seconds",
+      "14",
+      "--concurrency",
+      "2",
+      "--timeout",
+      "300",
+    ]);
     const t0 = Date.now();
     await Bun.sleep(3000);
     const killedAt = Date.now() - t0;
@@ -117,7 +144,7 @@ describe("the daemon is killed (SIGKILL) under load and restarted", () => {
     xvs = await startDaemon(L.lab, L.director, L.ifaces, [], stateDir);
     let readyAt = Date.now() - t0;
     expect(xvs.log()).toContain("replaced the steering program a killed xvs left attached");
-    const services = (await ok(xvs, "GET", "/v1/services") as { services: unknown[] }).services;
+    const services = ((await ok(xvs, "GET", "/v1/services")) as { services: unknown[] }).services;
     let restoredBy = "the daemon's saved table";
     if (services.length === 0) {
       restoredBy = "the API (no saved table)";
@@ -125,13 +152,18 @@ describe("the daemon is killed (SIGKILL) under load and restarted", () => {
       await ok(xvs, "PUT", `/v1/services/tcp:${LAB_VIP}:80/dests/${realAddr(2)}:80`, { address: realAddr(2), port: 80, forward: "masq", weight: 0 });
       readyAt = Date.now() - t0;
     }
-    expect((await ok(xvs, "GET", "/v1/services") as { services: unknown[] }).services.length).toBe(2);
-    const lines = (await new Response(load.stdout).text()).trim().split("\n").map((l) => JSON.parse(l) as { t: number; ok: boolean; ms: number });
+    expect(((await ok(xvs, "GET", "/v1/services")) as { services: unknown[] }).services.length).toBe(2);
+    const lines = (await new Response(load.stdout).text())
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { t: number; ok: boolean; ms: number });
     const okBefore = lines.filter((l) => l.ok && l.t + l.ms < killedAt).length;
     const firstOkAfter = lines.find((l) => l.ok && l.t >= readyAt);
     const okAfter = lines.filter((l) => l.ok && l.t >= readyAt).length;
     const failAfter = lines.filter((l) => !l.ok && l.t >= readyAt + 1000).length;
-    process.stdout.write(`  killed at ${killedAt} ms, restarted at ${spawnAt} ms, configured (by ${restoredBy}) at ${readyAt} ms; first new connection after: ${firstOkAfter ? firstOkAfter.t + firstOkAfter.ms - readyAt : "none"} ms; ok before ${okBefore}, after ${okAfter}, failures later than 1 s after restart ${failAfter}\n`);
+    process.stdout.write(
+      `  killed at ${killedAt} ms, restarted at ${spawnAt} ms, configured (by ${restoredBy}) at ${readyAt} ms; first new connection after: ${firstOkAfter ? firstOkAfter.t + firstOkAfter.ms - readyAt : "none"} ms; ok before ${okBefore}, after ${okAfter}, failures later than 1 s after restart ${failAfter}\n`,
+    );
     expect(okBefore).toBeGreaterThan(5);
     expect(firstOkAfter).toBeDefined();
     expect(firstOkAfter!.t + firstOkAfter!.ms - readyAt).toBeLessThan(1000);
@@ -146,13 +178,13 @@ describe("connections the daemon does not know (it was restarted: its table is e
     expect(await held.ask("hello")).toMatch(/^rs[13] hello$/);
     await xvs.stop();
     xvs = await startDaemon(L.lab, L.director, L.ifaces, [], stateDir);
-    const before = (await ok(xvs, "GET", "/v1/stats") as { verdicts: Record<string, number> }).verdicts;
+    const before = ((await ok(xvs, "GET", "/v1/stats")) as { verdicts: Record<string, number> }).verdicts;
     const t0 = Date.now();
     // the data segment finds no connection: the client's socket is reset at once (the helper
     // reports the close), not left retransmitting into silence until its own timeout
     expect(await held.ask("after the restart")).toBe("closed");
     const took = Date.now() - t0;
-    const after = (await ok(xvs, "GET", "/v1/stats") as { verdicts: Record<string, number> }).verdicts;
+    const after = ((await ok(xvs, "GET", "/v1/stats")) as { verdicts: Record<string, number> }).verdicts;
     process.stdout.write(`  the client's connection was reset ${took} ms after it sent; tcp_reset_sent +${after.tcp_reset_sent - before.tcp_reset_sent}\n`);
     expect(took).toBeLessThan(2000);
     expect(after.tcp_reset_sent - before.tcp_reset_sent).toBeGreaterThan(0);

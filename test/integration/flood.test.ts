@@ -16,7 +16,8 @@ import { httpGet, requireRoot, startServers, stopLab } from "./helpers.ts";
 
 let L: DirectorLab;
 let xvs: LabDaemon;
-const FLOOD_PPS = 30000, FLOOD_SECONDS = 12;
+const FLOOD_PPS = 30000,
+  FLOOD_SECONDS = 12;
 
 async function ok(method: string, path: string, body?: unknown): Promise<unknown> {
   const r = await xvs.api(method, path, body);
@@ -45,11 +46,34 @@ afterAll(() => stopLab(xvs, L), 30_000);
 
 describe("SYN flood with spoofed sources", () => {
   test("100 established connections exchange every line in order, new connections succeed, the table stays bounded and RSS flat", async () => {
-    const before = (await ok("GET", "/v1/stats") as { verdicts: Record<string, number> }).verdicts;
-    const chat = L.lab.spawn(L.client, [...selfCommand(), "__lab", "tcp-chat", "--host", LAB_VIP, "--port", "7000", "--conns", "100", "--seconds", String(FLOOD_SECONDS + 4), "--interval", "200"]);
+    const before = ((await ok("GET", "/v1/stats")) as { verdicts: Record<string, number> }).verdicts;
+    const chat = L.lab.spawn(L.client, [
+      ...selfCommand(),
+      "__lab",
+      "tcp-chat",
+      "--host",
+      LAB_VIP,
+      "--port",
+      "7000",
+      "--conns",
+      "100",
+      "--seconds",
+      String(FLOOD_SECONDS + 4),
+      "--interval",
+      "200",
+    ]);
     await Bun.sleep(2000);
     const dirMac = (await L.lab.exec(L.director, ["cat", "/sys/class/net/c0/address"])).stdout.trim();
-    const flood = await startFlood(L.lab, L.client, { iface: "eth0", dstMac: dirMac, dst: LAB_VIP, dport: 80, srcBase: "198.19.0.0", srcPrefix: 16, pps: FLOOD_PPS, seconds: FLOOD_SECONDS });
+    const flood = await startFlood(L.lab, L.client, {
+      iface: "eth0",
+      dstMac: dirMac,
+      dst: LAB_VIP,
+      dport: 80,
+      srcBase: "198.19.0.0",
+      srcPrefix: 16,
+      pps: FLOOD_PPS,
+      seconds: FLOOD_SECONDS,
+    });
     const rss: number[] = [];
     const sampler = setInterval(() => rss.push(rssKb(xvs.proc.pid)), 500);
     await Bun.sleep(2000);
@@ -57,13 +81,28 @@ describe("SYN flood with spoofed sources", () => {
     const fresh = await httpGet(L.lab, L.client, LAB_VIP, 80, 60, 3);
     const [floodOut, chatOut] = await Promise.all([new Response(flood.stdout).text(), new Response(chat.stdout).text()]);
     clearInterval(sampler);
-    const after = (await ok("GET", "/v1/stats") as { verdicts: Record<string, number> }).verdicts;
-    const c = JSON.parse(chatOut.trim()) as { conns: number; sent: number; received: number; outOfOrder: number; closed: number; errors: string[]; maxRttMs: number; byServer: Record<string, number> };
+    const after = ((await ok("GET", "/v1/stats")) as { verdicts: Record<string, number> }).verdicts;
+    const c = JSON.parse(chatOut.trim()) as {
+      conns: number;
+      sent: number;
+      received: number;
+      outOfOrder: number;
+      closed: number;
+      errors: string[];
+      maxRttMs: number;
+      byServer: Record<string, number>;
+    };
     const sent = Number(floodOut.trim());
     const d = (k: string) => (after[k] ?? 0) - (before[k] ?? 0);
-    process.stdout.write(`  flood: ${sent} SYNs in ${FLOOD_SECONDS} s; new_conns +${d("new_conns")}, half_open_evicted +${d("half_open_evicted")}, drop_table_full +${d("drop_table_full")}, drop_syn_flood +${d("drop_syn_flood")}\n`);
-    process.stdout.write(`  chat: ${c.conns} connections, ${c.sent} lines sent, ${c.received} echoed, out of order ${c.outOfOrder}, max rtt ${c.maxRttMs} ms\n`);
-    process.stdout.write(`  new connections during the flood: ${fresh.ok}/60; RSS kB min ${Math.min(...rss)} max ${Math.max(...rss)} (${rss.length} samples)\n`);
+    process.stdout.write(
+      `  flood: ${sent} SYNs in ${FLOOD_SECONDS} s; new_conns +${d("new_conns")}, half_open_evicted +${d("half_open_evicted")}, drop_table_full +${d("drop_table_full")}, drop_syn_flood +${d("drop_syn_flood")}\n`,
+    );
+    process.stdout.write(
+      `  chat: ${c.conns} connections, ${c.sent} lines sent, ${c.received} echoed, out of order ${c.outOfOrder}, max rtt ${c.maxRttMs} ms\n`,
+    );
+    process.stdout.write(
+      `  new connections during the flood: ${fresh.ok}/60; RSS kB min ${Math.min(...rss)} max ${Math.max(...rss)} (${rss.length} samples)\n`,
+    );
     // the flood did fill the table: the defence had to act
     expect(sent).toBeGreaterThan(FLOOD_PPS * FLOOD_SECONDS * 0.8);
     expect(d("half_open_evicted")).toBeGreaterThan(0);

@@ -28,7 +28,10 @@ const FLAG = join(flagDir, "rs3-ok");
 const FLAG2 = join(flagDir, "rs2-ok");
 
 /** Checker timing of every checker here: seconds. */
-const LOOP = 1, RETRY = 1, DBR = 1, TIMEOUT = 1;
+const LOOP = 1,
+  RETRY = 1,
+  DBR = 1,
+  TIMEOUT = 1;
 /**
  * Longest time a real server may take to leave, ms: the next loop, then 1 + retry attempts
  * delay_before_retry apart, each of which may last connect_timeout when nothing answers (a
@@ -69,8 +72,17 @@ async function stop(map: Map<string, Subprocess>, host: string): Promise<void> {
   map.delete(host);
 }
 
-interface DestV { address: string; port: number; weight: number; health?: { state: string; reason: string } }
-interface SvcV { spec: { protocol: string; port: number }; dests: DestV[]; health?: { quorum: string; sorry_server_active: boolean; removed: { address: string; port: number; health: { state: string } }[] } }
+interface DestV {
+  address: string;
+  port: number;
+  weight: number;
+  health?: { state: string; reason: string };
+}
+interface SvcV {
+  spec: { protocol: string; port: number };
+  dests: DestV[];
+  health?: { quorum: string; sorry_server_active: boolean; removed: { address: string; port: number; health: { state: string } }[] };
+}
 
 async function services(): Promise<SvcV[]> {
   return ((await apiOk(xvs, "GET", "/v1/services")) as { services: SvcV[] }).services;
@@ -121,8 +133,10 @@ async function expectHealthMetricsAgree(): Promise<void> {
     sorry: got("xvs_service_sorry_server_active", (l) => `${l.proto} ${l.local_port}`),
   }).toEqual(want);
   // the monitor's attempts: every checked real server was checked, every one that is down failed a check
-  const checks = (result: string) => got("xvs_backend_health_checks_total", (l) => (l.result === result ? `${l.proto} ${l.local_port} ${l.remote_address}:${l.remote_port}` : ""));
-  const ok = checks("ok"), fail = checks("fail");
+  const checks = (result: string) =>
+    got("xvs_backend_health_checks_total", (l) => (l.result === result ? `${l.proto} ${l.local_port} ${l.remote_address}:${l.remote_port}` : ""));
+  const ok = checks("ok"),
+    fail = checks("fail");
   for (const [k, v] of Object.entries(want.up)) {
     expect({ k, checked: (ok[k] ?? 0) + (fail[k] ?? 0) > 0 }).toEqual({ k, checked: true });
     if (v === 0) expect({ k, fail: fail[k] > 0 }).toEqual({ k, fail: true });
@@ -147,8 +161,21 @@ beforeAll(async () => {
   for (const i of [1, 2, 3]) await dest("tcp", 80, i, 80, [http]);
   await svc("tcp", 7000);
   await dest("tcp", 7000, 1, 7000, [{ kind: "tcp", ...timing }]);
-  await dest("tcp", 7000, 2, 7000, [{ kind: "tcp", ...timing }, { kind: "misc", ...timing, misc_path: `sh -c 'test -e ${FLAG2}'`, misc_timeout: 1 }], { inhibit_on_failure: true });
-  await dest("tcp", 7000, 3, 7000, [{ kind: "tcp", ...timing }, { kind: "misc", ...timing, misc_path: `sh -c 'test -e ${FLAG}'`, misc_timeout: 1 }]);
+  await dest(
+    "tcp",
+    7000,
+    2,
+    7000,
+    [
+      { kind: "tcp", ...timing },
+      { kind: "misc", ...timing, misc_path: `sh -c 'test -e ${FLAG2}'`, misc_timeout: 1 },
+    ],
+    { inhibit_on_failure: true },
+  );
+  await dest("tcp", 7000, 3, 7000, [
+    { kind: "tcp", ...timing },
+    { kind: "misc", ...timing, misc_path: `sh -c 'test -e ${FLAG}'`, misc_timeout: 1 },
+  ]);
   await svc("udp", 9000);
   for (const i of [1, 2, 3]) await dest("udp", 9000, i, 9000, [{ kind: "udp", ...timing, payload: "6869", require_reply: true }]);
   await svc("udp", 53);
@@ -193,7 +220,11 @@ describe("a real server's services stop and start again", () => {
     const svc80 = (await services()).find((s) => s.spec.port === 80)!;
     expect(svc80.health!.removed.map((r) => r.address)).toEqual([RS[0]]);
     // one log line per change
-    const downs = xvs.log().split("\n").map(parseLogLine).filter((l) => l?.msg === "real server down" && l.server === `${RS[0]}:80`);
+    const downs = xvs
+      .log()
+      .split("\n")
+      .map(parseLogLine)
+      .filter((l) => l?.msg === "real server down" && l.server === `${RS[0]}:80`);
     expect(downs.length).toBe(2); // tcp :80 and tcp :81
     expect(xvs.log()).toContain('"msg":"quorum lost"');
     await expectHealthMetricsAgree();
@@ -258,7 +289,14 @@ describe("a real server's services stop and start again", () => {
     for (const c of on("rs2")) expect(await c.ask("inhibited")).toBe("rs2 inhibited");
     // a deleted real server's connections are dropped, as IPVS drops them (ip_vs_in_hook: "the
     // destination server is not available"), counted as drop_dest_unavailable
-    const answers = await Promise.all(on("rs3").map((c) => c.ask("removed").then((r) => r, () => null)));
+    const answers = await Promise.all(
+      on("rs3").map((c) =>
+        c.ask("removed").then(
+          (r) => r,
+          () => null,
+        ),
+      ),
+    );
     expect(answers.every((a) => a === null)).toBe(true);
     expect((await verdictsOf(xvs)).drop_dest_unavailable).toBeGreaterThan(dropped0);
     for (const c of held) c.close();

@@ -15,7 +15,11 @@ export function requireRoot(): void {
 }
 
 /** Start the lab agent `serve` in each real server; resolves when all are listening. */
-export async function startServers(lab: Lab, hosts: string[], opts: { http?: number; tcp?: number; udp?: number } = { http: 80, tcp: 7000, udp: 9000 }): Promise<void> {
+export async function startServers(
+  lab: Lab,
+  hosts: string[],
+  opts: { http?: number; tcp?: number; udp?: number } = { http: 80, tcp: 7000, udp: 9000 },
+): Promise<void> {
   const args: string[] = [];
   if (opts.http) args.push("--http", String(opts.http));
   if (opts.tcp) args.push("--tcp", String(opts.tcp));
@@ -48,13 +52,48 @@ export interface HttpSummary {
 
 /** Run `count` HTTP requests (a new connection each) from a lab host. */
 export async function httpGet(lab: Lab, host: string, target: string, port: number, count: number, concurrency = 4, path = "/"): Promise<HttpSummary> {
-  const r = await lab.exec(host, [...selfCommand(), "__lab", "http-get", "--host", target, "--port", String(port), "--count", String(count), "--concurrency", String(concurrency), "--path", path, "--bodies", "1"]);
+  const r = await lab.exec(host, [
+    ...selfCommand(),
+    "__lab",
+    "http-get",
+    "--host",
+    target,
+    "--port",
+    String(port),
+    "--count",
+    String(count),
+    "--concurrency",
+    String(concurrency),
+    "--path",
+    path,
+    "--bodies",
+    "1",
+  ]);
   return JSON.parse(r.stdout.trim()) as HttpSummary;
 }
 
 /** Send `count` UDP datagrams (padded to `size` bytes), each from a new source port. */
-export async function udpAsk(lab: Lab, host: string, target: string, port: number, count: number, size = 0): Promise<{ ok: number; failed: number; byServer: Record<string, number> }> {
-  const r = await lab.exec(host, [...selfCommand(), "__lab", "udp-ask", "--host", target, "--port", String(port), "--count", String(count), "--size", String(size)]);
+export async function udpAsk(
+  lab: Lab,
+  host: string,
+  target: string,
+  port: number,
+  count: number,
+  size = 0,
+): Promise<{ ok: number; failed: number; byServer: Record<string, number> }> {
+  const r = await lab.exec(host, [
+    ...selfCommand(),
+    "__lab",
+    "udp-ask",
+    "--host",
+    target,
+    "--port",
+    String(port),
+    "--count",
+    String(count),
+    "--size",
+    String(size),
+  ]);
   return JSON.parse(r.stdout.trim());
 }
 
@@ -102,8 +141,14 @@ export class HeldConnection {
 
 /** The kernel counters of bad checksums and bad IP headers that checksumErrors() sums. */
 export const CHECKSUM_ERROR_COUNTERS = [
-  "TcpInCsumErrors", "UdpInCsumErrors", "IcmpInCsumErrors", "IpInHdrErrors", "IpExtInCsumErrors",
-  "Ip6InHdrErrors", "Udp6InCsumErrors", "Icmp6InCsumErrors",
+  "TcpInCsumErrors",
+  "UdpInCsumErrors",
+  "IcmpInCsumErrors",
+  "IpInHdrErrors",
+  "IpExtInCsumErrors",
+  "Ip6InHdrErrors",
+  "Udp6InCsumErrors",
+  "Icmp6InCsumErrors",
 ] as const;
 
 /**
@@ -139,7 +184,7 @@ export function readPcap(bytes: Uint8Array): Uint8Array[] {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (bytes.length < 24 || dv.getUint32(0, true) !== 0xa1b2c3d4) throw new Error("not a little-endian pcap file");
   const out: Uint8Array[] = [];
-  for (let off = 24; off + 16 <= bytes.length;) {
+  for (let off = 24; off + 16 <= bytes.length; ) {
     const incl = dv.getUint32(off + 8, true);
     out.push(bytes.slice(off + 16, off + 16 + incl));
     off += 16 + incl;
@@ -149,7 +194,10 @@ export function readPcap(bytes: Uint8Array): Uint8Array[] {
 
 /** tcpdump on a lab host's interface, writing every frame to a file read back by stop(). */
 export class Capture {
-  private constructor(private readonly proc: ReturnType<Lab["spawn"]>, private readonly dir: string) {}
+  private constructor(
+    private readonly proc: ReturnType<Lab["spawn"]>,
+    private readonly dir: string,
+  ) {}
 
   static async start(lab: Lab, host: string, iface: string, filter: string[] = []): Promise<Capture> {
     const dir = mkdtempSync(join(tmpdir(), "xvs-cap-"));
@@ -226,17 +274,37 @@ function ipAt(f: Uint8Array, off: number): IpView | null {
   if (v === 4) {
     const ihl = (f[off] & 15) * 4;
     return {
-      version: 4, off, tos: f[off + 1], ttl: f[off + 8], id: dv.getUint16(off + 4), df: (dv.getUint16(off + 6) & 0x4000) !== 0, proto: f[off + 9],
-      src: addr4Text(dv.getInt32(off + 12)), dst: addr4Text(dv.getInt32(off + 16)), length: dv.getUint16(off + 2), flowLabel: 0,
-      headerOk: checksum(f, off, ihl) === 0, payload: off + ihl,
+      version: 4,
+      off,
+      tos: f[off + 1],
+      ttl: f[off + 8],
+      id: dv.getUint16(off + 4),
+      df: (dv.getUint16(off + 6) & 0x4000) !== 0,
+      proto: f[off + 9],
+      src: addr4Text(dv.getInt32(off + 12)),
+      dst: addr4Text(dv.getInt32(off + 16)),
+      length: dv.getUint16(off + 2),
+      flowLabel: 0,
+      headerOk: checksum(f, off, ihl) === 0,
+      payload: off + ihl,
     };
   }
   if (v === 6 && off + 40 <= f.length) {
     const w = (o: number) => [dv.getInt32(o), dv.getInt32(o + 4), dv.getInt32(o + 8), dv.getInt32(o + 12)];
     return {
-      version: 6, off, tos: (dv.getUint16(off) >>> 4) & 0xff, ttl: f[off + 7], id: 0, df: false, proto: f[off + 6],
-      src: addr6Text(w(off + 8)), dst: addr6Text(w(off + 24)), length: 40 + dv.getUint16(off + 4), flowLabel: dv.getUint32(off) & 0xfffff,
-      headerOk: true, payload: off + 40,
+      version: 6,
+      off,
+      tos: (dv.getUint16(off) >>> 4) & 0xff,
+      ttl: f[off + 7],
+      id: 0,
+      df: false,
+      proto: f[off + 6],
+      src: addr6Text(w(off + 8)),
+      dst: addr6Text(w(off + 24)),
+      length: 40 + dv.getUint16(off + 4),
+      flowLabel: dv.getUint32(off) & 0xfffff,
+      headerOk: true,
+      payload: off + 40,
     };
   }
   return null;
@@ -247,7 +315,16 @@ export interface FrameView {
   dstMac: string;
   srcMac: string;
   outer: IpView;
-  tunnel: null | { kind: "ipip" | "gue" | "gre"; sport?: number; dport?: number; udpChecksum?: number; greFlags?: number; greChecksumOk?: boolean; udpChecksumOk?: boolean; headerBytes: number[] };
+  tunnel: null | {
+    kind: "ipip" | "gue" | "gre";
+    sport?: number;
+    dport?: number;
+    udpChecksum?: number;
+    greFlags?: number;
+    greChecksumOk?: boolean;
+    udpChecksumOk?: boolean;
+    headerBytes: number[];
+  };
   /** The client's packet: the inner header of a tunnel, else the outer one. */
   inner: IpView;
   /** Ports of the innermost TCP/UDP header, and whether its checksum verifies. */
@@ -266,7 +343,8 @@ function l4Ok(f: Uint8Array, ip: IpView): boolean {
   if (ip.payload + len > f.length) return false;
   if (ip.proto === 17 && dv.getUint16(ip.payload + 6) === 0 && ip.version === 4) return true;
   if (ip.proto !== 6 && ip.proto !== 17) return true;
-  const pseudo = ip.version === 4 ? pseudoSumV4(dv.getInt32(ip.off + 12), dv.getInt32(ip.off + 16), ip.proto, len) : pseudoSumV6(f, ip.off + 8, ip.off + 24, ip.proto, len);
+  const pseudo =
+    ip.version === 4 ? pseudoSumV4(dv.getInt32(ip.off + 12), dv.getInt32(ip.off + 16), ip.proto, len) : pseudoSumV6(f, ip.off + 8, ip.off + 24, ip.proto, len);
   return checksum(f, ip.payload, len, pseudo) === 0;
 }
 
@@ -297,7 +375,12 @@ export function decodeFrame(f: Uint8Array, guePorts: number[] = [6080]): FrameVi
     if (i) {
       inner = i;
       const len = outer.length - (p - outer.off);
-      tunnel = { kind: "gre", greFlags: flags, greChecksumOk: (flags & 0x8000) === 0 || checksum(f, p, len) === 0, headerBytes: Array.from(f.subarray(p, p + hl)) };
+      tunnel = {
+        kind: "gre",
+        greFlags: flags,
+        greChecksumOk: (flags & 0x8000) === 0 || checksum(f, p, len) === 0,
+        headerBytes: Array.from(f.subarray(p, p + hl)),
+      };
     }
   } else if (outer.proto === 17 && p + 12 <= f.length && guePorts.includes(dv.getUint16(p + 2))) {
     const hl = 12 + (f[p + 8] & 0x1f) * 4;
@@ -305,15 +388,24 @@ export function decodeFrame(f: Uint8Array, guePorts: number[] = [6080]): FrameVi
     if (i) {
       inner = i;
       tunnel = {
-        kind: "gue", sport: dv.getUint16(p), dport: dv.getUint16(p + 2), udpChecksum: dv.getUint16(p + 6), udpChecksumOk: l4Ok(f, outer),
+        kind: "gue",
+        sport: dv.getUint16(p),
+        dport: dv.getUint16(p + 2),
+        udpChecksum: dv.getUint16(p + 6),
+        udpChecksumOk: l4Ok(f, outer),
         headerBytes: Array.from(f.subarray(p + 8, p + hl)),
       };
     }
   }
   const hasPorts = (inner.proto === 6 || inner.proto === 17) && inner.payload + 4 <= f.length;
   return {
-    dstMac: mac(f, 0), srcMac: mac(f, 6), outer, tunnel, inner,
-    sport: hasPorts ? dv.getUint16(inner.payload) : 0, dport: hasPorts ? dv.getUint16(inner.payload + 2) : 0,
+    dstMac: mac(f, 0),
+    srcMac: mac(f, 6),
+    outer,
+    tunnel,
+    inner,
+    sport: hasPorts ? dv.getUint16(inner.payload) : 0,
+    dport: hasPorts ? dv.getUint16(inner.payload + 2) : 0,
     l4ChecksumOk: l4Ok(f, inner),
   };
 }
@@ -339,7 +431,12 @@ export async function verdictsOf(xvs: { api(m: string, p: string, b?: unknown): 
 }
 
 /** Call the daemon's API and fail on a non-2xx answer. */
-export async function apiOk(xvs: { api(m: string, p: string, b?: unknown): Promise<{ status: number; json: unknown }> }, method: string, path: string, body?: unknown): Promise<unknown> {
+export async function apiOk(
+  xvs: { api(m: string, p: string, b?: unknown): Promise<{ status: number; json: unknown }> },
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<unknown> {
   const r = await xvs.api(method, path, body);
   if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(r.json)}`);
   return r.json;
@@ -349,7 +446,11 @@ export async function apiOk(xvs: { api(m: string, p: string, b?: unknown): Promi
 export async function udpSend(lab: Lab, host: string, dst: string, port: number, count: number, payload = "xvs"): Promise<void> {
   const target = dst.includes(":") ? `UDP6-SENDTO:[${dst}]:${port}` : `UDP4-SENDTO:${dst}:${port}`;
   for (let i = 0; i < count; i++) {
-    const p = Bun.spawn(["ip", "netns", "exec", lab.ns(host), "socat", "-u", "STDIN", target], { stdin: new Blob([payload]), stdout: "ignore", stderr: "pipe" });
+    const p = Bun.spawn(["ip", "netns", "exec", lab.ns(host), "socat", "-u", "STDIN", target], {
+      stdin: new Blob([payload]),
+      stdout: "ignore",
+      stderr: "pipe",
+    });
     const [err, code] = await Promise.all([new Response(p.stderr).text(), p.exited]);
     if (code !== 0) throw new Error(`socat ${target}: ${err.trim()}`);
   }

@@ -13,10 +13,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startDaemon, type LabDaemon } from "../../src/tools/lab/daemon.ts";
 import { buildDirectorLab, CLIENT_ADDR, directReturn, LAB_VIP, realAddr, type DirectorLab } from "../../src/tools/lab/topology.ts";
 import { checksum } from "../../src/wire/checksum.ts";
-import {
-  apiOk, Capture, decodeFrame, HeldConnection, injectIp, requireRoot, serveOn,
-  stopLab, verdictsOf,
-} from "./helpers.ts";
+import { apiOk, Capture, decodeFrame, HeldConnection, injectIp, requireRoot, serveOn, stopLab, verdictsOf } from "./helpers.ts";
 
 let L: DirectorLab;
 let xvs: LabDaemon;
@@ -29,7 +26,17 @@ function addr4(s: string): number[] {
 }
 
 /** The ICMP message (type, code, rest word) quoting an IPv4 header + the first 8 TCP bytes. */
-function icmpAboutTcp(type: number, code: number, rest: number, src: string, sport: number, dst: string, dport: number, seq: number, badSum = false): Uint8Array {
+function icmpAboutTcp(
+  type: number,
+  code: number,
+  rest: number,
+  src: string,
+  sport: number,
+  dst: string,
+  dport: number,
+  seq: number,
+  badSum = false,
+): Uint8Array {
   const ip = [0x45, 0, ...be16(40), 0, 0, 0x40, 0, 63, 6, 0, 0, ...addr4(src), ...addr4(dst)];
   const c = checksum(new Uint8Array(ip), 0, 20);
   ip[10] = c >>> 8;
@@ -71,9 +78,11 @@ async function heldWithSeq(port: number): Promise<{ conn: HeldConnection; cport:
   const last = frames[frames.length - 1];
   const dv = new DataView(last.f.buffer, last.f.byteOffset);
   const tcp = last.d!.inner.payload;
-  const seq = dv.getUint32(tcp + 4), doff = (last.f[tcp + 12] >>> 4) * 4;
+  const seq = dv.getUint32(tcp + 4),
+    doff = (last.f[tcp + 12] >>> 4) * 4;
   const len = last.d!.inner.length - 20 - doff;
-  const syn = (last.f[tcp + 13] & 0x02) !== 0 ? 1 : 0, fin = (last.f[tcp + 13] & 0x01) !== 0 ? 1 : 0;
+  const syn = (last.f[tcp + 13] & 0x02) !== 0 ? 1 : 0,
+    fin = (last.f[tcp + 13] & 0x01) !== 0 ? 1 : 0;
   return { conn, cport: last.d!.dport, serverNext: (seq + len + syn + fin) >>> 0 };
 }
 
@@ -92,7 +101,8 @@ describe("ICMP errors through xvs", () => {
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain("Connection refused");
     expect(icmp.length).toBe(1);
-    const f = icmp[0], d = decodeFrame(f)!;
+    const f = icmp[0],
+      d = decodeFrame(f)!;
     expect(d.outer).toMatchObject({ src: LAB_VIP, dst: CLIENT_ADDR, ttl: 63, headerOk: true });
     const ic = d.outer.payload;
     expect([f[ic], f[ic + 1]]).toEqual([3, 3]);

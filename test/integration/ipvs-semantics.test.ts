@@ -30,7 +30,11 @@ async function getFrom(src: string, port: number): Promise<string> {
 /** Rows of `xvs adm -Lnc`: [proto, expire, state, source, virtual, destination]. */
 async function connRows(): Promise<string[][]> {
   const out = await adm("-Lnc");
-  return out.split("\n").slice(2).filter((l) => l.trim()).map((l) => l.trim().split(/\s+/));
+  return out
+    .split("\n")
+    .slice(2)
+    .filter((l) => l.trim())
+    .map((l) => l.trim().split(/\s+/));
 }
 
 /** ActiveConn and InActConn of each real server of a service, from `xvs adm -Ln -t`. */

@@ -19,12 +19,17 @@ const file = join(dir, "keepalived.conf");
 
 /** The site's keepalived.conf: HTTP on 80 and a line service on 7000, real servers with their weights. */
 function conf(o: { web: Record<number, number>; line: Record<number, number>; webAlgo?: string }): string {
-  const rs = (port: number, ws: Record<number, number>) => Object.entries(ws).map(([i, w]) => `    real_server ${realAddr(Number(i))} ${port} {
+  const rs = (port: number, ws: Record<number, number>) =>
+    Object.entries(ws)
+      .map(
+        ([i, w]) => `    real_server ${realAddr(Number(i))} ${port} {
         weight ${w}
         TCP_CHECK {
             connect_timeout 2
         }
-    }`).join("\n");
+    }`,
+      )
+      .join("\n");
   return `! written by keepalived.test.ts
 global_defs {
     router_id xvs_lab
@@ -46,7 +51,12 @@ ${rs(7000, o.line)}
 `;
 }
 
-interface SvcView { id: string; stats: { conns: number }; dests: { address: string; weight: number; stats: { conns: number } }[]; spec: { scheduler: string } }
+interface SvcView {
+  id: string;
+  stats: { conns: number };
+  dests: { address: string; weight: number; stats: { conns: number } }[];
+  spec: { scheduler: string };
+}
 async function services(): Promise<Record<string, SvcView>> {
   const r = await xvs.api("GET", "/v1/services");
   expect(r.status).toBe(200);
@@ -76,11 +86,21 @@ afterAll(async () => {
 describe("xvs run --keepalived-conf", () => {
   test("a broken file stops the start with one line naming file and line, before anything is attached", async () => {
     const broken = join(dir, "broken.conf");
-    writeFileSync(broken, `virtual_server ${LAB_VIP} 80 {\n    protocol TCP\n    lb_algo rr\n    real_server ${realAddr(1)} 80 {\n        notify_up /bin/true\n    }\n}\n`);
-    const run = (extra: string[]) => L.lab.exec(L.director, ["env", `XVS_STATE_DIR=${join(dir, "state-broken")}`, ...selfCommand(), "run", ...L.ifaces.flatMap((i) => ["--iface", i]), ...extra], true);
+    writeFileSync(
+      broken,
+      `virtual_server ${LAB_VIP} 80 {\n    protocol TCP\n    lb_algo rr\n    real_server ${realAddr(1)} 80 {\n        notify_up /bin/true\n    }\n}\n`,
+    );
+    const run = (extra: string[]) =>
+      L.lab.exec(
+        L.director,
+        ["env", `XVS_STATE_DIR=${join(dir, "state-broken")}`, ...selfCommand(), "run", ...L.ifaces.flatMap((i) => ["--iface", i]), ...extra],
+        true,
+      );
     const r = await run(["--keepalived-conf", broken]);
     expect(r.code).toBe(1);
-    expect(r.stderr.trim().split("\n")).toEqual([`xvs: ${broken}:5: 'notify_up' in real_server is not supported: xvs logs each state change; it runs no notify scripts and sends no mail`]);
+    expect(r.stderr.trim().split("\n")).toEqual([
+      `xvs: ${broken}:5: 'notify_up' in real_server is not supported: xvs logs each state change; it runs no notify scripts and sends no mail`,
+    ]);
     expect((await L.lab.exec(L.director, ["ip", "-d", "link", "show", L.ifaces[0]])).stdout).not.toContain("prog/xdp");
     const both = await run(["--keepalived-conf", file, "--config", broken]);
     expect(both.stderr.trim()).toBe("xvs: --config and --keepalived-conf both declare the table: give one of them");
@@ -119,7 +139,10 @@ describe("xvs run --keepalived-conf", () => {
     // 2: the API: the web service's scheduler changes, rs2 leaves it
     writeFileSync(file, conf({ web: { 1: 3, 3: 1 }, line: { 1: 1, 2: 1, 3: 1, 4: 2 }, webAlgo: "wrr" }));
     const r2 = await xvs.api("POST", "/v1/reload");
-    expect(r2).toMatchObject({ status: 200, json: { changed: true, servicesAdded: 0, servicesRemoved: 0, servicesChanged: 1, destsRemoved: 1, destsAdded: 0 } });
+    expect(r2).toMatchObject({
+      status: 200,
+      json: { changed: true, servicesAdded: 0, servicesRemoved: 0, servicesChanged: 1, destsRemoved: 1, destsAdded: 0 },
+    });
 
     // 3: a broken file: 400 naming the line, nothing changes
     writeFileSync(file, conf({ web: { 1: 1 }, line: { 1: 1 } }).replace("lb_kind NAT", "lb_kind NATT"));

@@ -70,9 +70,14 @@ async function quiescent(): Promise<void> {
 
 /** An address as the kernel prints it in /proc/net/ip_vs: %08X for IPv4, [%pI6] (8 groups of 4 hex digits) for IPv6. */
 function procAddr(text: string): string {
-  if (!text.includes(":")) return text.split(".").map((b) => Number(b).toString(16).toUpperCase().padStart(2, "0")).join("");
+  if (!text.includes(":"))
+    return text
+      .split(".")
+      .map((b) => Number(b).toString(16).toUpperCase().padStart(2, "0"))
+      .join("");
   const [head, tail] = text.split("::");
-  const h = head ? head.split(":") : [], t = tail !== undefined && tail !== "" ? tail.split(":") : [];
+  const h = head ? head.split(":") : [],
+    t = tail !== undefined && tail !== "" ? tail.split(":") : [];
   const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill("0"), ...t];
   return `[${groups.map((g) => g.toLowerCase().padStart(4, "0")).join(":")}]`;
 }
@@ -84,11 +89,27 @@ const hex = (n: number, w: number) => n.toString(16).toUpperCase().padStart(w, "
  * either, by version): ip_vs as ip_vs_info_seq_show prints it, ip_vs_stats as ip_vs_stats_show
  * does, the totals taken from xvs's page.
  */
-function writeKernelProc(dir: string, view: { services: { spec: { protocol: string; address: string; port: number; scheduler: string }; dests: { address: string; port: number; weight: number; activeConns: number; inactiveConns: number }[] }[] }, page: PromPage): void {
-  const L1 = ["IP Virtual Server version 1.2.1 (size=4096)", "Prot LocalAddress:Port Scheduler Flags", "  -> RemoteAddress:Port Forward Weight ActiveConn InActConn"];
+function writeKernelProc(
+  dir: string,
+  view: {
+    services: {
+      spec: { protocol: string; address: string; port: number; scheduler: string };
+      dests: { address: string; port: number; weight: number; activeConns: number; inactiveConns: number }[];
+    }[];
+  },
+  page: PromPage,
+): void {
+  const L1 = [
+    "IP Virtual Server version 1.2.1 (size=4096)",
+    "Prot LocalAddress:Port Scheduler Flags",
+    "  -> RemoteAddress:Port Forward Weight ActiveConn InActConn",
+  ];
   for (const s of view.services) {
     L1.push(`${s.spec.protocol.toUpperCase()}  ${procAddr(s.spec.address)}:${hex(s.spec.port, 4)} ${s.spec.scheduler} `);
-    for (const d of s.dests) L1.push(`  -> ${procAddr(d.address)}:${hex(d.port, 4)}      ${"Masq".padEnd(7)} ${String(d.weight).padEnd(6)} ${String(d.activeConns).padEnd(10)} ${String(d.inactiveConns).padEnd(10)}`);
+    for (const d of s.dests)
+      L1.push(
+        `  -> ${procAddr(d.address)}:${hex(d.port, 4)}      ${"Masq".padEnd(7)} ${String(d.weight).padEnd(6)} ${String(d.activeConns).padEnd(10)} ${String(d.inactiveConns).padEnd(10)}`,
+      );
   }
   const t = ["connections", "incoming_packets", "outgoing_packets", "incoming_bytes", "outgoing_bytes"].map((k) => page.value(`node_ipvs_${k}_total`));
   const stats = [
@@ -115,7 +136,8 @@ beforeAll(async () => {
   for (const s of SERVICES) {
     await apiOk(xvs, "POST", "/v1/services", { protocol: s.protocol, address: s.address, port: s.port, scheduler: "rr" });
     const id = `${s.protocol}:${s.address.includes(":") ? `[${s.address}]` : s.address}:${s.port}`;
-    for (const [k, d] of s.dests.entries()) await apiOk(xvs, "POST", `/v1/services/${id}/dests`, { address: d, port: s.destPort, forward: "masq", weight: k + 1 });
+    for (const [k, d] of s.dests.entries())
+      await apiOk(xvs, "POST", `/v1/services/${id}/dests`, { address: d, port: s.destPort, forward: "masq", weight: k + 1 });
   }
 }, 90_000);
 
@@ -139,13 +161,20 @@ describe("GET /metrics after real traffic", () => {
     let moved = 0;
     for (const r of rows) {
       const fam = r.dest === null ? "xvs_service_" : "xvs_backend_";
-      const mine = page.find(`${fam}connections_total`).filter((s) =>
-        `${s.labels.proto} ${endpoint(s.labels.local_address, s.labels.local_port)}` === r.service &&
-        (r.dest === null || endpoint(s.labels.remote_address, s.labels.remote_port) === r.dest));
+      const mine = page
+        .find(`${fam}connections_total`)
+        .filter(
+          (s) =>
+            `${s.labels.proto} ${endpoint(s.labels.local_address, s.labels.local_port)}` === r.service &&
+            (r.dest === null || endpoint(s.labels.remote_address, s.labels.remote_port) === r.dest),
+        );
       expect(mine.length).toBe(1);
       const l = mine[0].labels;
       const got = ["connections", "incoming_packets", "outgoing_packets", "incoming_bytes", "outgoing_bytes"].map((k) => page.value(`${fam}${k}_total`, l));
-      expect({ row: `${r.service} ${r.dest ?? ""}`, v: got }).toEqual({ row: `${r.service} ${r.dest ?? ""}`, v: [r.conns, r.inpkts, r.outpkts, r.inbytes, r.outbytes] });
+      expect({ row: `${r.service} ${r.dest ?? ""}`, v: got }).toEqual({
+        row: `${r.service} ${r.dest ?? ""}`,
+        v: [r.conns, r.inpkts, r.outpkts, r.inbytes, r.outbytes],
+      });
       if (r.dest !== null && r.conns > 0) moved++;
     }
     // the traffic reached every real server of the three services it was sent to (7000 had none)
@@ -172,11 +201,15 @@ describe("GET /metrics after real traffic", () => {
       if (/^(TCP|UDP|SCTP)$/.test(f[0])) service = `${f[0]} ${f[1]}`;
       if (f[0] !== "->" || f[1] === "RemoteAddress:Port") continue;
       const [proto, vip] = service.split(" ");
-      const lv = /^\[?(.*?)\]?:(\d+)$/.exec(vip)!, rv = /^\[?(.*?)\]?:(\d+)$/.exec(f[1])!;
+      const lv = /^\[?(.*?)\]?:(\d+)$/.exec(vip)!,
+        rv = /^\[?(.*?)\]?:(\d+)$/.exec(f[1])!;
       const labels = { local_address: lv[1], local_port: lv[2], remote_address: rv[1], remote_port: rv[2], proto, local_mark: "" };
       expect(page.find("node_ipvs_backend_weight", labels).map((s) => s.labels)).toEqual([labels]);
-      expect([page.value("node_ipvs_backend_weight", labels), page.value("node_ipvs_backend_connections_active", labels), page.value("node_ipvs_backend_connections_inactive", labels)])
-        .toEqual([Number(f[3]), Number(f[4]), Number(f[5])]);
+      expect([
+        page.value("node_ipvs_backend_weight", labels),
+        page.value("node_ipvs_backend_connections_active", labels),
+        page.value("node_ipvs_backend_connections_inactive", labels),
+      ]).toEqual([Number(f[3]), Number(f[4]), Number(f[5])]);
       n++;
     }
     expect(n).toBe(BACKENDS);
@@ -202,8 +235,14 @@ describe("GET /metrics after real traffic", () => {
   test("node_exporter itself, reading the same table from /proc files in the kernel's format, writes the same node_ipvs_* samples", async () => {
     await quiescent();
     // the table and the connection counts, read twice around the scrape so that they held still
-    type View = { services: { spec: { protocol: string; address: string; port: number; scheduler: string }; dests: { address: string; port: number; weight: number; activeConns: number; inactiveConns: number }[] }[] };
-    let view: View | null = null, page: PromPage | null = null;
+    type View = {
+      services: {
+        spec: { protocol: string; address: string; port: number; scheduler: string };
+        dests: { address: string; port: number; weight: number; activeConns: number; inactiveConns: number }[];
+      }[];
+    };
+    let view: View | null = null,
+      page: PromPage | null = null;
     for (let i = 0; i < 5 && !page; i++) {
       const a = (await xvs.api("GET", "/v1/services")).json as View;
       const p = (await scrape()).page;
@@ -214,7 +253,13 @@ describe("GET /metrics after real traffic", () => {
     const dir = mkdtempSync(join(tmpdir(), "xvs-procfs-"));
     try {
       writeKernelProc(dir, view, page);
-      const ne = L.lab.spawn(L.director, ["prometheus-node-exporter", `--path.procfs=${dir}`, "--collector.disable-defaults", "--collector.ipvs", `--web.listen-address=${NODE_EXPORTER_ADDR}`]);
+      const ne = L.lab.spawn(L.director, [
+        "prometheus-node-exporter",
+        `--path.procfs=${dir}`,
+        "--collector.disable-defaults",
+        "--collector.ipvs",
+        `--web.listen-address=${NODE_EXPORTER_ADDR}`,
+      ]);
       try {
         void new Response(ne.stdout as ReadableStream<Uint8Array>).text();
         void new Response(ne.stderr as ReadableStream<Uint8Array>).text();
@@ -226,8 +271,17 @@ describe("GET /metrics after real traffic", () => {
         }
         if (!theirs) throw new Error("node_exporter did not answer");
         expect(theirs.value("node_scrape_collector_success", { collector: "ipvs" })).toBe(1);
-        const ipvs = (p: PromPage) => p.samples.filter((x) => x.name.startsWith("node_ipvs_"))
-          .map((x) => `${x.name}{${Object.entries(x.labels).sort().map(([k, v]) => `${k}=${v}`).join(",")}} ${x.value}`).sort();
+        const ipvs = (p: PromPage) =>
+          p.samples
+            .filter((x) => x.name.startsWith("node_ipvs_"))
+            .map(
+              (x) =>
+                `${x.name}{${Object.entries(x.labels)
+                  .sort()
+                  .map(([k, v]) => `${k}=${v}`)
+                  .join(",")}} ${x.value}`,
+            )
+            .sort();
         const ours = ipvs(page);
         expect(ours.length).toBe(5 + 3 * BACKENDS);
         expect(ipvs(theirs)).toEqual(ours);
@@ -260,21 +314,39 @@ describe("GET /metrics after real traffic", () => {
   }, 30_000);
 
   test("the access log: one line per mutating call with peer, token check, summary and status, each with its priority prefix", async () => {
-    const r = await L.lab.exec(L.director, ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "-d", "{}", `http://${apiAddr()}/v1/zero`], true);
+    const r = await L.lab.exec(
+      L.director,
+      ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "-d", "{}", `http://${apiAddr()}/v1/zero`],
+      true,
+    );
     expect(r.stdout).toBe("401");
-    const raw = xvs.rawLog().split("\n").filter((l) => l.includes('"api access"'));
+    const raw = xvs
+      .rawLog()
+      .split("\n")
+      .filter((l) => l.includes('"api access"'));
     const recs = raw.map((l) => parseLogLine(l)!);
     // the setup's 4 services and 11 real servers, -Z (xvs adm), the refused POST
     expect(recs.length).toBe(SERVICES.length + BACKENDS + 2);
     const add = recs.find((x) => x.path === "/v1/services" && String(x.summary).includes("port=9000"))!;
-    expect(add).toMatchObject({ level: "info", method: "POST", token: "valid", status: 201, summary: `protocol=udp address=${LAB_VIP} port=9000 scheduler=rr` });
+    expect(add).toMatchObject({
+      level: "info",
+      method: "POST",
+      token: "valid",
+      status: 201,
+      summary: `protocol=udp address=${LAB_VIP} port=9000 scheduler=rr`,
+    });
     expect(String(add.peer)).toMatch(/^127\.0\.0\.1:\d+$/);
     expect(recs.find((x) => x.path === "/v1/zero" && x.token === "valid")).toMatchObject({ method: "POST", status: 204 });
     const refused = recs[recs.length - 1];
     expect(refused).toMatchObject({ level: "warn", method: "POST", path: "/v1/zero", token: "missing", status: 401, summary: "" });
     expect(raw[raw.length - 1].startsWith("<4>{")).toBe(true);
     expect(raw.slice(0, -1).every((l) => l.startsWith("<6>{"))).toBe(true);
-    expect(xvs.rawLog().split("\n").find((l) => l.includes('"xvs running"'))).toStartWith("<6>{");
+    expect(
+      xvs
+        .rawLog()
+        .split("\n")
+        .find((l) => l.includes('"xvs running"')),
+    ).toStartWith("<6>{");
     expect(xvs.log()).not.toMatch(/^<\d>/m);
   }, 30_000);
 
@@ -316,21 +388,29 @@ describe("a real Prometheus server scrapes xvs", () => {
 
   test("its query API returns node_ipvs_backend_connections_active for every real server, with the live value", async () => {
     dir = mkdtempSync(join(tmpdir(), "xvs-prom-"));
-    writeFileSync(join(dir, "prometheus.yml"), [
-      "global:",
-      "  scrape_interval: 1s",
-      "  evaluation_interval: 1s",
-      "scrape_configs:",
-      "  - job_name: xvs",
-      "    static_configs:",
-      `      - targets: ["${METRICS_ADDR}"]`,
-      "",
-    ].join("\n"));
+    writeFileSync(
+      join(dir, "prometheus.yml"),
+      [
+        "global:",
+        "  scrape_interval: 1s",
+        "  evaluation_interval: 1s",
+        "scrape_configs:",
+        "  - job_name: xvs",
+        "    static_configs:",
+        `      - targets: ["${METRICS_ADDR}"]`,
+        "",
+      ].join("\n"),
+    );
     // three connections held open on the :7000 service: rr gives each real server one active
     const held = await Promise.all([0, 1, 2].map(() => HeldConnection.open(L.lab, L.client, LAB_VIP, 7000)));
     try {
-      const p = L.lab.spawn(L.director, ["prometheus", `--config.file=${join(dir, "prometheus.yml")}`, `--storage.tsdb.path=${join(dir, "data")}`,
-        `--web.listen-address=${PROM_ADDR}`, "--log.level=warn"]);
+      const p = L.lab.spawn(L.director, [
+        "prometheus",
+        `--config.file=${join(dir, "prometheus.yml")}`,
+        `--storage.tsdb.path=${join(dir, "data")}`,
+        `--web.listen-address=${PROM_ADDR}`,
+        "--log.level=warn",
+      ]);
       prom = p;
       let log = "";
       void (async () => {
@@ -356,8 +436,14 @@ describe("a real Prometheus server scrapes xvs", () => {
       expect(result.length).toBe(BACKENDS);
       for (const s of SERVICES) {
         for (const d of s.dests) {
-          const found = result.filter((x) => x.metric.local_address === s.address && x.metric.local_port === String(s.port) &&
-            x.metric.remote_address === d && x.metric.remote_port === String(s.destPort) && x.metric.proto === s.protocol.toUpperCase());
+          const found = result.filter(
+            (x) =>
+              x.metric.local_address === s.address &&
+              x.metric.local_port === String(s.port) &&
+              x.metric.remote_address === d &&
+              x.metric.remote_port === String(s.destPort) &&
+              x.metric.proto === s.protocol.toUpperCase(),
+          );
           expect(found.length).toBe(1);
           expect(found[0].metric).toMatchObject({ __name__: "node_ipvs_backend_connections_active", job: "xvs", instance: METRICS_ADDR });
           if (s.port === 7000) expect(found[0].value[1]).toBe("1");

@@ -7,9 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startDaemon, type LabDaemon } from "../../src/tools/lab/daemon.ts";
 import { buildDirectorLab, directReturn, LAB_VIP, realAddr, type DirectorLab } from "../../src/tools/lab/topology.ts";
-import {
-  apiOk, checksumErrors, httpGet, requireRoot, serveOn, stopLab, udpAsk, verdictsOf,
-} from "./helpers.ts";
+import { apiOk, checksumErrors, httpGet, requireRoot, serveOn, stopLab, udpAsk, verdictsOf } from "./helpers.ts";
 
 let L: DirectorLab;
 let xvs: LabDaemon;
@@ -47,12 +45,19 @@ describe("NAT and DR real servers in one service", () => {
     const r = await xvs.adm(["-Ln", "-t", `${LAB_VIP}:80`]);
     expect(r.code).toBe(0);
     const lines = r.stdout.split("\n").filter((l) => l.includes("->") && !l.includes("RemoteAddress"));
-    const byAddr = Object.fromEntries(lines.map((l) => { const f = l.trim().split(/\s+/); return [f[1], f[2]]; }));
+    const byAddr = Object.fromEntries(
+      lines.map((l) => {
+        const f = l.trim().split(/\s+/);
+        return [f[1], f[2]];
+      }),
+    );
     expect(byAddr).toEqual({
-      [`${realAddr(1)}:8080`]: "Masq", [`${realAddr(2)}:8080`]: "Masq", [`${realAddr(3)}:80`]: "Route", [`${realAddr(4)}:80`]: "Route",
+      [`${realAddr(1)}:8080`]: "Masq",
+      [`${realAddr(2)}:8080`]: "Masq",
+      [`${realAddr(3)}:80`]: "Route",
+      [`${realAddr(4)}:80`]: "Route",
     });
   }, 30_000);
-
 
   test("120 HTTP connections: 30 on each real server, NAT replies through xvs, DR replies direct", async () => {
     const before = await verdictsOf(xvs);
@@ -63,7 +68,8 @@ describe("NAT and DR real servers in one service", () => {
     expect(after.fwd_dr - before.fwd_dr).toBeGreaterThanOrEqual(60 * 4);
     expect(after.fwd_out - before.fwd_out).toBeGreaterThanOrEqual(60 * 3);
     const svc = (await apiOk(xvs, "GET", `/v1/services/tcp:${LAB_VIP}:80`)) as {
-      stats: { conns: number }; dests: { address: string; forward: string; stats: { conns: number; outpkts: number } }[];
+      stats: { conns: number };
+      dests: { address: string; forward: string; stats: { conns: number; outpkts: number } }[];
     };
     expect(svc.stats.conns).toBe(120);
     for (const d of svc.dests) {

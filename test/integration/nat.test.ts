@@ -52,7 +52,11 @@ describe("NAT through AF_XDP", () => {
 
   test("wrr with weights 3:2:1 splits 300 connections 150/100/50", async () => {
     await ok("PUT", svc("tcp", 80), { protocol: "tcp", address: LAB_VIP, port: 80, scheduler: "wrr" });
-    for (const [i, w] of [[1, 3], [2, 2], [3, 1]]) {
+    for (const [i, w] of [
+      [1, 3],
+      [2, 2],
+      [3, 1],
+    ]) {
       await ok("PUT", `${svc("tcp", 80)}/dests/${realAddr(i)}:80`, { address: realAddr(i), port: 80, forward: "masq", weight: w });
     }
     const r = await httpGet(L.lab, L.client, LAB_VIP, 80, 300, 4);
@@ -116,7 +120,8 @@ describe("NAT through AF_XDP", () => {
       await ok("POST", `${svc("tcp", port)}/dests`, { address: realAddr(1), port: 80, forward: "masq" });
     }
     // HTTP/1.0: the server closes first, so the client's port is free again at once
-    const get = async (vport: number) => (await L.lab.exec(L.client, ["curl", "-sS", "--http1.0", "-m", "4", "--local-port", "45123", `http://${LAB_VIP}:${vport}/`], true)).stdout;
+    const get = async (vport: number) =>
+      (await L.lab.exec(L.client, ["curl", "-sS", "--http1.0", "-m", "4", "--local-port", "45123", `http://${LAB_VIP}:${vport}/`], true)).stdout;
     expect(await get(8081)).toBe("rs1 /\n");
     expect(await get(8082)).toBe("rs1 /\n");
     for (const port of [8081, 8082]) await ok("DELETE", svc("tcp", port));
@@ -138,7 +143,10 @@ describe("NAT through AF_XDP", () => {
     expect(r.ok).toBe(60);
     await Bun.sleep(300);
     const after = await verdicts();
-    const s = (await ok("GET", svc("tcp", 8080))) as { stats: { conns: number; inpkts: number; outpkts: number }; dests: { stats: { conns: number; inpkts: number } }[] };
+    const s = (await ok("GET", svc("tcp", 8080))) as {
+      stats: { conns: number; inpkts: number; outpkts: number };
+      dests: { stats: { conns: number; inpkts: number } }[];
+    };
     expect(s.stats.conns).toBe(60);
     expect(s.dests.map((d) => d.stats.conns)).toEqual([20, 20, 20]);
     const rsAfter = await Promise.all(L.reals.slice(0, 3).map((h) => L.lab.snmp(h)));
@@ -150,7 +158,9 @@ describe("NAT through AF_XDP", () => {
     expect(after.new_conns - before.new_conns).toBe(60);
     // every received frame got exactly one verdict (an ICMP answer is counted both as the
     // reason it was refused and as icmp_sent)
-    const drops = Object.entries(after).filter(([k]) => k.startsWith("drop_")).reduce((n, [k, v]) => n + v - before[k], 0);
+    const drops = Object.entries(after)
+      .filter(([k]) => k.startsWith("drop_"))
+      .reduce((n, [k, v]) => n + v - before[k], 0);
     const rx = after.rx_packets - before.rx_packets;
     const handled = after.fwd_in - before.fwd_in + after.fwd_out - before.fwd_out + after.icmp_sent - before.icmp_sent;
     expect(rx).toBe(handled + drops - (after.drop_no_dest - before.drop_no_dest) - (after.drop_ttl - before.drop_ttl) - (after.drop_mtu - before.drop_mtu));
@@ -171,7 +181,11 @@ describe("NAT through AF_XDP", () => {
   test("reading the checksum counters cannot silently fail: nstat output without them throws", async () => {
     const noCounters = { snmp: async () => ({ TcpInSegs: 5 }) } as unknown as typeof L.lab;
     await expect(checksumErrors(noCounters, "client")).rejects.toThrow(/did not report TcpInCsumErrors/);
-    const nstatFails = { snmp: async () => { throw new Error("nstat: exec failed"); } } as unknown as typeof L.lab;
+    const nstatFails = {
+      snmp: async () => {
+        throw new Error("nstat: exec failed");
+      },
+    } as unknown as typeof L.lab;
     await expect(checksumErrors(nstatFails, "client")).rejects.toThrow(/nstat/);
   }, 10_000);
 

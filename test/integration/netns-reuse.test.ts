@@ -53,7 +53,12 @@ async function adm(d: LabDaemon, line: string): Promise<string> {
 
 /** The daemon's JSON log lines with message `msg`. */
 function logged(d: LabDaemon, msg: string): Record<string, unknown>[] {
-  return d.log().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === msg);
+  return d
+    .log()
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((l) => l.msg === msg);
 }
 
 describe("network namespaces deleted and rebuilt (their inode numbers reused)", () => {
@@ -111,7 +116,9 @@ describe("network namespaces deleted and rebuilt (their inode numbers reused)", 
       }
       await lab.teardown();
     }
-    console.log(`netns-reuse: ${rounds} namespaces built, ${inodesSeen.size} distinct inodes, ${reuses} reused (${strangersTablesSetAside.length} strangers' tables set aside)`);
+    console.log(
+      `netns-reuse: ${rounds} namespaces built, ${inodesSeen.size} distinct inodes, ${reuses} reused (${strangersTablesSetAside.length} strangers' tables set aside)`,
+    );
     // without a reused inode this test would show nothing: fail, saying so
     expect({ rounds, reuses: Math.min(reuses, REUSES_WANTED) }).toEqual({ rounds, reuses: REUSES_WANTED });
   }, 240_000);
@@ -123,7 +130,10 @@ describe("--config FILE and an xvs adm edit", () => {
     const dir = join(stateRoot, `cfg-net-${inode}`);
     const file = join(stateRoot, "xvs.json");
     const vip = "198.18.60.200";
-    writeFileSync(file, JSON.stringify({ services: [{ protocol: "tcp", address: vip, port: 80, scheduler: "rr", dests: [{ address: "198.18.60.10", forward: "masq" }] }] }));
+    writeFileSync(
+      file,
+      JSON.stringify({ services: [{ protocol: "tcp", address: vip, port: 80, scheduler: "rr", dests: [{ address: "198.18.60.10", forward: "masq" }] }] }),
+    );
     let d = await startDaemon(lab, "d", ["x0"], ["--config", file], dir);
     try {
       expect(logged(d, "table loaded from the config file")).toHaveLength(1);
@@ -142,7 +152,10 @@ describe("--config FILE and an xvs adm edit", () => {
       expect(await d.stop()).toBe(0);
     }
     // the operator changes the config file: it is the new declared state
-    writeFileSync(file, JSON.stringify({ services: [{ protocol: "tcp", address: vip, port: 80, scheduler: "wrr", dests: [{ address: "198.18.60.11", forward: "masq" }] }] }));
+    writeFileSync(
+      file,
+      JSON.stringify({ services: [{ protocol: "tcp", address: vip, port: 80, scheduler: "wrr", dests: [{ address: "198.18.60.11", forward: "masq" }] }] }),
+    );
     d = await startDaemon(lab, "d", ["x0"], ["--config", file], dir);
     try {
       expect(await adm(d, "-Sn")).toBe(`-A -t ${vip}:80 -s wrr\n-a -t ${vip}:80 -r 198.18.60.11:80 -m -w 1\n`);

@@ -15,10 +15,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startDaemon, type LabDaemon } from "../../src/tools/lab/daemon.ts";
 import { buildDirectorLab, directReturn, LAB_VIP, LAB_VIP6, remoteAddr, remoteAddr6, ROUTER_ADDR, type DirectorLab } from "../../src/tools/lab/topology.ts";
-import {
-  apiOk, Capture, checksumErrors, decap, decodeFrame, HeldConnection, requireRoot,
-  serveOn, stopLab, udpSend, verdictsOf,
-} from "./helpers.ts";
+import { apiOk, Capture, checksumErrors, decap, decodeFrame, HeldConnection, requireRoot, serveOn, stopLab, udpSend, verdictsOf } from "./helpers.ts";
 
 let L: DirectorLab;
 let xvs: LabDaemon;
@@ -50,7 +47,13 @@ beforeAll(async () => {
   }
   xvs = await startDaemon(L.lab, L.director, L.ifaces);
   await apiOk(xvs, "POST", "/v1/services", { protocol: "tcp", address: LAB_VIP, port: 7000, scheduler: "rr" });
-  await apiOk(xvs, "POST", `/v1/services/tcp:${LAB_VIP}:7000/dests`, { address: remoteAddr(1), port: 7000, forward: "tunnel", weight: 1, tunnel: { type: "ipip" } });
+  await apiOk(xvs, "POST", `/v1/services/tcp:${LAB_VIP}:7000/dests`, {
+    address: remoteAddr(1),
+    port: 7000,
+    forward: "tunnel",
+    weight: 1,
+    tunnel: { type: "ipip" },
+  });
 }, 90_000);
 
 afterAll(() => stopLab(xvs, L), 30_000);
@@ -92,7 +95,13 @@ describe("path MTU on the tunnel path", () => {
 
   test("IPv6 over GUE over IPv6: the router's packet too big (1400) reaches the client as 1400 - 52", async () => {
     await apiOk(xvs, "POST", "/v1/services", { protocol: "tcp", address: LAB_VIP6, port: 7000, scheduler: "rr" });
-    await apiOk(xvs, "POST", `/v1/services/tcp:[${LAB_VIP6}]:7000/dests`, { address: remoteAddr6(1), port: 7000, forward: "tunnel", weight: 1, tunnel: { type: "gue", port: 6080 } });
+    await apiOk(xvs, "POST", `/v1/services/tcp:[${LAB_VIP6}]:7000/dests`, {
+      address: remoteAddr6(1),
+      port: 7000,
+      forward: "tunnel",
+      weight: 1,
+      tunnel: { type: "gue", port: 6080 },
+    });
     const before = await verdictsOf(xvs);
     const cap = await Capture.start(L.lab, L.client, "eth0");
     const conn = await HeldConnection.open(L.lab, L.client, LAB_VIP6, 7000);
@@ -117,7 +126,13 @@ describe("path MTU on the tunnel path", () => {
   test("GUE with the director's route MTU at 1200: xvs answers with 1200 - 32 at once, and the line goes through", async () => {
     await L.lab.ip(L.director, "route", "add", `${remoteAddr(2)}/32`, "via", ROUTER_ADDR, "mtu", "lock", "1200");
     await apiOk(xvs, "POST", "/v1/services", { protocol: "tcp", address: LAB_VIP, port: 7002, scheduler: "rr" });
-    await apiOk(xvs, "POST", `/v1/services/tcp:${LAB_VIP}:7002/dests`, { address: remoteAddr(2), port: 7002, forward: "tunnel", weight: 1, tunnel: { type: "gue", port: 6080 } });
+    await apiOk(xvs, "POST", `/v1/services/tcp:${LAB_VIP}:7002/dests`, {
+      address: remoteAddr(2),
+      port: 7002,
+      forward: "tunnel",
+      weight: 1,
+      tunnel: { type: "gue", port: 6080 },
+    });
     await serveOn(L.lab, tr[1], ["--tcp", "7002"]);
     const before = await verdictsOf(xvs);
     const cap = await Capture.start(L.lab, L.client, "eth0");
@@ -134,7 +149,13 @@ describe("path MTU on the tunnel path", () => {
 
   test("without DF: answered with fragmentation needed all the same and counted as drop_mtu_no_df", async () => {
     await apiOk(xvs, "POST", "/v1/services", { protocol: "udp", address: LAB_VIP, port: 9002, scheduler: "rr" });
-    await apiOk(xvs, "POST", `/v1/services/udp:${LAB_VIP}:9002/dests`, { address: remoteAddr(2), port: 9002, forward: "tunnel", weight: 1, tunnel: { type: "gue", port: 6080 } });
+    await apiOk(xvs, "POST", `/v1/services/udp:${LAB_VIP}:9002/dests`, {
+      address: remoteAddr(2),
+      port: 9002,
+      forward: "tunnel",
+      weight: 1,
+      tunnel: { type: "gue", port: 6080 },
+    });
     await L.lab.exec(L.client, ["nft", "add", "table", "ip", "xvsdf"]);
     await L.lab.exec(L.client, ["nft", "add", "chain", "ip", "xvsdf", "out", "{ type filter hook output priority 0 ; }"]);
     await L.lab.exec(L.client, ["nft", "add", "rule", "ip", "xvsdf", "out", "udp", "dport", "9002", "ip", "frag-off", "set", "0"]);

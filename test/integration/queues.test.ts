@@ -59,7 +59,10 @@ describe("two queues", () => {
     await apiOk(xvs, "POST", "/v1/services", { protocol: "tcp", address: LAB_VIP, port: 8080, scheduler: "rr" });
     await apiOk(xvs, "POST", `/v1/services/tcp:${LAB_VIP}:8080/dests`, { address: realAddr(1), port: 80, forward: "masq" });
     await apiOk(xvs, "POST", `/v1/services/tcp:${LAB_VIP}:8080/dests`, { address: realAddr(2), port: 80, forward: "masq" });
-    const warnings = xvs.log().split("\n").filter((l) => l.includes("NAT real servers with several queues"));
+    const warnings = xvs
+      .log()
+      .split("\n")
+      .filter((l) => l.includes("NAT real servers with several queues"));
     expect(warnings.length).toBe(1);
     expect(JSON.parse(warnings[0])).toMatchObject({ level: "warn", queues: 2 });
   }, 30_000);

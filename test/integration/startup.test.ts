@@ -29,16 +29,26 @@ afterAll(async () => {
 }, 30_000);
 
 /** Run `xvs run ARGS` in host a with a fresh state dir; returns exit code and stderr lines. */
-async function runFails(args: string[], env: Record<string, string> = {}, prefix: string[] = [], self = selfCommand()): Promise<{ code: number; lines: string[] }> {
+async function runFails(
+  args: string[],
+  env: Record<string, string> = {},
+  prefix: string[] = [],
+  self = selfCommand(),
+): Promise<{ code: number; lines: string[] }> {
   const dir = mkdtempSync(join(tmpdir(), "xvs-start-"));
   try {
     const p = Bun.spawn(["ip", "netns", "exec", lab.ns("a"), ...prefix, ...self, "run", ...args], {
-      stdout: "pipe", stderr: "pipe", env: { ...process.env, XVS_STATE_DIR: dir, ...env },
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { ...process.env, XVS_STATE_DIR: dir, ...env },
     });
-    const code = await Promise.race([p.exited, Bun.sleep(15000).then(() => {
-      p.kill("SIGKILL");
-      return -1;
-    })]);
+    const code = await Promise.race([
+      p.exited,
+      Bun.sleep(15000).then(() => {
+        p.kill("SIGKILL");
+        return -1;
+      }),
+    ]);
     const err = await new Response(p.stderr).text();
     return { code, lines: err.trim().split("\n").filter(Boolean) };
   } finally {
@@ -91,7 +101,11 @@ describe("xvs run refuses to start, with one line naming the cause and the fix",
     const dir = mkdtempSync(join(tmpdir(), "xvs-shim-"));
     try {
       // a shim that needs a library the host does not have, as on a host without libxdp1
-      await sh(["bash", "-c", `cd ${dir} && echo 'int xvs_stub(void){return 0;}' > s.c && gcc -shared -fPIC -o libxdp-missing.so.1 -Wl,-soname,libxdp-missing.so.1 s.c && gcc -shared -fPIC -o shim.so ${root}/native/shim/*.c -L. -Wl,--no-as-needed -l:libxdp-missing.so.1 -lxdp -lbpf && rm libxdp-missing.so.1`]);
+      await sh([
+        "bash",
+        "-c",
+        `cd ${dir} && echo 'int xvs_stub(void){return 0;}' > s.c && gcc -shared -fPIC -o libxdp-missing.so.1 -Wl,-soname,libxdp-missing.so.1 s.c && gcc -shared -fPIC -o shim.so ${root}/native/shim/*.c -L. -Wl,--no-as-needed -l:libxdp-missing.so.1 -lxdp -lbpf && rm libxdp-missing.so.1`,
+      ]);
       const r = await runFails(["--iface", "x0"], { XVS_SHIM_PATH: join(dir, "shim.so") });
       expect(r.code).toBe(1);
       expect(r.lines.length).toBe(1);

@@ -20,7 +20,8 @@ const model = steerModel();
 const dp = await Dataplane.start({ ifaces: ["eth0"], queues: 1, connCapacity: 1024, bindMode: "copy", idleMs: 50 }, model);
 const results: SteerResult[] = [];
 try {
-  const eth0 = dp.ports[0].ifindex, eth1 = linkInfo("eth1").ifindex;
+  const eth0 = dp.ports[0].ifindex,
+    eth1 = linkInfo("eth1").ifindex;
   const runAll = (cases: SteerCase[]) => {
     for (const c of cases) {
       const before = dp.prog.stats();

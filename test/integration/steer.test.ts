@@ -24,7 +24,25 @@ beforeAll(async () => {
   requireRoot();
   lab = new Lab("steer");
   await lab.addNs("d");
-  await lab.ip("d", "link", "add", "eth0", "numtxqueues", "2", "numrxqueues", "2", "type", "veth", "peer", "name", "eth1", "numtxqueues", "2", "numrxqueues", "2");
+  await lab.ip(
+    "d",
+    "link",
+    "add",
+    "eth0",
+    "numtxqueues",
+    "2",
+    "numrxqueues",
+    "2",
+    "type",
+    "veth",
+    "peer",
+    "name",
+    "eth1",
+    "numtxqueues",
+    "2",
+    "numrxqueues",
+    "2",
+  );
   await lab.ip("d", "link", "set", "eth0", "up");
   await lab.ip("d", "addr", "add", `${LOCAL4}/16`, "dev", "eth0");
   await lab.ip("d", "addr", "add", `${LOCAL6}/64`, "dev", "eth0", "nodad");

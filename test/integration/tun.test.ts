@@ -13,11 +13,34 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startDaemon, type LabDaemon } from "../../src/tools/lab/daemon.ts";
 import { selfCommand } from "../../src/tools/lab/self.ts";
 import {
-  buildDirectorLab, CLIENT_ADDR, CLIENT_ADDR6, DIRECTOR_SERVER_ADDR, directReturn, LAB_VIP, LAB_VIP6, remoteAddr, remoteAddr6, type DirectorLab,
+  buildDirectorLab,
+  CLIENT_ADDR,
+  CLIENT_ADDR6,
+  DIRECTOR_SERVER_ADDR,
+  directReturn,
+  LAB_VIP,
+  LAB_VIP6,
+  remoteAddr,
+  remoteAddr6,
+  type DirectorLab,
 } from "../../src/tools/lab/topology.ts";
 import {
-  apiOk, Capture, checksumErrors, curlCount, decap, decapStats, decodeFrame,
-  type FrameView, httpGet, injectIp, macOf, requireRoot, serveOn, stopLab, udpAsk, udpSend,
+  apiOk,
+  Capture,
+  checksumErrors,
+  curlCount,
+  decap,
+  decapStats,
+  decodeFrame,
+  type FrameView,
+  httpGet,
+  injectIp,
+  macOf,
+  requireRoot,
+  serveOn,
+  stopLab,
+  udpAsk,
+  udpSend,
   verdictsOf,
 } from "./helpers.ts";
 
@@ -29,7 +52,8 @@ const svcPath = (proto: string, addr: string, port: number) => `/v1/services/${p
 
 async function service(proto: "tcp" | "udp", addr: string, port: number, dests: { address: string; tunnel: Record<string, unknown> }[]): Promise<void> {
   await apiOk(xvs, "POST", "/v1/services", { protocol: proto, address: addr, port, scheduler: "rr" });
-  for (const d of dests) await apiOk(xvs, "POST", `${svcPath(proto, addr, port)}/dests`, { address: d.address, port, forward: "tunnel", weight: 1, tunnel: d.tunnel });
+  for (const d of dests)
+    await apiOk(xvs, "POST", `${svcPath(proto, addr, port)}/dests`, { address: d.address, port, forward: "tunnel", weight: 1, tunnel: d.tunnel });
 }
 
 /**
@@ -43,7 +67,9 @@ async function serve(host: string, http: number | "udp"): Promise<void> {
 
 /** Tunnel packets the director sent, decoded (the capture also sees replies, ARP, NDP). */
 function tunnelFrames(raw: Uint8Array[], guePorts = [6080]): FrameView[] {
-  return raw.map((f) => decodeFrame(f, guePorts)).filter((f) => f !== null && f.tunnel !== null && (f.outer.src === DIRECTOR_SERVER_ADDR || f.outer.src === "2001:db8:2::1")) as FrameView[];
+  return raw
+    .map((f) => decodeFrame(f, guePorts))
+    .filter((f) => f !== null && f.tunnel !== null && (f.outer.src === DIRECTOR_SERVER_ADDR || f.outer.src === "2001:db8:2::1")) as FrameView[];
 }
 
 beforeAll(async () => {
@@ -73,7 +99,8 @@ afterAll(() => stopLab(xvs, L), 30_000);
 
 describe("TUN to real servers behind a router", () => {
   test("ipip: 30 HTTP connections succeed; every outer header is the kernel's (source = route source, TTL, DF, TOS, ID 0)", async () => {
-    const routerMac = await macOf(L.lab, "rt", "r0"), dirMac = await macOf(L.lab, L.director, "s0");
+    const routerMac = await macOf(L.lab, "rt", "r0"),
+      dirMac = await macOf(L.lab, L.director, "s0");
     const cap = await Capture.start(L.lab, "rt", "r0");
     const before = await verdictsOf(xvs);
     const r = await httpGet(L.lab, L.client, LAB_VIP, 80, 30, 3);
@@ -81,8 +108,13 @@ describe("TUN to real servers behind a router", () => {
     const after = await verdictsOf(xvs);
     // one comparison for the whole outcome, so that a failure shows every part of it at once
     const delta = (k: string) => after[k] - before[k];
-    expect({ errors: r.errors, byServer: r.byServer, enoughFrames: frames.length >= 30 * 4, fwdTun: delta("fwd_tun"), fwdIn: delta("fwd_in") })
-      .toEqual({ errors: [], byServer: { tr1: 30 }, enoughFrames: true, fwdTun: frames.length, fwdIn: frames.length }); // SYN, ACK, request, ACK, FIN... per connection
+    expect({ errors: r.errors, byServer: r.byServer, enoughFrames: frames.length >= 30 * 4, fwdTun: delta("fwd_tun"), fwdIn: delta("fwd_in") }).toEqual({
+      errors: [],
+      byServer: { tr1: 30 },
+      enoughFrames: true,
+      fwdTun: frames.length,
+      fwdIn: frames.length,
+    }); // SYN, ACK, request, ACK, FIN... per connection
     for (const f of frames) {
       expect([f.dstMac, f.srcMac]).toEqual([routerMac, dirMac]);
       expect(f.tunnel?.kind).toBe("ipip");
@@ -102,7 +134,8 @@ describe("TUN to real servers behind a router", () => {
     const frames = tunnelFrames(await cap.stop(), [7080]);
     expect(g.byServer).toEqual({ tr2: 20 });
     expect(e.byServer).toEqual({ tr3: 20 });
-    const gue = frames.filter((f) => f.tunnel?.kind === "gue"), gre = frames.filter((f) => f.tunnel?.kind === "gre");
+    const gue = frames.filter((f) => f.tunnel?.kind === "gue"),
+      gre = frames.filter((f) => f.tunnel?.kind === "gre");
     expect(gue.length).toBeGreaterThanOrEqual(80);
     expect(gre.length).toBeGreaterThanOrEqual(80);
     const sportsBySrc = new Map<number, Set<number>>();
@@ -219,7 +252,10 @@ describe("the ipvsadm view", () => {
   test("ipvsadm -Ln --tun-info shows each real server's tunnel as ipvsadm would", async () => {
     const r = await xvs.adm(["-Ln", "--tun-info", "-u", `${LAB_VIP}:9000`]);
     expect(r.code).toBe(0);
-    const rows = r.stdout.split("\n").filter((l) => l.startsWith("  -> ") && !l.includes("RemoteAddress")).map((l) => l.trim().split(/\s+/).slice(1, 4));
+    const rows = r.stdout
+      .split("\n")
+      .filter((l) => l.startsWith("  -> ") && !l.includes("RemoteAddress"))
+      .map((l) => l.trim().split(/\s+/).slice(1, 4));
     expect(rows.sort()).toEqual([
       [`${remoteAddr(1)}:9000`, "Tunnel", "ipip"],
       [`${remoteAddr(2)}:9000`, "Tunnel", "gue:7080:-c"],

@@ -35,7 +35,16 @@ const SVC = `tcp:${LAB_VIP}:80`;
 const BIG = `tcp:${LAB_VIP}:8000`;
 const BIG_DESTS = 300;
 const CHROMIUM = "/usr/bin/chromium";
-const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
 
 let L: DirectorLab;
 let xvs: LabDaemon;
@@ -93,7 +102,11 @@ beforeAll(async () => {
   for (let i = 1; i <= 3; i++) await apiOk(xvs, "POST", `/v1/services/${SVC}/dests`, { address: realAddr(i), port: 80, forward: "masq", weight: i });
   const commands: unknown[] = [{ op: "add-service", service: { protocol: "tcp", address: LAB_VIP, port: 8000, scheduler: "wlc" } }];
   for (let i = 0; i < BIG_DESTS; i++) {
-    commands.push({ op: "add-dest", service: { protocol: "tcp", address: LAB_VIP, port: 8000 }, dest: { address: `198.19.${10 + Math.floor(i / 250)}.${(i % 250) + 1}`, port: 8000, forward: "masq", weight: 1 + (i % 5) } });
+    commands.push({
+      op: "add-dest",
+      service: { protocol: "tcp", address: LAB_VIP, port: 8000 },
+      dest: { address: `198.19.${10 + Math.floor(i / 250)}.${(i % 250) + 1}`, port: 8000, forward: "masq", weight: 1 + (i % 5) },
+    });
   }
   await apiOk(xvs, "POST", "/v1/batch", { commands });
 
@@ -106,15 +119,21 @@ beforeAll(async () => {
   bridges.push(Bun.spawn(["socat", `TCP-LISTEN:${port},bind=127.0.0.1,fork,reuseaddr`, `UNIX-CONNECT:${sock}`], { stdout: "ignore", stderr: "pipe" }));
   base = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 100; i++) {
-    const ok = await fetch(`${base}/v1/health`).then((r) => r.ok, () => false);
+    const ok = await fetch(`${base}/v1/health`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (ok) break;
     await Bun.sleep(50);
   }
 
   ctx = await chromium.launchPersistentContext(join(dir, "chromium-profile"), {
-    executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, viewport: { width: 1280, height: 900 },
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: { width: 1280, height: 900 },
   });
-  page = ctx.pages()[0] ?? await ctx.newPage();
+  page = ctx.pages()[0] ?? (await ctx.newPage());
 }, 180_000);
 
 afterAll(async () => {
@@ -138,12 +157,19 @@ describe("the dashboard in headless Chromium, served by the compiled binary", ()
     expect(await resp?.text()).toBe(readFileSync(join(root, "src/control/ui/index.html"), "utf8"));
     await page.waitForSelector(`section.svc[data-svc="${SVC}"] tr[data-dest="${realAddr(3)}:80"]`);
     await page.waitForFunction((n) => document.querySelectorAll(`section.svc[data-svc="tcp:198.18.0.100:8000"] tbody tr`).length === n, BIG_DESTS);
-    for (let i = 1; i <= 3; i++) await expect(row(SVC, `${realAddr(i)}:80`).locator("td.w").textContent()).resolves.toBe(String(i));
+    for (let i = 1; i <= 3; i++)
+      await expect(
+        row(SVC, `${realAddr(i)}:80`)
+          .locator("td.w")
+          .textContent(),
+      ).resolves.toBe(String(i));
     expect(await page.locator("#live").textContent()).toBe("live");
     expect(await page.locator(`section.svc[data-svc="${BIG}"] .sub`).textContent()).toContain(`${BIG_DESTS} real servers`);
     // the filter box narrows hundreds of rows to the matching ones
     await page.fill("#filter", "198.19.10.17:");
-    await page.waitForFunction(() => [...document.querySelectorAll(`section.svc[data-svc="tcp:198.18.0.100:8000"] tbody tr`)].filter((r) => !r.hidden).length === 1);
+    await page.waitForFunction(
+      () => [...document.querySelectorAll(`section.svc[data-svc="tcp:198.18.0.100:8000"] tbody tr`)].filter((r) => !r.hidden).length === 1,
+    );
     await page.fill("#filter", "");
     await page.waitForFunction(() => [...document.querySelectorAll(`section.svc[data-svc="tcp:198.18.0.100:8000"] tbody tr`)].every((r) => !r.hidden));
     expect(errors).toEqual([]);
@@ -154,10 +180,20 @@ describe("the dashboard in headless Chromium, served by the compiled binary", ()
     const before = Number((await conns.textContent())!.replace(/\D/g, ""));
     const h = await httpGet(L.lab, L.client, LAB_VIP, 80, 60, 4);
     expect(h.ok).toBe(60);
-    await page.waitForFunction(([sel, n]) => Number(document.querySelector(sel as string)!.textContent!.replace(/\D/g, "")) >= (n as number),
-      [`section.svc[data-svc="${SVC}"] .nums .conns`, before + 60] as const, { timeout: 10_000 });
+    await page.waitForFunction(
+      ([sel, n]) => Number(document.querySelector(sel as string)!.textContent!.replace(/\D/g, "")) >= (n as number),
+      [`section.svc[data-svc="${SVC}"] .nums .conns`, before + 60] as const,
+      { timeout: 10_000 },
+    );
     // every real server's own count moved too, and the snapshots keep coming
-    for (let i = 1; i <= 3; i++) expect(Number(await row(SVC, `${realAddr(i)}:80`).locator("td.conns").textContent())).toBeGreaterThan(0);
+    for (let i = 1; i <= 3; i++)
+      expect(
+        Number(
+          await row(SVC, `${realAddr(i)}:80`)
+            .locator("td.conns")
+            .textContent(),
+        ),
+      ).toBeGreaterThan(0);
     const n = Number(await page.evaluate(() => document.body.dataset.snapshots));
     await page.waitForFunction((m) => Number(document.body.dataset.snapshots) > m, n, { timeout: 5000 });
   }, 60_000);
@@ -174,7 +210,11 @@ describe("the dashboard in headless Chromium, served by the compiled binary", ()
     expect((await dest(SVC, rs2))!.weight).toBe(2);
     await act(SVC, rs2, "drain");
     // shown at once (optimistic), then confirmed by the daemon
-    await page.waitForFunction((sel) => document.querySelector(sel)!.textContent!.startsWith("0"), `section.svc[data-svc="${SVC}"] tr[data-dest="${rs2}"] td.w`, { timeout: 2000 });
+    await page.waitForFunction(
+      (sel) => document.querySelector(sel)!.textContent!.startsWith("0"),
+      `section.svc[data-svc="${SVC}"] tr[data-dest="${rs2}"] td.w`,
+      { timeout: 2000 },
+    );
     await page.waitForFunction(() => !document.querySelector("tr.pending"));
     expect((await dest(SVC, rs2))!.weight).toBe(0);
     const conns2 = (await dest(SVC, rs2))!.stats.conns;
@@ -195,12 +235,16 @@ describe("the dashboard in headless Chromium, served by the compiled binary", ()
     expect(await dest(SVC, rs3)).toBeUndefined();
     await page.waitForSelector(`section.svc[data-svc="${SVC}"] tr[data-dest="${rs3}"] button[data-act="addback"]`);
     await act(SVC, rs3, "addback");
-    await page.waitForFunction((sel) => document.querySelector(sel)?.textContent === "3", `section.svc[data-svc="${SVC}"] tr[data-dest="${rs3}"] td.w`, { timeout: 5000 });
+    await page.waitForFunction((sel) => document.querySelector(sel)?.textContent === "3", `section.svc[data-svc="${SVC}"] tr[data-dest="${rs3}"] td.w`, {
+      timeout: 5000,
+    });
     expect((await dest(SVC, rs3))!.weight).toBe(3);
     const r = (await services()).find((s) => s.id === SVC)!.dests.find((d) => d.id === rs3) as unknown as { forward: string };
     expect(r.forward).toBe("masq");
     // newest first: the add back, the remove, the drain
-    await page.waitForFunction((t) => document.querySelector("#events li span:last-child")?.textContent === t, `${rs3} added to ${SVC} (masq, weight 3)`, { timeout: 5000 });
+    await page.waitForFunction((t) => document.querySelector("#events li span:last-child")?.textContent === t, `${rs3} added to ${SVC} (masq, weight 3)`, {
+      timeout: 5000,
+    });
     const events = await page.locator("#events li span:last-child").allTextContents();
     expect(events.slice(0, 3)).toEqual([
       `${rs3} added to ${SVC} (masq, weight 3)`,
@@ -210,12 +254,26 @@ describe("the dashboard in headless Chromium, served by the compiled binary", ()
   }, 60_000);
 
   test("screenshots while traffic flows: desktop (the big service collapsed) and phone", async () => {
-    const traffic = L.lab.spawn(L.client, [...selfCommand(), "__lab", "http-get", "--host", LAB_VIP, "--port", "80", "--count", "10000000", "--concurrency", "2"]);
+    const traffic = L.lab.spawn(L.client, [
+      ...selfCommand(),
+      "__lab",
+      "http-get",
+      "--host",
+      LAB_VIP,
+      "--port",
+      "80",
+      "--count",
+      "10000000",
+      "--concurrency",
+      "2",
+    ]);
     try {
       // collapsing is remembered: the big service stays a one-line header, the panels below show
       await page.locator(`section.svc[data-svc="${BIG}"] button.toggle`).click();
       expect(await page.locator(`section.svc[data-svc="${BIG}"] table.dests`).isVisible()).toBe(false);
-      await page.waitForFunction((sel) => Number(document.querySelector(sel)!.textContent!.replace(/\D/g, "")) > 0, `.card[data-k="cps"] .v`, { timeout: 10_000 });
+      await page.waitForFunction((sel) => Number(document.querySelector(sel)!.textContent!.replace(/\D/g, "")) > 0, `.card[data-k="cps"] .v`, {
+        timeout: 10_000,
+      });
       await page.waitForTimeout(4000);
       await page.screenshot({ path: join(root, "docs/ui-desktop.png"), fullPage: true });
       const phone = await ctx.newPage();
@@ -241,14 +299,17 @@ describe("the page's cost on the daemon", () => {
   /** GET /v1/services answered in `seconds` by 4 keep-alive clients inside the director namespace. */
   async function apiRate(seconds: number): Promise<number> {
     const script = join(dir, "load.ts");
-    writeFileSync(script, `
+    writeFileSync(
+      script,
+      `
       const [url, secs] = [process.argv[2], Number(process.argv[3])];
       const end = performance.now() + secs * 1000;
       let n = 0;
       const one = async () => { while (performance.now() < end) { const r = await fetch(url); await r.arrayBuffer(); if (r.ok) n++; } };
       await Promise.all([one(), one(), one(), one()]);
       console.log(n / secs);
-    `);
+    `,
+    );
     const api = readFileSync(join(xvs.stateDir, "api"), "utf8").trim();
     const r = await L.lab.exec(L.director, [process.execPath, script, `http://${api}/v1/services`, String(seconds)]);
     return Number(r.stdout.trim());
@@ -256,7 +317,19 @@ describe("the page's cost on the daemon", () => {
 
   test("GET /v1/services per second while forwarding: no dashboard, 5 stream readers, 5 Chromium pages", async () => {
     // forwarding all along: new HTTP connections from the client, as fast as the agent goes
-    const traffic = L.lab.spawn(L.client, [...selfCommand(), "__lab", "http-get", "--host", LAB_VIP, "--port", "80", "--count", "10000000", "--concurrency", "4"]);
+    const traffic = L.lab.spawn(L.client, [
+      ...selfCommand(),
+      "__lab",
+      "http-get",
+      "--host",
+      LAB_VIP,
+      "--port",
+      "80",
+      "--count",
+      "10000000",
+      "--concurrency",
+      "4",
+    ]);
     const results: string[] = [];
     const measure = async (what: string) => {
       const c0 = (await services()).find((s) => s.id === SVC)!.dests.reduce((n, d) => n + d.stats.conns, 0);
@@ -294,6 +367,8 @@ describe("the page's cost on the daemon", () => {
       traffic.kill();
       await traffic.exited;
     }
-    console.log(`the page's cost (${3 + BIG_DESTS} real servers; the daemon, the load, the traffic and Chromium share the machine's cores):\n${results.join("\n")}`);
+    console.log(
+      `the page's cost (${3 + BIG_DESTS} real servers; the daemon, the load, the traffic and Chromium share the machine's cores):\n${results.join("\n")}`,
+    );
   }, 240_000);
 });

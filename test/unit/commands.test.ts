@@ -67,9 +67,9 @@ describe("the scanner", () => {
       "say() { printf '%s' \"$*\"; }   # a function: frobnicate in a comment",
       // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell parameter expansion, in a shell script
       "x=${1:-} && [ -n \"$x\" ] || say 'frobnicate in quotes'",
-      "case \"$x\" in",
+      'case "$x" in',
       "demo) exec ./dist/xvs demo ;;",
-      "*) frobnicate7 2>&1 | tee \"$(mktemp)\" ;;",
+      '*) frobnicate7 2>&1 | tee "$(mktemp)" ;;',
       "esac",
     ].join("\n");
     expect(shellCommands(script).sort()).toEqual(["frobnicate7", "mktemp", "tee"]);

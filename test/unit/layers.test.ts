@@ -103,7 +103,9 @@ function findCycle(g: ReadonlyMap<string, ReadonlyMap<string, unknown>>): string
 /** Edges that do not go strictly down the layer table (or name a folder the table lacks). */
 function orderViolations(g: ReadonlyMap<string, ReadonlyMap<string, unknown>>, layers: readonly (readonly string[])[]): string[] {
   const rank = new Map<string, number>();
-  layers.forEach((row, i) => row.forEach((f) => rank.set(f, i)));
+  layers.forEach((row, i) => {
+    for (const f of row) rank.set(f, i);
+  });
   const bad: string[] = [];
   for (const [a, targets] of g) {
     if (!rank.has(a)) bad.push(`${a}: not in the layer table`);
@@ -135,7 +137,8 @@ function declaredLayers(): string[][] {
 
 /** Every file a module loads, transitively, and every package it names (type imports included). */
 function closure(entry: string): { files: Set<string>; packages: Set<string> } {
-  const files = new Set<string>(), packages = new Set<string>();
+  const files = new Set<string>(),
+    packages = new Set<string>();
   const todo = [entry];
   while (todo.length) {
     const f = todo.pop()!;
@@ -154,19 +157,44 @@ function closure(entry: string): { files: Set<string>; packages: Set<string> } {
 }
 
 function edges(g: FolderGraph): string {
-  return [...g].sort().map(([a, m]) => `${a} -> ${[...m.keys()].sort().join(" ")}`).join("\n");
+  return [...g]
+    .sort()
+    .map(([a, m]) => `${a} -> ${[...m.keys()].sort().join(" ")}`)
+    .join("\n");
 }
 
 describe("the checks themselves", () => {
   test("a cycle in a tiny graph is found and printed", () => {
-    const g = new Map([["a", new Map([["b", 1]])], ["b", new Map([["c", 1]])], ["c", new Map([["a", 1], ["d", 1]])], ["d", new Map()]]);
+    const g = new Map([
+      ["a", new Map([["b", 1]])],
+      ["b", new Map([["c", 1]])],
+      [
+        "c",
+        new Map([
+          ["a", 1],
+          ["d", 1],
+        ]),
+      ],
+      ["d", new Map()],
+    ]);
     expect(findCycle(g)).toEqual(["a", "b", "c", "a"]);
     g.get("c")!.delete("a");
     expect(findCycle(g)).toBeNull();
   });
 
   test("an edge going up, one within a layer and an unknown folder are reported", () => {
-    const g = new Map([["low", new Map([["high", 1]])], ["high", new Map([["low", 1], ["peer", 1], ["new", 1]])], ["peer", new Map()]]);
+    const g = new Map([
+      ["low", new Map([["high", 1]])],
+      [
+        "high",
+        new Map([
+          ["low", 1],
+          ["peer", 1],
+          ["new", 1],
+        ]),
+      ],
+      ["peer", new Map()],
+    ]);
     expect(orderViolations(g, [["low"], ["high", "peer"]])).toEqual([
       "high -> peer (layer 1 imports layer 1)",
       "low -> high (layer 0 imports layer 1)",
@@ -181,7 +209,7 @@ describe("the checks themselves", () => {
       'export * from "./c.ts";',
       'export type { D } from "./d.ts";',
       '// import { E } from "./not-in-a-comment.ts";',
-      'const s = "import { F } from \'./not-in-a-string.ts\'";',
+      "const s = \"import { F } from './not-in-a-string.ts'\";",
       'import "./g.ts";',
       'const h = await import("./h.ts");',
       'let i: import("./i.ts").I;',
@@ -197,7 +225,13 @@ describe("src/ layers", () => {
 
   test("no folder cycle", () => {
     const c = findCycle(g);
-    if (c) console.error(`folder cycle: ${c.join(" -> ")}\n${c.slice(1).map((b, i) => `  ${c[i]} -> ${b}: ${g.get(c[i])!.get(b)!.join(", ")}`).join("\n")}`);
+    if (c)
+      console.error(
+        `folder cycle: ${c.join(" -> ")}\n${c
+          .slice(1)
+          .map((b, i) => `  ${c[i]} -> ${b}: ${g.get(c[i])!.get(b)!.join(", ")}`)
+          .join("\n")}`,
+      );
     expect(c).toBeNull();
   });
 

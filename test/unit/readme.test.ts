@@ -12,7 +12,10 @@ const read = (p: string) => readFileSync(join(root, p), "utf8");
 function quickStart(): string[] {
   const section = read("README.md").split("## Quick start")[1] ?? "";
   const block = /```sh\n([\s\S]*?)```/.exec(section)?.[1] ?? "";
-  return block.split("\n").map((l) => l.replace(/\s+#.*$/, "").trim()).filter(Boolean);
+  return block
+    .split("\n")
+    .map((l) => l.replace(/\s+#.*$/, "").trim())
+    .filter(Boolean);
 }
 
 test("the Quick start is two commands, demo then test, without sudo", () => {
@@ -20,12 +23,27 @@ test("the Quick start is two commands, demo then test, without sudo", () => {
 });
 
 test(".ci/run runs the Quick start's test command", () => {
-  const runs = read(".ci/run").split("\n").filter((l) => !l.trim().startsWith("#")).join("\n");
+  const runs = read(".ci/run")
+    .split("\n")
+    .filter((l) => !l.trim().startsWith("#"))
+    .join("\n");
   expect(runs).toContain(`${quickStart()[1]} 2>&1 | tee "$log"`);
 });
 
 test("no instructions use sudo: they are written for root", () => {
-  const docs = ["README.md", "bench/README.md", ...readdirSync(join(root, "docs")).filter((f) => f.endsWith(".md")).map((f) => `docs/${f}`)];
-  const hits = docs.flatMap((f) => read(f).split("\n").map((l, i) => [f, i + 1, l] as const)).filter(([, , l]) => /\bsudo\s+\S/.test(l));
+  const docs = [
+    "README.md",
+    "bench/README.md",
+    ...readdirSync(join(root, "docs"))
+      .filter((f) => f.endsWith(".md"))
+      .map((f) => `docs/${f}`),
+  ];
+  const hits = docs
+    .flatMap((f) =>
+      read(f)
+        .split("\n")
+        .map((l, i) => [f, i + 1, l] as const),
+    )
+    .filter(([, , l]) => /\bsudo\s+\S/.test(l));
   expect(hits.map(([f, n, l]) => `${f}:${n}: ${l.trim()}`)).toEqual([]);
 });

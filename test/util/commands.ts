@@ -24,6 +24,7 @@ export const OWN_EXECUTABLES = new Set([
   "node_modules/.bin/bun", // bun as npm installs it (bench/ipvs-vm.sh)
   "bun", // the same, on PATH (.ci/setup.sh puts node_modules/.bin there)
   "tsc", // typescript, a devDependency, on the same PATH
+  "biome", // @biomejs/biome, a devDependency, on the same PATH (format and lint check)
 ]);
 
 /**
@@ -39,9 +40,41 @@ const QUOTED = "\u0001";
 
 /** Shell words that are not commands found on PATH. */
 const SHELL_BUILTINS = new Set([
-  "cd", "echo", "printf", "set", "export", "local", "shift", "exit", "return", "true", "false", ":", "[", "[[", "test",
-  "trap", "read", "wait", "eval", "source", ".", "unset", "break", "continue", "command", "type", "declare", "readonly",
-  "let", "case", "esac", "for", "in", "select", "function",
+  "cd",
+  "echo",
+  "printf",
+  "set",
+  "export",
+  "local",
+  "shift",
+  "exit",
+  "return",
+  "true",
+  "false",
+  ":",
+  "[",
+  "[[",
+  "test",
+  "trap",
+  "read",
+  "wait",
+  "eval",
+  "source",
+  ".",
+  "unset",
+  "break",
+  "continue",
+  "command",
+  "type",
+  "declare",
+  "readonly",
+  "let",
+  "case",
+  "esac",
+  "for",
+  "in",
+  "select",
+  "function",
 ]);
 const SHELL_KEYWORDS = new Set(["if", "then", "else", "elif", "fi", "do", "done", "while", "until", "!", "time"]);
 
@@ -303,8 +336,12 @@ export function scanProject(root: string): Found[] {
   const notSpawning = new Set(["test/util/commands.ts", "test/unit/commands.test.ts"]);
   for (const f of ts.filter((f) => !notSpawning.has(f))) found.push(...tsCommands(readFileSync(join(root, f), "utf8"), f));
   const shells = [
-    ...readdirSync(join(root, ".ci")).filter((f) => f.endsWith(".sh") || f === "run").map((f) => `.ci/${f}`),
-    ...readdirSync(join(root, "bench")).filter((f) => f.endsWith(".sh")).map((f) => `bench/${f}`),
+    ...readdirSync(join(root, ".ci"))
+      .filter((f) => f.endsWith(".sh") || f === "run")
+      .map((f) => `.ci/${f}`),
+    ...readdirSync(join(root, "bench"))
+      .filter((f) => f.endsWith(".sh"))
+      .map((f) => `bench/${f}`),
   ];
   for (const f of shells) {
     for (const c of shellCommands(readFileSync(join(root, f), "utf8"))) found.push({ command: c, where: f });

@@ -10,8 +10,25 @@ import { FastPath } from "../../src/dataplane/fastpath.ts";
 import { NextHopView } from "../../src/dataplane/route.ts";
 import { Stat, STAT_NAMES } from "../../src/dataplane/verdict.ts";
 import {
-  FIB_ADDR, FIB_FAMILY, FIB_NEXTHOP, FIB_PORT, FIB_PREFIX_LEN, FIB_WORDS, MAX_NEXTHOPS, NH_FLAGS, NH_MAC_HI, NH_MAC_LO, NH_PORT,
-  NH_WORDS, NHF_VALID, newResolveRing, PORT_MAC_HI, PORT_MAC_LO, PORT_MTU, PORT_WORDS, buildNeighIndex,
+  FIB_ADDR,
+  FIB_FAMILY,
+  FIB_NEXTHOP,
+  FIB_PORT,
+  FIB_PREFIX_LEN,
+  FIB_WORDS,
+  MAX_NEXTHOPS,
+  NH_FLAGS,
+  NH_MAC_HI,
+  NH_MAC_LO,
+  NH_PORT,
+  NH_WORDS,
+  NHF_VALID,
+  newResolveRing,
+  PORT_MAC_HI,
+  PORT_MAC_LO,
+  PORT_MTU,
+  PORT_WORDS,
+  buildNeighIndex,
 } from "../../src/nexthop/table.ts";
 import type { DestRoute, RouteSnapshot } from "../../src/nexthop/resolver.ts";
 import { parseIp } from "../../src/service/addr.ts";
@@ -116,7 +133,13 @@ export class Harness {
     const dests = new Map<number, DestRoute>();
     for (const d of this.model.allDests()) {
       const v6 = d.addr.family === 6;
-      const r: RsRoute = { mac: this.realMacOf(d.id), mtu: this.destMtu, src: v6 ? "2001:db8:2::1" : "198.18.2.1", routed: true, ...this.rs.get(d.spec.address) };
+      const r: RsRoute = {
+        mac: this.realMacOf(d.id),
+        mtu: this.destMtu,
+        src: v6 ? "2001:db8:2::1" : "198.18.2.1",
+        routed: true,
+        ...this.rs.get(d.spec.address),
+      };
       if (!r.routed) {
         dests.set(d.id, { nexthop: -1, mtu: 0, src: [0, 0, 0, 0] });
         continue;
@@ -152,7 +175,8 @@ export class Harness {
     this.fp.processBurst(this.descs, frames.length);
     return frames.map((_, i) => {
       const out = this.descs[i * D + abi.XVS_DESC_OUT_PORT];
-      const addr = this.descs[i * D + abi.XVS_DESC_ADDR], len = this.descs[i * D + abi.XVS_DESC_LEN];
+      const addr = this.descs[i * D + abi.XVS_DESC_ADDR],
+        len = this.descs[i * D + abi.XVS_DESC_LEN];
       return { port: out === abi.XVS_OUT_DROP ? -1 : out, frame: this.buf.slice(addr, addr + len) };
     });
   }
@@ -171,7 +195,8 @@ export class Harness {
 
   /** Counters that changed since `before`, by name. */
   delta(before: Record<string, number>): Record<string, number> {
-    const now = this.stats(), o: Record<string, number> = {};
+    const now = this.stats(),
+      o: Record<string, number> = {};
     for (const k of Object.keys(now)) if (now[k] !== before[k]) o[k] = now[k] - before[k];
     return o;
   }

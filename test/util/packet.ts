@@ -8,12 +8,44 @@ import { checksum, pseudoSumV4, pseudoSumV6 } from "../../src/wire/checksum.ts";
 import { parseIp } from "../../src/service/addr.ts";
 import { crc32c } from "../../src/wire/crc32c.ts";
 
-export const FIN = 0x01, SYN = 0x02, RST = 0x04, PSH = 0x08, ACK = 0x10;
+export const FIN = 0x01,
+  SYN = 0x02,
+  RST = 0x04,
+  PSH = 0x08,
+  ACK = 0x10;
 
-export interface Ipv4Opts { src: string; dst: string; ttl?: number; tos?: number; id?: number; df?: boolean; frag?: number; options?: number[]; proto?: number }
-export interface Ipv6Opts { src: string; dst: string; hopLimit?: number; tc?: number; nextHeader?: number }
-export interface TcpOpts { sport: number; dport: number; flags?: number; seq?: number; ack?: number; window?: number; options?: number[] }
-export interface UdpOpts { sport: number; dport: number; noChecksum?: boolean }
+export interface Ipv4Opts {
+  src: string;
+  dst: string;
+  ttl?: number;
+  tos?: number;
+  id?: number;
+  df?: boolean;
+  frag?: number;
+  options?: number[];
+  proto?: number;
+}
+export interface Ipv6Opts {
+  src: string;
+  dst: string;
+  hopLimit?: number;
+  tc?: number;
+  nextHeader?: number;
+}
+export interface TcpOpts {
+  sport: number;
+  dport: number;
+  flags?: number;
+  seq?: number;
+  ack?: number;
+  window?: number;
+  options?: number[];
+}
+export interface UdpOpts {
+  sport: number;
+  dport: number;
+  noChecksum?: boolean;
+}
 
 function addrBytes(text: string): number[] {
   const a = parseIp(text);
@@ -67,7 +99,8 @@ export class PacketBuilder {
   build(): Uint8Array {
     const l3 = this.l3!;
     const v6 = l3.kind === 6;
-    const src = addrBytes(l3.o.src), dst = addrBytes(l3.o.dst);
+    const src = addrBytes(l3.o.src),
+      dst = addrBytes(l3.o.dst);
     let l4: number[] = [];
     let proto = 0;
     const pseudo = (p: number, len: number) => {
@@ -80,9 +113,23 @@ export class PacketBuilder {
       proto = 6;
       const opts = l.o.options ?? [];
       const hl = 20 + opts.length;
-      l4 = [...be16(l.o.sport), ...be16(l.o.dport), ...be16((l.o.seq ?? 1000) >>> 16), ...be16((l.o.seq ?? 1000) & 0xffff),
-        ...be16((l.o.ack ?? 0) >>> 16), ...be16((l.o.ack ?? 0) & 0xffff), (hl / 4) << 4, l.o.flags ?? SYN, ...be16(l.o.window ?? 65535), 0, 0, 0, 0,
-        ...opts, ...this.body];
+      l4 = [
+        ...be16(l.o.sport),
+        ...be16(l.o.dport),
+        ...be16((l.o.seq ?? 1000) >>> 16),
+        ...be16((l.o.seq ?? 1000) & 0xffff),
+        ...be16((l.o.ack ?? 0) >>> 16),
+        ...be16((l.o.ack ?? 0) & 0xffff),
+        (hl / 4) << 4,
+        l.o.flags ?? SYN,
+        ...be16(l.o.window ?? 65535),
+        0,
+        0,
+        0,
+        0,
+        ...opts,
+        ...this.body,
+      ];
       const c = checksum(new Uint8Array(l4), 0, l4.length, pseudo(6, l4.length));
       l4[16] = c >>> 8;
       l4[17] = c & 255;
@@ -106,7 +153,20 @@ export class PacketBuilder {
       const opts = o.options ?? [];
       const ihl = 20 + opts.length;
       const frag = (o.df ? 0x4000 : 0) | (o.frag ?? 0);
-      ip = [0x40 | (ihl / 4), o.tos ?? 0, ...be16(ihl + l4.length), ...be16(o.id ?? 1), ...be16(frag), o.ttl ?? 64, o.proto ?? proto, 0, 0, ...src, ...dst, ...opts];
+      ip = [
+        0x40 | (ihl / 4),
+        o.tos ?? 0,
+        ...be16(ihl + l4.length),
+        ...be16(o.id ?? 1),
+        ...be16(frag),
+        o.ttl ?? 64,
+        o.proto ?? proto,
+        0,
+        0,
+        ...src,
+        ...dst,
+        ...opts,
+      ];
       const c = checksum(new Uint8Array(ip), 0, ihl);
       ip[10] = c >>> 8;
       ip[11] = c & 255;
@@ -131,14 +191,16 @@ export function checksumsValid(frame: Uint8Array, off = 0): boolean {
     if (checksum(frame, l3, ihl) !== 0) return false;
     const tot = dv.getUint16(l3 + 2);
     const proto = frame[l3 + 9];
-    const l4 = l3 + ihl, l4len = tot - ihl;
+    const l4 = l3 + ihl,
+      l4len = tot - ihl;
     if (proto === 17 && dv.getUint16(l4 + 6) === 0) return true;
     if (proto === 6 || proto === 17) return checksum(frame, l4, l4len, pseudoSumV4(dv.getInt32(l3 + 12), dv.getInt32(l3 + 16), proto, l4len)) === 0;
     if (proto === 1) return checksum(frame, l4, l4len) === 0;
     return true;
   }
   if (et === 0x86dd) {
-    const plen = dv.getUint16(l3 + 4), nh = frame[l3 + 6];
+    const plen = dv.getUint16(l3 + 4),
+      nh = frame[l3 + 6];
     if (nh === 6 || nh === 17 || nh === 58) return checksum(frame, l3 + 40, plen, pseudoSumV6(frame, l3 + 8, l3 + 24, nh, plen)) === 0;
     return true;
   }
@@ -228,7 +290,8 @@ export function correctFrameWithFieldP(v6: boolean, sport = 40000, flags = PSH |
   // with the word 0 the segment sums (with the pseudo-header) to s = ~checksum; the word w makes
   // it s + w, whose complement must be P: s + w = ~P (ones' complement, mod 0xffff)
   const f0 = make(0);
-  const s = ~l4ChecksumField(f0) & 0xffff, p = pseudoFold(f0);
+  const s = ~l4ChecksumField(f0) & 0xffff,
+    p = pseudoFold(f0);
   const f = make(((~p & 0xffff) - s + 0xffff) % 0xffff);
   if (l4ChecksumField(f) !== pseudoFold(f)) throw new Error("no payload word gives a checksum equal to P");
   return f;

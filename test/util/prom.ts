@@ -31,7 +31,8 @@ function parseLabels(text: string, line: string): Record<string, string> {
     const eq = text.indexOf("=", i);
     const name = text.slice(i, eq);
     if (!/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(name) || text[eq + 1] !== '"') throw new Error(`bad label in: ${line}`);
-    let j = eq + 2, v = "";
+    let j = eq + 2,
+      v = "";
     for (;;) {
       const ch = text[j];
       if (ch === undefined) throw new Error(`unterminated label value in: ${line}`);
@@ -98,7 +99,10 @@ export function parseExposition(text: string): PromPage {
   const find = (name: string, match: Record<string, string> = {}) =>
     samples.filter((s) => s.name === name && Object.entries(match).every(([k, v]) => s.labels[k] === v));
   return {
-    samples, help, type, find,
+    samples,
+    help,
+    type,
+    find,
     value(name, match = {}) {
       const f = find(name, match);
       if (f.length !== 1) throw new Error(`${f.length} samples of ${name} ${JSON.stringify(match)}`);

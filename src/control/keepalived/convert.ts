@@ -21,13 +21,22 @@
  * not implement is an error naming file and line: nothing is silently ignored. Firewall-mark
  * virtual servers are refused (schemas.ts FWMARK_UNSUPPORTED_MESSAGE).
  */
-import { z } from "zod";
+import type { z } from "zod";
 import { log } from "../../log.ts";
 import { type IpAddr, parseIp, ipText } from "../../service/addr.ts";
 import { schedulerByName } from "../../sched/registry.ts";
 import type { CheckerT, ServiceHealthT, StatusCodeT } from "../../config/health.ts";
 import { Checker, ServiceHealth } from "../health-schemas.ts";
-import { DestSpec, type DestSpecT, FWMARK_UNSUPPORTED_MESSAGE, SCHEDULERS, ServiceSpec, type ServiceSpecT, CONFIG_VERSION, DEFAULT_PERSISTENT_TIMEOUT_SEC } from "../schemas.ts";
+import {
+  DestSpec,
+  type DestSpecT,
+  FWMARK_UNSUPPORTED_MESSAGE,
+  SCHEDULERS,
+  ServiceSpec,
+  type ServiceSpecT,
+  CONFIG_VERSION,
+  DEFAULT_PERSISTENT_TIMEOUT_SEC,
+} from "../schemas.ts";
 import { ConfError, type Stmt } from "./read.ts";
 
 /** A real server as converted: its table spec, its checkers, inhibit_on_failure. */
@@ -48,8 +57,7 @@ const SKIPPED_ROOT = /^(global_defs|vrrp_.*|static_ipaddress|static_routes|stati
 const fail = (s: Stmt, why: string): never => {
   throw new ConfError(s.file, s.line, why);
 };
-const unsupported = (s: Stmt, where: string, why = "xvs does not implement it"): never =>
-  fail(s, `'${s.keyword}' in ${where} is not supported: ${why}`);
+const unsupported = (s: Stmt, where: string, why = "xvs does not implement it"): never => fail(s, `'${s.keyword}' in ${where} is not supported: ${why}`);
 
 function noBlock(s: Stmt): void {
   if (s.block) fail(s, `'${s.keyword}' takes no block`);
@@ -61,7 +69,12 @@ function needBlock(s: Stmt): Stmt[] {
 function args(s: Stmt, min: number, max: number): string[] {
   noBlock(s);
   if (s.args.length < min || s.args.length > max) {
-    fail(s, min === max ? `'${s.keyword}' takes ${min} value${min === 1 ? "" : "s"}, not ${s.args.length}` : `'${s.keyword}' takes ${min} to ${max} values, not ${s.args.length}`);
+    fail(
+      s,
+      min === max
+        ? `'${s.keyword}' takes ${min} value${min === 1 ? "" : "s"}, not ${s.args.length}`
+        : `'${s.keyword}' takes ${min} to ${max} values, not ${s.args.length}`,
+    );
   }
   return s.args;
 }
@@ -143,19 +156,40 @@ interface Inherited {
 /** Keywords every checker, real server and virtual server understand the same way. */
 function inheritedKeyword(s: Stmt, into: Inherited): boolean {
   switch (s.keyword) {
-    case "retry": case "nb_get_retry": into.retry = int(s, 0, 1000); return true;
-    case "delay_before_retry": into.delay_before_retry = seconds(s); return true;
-    case "warmup": into.warmup = seconds(s, true); return true;
-    case "delay_loop": into.delay_loop = seconds(s); return true;
-    case "connect_timeout": into.connect_timeout = seconds(s); return true;
-    case "virtualhost": into.virtualhost = one(s); return true;
-    case "inhibit_on_failure": into.inhibit = flag(s); return true;
-    default: return false;
+    case "retry":
+    case "nb_get_retry":
+      into.retry = int(s, 0, 1000);
+      return true;
+    case "delay_before_retry":
+      into.delay_before_retry = seconds(s);
+      return true;
+    case "warmup":
+      into.warmup = seconds(s, true);
+      return true;
+    case "delay_loop":
+      into.delay_loop = seconds(s);
+      return true;
+    case "connect_timeout":
+      into.connect_timeout = seconds(s);
+      return true;
+    case "virtualhost":
+      into.virtualhost = one(s);
+      return true;
+    case "inhibit_on_failure":
+      into.inhibit = flag(s);
+      return true;
+    default:
+      return false;
   }
 }
 
 const CHECKER_KIND: Record<string, CheckerT["kind"]> = {
-  TCP_CHECK: "tcp", HTTP_GET: "http", SSL_GET: "ssl", UDP_CHECK: "udp", DNS_CHECK: "dns", MISC_CHECK: "misc",
+  TCP_CHECK: "tcp",
+  HTTP_GET: "http",
+  SSL_GET: "ssl",
+  UDP_CHECK: "udp",
+  DNS_CHECK: "dns",
+  MISC_CHECK: "misc",
 };
 const OTHER_CHECKERS = new Set(["SMTP_CHECK", "BFD_CHECK", "PING_CHECK", "FILE_CHECK"]);
 
@@ -174,19 +208,32 @@ function url(b: Stmt, checker: Record<string, unknown>): Record<string, unknown>
   const u: Record<string, unknown> = {};
   for (const s of needBlock(b)) {
     switch (s.keyword) {
-      case "path": u.path = one(s); break;
-      case "digest": u.digest = one(s); break;
-      case "status_code": u.status_code = statusCodes(s); break;
+      case "path":
+        u.path = one(s);
+        break;
+      case "digest":
+        u.digest = one(s);
+        break;
+      case "status_code":
+        u.status_code = statusCodes(s);
+        break;
       case "virtualhost": {
         const v = one(s);
-        if (checker.virtualhost !== undefined && checker.virtualhost !== v) fail(s, "'virtualhost' differs between urls of one checker: xvs sends one Host per checker (use one checker per virtual host)");
+        if (checker.virtualhost !== undefined && checker.virtualhost !== v)
+          fail(s, "'virtualhost' differs between urls of one checker: xvs sends one Host per checker (use one checker per virtual host)");
         checker.virtualhost = v;
         break;
       }
-      case "regex": case "regex_no_match": case "regex_options": case "regex_stack": case "regex_min_offset": case "regex_max_offset":
+      case "regex":
+      case "regex_no_match":
+      case "regex_options":
+      case "regex_stack":
+      case "regex_min_offset":
+      case "regex_max_offset":
         unsupported(s, "url", "xvs checks the status code and the MD5 digest of the body, not regular expressions");
         break;
-      default: fail(s, `unknown keyword '${s.keyword}' in url`);
+      default:
+        fail(s, `unknown keyword '${s.keyword}' in url`);
     }
   }
   if (u.path === undefined) fail(b, "url needs a path");
@@ -206,40 +253,97 @@ function checker(b: Stmt, kind: CheckerT["kind"], up: Inherited[]): CheckerT {
       continue;
     }
     switch (`${conn ? "conn:" : ""}${s.keyword}`) {
-      case "conn:connect_ip": c.connect_ip = address(s, one(s)); continue;
-      case "conn:connect_port": c.connect_port = port(s, one(s)); continue;
-      case "conn:bindto": c.bindto = address(s, one(s)); continue;
-      case "conn:bind_port": c.bind_port = port(s, one(s)); continue;
-      case "conn:bind_if": case "conn:fwmark": unsupported(s, b.keyword); continue;
-      case "alpha": case `conn:alpha`: unsupported(s, b.keyword, "xvs has alpha per virtual server only"); continue;
-      case "log_all_failures": case "conn:log_all_failures": unsupported(s, b.keyword, "xvs logs every state change, not every failure"); continue;
+      case "conn:connect_ip":
+        c.connect_ip = address(s, one(s));
+        continue;
+      case "conn:connect_port":
+        c.connect_port = port(s, one(s));
+        continue;
+      case "conn:bindto":
+        c.bindto = address(s, one(s));
+        continue;
+      case "conn:bind_port":
+        c.bind_port = port(s, one(s));
+        continue;
+      case "conn:bind_if":
+      case "conn:fwmark":
+        unsupported(s, b.keyword);
+        continue;
+      case "alpha":
+      case `conn:alpha`:
+        unsupported(s, b.keyword, "xvs has alpha per virtual server only");
+        continue;
+      case "log_all_failures":
+      case "conn:log_all_failures":
+        unsupported(s, b.keyword, "xvs logs every state change, not every failure");
+        continue;
     }
     if (kind === "http" || kind === "ssl") {
       switch (s.keyword) {
-        case "url": urls.push(url(s, c)); continue;
-        case "http_protocol": c.http_protocol = one(s); continue;
-        case "fast_recovery": unsupported(s, b.keyword); continue;
-        case "enable_sni": if (kind === "ssl") { c.enable_sni = flag(s); continue; } break;
-        case "sni_name": if (kind === "ssl") { c.sni_name = one(s); continue; } break;
+        case "url":
+          urls.push(url(s, c));
+          continue;
+        case "http_protocol":
+          c.http_protocol = one(s);
+          continue;
+        case "fast_recovery":
+          unsupported(s, b.keyword);
+          continue;
+        case "enable_sni":
+          if (kind === "ssl") {
+            c.enable_sni = flag(s);
+            continue;
+          }
+          break;
+        case "sni_name":
+          if (kind === "ssl") {
+            c.sni_name = one(s);
+            continue;
+          }
+          break;
       }
     } else if (kind === "udp") {
       switch (s.keyword) {
-        case "payload": c.payload = one(s); continue;
-        case "require_reply": { const a = args(s, 0, 1); c.require_reply = a.length === 0 ? true : a[0]; continue; }
-        case "min_reply_length": c.min_reply_length = int(s, 0, 65535); continue;
-        case "max_reply_length": c.max_reply_length = int(s, 0, 65535); continue;
+        case "payload":
+          c.payload = one(s);
+          continue;
+        case "require_reply": {
+          const a = args(s, 0, 1);
+          c.require_reply = a.length === 0 ? true : a[0];
+          continue;
+        }
+        case "min_reply_length":
+          c.min_reply_length = int(s, 0, 65535);
+          continue;
+        case "max_reply_length":
+          c.max_reply_length = int(s, 0, 65535);
+          continue;
       }
     } else if (kind === "dns") {
       switch (s.keyword) {
-        case "type": c.type = one(s).toUpperCase(); continue;
-        case "name": c.name = one(s); continue;
+        case "type":
+          c.type = one(s).toUpperCase();
+          continue;
+        case "name":
+          c.name = one(s);
+          continue;
       }
     } else if (kind === "misc") {
       switch (s.keyword) {
-        case "misc_path": noBlock(s); if (s.args.length === 0) fail(s, "'misc_path' needs a command"); c.misc_path = s.args.join(" "); continue;
-        case "misc_timeout": c.misc_timeout = seconds(s); continue;
-        case "misc_dynamic": c.misc_dynamic = flag(s); continue;
-        case "user": unsupported(s, b.keyword, "xvs runs check scripts as its own user"); continue;
+        case "misc_path":
+          noBlock(s);
+          if (s.args.length === 0) fail(s, "'misc_path' needs a command");
+          c.misc_path = s.args.join(" ");
+          continue;
+        case "misc_timeout":
+          c.misc_timeout = seconds(s);
+          continue;
+        case "misc_dynamic":
+          c.misc_dynamic = flag(s);
+          continue;
+        case "user":
+          unsupported(s, b.keyword, "xvs runs check scripts as its own user");
+          continue;
       }
     }
     fail(s, `unknown keyword '${s.keyword}' in ${b.keyword}`);
@@ -276,18 +380,31 @@ function realServer(b: Stmt, vs: { forward: DestSpecT["forward"]; tunnel?: DestS
       continue;
     }
     switch (s.keyword) {
-      case "weight": d.weight = int(s, 0, 2147483647); continue;
-      case "lvs_method": case "lb_kind": {
+      case "weight":
+        d.weight = int(s, 0, 2147483647);
+        continue;
+      case "lvs_method":
+      case "lb_kind": {
         const f = forwarding(s);
         d.forward = f.forward;
         if (f.tunnel) d.tunnel = f.tunnel;
         else delete d.tunnel;
         continue;
       }
-      case "uthreshold": d.upperThreshold = int(s, 0, 2147483647); continue;
-      case "lthreshold": d.lowerThreshold = int(s, 0, 2147483647); continue;
-      case "alpha": unsupported(s, "real_server", "xvs has alpha per virtual server only"); continue;
-      case "notify_up": case "notify_down": case "smtp_alert": unsupported(s, "real_server", "xvs logs each state change; it runs no notify scripts and sends no mail"); continue;
+      case "uthreshold":
+        d.upperThreshold = int(s, 0, 2147483647);
+        continue;
+      case "lthreshold":
+        d.lowerThreshold = int(s, 0, 2147483647);
+        continue;
+      case "alpha":
+        unsupported(s, "real_server", "xvs has alpha per virtual server only");
+        continue;
+      case "notify_up":
+      case "notify_down":
+      case "smtp_alert":
+        unsupported(s, "real_server", "xvs logs each state change; it runs no notify scripts and sends no mail");
+        continue;
     }
     if (OTHER_CHECKERS.has(s.keyword)) unsupported(s, "real_server", "xvs implements TCP_CHECK, HTTP_GET, SSL_GET, UDP_CHECK, DNS_CHECK and MISC_CHECK");
     fail(s, `unknown keyword '${s.keyword}' in real_server`);
@@ -369,14 +486,21 @@ function virtualServer(b: Stmt, groups: Map<string, { address: string; port: num
     }
     if (inheritedKeyword(s, inherited)) continue;
     switch (s.keyword) {
-      case "real_server": rsBlocks.push(s); continue;
-      case "lb_algo": case "lvs_sched": {
+      case "real_server":
+        rsBlocks.push(s);
+        continue;
+      case "lb_algo":
+      case "lvs_sched": {
         const v = one(s);
-        if (!(SCHEDULERS as readonly string[]).includes(v) || !schedulerByName(v)) fail(s, `'${s.keyword}': scheduler '${v}' is not one xvs implements (${SCHEDULERS.filter((x) => schedulerByName(x)).join(" ")})`);
+        if (!(SCHEDULERS as readonly string[]).includes(v) || !schedulerByName(v))
+          fail(s, `'${s.keyword}': scheduler '${v}' is not one xvs implements (${SCHEDULERS.filter((x) => schedulerByName(x)).join(" ")})`);
         svc.scheduler = v;
         continue;
       }
-      case "lb_kind": case "lvs_method": fwd = forwarding(s); continue;
+      case "lb_kind":
+      case "lvs_method":
+        fwd = forwarding(s);
+        continue;
       case "protocol": {
         const v = one(s).toLowerCase();
         if (v !== "tcp" && v !== "udp" && v !== "sctp") fail(s, `'protocol': '${s.args[0]}' is not TCP, UDP or SCTP`);
@@ -389,10 +513,23 @@ function virtualServer(b: Stmt, groups: Map<string, { address: string; port: num
         timeout = v.length === 0 ? DEFAULT_PERSISTENT_TIMEOUT_SEC : int(s, 1, 86400 * 31);
         continue;
       }
-      case "persistence_granularity": netmask = one(s); continue;
-      case "persistence_engine": svc.pe = one(s); continue;
-      case "ops": args(s, 0, 0); svc.onePacket = true; continue;
-      case "flag-1": case "flag-2": case "flag-3": case "sh-port": case "sh-fallback": case "mh-port": case "mh-fallback":
+      case "persistence_granularity":
+        netmask = one(s);
+        continue;
+      case "persistence_engine":
+        svc.pe = one(s);
+        continue;
+      case "ops":
+        args(s, 0, 0);
+        svc.onePacket = true;
+        continue;
+      case "flag-1":
+      case "flag-2":
+      case "flag-3":
+      case "sh-port":
+      case "sh-fallback":
+      case "mh-port":
+      case "mh-fallback":
         args(s, 0, 0);
         (svc.schedFlags as string[]).push(s.keyword);
         continue;
@@ -402,11 +539,21 @@ function virtualServer(b: Stmt, groups: Map<string, { address: string; port: num
         family = v === "inet" ? 4 : 6;
         continue;
       }
-      case "alpha": health.alpha = flag(s); continue;
-      case "omega": health.omega = flag(s); continue;
-      case "ha_suspend": health.ha_suspend = flag(s); continue;
-      case "quorum": health.quorum = int(s, 1, 2147483647); continue;
-      case "hysteresis": health.hysteresis = int(s, 0, 2147483647); continue;
+      case "alpha":
+        health.alpha = flag(s);
+        continue;
+      case "omega":
+        health.omega = flag(s);
+        continue;
+      case "ha_suspend":
+        health.ha_suspend = flag(s);
+        continue;
+      case "quorum":
+        health.quorum = int(s, 1, 2147483647);
+        continue;
+      case "hysteresis":
+        health.hysteresis = int(s, 0, 2147483647);
+        continue;
       case "sorry_server": {
         const v = args(s, 1, 2);
         sorry.address = address(s, v[0]);
@@ -426,8 +573,13 @@ function virtualServer(b: Stmt, groups: Map<string, { address: string; port: num
           sorry.forward = f.forward;
         }
         continue;
-      case "hashed": unsupported(s, "virtual_server", "the IPVS 'hashed' flag has no meaning in xvs"); continue;
-      case "quorum_up": case "quorum_down": case "smtp_alert": case "weight":
+      case "hashed":
+        unsupported(s, "virtual_server", "the IPVS 'hashed' flag has no meaning in xvs");
+        continue;
+      case "quorum_up":
+      case "quorum_down":
+      case "smtp_alert":
+      case "weight":
         unsupported(s, "virtual_server", "xvs runs no notify scripts, sends no mail and is not tracked by VRRP weight");
         continue;
     }
@@ -438,12 +590,18 @@ function virtualServer(b: Stmt, groups: Map<string, { address: string; port: num
     svc.protocol = "udp";
     log("warn", "keepalived config: virtual_server without protocol: UDP, as keepalived defaults to it", { at: `${b.file}:${b.line}`, virtualServer: name });
   }
-  if (timeout !== undefined || netmask !== undefined) svc.persistence = { timeout: timeout ?? DEFAULT_PERSISTENT_TIMEOUT_SEC, ...(netmask !== undefined ? { netmask } : {}) };
+  if (timeout !== undefined || netmask !== undefined)
+    svc.persistence = { timeout: timeout ?? DEFAULT_PERSISTENT_TIMEOUT_SEC, ...(netmask !== undefined ? { netmask } : {}) };
   if (sorryStmt) health.sorry_server = sorry;
   const q = (health.quorum as number | undefined) ?? 1;
   if (health.hysteresis !== undefined && (health.hysteresis as number) >= q) {
     // check_data.c: "hysteresis %u >= quorum %u; setting hysteresis to %u"
-    log("warn", "keepalived config: hysteresis not below quorum: lowered to quorum - 1, as keepalived does", { at: `${b.file}:${b.line}`, virtualServer: name, hysteresis: health.hysteresis, quorum: q });
+    log("warn", "keepalived config: hysteresis not below quorum: lowered to quorum - 1, as keepalived does", {
+      at: `${b.file}:${b.line}`,
+      virtualServer: name,
+      hysteresis: health.hysteresis,
+      quorum: q,
+    });
     health.hysteresis = q - 1;
   }
   const h = check(ServiceHealth, health, b, name);

@@ -41,7 +41,11 @@ export interface Stmt {
 
 /** A configuration error at a place in a file: the message reads `FILE:LINE: what`. */
 export class ConfError extends LbError {
-  constructor(readonly file: string, readonly line: number, readonly reason: string) {
+  constructor(
+    readonly file: string,
+    readonly line: number,
+    readonly reason: string,
+  ) {
     super(ErrorCode.Invalid, `${file}:${line}: ${reason}`);
   }
 }
@@ -142,7 +146,11 @@ export function readKeepalivedConf(path: string): ReadResult {
         if (depth >= MAX_INCLUDE_DEPTH) throw new ConfError(file, lineNo, `includes nested deeper than ${MAX_INCLUDE_DEPTH} (an include loop?)`);
         const found = expandInclude(words[1].text, dirname(file));
         if (found.length === 0) {
-          throw new ConfError(file, lineNo, `include ${words[1].text}: no file matches (keepalived goes on without it; xvs refuses, so that a reload never drops the services of a missing file)`);
+          throw new ConfError(
+            file,
+            lineNo,
+            `include ${words[1].text}: no file matches (keepalived goes on without it; xvs refuses, so that a reload never drops the services of a missing file)`,
+          );
         }
         for (const f of found) readFile(f, depth + 1, { file, line: lineNo });
         canOpen = null;

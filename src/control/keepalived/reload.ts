@@ -67,7 +67,9 @@ export interface ReloadSummary {
 
 /** JSON with keys sorted: two specs are the same when their canonical texts are. */
 function canonical(v: unknown): string {
-  return JSON.stringify(v, (_k, x) => (x && typeof x === "object" && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => (a < b ? -1 : 1))) : x));
+  return JSON.stringify(v, (_k, x) =>
+    x && typeof x === "object" && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => (a < b ? -1 : 1))) : x,
+  );
 }
 
 /** A service of the table by address (ServiceConfig refuses fwmark services). */
@@ -105,7 +107,11 @@ export function applyReload(m: Model, prev: ConfigDocT | null, next: ConfigDocT,
   /** Real servers the file dropped that only the monitor holds (taken out by checks). */
   const parked: { s: SvcDoc; spec: DestSpecT }[] = [];
   const where = (s: SvcDoc, e: unknown): never => {
-    throw new LbError(e instanceof LbError ? e.code : ErrorCode.Invalid, `virtual_server ${s.address} ${s.port} (${s.protocol}): ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    throw new LbError(
+      e instanceof LbError ? e.code : ErrorCode.Invalid,
+      `virtual_server ${s.address} ${s.port} (${s.protocol}): ${e instanceof Error ? e.message : String(e)}`,
+      { cause: e },
+    );
   };
   // removals first: a real server that moves between services frees its place before it is added
   for (const [k, s] of before) {

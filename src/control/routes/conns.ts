@@ -8,8 +8,11 @@ import type { z } from "zod";
 export function connRoutes(daemon: Daemon): Route[] {
   return [
     route<undefined, z.infer<typeof ConnsQuery>>({
-      method: "get", path: "/v1/conns", summary: "Connections and persistence templates, paged: pass `next` back as `cursor`",
-      query: ConnsQuery, responses: { 200: ConnsPage },
+      method: "get",
+      path: "/v1/conns",
+      summary: "Connections and persistence templates, paged: pass `next` back as `cursor`",
+      query: ConnsQuery,
+      responses: { 200: ConnsPage },
       handler: ({ query }) => ({ status: 200, body: daemon.conns(query.cursor, query.limit) satisfies ConnsPageT }),
     }),
   ];

@@ -30,7 +30,9 @@ export const ReloadResultView = z.strictObject({
 export function reloadRoutes(daemon: Daemon): Route[] {
   return [
     route({
-      method: "post", path: "/v1/reload", summary: "Re-read the keepalived.conf given to xvs run --keepalived-conf and apply only the difference, all or nothing (same as SIGHUP)",
+      method: "post",
+      path: "/v1/reload",
+      summary: "Re-read the keepalived.conf given to xvs run --keepalived-conf and apply only the difference, all or nothing (same as SIGHUP)",
       responses: { 200: ReloadResultView },
       handler: async () => {
         const k = keepalivedConfOf(daemon);

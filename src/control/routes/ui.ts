@@ -18,14 +18,16 @@ import { MAX_UI_CLIENTS, UiHub } from "../ui/stream.ts";
 export const UI_PAGE = page as unknown as string;
 
 /** Nothing but this origin: no CDN, no inline frames; inline script and style are the page itself. */
-const CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+const CSP =
+  "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /** Serve the dashboard and its feed on `app`; returns the hub (tests close it). */
 export function mountUi(app: Hono, daemon: Daemon): UiHub {
   const hub = new UiHub(daemon);
-  const servePage = () => new Response(UI_PAGE, {
-    headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store", "content-security-policy": CSP, "x-content-type-options": "nosniff" },
-  });
+  const servePage = () =>
+    new Response(UI_PAGE, {
+      headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store", "content-security-policy": CSP, "x-content-type-options": "nosniff" },
+    });
   app.get("/ui", servePage);
   app.get("/ui/", servePage);
   app.get("/ui/stream", (c) => {

@@ -90,11 +90,20 @@ export function diffModels(before: Model, after: Model, ring: EventRing, ts: num
       ring.push({ ts, kind: "service-added", service: id, text: `service ${id} added (${s.spec.scheduler ?? "wlc"}, ${s.dests.length} real servers)` });
       continue;
     }
-    if (JSON.stringify(was.spec) !== JSON.stringify(s.spec)) ring.push({ ts, kind: "service-changed", service: id, text: `service ${id} options changed (scheduler ${s.spec.scheduler ?? "wlc"})` });
+    if (JSON.stringify(was.spec) !== JSON.stringify(s.spec))
+      ring.push({ ts, kind: "service-changed", service: id, text: `service ${id} options changed (scheduler ${s.spec.scheduler ?? "wlc"})` });
     const wasDests = new Map(was.dests.map((d) => [destKey(d), d]));
     const nowDests = new Map(s.dests.map((d) => [destKey(d), d]));
     for (const [k, d] of wasDests) {
-      if (!nowDests.has(k)) ring.push({ ts, kind: "dest-removed", service: id, dest: k, text: `${k} removed from ${id} (weight was ${d.spec.weight})`, spec: structuredClone(d.spec) });
+      if (!nowDests.has(k))
+        ring.push({
+          ts,
+          kind: "dest-removed",
+          service: id,
+          dest: k,
+          text: `${k} removed from ${id} (weight was ${d.spec.weight})`,
+          spec: structuredClone(d.spec),
+        });
     }
     for (const [k, d] of nowDests) {
       const w = wasDests.get(k);

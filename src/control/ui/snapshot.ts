@@ -58,8 +58,17 @@ export function workerSnapshots(daemon: Daemon): WorkerSnapshot[] {
     const v = w.counters.verdicts;
     let drops = 0;
     for (const i of DROPS) drops += v[i];
-    return { queue, zeroCopy: [...w.zeroCopy], conns: Atomics.load(w.conns.header, HDR_LIVE), capacity: w.conns.capacity, rxPackets: v[RX], txPackets: v[TX], drops,
-      busySec: w.counters.loop[WL_BUSY_NS] / 1e9, loopSec: w.counters.loop[WL_LOOP_NS] / 1e9 };
+    return {
+      queue,
+      zeroCopy: [...w.zeroCopy],
+      conns: Atomics.load(w.conns.header, HDR_LIVE),
+      capacity: w.conns.capacity,
+      rxPackets: v[RX],
+      txPackets: v[TX],
+      drops,
+      busySec: w.counters.loop[WL_BUSY_NS] / 1e9,
+      loopSec: w.counters.loop[WL_LOOP_NS] / 1e9,
+    };
   });
 }
 
@@ -68,7 +77,9 @@ export function takeSnapshot(daemon: Daemon, events: UiEvent[], clients: number)
   const ts = daemon.clock();
   const xdpCounts = daemon.dataplane?.xdpStats() ?? [];
   const xdp: Record<string, number> = {};
-  xdpCounts.forEach((n, i) => (xdp[XDP_COUNTER_NAMES[i] ?? `xdp_${i}`] = n));
+  xdpCounts.forEach((n, i) => {
+    xdp[XDP_COUNTER_NAMES[i] ?? `xdp_${i}`] = n;
+  });
   return {
     ts,
     uptimeSec: Math.max(0, (ts - daemon.startedMs) / 1000),

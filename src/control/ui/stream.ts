@@ -101,26 +101,33 @@ export class UiHub {
   open(signal?: AbortSignal): ReadableStream<Uint8Array> | null {
     if (this.clients.size >= MAX_UI_CLIENTS) return null;
     let client: Client | null = null;
-    const stream = new ReadableStream<Uint8Array>({
-      start: (controller) => {
-        client = { controller };
-        this.clients.add(client);
-        // the first snapshot at once: the page has something to show before the next tick
-        controller.enqueue(enc.encode(`retry: 2000\nevent: snapshot\ndata: ${JSON.stringify(this.snapshot())}\n\n`));
+    const stream = new ReadableStream<Uint8Array>(
+      {
+        start: (controller) => {
+          client = { controller };
+          this.clients.add(client);
+          // the first snapshot at once: the page has something to show before the next tick
+          controller.enqueue(enc.encode(`retry: 2000\nevent: snapshot\ndata: ${JSON.stringify(this.snapshot())}\n\n`));
+        },
+        cancel: () => {
+          if (client) this.drop(client);
+        },
       },
-      cancel: () => {
-        if (client) this.drop(client);
+      new ByteLengthQueuingStrategy({ highWaterMark: 0 }),
+    );
+    signal?.addEventListener(
+      "abort",
+      () => {
+        if (!client) return;
+        this.drop(client);
+        try {
+          client.controller.close();
+        } catch {
+          // already closed
+        }
       },
-    }, new ByteLengthQueuingStrategy({ highWaterMark: 0 }));
-    signal?.addEventListener("abort", () => {
-      if (!client) return;
-      this.drop(client);
-      try {
-        client.controller.close();
-      } catch {
-        // already closed
-      }
-    }, { once: true });
+      { once: true },
+    );
     return stream;
   }
 

@@ -35,8 +35,19 @@ const REQUIRED = { type: "string", required: true } as const;
 
 /** Options of each mode (parsed and checked by lab/agent-args.ts before the mode starts). */
 const GEN = {
-  ...CPU, iface: REQUIRED, "dst-mac": REQUIRED, src: REQUIRED, dst: REQUIRED, sport: PORT, dport: PORT, size: COUNT, flows: COUNT,
-  "ports-per-addr": COUNT, seconds: AMOUNT, batch: { ...COUNT, min: 1 }, pps: AMOUNT,
+  ...CPU,
+  iface: REQUIRED,
+  "dst-mac": REQUIRED,
+  src: REQUIRED,
+  dst: REQUIRED,
+  sport: PORT,
+  dport: PORT,
+  size: COUNT,
+  flows: COUNT,
+  "ports-per-addr": COUNT,
+  seconds: AMOUNT,
+  batch: { ...COUNT, min: 1 },
+  pps: AMOUNT,
 } as const;
 const XDP = { ...CPU, iface: REQUIRED, prog: { type: "string", choices: ["sink", "sink-tc", "pass"] }, port: PORT, "tun-port": PORT } as const;
 const XDP_OFF = { ...CPU, iface: REQUIRED } as const;
@@ -74,7 +85,8 @@ async function gen(a: ParsedOptions<typeof GEN>): Promise<number> {
     let txEvery = 1;
     if (pps > 0) {
       obj.setTemplate(frame, { ...flowCfg, txEvery: 1 << 30 });
-      const c0 = obj.counts().decided, t = performance.now();
+      const c0 = obj.counts().decided,
+        t = performance.now();
       obj.run(link.ifindex, frame, 1 << 22, batch);
       const made = (obj.counts().decided - c0) / ((performance.now() - t) / 1000);
       txEvery = Math.max(1, Math.round(made / pps));
@@ -98,7 +110,8 @@ async function gen(a: ParsedOptions<typeof GEN>): Promise<number> {
       // paced runs use 0.25 s calls and correct the decimation after each
       const span = pps > 0 ? 0.25 : 1;
       const chunk = Math.max(4096, Math.round(decidedRate * Math.min(span, left)));
-      const d0 = obj.counts().decided, s0 = obj.counts().sent;
+      const d0 = obj.counts().decided,
+        s0 = obj.counts().sent;
       if (!obj.run(link.ifindex, frame, chunk, batch)) break;
       const dt = (performance.now() - c0) / 1000;
       decidedRate = Math.max(1e4, (obj.counts().decided - d0) / dt);
@@ -167,7 +180,9 @@ async function tcpCli(a: ParsedOptions<typeof TCP_CLI>): Promise<number> {
   const conc = a.concurrency ?? 16;
   const timeoutMs = a.timeout ?? 3000;
   const warmup = a.warmup ?? 0;
-  let conns = 0, errors = 0, next = 0;
+  let conns = 0,
+    errors = 0,
+    next = 0;
   const firstErrors: string[] = [];
   // connections started during the warm-up are made but not counted
   const t0 = performance.now() + warmup * 1000;
@@ -239,10 +254,14 @@ async function udpEcho(a: ParsedOptions<typeof UDP_ECHO>): Promise<number> {
 }
 
 async function udpPing(a: ParsedOptions<typeof UDP_PING>): Promise<number> {
-  const host = a.host, port = a.port ?? 9001, count = a.count ?? 1000, warm = a.warm ?? 50;
+  const host = a.host,
+    port = a.port ?? 9001,
+    count = a.count ?? 1000,
+    warm = a.warm ?? 50;
   const timeoutMs = a.timeout ?? 200;
   const rtts: number[] = [];
-  let lost = 0, warmLost = 0;
+  let lost = 0,
+    warmLost = 0;
   let waiting: ((t: number) => void) | null = null;
   let refused = 0;
   const sock = await Bun.udpSocket({

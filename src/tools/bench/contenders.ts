@@ -122,7 +122,11 @@ export class Xvs extends Contender {
     if (process.env.XVS_BENCH_IDLE_MS) extra.push("--idle-ms", process.env.XVS_BENCH_IDLE_MS);
     this.d = await startDaemon(bl.lab, "dir", ["c0", "s0"], extra, undefined, { wrap, env: profile ? { XVS_PROFILE: "1" } : {} });
     const forward = this.mode === "nat" ? "masq" : this.mode === "dr" ? "route" : "tunnel";
-    for (const [protocol, port] of [["udp", UDP_PORT], ["udp", PING_PORT], ["tcp", TCP_PORT]] as const) {
+    for (const [protocol, port] of [
+      ["udp", UDP_PORT],
+      ["udp", PING_PORT],
+      ["tcp", TCP_PORT],
+    ] as const) {
       await this.ok("POST", "/v1/services", { protocol, address: VIP, port, scheduler: "rr" });
       for (const a of SINK_ADDRS) {
         const dest: Record<string, unknown> = { address: a, port, forward, weight: 1 };
@@ -163,7 +167,9 @@ export class Xvs extends Contender {
   override async diagnose(): Promise<string> {
     try {
       const v = await this.verdicts();
-      const nz = Object.entries(v).filter(([, n]) => n > 0).map(([k, n]) => `${k}=${n}`);
+      const nz = Object.entries(v)
+        .filter(([, n]) => n > 0)
+        .map(([k, n]) => `${k}=${n}`);
       return `xvs counters: ${nz.join(" ") || "all zero"}`;
     } catch (e) {
       return `xvs counters unreadable: ${e instanceof Error ? e.message : e}`;
@@ -175,7 +181,10 @@ export class Xvs extends Contender {
     const d = this.d;
     this.d = null;
     await d.stop();
-    const line = d.log().split("\n").find((l) => l.includes('"xvs profile"'));
+    const line = d
+      .log()
+      .split("\n")
+      .find((l) => l.includes('"xvs profile"'));
     return line ? (JSON.parse(line) as Record<string, unknown>) : null;
   }
 }
@@ -200,7 +209,8 @@ export class Ipvs extends Contender {
     const mp = await sh(["modprobe", "ip_vs"], true);
     await sh(["modprobe", "ip_vs_rr"], true);
     if (!existsSync("/proc/net/ip_vs") && mp.code !== 0) {
-      this.skipReason = `this kernel has no IPVS (modprobe ip_vs: ${(mp.stderr.trim() || `exit ${mp.code}`).replace(/\s+/g, " ")}); ` +
+      this.skipReason =
+        `this kernel has no IPVS (modprobe ip_vs: ${(mp.stderr.trim() || `exit ${mp.code}`).replace(/\s+/g, " ")}); ` +
         `run 'xvs bench --ipvs-vm' for a side-by-side in a qemu guest with kernel IPVS, or use a kernel with CONFIG_IP_VS and ipvsadm`;
     } else if (ipvsadm.code !== 0) {
       this.skipReason = "the kernel has IPVS but ipvsadm is not installed (apt-get install ipvsadm)";
@@ -210,8 +220,13 @@ export class Ipvs extends Contender {
   async start(ctx: RunCtx): Promise<void> {
     const lab = ctx.bl.lab;
     const tunnel = tunnelOf(this.mode);
-    const flag = this.mode === "nat" ? ["-m"] : this.mode === "dr" ? ["-g"] : ["-i", "--tun-type", tunnel!, ...(tunnel === "gue" ? ["--tun-port", String(GUE_PORT)] : [])];
-    for (const [p, port] of [["-u", UDP_PORT], ["-u", PING_PORT], ["-t", TCP_PORT]] as const) {
+    const flag =
+      this.mode === "nat" ? ["-m"] : this.mode === "dr" ? ["-g"] : ["-i", "--tun-type", tunnel!, ...(tunnel === "gue" ? ["--tun-port", String(GUE_PORT)] : [])];
+    for (const [p, port] of [
+      ["-u", UDP_PORT],
+      ["-u", PING_PORT],
+      ["-t", TCP_PORT],
+    ] as const) {
       await lab.exec("dir", ["ipvsadm", "-A", p, `${VIP}:${port}`, "-s", "rr"]);
       for (const a of SINK_ADDRS) await lab.exec("dir", ["ipvsadm", "-a", p, `${VIP}:${port}`, "-r", `${a}:${port}`, ...flag, "-w", "1"]);
     }
@@ -253,7 +268,11 @@ export class Nft extends Contender {
 
   /** The ruleset, loaded into the director namespace only. */
   static ruleset(): string {
-    const svcs = [["udp", UDP_PORT, "udp"], ["udp", PING_PORT, "ping"], ["tcp", TCP_PORT, "tcp"]] as const;
+    const svcs = [
+      ["udp", UDP_PORT, "udp"],
+      ["udp", PING_PORT, "ping"],
+      ["tcp", TCP_PORT, "tcp"],
+    ] as const;
     const elems = svcs.map(([p, port, n]) => `${VIP} . ${p} . ${port} : goto svc-${n}`).join(", ");
     let chains = "";
     for (const [p, port, n] of svcs) {
@@ -290,7 +309,11 @@ ${chains}}
     const max = await ctx.bl.lab.exec("dir", ["cat", "/proc/sys/net/netfilter/nf_conntrack_max"], true);
     const flows = Number(r.stdout.trim()) || 0;
     const obj = slabObjSize("nf_conntrack");
-    return { flows, bytes: flows * obj, how: `${obj ? `nf_conntrack slab objects (${obj} B each)` : "slab size unknown"}; nf_conntrack_max=${max.stdout.trim()}` };
+    return {
+      flows,
+      bytes: flows * obj,
+      how: `${obj ? `nf_conntrack slab objects (${obj} B each)` : "slab size unknown"}; nf_conntrack_max=${max.stdout.trim()}`,
+    };
   }
 
   override async diagnose(ctx: RunCtx): Promise<string> {
@@ -357,8 +380,23 @@ export class XskFwd extends Contender {
 
   async start(ctx: RunCtx): Promise<void> {
     const { o, bl } = ctx;
-    const args = [this.bin, "--in", "c0", "--out", "s0", "--steer", this.steer, "--vip", VIP, "--port", String(UDP_PORT),
-      "--backends", SINK_ADDRS.join(","), "--dst-mac", bl.mac.sink];
+    const args = [
+      this.bin,
+      "--in",
+      "c0",
+      "--out",
+      "s0",
+      "--steer",
+      this.steer,
+      "--vip",
+      VIP,
+      "--port",
+      String(UDP_PORT),
+      "--backends",
+      SINK_ADDRS.join(","),
+      "--dst-mac",
+      bl.mac.sink,
+    ];
     if (o.pin) args.push("--cpu", String(o.dirCpu));
     const p = bl.lab.spawn("dir", args) as Subprocess<"ignore", "pipe", "pipe">;
     this.proc = p;
@@ -402,4 +440,3 @@ export function makeContenders(o: BenchOptions): Contender[] {
   }
   return out;
 }
-

@@ -25,9 +25,16 @@ function repoRoot(): string | null {
 function findTools(o: BenchOptions): string {
   // no default: the guest's tools live outside this repository, wherever the operator put them
   const dir = o.ipvsVmTools ?? process.env.IPVSVM_TOOLS;
-  if (!dir) throw new LbError(ErrorCode.Environment, "--ipvs-vm needs the ipvs-vm guest's tools (prepare.sh, boot.sh): pass --ipvs-vm-tools DIR or set IPVSVM_TOOLS (bench/README.md)");
+  if (!dir)
+    throw new LbError(
+      ErrorCode.Environment,
+      "--ipvs-vm needs the ipvs-vm guest's tools (prepare.sh, boot.sh): pass --ipvs-vm-tools DIR or set IPVSVM_TOOLS (bench/README.md)",
+    );
   if (existsSync(join(dir, "boot.sh")) && existsSync(join(dir, "prepare.sh"))) return resolve(dir);
-  throw new LbError(ErrorCode.Environment, `${dir} has no prepare.sh and boot.sh: --ipvs-vm-tools DIR (or IPVSVM_TOOLS) must name the ipvs-vm guest's tools directory (bench/README.md)`);
+  throw new LbError(
+    ErrorCode.Environment,
+    `${dir} has no prepare.sh and boot.sh: --ipvs-vm-tools DIR (or IPVSVM_TOOLS) must name the ipvs-vm guest's tools directory (bench/README.md)`,
+  );
 }
 
 function findBinary(): string {
@@ -45,12 +52,45 @@ async function run(cmd: string[], env: Record<string, string>): Promise<number> 
 
 /** The `xvs bench` arguments for the guest, from the host's options. */
 export function guestArgs(o: BenchOptions, outDir: string): string[] {
-  const a = ["bench", "--in-guest", "--out", outDir, "--name", o.name,
-    "--rounds", String(o.rounds), "--duration", String(o.duration), "--warmup", String(o.warmup), "--start-warmup", String(o.startWarmup),
-    "--contenders", o.contenders.join(","), "--modes", o.modes.join(","),
-    "--workloads", o.workloads.join(","), "--flows", String(o.flows), "--flow-counts", o.flowCounts.join(","), "--flows-rounds", String(o.flowsRounds),
-    "--tcp-concurrency", String(o.tcpConcurrency), "--ping-count", String(o.pingCount), "--micro-seconds", String(o.microSeconds),
-    "--gen-cpu", String(o.genCpu), "--dir-cpu", String(o.dirCpu), "--no-profile"];
+  const a = [
+    "bench",
+    "--in-guest",
+    "--out",
+    outDir,
+    "--name",
+    o.name,
+    "--rounds",
+    String(o.rounds),
+    "--duration",
+    String(o.duration),
+    "--warmup",
+    String(o.warmup),
+    "--start-warmup",
+    String(o.startWarmup),
+    "--contenders",
+    o.contenders.join(","),
+    "--modes",
+    o.modes.join(","),
+    "--workloads",
+    o.workloads.join(","),
+    "--flows",
+    String(o.flows),
+    "--flow-counts",
+    o.flowCounts.join(","),
+    "--flows-rounds",
+    String(o.flowsRounds),
+    "--tcp-concurrency",
+    String(o.tcpConcurrency),
+    "--ping-count",
+    String(o.pingCount),
+    "--micro-seconds",
+    String(o.microSeconds),
+    "--gen-cpu",
+    String(o.genCpu),
+    "--dir-cpu",
+    String(o.dirCpu),
+    "--no-profile",
+  ];
   if (!o.pin) a.push("--no-pin");
   if (!o.steer) a.push("--no-steer");
   if (o.note) a.push("--note", o.note);
@@ -117,6 +157,11 @@ export async function runIpvsVm(o: BenchOptions): Promise<number> {
     if (f.startsWith(o.name + ".")) copyFileSync(join(hostOut, f), join(dest, f));
   }
   log(`report: ${join(dest, o.name)}.{md,json,svg} (guest log: ${join(cache, "share", "out", "run.log")})`);
-  process.stdout.write(readFileSync(join(cache, "share", "out", "run.log"), "utf8").split("\n").filter((l) => !l.startsWith("[bench")).join("\n"));
+  process.stdout.write(
+    readFileSync(join(cache, "share", "out", "run.log"), "utf8")
+      .split("\n")
+      .filter((l) => !l.startsWith("[bench"))
+      .join("\n"),
+  );
   return 0;
 }

@@ -76,7 +76,8 @@ async function macOf(lab: Lab, host: string, ifname: string): Promise<string> {
 export async function agentJson<T>(lab: Lab, host: string, args: string[]): Promise<T> {
   const r: ExecResult = await lab.exec(host, [...selfCommand(), "__bench", ...args], true);
   const line = r.stdout.trim().split("\n").pop() ?? "";
-  if (r.code !== 0 || !line.startsWith("{")) throw new Error(`xvs __bench ${args[0]} in ${host} failed (${r.code}): ${(r.stderr.trim() || r.stdout.trim()).slice(-400)}`);
+  if (r.code !== 0 || !line.startsWith("{"))
+    throw new Error(`xvs __bench ${args[0]} in ${host} failed (${r.code}): ${(r.stderr.trim() || r.stdout.trim()).slice(-400)}`);
   return JSON.parse(line) as T;
 }
 
@@ -158,7 +159,10 @@ export async function buildBenchLab(tag: string, o: BenchLabOptions): Promise<Be
       // DR/TUN real servers hold the VIP without answering ARP for it; their replies leave
       // through the director, which must not drop them as martians (source = its own VIP)
       await lab.ip("sink", "addr", "add", `${VIP}/32`, "dev", "lo");
-      for (const [k, v] of [["arp_ignore", 1], ["arp_announce", 2]] as const) {
+      for (const [k, v] of [
+        ["arp_ignore", 1],
+        ["arp_announce", 2],
+      ] as const) {
         await lab.sysctl("sink", `net.ipv4.conf.all.${k}`, v);
         await lab.sysctl("sink", `net.ipv4.conf.eth0.${k}`, v);
       }
@@ -210,7 +214,12 @@ export async function buildBenchLab(tag: string, o: BenchLabOptions): Promise<Be
     if (o.mode !== "nat") await startServer(lab, "sink", ["udp-echo", "--addr", VIP, "--port", String(PING_PORT), ...cpu]);
     const reader = sink;
     return {
-      lab, mac, sink: reader, sinkMapId: mapId, sinkKind, napiThreads,
+      lab,
+      mac,
+      sink: reader,
+      sinkMapId: mapId,
+      sinkKind,
+      napiThreads,
       async close() {
         reader.close();
         await lab.teardown();
@@ -226,7 +235,12 @@ export async function buildBenchLab(tag: string, o: BenchLabOptions): Promise<Be
 /** Every numeric `ethtool -S` counter of the lab's four veth ends, keyed "host/if counter". */
 export async function ifaceCounters(bl: BenchLab): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
-  for (const [host, ifname] of [["gen", "eth0"], ["dir", "c0"], ["dir", "s0"], ["sink", "eth0"]]) {
+  for (const [host, ifname] of [
+    ["gen", "eth0"],
+    ["dir", "c0"],
+    ["dir", "s0"],
+    ["sink", "eth0"],
+  ]) {
     const r = await bl.lab.exec(host, ["ethtool", "-S", ifname], true);
     for (const line of r.stdout.split("\n")) {
       const m = /^\s+([\w.]+):\s+(\d+)$/.exec(line);

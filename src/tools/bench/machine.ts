@@ -39,7 +39,9 @@ async function quiet(cmd: string[]): Promise<string> {
 /** The busiest processes (ps's %cpu is the average over each process's life), this one excluded. */
 export async function busyProcesses(): Promise<string[]> {
   const out = await quiet(["ps", "-eo", "pid,pcpu,rss,args", "--sort=-pcpu", "--no-headers"]);
-  return out.split("\n").filter(Boolean)
+  return out
+    .split("\n")
+    .filter(Boolean)
     .filter((l) => l.trim().split(/\s+/)[0] !== String(process.pid))
     .slice(0, 8)
     .map((l) => {
@@ -60,7 +62,9 @@ export async function describeMachine(note: string, inGuest: boolean): Promise<R
   const n = cpus().length;
   const kernel = release();
   const mem = `${(totalmem() / 2 ** 30).toFixed(1)} GiB`;
-  const load = loadavg().map((x) => x.toFixed(2)).join(" ");
+  const load = loadavg()
+    .map((x) => x.toFixed(2))
+    .join(" ");
   const m: Record<string, unknown> = {
     summary: `${n} x ${cpu}, Linux ${kernel}, ${mem}${inGuest ? ", qemu TCG guest (emulated)" : ""}; load ${load} at start${note ? `; ${note}` : ""}`,
     cpu: `${n} x ${cpu}`,

@@ -17,7 +17,20 @@ import { NextHopView } from "../../dataplane/route.ts";
 import { STAT_NAMES } from "../../dataplane/verdict.ts";
 import * as abi from "../../ffi/abi.ts";
 import { adviseHugePages } from "../../ffi/mem.ts";
-import { newResolveRing, MAX_NEXTHOPS, NH_FLAGS, NH_MAC_HI, NH_MAC_LO, NH_PORT, NH_WORDS, NHF_VALID, PORT_MAC_HI, PORT_MAC_LO, PORT_MTU, PORT_WORDS } from "../../nexthop/table.ts";
+import {
+  newResolveRing,
+  MAX_NEXTHOPS,
+  NH_FLAGS,
+  NH_MAC_HI,
+  NH_MAC_LO,
+  NH_PORT,
+  NH_WORDS,
+  NHF_VALID,
+  PORT_MAC_HI,
+  PORT_MAC_LO,
+  PORT_MTU,
+  PORT_WORDS,
+} from "../../nexthop/table.ts";
 import type { DestRoute, RouteSnapshot } from "../../nexthop/resolver.ts";
 import { compile } from "../../config/compile.ts";
 import { Model } from "../../config/model.ts";
@@ -75,7 +88,8 @@ export class Rig {
     const model = new Model();
     const svc = ServiceSpec.parse({ protocol: "udp", address: VIP, port: UDP_PORT, scheduler: "rr" });
     model.addService(svc);
-    for (const a of SINK_ADDRS) model.addDest({ protocol: "udp", address: VIP, port: UDP_PORT }, DestSpec.parse({ address: a, port: UDP_PORT, forward: "masq", weight: 1 }));
+    for (const a of SINK_ADDRS)
+      model.addDest({ protocol: "udp", address: VIP, port: UDP_PORT }, DestSpec.parse({ address: a, port: UDP_PORT, forward: "masq", weight: 1 }));
     const ports = new Int32Array(new SharedArrayBuffer(2 * PORT_WORDS * 4));
     for (let p = 0; p < 2; p++) {
       const [hi, lo] = macWords(new Uint8Array([2, 0, 0, 0, 0, 0x10 + p]));
@@ -85,7 +99,14 @@ export class Rig {
     }
     const dests = new Map<number, DestRoute>();
     for (const d of model.allDests()) dests.set(d.id, { nexthop: 0, mtu: 1500, src: [0, 0, 0, 0] });
-    const routes: RouteSnapshot = { ports, fib: new Int32Array(new SharedArrayBuffer(4)), fibRows: 0, neigh: new Int32Array(new SharedArrayBuffer(6 * 4)), dests, localAddrs: [] };
+    const routes: RouteSnapshot = {
+      ports,
+      fib: new Int32Array(new SharedArrayBuffer(4)),
+      fibRows: 0,
+      neigh: new Int32Array(new SharedArrayBuffer(6 * 4)),
+      dests,
+      localAddrs: [],
+    };
     this.tables = compile(model, routes, 1);
     const nhBuf = new SharedArrayBuffer(MAX_NEXTHOPS * NH_WORDS * 4);
     const nh = new Int32Array(nhBuf);
@@ -98,8 +119,13 @@ export class Rig {
     this.conns = newConnTable(capacity);
     this.fp = new FastPath(this.buf, this.tables, this.conns, this.counters, this.nh);
     const frame = buildFrame({
-      srcMac: new Uint8Array([2, 0, 0, 0, 0, 1]), dstMac: new Uint8Array([2, 0, 0, 0, 0, 0x10]),
-      src: "0.0.0.0", dst: VIP, sport: 0, dport: UDP_PORT, size: 64,
+      srcMac: new Uint8Array([2, 0, 0, 0, 0, 1]),
+      dstMac: new Uint8Array([2, 0, 0, 0, 0, 0x10]),
+      src: "0.0.0.0",
+      dst: VIP,
+      sport: 0,
+      dport: UDP_PORT,
+      size: 64,
     });
     this.buf.set(frame, this.tpl);
     let sum = 0;
@@ -121,7 +147,10 @@ export class Rig {
 
   /** Restore the burst's frames for flows first, first+1, ... (mod flows). The baseline. */
   refresh(first: number, flows: number): number {
-    const buf = this.buf, dv = this.dv, tpl = this.tpl, base = this.csumBase;
+    const buf = this.buf,
+      dv = this.dv,
+      tpl = this.tpl,
+      base = this.csumBase;
     let f = first;
     for (let i = 0; i < BURST; i++) {
       const off = i * STRIDE;
@@ -178,44 +207,65 @@ export function runMicro(seconds: number, progress: (s: string) => void): MicroR
     rows.push(row);
     progress(`micro ${id.padEnd(18)} ${r.ns.toFixed(1).padStart(7)} ns/pkt (net ${row.netNs.toFixed(1)})${error ? `  ERROR ${error}` : ""}`);
   };
-  const M = 1_000_000, K4 = 4096;
+  const M = 1_000_000,
+    K4 = 4096;
   const rig = new Rig(M + (M >> 2));
   const { buf, dv, descs } = rig;
   const flowRows = new Int32Array(BURST * FLOW_WORDS);
   const l3Len = new Int32Array(BURST);
 
-  add("copy", "baseline copy loop (restore 64 frames per burst)", timeIt(seconds, (f) => rig.refresh(f, K4)));
+  add(
+    "copy",
+    "baseline copy loop (restore 64 frames per burst)",
+    timeIt(seconds, (f) => rig.refresh(f, K4)),
+  );
 
   let sink = 0;
-  add("parse", "parse (classify: Ethernet, IPv4 + header checksum, UDP)", timeIt(seconds, (f) => {
-    const next = rig.refresh(f, K4);
-    for (let i = 0; i < BURST; i++) sink += classify(buf, dv, descs[i * abi.XVS_DESC_WORDS], 64, flowRows, i * FLOW_WORDS, l3Len, i);
-    return next;
-  }));
-  add("parse+hash", "parse + 5-tuple hash", timeIt(seconds, (f) => {
-    const next = rig.refresh(f, K4);
-    for (let i = 0; i < BURST; i++) {
-      if (classify(buf, dv, descs[i * abi.XVS_DESC_WORDS], 64, flowRows, i * FLOW_WORDS, l3Len, i) === Classified.Continue) sink ^= hashFlow(0x1234567, flowRows, i * FLOW_WORDS);
-    }
-    return next;
-  }));
+  add(
+    "parse",
+    "parse (classify: Ethernet, IPv4 + header checksum, UDP)",
+    timeIt(seconds, (f) => {
+      const next = rig.refresh(f, K4);
+      for (let i = 0; i < BURST; i++) sink += classify(buf, dv, descs[i * abi.XVS_DESC_WORDS], 64, flowRows, i * FLOW_WORDS, l3Len, i);
+      return next;
+    }),
+  );
+  add(
+    "parse+hash",
+    "parse + 5-tuple hash",
+    timeIt(seconds, (f) => {
+      const next = rig.refresh(f, K4);
+      for (let i = 0; i < BURST; i++) {
+        if (classify(buf, dv, descs[i * abi.XVS_DESC_WORDS], 64, flowRows, i * FLOW_WORDS, l3Len, i) === Classified.Continue)
+          sink ^= hashFlow(0x1234567, flowRows, i * FLOW_WORDS);
+      }
+      return next;
+    }),
+  );
   const T = rig.tables;
-  add("rewrite", "rewrite only (DNAT address/port + checksums, MACs, TTL)", timeIt(seconds, (f) => {
-    const next = rig.refresh(f, K4);
-    for (let i = 0; i < BURST; i++) {
-      const off = descs[i * abi.XVS_DESC_WORDS];
-      const l3 = off + ETH_HLEN;
-      dnat4(buf, dv, l3, l3 + 20, 30, 17, T.dest[DEST_ADDR], UDP_PORT);
-      rig.nh.setMacs(dv, off, 0, T.ports);
-      const w = dv.getUint16(l3 + 8);
-      dv.setUint16(l3 + 8, w - 0x100);
-      dv.setUint16(l3 + 10, csumReplace16(dv.getUint16(l3 + 10), w, w - 0x100));
-    }
-    return next;
-  }));
+  add(
+    "rewrite",
+    "rewrite only (DNAT address/port + checksums, MACs, TTL)",
+    timeIt(seconds, (f) => {
+      const next = rig.refresh(f, K4);
+      for (let i = 0; i < BURST; i++) {
+        const off = descs[i * abi.XVS_DESC_WORDS];
+        const l3 = off + ETH_HLEN;
+        dnat4(buf, dv, l3, l3 + 20, 30, 17, T.dest[DEST_ADDR], UDP_PORT);
+        rig.nh.setMacs(dv, off, 0, T.ports);
+        const w = dv.getUint16(l3 + 8);
+        dv.setUint16(l3 + 8, w - 0x100);
+        dv.setUint16(l3 + 10, csumReplace16(dv.getUint16(l3 + 10), w, w - 0x100));
+      }
+      return next;
+    }),
+  );
 
   // full fast path and lookups, 4K then 1M established flows
-  for (const [flows, tag] of [[K4, "4K"], [M, "1M"]] as const) {
+  for (const [flows, tag] of [
+    [K4, "4K"],
+    [M, "1M"],
+  ] as const) {
     rig.resetConns(M + (M >> 2));
     const rss0 = process.memoryUsage().rss;
     const c0 = Bun.nanoseconds();
@@ -226,26 +276,49 @@ export function runMicro(seconds: number, progress: (s: string) => void): MicroR
     const createNs = (Bun.nanoseconds() - c0) / flows;
     const rssGrowth = process.memoryUsage().rss - rss0;
     const conns = rig.conns;
-    add(`lookup-${tag}`, `parse + hash + connection lookup, ${tag} flows`, timeIt(seconds, (f) => {
-      const next = rig.refresh(f, flows);
-      for (let i = 0; i < BURST; i++) {
-        const row = i * FLOW_WORDS;
-        if (classify(buf, dv, descs[i * abi.XVS_DESC_WORDS], 64, flowRows, row, l3Len, i) !== Classified.Continue) continue;
-        const h = hashFlow(conns.seedConn, flowRows, row);
-        sink += conns.lookup(h, 0, flowRows[row + FLOW_SRC], 0, 0, 0, flowRows[row + FLOW_DST], 0, 0, 0, flowRows[row + FLOW_PORTS], (flowRows[row + FLOW_META] >>> 8) & 0xff);
-      }
-      return next;
-    }));
-    const fwd0 = rig.verdict("fwd_in"), new0 = rig.verdict("new_conns");
+    add(
+      `lookup-${tag}`,
+      `parse + hash + connection lookup, ${tag} flows`,
+      timeIt(seconds, (f) => {
+        const next = rig.refresh(f, flows);
+        for (let i = 0; i < BURST; i++) {
+          const row = i * FLOW_WORDS;
+          if (classify(buf, dv, descs[i * abi.XVS_DESC_WORDS], 64, flowRows, row, l3Len, i) !== Classified.Continue) continue;
+          const h = hashFlow(conns.seedConn, flowRows, row);
+          sink += conns.lookup(
+            h,
+            0,
+            flowRows[row + FLOW_SRC],
+            0,
+            0,
+            0,
+            flowRows[row + FLOW_DST],
+            0,
+            0,
+            0,
+            flowRows[row + FLOW_PORTS],
+            (flowRows[row + FLOW_META] >>> 8) & 0xff,
+          );
+        }
+        return next;
+      }),
+    );
+    const fwd0 = rig.verdict("fwd_in"),
+      new0 = rig.verdict("new_conns");
     const r = timeIt(seconds, (f) => {
       const next = rig.refresh(f, flows);
       rig.fp.processBurst(descs, BURST);
       return next;
     });
-    const fwd = rig.verdict("fwd_in") - fwd0, created = rig.verdict("new_conns") - new0;
-    const err = fwd < r.packets ? `only ${fwd} of ${r.packets}+ packets forwarded` : created > 0 ? `${created} new connections during an all-hit run` : undefined;
+    const fwd = rig.verdict("fwd_in") - fwd0,
+      created = rig.verdict("new_conns") - new0;
+    const err =
+      fwd < r.packets ? `only ${fwd} of ${r.packets}+ packets forwarded` : created > 0 ? `${created} new connections during an all-hit run` : undefined;
     add(`fastpath-${tag}`, `fast path (processBurst), ${tag} established flows`, r, err, {
-      connections: conns.size, createNsPerConn: createNs, rssGrowthPerConn: rssGrowth / flows, tableBytesPerConn: (conns.rec.byteLength + conns.index.byteLength) / conns.capacity,
+      connections: conns.size,
+      createNsPerConn: createNs,
+      rssGrowthPerConn: rssGrowth / flows,
+      tableBytesPerConn: (conns.rec.byteLength + conns.index.byteLength) / conns.capacity,
     });
   }
 
@@ -259,7 +332,9 @@ export function runMicro(seconds: number, progress: (s: string) => void): MicroR
       rig.fp.processBurst(descs, BURST);
     }
     const junk = new Uint8Array(2 << 20);
-    let ns = 0, packets = 0, f = 0;
+    let ns = 0,
+      packets = 0,
+      f = 0;
     const end = performance.now() + seconds * 1000 + 100;
     while (performance.now() < end) {
       f = rig.refresh(f, K4);

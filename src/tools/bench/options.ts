@@ -142,7 +142,10 @@ pinned to different CPUs, the director's receive processing is moved to the dire
 `;
 
 function list<T extends string>(v: string, allowed: readonly T[], what: string): T[] {
-  const out = v.split(",").map((s) => s.trim()).filter(Boolean);
+  const out = v
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const x of out) if (!allowed.includes(x as T)) throw new LbError(ErrorCode.Invalid, `${what}: unknown '${x}' (one of ${allowed.join(", ")})`);
   return out as T[];
 }
@@ -151,12 +154,34 @@ export function defaultOptions(): BenchOptions {
   const d = new Date();
   const stamp = `${d.getFullYear()}${String(d.getMonth() + 1).padStart(2, "0")}${String(d.getDate()).padStart(2, "0")}-${String(d.getHours()).padStart(2, "0")}${String(d.getMinutes()).padStart(2, "0")}`;
   return {
-    rounds: 3, duration: 2, warmup: 0.7, startWarmup: 1.5,
-    contenders: [...CONTENDER_KINDS], modes: ["nat"], workloads: [...WORKLOADS],
-    genCpu: 0, dirCpu: 1, pin: true, steer: true,
-    flows: 256, flowCounts: [100_000, 1_000_000], flowsRounds: 2, tcpConcurrency: 32, pingCount: 500, microSeconds: 0.3,
-    out: null, name: `bench-${stamp}`, profile: true, note: "", inGuest: false, ipvsVm: false, ipvsVmTools: null,
-    xskfwdBin: null, check: false, quiet: false, render: null,
+    rounds: 3,
+    duration: 2,
+    warmup: 0.7,
+    startWarmup: 1.5,
+    contenders: [...CONTENDER_KINDS],
+    modes: ["nat"],
+    workloads: [...WORKLOADS],
+    genCpu: 0,
+    dirCpu: 1,
+    pin: true,
+    steer: true,
+    flows: 256,
+    flowCounts: [100_000, 1_000_000],
+    flowsRounds: 2,
+    tcpConcurrency: 32,
+    pingCount: 500,
+    microSeconds: 0.3,
+    out: null,
+    name: `bench-${stamp}`,
+    profile: true,
+    note: "",
+    inGuest: false,
+    ipvsVm: false,
+    ipvsVmTools: null,
+    xskfwdBin: null,
+    check: false,
+    quiet: false,
+    render: null,
   };
 }
 
@@ -183,49 +208,110 @@ export function parseBenchArgs(words: string[]): BenchOptions {
       return n;
     };
     switch (a) {
-      case "--rounds": o.rounds = number(1, 100, true); break;
-      case "--duration": o.duration = number(0.1, 600); break;
-      case "--warmup": o.warmup = number(0, 60); break;
-      case "--start-warmup": o.startWarmup = number(0, 600); break;
-      case "--contenders": o.contenders = list(val(), CONTENDER_KINDS, a); break;
-      case "--modes": o.modes = list(val(), MODES, a); break;
-      case "--workloads": o.workloads = list(val(), WORKLOADS, a); break;
-      case "--gen-cpu": o.genCpu = number(0, 4095, true); break;
-      case "--dir-cpu": o.dirCpu = number(0, 4095, true); break;
-      case "--no-pin": o.pin = false; break;
-      case "--no-steer": case "--no-rps": o.steer = false; break;
-      case "--flows": o.flows = number(1, 16_000_000, true); break;
-      case "--flow-counts": o.flowCounts = val().split(",").map((s) => {
-        const n = Number(s);
-        if (!Number.isInteger(n) || n < 1 || n > 8_000_000) throw new LbError(ErrorCode.Invalid, `${a}: '${s}' is not a flow count in 1..8000000`);
-        return n;
-      }); break;
-      case "--flows-rounds": o.flowsRounds = number(1, 100, true); break;
-      case "--tcp-concurrency": o.tcpConcurrency = number(1, 4096, true); break;
-      case "--ping-count": o.pingCount = number(10, 1_000_000, true); break;
-      case "--micro-seconds": o.microSeconds = number(0.01, 60); break;
-      case "--out": o.out = val(); break;
+      case "--rounds":
+        o.rounds = number(1, 100, true);
+        break;
+      case "--duration":
+        o.duration = number(0.1, 600);
+        break;
+      case "--warmup":
+        o.warmup = number(0, 60);
+        break;
+      case "--start-warmup":
+        o.startWarmup = number(0, 600);
+        break;
+      case "--contenders":
+        o.contenders = list(val(), CONTENDER_KINDS, a);
+        break;
+      case "--modes":
+        o.modes = list(val(), MODES, a);
+        break;
+      case "--workloads":
+        o.workloads = list(val(), WORKLOADS, a);
+        break;
+      case "--gen-cpu":
+        o.genCpu = number(0, 4095, true);
+        break;
+      case "--dir-cpu":
+        o.dirCpu = number(0, 4095, true);
+        break;
+      case "--no-pin":
+        o.pin = false;
+        break;
+      case "--no-steer":
+      case "--no-rps":
+        o.steer = false;
+        break;
+      case "--flows":
+        o.flows = number(1, 16_000_000, true);
+        break;
+      case "--flow-counts":
+        o.flowCounts = val()
+          .split(",")
+          .map((s) => {
+            const n = Number(s);
+            if (!Number.isInteger(n) || n < 1 || n > 8_000_000) throw new LbError(ErrorCode.Invalid, `${a}: '${s}' is not a flow count in 1..8000000`);
+            return n;
+          });
+        break;
+      case "--flows-rounds":
+        o.flowsRounds = number(1, 100, true);
+        break;
+      case "--tcp-concurrency":
+        o.tcpConcurrency = number(1, 4096, true);
+        break;
+      case "--ping-count":
+        o.pingCount = number(10, 1_000_000, true);
+        break;
+      case "--micro-seconds":
+        o.microSeconds = number(0.01, 60);
+        break;
+      case "--out":
+        o.out = val();
+        break;
       case "--name": {
         o.name = val();
         if (!/^[A-Za-z0-9._-]+$/.test(o.name)) throw new LbError(ErrorCode.Invalid, `--name: use letters, digits, '.', '_' and '-'`);
         break;
       }
-      case "--no-profile": o.profile = false; break;
-      case "--profile": o.profile = true; break;
-      case "--note": o.note = val(); break;
-      case "--in-guest": o.inGuest = true; break;
-      case "--ipvs-vm": o.ipvsVm = true; break;
-      case "--ipvs-vm-tools": o.ipvsVmTools = val(); break;
-      case "--xskfwd-bin": o.xskfwdBin = val(); break;
-      case "--check": o.check = true; break;
-      case "--render": o.render = val(); break;
-      case "--quiet": o.quiet = true; break;
+      case "--no-profile":
+        o.profile = false;
+        break;
+      case "--profile":
+        o.profile = true;
+        break;
+      case "--note":
+        o.note = val();
+        break;
+      case "--in-guest":
+        o.inGuest = true;
+        break;
+      case "--ipvs-vm":
+        o.ipvsVm = true;
+        break;
+      case "--ipvs-vm-tools":
+        o.ipvsVmTools = val();
+        break;
+      case "--xskfwd-bin":
+        o.xskfwdBin = val();
+        break;
+      case "--check":
+        o.check = true;
+        break;
+      case "--render":
+        o.render = val();
+        break;
+      case "--quiet":
+        o.quiet = true;
+        break;
       case "--quick":
         Object.assign(o, { rounds: 1, duration: 0.5, warmup: 0.3, startWarmup: 0.3, flowCounts: [20_000], pingCount: 200, microSeconds: 0.1, profile: false });
         break;
-      default: throw new LbError(ErrorCode.Invalid, `unknown option '${a}' (see xvs bench --help)`);
+      default:
+        throw new LbError(ErrorCode.Invalid, `unknown option '${a}' (see xvs bench --help)`);
     }
   }
-  if (o.pin && o.genCpu === o.dirCpu) throw new LbError(ErrorCode.Invalid, "--gen-cpu and --dir-cpu must differ (on veth the receiver's work runs on the sender's CPU)");
+  if (o.pin && o.genCpu === o.dirCpu)
+    throw new LbError(ErrorCode.Invalid, "--gen-cpu and --dir-cpu must differ (on veth the receiver's work runs on the sender's CPU)");
   return o;
 }

@@ -72,7 +72,8 @@ export function linearAxis(max: number, maxIntervals = 8): Axis {
  * every 1-2-5 value in between; over more than 4 decades only at the powers of ten.
  */
 export function logAxis(min: number, max: number): Axis {
-  const lo = niceFloor(min), hi = niceCeil(Math.max(max, min * 1.0001));
+  const lo = niceFloor(min),
+    hi = niceCeil(Math.max(max, min * 1.0001));
   const decades = Math.log10(hi / lo);
   const ms = decades > 4 ? [1] : MANTISSAS;
   const ticks: number[] = [];
@@ -94,7 +95,8 @@ export function logAxis(min: number, max: number): Axis {
 export function chooseAxis(values: number[]): Axis {
   const pos = values.filter((v) => v > 0 && Number.isFinite(v));
   if (pos.length === 0) return linearAxis(0);
-  const min = Math.min(...pos), max = Math.max(...pos);
+  const min = Math.min(...pos),
+    max = Math.max(...pos);
   return max / min >= LOG_SPAN ? logAxis(min, max) : linearAxis(max);
 }
 

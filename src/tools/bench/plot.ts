@@ -41,15 +41,25 @@ export interface PlotPanel {
 const COLORS: Record<string, string> = { xvs: "#d6336c", ipvs: "#1c7ed6", nft: "#f59f00", plain: "#868e96", xskfwd: "#37b24d", gen: "#343a40" };
 const UNIT_NAMES: Record<string, string> = {
   Mpps: "Mpps (million packets per second)",
-  "µs": "µs (microseconds, round trip)",
+  µs: "µs (microseconds, round trip)",
   "conn/s": "conn/s (new TCP connections per second)",
   ns: "ns per packet",
 };
 
 // layout, in px: names | plot | values
-const W = 1000, LEFT = 12, X0 = 150, PLOT_W = 540, X1 = X0 + PLOT_W, VALUE_X = X1 + 16;
-const BAR_H = 16, ROW_H = 26, FONT = "DejaVu Sans, Verdana, Arial, sans-serif";
-const INK = "#212529", MUTED = "#495057", GRID = "#dee2e6", GRID_STRONG = "#adb5bd";
+const W = 1000,
+  LEFT = 12,
+  X0 = 150,
+  PLOT_W = 540,
+  X1 = X0 + PLOT_W,
+  VALUE_X = X1 + 16;
+const BAR_H = 16,
+  ROW_H = 26,
+  FONT = "DejaVu Sans, Verdana, Arial, sans-serif";
+const INK = "#212529",
+  MUTED = "#495057",
+  GRID = "#dee2e6",
+  GRID_STRONG = "#adb5bd";
 
 function esc(s: string): string {
   return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
@@ -87,7 +97,8 @@ export function renderPanel(p: PlotPanel, y: number): { svg: string; height: num
   const out: string[] = [];
   out.push(`<g class="panel" data-panel="${esc(p.id)}" data-axis="${a.kind}">`);
   out.push(`<text class="panel-title" x="${LEFT}" y="${y + 16}" font-size="15" font-weight="bold" fill="${INK}">${esc(p.title)}</text>`);
-  const top = y + 28, axisY = top + p.bars.length * ROW_H + 2;
+  const top = y + 28,
+    axisY = top + p.bars.length * ROW_H + 2;
   // grid behind the bars, a line per tick; on a log axis the powers of ten darker
   out.push(`<g class="grid">`);
   for (const t of a.ticks) {
@@ -97,7 +108,9 @@ export function renderPanel(p: PlotPanel, y: number): { svg: string; height: num
   }
   out.push(`</g>`);
   p.bars.forEach((b, i) => {
-    const ry = top + i * ROW_H, mid = ry + BAR_H / 2, text = ry + BAR_H / 2 + 5;
+    const ry = top + i * ROW_H,
+      mid = ry + BAR_H / 2,
+      text = ry + BAR_H / 2 + 5;
     out.push(`<g class="bar" data-name="${esc(b.name)}">`);
     out.push(`<text class="name" x="${LEFT}" y="${text}" font-size="13" fill="${INK}">${esc(b.name)}</text>`);
     if (b.median === null) {
@@ -109,13 +122,16 @@ export function renderPanel(p: PlotPanel, y: number): { svg: string; height: num
     out.push(`<rect class="median" x="${X0}" y="${ry}" width="${px(xm - X0)}" height="${BAR_H}" fill="${b.color}" fill-opacity="0.8"/>`);
     out.push(`<line class="median-mark" x1="${px(xm)}" y1="${ry - 2}" x2="${px(xm)}" y2="${ry + BAR_H + 2}" stroke="${INK}" stroke-width="2.5"/>`);
     if (b.min !== null && b.max !== null && b.max > b.min) {
-      const x0 = px(xOf(a, b.min)), x1 = px(xOf(a, b.max));
+      const x0 = px(xOf(a, b.min)),
+        x1 = px(xOf(a, b.max));
       out.push(`<line class="whisker" x1="${x0}" y1="${mid}" x2="${x1}" y2="${mid}" stroke="${INK}" stroke-width="1.2"/>`);
       out.push(`<line class="whisker-min" x1="${x0}" y1="${ry + 3}" x2="${x0}" y2="${ry + BAR_H - 3}" stroke="${INK}" stroke-width="1.2"/>`);
       out.push(`<line class="whisker-max" x1="${x1}" y1="${ry + 3}" x2="${x1}" y2="${ry + BAR_H - 3}" stroke="${INK}" stroke-width="1.2"/>`);
     }
     for (const v of b.rounds) out.push(`<circle class="round" cx="${px(xOf(a, v))}" cy="${mid}" r="2.6" fill="#fff" stroke="${INK}" stroke-width="1"/>`);
-    out.push(`<text class="value" x="${VALUE_X}" y="${text}" font-size="13" fill="${INK}">${esc(b.label)}${b.note ? `<tspan dx="10" fill="${MUTED}">${esc(b.note)}</tspan>` : ""}</text>`);
+    out.push(
+      `<text class="value" x="${VALUE_X}" y="${text}" font-size="13" fill="${INK}">${esc(b.label)}${b.note ? `<tspan dx="10" fill="${MUTED}">${esc(b.note)}</tspan>` : ""}</text>`,
+    );
     out.push(`</g>`);
   });
   // the axis: origin line, base line, ticks and their values, the unit
@@ -127,7 +143,9 @@ export function renderPanel(p: PlotPanel, y: number): { svg: string; height: num
     out.push(`<line class="tick" x1="${x}" y1="${axisY}" x2="${x}" y2="${axisY + 5}" stroke="${MUTED}" stroke-width="1"/>`);
     out.push(`<text class="tick-label" x="${x}" y="${axisY + 18}" font-size="12" text-anchor="middle" fill="${INK}">${tickLabel(a, t)}</text>`);
   }
-  out.push(`<text class="axis-label" x="${X0 + PLOT_W / 2}" y="${axisY + 35}" font-size="12" text-anchor="middle" fill="${MUTED}">${esc(`${p.unit}, ${a.kind === "log" ? "log scale" : "linear scale from 0"}`)}</text>`);
+  out.push(
+    `<text class="axis-label" x="${X0 + PLOT_W / 2}" y="${axisY + 35}" font-size="12" text-anchor="middle" fill="${MUTED}">${esc(`${p.unit}, ${a.kind === "log" ? "log scale" : "linear scale from 0"}`)}</text>`,
+  );
   out.push(`</g>`);
   out.push(`</g>`);
   return { svg: out.join("\n"), height: axisY + 35 + 22 - y };
@@ -141,29 +159,45 @@ function colorOf(rep: BenchReport, contender: string): string {
 export function workloadPanel(rep: BenchReport, workload: string): PlotPanel {
   const w = workloadInfo(workload);
   const rounds = Number(rep.options.rounds) || 0;
-  const bars = rep.rows.filter((r) => r.workload === workload).map((r: Row): PlotBar => {
-    const d = (v: number | null) => (v === null ? null : v / w.scale);
-    const notes: string[] = [];
-    if (r.ratioToXvs !== null && r.reference !== r.contender) notes.push(`${ratio(r.ratioToXvs)} ${r.reference}`);
-    if (r.n > 0 && r.n !== rounds) notes.push(`n=${r.n}`);
-    if (r.errors.length && r.median !== null) notes.push(`${r.errors.length} failed`);
-    return {
-      name: r.contender, color: colorOf(rep, r.contender),
-      median: d(r.median), min: d(r.min), max: d(r.max), rounds: r.samples.map((s) => s.value / w.scale),
-      label: `${fmt(r.median, w)} ${w.unit}`, note: notes.join(", "),
-      failed: r.median === null ? (r.errors.length ? `failed: ${r.errors[0].error.slice(0, 70)}` : "no data") : null,
-    };
-  });
+  const bars = rep.rows
+    .filter((r) => r.workload === workload)
+    .map((r: Row): PlotBar => {
+      const d = (v: number | null) => (v === null ? null : v / w.scale);
+      const notes: string[] = [];
+      if (r.ratioToXvs !== null && r.reference !== r.contender) notes.push(`${ratio(r.ratioToXvs)} ${r.reference}`);
+      if (r.n > 0 && r.n !== rounds) notes.push(`n=${r.n}`);
+      if (r.errors.length && r.median !== null) notes.push(`${r.errors.length} failed`);
+      return {
+        name: r.contender,
+        color: colorOf(rep, r.contender),
+        median: d(r.median),
+        min: d(r.min),
+        max: d(r.max),
+        rounds: r.samples.map((s) => s.value / w.scale),
+        label: `${fmt(r.median, w)} ${w.unit}`,
+        note: notes.join(", "),
+        failed: r.median === null ? (r.errors.length ? `failed: ${r.errors[0].error.slice(0, 70)}` : "no data") : null,
+      };
+    });
   return { id: workload, title: `${w.title} (${w.better} is better)`, unit: UNIT_NAMES[w.unit] ?? w.unit, bars };
 }
 
 /** The microbenchmarks' panel: ns per packet, one bar per row (single measurements, no rounds). */
 export function microPanel(micro: MicroRow[]): PlotPanel {
   return {
-    id: "micro", title: "fast path microbenchmarks, one core, synthetic frames (lower is better)", unit: UNIT_NAMES.ns,
+    id: "micro",
+    title: "fast path microbenchmarks, one core, synthetic frames (lower is better)",
+    unit: UNIT_NAMES.ns,
     bars: micro.map((m) => ({
-      name: m.id, color: m.id === "copy" ? "#adb5bd" : COLORS.xvs, median: m.nsPerPacket, min: null, max: null, rounds: [],
-      label: `${m.nsPerPacket.toFixed(1)} ns`, note: m.error ? `ERROR: ${m.error.slice(0, 40)}` : `net ${m.netNs.toFixed(1)}`, failed: null,
+      name: m.id,
+      color: m.id === "copy" ? "#adb5bd" : COLORS.xvs,
+      median: m.nsPerPacket,
+      min: null,
+      max: null,
+      rounds: [],
+      label: `${m.nsPerPacket.toFixed(1)} ns`,
+      note: m.error ? `ERROR: ${m.error.slice(0, 40)}` : `net ${m.netNs.toFixed(1)}`,
+      failed: null,
     })),
   };
 }

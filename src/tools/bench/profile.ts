@@ -87,7 +87,8 @@ export function kernelArea(sym: string): string {
   if (/memcpy|memmove|copy_|rep_movs/.test(sym)) return "copies";
   if (/bpf|xdp/.test(sym)) return "BPF/XDP programs";
   if (/ip_|nf_|nft_|udp_|tcp_|fib_|neigh|dst_|__netif|netif_|napi|net_rx|dev_|sch_|__dev/.test(sym)) return "IP stack / netdev";
-  if (/syscall|entry_|sys_|do_syscall|__x64|poll|schedule|switch|irq|softirq|timer|hrtimer|rcu|idle|cpuidle|acpi|native_safe_halt|default_idle/.test(sym)) return "syscalls, scheduling, idle";
+  if (/syscall|entry_|sys_|do_syscall|__x64|poll|schedule|switch|irq|softirq|timer|hrtimer|rcu|idle|cpuidle|acpi|native_safe_halt|default_idle/.test(sym))
+    return "syscalls, scheduling, idle";
   return "other kernel";
 }
 
@@ -131,18 +132,29 @@ const PHASE_TEXT: Record<string, string> = {
 
 /** Markdown lines for the report's "where the time goes" section. */
 export function profileSummary(
-  xvs: WorkerProfile | null, xvsRate: number | null, xskRate: number | null, perfXvs: PerfSample | null, perfXsk: PerfSample | null,
-  micro: { id: string; netNs: number }[], dirCpu: number,
+  xvs: WorkerProfile | null,
+  xvsRate: number | null,
+  xskRate: number | null,
+  perfXvs: PerfSample | null,
+  perfXsk: PerfSample | null,
+  micro: { id: string; netNs: number }[],
+  dirCpu: number,
   loss: Record<string, { offered: number | null; veth: Record<string, number>; xsk: Record<string, number> | null } | null> = {},
 ): string[] {
   const L: string[] = [];
   if (xvsRate !== null) {
-    L.push(`One profiled 64-byte UDP run of xvs-nat${xskRate !== null ? " and of the C forwarder" : ""}, each offered the load of its peak rate (median over the rounds), director on CPU ${dirCpu}: xvs ${(xvsRate / 1e6).toFixed(3)} Mpps${xskRate !== null ? `, xskfwd ${(xskRate / 1e6).toFixed(3)} Mpps (xvs/xskfwd ${(xvsRate / xskRate).toFixed(2)}x)` : ""}. ` +
-      `At that rate one packet has ${(1e9 / xvsRate).toFixed(0)} ns of the director CPU${xskRate ? ` (the C forwarder: ${(1e9 / xskRate).toFixed(0)} ns)` : ""}.`, "");
+    L.push(
+      `One profiled 64-byte UDP run of xvs-nat${xskRate !== null ? " and of the C forwarder" : ""}, each offered the load of its peak rate (median over the rounds), director on CPU ${dirCpu}: xvs ${(xvsRate / 1e6).toFixed(3)} Mpps${xskRate !== null ? `, xskfwd ${(xskRate / 1e6).toFixed(3)} Mpps (xvs/xskfwd ${(xvsRate / xskRate).toFixed(2)}x)` : ""}. ` +
+        `At that rate one packet has ${(1e9 / xvsRate).toFixed(0)} ns of the director CPU${xskRate ? ` (the C forwarder: ${(1e9 / xskRate).toFixed(0)} ns)` : ""}.`,
+      "",
+    );
   }
   if (xvs && xvs.frames > 0) {
     const per = (v: number) => v / xvs.frames;
-    L.push(`xvs worker, timed phases (XVS_PROFILE=1), ${xvs.frames} frames in ${xvs.busyBursts} non-empty bursts (${(xvs.frames / Math.max(1, xvs.busyBursts)).toFixed(1)} frames per burst), ${(xvs.totalNs / 1e9).toFixed(2)} s:`, "");
+    L.push(
+      `xvs worker, timed phases (XVS_PROFILE=1), ${xvs.frames} frames in ${xvs.busyBursts} non-empty bursts (${(xvs.frames / Math.max(1, xvs.busyBursts)).toFixed(1)} frames per burst), ${(xvs.totalNs / 1e9).toFixed(2)} s:`,
+      "",
+    );
     L.push("| phase | ns per packet | share of the loop |", "|---|---:|---:|");
     for (const [k, v] of Object.entries(xvs.ns).sort((a, b) => b[1] - a[1])) {
       L.push(`| ${PHASE_TEXT[k] ?? k} | ${per(v).toFixed(1)} | ${((100 * v) / xvs.totalNs).toFixed(1)}% |`);
@@ -150,32 +162,74 @@ export function profileSummary(
     L.push(`| total | ${per(xvs.totalNs).toFixed(1)} | 100% |`, "");
     if (micro.length) {
       const m = (id: string) => micro.find((x) => x.id === id)?.netNs;
-      const parse = m("parse"), hash = m("parse+hash"), look = m("lookup-4K"), rw = m("rewrite"), fp = m("fastpath-4K"), cold = m("fastpath-4K-cold");
+      const parse = m("parse"),
+        hash = m("parse+hash"),
+        look = m("lookup-4K"),
+        rw = m("rewrite"),
+        fp = m("fastpath-4K"),
+        cold = m("fastpath-4K-cold");
       if (parse !== undefined && fp !== undefined) {
-        L.push(`Inside the fast path (microbenchmarks, 4K flows, net of the copy loop): parse ${parse.toFixed(1)} ns, + hash ${hash?.toFixed(1)} ns, + lookup ${look?.toFixed(1)} ns, rewrite alone ${rw?.toFixed(1)} ns; the whole processBurst ${fp.toFixed(1)} ns per packet (the rest: counters, connection state and timers, next-hop MACs, verdict bookkeeping)` +
-          `${cold !== undefined ? `, and ${cold.toFixed(1)} ns when 2 MiB of other data is walked between bursts, as the kernel's work does in the daemon` : ""}. In the daemon (table above) it costs more again: the director core switches between the NAPI thread and the worker every burst, and the kernel's receive and transmit work between two bursts evicts the fast path's code and data.`, "");
+        L.push(
+          `Inside the fast path (microbenchmarks, 4K flows, net of the copy loop): parse ${parse.toFixed(1)} ns, + hash ${hash?.toFixed(1)} ns, + lookup ${look?.toFixed(1)} ns, rewrite alone ${rw?.toFixed(1)} ns; the whole processBurst ${fp.toFixed(1)} ns per packet (the rest: counters, connection state and timers, next-hop MACs, verdict bookkeeping)` +
+            `${cold !== undefined ? `, and ${cold.toFixed(1)} ns when 2 MiB of other data is walked between bursts, as the kernel's work does in the daemon` : ""}. In the daemon (table above) it costs more again: the director core switches between the NAPI thread and the worker every burst, and the kernel's receive and transmit work between two bursts evicts the fast path's code and data.`,
+          "",
+        );
       }
     }
   }
-  for (const [name, p] of [["xvs", perfXvs], ["xskfwd", perfXsk]] as const) {
+  for (const [name, p] of [
+    ["xvs", perfXvs],
+    ["xskfwd", perfXsk],
+  ] as const) {
     if (!p) continue;
     L.push(`perf (cpu-clock) on CPU ${dirCpu} during the ${name} run, ${p.samples || "?"} samples, by place:`, "");
     L.push("| where | share |", "|---|---:|");
     for (const [g, v] of Object.entries(p.groups).sort((a, b) => b[1] - a[1])) L.push(`| ${g} | ${v.toFixed(1)}% |`);
     const areas: Record<string, number> = {};
     for (const [pct, dso, sym] of p.top) if (dso.includes("kernel")) areas[kernelArea(sym)] = (areas[kernelArea(sym)] ?? 0) + pct;
-    L.push("", `by process: ${Object.entries(p.processes).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v.toFixed(1)}%`).join(", ")}`);
-    L.push("", `top symbols: ${p.top.slice(0, 12).map(([pct, , s]) => `${s} ${pct.toFixed(1)}%`).join(", ")}`);
-    if (Object.keys(areas).length) L.push("", `kernel symbols (>= 0.3%) by area: ${Object.entries(areas).sort((a, b) => b[1] - a[1]).map(([a, v]) => `${a} ${v.toFixed(1)}%`).join(", ")}`);
+    L.push(
+      "",
+      `by process: ${Object.entries(p.processes)
+        .sort((a, b) => b[1] - a[1])
+        .map(([k, v]) => `${k} ${v.toFixed(1)}%`)
+        .join(", ")}`,
+    );
+    L.push(
+      "",
+      `top symbols: ${p.top
+        .slice(0, 12)
+        .map(([pct, , s]) => `${s} ${pct.toFixed(1)}%`)
+        .join(", ")}`,
+    );
+    if (Object.keys(areas).length)
+      L.push(
+        "",
+        `kernel symbols (>= 0.3%) by area: ${Object.entries(areas)
+          .sort((a, b) => b[1] - a[1])
+          .map(([a, v]) => `${a} ${v.toFixed(1)}%`)
+          .join(", ")}`,
+      );
     L.push("");
   }
   if (!perfXvs && !perfXsk) L.push("(perf sampling was not available here.)", "");
   for (const [name, l] of Object.entries(loss)) {
     if (!l) continue;
-    const xsk = l.xsk ? Object.entries(l.xsk).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(", ") : "";
-    const veth = Object.entries(l.veth).filter(([k]) => /drop|err|full/.test(k)).slice(0, 8).map(([k, v]) => `${k} ${v}`).join(", ");
-    L.push(`Where the offered frames went in the ${name} run (offered ${l.offered ? (l.offered / 1e6).toFixed(3) : "?"} Mpps): ` +
-      `AF_XDP socket statistics: ${xsk || "no drops"}; veth drop/error counters that grew: ${veth || "none"}.`, "");
+    const xsk = l.xsk
+      ? Object.entries(l.xsk)
+          .filter(([, v]) => v > 0)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(", ")
+      : "";
+    const veth = Object.entries(l.veth)
+      .filter(([k]) => /drop|err|full/.test(k))
+      .slice(0, 8)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(", ");
+    L.push(
+      `Where the offered frames went in the ${name} run (offered ${l.offered ? (l.offered / 1e6).toFixed(3) : "?"} Mpps): ` +
+        `AF_XDP socket statistics: ${xsk || "no drops"}; veth drop/error counters that grew: ${veth || "none"}.`,
+      "",
+    );
   }
   return L;
 }

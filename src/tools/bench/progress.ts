@@ -44,7 +44,8 @@ export class ProgressEstimator {
   /** Expected seconds of the steps from `from` on that have not finished; null when unknown. */
   secondsLeft(from: number): number | null {
     const byKey = new Map<string, { sum: number; n: number }>();
-    let sum = 0, n = 0;
+    let sum = 0,
+      n = 0;
     this.took.forEach((t, i) => {
       if (t === null) return;
       const k = byKey.get(this.plan[i].key) ?? { sum: 0, n: 0 };

@@ -23,6 +23,12 @@ export function replot(file: string): boolean {
 
 if (import.meta.main) {
   const dir = join(import.meta.dir, "../../../bench/results");
-  const files = process.argv.length > 2 ? process.argv.slice(2) : readdirSync(dir).filter((f) => f.endsWith(".json")).sort().map((f) => join(dir, f));
+  const files =
+    process.argv.length > 2
+      ? process.argv.slice(2)
+      : readdirSync(dir)
+          .filter((f) => f.endsWith(".json"))
+          .sort()
+          .map((f) => join(dir, f));
   for (const f of files) process.stdout.write(replot(f) ? `wrote ${f.replace(/\.json$/, ".svg")}\n` : `skipped ${f}: not a bench report\n`);
 }

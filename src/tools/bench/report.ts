@@ -84,7 +84,13 @@ export interface BenchReport {
 }
 
 export const WORKLOAD_INFO: Record<string, Omit<WorkloadInfo, "id">> = {
-  udp64: { title: "UDP, 64-byte frames, peak forwarding rate (most forwarded over a few offered loads)", unit: "Mpps", scale: 1e6, digits: 3, better: "higher" },
+  udp64: {
+    title: "UDP, 64-byte frames, peak forwarding rate (most forwarded over a few offered loads)",
+    unit: "Mpps",
+    scale: 1e6,
+    digits: 3,
+    better: "higher",
+  },
   "udp64-overload": { title: "UDP, 64-byte frames, under the generator's full load (overload)", unit: "Mpps", scale: 1e6, digits: 3, better: "higher" },
   udp1514: { title: "UDP, 1514-byte frames (1500-byte IP packets), under the generator's full load", unit: "Mpps", scale: 1e6, digits: 3, better: "higher" },
   "latency-p50": { title: "UDP echo round trip, p50", unit: "µs", scale: 1, digits: 1, better: "lower" },
@@ -139,10 +145,18 @@ export function buildRows(cells: Cell[], contenders: ContenderInfo[]): Row[] {
       else extra[k] = String(cell.samples.map((s) => s.extra[k]).find((x) => x !== undefined) ?? "");
     }
     rows.push({
-      contender: cell.contender, workload: cell.workload, n: vals.length, median: med,
-      min: vals.length ? Math.min(...vals) : null, max: vals.length ? Math.max(...vals) : null,
-      ratioToXvs: med !== null && refMed ? med / refMed : null, roundRatioToXvs: median(per), reference: ref,
-      samples: cell.samples, errors: cell.errors, extra,
+      contender: cell.contender,
+      workload: cell.workload,
+      n: vals.length,
+      median: med,
+      min: vals.length ? Math.min(...vals) : null,
+      max: vals.length ? Math.max(...vals) : null,
+      ratioToXvs: med !== null && refMed ? med / refMed : null,
+      roundRatioToXvs: median(per),
+      reference: ref,
+      samples: cell.samples,
+      errors: cell.errors,
+      extra,
     });
   }
   return rows;
@@ -200,7 +214,9 @@ export function renderTable(rep: BenchReport): string {
     out.push(`  ${pad("contender", 12)} ${pad("median", 9, true)}  ${pad("min..max", 19)} ${pad("vs xvs", 7, true)} ${pad("n", 2, true)}  notes`);
     for (const r of rep.rows.filter((x) => x.workload === wid)) {
       const mm = r.min === null ? "-" : `${fmt(r.min, w)}..${fmt(r.max, w)}`;
-      out.push(`  ${pad(r.contender, 12)} ${pad(fmt(r.median, w), 9, true)}  ${pad(mm, 19)} ${pad(ratio(r.ratioToXvs), 7, true)} ${pad(String(r.n), 2, true)}  ${extraNote(r)}`);
+      out.push(
+        `  ${pad(r.contender, 12)} ${pad(fmt(r.median, w), 9, true)}  ${pad(mm, 19)} ${pad(ratio(r.ratioToXvs), 7, true)} ${pad(String(r.n), 2, true)}  ${extraNote(r)}`,
+      );
     }
   }
   const skipped = rep.contenders.filter((c) => c.skipped);
@@ -211,11 +227,17 @@ export function renderTable(rep: BenchReport): string {
   if (rep.micro.length) {
     out.push("", "fast path microbenchmarks (one core, synthetic frames, bursts of 64)");
     out.push(`  ${pad("row", 16)} ${pad("ns/pkt", 8, true)} ${pad("net", 8, true)} ${pad("Mpps", 7, true)}  what`);
-    for (const m of rep.micro) out.push(`  ${pad(m.id, 16)} ${pad(m.nsPerPacket.toFixed(1), 8, true)} ${pad(m.netNs.toFixed(1), 8, true)} ${pad(m.mpps.toFixed(2), 7, true)}  ${m.label}${m.error ? `  ERROR: ${m.error}` : ""}`);
+    for (const m of rep.micro)
+      out.push(
+        `  ${pad(m.id, 16)} ${pad(m.nsPerPacket.toFixed(1), 8, true)} ${pad(m.netNs.toFixed(1), 8, true)} ${pad(m.mpps.toFixed(2), 7, true)}  ${m.label}${m.error ? `  ERROR: ${m.error}` : ""}`,
+      );
   }
   if (rep.targets.length) {
     out.push("");
-    for (const t of rep.targets) out.push(`target ${t.name}: ${t.value === null ? "n/a" : t.value.toFixed(3)} (target >= ${t.target}) ${t.pass === null ? "not measured" : t.pass ? "MET" : "NOT MET"} — ${t.detail}`);
+    for (const t of rep.targets)
+      out.push(
+        `target ${t.name}: ${t.value === null ? "n/a" : t.value.toFixed(3)} (target >= ${t.target}) ${t.pass === null ? "not measured" : t.pass ? "MET" : "NOT MET"} — ${t.detail}`,
+      );
   }
   return out.join("\n") + "\n";
 }
@@ -243,7 +265,10 @@ export function renderMarkdown(rep: BenchReport, svgName: string | null): string
   if (rep.targets.length) {
     L.push("", "## Targets", "");
     L.push("| target | value | wanted | result | |", "|---|---|---|---|---|");
-    for (const t of rep.targets) L.push(`| ${t.name} | ${t.value === null ? "n/a" : t.value.toFixed(3)} | >= ${t.target} | ${t.pass === null ? "not measured" : t.pass ? "met" : "**not met**"} | ${mdEscape(t.detail)} |`);
+    for (const t of rep.targets)
+      L.push(
+        `| ${t.name} | ${t.value === null ? "n/a" : t.value.toFixed(3)} | >= ${t.target} | ${t.pass === null ? "not measured" : t.pass ? "met" : "**not met**"} | ${mdEscape(t.detail)} |`,
+      );
   }
   L.push("", "## Results", "");
   L.push("Median over rounds, min..max, and the ratio of the contender's median to xvs's (same mode); `round ratio` is the median of per-round ratios.", "");
@@ -260,11 +285,20 @@ export function renderMarkdown(rep: BenchReport, svgName: string | null): string
   }
   if (rep.micro.length) {
     L.push("### Fast path microbenchmarks", "");
-    L.push("One core, this process, synthetic 64-byte UDP frames in bursts of 64 to a NAT service with 3 real servers. `net` subtracts the baseline copy loop (restoring the frames each burst), which every row includes.", "");
+    L.push(
+      "One core, this process, synthetic 64-byte UDP frames in bursts of 64 to a NAT service with 3 real servers. `net` subtracts the baseline copy loop (restoring the frames each burst), which every row includes.",
+      "",
+    );
     L.push("| row | ns/packet | net ns | Mpps | what | |", "|---|---:|---:|---:|---|---|");
     for (const m of rep.micro) {
-      const x = m.extra ? Object.entries(m.extra).map(([k, v]) => `${k}=${Number.isInteger(v) ? v : v.toFixed(1)}`).join(", ") : "";
-      L.push(`| ${m.id} | ${m.nsPerPacket.toFixed(1)} | ${m.netNs.toFixed(1)} | ${m.mpps.toFixed(2)} | ${mdEscape(m.label)}${m.error ? ` **ERROR: ${mdEscape(m.error)}**` : ""} | ${x} |`);
+      const x = m.extra
+        ? Object.entries(m.extra)
+            .map(([k, v]) => `${k}=${Number.isInteger(v) ? v : v.toFixed(1)}`)
+            .join(", ")
+        : "";
+      L.push(
+        `| ${m.id} | ${m.nsPerPacket.toFixed(1)} | ${m.netNs.toFixed(1)} | ${m.mpps.toFixed(2)} | ${mdEscape(m.label)}${m.error ? ` **ERROR: ${mdEscape(m.error)}**` : ""} | ${x} |`,
+      );
     }
     L.push("");
   }

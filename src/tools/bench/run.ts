@@ -41,12 +41,16 @@ let currentLab: BenchLab | null = null;
  * forwarded, in the 64-byte test even under full load, that contender's rate is a lower bound.
  */
 function outrunNote(rows: BenchReport["rows"], steered: boolean): string | null {
-  const slow = rows.filter((r) => r.workload === "udp64-overload" && r.median && Number(r.extra.offeredPps) > 0 && Number(r.extra.offeredPps) < 1.15 * r.median);
+  const slow = rows.filter(
+    (r) => r.workload === "udp64-overload" && r.median && Number(r.extra.offeredPps) > 0 && Number(r.extra.offeredPps) < 1.15 * r.median,
+  );
   if (slow.length === 0) return null;
-  return `The generator did not outrun ${slow.map((r) => `${r.contender} (offered ${(Number(r.extra.offeredPps) / 1e6).toFixed(3)}, forwarded ${(r.median! / 1e6).toFixed(3)} Mpps under full load)`).join(", ")}: ` +
+  return (
+    `The generator did not outrun ${slow.map((r) => `${r.contender} (offered ${(Number(r.extra.offeredPps) / 1e6).toFixed(3)}, forwarded ${(r.median! / 1e6).toFixed(3)} Mpps under full load)`).join(", ")}: ` +
     (steered
       ? "its CPU also carries the sink's receive work (RPS), which grows with what the contender forwards; these rates are lower bounds, and their ratios to xvs too."
-      : "with --no-steer a kernel contender's receive and forwarding work runs on the sending CPU, the generator's, so the two share one core; these rates are what one core does for both, not the contender's ceiling.");
+      : "with --no-steer a kernel contender's receive and forwarding work runs on the sending CPU, the generator's, so the two share one core; these rates are what one core does for both, not the contender's ceiling.")
+  );
 }
 
 /** Render an earlier run's JSON again: table on stdout, .md and .svg next to the JSON. */
@@ -73,7 +77,8 @@ export async function runBench(o: BenchOptions): Promise<number> {
     const { runIpvsVm } = await import("./ipvsvm.ts");
     return runIpvsVm(o);
   }
-  if (process.getuid?.() !== 0) throw new LbError(ErrorCode.Permission, "xvs bench needs root (network namespaces, XDP, AF_XDP): run it as root, e.g. with sudo");
+  if (process.getuid?.() !== 0)
+    throw new LbError(ErrorCode.Permission, "xvs bench needs root (network namespaces, XDP, AF_XDP): run it as root, e.g. with sudo");
   const t0 = Date.now();
   const startedAt = new Date().toISOString();
   const log = (s: string) => process.stderr.write(`[bench ${((Date.now() - t0) / 1000).toFixed(1).padStart(6)}s] ${s}\n`);
@@ -118,14 +123,16 @@ export async function runBench(o: BenchOptions): Promise<number> {
     return x;
   };
   // rows appear in contender order (the report's tables keep it)
-  for (const c of active) for (const w of wanted) if (c.workloads.includes(w)) for (const id of rowIds(w, o)) if (!(c.kind === "gen" && id === "udp64-overload")) cell(c.id, id);
+  for (const c of active)
+    for (const w of wanted) if (c.workloads.includes(w)) for (const id of rowIds(w, o)) if (!(c.kind === "gen" && id === "udp64-overload")) cell(c.id, id);
 
   const sinkKinds = new Set<string>();
   const ctxOf = (bl: BenchLab): RunCtx => {
     sinkKinds.add(bl.sinkKind);
     return { o, bl, progress: log };
   };
-  const labFor = (c: Contender) => buildBenchLab("bench", { mode: c.mode, steer: o.pin && o.steer ? { dirCpu: o.dirCpu, genCpu: o.genCpu } : null, serverCpu: o.pin ? o.genCpu : null });
+  const labFor = (c: Contender) =>
+    buildBenchLab("bench", { mode: c.mode, steer: o.pin && o.steer ? { dirCpu: o.dirCpu, genCpu: o.genCpu } : null, serverCpu: o.pin ? o.genCpu : null });
 
   // the whole run as steps, for the progress lines' estimate of the time left
   const orderOf = (r: number) => active.map((_, i) => active[(i + r - 1) % active.length]);
@@ -140,7 +147,8 @@ export async function runBench(o: BenchOptions): Promise<number> {
   }
   // one rate measurement each; the microbenchmarks run ~12 rows and build a 1M-flow table
   if (microWanted) plan.push({ key: "micro", guess: 12 * o.microSeconds + 5 });
-  if (profiled) for (const k of xsk ? ["profile-xvs", "profile-xskfwd"] : ["profile-xvs"]) plan.push({ key: k, guess: o.startWarmup + o.warmup + o.duration + 5 });
+  if (profiled)
+    for (const k of xsk ? ["profile-xvs", "profile-xskfwd"] : ["profile-xvs"]) plan.push({ key: k, guess: o.startWarmup + o.warmup + o.duration + 5 });
   const eta = new ProgressEstimator(plan);
   let stepNo = 0;
   const step = (what: string) => {
@@ -186,14 +194,14 @@ export async function runBench(o: BenchOptions): Promise<number> {
             if (w === "udp64") {
               if (c.kind === "gen") record(await udpRate(ctx, c, 64));
               else for (const x of await udpPeak(ctx, c, 64)) record(x);
-            }
-            else if (w === "udp1514") record(await udpRate(ctx, c, 1514));
+            } else if (w === "udp1514") record(await udpRate(ctx, c, 1514));
             else if (w === "latency") for (const x of await latency(ctx, c)) record(x);
             else if (w === "tcp") record(await tcpRate(ctx, c));
             else if (w === "flows") {
               if (r > o.flowsRounds) continue;
               // create the flows at 60% of what this contender forwarded this round (64-byte UDP)
-              const measured = cell(c.id, "udp64-overload").samples.find((x) => x.round === r)?.value ?? cell(c.id, "udp64").samples.find((x) => x.round === r)?.value;
+              const measured =
+                cell(c.id, "udp64-overload").samples.find((x) => x.round === r)?.value ?? cell(c.id, "udp64").samples.find((x) => x.round === r)?.value;
               const populatePps = Math.max(20_000, 0.6 * (measured ?? 100_000));
               for (const n of o.flowCounts) {
                 try {
@@ -224,16 +232,27 @@ export async function runBench(o: BenchOptions): Promise<number> {
     try {
       micro = runMicro(o.microSeconds, (s) => log(`  ${s}`));
     } catch (e) {
-      log(`microbenchmarks FAILED: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+      log(`microbenchmarks FAILED: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
     }
   }
   if (profiled && xvsNat) {
     log("profiled run (xvs worker phases; perf on the director CPU when available)");
     const perfOk = o.pin && !o.inGuest && (await perfWorks());
-    type One = { rate: number | null; offered: number | null; window: [number, number]; stats: Record<string, unknown> | null; perf: PerfSample | null; veth: Record<string, number> };
+    type One = {
+      rate: number | null;
+      offered: number | null;
+      window: [number, number];
+      stats: Record<string, unknown> | null;
+      perf: PerfSample | null;
+      veth: Record<string, number>;
+    };
     // each at the offered load of its peak (median over rounds), else under full load
     const peakOffered = (id: string): number => {
-      const xs = cells.get(`${id}|udp64`)?.samples.map((x) => Number(x.extra.offeredPps)).filter((x) => x > 0) ?? [];
+      const xs =
+        cells
+          .get(`${id}|udp64`)
+          ?.samples.map((x) => Number(x.extra.offeredPps))
+          .filter((x) => x > 0) ?? [];
       return xs.length ? xs.sort((a, b) => a - b)[xs.length >> 1] : 0;
     };
     const one = async (c: Contender, prof: boolean): Promise<One> => {
@@ -241,7 +260,10 @@ export async function runBench(o: BenchOptions): Promise<number> {
       const bl = await labFor(c);
       currentLab = bl;
       const ctx = ctxOf(bl);
-      let rate: number | null = null, offered: number | null = null, stats: Record<string, unknown> | null = null, perf: PerfSample | null = null;
+      let rate: number | null = null,
+        offered: number | null = null,
+        stats: Record<string, unknown> | null = null,
+        perf: PerfSample | null = null;
       let veth: Record<string, number> = {};
       let window: [number, number] = [0, 0];
       try {
@@ -269,64 +291,127 @@ export async function runBench(o: BenchOptions): Promise<number> {
     const pk = xsk ? await one(xsk, false) : null;
     const worker = px.stats ? windowProfile(px.stats, px.window) : null;
     profile = {
-      worker, xvsRate: px.rate, xvsOffered: px.offered, xvsVeth: px.veth,
-      xskfwdRate: pk?.rate ?? null, xskfwdOffered: pk?.offered ?? null, xskfwdStats: pk?.stats ?? null, xskfwdVeth: pk?.veth ?? null,
-      perfXvs: px.perf, perfXskfwd: pk?.perf ?? null,
-      summary: profileSummary(worker?.frames ? worker : null, px.rate, pk?.rate ?? null, px.perf, pk?.perf ?? null, micro, o.dirCpu,
-        { xvs: { offered: px.offered, veth: px.veth, xsk: (px.stats as { xsk?: Record<string, number> } | null)?.xsk ?? null },
-          xskfwd: pk ? { offered: pk.offered, veth: pk.veth, xsk: (pk.stats as { xsk?: Record<string, number> } | null)?.xsk ?? null } : null }),
+      worker,
+      xvsRate: px.rate,
+      xvsOffered: px.offered,
+      xvsVeth: px.veth,
+      xskfwdRate: pk?.rate ?? null,
+      xskfwdOffered: pk?.offered ?? null,
+      xskfwdStats: pk?.stats ?? null,
+      xskfwdVeth: pk?.veth ?? null,
+      perfXvs: px.perf,
+      perfXskfwd: pk?.perf ?? null,
+      summary: profileSummary(worker?.frames ? worker : null, px.rate, pk?.rate ?? null, px.perf, pk?.perf ?? null, micro, o.dirCpu, {
+        xvs: { offered: px.offered, veth: px.veth, xsk: (px.stats as { xsk?: Record<string, number> } | null)?.xsk ?? null },
+        xskfwd: pk ? { offered: pk.offered, veth: pk.veth, xsk: (pk.stats as { xsk?: Record<string, number> } | null)?.xsk ?? null } : null,
+      }),
     };
   }
 
   eta.stop(Date.now());
-  const cinfo: ContenderInfo[] = contenders.map((c) => ({ id: c.id, kind: c.kind, mode: c.mode, label: c.label, skipped: c.skipReason, workloads: c.workloads }));
-  const rows = buildRows([...cells.values()], cinfo.filter((c) => !c.skipped));
+  const cinfo: ContenderInfo[] = contenders.map((c) => ({
+    id: c.id,
+    kind: c.kind,
+    mode: c.mode,
+    label: c.label,
+    skipped: c.skipReason,
+    workloads: c.workloads,
+  }));
+  const rows = buildRows(
+    [...cells.values()],
+    cinfo.filter((c) => !c.skipped),
+  );
   const targets: Target[] = [];
   const row = (c: string, w: string) => rows.find((x) => x.contender === c && x.workload === w);
-  const xv = row("xvs-nat", "udp64"), xf = row("xskfwd", "udp64"), nf = row("nft", "udp64");
+  const xv = row("xvs-nat", "udp64"),
+    xf = row("xskfwd", "udp64"),
+    nf = row("nft", "udp64");
   if (xv && xf) {
     const v = xv.median !== null && xf.median ? xv.median / xf.median : null;
-    targets.push({ name: `xvs-nat / xskfwd, 64-byte UDP, ${o.pin && o.steer ? "one director core" : "director's receive work left on the sending CPU (--no-steer)"}`, value: v, target: 0.9, pass: v === null ? null : v >= 0.9, detail: `median of per-round ratios ${xf.roundRatioToXvs ? (1 / xf.roundRatioToXvs).toFixed(2) : "-"}` });
+    targets.push({
+      name: `xvs-nat / xskfwd, 64-byte UDP, ${o.pin && o.steer ? "one director core" : "director's receive work left on the sending CPU (--no-steer)"}`,
+      value: v,
+      target: 0.9,
+      pass: v === null ? null : v >= 0.9,
+      detail: `median of per-round ratios ${xf.roundRatioToXvs ? (1 / xf.roundRatioToXvs).toFixed(2) : "-"}`,
+    });
   }
   if (xv && nf) {
     const v = xv.median !== null && nf.median ? xv.median / nf.median : null;
-    targets.push({ name: "xvs-nat / nft, 64-byte UDP (what 0.9x the C forwarder meant on a quiet machine)", value: v, target: 1.6, pass: v === null ? null : v >= 1.6, detail: "1.6x assumes C ~1.9 Mpps vs nftables ~1.0 Mpps on a quiet machine" });
+    targets.push({
+      name: "xvs-nat / nft, 64-byte UDP (what 0.9x the C forwarder meant on a quiet machine)",
+      value: v,
+      target: 1.6,
+      pass: v === null ? null : v >= 1.6,
+      detail: "1.6x assumes C ~1.9 Mpps vs nftables ~1.0 Mpps on a quiet machine",
+    });
   }
 
   const notes: string[] = [];
-  if (o.inGuest) notes.push("Run inside the ipvs-vm qemu guest under software emulation (TCG): absolute numbers mean nothing; only ratios between contenders of this run do.");
-  else notes.push("Whatever else ran on this machine at the same time (the busiest processes are listed above) moves absolute numbers between runs, by 2-5x on a shared VM; ratios within one run are steadier. Each contender's rounds are interleaved with the others' so that load changes hit all of them.");
-  notes.push("The generator is BPF_PROG_RUN with BPF_F_TEST_XDP_LIVE_FRAMES (native/bpf/xvs_gen.bpf.c via native/shim/xvs_gen.c), XDP_TX out of the generator's veth. Its own rate (row `gen`: frames into an XDP drop on the director) is the ceiling of what this lab can measure. Rates are counted by an XDP program on the sink (count and drop), read twice `duration` apart after `warmup` seconds.");
+  if (o.inGuest)
+    notes.push(
+      "Run inside the ipvs-vm qemu guest under software emulation (TCG): absolute numbers mean nothing; only ratios between contenders of this run do.",
+    );
+  else
+    notes.push(
+      "Whatever else ran on this machine at the same time (the busiest processes are listed above) moves absolute numbers between runs, by 2-5x on a shared VM; ratios within one run are steadier. Each contender's rounds are interleaved with the others' so that load changes hit all of them.",
+    );
+  notes.push(
+    "The generator is BPF_PROG_RUN with BPF_F_TEST_XDP_LIVE_FRAMES (native/bpf/xvs_gen.bpf.c via native/shim/xvs_gen.c), XDP_TX out of the generator's veth. Its own rate (row `gen`: frames into an XDP drop on the director) is the ceiling of what this lab can measure. Rates are counted by an XDP program on the sink (count and drop), read twice `duration` apart after `warmup` seconds.",
+  );
   if (o.pin) {
-    notes.push(`CPUs: generator, TCP clients and servers on CPU ${o.genCpu}; the director on CPU ${o.dirCpu} (the xvs daemon via taskset, the C forwarder via sched_setaffinity). ` + (o.steer
-      ? `On veth a packet's receive processing runs on the CPU that sent it; here the director's two interfaces use threaded NAPI with their kernel threads pinned to CPU ${o.dirCpu}, so its receive work (XDP steering and the copy into the AF_XDP UMEM, or the kernel's skb building, GRO and forwarding) runs on the director's CPU too, and the generator's and sink's interfaces hand theirs to CPU ${o.genCpu} by RPS: CPU ${o.dirCpu} does exactly the director's work, receive, balance, transmit, for every contender.`
-      : `Receive processing is left where veth puts it (--no-steer): on the sending CPU, so the director's receive work (XDP steering and the UMEM copy, or the kernel's skb building, GRO and forwarding) runs on the generator's CPU ${o.genCpu}.`));
-  }
-  else notes.push("Nothing pinned (--no-pin): contenders and generator share the CPUs as the scheduler decides.");
+    notes.push(
+      `CPUs: generator, TCP clients and servers on CPU ${o.genCpu}; the director on CPU ${o.dirCpu} (the xvs daemon via taskset, the C forwarder via sched_setaffinity). ` +
+        (o.steer
+          ? `On veth a packet's receive processing runs on the CPU that sent it; here the director's two interfaces use threaded NAPI with their kernel threads pinned to CPU ${o.dirCpu}, so its receive work (XDP steering and the copy into the AF_XDP UMEM, or the kernel's skb building, GRO and forwarding) runs on the director's CPU too, and the generator's and sink's interfaces hand theirs to CPU ${o.genCpu} by RPS: CPU ${o.dirCpu} does exactly the director's work, receive, balance, transmit, for every contender.`
+          : `Receive processing is left where veth puts it (--no-steer): on the sending CPU, so the director's receive work (XDP steering and the UMEM copy, or the kernel's skb building, GRO and forwarding) runs on the generator's CPU ${o.genCpu}.`),
+    );
+  } else notes.push("Nothing pinned (--no-pin): contenders and generator share the CPUs as the scheduler decides.");
   for (const c of contenders) if (c.skipReason && c.kind === "ipvs") notes.push(`Kernel IPVS: ${c.skipReason}.`);
-  const nftFlows = rows.filter((r) => r.contender === "nft" && r.workload.startsWith("flows-") && typeof r.extra.memory === "string" && /nf_conntrack_max=(\d+)/.test(String(r.extra.memory)));
+  const nftFlows = rows.filter(
+    (r) =>
+      r.contender === "nft" && r.workload.startsWith("flows-") && typeof r.extra.memory === "string" && /nf_conntrack_max=(\d+)/.test(String(r.extra.memory)),
+  );
   for (const r of nftFlows) {
     const max = Number(/nf_conntrack_max=(\d+)/.exec(String(r.extra.memory))![1]);
     const n = Number(/flows-(\d+)([kM]?)/.exec(r.workload)?.[1] ?? 0) * (r.workload.endsWith("M") ? 1e6 : r.workload.endsWith("k") ? 1e3 : 1);
-    if (n > max) notes.push(`nftables at ${r.workload}: conntrack holds at most nf_conntrack_max=${max} entries (a global setting of the root namespace, read-only in a lab namespace, not changed by the benchmark): new flows beyond that are dropped.`);
+    if (n > max)
+      notes.push(
+        `nftables at ${r.workload}: conntrack holds at most nf_conntrack_max=${max} entries (a global setting of the root namespace, read-only in a lab namespace, not changed by the benchmark): new flows beyond that are dropped.`,
+      );
   }
   const outrun = outrunNote(rows, o.pin && o.steer);
   if (outrun) notes.push(outrun);
-  if (sinkKinds.has("xdp")) notes.push("tc BPF was not available (sch_ingress/cls_bpf), so the sink counted in XDP: on veth that makes the kernel copy every skb without XDP headroom, which AF_XDP copy-mode transmit skbs (xvs, xskfwd) are and forwarded skbs are not: the AF_XDP contenders pay one extra copy per packet on the director CPU in this run.");
-  machine["load average at end (1/5/15 min)"] = (await import("node:os")).loadavg().map((x) => x.toFixed(2)).join(" ");
+  if (sinkKinds.has("xdp"))
+    notes.push(
+      "tc BPF was not available (sch_ingress/cls_bpf), so the sink counted in XDP: on veth that makes the kernel copy every skb without XDP headroom, which AF_XDP copy-mode transmit skbs (xvs, xskfwd) are and forwarded skbs are not: the AF_XDP contenders pay one extra copy per packet on the director CPU in this run.",
+    );
+  machine["load average at end (1/5/15 min)"] = (await import("node:os"))
+    .loadavg()
+    .map((x) => x.toFixed(2))
+    .join(" ");
   machine["busiest processes at end"] = await busyProcesses();
   const finishedAt = new Date().toISOString();
   const report: BenchReport = {
     schema: "xvs-bench/1",
     title: `xvs bench${o.inGuest ? " (ipvs-vm guest, emulated: ratios only)" : ""} — ${finishedAt.slice(0, 10)}`,
-    startedAt, finishedAt, seconds: (Date.now() - t0) / 1000,
-    machine, options: { ...o } as Record<string, unknown>,
+    startedAt,
+    finishedAt,
+    seconds: (Date.now() - t0) / 1000,
+    machine,
+    options: { ...o } as Record<string, unknown>,
     setup: [
       "Lab: gen (198.18.1.2) -> veth -> dir (c0 198.18.1.1, s0 198.18.2.1, VIP 198.18.0.100) -> veth -> sink (198.18.2.11-13), static neighbours; a fresh lab for every contender in every round.",
       `Services: UDP VIP:9000 (packet rates), UDP VIP:9001 (echo, latency), TCP VIP:80 (HTTP/1.0, connection rate); round robin over the sink's 3 addresses.`,
       `${o.rounds} rounds, contender order rotated each round; every contender gets ${o.startWarmup} s of 64-byte traffic after it starts (a fresh xvs runs in the JIT's lower tiers at first); ${o.warmup} s warm-up + ${o.duration} s window per measurement; ${o.flows} UDP flows in udp64/udp1514; udp64: the rate under the generator's full load, then evenly paced offered loads of ${PEAK_LEVELS.join("/")}x that rate for ${Math.max(0.5, o.duration * 0.35).toFixed(2)} s each, the peak being the most forwarded; TCP: ${o.tcpConcurrency} concurrent clients; latency: ${o.pingCount} round trips one at a time; flows workload: ${o.flowCounts.join(", ")} flows, in the first ${Math.min(o.flowsRounds, o.rounds)} rounds, created at 60% of the contender's 64-byte rate of that round, then measured at full offered load.`,
     ],
-    contenders: cinfo, workloads: workloadOrder(rows).map(workloadInfo), rows, micro, profile, targets, notes,
+    contenders: cinfo,
+    workloads: workloadOrder(rows).map(workloadInfo),
+    rows,
+    micro,
+    profile,
+    targets,
+    notes,
   };
   const table = renderTable(report);
   if (!o.quiet) process.stdout.write(table);

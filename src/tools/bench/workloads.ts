@@ -37,8 +37,29 @@ interface Gen {
 /** Start the generator and wait until it sends (its start-up can take seconds in an emulated guest). */
 async function startGen(ctx: RunCtx, c: Contender, size: number, flows: number, seconds: number, pps = 0): Promise<Gen> {
   const { o, bl } = ctx;
-  const args = [...selfCommand(), "__bench", "gen", "--iface", "eth0", "--dst-mac", bl.mac.c0, "--src", GEN_ADDR, "--dst", c.udpDst,
-    "--dport", String(UDP_PORT), "--size", String(size), "--flows", String(flows), "--seconds", String(seconds), "--pps", String(Math.round(pps))];
+  const args = [
+    ...selfCommand(),
+    "__bench",
+    "gen",
+    "--iface",
+    "eth0",
+    "--dst-mac",
+    bl.mac.c0,
+    "--src",
+    GEN_ADDR,
+    "--dst",
+    c.udpDst,
+    "--dport",
+    String(UDP_PORT),
+    "--size",
+    String(size),
+    "--flows",
+    String(flows),
+    "--seconds",
+    String(seconds),
+    "--pps",
+    String(Math.round(pps)),
+  ];
   if (o.pin) args.push("--cpu", String(o.genCpu));
   const proc = bl.lab.spawn("gen", args) as Subprocess<"ignore", "pipe", "pipe">;
   let text = "";
@@ -106,9 +127,13 @@ export async function measureRate(ctx: RunCtx, c: Contender, size: number, flows
   const gen = await startGen(ctx, c, size, flows, warmupS + windowS + 30, pps);
   try {
     await sleepWhileRunning(gen, warmupS * 1000);
-    const a = counter.read(), t0 = performance.now(), w0 = Date.now();
+    const a = counter.read(),
+      t0 = performance.now(),
+      w0 = Date.now();
     await sleepWhileRunning(gen, windowS * 1000);
-    const b = counter.read(), t1 = performance.now(), w1 = Date.now();
+    const b = counter.read(),
+      t1 = performance.now(),
+      w1 = Date.now();
     const g = await stopGen(gen);
     const secs = (t1 - t0) / 1000;
     return { pps: (b.pkts - a.pkts) / secs, offeredPps: g?.pps ?? 0, bytes: b.bytes - a.bytes, secs, w0, w1 };
@@ -157,7 +182,11 @@ export async function udpPeak(ctx: RunCtx, c: Contender, size: number): Promise<
     if (r.pps > best.pps) best = { pps: r.pps, offered: r.offeredPps };
   }
   return [
-    { id: `udp${size}`, value: best.pps, extra: { offeredPps: best.offered, overloadPps: full.value, trials: trials.join(" "), gbps: (best.pps * size * 8) / 1e9 } },
+    {
+      id: `udp${size}`,
+      value: best.pps,
+      extra: { offeredPps: best.offered, overloadPps: full.value, trials: trials.join(" "), gbps: (best.pps * size * 8) / 1e9 },
+    },
     full,
   ];
 }
@@ -165,19 +194,43 @@ export async function udpPeak(ctx: RunCtx, c: Contender, size: number): Promise<
 /** UDP echo round-trip times through the director, microseconds. */
 export async function latency(ctx: RunCtx, c: Contender): Promise<Result[]> {
   const { o, bl } = ctx;
-  const args = ["udp-ping", "--host", c.pingHost, "--port", String(PING_PORT), "--count", String(o.pingCount), "--warm", String(Math.min(200, Math.ceil(o.pingCount / 5)))];
+  const args = [
+    "udp-ping",
+    "--host",
+    c.pingHost,
+    "--port",
+    String(PING_PORT),
+    "--count",
+    String(o.pingCount),
+    "--warm",
+    String(Math.min(200, Math.ceil(o.pingCount / 5))),
+  ];
   if (o.pin) args.push("--cpu", String(o.genCpu));
   const r = await agentJson<{ samples: number; lost: number; p50: number; p90: number; p99: number; max: number }>(bl.lab, "gen", args);
   if (r.samples === 0) await nothingForwarded(ctx, c, "no UDP echo came back");
   const extra = { samples: r.samples, lost: r.lost, p90: r.p90, max: r.max };
-  return [{ id: "latency-p50", value: r.p50, extra }, { id: "latency-p99", value: r.p99, extra }];
+  return [
+    { id: "latency-p50", value: r.p50, extra },
+    { id: "latency-p99", value: r.p99, extra },
+  ];
 }
 
 /** New TCP connections per second (connect, request, response, close). */
 export async function tcpRate(ctx: RunCtx, c: Contender): Promise<Result> {
   const { o, bl } = ctx;
-  const args = ["tcp-cli", "--hosts", c.tcpHosts.join(","), "--port", String(TCP_PORT), "--seconds", String(o.duration), "--warmup", String(Math.min(o.warmup, 1)),
-    "--concurrency", String(o.tcpConcurrency)];
+  const args = [
+    "tcp-cli",
+    "--hosts",
+    c.tcpHosts.join(","),
+    "--port",
+    String(TCP_PORT),
+    "--seconds",
+    String(o.duration),
+    "--warmup",
+    String(Math.min(o.warmup, 1)),
+    "--concurrency",
+    String(o.tcpConcurrency),
+  ];
   if (o.pin) args.push("--cpu", String(o.genCpu));
   const r = await agentJson<{ conns: number; errors: number; secs: number; cps: number; firstErrors: string[] }>(bl.lab, "gen", args);
   if (r.conns === 0) await nothingForwarded(ctx, c, `no TCP connection completed: ${r.firstErrors.join("; ")}`);
@@ -198,7 +251,8 @@ export async function flowsRate(ctx: RunCtx, c: Contender, n: number, populatePp
   const pop = await startGen(ctx, c, 64, n, 120, populatePps);
   let tracked = 0;
   try {
-    let best = -1, lastGrowth = t0;
+    let best = -1,
+      lastGrowth = t0;
     for (;;) {
       await sleepWhileRunning(pop, 200);
       tracked = (await c.tracked(ctx))?.flows ?? 0;
@@ -217,16 +271,26 @@ export async function flowsRate(ctx: RunCtx, c: Contender, n: number, populatePp
   const gen = await startGen(ctx, c, 64, n, 120);
   try {
     await sleepWhileRunning(gen, Math.min(o.warmup, 0.5) * 1000);
-    const a = counter.read(), m0 = performance.now();
+    const a = counter.read(),
+      m0 = performance.now();
     await sleepWhileRunning(gen, o.duration * 1000);
-    const b = counter.read(), m1 = performance.now();
+    const b = counter.read(),
+      m1 = performance.now();
     const t = await c.tracked(ctx);
     await stopGen(gen);
     const pps = (b.pkts - a.pkts) / ((m1 - m0) / 1000);
     if (!(pps > 0)) await nothingForwarded(ctx, c, `${n} flows`);
     return {
-      id: flowsId(n), value: pps,
-      extra: { tracked: t?.flows ?? 0, bytesPerFlow: t && t.flows > 0 ? t.bytes / t.flows : 0, memoryBytes: t?.bytes ?? 0, populateSecs, populatePps, memory: t?.how ?? "" },
+      id: flowsId(n),
+      value: pps,
+      extra: {
+        tracked: t?.flows ?? 0,
+        bytesPerFlow: t && t.flows > 0 ? t.bytes / t.flows : 0,
+        memoryBytes: t?.bytes ?? 0,
+        populateSecs,
+        populatePps,
+        memory: t?.how ?? "",
+      },
     };
   } finally {
     if (gen.proc.exitCode === null) gen.proc.kill("SIGKILL");

@@ -59,7 +59,8 @@ export function parseDemoArgs(words: string[]): DemoOptions {
     };
     if (a === "--scheduler") {
       o.scheduler = val();
-      if (!(SCHEDULERS as readonly string[]).includes(o.scheduler)) throw new LbError(ErrorCode.Invalid, `unknown scheduler '${o.scheduler}' (one of ${SCHEDULERS.join(", ")})`);
+      if (!(SCHEDULERS as readonly string[]).includes(o.scheduler))
+        throw new LbError(ErrorCode.Invalid, `unknown scheduler '${o.scheduler}' (one of ${SCHEDULERS.join(", ")})`);
     } else if (a === "--forward") {
       const f = val();
       if (f !== "masq" && f !== "route" && f !== "tunnel") throw new LbError(ErrorCode.Invalid, `--forward: masq, route or tunnel, not '${f}'`);
@@ -108,7 +109,27 @@ function demoSchedFlags(scheduler: string): string[] {
 function startTraffic(L: DirectorLab, tally: Tally, stop: { now: boolean }): Promise<void> {
   const loop = async () => {
     while (!stop.now) {
-      const r = await L.lab.exec(L.client, [...selfCommand(), "__lab", "http-get", "--host", LAB_VIP, "--port", "80", "--count", "6", "--concurrency", "2", "--timeout", "2000", "--sources", CLIENT_SOURCES.join(",")], true);
+      const r = await L.lab.exec(
+        L.client,
+        [
+          ...selfCommand(),
+          "__lab",
+          "http-get",
+          "--host",
+          LAB_VIP,
+          "--port",
+          "80",
+          "--count",
+          "6",
+          "--concurrency",
+          "2",
+          "--timeout",
+          "2000",
+          "--sources",
+          CLIENT_SOURCES.join(","),
+        ],
+        true,
+      );
       try {
         const s = JSON.parse(r.stdout.trim()) as Tally;
         tally.ok += s.ok;
@@ -141,14 +162,20 @@ async function prepareReals(L: DirectorLab, forward: DemoOptions["forward"]): Pr
 
 function render(o: DemoOptions, act: string, table: string, tally: Tally, last: Record<string, number>, elapsed: number): string {
   const lines: string[] = [];
-  lines.push(`xvs demo — ${LAB_VIP}:80 ${o.scheduler}, ${o.forward === "masq" ? "NAT" : o.forward === "route" ? "DR" : "TUN"} — ${act} — ${elapsed.toFixed(0)} s`);
+  lines.push(
+    `xvs demo — ${LAB_VIP}:80 ${o.scheduler}, ${o.forward === "masq" ? "NAT" : o.forward === "route" ? "DR" : "TUN"} — ${act} — ${elapsed.toFixed(0)} s`,
+  );
   lines.push("");
   lines.push("$ xvs adm -Ln --stats");
   lines.push(table.trimEnd());
   lines.push("");
   lines.push("requests answered      total   last second");
   for (const h of ["rs1", "rs2", "rs3"]) {
-    lines.push(`  ${h} (${realAddr(Number(h[2]))})`.padEnd(24) + String(tally.byServer[h] ?? 0).padStart(6) + String((tally.byServer[h] ?? 0) - (last[h] ?? 0)).padStart(14));
+    lines.push(
+      `  ${h} (${realAddr(Number(h[2]))})`.padEnd(24) +
+        String(tally.byServer[h] ?? 0).padStart(6) +
+        String((tally.byServer[h] ?? 0) - (last[h] ?? 0)).padStart(14),
+    );
   }
   lines.push(`  failed`.padEnd(24) + String(tally.failed).padStart(6));
   return lines.join("\n");
@@ -193,7 +220,10 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     const traffic = startTraffic(L, tally, stop);
     const acts: [string, () => Promise<void>][] = [
       ["act 1: three real servers, weight 1 each", async () => {}],
-      ["act 2: rs3 quiesced (weight 0): no new connections for it", () => api(daemon!, "PUT", `${svc}/dests/${realAddr(3)}:80`, { address: realAddr(3), port: 80, forward: o.forward, weight: 0, ...tunnel })],
+      [
+        "act 2: rs3 quiesced (weight 0): no new connections for it",
+        () => api(daemon!, "PUT", `${svc}/dests/${realAddr(3)}:80`, { address: realAddr(3), port: 80, forward: o.forward, weight: 0, ...tunnel }),
+      ],
       ["act 3: rs3 removed once drained (ipvsadm -d): nothing in flight is lost", () => api(daemon!, "DELETE", `${svc}/dests/${realAddr(3)}:80`)],
     ];
     const t0 = Date.now();
@@ -209,7 +239,11 @@ export async function runDemo(o: DemoOptions): Promise<number> {
         process.stdout.write(o.check ? `${frame}\n\n` : `\x1b[2J\x1b[H${frame}\n`);
         last = { ...tally.byServer };
       }
-      perAct.push({ ok: tally.ok - start.ok, failed: tally.failed - start.failed, byServer: Object.fromEntries(Object.entries(tally.byServer).map(([k, v]) => [k, v - (start.byServer[k] ?? 0)])) });
+      perAct.push({
+        ok: tally.ok - start.ok,
+        failed: tally.failed - start.failed,
+        byServer: Object.fromEntries(Object.entries(tally.byServer).map(([k, v]) => [k, v - (start.byServer[k] ?? 0)])),
+      });
     }
     stop.now = true;
     await traffic;
@@ -228,7 +262,12 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     process.off("SIGTERM", onSignal);
   }
   perAct.forEach((a, i) => {
-    process.stdout.write(`act ${i + 1}: ${a.ok} requests answered (${Object.entries(a.byServer).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(", ")}), ${a.failed} failed\n`);
+    process.stdout.write(
+      `act ${i + 1}: ${a.ok} requests answered (${Object.entries(a.byServer)
+        .filter(([, v]) => v > 0)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(", ")}), ${a.failed} failed\n`,
+    );
   });
   if (interrupted) return 130;
   const act1 = perAct[0];

@@ -24,8 +24,12 @@ export type ParsedOptions<S extends OptionsSpec> = {
   [K in keyof S]: S[K] extends { type: "flag" }
     ? boolean
     : S[K] extends { type: "number" }
-      ? S[K] extends { required: true } ? number : number | undefined
-      : S[K] extends { required: true } ? string : string | undefined;
+      ? S[K] extends { required: true }
+        ? number
+        : number | undefined
+      : S[K] extends { required: true }
+        ? string
+        : string | undefined;
 };
 
 /** A bad command line; `message` names the argument. */
@@ -112,7 +116,12 @@ export function mode<const S extends OptionsSpec>(options: S, run: (a: ParsedOpt
  * Run `argv` (mode first) against `modes`. A bad mode or argument writes one line
  * `xvs TOOL MODE: <what is wrong>` and the mode's usage to `err`, and returns 2.
  */
-export async function runAgent(tool: string, modes: Record<string, AgentMode>, argv: readonly string[], err: (s: string) => void = (s) => process.stderr.write(s)): Promise<number> {
+export async function runAgent(
+  tool: string,
+  modes: Record<string, AgentMode>,
+  argv: readonly string[],
+  err: (s: string) => void = (s) => process.stderr.write(s),
+): Promise<number> {
   const [name, ...rest] = argv;
   const m = name !== undefined && Object.hasOwn(modes, name) ? modes[name] : undefined;
   if (m === undefined) {

@@ -24,8 +24,14 @@ import { AMOUNT, COUNT, FLAG, mode, type ParsedOptions, PORT, runAgent, TEXT } f
 /** Options of each mode (parsed and checked by agent-args.ts before the mode starts). */
 const SERVE = { name: TEXT, addr: TEXT, http: PORT, tcp: PORT, udp: PORT } as const;
 const HTTP_GET = {
-  host: { type: "string", required: true }, port: PORT, count: COUNT, concurrency: { ...COUNT, min: 1 }, path: TEXT, sources: TEXT,
-  timeout: AMOUNT, bodies: FLAG,
+  host: { type: "string", required: true },
+  port: PORT,
+  count: COUNT,
+  concurrency: { ...COUNT, min: 1 },
+  path: TEXT,
+  sources: TEXT,
+  timeout: AMOUNT,
+  bodies: FLAG,
 } as const;
 const TCP_HOLD = { host: { type: "string", required: true }, port: PORT } as const;
 const UDP_ASK = { host: { type: "string", required: true }, port: PORT, count: COUNT, timeout: AMOUNT, size: COUNT } as const;
@@ -115,7 +121,11 @@ function httpOnce(host: string, port: number, path: string, timeoutMs: number, l
 }
 
 async function httpGet(a: ParsedOptions<typeof HTTP_GET>): Promise<number> {
-  const host = a.host, port = a.port ?? 80, count = a.count ?? 1, conc = a.concurrency ?? 1, timeout = a.timeout ?? 5000;
+  const host = a.host,
+    port = a.port ?? 80,
+    count = a.count ?? 1,
+    conc = a.concurrency ?? 1,
+    timeout = a.timeout ?? 5000;
   const path = a.path ?? "/";
   const sources = a.sources ? a.sources.split(",") : [];
   const byServer: Record<string, number> = {};
@@ -134,12 +144,15 @@ async function httpGet(a: ParsedOptions<typeof HTTP_GET>): Promise<number> {
     }
   };
   await Promise.all(Array.from({ length: conc }, worker));
-  process.stdout.write(JSON.stringify({ ok: count - errors.length, failed: errors.length, byServer, errors: errors.slice(0, 10), bodies: a.bodies ? bodies : undefined }) + "\n");
+  process.stdout.write(
+    JSON.stringify({ ok: count - errors.length, failed: errors.length, byServer, errors: errors.slice(0, 10), bodies: a.bodies ? bodies : undefined }) + "\n",
+  );
   return 0;
 }
 
 async function tcpHold(a: ParsedOptions<typeof TCP_HOLD>): Promise<number> {
-  const host = a.host, port = a.port ?? 7;
+  const host = a.host,
+    port = a.port ?? 7;
   let buf = "";
   const sock = await Bun.connect({
     hostname: host,
@@ -176,11 +189,15 @@ function openUdp(onData: (buf: Buffer, rport: number, raddr: string) => void) {
 }
 
 async function udpAsk(a: ParsedOptions<typeof UDP_ASK>): Promise<number> {
-  const host = a.host, port = a.port ?? 9000, count = a.count ?? 1, timeoutMs = a.timeout ?? 2000;
+  const host = a.host,
+    port = a.port ?? 9000,
+    count = a.count ?? 1,
+    timeoutMs = a.timeout ?? 2000;
   // --size past the MTU makes both the question and the echoed answer travel as IP fragments
   const size = a.size ?? 0;
   const byServer: Record<string, number> = {};
-  let ok = 0, failed = 0;
+  let ok = 0,
+    failed = 0;
   // every datagram from a source port of its own: a port the kernel hands out again would
   // reach the connection the balancer already has for it, not a new one
   const used = new Set<number>();
@@ -221,36 +238,54 @@ async function udpAsk(a: ParsedOptions<typeof UDP_ASK>): Promise<number> {
  * connections keep exchanging data without loss during a flood).
  */
 async function tcpChat(a: ParsedOptions<typeof TCP_CHAT>): Promise<number> {
-  const host = a.host, port = a.port ?? 7000, n = a.conns ?? 100, secs = a.seconds ?? 10, interval = a.interval ?? 100;
+  const host = a.host,
+    port = a.port ?? 7000,
+    n = a.conns ?? 100,
+    secs = a.seconds ?? 10,
+    interval = a.interval ?? 100;
   const s = { conns: 0, sent: 0, received: 0, outOfOrder: 0, closed: 0, errors: [] as string[], maxRttMs: 0, byServer: {} as Record<string, number> };
-  interface Chat { id: number; sock: { write(t: string): unknown; end(): unknown }; next: number; expect: number; sentAt: number[]; buf: string }
+  interface Chat {
+    id: number;
+    sock: { write(t: string): unknown; end(): unknown };
+    next: number;
+    expect: number;
+    sentAt: number[];
+    buf: string;
+  }
   const socks: Chat[] = [];
   let ending = false;
-  await Promise.all(Array.from({ length: n }, async (_, i) => {
-    const st: Chat = { id: i, sock: { write: () => 0, end: () => 0 }, next: 0, expect: 0, sentAt: [], buf: "" };
-    st.sock = await Bun.connect({
-      hostname: host, port,
-      socket: {
-        data(_s, chunk) {
-          st.buf += chunk.toString();
-          for (let k = st.buf.indexOf("\n"); k >= 0; k = st.buf.indexOf("\n")) {
-            const line = st.buf.slice(0, k);
-            st.buf = st.buf.slice(k + 1);
-            const [server, conn, seq] = line.split(" ");
-            if (Number(conn) !== st.id || Number(seq) !== st.expect) s.outOfOrder++;
-            s.byServer[server] = (s.byServer[server] ?? 0) + (st.expect === 0 ? 1 : 0);
-            s.maxRttMs = Math.max(s.maxRttMs, Date.now() - (st.sentAt[st.expect] ?? Date.now()));
-            st.expect++;
-            s.received++;
-          }
+  await Promise.all(
+    Array.from({ length: n }, async (_, i) => {
+      const st: Chat = { id: i, sock: { write: () => 0, end: () => 0 }, next: 0, expect: 0, sentAt: [], buf: "" };
+      st.sock = await Bun.connect({
+        hostname: host,
+        port,
+        socket: {
+          data(_s, chunk) {
+            st.buf += chunk.toString();
+            for (let k = st.buf.indexOf("\n"); k >= 0; k = st.buf.indexOf("\n")) {
+              const line = st.buf.slice(0, k);
+              st.buf = st.buf.slice(k + 1);
+              const [server, conn, seq] = line.split(" ");
+              if (Number(conn) !== st.id || Number(seq) !== st.expect) s.outOfOrder++;
+              s.byServer[server] = (s.byServer[server] ?? 0) + (st.expect === 0 ? 1 : 0);
+              s.maxRttMs = Math.max(s.maxRttMs, Date.now() - (st.sentAt[st.expect] ?? Date.now()));
+              st.expect++;
+              s.received++;
+            }
+          },
+          close() {
+            if (!ending) s.closed++;
+          },
+          error(_s, e) {
+            s.errors.push(String(e));
+          },
         },
-        close() { if (!ending) s.closed++; },
-        error(_s, e) { s.errors.push(String(e)); },
-      },
-    });
-    s.conns++;
-    socks.push(st);
-  }));
+      });
+      s.conns++;
+      socks.push(st);
+    }),
+  );
   const end = Date.now() + secs * 1000;
   while (Date.now() < end) {
     for (let i = 0; i < socks.length; i++) {
@@ -274,16 +309,23 @@ async function tcpChat(a: ParsedOptions<typeof TCP_CHAT>): Promise<number> {
  * back to back for S seconds; prints one JSON line per request: {t (ms since start), ok, ms}.
  */
 async function httpLoop(a: ParsedOptions<typeof HTTP_LOOP>): Promise<number> {
-  const host = a.host, port = a.port ?? 80, secs = a.seconds ?? 10, conc = a.concurrency ?? 2, timeout = a.timeout ?? 500;
-  const t0 = Date.now(), end = t0 + secs * 1000;
-  await Promise.all(Array.from({ length: conc }, async () => {
-    while (Date.now() < end) {
-      const start = Date.now();
-      const r = await httpOnce(host, port, "/", timeout);
-      process.stdout.write(JSON.stringify({ t: start - t0, ok: r.ok, ms: Date.now() - start }) + "\n");
-      if (!r.ok) await Bun.sleep(20);
-    }
-  }));
+  const host = a.host,
+    port = a.port ?? 80,
+    secs = a.seconds ?? 10,
+    conc = a.concurrency ?? 2,
+    timeout = a.timeout ?? 500;
+  const t0 = Date.now(),
+    end = t0 + secs * 1000;
+  await Promise.all(
+    Array.from({ length: conc }, async () => {
+      while (Date.now() < end) {
+        const start = Date.now();
+        const r = await httpOnce(host, port, "/", timeout);
+        process.stdout.write(JSON.stringify({ t: start - t0, ok: r.ok, ms: Date.now() - start }) + "\n");
+        if (!r.ok) await Bun.sleep(20);
+      }
+    }),
+  );
   return 0;
 }
 

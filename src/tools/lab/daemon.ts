@@ -34,7 +34,14 @@ export interface DaemonLaunch {
 }
 
 /** Start `xvs run --iface ...` in `host` and wait until its API answers. */
-export async function startDaemon(lab: Lab, host: string, ifaces: string[], extra: string[] = [], stateDir?: string, launch: DaemonLaunch = {}): Promise<LabDaemon> {
+export async function startDaemon(
+  lab: Lab,
+  host: string,
+  ifaces: string[],
+  extra: string[] = [],
+  stateDir?: string,
+  launch: DaemonLaunch = {},
+): Promise<LabDaemon> {
   const dir = stateDir ?? mkdtempSync(join(tmpdir(), "xvs-state-"));
   const args = [...(launch.wrap ?? []), ...selfCommand(), "run", ...ifaces.flatMap((i) => ["--iface", i]), ...extra];
   const proc = lab.spawn(host, args, { env: { ...launch.env, XVS_STATE_DIR: dir } }) as Subprocess<"ignore", "pipe", "pipe">;
@@ -46,7 +53,20 @@ export async function startDaemon(lab: Lab, host: string, ifaces: string[], extr
   const curl = async (method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> => {
     const api = readFileSync(join(dir, "api"), "utf8").trim();
     const token = readFileSync(join(dir, "token"), "utf8").trim();
-    const cmd = ["curl", "-s", "-m", "10", "-X", method, "-H", `Authorization: Bearer ${token}`, "-H", "content-type: application/json", "-w", "\n%{http_code}"];
+    const cmd = [
+      "curl",
+      "-s",
+      "-m",
+      "10",
+      "-X",
+      method,
+      "-H",
+      `Authorization: Bearer ${token}`,
+      "-H",
+      "content-type: application/json",
+      "-w",
+      "\n%{http_code}",
+    ];
     if (body !== undefined) cmd.push("--data-binary", JSON.stringify(body));
     cmd.push(`http://${api}${path}`);
     const r = await lab.exec(host, cmd, true);
@@ -81,8 +101,16 @@ export async function startDaemon(lab: Lab, host: string, ifaces: string[], extr
     api: curl,
     adm: (a: string[], stdin?: string) => {
       if (stdin === undefined) return lab.exec(host, ["env", `XVS_STATE_DIR=${dir}`, ...selfCommand(), "adm", ...a], true);
-      const p = Bun.spawn(["ip", "netns", "exec", lab.ns(host), "env", `XVS_STATE_DIR=${dir}`, ...selfCommand(), "adm", ...a], { stdin: new Blob([stdin]), stdout: "pipe", stderr: "pipe" });
-      return Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]).then(([stdout, stderr2, code]) => ({ code, stdout, stderr: stderr2 }));
+      const p = Bun.spawn(["ip", "netns", "exec", lab.ns(host), "env", `XVS_STATE_DIR=${dir}`, ...selfCommand(), "adm", ...a], {
+        stdin: new Blob([stdin]),
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      return Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]).then(([stdout, stderr2, code]) => ({
+        code,
+        stdout,
+        stderr: stderr2,
+      }));
     },
     async stop() {
       if (proc.exitCode === null) proc.kill("SIGTERM");

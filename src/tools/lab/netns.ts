@@ -91,11 +91,16 @@ export class Lab {
    * with no checksum state, so their kernels check every sum and count bad ones (nstat).
    */
   async veth(aHost: string, aIf: string, bHost: string, bIf: string, mtu = 1500, queues = 1): Promise<void> {
-    const a = this.ns(aHost), b = this.ns(bHost);
+    const a = this.ns(aHost),
+      b = this.ns(bHost);
     // several queues: a sender's flow hash picks its tx queue, which is the peer's rx queue
     const q = queues > 1 ? ["numtxqueues", String(queues), "numrxqueues", String(queues)] : [];
     await sh(["ip", "-n", a, "link", "add", aIf, "mtu", String(mtu), ...q, "type", "veth", "peer", "name", bIf, "netns", b, "mtu", String(mtu), ...q]);
-    for (const [ns, ifn] of [[a, aIf], [b, bIf]]) await sh(["ip", "-n", ns, "link", "set", ifn, "up"]);
+    for (const [ns, ifn] of [
+      [a, aIf],
+      [b, bIf],
+    ])
+      await sh(["ip", "-n", ns, "link", "set", ifn, "up"]);
   }
 
   /** Run a command inside a lab host. @throws LabError on failure unless allowFail. */

@@ -19,7 +19,21 @@ const l4proto = (f: Uint8Array) => (et(f) === 0x0800 ? f[23] : et(f) === 0x86dd 
 const fromClientUdp = (f: Uint8Array) => mac(f, 6) === "020000000102" && l4proto(f) === 17;
 const directorOut = (f: Uint8Array) => mac(f, 0) === "02000000020b" && mac(f, 6) === "020000000201" && l4proto(f) >= 0 && l4proto(f) !== 1 && l4proto(f) !== 58;
 
-const CASES = ["dr", "ipip", "gue-nocsum", "gue-csum", "gue-remcsum", "gre-nocsum", "gre-csum", "ipip-v6rs", "gue-v6rs", "v6-ipip-v6rs", "v6-gre-v6rs", "v6-ipip-v4rs", "v6-dr"];
+const CASES = [
+  "dr",
+  "ipip",
+  "gue-nocsum",
+  "gue-csum",
+  "gue-remcsum",
+  "gre-nocsum",
+  "gre-csum",
+  "ipip-v6rs",
+  "gue-v6rs",
+  "v6-ipip-v6rs",
+  "v6-gre-v6rs",
+  "v6-ipip-v4rs",
+  "v6-dr",
+];
 const out: string[] = [
   "// Frames captured from kernel IPVS (Debian 6.1.0-56 kernel, ipvsadm 1.31) in the ipvs-vm guest",
   "// (tools: IPVSVM_TOOLS) by record-dr-tun.sh, extracted by extract-dr-tun.ts. Director lb:",
@@ -33,8 +47,18 @@ const out: string[] = [
 ];
 for (const c of CASES) {
   out.push(`  "${c}": {`);
-  out.push(`    in: [${read(`${c}-in`).filter(fromClientUdp).map((f) => `"${hex(f)}"`).join(", ")}],`);
-  out.push(`    out: [${read(`${c}-out`).filter(directorOut).map((f) => `"${hex(f)}"`).join(", ")}],`);
+  out.push(
+    `    in: [${read(`${c}-in`)
+      .filter(fromClientUdp)
+      .map((f) => `"${hex(f)}"`)
+      .join(", ")}],`,
+  );
+  out.push(
+    `    out: [${read(`${c}-out`)
+      .filter(directorOut)
+      .map((f) => `"${hex(f)}"`)
+      .join(", ")}],`,
+  );
   out.push("  },");
 }
 out.push("};", "");
@@ -42,6 +66,6 @@ const pm = read("pmtu-gue-in");
 const req = pm.find(fromClientUdp)!;
 const icmp = pm.find((f) => mac(f, 0) === "020000000102" && et(f) === 0x0800 && f[23] === 1)!;
 out.push("// Route MTU 1000 (mtu lock) towards the real server, GUE tunnel: a 1200-byte UDP datagram with DF from");
-out.push("// the client, and the \"fragmentation needed\" (mtu 1000 - 20 - 12 = 968) kernel IPVS answered with.");
+out.push('// the client, and the "fragmentation needed" (mtu 1000 - 20 - 12 = 968) kernel IPVS answered with.');
 out.push(`export const KERNEL_PMTU_GUE = { in: "${hex(req)}", icmp: "${hex(icmp)}" };`);
 process.stdout.write(out.join("\n") + "\n");

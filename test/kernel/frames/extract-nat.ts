@@ -20,7 +20,7 @@ function readPcapTimed(bytes: Uint8Array): { t: number; f: Uint8Array }[] {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (bytes.length < 24 || dv.getUint32(0, true) !== 0xa1b2c3d4) throw new Error("not a little-endian pcap file");
   const out: { t: number; f: Uint8Array }[] = [];
-  for (let off = 24; off + 16 <= bytes.length;) {
+  for (let off = 24; off + 16 <= bytes.length; ) {
     const incl = dv.getUint32(off + 8, true);
     out.push({ t: dv.getUint32(off, true) * 1e6 + dv.getUint32(off + 4, true), f: bytes.slice(off + 16, off + 16 + incl) });
     off += 16 + incl;
@@ -33,7 +33,10 @@ const mac = (f: Uint8Array, off: number) => hex(f.subarray(off, off + 6));
 const et = (f: Uint8Array) => (f[12] << 8) | f[13];
 const l4 = (f: Uint8Array) => (et(f) === 0x0800 ? f[23] : et(f) === 0x86dd ? f[20] : -1);
 const tcpUdp = (f: Uint8Array) => l4(f) === 6 || l4(f) === 17;
-const CLIENT = "020000000102", C0 = "020000000101", S0 = "020000000201", RS = "02000000020b";
+const CLIENT = "020000000102",
+  C0 = "020000000101",
+  S0 = "020000000201",
+  RS = "02000000020b";
 
 const CASES = ["tcp-opts", "tcp6-opts", "tcp-noopts", "tcp6-noopts", "udp", "udp6"];
 const out: string[] = [
@@ -45,7 +48,7 @@ const out: string[] = [
   "// (TCP timestamps, SACK and window scaling on in both stacks, or all off: then only the SYNs carry an",
   "// option, MSS) or two UDP datagrams and their echoes per case. Each step: a frame the director received",
   "// (`from` client on c0 or real server on s0) and the frame it sent for it. Hex, Ethernet included.",
-  "export const KERNEL_NAT_CASES: Record<string, { from: \"client\" | \"server\"; in: string; out: string }[]> = {",
+  'export const KERNEL_NAT_CASES: Record<string, { from: "client" | "server"; in: string; out: string }[]> = {',
 ];
 for (const c of CASES) {
   const c0 = readPcapTimed(new Uint8Array(readFileSync(join(dir, `${c}-c0.pcap`)))).filter((x) => tcpUdp(x.f));

@@ -32,12 +32,24 @@ function synthetic(): BenchReport {
     { contender: "nft", workload: "latency-p50", samples: s([100, 95, 105]), errors: [] },
   ];
   return {
-    schema: "xvs-bench/1", title: "synthetic <run> & co", startedAt: "", finishedAt: "", seconds: 1,
-    machine: { summary: "2 x test CPU" }, options: { rounds: 3 }, setup: [], contenders, workloads: [],
-    rows: buildRows(cells, contenders), micro: [
+    schema: "xvs-bench/1",
+    title: "synthetic <run> & co",
+    startedAt: "",
+    finishedAt: "",
+    seconds: 1,
+    machine: { summary: "2 x test CPU" },
+    options: { rounds: 3 },
+    setup: [],
+    contenders,
+    workloads: [],
+    rows: buildRows(cells, contenders),
+    micro: [
       { id: "copy", label: "copy", nsPerPacket: 11, netNs: 0, mpps: 90, packets: 1 },
       { id: "fastpath-1M", label: "fast path", nsPerPacket: 200, netNs: 189, mpps: 5, packets: 1 },
-    ], profile: null, targets: [], notes: [],
+    ],
+    profile: null,
+    targets: [],
+    notes: [],
   };
 }
 
@@ -53,11 +65,10 @@ interface ReadAxis {
 function readAxis(panel: XmlElement): ReadAxis {
   const kind = panel.attrs["data-axis"];
   const ticks = byClass(panel, "tick-label").map((t) => ({ v: Number(textOf(t)), x: Number(t.attrs.x) }));
-  const a = ticks[0], b = ticks[ticks.length - 1];
+  const a = ticks[0],
+    b = ticks[ticks.length - 1];
   const label = textOf(byClass(panel, "axis-label")[0]);
-  const x = (v: number) => kind === "log"
-    ? a.x + (Math.log(v / a.v) / Math.log(b.v / a.v)) * (b.x - a.x)
-    : a.x + ((v - a.v) / (b.v - a.v)) * (b.x - a.x);
+  const x = (v: number) => (kind === "log" ? a.x + (Math.log(v / a.v) / Math.log(b.v / a.v)) * (b.x - a.x) : a.x + ((v - a.v) / (b.v - a.v)) * (b.x - a.x));
   return { kind, ticks, label, x };
 }
 
@@ -96,7 +107,11 @@ function checkWorkloadPanel(rep: BenchReport, panel: XmlElement, wid: string) {
   const w = workloadInfo(wid);
   const ax = checkAxis(panel, w.unit);
   const origin = ax.ticks[0].x;
-  const values = rep.rows.filter((r) => r.workload === wid).flatMap((r) => [r.min, r.max]).filter((v): v is number => v !== null && v > 0).map((v) => v / w.scale);
+  const values = rep.rows
+    .filter((r) => r.workload === wid)
+    .flatMap((r) => [r.min, r.max])
+    .filter((v): v is number => v !== null && v > 0)
+    .map((v) => v / w.scale);
   // the axis covers every value, and takes the log scale exactly when they span a decade
   for (const v of values) {
     expect(v, wid).toBeGreaterThanOrEqual(ax.ticks[0].v);
@@ -107,7 +122,8 @@ function checkWorkloadPanel(rep: BenchReport, panel: XmlElement, wid: string) {
   const rows = rep.rows.filter((r) => r.workload === wid);
   expect(bars.map((b) => b.attrs["data-name"])).toEqual(rows.map((r) => r.contender));
   for (const [i, r] of rows.entries()) {
-    const bar = bars[i], id = `${wid} ${r.contender}`;
+    const bar = bars[i],
+      id = `${wid} ${r.contender}`;
     if (r.median === null) {
       expect(byClass(bar, "median"), id).toEqual([]);
       expect(textOf(byClass(bar, "failed")[0]), id).toContain(r.errors.length ? "failed" : "no data");
@@ -123,7 +139,9 @@ function checkWorkloadPanel(rep: BenchReport, panel: XmlElement, wid: string) {
       expect(Math.abs(Number(byClass(bar, "whisker-min")[0].attrs.x1) - ax.x(r.min! / w.scale)), id).toBeLessThan(0.6);
       expect(Math.abs(Number(byClass(bar, "whisker-max")[0].attrs.x1) - ax.x(r.max! / w.scale)), id).toBeLessThan(0.6);
     }
-    const dots = byClass(bar, "round").map((c) => Number(c.attrs.cx)).sort((a, b) => a - b);
+    const dots = byClass(bar, "round")
+      .map((c) => Number(c.attrs.cx))
+      .sort((a, b) => a - b);
     const want = r.samples.map((s) => ax.x(s.value / w.scale)).sort((a, b) => a - b);
     expect(dots.length, id).toBe(want.length);
     dots.forEach((x, k) => {
@@ -192,7 +210,9 @@ describe("bench plot", () => {
     expect(byClass(root, "tick-label").length).toBeGreaterThanOrEqual(3);
   });
 
-  const reports = readdirSync(RESULTS).filter((f) => f.endsWith(".json")).filter((f) => load(f).schema === "xvs-bench/1");
+  const reports = readdirSync(RESULTS)
+    .filter((f) => f.endsWith(".json"))
+    .filter((f) => load(f).schema === "xvs-bench/1");
   test("bench/results holds bench reports to plot", () => expect(reports.length).toBeGreaterThanOrEqual(3));
   for (const f of reports) {
     test(`${f}: every panel and bar checks out, and the committed .svg is this rendering`, () => {
@@ -205,7 +225,16 @@ describe("bench plot", () => {
 });
 
 describe("the test's XML parser rejects what is not well-formed", () => {
-  for (const bad of ['<svg><g></svg>', '<svg a=1/>', '<svg>a & b</svg>', '<svg a="1" a="2"/>', '<svg></svg><svg/>', '<svg><g></g>', '<svg a="<"/>', '<svg>&nbsp;</svg>'])
+  for (const bad of [
+    "<svg><g></svg>",
+    "<svg a=1/>",
+    "<svg>a & b</svg>",
+    '<svg a="1" a="2"/>',
+    "<svg></svg><svg/>",
+    "<svg><g></g>",
+    '<svg a="<"/>',
+    "<svg>&nbsp;</svg>",
+  ])
     test(bad, () => expect(() => parseXml(bad)).toThrow());
   test("and accepts what is", () => {
     const r = parseXml('<?xml version="1.0"?>\n<!-- c --><svg a="x &amp; y"><text>1 &lt; 2<tspan>!</tspan></text><g/></svg>\n');

@@ -5,15 +5,24 @@ import { formatDuration, leftText, ProgressEstimator } from "../../../src/tools/
 describe("time left", () => {
   test("unknown before anything finished, unless every step left has a guess", () => {
     expect(new ProgressEstimator([{ key: "a" }, { key: "b", guess: 5 }]).secondsLeft(0)).toBeNull();
-    expect(new ProgressEstimator([{ key: "a", guess: 3 }, { key: "b", guess: 5 }]).secondsLeft(0)).toBe(8);
+    expect(
+      new ProgressEstimator([
+        { key: "a", guess: 3 },
+        { key: "b", guess: 5 },
+      ]).secondsLeft(0),
+    ).toBe(8);
     expect(leftText(null)).toBe("time left not known yet");
   });
 
   test("a step expects what finished steps of its key took, else its guess, else the mean of all finished", () => {
     // 2 rounds of gen, xvs, nft (xvs with flows in round 1 only), then micro with a guess
     const e = new ProgressEstimator([
-      { key: "gen" }, { key: "xvs+flows" }, { key: "nft" },
-      { key: "gen" }, { key: "xvs" }, { key: "nft" },
+      { key: "gen" },
+      { key: "xvs+flows" },
+      { key: "nft" },
+      { key: "gen" },
+      { key: "xvs" },
+      { key: "nft" },
       { key: "micro", guess: 7 },
     ]);
     e.finish(0, 10);

@@ -99,7 +99,11 @@ describe("firewall-mark services", () => {
 
   test("the daemon's own refusal reads the same in the CLI's words (a client that sent one anyway)", async () => {
     const x = startXvs();
-    const res = await x.app.request("/v1/services", { method: "POST", headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" }, body: JSON.stringify({ fwmark: 7, scheduler: "rr" }) });
+    const res = await x.app.request("/v1/services", {
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify({ fwmark: 7, scheduler: "rr" }),
+    });
     expect(res.status).toBe(400);
     expect(kernelMessage(new ApiError(res.status, ErrorBody.parse(await res.json())))).toBe(FWMARK_UNSUPPORTED_MESSAGE);
   });
@@ -195,7 +199,9 @@ describe("C library parsing", () => {
 describe("sort order", () => {
   test("addresses 2^31 apart compare the wrong way round, as ipvs_cmp_services does", () => {
     const svc = (a: number, port = 80): ServiceSortKey => ({ fwmark: 0, af: 4, protocol: 6, addr: [a | 0, 0, 0, 0], port });
-    const ten = svc(0x0a000001), bench = svc(0xc6120001), cgnat = svc(0x64400001);
+    const ten = svc(0x0a000001),
+      bench = svc(0xc6120001),
+      cgnat = svc(0x64400001);
     expect(cmpServices(bench, ten)).toBeLessThan(0);
     // 198 < 10 < 100 < 198: not transitive, so the order depends on where each started
     const order = (list: ServiceSortKey[]) => glibcMergeSort(list, cmpServices).map((s) => s.addr[0] >>> 24);
@@ -218,9 +224,18 @@ describe("talking to the daemon", () => {
   test("with no daemon, a command that needs one says so and exits 2", async () => {
     let err = "";
     const code = await runAdm(["-Ln"], {
-      stdout: { write: () => 0 }, stderr: { write: (s: string) => { err += s; } },
-      fetch: () => Promise.reject(new Error("Connection refused")), apiBase: "http://127.0.0.1:1", token: null,
-      readStdin: async () => "", names: new NameDb("", ""), program: "ipvsadm",
+      stdout: { write: () => 0 },
+      stderr: {
+        write: (s: string) => {
+          err += s;
+        },
+      },
+      fetch: () => Promise.reject(new Error("Connection refused")),
+      apiBase: "http://127.0.0.1:1",
+      token: null,
+      readStdin: async () => "",
+      names: new NameDb("", ""),
+      program: "ipvsadm",
     });
     expect(code).toBe(2);
     expect(err).toStartWith("Can't initialize ipvs: no xvs daemon answers at http://127.0.0.1:1");
@@ -229,9 +244,18 @@ describe("talking to the daemon", () => {
   test("help, version and option errors need no daemon", async () => {
     let out = "";
     const code = await runAdm(["-v"], {
-      stdout: { write: (s: string) => { out += s; } }, stderr: { write: () => 0 },
-      fetch: () => Promise.reject(new Error("no daemon")), apiBase: "http://127.0.0.1:1", token: null,
-      readStdin: async () => "", names: new NameDb("", ""), program: "ipvsadm",
+      stdout: {
+        write: (s: string) => {
+          out += s;
+        },
+      },
+      stderr: { write: () => 0 },
+      fetch: () => Promise.reject(new Error("no daemon")),
+      apiBase: "http://127.0.0.1:1",
+      token: null,
+      readStdin: async () => "",
+      names: new NameDb("", ""),
+      program: "ipvsadm",
     });
     expect(code).toBe(0);
     expect(out).toBe("ipvsadm v1.31 2019/12/24 (compiled with popt and IPVS v1.2.1)\n");
@@ -241,9 +265,18 @@ describe("talking to the daemon", () => {
     const x = startXvs();
     let err = "";
     const code = await runAdm(["-A", "-t", "198.18.0.1:80"], {
-      stdout: { write: () => 0 }, stderr: { write: (s: string) => { err += s; } },
-      fetch: (i, init) => x.app.request(i, init), apiBase: "http://127.0.0.1:9172", token: null,
-      readStdin: async () => "", names: new NameDb("", ""), program: "ipvsadm",
+      stdout: { write: () => 0 },
+      stderr: {
+        write: (s: string) => {
+          err += s;
+        },
+      },
+      fetch: (i, init) => x.app.request(i, init),
+      apiBase: "http://127.0.0.1:9172",
+      token: null,
+      readStdin: async () => "",
+      names: new NameDb("", ""),
+      program: "ipvsadm",
     });
     expect({ code, err }).toEqual({ code: 255, err: "Permission denied (you must be root)\n" });
     expect(x.daemon.model.services).toHaveLength(0);
@@ -251,7 +284,11 @@ describe("talking to the daemon", () => {
 
   test("--start-daemon answers that the sync daemon is not supported", async () => {
     const x = startXvs();
-    expect(await x.adm(["--start-daemon", "master"])).toEqual({ stdout: "", stderr: "Connection synchronization daemons are not supported by xvs\n", exit: 255 });
+    expect(await x.adm(["--start-daemon", "master"])).toEqual({
+      stdout: "",
+      stderr: "Connection synchronization daemons are not supported by xvs\n",
+      exit: 255,
+    });
   });
 
   test("the client reaches the dataplane only through the HTTP API (no import of dataplane or model code)", () => {

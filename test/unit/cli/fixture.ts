@@ -71,10 +71,19 @@ export function startXvs(names = goldenNames()): Xvs {
   daemon.dataplane = dataplane as unknown as Dataplane;
   const app = createApp(daemon, TOKEN);
   const adm = async (argv: string[], stdin = "") => {
-    let stdout = "", stderr = "";
+    let stdout = "",
+      stderr = "";
     const exit = await runAdm(argv, {
-      stdout: { write: (s: string) => { stdout += s; } },
-      stderr: { write: (s: string) => { stderr += s; } },
+      stdout: {
+        write: (s: string) => {
+          stdout += s;
+        },
+      },
+      stderr: {
+        write: (s: string) => {
+          stderr += s;
+        },
+      },
       fetch: (input, init) => app.request(input, init),
       apiBase: "http://127.0.0.1:9172",
       token: TOKEN,

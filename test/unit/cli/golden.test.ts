@@ -16,8 +16,19 @@ import { describe, expect, test } from "bun:test";
 import { XVS_HELP_NOTE } from "../../../src/cli/help.ts";
 import { parseCommand, type Entry } from "../../../src/cli/parse.ts";
 import {
-  CF_ASSURED, CF_FWD_MASK, CF_TEMPLATE, CF_V6, CONN_CADDR, CONN_CPORT_VPORT, CONN_DADDR, CONN_DPORT, CONN_EXPIRES, CONN_FLAGS,
-  CONN_PROTO_STATE, CONN_VADDR, CONN_WORDS,
+  CF_ASSURED,
+  CF_FWD_MASK,
+  CF_TEMPLATE,
+  CF_V6,
+  CONN_CADDR,
+  CONN_CPORT_VPORT,
+  CONN_DADDR,
+  CONN_DPORT,
+  CONN_EXPIRES,
+  CONN_FLAGS,
+  CONN_PROTO_STATE,
+  CONN_VADDR,
+  CONN_WORDS,
 } from "../../../src/conn/table.ts";
 import { TCP_STATE_NAMES } from "../../../src/conn/state.ts";
 import { destId } from "../../../src/control/ids.ts";
@@ -51,13 +62,17 @@ function serviceBlocks(text: string): { head: string; blocks: string[] } {
  */
 const DEVIATIONS: Record<string, (step: AdmStep, index: number, got: Result) => Result | true> = {
   // -h: the usage text ends with one note on what xvs does not support (the sync daemon)
-  "help-and-version": (s) => ({ ...s, stdout: s.stdout && s.argv[0] !== "-L" && !s.argv.includes("-v") && !s.argv.includes("--version") ? s.stdout + XVS_HELP_NOTE : s.stdout }),
+  "help-and-version": (s) => ({
+    ...s,
+    stdout: s.stdout && s.argv[0] !== "-L" && !s.argv.includes("-v") && !s.argv.includes("--version") ? s.stdout + XVS_HELP_NOTE : s.stdout,
+  }),
   // --nosort with several services: the kernel dumps its service hash table, whose order depends
   // on a per-namespace salt (the netns pointer), so it cannot be reproduced; xvs lists services
   // in creation order. Same blocks, same header, same dest order inside each block.
   "list-formats-static": (s, _i, got) => {
     if (!s.argv.includes("--nosort")) return s;
-    const a = serviceBlocks(s.stdout), b = serviceBlocks(got.stdout);
+    const a = serviceBlocks(s.stdout),
+      b = serviceBlocks(got.stdout);
     expect(b.head).toBe(a.head);
     expect([...b.blocks].sort()).toEqual([...a.blocks].sort());
     expect(got.exit).toBe(s.exit);
@@ -122,16 +137,28 @@ function fwmarkRefused(seq: Sequence, step: AdmStep): { stdin?: string; want: Re
   }
   const kernel = (stderr: string, exit = 255): { want: Result } => ({ want: { stdout: "", stderr, exit } });
   if (parsed.cmd === "restore") {
-    const stdin = (step.stdin ?? "").split("\n").filter((l) => !/(^|\s)-f\s/.test(l)).join("\n");
+    const stdin = (step.stdin ?? "")
+      .split("\n")
+      .filter((l) => !/(^|\s)-f\s/.test(l))
+      .join("\n");
     return { stdin, want: { ...step, stdout: withoutFwmarkBlocks(step.stdout) } };
   }
   if (!namesFwmark(step.argv) || step.exit === 2) return { want: { ...step, stdout: withoutFwmarkBlocks(step.stdout) } };
   switch (parsed.cmd) {
-    case "add-service": case "edit-service": return kernel(`${FWMARK_UNSUPPORTED_MESSAGE}\n`);
-    case "add-server": case "edit-server": case "delete-server": return kernel("Service not defined\n");
-    case "delete-service": case "zero": return kernel("No such service\n");
-    case "list": return kernel("No such service\n", 1);
-    default: throw new Error(`${seq.name}: ${step.argv.join(" ")}: no rule for a fwmark service here`);
+    case "add-service":
+    case "edit-service":
+      return kernel(`${FWMARK_UNSUPPORTED_MESSAGE}\n`);
+    case "add-server":
+    case "edit-server":
+    case "delete-server":
+      return kernel("Service not defined\n");
+    case "delete-service":
+    case "zero":
+      return kernel("No such service\n");
+    case "list":
+      return kernel("No such service\n", 1);
+    default:
+      throw new Error(`${seq.name}: ${step.argv.join(" ")}: no rule for a fwmark service here`);
   }
 }
 
@@ -144,10 +171,18 @@ function parseListing(text: string, svcWidth: number): { svc: string; nums: numb
     if (!line || line.startsWith("IP Virtual") || line.startsWith("Prot ") || line.startsWith("  -> RemoteAddress")) continue;
     if (line.startsWith("  -> ")) {
       const f = line.slice(5).trim().split(/\s+/);
-      const nums = f.slice(1).filter((x) => /^\d+$/.test(x)).map(Number);
+      const nums = f
+        .slice(1)
+        .filter((x) => /^\d+$/.test(x))
+        .map(Number);
       out[out.length - 1].dests.push({ id: f[0], nums });
     } else {
-      const name = svcWidth ? line.slice(0, svcWidth).trim() : line.split(" ").slice(0, line.startsWith("FWM") ? 3 : 3).join(" ");
+      const name = svcWidth
+        ? line.slice(0, svcWidth).trim()
+        : line
+            .split(" ")
+            .slice(0, line.startsWith("FWM") ? 3 : 3)
+            .join(" ");
       const nums = svcWidth ? line.slice(svcWidth).trim().split(/\s+/).map(Number) : [];
       out.push({ svc: name.replace(/ +/g, " "), nums, dests: [] });
     }
@@ -170,10 +205,14 @@ function injectTraffic(x: Xvs, seq: Sequence, from: number): void {
   for (const row of stats ? parseListing(stats.stdout, 33) : []) {
     const s = byName(row.svc);
     if (!s) continue;
-    row.nums.forEach((v, k) => { w.traffic[s.id * TS_WORDS + k] = v; });
+    row.nums.forEach((v, k) => {
+      w.traffic[s.id * TS_WORDS + k] = v;
+    });
     for (const d of row.dests) {
       const dest = s.dests.find((x) => destId(ipText(x.addr), x.port) === d.id)!;
-      d.nums.forEach((v, k) => { w.traffic[DEST_TRAFFIC_BASE + dest.id * TS_WORDS + k] = v; });
+      d.nums.forEach((v, k) => {
+        w.traffic[DEST_TRAFFIC_BASE + dest.id * TS_WORDS + k] = v;
+      });
     }
   }
   const rates = findStep(seq, from, (a) => is(a, "-Ln", "--rate", "--exact"));
@@ -218,7 +257,9 @@ function injectConns(x: Xvs, listing: string): void {
     if (!line) continue;
     const [protoName, expire, state, src, vip, dst] = line.split(/\s+/);
     const proto = protoName === "TCP" ? 6 : protoName === "UDP" ? 17 : protoName === "SCTP" ? 132 : 0;
-    const c = endpoint(src, proto), v = endpoint(vip, proto), d = endpoint(dst, proto);
+    const c = endpoint(src, proto),
+      v = endpoint(vip, proto),
+      d = endpoint(dst, proto);
     const id = t.alloc();
     const o = id * CONN_WORDS;
     const template = state === "NONE" || state === "ASSURED";
@@ -240,7 +281,21 @@ describe("ipvsadm golden transcripts from kernel IPVS", () => {
   test("cover at least 30 command sequences and every listing format", () => {
     expect(sequences.length).toBeGreaterThanOrEqual(30);
     const argvs = sequences.flatMap((s) => s.steps.filter((x): x is AdmStep => x.kind === "adm").map((x) => x.argv.join(" ")));
-    for (const f of ["--stats", "--rate", "--thresholds", "--persistent-conn", "--tun-info", "--exact", "--nosort", "-Lnc", "-Lc", "--timeout", "--daemon", "-Sn", "-S"]) {
+    for (const f of [
+      "--stats",
+      "--rate",
+      "--thresholds",
+      "--persistent-conn",
+      "--tun-info",
+      "--exact",
+      "--nosort",
+      "-Lnc",
+      "-Lc",
+      "--timeout",
+      "--daemon",
+      "-Sn",
+      "-S",
+    ]) {
       expect(argvs.some((a) => a.split(" ").includes(f))).toBe(true);
     }
   });
@@ -264,7 +319,13 @@ describe("ipvsadm golden transcripts from kernel IPVS", () => {
         const dev = DEVIATIONS[seq.name]?.({ ...st, ...fw.want }, i, got);
         if (dev === true) continue;
         const want = dev ?? fw.want;
-        expect({ step: i + 1, argv: st.argv.join(" "), ...got }).toEqual({ step: i + 1, argv: st.argv.join(" "), stdout: want.stdout, stderr: want.stderr, exit: want.exit });
+        expect({ step: i + 1, argv: st.argv.join(" "), ...got }).toEqual({
+          step: i + 1,
+          argv: st.argv.join(" "),
+          stdout: want.stdout,
+          stderr: want.stderr,
+          exit: want.exit,
+        });
       }
     });
   }

@@ -13,8 +13,16 @@ import { startXvs } from "./fixture.ts";
 
 describe("splitOptionValues", () => {
   test("splits --name=value into two words, keeps everything else, refuses a value on a flag or an empty one", () => {
-    expect(splitOptionValues(["--iface=eth0", "-i", "eth1", "--copy", "plain", "--api=127.0.0.1:9300"], ["--copy"]))
-      .toEqual(["--iface", "eth0", "-i", "eth1", "--copy", "plain", "--api", "127.0.0.1:9300"]);
+    expect(splitOptionValues(["--iface=eth0", "-i", "eth1", "--copy", "plain", "--api=127.0.0.1:9300"], ["--copy"])).toEqual([
+      "--iface",
+      "eth0",
+      "-i",
+      "eth1",
+      "--copy",
+      "plain",
+      "--api",
+      "127.0.0.1:9300",
+    ]);
     // only the first '=' splits: a value may hold more
     expect(splitOptionValues(["--note=a=b c"])).toEqual(["--note", "a=b c"]);
     expect(() => splitOptionValues(["--copy=yes"], ["--copy"])).toThrow("option '--copy' takes no value (got '--copy=yes')");
@@ -29,8 +37,33 @@ describe("xvs run", () => {
   });
 
   test("every option with a value takes the = form, and gives the same options as the spaced form", () => {
-    const spaced = parseRunArgs(["--iface", "eth0", "--queues", "2", "--conn-max", "4096", "--idle-ms", "0", "--config", "/etc/xvs.json", "--token-file", "/etc/xvs.token", "--api", "127.0.0.1:9300", "--copy"]);
-    const joined = parseRunArgs(["--iface=eth0", "--queues=2", "--conn-max=4096", "--idle-ms=0", "--config=/etc/xvs.json", "--token-file=/etc/xvs.token", "--api=127.0.0.1:9300", "--copy"]);
+    const spaced = parseRunArgs([
+      "--iface",
+      "eth0",
+      "--queues",
+      "2",
+      "--conn-max",
+      "4096",
+      "--idle-ms",
+      "0",
+      "--config",
+      "/etc/xvs.json",
+      "--token-file",
+      "/etc/xvs.token",
+      "--api",
+      "127.0.0.1:9300",
+      "--copy",
+    ]);
+    const joined = parseRunArgs([
+      "--iface=eth0",
+      "--queues=2",
+      "--conn-max=4096",
+      "--idle-ms=0",
+      "--config=/etc/xvs.json",
+      "--token-file=/etc/xvs.token",
+      "--api=127.0.0.1:9300",
+      "--copy",
+    ]);
     expect(joined).toEqual(spaced);
     expect(joined).toMatchObject({ ifaces: ["eth0"], queues: 2, connCapacity: 4096, idleMs: 0, configFile: "/etc/xvs.json", apiPort: 9300, bindMode: "copy" });
   });
@@ -44,8 +77,9 @@ describe("xvs run", () => {
 
 describe("xvs demo, bench and decap", () => {
   test("demo takes --scheduler=wlc --forward=route --act-seconds=2 like the spaced form", () => {
-    expect(parseDemoArgs(["--scheduler=wlc", "--forward=route", "--act-seconds=2", "--check"]))
-      .toEqual(parseDemoArgs(["--scheduler", "wlc", "--forward", "route", "--act-seconds", "2", "--check"]));
+    expect(parseDemoArgs(["--scheduler=wlc", "--forward=route", "--act-seconds=2", "--check"])).toEqual(
+      parseDemoArgs(["--scheduler", "wlc", "--forward", "route", "--act-seconds", "2", "--check"]),
+    );
     expect(parseDemoArgs(["--scheduler=wlc"]).scheduler).toBe("wlc");
     expect(() => parseDemoArgs(["--check=yes"])).toThrow("option '--check' takes no value");
     expect(() => parseDemoArgs(["--scheduler=nosuch"])).toThrow("unknown scheduler 'nosuch'");
@@ -59,8 +93,12 @@ describe("xvs demo, bench and decap", () => {
   });
 
   test("decap attach takes --gue-port=7080 and --mode=generic", () => {
-    expect(parseDecapArgs(["attach", "eth0", "--gue-port=7080", "--gue-port", "5555", "--mode=generic"]))
-      .toEqual({ cmd: "attach", iface: "eth0", guePorts: [7080, 5555], mode: "generic" });
+    expect(parseDecapArgs(["attach", "eth0", "--gue-port=7080", "--gue-port", "5555", "--mode=generic"])).toEqual({
+      cmd: "attach",
+      iface: "eth0",
+      guePorts: [7080, 5555],
+      mode: "generic",
+    });
     expect(() => parseDecapArgs(["attach", "eth0", "--gue-port=0"])).toThrow("--gue-port wants a port 1..65535, got '0'");
   });
 });
@@ -69,7 +107,11 @@ describe("xvs adm (popt, as ipvsadm 1.31)", () => {
   test("--opt=value and --opt value give the same table; a flag with =value is popt's error (exit 255)", async () => {
     const x = startXvs();
     expect(await x.adm(["--add-service", "--tcp-service=198.18.0.100:80", "--scheduler=rr", "--persistent=60"])).toEqual({ stdout: "", stderr: "", exit: 0 });
-    expect(await x.adm(["--add-server", "--tcp-service=198.18.0.100:80", "--real-server=198.18.1.11:80", "--masquerading", "--weight=3"])).toEqual({ stdout: "", stderr: "", exit: 0 });
+    expect(await x.adm(["--add-server", "--tcp-service=198.18.0.100:80", "--real-server=198.18.1.11:80", "--masquerading", "--weight=3"])).toEqual({
+      stdout: "",
+      stderr: "",
+      exit: 0,
+    });
     expect((await x.adm(["-Sn"])).stdout).toBe("-A -t 198.18.0.100:80 -s rr -p 60\n-a -t 198.18.0.100:80 -r 198.18.1.11:80 -m -w 3\n");
     // parse_options returns -1 on a popt error: ipvsadm prints popt's words and exits 255
     expect(await x.adm(["-L", "--numeric=1"])).toEqual({ stdout: "", stderr: "--numeric=1: option does not take an argument\n", exit: 255 });

@@ -7,10 +7,19 @@ import { runSysctl } from "../../../src/cli/sysctl.ts";
 import { startXvs, TOKEN, type Xvs } from "./fixture.ts";
 
 async function sysctl(x: Xvs, argv: string[], token: string | null = TOKEN) {
-  let stdout = "", stderr = "";
+  let stdout = "",
+    stderr = "";
   const exit = await runSysctl(argv, {
-    stdout: { write: (s: string) => { stdout += s; } },
-    stderr: { write: (s: string) => { stderr += s; } },
+    stdout: {
+      write: (s: string) => {
+        stdout += s;
+      },
+    },
+    stderr: {
+      write: (s: string) => {
+        stderr += s;
+      },
+    },
     fetch: (input, init) => x.app.request(input, init),
     apiBase: "http://127.0.0.1:9172",
     token,
@@ -22,7 +31,8 @@ describe("xvs sysctl", () => {
   test("with no name it prints every setting with the kernel's defaults", async () => {
     expect(await sysctl(startXvs(), [])).toEqual({
       stdout: "net.ipv4.vs.conn_reuse_mode = 1\nnet.ipv4.vs.expire_nodest_conn = 0\nnet.ipv4.vs.expire_quiescent_template = 0\nnet.ipv4.vs.sloppy_tcp = 0\n",
-      stderr: "", exit: 0,
+      stderr: "",
+      exit: 0,
     });
   });
 
@@ -37,7 +47,9 @@ describe("xvs sysctl", () => {
   test("an unknown name or a bad value is refused in sysctl's words and nothing changes", async () => {
     const x = startXvs();
     expect(await sysctl(x, ["net.ipv4.vs.sloppy_tcp=1", "net.ipv4.vs.am_droprate=1"])).toEqual({
-      stdout: "", stderr: "sysctl: cannot stat /proc/sys/net/ipv4/vs/am_droprate: No such file or directory\n", exit: 255,
+      stdout: "",
+      stderr: "sysctl: cannot stat /proc/sys/net/ipv4/vs/am_droprate: No such file or directory\n",
+      exit: 255,
     });
     expect((await sysctl(x, ["net.ipv4.vs.sloppy_tcp=2"])).stderr).toBe('sysctl: setting key "net.ipv4.vs.sloppy_tcp": Invalid argument\n');
     expect((await sysctl(x, ["net.ipv4.vs.conn_reuse_mode=4"])).exit).toBe(255);

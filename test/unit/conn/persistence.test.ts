@@ -9,7 +9,10 @@ import { connRows } from "../sched/replay.ts";
 import type { DestSpecT } from "../../../src/control/schemas.ts";
 import { TEMPLATE_RETRY_SEC } from "../../../src/conn/state.ts";
 
-const VIP = "198.18.0.100", RS1 = "198.18.17.2", RS2 = "198.18.18.2", RS3 = "198.18.19.2";
+const VIP = "198.18.0.100",
+  RS1 = "198.18.17.2",
+  RS2 = "198.18.18.2",
+  RS3 = "198.18.19.2";
 const K80 = { protocol: "tcp" as const, address: VIP, port: 80 };
 const dest = (address: string, o: Partial<DestSpecT> = {}): DestSpecT => ({ address, forward: "masq", weight: 1, upperThreshold: 0, lowerThreshold: 0, ...o });
 
@@ -50,7 +53,9 @@ describe("§10 persistence", () => {
     h.one(syn("10.1.1.5", 1000, ACK)); // the controlled connection is established
     expect(tpl().map((r) => r.row)).toEqual([`TCP 0A010100 0000 C6120064 0050 ${hexAddr(a)} 0050 ASSURED`]);
     // PersistConn counts templates, not connections; conns counts connections only
-    const id = h.model.allDests().find((d) => `${d.addr.words[0] >>> 24}.${(d.addr.words[0] >>> 16) & 255}.${(d.addr.words[0] >>> 8) & 255}.${d.addr.words[0] & 255}` === a)!.id;
+    const id = h.model
+      .allDests()
+      .find((d) => `${d.addr.words[0] >>> 24}.${(d.addr.words[0] >>> 16) & 255}.${(d.addr.words[0] >>> 8) & 255}.${d.addr.words[0] & 255}` === a)!.id;
     expect(h.counters.persist[id]).toBe(1);
     expect(h.counters.active[id]).toBe(3);
     expect(h.stats().new_conns).toBe(4);
@@ -69,7 +74,9 @@ describe("§10 persistence", () => {
     expect(b).not.toBe(a);
     expect(b).not.toBe("");
     // the old template was invalidated (ports 0xffff), a new one names b
-    const rows = connRows(h).filter((r) => r.row.includes(" 0A010105 0000 ")).map((r) => r.row);
+    const rows = connRows(h)
+      .filter((r) => r.row.includes(" 0A010105 0000 "))
+      .map((r) => r.row);
     expect(rows).toEqual([`TCP 0A010105 0000 C6120064 0050 ${hexAddr(b)} 0050 NONE`, `TCP 0A010105 0000 C6120064 FFFF ${hexAddr(a)} FFFF NONE`].sort());
   });
 
@@ -127,7 +134,8 @@ describe("§10 persistence", () => {
     h.model.addDest(k0, dest(RS1));
     h.model.addDest(k0, dest(RS2));
     h.apply();
-    const o1 = h.one(syn("10.1.1.5", 1000, SYN, 80)), o2 = h.one(syn("10.1.1.5", 1001, SYN, 443));
+    const o1 = h.one(syn("10.1.1.5", 1000, SYN, 80)),
+      o2 = h.one(syn("10.1.1.5", 1001, SYN, 443));
     expect([o1.port, o2.port]).toEqual([1, 1]);
     expect(o1.frame.subarray(30, 34)).toEqual(o2.frame.subarray(30, 34));
     const dv = (f: Uint8Array) => new DataView(f.buffer, f.byteOffset);
@@ -143,7 +151,8 @@ describe("IPv6 persistence", () => {
     h.model.addService({ ...k, scheduler: "rr", onePacket: false, schedFlags: [], persistence: { timeout: 60, netmask: "64" } });
     for (const a of ["2001:db8:2::11", "2001:db8:2::12"]) h.model.addDest(k, dest(a));
     h.apply();
-    const f6 = (src: string, sport: number) => new PacketBuilder().eth(PORT_MACS[0], GATEWAY_MAC).ipv6({ src, dst: VIP6 }).tcp({ sport, dport: 80, flags: SYN }).build();
+    const f6 = (src: string, sport: number) =>
+      new PacketBuilder().eth(PORT_MACS[0], GATEWAY_MAC).ipv6({ src, dst: VIP6 }).tcp({ sport, dport: 80, flags: SYN }).build();
     const daddr = (src: string, sport: number) => Array.from(h.one(f6(src, sport)).frame.subarray(38, 54)).join(".");
     const a = daddr("2001:db8:1::5", 1000);
     expect(daddr("2001:db8:1::ffff:9", 1001)).toBe(a);
@@ -209,5 +218,8 @@ describe("§10 thresholds through the fast path", () => {
 });
 
 function hexAddr(a: string): string {
-  return a.split(".").map((x) => Number(x).toString(16).toUpperCase().padStart(2, "0")).join("");
+  return a
+    .split(".")
+    .map((x) => Number(x).toString(16).toUpperCase().padStart(2, "0"))
+    .join("");
 }

@@ -5,13 +5,24 @@
 import { beforeEach, describe, expect, test } from "bun:test";
 import { ACK, FIN, PacketBuilder, RST, SYN } from "../../util/packet.ts";
 import { GATEWAY_MAC, Harness, PORT_MACS, realMac } from "../../util/harness.ts";
+import { CF_USED, CONN_DEST, CONN_EXPIRES, CONN_FLAGS, CONN_PROTO_STATE, CONN_WORDS, HDR_HIGH, TICKS_PER_SEC } from "../../../src/conn/table.ts";
 import {
-  CF_USED, CONN_DEST, CONN_EXPIRES, CONN_FLAGS, CONN_PROTO_STATE, CONN_WORDS, HDR_HIGH, TICKS_PER_SEC,
-} from "../../../src/conn/table.ts";
-import { S_CLOSE, S_CLOSE_WAIT, S_ESTABLISHED, S_FIN_WAIT, S_SYN_RECV, S_TIME_WAIT, TCP_STATE_NAMES, TCP_TIMEOUTS_SEC, UDP_TIMEOUT_SEC } from "../../../src/conn/state.ts";
+  S_CLOSE,
+  S_CLOSE_WAIT,
+  S_ESTABLISHED,
+  S_FIN_WAIT,
+  S_SYN_RECV,
+  S_TIME_WAIT,
+  TCP_STATE_NAMES,
+  TCP_TIMEOUTS_SEC,
+  UDP_TIMEOUT_SEC,
+} from "../../../src/conn/state.ts";
 import { DEFAULT_TIMEOUTS } from "../../../src/config/model.ts";
 
-const VIP = "198.18.0.100", CLIENT = "198.18.1.2", RS1 = "198.18.17.2", RS2 = "198.18.18.2";
+const VIP = "198.18.0.100",
+  CLIENT = "198.18.1.2",
+  RS1 = "198.18.17.2",
+  RS2 = "198.18.18.2";
 
 function tcp(sport: number, flags: number, src = CLIENT): Uint8Array {
   return new PacketBuilder().eth(PORT_MACS[0], GATEWAY_MAC).ipv4({ src, dst: VIP }).tcp({ sport, dport: 80, flags }).build();
@@ -25,7 +36,8 @@ function udp(sport: number): Uint8Array {
 
 /** The live connection records: [state name, seconds left, dest id]. */
 function conns(h: Harness): [string, number, number][] {
-  const r = h.conns.rec, out: [string, number, number][] = [];
+  const r = h.conns.rec,
+    out: [string, number, number][] = [];
   for (let id = 0; id < h.conns.header[HDR_HIGH]; id++) {
     const o = id * CONN_WORDS;
     if ((r[o + CONN_FLAGS] & CF_USED) === 0) continue;
@@ -160,15 +172,25 @@ describe("§10 connection states and counts", () => {
 
   test("states visited by a full close count ActiveConn only while SYN_RECV/ESTABLISHED", () => {
     const seen: [string, number, number][] = [];
-    const steps: [Uint8Array, number][] = [[tcp(41000, SYN), 0], [reply(RS2, 41000, SYN | ACK, d2), 1], [tcp(41000, ACK), 0],
-      [reply(RS2, 41000, FIN | ACK, d2), 1], [tcp(41000, ACK), 0], [tcp(41000, FIN | ACK), 0]];
+    const steps: [Uint8Array, number][] = [
+      [tcp(41000, SYN), 0],
+      [reply(RS2, 41000, SYN | ACK, d2), 1],
+      [tcp(41000, ACK), 0],
+      [reply(RS2, 41000, FIN | ACK, d2), 1],
+      [tcp(41000, ACK), 0],
+      [tcp(41000, FIN | ACK), 0],
+    ];
     for (const [f, port] of steps) {
       h.one(f, port);
       seen.push([conns(h)[0][0], h.counters.active[d2], h.counters.inactive[d2]]);
     }
     expect(seen).toEqual([
-      ["SYN_RECV", 1, 0], ["SYN_RECV", 1, 0], ["ESTABLISHED", 1, 0],
-      [TCP_STATE_NAMES[S_FIN_WAIT], 0, 1], [TCP_STATE_NAMES[S_FIN_WAIT], 0, 1], [TCP_STATE_NAMES[S_TIME_WAIT], 0, 1],
+      ["SYN_RECV", 1, 0],
+      ["SYN_RECV", 1, 0],
+      ["ESTABLISHED", 1, 0],
+      [TCP_STATE_NAMES[S_FIN_WAIT], 0, 1],
+      [TCP_STATE_NAMES[S_FIN_WAIT], 0, 1],
+      [TCP_STATE_NAMES[S_TIME_WAIT], 0, 1],
     ]);
     expect(TCP_STATE_NAMES[S_ESTABLISHED]).toBe("ESTABLISHED");
     expect(TCP_STATE_NAMES[S_CLOSE_WAIT]).toBe("CLOSE_WAIT");

@@ -1,18 +1,32 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import {
-  CF_OUT_ENTRY, CF_TEMPLATE, CONN_CADDR, CONN_CPORT_VPORT, CONN_DADDR, CONN_DPORT, CONN_EXPIRES, CONN_FLAGS, CONN_PROTO_STATE,
-  CONN_TIMEOUT, CONN_VADDR, CONN_WORDS, ConnTable, TICKS_PER_SEC,
+  CF_OUT_ENTRY,
+  CF_TEMPLATE,
+  CONN_CADDR,
+  CONN_CPORT_VPORT,
+  CONN_DADDR,
+  CONN_DPORT,
+  CONN_EXPIRES,
+  CONN_FLAGS,
+  CONN_PROTO_STATE,
+  CONN_TIMEOUT,
+  CONN_VADDR,
+  CONN_WORDS,
+  ConnTable,
+  TICKS_PER_SEC,
 } from "../../../src/conn/table.ts";
 import { hashTuple } from "../../../src/wire/flow.ts";
 
-const VIP = 0xc6120064 | 0, RS = 0xc612020b | 0;
+const VIP = 0xc6120064 | 0,
+  RS = 0xc612020b | 0;
 
 /** Create a NAT connection client:cport -> VIP:vport -> RS:8080 expiring in `secs`. */
 function add(t: ConnTable, client: number, cport: number, now: number, secs = 60, vport = 80): number {
   const id = t.alloc();
   if (id < 0) return id;
-  const o = id * CONN_WORDS, r = t.rec;
+  const o = id * CONN_WORDS,
+    r = t.rec;
   r[o + CONN_FLAGS] |= CF_OUT_ENTRY;
   r[o + CONN_PROTO_STATE] = 6 << 8;
   r[o + CONN_CADDR] = client;
@@ -154,42 +168,49 @@ describe("connection table", () => {
   });
 
   test("under random inserts and deletes, a reply always finds the newest live connection expecting it", () => {
-    fc.assert(fc.property(fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 0, max: 3 }), fc.integer({ min: 1, max: 6 })), { maxLength: 120 }), (ops) => {
-      const t = new ConnTable(32, 11);
-      // per client port: live connection ids, oldest first
-      const live = new Map<number, number[]>();
-      let vport = 100;
-      for (const [ins, cp, pick] of ops) {
-        const port = 40000 + cp, ids = live.get(port) ?? [];
-        if (ins && !t.full) ids.push(add(t, 0xc6120102 | 0, port, 0, 60, vport++));
-        else if (!ins && ids.length > 0) t.release(ids.splice(pick % ids.length, 1)[0]);
-        live.set(port, ids);
-        for (const [p, l] of live) {
-          const want = l.length > 0 ? (l[l.length - 1] << 1) | 1 : -1;
-          if (lookupOut(t, 0xc6120102 | 0, p) !== want) return false;
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 0, max: 3 }), fc.integer({ min: 1, max: 6 })), { maxLength: 120 }), (ops) => {
+        const t = new ConnTable(32, 11);
+        // per client port: live connection ids, oldest first
+        const live = new Map<number, number[]>();
+        let vport = 100;
+        for (const [ins, cp, pick] of ops) {
+          const port = 40000 + cp,
+            ids = live.get(port) ?? [];
+          if (ins && !t.full) ids.push(add(t, 0xc6120102 | 0, port, 0, 60, vport++));
+          else if (!ins && ids.length > 0) t.release(ids.splice(pick % ids.length, 1)[0]);
+          live.set(port, ids);
+          for (const [p, l] of live) {
+            const want = l.length > 0 ? (l[l.length - 1] << 1) | 1 : -1;
+            if (lookupOut(t, 0xc6120102 | 0, p) !== want) return false;
+          }
         }
-      }
-      return true;
-    }), { numRuns: 300 });
+        return true;
+      }),
+      { numRuns: 300 },
+    );
   });
 
   test("behaves like a map under random inserts, lookups and deletes (backward-shift deletion keeps every key reachable)", () => {
-    fc.assert(fc.property(fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 6 })), { maxLength: 300 }), (ops) => {
-      const t = new ConnTable(64, 3);
-      const model = new Map<string, number>();
-      for (const [ins, client, port] of ops) {
-        const k = `${client}:${port}`;
-        if (ins && !model.has(k) && !t.full) model.set(k, add(t, client, port, 0));
-        else if (!ins && model.has(k)) {
-          t.release(model.get(k)!);
-          model.delete(k);
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 6 })), { maxLength: 300 }), (ops) => {
+        const t = new ConnTable(64, 3);
+        const model = new Map<string, number>();
+        for (const [ins, client, port] of ops) {
+          const k = `${client}:${port}`;
+          if (ins && !model.has(k) && !t.full) model.set(k, add(t, client, port, 0));
+          else if (!ins && model.has(k)) {
+            t.release(model.get(k)!);
+            model.delete(k);
+          }
+          for (const [kk, id] of model) {
+            const [c, p] = kk.split(":").map(Number);
+            if (lookupIn(t, c, p) !== id << 1 || lookupOut(t, c, p) !== ((id << 1) | 1)) return false;
+          }
         }
-        for (const [kk, id] of model) {
-          const [c, p] = kk.split(":").map(Number);
-          if (lookupIn(t, c, p) !== id << 1 || lookupOut(t, c, p) !== ((id << 1) | 1)) return false;
-        }
-      }
-      return t.size === model.size;
-    }), { numRuns: 200 });
+        return t.size === model.size;
+      }),
+      { numRuns: 200 },
+    );
   });
 });

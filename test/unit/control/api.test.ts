@@ -6,12 +6,33 @@
  */
 import { describe, expect, test } from "bun:test";
 import { MAX_BODY_BYTES } from "../../../src/control/app.ts";
-import { CF_USED, CONN_CADDR, CONN_CPORT_VPORT, CONN_DADDR, CONN_DPORT, CONN_EXPIRES, CONN_FLAGS, CONN_PROTO_STATE, CONN_VADDR, CONN_WORDS } from "../../../src/conn/table.ts";
+import {
+  CF_USED,
+  CONN_CADDR,
+  CONN_CPORT_VPORT,
+  CONN_DADDR,
+  CONN_DPORT,
+  CONN_EXPIRES,
+  CONN_FLAGS,
+  CONN_PROTO_STATE,
+  CONN_VADDR,
+  CONN_WORDS,
+} from "../../../src/conn/table.ts";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConfigStore, loadConfigFile, TABLE_FILE } from "../../../src/control/config-store.ts";
-import { ConnsPage, DestReplaced, ErrorBody, FWMARK_UNSUPPORTED_MESSAGE, Health, Info, ServiceList, ServiceReplaced, ServiceView } from "../../../src/control/schemas.ts";
+import {
+  ConnsPage,
+  DestReplaced,
+  ErrorBody,
+  FWMARK_UNSUPPORTED_MESSAGE,
+  Health,
+  Info,
+  ServiceList,
+  ServiceReplaced,
+  ServiceView,
+} from "../../../src/control/schemas.ts";
 import { MAX_SERVICES, SET_CONN_REUSE_MODE, SET_EXPIRE_NODEST_CONN, SET_SLOPPY_TCP } from "../../../src/service/tables.ts";
 import { NOW_MS, startXvs, TOKEN, type Xvs } from "../cli/fixture.ts";
 
@@ -107,13 +128,33 @@ describe("services", () => {
     const fwm = { fwmark: 7, family: "ipv6", scheduler: "rr" };
     const refused = (r: { status: number; json: unknown }, path = "fwmark") => {
       expect(r.status).toBe(400);
-      expect(ErrorBody.parse(r.json).error).toMatchObject({ code: "INVAL", message: `${path}: ${FWMARK_UNSUPPORTED_MESSAGE}`, issues: [{ path, message: FWMARK_UNSUPPORTED_MESSAGE, value: 7 }] });
+      expect(ErrorBody.parse(r.json).error).toMatchObject({
+        code: "INVAL",
+        message: `${path}: ${FWMARK_UNSUPPORTED_MESSAGE}`,
+        issues: [{ path, message: FWMARK_UNSUPPORTED_MESSAGE, value: 7 }],
+      });
     };
     expect(FWMARK_UNSUPPORTED_MESSAGE).toMatch(/^Firewall-mark services are not supported by xvs: .*XDP.*never match a packet$/);
     refused(await call(x, "POST", "/v1/services", fwm));
     refused(await call(x, "PUT", "/v1/services/fwm6:7", fwm));
-    refused(await call(x, "POST", "/v1/batch", { commands: [{ op: "add-service", service: SVC }, { op: "add-service", service: fwm }] }), "commands.1.service.fwmark");
-    refused(await call(x, "PUT", "/v1/config", { services: [{ ...SVC, port: 81 }, { ...fwm, dests: [] }] }), "services.1.fwmark");
+    refused(
+      await call(x, "POST", "/v1/batch", {
+        commands: [
+          { op: "add-service", service: SVC },
+          { op: "add-service", service: fwm },
+        ],
+      }),
+      "commands.1.service.fwmark",
+    );
+    refused(
+      await call(x, "PUT", "/v1/config", {
+        services: [
+          { ...SVC, port: 81 },
+          { ...fwm, dests: [] },
+        ],
+      }),
+      "services.1.fwmark",
+    );
     expect((await call(x, "GET", "/v1/config")).json).toEqual(before);
     // a fwmark id still parses: asking for one is the ordinary 404
     expectError(await call(x, "GET", "/v1/services/fwm:7"), 404, /^No such service$/);
@@ -172,17 +213,29 @@ describe("real servers", () => {
 
   test("replacing or deleting a missing real server is 404 No such destination", async () => {
     const x = await withService();
-    expectError(await call(x, "PUT", `/v1/services/${SVC_ID}/dests/198.18.1.12:80`, { ...DEST, address: "198.18.1.12", port: 80 }), 404, /^No such destination$/);
+    expectError(
+      await call(x, "PUT", `/v1/services/${SVC_ID}/dests/198.18.1.12:80`, { ...DEST, address: "198.18.1.12", port: 80 }),
+      404,
+      /^No such destination$/,
+    );
     expectError(await call(x, "DELETE", `/v1/services/${SVC_ID}/dests/198.18.1.12:80`), 404, /^No such destination$/);
   });
 
   test("a body naming another real server than the path is 400", async () => {
-    expectError(await call(await withService(), "PUT", `/v1/services/${SVC_ID}/dests/198.18.1.11:8080`, { ...DEST, address: "198.18.1.99" }), 400, /names real server/);
+    expectError(
+      await call(await withService(), "PUT", `/v1/services/${SVC_ID}/dests/198.18.1.11:8080`, { ...DEST, address: "198.18.1.99" }),
+      400,
+      /names real server/,
+    );
   });
 
   test("an IPv6 real server behind an IPv4 service is refused unless it is tunnelled", async () => {
     const x = await withService();
-    expectError(await call(x, "POST", `/v1/services/${SVC_ID}/dests`, { address: "2001:db8::11", port: 80, forward: "masq" }), 400, /Different address family is allowed only for tunneling servers/);
+    expectError(
+      await call(x, "POST", `/v1/services/${SVC_ID}/dests`, { address: "2001:db8::11", port: 80, forward: "masq" }),
+      400,
+      /Different address family is allowed only for tunneling servers/,
+    );
     expect((await call(x, "POST", `/v1/services/${SVC_ID}/dests`, { address: "2001:db8::11", port: 80, forward: "tunnel" })).status).toBe(201);
   });
 
@@ -202,7 +255,13 @@ describe("partial updates (PATCH) and what a replace (PUT) changed", () => {
     expect((await call(x, "PATCH", DEST_PATH, { upperThreshold: 9, lowerThreshold: 2 })).status).toBe(200);
     const r = await call(x, "PATCH", DEST_PATH, { weight: 7 });
     expect(r.status).toBe(200);
-    expect(DestReplaced.parse(r.json)).toMatchObject({ forward: "masq", weight: 7, upperThreshold: 9, lowerThreshold: 2, changes: [{ field: "weight", old: 2, new: 7 }] });
+    expect(DestReplaced.parse(r.json)).toMatchObject({
+      forward: "masq",
+      weight: 7,
+      upperThreshold: 9,
+      lowerThreshold: 2,
+      changes: [{ field: "weight", old: 2, new: 7 }],
+    });
     expect(dest(x)).toMatchObject({ forward: "masq", weight: 7, upperThreshold: 9, lowerThreshold: 2 });
   });
 
@@ -210,7 +269,10 @@ describe("partial updates (PATCH) and what a replace (PUT) changed", () => {
     const x = await withService();
     const r = await call(x, "PUT", DEST_PATH, { address: "198.18.1.11", port: 8080, weight: 3 });
     expect(r.status).toBe(200);
-    expect(DestReplaced.parse(r.json).changes).toEqual([{ field: "forward", old: "masq", new: "route" }, { field: "weight", old: 2, new: 3 }]);
+    expect(DestReplaced.parse(r.json).changes).toEqual([
+      { field: "forward", old: "masq", new: "route" },
+      { field: "weight", old: 2, new: 3 },
+    ]);
     expect(dest(x).forward).toBe("route");
     // the same PUT again changes nothing and says so
     expect(DestReplaced.parse((await call(x, "PUT", DEST_PATH, { address: "198.18.1.11", port: 8080, weight: 3 })).json).changes).toEqual([]);
@@ -253,7 +315,10 @@ describe("partial updates (PATCH) and what a replace (PUT) changed", () => {
     expect(ServiceReplaced.parse(r.json).changes).toEqual([{ field: "persistence", old: null, new: { timeout: 60 } }]);
     expect(svc()).toMatchObject({ scheduler: "rr", persistence: { timeout: 60 } });
     r = await call(x, "PATCH", `/v1/services/${SVC_ID}`, { persistence: null, scheduler: "wrr" });
-    expect(ServiceReplaced.parse(r.json).changes).toEqual([{ field: "scheduler", old: "rr", new: "wrr" }, { field: "persistence", old: { timeout: 60 }, new: null }]);
+    expect(ServiceReplaced.parse(r.json).changes).toEqual([
+      { field: "scheduler", old: "rr", new: "wrr" },
+      { field: "persistence", old: { timeout: 60 }, new: null },
+    ]);
     // ipvsadm -E semantics: PUT without a scheduler is wlc
     r = await call(x, "PUT", `/v1/services/${SVC_ID}`, { protocol: "tcp", address: "198.18.0.100", port: 80 });
     expect(ServiceReplaced.parse(r.json).changes).toEqual([{ field: "scheduler", old: "wrr", new: "wlc" }]);
@@ -281,7 +346,7 @@ describe("partial updates (PATCH) and what a replace (PUT) changed", () => {
 
 describe("bad input", () => {
   test("malformed JSON is 400 naming the parse error", async () => {
-    expectError(await call(startXvs(), "POST", "/v1/services", "{\"protocol\": tcp"), 400, /^body: not valid JSON/);
+    expectError(await call(startXvs(), "POST", "/v1/services", '{"protocol": tcp'), 400, /^body: not valid JSON/);
   });
 
   test("an empty body is 400", async () => {
@@ -291,7 +356,11 @@ describe("bad input", () => {
   test("a wrong type names the field, the value and the reason", async () => {
     const r = await call(startXvs(), "POST", "/v1/services", { ...SVC, port: "80" });
     expect(r.status).toBe(400);
-    expect((r.json as { error: { issues: unknown[] } }).error.issues).toContainEqual({ path: "port", message: expect.stringMatching(/expected number/), value: "80" });
+    expect((r.json as { error: { issues: unknown[] } }).error.issues).toContainEqual({
+      path: "port",
+      message: expect.stringMatching(/expected number/),
+      value: "80",
+    });
   });
 
   test("an unknown field is 400 naming the field", async () => {
@@ -315,7 +384,11 @@ describe("bad input", () => {
   });
 
   test("an IPv6 netmask on an IPv4 service is refused with ipvsadm's words", async () => {
-    expectError(await call(startXvs(), "POST", "/v1/services", { ...SVC, persistence: { netmask: "64" } }), 400, /illegal virtual server persistent mask specified/);
+    expectError(
+      await call(startXvs(), "POST", "/v1/services", { ...SVC, persistence: { netmask: "64" } }),
+      400,
+      /illegal virtual server persistent mask specified/,
+    );
   });
 
   test("a mutating request without a token is 401 and changes nothing", async () => {
@@ -343,7 +416,12 @@ describe("timeouts and zeroing", () => {
 
   test("settings: the kernel's defaults, a partial change keeps the rest, the next generation carries them", async () => {
     const x = startXvs();
-    expect((await call(x, "GET", "/v1/settings")).json).toEqual({ expireNodestConn: false, expireQuiescentTemplate: false, sloppyTcp: false, connReuseMode: 1 });
+    expect((await call(x, "GET", "/v1/settings")).json).toEqual({
+      expireNodestConn: false,
+      expireQuiescentTemplate: false,
+      sloppyTcp: false,
+      connReuseMode: 1,
+    });
     const gen = x.daemon.tables().generation;
     const r = await call(x, "PUT", "/v1/settings", { expireNodestConn: true, connReuseMode: 3 });
     expect(r.json).toEqual({ expireNodestConn: true, expireQuiescentTemplate: false, sloppyTcp: false, connReuseMode: 3 });
@@ -353,7 +431,12 @@ describe("timeouts and zeroing", () => {
     // saved with the table, and a restore without settings goes back to the defaults
     expect(((await call(x, "GET", "/v1/config")).json as { settings: unknown }).settings).toEqual(r.json);
     await call(x, "PUT", "/v1/config", { services: [] });
-    expect((await call(x, "GET", "/v1/settings")).json).toEqual({ expireNodestConn: false, expireQuiescentTemplate: false, sloppyTcp: false, connReuseMode: 1 });
+    expect((await call(x, "GET", "/v1/settings")).json).toEqual({
+      expireNodestConn: false,
+      expireQuiescentTemplate: false,
+      sloppyTcp: false,
+      connReuseMode: 1,
+    });
   });
 
   test("settings: a bad value or an unknown name is 400 and changes nothing; a write needs the token", async () => {
@@ -362,7 +445,12 @@ describe("timeouts and zeroing", () => {
     expectError(await call(x, "PUT", "/v1/settings", { sloppyTcp: 1 }), 400, /sloppyTcp/);
     expectError(await call(x, "PUT", "/v1/settings", { expire_nodest_conn: true }), 400, /expire_nodest_conn/);
     expect((await call(x, "PUT", "/v1/settings", { sloppyTcp: true }, { "content-type": "application/json" })).status).toBe(401);
-    expect((await call(x, "GET", "/v1/settings")).json).toEqual({ expireNodestConn: false, expireQuiescentTemplate: false, sloppyTcp: false, connReuseMode: 1 });
+    expect((await call(x, "GET", "/v1/settings")).json).toEqual({
+      expireNodestConn: false,
+      expireQuiescentTemplate: false,
+      sloppyTcp: false,
+      connReuseMode: 1,
+    });
   });
 
   test("a timeout beyond 31 days is 400", async () => {
@@ -421,8 +509,14 @@ describe("connections", () => {
     expect(ports).toEqual(Array.from({ length: 250 }, (_, i) => 10000 + i));
     const first = ConnsPage.parse((await call(x, "GET", "/v1/conns?limit=1")).json).conns[0];
     expect(first).toEqual({
-      protocol: "TCP", state: "ESTABLISHED", expiresSec: 900, template: false, forward: "masq",
-      client: { address: "198.18.1.2", port: 10000 }, virtual: { address: "198.18.0.100", port: 80 }, dest: { address: "198.18.11.2", port: 80 },
+      protocol: "TCP",
+      state: "ESTABLISHED",
+      expiresSec: 900,
+      template: false,
+      forward: "masq",
+      client: { address: "198.18.1.2", port: 10000 },
+      virtual: { address: "198.18.0.100", port: 80 },
+      dest: { address: "198.18.11.2", port: 80 },
     });
   });
 
@@ -442,7 +536,14 @@ describe("connections", () => {
 describe("save, restore and batches", () => {
   test("GET /v1/config fed to PUT /v1/config rebuilds the same table", async () => {
     const x = await withService();
-    await call(x, "POST", "/v1/services", { protocol: "udp", address: "2001:db8::3", port: 0, scheduler: "sh", schedFlags: ["sh-port"], persistence: { timeout: 30, netmask: "64" } });
+    await call(x, "POST", "/v1/services", {
+      protocol: "udp",
+      address: "2001:db8::3",
+      port: 0,
+      scheduler: "sh",
+      schedFlags: ["sh-port"],
+      persistence: { timeout: 30, netmask: "64" },
+    });
     await call(x, "POST", `/v1/services/${SVC_ID}/dests`, { address: "198.18.1.12", forward: "tunnel", tunnel: { type: "gue", port: 6080, csum: "csum" } });
     const saved = (await call(x, "GET", "/v1/config")).json;
     const y = startXvs();
@@ -462,9 +563,20 @@ describe("save, restore and batches", () => {
 
   test("a batch is applied whole or not at all, and its error names the failing command", async () => {
     const x = startXvs();
-    const ok = await call(x, "POST", "/v1/batch", { commands: [{ op: "add-service", service: SVC }, { op: "add-dest", service: { protocol: "tcp", address: "198.18.0.100", port: 80 }, dest: DEST }] });
+    const ok = await call(x, "POST", "/v1/batch", {
+      commands: [
+        { op: "add-service", service: SVC },
+        { op: "add-dest", service: { protocol: "tcp", address: "198.18.0.100", port: 80 }, dest: DEST },
+      ],
+    });
     expect(ok.json).toEqual({ applied: 2 });
-    const r = await call(x, "POST", "/v1/batch", { commands: [{ op: "clear" }, { op: "add-service", service: { ...SVC, port: 81 } }, { op: "delete-service", service: { protocol: "udp", address: "198.18.0.1", port: 1 } }] });
+    const r = await call(x, "POST", "/v1/batch", {
+      commands: [
+        { op: "clear" },
+        { op: "add-service", service: { ...SVC, port: 81 } },
+        { op: "delete-service", service: { protocol: "udp", address: "198.18.0.1", port: 1 } },
+      ],
+    });
     expect(r.status).toBe(404);
     expect(r.json).toEqual({ error: { code: "NOTEXIST", message: "No such service", index: 2 } });
     expect(x.daemon.model.services.map((s) => s.port)).toEqual([80]);
@@ -473,7 +585,10 @@ describe("save, restore and batches", () => {
 
   test("a batch that would overfill the service table is 503 and leaves nothing behind", async () => {
     const x = startXvs();
-    const commands = Array.from({ length: MAX_SERVICES + 1 }, (_, i) => ({ op: "add-service", service: { protocol: "udp", address: "198.18.0.100", port: i + 1, scheduler: "rr" } }));
+    const commands = Array.from({ length: MAX_SERVICES + 1 }, (_, i) => ({
+      op: "add-service",
+      service: { protocol: "udp", address: "198.18.0.100", port: i + 1, scheduler: "rr" },
+    }));
     const r = await call(x, "POST", "/v1/batch", { commands });
     expect(r.status).toBe(503);
     expect(r.json).toEqual({ error: { code: "NOROOM", message: `too many virtual services (at most ${MAX_SERVICES})`, index: MAX_SERVICES } });
@@ -492,7 +607,15 @@ describe("config file and saved table with a fwmark service", () => {
   test("refused at load with one line naming the file, the service and why; nothing is applied", () => {
     const dir = mkdtempSync(join(tmpdir(), "xvs-fwmark-"));
     const path = join(dir, "xvs.json");
-    writeFileSync(path, JSON.stringify({ services: [{ ...SVC, dests: [DEST] }, { fwmark: 9, scheduler: "rr", dests: [{ address: "198.18.1.11" }] }] }));
+    writeFileSync(
+      path,
+      JSON.stringify({
+        services: [
+          { ...SVC, dests: [DEST] },
+          { fwmark: 9, scheduler: "rr", dests: [{ address: "198.18.1.11" }] },
+        ],
+      }),
+    );
     try {
       expect(() => loadConfigFile(path)).toThrow(`config file ${path}: services.1.fwmark: ${FWMARK_UNSUPPORTED_MESSAGE} (value 9)`);
       // a saved table of an older xvs that held one: the same refusal at start, before anything is applied
@@ -535,7 +658,10 @@ describe("concurrency", () => {
 describe("OpenAPI document", () => {
   test("describes every route with its schemas and the bearer scheme", async () => {
     const x = startXvs();
-    const doc = (await call(x, "GET", "/v1/openapi.json")).json as { openapi: string; paths: Record<string, Record<string, { security?: unknown; requestBody?: unknown; responses: Record<string, unknown> }>> };
+    const doc = (await call(x, "GET", "/v1/openapi.json")).json as {
+      openapi: string;
+      paths: Record<string, Record<string, { security?: unknown; requestBody?: unknown; responses: Record<string, unknown> }>>;
+    };
     expect(doc.openapi).toBe("3.1.0");
     const { apiRoutes } = await import("../../../src/control/app.ts");
     for (const r of apiRoutes(x.daemon)) {
@@ -548,7 +674,21 @@ describe("OpenAPI document", () => {
   });
 
   test("documents PATCH of services and real servers, and the changes a PUT or PATCH answers with", async () => {
-    const doc = (await call(startXvs(), "GET", "/v1/openapi.json")).json as { paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: { properties: Record<string, unknown>; additionalProperties?: boolean; required?: string[] } }> }; responses: Record<string, { content?: Record<string, { schema: { properties: Record<string, { items?: { properties: Record<string, unknown> } }> } }> }> }>> };
+    const doc = (await call(startXvs(), "GET", "/v1/openapi.json")).json as {
+      paths: Record<
+        string,
+        Record<
+          string,
+          {
+            requestBody?: { content: Record<string, { schema: { properties: Record<string, unknown>; additionalProperties?: boolean; required?: string[] } }> };
+            responses: Record<
+              string,
+              { content?: Record<string, { schema: { properties: Record<string, { items?: { properties: Record<string, unknown> } }> } }> }
+            >;
+          }
+        >
+      >;
+    };
     for (const path of ["/v1/services/{svc}", "/v1/services/{svc}/dests/{dest}"]) {
       for (const method of ["put", "patch"]) {
         const changes = doc.paths[path][method].responses["200"].content!["application/json"].schema.properties.changes;

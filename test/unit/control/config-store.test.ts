@@ -48,7 +48,14 @@ describe("saved table", () => {
   test("a crash between writing the temporary file and the rename leaves the old table, and the stray file is removed on load", async () => {
     const dir = tempDir();
     let crash = false;
-    const daemon = new Daemon(null, new ConfigStore(dir, { afterWrite: () => { if (crash) throw new Crash("power cut"); } }));
+    const daemon = new Daemon(
+      null,
+      new ConfigStore(dir, {
+        afterWrite: () => {
+          if (crash) throw new Crash("power cut");
+        },
+      }),
+    );
     await daemon.mutate((m) => m.addService(svc(80)));
     const before = readFileSync(join(dir, TABLE_FILE), "utf8");
     crash = true;
@@ -63,7 +70,14 @@ describe("saved table", () => {
   test("a change whose save failed is not applied: model and tables stay as they were", async () => {
     const dir = tempDir();
     let crash = false;
-    const daemon = new Daemon(null, new ConfigStore(dir, { afterWrite: () => { if (crash) throw new Crash("disk full"); } }));
+    const daemon = new Daemon(
+      null,
+      new ConfigStore(dir, {
+        afterWrite: () => {
+          if (crash) throw new Crash("disk full");
+        },
+      }),
+    );
     await daemon.mutate((m) => m.addService(svc(80)));
     const gen = daemon.tables().generation;
     crash = true;
@@ -90,7 +104,13 @@ describe("saved table", () => {
     const dir = tempDir();
     const m = new Model();
     m.addService(svc(80));
-    expect(() => new ConfigStore(dir, { afterRename: () => { throw new Crash("after rename"); } }).save(m)).toThrow(Crash);
+    expect(() =>
+      new ConfigStore(dir, {
+        afterRename: () => {
+          throw new Crash("after rename");
+        },
+      }).save(m),
+    ).toThrow(Crash);
     expect(new ConfigStore(dir).load()!.services).toHaveLength(1);
   });
 
@@ -119,7 +139,16 @@ describe("config file", () => {
     const doc: ConfigDocIn = {
       timeouts: { tcp: 600 },
       services: [
-        { protocol: "tcp", address: "198.18.0.100", port: 80, scheduler: "wrr", dests: [{ address: "198.18.1.11", forward: "masq", weight: 2 }, { address: "198.18.1.12", forward: "masq" }] },
+        {
+          protocol: "tcp",
+          address: "198.18.0.100",
+          port: 80,
+          scheduler: "wrr",
+          dests: [
+            { address: "198.18.1.11", forward: "masq", weight: 2 },
+            { address: "198.18.1.12", forward: "masq" },
+          ],
+        },
         { protocol: "udp", address: "2001:db8::9", port: 53, scheduler: "sh", schedFlags: ["sh-port"] },
       ],
     };
@@ -127,7 +156,10 @@ describe("config file", () => {
     const m = new Model();
     applyConfig(m, loaded);
     expect(m.services).toHaveLength(2);
-    expect(m.services[0].dests.map((d) => [d.spec.address, d.port, d.spec.weight])).toEqual([["198.18.1.12", 80, 1], ["198.18.1.11", 80, 2]]);
+    expect(m.services[0].dests.map((d) => [d.spec.address, d.port, d.spec.weight])).toEqual([
+      ["198.18.1.12", 80, 1],
+      ["198.18.1.11", 80, 2],
+    ]);
     expect(m.timeouts).toEqual({ tcp: 600, tcpfin: 120, udp: 300 });
   });
 
@@ -143,14 +175,26 @@ describe("config file", () => {
       throw new Error("no error");
     };
     expect(one(() => loadConfigFile("/nonexistent/xvs.json"))).toBe("config file /nonexistent/xvs.json: cannot read it (ENOENT)");
-    expect(one(() => loadConfigFile(file("{\"services\": [")))).toMatch(/^config file .*xvs\.json: not valid JSON/);
-    expect(one(() => loadConfigFile(file(JSON.stringify({ services: [{ protocol: "tcp", address: "198.18.0.100", port: 80, dests: [{ address: "198.18.1.1", weight: -5 }] }] }))))).toMatch(/: services\.0\.dests\.0\.weight: Too small: expected number to be >=0 \(value -5\)$/);
-    expect(one(() => loadConfigFile(file(JSON.stringify({ services: [{ protocol: "tcp", address: "198.18.0.100", port: 80, color: 1 }] }))))).toMatch(/: services\.0\.color: unknown field \(value 1\)$/);
-    expect(one(() => loadConfigFile(file(JSON.stringify({ services: [{ protocol: "tcp", address: "2001:db8::1", port: 0 }] }))))).toMatch(/: services\.0\.port: Zero port specified for non-persistent service/);
+    expect(one(() => loadConfigFile(file('{"services": [')))).toMatch(/^config file .*xvs\.json: not valid JSON/);
+    expect(
+      one(() =>
+        loadConfigFile(
+          file(JSON.stringify({ services: [{ protocol: "tcp", address: "198.18.0.100", port: 80, dests: [{ address: "198.18.1.1", weight: -5 }] }] })),
+        ),
+      ),
+    ).toMatch(/: services\.0\.dests\.0\.weight: Too small: expected number to be >=0 \(value -5\)$/);
+    expect(one(() => loadConfigFile(file(JSON.stringify({ services: [{ protocol: "tcp", address: "198.18.0.100", port: 80, color: 1 }] }))))).toMatch(
+      /: services\.0\.color: unknown field \(value 1\)$/,
+    );
+    expect(one(() => loadConfigFile(file(JSON.stringify({ services: [{ protocol: "tcp", address: "2001:db8::1", port: 0 }] }))))).toMatch(
+      /: services\.0\.port: Zero port specified for non-persistent service/,
+    );
   });
 
   test("a file that validates but cannot be applied is refused whole", () => {
-    const doc = ConfigDoc.parse({ services: [{ protocol: "tcp", address: "198.18.0.100", port: 80, dests: [{ address: "198.18.1.1" }, { address: "198.18.1.1" }] }] });
+    const doc = ConfigDoc.parse({
+      services: [{ protocol: "tcp", address: "198.18.0.100", port: 80, dests: [{ address: "198.18.1.1" }, { address: "198.18.1.1" }] }],
+    });
     expect(() => applyConfig(new Model(), doc)).toThrow(/^services\.0: Destination already exists$/);
   });
 });

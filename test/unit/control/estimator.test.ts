@@ -39,7 +39,7 @@ describe("rate estimator", () => {
     const delta = 2 ** 52 + 3;
     est.update({ ...zero, inbytes: delta });
     // avg = (delta << 4) >> 2; read as (avg + 0xF) >> 5, all in 64-bit integers
-    expect(BigInt(est.rates().inbps)).toBe(((BigInt(delta) << 4n >> 2n) + 15n) >> 5n);
+    expect(BigInt(est.rates().inbps)).toBe((((BigInt(delta) << 4n) >> 2n) + 15n) >> 5n);
   });
 
   test("decays to zero when traffic stops", () => {

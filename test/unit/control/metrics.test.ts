@@ -27,25 +27,35 @@ describe("exposition text", () => {
     const page = exposition([
       { name: "a_total", help: "A things.", type: "counter", samples: [{ value: 3 }] },
       { name: "empty", help: "Nothing.", type: "gauge", samples: [] },
-      { name: "b", help: "B by x and y.", type: "gauge", samples: [{ labels: { y: "2", x: "1" }, value: 1.5 }, { labels: { y: "3", x: "1" }, value: -2 }] },
+      {
+        name: "b",
+        help: "B by x and y.",
+        type: "gauge",
+        samples: [
+          { labels: { y: "2", x: "1" }, value: 1.5 },
+          { labels: { y: "3", x: "1" }, value: -2 },
+        ],
+      },
     ]);
-    expect(page).toBe([
-      "# HELP a_total A things.",
-      "# TYPE a_total counter",
-      "a_total 3",
-      "# HELP b B by x and y.",
-      "# TYPE b gauge",
-      'b{y="2",x="1"} 1.5',
-      'b{y="3",x="1"} -2',
-      "",
-    ].join("\n"));
+    expect(page).toBe(
+      [
+        "# HELP a_total A things.",
+        "# TYPE a_total counter",
+        "a_total 3",
+        "# HELP b B by x and y.",
+        "# TYPE b gauge",
+        'b{y="2",x="1"} 1.5',
+        'b{y="3",x="1"} -2',
+        "",
+      ].join("\n"),
+    );
     expect(exposition([])).toBe("");
   });
 
   test("label values escape backslash, double quote and newline; HELP escapes backslash and newline only", () => {
     expect(escapeLabelValue('a\\b"c\nd')).toBe('a\\\\b\\"c\\nd');
     expect(escapeHelp('a\\b"c\nd')).toBe('a\\\\b"c\\nd');
-    const page = exposition([{ name: "x", help: "two\nlines \\ and \"quotes\"", type: "untyped", samples: [{ labels: { v: 'q"\\\n' }, value: 1 }] }]);
+    const page = exposition([{ name: "x", help: 'two\nlines \\ and "quotes"', type: "untyped", samples: [{ labels: { v: 'q"\\\n' }, value: 1 }] }]);
     expect(page).toBe('# HELP x two\\nlines \\\\ and "quotes"\n# TYPE x untyped\nx{v="q\\"\\\\\\n"} 1\n');
     // and the reader gets the original value back
     const read = parseExposition(page);
@@ -67,10 +77,29 @@ describe("exposition text", () => {
 
   test("bad names, a family twice and a label set twice are refused, not written", () => {
     expect(() => exposition([{ name: "1bad", help: "", type: "gauge", samples: [{ value: 1 }] }])).toThrow(/not a valid metric name/);
-    expect(() => exposition([{ name: "ok", help: "", type: "gauge", samples: [{ labels: { "bad-label": "1" }, value: 1 }] }])).toThrow(/not a valid label name/);
+    expect(() => exposition([{ name: "ok", help: "", type: "gauge", samples: [{ labels: { "bad-label": "1" }, value: 1 }] }])).toThrow(
+      /not a valid label name/,
+    );
     expect(() => exposition([{ name: "ok", help: "", type: "gauge", samples: [{ labels: { __reserved: "1" }, value: 1 }] }])).toThrow(/not a valid label name/);
-    expect(() => exposition([{ name: "ok", help: "", type: "gauge", samples: [] }, { name: "ok", help: "", type: "gauge", samples: [] }])).toThrow(/twice/);
-    expect(() => exposition([{ name: "ok", help: "", type: "gauge", samples: [{ labels: { a: "1" }, value: 1 }, { labels: { a: "1" }, value: 2 }] }])).toThrow(/label set .* twice/);
+    expect(() =>
+      exposition([
+        { name: "ok", help: "", type: "gauge", samples: [] },
+        { name: "ok", help: "", type: "gauge", samples: [] },
+      ]),
+    ).toThrow(/twice/);
+    expect(() =>
+      exposition([
+        {
+          name: "ok",
+          help: "",
+          type: "gauge",
+          samples: [
+            { labels: { a: "1" }, value: 1 },
+            { labels: { a: "1" }, value: 2 },
+          ],
+        },
+      ]),
+    ).toThrow(/label set .* twice/);
   });
 });
 
@@ -136,14 +165,21 @@ async function expectListingAgrees(x: Xvs): Promise<number> {
   let checked = 0;
   for (const r of rows) {
     const fam = r.dest === null ? "xvs_service_" : "xvs_backend_";
-    const samples = page.find(`${fam}connections_total`).filter((s) =>
-      `${s.labels.proto} ${endpoint(s.labels.local_address, s.labels.local_port)}` === r.service &&
-      (r.dest === null || endpoint(s.labels.remote_address, s.labels.remote_port) === r.dest));
+    const samples = page
+      .find(`${fam}connections_total`)
+      .filter(
+        (s) =>
+          `${s.labels.proto} ${endpoint(s.labels.local_address, s.labels.local_port)}` === r.service &&
+          (r.dest === null || endpoint(s.labels.remote_address, s.labels.remote_port) === r.dest),
+      );
     expect(samples.length).toBe(1);
     const l = samples[0].labels;
     expect([
-      page.value(`${fam}connections_total`, l), page.value(`${fam}incoming_packets_total`, l), page.value(`${fam}outgoing_packets_total`, l),
-      page.value(`${fam}incoming_bytes_total`, l), page.value(`${fam}outgoing_bytes_total`, l),
+      page.value(`${fam}connections_total`, l),
+      page.value(`${fam}incoming_packets_total`, l),
+      page.value(`${fam}outgoing_packets_total`, l),
+      page.value(`${fam}incoming_bytes_total`, l),
+      page.value(`${fam}outgoing_bytes_total`, l),
     ]).toEqual([r.conns, r.inpkts, r.outpkts, r.inbytes, r.outbytes]);
     checked++;
   }
@@ -159,7 +195,8 @@ describe("GET /metrics over a stand-in dataplane", () => {
       ["-a", "-t", "198.18.0.100:80", "-r", "198.18.1.12:8080", "-m", "-w", "5"],
       ["-A", "-u", "[2001:db8::100]:53", "-s", "wrr"],
       ["-a", "-u", "[2001:db8::100]:53", "-r", "[2001:db8::11]:5353", "-m", "-w", "0"],
-    ]) expect((await x.adm(argv)).exit).toBe(0);
+    ])
+      expect((await x.adm(argv)).exit).toBe(0);
     return x;
   }
   const ids = (x: Xvs) => {
@@ -178,7 +215,12 @@ describe("GET /metrics over a stand-in dataplane", () => {
     fold(x, i.tcp, i.rs2, { conns: 1, inpkts: 7, outpkts: 5, inbytes: 700, outbytes: 5000 });
     fold(x, i.udp, i.rs6, { conns: 4, inpkts: 4, outpkts: 4, inbytes: 400, outbytes: 2 ** 40 });
     const c = x.dataplane.workers[0].counters;
-    c.active[i.rs1] = 2; c.inactive[i.rs1] = 1; c.active[i.rs2] = 0; c.inactive[i.rs2] = 1; c.inactive[i.rs6] = 4; c.persist[i.rs6] = 1;
+    c.active[i.rs1] = 2;
+    c.inactive[i.rs1] = 1;
+    c.active[i.rs2] = 0;
+    c.inactive[i.rs2] = 1;
+    c.inactive[i.rs6] = 4;
+    c.persist[i.rs6] = 1;
     const page = await scrape(x);
     const totals = { connections: 8, incoming_packets: 41, outgoing_packets: 29, incoming_bytes: 4100, outgoing_bytes: 95_000 + 2 ** 40 };
     for (const [k, v] of Object.entries(totals)) {
@@ -209,7 +251,9 @@ describe("GET /metrics over a stand-in dataplane", () => {
     const x = await lab();
     const v = x.dataplane.workers[0].counters.verdicts;
     const names = Object.keys(x.daemon.verdicts());
-    names.forEach((_, k) => { v[k] = 100 + k; });
+    names.forEach((_, k) => {
+      v[k] = 100 + k;
+    });
     const page = await scrape(x);
     const own = ["rx_packets", "rx_bytes", "tx_packets", "tx_bytes"];
     for (const [k, name] of names.entries()) {
@@ -262,19 +306,27 @@ describe("GET /metrics over a stand-in dataplane", () => {
     x.dataplane.workers.push({ counters: new Counters(), conns: new ConnTable(64) });
     for (const w of x.dataplane.workers) Object.assign(w, { zeroCopy: [false] }); // what the snapshot reads of a real worker
     const [w0, w1] = x.dataplane.workers.map((w) => w.counters.loop);
-    w0[WL_BUSY_NS] = 1.5e9; w0[WL_LOOP_NS] = 6e9;
-    w1[WL_BUSY_NS] = 0; w1[WL_LOOP_NS] = 250e6;
+    w0[WL_BUSY_NS] = 1.5e9;
+    w0[WL_LOOP_NS] = 6e9;
+    w1[WL_BUSY_NS] = 0;
+    w1[WL_LOOP_NS] = 250e6;
     const page = await scrape(x);
     expect(page.type.get("xvs_worker_busy_seconds_total")).toBe("counter");
     expect(page.type.get("xvs_worker_loop_seconds_total")).toBe("counter");
-    expect(page.find("xvs_worker_busy_seconds_total").map((s) => s.labels)).toEqual([{ worker: "0", queue: "0" }, { worker: "1", queue: "1" }]);
+    expect(page.find("xvs_worker_busy_seconds_total").map((s) => s.labels)).toEqual([
+      { worker: "0", queue: "0" },
+      { worker: "1", queue: "1" },
+    ]);
     expect(page.value("xvs_worker_busy_seconds_total", { queue: "0" })).toBe(1.5);
     expect(page.value("xvs_worker_loop_seconds_total", { queue: "0" })).toBe(6);
     expect(page.value("xvs_worker_busy_seconds_total", { queue: "1" })).toBe(0);
     expect(page.value("xvs_worker_loop_seconds_total", { queue: "1" })).toBe(0.25);
     expect(page.value("xvs_workers")).toBe(2);
     // the dashboard's workers panel reads the same words
-    expect(workerSnapshots(x.daemon).map((w) => [w.queue, w.busySec, w.loopSec])).toEqual([[0, 1.5, 6], [1, 0, 0.25]]);
+    expect(workerSnapshots(x.daemon).map((w) => [w.queue, w.busySec, w.loopSec])).toEqual([
+      [0, 1.5, 6],
+      [1, 0, 0.25],
+    ]);
   });
 
   test("health state: up/down per checked real server (removed ones too), quorum and sorry server per checked service; none without checks", async () => {
@@ -286,10 +338,12 @@ describe("GET /metrics over a stand-in dataplane", () => {
     x.daemon.health = {
       destHealth: (s: { port: number }, address: string, port: number) =>
         s.port === 80 && address === "198.18.1.11" && port === 8080 ? view("up") : s.port === 53 && address === "2001:db8::11" ? view("down") : undefined,
-      serviceHealth: (s: { port: number }) => s.port === 80
-        ? { quorum: "up", sorry_server_active: false, removed: [] }
-        : { quorum: "down", sorry_server_active: true, removed: [{ address: "2001:db8:0::12", port: 5353, weight: 3, health: view("down") }] },
-      checkCounts: (_s: unknown, address: string) => (address === "198.18.1.11" ? { ok: 40, fail: 2 } : address === "2001:db8:0::12" ? { ok: 1, fail: 9 } : undefined),
+      serviceHealth: (s: { port: number }) =>
+        s.port === 80
+          ? { quorum: "up", sorry_server_active: false, removed: [] }
+          : { quorum: "down", sorry_server_active: true, removed: [{ address: "2001:db8:0::12", port: 5353, weight: 3, health: view("down") }] },
+      checkCounts: (_s: unknown, address: string) =>
+        address === "198.18.1.11" ? { ok: 40, fail: 2 } : address === "2001:db8:0::12" ? { ok: 1, fail: 9 } : undefined,
     } as unknown as HealthMonitor;
     const page = await scrape(x);
     expect(page.type.get("xvs_backend_health_up")).toBe("gauge");
@@ -321,7 +375,8 @@ describe("GET /metrics over a stand-in dataplane", () => {
     const r = await alone.request("/metrics");
     expect(r.status).toBe(200);
     expect(r.headers.get("content-type")).toBe(EXPOSITION_CONTENT_TYPE);
-    const a = parseExposition(await r.text()), b = await scrape(x);
+    const a = parseExposition(await r.text()),
+      b = await scrape(x);
     expect(a.samples.filter((s) => s.name.startsWith("node_ipvs_"))).toEqual(b.samples.filter((s) => s.name.startsWith("node_ipvs_")));
     expect((await alone.request("/v1/services")).status).toBe(404);
     expect((await alone.request("/v1/zero", { method: "POST", headers: AUTH })).status).toBe(404);
@@ -342,7 +397,11 @@ describe("access log and priority prefixes", () => {
     spy?.mockRestore();
     spy = null;
   });
-  const accessLines = () => lines.join("").split("\n").filter((l) => l.includes('"api access"'));
+  const accessLines = () =>
+    lines
+      .join("")
+      .split("\n")
+      .filter((l) => l.includes('"api access"'));
 
   test("every mutating request, refused ones included, is one line: who, what, result; reads are not logged", async () => {
     const x = startXvs();
@@ -381,7 +440,9 @@ describe("access log and priority prefixes", () => {
   test("summaries: top-level fields, list sizes, odd strings quoted, cut at SUMMARY_MAX", () => {
     expect(summarizeBody("")).toBe("");
     expect(summarizeBody("{not json")).toBe("9 bytes, not JSON");
-    expect(summarizeBody('{"address":"198.18.1.11","weight":2,"tunnel":{"type":"gue"},"services":[1,2,3],"x":null}')).toBe("address=198.18.1.11 weight=2 tunnel={...} services=[3] x=null");
+    expect(summarizeBody('{"address":"198.18.1.11","weight":2,"tunnel":{"type":"gue"},"services":[1,2,3],"x":null}')).toBe(
+      "address=198.18.1.11 weight=2 tunnel={...} services=[3] x=null",
+    );
     expect(summarizeBody('{"name":"a b\\"c"}')).toBe('name="a b\\"c"');
     const long = summarizeBody(JSON.stringify(Object.fromEntries(Array.from({ length: 50 }, (_, k) => [`field${k}`, k]))));
     expect(long.length).toBe(SUMMARY_MAX);
@@ -395,8 +456,18 @@ describe("access log and priority prefixes", () => {
     log("info", "i", { k: 1 });
     log("debug", "d"); // below the default threshold: not written
     const out = lines.join("");
-    expect(out.split("\n").filter(Boolean).map((l) => l.slice(0, 3))).toEqual(["<3>", "<4>", "<6>"]);
-    expect(stripPriorities(out).split("\n").filter(Boolean).every((l) => l.startsWith('{"ts":'))).toBe(true);
+    expect(
+      out
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => l.slice(0, 3)),
+    ).toEqual(["<3>", "<4>", "<6>"]);
+    expect(
+      stripPriorities(out)
+        .split("\n")
+        .filter(Boolean)
+        .every((l) => l.startsWith('{"ts":')),
+    ).toBe(true);
     expect(parseLogLine(out.split("\n")[2])).toMatchObject({ level: "info", msg: "i", k: 1 });
     expect(parseLogLine('{"level":"info","msg":"x"}')).toEqual({ level: "info", msg: "x" });
     expect(parseLogLine("xvs: not json")).toBeNull();

@@ -73,7 +73,11 @@ describe("chooseStartTable: saved table or config file", () => {
     owner: { ours: true, why: "saved by this network namespace (cookie 3)" },
     sameAsConfig,
   });
-  const foreign: SavedFacts = { origin: { by: lab("37"), at: "2026-12-03T23:00:00.000Z", config: null }, owner: { ours: false, why: "another's" }, sameAsConfig: false };
+  const foreign: SavedFacts = {
+    origin: { by: lab("37"), at: "2026-12-03T23:00:00.000Z", config: null },
+    owner: { ours: false, why: "another's" },
+    sameAsConfig: false,
+  };
 
   test("nothing saved: the config file, or an empty table", () => {
     expect(chooseStartTable(null, cfg)).toMatchObject({ use: "config", setAside: null });
@@ -81,7 +85,11 @@ describe("chooseStartTable: saved table or config file", () => {
   });
 
   test("another namespace's table is set aside, never used", () => {
-    expect(chooseStartTable(foreign, null)).toEqual({ use: "empty", why: "the saved table is another network namespace's: starting with an empty table", setAside: { file: FOREIGN_TABLE_FILE, why: "another's" } });
+    expect(chooseStartTable(foreign, null)).toEqual({
+      use: "empty",
+      why: "the saved table is another network namespace's: starting with an empty table",
+      setAside: { file: FOREIGN_TABLE_FILE, why: "another's" },
+    });
     expect(chooseStartTable(foreign, cfg)).toMatchObject({ use: "config", setAside: { file: FOREIGN_TABLE_FILE } });
   });
 
@@ -119,7 +127,12 @@ const svc = (port: number) => ({ protocol: "tcp" as const, address: "198.18.0.10
 const dest = (address: string, weight = 1) => ({ address, forward: "masq" as const, weight, upperThreshold: 0, lowerThreshold: 0 });
 
 /** Run a daemon's start in `dir` as namespace `here`, apply `edit`, and return the log lines it wrote. */
-async function startIn(dir: string, here: NetnsIdentity, configFile?: string, edit?: (d: Daemon) => Promise<unknown>): Promise<{ daemon: Daemon; log: Record<string, unknown>[]; source: string }> {
+async function startIn(
+  dir: string,
+  here: NetnsIdentity,
+  configFile?: string,
+  edit?: (d: Daemon) => Promise<unknown>,
+): Promise<{ daemon: Daemon; log: Record<string, unknown>[]; source: string }> {
   const lines: string[] = [];
   const spy = spyOn(process.stderr, "write").mockImplementation((s: string | Uint8Array) => {
     lines.push(String(s));
@@ -135,7 +148,16 @@ async function startIn(dir: string, here: NetnsIdentity, configFile?: string, ed
       await daemon.mutate((m) => applyConfig(m, doc));
     }
     if (edit) await edit(daemon);
-    return { daemon, log: lines.join("").trim().split("\n").filter(Boolean).map((l) => parseLogLine(l) ?? { unparsed: l }), source: start.source };
+    return {
+      daemon,
+      log: lines
+        .join("")
+        .trim()
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => parseLogLine(l) ?? { unparsed: l }),
+      source: start.source,
+    };
   } finally {
     spy.mockRestore();
   }
@@ -154,7 +176,13 @@ describe("prepareStartTable over a state directory", () => {
 
     const again = await startIn(dir, lab("37"));
     expect(ports(again.daemon)).toEqual([80]);
-    expect(again.log[0]).toMatchObject({ level: "info", msg: "table restored from the saved table", from: join(dir, TABLE_FILE), services: 1, why: "saved by this network namespace (cookie 37)" });
+    expect(again.log[0]).toMatchObject({
+      level: "info",
+      msg: "table restored from the saved table",
+      from: join(dir, TABLE_FILE),
+      services: 1,
+      why: "saved by this network namespace (cookie 37)",
+    });
     expect(readFileSync(join(dir, "token"), "utf8")).toBe(token);
 
     // the restore saved the table again (same table, same identity): the time of that save is what the log names
@@ -163,7 +191,14 @@ describe("prepareStartTable over a state directory", () => {
     const stranger = await startIn(dir, lab("41"));
     expect(stranger.daemon.model.services).toHaveLength(0);
     expect(stranger.source).toBe("empty");
-    expect(stranger.log[0]).toMatchObject({ level: "warn", msg: "saved table not restored: it is another network namespace's", keptAs: join(dir, FOREIGN_TABLE_FILE), services: 1, dests: 0, savedAt: resaved.saved.at });
+    expect(stranger.log[0]).toMatchObject({
+      level: "warn",
+      msg: "saved table not restored: it is another network namespace's",
+      keptAs: join(dir, FOREIGN_TABLE_FILE),
+      services: 1,
+      dests: 0,
+      savedAt: resaved.saved.at,
+    });
     expect(String(stranger.log[0].savedBy)).toContain("cookie 37");
     expect(stranger.log[1]).toMatchObject({ level: "warn", msg: "API token not reused: it was another network namespace's daemon's; a new one is generated" });
     expect(existsSync(join(dir, TABLE_FILE))).toBe(false);
@@ -231,7 +266,15 @@ describe("prepareStartTable over a state directory", () => {
     const dir = tempDir();
     await startIn(dir, lab("41"), undefined, (d) => d.mutate((m) => m.addService(svc(80))));
     const cfgPath = join(tempDir(), "xvs.json");
-    writeFileSync(cfgPath, JSON.stringify({ services: [{ ...svc(81), dests: [] }, { ...svc(81), dests: [] }] }));
+    writeFileSync(
+      cfgPath,
+      JSON.stringify({
+        services: [
+          { ...svc(81), dests: [] },
+          { ...svc(81), dests: [] },
+        ],
+      }),
+    );
     expect(() => prepareStartTable(dir, cfgPath, lab("37"))).toThrow(new RegExp(`^config file ${cfgPath}: services.1: Service already exists`));
     expect(existsSync(join(dir, TABLE_FILE))).toBe(true);
     expect(JSON.parse(readFileSync(join(dir, OWNER_FILE), "utf8"))).toEqual(lab("41"));

@@ -69,7 +69,11 @@ describe("the event ring", () => {
   test("keeps the newest events, numbered", () => {
     const ring = new EventRing(3);
     for (let i = 0; i < 5; i++) ring.push({ ts: i, kind: "service-added", service: `s${i}`, text: "" });
-    expect(ring.recent().map((e) => [e.seq, e.service])).toEqual([[3, "s2"], [4, "s3"], [5, "s4"]]);
+    expect(ring.recent().map((e) => [e.seq, e.service])).toEqual([
+      [3, "s2"],
+      [4, "s3"],
+      [5, "s4"],
+    ]);
     expect(ring.recent(1).map((e) => e.seq)).toEqual([5]);
   });
 
@@ -83,7 +87,11 @@ describe("the event ring", () => {
     const ev = hub.watcher.ring.recent();
     expect(ev.map((e) => e.kind)).toEqual(["service-added", "dest-added", "dest-changed", "dest-removed"]);
     expect(ev[2].text).toBe("198.18.1.5:80 of tcp:198.18.0.100:80: weight 3 -> 0");
-    expect(ev[3]).toMatchObject({ service: "tcp:198.18.0.100:80", dest: "198.18.1.5:80", spec: { address: "198.18.1.5", port: 80, forward: "masq", weight: 0 } });
+    expect(ev[3]).toMatchObject({
+      service: "tcp:198.18.0.100:80",
+      dest: "198.18.1.5:80",
+      spec: { address: "198.18.1.5", port: 80, forward: "masq", weight: 0 },
+    });
   });
 
   test("health state changes seen in the views are events; the first state seen is not", () => {

@@ -33,14 +33,31 @@ function handle(sock: net.Socket): void {
     const path = req.split(" ")[1];
     const host = /\r\nHost: ([^\r]*)/.exec(req)?.[1];
     switch (path) {
-      case "/ok": sock.end(`HTTP/1.0 200 OK\r\nContent-Length: ${BODY.length}\r\n\r\n${BODY}`); break;
-      case "/noclose": sock.write(`HTTP/1.1 200 OK\r\nContent-Length: ${BODY.length}\r\n\r\n${BODY}`); break;
-      case "/host": sock.end(`HTTP/1.0 ${host === "www.example.test" ? 200 : 404} X\r\n\r\n`); break;
-      case "/500": sock.end("HTTP/1.0 500 Oops\r\n\r\n"); break;
-      case "/302": sock.end("HTTP/1.0 302 Found\r\nLocation: /\r\n\r\n"); break;
-      case "/chunked": sock.end(`HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n${BODY.slice(0, 5)}\r\n${(BODY.length - 5).toString(16)}\r\n${BODY.slice(5)}\r\n0\r\n\r\n`); break;
-      case "/silent": break; // accepted, never answered
-      case "/garbage": sock.write("\x00\x01\x02 this is not HTTP\r\n\r\n"); break;
+      case "/ok":
+        sock.end(`HTTP/1.0 200 OK\r\nContent-Length: ${BODY.length}\r\n\r\n${BODY}`);
+        break;
+      case "/noclose":
+        sock.write(`HTTP/1.1 200 OK\r\nContent-Length: ${BODY.length}\r\n\r\n${BODY}`);
+        break;
+      case "/host":
+        sock.end(`HTTP/1.0 ${host === "www.example.test" ? 200 : 404} X\r\n\r\n`);
+        break;
+      case "/500":
+        sock.end("HTTP/1.0 500 Oops\r\n\r\n");
+        break;
+      case "/302":
+        sock.end("HTTP/1.0 302 Found\r\nLocation: /\r\n\r\n");
+        break;
+      case "/chunked":
+        sock.end(
+          `HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n${BODY.slice(0, 5)}\r\n${(BODY.length - 5).toString(16)}\r\n${BODY.slice(5)}\r\n0\r\n\r\n`,
+        );
+        break;
+      case "/silent":
+        break; // accepted, never answered
+      case "/garbage":
+        sock.write("\x00\x01\x02 this is not HTTP\r\n\r\n");
+        break;
       case "/huge": {
         sock.write("HTTP/1.0 200 OK\r\nContent-Length: 1000000000\r\n\r\n");
         const chunk = Buffer.alloc(64 << 10, 0x61);
@@ -51,13 +68,16 @@ function handle(sock: net.Socket): void {
         pump();
         break;
       }
-      default: sock.end("HTTP/1.0 404 Not Found\r\n\r\n");
+      default:
+        sock.end("HTTP/1.0 404 Not Found\r\n\r\n");
     }
   });
 }
 
 let http: net.Server, https: tls.Server, silentTcp: net.Server;
-let httpPort = 0, httpsPort = 0, closedPort = 0;
+let httpPort = 0,
+  httpsPort = 0,
+  closedPort = 0;
 const held: net.Socket[] = [];
 let dir = "";
 
@@ -117,7 +137,11 @@ describe("TCP_CHECK", () => {
 });
 
 describe("HTTP_GET and SSL_GET", () => {
-  const get = (path: string, extra: Record<string, unknown> = {}, url: Record<string, unknown> = {}) => ({ kind: "http" as const, urls: [{ path, ...url }], ...extra });
+  const get = (path: string, extra: Record<string, unknown> = {}, url: Record<string, unknown> = {}) => ({
+    kind: "http" as const,
+    urls: [{ path, ...url }],
+    ...extra,
+  });
 
   test("status 200-299 by default; a status_code list and ranges as keepalived", async () => {
     expect((await attempt(get("/ok"), httpPort)).ok).toBe(true);
@@ -187,7 +211,10 @@ describe("HTTP_GET and SSL_GET", () => {
 });
 
 describe("UDP_CHECK", () => {
-  let echo: dgram.Socket, mute: dgram.Socket, echoPort = 0, mutePort = 0;
+  let echo: dgram.Socket,
+    mute: dgram.Socket,
+    echoPort = 0,
+    mutePort = 0;
   beforeAll(async () => {
     echo = dgram.createSocket("udp4");
     echo.on("message", (m, r) => echo.send(Buffer.concat([Buffer.from("OK"), m]), r.port, r.address));
@@ -220,7 +247,8 @@ describe("UDP_CHECK", () => {
 });
 
 describe("DNS_CHECK", () => {
-  let dns: dgram.Socket, port = 0;
+  let dns: dgram.Socket,
+    port = 0;
   let mode: "answer" | "wrong-id" | "garbage" = "answer";
   beforeAll(async () => {
     dns = dgram.createSocket("udp4");

@@ -88,7 +88,14 @@ function bench(): Bench {
   const x = startXvs();
   const clock = new FakeClock();
   const script = new Script(clock);
-  const deps: Partial<HealthDeps> = { run: script.run, now: () => clock.now, setTimer: clock.setTimer, clearTimer: clock.clearTimer, random: () => 0.5, maxInFlight: 4 };
+  const deps: Partial<HealthDeps> = {
+    run: script.run,
+    now: () => clock.now,
+    setTimer: clock.setTimer,
+    clearTimer: clock.clearTimer,
+    random: () => 0.5,
+    maxInFlight: 4,
+  };
   const monitor = new HealthMonitor(x.daemon, deps);
   x.daemon.health = monitor;
   const logs: Record<string, unknown>[] = [];
@@ -114,13 +121,21 @@ async function call(x: Xvs, method: string, path: string, body?: unknown) {
 
 const tcp = (extra: Record<string, unknown> = {}) => ({ kind: "tcp", delay_loop: 1, retry: 1, delay_before_retry: 1, connect_timeout: 1, ...extra });
 
-async function setup(b: Bench, health: Record<string, unknown> | undefined, dests: { address: string; weight?: number; inhibit?: boolean; checkers?: unknown[] }[]): Promise<void> {
+async function setup(
+  b: Bench,
+  health: Record<string, unknown> | undefined,
+  dests: { address: string; weight?: number; inhibit?: boolean; checkers?: unknown[] }[],
+): Promise<void> {
   const svc = { protocol: "tcp", address: "198.18.0.100", port: 80, scheduler: "wrr", ...(health ? { health } : {}) };
   expect((await call(b.x, "POST", "/v1/services", svc)).status).toBe(201);
   for (const d of dests) {
     const r = await call(b.x, "POST", `/v1/services/${SVC_ID}/dests`, {
-      address: d.address, port: 8080, forward: "masq", weight: d.weight ?? 1,
-      checkers: d.checkers ?? [tcp()], ...(d.inhibit ? { inhibit_on_failure: true } : {}),
+      address: d.address,
+      port: 8080,
+      forward: "masq",
+      weight: d.weight ?? 1,
+      checkers: d.checkers ?? [tcp()],
+      ...(d.inhibit ? { inhibit_on_failure: true } : {}),
     });
     expect(r.status).toBe(201);
   }
@@ -138,7 +153,11 @@ function configured(b: Bench): Record<string, number> {
   return Object.fromEntries(doc.services[0].dests.map((d) => [d.address, d.weight]));
 }
 
-const A = "198.18.1.11", B = "198.18.1.12", C = "198.18.1.13", D = "198.18.1.14", SORRY = "198.18.1.99";
+const A = "198.18.1.11",
+  B = "198.18.1.12",
+  C = "198.18.1.13",
+  D = "198.18.1.14",
+  SORRY = "198.18.1.99";
 
 describe("retry counting (keepalived retry_it)", () => {
   test("an up real server goes down after 1 + retry failed attempts, delay_before_retry apart, and returns on the first success", async () => {
@@ -194,7 +213,10 @@ describe("retry counting (keepalived retry_it)", () => {
 describe("what a failure does to the table", () => {
   test("removed: the live table loses the real server, the configuration keeps it; restored where the scheduler puts new servers", async () => {
     const b = bench();
-    await setup(b, { delay_loop: 1 }, [{ address: A, weight: 3, checkers: [tcp({ retry: 0 })] }, { address: B, weight: 2 }]);
+    await setup(b, { delay_loop: 1 }, [
+      { address: A, weight: 3, checkers: [tcp({ retry: 0 })] },
+      { address: B, weight: 2 },
+    ]);
     await b.clock.advance(1000);
     const idBefore = b.x.daemon.model.services[0].dests.find((d) => d.spec.address === A)!.id;
     b.script.fail(A);
@@ -285,7 +307,11 @@ describe("quorum, hysteresis and the sorry server", () => {
   test("below quorum - hysteresis the sorry server replaces the live servers; back at quorum + hysteresis", async () => {
     const b = bench();
     const health = { delay_loop: 1, quorum: 3, hysteresis: 1, sorry_server: { address: SORRY, port: 8080 } };
-    await setup(b, health, [A, B, C, D].map((address) => ({ address, checkers: [tcp({ retry: 0 })] })));
+    await setup(
+      b,
+      health,
+      [A, B, C, D].map((address) => ({ address, checkers: [tcp({ retry: 0 })] })),
+    );
     // while the service was being filled its live weight was below quorum (as keepalived, at start)
     expect(b.logs.filter((l) => String(l.msg).startsWith("quorum")).map((l) => `${l.msg} ${l.liveWeight}`)).toEqual(["quorum lost 0", "quorum regained 4"]);
     b.logs.length = 0;
@@ -330,21 +356,27 @@ describe("scheduling", () => {
   test("first attempts spread over the first second; at most maxInFlight attempts at once", async () => {
     const x = startXvs();
     const clock = new FakeClock();
-    let inFlight = 0, most = 0;
+    let inFlight = 0,
+      most = 0;
     const pending: (() => void)[] = [];
     const firsts: number[] = [];
     let r = 0;
     const monitor = new HealthMonitor(x.daemon, {
-      now: () => clock.now, setTimer: clock.setTimer, clearTimer: clock.clearTimer, maxInFlight: 3,
+      now: () => clock.now,
+      setTimer: clock.setTimer,
+      clearTimer: clock.clearTimer,
+      maxInFlight: 3,
       random: () => (r++ % 10) / 10,
       run: () => {
         inFlight++;
         most = Math.max(most, inFlight);
         firsts.push(clock.now);
-        return new Promise((resolve) => pending.push(() => {
-          inFlight--;
-          resolve({ ok: true, reason: "ok" });
-        }));
+        return new Promise((resolve) =>
+          pending.push(() => {
+            inFlight--;
+            resolve({ ok: true, reason: "ok" });
+          }),
+        );
       },
     });
     x.daemon.health = monitor;
@@ -398,9 +430,16 @@ describe("what is saved", () => {
     const clock = new FakeClock();
     const down = new Set<string>();
     let saved: ReturnType<typeof modelToConfig> | null = null;
-    const daemon = new Daemon(null, { save: (m) => { saved = modelToConfig(m); } });
+    const daemon = new Daemon(null, {
+      save: (m) => {
+        saved = modelToConfig(m);
+      },
+    });
     daemon.health = new HealthMonitor(daemon, {
-      now: () => clock.now, setTimer: clock.setTimer, clearTimer: clock.clearTimer, random: () => 0.5,
+      now: () => clock.now,
+      setTimer: clock.setTimer,
+      clearTimer: clock.clearTimer,
+      random: () => 0.5,
       run: async (_c, t) => (down.has(t.address) ? { ok: false, reason: "connect: ECONNREFUSED" } : { ok: true, reason: "ok" }),
     });
     const key = { protocol: "tcp" as const, address: "198.18.0.100", port: 80 };
@@ -414,9 +453,15 @@ describe("what is saved", () => {
     down.add(B);
     await clock.advance(1000);
     // live: quorum lost, the sorry server, and the inhibited real server at weight 0
-    expect(daemon.model.services[0].dests.map((d) => [d.spec.address, d.spec.weight])).toEqual([[SORRY, 1], [B, 0]]);
+    expect(daemon.model.services[0].dests.map((d) => [d.spec.address, d.spec.weight])).toEqual([
+      [SORRY, 1],
+      [B, 0],
+    ]);
     const doc = saved as unknown as ReturnType<typeof modelToConfig>;
-    expect(doc.services[0].dests.map((d) => [d.address, d.weight]).sort()).toEqual([[A, 2], [B, 1]]);
+    expect(doc.services[0].dests.map((d) => [d.address, d.weight]).sort()).toEqual([
+      [A, 2],
+      [B, 1],
+    ]);
     expect(doc.services[0].dests.every((d) => d.checkers?.length === 1)).toBe(true);
     daemon.health.stop();
   });

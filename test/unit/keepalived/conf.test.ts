@@ -58,7 +58,12 @@ describe("files keepalived accepts convert to xvs's document", () => {
 
   test("the include reads every file of the glob, relative to the including file, in sorted order", () => {
     const loaded = loadKeepalivedConf(fixture("include.conf"));
-    expect(loaded.files.map((f) => f.slice(dir.length + 1))).toEqual(["include.conf", "include.d/10-dns.conf", "include.d/20-mail.conf", "include.rs/mail-servers.conf"]);
+    expect(loaded.files.map((f) => f.slice(dir.length + 1))).toEqual([
+      "include.conf",
+      "include.d/10-dns.conf",
+      "include.d/20-mail.conf",
+      "include.rs/mail-servers.conf",
+    ]);
     expect(loaded.stamp.sha256).toMatch(/^[0-9a-f]{64}$/);
   });
 });
@@ -176,7 +181,11 @@ describe("convert", () => {
   });
 
   test("checkers inherit retry, delay_before_retry, connect_timeout, delay_loop from real server, then virtual server", () => {
-    const doc = conv(vs("  retry 5\n  connect_timeout 7\n  delay_before_retry 9\n  real_server 198.18.1.1 80 {\n    retry 2\n    TCP_CHECK {\n    }\n    TCP_CHECK {\n      retry 0\n      connect_timeout 1.5\n    }\n  }"));
+    const doc = conv(
+      vs(
+        "  retry 5\n  connect_timeout 7\n  delay_before_retry 9\n  real_server 198.18.1.1 80 {\n    retry 2\n    TCP_CHECK {\n    }\n    TCP_CHECK {\n      retry 0\n      connect_timeout 1.5\n    }\n  }",
+      ),
+    );
     const [a, b] = doc.services[0].dests[0].checkers!;
     expect([a.retry, a.connect_timeout, a.delay_before_retry]).toEqual([2, 7, 9]);
     expect([b.retry, b.connect_timeout, b.delay_before_retry]).toEqual([0, 1.5, 9]);
@@ -186,7 +195,9 @@ describe("convert", () => {
     expect(() => conv(vs("  lb_algoo rr"))).toThrow(/:3: unknown keyword 'lb_algoo' in virtual_server/);
     expect(() => conv(vs("  real_server 198.18.1.1 80 {\n    wieght 1\n  }"))).toThrow(/:4: unknown keyword 'wieght' in real_server/);
     expect(() => conv("net_namespace blue\n")).toThrow(/:1: unknown keyword 'net_namespace' at the top level/);
-    expect(() => conv(vs("  real_server 198.18.1.1 80 {\n    HTTP_GET {\n      url {\n        path /\n        regex ok\n      }\n    }\n  }"))).toThrow(/:7: 'regex' in url is not supported/);
+    expect(() => conv(vs("  real_server 198.18.1.1 80 {\n    HTTP_GET {\n      url {\n        path /\n        regex ok\n      }\n    }\n  }"))).toThrow(
+      /:7: 'regex' in url is not supported/,
+    );
   });
 
   test("a scheduler xvs does not have, a service defined twice, a group of nothing", () => {
@@ -196,9 +207,13 @@ describe("convert", () => {
   });
 
   test("a real server listed twice (also once without its port, which is the service's) is an error at the second", () => {
-    expect(() => conv(vs("  real_server 198.18.1.1 80 {\n  }\n  real_server 198.18.1.1 {\n  }"))).toThrow(/:5: real_server 198.18.1.1 is already defined at .*:3/);
+    expect(() => conv(vs("  real_server 198.18.1.1 80 {\n  }\n  real_server 198.18.1.1 {\n  }"))).toThrow(
+      /:5: real_server 198.18.1.1 is already defined at .*:3/,
+    );
     expect(conv(vs("  real_server 198.18.1.1 80 {\n  }\n  real_server 198.18.1.1 81 {\n  }")).services[0].dests.length).toBe(2);
-    expect(() => conv(vs("  lb_kind DR\n  real_server 2001:db8::1 80 {\n  }"))).toThrow(/:4: real_server 2001:db8::1: address family differs from the virtual server's 198.18.0.1/);
+    expect(() => conv(vs("  lb_kind DR\n  real_server 2001:db8::1 80 {\n  }"))).toThrow(
+      /:4: real_server 2001:db8::1: address family differs from the virtual server's 198.18.0.1/,
+    );
     expect(conv(vs("  lb_kind TUN\n  real_server 2001:db8::1 80 {\n  }")).services[0].dests[0].forward).toBe("tunnel");
   });
 

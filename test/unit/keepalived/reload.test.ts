@@ -21,14 +21,20 @@ const TOKEN = "keepalived-reload-test-token";
 
 /** A keepalived.conf with services on ports `ports`, real servers `rs` (address last byte -> weight). */
 function conf(ports: number[], rs: Record<number, number>, extra = ""): string {
-  return ports.map((p) => `virtual_server 198.18.0.100 ${p} {
+  return ports
+    .map(
+      (p) => `virtual_server 198.18.0.100 ${p} {
   lb_algo rr
   lb_kind NAT
   protocol TCP
 ${extra}
-${Object.entries(rs).map(([b, w]) => `  real_server 198.18.1.${b} ${p} {\n    weight ${w}\n    TCP_CHECK {\n      connect_timeout 2\n    }\n  }`).join("\n")}
+${Object.entries(rs)
+  .map(([b, w]) => `  real_server 198.18.1.${b} ${p} {\n    weight ${w}\n    TCP_CHECK {\n      connect_timeout 2\n    }\n  }`)
+  .join("\n")}
 }
-`).join("");
+`,
+    )
+    .join("");
 }
 
 /** Quiet the log lines of a block; return them. */
@@ -47,16 +53,18 @@ async function quiet<T>(f: () => Promise<T> | T): Promise<{ value: T; lines: str
 
 /** A daemon started from a keepalived.conf in a fresh state directory, as serve.ts does it. */
 async function start(dir: string, path: string): Promise<{ daemon: Daemon; k: KeepalivedConf }> {
-  return (await quiet(async () => {
-    const ka = loadKeepalivedConf(path);
-    const st = prepareStartTable(join(dir, "state"), { doc: ka.table, stamp: ka.stamp }, here);
-    const daemon = new Daemon(null, st.store);
-    const doc = st.doc;
-    if (doc) await daemon.mutate((m) => applyConfig(m, doc));
-    const k = new KeepalivedConf(ka.stamp.path, daemon, st.store, ka.table, ka.stamp, here);
-    attachKeepalivedConf(daemon, k);
-    return { daemon, k };
-  })).value;
+  return (
+    await quiet(async () => {
+      const ka = loadKeepalivedConf(path);
+      const st = prepareStartTable(join(dir, "state"), { doc: ka.table, stamp: ka.stamp }, here);
+      const daemon = new Daemon(null, st.store);
+      const doc = st.doc;
+      if (doc) await daemon.mutate((m) => applyConfig(m, doc));
+      const k = new KeepalivedConf(ka.stamp.path, daemon, st.store, ka.table, ka.stamp, here);
+      attachKeepalivedConf(daemon, k);
+      return { daemon, k };
+    })
+  ).value;
 }
 
 const ids = (d: Daemon) => d.model.services.map((s) => [s.id, ...s.dests.map((x) => x.id)]);
@@ -73,12 +81,26 @@ describe("applyReload", () => {
     const svcId = m.services[0].id;
     const dest3 = m.services[0].dests.find((d) => d.spec.address === "198.18.1.3")!.id;
     const v = m.version;
-    expect(applyReload(m, before, before)).toEqual({ servicesAdded: 0, servicesChanged: 0, servicesRemoved: 0, destsAdded: 0, destsChanged: 0, destsRemoved: 0 });
+    expect(applyReload(m, before, before)).toEqual({
+      servicesAdded: 0,
+      servicesChanged: 0,
+      servicesRemoved: 0,
+      destsAdded: 0,
+      destsChanged: 0,
+      destsRemoved: 0,
+    });
     expect(m.version).toBe(v);
 
     writeFileSync(f, conf([80], { 3: 5, 4: 1 }));
     const after = loadKeepalivedConf(f).table;
-    expect(applyReload(m, before, after)).toEqual({ servicesAdded: 0, servicesChanged: 0, servicesRemoved: 0, destsAdded: 1, destsChanged: 1, destsRemoved: 1 });
+    expect(applyReload(m, before, after)).toEqual({
+      servicesAdded: 0,
+      servicesChanged: 0,
+      servicesRemoved: 0,
+      destsAdded: 1,
+      destsChanged: 1,
+      destsRemoved: 1,
+    });
     expect(m.services[0].id).toBe(svcId);
     const d3 = m.services[0].dests.find((d) => d.spec.address === "198.18.1.3")!;
     expect([d3.id, d3.spec.weight]).toEqual([dest3, 5]);
@@ -143,20 +165,33 @@ describe("KeepalivedConf.reload (SIGHUP, POST /v1/reload)", () => {
 
     // unchanged file: nothing to do, no new generation
     const same = (await quiet(() => k.reload("test"))).value;
-    expect(same).toMatchObject({ changed: false, servicesAdded: 0, servicesChanged: 0, servicesRemoved: 0, destsAdded: 0, destsChanged: 0, destsRemoved: 0, services: 2 });
+    expect(same).toMatchObject({
+      changed: false,
+      servicesAdded: 0,
+      servicesChanged: 0,
+      servicesRemoved: 0,
+      destsAdded: 0,
+      destsChanged: 0,
+      destsRemoved: 0,
+      services: 2,
+    });
 
     writeFileSync(f, conf([80, 443], { 2: 1, 3: 4 }));
     const r = await quiet(() => k.reload("test"));
     expect(r.value).toMatchObject({ changed: true, destsChanged: 2, destsAdded: 0, destsRemoved: 0, servicesAdded: 0, servicesRemoved: 0 });
     expect(ids(daemon)).toEqual(idsBefore);
-    expect(weights(daemon)).toEqual([{ "198.18.1.2": 1, "198.18.1.3": 4 }, { "198.18.1.2": 1, "198.18.1.3": 4 }]);
+    expect(weights(daemon)).toEqual([
+      { "198.18.1.2": 1, "198.18.1.3": 4 },
+      { "198.18.1.2": 1, "198.18.1.3": 4 },
+    ]);
     expect(daemon.tables().generation).toBeGreaterThan(gen);
     expect(r.lines.some((l) => l.includes('"msg":"keepalived config reloaded"') && l.includes('"trigger":"test"'))).toBe(true);
 
     // the saved table carries the new hash: a restart with the same file restores the saved table
     const saved = JSON.parse(readFileSync(join(tmp, "state", TABLE_FILE), "utf8"));
     expect(saved.saved.config).toEqual({ path: f, sha256: r.value.sha256 });
-    const startFrom = () => quiet(() => prepareStartTable(join(tmp, "state"), (({ table, stamp }) => ({ doc: table, stamp }))(loadKeepalivedConf(f)), here)).then((r) => r.value);
+    const startFrom = () =>
+      quiet(() => prepareStartTable(join(tmp, "state"), (({ table, stamp }) => ({ doc: table, stamp }))(loadKeepalivedConf(f)), here)).then((r) => r.value);
     expect((await startFrom()).source).toBe(join(tmp, "state", TABLE_FILE));
     // changed since it was last applied (no reload): at the next start the file wins
     writeFileSync(f, conf([80], { 2: 1 }));
@@ -173,7 +208,12 @@ describe("KeepalivedConf.reload (SIGHUP, POST /v1/reload)", () => {
     const model = daemon.model;
     const savedText = readFileSync(join(tmp, "state", TABLE_FILE), "utf8");
     writeFileSync(f, `${conf([80], { 2: 3 })}virtual_server 198.18.0.100 81 {\n  protocol TCP\n  lb_algo nosuch\n}\n`);
-    const r = await quiet(() => k.reload("test").then(() => "resolved", (e: Error) => e.message));
+    const r = await quiet(() =>
+      k.reload("test").then(
+        () => "resolved",
+        (e: Error) => e.message,
+      ),
+    );
     expect(r.value).toBe(`${f}:15: 'lb_algo': scheduler 'nosuch' is not one xvs implements (rr wrr lc wlc lblc lblcr dh sh sed nq fo ovf mh twos)`);
     expect(r.lines.some((l) => l.includes("keepalived config not reloaded"))).toBe(true);
     expect(daemon.model).toBe(model);

@@ -72,10 +72,12 @@ describe("parseAgentArgs: invalid input names the argument", () => {
 
 describe("runAgent", () => {
   const ran: unknown[] = [];
-  const MODES = { echo: mode({ host: { type: "string", required: true }, port: PORT }, (a) => {
-    ran.push(a);
-    return 0;
-  }) };
+  const MODES = {
+    echo: mode({ host: { type: "string", required: true }, port: PORT }, (a) => {
+      ran.push(a);
+      return 0;
+    }),
+  };
 
   test("a good command line runs the mode with its parsed options", async () => {
     ran.length = 0;
@@ -119,16 +121,28 @@ describe("the lab and bench agents share the behaviour", () => {
     expect(await run(runLabAgent, ["http-get", "--port", "80"])).toEqual([2, "xvs __lab http-get: --host is required"]);
     expect(await run(runLabAgent, ["udp-ask", "--host", "198.18.0.1", "--count", "2.5"])).toEqual([2, "xvs __lab udp-ask: --count: '2.5' is not an integer"]);
     expect(await run(runLabAgent, ["tcp-chat", "--host", "198.18.0.1", "--conn", "3"])).toEqual([2, "xvs __lab tcp-chat: unknown option --conn"]);
-    expect(await run(runLabAgent, ["http-loop", "--host", "198.18.0.1", "--concurrency", "0"])).toEqual([2, "xvs __lab http-loop: --concurrency: 0 is below 1"]);
+    expect(await run(runLabAgent, ["http-loop", "--host", "198.18.0.1", "--concurrency", "0"])).toEqual([
+      2,
+      "xvs __lab http-loop: --concurrency: 0 is below 1",
+    ]);
     expect(await run(runLabAgent, ["tcp-hold", "--host"])).toEqual([2, "xvs __lab tcp-hold: --host needs a value"]);
     expect(await run(runLabAgent, ["bogus"])).toEqual([2, "xvs __lab: unknown mode bogus; modes: serve, http-get, tcp-hold, udp-ask, tcp-chat, http-loop"]);
   });
 
   test("xvs __bench", async () => {
-    expect(await run(runBenchAgent, ["gen", "--iface", "eth0", "--dst-mac", "02:00:00:00:00:01", "--src", "198.18.0.1"])).toEqual([2, "xvs __bench gen: --dst is required"]);
-    expect(await run(runBenchAgent, ["xdp", "--iface", "eth0", "--prog", "drop"])).toEqual([2, "xvs __bench xdp: --prog: 'drop' is not one of sink, sink-tc, pass"]);
+    expect(await run(runBenchAgent, ["gen", "--iface", "eth0", "--dst-mac", "02:00:00:00:00:01", "--src", "198.18.0.1"])).toEqual([
+      2,
+      "xvs __bench gen: --dst is required",
+    ]);
+    expect(await run(runBenchAgent, ["xdp", "--iface", "eth0", "--prog", "drop"])).toEqual([
+      2,
+      "xvs __bench xdp: --prog: 'drop' is not one of sink, sink-tc, pass",
+    ]);
     expect(await run(runBenchAgent, ["udp-echo", "--port", "9001", "--cpu", "-1"])).toEqual([2, "xvs __bench udp-echo: --cpu: -1 is below 0"]);
-    expect(await run(runBenchAgent, ["tcp-cli", "--hosts", "198.18.0.1", "--seconds", "two"])).toEqual([2, "xvs __bench tcp-cli: --seconds: 'two' is not a number"]);
+    expect(await run(runBenchAgent, ["tcp-cli", "--hosts", "198.18.0.1", "--seconds", "two"])).toEqual([
+      2,
+      "xvs __bench tcp-cli: --seconds: 'two' is not a number",
+    ]);
     expect(await run(runBenchAgent, ["udp-ping", "--host", "198.18.0.1", "stray"])).toEqual([2, "xvs __bench udp-ping: unexpected argument 'stray'"]);
   });
 });

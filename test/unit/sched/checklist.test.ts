@@ -10,7 +10,9 @@ import { MH_TAB_SIZE } from "../../../src/sched/mh.ts";
 import { SH_TAB_SIZE, shHashkey } from "../../../src/sched/sh.ts";
 import { SVC_TABLE_N, SVC_TABLE_OFF, SVC_WORDS } from "../../../src/service/tables.ts";
 
-const A = "198.18.17.2", B = "198.18.18.2", C = "198.18.19.2";
+const A = "198.18.17.2",
+  B = "198.18.18.2",
+  C = "198.18.19.2";
 
 /** Names of `n` picks of service `svc` (new client port each time). */
 function seq(b: SchedBench, svc: number, n: number, names: Record<number, string>): string {
@@ -92,7 +94,8 @@ describe("§10 schedulers", () => {
   test("23: wlc picks B (w2, 1 active) over A (w1, 1 active): 256 * 2 > 256 * 1", () => {
     const b = new SchedBench();
     const s = b.service({ scheduler: "wlc" });
-    const a = b.dest(80, A, { weight: 1 }), bb = b.dest(80, B, { weight: 2 });
+    const a = b.dest(80, A, { weight: 1 }),
+      bb = b.dest(80, B, { weight: 2 });
     b.apply();
     b.view.active[a] = 1;
     b.view.active[bb] = 1;
@@ -105,7 +108,8 @@ describe("§10 schedulers", () => {
   test("24: lc ignores weight: A (w100, active 1) loses to B (w1, 10 inactive) because 256 > 10", () => {
     const b = new SchedBench();
     const s = b.service({ scheduler: "lc" });
-    const a = b.dest(80, A, { weight: 100 }), bb = b.dest(80, B, { weight: 1 });
+    const a = b.dest(80, A, { weight: 100 }),
+      bb = b.dest(80, B, { weight: 1 });
     b.apply();
     b.view.active[a] = 1;
     b.view.inactive[bb] = 10;
@@ -117,7 +121,10 @@ describe("§10 schedulers", () => {
   });
 
   test("25: sed with A (w1) and B (w3) idle picks B whatever the list order", () => {
-    for (const order of [[A, B], [B, A]]) {
+    for (const order of [
+      [A, B],
+      [B, A],
+    ]) {
       const b = new SchedBench();
       const s = b.service({ scheduler: "sed" });
       const ids: Record<string, number> = {};
@@ -132,7 +139,8 @@ describe("§10 schedulers", () => {
   test("26: nq picks the first idle dest in list order even if its weight is low", () => {
     const b = new SchedBench();
     const s = b.service({ scheduler: "nq" });
-    const big = b.dest(80, A, { weight: 100 }), small = b.dest(80, B, { weight: 1 });
+    const big = b.dest(80, A, { weight: 100 }),
+      small = b.dest(80, B, { weight: 1 });
     b.apply();
     expect(b.pick(s)).toBe(small); // B added last: first in list, idle
     b.view.active[small] = 1;
@@ -145,7 +153,8 @@ describe("§10 schedulers", () => {
     const b = new SchedBench();
     const s = b.service({ scheduler: "fo" });
     b.dest(80, A, { weight: 3 });
-    const b5 = b.dest(80, B, { weight: 5 }), c5 = b.dest(80, C, { weight: 5 });
+    const b5 = b.dest(80, B, { weight: 5 }),
+      c5 = b.dest(80, C, { weight: 5 });
     b.apply();
     for (let i = 0; i < 5; i++) expect(b.pick(s, "198.18.1.2", 1000 + i)).toBe(c5);
     b.view.overload[c5] = 1;
@@ -155,7 +164,8 @@ describe("§10 schedulers", () => {
   test("28: ovf keeps A (w2) eligible at 2 active connections and moves on at 3", () => {
     const b = new SchedBench();
     const s = b.service({ scheduler: "ovf" });
-    const a = b.dest(80, A, { weight: 2 }), bb = b.dest(80, B, { weight: 1 });
+    const a = b.dest(80, A, { weight: 2 }),
+      bb = b.dest(80, B, { weight: 1 });
     b.apply();
     b.view.active[a] = 2;
     expect(b.pick(s)).toBe(a);
@@ -179,7 +189,7 @@ describe("§10 schedulers", () => {
     for (let i = 0; i < 65536 && !client; i++) {
       const addr = `198.18.${64 + (i >> 8)}.${i & 255}`;
       const words = addr.split(".").map(Number);
-      const fold = ((words[0] << 24) | (words[1] << 16) | (words[2] << 8) | words[3]) | 0;
+      const fold = (words[0] << 24) | (words[1] << 16) | (words[2] << 8) | words[3] | 0;
       const bucket = b.t.buckets[b.t.svc[s * SVC_WORDS + SVC_TABLE_OFF] + shHashkey(fold, 0, 0)];
       if (bucket === z) client = addr;
     }
@@ -192,7 +202,8 @@ describe("§10 schedulers", () => {
   test("31: sh buckets for A(w1) then B(w3): B,B,B,A repeated; client 10.0.0.1 (port ignored) is bucket 39", () => {
     const b = new SchedBench();
     const s = b.service({ scheduler: "sh" });
-    const a = b.dest(80, A, { weight: 1 }), bb = b.dest(80, B, { weight: 3 });
+    const a = b.dest(80, A, { weight: 1 }),
+      bb = b.dest(80, B, { weight: 3 });
     b.apply();
     const off = b.t.svc[s * SVC_WORDS + SVC_TABLE_OFF];
     expect(b.t.svc[s * SVC_WORDS + SVC_TABLE_N]).toBe(SH_TAB_SIZE);

@@ -29,11 +29,17 @@ export class SchedBench {
     const next = compile(this.model, emptyRoutes(), ++this.gen);
     if (!this.view) {
       this.view = {
-        t: next, active: new Int32Array(MAX_DESTS), inactive: new Int32Array(MAX_DESTS), persist: new Int32Array(MAX_DESTS),
-        overload: new Uint8Array(MAX_DESTS), state: new Int32Array(MAX_SERVICES * SCHED_STATE_WORDS),
-        random: () => this.randoms.length ? this.randoms.shift()! : (Math.random() * 0x7fffffff) | 0, now: 0,
+        t: next,
+        active: new Int32Array(MAX_DESTS),
+        inactive: new Int32Array(MAX_DESTS),
+        persist: new Int32Array(MAX_DESTS),
+        overload: new Uint8Array(MAX_DESTS),
+        state: new Int32Array(MAX_SERVICES * SCHED_STATE_WORDS),
+        random: () => (this.randoms.length ? this.randoms.shift()! : (Math.random() * 0x7fffffff) | 0),
+        now: 0,
       };
-      for (let s = 0; s < MAX_SERVICES; s++) if (next.svc[s * SVC_WORDS + SVC_FLAGS] & SVCF_USED) SCHEDULER_BY_ID[next.svc[s * SVC_WORDS + SVC_SCHED]]?.init(this.view, s);
+      for (let s = 0; s < MAX_SERVICES; s++)
+        if (next.svc[s * SVC_WORDS + SVC_FLAGS] & SVCF_USED) SCHEDULER_BY_ID[next.svc[s * SVC_WORDS + SVC_SCHED]]?.init(this.view, s);
     } else {
       const prev = this.t;
       this.view.t = next;
@@ -67,8 +73,9 @@ export class SchedBench {
   /** Schedule one new TCP connection of src:sport -> dst:dport on service `svc`. */
   pick(svc: number, src = "198.18.1.2", sport = 40000, dst = VIP, dport = 80): number {
     const f = this.flow;
-    const s = parseIp(src)!.words, d = parseIp(dst)!.words;
-    f[FLOW_META] = ((s[1] | s[2] | s[3]) !== 0 || src.includes(":") ? 6 : 4) << 16 | 6 << 8 | 0x02;
+    const s = parseIp(src)!.words,
+      d = parseIp(dst)!.words;
+    f[FLOW_META] = (((s[1] | s[2] | s[3]) !== 0 || src.includes(":") ? 6 : 4) << 16) | (6 << 8) | 0x02;
     for (let k = 0; k < 4; k++) {
       f[FLOW_SRC + k] = s[k];
       f[FLOW_DST + k] = d[k];

@@ -34,7 +34,8 @@ describe("kernel IPVS oracle (Debian 6.1 guest) replayed through the xvs fast pa
       expect(g, `no observation for ${sc.name}: run test/kernel/oracle/run-oracle.sh`).toBeDefined();
       const { obs } = replay(sc);
       sc.steps.forEach((st, i) => {
-        const want = g.obs[i], got = obs[i];
+        const want = g.obs[i],
+          got = obs[i];
         const where = `${sc.name} step ${i}: ${JSON.stringify(st)}`;
         if ("ipvsadm" in st) {
           // accepted by both, or refused by both (the exact texts are the CLI's)

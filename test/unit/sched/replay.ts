@@ -16,17 +16,39 @@ import { DestSpec, IpvsServiceSpec, type ServiceKeyT } from "../../../src/contro
 import type { Service } from "../../../src/config/model.ts";
 import { LbError } from "../../../src/errors.ts";
 import {
-  CF_ASSURED, CF_TEMPLATE, CF_USED, CONN_CADDR, CONN_CPORT_VPORT, CONN_DADDR, CONN_DPORT, CONN_EXPIRES, CONN_FLAGS,
-  CONN_PROTO_STATE, CONN_VADDR, CONN_WORDS, HDR_HIGH, TICKS_PER_SEC,
+  CF_ASSURED,
+  CF_TEMPLATE,
+  CF_USED,
+  CONN_CADDR,
+  CONN_CPORT_VPORT,
+  CONN_DADDR,
+  CONN_DPORT,
+  CONN_EXPIRES,
+  CONN_FLAGS,
+  CONN_PROTO_STATE,
+  CONN_VADDR,
+  CONN_WORDS,
+  HDR_HIGH,
+  TICKS_PER_SEC,
 } from "../../../src/conn/table.ts";
 import { TCP_STATE_NAMES } from "../../../src/conn/state.ts";
 import { addrText } from "../../../src/wire/ipv4.ts";
 import type { Pkt, Scenario, Step } from "../../kernel/oracle/scenarios.ts";
 
 /** What left the director for a packet (guest vocabulary), plus xvs's drop counters that moved. */
-export interface PacketObs { out: string[]; rx: string[]; drops?: string[] }
-export interface AdmObs { rc: number; err: string }
-export interface SnapObs { dests: Record<string, string>; conns: string[] }
+export interface PacketObs {
+  out: string[];
+  rx: string[];
+  drops?: string[];
+}
+export interface AdmObs {
+  rc: number;
+  err: string;
+}
+export interface SnapObs {
+  dests: Record<string, string>;
+  conns: string[];
+}
 export type Obs = PacketObs | AdmObs | SnapObs | Record<string, never>;
 
 const FLAG_BITS: Record<string, number> = { F: FIN, S: SYN, R: RST, P: PSH, A: ACK };
@@ -128,12 +150,25 @@ function frame(p: Pkt, fromClient: boolean): Uint8Array {
 /** Describe what reached the client the way guest-runner.py does ("icmp 3/3 a>b", "tcp a:p>b:q FA"). */
 function describeToClient(f: Uint8Array): string {
   const dv = new DataView(f.buffer, f.byteOffset, f.byteLength);
-  const ihl = (f[14] & 15) * 4, proto = f[23], l4 = 14 + ihl;
-  const src = addrText(dv.getInt32(26)), dst = addrText(dv.getInt32(30));
+  const ihl = (f[14] & 15) * 4,
+    proto = f[23],
+    l4 = 14 + ihl;
+  const src = addrText(dv.getInt32(26)),
+    dst = addrText(dv.getInt32(30));
   if (proto === 1) return `icmp ${f[l4]}/${f[l4 + 1]} ${src}>${dst}`;
-  const sp = dv.getUint16(l4), dp = dv.getUint16(l4 + 2);
+  const sp = dv.getUint16(l4),
+    dp = dv.getUint16(l4 + 2);
   if (proto === 6) {
-    const fl = [["F", FIN], ["S", SYN], ["R", RST], ["P", PSH], ["A", ACK]].filter(([, b]) => f[l4 + 13] & (b as number)).map(([c]) => c).join("");
+    const fl = [
+      ["F", FIN],
+      ["S", SYN],
+      ["R", RST],
+      ["P", PSH],
+      ["A", ACK],
+    ]
+      .filter(([, b]) => f[l4 + 13] & (b as number))
+      .map(([c]) => c)
+      .join("");
     return `tcp ${src}:${sp}>${dst}:${dp} ${fl}`;
   }
   return `udp ${src}:${sp}>${dst}:${dp}`;
@@ -145,15 +180,27 @@ const PROTO_NAMES: Record<number, string> = { 0: "IP", 6: "TCP", 17: "UDP", 132:
 
 /** The connection table as /proc/net/ip_vs_conn rows (IPv4), without the expiry column, plus the seconds left. */
 export function connRows(h: Harness): { row: string; secs: number }[] {
-  const t = h.conns, r = t.rec, out: { row: string; secs: number }[] = [];
+  const t = h.conns,
+    r = t.rec,
+    out: { row: string; secs: number }[] = [];
   for (let id = 0; id < t.header[HDR_HIGH]; id++) {
-    const o = id * CONN_WORDS, fl = r[o + CONN_FLAGS];
+    const o = id * CONN_WORDS,
+      fl = r[o + CONN_FLAGS];
     if ((fl & CF_USED) === 0) continue;
-    const proto = r[o + CONN_PROTO_STATE] >>> 8, st = r[o + CONN_PROTO_STATE] & 0xff;
+    const proto = r[o + CONN_PROTO_STATE] >>> 8,
+      st = r[o + CONN_PROTO_STATE] & 0xff;
     const state = fl & CF_TEMPLATE ? (fl & CF_ASSURED ? "ASSURED" : "NONE") : proto === 6 ? TCP_STATE_NAMES[st] : "UDP";
     const cv = r[o + CONN_CPORT_VPORT];
-    const row = [PROTO_NAMES[proto].padEnd(3), hex8(r[o + CONN_CADDR]), hex4(cv >>> 16), hex8(r[o + CONN_VADDR]), hex4(cv),
-      hex8(r[o + CONN_DADDR]), hex4(r[o + CONN_DPORT]), state].join(" ");
+    const row = [
+      PROTO_NAMES[proto].padEnd(3),
+      hex8(r[o + CONN_CADDR]),
+      hex4(cv >>> 16),
+      hex8(r[o + CONN_VADDR]),
+      hex4(cv),
+      hex8(r[o + CONN_DADDR]),
+      hex4(r[o + CONN_DPORT]),
+      state,
+    ].join(" ");
     out.push({ row, secs: Math.ceil(((r[o + CONN_EXPIRES] - h.fp.now) | 0) / TICKS_PER_SEC) });
   }
   return out.sort((a, b) => (a.row < b.row ? -1 : 1));
@@ -181,7 +228,10 @@ function svcName(s: Service): string {
 export function guestSnap(o: { ln: string; persist: string; conns: string[] }): { dests: Record<string, string>; conns: { row: string; secs: number }[] } {
   const dests: Record<string, string> = {};
   const persist: Record<string, string> = {};
-  for (const [text, target] of [[o.ln, dests], [o.persist, persist]] as const) {
+  for (const [text, target] of [
+    [o.ln, dests],
+    [o.persist, persist],
+  ] as const) {
     let svc = "";
     for (const l of text.split("\n")) {
       if (/^(TCP|UDP|FWM) /.test(l)) svc = l.split(/\s+/).slice(0, 2).join(" ");
@@ -195,10 +245,12 @@ export function guestSnap(o: { ln: string; persist: string; conns: string[] }): 
     const p = (persist[k] ?? "").split(/\s+/)[1] ?? "?";
     dests[k] = `${w} ${act} ${inact} ${p}`;
   }
-  const conns = o.conns.map((l) => {
-    const f = l.trim().split(/\s+/);
-    return { row: [f[0].padEnd(3), ...f.slice(1, 8)].join(" "), secs: Number(f[8]) };
-  }).sort((a, b) => (a.row < b.row ? -1 : 1));
+  const conns = o.conns
+    .map((l) => {
+      const f = l.trim().split(/\s+/);
+      return { row: [f[0].padEnd(3), ...f.slice(1, 8)].join(" "), secs: Number(f[8]) };
+    })
+    .sort((a, b) => (a.row < b.row ? -1 : 1));
   return { dests, conns };
 }
 
@@ -227,12 +279,14 @@ function oneMarked(h: Harness, f: Uint8Array, svc: number): Out {
   h.descs[abi.XVS_DESC_IN_PORT] = 0;
   h.descs[abi.XVS_DESC_OUT_PORT] = abi.XVS_OUT_DROP;
   if (classify(h.buf, fp.dv, HEADROOM, f.length, fp.flows, 0, fp.l3Len, 0) !== Classified.Continue) throw new Error("replay: bad frame");
-  const fl = fp.flows, c = h.conns;
+  const fl = fp.flows,
+    c = h.conns;
   const found = c.lookup(hashFlow(c.seedConn, fl, 0), 0, fl[FLOW_SRC], 0, 0, 0, fl[FLOW_DST], 0, 0, 0, fl[FLOW_PORTS], (fl[FLOW_META] >>> 8) & 0xff);
   if (found >= 0) return h.one(f);
   h.descs[abi.XVS_DESC_OUT_PORT] = newConnection(fp, h.descs, 0, 0, 0, svc, (fl[FLOW_META] >>> 8) & 0xff, 0, fl[FLOW_META] & 0xff);
   const out = h.descs[abi.XVS_DESC_OUT_PORT];
-  const addr = h.descs[abi.XVS_DESC_ADDR], len = h.descs[abi.XVS_DESC_LEN];
+  const addr = h.descs[abi.XVS_DESC_ADDR],
+    len = h.descs[abi.XVS_DESC_LEN];
   return { port: out === abi.XVS_OUT_DROP ? -1 : out, frame: h.buf.slice(addr, addr + len) };
 }
 
@@ -248,8 +302,7 @@ export function replay(sc: Scenario, h = new Harness(65536)): { h: Harness; obs:
       for (const l of st.restore) last = ipvsadm(h, l, true);
       h.apply();
       obs.push(last);
-    }
-    else if ("sysctl" in st) {
+    } else if ("sysctl" in st) {
       h.model.setSettings(SYSCTL[st.sysctl](st.value));
       h.apply();
       obs.push({ rc: 0, err: "" });

@@ -14,24 +14,47 @@ const M64 = (1n << 64n) - 1n;
 const rol = (x: bigint, n: bigint) => ((x << n) | (x >> (64n - n))) & M64;
 /** SipHash-1-3 of one u32 with u64 keys, truncated to u32: lib/siphash.c's 64-bit hsiphash, in BigInt. */
 function refHsiphash(v: number, k0: bigint, k1: bigint): number {
-  let v0 = 0x736f6d6570736575n ^ k0, v1 = 0x646f72616e646f6dn ^ k1, v2 = 0x6c7967656e657261n ^ k0, v3 = 0x7465646279746573n ^ k1;
+  let v0 = 0x736f6d6570736575n ^ k0,
+    v1 = 0x646f72616e646f6dn ^ k1,
+    v2 = 0x6c7967656e657261n ^ k0,
+    v3 = 0x7465646279746573n ^ k1;
   const round = () => {
-    v0 = (v0 + v1) & M64; v1 = rol(v1, 13n); v1 ^= v0; v0 = rol(v0, 32n);
-    v2 = (v2 + v3) & M64; v3 = rol(v3, 16n); v3 ^= v2;
-    v0 = (v0 + v3) & M64; v3 = rol(v3, 21n); v3 ^= v0;
-    v2 = (v2 + v1) & M64; v1 = rol(v1, 17n); v1 ^= v2; v2 = rol(v2, 32n);
+    v0 = (v0 + v1) & M64;
+    v1 = rol(v1, 13n);
+    v1 ^= v0;
+    v0 = rol(v0, 32n);
+    v2 = (v2 + v3) & M64;
+    v3 = rol(v3, 16n);
+    v3 ^= v2;
+    v0 = (v0 + v3) & M64;
+    v3 = rol(v3, 21n);
+    v3 ^= v0;
+    v2 = (v2 + v1) & M64;
+    v1 = rol(v1, 17n);
+    v1 ^= v2;
+    v2 = rol(v2, 32n);
   };
   const b = (4n << 56n) | BigInt(v >>> 0);
-  v3 ^= b; round(); v0 ^= b; v2 ^= 0xffn; round(); round(); round();
+  v3 ^= b;
+  round();
+  v0 ^= b;
+  v2 ^= 0xffn;
+  round();
+  round();
+  round();
   return Number((v0 ^ v1 ^ v2 ^ v3) & 0xffffffffn);
 }
 
 describe("hsiphash", () => {
   test("matches a BigInt SipHash-1-3 for any value and key", () => {
-    fc.assert(fc.property(fc.nat(0xffffffff), fc.nat(0xffffffff), fc.nat(0xffffffff), fc.nat(0xffffffff), fc.nat(0xffffffff), (v, a, b, c, d) => {
-      const k0 = (BigInt(a) << 32n) | BigInt(b), k1 = (BigInt(c) << 32n) | BigInt(d);
-      expect(hsiphash1u32(v, a | 0, b | 0, c | 0, d | 0)).toBe(refHsiphash(v, k0, k1));
-    }), { numRuns: 500 });
+    fc.assert(
+      fc.property(fc.nat(0xffffffff), fc.nat(0xffffffff), fc.nat(0xffffffff), fc.nat(0xffffffff), fc.nat(0xffffffff), (v, a, b, c, d) => {
+        const k0 = (BigInt(a) << 32n) | BigInt(b),
+          k1 = (BigInt(c) << 32n) | BigInt(d);
+        expect(hsiphash1u32(v, a | 0, b | 0, c | 0, d | 0)).toBe(refHsiphash(v, k0, k1));
+      }),
+      { numRuns: 500 },
+    );
   });
 });
 
@@ -39,13 +62,15 @@ describe("lblc", () => {
   test("keeps a destination address on its dest, and moves it only when that dest is 'overloaded' (active > weight while another has active*2 < weight)", () => {
     const b = new SchedBench();
     const s = b.service({ scheduler: "lblc" });
-    const a = b.dest(80, "198.18.17.2", { weight: 2 }), c = b.dest(80, "198.18.18.2", { weight: 2 });
+    const a = b.dest(80, "198.18.17.2", { weight: 2 }),
+      c = b.dest(80, "198.18.18.2", { weight: 2 });
     b.apply();
     const first = b.pick(s, "198.18.1.2", 1, "198.18.2.7");
     expect(first).toBe(c); // wlc: both idle, the first in list order
     b.view.active[c] = 5; // more than its weight ... but A has 0 * 2 < 2
     expect(b.pick(s, "198.18.1.2", 2, "198.18.2.7")).toBe(a);
-    b.view.active[a] = 3; b.view.active[c] = 0; // the entry now names A; A is busy but C is idle
+    b.view.active[a] = 3;
+    b.view.active[c] = 0; // the entry now names A; A is busy but C is idle
     expect(b.pick(s, "198.18.1.2", 3, "198.18.2.7")).toBe(c);
     // the OVERLOAD flag is not lblc's test for a cached dest
     b.view.active[c] = 0;
@@ -56,7 +81,8 @@ describe("lblc", () => {
   test("forgets an entry unused for lblc_expiration (24 h) at the next full check (every 30th 60-s check)", () => {
     const b = new SchedBench();
     const s = b.service({ scheduler: "lblc" });
-    const a = b.dest(80, "198.18.17.2"), c = b.dest(80, "198.18.18.2");
+    const a = b.dest(80, "198.18.17.2"),
+      c = b.dest(80, "198.18.18.2");
     b.apply();
     const MIN = 60 * TICKS_PER_SEC;
     expect(b.pick(s, "198.18.1.2", 1, "198.18.2.7")).toBe(c); // both cached at t = 0
@@ -75,7 +101,8 @@ describe("lblcr", () => {
   test("adds a second dest to an address's set when the first is overloaded, then serves the set's least loaded", () => {
     const b = new SchedBench();
     const s = b.service({ scheduler: "lblcr" });
-    const a = b.dest(80, "198.18.17.2", { weight: 1 }), c = b.dest(80, "198.18.18.2", { weight: 1 });
+    const a = b.dest(80, "198.18.17.2", { weight: 1 }),
+      c = b.dest(80, "198.18.18.2", { weight: 1 });
     b.apply();
     const D = "198.18.2.9";
     expect(b.pick(s, "198.18.1.2", 1, D)).toBe(c);
@@ -92,9 +119,11 @@ describe("lblcr", () => {
   test("drops the most loaded member of a set unchanged for lblcr_expiration", () => {
     const b = new SchedBench();
     const s = b.service({ scheduler: "lblcr" });
-    const a = b.dest(80, "198.18.17.2", { weight: 1 }), c = b.dest(80, "198.18.18.2", { weight: 1 });
+    const a = b.dest(80, "198.18.17.2", { weight: 1 }),
+      c = b.dest(80, "198.18.18.2", { weight: 1 });
     b.apply();
-    const D = "198.18.2.9", MIN = 60 * TICKS_PER_SEC;
+    const D = "198.18.2.9",
+      MIN = 60 * TICKS_PER_SEC;
     b.pick(s, "198.18.1.2", 1, D); // {C}
     b.view.active[c] = 2;
     expect(b.pick(s, "198.18.1.2", 2, D)).toBe(a); // {A, C}, changed at t = 0
@@ -120,7 +149,8 @@ describe("twos", () => {
   test("draws two dests by weight and keeps the less loaded per weight", () => {
     const b = new SchedBench();
     const s = b.service({ scheduler: "twos" });
-    const a = b.dest(80, "198.18.17.2", { weight: 1 }), c = b.dest(80, "198.18.18.2", { weight: 3 });
+    const a = b.dest(80, "198.18.17.2", { weight: 1 }),
+      c = b.dest(80, "198.18.18.2", { weight: 3 });
     b.apply();
     // list order C(3), A(1); total 4 + 1 = 5: r = 0..3 -> C, r = 4 -> A
     b.randoms.push(0, 4);
@@ -140,27 +170,31 @@ describe("twos", () => {
 
 describe("locality table", () => {
   test("behaves as a map under inserts and removals (backward-shift deletion)", () => {
-    fc.assert(fc.property(fc.array(fc.tuple(fc.boolean(), fc.nat(300)), { maxLength: 600 }), (ops) => {
-      const t = new LocalityTable(1, 0), m = new Map<number, number>();
-      for (const [ins, k] of ops) {
-        const slot = t.find(k, 0, 0, 0);
-        if (ins) {
-          if (slot < 0) {
-            const s = t.insert(k, 0, 0, 0, 0);
-            t.data[s] = k * 7;
-            m.set(k, k * 7);
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.boolean(), fc.nat(300)), { maxLength: 600 }), (ops) => {
+        const t = new LocalityTable(1, 0),
+          m = new Map<number, number>();
+        for (const [ins, k] of ops) {
+          const slot = t.find(k, 0, 0, 0);
+          if (ins) {
+            if (slot < 0) {
+              const s = t.insert(k, 0, 0, 0, 0);
+              t.data[s] = k * 7;
+              m.set(k, k * 7);
+            }
+          } else if (slot >= 0) {
+            t.remove(slot);
+            m.delete(k);
           }
-        } else if (slot >= 0) {
-          t.remove(slot);
-          m.delete(k);
         }
-      }
-      expect(t.count).toBe(m.size);
-      for (let k = 0; k <= 300; k++) {
-        const slot = t.find(k, 0, 0, 0);
-        expect(slot >= 0 ? t.data[slot] : undefined).toBe(m.get(k));
-      }
-    }), { numRuns: 100 });
+        expect(t.count).toBe(m.size);
+        for (let k = 0; k <= 300; k++) {
+          const slot = t.find(k, 0, 0, 0);
+          expect(slot >= 0 ? t.data[slot] : undefined).toBe(m.get(k));
+        }
+      }),
+      { numRuns: 100 },
+    );
   });
 
   test("is bounded: past LOCALITY_MAX_ENTRIES nothing more is cached; the 60-s check evicts entries idle 6 minutes above the soft maximum", () => {

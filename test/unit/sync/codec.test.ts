@@ -5,24 +5,52 @@ import { describe, expect, test } from "bun:test";
 import { decodeSyncMessage } from "../../../src/sync/decode.ts";
 import { SYNC_DROP_NAMES, SyncDrop, SyncRxCounters } from "../../../src/sync/drops.ts";
 import { SyncMessageBuilder, encodeRecordV0, encodeRecordV1, encodeSyncMessages } from "../../../src/sync/encode.ts";
-import {
-  CONN_F_DROUTE, CONN_F_INACTIVE, CONN_F_OUT_SEQ, CONN_F_TEMPLATE, IPVS_OPT_F_PARAM, type SyncConn, syncMaxlen,
-} from "../../../src/sync/format.ts";
+import { CONN_F_DROUTE, CONN_F_INACTIVE, CONN_F_OUT_SEQ, CONN_F_TEMPLATE, IPVS_OPT_F_PARAM, type SyncConn, syncMaxlen } from "../../../src/sync/format.ts";
 
 const tcp4: SyncConn = {
-  version: 1, family: 4, protocol: 6, flags: 0, state: 1, cport: 40001, vport: 80, dport: 8080, fwmark: 0,
-  timeoutSec: 900, caddr: "198.18.1.2", vaddr: "198.18.0.100", daddr: "198.18.2.11",
+  version: 1,
+  family: 4,
+  protocol: 6,
+  flags: 0,
+  state: 1,
+  cport: 40001,
+  vport: 80,
+  dport: 8080,
+  fwmark: 0,
+  timeoutSec: 900,
+  caddr: "198.18.1.2",
+  vaddr: "198.18.0.100",
+  daddr: "198.18.2.11",
 };
 const tcp6: SyncConn = {
-  ...tcp4, family: 6, flags: CONN_F_DROUTE, caddr: "2001:db8:1::2", vaddr: "2001:db8:100::101", daddr: "2001:db8:2::11",
+  ...tcp4,
+  family: 6,
+  flags: CONN_F_DROUTE,
+  caddr: "2001:db8:1::2",
+  vaddr: "2001:db8:100::101",
+  daddr: "2001:db8:2::11",
 };
 const ftp4: SyncConn = {
-  ...tcp4, vport: 21, dport: 21, flags: CONN_F_OUT_SEQ, state: 4, timeoutSec: 120,
-  inSeq: { initSeq: 0, delta: 0, previousDelta: 0 }, outSeq: { initSeq: 0xdeadbeef, delta: 1, previousDelta: 0 },
+  ...tcp4,
+  vport: 21,
+  dport: 21,
+  flags: CONN_F_OUT_SEQ,
+  state: 4,
+  timeoutSec: 120,
+  inSeq: { initSeq: 0, delta: 0, previousDelta: 0 },
+  outSeq: { initSeq: 0xdeadbeef, delta: 1, previousDelta: 0 },
 };
 const sipTpl: SyncConn = {
-  ...tcp4, protocol: 17, flags: CONN_F_TEMPLATE, state: 0, cport: 0, vport: 5060, dport: 5060, timeoutSec: 60,
-  peData: new TextEncoder().encode("xvs-call-1"), peName: "sip",
+  ...tcp4,
+  protocol: 17,
+  flags: CONN_F_TEMPLATE,
+  state: 0,
+  cport: 0,
+  vport: 5060,
+  dport: 5060,
+  timeoutSec: 60,
+  peData: new TextEncoder().encode("xvs-call-1"),
+  peName: "sip",
 };
 const rx = { syncid: 0, maxlen: 0 };
 
@@ -176,40 +204,162 @@ const cases: Case[] = [
   { name: "3 bytes", msg: new Uint8Array([0, 7, 0]), reason: SyncDrop.MSG_TOO_SHORT, accepted: 0 },
   { name: "longer than the receive buffer", msg: v1(tcp4, tcp4), reason: SyncDrop.MSG_OVERSIZED, accepted: 0, cfg: { syncid: 0, maxlen: 60 } },
   { name: "size field says more than arrived (truncated)", msg: v1(tcp4, tcp4).slice(0, 50), reason: SyncDrop.MSG_SIZE_MISMATCH, accepted: 0 },
-  { name: "size field says less than arrived", msg: (() => { const m = v1(tcp4); m[3] -= 4; return m; })(), reason: SyncDrop.MSG_SIZE_MISMATCH, accepted: 0 },
+  {
+    name: "size field says less than arrived",
+    msg: (() => {
+      const m = v1(tcp4);
+      m[3] -= 4;
+      return m;
+    })(),
+    reason: SyncDrop.MSG_SIZE_MISMATCH,
+    accepted: 0,
+  },
   { name: "another syncid", msg: v1(tcp4), reason: SyncDrop.MSG_OTHER_SYNCID, accepted: 0, cfg: { syncid: 8, maxlen: 0 } },
-  { name: "version 2", msg: (() => { const m = v1(tcp4); m[5] = 2; return m; })(), reason: SyncDrop.MSG_UNKNOWN_VERSION, accepted: 0 },
-  { name: "spare not zero", msg: (() => { const m = v1(tcp4); m[7] = 1; return m; })(), reason: SyncDrop.MSG_UNKNOWN_VERSION, accepted: 0 },
-  { name: "nr_conns 3 with 2 records", msg: (() => { const m = v1(tcp4, tcp4); m[4] = 3; return m; })(), reason: SyncDrop.FRAME_TRUNCATED, accepted: 2 },
-  { name: "record size past the end", msg: (() => { const m = v1(tcp4, tcp4); m[8 + 36 + 3] = 40; return m; })(), reason: SyncDrop.FRAME_OVERRUN, accepted: 1 },
-  { name: "record version nibble 1", msg: (() => { const m = v1(tcp4); m[8 + 2] |= 0x10; return m; })(), reason: SyncDrop.FRAME_RECORD_VERSION, accepted: 0 },
-  { name: "record type 2", msg: (() => { const m = v1(tcp4, tcp4); m[8 + 36] = 2; return m; })(), reason: SyncDrop.FRAME_BAD_TYPE, accepted: 1 },
-  { name: "zero-length record", msg: (() => { const m = v1(tcp4); m[8 + 3] = 0; return m; })(), reason: SyncDrop.FRAME_RECORD_SHORT, accepted: 0 },
-  { name: "IPv6 type on an IPv4-sized record", msg: (() => { const m = v1(tcp4); m[8] = 1; return m; })(), reason: SyncDrop.FRAME_RECORD_SHORT, accepted: 0 },
+  {
+    name: "version 2",
+    msg: (() => {
+      const m = v1(tcp4);
+      m[5] = 2;
+      return m;
+    })(),
+    reason: SyncDrop.MSG_UNKNOWN_VERSION,
+    accepted: 0,
+  },
+  {
+    name: "spare not zero",
+    msg: (() => {
+      const m = v1(tcp4);
+      m[7] = 1;
+      return m;
+    })(),
+    reason: SyncDrop.MSG_UNKNOWN_VERSION,
+    accepted: 0,
+  },
+  {
+    name: "nr_conns 3 with 2 records",
+    msg: (() => {
+      const m = v1(tcp4, tcp4);
+      m[4] = 3;
+      return m;
+    })(),
+    reason: SyncDrop.FRAME_TRUNCATED,
+    accepted: 2,
+  },
+  {
+    name: "record size past the end",
+    msg: (() => {
+      const m = v1(tcp4, tcp4);
+      m[8 + 36 + 3] = 40;
+      return m;
+    })(),
+    reason: SyncDrop.FRAME_OVERRUN,
+    accepted: 1,
+  },
+  {
+    name: "record version nibble 1",
+    msg: (() => {
+      const m = v1(tcp4);
+      m[8 + 2] |= 0x10;
+      return m;
+    })(),
+    reason: SyncDrop.FRAME_RECORD_VERSION,
+    accepted: 0,
+  },
+  {
+    name: "record type 2",
+    msg: (() => {
+      const m = v1(tcp4, tcp4);
+      m[8 + 36] = 2;
+      return m;
+    })(),
+    reason: SyncDrop.FRAME_BAD_TYPE,
+    accepted: 1,
+  },
+  {
+    name: "zero-length record",
+    msg: (() => {
+      const m = v1(tcp4);
+      m[8 + 3] = 0;
+      return m;
+    })(),
+    reason: SyncDrop.FRAME_RECORD_SHORT,
+    accepted: 0,
+  },
+  {
+    name: "IPv6 type on an IPv4-sized record",
+    msg: (() => {
+      const m = v1(tcp4);
+      m[8] = 1;
+      return m;
+    })(),
+    reason: SyncDrop.FRAME_RECORD_SHORT,
+    accepted: 0,
+  },
   { name: "one byte of option header", msg: withOption(tcp4, 1), reason: SyncDrop.FRAME_OPTION_TRUNCATED, accepted: 0 },
   { name: "option of length 0", msg: withOption(tcp4, 2, 0, 0, 0), reason: SyncDrop.FRAME_OPTION_LENGTH, accepted: 0 },
   { name: "option length past the record", msg: withOption(tcp4, 2, 9, 1, 2), reason: SyncDrop.FRAME_OPTION_LENGTH, accepted: 0 },
   { name: "sequence option of 4 bytes", msg: withOption(tcp4, 1, 4, 0, 0, 0, 0), reason: SyncDrop.FRAME_SEQ_OPTION, accepted: 0 },
   { name: "PE data twice", msg: withOption(tcp4, 2, 1, 65, 2, 1, 66), reason: SyncDrop.FRAME_PE_DATA, accepted: 0 },
   { name: "PE name of 17 bytes", msg: withOption(tcp4, 3, 17, ...new Array(17).fill(97)), reason: SyncDrop.FRAME_PE_NAME, accepted: 0 },
-  { name: "unknown mandatory option 5 (the next record is still read)", msg: (() => {
-    const a = withOption(tcp4, 5, 2, 0, 0);
-    const b = v1(tcp6);
-    const m = new Uint8Array(a.length + b.length - 8);
-    m.set(a);
-    m.set(b.subarray(8), a.length);
-    m[4] = 2;
-    return fixSize(m);
-  })(), reason: SyncDrop.REC_UNKNOWN_OPTION, accepted: 1 },
+  {
+    name: "unknown mandatory option 5 (the next record is still read)",
+    msg: (() => {
+      const a = withOption(tcp4, 5, 2, 0, 0);
+      const b = v1(tcp6);
+      const m = new Uint8Array(a.length + b.length - 8);
+      m.set(a);
+      m.set(b.subarray(8), a.length);
+      m[4] = 2;
+      return fixSize(m);
+    })(),
+    reason: SyncDrop.REC_UNKNOWN_OPTION,
+    accepted: 1,
+  },
   { name: "protocol 99", msg: v1({ ...tcp4, protocol: 99 }, tcp4), reason: SyncDrop.REC_PROTOCOL, accepted: 1 },
   { name: "TCP state 11", msg: v1({ ...tcp4, state: 11 }, tcp4), reason: SyncDrop.REC_STATE, accepted: 1 },
   { name: "UDP state 1", msg: v1({ ...tcp4, protocol: 17, state: 1 }), reason: SyncDrop.REC_STATE, accepted: 0 },
   { name: "template state 2", msg: v1({ ...sipTpl, state: 2 }), reason: SyncDrop.REC_TEMPLATE_STATE, accepted: 0 },
   { name: "PE data without a name", msg: withOption(tcp4, 2, 1, 65), reason: SyncDrop.REC_PE_WITHOUT_NAME, accepted: 0 },
-  { name: "v0 record with reserved byte set", msg: (() => { const m = encodeSyncMessages([tcp4], { syncid: 7, maxlen: 1472, version: 0 })[0]; m[4] = 1; return m; })(), reason: SyncDrop.REC_V0_RESERVED, accepted: 0 },
-  { name: "v0 nr_conns 2 with 1 record", msg: (() => { const m = encodeSyncMessages([tcp4], { syncid: 7, maxlen: 1472, version: 0 })[0]; m[0] = 2; return m; })(), reason: SyncDrop.FRAME_TRUNCATED, accepted: 1 },
-  { name: "v0 record with SEQ flags but no sequence data", msg: (() => { const m = encodeSyncMessages([tcp4, tcp4], { syncid: 7, maxlen: 1472, version: 0 })[0]; m[4 + 24 + 20] = 0x02; return m; })(), reason: SyncDrop.FRAME_TRUNCATED, accepted: 1 },
-  { name: "bytes after the announced records", msg: (() => { const m = v1(tcp4, tcp4); m[4] = 1; return m; })(), reason: SyncDrop.MSG_TRAILING_BYTES, accepted: 1 },
+  {
+    name: "v0 record with reserved byte set",
+    msg: (() => {
+      const m = encodeSyncMessages([tcp4], { syncid: 7, maxlen: 1472, version: 0 })[0];
+      m[4] = 1;
+      return m;
+    })(),
+    reason: SyncDrop.REC_V0_RESERVED,
+    accepted: 0,
+  },
+  {
+    name: "v0 nr_conns 2 with 1 record",
+    msg: (() => {
+      const m = encodeSyncMessages([tcp4], { syncid: 7, maxlen: 1472, version: 0 })[0];
+      m[0] = 2;
+      return m;
+    })(),
+    reason: SyncDrop.FRAME_TRUNCATED,
+    accepted: 1,
+  },
+  {
+    name: "v0 record with SEQ flags but no sequence data",
+    msg: (() => {
+      const m = encodeSyncMessages([tcp4, tcp4], { syncid: 7, maxlen: 1472, version: 0 })[0];
+      m[4 + 24 + 20] = 0x02;
+      return m;
+    })(),
+    reason: SyncDrop.FRAME_TRUNCATED,
+    accepted: 1,
+  },
+  {
+    name: "bytes after the announced records",
+    msg: (() => {
+      const m = v1(tcp4, tcp4);
+      m[4] = 1;
+      return m;
+    })(),
+    reason: SyncDrop.MSG_TRAILING_BYTES,
+    accepted: 1,
+  },
 ];
 
 describe("hostile sync datagrams", () => {
@@ -232,9 +382,15 @@ describe("hostile sync datagrams", () => {
 
   test("a record for no service is skipped by the caller's lookup, the others kept", () => {
     const counters = new SyncRxCounters();
-    const r = decodeSyncMessage(v1(tcp4, { ...tcp4, vaddr: "198.18.0.200" }, tcp6), {
-      syncid: 0, maxlen: 0, hasService: (c) => c.vaddr !== "198.18.0.200",
-    }, counters);
+    const r = decodeSyncMessage(
+      v1(tcp4, { ...tcp4, vaddr: "198.18.0.200" }, tcp6),
+      {
+        syncid: 0,
+        maxlen: 0,
+        hasService: (c) => c.vaddr !== "198.18.0.200",
+      },
+      counters,
+    );
     expect(r.records.map((x) => x.conn.vaddr)).toEqual(["198.18.0.100", "2001:db8:100::101"]);
     expect(r.drops).toEqual([{ index: 1, offset: 44, reason: SyncDrop.REC_NO_SERVICE }]);
     expect(counters.dropTable()).toEqual({ rec_no_service: 1 });

@@ -18,7 +18,12 @@ const text = (f: string) => readFileSync(join(dir, f), "utf8");
 /** Guest clock at a snapshot, ms (the pcap's clock). */
 const timeOf = (f: string) => Math.round(Number(text(f).trim()) * 1000);
 
-interface Phase { pcap: string; version: 0 | 1; maxlen: number; ports: [number, number] }
+interface Phase {
+  pcap: string;
+  version: 0 | 1;
+  maxlen: number;
+  ports: [number, number];
+}
 const phases: Phase[] = [
   { pcap: "v1.pcap", version: 1, maxlen: 1472, ports: [40000, 40999] },
   { pcap: "v0.pcap", version: 0, maxlen: 1472, ports: [41000, 41999] },
@@ -39,14 +44,22 @@ function stateName(c: SyncConn): string {
   return c.protocol === 6 ? TCP_STATE_NAMES[c.state] : "UDP";
 }
 
-interface Entry { tuple: string; expireSec: number; state: string }
+interface Entry {
+  tuple: string;
+  expireSec: number;
+  state: string;
+}
 /** Parse `ipvsadm -Lnc` output. */
 function lnc(f: string): Entry[] {
-  return text(f).split("\n").slice(2).filter((l) => l.trim()).map((l) => {
-    const [pro, expire, state, src, vip, dst] = l.trim().split(/\s+/);
-    const [m, s] = expire.split(":").map(Number);
-    return { tuple: tuple(pro, src, vip, dst), expireSec: m * 60 + s, state };
-  });
+  return text(f)
+    .split("\n")
+    .slice(2)
+    .filter((l) => l.trim())
+    .map((l) => {
+      const [pro, expire, state, src, vip, dst] = l.trim().split(/\s+/);
+      const [m, s] = expire.split(":").map(Number);
+      return { tuple: tuple(pro, src, vip, dst), expireSec: m * 60 + s, state };
+    });
 }
 
 /**
@@ -209,15 +222,21 @@ describe("the kernel's backup installed what the decoder reads", () => {
       const unused = new Map(last);
       const left = (r: { conn: SyncConn; atMs: number }) => backupTimeoutSec(r.conn) - (t - r.atMs) / 1000;
       for (const e of [...entries].sort((a, b) => b.expireSec - a.expireSec)) {
-        const fits = [...unused].filter(([k, r]) => k.startsWith(`${e.tuple}|`) && stateName(r.conn) === e.state &&
-          e.expireSec <= Math.ceil(left(r)) + 1 && e.expireSec >= left(r) - 3).sort((a, b) => left(a[1]) - left(b[1]));
+        const fits = [...unused]
+          .filter(
+            ([k, r]) => k.startsWith(`${e.tuple}|`) && stateName(r.conn) === e.state && e.expireSec <= Math.ceil(left(r)) + 1 && e.expireSec >= left(r) - 3,
+          )
+          .sort((a, b) => left(a[1]) - left(b[1]));
         expect(fits.length ? `${e.tuple} ${e.state}` : `${e.tuple} ${e.state} ${e.expireSec}s: no record explains it`).toBe(`${e.tuple} ${e.state}`);
         unused.delete(fits[0][0]);
       }
     });
   }
 
-  for (const [phaseName, range] of [["v1", [40000, 40999]], ["v0", [41000, 41999]]] as const) {
+  for (const [phaseName, range] of [
+    ["v1", [40000, 40999]],
+    ["v0", [41000, 41999]],
+  ] as const) {
     test(`${phaseName}: every connection of the phase that was sent is on the backup, and on the master in that state`, () => {
       const t = timeOf(`${phaseName}-bk-held.time`);
       const bk = statesByTuple(`${phaseName}-bk-held.txt`);

@@ -24,7 +24,9 @@ export function readSyncPcap(path: string): SyncDatagram[] {
   const out: SyncDatagram[] = [];
   let o = 24;
   while (o + 16 <= d.length) {
-    const sec = dv.getUint32(o, true), usec = dv.getUint32(o + 4, true), caplen = dv.getUint32(o + 8, true);
+    const sec = dv.getUint32(o, true),
+      usec = dv.getUint32(o + 4, true),
+      caplen = dv.getUint32(o + 8, true);
     const f = o + 16;
     o = f + caplen;
     if (dv.getUint16(f + 12) !== 0x0800) continue;

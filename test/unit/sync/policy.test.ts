@@ -3,16 +3,43 @@
 import { describe, expect, test } from "bun:test";
 import { CONN_F_ONE_PACKET, CONN_F_TEMPLATE } from "../../../src/sync/format.ts";
 import {
-  SYNC_DEFAULTS, type SyncConnState, type SyncSettings, controllerPackets, flushDue, idleFlushAtMs, queueAccepts,
-  queuedSendDelayMs, shouldSync, syncDecision,
+  SYNC_DEFAULTS,
+  type SyncConnState,
+  type SyncSettings,
+  controllerPackets,
+  flushDue,
+  idleFlushAtMs,
+  queueAccepts,
+  queuedSendDelayMs,
+  shouldSync,
+  syncDecision,
 } from "../../../src/sync/policy.ts";
 
-const SYN_RECV = 3, ESTABLISHED = 1, FIN_WAIT = 4, TIME_WAIT = 5, CLOSE_WAIT = 7, LAST_ACK = 8;
+const SYN_RECV = 3,
+  ESTABLISHED = 1,
+  FIN_WAIT = 4,
+  TIME_WAIT = 5,
+  CLOSE_WAIT = 7,
+  LAST_ACK = 8;
 const tcp = (state: number, oldState: number, over: Partial<SyncConnState> = {}): SyncConnState => ({
-  protocol: 6, flags: 0, state, oldState, timeoutMs: 900_000, syncEndtimeMs: 0, inPersistence: false, ...over,
+  protocol: 6,
+  flags: 0,
+  state,
+  oldState,
+  timeoutMs: 900_000,
+  syncEndtimeMs: 0,
+  inPersistence: false,
+  ...over,
 });
 const udp = (over: Partial<SyncConnState> = {}): SyncConnState => ({
-  protocol: 17, flags: 0, state: 0, oldState: 0, timeoutMs: 300_000, syncEndtimeMs: 0, inPersistence: false, ...over,
+  protocol: 17,
+  flags: 0,
+  state: 0,
+  oldState: 0,
+  timeoutMs: 300_000,
+  syncEndtimeMs: 0,
+  inPersistence: false,
+  ...over,
 });
 const d = SYNC_DEFAULTS;
 
@@ -130,7 +157,7 @@ describe("shouldSync: sync_period 0 and sync_refresh_period", () => {
 
   test("refresh is capped by half the timeout (at least 10 s)", () => {
     const s = { ...d, syncPeriod: 0, syncRefreshPeriodMs: 100_000 };
-    const c = udp({ timeoutMs: 30_000, syncEndtimeMs: (100_000 + 30_000) });
+    const c = udp({ timeoutMs: 30_000, syncEndtimeMs: 100_000 + 30_000 });
     // half the timeout is 15 s: after 15 s it is sent though the refresh period is 100 s
     expect(shouldSync(c, 9, 114_000, s)).toBe(false);
     expect(shouldSync(c, 9, 115_000, s)).toBe(true);

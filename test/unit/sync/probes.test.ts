@@ -13,11 +13,15 @@ const probes = buildProbes();
 
 /** Client ports of the connections the kernel backup listed (a template's cport 0 counts for the probe of its service). */
 function kernelPorts(): { cport: number; vport: number; state: string }[] {
-  return readFileSync(join(dir, "probes-bk.txt"), "utf8").split("\n").slice(2).filter((l) => l.trim()).map((l) => {
-    const f = l.trim().split(/\s+/);
-    const port = (hp: string) => Number(hp.slice(hp.lastIndexOf(":") + 1));
-    return { cport: port(f[3]), vport: port(f[4]), state: f[2] };
-  });
+  return readFileSync(join(dir, "probes-bk.txt"), "utf8")
+    .split("\n")
+    .slice(2)
+    .filter((l) => l.trim())
+    .map((l) => {
+      const f = l.trim().split(/\s+/);
+      const port = (hp: string) => Number(hp.slice(hp.lastIndexOf(":") + 1));
+      return { cport: port(f[3]), vport: port(f[4]), state: f[2] };
+    });
 }
 
 describe("kernel backup vs decoder, datagram by datagram", () => {
@@ -30,8 +34,10 @@ describe("kernel backup vs decoder, datagram by datagram", () => {
   for (const p of probes) {
     test(`${p.name}: the decoder takes what the kernel installed`, () => {
       const inRange = (c: number) => c >= p.base && c < p.base + 10;
-      const kernel = listed.filter((e) => inRange(e.cport) || (e.cport === 0 && e.vport === 5060 && p.base === 50010))
-        .map((e) => e.cport).sort();
+      const kernel = listed
+        .filter((e) => inRange(e.cport) || (e.cport === 0 && e.vport === 5060 && p.base === 50010))
+        .map((e) => e.cport)
+        .sort();
       const r = decodeSyncMessage(p.bytes, { syncid: 7, maxlen: 1472 });
       const ours = r.records.map((x) => x.conn.cport).sort();
       const stricter = p.stricter ?? [];

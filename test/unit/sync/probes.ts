@@ -18,17 +18,40 @@ export interface Probe {
 }
 
 const tcp = (cport: number, over: Partial<SyncConn> = {}): SyncConn => ({
-  version: 1, family: 4, protocol: 6, flags: 0, state: 1, cport, vport: 80, dport: 8080, fwmark: 0, timeoutSec: 900,
-  caddr: "198.18.1.2", vaddr: "198.18.0.100", daddr: "198.18.2.11", ...over,
+  version: 1,
+  family: 4,
+  protocol: 6,
+  flags: 0,
+  state: 1,
+  cport,
+  vport: 80,
+  dport: 8080,
+  fwmark: 0,
+  timeoutSec: 900,
+  caddr: "198.18.1.2",
+  vaddr: "198.18.0.100",
+  daddr: "198.18.2.11",
+  ...over,
 });
 const tcp6 = (cport: number): SyncConn => ({
-  ...tcp(cport), family: 6, flags: CONN_F_DROUTE, vport: 80, dport: 80,
-  caddr: "2001:db8:1::2", vaddr: "2001:db8:100::101", daddr: "2001:db8:2::11",
+  ...tcp(cport),
+  family: 6,
+  flags: CONN_F_DROUTE,
+  vport: 80,
+  dport: 80,
+  caddr: "2001:db8:1::2",
+  vaddr: "2001:db8:100::101",
+  daddr: "2001:db8:2::11",
 });
 const udp = (cport: number): SyncConn => ({ ...tcp(cport), protocol: 17, state: 0, vport: 9000, dport: 9001, timeoutSec: 300 });
 const seq = { in: { initSeq: 0, delta: 0, previousDelta: 0 }, out: { initSeq: 123456789, delta: 1, previousDelta: 0 } };
 const ftp = (cport: number): SyncConn => ({
-  ...tcp(cport), vport: 21, dport: 21, flags: CONN_F_OUT_SEQ, inSeq: seq.in, outSeq: seq.out,
+  ...tcp(cport),
+  vport: 21,
+  dport: 21,
+  flags: CONN_F_OUT_SEQ,
+  inSeq: seq.in,
+  outSeq: seq.out,
 });
 
 const v1 = (...cs: SyncConn[]) => encodeSyncMessages(cs, { syncid: 7, maxlen: 65000, version: 1 })[0];
@@ -64,20 +87,78 @@ function join(a: Uint8Array, b: Uint8Array): Uint8Array {
 export function buildProbes(): Probe[] {
   const p: Probe[] = [];
   const add = (name: string, base: number, bytes: Uint8Array, stricter?: number[]) => p.push({ name, base, bytes, stricter });
-  add("v1 IPv4 TCP, IPv6 DR TCP, UDP, SIP template", 50010, v1(tcp(50010), tcp6(50011), udp(50012), {
-    ...udp(0), vport: 5060, dport: 5060, flags: CONN_F_TEMPLATE, state: 1, timeoutSec: 60,
-    peData: new TextEncoder().encode("probe-call-50010"), peName: "sip",
-  }));
+  add(
+    "v1 IPv4 TCP, IPv6 DR TCP, UDP, SIP template",
+    50010,
+    v1(tcp(50010), tcp6(50011), udp(50012), {
+      ...udp(0),
+      vport: 5060,
+      dport: 5060,
+      flags: CONN_F_TEMPLATE,
+      state: 1,
+      timeoutSec: 60,
+      peData: new TextEncoder().encode("probe-call-50010"),
+      peName: "sip",
+    }),
+  );
   add("v0 TCP, and TCP with sequence data", 50020, v0(tcp(50020), ftp(50021)));
   add("v1 TCP with sequence data", 50030, v1(ftp(50030)));
-  add("size field 4 too small", 50040, edit(v1(tcp(50040)), (m) => { m[3] -= 4; }));
-  add("syncid 8 (the backup has 7)", 50050, edit(v1(tcp(50050)), (m) => { m[1] = 8; }));
-  add("version 2", 50060, edit(v1(tcp(50060)), (m) => { m[5] = 2; }));
-  add("nr_conns 3 with 2 records", 50070, edit(v1(tcp(50070), tcp(50071)), (m) => { m[4] = 3; }));
-  add("2nd record's size past the end", 50080, edit(v1(tcp(50080), tcp(50081)), (m) => { m[8 + 36 + 3] = 40; }));
-  add("record version nibble 1", 50090, edit(v1(tcp(50090)), (m) => { m[10] |= 0x10; }));
-  add("2nd record type 2", 50100, edit(v1(tcp(50100), tcp(50101)), (m) => { m[8 + 36] = 2; }));
-  add("zero-length record", 50110, edit(v1(tcp(50110)), (m) => { m[11] = 0; }));
+  add(
+    "size field 4 too small",
+    50040,
+    edit(v1(tcp(50040)), (m) => {
+      m[3] -= 4;
+    }),
+  );
+  add(
+    "syncid 8 (the backup has 7)",
+    50050,
+    edit(v1(tcp(50050)), (m) => {
+      m[1] = 8;
+    }),
+  );
+  add(
+    "version 2",
+    50060,
+    edit(v1(tcp(50060)), (m) => {
+      m[5] = 2;
+    }),
+  );
+  add(
+    "nr_conns 3 with 2 records",
+    50070,
+    edit(v1(tcp(50070), tcp(50071)), (m) => {
+      m[4] = 3;
+    }),
+  );
+  add(
+    "2nd record's size past the end",
+    50080,
+    edit(v1(tcp(50080), tcp(50081)), (m) => {
+      m[8 + 36 + 3] = 40;
+    }),
+  );
+  add(
+    "record version nibble 1",
+    50090,
+    edit(v1(tcp(50090)), (m) => {
+      m[10] |= 0x10;
+    }),
+  );
+  add(
+    "2nd record type 2",
+    50100,
+    edit(v1(tcp(50100), tcp(50101)), (m) => {
+      m[8 + 36] = 2;
+    }),
+  );
+  add(
+    "zero-length record",
+    50110,
+    edit(v1(tcp(50110)), (m) => {
+      m[11] = 0;
+    }),
+  );
   add("one byte of option header", 50120, withOption(tcp(50120), 1));
   add("option of length 0", 50130, withOption(tcp(50130), 2, 0, 0, 0));
   add("sequence option of 4 bytes", 50140, withOption(tcp(50140), 1, 4, 0, 0, 0, 0));
@@ -87,16 +168,52 @@ export function buildProbes(): Probe[] {
   add("protocol 99, then a good record", 50180, v1(tcp(50180, { protocol: 99 }), tcp(50181)));
   add("TCP state 11, then a good record", 50190, v1(tcp(50190, { state: 11 }), tcp(50191)));
   add("PE data without a name", 50200, withOption(tcp(50200), 2, 1, 65));
-  add("a record after the announced ones", 50210, edit(v1(tcp(50210), tcp(50211)), (m) => { m[4] = 1; }));
+  add(
+    "a record after the announced ones",
+    50210,
+    edit(v1(tcp(50210), tcp(50211)), (m) => {
+      m[4] = 1;
+    }),
+  );
   add("optional unknown option 0x45", 50220, withOption(tcp(50220), 0x45, 2, 9, 9));
-  add("v0 nr_conns 2 with 1 record", 50230, edit(v0(tcp(50230)), (m) => { m[0] = 2; }));
-  add("v0 2nd record with SEQ flag but no data", 50240, edit(v0(tcp(50240), tcp(50241)), (_m, dv) => { dv.setUint16(4 + 24 + 20, 0x0200); }));
+  add(
+    "v0 nr_conns 2 with 1 record",
+    50230,
+    edit(v0(tcp(50230)), (m) => {
+      m[0] = 2;
+    }),
+  );
+  add(
+    "v0 2nd record with SEQ flag but no data",
+    50240,
+    edit(v0(tcp(50240), tcp(50241)), (_m, dv) => {
+      dv.setUint16(4 + 24 + 20, 0x0200);
+    }),
+  );
   add("no service for the virtual address", 50250, v1(tcp(50250, { vaddr: "198.18.0.200" })));
-  add("IPv6 record of type 3", 50260, edit(v1(tcp6(50260)), (m) => { m[8] = 3; }), [50260]);
+  add(
+    "IPv6 record of type 3",
+    50260,
+    edit(v1(tcp6(50260)), (m) => {
+      m[8] = 3;
+    }),
+    [50260],
+  );
   add("template state 2", 50270, v1(tcp(50270, { flags: CONN_F_TEMPLATE, state: 2, timeoutSec: 300 })));
-  add("v0 reserved byte 1", 50280, edit(v0(tcp(50280)), (m) => { m[4] = 1; }), [50280]);
+  add(
+    "v0 reserved byte 1",
+    50280,
+    edit(v0(tcp(50280)), (m) => {
+      m[4] = 1;
+    }),
+    [50280],
+  );
   // 44 records: 1592 bytes, more than the backup's 1472-byte buffer (it reads a truncated datagram)
-  add("longer than the backup's sync_maxlen", 50290, v1(...Array.from({ length: 44 }, (_, i) => tcp(50290 + (i % 10), { cport: 50290 + (i % 10), dport: 8080 + i }))));
+  add(
+    "longer than the backup's sync_maxlen",
+    50290,
+    v1(...Array.from({ length: 44 }, (_, i) => tcp(50290 + (i % 10), { cport: 50290 + (i % 10), dport: 8080 + i }))),
+  );
   return p;
 }
 

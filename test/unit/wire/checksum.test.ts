@@ -18,28 +18,34 @@ describe("internet checksum", () => {
   });
 
   test("incremental updates of a 16-bit word equal a full recomputation", () => {
-    fc.assert(fc.property(fc.uint8Array({ minLength: 4, maxLength: 64 }), fc.nat(), fc.integer({ min: 0, max: 0xffff }), (data, at, nv) => {
-      const b = data.length % 2 ? new Uint8Array([...data, 0]) : new Uint8Array(data);
-      const pos = (at % (b.length / 2)) * 2;
-      const c0 = checksum(b, 0, b.length);
-      const old = (b[pos] << 8) | b[pos + 1];
-      b[pos] = nv >>> 8;
-      b[pos + 1] = nv & 0xff;
-      // a checksum of 0x0000 and 0xffff are the same ones'-complement value
-      const inc = csumReplace16(c0, old, nv), full = checksum(b, 0, b.length);
-      expect(inc === full || (inc ^ full) === 0xffff).toBe(true);
-    }));
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 4, maxLength: 64 }), fc.nat(), fc.integer({ min: 0, max: 0xffff }), (data, at, nv) => {
+        const b = data.length % 2 ? new Uint8Array([...data, 0]) : new Uint8Array(data);
+        const pos = (at % (b.length / 2)) * 2;
+        const c0 = checksum(b, 0, b.length);
+        const old = (b[pos] << 8) | b[pos + 1];
+        b[pos] = nv >>> 8;
+        b[pos + 1] = nv & 0xff;
+        // a checksum of 0x0000 and 0xffff are the same ones'-complement value
+        const inc = csumReplace16(c0, old, nv),
+          full = checksum(b, 0, b.length);
+        expect(inc === full || (inc ^ full) === 0xffff).toBe(true);
+      }),
+    );
   });
 
   test("incremental updates of a 32-bit address equal a full recomputation", () => {
-    fc.assert(fc.property(fc.uint8Array({ minLength: 8, maxLength: 8 }), fc.integer(), (b, nv) => {
-      const dv = new DataView(b.buffer);
-      const c0 = checksum(b, 0, 8);
-      const old = dv.getInt32(0);
-      dv.setInt32(0, nv);
-      const inc = csumReplace32(c0, old, nv | 0), full = checksum(b, 0, 8);
-      expect(inc === full || (inc ^ full) === 0xffff).toBe(true);
-    }));
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 8, maxLength: 8 }), fc.integer(), (b, nv) => {
+        const dv = new DataView(b.buffer);
+        const c0 = checksum(b, 0, 8);
+        const old = dv.getInt32(0);
+        dv.setInt32(0, nv);
+        const inc = csumReplace32(c0, old, nv | 0),
+          full = checksum(b, 0, 8);
+        expect(inc === full || (inc ^ full) === 0xffff).toBe(true);
+      }),
+    );
   });
 
   test("a header containing its own checksum sums to zero", () => {

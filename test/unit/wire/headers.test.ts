@@ -14,10 +14,20 @@ import { FLOW_META, FLOW_PORTS, FLOW_WORDS, flowDport, flowFamily, flowMeta, flo
 import { dnat4, snat4 } from "../../../src/xmit/nat.ts";
 import { checksumsValid } from "../../util/packet.ts";
 
-const SYN = Uint8Array.from(Buffer.from(
-  "020000000001020000000002" + "0800" +
-  "4500002c1c4640004006" + "0000" + "c6120102c6120064" +
-  "9c400050000003e80000000060022000" + "0000" + "0000" + "020405b4", "hex"));
+const SYN = Uint8Array.from(
+  Buffer.from(
+    "020000000001020000000002" +
+      "0800" +
+      "4500002c1c4640004006" +
+      "0000" +
+      "c6120102c6120064" +
+      "9c400050000003e80000000060022000" +
+      "0000" +
+      "0000" +
+      "020405b4",
+    "hex",
+  ),
+);
 // fill in the two checksums once (kept out of the hex so the fields above stay readable)
 {
   const dv = new DataView(SYN.buffer);
@@ -94,8 +104,13 @@ describe("ipv4", () => {
 describe("ipv6", () => {
   test("parses and formats RFC 5952 text", () => {
     const cases: [string, string][] = [
-      ["2001:db8::1", "2001:db8::1"], ["2001:0db8:0000:0000:0000:0000:0000:0001", "2001:db8::1"], ["::", "::"], ["::1", "::1"],
-      ["2001:db8:0:0:1:0:0:1", "2001:db8::1:0:0:1"], ["::ffff:198.18.0.1", "::ffff:198.18.0.1"], ["fe80::", "fe80::"],
+      ["2001:db8::1", "2001:db8::1"],
+      ["2001:0db8:0000:0000:0000:0000:0000:0001", "2001:db8::1"],
+      ["::", "::"],
+      ["::1", "::1"],
+      ["2001:db8:0:0:1:0:0:1", "2001:db8::1:0:0:1"],
+      ["::ffff:198.18.0.1", "::ffff:198.18.0.1"],
+      ["fe80::", "fe80::"],
     ];
     for (const [inp, out] of cases) expect(ipv6.addrText(ipv6.parseAddr(inp)!)).toBe(out);
     for (const bad of ["2001:db8:::1", "1:2:3:4:5:6:7:8:9", "g::1", "2001:db8::1::2", ":"]) expect(ipv6.parseAddr(bad)).toBeNull();

@@ -8,8 +8,12 @@ describe("xvs decap arguments", () => {
   });
 
   test("--gue-port repeats (duplicates once), --mode native|generic", () => {
-    expect(parseDecapArgs(["attach", "eth1", "--gue-port", "7080", "--gue-port", "5555", "--gue-port", "7080", "--mode", "generic"]))
-      .toEqual({ cmd: "attach", iface: "eth1", guePorts: [7080, 5555], mode: "generic" });
+    expect(parseDecapArgs(["attach", "eth1", "--gue-port", "7080", "--gue-port", "5555", "--gue-port", "7080", "--mode", "generic"])).toEqual({
+      cmd: "attach",
+      iface: "eth1",
+      guePorts: [7080, 5555],
+      mode: "generic",
+    });
   });
 
   test("detach and stats take only the interface", () => {

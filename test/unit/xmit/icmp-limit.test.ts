@@ -1,7 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import { IcmpLimiter } from "../../../src/xmit/icmp-limit.ts";
 
-const A = 0xc6120102 | 0, B = 0xc6120103 | 0;
+const A = 0xc6120102 | 0,
+  B = 0xc6120103 | 0;
 
 describe("ICMP error rate limits (icmpv4_xrlim_allow, icmp_global_allow)", () => {
   test("a host gets a burst of 6 errors, then one per second", () => {

@@ -12,14 +12,32 @@ import * as ipv6 from "../../../src/wire/ipv6.ts";
 import { ACK, PacketBuilder, SYN, checksumsValid } from "../../util/packet.ts";
 import { CLIENT_MAC, PORT_MACS, RS_MAC, XmitHarness } from "./harness.ts";
 
-const VIP = "198.18.0.100", CLIENT = "198.18.1.2", RS = "198.18.2.11", RS_DR = "198.18.2.12", RS_TUN = "198.18.3.11";
-const ROUTER = "198.18.1.254", ROUTER_RS = "198.18.2.254", DIRECTOR = "198.18.2.1";
-const VIP6 = "2001:db8:100::100", CLIENT6 = "2001:db8:1::2", RS6 = "2001:db8:2::11", ROUTER6 = "2001:db8:1::fe";
+const VIP = "198.18.0.100",
+  CLIENT = "198.18.1.2",
+  RS = "198.18.2.11",
+  RS_DR = "198.18.2.12",
+  RS_TUN = "198.18.3.11";
+const ROUTER = "198.18.1.254",
+  ROUTER_RS = "198.18.2.254",
+  DIRECTOR = "198.18.2.1";
+const VIP6 = "2001:db8:100::100",
+  CLIENT6 = "2001:db8:1::2",
+  RS6 = "2001:db8:2::11",
+  ROUTER6 = "2001:db8:1::fe";
 
 const SPEC = { weight: 1, upperThreshold: 0, lowerThreshold: 0 };
 
 /** An ICMP(v6) error frame from `src` to `dst` quoting `quoted` (an IP packet, maybe cut). */
-function icmpError(v6: boolean, src: string, dst: string, type: number, code: number, rest: number, quoted: Uint8Array, opts: { badSum?: boolean; ttl?: number } = {}): Uint8Array {
+function icmpError(
+  v6: boolean,
+  src: string,
+  dst: string,
+  type: number,
+  code: number,
+  rest: number,
+  quoted: Uint8Array,
+  opts: { badSum?: boolean; ttl?: number } = {},
+): Uint8Array {
   const body = [type, code, 0, 0, (rest >>> 24) & 255, (rest >>> 16) & 255, (rest >>> 8) & 255, rest & 255, ...quoted];
   const b = new PacketBuilder().eth(PORT_MACS[0], CLIENT_MAC);
   const f = (v6 ? b.ipv6({ src, dst, hopLimit: opts.ttl ?? 64 }).raw(58, body) : b.ipv4({ src, dst, ttl: opts.ttl ?? 64 }).raw(1, body)).build();
@@ -55,24 +73,34 @@ beforeEach(() => {
   h.model.addService({ protocol: "udp", address: VIP, port: 83, scheduler: "rr", onePacket: false, schedFlags: [] });
   h.model.addDest({ protocol: "udp", address: VIP, port: 83 }, { address: RS_TUN, port: 83, forward: "tunnel", ...SPEC, tunnel: { type: "gue", port: 6080 } });
   h.model.addService({ protocol: "udp", address: VIP, port: 84, scheduler: "rr", onePacket: false, schedFlags: [] });
-  h.model.addDest({ protocol: "udp", address: VIP, port: 84 }, { address: RS_TUN, port: 84, forward: "tunnel", ...SPEC, tunnel: { type: "gre", csum: "csum" } });
+  h.model.addDest(
+    { protocol: "udp", address: VIP, port: 84 },
+    { address: RS_TUN, port: 84, forward: "tunnel", ...SPEC, tunnel: { type: "gre", csum: "csum" } },
+  );
   h.model.addService({ protocol: "tcp", address: VIP6, port: 80, scheduler: "rr", onePacket: false, schedFlags: [] });
   h.model.addDest({ protocol: "tcp", address: VIP6, port: 80 }, { address: RS6, port: 8080, forward: "masq", ...SPEC });
   h.apply();
 });
 
-const syn = (dport: number, sport = 40000, df = true) => new PacketBuilder().eth(PORT_MACS[0], CLIENT_MAC).ipv4({ src: CLIENT, dst: VIP, df }).tcp({ sport, dport, flags: SYN }).build();
-const udp = (dport: number, size: number, df = true, sport = 41000) => new PacketBuilder().eth(PORT_MACS[0], CLIENT_MAC).ipv4({ src: CLIENT, dst: VIP, df }).udp({ sport, dport }).payload("x".repeat(size)).build();
+const syn = (dport: number, sport = 40000, df = true) =>
+  new PacketBuilder().eth(PORT_MACS[0], CLIENT_MAC).ipv4({ src: CLIENT, dst: VIP, df }).tcp({ sport, dport, flags: SYN }).build();
+const udp = (dport: number, size: number, df = true, sport = 41000) =>
+  new PacketBuilder().eth(PORT_MACS[0], CLIENT_MAC).ipv4({ src: CLIENT, dst: VIP, df }).udp({ sport, dport }).payload("x".repeat(size)).build();
 
 describe("NAT: errors translated both ways", () => {
   test("from the client's side, about a reply VIP:80 -> client: goes to the real server with RIP:8080 in the quote", () => {
     expect(h.one(syn(80)).port).toBe(1);
     // the reply as the client saw it, quoted by a router on the client's side
-    const reply = new PacketBuilder().ipv4({ src: VIP, dst: CLIENT, df: true }).tcp({ sport: 80, dport: 40000, flags: SYN | ACK }).payload("y".repeat(1400)).build();
+    const reply = new PacketBuilder()
+      .ipv4({ src: VIP, dst: CLIENT, df: true })
+      .tcp({ sport: 80, dport: 40000, flags: SYN | ACK })
+      .payload("y".repeat(1400))
+      .build();
     const before = h.stats();
     const out = h.one(icmpError(false, ROUTER, VIP, 3, 4, 1300, ipOf(reply, 548)));
     expect(out.port).toBe(1);
-    const f = out.frame, dv = new DataView(f.buffer);
+    const f = out.frame,
+      dv = new DataView(f.buffer);
     expect(macText(dv.getUint16(0), dv.getInt32(2))).toBe(RS_MAC);
     expect(addrText(dv.getInt32(26))).toBe(ROUTER);
     expect(addrText(dv.getInt32(30))).toBe(RS); // outer daddr -> RIP
@@ -93,7 +121,8 @@ describe("NAT: errors translated both ways", () => {
     const quote = ipOf(fwd.frame, 28); // what an RS quotes: IP header + 8 bytes
     const out = h.one(icmpError(false, RS, CLIENT, 3, 3, 0, quote), 1);
     expect(out.port).toBe(0);
-    const f = out.frame, dv = new DataView(f.buffer);
+    const f = out.frame,
+      dv = new DataView(f.buffer);
     expect(macText(dv.getUint16(0), dv.getInt32(2))).toBe(CLIENT_MAC);
     expect(macText(dv.getUint16(6), dv.getInt32(8))).toBe(PORT_MACS[0]);
     expect(addrText(dv.getInt32(26))).toBe(VIP); // outer saddr -> VIP
@@ -110,10 +139,14 @@ describe("NAT: errors translated both ways", () => {
   test("IPv6: packet too big about a reply goes to the real server translated, ICMPv6 checksum valid", () => {
     const s = new PacketBuilder().eth(PORT_MACS[0], CLIENT_MAC).ipv6({ src: CLIENT6, dst: VIP6 }).tcp({ sport: 40001, dport: 80, flags: SYN }).build();
     expect(h.one(s).port).toBe(1);
-    const reply = new PacketBuilder().ipv6({ src: VIP6, dst: CLIENT6 }).tcp({ sport: 80, dport: 40001, flags: SYN | ACK }).build();
+    const reply = new PacketBuilder()
+      .ipv6({ src: VIP6, dst: CLIENT6 })
+      .tcp({ sport: 80, dport: 40001, flags: SYN | ACK })
+      .build();
     const out = h.one(icmpError(true, ROUTER6, VIP6, 2, 0, 1280, ipOf(reply)));
     expect(out.port).toBe(1);
-    const f = out.frame, dv = new DataView(f.buffer);
+    const f = out.frame,
+      dv = new DataView(f.buffer);
     expect(ipv6.addrText([dv.getInt32(38), dv.getInt32(42), dv.getInt32(46), dv.getInt32(50)])).toBe(RS6);
     expect(f[21]).toBe(63);
     const e = 62;
@@ -145,7 +178,8 @@ describe("DR and TUN: errors forwarded by the connection's method", () => {
     const err = icmpError(false, ROUTER, VIP, 11, 0, 0, ipOf(reply));
     const out = h.one(err);
     expect(out.port).toBe(1);
-    const f = out.frame, dv = new DataView(f.buffer);
+    const f = out.frame,
+      dv = new DataView(f.buffer);
     expect(f[23]).toBe(4); // IPIP
     expect(addrText(dv.getInt32(26))).toBe(DIRECTOR);
     expect(addrText(dv.getInt32(30))).toBe(RS_TUN);
@@ -170,7 +204,8 @@ describe("errors about our own tunnel packets", () => {
     const before = h.stats();
     const out = h.one(icmpError(false, ROUTER_RS, DIRECTOR, 3, 4, 1300, quote), 1);
     expect(out.port).toBe(0);
-    const f = out.frame, dv = new DataView(f.buffer);
+    const f = out.frame,
+      dv = new DataView(f.buffer);
     expect(macText(dv.getUint16(0), dv.getInt32(2))).toBe(CLIENT_MAC);
     expect(addrText(dv.getInt32(26))).toBe(VIP);
     expect(addrText(dv.getInt32(30))).toBe(CLIENT);
@@ -247,12 +282,17 @@ describe("errors about our own tunnel packets", () => {
 });
 
 describe("errors about our IPv6 tunnel packets", () => {
-  const ROUTER_RS6 = "2001:db8:2::fe", DIRECTOR6 = "2001:db8:2::1", RS6_TUN = "2001:db8:3::11";
+  const ROUTER_RS6 = "2001:db8:2::fe",
+    DIRECTOR6 = "2001:db8:2::1",
+    RS6_TUN = "2001:db8:3::11";
   let h6: XmitHarness;
   beforeEach(() => {
     h6 = new XmitHarness();
     h6.model.addService({ protocol: "tcp", address: VIP6, port: 80, scheduler: "rr", onePacket: false, schedFlags: [] });
-    h6.model.addDest({ protocol: "tcp", address: VIP6, port: 80 }, { address: RS6_TUN, port: 80, forward: "tunnel", ...SPEC, tunnel: { type: "gue", port: 6080, csum: "csum" } });
+    h6.model.addDest(
+      { protocol: "tcp", address: VIP6, port: 80 },
+      { address: RS6_TUN, port: 80, forward: "tunnel", ...SPEC, tunnel: { type: "gue", port: 6080, csum: "csum" } },
+    );
     h6.model.addService({ protocol: "tcp", address: VIP, port: 90, scheduler: "rr", onePacket: false, schedFlags: [] });
     h6.model.addDest({ protocol: "tcp", address: VIP, port: 90 }, { address: RS6_TUN, port: 90, forward: "tunnel", ...SPEC, tunnel: { type: "ipip" } });
     h6.apply();
@@ -264,7 +304,8 @@ describe("errors about our IPv6 tunnel packets", () => {
     expect(t.port).toBe(1);
     const out = h6.one(icmpError(true, ROUTER_RS6, DIRECTOR6, 2, 0, 1400, ipOf(t.frame)), 1);
     expect(out.port).toBe(0);
-    const f = out.frame, dv = new DataView(f.buffer);
+    const f = out.frame,
+      dv = new DataView(f.buffer);
     expect(dv.getUint16(12)).toBe(0x86dd);
     expect(ipv6.addrText([dv.getInt32(22), dv.getInt32(26), dv.getInt32(30), dv.getInt32(34)])).toBe(VIP6);
     expect(ipv6.addrText([dv.getInt32(38), dv.getInt32(42), dv.getInt32(46), dv.getInt32(50)])).toBe(CLIENT6);
@@ -280,7 +321,8 @@ describe("errors about our IPv6 tunnel packets", () => {
     expect(t.frame[20]).toBe(4); // next header: IPv4
     const out = h6.one(icmpError(true, ROUTER_RS6, DIRECTOR6, 2, 0, 1300, ipOf(t.frame)), 1);
     expect(out.port).toBe(0);
-    const f = out.frame, dv = new DataView(f.buffer);
+    const f = out.frame,
+      dv = new DataView(f.buffer);
     expect(addrText(dv.getInt32(26))).toBe(VIP);
     expect(addrText(dv.getInt32(30))).toBe(CLIENT);
     expect([f[34], f[35], dv.getUint16(40)]).toEqual([3, 4, 1260]);
@@ -296,8 +338,22 @@ describe("bad ICMP input is counted, never forwarded, never thrown", () => {
       [icmpError(false, ROUTER, VIP, 3, 4, 1300, ipOf(reply, 22)), "drop_icmp_malformed"],
       [icmpError(false, ROUTER, VIP, 3, 4, 1300, ipOf(reply, 12)), "drop_icmp_malformed"],
       [icmpError(false, ROUTER, VIP, 3, 4, 1300, ipOf(reply), { badSum: true }), "drop_icmp_malformed"],
-      [icmpError(false, ROUTER, VIP, 3, 4, 1300, ipOf(new PacketBuilder().ipv4({ src: VIP, dst: CLIENT }).tcp({ sport: 80, dport: 1, flags: ACK }).build())), "drop_icmp_no_conn"],
-      [icmpError(false, RS, CLIENT, 3, 3, 0, ipOf(fwd.frame, 28).map((b, i) => (i === 23 ? b ^ 1 : b))), "drop_icmp_no_conn"],
+      [
+        icmpError(false, ROUTER, VIP, 3, 4, 1300, ipOf(new PacketBuilder().ipv4({ src: VIP, dst: CLIENT }).tcp({ sport: 80, dport: 1, flags: ACK }).build())),
+        "drop_icmp_no_conn",
+      ],
+      [
+        icmpError(
+          false,
+          RS,
+          CLIENT,
+          3,
+          3,
+          0,
+          ipOf(fwd.frame, 28).map((b, i) => (i === 23 ? b ^ 1 : b)),
+        ),
+        "drop_icmp_no_conn",
+      ],
       [icmpError(false, ROUTER, VIP, 8, 0, 0, new Uint8Array(0)), "drop_icmp"],
       [icmpError(false, ROUTER, VIP, 3, 4, 1300, ipOf(reply), { ttl: 1 }), "drop_ttl"],
     ];
@@ -346,7 +402,10 @@ describe("transmit refusals", () => {
     const h2 = new XmitHarness();
     h2.rs.set("198.18.9.1", { mtu: 80 });
     h2.rs.set("198.18.9.2", { src: "" });
-    for (const [port, rs] of [[80, "198.18.9.1"], [81, "198.18.9.2"]] as const) {
+    for (const [port, rs] of [
+      [80, "198.18.9.1"],
+      [81, "198.18.9.2"],
+    ] as const) {
       h2.model.addService({ protocol: "tcp", address: VIP, port, scheduler: "rr", onePacket: false, schedFlags: [] });
       h2.model.addDest({ protocol: "tcp", address: VIP, port }, { address: rs, port, forward: "tunnel", ...SPEC, tunnel: { type: "gue", port: 6080 } });
     }

@@ -21,11 +21,17 @@ import { KERNEL_CASES, KERNEL_PMTU_GUE } from "../../kernel/frames/dr-tun.ts";
 import { KERNEL_NAT_CASES } from "../../kernel/frames/nat.ts";
 
 type Tunnel = z.input<typeof TunnelSpec>;
-interface Case { family: 4 | 6; rs: string; forward: "route" | "tunnel"; tunnel?: Tunnel }
-const RS4 = "198.18.2.11", RS6 = "2001:db8:2::11";
+interface Case {
+  family: 4 | 6;
+  rs: string;
+  forward: "route" | "tunnel";
+  tunnel?: Tunnel;
+}
+const RS4 = "198.18.2.11",
+  RS6 = "2001:db8:2::11";
 const CASES: Record<string, Case> = {
-  "dr": { family: 4, rs: RS4, forward: "route" },
-  "ipip": { family: 4, rs: RS4, forward: "tunnel", tunnel: { type: "ipip" } },
+  dr: { family: 4, rs: RS4, forward: "route" },
+  ipip: { family: 4, rs: RS4, forward: "tunnel", tunnel: { type: "ipip" } },
   "gue-nocsum": { family: 4, rs: RS4, forward: "tunnel", tunnel: { type: "gue", port: 6080, csum: "nocsum" } },
   "gue-csum": { family: 4, rs: RS4, forward: "tunnel", tunnel: { type: "gue", port: 6080, csum: "csum" } },
   "gue-remcsum": { family: 4, rs: RS4, forward: "tunnel", tunnel: { type: "gue", port: 6081, csum: "remcsum" } },
@@ -76,7 +82,8 @@ function carryRandomFields(ours: Uint8Array, kernel: Uint8Array): void {
     udp = 54;
   }
   if (udp > 0) {
-    const oldPort = dv.getUint16(udp), c = dv.getUint16(udp + 6);
+    const oldPort = dv.getUint16(udp),
+      c = dv.getUint16(udp + 6);
     dv.setUint16(udp, kv.getUint16(udp));
     if (c !== 0) dv.setUint16(udp + 6, csumReplace16(c, oldPort, kv.getUint16(udp)) || 0xffff);
   }
@@ -134,8 +141,15 @@ describe("path MTU through a tunnel, against the kernel", () => {
     h.rs.set("198.18.2.11", { mtu: 1000 });
     const c = CASES["gue-nocsum"];
     h.model.addService({ protocol: "udp", address: "198.18.0.100", port: 9000, scheduler: "rr", onePacket: false, schedFlags: [] });
-    h.model.addDest({ protocol: "udp", address: "198.18.0.100", port: 9000 },
-      { address: c.rs, port: 9000, forward: "tunnel", weight: 1, upperThreshold: 0, lowerThreshold: 0, tunnel: { type: "gue", port: 6080 } } as never);
+    h.model.addDest({ protocol: "udp", address: "198.18.0.100", port: 9000 }, {
+      address: c.rs,
+      port: 9000,
+      forward: "tunnel",
+      weight: 1,
+      upperThreshold: 0,
+      lowerThreshold: 0,
+      tunnel: { type: "gue", port: 6080 },
+    } as never);
     h.apply();
     const out = h.one(hex(KERNEL_PMTU_GUE.in));
     expect(out.port).toBe(0);
@@ -156,8 +170,14 @@ describe("NAT frames equal kernel IPVS's, both directions", () => {
   function natDirector(): XmitHarness {
     const h = new XmitHarness();
     const dest = { forward: "masq" as const, weight: 1, upperThreshold: 0, lowerThreshold: 0 };
-    for (const [vip, rs] of [["198.18.0.100", RS4], ["2001:db8:100::100", RS6]]) {
-      for (const [protocol, port, rsPort] of [["tcp", 80, 8080], ["udp", 9000, 9001]] as const) {
+    for (const [vip, rs] of [
+      ["198.18.0.100", RS4],
+      ["2001:db8:100::100", RS6],
+    ]) {
+      for (const [protocol, port, rsPort] of [
+        ["tcp", 80, 8080],
+        ["udp", 9000, 9001],
+      ] as const) {
         h.model.addService({ protocol, address: vip, port, scheduler: "rr", onePacket: false, schedFlags: [] });
         h.model.addDest({ protocol, address: vip, port }, { ...dest, address: rs, port: rsPort });
       }
@@ -185,7 +205,7 @@ describe("NAT frames equal kernel IPVS's, both directions", () => {
   }
 
   test("the TCP cases with options carry them, the ones without carry none past the SYNs", () => {
-    const optionBytes = (f: Uint8Array, l4: number) => ((f[l4 + 12] >> 4) * 4) - 20;
+    const optionBytes = (f: Uint8Array, l4: number) => (f[l4 + 12] >> 4) * 4 - 20;
     const l4Of = (f: Uint8Array) => (f[12] === 0x86 ? 54 : 34);
     for (const [name, steps] of Object.entries(KERNEL_NAT_CASES).filter(([n]) => n.startsWith("tcp"))) {
       const frames = steps.map((s) => hex(s.in));
