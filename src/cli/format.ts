@@ -5,6 +5,9 @@
  * /etc/services without -n, and the save (-S) rule format.
  */
 import { ipText, parseIp } from "../service/addr.ts";
+import { FORWARD_CODE } from "../service/forwarding.ts";
+import { PROTOCOL_NUMBER } from "../service/protocols.ts";
+import { TUN_NAMES } from "./options.ts";
 import type { ConnViewT, DestViewT, ServiceViewT } from "../control/schemas.ts";
 import type { NameDb } from "./names.ts";
 import {
@@ -60,10 +63,6 @@ export interface DestRow {
   view: DestViewT;
 }
 
-const PROTO_NUM: Record<string, number> = { tcp: IPPROTO_TCP, udp: IPPROTO_UDP, sctp: IPPROTO_SCTP };
-const FWD_NUM: Record<string, number> = { masq: FWD_MASQ, local: FWD_LOCAL, tunnel: FWD_TUNNEL, route: FWD_ROUTE };
-const TUN_TYPES = ["ipip", "gue", "gre"];
-
 /** Turn an API view into the row ipvsadm would have received from the kernel. */
 export function svcRow(v: ServiceViewT): SvcRow {
   const spec = v.spec;
@@ -82,7 +81,7 @@ export function svcRow(v: ServiceViewT): SvcRow {
   return {
     af,
     // ipvsadm registers fwmark services as TCP: their real server ports are named as tcp
-    protocol: fw ? IPPROTO_TCP : PROTO_NUM[spec.protocol],
+    protocol: fw ? IPPROTO_TCP : PROTOCOL_NUMBER[spec.protocol],
     addr: fw ? [0, 0, 0, 0] : parseIp(spec.address)!.words,
     port: fw ? 0 : spec.port,
     fwmark: fw ? spec.fwmark : 0,
@@ -96,8 +95,8 @@ export function svcRow(v: ServiceViewT): SvcRow {
       af: d.family === "ipv6" ? 6 : 4,
       addr: parseIp(d.address)!.words,
       port: d.port,
-      fwd: FWD_NUM[d.forward],
-      tunType: d.tunnel ? TUN_TYPES.indexOf(d.tunnel.type) : 0,
+      fwd: FORWARD_CODE[d.forward],
+      tunType: d.tunnel ? TUN_NAMES.indexOf(d.tunnel.type) : 0,
       tunPort: d.tunnel?.port ?? 0,
       tunFlags: d.tunnel?.csum === "csum" ? 1 : d.tunnel?.csum === "remcsum" ? 2 : 0,
       view: d,
