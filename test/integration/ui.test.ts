@@ -4,7 +4,7 @@
  * the source tree hidden behind an empty tmpfs), shows the lab's services, its counters rise as
  * traffic flows, and a drain clicked in the page reaches the dataplane (no new connection goes
  * to that real server); remove and add back too. Screenshots go to docs/ui-desktop.png and
- * docs/ui-phone.png. Then the page's cost on the daemon: GET /v1/services served per second
+ * docs/ui-phone.png with XVS_UI_SCREENSHOTS=docs (to a temporary directory otherwise). Then the page's cost on the daemon: GET /v1/services served per second
  * while forwarding, with no dashboard, 5 stream readers, and 5 Chromium pages (printed, not
  * asserted: docs/ui.md has the numbers).
  *
@@ -30,6 +30,9 @@ import { apiOk, httpGet, requireRoot, startServers, stopLab } from "./helpers.ts
 declare const document: any;
 
 const root = join(import.meta.dir, "../..");
+// screenshots: into docs/ only when asked (XVS_UI_SCREENSHOTS=docs), so that a test run leaves the
+// tree as it was; otherwise into a temporary directory, still taken (and so still checked)
+const shotDir = process.env.XVS_UI_SCREENSHOTS === "docs" ? join(root, "docs") : mkdtempSync(join(tmpdir(), "xvs-ui-shots-"));
 const SVC = `tcp:${LAB_VIP}:80`;
 /** A service with many real servers (no traffic goes to it): the page must stay usable. */
 const BIG = `tcp:${LAB_VIP}:8000`;
@@ -275,7 +278,7 @@ describe("the dashboard in headless Chromium, served by the compiled binary", ()
         timeout: 10_000,
       });
       await page.waitForTimeout(4000);
-      await page.screenshot({ path: join(root, "docs/ui-desktop.png"), fullPage: true });
+      await page.screenshot({ path: join(shotDir, "ui-desktop.png"), fullPage: true });
       const phone = await ctx.newPage();
       await phone.setViewportSize({ width: 390, height: 844 });
       await phone.goto(`${base}/ui`);
@@ -286,7 +289,7 @@ describe("the dashboard in headless Chromium, served by the compiled binary", ()
       expect(btn!.height).toBeGreaterThanOrEqual(40);
       expect(await phone.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
       await phone.waitForTimeout(6000);
-      await phone.screenshot({ path: join(root, "docs/ui-phone.png") });
+      await phone.screenshot({ path: join(shotDir, "ui-phone.png") });
       await phone.close();
     } finally {
       traffic.kill();
