@@ -226,7 +226,10 @@ describe("the dashboard in headless Chromium, served by the compiled binary", ()
     expect(h.byServer[L.reals[1]] ?? 0).toBe(0);
     expect((h.byServer[L.reals[0]] ?? 0) + (h.byServer[L.reals[2]] ?? 0)).toBe(40);
     expect((await dest(SVC, rs2))!.stats.conns).toBe(conns2);
-    await expect(row(SVC, rs2).getAttribute("class")).resolves.toContain("drained");
+    // the row stays marked drained once the daemon confirmed it (snapshots then agree)
+    await page.waitForFunction((sel) => document.querySelector(sel)!.classList.contains("drained"), `section.svc[data-svc="${SVC}"] tr[data-dest="${rs2}"]`, {
+      timeout: 3000,
+    });
   }, 60_000);
 
   test("remove and add back from the page: the real server returns with its previous settings; both are in the events", async () => {
