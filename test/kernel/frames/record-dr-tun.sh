@@ -14,6 +14,9 @@ ip netns add cl; ip netns add lb; ip netns add rs
 for n in cl lb rs; do ip -n $n link set lo up; done
 ip link add eth0 netns cl type veth peer name c0 netns lb
 ip link add s0 netns lb type veth peer name eth0 netns rs
+# offloads off here only: these are reference recordings of kernel IPVS, and tcpdump must capture
+# the checksums the frames carry on the wire (with offloads, a local sender's frame is captured with
+# only its pseudo-header sum); the project's own labs keep veth's default offloads
 for x in "cl eth0" "lb c0" "lb s0" "rs eth0"; do set -- $x; ip netns exec $1 ethtool -K $2 rx off tx off >/dev/null 2>&1; ip -n $1 link set $2 up; done
 ip -n cl link set eth0 address 02:00:00:00:01:02; ip -n lb link set c0 address 02:00:00:00:01:01
 ip -n lb link set s0 address 02:00:00:00:02:01; ip -n rs link set eth0 address 02:00:00:00:02:0b
