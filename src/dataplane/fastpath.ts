@@ -95,6 +95,7 @@ import { FragPath } from "./frag.ts";
 import { SynGuard } from "./synflood.ts";
 import { newConnection } from "./schedule.ts";
 import { destRemoved, flushNodest, setTcpState, setUdpState, thresholdsChanged, unbindDest } from "../conn/accounting.ts";
+import type { SyncFeed } from "./sync-feed.ts";
 
 const MAX_BURST = abi.XVS_MAX_BURST;
 const D_WORDS = abi.XVS_DESC_WORDS;
@@ -154,6 +155,8 @@ export class FastPath implements FastPathState {
   touched = 0;
   /** Next record of a running expire_nodest_conn flush, -1 when none runs. */
   private nodestCursor = -1;
+  /** The sync daemon's feed (dataplane/sync-feed.ts), null until a daemon was started. */
+  sync: SyncFeed | null = null;
 
   constructor(buf: Uint8Array, tables: Tables, conns: ConnTable, counters: Counters, nh: NextHopView) {
     this.synGuard = new SynGuard(conns.capacity);
@@ -401,6 +404,8 @@ export class FastPath implements FastPathState {
     } else {
       this.conns.rearm(id, this.now, this.udpTicks);
     }
+    // ip_vs_in -> ip_vs_sync_conn: count in_pkts, maybe send it (sync-feed.ts)
+    if (this.sync !== null) this.sync.packet(this, id, ps, row, descs, d);
     const svc = rec[o + CONN_SVC];
     return this.transmitIn(descs, d, row, pkt, svc, dest, rec[o + CONN_DPORT] & 0xffff, flags & CF_FWD_MASK, flags & CF_V6, id);
   }

@@ -7,6 +7,7 @@ import type { ConnTableBuffers } from "../conn/table.ts";
 import type { PortGeometry } from "../ffi/xsk.ts";
 import type { Tables } from "../service/tables.ts";
 import type { CounterBuffers } from "../stats/counters.ts";
+import type { SyncWorkerMessage } from "./sync-feed.ts";
 
 /** Control block words (Int32Array over a SharedArrayBuffer). */
 export const CTL_STOP = 0;
@@ -49,7 +50,7 @@ export interface TablesMessage {
   tables: Tables;
 }
 
-export type ToWorker = InitMessage | TablesMessage;
+export type ToWorker = InitMessage | TablesMessage | SyncWorkerMessage;
 
 export type FromWorker = { type: "ready"; zeroCopy: boolean[] } | { type: "error"; message: string } | { type: "stopped" };
 

@@ -33,6 +33,7 @@ import {
   type ToWorker,
 } from "./protocol.ts";
 import { NextHopView } from "./route.ts";
+import { applySyncMessage } from "./sync-feed.ts";
 import type { Tables } from "../service/tables.ts";
 import { log } from "../log.ts";
 
@@ -256,4 +257,5 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
   const m = ev.data;
   if (m.type === "init") start(m);
   else if (m.type === "tables") pending.push(m.tables);
+  else if (m.type === "sync" && fp !== null) applySyncMessage(fp, m); // between rounds: the loop awaits here
 };
