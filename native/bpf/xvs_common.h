@@ -51,7 +51,93 @@
 #define XVS_XDP_PASS_LOCAL 3         /* real-server traffic to the director's own address (health checks) */
 #define XVS_XDP_REDIRECT 4           /* handed to the AF_XDP socket of this rx queue */
 #define XVS_XDP_PASS_NO_SOCKET 5     /* ours, but no socket on this queue yet (start-up): kernel */
-#define XVS_XDP_STAT_COUNT 6
+#define XVS_XDP_FLOW_TX 6            /* flow cache hit, sent back out the interface it came in on (XDP_TX) */
+#define XVS_XDP_FLOW_REDIRECT 7      /* flow cache hit, sent out another interface (devmap) */
+#define XVS_XDP_STAT_COUNT 8
+
+/* ---- flow cache (native/bpf/xvs_flow.h; TS: src/dataplane/flow-entry.ts, flow-maps.ts) ----
+ * The TS fast path (the authority) writes one entry per established connection direction into
+ * the `flows` hash map; the steering program looks every TCP/UDP/SCTP packet up there first and,
+ * on a hit whose checks all pass, rewrites and transmits the frame itself. A flow names its real
+ * server (dest id, index of `flow_reals`) and, for NAT replies, its next hop (index of
+ * `flow_nexthops`) by id: those arrays are mirrored from the compiled tables, so a removed real
+ * server or a MAC change takes effect without touching any flow. All addresses and ports in these
+ * structs are in network order (as on the wire); other integers host order. */
+#define XVS_FLOW_DEFAULT_ENTRIES 262144 /* `flows` max_entries unless the daemon sets another */
+#define XVS_FLOW_MAX_REALS 16384     /* = MAX_DESTS of src/service/tables.ts */
+#define XVS_FLOW_MAX_NEXTHOPS 65536  /* = MAX_NEXTHOPS of src/nexthop/table.ts */
+/* struct xvs_flow_key: the packet's own tuple as it arrives (client -> VIP, or real server ->
+ * client for NAT replies); IPv4 uses addr word 0, the other words zero. */
+#define XVS_FLOW_KEY_SADDR_OFF 0
+#define XVS_FLOW_KEY_DADDR_OFF 16
+#define XVS_FLOW_KEY_SPORT_OFF 32
+#define XVS_FLOW_KEY_DPORT_OFF 34
+#define XVS_FLOW_KEY_PROTO_OFF 36
+#define XVS_FLOW_KEY_FAMILY_OFF 37   /* XVS_FAMILY_V4 / V6; bytes 38..39 zero */
+#define XVS_FLOW_KEY_SIZE 40
+/* struct xvs_flow_value */
+#define XVS_FLOW_DEST_OFF 0          /* u32 real server id (flow_reals index) */
+#define XVS_FLOW_HOP_OFF 4           /* i32 DIR_OUT: next hop id (flow_nexthops), or -1: OUT_PORT + MAC */
+#define XVS_FLOW_CONN_OFF 8          /* u32 connection id in its worker's table (for the TS side) */
+#define XVS_FLOW_WORKER_OFF 12       /* u16 worker (rx queue) whose table holds the connection */
+#define XVS_FLOW_DIR_OFF 14          /* u8 XVS_FLOW_DIR_* */
+#define XVS_FLOW_OUT_PORT_OFF 15     /* u8 DIR_OUT with HOP -1: port (flow_ports index) to send on */
+#define XVS_FLOW_MAC_OFF 16          /* 6 bytes DIR_OUT with HOP -1: the client's MAC */
+#define XVS_FLOW_TUN_SPORT_OFF 22    /* u16 GUE source port of this flow (udp_flow_src_port) */
+#define XVS_FLOW_VADDR_OFF 24        /* 16 bytes DIR_OUT: the virtual address replies get as source */
+#define XVS_FLOW_VPORT_OFF 40        /* u16 DIR_OUT: the virtual port replies get as source */
+#define XVS_FLOW_RPORT_OFF 42        /* u16 DIR_IN NAT: the real server's port (CONN_DPORT) */
+#define XVS_FLOW_PACKETS_OFF 48      /* u64 packets forwarded by XDP (atomic adds) */
+#define XVS_FLOW_BYTES_OFF 56        /* u64 their IP bytes (ip_vs_in/out_stats count) */
+#define XVS_FLOW_LAST_NS_OFF 64      /* u64 bpf_ktime_get_ns() of the last one (0: none yet) */
+#define XVS_FLOW_VALUE_SIZE 72
+#define XVS_FLOW_DIR_IN 0            /* client -> real server */
+#define XVS_FLOW_DIR_OUT 1           /* NAT real server -> client */
+/* struct xvs_flow_real (flow_reals array, index = dest id) */
+#define XVS_FREAL_ADDR_OFF 0         /* 16 bytes real server address */
+#define XVS_FREAL_TUN_SRC_OFF 16     /* 16 bytes tunnel outer source */
+#define XVS_FREAL_FLAGS_OFF 32       /* u8 XVS_FREAL_F_* */
+#define XVS_FREAL_FWD_OFF 33         /* u8 FWD_* (0 masq, 2 tunnel, 3 route) */
+#define XVS_FREAL_TUN_TYPE_OFF 34    /* u8 TUN_* (0 ipip, 1 gue, 2 gre) */
+#define XVS_FREAL_TUN_CSUM_OFF 35    /* u8 TUN_CSUM_* (0 none, 1 csum, 2 remcsum) */
+#define XVS_FREAL_TUN_PORT_OFF 36    /* u16 GUE destination port */
+#define XVS_FREAL_MTU_OFF 40         /* u32 path MTU (0: none) */
+#define XVS_FREAL_NEXTHOP_OFF 44     /* i32 next hop id towards the real server, -1 none */
+#define XVS_FREAL_SIZE 48
+#define XVS_FREAL_F_AVAILABLE 1      /* in use and not in the trash: flows of others go to TS */
+#define XVS_FREAL_F_V6 2             /* the real server's address (tunnel outer header) is IPv6 */
+/* struct xvs_flow_nexthop (flow_nexthops array, index = next hop id) */
+#define XVS_FNH_MAC_OFF 0            /* 6 bytes */
+#define XVS_FNH_FLAGS_OFF 6          /* u8 XVS_FNH_F_* */
+#define XVS_FNH_PORT_OFF 7           /* u8 port (flow_ports index) */
+#define XVS_FNH_SIZE 8
+#define XVS_FNH_F_VALID 1            /* resolved: NHF_VALID */
+/* struct xvs_flow_port (flow_ports array, index = port), and the `flow_tx` devmap (same index) */
+#define XVS_FPORT_IFINDEX_OFF 0      /* u32 */
+#define XVS_FPORT_MAC_OFF 4          /* 6 bytes */
+#define XVS_FPORT_SIZE 12
+/* flow_cfg array, u32 words */
+#define XVS_FLOW_CFG_ENABLED 0       /* 0: the program does not look flows up at all */
+#define XVS_FLOW_CFG_WORDS 1
+/* per-CPU counters of the flow stage (index into `flow_stats`); every frame that reaches the
+ * stage moves one. A forwarded frame also moves XVS_XDP_FLOW_TX / XVS_XDP_FLOW_REDIRECT in
+ * xdp_stats (its one final verdict); all others continue to the steering below it. */
+#define XVS_FLOW_FWD 0               /* hit, rewritten and transmitted */
+#define XVS_FLOW_MISS 1              /* no entry */
+#define XVS_FLOW_NOT_ELIGIBLE 2      /* no ports to look up: later fragment, truncated, other protocol */
+#define XVS_FLOW_BYPASS_MALFORMED 3  /* hit, but lengths/IHL/checksum/version wrong: TS counts it */
+#define XVS_FLOW_BYPASS_FRAGMENT 4   /* hit, first fragment */
+#define XVS_FLOW_BYPASS_IP_OPTIONS 5 /* hit, IPv4 options (IHL > 5) */
+#define XVS_FLOW_BYPASS_TCP_FLAGS 6  /* hit, SYN/FIN/RST: the state machine is TS's */
+#define XVS_FLOW_BYPASS_TTL 7        /* hit, TTL / hop limit <= 1 */
+#define XVS_FLOW_BYPASS_MTU 8        /* hit, over the path MTU */
+#define XVS_FLOW_BYPASS_PARTIAL_CSUM 9 /* hit, L4 checksum field = pseudo-header sum (maybe partial) */
+#define XVS_FLOW_BYPASS_DEST 10      /* hit, real server unavailable/removed or method not cacheable */
+#define XVS_FLOW_BYPASS_NEXTHOP 11   /* hit, next hop or port unresolved */
+#define XVS_FLOW_BYPASS_TUNNEL 12    /* hit, tunnel packet XDP cannot build the same (IPv4 id, no source, headroom) */
+#define XVS_FLOW_BYPASS_SCTP_PORT 13 /* hit, SCTP NAT changing a port (CRC32c recompute) */
+#define XVS_FLOW_BYPASS_TX 14        /* hit and rewritten, but the devmap redirect failed: dropped */
+#define XVS_FLOW_STAT_COUNT 15
 
 /* ---- the real-server decap helper (native/bpf/xvs_decap.bpf.c, src/decap) ---- */
 #define XVS_DECAP_MAX_GUE_PORTS 16   /* GUE ports one interface listens on */

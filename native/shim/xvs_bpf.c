@@ -38,6 +38,42 @@ struct xvs_bpf *xvs_bpf__load(const void *buf, size_t len, const char *name)
 	return b;
 }
 
+/* As xvs_bpf__load, with map `resize` (if not NULL) given `entries` entries before loading (the
+ * flow cache's size is a daemon flag). */
+struct xvs_bpf *xvs_bpf__load_sized(const void *buf, size_t len, const char *name, const char *resize,
+				    uint32_t entries)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = name);
+	struct bpf_object *obj = bpf_object__open_mem(buf, len, &opts);
+	if (!obj) {
+		xvs_fail(errno, "cannot open BPF object %s", name);
+		return NULL;
+	}
+	if (resize) {
+		struct bpf_map *m = bpf_object__find_map_by_name(obj, resize);
+		int err = m ? bpf_map__set_max_entries(m, entries) : -ENOENT;
+		if (err) {
+			xvs_fail(-err, "cannot size map %s of BPF object %s to %u entries", resize, name, entries);
+			bpf_object__close(obj);
+			return NULL;
+		}
+	}
+	int err = bpf_object__load(obj);
+	if (err) {
+		xvs_fail(err, "cannot load BPF object %s (kernel BPF support, or memlock limits?)", name);
+		bpf_object__close(obj);
+		return NULL;
+	}
+	struct xvs_bpf *b = calloc(1, sizeof(*b));
+	if (!b) {
+		bpf_object__close(obj);
+		xvs_fail(ENOMEM, "cannot allocate");
+		return NULL;
+	}
+	b->obj = obj;
+	return b;
+}
+
 int xvs_bpf__fd(struct xvs_bpf *b, const char *name)
 {
 	struct bpf_map *m = bpf_object__find_map_by_name(b->obj, name);
@@ -138,6 +174,130 @@ int xvs_map__clear(int fd, uint32_t key_size)
 		n++;
 	}
 	return n;
+}
+
+/*
+ * Batches (the flow cache: one FFI call per batch, never per entry). Each writes status[i] (0, or
+ * the errno of entry i, at most 255) and returns how many entries succeeded. The kernel's batch
+ * calls stop at the first failing entry (a full hash map: E2BIG; a missing key: ENOENT); that
+ * entry is marked and the batch goes on after it, so one full map or stale key costs one more
+ * syscall, not the batch.
+ */
+static uint8_t errno_byte(int e)
+{
+	return (uint8_t)(e <= 0 ? 255 : e > 255 ? 255 : e);
+}
+
+int xvs_map__update_batch(int fd, const void *keys, const void *values, uint32_t n, uint32_t key_size,
+			  uint32_t value_size, uint64_t flags, uint8_t *status)
+{
+	LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = flags);
+	uint32_t i = 0, ok = 0;
+	while (i < n) {
+		uint32_t count = n - i;
+		int err = bpf_map_update_batch(fd, (const char *)keys + (size_t)i * key_size,
+					       (const char *)values + (size_t)i * value_size, &count, &opts);
+		int e = err ? errno : 0;
+		if (count > n - i)
+			count = n - i;
+		memset(status + i, 0, count);
+		ok += count;
+		i += count;
+		if (!err)
+			break;
+		if (e == EINVAL || e == ENOTSUP || e == EOPNOTSUPP) {
+			/* maps without batch ops (or an older kernel): one entry at a time, still one FFI call */
+			for (; i < n; i++) {
+				if (bpf_map_update_elem(fd, (const char *)keys + (size_t)i * key_size,
+							(const char *)values + (size_t)i * value_size, flags))
+					status[i] = errno_byte(errno);
+				else {
+					status[i] = 0;
+					ok++;
+				}
+			}
+			break;
+		}
+		if (i < n) {
+			/* the entry the kernel stopped at */
+			status[i] = errno_byte(e);
+			i++;
+		}
+	}
+	return (int)ok;
+}
+
+int xvs_map__delete_batch(int fd, const void *keys, uint32_t n, uint32_t key_size, uint8_t *status)
+{
+	LIBBPF_OPTS(bpf_map_batch_opts, opts);
+	uint32_t i = 0, ok = 0;
+	while (i < n) {
+		uint32_t count = n - i;
+		int err = bpf_map_delete_batch(fd, (const char *)keys + (size_t)i * key_size, &count, &opts);
+		int e = err ? errno : 0;
+		if (count > n - i)
+			count = n - i;
+		memset(status + i, 0, count);
+		ok += count;
+		i += count;
+		if (!err)
+			break;
+		if (e == EINVAL || e == ENOTSUP || e == EOPNOTSUPP) {
+			for (; i < n; i++) {
+				if (bpf_map_delete_elem(fd, (const char *)keys + (size_t)i * key_size))
+					status[i] = errno_byte(errno);
+				else {
+					status[i] = 0;
+					ok++;
+				}
+			}
+			break;
+		}
+		if (i < n) {
+			status[i] = errno_byte(e);
+			i++;
+		}
+	}
+	return (int)ok;
+}
+
+/* The values of n given keys (the kernel has no batch lookup by key: one syscall each, one FFI call). */
+int xvs_map__lookup_keys(int fd, const void *keys, void *values, uint32_t n, uint32_t key_size,
+			 uint32_t value_size, uint8_t *status)
+{
+	uint32_t ok = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		if (bpf_map_lookup_elem(fd, (const char *)keys + (size_t)i * key_size,
+					(char *)values + (size_t)i * value_size))
+			status[i] = errno_byte(errno);
+		else {
+			status[i] = 0;
+			ok++;
+		}
+	}
+	return (int)ok;
+}
+
+/*
+ * Walk a hash map in batches (BPF_MAP_LOOKUP_BATCH): up to `cap` keys and values per call.
+ * `cursor` holds the kernel's position (key_size bytes, at least 8); `first` 1 starts a walk.
+ * Returns the number of entries written, and sets *done to 1 when the walk is over.
+ */
+int xvs_map__dump_batch(int fd, void *cursor, int first, void *keys, void *values, uint32_t cap,
+			uint32_t *done)
+{
+	LIBBPF_OPTS(bpf_map_batch_opts, opts);
+	uint32_t count = cap;
+	int err = bpf_map_lookup_batch(fd, first ? NULL : cursor, cursor, keys, values, &count, &opts);
+	*done = 0;
+	if (err) {
+		if (errno == ENOENT) {
+			*done = 1;
+			return (int)count;
+		}
+		return xvs_fail(errno, "bpf map lookup batch");
+	}
+	return (int)count;
 }
 
 /* Programs and maps another process (or an earlier xvs) loaded: found by kernel id. */

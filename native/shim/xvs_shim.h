@@ -27,6 +27,15 @@ int xvs_map__delete(int fd, const void *key);
 int xvs_map__lookup(int fd, const void *key, void *value);
 int xvs_map__sum_percpu_u64(int fd, uint32_t key, uint64_t *out);
 int xvs_map__clear(int fd, uint32_t key_size);
+int xvs_map__update_batch(int fd, const void *keys, const void *values, uint32_t n, uint32_t key_size,
+			  uint32_t value_size, uint64_t flags, uint8_t *status);
+int xvs_map__delete_batch(int fd, const void *keys, uint32_t n, uint32_t key_size, uint8_t *status);
+int xvs_map__lookup_keys(int fd, const void *keys, void *values, uint32_t n, uint32_t key_size,
+			 uint32_t value_size, uint8_t *status);
+int xvs_map__dump_batch(int fd, void *cursor, int first, void *keys, void *values, uint32_t cap,
+			uint32_t *done);
+struct xvs_bpf *xvs_bpf__load_sized(const void *obj, size_t len, const char *name, const char *resize,
+				    uint32_t entries);
 int xvs_bpf__prog_fd_by_id(uint32_t id);
 int xvs_bpf__map_fd_by_id(uint32_t id);
 int xvs_bpf__obj_info(int fd, void *info, uint32_t *len);

@@ -26,6 +26,12 @@ const symbols = {
   xvs_map__lookup: { args: [i32, ptr, ptr], returns: i32 },
   xvs_map__sum_percpu_u64: { args: [i32, u32, ptr], returns: i32 },
   xvs_map__clear: { args: [i32, u32], returns: i32 },
+  // flow cache batches (native/shim/xvs_bpf.c)
+  xvs_map__update_batch: { args: [i32, ptr, ptr, u32, u32, u32, u64, ptr], returns: i32 },
+  xvs_map__delete_batch: { args: [i32, ptr, u32, u32, ptr], returns: i32 },
+  xvs_map__lookup_keys: { args: [i32, ptr, ptr, u32, u32, u32, ptr], returns: i32 },
+  xvs_map__dump_batch: { args: [i32, ptr, i32, ptr, ptr, u32, ptr], returns: i32 },
+  xvs_bpf__load_sized: { args: [ptr, u64_fast, cstring, cstring, u32], returns: ptr },
   xvs_bpf__prog_fd_by_id: { args: [u32], returns: i32 },
   xvs_bpf__map_fd_by_id: { args: [u32], returns: i32 },
   xvs_bpf__obj_info: { args: [i32, ptr, ptr], returns: i32 },
