@@ -82,14 +82,29 @@ struct {
 	__type(value, __u32);
 } local_addrs SEC(".maps");
 
+/*
+ * Hold mode (restarts, src/dataplane/restart.ts): while no xvs socket is on a queue, packets we own
+ * would pass to the kernel, which owns the VIP and answers a held connection's packets with a
+ * RST. Until `until_ns` (bpf_ktime_get_boot_ns) they are dropped instead, and counted, so that
+ * TCP retransmits them to the xvs that starts next. One entry: {u64 until_ns; u64 drops}.
+ */
+struct xvs_hold {
+	__u64 until_ns;
+	__u64 drops;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xvs_hold);
+} hold SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, XVS_XDP_STAT_COUNT);
 	__type(key, __u32);
 	__type(value, __u64);
 } xdp_stats SEC(".maps");
-
-#include "xvs_flow.h"
 
 static __always_inline int count(__u32 idx, int action)
 {
@@ -108,7 +123,16 @@ static __always_inline int redirect(struct xdp_md *ctx)
 	__u32 slot = *base + ctx->rx_queue_index;
 	/* With no socket in the slot, the flags argument is the action: pass to the kernel. */
 	int rc = bpf_redirect_map(&xsks, slot, XDP_PASS);
-	return count(rc == XDP_REDIRECT ? XVS_XDP_REDIRECT : XVS_XDP_PASS_NO_SOCKET, rc);
+	if (rc == XDP_REDIRECT)
+		return count(XVS_XDP_REDIRECT, rc);
+	/* no socket: in hold mode (an xvs restarting) drop, so the sender retransmits */
+	__u32 zero = 0;
+	struct xvs_hold *h = bpf_map_lookup_elem(&hold, &zero);
+	if (h && h->until_ns && bpf_ktime_get_boot_ns() < h->until_ns) {
+		__sync_fetch_and_add(&h->drops, 1);
+		return XDP_DROP;
+	}
+	return count(XVS_XDP_PASS_NO_SOCKET, rc);
 }
 
 static __always_inline int is_vip(__u8 family, const __u32 *addr, __u8 proto, __u16 port)
