@@ -106,6 +106,8 @@ struct {
 	__type(value, __u64);
 } xdp_stats SEC(".maps");
 
+#include "xvs_flow.h"
+
 static __always_inline int count(__u32 idx, int action)
 {
 	__u64 *c = bpf_map_lookup_elem(&xdp_stats, &idx);

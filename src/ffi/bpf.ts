@@ -12,7 +12,33 @@ import { decapObjPath, steerObjPath } from "./assets.ts";
 import { cstr, lastError, lib } from "./lib.ts";
 
 /** Map names in xvs_steer.bpf.c. */
-export type SteerMap = "xsks" | "if_slots" | "vips" | "vip_addrs" | "nat_reals" | "local_addrs" | "xdp_stats" | "hold";
+export type SteerMap =
+  | "xsks"
+  | "if_slots"
+  | "vips"
+  | "vip_addrs"
+  | "nat_reals"
+  | "local_addrs"
+  | "xdp_stats"
+  | "hold"
+  // the flow cache (native/bpf/xvs_flow.h)
+  | "flows"
+  | "flow_reals"
+  | "flow_nexthops"
+  | "flow_ports"
+  | "flow_tx"
+  | "flow_cfg"
+  | "flow_stats";
+
+const FLOW_MAPS: SteerMap[] = ["flows", "flow_reals", "flow_nexthops", "flow_ports", "flow_tx", "flow_cfg", "flow_stats"];
+
+/** A batch of flow cache entries as SteerProgram.flowUpdate/flowDelete/flowLookup take it (dataplane/flow-entry.ts FlowBatch). */
+export interface FlowBatchBuffers {
+  keys: Uint8Array;
+  values: Uint8Array;
+  status: Uint8Array;
+  n: number;
+}
 
 function check(rc: number, what: string): number {
   if (rc < 0) {
@@ -115,7 +141,7 @@ export class SteerProgram {
   private constructor(handle: number) {
     this.handle = handle;
     this.progFd = check(lib().xvs_bpf__fd(handle as never, cstr("xvs_steer")), "steering program");
-    for (const m of ["xsks", "if_slots", "vips", "vip_addrs", "nat_reals", "local_addrs", "xdp_stats", "hold"] as SteerMap[]) {
+    for (const m of ["xsks", "if_slots", "vips", "vip_addrs", "nat_reals", "local_addrs", "xdp_stats", "hold", ...FLOW_MAPS] as SteerMap[]) {
       this.fds.set(m, check(lib().xvs_bpf__fd(handle as never, cstr(m)), `map ${m}`));
     }
   }
@@ -124,9 +150,12 @@ export class SteerProgram {
    * Load the embedded steering object into the kernel.
    * @throws LbError when the kernel refuses it (no BPF, no permission).
    */
-  static async load(): Promise<SteerProgram> {
+  static async load(opts: { flowEntries?: number } = {}): Promise<SteerProgram> {
     const bytes = await Bun.file(steerObjPath).bytes();
-    const h = lib().xvs_bpf__load(bytes, bytes.length, cstr("xvs_steer"));
+    const h =
+      opts.flowEntries !== undefined
+        ? lib().xvs_bpf__load_sized(bytes, bytes.length, cstr("xvs_steer"), cstr("flows"), Math.max(1, opts.flowEntries))
+        : lib().xvs_bpf__load(bytes, bytes.length, cstr("xvs_steer"));
     if (!h) {
       const text = lastError();
       const perm = /Operation not permitted|Permission denied/.test(text);
@@ -215,6 +244,86 @@ export class SteerProgram {
     const res: number[] = [];
     for (let i = 0; i < abi.XVS_XDP_STAT_COUNT; i++) {
       check(lib().xvs_map__sum_percpu_u64(this.fd("xdp_stats"), i, ptr(out)), "read XDP counters");
+      res.push(Number(out[0]));
+    }
+    return res;
+  }
+
+  // ---- the flow cache (dataplane/flow-entry.ts, flow-maps.ts); one FFI call per batch ----
+
+  /** Turn the program's flow lookups on or off (off: not a single lookup per packet). */
+  setFlowCache(enabled: boolean): void {
+    const key = new Uint32Array([abi.XVS_FLOW_CFG_ENABLED]);
+    const val = new Uint32Array([enabled ? 1 : 0]);
+    check(lib().xvs_map__update(this.fd("flow_cfg"), ptr(key), ptr(val), 0), "update map flow_cfg");
+  }
+
+  /**
+   * Write `b.n` flow entries (keys and values); b.status[i] gets 0 or the errno of entry i
+   * (E2BIG 7: the map is full, the flow stays on the AF_XDP path). Returns how many were written.
+   */
+  flowUpdate(b: FlowBatchBuffers): number {
+    if (b.n === 0) return 0;
+    return check(
+      lib().xvs_map__update_batch(this.fd("flows"), ptr(b.keys), ptr(b.values), b.n, abi.XVS_FLOW_KEY_SIZE, abi.XVS_FLOW_VALUE_SIZE, 0, ptr(b.status)),
+      "update flows",
+    );
+  }
+
+  /** Delete `b.n` flow keys; a missing key gets status ENOENT (2) and is not an error. Returns how many were deleted. */
+  flowDelete(b: FlowBatchBuffers): number {
+    if (b.n === 0) return 0;
+    return check(lib().xvs_map__delete_batch(this.fd("flows"), ptr(b.keys), b.n, abi.XVS_FLOW_KEY_SIZE, ptr(b.status)), "delete flows");
+  }
+
+  /** Read the values (counters, last use) of `b.n` flow keys into b.values; status ENOENT for a missing one. Returns how many were found. */
+  flowLookup(b: FlowBatchBuffers): number {
+    if (b.n === 0) return 0;
+    return check(
+      lib().xvs_map__lookup_keys(this.fd("flows"), ptr(b.keys), ptr(b.values), b.n, abi.XVS_FLOW_KEY_SIZE, abi.XVS_FLOW_VALUE_SIZE, ptr(b.status)),
+      "lookup flows",
+    );
+  }
+
+  /**
+   * Walk every flow entry in batches of up to `capacity` (keys and values into `b`, b.n set),
+   * calling `visit` after each batch. Control thread (counter folding, expiry).
+   */
+  flowDump(b: FlowBatchBuffers, capacity: number, visit: (b: FlowBatchBuffers) => void): void {
+    const cursor = new Uint8Array(Math.max(8, abi.XVS_FLOW_KEY_SIZE));
+    const done = new Uint32Array(1);
+    let first = 1;
+    while (done[0] === 0) {
+      const n = check(lib().xvs_map__dump_batch(this.fd("flows"), ptr(cursor), first, ptr(b.keys), ptr(b.values), capacity, ptr(done)), "walk flows");
+      first = 0;
+      b.n = n;
+      if (n > 0) visit(b);
+      if (n === 0) break;
+    }
+  }
+
+  /** Write entries of one of the flow arrays (keys u32 little-endian). Returns how many were written. */
+  arrayUpdate(map: "flow_reals" | "flow_nexthops" | "flow_ports", keys: Uint8Array, values: Uint8Array, n: number, valueSize: number): number {
+    const status = new Uint8Array(n);
+    return check(lib().xvs_map__update_batch(this.fd(map), ptr(keys), ptr(values), n, 4, valueSize, 0, ptr(status)), `update map ${map}`);
+  }
+
+  /** Point port index `port` of the `flow_tx` devmap at `ifindex` (0: remove it). */
+  setTxPort(port: number, ifindex: number): void {
+    const key = new Uint32Array([port]);
+    if (ifindex === 0) {
+      lib().xvs_map__delete(this.fd("flow_tx"), ptr(key));
+      return;
+    }
+    check(lib().xvs_map__update(this.fd("flow_tx"), ptr(key), ptr(new Uint32Array([ifindex])), 0), `update map flow_tx`);
+  }
+
+  /** Return the flow stage's counters summed over CPUs, indexed by XVS_FLOW_* (FWD, MISS, BYPASS_*). */
+  flowStats(): number[] {
+    const out = new BigUint64Array(1);
+    const res: number[] = [];
+    for (let i = 0; i < abi.XVS_FLOW_STAT_COUNT; i++) {
+      check(lib().xvs_map__sum_percpu_u64(this.fd("flow_stats"), i, ptr(out)), "read flow cache counters");
       res.push(Number(out[0]));
     }
     return res;
