@@ -5,12 +5,31 @@
  * the OVERLOAD flag that the upper and lower thresholds drive, and the ASSURED mark of a
  * persistence template.
  *
- * Counters are per worker (stats/counters.ts): each worker counts, and applies thresholds to,
- * the connections it owns. With one worker (one rx queue) that is exactly the kernel's
- * per-dest count; with several, a threshold applies per worker.
+ * The counts are one per dest over all workers (stats/counters.ts SharedCountBuffers), as the
+ * kernel's atomics are one per dest over all CPUs. Increments happen when a connection is
+ * scheduled, under its service's lock (stats/svc-lock.ts) together with the choice of the dest,
+ * so a threshold holds exactly over all workers; decrements and active<->inactive moves are
+ * single Atomics.sub/add from whatever worker owns the connection. The OVERLOAD flag is written
+ * only under the dest's service lock: a decrement that finds it set takes the lock to
+ * re-evaluate it (otherwise a worker clearing it on a stale count could race one setting it, and
+ * leave a full dest open to the scheduler).
  */
 import type { Counters } from "../stats/counters.ts";
-import { DEST_FLAGS, DEST_LTHRESH, DEST_UTHRESH, DEST_WORDS, DESTF_AVAILABLE, DESTF_USED, MAX_DESTS, type Tables } from "../service/tables.ts";
+import { lockService, unlockService } from "../stats/svc-lock.ts";
+import {
+  DEST_FLAGS,
+  DEST_LTHRESH,
+  DEST_SVC,
+  DEST_UTHRESH,
+  DEST_WORDS,
+  DESTF_AVAILABLE,
+  DESTF_USED,
+  MAX_DESTS,
+  SVC_DEST_N,
+  SVC_DEST_OFF,
+  SVC_WORDS,
+  type Tables,
+} from "../service/tables.ts";
 import {
   CF_ASSURED,
   CF_INACTIVE,
@@ -35,7 +54,7 @@ import { S_ESTABLISHED, TCP_STATE_ACTIVE } from "./state.ts";
  * the thresholds re-evaluates the flag at once, so `-e -x 1` on a busy dest overloads it
  * before any new connection (observed: test/kernel/oracle, scenario sh-changes). The
  * older rule (set only when a connection binds; -e clears it only when u grows or becomes 0)
- * gives the same results in every other case.
+ * gives the same results in every other case. The caller holds the dest's service lock.
  */
 export function updateOverload(c: Counters, t: Tables, dest: number): void {
   const dOff = dest * DEST_WORDS;
@@ -44,7 +63,7 @@ export function updateOverload(c: Counters, t: Tables, dest: number): void {
     c.overload[dest] = 0;
     return;
   }
-  const conns = c.active[dest] + c.inactive[dest];
+  const conns = Atomics.load(c.total, dest);
   if (conns >= u) {
     c.overload[dest] = 1;
     return;
@@ -53,33 +72,53 @@ export function updateOverload(c: Counters, t: Tables, dest: number): void {
   if (conns < l) c.overload[dest] = 0;
 }
 
-/** ip_vs_bind_dest: count a connection (or a template, in PersistConn) on its dest, then update OVERLOAD. */
+/**
+ * ip_vs_bind_dest: count a connection (or a template, in PersistConn) on its dest, then update
+ * OVERLOAD. The caller holds the dest's service lock (the same hold as the scheduling decision).
+ */
 export function bindDest(c: Counters, t: Tables, dest: number, flags: number): void {
-  if (flags & CF_TEMPLATE) c.persist[dest] += 1;
-  else if (flags & CF_INACTIVE) c.inactive[dest] += 1;
-  else c.active[dest] += 1;
+  if (flags & CF_TEMPLATE) Atomics.add(c.persist, dest, 1);
+  else {
+    Atomics.add(c.total, dest, 1);
+    if (flags & CF_INACTIVE) Atomics.add(c.inactive, dest, 1);
+    else Atomics.add(c.active, dest, 1);
+  }
   updateOverload(c, t, dest);
 }
 
-/** ip_vs_unbind_dest: uncount; an OVERLOADed dest re-evaluates its flag. */
+/**
+ * ip_vs_unbind_dest: uncount; an OVERLOADed dest re-evaluates its flag under its service's lock.
+ * The caller holds no lock.
+ */
 export function unbindDest(c: Counters, t: Tables, dest: number, flags: number): void {
-  if (flags & CF_TEMPLATE) c.persist[dest] -= 1;
-  else if (flags & CF_INACTIVE) c.inactive[dest] -= 1;
-  else c.active[dest] -= 1;
-  if (c.overload[dest] !== 0) updateOverload(c, t, dest);
+  if (flags & CF_TEMPLATE) Atomics.sub(c.persist, dest, 1);
+  else {
+    if (flags & CF_INACTIVE) Atomics.sub(c.inactive, dest, 1);
+    else Atomics.sub(c.active, dest, 1);
+    Atomics.sub(c.total, dest, 1);
+  }
+  if (c.overload[dest] !== 0) {
+    const svc = t.dest[dest * DEST_WORDS + DEST_SVC];
+    lockService(c.svcLock, svc);
+    updateOverload(c, t, dest);
+    unlockService(c.svcLock, svc);
+  }
 }
 
 /**
- * __ip_vs_update_dest for a new configuration generation: a dest whose thresholds changed
- * (ipvsadm -a/-e -x/-y) re-evaluates OVERLOAD against its current connections; a dest that is
- * new starts without it.
+ * __ip_vs_update_dest for a new configuration generation, for the dests of service `svc`: a
+ * dest whose thresholds changed (ipvsadm -a/-e -x/-y) re-evaluates OVERLOAD against its current
+ * connections; a dest that is new starts without it. Run once per service and generation over
+ * all workers (dataplane/shared-sched.ts), under the service's lock.
  */
-export function thresholdsChanged(c: Counters, prev: Tables, next: Tables): void {
+export function thresholdsChanged(c: Counters, prev: Tables, next: Tables, svc: number): void {
   const a = prev.dest,
     b = next.dest;
-  for (let d = 0; d < MAX_DESTS; d++) {
+  const off = next.svc[svc * SVC_WORDS + SVC_DEST_OFF],
+    n = next.svc[svc * SVC_WORDS + SVC_DEST_N];
+  for (let i = 0; i < n; i++) {
+    const d = next.destList[off + i];
     const o = d * DEST_WORDS;
-    if ((b[o + DEST_FLAGS] & DESTF_USED) === 0) continue;
     if ((a[o + DEST_FLAGS] & DESTF_USED) === 0) {
       c.overload[d] = 0;
       if (b[o + DEST_UTHRESH] !== 0) updateOverload(c, next, d);
@@ -107,13 +146,14 @@ export function setTcpState(conns: ConnTable, c: Counters, id: number, proto: nu
   if ((ps & 0xff) !== next) {
     const flags = rec[o + CONN_FLAGS];
     const dest = rec[o + CONN_DEST];
+    // `total` (what OVERLOAD follows) does not change: no lock
     if ((flags & CF_INACTIVE) === 0 && TCP_STATE_ACTIVE[next] === 0) {
-      c.active[dest] -= 1;
-      c.inactive[dest] += 1;
+      Atomics.add(c.inactive, dest, 1);
+      Atomics.sub(c.active, dest, 1);
       rec[o + CONN_FLAGS] = flags | CF_INACTIVE;
     } else if ((flags & CF_INACTIVE) !== 0 && TCP_STATE_ACTIVE[next] !== 0) {
-      c.active[dest] += 1;
-      c.inactive[dest] -= 1;
+      Atomics.add(c.active, dest, 1);
+      Atomics.sub(c.inactive, dest, 1);
       rec[o + CONN_FLAGS] = flags & ~CF_INACTIVE;
     }
     rec[o + CONN_PROTO_STATE] = (proto << 8) | next;

@@ -171,17 +171,14 @@ export class Daemon {
     return this.sumTraffic(DEST_TRAFFIC_BASE + id * TS_WORDS);
   }
 
-  /** ActiveConn, InActConn, PersistConn of a dest id. */
+  /**
+   * ActiveConn, InActConn, PersistConn of a dest id: one count over all workers, which share it
+   * (stats/counters.ts SharedCountBuffers), read from any one of them, never summed.
+   */
   destConns(id: number): { active: number; inactive: number; persist: number } {
-    let active = 0,
-      inactive = 0,
-      persist = 0;
-    for (const w of this.dataplane?.workers ?? []) {
-      active += w.counters.active[id];
-      inactive += w.counters.inactive[id];
-      persist += w.counters.persist[id];
-    }
-    return { active, inactive, persist };
+    const c = this.dataplane?.workers[0]?.counters;
+    if (!c) return { active: 0, inactive: 0, persist: 0 };
+    return { active: Atomics.load(c.active, id), inactive: Atomics.load(c.inactive, id), persist: Atomics.load(c.persist, id) };
   }
 
   /** Connections (and templates) still naming a dest or a service. */

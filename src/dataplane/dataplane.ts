@@ -127,6 +127,8 @@ export class Dataplane {
   readonly workers: WorkerHandle[] = [];
   readonly resolver: NextHopResolver;
   readonly epochMs = Date.now();
+  /** Connection counts and scheduler state shared by all workers: one per service (dataplane/shared-sched.ts). */
+  readonly sharedCounts = Counters.allocateShared();
   private generation = 0;
   private tables: Tables | null = null;
   private readonly resolveRing = newResolveRing();
@@ -206,7 +208,7 @@ export class Dataplane {
     adviseHugePages(connBuffers.records);
     adviseHugePages(connBuffers.index);
     const conns = new ConnTable(this.opts.connCapacity, 0, connBuffers);
-    const counters = new Counters();
+    const counters = new Counters(Counters.allocate(this.sharedCounts));
     const url = this.opts.workerUrl ?? workerUrl();
     const worker = new Worker(url);
     const bindFlags =

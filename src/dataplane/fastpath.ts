@@ -35,8 +35,8 @@ import {
 } from "../conn/table.ts";
 import { DIR_INPUT, DIR_INPUT_ONLY, DIR_OUTPUT, S_CLOSE, S_FIN_WAIT, S_TIME_WAIT, TCP_TIMEOUTS_SEC, tcpNextState, TEMPLATE_RETRY_SEC } from "../conn/state.ts";
 import { HOP_NO_ROUTE, nextHopFor, type NextHopView } from "./route.ts";
-import { SCHEDULER_BY_ID } from "../sched/registry.ts";
-import { SCHED_STATE_WORDS, type SchedView } from "../sched/scheduler.ts";
+import type { SchedView } from "../sched/scheduler.ts";
+import { applyTables, sharedSchedView, startServices } from "./shared-sched.ts";
 import {
   DEST_FLAGS,
   DEST_MTU,
@@ -47,18 +47,11 @@ import {
   DESTF_AVAILABLE,
   findService,
   FWD_MASQ,
-  MAX_SERVICES,
   SET_CONN_REUSE_MODE,
   SET_EXPIRE_NODEST_CONN,
   SET_TCP_TICKS,
   SET_TCPFIN_TICKS,
   SET_UDP_TICKS,
-  SVC_EPOCH,
-  SVC_FLAGS,
-  SVC_SCHED,
-  SVC_SCHED_EPOCH,
-  SVC_WORDS,
-  SVCF_USED,
   type Tables,
 } from "../service/tables.ts";
 import { setDstMac, setEtherType, setSrcMac, srcMacHi, srcMacLo } from "../wire/eth.ts";
@@ -94,7 +87,7 @@ import { IcmpLimiter } from "../xmit/icmp-limit.ts";
 import { FragPath } from "./frag.ts";
 import { SynGuard } from "./synflood.ts";
 import { newConnection } from "./schedule.ts";
-import { destRemoved, flushNodest, setTcpState, setUdpState, thresholdsChanged, unbindDest } from "../conn/accounting.ts";
+import { destRemoved, flushNodest, setTcpState, setUdpState, unbindDest } from "../conn/accounting.ts";
 import type { SyncFeed } from "./sync-feed.ts";
 
 const MAX_BURST = abi.XVS_MAX_BURST;
@@ -166,49 +159,26 @@ export class FastPath implements FastPathState {
     this.conns = conns;
     this.counters = counters;
     this.nh = nh;
-    this.sched = {
-      t: tables,
-      active: counters.active,
-      inactive: counters.inactive,
-      persist: counters.persist,
-      overload: counters.overload,
-      state: new Int32Array(MAX_SERVICES * SCHED_STATE_WORDS),
-      random: () => (Math.random() * 0x7fffffff) | 0,
-    };
+    // scheduler state and connection counts: one per service over all workers (shared-sched.ts)
+    this.sched = sharedSchedView(tables, counters);
     this.tcpTicks = tcpTimeouts(tables);
     this.udpTicks = tables.settings[SET_UDP_TICKS];
-    for (let s = 0; s < MAX_SERVICES; s++) {
-      if (tables.svc[s * SVC_WORDS + SVC_FLAGS] & SVCF_USED) SCHEDULER_BY_ID[tables.svc[s * SVC_WORDS + SVC_SCHED]]?.init(this.sched, s);
-    }
+    startServices(this.sched, counters, tables);
   }
 
   /**
    * Switch to a new configuration generation. Scheduler state follows the kernel: a new or
    * re-scheduled service starts fresh (init_service), a service whose dests or weights changed
-   * gets update (add_dest/del_dest/upd_dest). Called between bursts, once per generation, in order.
+   * gets update (add_dest/del_dest/upd_dest), changed thresholds re-evaluate OVERLOAD; once per
+   * service and generation over all workers (shared-sched.ts). Called between bursts, once per
+   * generation, in order.
    */
   setTables(next: Tables): void {
     const prev = this.tables;
     this.tables = next;
-    this.sched.t = next;
-    for (let s = 0; s < MAX_SERVICES; s++) {
-      const o = s * SVC_WORDS;
-      if ((next.svc[o + SVC_FLAGS] & SVCF_USED) === 0) {
-        // a deleted service lets go of its scheduler's own tables (lblc/lblcr caches)
-        if (this.sched.aux !== undefined) this.sched.aux[s] = undefined;
-        continue;
-      }
-      const sched = SCHEDULER_BY_ID[next.svc[o + SVC_SCHED]];
-      if (!sched) continue;
-      if ((prev.svc[o + SVC_FLAGS] & SVCF_USED) === 0 || prev.svc[o + SVC_SCHED_EPOCH] !== next.svc[o + SVC_SCHED_EPOCH]) {
-        sched.init(this.sched, s);
-      } else if (prev.svc[o + SVC_EPOCH] !== next.svc[o + SVC_EPOCH]) {
-        sched.update(this.sched, s, prev);
-      }
-    }
+    applyTables(this.sched, this.counters, prev, next);
     this.tcpTicks = tcpTimeouts(next);
     this.udpTicks = next.settings[SET_UDP_TICKS];
-    thresholdsChanged(this.counters, prev, next);
     // Linux 5.9+: deleting a dest with expire_nodest_conn=1 flushes its connections (in steps, from expire())
     if (next.settings[SET_EXPIRE_NODEST_CONN] !== 0 && destRemoved(prev, next)) this.nodestCursor = 0;
   }

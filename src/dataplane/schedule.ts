@@ -17,6 +17,12 @@
  * socket cannot hand a frame back to the kernel, so xvs counts Stat.DropTcpNoConn and sends
  * that RST itself (xmit/tcp-reset.ts, Stat.TcpResetSent).
  *
+ * One scheduler state per service over all workers (shared-sched.ts): the choice of the dest
+ * and the count of the connection on it happen under the service's lock (stats/svc-lock.ts),
+ * one hold per new connection, so rr/wrr positions advance once per connection over all workers
+ * and a threshold (-x) holds over all of them. The record is allocated after the lock is given
+ * back; when that fails the count is given back (unbindDest).
+ *
  * Deviation, because the fast path cannot do otherwise:
  * - the kernel's connection table has no fixed size; xvs's has, so when it is full a new
  *   connection is refused (Stat.DropTableFull) and nothing else changes: an established
@@ -76,6 +82,7 @@ import {
   type Tables,
 } from "../service/tables.ts";
 import { DEST_TRAFFIC_BASE, TS_CONNS, TS_WORDS } from "../stats/counters.ts";
+import { lockService, unlockService } from "../stats/svc-lock.ts";
 import {
   ICMP_CODE_PORT_UNREACH,
   ICMP_DEST_UNREACH,
@@ -156,7 +163,7 @@ function checkTemplate(t: Tables, conns: ConnTable, ct: number): boolean {
 
 /**
  * ip_vs_sched_persist, up to the choice of the dest: find or create the client network's
- * template. Returns the template's id (its CONN_DEST names the dest), -1 when no dest is
+ * template (the caller holds the service's lock: a new template is scheduled and counted). Returns the template's id (its CONN_DEST names the dest), -1 when no dest is
  * available (the client gets ICMP), or -2 when the template could not be stored (table full: drop).
  */
 function persistSchedule(fp: ScheduleState, svc: number, row: number, proto: number, v6: number, dport: number): number {
@@ -269,12 +276,18 @@ export function newConnection(
   const svcPort = t.svc[so + SVC_PORT];
   let dest: number,
     tpl = -1,
-    dport: number;
+    dport: number,
+    flags: number;
+  const lock = fp.counters.svcLock;
   if ((svcFlags & SVCF_PERSISTENT) !== 0) {
+    lockService(lock, svc);
     tpl = persistSchedule(fp, svc, row, proto, v6, pktDport);
+    dest = tpl >= 0 ? fp.conns.rec[tpl * CONN_WORDS + CONN_DEST] : -1;
+    flags = dest >= 0 ? destConnFlags(t, dest, v6) : 0;
+    if (dest >= 0) bindDest(fp.counters, t, dest, flags);
+    unlockService(lock, svc);
     if (tpl === -2) return fp.drop(Stat.DropTableFull);
     if (tpl < 0) return leave(fp, descs, d, row, pkt, v6);
-    dest = fp.conns.rec[tpl * CONN_WORDS + CONN_DEST];
     // persistent fwmark and port-0 services keep the client's port
     const destPort = t.dest[dest * DEST_WORDS + DEST_PORT];
     dport = pktDport === svcPort && destPort !== 0 ? destPort : pktDport;
@@ -284,7 +297,12 @@ export function newConnection(
       return leave(fp, descs, d, row, pkt, v6);
     }
     const sched = SCHEDULER_BY_ID[t.svc[so + SVC_SCHED]];
+    // choose and count in one hold of the service's lock: exact over all workers
+    lockService(lock, svc);
     dest = sched ? sched.schedule(fp.sched, svc, f, row) : -1;
+    flags = dest >= 0 ? destConnFlags(t, dest, v6) : 0;
+    if (dest >= 0) bindDest(fp.counters, t, dest, flags);
+    unlockService(lock, svc);
     if (dest < 0) return leave(fp, descs, d, row, pkt, v6);
     const destPort = t.dest[dest * DEST_WORDS + DEST_PORT];
     dport = destPort !== 0 ? destPort : pktDport;
@@ -292,12 +310,10 @@ export function newConnection(
   const conns = fp.conns,
     rec = conns.rec;
   const fwd = t.dest[dest * DEST_WORDS + DEST_FWD];
-  const flags = destConnFlags(t, dest, v6);
   if ((svcFlags & SVCF_ONEPACKET) !== 0 && proto === PROTO_UDP) {
     // -o: the connection lives for this one datagram and is never hashed (ip_vs_conn_hash
-    // skips it; ip_vs_conn_put frees it at once): bound and unbound around the packet, so the
-    // thresholds see it, and its template is re-armed
-    bindDest(fp.counters, t, dest, flags);
+    // skips it; ip_vs_conn_put frees it at once): bound (above) and unbound around the packet,
+    // so the thresholds see it, and its template is re-armed
     countConn(fp, svc, dest);
     if (tpl >= 0) conns.touch(tpl, fp.now);
     const out = fp.transmitIn(descs, d, row, pkt, svc, dest, dport, fwd, v6, -1);
@@ -308,11 +324,13 @@ export function newConnection(
   // comes from evicting half-open ones, or the SYN is refused; established ones are never touched
   const id = proto === PROTO_TCP ? fp.synGuard.alloc(fp, row) : conns.alloc();
   if (id === SYN_REFUSED) {
+    unbindDest(fp.counters, t, dest, flags);
     if (tpl >= 0) conns.touch(tpl, fp.now);
     return fp.drop(Stat.DropSynFlood);
   }
   // ---- end SYN flood defence ----
   if (id < 0) {
+    unbindDest(fp.counters, t, dest, flags);
     if (tpl >= 0) conns.touch(tpl, fp.now);
     return fp.drop(Stat.DropTableFull);
   }
@@ -332,7 +350,7 @@ export function newConnection(
   if (fwd === FWD_MASQ) fp.setReplyHop(rec, o, descs[d + D_IN], descs[d + D_ADDR], row, v6);
   rec[o + CONN_TIMEOUT] = NEW_CONN_TIMEOUT_SEC * TICKS_PER_SEC;
   rec[o + CONN_EXPIRES] = (fp.now + NEW_CONN_TIMEOUT_SEC * TICKS_PER_SEC) | 0;
-  bindDest(fp.counters, t, dest, flags);
+  // counted on its dest when it was scheduled (above)
   fp.counters.svcRefs[svc] += 1;
   conns.link(id, fp.now);
   if (tpl >= 0) {

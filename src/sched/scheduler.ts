@@ -6,7 +6,9 @@
  * kept in `SchedView.aux`, so that no scheduler allocates per packet.
  *
  * Dest ids, list order and weights come from the compiled `Tables`; connection counts and the
- * OVERLOAD flag are the worker's live counters. A scheduler that needs a precomputed table (sh,
+ * OVERLOAD flag are the live counters. On the dataplane `state`, the counts and the flags are one
+ * per service over all workers (dataplane/shared-sched.ts), and `schedule` runs under the
+ * service's lock, so a scheduler reads and writes `state` as if it ran alone. A scheduler that needs a precomputed table (sh,
  * dh and mh buckets, wrr's log of weight changes) builds it on the control thread with
  * `buildTable`, and config/compile.ts stores it in `Tables.buckets`.
  *
@@ -28,9 +30,10 @@ import {
   SVCF_V6,
 } from "../service/tables.ts";
 import { FLOW_PORTS, FLOW_SRC } from "../wire/flow.ts";
+import { SCHED_STATE_WORDS } from "../stats/counters.ts";
 
-/** int32 words of per-service scheduler state. */
-export const SCHED_STATE_WORDS = 8;
+/** int32 words of per-service scheduler state (sized where the shared buffers are allocated). */
+export { SCHED_STATE_WORDS };
 
 /** What a scheduler sees on the worker. */
 export interface SchedView {
