@@ -87,6 +87,7 @@
 #define XVS_FLOW_VADDR_OFF 24        /* 16 bytes DIR_OUT: the virtual address replies get as source */
 #define XVS_FLOW_VPORT_OFF 40        /* u16 DIR_OUT: the virtual port replies get as source */
 #define XVS_FLOW_RPORT_OFF 42        /* u16 DIR_IN NAT: the real server's port (CONN_DPORT) */
+#define XVS_FLOW_FWD_OFF 44          /* u8 the connection's forwarding method (FWD_*: its own, not the dest's current) */
 #define XVS_FLOW_PACKETS_OFF 48      /* u64 packets forwarded by XDP (atomic adds) */
 #define XVS_FLOW_BYTES_OFF 56        /* u64 their IP bytes (ip_vs_in/out_stats count) */
 #define XVS_FLOW_LAST_NS_OFF 64      /* u64 bpf_ktime_get_ns() of the last one (0: none yet) */
@@ -128,7 +129,7 @@
 #define XVS_FLOW_BYPASS_MALFORMED 3  /* hit, but lengths/IHL/checksum/version wrong: TS counts it */
 #define XVS_FLOW_BYPASS_FRAGMENT 4   /* hit, first fragment */
 #define XVS_FLOW_BYPASS_IP_OPTIONS 5 /* hit, IPv4 options (IHL > 5) */
-#define XVS_FLOW_BYPASS_TCP_FLAGS 6  /* hit, SYN/FIN/RST: the state machine is TS's */
+#define XVS_FLOW_BYPASS_TCP_FLAGS 6  /* hit, SYN/FIN/RST or no ACK: a state change, TS's */
 #define XVS_FLOW_BYPASS_TTL 7        /* hit, TTL / hop limit <= 1 */
 #define XVS_FLOW_BYPASS_MTU 8        /* hit, over the path MTU */
 #define XVS_FLOW_BYPASS_PARTIAL_CSUM 9 /* hit, L4 checksum field = pseudo-header sum (maybe partial) */

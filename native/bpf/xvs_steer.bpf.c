@@ -106,8 +106,6 @@ struct {
 	__type(value, __u64);
 } xdp_stats SEC(".maps");
 
-#include "xvs_flow.h"
-
 static __always_inline int count(__u32 idx, int action)
 {
 	__u64 *c = bpf_map_lookup_elem(&xdp_stats, &idx);
@@ -406,9 +404,15 @@ static __always_inline int steer_v6(struct xdp_md *ctx, void *l3, void *end)
 	return count(XVS_XDP_PASS_NOT_OURS, XDP_PASS);
 }
 
+/* the flow cache (issue 17): established flows the TS fast path cached are forwarded here */
+#include "xvs_flow.h"
+
 SEC("xdp")
 int xvs_steer(struct xdp_md *ctx)
 {
+	int cached = flow_stage(ctx);
+	if (cached != XF_CONTINUE)
+		return cached;
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;

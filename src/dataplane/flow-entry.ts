@@ -144,6 +144,8 @@ export function writeFlowValue(dv: DataView, off: number, rec: Int32Array, id: n
   dv.setInt32(off + abi.XVS_FLOW_HOP_OFF, -1, true);
   dv.setUint32(off + abi.XVS_FLOW_CONN_OFF, id, true);
   dv.setUint16(off + abi.XVS_FLOW_WORKER_OFF, worker, true);
+  // the connection's own method (IPVS binds it at creation: a later edit of the dest does not change it)
+  dv.setUint8(off + abi.XVS_FLOW_FWD_OFF, rec[o + CONN_FLAGS] & CF_FWD_MASK);
   if (dir === DIR_IN) {
     dv.setUint8(off + abi.XVS_FLOW_DIR_OFF, FLOW_DIR_IN);
     dv.setUint16(off + abi.XVS_FLOW_RPORT_OFF, rec[o + CONN_DPORT] & 0xffff);
