@@ -53,11 +53,13 @@ SIGTERM or SIGINT stops it cleanly (XDP detached, sockets closed); SIGHUP reload
   --metrics HOST:PORT  also serve GET /metrics alone on this address (e.g. for a scraper
                        on another host; default: none)
   --token-file FILE    the bearer token for mutating API requests (default: generated in the state dir)
-  --queues N           rx queues per interface, one worker each (default 1)
+  --workers N          poll workers; every rx queue of every interface gets a socket and queue q
+                       goes to worker q mod N (default: the usable cores, at most the fewest
+                       queues of an interface; more is lowered with a log line)
   --conn-max N         connection table capacity per worker (default 1048576)
   --copy | --zerocopy  force the AF_XDP bind mode (default: the kernel picks)
   --idle-ms N          poll() timeout of an idle worker in ms, 0 to spin (default 1)
-  (each value may also follow an '=': --iface=eth0, --queues=2)
+  (each value may also follow an '=': --iface=eth0, --workers=2)
 
 environment: XVS_STATE_DIR (state directory), XVS_LOG_LEVEL (debug|info|warn|error),
 XVS_LOG_PRIORITY=0 (log lines without their <N> syslog priority prefix),

@@ -47,7 +47,9 @@ int xvs_fd__close(int fd);
 int xvs_bpf__test_run(int prog_fd, const void *data, uint32_t len, const void *ctx, uint32_t ctx_len,
 		      void *out, uint32_t out_cap, uint32_t *result);
 
-/* ---- AF_XDP ports: one UMEM shared by one socket per interface, owned by one worker (xvs_xsk.c) ---- */
+/* ---- AF_XDP ports: one UMEM shared by one socket per (interface, rx queue), owned by one worker
+ * (xvs_xsk.c). add_iface returns the interface's number in the port (the same for every queue of
+ * one interface): the value descriptors carry in XVS_DESC_IN_PORT / XVS_DESC_OUT_PORT. ---- */
 struct xvs_port;
 struct xvs_port *xvs_port__create(uint32_t nframes, uint32_t frame_size, uint32_t headroom,
 				  uint32_t ring_size);

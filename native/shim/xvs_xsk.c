@@ -1,10 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * AF_XDP ports. A port belongs to one worker (one rx queue): one UMEM, shared by one socket per
- * interface (XDP_SHARED_UMEM across devices), so that a frame received on one interface is sent
- * on another by moving its UMEM address from an rx ring to a tx ring: no copy in userspace.
- * Each socket has its own fill and completion rings; the port keeps one pool of free frames that
- * feeds every fill ring and takes back every completion and every dropped frame.
+ * AF_XDP ports. A port belongs to one worker, which owns a set of rx queues of every interface:
+ * one UMEM, shared by one socket per (interface, queue) (XDP_SHARED_UMEM across devices and
+ * queues), so that a frame received on one interface is sent on another by moving its UMEM
+ * address from an rx ring to a tx ring: no copy in userspace. Each socket has its own fill and
+ * completion rings (the kernel requires them for a shared UMEM on another device or queue); the
+ * port keeps one pool of free frames that feeds every fill ring and takes back every completion
+ * and every dropped frame.
+ *
+ * Descriptors name interfaces, not sockets: XVS_DESC_IN_PORT is the interface number of the
+ * socket a frame came in on (whatever its queue), XVS_DESC_OUT_PORT the interface to send on,
+ * through that interface's first socket in this port (its tx queue is this worker's alone).
  *
  * xvs_port__burst is the only call the poll loop makes: it sends/recycles the previous burst,
  * reclaims completions, refills, and receives the next burst, all in one FFI crossing.
@@ -36,6 +42,8 @@ struct xvs_sock {
 	struct xsk_ring_cons comp;
 	int fd;
 	int zerocopy;
+	uint32_t iface; /* interface number in this port: what descriptors carry */
+	uint32_t queue;
 	uint32_t tx_reserved; /* descriptors written since the last submit */
 	uint32_t tx_in_flight; /* submitted, not yet completed */
 };
@@ -53,9 +61,12 @@ struct xvs_port {
 	uint64_t *free_frames;
 	uint32_t nfree;
 	uint32_t nsocks;
-	uint32_t rx_next; /* round-robin start, so no interface starves another */
-	struct xvs_sock socks[XVS_MAX_IFACES];
-	struct pollfd pfds[XVS_MAX_IFACES];
+	uint32_t rx_next; /* round-robin start, so no socket starves another */
+	uint32_t nifaces;
+	uint32_t ifindex[XVS_MAX_IFACES]; /* interface number -> ifindex */
+	uint32_t tx_sock[XVS_MAX_IFACES]; /* interface number -> the socket it sends on */
+	struct xvs_sock socks[XVS_XSK_SLOTS];
+	struct pollfd pfds[XVS_XSK_SLOTS];
 	uint64_t stats[XVS_SHIM_STAT_COUNT];
 	int profile; /* time the phases of every burst into prof[] (xvs bench --profile) */
 	uint64_t prof[XVS_PROF_COUNT];
@@ -149,10 +160,23 @@ static void refill(struct xvs_port *p, struct xvs_sock *s)
 int xvs_port__add_iface(struct xvs_port *p, const char *ifname, uint32_t queue, uint32_t bind_flags,
 			int xskmap_fd, uint32_t slot)
 {
-	if (p->nsocks >= XVS_MAX_IFACES)
+	if (p->nsocks >= XVS_XSK_SLOTS)
+		return xvs_fail(ENOSPC, "too many sockets in one port (max %d)", XVS_XSK_SLOTS);
+	uint32_t ifindex = if_nametoindex(ifname);
+	if (!ifindex)
+		return xvs_fail(errno, "no interface %s", ifname);
+	uint32_t iface = 0;
+	while (iface < p->nifaces && p->ifindex[iface] != ifindex)
+		iface++;
+	if (iface == p->nifaces && p->nifaces >= XVS_MAX_IFACES)
 		return xvs_fail(ENOSPC, "too many interfaces in one port (max %d)", XVS_MAX_IFACES);
+	for (uint32_t k = 0; k < p->nsocks; k++)
+		if (p->socks[k].iface == iface && p->socks[k].queue == queue)
+			return xvs_fail(EEXIST, "%s queue %u has a socket in this port already", ifname, queue);
 	struct xvs_sock *s = &p->socks[p->nsocks];
 	memset(s, 0, sizeof(*s));
+	s->iface = iface;
+	s->queue = queue;
 	struct xsk_socket_config cfg = {
 		.rx_size = p->ring_size,
 		.tx_size = p->ring_size,
@@ -185,7 +209,13 @@ int xvs_port__add_iface(struct xvs_port *p, const char *ifname, uint32_t queue, 
 	p->pfds[p->nsocks].fd = s->fd;
 	p->pfds[p->nsocks].events = POLLIN;
 	refill(p, s);
-	return (int)p->nsocks++;
+	if (iface == p->nifaces) {
+		p->ifindex[iface] = ifindex;
+		p->tx_sock[iface] = p->nsocks;
+		p->nifaces++;
+	}
+	p->nsocks++;
+	return (int)iface;
 }
 
 void *xvs_port__umem(struct xvs_port *p)
@@ -231,9 +261,9 @@ uint64_t *xvs_port__profile(struct xvs_port *p, int enable)
 
 int xvs_port__bind_mode(struct xvs_port *p, uint32_t iface)
 {
-	if (iface >= p->nsocks)
+	if (iface >= p->nifaces)
 		return xvs_fail(EINVAL, "no interface %u in this port", iface);
-	return p->socks[iface].zerocopy;
+	return p->socks[p->tx_sock[iface]].zerocopy;
 }
 
 /* Wake the kernel's tx path. Copy mode sends at most 32 frames per call and answers EAGAIN
@@ -278,7 +308,7 @@ static uint32_t receive(struct xvs_port *p, uint32_t *descs, uint32_t max_rx)
 			uint32_t *o = descs + (got + i) * XVS_DESC_WORDS;
 			o[XVS_DESC_ADDR] = (uint32_t)d->addr;
 			o[XVS_DESC_LEN] = d->len;
-			o[XVS_DESC_IN_PORT] = si;
+			o[XVS_DESC_IN_PORT] = s->iface;
 			o[XVS_DESC_OUT_PORT] = XVS_OUT_DROP;
 		}
 		xsk_ring_cons__release(&s->rx, n);
@@ -301,12 +331,12 @@ int xvs_port__burst(struct xvs_port *p, uint32_t *descs, uint32_t n_done, uint32
 	for (uint32_t i = 0; i < n_done; i++) {
 		const uint32_t *d = descs + i * XVS_DESC_WORDS;
 		uint32_t out = d[XVS_DESC_OUT_PORT];
-		if (out >= p->nsocks) {
+		if (out >= p->nifaces) {
 			p->free_frames[p->nfree++] = d[XVS_DESC_ADDR] & p->frame_mask;
 			p->stats[XVS_SHIM_DROPPED]++;
 			continue;
 		}
-		struct xvs_sock *s = &p->socks[out];
+		struct xvs_sock *s = &p->socks[p->tx_sock[out]];
 		uint32_t idx;
 		if (xsk_ring_prod__reserve(&s->tx, 1, &idx) != 1) {
 			p->free_frames[p->nfree++] = d[XVS_DESC_ADDR] & p->frame_mask;

@@ -46,7 +46,7 @@ function hostPort(option: string, s: string): { host: string; port: number } {
 /** Parse `xvs run` arguments. @throws LbError(Invalid) naming the bad argument. */
 export function parseRunArgs(words: string[]): RunOptions {
   const argv = splitOptionValues(words, ["--copy", "--zerocopy"]); // --iface=eth0 as --iface eth0
-  const o: RunOptions = { ifaces: [], queues: 1, connCapacity: 1 << 20, bindMode: "auto", idleMs: 1, apiHost: DEFAULT_API_HOST, apiPort: DEFAULT_API_PORT };
+  const o: RunOptions = { ifaces: [], connCapacity: 1 << 20, bindMode: "auto", idleMs: 1, apiHost: DEFAULT_API_HOST, apiPort: DEFAULT_API_PORT };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = (): string => {
@@ -65,9 +65,22 @@ export function parseRunArgs(words: string[]): RunOptions {
       case "-i":
         o.ifaces.push(val());
         break;
-      case "--queues":
-        o.queues = int(1, 64);
+      case "--workers": {
+        // a whole number 1..XVS_MAX_QUEUES; more than the cores or the queues is clamped and
+        // logged at start (dataplane/queues.ts), 0 or a fraction is refused here
+        const s = val();
+        if (!/^\d+$/.test(s) || Number(s) < 1 || Number(s) > 64)
+          throw new LbError(ErrorCode.Invalid, `--workers: '${s}' is not a whole number of poll workers in 1..64 (default: the usable cores)`);
+        o.workers = Number(s);
         break;
+      }
+      case "--queues":
+        // removed: every rx queue gets a socket now; its old default (queue 0 only) left the
+        // other queues' packets to the kernel
+        throw new LbError(
+          ErrorCode.Invalid,
+          "--queues was removed: xvs now serves every rx queue of each interface; use --workers N to choose how many poll workers share them",
+        );
       case "--conn-max":
         o.connCapacity = int(1, (1 << 24) - 2);
         break;
@@ -171,7 +184,7 @@ export async function runDaemon(o: RunOptions): Promise<number> {
   announce();
   log("info", "xvs running", {
     ifaces: o.ifaces,
-    queues: o.queues,
+    workers: dp.workers.length,
     api: `${o.apiHost}:${server.port}`,
     ...(metricsServer ? { metrics: `${o.metrics!.host}:${metricsServer.port}` } : {}),
     state: stateDir(),

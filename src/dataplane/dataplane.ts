@@ -1,8 +1,10 @@
 /**
  * The dataplane as the control thread drives it: checks the host, loads and attaches the
- * steering program, starts one worker per rx queue, and then keeps three things in step with
- * the configuration: the compiled `Tables` generation of every worker, the steering maps (which
- * packets are ours), and the next hops (from the kernel, refreshed on rtnetlink events).
+ * steering program, binds a socket on every rx queue of every interface, shared by the poll
+ * workers (queues.ts), and then keeps four things in step: the compiled `Tables` generation of
+ * every worker, the steering maps (which packets are ours), the next hops (from the kernel,
+ * refreshed on rtnetlink events) and the sockets (a queue that appears later, `ethtool -L`,
+ * gets one within a second).
  *
  * Every change is validated before anything is touched; a generation is compiled whole and
  * posted to the workers, which switch between bursts without dropping connections.
@@ -14,6 +16,7 @@ import { SteerProgram } from "../ffi/bpf.ts";
 import { NetlinkEvents, operatorLink, type IfAddrInfo } from "../ffi/netlink.ts";
 import { adviseHugePages } from "../ffi/mem.ts";
 import { defaultGeometry } from "../ffi/xsk.ts";
+import { availableParallelism } from "node:os";
 import { drainResolve, newResolveRing } from "../nexthop/table.ts";
 import { NextHopResolver, type PortInfo, type RouteSnapshot } from "../nexthop/resolver.ts";
 import { compile } from "../config/compile.ts";
@@ -21,12 +24,16 @@ import type { Dest, Model } from "../config/model.ts";
 import type { Tables } from "../service/tables.ts";
 import { log } from "../log.ts";
 import { Counters } from "../stats/counters.ts";
-import { CTL_EPOCH_F64, CTL_POSTED_GEN, CTL_STOP, CTL_WORDS, type FromWorker, type InitMessage } from "./protocol.ts";
+import { CTL_EPOCH_F64, CTL_POSTED_GEN, CTL_STOP, CTL_WORDS, type FromWorker, type InitMessage, type WorkerIface } from "./protocol.ts";
+import { assignQueues, describeQueues, planWorkers, type QueueRef, rxQueueCount, workerForNewQueue } from "./queues.ts";
+
+/** How often housekeeping re-reads the rx queue counts (sysfs; no event announces a change). */
+const QUEUE_CHECK_MS = 1000;
 
 export interface DataplaneOptions {
   ifaces: string[];
-  /** rx queues per interface, one worker each. */
-  queues: number;
+  /** Poll workers sharing the rx queues (default: the usable cores; clamped and logged: queues.ts). */
+  workers?: number;
   /** Connection table capacity per worker. */
   connCapacity: number;
   /** "auto" lets the kernel pick zero-copy when the driver has it; "copy" forces copy mode. */
@@ -44,6 +51,8 @@ export interface WorkerHandle {
   conns: ConnTable;
   counters: Counters;
   zeroCopy: boolean[];
+  /** The (interface, rx queue) pairs this worker has a socket on. */
+  queues: QueueRef[];
 }
 
 /** Check the host before touching anything: root, interfaces. @throws LbError with the fix. */
@@ -142,6 +151,11 @@ export class Dataplane {
   private readonly steer: { vips: SteerSet; vipAddrs: SteerSet; natReals: SteerSet; local: SteerSet };
   private model: Model | null = null;
   private natQueuesWarned = false;
+  /** rx queues of each interface that have a socket (0..n-1); housekeeping compares with sysfs. */
+  private served: number[] = [];
+  /** Each interface's queue count as last read (a change is logged once). */
+  private seenQueues: number[] = [];
+  private queuesCheckedMs = Date.now();
   private attached: PortInfo[] = [];
   private lastRoutes: RouteSnapshot | null = null;
 
@@ -166,7 +180,8 @@ export class Dataplane {
    */
   static async start(opts: DataplaneOptions, model: Model): Promise<Dataplane> {
     const ports = checkHost(opts.ifaces);
-    if (opts.queues < 1 || opts.queues > abi.XVS_MAX_QUEUES) throw new LbError(ErrorCode.Invalid, `queues must be 1..${abi.XVS_MAX_QUEUES}`);
+    if (opts.workers !== undefined && (!Number.isInteger(opts.workers) || opts.workers < 1 || opts.workers > abi.XVS_MAX_QUEUES))
+      throw new LbError(ErrorCode.Invalid, `workers must be a whole number in 1..${abi.XVS_MAX_QUEUES}`);
     const prog = await SteerProgram.load();
     const dp = new Dataplane(prog, ports, opts);
     try {
@@ -193,12 +208,27 @@ export class Dataplane {
       prog.attach(p.ifindex, p.name);
       this.attached.push(p);
     }
-    for (let q = 0; q < opts.queues; q++) this.workers.push(await this.startWorker(q));
+    const names = ports.map((p) => p.name);
+    this.seenQueues = ports.map((p) => rxQueueCount(p.name, p.ifindex));
+    const plan = planWorkers(opts.workers, availableParallelism(), this.seenQueues, names);
+    for (const a of plan.adjustments) log("warn", a);
+    this.served = plan.served;
+    const owned = assignQueues(plan.workers, plan.served);
+    log("info", "rx queues and workers", {
+      queues: Object.fromEntries(names.map((n, i) => [n, this.seenQueues[i]])),
+      workers: plan.workers,
+      distribution: owned.map((qs) => describeQueues(qs, names)),
+    });
+    for (let w = 0; w < owned.length; w++) this.workers.push(await this.startWorker(w, owned[w]));
     this.events = new NetlinkEvents();
     this.timer = setInterval(() => this.housekeeping(), 200);
   }
 
-  private startWorker(queue: number): Promise<WorkerHandle> {
+  private workerIface(r: QueueRef): WorkerIface {
+    return { name: this.ports[r.iface].name, queue: r.queue, slot: r.iface * abi.XVS_MAX_QUEUES + r.queue };
+  }
+
+  private startWorker(index: number, queues: QueueRef[]): Promise<WorkerHandle> {
     const ctlBuffer = new SharedArrayBuffer(CTL_WORDS * 4);
     const ctl = new Int32Array(ctlBuffer);
     new Float64Array(ctlBuffer)[CTL_EPOCH_F64] = this.epochMs;
@@ -216,11 +246,11 @@ export class Dataplane {
       (this.opts.bindMode === "copy" ? abi.XVS_XDP_BIND_COPY : this.opts.bindMode === "zerocopy" ? abi.XVS_XDP_BIND_ZEROCOPY : 0);
     const init: InitMessage = {
       type: "init",
-      queue,
-      ifaces: this.ports.map((p, i) => ({ name: p.name, queue, slot: i * abi.XVS_MAX_QUEUES + queue })),
+      worker: index,
+      ifaces: queues.map((r) => this.workerIface(r)),
       xskmapFd: this.prog.fd("xsks"),
       bindFlags,
-      geometry: defaultGeometry(this.ports.length),
+      geometry: defaultGeometry(queues.length),
       idleMs: this.opts.idleMs,
       ctl: ctlBuffer,
       conns: conns.buffers as ConnTableBuffers,
@@ -232,14 +262,89 @@ export class Dataplane {
     return new Promise((resolve, reject) => {
       worker.onmessage = (ev: MessageEvent<FromWorker>) => {
         const m = ev.data;
-        if (m.type === "ready") resolve({ worker, ctl, ctlBuffer, conns, counters, zeroCopy: m.zeroCopy });
-        else if (m.type === "error") {
+        if (m.type === "ready") {
+          const h: WorkerHandle = { worker, ctl, ctlBuffer, conns, counters, zeroCopy: m.zeroCopy, queues: [...queues] };
+          worker.onmessage = (e: MessageEvent<FromWorker>) => this.fromWorker(h, index, e.data);
+          resolve(h);
+        } else if (m.type === "error") {
           worker.terminate();
-          reject(new LbError(ErrorCode.Environment, `AF_XDP socket on queue ${queue}: ${m.message}`));
+          reject(
+            new LbError(
+              ErrorCode.Environment,
+              `worker ${index} (${describeQueues(
+                queues,
+                this.ports.map((p) => p.name),
+              )}): ${m.message}`,
+            ),
+          );
         }
       };
       worker.onerror = (ev) => reject(new LbError(ErrorCode.System, `dataplane worker failed: ${ev.message}`));
       worker.postMessage(init);
+    });
+  }
+
+  /** Messages a running worker sends: the answer to addQueues. */
+  private fromWorker(h: WorkerHandle, index: number, m: FromWorker): void {
+    if (m.type !== "queuesAdded") return;
+    const names = this.ports.map((p) => p.name);
+    for (const a of m.added) {
+      const r = { iface: names.indexOf(a.name), queue: a.queue };
+      h.queues.push(r);
+      this.served[r.iface] = Math.max(this.served[r.iface], r.queue + 1);
+    }
+    if (m.added.length > 0)
+      log("info", "rx queues bound", {
+        worker: index,
+        added: describeQueues(
+          m.added.map((a) => ({ iface: names.indexOf(a.name), queue: a.queue })),
+          names,
+        ),
+        queues: describeQueues(h.queues, names),
+      });
+    for (const e of m.errors) log("error", "cannot bind a new rx queue: its packets go to the kernel (pass_no_socket)", { worker: index, error: e });
+  }
+
+  /**
+   * Re-read every interface's rx queue count (housekeeping, about once a second). A queue that
+   * appeared gets a socket in the worker with the fewest queues of that interface (queues.ts);
+   * the change is logged. The kernel refuses to take away a queue an AF_XDP socket is bound to
+   * (ethtool's channels check), so fewer queues is only logged.
+   */
+  private checkQueues(): void {
+    const names = this.ports.map((p) => p.name);
+    this.ports.forEach((p, i) => {
+      let n: number;
+      try {
+        n = rxQueueCount(p.name, p.ifindex);
+      } catch {
+        return; // the interface went away: netlink events and the resolver say so
+      }
+      if (n === this.seenQueues[i]) return;
+      const was = this.seenQueues[i];
+      this.seenQueues[i] = n;
+      const want = Math.min(n, abi.XVS_MAX_QUEUES);
+      if (want <= this.served[i]) {
+        log("warn", "rx queue count changed", { iface: p.name, from: was, to: n, served: this.served[i] });
+        return;
+      }
+      const owned = this.workers.map((w) => [...w.queues]);
+      const plan = new Map<number, QueueRef[]>();
+      for (let q = this.served[i]; q < want; q++) {
+        const w = workerForNewQueue(owned, i);
+        owned[w].push({ iface: i, queue: q });
+        plan.set(w, [...(plan.get(w) ?? []), { iface: i, queue: q }]);
+      }
+      log(n > abi.XVS_MAX_QUEUES ? "warn" : "info", "rx queue count changed: binding the new queues", {
+        iface: p.name,
+        from: was,
+        to: n,
+        ...(n > abi.XVS_MAX_QUEUES ? { unserved: `${abi.XVS_MAX_QUEUES}..${n - 1} (at most ${abi.XVS_MAX_QUEUES} queues per interface)` } : {}),
+        distribution: [...plan].map(([w, qs]) => `worker ${w}: ${describeQueues(qs, names)}`),
+      });
+      // served moves when the worker confirms (fromWorker); until then, do not ask twice
+      this.served[i] = want;
+      for (const [w, qs] of plan) this.workers[w].worker.postMessage({ type: "addQueues", ifaces: qs.map((r) => this.workerIface(r)) });
     });
   }
 
@@ -316,13 +421,13 @@ export class Dataplane {
    * NAT real server appears.
    */
   private warnNatQueues(model: Model): void {
-    if (this.natQueuesWarned || this.workers.length < 2) return;
+    if (this.natQueuesWarned || this.workers.length < 2) return; // one worker: one table, every queue
     if (!model.allDests().some((d) => d.spec.forward === "masq")) return;
     this.natQueuesWarned = true;
     log(
       "warn",
-      "NAT real servers with several queues: a reply that arrives on another queue than its request finds no connection and is dropped (drop_no_conn); run NAT services with --queues 1",
-      { queues: this.workers.length },
+      "NAT real servers with several workers: a reply that arrives on another worker's queue than its request finds no connection and is dropped (drop_no_conn); run NAT services with --workers 1",
+      { workers: this.workers.length },
     );
   }
 
@@ -341,6 +446,11 @@ export class Dataplane {
 
   /** Periodic: worker resolve requests, kernel route/neighbour changes. */
   private housekeeping(): void {
+    const now = Date.now();
+    if (now - this.queuesCheckedMs >= QUEUE_CHECK_MS) {
+      this.queuesCheckedMs = now;
+      this.checkQueues();
+    }
     for (const r of drainResolve(this.ring)) this.resolver.requestResolve(r.port, r.family === 6 ? 6 : 4, r.words);
     if (this.events && this.events.drain() > 0 && this.model) {
       const t = this.compileNow(this.model);

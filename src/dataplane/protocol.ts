@@ -30,7 +30,9 @@ export interface WorkerIface {
 
 export interface InitMessage {
   type: "init";
-  queue: number;
+  /** The worker's index (log lines). */
+  worker: number;
+  /** One socket each: every rx queue this worker owns, of every interface (queues.ts). */
   ifaces: WorkerIface[];
   xskmapFd: number;
   bindFlags: number;
@@ -50,9 +52,19 @@ export interface TablesMessage {
   tables: Tables;
 }
 
-export type ToWorker = InitMessage | TablesMessage | SyncWorkerMessage;
+/** Queues that appeared after the start (`ethtool -L`): open a socket on each between rounds. */
+export interface AddQueuesMessage {
+  type: "addQueues";
+  ifaces: WorkerIface[];
+}
 
-export type FromWorker = { type: "ready"; zeroCopy: boolean[] } | { type: "error"; message: string } | { type: "stopped" };
+export type ToWorker = InitMessage | TablesMessage | SyncWorkerMessage | AddQueuesMessage;
+
+export type FromWorker =
+  | { type: "ready"; zeroCopy: boolean[] }
+  | { type: "error"; message: string }
+  | { type: "stopped" }
+  | { type: "queuesAdded"; added: WorkerIface[]; errors: string[] };
 
 /** Return the table clock (10 ms ticks since `epochMs`), shared by workers and listings. */
 export function ticksSince(epochMs: number, nowMs = Date.now()): number {

@@ -1,7 +1,8 @@
 /**
- * Dataplane worker: one per rx queue, a Bun Worker so that its poll loop never starves the
- * control API on the main thread. It opens its own AF_XDP port (one socket per interface over
- * one UMEM), then loops: one shim call sends the previous burst and receives the next, the fast
+ * Dataplane worker: `--workers` of them, each owning a set of rx queues (dataplane/queues.ts), a
+ * Bun Worker so that its poll loop never starves the control API on the main thread. It opens its
+ * own AF_XDP port (one socket per interface and owned queue, over one UMEM), then loops: one
+ * shim call sends the previous burst and receives the next (from all its sockets), the fast
  * path decides every frame, and the connection timers advance. Between rounds it yields to its
  * event loop so that configuration generations (postMessage) are taken, in order.
  *
@@ -29,8 +30,10 @@ import {
   CTL_STOP,
   ticksSince,
   type FromWorker,
+  type AddQueuesMessage,
   type InitMessage,
   type ToWorker,
+  type WorkerIface,
 } from "./protocol.ts";
 import { NextHopView } from "./route.ts";
 import { applySyncMessage } from "./sync-feed.ts";
@@ -60,12 +63,37 @@ function applyPending(): void {
   }
 }
 
+/** Per interface number of the port (what addIface returns): filled as sockets open. */
+const zeroCopyOf: boolean[] = [];
+let bindFlags = 0;
+let xskmapFd = -1;
+
+/**
+ * Open sockets on queues that appeared after the start. Runs from onmessage, so between rounds
+ * (the loop awaits there): the shim's socket array never changes under a burst.
+ */
+function addQueues(m: AddQueuesMessage): void {
+  const added: WorkerIface[] = [];
+  const errors: string[] = [];
+  for (const i of m.ifaces) {
+    try {
+      port!.addIface(i.name, i.queue, bindFlags, xskmapFd, i.slot);
+      added.push(i);
+    } catch (e) {
+      errors.push(`${i.name} queue ${i.queue}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+  post({ type: "queuesAdded", added, errors });
+}
+
 function start(m: InitMessage): void {
   ctl = new Int32Array(m.ctl);
   const epochMs = new Float64Array(m.ctl)[CTL_EPOCH_F64];
   try {
     port = new XskPort(m.geometry);
-    for (const i of m.ifaces) port.addIface(i.name, i.queue, m.bindFlags, m.xskmapFd, i.slot);
+    bindFlags = m.bindFlags;
+    xskmapFd = m.xskmapFd;
+    for (const i of m.ifaces) zeroCopyOf[port.addIface(i.name, i.queue, m.bindFlags, m.xskmapFd, i.slot)] = false;
   } catch (e) {
     port?.destroy();
     post({ type: "error", message: e instanceof Error ? e.message : String(e) });
@@ -75,8 +103,8 @@ function start(m: InitMessage): void {
   counters = new Counters(m.counters);
   fp = new FastPath(port.umem, m.tables, conns, counters, new NextHopView(m.nexthops, m.resolveRing));
   Atomics.store(ctl, CTL_APPLIED_GEN, m.tables.generation);
-  post({ type: "ready", zeroCopy: m.ifaces.map((_, i) => port!.zeroCopy(i)) });
-  if (process.env.XVS_PROFILE === "1") void loopProfiled(epochMs, m.idleMs, m.queue);
+  post({ type: "ready", zeroCopy: zeroCopyOf.map((_, i) => port!.zeroCopy(i)) });
+  if (process.env.XVS_PROFILE === "1") void loopProfiled(epochMs, m.idleMs, m.worker);
   else void loop(epochMs, m.idleMs);
 }
 
@@ -166,7 +194,7 @@ function profileRecord(totalNs: number, acc: Float64Array, shim: number[]): Reco
   };
 }
 
-async function loopProfiled(epochMs: number, idleMs: number, queue: number): Promise<void> {
+async function loopProfiled(epochMs: number, idleMs: number, worker: number): Promise<void> {
   const p = port!,
     f = fp!,
     descs = p.descs;
@@ -235,7 +263,7 @@ async function loopProfiled(epochMs: number, idleMs: number, queue: number): Pro
   p.profile(false); // stops timing, reads the sockets' XDP_STATISTICS
   const n = (i: number) => Number(shim[i]);
   log("info", "xvs profile", {
-    queue,
+    worker,
     ...profileRecord(totalNs, acc, SHIM_PHASES.map(n)),
     slices,
     xsk: {
@@ -257,5 +285,6 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
   const m = ev.data;
   if (m.type === "init") start(m);
   else if (m.type === "tables") pending.push(m.tables);
+  else if (m.type === "addQueues" && port !== null) addQueues(m);
   else if (m.type === "sync" && fp !== null) applySyncMessage(fp, m); // between rounds: the loop awaits here
 };

@@ -15,14 +15,21 @@ export interface PortGeometry {
   ringSize: number;
 }
 
-/** Return the UMEM geometry for a port with `ifaces` sockets: enough frames to keep every fill
- * and tx ring full at once, so no ring ever waits for the pool. */
-export function defaultGeometry(ifaces: number): PortGeometry {
-  const ringSize = abi.XVS_RING_SIZE;
-  return { frames: ringSize * 2 * Math.max(1, ifaces) + abi.XVS_MAX_BURST, frameSize: abi.XVS_FRAME_SIZE, headroom: abi.XVS_FRAME_HEADROOM, ringSize };
+/**
+ * Return the UMEM geometry for a port with `sockets` sockets (one per interface and rx queue):
+ * enough frames to keep every fill and tx ring full at once, so no ring ever waits for the pool.
+ * Rings shrink as sockets multiply (2048 entries up to two sockets, halved per doubling, at
+ * least 256), so that a worker owning many queues keeps its UMEM near 16-64 MiB rather than
+ * 16 MiB per queue; a queue's ring still holds many bursts (XVS_MAX_BURST is 256).
+ */
+export function defaultGeometry(sockets: number): PortGeometry {
+  const n = Math.max(1, sockets);
+  let ringSize = abi.XVS_RING_SIZE;
+  while (ringSize > 256 && ringSize * n > abi.XVS_RING_SIZE * 2) ringSize >>= 1;
+  return { frames: ringSize * 2 * n + abi.XVS_MAX_BURST, frameSize: abi.XVS_FRAME_SIZE, headroom: abi.XVS_FRAME_HEADROOM, ringSize };
 }
 
-/** One worker's AF_XDP sockets over one shared UMEM. */
+/** One worker's AF_XDP sockets (one per interface and rx queue it owns) over one shared UMEM. */
 export class XskPort {
   private handle: Pointer | null;
   /** The whole UMEM; packets are (offset, length) pairs into it. */
@@ -47,8 +54,10 @@ export class XskPort {
   }
 
   /**
-   * Open a socket on (ifname, queue), register it in the XSKMAP at `slot`, and return its index
-   * in this port (the value descriptors carry in XVS_DESC_IN_PORT / XVS_DESC_OUT_PORT).
+   * Open a socket on (ifname, queue), register it in the XSKMAP at `slot`, and return the
+   * interface's number in this port (the value descriptors carry in XVS_DESC_IN_PORT /
+   * XVS_DESC_OUT_PORT): every queue of one interface has the same number, numbers go 0, 1, ...
+   * in the order interfaces first appear. A worker may call it between bursts to take a new queue.
    * @throws LbError naming the interface when the kernel refuses the socket.
    */
   addIface(ifname: string, queue: number, bindFlags: number, xskmapFd: number, slot: number): number {

@@ -17,7 +17,7 @@ import { linkInfo } from "../../src/ffi/netlink.ts";
 import { CASES, CASES_AFTER_CHANGE, changeModel, type SteerCase, steerModel, type SteerResult } from "./steer-fixture.ts";
 
 const model = steerModel();
-const dp = await Dataplane.start({ ifaces: ["eth0"], queues: 1, connCapacity: 1024, bindMode: "copy", idleMs: 50 }, model);
+const dp = await Dataplane.start({ ifaces: ["eth0"], workers: 1, connCapacity: 1024, bindMode: "copy", idleMs: 50 }, model);
 const results: SteerResult[] = [];
 try {
   const eth0 = dp.ports[0].ifindex,

@@ -40,7 +40,7 @@ describe("xvs run", () => {
     const spaced = parseRunArgs([
       "--iface",
       "eth0",
-      "--queues",
+      "--workers",
       "2",
       "--conn-max",
       "4096",
@@ -56,7 +56,7 @@ describe("xvs run", () => {
     ]);
     const joined = parseRunArgs([
       "--iface=eth0",
-      "--queues=2",
+      "--workers=2",
       "--conn-max=4096",
       "--idle-ms=0",
       "--config=/etc/xvs.json",
@@ -65,11 +65,14 @@ describe("xvs run", () => {
       "--copy",
     ]);
     expect(joined).toEqual(spaced);
-    expect(joined).toMatchObject({ ifaces: ["eth0"], queues: 2, connCapacity: 4096, idleMs: 0, configFile: "/etc/xvs.json", apiPort: 9300, bindMode: "copy" });
+    expect(joined).toMatchObject({ ifaces: ["eth0"], workers: 2, connCapacity: 4096, idleMs: 0, configFile: "/etc/xvs.json", apiPort: 9300, bindMode: "copy" });
   });
 
   test("bad values are still refused with the option's own words; a flag with a value is refused", () => {
-    expect(() => parseRunArgs(["--iface=eth0", "--queues=0"])).toThrow("--queues: '0' is not a number in 1..64");
+    expect(() => parseRunArgs(["--iface=eth0", "--workers=0"])).toThrow("--workers: '0' is not a whole number of poll workers in 1..64");
+    expect(() => parseRunArgs(["--iface=eth0", "--workers", "1.5"])).toThrow("--workers: '1.5' is not a whole number");
+    expect(() => parseRunArgs(["--iface=eth0", "--workers", "65"])).toThrow("--workers: '65' is not a whole number");
+    expect(() => parseRunArgs(["--iface=eth0", "--queues", "2"])).toThrow("--queues was removed");
     expect(() => parseRunArgs(["--iface=eth0", "--zerocopy=1"])).toThrow("option '--zerocopy' takes no value");
     expect(() => parseRunArgs(["--iface=eth0", "--colour=red"])).toThrow("unknown option '--colour'");
   });
