@@ -165,6 +165,22 @@ async function kernelCall(ctx: AdmContext, call: () => Promise<unknown>): Promis
   }
 }
 
+/** One daemon of GET /v1/daemons. */
+interface DaemonLine {
+  state: string;
+  mcastInterface: string;
+  syncId: number;
+  maxlen: number;
+  group: string;
+  port: number;
+  ttl: number;
+}
+
+/** ipvsadm 1.31 print_daemon: the optional parts appear when the kernel reports them, which 4.3+ always does. */
+export function daemonLine(x: DaemonLine): string {
+  return `${x.state} sync daemon (mcast=${x.mcastInterface}, syncid=${x.syncId}, maxlen=${x.maxlen}, group=${x.group}, port=${x.port}, ttl=${x.ttl})\n`;
+}
+
 async function listAll(ce: Entry, ctx: AdmContext): Promise<void> {
   if (!(ce.format & FMT_RULE)) {
     const info = await ctx.api.call<InfoT>("GET", "/v1/info");
@@ -207,8 +223,8 @@ async function list(ce: Entry, ctx: AdmContext): Promise<number> {
   } else if (has("timeout")) {
     ctx.out(timeoutLine(await ctx.api.call<TimeoutsT>("GET", "/v1/timeouts")));
   } else if (has("daemon")) {
-    const d = await ctx.api.call<{ daemons: { state: string; mcastInterface: string; syncId: number }[] }>("GET", "/v1/daemons");
-    ctx.out(d.daemons.map((x) => `${x.state} sync daemon (mcast=${x.mcastInterface}, syncid=${x.syncId})\n`).join(""));
+    const d = await ctx.api.call<{ daemons: DaemonLine[] }>("GET", "/v1/daemons");
+    ctx.out(d.daemons.map(daemonLine).join(""));
   } else {
     await listAll(ce, ctx);
   }
@@ -244,9 +260,11 @@ async function zero(ce: Entry, ctx: AdmContext): Promise<number> {
   return kernelCall(ctx, () => (ce.options.has(OPT["service-address"]) ? ctx.api.call("POST", `${svcPath(ce)}/zero`) : ctx.api.call("POST", "/v1/zero")));
 }
 
-async function syncDaemon(_ce: Entry, ctx: AdmContext): Promise<number> {
-  ctx.err("Connection synchronization daemons are not supported by xvs\n");
-  return 255;
+/** --start-daemon / --stop-daemon (ipvs_start_daemon / ipvs_stop_daemon): one request each. */
+async function syncDaemon(ce: Entry, ctx: AdmContext): Promise<number> {
+  return kernelCall(ctx, () =>
+    ce.cmd === "start-daemon" ? ctx.api.call("POST", "/v1/daemons", { state: ce.daemonState, ...ce.daemon }) : ctx.api.call("DELETE", `/v1/daemons/${ce.daemonState}`),
+  );
 }
 
 /**

@@ -104,6 +104,8 @@ export interface Entry {
   dest: DestEntry;
   timeouts: { tcp: number; tcpfin: number; udp: number };
   daemonState: "master" | "backup" | null;
+  /** --start-daemon's options (struct ipvs_daemon_user): 0 / "" mean the kernel's defaults. */
+  daemon: { mcastInterface: string; syncId: number; syncMaxlen: number; mcastGroup: string; mcastPort: number; mcastTtl: number };
   /** Option classes given (OPT indices). */
   options: Set<number>;
   /** FMT_* bits. */
@@ -228,6 +230,7 @@ function emptyEntry(cmd: CmdName): Entry {
     dest: { af: 0, addr: [0, 0, 0, 0], port: 0, fwd: FWD_ROUTE, weight: DEFAULT_WEIGHT, uThreshold: 0, lThreshold: 0, tunType: 0, tunPort: 0, tunFlags: 0 },
     timeouts: { tcp: 0, tcpfin: 0, udp: 0 },
     daemonState: null,
+    daemon: { mcastInterface: "", syncId: 0, syncMaxlen: 0, mcastGroup: "", mcastPort: 0, mcastTtl: 0 },
     options: new Set(),
     format: 0,
   };
@@ -347,10 +350,13 @@ export function parseCommand(argv: string[], program: string, names: NameDb): En
         break;
       case "mcast-interface":
         setOption(options, OPT["mcast-interface"]);
+        // IP_VS_IFNAME_MAXLEN 16: strncpy'd into the 16-byte field
+        ce.daemon.mcastInterface = arg.slice(0, 15);
         break;
       case "syncid":
         setOption(options, OPT.syncid);
         if (stringToNumber(arg, 0, 255) === -1) fail("illegal syncid specified");
+        ce.daemon.syncId = stringToNumber(arg, 0, 255);
         break;
       case "timeout":
         setOption(options, OPT.timeout);
@@ -407,19 +413,23 @@ export function parseCommand(argv: string[], program: string, names: NameDb): En
         // IN6_IS_ADDR_MULTICAST / IN_MULTICAST: ff00::/8, 224.0.0.0/4
         const ok = v6 ? (inetPton6(arg)?.[0] ?? 0) >>> 24 === 0xff : (inetPton4(arg) ?? 0) >>> 28 === 0xe;
         if (!ok) fail(`invalid IPv${v6 ? 6 : 4} mcast-group \`${arg}'`);
+        ce.daemon.mcastGroup = arg;
         break;
       }
       case "mcast-port":
         setOption(options, OPT["mcast-port"]);
         if (stringToNumber(arg, 1, 65535) === -1) fail("illegal mcast-port specified");
+        ce.daemon.mcastPort = stringToNumber(arg, 1, 65535);
         break;
       case "mcast-ttl":
         setOption(options, OPT["mcast-ttl"]);
         if (stringToNumber(arg, 1, 255) === -1) fail("illegal mcast-ttl specified");
+        ce.daemon.mcastTtl = stringToNumber(arg, 1, 255);
         break;
       case "sync-maxlen":
         setOption(options, OPT["sync-maxlen"]);
         if (stringToNumber(arg, 1, 65535 - 20 - 8) === -1) fail("illegal sync-maxlen specified");
+        ce.daemon.syncMaxlen = stringToNumber(arg, 1, 65535 - 20 - 8);
         break;
       case "tun-info":
         setOption(options, OPT["tun-info"]);

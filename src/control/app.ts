@@ -25,6 +25,7 @@ import { connRoutes } from "./routes/conns.ts";
 import { mountMetrics } from "./routes/metrics.ts";
 import { reloadRoutes } from "./routes/reload.ts";
 import { serviceRoutes } from "./routes/services.ts";
+import { syncRoutes } from "./routes/sync.ts";
 import { systemRoutes } from "./routes/system.ts";
 import { mountUi } from "./routes/ui.ts";
 
@@ -33,7 +34,7 @@ export const MAX_BODY_BYTES = 1 << 20;
 
 /** Every route of the API. */
 export function apiRoutes(daemon: Daemon): Route[] {
-  return [...systemRoutes(daemon), ...serviceRoutes(daemon), ...connRoutes(daemon), ...configRoutes(daemon), ...reloadRoutes(daemon)];
+  return [...systemRoutes(daemon), ...serviceRoutes(daemon), ...connRoutes(daemon), ...configRoutes(daemon), ...reloadRoutes(daemon), ...syncRoutes(daemon)];
 }
 
 function tokenMatches(header: string, token: string): boolean {

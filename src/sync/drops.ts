@@ -54,6 +54,8 @@ export const enum SyncDrop {
   REC_NO_SERVICE,
   /** Bytes after the last record nr_conns announced (counted; the records are kept, as the kernel does). */
   MSG_TRAILING_BYTES,
+  /** The record's real server is not in the local service (the kernel keeps such a connection unbound; xvs skips it). */
+  REC_NO_DEST,
 }
 
 /** Counter names, indexed by SyncDrop (append-only, like the enum). */
@@ -81,6 +83,7 @@ export const SYNC_DROP_NAMES: readonly string[] = [
   "rec_v0_reserved",
   "rec_no_service",
   "msg_trailing_bytes",
+  "rec_no_dest",
 ];
 
 /** Number of drop reasons. */

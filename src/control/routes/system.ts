@@ -1,11 +1,11 @@
 /**
  * Daemon-wide routes: health, the listing header's info, verdict counters, timeouts (--set,
- * --timeout), the sysctl-like settings (net.ipv4.vs.*), zeroing everything (-Z), connection
- * sync daemons (--daemon: there are none).
+ * --timeout), the sysctl-like settings (net.ipv4.vs.*), zeroing everything (-Z). The sync
+ * daemons' routes are in sync.ts.
  */
 import type { Daemon } from "../daemon.ts";
 import { route, type Route } from "../http.ts";
-import { Health, Info, Settings, type SettingsT, StatsView, SyncDaemons, Timeouts, type TimeoutsT } from "../schemas.ts";
+import { Health, Info, Settings, type SettingsT, StatsView, Timeouts, type TimeoutsT } from "../schemas.ts";
 
 /** Version of xvs reported by /v1/info. */
 export const XVS_VERSION = "0.1.0";
@@ -89,13 +89,6 @@ export function systemRoutes(daemon: Daemon): Route[] {
         await daemon.mutate((m) => m.setSettings(body));
         return { status: 200, body: daemon.model.settings };
       },
-    }),
-    route({
-      method: "get",
-      path: "/v1/daemons",
-      summary: "Connection synchronization daemons (xvs has none: always empty)",
-      responses: { 200: SyncDaemons },
-      handler: () => ({ status: 200, body: { daemons: [] } }),
     }),
   ];
 }

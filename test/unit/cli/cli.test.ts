@@ -282,13 +282,24 @@ describe("talking to the daemon", () => {
     expect(x.daemon.model.services).toHaveLength(0);
   });
 
-  test("--start-daemon answers that the sync daemon is not supported", async () => {
+  test("--start-daemon / -L --daemon / --stop-daemon: ipvsadm's lines and refusals", async () => {
     const x = startXvs();
-    expect(await x.adm(["--start-daemon", "master"])).toEqual({
+    expect(await x.adm(["--start-daemon", "master", "--mcast-interface", "lo", "--syncid", "7"])).toEqual({ stdout: "", stderr: "", exit: 0 });
+    expect(await x.adm(["--start-daemon", "backup", "--mcast-interface", "lo", "--syncid", "3", "--sync-maxlen", "9000", "--mcast-port", "9001"])).toEqual({
       stdout: "",
-      stderr: "Connection synchronization daemons are not supported by xvs\n",
-      exit: 255,
+      stderr: "",
+      exit: 0,
     });
+    expect((await x.adm(["-L", "--daemon"])).stdout).toBe(
+      "master sync daemon (mcast=lo, syncid=7, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n" +
+        "backup sync daemon (mcast=lo, syncid=3, maxlen=9000, group=224.0.0.81, port=9001, ttl=1)\n",
+    );
+    expect(await x.adm(["--start-daemon", "master", "--mcast-interface", "lo"])).toEqual({ stdout: "", stderr: "Daemon has already run\n", exit: 255 });
+    expect(await x.adm(["--stop-daemon", "master"])).toEqual({ stdout: "", stderr: "", exit: 0 });
+    expect(await x.adm(["--stop-daemon", "master"])).toEqual({ stdout: "", stderr: "No daemon is running\n", exit: 255 });
+    expect(await x.adm(["--stop-daemon", "backup"])).toEqual({ stdout: "", stderr: "", exit: 0 });
+    expect((await x.adm(["-L", "--daemon"])).stdout).toBe("");
+    expect(await x.adm(["--start-daemon", "backup", "--mcast-interface", "xvsnosuch0"])).toEqual({ stdout: "", stderr: "No such device\n", exit: 255 });
   });
 
   test("the client reaches the dataplane only through the HTTP API (no import of dataplane or model code)", () => {

@@ -30,7 +30,22 @@ async function sysctl(x: Xvs, argv: string[], token: string | null = TOKEN) {
 describe("xvs sysctl", () => {
   test("with no name it prints every setting with the kernel's defaults", async () => {
     expect(await sysctl(startXvs(), [])).toEqual({
-      stdout: "net.ipv4.vs.conn_reuse_mode = 1\nnet.ipv4.vs.expire_nodest_conn = 0\nnet.ipv4.vs.expire_quiescent_template = 0\nnet.ipv4.vs.sloppy_tcp = 0\n",
+      stdout: [
+        "net.ipv4.vs.backup_only = 0",
+        "net.ipv4.vs.conn_reuse_mode = 1",
+        "net.ipv4.vs.expire_nodest_conn = 0",
+        "net.ipv4.vs.expire_quiescent_template = 0",
+        "net.ipv4.vs.sloppy_tcp = 0",
+        "net.ipv4.vs.sync_persist_mode = 0",
+        "net.ipv4.vs.sync_ports = 1",
+        "net.ipv4.vs.sync_qlen_max = 32",
+        "net.ipv4.vs.sync_refresh_period = 0",
+        "net.ipv4.vs.sync_retries = 0",
+        "net.ipv4.vs.sync_sock_size = 0",
+        "net.ipv4.vs.sync_threshold = 3\t50",
+        "net.ipv4.vs.sync_version = 1",
+        "",
+      ].join("\n"),
       stderr: "",
       exit: 0,
     });
@@ -64,5 +79,19 @@ describe("xvs sysctl", () => {
     expect(r.exit).toBe(255);
     expect(r.stderr).toContain("permission denied");
     expect((await sysctl(x, ["sloppy_tcp"], null)).stdout).toBe("net.ipv4.vs.sloppy_tcp = 0\n");
+  });
+
+  test("the sync sysctls: read, set (sync_threshold takes two numbers), refused out of the kernel's ranges", async () => {
+    const x = startXvs();
+    expect((await sysctl(x, ["net.ipv4.vs.sync_version=0", "sync_threshold=5 100", "sync_refresh_period=30"])).stdout).toBe(
+      "net.ipv4.vs.sync_version = 0\nnet.ipv4.vs.sync_threshold = 5\t100\nnet.ipv4.vs.sync_refresh_period = 30\n",
+    );
+    expect((await sysctl(x, ["sync_threshold"])).stdout).toBe("net.ipv4.vs.sync_threshold = 5\t100\n");
+    for (const bad of ["sync_threshold=50 50", "sync_threshold=3", "sync_version=2", "sync_retries=4", "sync_ports=0", "backup_only=x"]) {
+      const r = await sysctl(x, [bad]);
+      expect(r.exit).toBe(255);
+      expect(r.stderr).toContain("Invalid argument");
+    }
+    expect((await sysctl(x, ["sync_version", "sync_retries"])).stdout).toBe("net.ipv4.vs.sync_version = 0\nnet.ipv4.vs.sync_retries = 0\n");
   });
 });
