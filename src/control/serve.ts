@@ -205,8 +205,9 @@ export async function runDaemon(o: RunOptions): Promise<number> {
       health.stop();
       server.stop(true);
       metricsServer?.stop(true);
-      await dp.stop();
-      log("info", "stopped: XDP detached, sockets closed");
+      // a restart may follow: the table is saved and the program holds our packets (dataplane/restart.ts)
+      const kept = await dp.stop({ handOver: true });
+      log("info", kept ? "stopped: sockets closed, connections saved, XDP program left in hold mode" : "stopped: XDP detached, sockets closed");
       resolve(0);
     };
     process.on("SIGTERM", () => void stop("SIGTERM"));

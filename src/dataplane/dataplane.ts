@@ -23,6 +23,7 @@ import { compile } from "../config/compile.ts";
 import type { Dest, Model } from "../config/model.ts";
 import type { Tables } from "../service/tables.ts";
 import { log } from "../log.ts";
+import { adoptSaved, endStartHold, handOver } from "./restart.ts";
 import { Counters } from "../stats/counters.ts";
 import { CTL_EPOCH_F64, CTL_POSTED_GEN, CTL_STOP, CTL_WORDS, type FromWorker, type InitMessage, type WorkerIface } from "./protocol.ts";
 import { assignQueues, describeQueues, planWorkers, type QueueRef, rxQueueCount, workerForNewQueue } from "./queues.ts";
@@ -158,6 +159,8 @@ export class Dataplane {
   private queuesCheckedMs = Date.now();
   private attached: PortInfo[] = [];
   private lastRoutes: RouteSnapshot | null = null;
+  /** A restart's adopted connections, by saved worker (restart.ts); null once the workers have them. */
+  private adopted: Int32Array[] | null = null;
 
   private constructor(
     readonly prog: SteerProgram,
@@ -203,6 +206,8 @@ export class Dataplane {
     this.model = model;
     this.tables = this.compileNow(model);
     this.syncSteering(model);
+    // a restart: the saved connections, and hold mode until our sockets are bound (restart.ts)
+    this.adopted = adoptSaved(prog, this.tables, ports.map((p) => p.name));
     // attach last: until the sockets exist, the program passes our packets to the kernel anyway
     for (const p of ports) {
       prog.attach(p.ifindex, p.name);
@@ -220,6 +225,7 @@ export class Dataplane {
       distribution: owned.map((qs) => describeQueues(qs, names)),
     });
     for (let w = 0; w < owned.length; w++) this.workers.push(await this.startWorker(w, owned[w]));
+    this.adopted = endStartHold(prog, this.adopted, this.workers.length);
     this.events = new NetlinkEvents();
     this.timer = setInterval(() => this.housekeeping(), 200);
   }
@@ -258,6 +264,7 @@ export class Dataplane {
       nexthops: this.resolver.nhBuffer,
       resolveRing: this.resolveRing,
       tables: this.tables!,
+      adopt: this.adopted?.[this.workers.length],
     };
     return new Promise((resolve, reject) => {
       worker.onmessage = (ev: MessageEvent<FromWorker>) => {
@@ -486,8 +493,15 @@ export class Dataplane {
     return this.prog.stats();
   }
 
-  /** Stop the workers, close the sockets, detach and unload the program. Safe to call twice. */
-  async stop(): Promise<void> {
+  /**
+   * Stop the workers, close the sockets, detach and unload the program. Safe to call twice.
+   * `handOver` (SIGTERM, SIGINT: a restart may follow): save the connection table and leave the
+   * program attached in hold mode instead of detaching it (restart.ts), when there are
+   * connections to keep. Returns true when it did.
+   */
+  async stop(opts: { handOver?: boolean } = {}): Promise<boolean> {
+    const hold = opts.handOver === true && this.attached.length > 0 && this.tables !== null;
+    if (hold) handOver.begin(this.prog);
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     if (this.soonTimer) clearTimeout(this.soonTimer);
@@ -513,9 +527,20 @@ export class Dataplane {
           }),
       ),
     );
+    const kept =
+      hold &&
+      handOver.save(
+        this.prog,
+        this.workers.map((w) => w.conns),
+        this.tables!,
+        this.resolver.nh,
+        this.ports.map((p) => p.name),
+        this.epochMs,
+      );
     this.workers.length = 0;
-    for (const p of this.attached) this.prog.detach(p.ifindex);
+    if (!kept) for (const p of this.attached) this.prog.detach(p.ifindex);
     this.attached = [];
     this.prog.close();
+    return kept;
   }
 }

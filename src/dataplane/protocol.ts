@@ -45,6 +45,8 @@ export interface InitMessage {
   nexthops: SharedArrayBuffer;
   resolveRing: SharedArrayBuffer;
   tables: Tables;
+  /** Connections a restart adopted (dataplane/restart.ts), installed before the first burst. */
+  adopt?: Int32Array;
 }
 
 export interface TablesMessage {

@@ -36,6 +36,7 @@ import {
   type WorkerIface,
 } from "./protocol.ts";
 import { NextHopView } from "./route.ts";
+import { installAdopted } from "./restart.ts";
 import { applySyncMessage } from "./sync-feed.ts";
 import type { Tables } from "../service/tables.ts";
 import { log } from "../log.ts";
@@ -102,6 +103,8 @@ function start(m: InitMessage): void {
   const conns = new ConnTable(m.conns.capacity, undefined, m.conns);
   counters = new Counters(m.counters);
   fp = new FastPath(port.umem, m.tables, conns, counters, new NextHopView(m.nexthops, m.resolveRing));
+  // the connections a restart kept (dataplane/restart.ts), before the first burst
+  if (m.adopt) installAdopted(conns, counters, m.tables, new NextHopView(m.nexthops, m.resolveRing), m.adopt, ticksSince(epochMs));
   Atomics.store(ctl, CTL_APPLIED_GEN, m.tables.generation);
   post({ type: "ready", zeroCopy: zeroCopyOf.map((_, i) => port!.zeroCopy(i)) });
   if (process.env.XVS_PROFILE === "1") void loopProfiled(epochMs, m.idleMs, m.worker);
