@@ -35,7 +35,7 @@ import { parseIp } from "../../src/service/addr.ts";
 import { compile } from "../../src/config/compile.ts";
 import { Model } from "../../src/config/model.ts";
 import type { Tables } from "../../src/service/tables.ts";
-import { Counters } from "../../src/stats/counters.ts";
+import { Counters, type SharedCountBuffers } from "../../src/stats/counters.ts";
 import { macWords } from "../../src/wire/eth.ts";
 
 export const FRAME_SIZE = 4096;
@@ -67,6 +67,8 @@ export interface HarnessOptions {
   gatewayMac?: string;
   /** Default MAC of a real server by dest id. */
   realMac?: (destId: number) => string;
+  /** Connection counts and scheduler state shared with other fast paths (several workers' worth). */
+  shared?: SharedCountBuffers;
 }
 
 export interface Out {
@@ -77,7 +79,7 @@ export interface Out {
 
 export class Harness {
   readonly model = new Model();
-  readonly counters = new Counters();
+  readonly counters: Counters;
   readonly nhBuffer = new SharedArrayBuffer(MAX_NEXTHOPS * NH_WORDS * 4);
   readonly ring = newResolveRing();
   readonly buf: Uint8Array;
@@ -98,6 +100,7 @@ export class Harness {
     const o = typeof connCapacityOrOptions === "number" ? { connCapacity: connCapacityOrOptions } : connCapacityOrOptions;
     this.buf = new Uint8Array(abi.XVS_MAX_BURST * FRAME_SIZE);
     this.conns = new ConnTable(o.connCapacity ?? 4096, o.seed ?? 12345);
+    this.counters = new Counters(Counters.allocate(o.shared));
     this.portMacs = o.portMacs ?? PORT_MACS;
     this.realMacOf = o.realMac ?? realMac;
     this.setNextHop(0, 0, o.gatewayMac ?? GATEWAY_MAC);
