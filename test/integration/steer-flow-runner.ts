@@ -1,0 +1,146 @@
+/**
+ * The flow cache's differential test (issue 17), run inside the lab namespace steer-flow.test.ts
+ * made (`ip netns exec NS bun this`; needs two links p0, p1 there for XDP_TX / devmap ports).
+ *
+ * Every frame of the fuzz corpus, of the fuzz generator and of a table of hand-made frames (DR,
+ * TUN IPIP/GUE/GRE, NAT both ways, IPv4 and IPv6, and malformed variants of cached flows) goes
+ * through:
+ *  - the steering program (BPF_PROG_TEST_RUN, received on p0 = port 0) over a `flows` map that
+ *    holds an entry for both directions of every live connection of the TS fast path's table at
+ *    that moment (written with dataplane/flow-entry.ts; more than the daemon would cache: every
+ *    state, so that every byte the XDP side writes is compared), with flow_reals / flow_nexthops /
+ *    flow_ports mirrored by dataplane/flow-maps.ts from the same Tables;
+ *  - the TS fast path (test/util/harness.ts, the frame received on port 0).
+ * Wherever XDP forwards a frame (XDP_TX: port 0, XDP_REDIRECT: port 1; no AF_XDP socket is bound,
+ * so the steering's own verdicts are only XDP_PASS), TS must forward it to the same port with the
+ * same bytes. Prints one JSON DiffReport on stdout.
+ */
+import * as abi from "../../src/ffi/abi.ts";
+import { CF_TEMPLATE, CF_USED, CONN_FLAGS, CONN_WORDS, DIR_IN, DIR_OUT } from "../../src/conn/table.ts";
+import { FlowBatch } from "../../src/dataplane/flow-entry.ts";
+import { FlowMaps } from "../../src/dataplane/flow-maps.ts";
+import { progTestRun, SteerProgram } from "../../src/ffi/bpf.ts";
+import { linkInfo } from "../../src/ffi/netlink.ts";
+import { PORT_IFINDEX, PORT_WORDS } from "../../src/nexthop/table.ts";
+import type { Tables } from "../../src/service/tables.ts";
+import { loadCorpus } from "../fuzz/corpus.ts";
+import { FrameGen, Rng } from "../fuzz/gen.ts";
+import { fuzzModel } from "../fuzz/rig.ts";
+import { Harness } from "../util/harness.ts";
+import { handMadeFrames, addFlowServices } from "./steer-flow-fixture.ts";
+
+export interface DiffReport {
+  frames: number;
+  /** Frames XDP forwarded, by source (corpus, gen, fixture case name). */
+  forwarded: Record<string, number>;
+  /** XDP-forwarded frames whose TS output differed (first ones, with hex). */
+  mismatches: string[];
+  mismatchCount: number;
+  /** Fixture cases: the XDP verdict of each named frame. */
+  fixture: Record<string, { retval: number; tsPort: number; same: boolean }>;
+  flowStats: number[];
+  error?: string;
+}
+
+const XDP_TX = 3,
+  XDP_REDIRECT = 4;
+const GEN_FRAMES = Number(process.env.XVS_FLOW_DIFF_FRAMES ?? 4000);
+
+const h = new Harness(4096);
+fuzzModel(h);
+addFlowServices(h);
+let t: Tables = h.apply();
+const if0 = linkInfo("p0").ifindex,
+  if1 = linkInfo("p1").ifindex;
+const patchPorts = (tb: Tables) => {
+  tb.ports[0 * PORT_WORDS + PORT_IFINDEX] = if0;
+  tb.ports[1 * PORT_WORDS + PORT_IFINDEX] = if1;
+};
+patchPorts(t);
+
+const report: DiffReport = { frames: 0, forwarded: {}, mismatches: [], mismatchCount: 0, fixture: {}, flowStats: [] };
+const prog = await SteerProgram.load({ flowEntries: 65536 });
+try {
+  prog.setFlowCache(true);
+  const maps = new FlowMaps(prog);
+  maps.sync(t, new Int32Array(h.nhBuffer));
+  const batch = new FlowBatch(2 * h.conns.capacity);
+  const old = new FlowBatch(2 * h.conns.capacity);
+
+  /** Make `flows` hold both directions of every live connection of the TS table. */
+  const fillFlows = () => {
+    // delete what the last fill wrote
+    old.n = 0;
+    for (let i = 0; i < batch.n; i++) {
+      old.keys.set(batch.keys.subarray(i * abi.XVS_FLOW_KEY_SIZE, (i + 1) * abi.XVS_FLOW_KEY_SIZE), old.n * abi.XVS_FLOW_KEY_SIZE);
+      old.n++;
+    }
+    prog.flowDelete(old);
+    batch.clear();
+    const rec = h.conns.rec;
+    for (let id = 0; id < h.conns.capacity; id++) {
+      const f = rec[id * CONN_WORDS + CONN_FLAGS];
+      if ((f & CF_USED) === 0 || (f & CF_TEMPLATE) !== 0) continue;
+      batch.add(rec, id, DIR_IN, t, h.conns.seedConn, 0);
+      batch.add(rec, id, DIR_OUT, t, h.conns.seedConn, 0);
+    }
+    const ok = prog.flowUpdate(batch);
+    if (ok !== batch.n) throw new Error(`flows: ${batch.n - ok} entries not written`);
+  };
+
+  const one = (source: string, frame: Uint8Array, name?: string) => {
+    report.frames++;
+    fillFlows();
+    let retval = -1,
+      xout: Uint8Array | null = null;
+    if (frame.length >= 14) {
+      const r = progTestRun(prog.progFd, frame, if0, 0);
+      retval = r.retval;
+      xout = r.frame;
+    }
+    const ts = h.one(frame, 0);
+    const fwd = retval === XDP_TX || retval === XDP_REDIRECT;
+    const same = fwd && ts.port === (retval === XDP_TX ? 0 : 1) && Buffer.from(ts.frame).equals(Buffer.from(xout!));
+    if (name !== undefined) report.fixture[name] = { retval, tsPort: ts.port, same };
+    if (!fwd) return;
+    report.forwarded[source] = (report.forwarded[source] ?? 0) + 1;
+    if (!same) {
+      report.mismatchCount++;
+      if (report.mismatches.length < 10) {
+        report.mismatches.push(
+          `${source}${name ? `/${name}` : ""}: xdp ${retval} ts port ${ts.port}\n in  ${Buffer.from(frame).toString("hex")}\n xdp ${Buffer.from(xout!).toString("hex")}\n ts  ${Buffer.from(ts.frame).toString("hex")}`,
+        );
+      }
+    }
+  };
+
+  // hand-made frames first (their connections are set up by their own first packets)
+  for (const c of handMadeFrames()) one("fixture", c.frame, c.name);
+  // the corpus, then the generator; each frame twice, so that connections its first copy made are cached
+  for (const c of loadCorpus()) {
+    one("corpus", c.bytes);
+    one("corpus", c.bytes);
+  }
+  const gen = new FrameGen({ frames: loadCorpus().map((c) => c.bytes) });
+  const rng = new Rng(1717);
+  for (let i = 0; i < GEN_FRAMES; i++) {
+    const n = gen.frame(rng);
+    const f = gen.out.slice(0, n);
+    one("gen", f);
+    // replay: the same frame again once its connection exists (now possibly cached)
+    if ((i & 1) === 0) one("gen", f);
+    // the configuration may change under cached flows: recompile now and then (generation)
+    if (i % 1000 === 999) {
+      t = h.apply();
+      patchPorts(t);
+      maps.sync(t, new Int32Array(h.nhBuffer));
+    }
+  }
+  report.flowStats = prog.flowStats();
+} catch (e) {
+  report.error = (e as Error).stack ?? String(e);
+} finally {
+  prog.close();
+}
+console.log(JSON.stringify(report));
+process.exit(0);
