@@ -91,7 +91,8 @@ function buildBpf(): void {
   for (const src of files("native/bpf", ".bpf.c")) {
     const name = src.slice(src.lastIndexOf("/") + 1).replace(/\.c$/, ".o");
     const target = join(out, name);
-    if (upToDate(target, [src, commonHeader])) continue;
+    // every header of native/bpf: a program also includes its own (xvs_flow.h), not only xvs_common.h
+    if (upToDate(target, [src, commonHeader, ...files("native/bpf", ".h")])) continue;
     // -I for asm/types.h: Debian keeps it under the multiarch directory, which -target bpf skips.
     run([
       "clang",
