@@ -1,12 +1,14 @@
 /**
- * Failover with the sync daemon: two xvs directors (da, db) on one L2 segment with two DR real
- * servers that hold the VIP on lo, and a client. da runs the master sync daemon, db the backup,
- * both with the same service. 100 TCP connections are opened through da and each talks once (its
- * third packet is the one the kernel's rule syncs); db must then hold all 100 (its backup daemon
- * counts them installed). da is SIGKILLed and the client's path to the VIP moved to db the way a
- * VRRP takeover's gratuitous ARP moves it (the client's neighbour entry for the VIP now names db's
- * MAC). Every held connection must go on talking to the same real server, through db, without a
- * new handshake; db's listing shows them.
+ * Failover with the sync daemon: two xvs directors (da, db) on one L2 segment, two DR real
+ * servers that hold the VIP on lo (198.18.0.0/24, port 7000), two NAT real servers on another
+ * subnet of the same segment (198.18.1.0/24, port 7001) whose default gateway is the directors'
+ * shared inside address 198.18.1.254, and a client. da runs the master sync daemon, db the backup,
+ * both with the same services. 100 TCP connections per service are opened through da and each
+ * talks once (its third packet is the one the kernel's rule syncs); db must then hold all 200 (its
+ * backup daemon counts them installed). da is SIGKILLed and the paths moved to db the way a VRRP
+ * takeover's gratuitous ARPs move them (the client's neighbour entry for the VIP and the NAT real
+ * servers' entry for their gateway now name db's MAC). Every held connection must go on talking
+ * to the same real server, through db, without a new handshake.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
@@ -19,33 +21,50 @@ const CLIENT = "198.18.0.2";
 const DA = "198.18.0.11";
 const DB = "198.18.0.12";
 const REALS = ["198.18.0.21", "198.18.0.22"];
+const NAT_REALS = ["198.18.1.21", "198.18.1.22"];
+/** The NAT real servers' gateway: the directors' inside address, moved with the VIP. */
+const INSIDE_GW = "198.18.1.254";
 const PORT = 7000;
+const NAT_PORT = 7001;
 const CONNS = 100;
+
+/** One client process holding CONNS connections to VIP:port. */
+class Client {
+  out = "";
+  readonly proc: ReturnType<Lab["spawn"]>;
+  constructor(port: number) {
+    const proc = lab.spawn("cl", [process.execPath, join(import.meta.dir, "failover-client.ts"), "--host", VIP, "--port", String(port), "--conns", String(CONNS)], {
+      stdin: "pipe",
+    });
+    this.proc = proc;
+    void (async () => {
+      const dec = new TextDecoder();
+      for await (const c of proc.stdout as ReadableStream<Uint8Array>) this.out += dec.decode(c);
+    })();
+  }
+  async line(timeoutMs: number): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.out.includes("\n")) {
+      if (Date.now() > deadline) throw new Error(`client said nothing in time (so far: ${this.out})`);
+      await Bun.sleep(20);
+    }
+    const i = this.out.indexOf("\n");
+    const l = this.out.slice(0, i);
+    this.out = this.out.slice(i + 1);
+    return l;
+  }
+  async ask(tag: string): Promise<{ answered: number; failed: number; servers: (string | null)[] }> {
+    const stdin = this.proc.stdin as unknown as { write(s: string): void; flush(): void };
+    stdin.write(`ask ${tag}\n`);
+    stdin.flush();
+    return JSON.parse(await this.line(20_000));
+  }
+}
 
 let lab: Lab;
 let xa: LabDaemon;
 let xb: LabDaemon;
-let client: ReturnType<Lab["spawn"]>;
-let out = "";
-
-async function nextLine(timeoutMs: number): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  while (!out.includes("\n")) {
-    if (Date.now() > deadline) throw new Error(`client said nothing in time (so far: ${out})`);
-    await Bun.sleep(20);
-  }
-  const i = out.indexOf("\n");
-  const l = out.slice(0, i);
-  out = out.slice(i + 1);
-  return l;
-}
-
-async function ask(tag: string): Promise<{ answered: number; failed: number; servers: (string | null)[] }> {
-  const stdin = client.stdin as unknown as { write(s: string): void; flush(): void };
-  stdin.write(`ask ${tag}\n`);
-  stdin.flush();
-  return JSON.parse(await nextLine(20_000));
-}
+const clients: Client[] = [];
 
 async function director(name: string, addr: string): Promise<void> {
   await lab.addNs(name);
@@ -53,11 +72,15 @@ async function director(name: string, addr: string): Promise<void> {
   await lab.ip("sw", "link", "set", `p${name}`, "master", "br0");
   await lab.ip(name, "addr", "add", `${addr}/24`, "dev", "eth0");
   await lab.ip(name, "addr", "add", `${VIP}/32`, "dev", "lo");
+  await lab.ip(name, "addr", "add", `${addr.replace("198.18.0.", "198.18.1.")}/24`, "dev", "eth0");
+  await lab.ip(name, "addr", "add", `${INSIDE_GW}/32`, "dev", "lo");
 }
 
 async function service(x: LabDaemon): Promise<void> {
   await apiOk(x, "POST", "/v1/services", { protocol: "tcp", address: VIP, port: PORT, scheduler: "rr" });
   for (const r of REALS) await apiOk(x, "POST", `/v1/services/tcp:${VIP}:${PORT}/dests`, { address: r, port: PORT, forward: "route", weight: 1 });
+  await apiOk(x, "POST", "/v1/services", { protocol: "tcp", address: VIP, port: NAT_PORT, scheduler: "rr" });
+  for (const r of NAT_REALS) await apiOk(x, "POST", `/v1/services/tcp:${VIP}:${NAT_PORT}/dests`, { address: r, port: NAT_PORT, forward: "masq", weight: 1 });
 }
 
 async function waitFor<T>(what: string, get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs: number): Promise<T> {
@@ -96,6 +119,16 @@ beforeAll(async () => {
     }
     await serveOn(lab, h, ["--tcp", String(PORT)]);
   }
+  for (let i = 0; i < NAT_REALS.length; i++) {
+    const h = `nrs${i + 1}`;
+    await lab.addNs(h);
+    await lab.veth(h, "eth0", "sw", `p${h}`);
+    await lab.ip("sw", "link", "set", `p${h}`, "master", "br0");
+    await lab.ip(h, "addr", "add", `${NAT_REALS[i]}/24`, "dev", "eth0");
+    await lab.ip(h, "route", "add", "default", "via", INSIDE_GW);
+    await lab.ip(h, "neigh", "replace", INSIDE_GW, "lladdr", await macOf(lab, "da", "eth0"), "dev", "eth0", "nud", "permanent");
+    await serveOn(lab, h, ["--tcp", String(NAT_PORT)]);
+  }
   // the VIP is da's, as after a VRRP election: the client's neighbour entry names da
   await lab.ip("cl", "neigh", "replace", VIP, "lladdr", await macOf(lab, "da", "eth0"), "dev", "eth0", "nud", "permanent");
   xa = await startDaemon(lab, "da", ["eth0"]);
@@ -107,7 +140,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  client?.kill();
+  for (const c of clients) c.proc.kill();
   await xb?.stop();
   await xa?.stop();
   await lab?.teardown();
@@ -119,49 +152,48 @@ describe("failover with the sync daemon", () => {
     expect((await xb.adm(["-L", "--daemon"])).stdout).toBe("backup sync daemon (mcast=eth0, syncid=5, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n");
   });
 
-  test("100 held connections survive the master's SIGKILL: the backup forwards each to the same real server", async () => {
-    client = lab.spawn("cl", [process.execPath, join(import.meta.dir, "failover-client.ts"), "--host", VIP, "--port", String(PORT), "--conns", String(CONNS)], {
-      stdin: "pipe",
-    });
-    void (async () => {
-      const dec = new TextDecoder();
-      for await (const c of client.stdout as ReadableStream<Uint8Array>) out += dec.decode(c);
-    })();
-    expect(await nextLine(30_000)).toBe(`connected ${CONNS}`);
-    const before = await ask("before");
-    expect(before.failed).toBe(0);
+  test("100 held DR and 100 held NAT connections survive the master's SIGKILL: the backup forwards each to the same real server", async () => {
+    clients.push(new Client(PORT), new Client(NAT_PORT));
+    for (const c of clients) expect(await c.line(30_000)).toBe(`connected ${CONNS}`);
+    const before = await Promise.all(clients.map((c) => c.ask("before")));
+    for (const b of before) expect(b.failed).toBe(0);
     // rr over two real servers: half each
-    expect(before.servers.filter((s) => s === "rs1").length).toBe(CONNS / 2);
+    expect(before[0].servers.filter((s) => s === "rs1").length).toBe(CONNS / 2);
+    expect(before[1].servers.filter((s) => s === "nrs1").length).toBe(CONNS / 2);
 
     // the third packet of each connection was sent; a half-full message leaves within 2-3 s
     const stats = await waitFor(
       "backup installs",
       async () => (await xb.api("GET", "/v1/daemons/backup/stats")).json as { created: number; drops: Record<string, number> },
-      (s) => s.created >= CONNS,
+      (s) => s.created >= 2 * CONNS,
       15_000,
     );
-    expect(stats.created).toBe(CONNS);
+    expect(stats.created).toBe(2 * CONNS);
     expect(stats.drops).toEqual({});
     const master = (await xa.api("GET", "/v1/daemons/master/stats")).json as { records: number; messages: number; feedLost: number };
-    expect(master.records).toBe(CONNS);
+    expect(master.records).toBe(2 * CONNS);
     expect(master.feedLost).toBe(0);
     // db's table lists them: ESTABLISHED, to the real servers da chose
-    const listing = (await xb.adm(["-Lnc"])).stdout;
-    expect(listing.split("\n").filter((l) => l.includes("ESTABLISHED") && l.includes(`${VIP}:${PORT}`)).length).toBe(CONNS);
+    const listing = (await xb.adm(["-Lnc"])).stdout.split("\n");
+    for (const p of [PORT, NAT_PORT]) expect(listing.filter((l) => l.includes("ESTABLISHED") && l.includes(`${VIP}:${p}`)).length).toBe(CONNS);
 
     xa.proc.kill(9);
     await xa.proc.exited;
-    // VRRP's takeover: the VIP's address now resolves to db
-    await lab.ip("cl", "neigh", "replace", VIP, "lladdr", await macOf(lab, "db", "eth0"), "dev", "eth0", "nud", "permanent");
+    // VRRP's takeover: the VIP and the inside gateway now resolve to db
+    const macB = await macOf(lab, "db", "eth0");
+    await lab.ip("cl", "neigh", "replace", VIP, "lladdr", macB, "dev", "eth0", "nud", "permanent");
+    for (const h of ["nrs1", "nrs2"]) await lab.ip(h, "neigh", "replace", INSIDE_GW, "lladdr", macB, "dev", "eth0", "nud", "permanent");
     const v0 = await verdictsOf(xb);
-    const after = await ask("after");
-    expect(after.failed).toBe(0);
-    expect(after.servers).toEqual(before.servers);
+    const after = await Promise.all(clients.map((c) => c.ask("after")));
+    for (let i = 0; i < 2; i++) {
+      expect(after[i].failed).toBe(0);
+      expect(after[i].servers).toEqual(before[i].servers);
+    }
     const v1 = await verdictsOf(xb);
-    // every line went through db as a packet of a known connection: no new connection, no drop
-    expect(v1.fwd_in - v0.fwd_in).toBeGreaterThanOrEqual(CONNS);
+    // every line went through db as a packet of a known connection: no new connection
+    expect(v1.fwd_in - v0.fwd_in).toBeGreaterThanOrEqual(2 * CONNS);
     expect((v1.new_conns ?? 0) - (v0.new_conns ?? 0)).toBe(0);
-    const again = await ask("again");
-    expect(again.servers).toEqual(before.servers);
+    const again = await Promise.all(clients.map((c) => c.ask("again")));
+    for (let i = 0; i < 2; i++) expect(again[i].servers).toEqual(before[i].servers);
   }, 90_000);
 });
