@@ -250,7 +250,8 @@ export function decodeTable(bytes: Uint8Array, here: SavedNetns, layout = layout
   const bodyOff = (12 + headLen + 3) & ~3;
   const words = header.queues.reduce((n, q) => n + q * CONN_WORDS, 0);
   if (bodyOff + words * 4 !== end) return damaged(`body of ${end - bodyOff} bytes, the header says ${words * 4}`);
-  const body = new Int32Array(bytes.slice(bodyOff, end).buffer);
+  // a copy, aligned: `bytes` may be a Node Buffer, whose slice() is a view into a shared pool
+  const body = new Int32Array(new Uint8Array(bytes.subarray(bodyOff, end)).buffer);
   const queues: Int32Array[] = [];
   let at = 0;
   for (const q of header.queues) {
@@ -269,6 +270,8 @@ export interface AdoptionPlan {
   expired: number;
   /** Left out: their service or real server is not in the new table. */
   unknown: number;
+  /** The keys of up to 3 such services or real servers (for the log). */
+  unknownKeys: string[];
 }
 
 /**
@@ -284,7 +287,9 @@ export function planAdoption(saved: SavedTable, t: Tables, ports: string[], nowM
   const destMap = new Map(saved.header.dests.map(([id, k]) => [id, destByKey.get(k) ?? -1]));
   const portMap = saved.header.ports.map((p) => ports.indexOf(p));
   const nowOld = Math.floor((nowMs - saved.header.epochMs) / (1000 / TICKS_PER_SEC)) | 0;
-  const plan: AdoptionPlan = { queues: [], kept: 0, expired: 0, unknown: 0 };
+  const plan: AdoptionPlan = { queues: [], kept: 0, expired: 0, unknown: 0, unknownKeys: [] };
+  const savedSvc = new Map(saved.header.services),
+    savedDest = new Map(saved.header.dests);
   for (const q of saved.queues) {
     const n = q.length / CONN_WORDS;
     const left = new Int32Array(n);
@@ -296,8 +301,11 @@ export function planAdoption(saved: SavedTable, t: Tables, ports: string[], nowM
       const svc = svcMap.get(q[o + CONN_SVC]) ?? -1,
         dest = destMap.get(q[o + CONN_DEST]) ?? -1;
       left[i] = (q[o + CONN_EXPIRES] - nowOld) | 0;
-      if (svc < 0 || dest < 0) plan.unknown++;
-      else if (left[i] <= 0 && (q[o + CONN_FLAGS] & CF_TEMPLATE) === 0) plan.expired++;
+      if (svc < 0 || dest < 0) {
+        plan.unknown++;
+        const key = svc < 0 ? savedSvc.get(q[o + CONN_SVC]) : savedDest.get(q[o + CONN_DEST]);
+        if (plan.unknownKeys.length < 3 && !plan.unknownKeys.includes(String(key))) plan.unknownKeys.push(String(key));
+      } else if (left[i] <= 0 && (q[o + CONN_FLAGS] & CF_TEMPLATE) === 0) plan.expired++;
       else keep[i] = k++;
     }
     const out = new Int32Array(k * CONN_WORDS);

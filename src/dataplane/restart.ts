@@ -159,6 +159,7 @@ export function takeSavedTable(t: Tables, ports: string[], path = tablePath()): 
     kept: plan.kept,
     expired: plan.expired,
     noService: plan.unknown,
+    ...(plan.unknown > 0 ? { notInTable: plan.unknownKeys } : {}),
     savedBy: got.header.build,
     savedAgoMs: Date.now() - got.header.savedMs,
   });

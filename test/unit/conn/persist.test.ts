@@ -97,6 +97,14 @@ describe("connection table file", () => {
     expect(got.queues[0][CONN_FLAGS] & CF_USED).toBe(CF_USED);
   });
 
+  test("read from a Node Buffer (readFileSync's, a view into a shared pool) the records are the same", () => {
+    const saved = sample(5, 0);
+    const pooled = Buffer.concat([Buffer.from("junk"), Buffer.from(encodeTable(saved))]).subarray(4);
+    const got = decodeTable(pooled, HERE);
+    if ("kind" in got) throw new Error(got.reason);
+    expect(Array.from(got.queues[0])).toEqual(Array.from(saved.queues[0]));
+  });
+
   test("a damaged file (one byte of a record changed) is refused as damaged", () => {
     const bytes = encodeTable(sample(10, 0));
     bytes[bytes.length - 40] ^= 0x10;

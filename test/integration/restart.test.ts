@@ -1,0 +1,201 @@
+/**
+ * Restarts keep connections (docs/operations.md, "Restarts"): 100 TCP connections held through a
+ * NAT service, with traffic flowing, survive 5 restarts in a row made as an operator makes them
+ * (SIGTERM to the daemon's pid, wait for it to exit, `xvs run` again); after each one, every
+ * connection answers again, in order, from the real server it had before. A saved table that is
+ * damaged, or another namespace's, is not adopted: the start says why in one log line, sets the
+ * file aside and starts empty (the held connections are then reset, as after a crash).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { encodeTable, layoutVersion } from "../../src/conn/persist.ts";
+import { startDaemon, type LabDaemon } from "../../src/tools/lab/daemon.ts";
+import { buildDirectorLab, LAB_VIP, realAddr, type DirectorLab } from "../../src/tools/lab/topology.ts";
+import { requireRoot, startServers } from "./helpers.ts";
+
+let L: DirectorLab;
+let xvs: LabDaemon;
+const stateDir = mkdtempSync(join(tmpdir(), "xvs-restart-state-"));
+let tableFile = "";
+
+interface Report {
+  conns: number;
+  closed: number;
+  sent: number[];
+  received: number[];
+  outOfOrder: number;
+  changedServer: number;
+  byServer: Record<string, number>;
+  errors: string[];
+}
+
+/** The lab client holding `n` connections (restart-chat.ts). */
+class Chat {
+  private buf = "";
+  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  private readonly proc: ReturnType<DirectorLab["lab"]["spawn"]>;
+  constructor(n: number, intervalMs: number) {
+    this.proc = L.lab.spawn(L.client, [process.execPath, join(import.meta.dir, "restart-chat.ts"), LAB_VIP, "7000", String(n), String(intervalMs)], {
+      stdin: "pipe",
+    });
+    this.reader = (this.proc.stdout as ReadableStream<Uint8Array>).getReader() as ReadableStreamDefaultReader<Uint8Array>;
+  }
+  async report(): Promise<Report> {
+    const stdin = this.proc.stdin as unknown as { write(s: string): void; flush(): void };
+    stdin.write("report\n");
+    stdin.flush();
+    while (!this.buf.includes("\n")) {
+      const r = await Promise.race([this.reader.read(), Bun.sleep(30_000).then(() => null)]);
+      if (r === null || r.done) throw new Error(`chat client gave no report: ${this.buf}`);
+      this.buf += new TextDecoder().decode(r.value);
+    }
+    const i = this.buf.indexOf("\n");
+    const line = this.buf.slice(0, i);
+    this.buf = this.buf.slice(i + 1);
+    return JSON.parse(line);
+  }
+  /** Poll the report until `done` holds (returns it) or `ms` pass (returns the last one). */
+  async until(done: (r: Report) => boolean, ms: number): Promise<{ r: Report; ok: boolean; tookMs: number }> {
+    const t0 = Date.now();
+    for (;;) {
+      const r = await this.report();
+      if (done(r)) return { r, ok: true, tookMs: Date.now() - t0 };
+      if (Date.now() - t0 > ms) return { r, ok: false, tookMs: Date.now() - t0 };
+      await Bun.sleep(200);
+    }
+  }
+  close(): void {
+    (this.proc.stdin as unknown as { end(): void }).end();
+  }
+}
+
+async function ok(d: LabDaemon, method: string, path: string, body?: unknown): Promise<unknown> {
+  const r = await d.api(method, path, body);
+  if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(r.json)}`);
+  return r.json;
+}
+
+/** SIGTERM to the daemon's pid, wait for it to exit, start it again on the same state directory. */
+async function restart(): Promise<{ stopped: string; started: string }> {
+  expect(await xvs.stop()).toBe(0);
+  const stopped = xvs.log();
+  xvs = await startDaemon(L.lab, L.director, L.ifaces, [], stateDir);
+  return { stopped, started: xvs.log() };
+}
+
+beforeAll(async () => {
+  requireRoot();
+  L = await buildDirectorLab("rst", { reals: 3 });
+  await startServers(L.lab, L.reals, { tcp: 7000 });
+  xvs = await startDaemon(L.lab, L.director, L.ifaces, [], stateDir);
+  await ok(xvs, "POST", "/v1/services", { protocol: "tcp", address: LAB_VIP, port: 7000, scheduler: "rr" });
+  for (let i = 1; i <= 3; i++) await ok(xvs, "POST", `/v1/services/tcp:${LAB_VIP}:7000/dests`, { address: realAddr(i), port: 7000, forward: "masq" });
+  const inode = /\[(\d+)\]/.exec((await L.lab.exec(L.director, ["readlink", "/proc/self/ns/net"])).stdout)![1];
+  tableFile = join("/run/xvs", `net-${inode}`, "conns.bin");
+}, 60_000);
+
+afterAll(async () => {
+  await xvs?.stop();
+  await L?.lab.teardown();
+  rmSync(stateDir, { recursive: true, force: true });
+  for (const f of [tableFile, tableFile.replace(".bin", ".damaged.bin"), tableFile.replace(".bin", ".foreign.bin")]) if (f) rmSync(f, { force: true });
+}, 30_000);
+
+describe("restarts keep connections", () => {
+  test("100 held NAT connections with traffic flowing survive 5 restarts in a row, each on its real server", async () => {
+    const chat = new Chat(100, 100);
+    try {
+      const warm = await chat.until((r) => r.conns === 100 && r.received.every((x) => x >= 3), 60_000);
+      expect(warm.ok).toBe(true);
+      expect(Object.keys(warm.r.byServer).sort()).toEqual(["rs1", "rs2", "rs3"]);
+      for (let round = 1; round <= 5; round++) {
+        const before = await chat.report();
+        const t0 = Date.now();
+        const { stopped, started } = await restart();
+        expect(stopped).toContain("connection table saved for the next start");
+        expect(started).toMatch(/adopting the saved connection table.*"kept":100\b/);
+        // every connection answers lines sent after the stop began
+        const back = await chat.until((r) => r.received.every((x, i) => x > before.sent[i] + 2), 60_000);
+        const r = back.r;
+        process.stdout.write(
+          `  restart ${round}: daemon back after ${Date.now() - t0 - back.tookMs} ms, all 100 answering ${back.tookMs} ms later; closed ${r.closed}, changed server ${r.changedServer}, out of order ${r.outOfOrder}\n`,
+        );
+        expect(back.ok).toBe(true);
+        expect(r.closed).toBe(0);
+        expect(r.changedServer).toBe(0);
+        expect(r.outOfOrder).toBe(0);
+        expect(r.errors).toEqual([]);
+      }
+      const conns = (await ok(xvs, "GET", "/v1/services")) as unknown;
+      expect(JSON.stringify(conns)).toContain("7000");
+    } finally {
+      chat.close();
+    }
+  }, 600_000);
+
+  test("a damaged saved table: the start says why, sets it aside, starts empty (held connections reset)", async () => {
+    const chat = new Chat(10, 100);
+    try {
+      expect((await chat.until((r) => r.conns === 10 && r.received.every((x) => x >= 2), 60_000)).ok).toBe(true);
+      expect(await xvs.stop()).toBe(0);
+      const bytes = readFileSync(tableFile);
+      bytes[bytes.length >> 1] ^= 0xff;
+      writeFileSync(tableFile, bytes);
+      xvs = await startDaemon(L.lab, L.director, L.ifaces, [], stateDir);
+      const lines = xvs
+        .log()
+        .split("\n")
+        .filter((l) => l.includes("saved connection table not adopted"));
+      expect(lines.length).toBe(1);
+      expect(lines[0]).toContain("checksum mismatch");
+      expect(existsSync(tableFile.replace(".bin", ".damaged.bin"))).toBe(true);
+      expect(existsSync(tableFile)).toBe(false);
+      const reset = await chat.until((r) => r.closed === 10, 20_000);
+      expect(reset.ok).toBe(true);
+    } finally {
+      chat.close();
+    }
+  }, 120_000);
+
+  test("another namespace's saved table: the start says why, sets it aside, starts empty", async () => {
+    const chat = new Chat(10, 100);
+    try {
+      expect((await chat.until((r) => r.conns === 10 && r.received.every((x) => x >= 2), 60_000)).ok).toBe(true);
+      expect(await xvs.stop()).toBe(0);
+      expect(existsSync(tableFile)).toBe(true);
+      // a well-formed table of this build from a namespace with another cookie (same inode: reused)
+      const boot = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+      const inode = /net-(\d+)/.exec(tableFile)![1];
+      writeFileSync(
+        tableFile,
+        encodeTable({
+          header: {
+            layout: layoutVersion(),
+            build: "test",
+            netns: { cookie: "1", inode, boot },
+            epochMs: Date.now(),
+            savedMs: Date.now(),
+            ports: [],
+            services: [],
+            dests: [],
+            queues: [],
+          },
+          queues: [new Int32Array(0)],
+        }),
+      );
+      xvs = await startDaemon(L.lab, L.director, L.ifaces, [], stateDir);
+      const lines = xvs
+        .log()
+        .split("\n")
+        .filter((l) => l.includes("saved connection table not adopted"));
+      expect(lines.length).toBe(1);
+      expect(lines[0]).toContain("saved by another network namespace (cookie 1");
+      expect(existsSync(tableFile.replace(".bin", ".foreign.bin"))).toBe(true);
+      expect((await chat.until((r) => r.closed === 10, 20_000)).ok).toBe(true);
+    } finally {
+      chat.close();
+    }
+  }, 120_000);
+});
