@@ -17,7 +17,7 @@
  * Prints a table, then one JSON object.
  */
 import { isMainThread, parentPort, Worker } from "node:worker_threads";
-import { bindDest, unbindDest } from "../src/conn/accounting.ts";
+import { bindDestHeld, unbindDest } from "../src/conn/accounting.ts";
 import { CF_INACTIVE } from "../src/conn/table.ts";
 import { compile, emptyRoutes } from "../src/config/compile.ts";
 import { Model } from "../src/config/model.ts";
@@ -59,7 +59,7 @@ function sharedLoop(shared: SharedCountBuffers, svc: number, ops: number): numbe
   for (let i = 0; i < ops; i++) {
     lockService(lock, svc);
     const d = rr.schedule(v, svc, flow, 0);
-    bindDest(c, t, d, CF_INACTIVE);
+    bindDestHeld(c, t, d, CF_INACTIVE);
     unlockService(lock, svc);
     const k = i & 63;
     if (ring[k] >= 0) unbindDest(c, t, ring[k], CF_INACTIVE);

@@ -73,10 +73,21 @@ export function updateOverload(c: Counters, t: Tables, dest: number): void {
 }
 
 /**
+ * ip_vs_bind_dest for a caller that holds no lock (a restored, synced or adopted connection):
+ * takes the dest's service lock around bindDestHeld.
+ */
+export function bindDest(c: Counters, t: Tables, dest: number, flags: number): void {
+  const svc = t.dest[dest * DEST_WORDS + DEST_SVC];
+  lockService(c.svcLock, svc);
+  bindDestHeld(c, t, dest, flags);
+  unlockService(c.svcLock, svc);
+}
+
+/**
  * ip_vs_bind_dest: count a connection (or a template, in PersistConn) on its dest, then update
  * OVERLOAD. The caller holds the dest's service lock (the same hold as the scheduling decision).
  */
-export function bindDest(c: Counters, t: Tables, dest: number, flags: number): void {
+export function bindDestHeld(c: Counters, t: Tables, dest: number, flags: number): void {
   if (flags & CF_TEMPLATE) Atomics.add(c.persist, dest, 1);
   else {
     Atomics.add(c.total, dest, 1);

@@ -54,7 +54,7 @@ import {
   TICKS_PER_SEC,
   type ConnTable,
 } from "../conn/table.ts";
-import { bindDest, unbindDest } from "../conn/accounting.ts";
+import { bindDestHeld, unbindDest } from "../conn/accounting.ts";
 import { NEW_CONN_TIMEOUT_SEC, S_NONE } from "../conn/state.ts";
 import { SCHEDULER_BY_ID } from "../sched/registry.ts";
 import {
@@ -105,6 +105,7 @@ export type ScheduleState = Pick<
   | "tables"
   | "flows"
   | "conns"
+  | "peers"
   | "counters"
   | "sched"
   | "synGuard"
@@ -143,6 +144,12 @@ function destConnFlags(t: Tables, dest: number, v6: number): number {
   return CF_USED | (fwd & CF_FWD_MASK) | CF_INACTIVE | v6 | destV6 | (fwd === FWD_MASQ ? 0 : CF_NOOUTPUT);
 }
 
+/** ip_vs_check_template's test: may a template still send clients to dest `d`? */
+function templateDestUsable(t: Tables, d: number): boolean {
+  const dOff = d * DEST_WORDS;
+  return (t.dest[dOff + DEST_FLAGS] & DESTF_AVAILABLE) !== 0 && !(t.settings[SET_EXPIRE_QUIESCENT_TEMPLATE] !== 0 && t.dest[dOff + DEST_WEIGHT] === 0);
+}
+
 /**
  * ip_vs_check_template: is the template's dest still usable? If not, invalidate the template
  * (it stays until its timer, counted in PersistConn, but no lookup finds it) and say so.
@@ -150,10 +157,7 @@ function destConnFlags(t: Tables, dest: number, v6: number): number {
 function checkTemplate(t: Tables, conns: ConnTable, ct: number): boolean {
   const rec = conns.rec,
     o = ct * CONN_WORDS;
-  const d = rec[o + CONN_DEST];
-  const dOff = d * DEST_WORDS;
-  if ((t.dest[dOff + DEST_FLAGS] & DESTF_AVAILABLE) !== 0 && !(t.settings[SET_EXPIRE_QUIESCENT_TEMPLATE] !== 0 && t.dest[dOff + DEST_WEIGHT] === 0))
-    return true;
+  if (templateDestUsable(t, rec[o + CONN_DEST])) return true;
   if ((rec[o + CONN_CPORT_VPORT] & 0xffff) !== INVALID_PORT) {
     conns.rekeyPorts(ct, INVALID_PORT);
     rec[o + CONN_DPORT] = INVALID_PORT;
@@ -196,7 +200,11 @@ function persistSchedule(fp: ScheduleState, svc: number, row: number, proto: num
   let ct = conns.lookupTemplate(v6, n0, n1, n2, n3, v0, v1, v2, v3, vport, tproto);
   if (ct < 0 || !checkTemplate(t, conns, ct)) {
     const sched = SCHEDULER_BY_ID[t.svc[so + SVC_SCHED]];
-    const dest = sched ? sched.schedule(fp.sched, svc, f, row) : -1;
+    // the client's template may be another worker's (its earlier connection came in on another
+    // queue): its real server is copied into a template here (conn/peers.ts), unless unusable
+    let dest = fp.peers === null ? -1 : fp.peers.templateDest(v6, n0, n1, n2, n3, v0, v1, v2, v3, vport, tproto);
+    if (dest >= 0 && !templateDestUsable(t, dest)) dest = -1;
+    if (dest < 0) dest = sched ? sched.schedule(fp.sched, svc, f, row) : -1;
     if (dest < 0) return -1;
     ct = conns.alloc();
     if (ct < 0) return -2;
@@ -222,7 +230,7 @@ function persistSchedule(fp: ScheduleState, svc: number, row: number, proto: num
     const timeout = t.svc[so + SVC_PTIMEOUT];
     rec[o + CONN_TIMEOUT] = timeout;
     rec[o + CONN_EXPIRES] = (fp.now + timeout) | 0;
-    bindDest(fp.counters, t, dest, flags);
+    bindDestHeld(fp.counters, t, dest, flags);
     fp.counters.svcRefs[svc] += 1;
     conns.link(ct, fp.now);
   }
@@ -284,7 +292,7 @@ export function newConnection(
     tpl = persistSchedule(fp, svc, row, proto, v6, pktDport);
     dest = tpl >= 0 ? fp.conns.rec[tpl * CONN_WORDS + CONN_DEST] : -1;
     flags = dest >= 0 ? destConnFlags(t, dest, v6) : 0;
-    if (dest >= 0) bindDest(fp.counters, t, dest, flags);
+    if (dest >= 0) bindDestHeld(fp.counters, t, dest, flags);
     unlockService(lock, svc);
     if (tpl === -2) return fp.drop(Stat.DropTableFull);
     if (tpl < 0) return leave(fp, descs, d, row, pkt, v6);
@@ -301,7 +309,7 @@ export function newConnection(
     lockService(lock, svc);
     dest = sched ? sched.schedule(fp.sched, svc, f, row) : -1;
     flags = dest >= 0 ? destConnFlags(t, dest, v6) : 0;
-    if (dest >= 0) bindDest(fp.counters, t, dest, flags);
+    if (dest >= 0) bindDestHeld(fp.counters, t, dest, flags);
     unlockService(lock, svc);
     if (dest < 0) return leave(fp, descs, d, row, pkt, v6);
     const destPort = t.dest[dest * DEST_WORDS + DEST_PORT];

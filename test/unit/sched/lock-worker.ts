@@ -3,7 +3,7 @@
  * shared counts exactly as dataplane/schedule.ts does (the service's lock around schedule +
  * bindDest, unbindDest outside it), as fast as it can, while its siblings do the same.
  */
-import { bindDest, unbindDest } from "../../../src/conn/accounting.ts";
+import { bindDestHeld, unbindDest } from "../../../src/conn/accounting.ts";
 import { CF_INACTIVE } from "../../../src/conn/table.ts";
 import { compile, emptyRoutes } from "../../../src/config/compile.ts";
 import { applyTables, sharedSchedView, startServices } from "../../../src/dataplane/shared-sched.ts";
@@ -57,7 +57,7 @@ self.onmessage = (e: MessageEvent<StressJob>) => {
     // the split service: plain rr over three dests
     lockService(lock, split);
     const d = rr.schedule(v, split, flow, 0);
-    if (d >= 0) bindDest(c, t, d, CF_INACTIVE);
+    if (d >= 0) bindDestHeld(c, t, d, CF_INACTIVE);
     plain[0] = plain[0] + 1;
     unlockService(lock, split);
     res.splitPicks[d] = (res.splitPicks[d] ?? 0) + 1;
@@ -65,7 +65,7 @@ self.onmessage = (e: MessageEvent<StressJob>) => {
     lockService(lock, capped);
     const e = rr.schedule(v, capped, flow, 0);
     if (e >= 0) {
-      bindDest(c, t, e, 0);
+      bindDestHeld(c, t, e, 0);
       if (e === cappedDest) {
         const n = Atomics.load(c.total, e);
         if (n > threshold) res.violations++;
