@@ -146,6 +146,21 @@ export function assureTemplate(rec: Int32Array, id: number): void {
 }
 
 /**
+ * Move one connection of `dest` from ActiveConn to InActConn (`toInactive`) or back. The counts
+ * are shared by all workers: atomics, never `+= 1`. `total` (what OVERLOAD follows) does not
+ * change, so no lock.
+ */
+export function moveCount(c: Counters, dest: number, toInactive: boolean): void {
+  if (toInactive) {
+    Atomics.add(c.inactive, dest, 1);
+    Atomics.sub(c.active, dest, 1);
+  } else {
+    Atomics.add(c.active, dest, 1);
+    Atomics.sub(c.inactive, dest, 1);
+  }
+}
+
+/**
  * set_tcp_state's bookkeeping: move connection `id` to state `next`, moving it between
  * ActiveConn and InActConn as tcp_state_active says, mark its template ASSURED when it becomes
  * ESTABLISHED, and re-arm it with `timeoutTicks` (the new state's timeout).
@@ -157,14 +172,11 @@ export function setTcpState(conns: ConnTable, c: Counters, id: number, proto: nu
   if ((ps & 0xff) !== next) {
     const flags = rec[o + CONN_FLAGS];
     const dest = rec[o + CONN_DEST];
-    // `total` (what OVERLOAD follows) does not change: no lock
     if ((flags & CF_INACTIVE) === 0 && TCP_STATE_ACTIVE[next] === 0) {
-      Atomics.add(c.inactive, dest, 1);
-      Atomics.sub(c.active, dest, 1);
+      moveCount(c, dest, true);
       rec[o + CONN_FLAGS] = flags | CF_INACTIVE;
     } else if ((flags & CF_INACTIVE) !== 0 && TCP_STATE_ACTIVE[next] !== 0) {
-      Atomics.add(c.active, dest, 1);
-      Atomics.sub(c.inactive, dest, 1);
+      moveCount(c, dest, false);
       rec[o + CONN_FLAGS] = flags & ~CF_INACTIVE;
     }
     rec[o + CONN_PROTO_STATE] = (proto << 8) | next;
