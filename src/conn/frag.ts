@@ -14,7 +14,10 @@
  * head always holds the earliest deadline: expired records are reclaimed from the head, a few per
  * call, and a full ring of live records means the table is full (the caller counts it).
  *
- * Memory: capacity * 33 bytes of records + an index of 2 * capacity Int32 (capacity 16384: ~600 KiB).
+ * The connection may be another worker's (a NAT reply's first fragment on another queue than
+ * its request, conn/peers.ts): `table` says whose.
+ *
+ * Memory: capacity * 37 bytes of records + an index of 2 * capacity Int32 (capacity 16384: ~600 KiB).
  */
 import { hashTuple } from "../wire/flow.ts";
 import { TICKS_PER_SEC } from "./table.ts";
@@ -45,6 +48,8 @@ export class FragTable {
   readonly conn: Int32Array;
   /** The connection's real server (dest id) when the first fragment went through. */
   readonly dest: Int32Array;
+  /** Whose table holds the connection: 0 this worker's, k + 1 another worker's (conn/peers.ts views[k]). */
+  readonly table: Int32Array;
   /** Deadline, ticks (wrapping int32). */
   readonly expires: Int32Array;
   private readonly hash: Int32Array;
@@ -66,6 +71,7 @@ export class FragTable {
     this.ports = new Int32Array(capacity);
     this.conn = new Int32Array(capacity);
     this.dest = new Int32Array(capacity);
+    this.table = new Int32Array(capacity);
     this.expires = new Int32Array(capacity);
     this.hash = new Int32Array(capacity);
     this.live = new Uint8Array(capacity);
@@ -124,7 +130,7 @@ export class FragTable {
    * (first one wins: a second "first fragment" with other ports cannot re-route the datagram);
    * an expired one is replaced. Returns the record, or -1 when the table is full.
    */
-  insert(src: number, dst: number, idProto: number, ports: number, conn: number, dest: number, now: number): number {
+  insert(src: number, dst: number, idProto: number, ports: number, conn: number, dest: number, now: number, table = 0): number {
     this.reclaim(now, RECLAIM_PER_CALL);
     const h = this.keyHash(src, dst, idProto);
     const old = this.probe(h, src, dst, idProto);
@@ -142,6 +148,7 @@ export class FragTable {
     this.ports[r] = ports;
     this.conn[r] = conn;
     this.dest[r] = dest;
+    this.table[r] = table;
     this.expires[r] = (now + this.timeoutTicks) | 0;
     this.hash[r] = h;
     this.live[r] = 1;

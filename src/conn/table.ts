@@ -16,6 +16,17 @@
  *
  * Memory per connection: CONN_WORDS * 4 = 108 bytes of record + 2 index entries at load <= 0.5
  * (16 bytes) = 124 bytes; free records are chained through the record itself.
+ *
+ * Several workers (conn/peers.ts): every worker looks up the other workers' tables when its own
+ * misses, through a read-only *view* (`ConnTable.view`) of their buffers. The owner stays the
+ * only writer of its index, wheel, free list, flags and counters. For its readers it brackets
+ * every index change with an odd/even sequence word (HDR_SEQ, a seqlock), so a reader that saw
+ * the word move retries instead of trusting a probe that crossed a backward shift; the hash
+ * seeds live in the header, so a view hashes as the owner does. A view writes only a
+ * connection's state word (compareExchange), its timeout and deadline; when that moves the
+ * deadline earlier or changes the state, it posts the id to the owner's request ring (one
+ * single-producer ring per worker), and the owner re-files the record and brings flags and
+ * counters in line (`drainRequests`, between bursts).
  */
 import { FLOW_DST, FLOW_META, FLOW_PORTS, FLOW_SRC, FLOW_WORDS, flowMeta, hashTuple } from "../wire/flow.ts";
 import { TICKS_PER_SEC } from "../service/clock.ts";
@@ -139,6 +150,8 @@ export interface ConnTableBuffers {
   index: SharedArrayBuffer;
   /** [0] live count, [1] templates, [2] high-water id, [3] epoch ms (as two halves: see epochMs) */
   header: SharedArrayBuffer;
+  /** Requests from other workers' views (re-file / reconcile a record): REQ_PRODUCERS rings. */
+  requests: SharedArrayBuffer;
   capacity: number;
 }
 
@@ -152,7 +165,21 @@ function nextPow2(n: number): number {
 export const HDR_LIVE = 0;
 export const HDR_TEMPLATES = 1;
 export const HDR_HIGH = 2;
-const HDR_WORDS = 8;
+/** Index sequence word: odd while the owner changes the index (only when shared). */
+export const HDR_SEQ = 8;
+/** The hash seeds (connections, templates) and whether they are set (1). */
+export const HDR_SEED = 9;
+export const HDR_SEED_TPL = 10;
+export const HDR_SEEDED = 11;
+const HDR_WORDS = 16;
+
+/** Request rings per table: one per producing worker (the worker index is its slot). */
+export const REQ_PRODUCERS = 64;
+/** Entries per request ring (a full ring loses the request: the record is then re-filed late, at its old slot). */
+const REQ_RING = 256;
+const REQ_MASK = REQ_RING - 1;
+/** Ring words: [0] tail (producer), [1] head (owner), then the entries (id + 1). */
+const REQ_STRIDE = REQ_RING + 2;
 
 /**
  * A connection table. Methods used per packet (`lookup*`, `touch`) do not allocate.
@@ -174,6 +201,15 @@ export class ConnTable {
   readonly seedConn: number;
   readonly seedTpl: number;
   readonly buffers: ConnTableBuffers;
+  /** Request rings (conn/peers.ts); null on buffers allocated before they existed. */
+  readonly requests: Int32Array | null;
+  /**
+   * -1: the owner's table. >= 0: a view of another worker's table, held by worker `producer`,
+   * which may only look up, move a state word and post requests (see the header comment).
+   */
+  producer = -1;
+  /** Set by the owner once other workers read this table: index changes bump HDR_SEQ. */
+  shared = false;
 
   /** Allocate the shared buffers of a table (the control thread does, so it can read them). */
   static allocate(capacity: number): ConnTableBuffers {
@@ -182,6 +218,7 @@ export class ConnTable {
       records: new SharedArrayBuffer(capacity * CONN_WORDS * 4),
       index: new SharedArrayBuffer(nextPow2(capacity * 4) * 4),
       header: new SharedArrayBuffer(HDR_WORDS * 4),
+      requests: new SharedArrayBuffer(REQ_PRODUCERS * REQ_STRIDE * 4),
       capacity,
     };
   }
@@ -195,8 +232,82 @@ export class ConnTable {
     this.header = new Int32Array(this.buffers.header);
     this.mask = this.index.length - 1;
     this.nfree = capacity;
-    this.seedConn = seed | 0;
-    this.seedTpl = (seed ^ 0x5bd1e995) | 0;
+    this.requests = this.buffers.requests ? new Int32Array(this.buffers.requests) : null;
+    // the seeds live in the header: whoever constructs a table over existing buffers (the worker
+    // after the control thread, a view in another worker) hashes as the table's first user did
+    if (Atomics.load(this.header, HDR_SEEDED) === 1) {
+      this.seedConn = this.header[HDR_SEED];
+      this.seedTpl = this.header[HDR_SEED_TPL];
+    } else {
+      this.seedConn = seed | 0;
+      this.seedTpl = (seed ^ 0x5bd1e995) | 0;
+      this.header[HDR_SEED] = this.seedConn;
+      this.header[HDR_SEED_TPL] = this.seedTpl;
+      Atomics.store(this.header, HDR_SEEDED, 1);
+    }
+  }
+
+  /**
+   * A view of another worker's table for worker `producer` (its index: its request ring slot).
+   * Lookups only; `rearm` / `touch` store the deadline and post requests; never alloc, link,
+   * release or expire through a view.
+   */
+  static view(buffers: ConnTableBuffers, producer: number): ConnTable {
+    if (!(producer >= 0 && producer < REQ_PRODUCERS)) throw new RangeError(`worker index must be 0..${REQ_PRODUCERS - 1}`);
+    const t = new ConnTable(buffers.capacity, 0, buffers);
+    t.producer = producer;
+    return t;
+  }
+
+  /** Index sequence: odd while the owner changes the index (a seqlock for views). */
+  private beginIndexChange(): void {
+    if (this.shared) Atomics.add(this.header, HDR_SEQ, 1);
+  }
+
+  private endIndexChange(): void {
+    if (this.shared) Atomics.add(this.header, HDR_SEQ, 1);
+  }
+
+  /**
+   * View: ask the owner to re-file record `id` and bring its flags and counters in line with its
+   * state word. Returns false when the ring is full (the request is lost; see REQ_RING).
+   */
+  postRequest(id: number): boolean {
+    const q = this.requests;
+    if (q === null || this.producer < 0) return false;
+    const b = this.producer * REQ_STRIDE;
+    const tail = q[b];
+    if (((tail - Atomics.load(q, b + 1)) | 0) >= REQ_RING) return false;
+    q[b + 2 + (tail & REQ_MASK)] = id + 1;
+    Atomics.store(q, b, (tail + 1) | 0);
+    return true;
+  }
+
+  /** Owner: take the requests of producers 0..producers-1, calling `onRequest(id)` for each; returns how many. */
+  drainRequests(producers: number, onRequest: (id: number) => void): number {
+    const q = this.requests;
+    if (q === null) return 0;
+    let n = 0;
+    for (let p = 0; p < producers; p++) {
+      const b = p * REQ_STRIDE;
+      const tail = Atomics.load(q, b);
+      let head = q[b + 1];
+      if (head === tail) continue;
+      while (head !== tail) {
+        onRequest(q[b + 2 + (head & REQ_MASK)] - 1);
+        head = (head + 1) | 0;
+        n++;
+      }
+      Atomics.store(q, b + 1, head);
+    }
+    return n;
+  }
+
+  /** Owner: file record `id` again by its current deadline (a view moved it). */
+  refile(id: number, now: number): void {
+    if ((this.rec[id * CONN_WORDS + CONN_FLAGS] & CF_USED) === 0) return;
+    this.unfile(id);
+    this.file(id, now);
   }
 
   /** Return the number of live records (connections and templates). */
@@ -509,8 +620,10 @@ export class ConnTable {
   link(id: number, now: number): void {
     const o = id * CONN_WORDS;
     const fl = this.rec[o + CONN_FLAGS];
+    this.beginIndexChange();
     this.indexInsert(id, DIR_IN);
     if ((fl & (CF_OUT_ENTRY | CF_TEMPLATE)) === CF_OUT_ENTRY) this.indexInsert(id, DIR_OUT);
+    this.endIndexChange();
     this.file(id, now);
     Atomics.add(this.header, HDR_LIVE, 1);
     if (fl & CF_TEMPLATE) Atomics.add(this.header, HDR_TEMPLATES, 1);
@@ -521,10 +634,13 @@ export class ConnTable {
     const o = id * CONN_WORDS;
     const fl = this.rec[o + CONN_FLAGS];
     if ((fl & CF_USED) === 0) return;
+    // the seqlock spans the record's release too: a view that matched the record mid-way retries
+    this.beginIndexChange();
     this.indexRemove(id, DIR_IN);
     if ((fl & (CF_OUT_ENTRY | CF_TEMPLATE)) === CF_OUT_ENTRY) this.indexRemove(id, DIR_OUT);
     this.unfile(id);
     this.rec[o + CONN_FLAGS] = 0;
+    this.endIndexChange();
     this.rec[o + CONN_WHEEL_NEXT] = this.freeHead;
     this.freeHead = id + 1;
     this.nfree++;
@@ -538,9 +654,11 @@ export class ConnTable {
    */
   rekeyPorts(id: number, cportVport: number): void {
     const o = id * CONN_WORDS;
+    this.beginIndexChange();
     this.indexRemove(id, DIR_IN);
     this.rec[o + CONN_CPORT_VPORT] = cportVport;
     this.indexInsert(id, DIR_IN);
+    this.endIndexChange();
   }
 
   // ---- timers ----
@@ -554,6 +672,11 @@ export class ConnTable {
     const exp = (now + timeoutTicks) | 0;
     r[o + CONN_EXPIRES] = exp;
     if (((exp - old) | 0) < 0) {
+      // a view cannot touch the owner's wheel: the owner re-files it (drainRequests)
+      if (this.producer >= 0) {
+        this.postRequest(id);
+        return;
+      }
       this.unfile(id);
       this.file(id, now);
     }

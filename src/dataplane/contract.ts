@@ -10,6 +10,7 @@
  * length (a reply built in place, tunnel headers in the headroom), never its out port.
  */
 import type { ConnTable } from "../conn/table.ts";
+import type { ConnPeers } from "../conn/peers.ts";
 import type { SchedView } from "../sched/scheduler.ts";
 import type { Tables } from "../service/tables.ts";
 import type { Counters } from "../stats/counters.ts";
@@ -21,7 +22,12 @@ import type { Stat } from "./verdict.ts";
 export interface FastPathState {
   /** The configuration generation in force (between bursts it may change, never within one). */
   readonly tables: Tables;
+  /** The table whose records the current packet uses: `home`, or another worker's view (borrow). */
   readonly conns: ConnTable;
+  /** This worker's own table. */
+  readonly home: ConnTable;
+  /** The other workers' tables (conn/peers.ts), looked up when `home` misses; null with one worker. */
+  readonly peers: ConnPeers | null;
   readonly counters: Counters;
   /** The schedulers' view (tables, per-dest counts, their own state). */
   readonly sched: SchedView;
@@ -40,6 +46,8 @@ export interface FastPathState {
   readonly pmtu: PathMtu;
   readonly synGuard: SynGuard;
 
+  /** Use table `t`'s records for the current packet (a peer's view from `peers`); borrow(home) when done. */
+  borrow(t: ConnTable): void;
   /** Count the drop `reason`; returns OUT_DROP. */
   drop(reason: Stat): number;
   /** Client -> real server on existing connection `id`: state, timer, then transmitIn. */

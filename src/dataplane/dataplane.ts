@@ -26,6 +26,7 @@ import { log } from "../log.ts";
 import { adoptSaved, endStartHold, handOver } from "./restart.ts";
 import { Counters } from "../stats/counters.ts";
 import { CTL_EPOCH_F64, CTL_POSTED_GEN, CTL_STOP, CTL_WORDS, type FromWorker, type InitMessage, type WorkerIface } from "./protocol.ts";
+import { peersMessages } from "./peers.ts";
 import { assignQueues, describeQueues, planWorkers, type QueueRef, rxQueueCount, workerForNewQueue } from "./queues.ts";
 
 /** How often housekeeping re-reads the rx queue counts (sysfs; no event announces a change). */
@@ -151,7 +152,6 @@ export class Dataplane {
   private soonAsks = 0;
   private readonly steer: { vips: SteerSet; vipAddrs: SteerSet; natReals: SteerSet; local: SteerSet };
   private model: Model | null = null;
-  private natQueuesWarned = false;
   /** rx queues of each interface that have a socket (0..n-1); housekeeping compares with sysfs. */
   private served: number[] = [];
   /** Each interface's queue count as last read (a change is logged once). */
@@ -225,6 +225,8 @@ export class Dataplane {
       distribution: owned.map((qs) => describeQueues(qs, names)),
     });
     for (let w = 0; w < owned.length; w++) this.workers.push(await this.startWorker(w, owned[w]));
+    // every worker looks up the others' connection tables on a miss (NAT replies on another queue: conn/peers.ts)
+    if (this.workers.length > 1) peersMessages(this.workers.map((w) => w.conns.buffers)).forEach((m, i) => this.workers[i].worker.postMessage(m));
     this.adopted = endStartHold(prog, this.adopted, this.workers.length);
     this.events = new NetlinkEvents();
     this.timer = setInterval(() => this.housekeeping(), 200);
@@ -243,7 +245,7 @@ export class Dataplane {
     // huge pages under the records and the index, before the worker first touches them
     adviseHugePages(connBuffers.records);
     adviseHugePages(connBuffers.index);
-    const conns = new ConnTable(this.opts.connCapacity, 0, connBuffers);
+    const conns = new ConnTable(this.opts.connCapacity, undefined, connBuffers);
     const counters = new Counters(Counters.allocate(this.sharedCounts));
     const url = this.opts.workerUrl ?? workerUrl();
     const worker = new Worker(url);
@@ -412,7 +414,6 @@ export class Dataplane {
   /** Compile `model` into a new generation and hand it to every worker; update steering. */
   apply(model: Model): Tables {
     this.model = model;
-    this.warnNatQueues(model);
     const t = this.compileNow(model);
     // steering first for additions would steer packets before the workers know the service;
     // post the tables first: a packet for a service the worker does not know yet is counted
@@ -422,21 +423,6 @@ export class Dataplane {
     return t;
   }
 
-  /**
-   * NAT with several queues: a reply may come in on another queue than its request, whose worker
-   * has no connection for it (docs/architecture.md, "Several queues"). Said once, when the first
-   * NAT real server appears.
-   */
-  private warnNatQueues(model: Model): void {
-    if (this.natQueuesWarned || this.workers.length < 2) return; // one worker: one table, every queue
-    if (!model.allDests().some((d) => d.spec.forward === "masq")) return;
-    this.natQueuesWarned = true;
-    log(
-      "warn",
-      "NAT real servers with several workers: a reply that arrives on another worker's queue than its request finds no connection and is dropped (drop_no_conn); run NAT services with --workers 1",
-      { workers: this.workers.length },
-    );
-  }
 
   private post(t: Tables): void {
     this.tables = t;

@@ -89,6 +89,7 @@ import { SynGuard } from "./synflood.ts";
 import { newConnection } from "./schedule.ts";
 import { destRemoved, flushNodest, setTcpState, setUdpState, unbindDest } from "../conn/accounting.ts";
 import type { SyncFeed } from "./sync-feed.ts";
+import { type ConnPeers, peerSetTcpState, peerSetUdpState, reconcileRequest } from "../conn/peers.ts";
 
 const MAX_BURST = abi.XVS_MAX_BURST;
 const D_WORDS = abi.XVS_DESC_WORDS;
@@ -119,7 +120,15 @@ function tcpTimeouts(t: Tables): Int32Array {
  */
 export class FastPath implements FastPathState {
   tables: Tables;
-  readonly conns: ConnTable;
+  /**
+   * The table whose records the current packet uses: `home`, or while a packet uses another
+   * worker's connection, that worker's view (conn/peers.ts; `borrow`).
+   */
+  conns: ConnTable;
+  /** This worker's own table. */
+  readonly home: ConnTable;
+  /** The other workers' tables, looked up on a miss; null with one worker. */
+  peers: ConnPeers | null = null;
   readonly counters: Counters;
   readonly sched: SchedView;
   /** Next hops and the resolve ring; set by the worker. */
@@ -157,6 +166,7 @@ export class FastPath implements FastPathState {
     this.dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     this.tables = tables;
     this.conns = conns;
+    this.home = conns;
     this.counters = counters;
     this.nh = nh;
     // scheduler state and connection counts: one per service over all workers (shared-sched.ts)
@@ -297,6 +307,10 @@ export class FastPath implements FastPathState {
       const id = r >> 1;
       if (!this.mayReuse(id, proto, meta & 0xff)) return this.forward(descs, d, row, pkt, id);
       this.expireNow(id);
+    } else if (this.peers !== null) {
+      // several workers: the connection may be another's (conn/peers.ts)
+      const out = this.peerPacket(descs, d, row, pkt, proto, meta & 0xff);
+      if (out >= 0) return out;
     }
     const t = this.tables;
     const svc = findService(t, proto, f[row + FLOW_DST], f[row + FLOW_DST + 1], f[row + FLOW_DST + 2], f[row + FLOW_DST + 3], f[row + FLOW_PORTS] & 0xffff);
@@ -351,6 +365,7 @@ export class FastPath implements FastPathState {
 
   /** Move a TCP connection to `next` (ActiveConn/InActConn follow) and re-arm its timer. */
   setState(id: number, proto: number, next: number): void {
+    if (this.conns !== this.home) return peerSetTcpState(this.conns, id, proto, next, this.tcpTicks[next], this.now);
     setTcpState(this.conns, this.counters, id, proto, next, this.tcpTicks[next], this.now);
   }
 
@@ -557,7 +572,8 @@ export class FastPath implements FastPathState {
       this.setState(id, proto, tcpNextState(DIR_OUTPUT, f[row + FLOW_META] & 0xff, ps & 0xff));
     } else {
       // a reply marks the client's persistence template ASSURED (udp_state_transition)
-      setUdpState(this.conns, id, true, this.udpTicks, this.now);
+      if (this.conns === this.home) setUdpState(this.conns, id, true, this.udpTicks, this.now);
+      else peerSetUdpState(this.conns, id, this.udpTicks, this.now);
     }
     if (hopsLeft(u8, l3, v6) <= 1) return this.timeExceeded(descs, d, row, pkt, v6);
     const port = this.clientHop(descs, d, id);
@@ -682,6 +698,8 @@ export class FastPath implements FastPathState {
 
   /** Expire a connection at once (conn reuse, expire_nodest_conn). */
   expireNow(id: number): void {
+    // another worker's connection is released by its owner only (its timer)
+    if (this.conns !== this.home) return;
     this.release(id);
   }
 
@@ -694,6 +712,45 @@ export class FastPath implements FastPathState {
     const ctl = rec[o + CONN_CONTROL];
     if ((flags & CF_TEMPLATE) === 0 && ctl !== 0) rec[(ctl - 1) * CONN_WORDS + CONN_CONTROL] -= 1;
     this.conns.release(id);
+  }
+
+  /** A view's request about one of our records (conn/peers.ts reconcileRequest). */
+  private readonly onRequest = (id: number): void => {
+    reconcileRequest(this.home, this.counters, id, this.now);
+  };
+
+  /**
+   * Several workers: look up the other workers' tables too when this one misses (conn/peers.ts).
+   * `all`: every worker's table buffers in worker order, this one's at `self`.
+   */
+  setPeers(peers: ConnPeers | null): void {
+    this.peers = peers;
+  }
+
+  /** Use table `t`'s records for the current packet (a peer's view, or `home` again). */
+  borrow(t: ConnTable): void {
+    this.conns = t;
+  }
+
+  /**
+   * The own table missed: the packet's connection may be another worker's (a NAT reply, RSS
+   * sends it to another queue than its request; a connection installed by the sync daemon or a
+   * restart). Handled with that worker's record (conn/peers.ts). Returns the out port, or -1
+   * when no worker has it (or a SYN may reuse it: the new connection is made here, and shadows
+   * the old one, which its owner's timer ends).
+   */
+  private peerPacket(descs: Uint32Array, d: number, row: number, pkt: number, proto: number, tcpFlags: number): number {
+    const peers = this.peers!;
+    const r = peers.find(this.hashes[pkt], this.home.seedConn, this.flows, row);
+    if (r < 0) return -1;
+    const id = r >> 1;
+    this.conns = peers.found;
+    let out = -1;
+    if ((r & 1) === DIR_OUT) out = this.reply(descs, d, row, pkt, id);
+    else if (!this.mayReuse(id, proto, tcpFlags)) out = this.forward(descs, d, row, pkt, id);
+    this.conns = this.home;
+    if (out >= 0) this.counters.verdicts[Stat.PeerConn] += 1;
+    return out;
   }
 
   private readonly onExpire = (id: number): void => {
@@ -710,6 +767,7 @@ export class FastPath implements FastPathState {
 
   /** Run the timer wheel up to now (bounded work); returns the number of records examined. */
   expire(): number {
+    if (this.peers !== null) this.home.drainRequests(this.peers.workers, this.onRequest);
     if (this.nodestCursor >= 0) this.nodestCursor = flushNodest(this, this.nodestCursor, NODEST_FLUSH_BUDGET);
     return this.conns.expire(this.now, EXPIRE_BUDGET, this.onExpire);
   }

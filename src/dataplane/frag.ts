@@ -73,7 +73,7 @@ import { Stat } from "./verdict.ts";
 /** What of the fast path fragments use (contract.ts). */
 export type FragState = Pick<
   FastPathState,
-  "flows" | "l3Len" | "u8" | "dv" | "conns" | "tables" | "nh" | "counters" | "now" | "drop" | "transmitIn" | "countIn" | "countOut" | "clientHop" | "decTtl"
+  "flows" | "l3Len" | "u8" | "dv" | "conns" | "home" | "peers" | "borrow" | "tables" | "nh" | "counters" | "now" | "drop" | "transmitIn" | "countIn" | "countOut" | "clientHop" | "decTtl"
 >;
 
 /** Largest IPv4 datagram (IP_MAX_MTU): a fragment reaching past it can never be reassembled. */
@@ -169,19 +169,41 @@ export class FragPath {
       f[row + FLOW_PORTS],
       flowProto(f, row),
     );
-    if (r < 0) return;
-    this.table.insert(f[row + FLOW_SRC], f[row + FLOW_DST], this.key(fp, row), f[row + FLOW_PORTS], r, fp.conns.rec[hitId(r) * CONN_WORDS + CONN_DEST], fp.now);
+    if (r >= 0) {
+      this.table.insert(f[row + FLOW_SRC], f[row + FLOW_DST], this.key(fp, row), f[row + FLOW_PORTS], r, fp.conns.rec[hitId(r) * CONN_WORDS + CONN_DEST], fp.now);
+      return;
+    }
+    // another worker's connection (a NAT reply on another queue than its request: conn/peers.ts)
+    const peers = fp.peers;
+    if (peers === null) return;
+    const pr = peers.findLoose(0, f[row + FLOW_SRC], 0, 0, 0, f[row + FLOW_DST], 0, 0, 0, f[row + FLOW_PORTS], flowProto(f, row));
+    if (pr < 0) return;
+    const dest = peers.found.rec[hitId(pr) * CONN_WORDS + CONN_DEST];
+    this.table.insert(f[row + FLOW_SRC], f[row + FLOW_DST], this.key(fp, row), f[row + FLOW_PORTS], pr, dest, fp.now, peers.foundView + 1);
   }
 
   /** A non-first fragment: follow its datagram's connection, or drop it as an orphan. Returns the out port. */
   later(fp: FragState, descs: Uint32Array, d: number, row: number, pkt: number): number {
     const f = fp.flows,
       t = this.table;
+    const r = t.find(f[row + FLOW_SRC], f[row + FLOW_DST], f[row + FLOW_PORTS], fp.now);
+    if (r < 0) return fp.drop(Stat.DropFragOrphan);
+    const view = t.table[r];
+    if (view === 0 || fp.peers === null) return this.follow(fp, descs, d, row, pkt, r);
+    // the connection is another worker's: use its record, as the fast path does (conn/peers.ts)
+    fp.borrow(fp.peers.views[view - 1]!);
+    const out = this.follow(fp, descs, d, row, pkt, r);
+    fp.borrow(fp.home);
+    return out;
+  }
+
+  /** A later fragment of record `r`'s datagram, with fp.conns holding its connection. */
+  private follow(fp: FragState, descs: Uint32Array, d: number, row: number, pkt: number, r: number): number {
+    const f = fp.flows,
+      t = this.table;
     const src = f[row + FLOW_SRC],
       dst = f[row + FLOW_DST],
       key = f[row + FLOW_PORTS];
-    const r = t.find(src, dst, key, fp.now);
-    if (r < 0) return fp.drop(Stat.DropFragOrphan);
     const c = t.conn[r],
       id = hitId(c),
       ports = t.ports[r];

@@ -129,6 +129,9 @@ export type IcmpState = Pick<
   | "l3Len"
   | "tables"
   | "conns"
+  | "home"
+  | "peers"
+  | "borrow"
   | "nh"
   | "counters"
   | "now"
@@ -151,15 +154,32 @@ const PMTU_EXPIRES_TICKS = 600 * TICKS_PER_SEC;
 const MIN_PMTU4 = 552;
 
 /**
- * Path MTUs towards real servers learned from ICMP errors about our tunnel packets, per worker
- * (the kernel keeps them in its routing cache, shared by all CPUs: a worker that did not see the
- * ICMP error learns the MTU from its own client's next oversized packet's error, one round later).
+ * Path MTUs towards real servers learned from ICMP errors about our tunnel packets. With several
+ * workers, one memory for all (`share`), as the kernel keeps them in its routing cache, shared by
+ * all CPUs: an error that came in on one queue lowers the MTU every worker tunnels with.
  */
 export class PathMtu {
-  readonly mtu = new Int32Array(MAX_DESTS);
-  readonly expires = new Int32Array(MAX_DESTS);
+  mtu: Int32Array = new Int32Array(MAX_DESTS);
+  expires: Int32Array = new Int32Array(MAX_DESTS);
   /** A word of the real server's address: a dest id reused for another server starts afresh. */
-  readonly key = new Int32Array(MAX_DESTS);
+  key: Int32Array = new Int32Array(MAX_DESTS);
+
+  /** Memory for path MTUs that every worker shares (`share`). */
+  static allocate(): SharedArrayBuffer {
+    return new SharedArrayBuffer(3 * MAX_DESTS * 4);
+  }
+
+  /**
+   * Use `buffer` (PathMtu.allocate), shared by every worker: a path MTU learned from an error
+   * that came in on one queue holds for the tunnel packets every worker sends (the kernel keeps
+   * it per route). Three plain words per dest; a race between two workers learning at once
+   * leaves one of their values, both lower than the route's.
+   */
+  share(buffer: SharedArrayBuffer): void {
+    this.mtu = new Int32Array(buffer, 0, MAX_DESTS);
+    this.expires = new Int32Array(buffer, MAX_DESTS * 4, MAX_DESTS);
+    this.key = new Int32Array(buffer, 2 * MAX_DESTS * 4, MAX_DESTS);
+  }
 
   /** Return the MTU towards `dest`: the route's (`routeMtu`, 0 = unknown) or a lower learned one still valid. */
   effective(dest: number, routeMtu: number, key: number, now: number): number {
@@ -264,6 +284,7 @@ export function handleIcmp(fp: IcmpState, descs: Uint32Array, d: number, row: nu
   }
   if (eproto === PROTO_IPIP || eproto === PROTO_IPV6 || eproto === PROTO_GRE || eproto === PROTO_UDP) {
     const out = tunnelError(fp, descs, d, l3, l3len, ic, icLen, e, eihl, eproto, v6);
+    fp.borrow(fp.home); // tunnelError may have used another worker's connection
     if (out >= 0) return out;
   }
   if (!isL4(eproto)) return fp.drop(Stat.DropIcmpNoConn);
@@ -295,7 +316,19 @@ export function handleIcmp(fp: IcmpState, descs: Uint32Array, d: number, row: nu
   const conns = fp.conns;
   const hash = hashTuple(conns.seedConn, d0, d1, d2, d3, s0, s1, s2, s3, rports, eproto);
   const r = conns.lookup(hash, v6 ? CF_V6 : 0, d0, d1, d2, d3, s0, s1, s2, s3, rports, eproto);
-  if (r < 0) return fp.drop(Stat.DropIcmpNoConn);
+  if (r < 0) {
+    // several workers: the connection may be another's (the error came in on another queue
+    // than the connection's packets: conn/peers.ts); handled with that worker's record
+    const peers = fp.peers;
+    const pr = peers === null ? -1 : peers.findLoose(v6 ? CF_V6 : 0, d0, d1, d2, d3, s0, s1, s2, s3, rports, eproto);
+    if (pr < 0) return fp.drop(Stat.DropIcmpNoConn);
+    fp.borrow(peers!.found);
+    const out =
+      hitDir(pr) === DIR_IN ? inIcmp(fp, descs, d, l3, l3len, ic, icLen, e, eihl, v6, hitId(pr), hash) : outIcmp(fp, descs, d, l3, l3len, ic, icLen, e, eihl, v6, hitId(pr));
+    fp.borrow(fp.home);
+    fp.counters.verdicts[Stat.PeerConn] += 1;
+    return out;
+  }
   if (hitDir(r) === DIR_IN) return inIcmp(fp, descs, d, l3, l3len, ic, icLen, e, eihl, v6, hitId(r), hash);
   return outIcmp(fp, descs, d, l3, l3len, ic, icLen, e, eihl, v6, hitId(r));
 }
@@ -485,9 +518,17 @@ function tunnelError(
     v0 = dv.getInt32(x + IPV4_DST);
   }
   const ports = dv.getInt32(x + ihl);
-  const conns = fp.conns;
+  let conns = fp.conns;
   const hash = hashTuple(conns.seedConn, c0, c1, c2, c3, v0, v1, v2, v3, ports, ip);
-  const r = conns.lookup(hash, innerV6 ? CF_V6 : 0, c0, c1, c2, c3, v0, v1, v2, v3, ports, ip);
+  let r = conns.lookup(hash, innerV6 ? CF_V6 : 0, c0, c1, c2, c3, v0, v1, v2, v3, ports, ip);
+  if (r < 0 && fp.peers !== null) {
+    // another worker's connection (conn/peers.ts): used from here on; handleIcmp borrows home back
+    r = fp.peers.findLoose(innerV6 ? CF_V6 : 0, c0, c1, c2, c3, v0, v1, v2, v3, ports, ip);
+    if (r >= 0) {
+      conns = fp.peers.found;
+      fp.borrow(conns);
+    }
+  }
   if (r < 0 || hitDir(r) !== DIR_IN) return -1;
   const rec = conns.rec,
     o = hitId(r) * CONN_WORDS;

@@ -8,6 +8,7 @@ import type { PortGeometry } from "../ffi/xsk.ts";
 import type { Tables } from "../service/tables.ts";
 import type { CounterBuffers } from "../stats/counters.ts";
 import type { SyncWorkerMessage } from "./sync-feed.ts";
+import type { PeersMessage } from "./peers.ts";
 
 /** Control block words (Int32Array over a SharedArrayBuffer). */
 export const CTL_STOP = 0;
@@ -60,7 +61,7 @@ export interface AddQueuesMessage {
   ifaces: WorkerIface[];
 }
 
-export type ToWorker = InitMessage | TablesMessage | SyncWorkerMessage | AddQueuesMessage;
+export type ToWorker = InitMessage | TablesMessage | SyncWorkerMessage | AddQueuesMessage | PeersMessage;
 
 export type FromWorker =
   | { type: "ready"; zeroCopy: boolean[] }

@@ -102,6 +102,8 @@ export const enum Stat {
    * offload on a veth or a local device) and xvs completed before forwarding
    * (wire/partial-csum.ts); an event alongside the packet's verdict, not a verdict. */
   CsumPartialCompleted,
+  /** Also counted: a packet handled with another worker's connection (a NAT reply on another queue; conn/peers.ts). */
+  PeerConn,
   Count,
 }
 
@@ -150,6 +152,7 @@ export const STAT_NAMES = [
   "icmp_rate_limited",
   "tcp_reset_sent",
   "csum_partial_completed",
+  "peer_conn",
 ] as const;
 
 // Stat entries are only ever appended, each with its name here

@@ -38,6 +38,7 @@ import {
 import { NextHopView } from "./route.ts";
 import { installAdopted } from "./restart.ts";
 import { applySyncMessage } from "./sync-feed.ts";
+import { applyPeersMessage } from "./peers.ts";
 import type { Tables } from "../service/tables.ts";
 import { log } from "../log.ts";
 
@@ -290,4 +291,5 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
   else if (m.type === "tables") pending.push(m.tables);
   else if (m.type === "addQueues" && port !== null) addQueues(m);
   else if (m.type === "sync" && fp !== null) applySyncMessage(fp, m); // between rounds: the loop awaits here
+  else if (m.type === "peers" && fp !== null) applyPeersMessage(fp, m); // the other workers' tables (conn/peers.ts)
 };

@@ -1,0 +1,273 @@
+/**
+ * NAT on every queue: the other workers' connection tables, looked up when a worker's own table
+ * misses. One worker per rx queue owns one table (conn/table.ts); RSS sends a NAT reply (real
+ * server -> client: other addresses) to another queue than its request, an ICMP error or a
+ * fragment may come in anywhere, and a persistent client's next connection (another source
+ * port) lands on any queue. So a miss in the own table looks in every other worker's table,
+ * read-only, through `ConnTable.view`s over their SharedArrayBuffers (all workers are threads of
+ * one process), and the packet is handled with the owner's record.
+ *
+ * Why this design (docs/architecture.md, "Several queues"; numbers from
+ * src/tools/bench/peers-micro.ts, `bun run src/tools/bench/peers-micro.ts`):
+ * - (a) peer lookup on a miss: nothing changes for a packet its own worker holds (the single
+ *   queue path and every client packet), and a cross-queue reply pays one own miss plus one
+ *   probe per other table (the first usually hits: with 4 tables, a reply costs a lookup of
+ *   ~2.5 tables on average). Measured: ~+25 ns per cross-queue reply with 4 workers.
+ * - (b) one table for all workers: every insert and delete becomes a CAS on a shared index and
+ *   the wheel, free list and counters a shared, contended structure; every packet of every
+ *   connection then pays the cross-core cache traffic of a shared index line. Rejected: it
+ *   makes the common case dearer to make the rare case cheap.
+ * - (c) hand the frame to the owner through a ring: a copy of the frame into the owner's UMEM
+ *   (each worker has its own), a ring slot, and the packet is handled a second time, a burst
+ *   later; the owner's TX then carries it. Measured: the copy and ring alone cost more than (a)
+ *   for a 64-byte frame and several times more for 1500 bytes, before the second pass.
+ *
+ * Writes: the owner stays the only writer of its index, wheel, free list, flags and counters.
+ * A view moves a TCP connection's state word only by compareExchange (a lost race leaves the
+ * state the other direction's packet set; the next packet moves it again), stores its timeout
+ * and deadline, and posts the id to the owner's request ring; the owner, between bursts,
+ * re-files the record by its deadline and brings CF_INACTIVE, ActiveConn/InActConn and the
+ * template's ASSURED mark in line with the state word (`reconcileRequest`). Deletion is safe for
+ * readers: the owner brackets index and release changes with a sequence word (HDR_SEQ). A hit
+ * is a record whose key the probe compared equal (valid as read; ids are reused only after a
+ * release, which the owner does between its own bursts); a miss is trusted only when the word was
+ * even and unchanged around the probe, else the probe is repeated (a backward shift may have
+ * moved the entry past it), up to SEQ_TRIES times.
+ *
+ * Persistence: a client's template may sit in another worker's table; a new connection there
+ * copies its real server into a local template (`templateDest`), so the client sticks to one
+ * real server over every queue. Each worker's copy has its own timer and counts in PersistConn
+ * (IPVS has one template, so PersistConn may show one per worker the client reached).
+ *
+ * Installing connections that did not come through a worker's own queue (sync daemon, restart
+ * adoption): `installConnection` into ANY worker's table, on that worker's thread; every worker
+ * finds it (its own lookup, or this module's on a miss).
+ */
+import type { Tables } from "../service/tables.ts";
+import type { Counters } from "../stats/counters.ts";
+import { FLOW_WORDS, hashFlow, hashTuple } from "../wire/flow.ts";
+import { assureTemplate, bindDest } from "./accounting.ts";
+import { S_ESTABLISHED, TCP_STATE_ACTIVE } from "./state.ts";
+import {
+  CF_ASSURED,
+  CF_INACTIVE,
+  CF_TEMPLATE,
+  CF_USED,
+  CONN_CONTROL,
+  CONN_DEST,
+  CONN_FLAGS,
+  CONN_PROTO_STATE,
+  CONN_SVC,
+  CONN_TIMEOUT,
+  CONN_WHEEL_NEXT,
+  CONN_WHEEL_PREV,
+  CONN_WHEEL_SLOT,
+  CONN_WORDS,
+  ConnTable,
+  type ConnTableBuffers,
+  HDR_SEQ,
+  REQ_PRODUCERS,
+} from "./table.ts";
+
+/** Probes per table while the owner changes its index under them (then the last miss stands). */
+const SEQ_TRIES = 8;
+
+/** The other workers' tables, as seen from worker `self`. */
+export class ConnPeers {
+  /** This worker's index (its request ring slot in every other table). */
+  readonly self: number;
+  /** Workers in all (this one included). */
+  readonly workers: number;
+  /** Views of the other workers' tables, in worker order without `self`. */
+  readonly views: ConnTable[];
+  /** The view the last successful find* hit in, and its index in `views`. */
+  found: ConnTable;
+  foundView = -1;
+  /** Scratch flow row for loose lookups. */
+  private readonly scratch = new Int32Array(FLOW_WORDS);
+
+  /**
+   * `own`: this worker's table (from now on it bumps its sequence word for readers); `all`: every
+   * worker's table buffers in worker order, `own`'s at `self`.
+   */
+  constructor(own: ConnTable, all: ConnTableBuffers[], self: number) {
+    if (all.length > REQ_PRODUCERS) throw new RangeError(`at most ${REQ_PRODUCERS} workers share connections`);
+    if (!(self >= 0 && self < all.length) || all[self]!.records !== own.buffers.records) throw new RangeError("own table must be all[self]");
+    this.self = self;
+    this.workers = all.length;
+    this.views = [];
+    for (let k = 0; k < all.length; k++) if (k !== self) this.views.push(ConnTable.view(all[k]!, self));
+    this.found = own;
+    own.shared = true;
+  }
+
+  /**
+   * A packet's connection in another worker's table, by its flow row and its hash under
+   * `ownSeed` (reused when a view has the same seed). Returns `id << 1 | dir` in `found`, or -1.
+   */
+  find(hash: number, ownSeed: number, f: Int32Array, row: number): number {
+    const views = this.views;
+    for (let k = 0; k < views.length; k++) {
+      const v = views[k]!;
+      const h = v.seedConn === ownSeed ? hash : hashFlow(v.seedConn, f, row);
+      for (let tries = 0; tries < SEQ_TRIES; tries++) {
+        const seq = Atomics.load(v.header, HDR_SEQ);
+        const r = v.lookupRow(h, f, row);
+        if (r >= 0) {
+          this.found = v;
+          this.foundView = k;
+          return r;
+        }
+        if ((seq & 1) === 0 && Atomics.load(v.header, HDR_SEQ) === seq) break;
+      }
+    }
+    return -1;
+  }
+
+  /** `find` for callers holding loose values (ICMP errors, fragments): the packet's own addresses and ports. */
+  findLoose(v6: number, s0: number, s1: number, s2: number, s3: number, d0: number, d1: number, d2: number, d3: number, ports: number, proto: number): number {
+    const views = this.views;
+    for (let k = 0; k < views.length; k++) {
+      const v = views[k]!;
+      const h = hashTuple(v.seedConn, s0, s1, s2, s3, d0, d1, d2, d3, ports, proto);
+      for (let tries = 0; tries < SEQ_TRIES; tries++) {
+        const seq = Atomics.load(v.header, HDR_SEQ);
+        const r = v.lookup(h, v6, s0, s1, s2, s3, d0, d1, d2, d3, ports, proto);
+        if (r >= 0) {
+          this.found = v;
+          this.foundView = k;
+          return r;
+        }
+        if ((seq & 1) === 0 && Atomics.load(v.header, HDR_SEQ) === seq) break;
+      }
+    }
+    return -1;
+  }
+
+  /**
+   * The real server of a usable persistence template for this client in another worker's table
+   * (arguments as ConnTable.lookupTemplate), or -1. `usable(dest)` is ip_vs_check_template's
+   * test, read-only: an unusable template is left to its owner.
+   */
+  templateDest(
+    v6: number,
+    n0: number,
+    n1: number,
+    n2: number,
+    n3: number,
+    v0: number,
+    v1: number,
+    v2: number,
+    v3: number,
+    vport: number,
+    proto: number,
+  ): number {
+    const views = this.views;
+    for (let k = 0; k < views.length; k++) {
+      const v = views[k]!;
+      for (let tries = 0; tries < SEQ_TRIES; tries++) {
+        const seq = Atomics.load(v.header, HDR_SEQ);
+        const ct = v.lookupTemplate(v6, n0, n1, n2, n3, v0, v1, v2, v3, vport, proto);
+        if (ct >= 0) {
+          this.found = v;
+          this.foundView = k;
+          return v.rec[ct * CONN_WORDS + CONN_DEST];
+        }
+        if ((seq & 1) === 0 && Atomics.load(v.header, HDR_SEQ) === seq) break;
+      }
+    }
+    return -1;
+  }
+}
+
+/**
+ * A view's set_tcp_state: move connection `id` of another worker's table `view` to `next` by
+ * compareExchange on its state word, store the new state's timeout and deadline, and ask the
+ * owner to re-file it and recount it (reconcileRequest). A race lost to the owner's own packet
+ * leaves the owner's state.
+ */
+export function peerSetTcpState(view: ConnTable, id: number, proto: number, next: number, timeoutTicks: number, now: number): void {
+  const rec = view.rec,
+    o = id * CONN_WORDS;
+  const ps = Atomics.load(rec, o + CONN_PROTO_STATE);
+  if ((ps & 0xff) === next) {
+    view.rearm(id, now, timeoutTicks);
+    return;
+  }
+  if (Atomics.compareExchange(rec, o + CONN_PROTO_STATE, ps, (proto << 8) | next) !== ps) return;
+  rec[o + CONN_TIMEOUT] = timeoutTicks;
+  view.touch(id, now);
+  view.postRequest(id);
+}
+
+/**
+ * A view's udp_state_transition for a reply: re-arm, and have the owner mark the template
+ * ASSURED (only the owner writes flags).
+ */
+export function peerSetUdpState(view: ConnTable, id: number, timeoutTicks: number, now: number): void {
+  const rec = view.rec,
+    o = id * CONN_WORDS;
+  view.rearm(id, now, timeoutTicks);
+  const ctl = rec[o + CONN_CONTROL];
+  if (ctl !== 0 && (rec[(ctl - 1) * CONN_WORDS + CONN_FLAGS] & CF_ASSURED) === 0) view.postRequest(id);
+}
+
+/**
+ * Owner: a view's request about record `id`: bring CF_INACTIVE and the per-dest counts in line
+ * with the state word (as set_tcp_state), mark the template ASSURED when the connection is
+ * established or (no TCP) has seen a reply, and file the record again by its deadline.
+ */
+export function reconcileRequest(conns: ConnTable, c: Counters, id: number, now: number): void {
+  const rec = conns.rec,
+    o = id * CONN_WORDS;
+  const flags = rec[o + CONN_FLAGS];
+  if ((flags & CF_USED) === 0 || (flags & CF_TEMPLATE) !== 0) return;
+  const ps = rec[o + CONN_PROTO_STATE];
+  const proto = (ps >>> 8) & 0xff;
+  if (proto === 6) {
+    const state = ps & 0xff,
+      dest = rec[o + CONN_DEST];
+    if ((flags & CF_INACTIVE) === 0 && TCP_STATE_ACTIVE[state] === 0) {
+      c.active[dest] -= 1;
+      c.inactive[dest] += 1;
+      rec[o + CONN_FLAGS] = flags | CF_INACTIVE;
+    } else if ((flags & CF_INACTIVE) !== 0 && TCP_STATE_ACTIVE[state] !== 0) {
+      c.active[dest] += 1;
+      c.inactive[dest] -= 1;
+      rec[o + CONN_FLAGS] = flags & ~CF_INACTIVE;
+    }
+    if (state === S_ESTABLISHED) assureTemplate(rec, id);
+  } else {
+    assureTemplate(rec, id);
+  }
+  conns.refile(id, now);
+}
+
+/**
+ * Install a connection (or template) that did not come through this worker's queue (the sync
+ * daemon's, a restart's adopted ones) into `table`: every worker then finds it, `table`'s own
+ * worker by its lookup, the others through ConnPeers on a miss. `words`: a record of CONN_WORDS
+ * (conn/table.ts layout; CF_USED is set here, the wheel words are ignored, CONN_CONTROL must be 0
+ * or name a template already installed in the same table). Counts it on its dest in `c` (the
+ * counters of `table`'s worker) as a scheduled connection is. Must run on the thread that owns
+ * `table` (its worker: the one writer of its index), between bursts. Returns the id, or -1 when
+ * the table is full.
+ */
+export function installConnection(table: ConnTable, c: Counters, t: Tables, words: Int32Array, now: number): number {
+  if (table.producer >= 0) throw new RangeError("installConnection: a view cannot install; install on the table's own worker");
+  const id = table.alloc();
+  if (id < 0) return -1;
+  const rec = table.rec,
+    o = id * CONN_WORDS;
+  for (let k = 0; k < CONN_WORDS; k++) {
+    if (k === CONN_WHEEL_NEXT || k === CONN_WHEEL_PREV || k === CONN_WHEEL_SLOT) continue;
+    rec[o + k] = words[k]!;
+  }
+  rec[o + CONN_FLAGS] = words[CONN_FLAGS]! | CF_USED;
+  const ctl = rec[o + CONN_CONTROL];
+  if (ctl !== 0 && (rec[o + CONN_FLAGS] & CF_TEMPLATE) === 0) rec[(ctl - 1) * CONN_WORDS + CONN_CONTROL] += 1;
+  bindDest(c, t, rec[o + CONN_DEST], rec[o + CONN_FLAGS]);
+  c.svcRefs[rec[o + CONN_SVC]] += 1;
+  table.link(id, now);
+  return id;
+}
