@@ -90,7 +90,7 @@
 #define XVS_FLOW_FWD_OFF 44          /* u8 the connection's forwarding method (FWD_*: its own, not the dest's current) */
 #define XVS_FLOW_PACKETS_OFF 48      /* u64 packets forwarded by XDP (atomic adds) */
 #define XVS_FLOW_BYTES_OFF 56        /* u64 their IP bytes (ip_vs_in/out_stats count) */
-#define XVS_FLOW_LAST_NS_OFF 64      /* u64 bpf_ktime_get_ns() of the last one (0: none yet) */
+#define XVS_FLOW_LAST_NS_OFF 64      /* u64 CLOCK_BOOTTIME ns of the last one (0: none yet; TS: flowClockNs) */
 #define XVS_FLOW_VALUE_SIZE 72
 #define XVS_FLOW_DIR_IN 0            /* client -> real server */
 #define XVS_FLOW_DIR_OUT 1           /* NAT real server -> client */

@@ -257,7 +257,7 @@ static __always_inline void xf_account(struct xvs_flow_value *v, __u32 l3len)
 {
 	__sync_fetch_and_add(&v->packets, 1);
 	__sync_fetch_and_add(&v->bytes, l3len);
-	v->last_ns = bpf_ktime_get_ns();
+	v->last_ns = bpf_ktime_get_boot_ns(); /* CLOCK_BOOTTIME: SteerProgram/flowClockNs() reads the same */
 }
 
 /*

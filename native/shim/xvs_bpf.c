@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/if_link.h>
 #include <bpf/bpf.h>
@@ -298,6 +299,16 @@ int xvs_map__dump_batch(int fd, void *cursor, int first, void *keys, void *value
 		return xvs_fail(errno, "bpf map lookup batch");
 	}
 	return (int)count;
+}
+
+/* CLOCK_BOOTTIME in ns: the clock of the flow cache's last_ns (bpf_ktime_get_boot_ns) */
+int xvs_clock__boottime(uint64_t *out)
+{
+	struct timespec ts;
+	if (clock_gettime(CLOCK_BOOTTIME, &ts))
+		return xvs_fail(errno, "clock_gettime");
+	*out = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	return 0;
 }
 
 /* Programs and maps another process (or an earlier xvs) loaded: found by kernel id. */

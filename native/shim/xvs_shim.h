@@ -34,6 +34,7 @@ int xvs_map__lookup_keys(int fd, const void *keys, void *values, uint32_t n, uin
 			 uint32_t value_size, uint8_t *status);
 int xvs_map__dump_batch(int fd, void *cursor, int first, void *keys, void *values, uint32_t cap,
 			uint32_t *done);
+int xvs_clock__boottime(uint64_t *out);
 struct xvs_bpf *xvs_bpf__load_sized(const void *obj, size_t len, const char *name, const char *resize,
 				    uint32_t entries);
 int xvs_bpf__prog_fd_by_id(uint32_t id);

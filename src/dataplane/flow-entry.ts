@@ -184,7 +184,7 @@ export function writeFlowValue(dv: DataView, off: number, rec: Int32Array, id: n
 export interface FlowCounters {
   packets: number;
   bytes: number;
-  /** bpf_ktime_get_ns() of the last forwarded packet (CLOCK_MONOTONIC), 0 when none. */
+  /** CLOCK_BOOTTIME ns of the last forwarded packet (compare with ffi/bpf.ts flowClockNs()), 0 when none. */
   lastNs: number;
 }
 

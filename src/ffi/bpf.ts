@@ -336,6 +336,18 @@ export class SteerProgram {
   }
 }
 
+/** Scratch for flowClockNs (control thread). */
+const clockOut = new BigUint64Array(1);
+
+/**
+ * Return CLOCK_BOOTTIME in ns: the clock of a flow entry's last_ns (the steering program's
+ * bpf_ktime_get_boot_ns), so that expiry can tell how long a cached flow has been idle.
+ */
+export function flowClockNs(): number {
+  check(lib().xvs_clock__boottime(ptr(clockOut)), "read CLOCK_BOOTTIME");
+  return Number(clockOut[0]);
+}
+
 // ---- BPF_PROG_TEST_RUN (tests only) ----
 
 /** What one BPF_PROG_TEST_RUN of an XDP program returned. */

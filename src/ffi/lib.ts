@@ -32,6 +32,7 @@ const symbols = {
   xvs_map__lookup_keys: { args: [i32, ptr, ptr, u32, u32, u32, ptr], returns: i32 },
   xvs_map__dump_batch: { args: [i32, ptr, i32, ptr, ptr, u32, ptr], returns: i32 },
   xvs_bpf__load_sized: { args: [ptr, u64_fast, cstring, cstring, u32], returns: ptr },
+  xvs_clock__boottime: { args: [ptr], returns: i32 },
   xvs_bpf__prog_fd_by_id: { args: [u32], returns: i32 },
   xvs_bpf__map_fd_by_id: { args: [u32], returns: i32 },
   xvs_bpf__obj_info: { args: [i32, ptr, ptr], returns: i32 },

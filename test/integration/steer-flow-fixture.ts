@@ -170,3 +170,10 @@ export function handMadeFrames(): FlowFrame[] {
   }
   return out;
 }
+
+/** The frame of one named fixture case (`svc`, `case` as in handMadeFrames: "nat4", "ok:data"). */
+export function flowFrame(svc: string, name: string): Uint8Array {
+  const f = handMadeFrames().find((x) => x.name === `${svc}:${name}`);
+  if (!f) throw new Error(`no fixture frame ${svc}:${name}`);
+  return f.frame;
+}

@@ -17,9 +17,9 @@
  */
 import * as abi from "../../src/ffi/abi.ts";
 import { CF_TEMPLATE, CF_USED, CONN_FLAGS, CONN_WORDS, DIR_IN, DIR_OUT } from "../../src/conn/table.ts";
-import { FlowBatch } from "../../src/dataplane/flow-entry.ts";
+import { FlowBatch, readFlowCounters } from "../../src/dataplane/flow-entry.ts";
 import { FlowMaps } from "../../src/dataplane/flow-maps.ts";
-import { progTestRun, SteerProgram } from "../../src/ffi/bpf.ts";
+import { flowClockNs, progTestRun, SteerProgram } from "../../src/ffi/bpf.ts";
 import { linkInfo } from "../../src/ffi/netlink.ts";
 import { PORT_IFINDEX, PORT_WORDS } from "../../src/nexthop/table.ts";
 import type { Tables } from "../../src/service/tables.ts";
@@ -27,7 +27,7 @@ import { loadCorpus } from "../fuzz/corpus.ts";
 import { FrameGen, Rng } from "../fuzz/gen.ts";
 import { fuzzModel } from "../fuzz/rig.ts";
 import { Harness } from "../util/harness.ts";
-import { handMadeFrames, addFlowServices } from "./steer-flow-fixture.ts";
+import { handMadeFrames, addFlowServices, flowFrame } from "./steer-flow-fixture.ts";
 
 export interface DiffReport {
   frames: number;
@@ -39,7 +39,21 @@ export interface DiffReport {
   /** Fixture cases: the XDP verdict of each named frame. */
   fixture: Record<string, { retval: number; tsPort: number; same: boolean }>;
   flowStats: number[];
+  /** Entry counters after XDP forwarded 3 requests and 2 replies of one cached NAT flow (flowLookup), and the entries flowDump walked vs written. */
+  counters?: { inPackets: number; inBytes: number; inLastNs: number; outPackets: number; outBytes: number; l3len: number; replyL3len: number; walked: number; written: number; beforeNs: number; nowNs: number };
   error?: string;
+}
+
+/** The `flows` key of an IPv4 TCP/UDP frame (addresses, ports, protocol, family), as the program builds it. */
+function keyOf(frame: Uint8Array, _unused: number): Uint8Array {
+  const k = new Uint8Array(abi.XVS_FLOW_KEY_SIZE);
+  const ihl = (frame[14] & 15) * 4;
+  k.set(frame.subarray(14 + 12, 14 + 16), abi.XVS_FLOW_KEY_SADDR_OFF);
+  k.set(frame.subarray(14 + 16, 14 + 20), abi.XVS_FLOW_KEY_DADDR_OFF);
+  k.set(frame.subarray(14 + ihl, 14 + ihl + 4), abi.XVS_FLOW_KEY_SPORT_OFF);
+  k[abi.XVS_FLOW_KEY_PROTO_OFF] = frame[14 + 9];
+  k[abi.XVS_FLOW_KEY_FAMILY_OFF] = abi.XVS_FAMILY_V4;
+  return k;
 }
 
 const XDP_TX = 3,
@@ -137,6 +151,42 @@ try {
     }
   }
   report.flowStats = prog.flowStats();
+
+  // the entry's counters (what the control thread folds) and the batch walk: a fresh fill, then
+  // XDP alone forwards 3 requests and 2 replies of the cached nat4 flow
+  fillFlows();
+  const beforeNs = flowClockNs();
+  const req = flowFrame("nat4", "ok:data"),
+    rep = flowFrame("nat4", "ok:reply");
+  for (let i = 0; i < 3; i++) progTestRun(prog.progFd, req, if0, 0);
+  for (let i = 0; i < 2; i++) progTestRun(prog.progFd, rep, if0, 0);
+  const probe = new FlowBatch(2);
+  probe.keys.set(keyOf(req, 0));
+  probe.keys.set(keyOf(rep, 0), abi.XVS_FLOW_KEY_SIZE);
+  probe.n = 2;
+  const found = prog.flowLookup(probe);
+  if (found !== 2) throw new Error(`flowLookup found ${found} of 2 entries`);
+  const a = readFlowCounters(probe.vdv, 0, { packets: 0, bytes: 0, lastNs: 0 });
+  const b = readFlowCounters(probe.vdv, abi.XVS_FLOW_VALUE_SIZE, { packets: 0, bytes: 0, lastNs: 0 });
+  let walked = 0;
+  const walk = new FlowBatch(64);
+  prog.flowDump(walk, 64, (w) => {
+    walked += w.n;
+  });
+  report.counters = {
+    inPackets: a.packets,
+    inBytes: a.bytes,
+    inLastNs: a.lastNs,
+    outPackets: b.packets,
+    outBytes: b.bytes,
+    l3len: req.length - 14,
+    replyL3len: rep.length - 14,
+    walked,
+    // distinct keys: two connections may share a key (a client reusing a NAT real server's tuple): one entry
+    written: new Set(Array.from({ length: batch.n }, (_, i) => Buffer.from(batch.keys.subarray(i * abi.XVS_FLOW_KEY_SIZE, (i + 1) * abi.XVS_FLOW_KEY_SIZE)).toString("hex"))).size,
+    beforeNs,
+    nowNs: flowClockNs(),
+  };
 } catch (e) {
   report.error = (e as Error).stack ?? String(e);
 } finally {

@@ -51,6 +51,22 @@ test("differential: every frame XDP forwarded is byte for byte what the TS fast 
   expect(report.flowStats[abi.XVS_FLOW_FWD]).toBeGreaterThan(0);
 });
 
+test("the entry counts what XDP forwarded (packets, IP bytes, last use) and the batch walk sees every entry", () => {
+  const c = report.counters!;
+  expect(c).toBeObject();
+  expect({ inPackets: c.inPackets, inBytes: c.inBytes, outPackets: c.outPackets, outBytes: c.outBytes }).toEqual({
+    inPackets: 3,
+    inBytes: 3 * c.l3len,
+    outPackets: 2,
+    outBytes: 2 * c.replyL3len,
+  });
+  // last_ns is CLOCK_BOOTTIME, as flowClockNs(): between the reads before and after the runs
+  expect(c.inLastNs).toBeGreaterThanOrEqual(c.beforeNs);
+  expect(c.inLastNs).toBeLessThanOrEqual(c.nowNs);
+  expect(c.walked).toBe(c.written);
+  expect(c.written).toBeGreaterThan(64); // more than one batch of the walk
+});
+
 // the golden table: one test per fixture frame
 for (const f of handMadeFrames()) {
   const kind = f.name.split(":")[1];
