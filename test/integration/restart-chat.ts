@@ -6,6 +6,7 @@
  * stdin it closes the connections and exits.
  *   bun restart-chat.ts HOST PORT CONNS INTERVAL_MS
  */
+export {}; // a module: top-level await
 const [host, portText, connsText, intervalText] = process.argv.slice(2);
 const n = Number(connsText),
   interval = Number(intervalText);
