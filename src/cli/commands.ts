@@ -263,7 +263,9 @@ async function zero(ce: Entry, ctx: AdmContext): Promise<number> {
 /** --start-daemon / --stop-daemon (ipvs_start_daemon / ipvs_stop_daemon): one request each. */
 async function syncDaemon(ce: Entry, ctx: AdmContext): Promise<number> {
   return kernelCall(ctx, () =>
-    ce.cmd === "start-daemon" ? ctx.api.call("POST", "/v1/daemons", { state: ce.daemonState, ...ce.daemon }) : ctx.api.call("DELETE", `/v1/daemons/${ce.daemonState}`),
+    ce.cmd === "start-daemon"
+      ? ctx.api.call("POST", "/v1/daemons", { state: ce.daemonState, ...ce.daemon })
+      : ctx.api.call("DELETE", `/v1/daemons/${ce.daemonState}`),
   );
 }
 

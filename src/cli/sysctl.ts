@@ -141,7 +141,12 @@ export async function runSysctl(argv: string[], env: SysctlEnv): Promise<number>
     const list = shown.length ? shown : ALL_NAMES;
     const wantTable = list.some((n) => NAMES[n]);
     const wantSync = list.some((n) => SYNC_NAMES[n]);
-    const now = Object.keys(change).length > 0 ? await api.call<SettingsT>("PUT", "/v1/settings", change) : wantTable ? await api.call<SettingsT>("GET", "/v1/settings") : null;
+    const now =
+      Object.keys(change).length > 0
+        ? await api.call<SettingsT>("PUT", "/v1/settings", change)
+        : wantTable
+          ? await api.call<SettingsT>("GET", "/v1/settings")
+          : null;
     const sync =
       Object.keys(syncChange).length > 0
         ? await api.call<SyncSysctls>("PUT", "/v1/sync/settings", syncChange)

@@ -45,7 +45,17 @@ import { TCP_TIMEOUTS_SEC } from "../conn/state.ts";
 import { decodeSyncMessage } from "../sync/decode.ts";
 import { SyncDrop, SyncRxCounters } from "../sync/drops.ts";
 import { SyncMessageBuilder } from "../sync/encode.ts";
-import { CONN_F_INACTIVE, CONN_F_NOOUTPUT, CONN_F_TEMPLATE, IPPROTO_TCP, IPPROTO_UDP, SYNC_GROUP_V4, SYNC_PORT, type SyncConn, syncMaxlen } from "../sync/format.ts";
+import {
+  CONN_F_INACTIVE,
+  CONN_F_NOOUTPUT,
+  CONN_F_TEMPLATE,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
+  SYNC_GROUP_V4,
+  SYNC_PORT,
+  type SyncConn,
+  syncMaxlen,
+} from "../sync/format.ts";
 import { flushDue, queueAccepts, SYNC_QLEN_MAX_DEFAULT } from "../sync/policy.ts";
 import {
   drainFeed,
@@ -239,7 +249,8 @@ export class SyncManager {
     const group = o.mcastGroup === "" ? SYNC_GROUP_V4 : canonicalIp(o.mcastGroup);
     if (group === null) throw new LbError(ErrorCode.Invalid, "Invalid argument");
     const family: 4 | 6 = group.includes(":") ? 6 : 4;
-    if (o.mcastInterface === "" || (!networkInterfaces()[o.mcastInterface] && !this.interfaceExists(o.mcastInterface))) throw new LbError(ErrorCode.NotExist, "No such device");
+    if (o.mcastInterface === "" || (!networkInterfaces()[o.mcastInterface] && !this.interfaceExists(o.mcastInterface)))
+      throw new LbError(ErrorCode.NotExist, "No such device");
     const view: SyncDaemonView = {
       state: o.state,
       mcastInterface: o.mcastInterface,
@@ -529,7 +540,7 @@ export function packInstall(out: Int32Array, at: number, c: SyncConn, t: Tables,
     out[at + I_VADDR + k] = va[k];
     out[at + I_DADDR + k] = da[k];
   }
-  out[at + I_CPORT_VPORT] = ((c.cport << 16) | c.vport) | 0;
+  out[at + I_CPORT_VPORT] = (c.cport << 16) | c.vport | 0;
   out[at + I_DPORT] = c.dport;
   out[at + I_SVC] = svc;
   out[at + I_DEST] = dest;

@@ -29,7 +29,6 @@ import {
   CONN_CADDR,
   CONN_CONTROL,
   CONN_CPORT_VPORT,
-  CONN_DADDR,
   CONN_DEST,
   CONN_DPORT,
   CONN_EXPIRES,
@@ -167,7 +166,12 @@ export class SyncFeed {
       o = id * CONN_WORDS;
     const flags = rec[o + CONN_FLAGS];
     // an installed NAT connection knows no MAC towards an on-link client: its first packet names it
-    if ((flags & CF_FWD_MASK) === FWD_MASQ && rec[o + CONN_NEXTHOP] < 0 && rec[o + CONN_NEXTHOP] !== HOP_NO_ROUTE && (rec[o + CONN_MAC_HI] | rec[o + CONN_MAC_LO]) === 0) {
+    if (
+      (flags & CF_FWD_MASK) === FWD_MASQ &&
+      rec[o + CONN_NEXTHOP] < 0 &&
+      rec[o + CONN_NEXTHOP] !== HOP_NO_ROUTE &&
+      (rec[o + CONN_MAC_HI] | rec[o + CONN_MAC_LO]) === 0
+    ) {
       fp.setReplyHop(rec, o, descs[d + abi.XVS_DESC_IN_PORT], descs[d + abi.XVS_DESC_ADDR], row, flags & CF_V6);
     }
     const ring = this.ring;
@@ -175,7 +179,8 @@ export class SyncFeed {
     const st = this.fingerprint(rec, o);
     const proto = (rec[o + CONN_PROTO_STATE] >>> 8) & 0xff;
     if (this.stamp[id] !== st || (proto === TCP && (oldPs & 0xff) === 0)) this.reset(id, st);
-    const pkts = (this.inPkts[id] = (this.inPkts[id] + 1) | 0);
+    const pkts = (this.inPkts[id] + 1) | 0;
+    this.inPkts[id] = pkts;
     const nowMs = fp.now * 10;
     const ctl = rec[o + CONN_CONTROL];
     if (this.needed(rec, o, id, pkts, nowMs, ctl !== 0)) this.push(rec, o);
@@ -185,12 +190,20 @@ export class SyncFeed {
       to = t * CONN_WORDS;
     const tst = this.fingerprint(rec, to);
     if (this.stamp[t] !== tst) this.reset(t, tst);
-    const tp = (this.inPkts[t] = (this.inPkts[t] + 1) | 0);
+    const tp = (this.inPkts[t] + 1) | 0;
+    this.inPkts[t] = tp;
     if (this.needed(rec, to, t, tp, nowMs, false)) this.push(rec, to);
   }
 
   private fingerprint(rec: Int32Array, o: number): number {
-    return (rec[o + CONN_CADDR] ^ rec[o + CONN_CADDR + 3] ^ Math.imul(rec[o + CONN_CPORT_VPORT], 0x9e3779b1) ^ rec[o + CONN_VADDR] ^ (rec[o + CONN_FLAGS] & CF_TEMPLATE)) | 1;
+    return (
+      (rec[o + CONN_CADDR] ^
+        rec[o + CONN_CADDR + 3] ^
+        Math.imul(rec[o + CONN_CPORT_VPORT], 0x9e3779b1) ^
+        rec[o + CONN_VADDR] ^
+        (rec[o + CONN_FLAGS] & CF_TEMPLATE)) |
+      1
+    );
   }
 
   private reset(id: number, st: number): void {

@@ -62,7 +62,7 @@ async function ask(tag: string): Promise<void> {
           waiting[i] = (line) => {
             clearTimeout(t);
             // "rs1 TAG i": the server's name, and the line must be this connection's own
-            res(line !== null && line.endsWith(` ${tag} ${i}`) ? line.split(" ")[0] : null);
+            res(line?.endsWith(` ${tag} ${i}`) ? line.split(" ")[0] : null);
           };
           if (!s.destroyed) s.write(`${tag} ${i}\n`);
         }),

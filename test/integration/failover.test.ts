@@ -33,9 +33,13 @@ class Client {
   out = "";
   readonly proc: ReturnType<Lab["spawn"]>;
   constructor(port: number) {
-    const proc = lab.spawn("cl", [process.execPath, join(import.meta.dir, "failover-client.ts"), "--host", VIP, "--port", String(port), "--conns", String(CONNS)], {
-      stdin: "pipe",
-    });
+    const proc = lab.spawn(
+      "cl",
+      [process.execPath, join(import.meta.dir, "failover-client.ts"), "--host", VIP, "--port", String(port), "--conns", String(CONNS)],
+      {
+        stdin: "pipe",
+      },
+    );
     this.proc = proc;
     void (async () => {
       const dec = new TextDecoder();

@@ -15,7 +15,12 @@ export const StartDaemon = z.strictObject({
   state: State,
   mcastInterface: z.string().max(15),
   syncId: z.number().int().min(0).max(255).default(0),
-  syncMaxlen: z.number().int().min(0).max(65535 - 20 - 8).default(0),
+  syncMaxlen: z
+    .number()
+    .int()
+    .min(0)
+    .max(65535 - 20 - 8)
+    .default(0),
   mcastGroup: z.string().max(45).default(""),
   mcastPort: z.number().int().min(0).max(65535).default(0),
   mcastTtl: z.number().int().min(0).max(255).default(0),
