@@ -7,20 +7,20 @@
  * read-only, through `ConnTable.view`s over their SharedArrayBuffers (all workers are threads of
  * one process), and the packet is handled with the owner's record.
  *
- * Why this design (docs/architecture.md, "Several queues"; numbers from
- * src/tools/bench/peers-micro.ts, `bun run src/tools/bench/peers-micro.ts`):
+ * Why this design (docs/architecture.md, "Several queues"; `bun run bench/queues-nat.bench.ts
+ * [flows]`, one thread, 4 tables, on the shared 2-core build host, so +-30 %):
  * - (a) peer lookup on a miss: nothing changes for a packet its own worker holds (the single
- *   queue path and every client packet), and a cross-queue reply pays one own miss plus one
- *   probe per other table (the first usually hits: with 4 tables, a reply costs a lookup of
- *   ~2.5 tables on average). Measured: ~+25 ns per cross-queue reply with 4 workers.
- * - (b) one table for all workers: every insert and delete becomes a CAS on a shared index and
- *   the wheel, free list and counters a shared, contended structure; every packet of every
- *   connection then pays the cross-core cache traffic of a shared index line. Rejected: it
- *   makes the common case dearer to make the rare case cheap.
- * - (c) hand the frame to the owner through a ring: a copy of the frame into the owner's UMEM
- *   (each worker has its own), a ring slot, and the packet is handled a second time, a burst
- *   later; the owner's TX then carries it. Measured: the copy and ring alone cost more than (a)
- *   for a 64-byte frame and several times more for 1500 bytes, before the second pass.
+ *   queue path and every client packet: the own lookup hits first); a cross-queue reply pays its
+ *   own miss plus one probe per table until the owner's. 4K flows per table: own hit 156 ns,
+ *   reply held by the 1st/2nd/3rd other table 161/283/357 ns (lookup only, with the flow hash).
+ * - (b) one table for all workers: every insert and delete a CAS on a shared index, the wheel,
+ *   free list and flags shared and contended, and every packet of every connection pays the
+ *   cross-core traffic of shared index lines. Not built: it makes the common case dearer to make
+ *   the rare case cheaper, and the deletion-under-readers problem is the same as (a)'s.
+ * - (c) hand the frame to the owner through a ring: the frame copied into the owner's UMEM (each
+ *   worker has its own) and a ring slot written and read: 203 ns (64 B) / 207 ns (1500 B) before
+ *   the owner's second pass over the frame and its TX, i.e. more than (a)'s worst case, plus a
+ *   burst of latency and native ring plumbing.
  *
  * Writes: the owner stays the only writer of its index, wheel, free list, flags and counters.
  * A view moves a TCP connection's state word only by compareExchange (a lost race leaves the
@@ -227,13 +227,14 @@ export function reconcileRequest(conns: ConnTable, c: Counters, id: number, now:
   if (proto === 6) {
     const state = ps & 0xff,
       dest = rec[o + CONN_DEST];
+    // the counts are shared by all workers (stats/counters.ts): atomics, as set_tcp_state's
     if ((flags & CF_INACTIVE) === 0 && TCP_STATE_ACTIVE[state] === 0) {
-      c.active[dest] -= 1;
-      c.inactive[dest] += 1;
+      Atomics.add(c.inactive, dest, 1);
+      Atomics.sub(c.active, dest, 1);
       rec[o + CONN_FLAGS] = flags | CF_INACTIVE;
     } else if ((flags & CF_INACTIVE) !== 0 && TCP_STATE_ACTIVE[state] !== 0) {
-      c.active[dest] += 1;
-      c.inactive[dest] -= 1;
+      Atomics.add(c.active, dest, 1);
+      Atomics.sub(c.inactive, dest, 1);
       rec[o + CONN_FLAGS] = flags & ~CF_INACTIVE;
     }
     if (state === S_ESTABLISHED) assureTemplate(rec, id);
