@@ -62,6 +62,7 @@ struct xvs_port {
 	uint32_t nfree;
 	uint32_t nsocks;
 	uint32_t rx_next; /* round-robin start, so no socket starves another */
+	uint32_t fill_target; /* frames each fill ring is topped up to: the pool's fair share */
 	uint32_t nifaces;
 	uint32_t ifindex[XVS_MAX_IFACES]; /* interface number -> ifindex */
 	uint32_t tx_sock[XVS_MAX_IFACES]; /* interface number -> the socket it sends on */
@@ -143,7 +144,10 @@ struct xvs_port *xvs_port__create(uint32_t nframes, uint32_t frame_size, uint32_
 
 static void refill(struct xvs_port *p, struct xvs_sock *s)
 {
-	uint32_t want = xsk_prod_nb_free(&s->fill, p->ring_size);
+	uint32_t level = p->ring_size - xsk_prod_nb_free(&s->fill, p->ring_size);
+	if (level >= p->fill_target)
+		return;
+	uint32_t want = p->fill_target - level;
 	if (want > p->nfree) {
 		p->stats[XVS_SHIM_FILL_EMPTY]++;
 		want = p->nfree;
@@ -208,6 +212,12 @@ int xvs_port__add_iface(struct xvs_port *p, const char *ifname, uint32_t queue, 
 	}
 	p->pfds[p->nsocks].fd = s->fd;
 	p->pfds[p->nsocks].events = POLLIN;
+	/* each fill ring gets its share of the pool (half of it: the other half is in flight on rx and
+	 * tx rings): a port sized for its first sockets (xsk.ts defaultGeometry) fills them whole; a
+	 * queue added later (ethtool -L) shrinks every share rather than starve the newcomer, whose
+	 * packets the kernel would drop with an empty fill ring. Fuller rings drain as they receive. */
+	uint32_t share = (p->nframes > XVS_MAX_BURST ? p->nframes - XVS_MAX_BURST : p->nframes) / (2 * (p->nsocks + 1));
+	p->fill_target = share < p->ring_size ? (share ? share : 1) : p->ring_size;
 	refill(p, s);
 	if (iface == p->nifaces) {
 		p->ifindex[iface] = ifindex;
