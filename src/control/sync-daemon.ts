@@ -9,9 +9,9 @@
  * next tick; an unfilled one leaves when it is IPVS_SYNC_FLUSH_TIME (2 s) old.
  * Backup: every datagram is decoded (sync/decode.ts, hostile input counted per reason, never a
  * throw); each record's service and real server are found in the live Tables and the records are
- * posted to the workers, which install them between rounds (ip_vs_proc_conn). With several
- * queues each worker gets every record, so that whichever queue the client's packets reach finds
- * its connection (ActiveConn then counts it once per queue).
+ * posted to the workers, which install them between rounds (ip_vs_proc_conn). Each record goes
+ * to one worker (by its client address and port); whichever queue the client's packets reach
+ * finds it there (conn/peers.ts: a worker's miss looks in the other workers' tables).
  *
  * Deviations, each for a reason: a record whose real server is not in the local table is skipped
  * and counted (`rec_no_dest`); the kernel keeps it unbound, but an xvs record needs a dest to
@@ -431,17 +431,31 @@ export class SyncManager {
     r.stats.messages++;
     if (res.records.length === 0) return;
     const udpTicks = this.daemon.model.timeouts.udp * 100;
-    const batch = new Int32Array(res.records.length * I_WORDS);
-    let n = 0;
+    const workers = this.workers();
+    const n = Math.max(1, workers.length);
+    // one worker per record (every worker's lookup finds it, conn/peers.ts); the same tuple always
+    // goes to the same worker, so that an update finds what the create made
+    const batches = Array.from({ length: n }, () => new Int32Array(res.records.length * I_WORDS));
+    const fill = new Array<number>(n).fill(0);
     for (const { conn } of res.records) {
-      if (packInstall(batch, n * I_WORDS, conn, t, udpTicks)) n++;
+      const k = ownerOf(conn, n);
+      if (packInstall(batches[k], fill[k] * I_WORDS, conn, t, udpTicks)) fill[k]++;
       else r.rx.drop(SyncDrop.REC_NO_DEST);
     }
-    r.stats.records += n;
-    if (n === 0) return;
-    const m: SyncWorkerMessage = { type: "sync", install: batch.slice(0, n * I_WORDS) };
-    for (const w of this.workers()) w.worker.postMessage(m);
+    for (let k = 0; k < workers.length; k++) {
+      r.stats.records += fill[k];
+      if (fill[k] === 0) continue;
+      const m: SyncWorkerMessage = { type: "sync", install: batches[k].slice(0, fill[k] * I_WORDS) };
+      workers[k].worker.postMessage(m);
+    }
   }
+}
+
+/** Which of `n` workers installs a record: by its client address and port, stable per tuple. */
+export function ownerOf(c: SyncConn, n: number): number {
+  let h = c.cport;
+  for (let i = 0; i < c.caddr.length; i++) h = (Math.imul(h, 31) + c.caddr.charCodeAt(i)) | 0;
+  return (h >>> 0) % n;
 }
 
 /** A feed entry as the sync record the kernel would send for it; null when it cannot travel. */

@@ -45,6 +45,7 @@ import {
   type ConnTable,
 } from "../conn/table.ts";
 import { bindDest, unbindDest } from "../conn/accounting.ts";
+import { installConnection } from "../conn/peers.ts";
 import type { Counters } from "../stats/counters.ts";
 import { hashTuple } from "../wire/flow.ts";
 import { HOP_NO_ROUTE, nextHopFor, type NextHopView } from "./route.ts";
@@ -322,6 +323,9 @@ export interface InstallCounts {
   refused: number;
 }
 
+/** The record words installSynced builds a new connection in. */
+const scratch = new Int32Array(CONN_WORDS);
+
 /**
  * ip_vs_proc_conn for each packed record of `batch`: update the connection (or template) the
  * worker has, else create it. Returns the counts. `feed` (when this worker has one) learns the
@@ -374,33 +378,28 @@ export function installSynced(fp: SyncInstallState, batch: Int32Array, feed: Syn
       out.updated++;
       continue;
     }
-    id = conns.alloc();
+    // new: a record as the fast path would have made it, linked through installConnection
+    // (conn/peers.ts), so that every worker's lookup finds it
+    const w = scratch;
+    w.fill(0);
+    const masq = (flags & CF_FWD_MASK) === FWD_MASQ && !tpl;
+    w[CONN_FLAGS] = flags | (masq ? CF_OUT_ENTRY : 0);
+    w[CONN_PROTO_STATE] = ps;
+    for (let k = 0; k < 12; k++) w[CONN_CADDR + k] = batch[b + I_CADDR + k];
+    w[CONN_CPORT_VPORT] = cv;
+    w[CONN_DPORT] = batch[b + I_DPORT];
+    w[CONN_SVC] = batch[b + I_SVC];
+    w[CONN_DEST] = batch[b + I_DEST];
+    // replies go to the client's next hop; an on-link client without a known MAC gets it from its
+    // first packet (SyncFeed.packet)
+    if (masq) w[CONN_NEXTHOP] = nextHopFor(t, fp.nh, v6 ? 6 : 4, c0, c1, c2, c3);
+    w[CONN_TIMEOUT] = timeout;
+    w[CONN_EXPIRES] = (fp.now + timeout) | 0;
+    id = installConnection(conns, fp.counters, t, w, fp.now);
     if (id < 0) {
       out.refused++;
       continue;
     }
-    const o = id * CONN_WORDS;
-    const masq = (flags & CF_FWD_MASK) === FWD_MASQ && !tpl;
-    rec[o + CONN_FLAGS] = flags | (masq ? CF_OUT_ENTRY : 0);
-    rec[o + CONN_PROTO_STATE] = ps;
-    for (let k = 0; k < 12; k++) rec[o + CONN_CADDR + k] = batch[b + I_CADDR + k];
-    rec[o + CONN_CPORT_VPORT] = cv;
-    rec[o + CONN_DPORT] = batch[b + I_DPORT];
-    const svc = batch[b + I_SVC],
-      dest = batch[b + I_DEST];
-    rec[o + CONN_SVC] = svc;
-    rec[o + CONN_DEST] = dest;
-    rec[o + CONN_CONTROL] = 0;
-    if (masq) {
-      // replies go to the client's next hop; an on-link client without a known MAC gets it from
-      // its first packet (SyncFeed.packet)
-      rec[o + CONN_NEXTHOP] = nextHopFor(t, fp.nh, v6 ? 6 : 4, c0, c1, c2, c3);
-    }
-    rec[o + CONN_TIMEOUT] = timeout;
-    rec[o + CONN_EXPIRES] = (fp.now + timeout) | 0;
-    bindDest(fp.counters, t, dest, rec[o + CONN_FLAGS]);
-    fp.counters.svcRefs[svc] += 1;
-    conns.link(id, fp.now);
     feed?.installed(rec, id);
     out.created++;
   }
