@@ -11,7 +11,8 @@
  *    state, so that every byte the XDP side writes is compared), with flow_reals / flow_nexthops /
  *    flow_ports mirrored by dataplane/flow-maps.ts from the same Tables;
  *  - the TS fast path (test/util/harness.ts, the frame received on port 0).
- * Wherever XDP forwards a frame (XDP_TX: port 0, XDP_REDIRECT: port 1; no AF_XDP socket is bound,
+ * Generated and corpus frames arrive on either port, fixture frames on port 0.
+ * Wherever XDP forwards a frame (XDP_TX: its in port, XDP_REDIRECT: the other; no AF_XDP socket is bound,
  * so the steering's own verdicts are only XDP_PASS), TS must forward it to the same port with the
  * same bytes. Prints one JSON DiffReport on stdout.
  */
@@ -102,19 +103,20 @@ try {
     if (ok !== batch.n) throw new Error(`flows: ${batch.n - ok} entries not written`);
   };
 
-  const one = (source: string, frame: Uint8Array, name?: string) => {
+  /** Run one frame received on port `inPort` (0: p0, 1: p1) through both; XDP_TX is that port, XDP_REDIRECT the other. */
+  const one = (source: string, frame: Uint8Array, name?: string, inPort = 0) => {
     report.frames++;
     fillFlows();
     let retval = -1,
       xout: Uint8Array | null = null;
     if (frame.length >= 14) {
-      const r = progTestRun(prog.progFd, frame, if0, 0);
+      const r = progTestRun(prog.progFd, frame, inPort === 0 ? if0 : if1, 0);
       retval = r.retval;
       xout = r.frame;
     }
-    const ts = h.one(frame, 0);
+    const ts = h.one(frame, inPort);
     const fwd = retval === XDP_TX || retval === XDP_REDIRECT;
-    const same = fwd && ts.port === (retval === XDP_TX ? 0 : 1) && Buffer.from(ts.frame).equals(Buffer.from(xout!));
+    const same = fwd && ts.port === (retval === XDP_TX ? inPort : 1 - inPort) && Buffer.from(ts.frame).equals(Buffer.from(xout!));
     if (name !== undefined) report.fixture[name] = { retval, tsPort: ts.port, same };
     if (!fwd) return;
     report.forwarded[source] = (report.forwarded[source] ?? 0) + 1;
@@ -131,18 +133,20 @@ try {
   // hand-made frames first (their connections are set up by their own first packets)
   for (const c of handMadeFrames()) one("fixture", c.frame, c.name);
   // the corpus, then the generator; each frame twice, so that connections its first copy made are cached
-  for (const c of loadCorpus()) {
-    one("corpus", c.bytes);
-    one("corpus", c.bytes);
+  for (const [k, c] of loadCorpus().entries()) {
+    one("corpus", c.bytes, undefined, k & 1);
+    one("corpus", c.bytes, undefined, k & 1);
   }
   const gen = new FrameGen({ frames: loadCorpus().map((c) => c.bytes) });
   const rng = new Rng(1717);
   for (let i = 0; i < GEN_FRAMES; i++) {
     const n = gen.frame(rng);
     const f = gen.out.slice(0, n);
-    one("gen", f);
+    // received on either port (replies usually arrive on the real servers' side)
+    const inPort = (i >> 1) & 1;
+    one("gen", f, undefined, inPort);
     // replay: the same frame again once its connection exists (now possibly cached)
-    if ((i & 1) === 0) one("gen", f);
+    if ((i & 1) === 0) one("gen", f, undefined, inPort);
     // the configuration may change under cached flows: recompile now and then (generation)
     if (i % 1000 === 999) {
       t = h.apply();
