@@ -1,15 +1,13 @@
 /**
  * ipvsadm's usage text (usage_exit) and version line, as ipvsadm 1.31 prints them, plus one
- * paragraph saying what xvs does not do (the connection sync daemon).
+ * paragraph saying where xvs differs.
  */
 
 /** What `-v` prints (ipvsadm's version line: scripts match on it). */
 export const VERSION_LINE = "ipvsadm v1.31 2019/12/24 (compiled with popt and IPVS v1.2.1)";
 
 /** The note xvs adds at the end of the usage text. */
-export const XVS_HELP_NOTE =
-  "xvs: --start-daemon and --stop-daemon are not supported (xvs has no connection sync daemon);\n" +
-  "     -L --daemon lists none. -R applies its lines all or nothing.\n";
+export const XVS_HELP_NOTE = "xvs: -R applies its lines all or nothing. Sync sysctls: xvs sysctl net.ipv4.vs.sync_*.\n";
 
 /** Return the usage text for `program` (printed by -h, on stdout, exit 0). */
 export function usageText(program: string): string {
