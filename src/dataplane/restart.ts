@@ -20,7 +20,7 @@
  */
 import { readFileSync, readlinkSync, renameSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { bindDest } from "../conn/accounting.ts";
+import { installConnection } from "../conn/peers.ts";
 import { collectRecords, decodeTable, encodeTable, layoutVersion, planAdoption, tableKeys, type AdoptionPlan, type SavedNetns } from "../conn/persist.ts";
 import {
   CF_FWD_MASK,
@@ -28,13 +28,11 @@ import {
   CF_V6,
   CONN_CADDR,
   CONN_CONTROL,
-  CONN_DEST,
   CONN_EXPIRES,
   CONN_FLAGS,
   CONN_MAC_HI,
   CONN_MAC_LO,
   CONN_NEXTHOP,
-  CONN_WHEEL_SLOT,
   CONN_WORDS,
   HDR_HIGH,
   HDR_LIVE,
@@ -46,6 +44,7 @@ import { log } from "../log.ts";
 import { NH_MAC_HI, NH_MAC_LO, NH_PORT, NH_WORDS } from "../nexthop/table.ts";
 import { FWD_MASQ, type Tables } from "../service/tables.ts";
 import type { Counters } from "../stats/counters.ts";
+import type { FastPath } from "./fastpath.ts";
 import { HOP_NO_ROUTE, nextHopFor, type NextHopView } from "./route.ts";
 
 /** How long a stopped daemon's steering program drops (rather than passes) owned packets. */
@@ -167,43 +166,53 @@ export function takeSavedTable(t: Tables, ports: string[], path = tablePath()): 
 }
 
 /**
- * Install adopted records (planAdoption's: CONN_EXPIRES = ticks left) into a worker's empty table
- * before its first burst, and count each on its dest (ip_vs_bind_dest). A NAT record takes the
- * next hop this daemon finds for its client, else the saved port and MAC. Returns the number
- * installed (fewer when the table is smaller than the saved one).
+ * Install adopted records (planAdoption's: CONN_EXPIRES = ticks left, CONN_CONTROL of a
+ * connection = its template's index + 1) into a worker's table, on that worker's thread, before
+ * its first burst or between bursts, through conn/peers.ts installConnection: counted on its
+ * real server as a new connection is, and found by every worker (the others look in this table
+ * on a miss). Templates go first, so that each connection's link names an installed one. A NAT
+ * record takes the next hop this daemon finds for its client, else the saved port and MAC.
+ * Returns the number installed (fewer when the table is full).
  */
 export function installAdopted(conns: ConnTable, counters: Counters, t: Tables, nh: NextHopView, recs: Int32Array, now: number): number {
   const n = recs.length / CONN_WORDS;
   const ids = new Int32Array(n).fill(-1);
-  const r = conns.rec;
+  const w = new Int32Array(CONN_WORDS);
   let installed = 0;
-  for (let i = 0; i < n; i++) {
-    const id = conns.alloc();
-    if (id < 0) break;
-    ids[i] = id;
-    const src = i * CONN_WORDS,
-      o = id * CONN_WORDS;
-    const slot = r[o + CONN_WHEEL_SLOT];
-    r.set(recs.subarray(src, src + CONN_WORDS), o);
-    r[o + CONN_WHEEL_SLOT] = slot; // as alloc left it: not filed yet
-    r[o + CONN_EXPIRES] = (now + recs[src + CONN_EXPIRES]) | 0;
-    const fl = r[o + CONN_FLAGS];
-    if ((fl & CF_TEMPLATE) === 0 && (fl & CF_FWD_MASK) === FWD_MASQ) {
-      const hop = nextHopFor(t, nh, fl & CF_V6 ? 6 : 4, r[o + CONN_CADDR], r[o + CONN_CADDR + 1], r[o + CONN_CADDR + 2], r[o + CONN_CADDR + 3]);
-      const savedMac = (r[o + CONN_MAC_HI] | r[o + CONN_MAC_LO]) !== 0 && r[o + CONN_NEXTHOP] < 0 && r[o + CONN_NEXTHOP] !== HOP_NO_ROUTE;
-      if (hop >= 0 || !savedMac) r[o + CONN_NEXTHOP] = hop;
+  for (const templates of [true, false]) {
+    for (let i = 0; i < n; i++) {
+      const src = i * CONN_WORDS;
+      const fl = recs[src + CONN_FLAGS];
+      if (((fl & CF_TEMPLATE) !== 0) !== templates) continue;
+      w.set(recs.subarray(src, src + CONN_WORDS));
+      w[CONN_EXPIRES] = (now + recs[src + CONN_EXPIRES]) | 0;
+      if (templates)
+        w[CONN_CONTROL] = 0; // installConnection counts the connections it links
+      else {
+        const tpl = recs[src + CONN_CONTROL] - 1;
+        w[CONN_CONTROL] = tpl >= 0 && tpl < n && ids[tpl] >= 0 ? ids[tpl] + 1 : 0;
+        if ((fl & CF_FWD_MASK) === FWD_MASQ) {
+          const hop = nextHopFor(t, nh, fl & CF_V6 ? 6 : 4, w[CONN_CADDR], w[CONN_CADDR + 1], w[CONN_CADDR + 2], w[CONN_CADDR + 3]);
+          const savedMac = (w[CONN_MAC_HI] | w[CONN_MAC_LO]) !== 0 && w[CONN_NEXTHOP] < 0 && w[CONN_NEXTHOP] !== HOP_NO_ROUTE;
+          if (hop >= 0 || !savedMac) w[CONN_NEXTHOP] = hop;
+        }
+      }
+      ids[i] = installConnection(conns, counters, t, w, now);
+      if (ids[i] >= 0) installed++;
     }
-    installed++;
-  }
-  for (let i = 0; i < installed; i++) {
-    const o = ids[i] * CONN_WORDS;
-    const fl = r[o + CONN_FLAGS];
-    const tpl = (fl & CF_TEMPLATE) === 0 ? r[o + CONN_CONTROL] - 1 : -1;
-    if (tpl >= 0) r[o + CONN_CONTROL] = tpl < installed ? ids[tpl] + 1 : 0;
-    conns.link(ids[i], now);
-    bindDest(counters, t, r[o + CONN_DEST], fl);
   }
   return installed;
+}
+
+/** Main thread -> worker: adopted records of a saved worker beyond this start's worker count. */
+export interface AdoptMessage {
+  type: "adopt";
+  records: Int32Array;
+}
+
+/** A worker takes an AdoptMessage between rounds (worker.ts). */
+export function applyAdoptMessage(fp: Pick<FastPath, "conns" | "counters" | "tables" | "nh" | "now">, m: AdoptMessage): void {
+  installAdopted(fp.conns, fp.counters, fp.tables, fp.nh, m.records, fp.now);
 }
 
 /**
@@ -223,20 +232,30 @@ export function adoptSaved(prog: SteerProgram, t: Tables, ports: string[]): Int3
   return plan.queues;
 }
 
-/** After the workers started (each installed its saved worker's records): hold mode off. Returns null. */
-export function endStartHold(prog: SteerProgram, adopted: Int32Array[] | null, workers: number): null {
+/**
+ * After the workers started, each with its saved worker's records: the records of saved
+ * workers beyond this start's count go to the workers round robin (any table serves: the
+ * others look there on a miss), then hold mode ends. Returns null.
+ */
+export function endStartHold(prog: SteerProgram, adopted: Int32Array[] | null, workers: Worker[]): null {
   if (adopted === null) return null;
+  for (let k = workers.length; k < adopted.length && workers.length > 0; k++) {
+    const m: AdoptMessage = { type: "adopt", records: adopted[k] };
+    workers[k % workers.length].postMessage(m);
+  }
+  const held = (() => {
+    try {
+      return prog.holdDrops();
+    } catch {
+      return -1;
+    }
+  })();
   setHold(prog, 0);
-  const left = adopted.slice(workers).reduce((n, q) => n + q.length / CONN_WORDS, 0);
-  if (left > 0)
-    log("warn", "adopted connections of saved workers beyond this start's worker count are not installed", {
-      connections: left,
-      savedWorkers: adopted.length,
-      workers,
-    });
   log("info", "adopted connections installed; hold mode off", {
-    connections: adopted.slice(0, workers).reduce((n, q) => n + q.length / CONN_WORDS, 0),
-    workers,
+    connections: adopted.reduce((n, q) => n + q.length / CONN_WORDS, 0),
+    savedWorkers: adopted.length,
+    workers: workers.length,
+    heldPackets: held,
   });
   return null;
 }
