@@ -59,6 +59,10 @@ SIGTERM or SIGINT stops it cleanly (XDP detached, sockets closed); SIGHUP reload
   --conn-max N         connection table capacity per worker (default 1048576)
   --copy | --zerocopy  force the AF_XDP bind mode (default: the kernel picks)
   --idle-ms N          poll() timeout of an idle worker in ms, 0 to spin (default 1)
+  --flow-cache on|off  established connections forwarded by the XDP program itself, from a
+                       map the fast path fills (default on; docs/flow-cache.md)
+  --flow-cache-entries N
+                       size of that map, shared by all workers (default 262144)
   (each value may also follow an '=': --iface=eth0, --workers=2)
 
 environment: XVS_STATE_DIR (state directory), XVS_LOG_LEVEL (debug|info|warn|error),

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { splitOptionValues } from "../argv.ts";
 import { ErrorCode, LbError } from "../errors.ts";
 import { checkHost, Dataplane, type DataplaneOptions } from "../dataplane/dataplane.ts";
+import { FLOW_CACHE_MAX_ENTRIES } from "../dataplane/flowcache-control.ts";
 import { log } from "../log.ts";
 import { createApp } from "./app.ts";
 import { metricsApp } from "./routes/metrics.ts";
@@ -92,6 +93,15 @@ export function parseRunArgs(words: string[]): RunOptions {
         break;
       case "--idle-ms":
         o.idleMs = int(0, 1000);
+        break;
+      case "--flow-cache": {
+        const v = val();
+        if (v !== "on" && v !== "off") throw new LbError(ErrorCode.Invalid, `--flow-cache: '${v}' is not on or off`);
+        o.flowCache = v === "on";
+        break;
+      }
+      case "--flow-cache-entries":
+        o.flowCacheEntries = int(1, FLOW_CACHE_MAX_ENTRIES);
         break;
       case "--config":
         o.configFile = val();

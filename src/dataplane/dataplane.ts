@@ -27,6 +27,7 @@ import { adoptSaved, endStartHold, handOver } from "./restart.ts";
 import { Counters } from "../stats/counters.ts";
 import { CTL_EPOCH_F64, CTL_POSTED_GEN, CTL_STOP, CTL_WORDS, type FromWorker, type InitMessage, type WorkerIface } from "./protocol.ts";
 import { peersMessages } from "./peers.ts";
+import { FLOW_CACHE_DEFAULT_ENTRIES, FlowCacheControl } from "./flowcache-control.ts";
 import { assignQueues, describeQueues, planWorkers, type QueueRef, rxQueueCount, workerForNewQueue } from "./queues.ts";
 
 /** How often housekeeping re-reads the rx queue counts (sysfs; no event announces a change). */
@@ -44,6 +45,9 @@ export interface DataplaneOptions {
   idleMs: number;
   /** Worker script URL (tests may point elsewhere). */
   workerUrl?: string;
+  /** The XDP flow cache (docs/flow-cache.md): on unless false; its map's size. */
+  flowCache?: boolean;
+  flowCacheEntries?: number;
 }
 
 export interface WorkerHandle {
@@ -161,6 +165,9 @@ export class Dataplane {
   private lastRoutes: RouteSnapshot | null = null;
   /** A restart's adopted connections, by saved worker (restart.ts); null once the workers have them. */
   private adopted: Int32Array[] | null = null;
+  /** The XDP flow cache's switch and table mirror (flowcache-control.ts); the next-hop table it mirrors. */
+  readonly flowCache: FlowCacheControl;
+  private readonly nh: Int32Array;
 
   private constructor(
     readonly prog: SteerProgram,
@@ -168,6 +175,8 @@ export class Dataplane {
     readonly opts: DataplaneOptions,
   ) {
     this.resolver = new NextHopResolver(ports);
+    this.nh = new Int32Array(this.resolver.nhBuffer);
+    this.flowCache = new FlowCacheControl(prog, opts.flowCache !== false, opts.flowCacheEntries ?? FLOW_CACHE_DEFAULT_ENTRIES);
     this.steer = {
       vips: new SteerSet(prog, "vips"),
       vipAddrs: new SteerSet(prog, "vip_addrs"),
@@ -185,7 +194,7 @@ export class Dataplane {
     const ports = checkHost(opts.ifaces);
     if (opts.workers !== undefined && (!Number.isInteger(opts.workers) || opts.workers < 1 || opts.workers > abi.XVS_MAX_QUEUES))
       throw new LbError(ErrorCode.Invalid, `workers must be a whole number in 1..${abi.XVS_MAX_QUEUES}`);
-    const prog = await SteerProgram.load();
+    const prog = await SteerProgram.load({ flowEntries: opts.flowCacheEntries ?? FLOW_CACHE_DEFAULT_ENTRIES });
     const dp = new Dataplane(prog, ports, opts);
     try {
       await dp.bringUp(model);
@@ -267,6 +276,7 @@ export class Dataplane {
       resolveRing: this.resolveRing,
       tables: this.tables!,
       adopt: this.adopted?.[this.workers.length],
+      flowCache: this.flowCache.workerInit(),
     };
     return new Promise((resolve, reject) => {
       worker.onmessage = (ev: MessageEvent<FromWorker>) => {
@@ -361,7 +371,9 @@ export class Dataplane {
     const dests = model.allDests().map((d) => ({ id: d.id, family: d.addr.family, words: d.addr.words }));
     const routes = this.resolver.snapshot(dests);
     this.lastRoutes = routes;
-    return compile(model, routes, ++this.generation);
+    const t = compile(model, routes, ++this.generation);
+    this.flowCache.tables(t, this.nh); // every generation reaches the XDP flow cache's arrays
+    return t;
   }
 
   /** Steering maps: virtual services, their addresses, NAT real servers, our own addresses. */
@@ -445,6 +457,7 @@ export class Dataplane {
       this.checkQueues();
     }
     for (const r of drainResolve(this.ring)) this.resolver.requestResolve(r.port, r.family === 6 ? 6 : 4, r.words);
+    this.flowCache.nexthops(this.nh); // MACs the resolver changed reach the cached flows
     if (this.events && this.events.drain() > 0 && this.model) {
       const t = this.compileNow(this.model);
       this.post(t);

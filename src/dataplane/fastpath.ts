@@ -30,6 +30,7 @@ import {
   CONN_WORDS,
   connState,
   type ConnTable,
+  DIR_IN,
   DIR_OUT,
   TICKS_PER_SEC,
 } from "../conn/table.ts";
@@ -89,6 +90,7 @@ import { SynGuard } from "./synflood.ts";
 import { newConnection } from "./schedule.ts";
 import { destRemoved, flushNodest, setTcpState, setUdpState, unbindDest } from "../conn/accounting.ts";
 import type { SyncFeed } from "./sync-feed.ts";
+import { FlowCache } from "./flowcache.ts";
 import { type ConnPeers, peerSetTcpState, peerSetUdpState, reconcileRequest } from "../conn/peers.ts";
 
 const MAX_BURST = abi.XVS_MAX_BURST;
@@ -149,6 +151,8 @@ export class FastPath implements FastPathState {
   readonly frag = new FragPath();
   /** SYN flood defence (dataplane/synflood.ts). */
   readonly synGuard: SynGuard;
+  /** Which connections the XDP program forwards itself (flowcache.ts); off unless the worker sets one. */
+  flowCache: FlowCache = FlowCache.off();
   /** Current time in ticks, set per burst. */
   now = 0;
   u8: Uint8Array;
@@ -392,6 +396,7 @@ export class FastPath implements FastPathState {
     // ip_vs_in -> ip_vs_sync_conn: count in_pkts, maybe send it (sync-feed.ts)
     if (this.sync !== null) this.sync.packet(this, id, ps, row, descs, d);
     const svc = rec[o + CONN_SVC];
+    this.flowCache.seen(this, id, DIR_IN); // established: the XDP program may forward the rest (flowcache.ts)
     return this.transmitIn(descs, d, row, pkt, svc, dest, rec[o + CONN_DPORT] & 0xffff, flags & CF_FWD_MASK, flags & CF_V6, id);
   }
 
@@ -586,6 +591,7 @@ export class FastPath implements FastPathState {
     }
     this.decTtl(l3, v6);
     this.counters.verdicts[Stat.FwdOut] += 1;
+    this.flowCache.seen(this, id, DIR_OUT); // a NAT reply: the XDP program may forward the rest (flowcache.ts)
     return port;
   }
 
@@ -704,6 +710,7 @@ export class FastPath implements FastPathState {
   }
 
   release(id: number): void {
+    this.flowCache.released(this, id); // its flow cache entries go with it
     const rec = this.conns.rec,
       o = id * CONN_WORDS;
     const flags = rec[o + CONN_FLAGS];
@@ -761,6 +768,8 @@ export class FastPath implements FastPathState {
       this.conns.rearm(id, this.now, TEMPLATE_RETRY_SEC * TICKS_PER_SEC);
       return;
     }
+    // a cached connection expires only if XDP forwarded nothing of it in time (flowcache.ts)
+    if (this.flowCache.deferExpiry(this, id)) return;
     this.counters.verdicts[Stat.ConnsExpired] += 1;
     this.release(id);
   };
@@ -769,6 +778,8 @@ export class FastPath implements FastPathState {
   expire(): number {
     if (this.peers !== null) this.home.drainRequests(this.peers.workers, this.onRequest);
     if (this.nodestCursor >= 0) this.nodestCursor = flushNodest(this, this.nodestCursor, NODEST_FLUSH_BUDGET);
-    return this.conns.expire(this.now, EXPIRE_BUDGET, this.onExpire);
+    const examined = this.conns.expire(this.now, EXPIRE_BUDGET, this.onExpire);
+    this.flowCache.flush(this); // the burst's flow cache work: one FFI call per kind of batch
+    return examined;
   }
 }

@@ -3,6 +3,7 @@
  * block they share. Configuration arrives as whole `Tables` generations, in order; the worker
  * acknowledges each by storing its number in CTL_APPLIED_GEN.
  */
+import type { FlowCacheInit } from "./flowcache-control.ts";
 import type { ConnTableBuffers } from "../conn/table.ts";
 import type { PortGeometry } from "../ffi/xsk.ts";
 import type { Tables } from "../service/tables.ts";
@@ -49,6 +50,8 @@ export interface InitMessage {
   tables: Tables;
   /** Connections a restart adopted (dataplane/restart.ts), installed before the first burst. */
   adopt?: Int32Array;
+  /** The XDP flow cache's map to fill (flowcache.ts); absent with --flow-cache off. */
+  flowCache?: FlowCacheInit;
 }
 
 export interface TablesMessage {

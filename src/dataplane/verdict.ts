@@ -104,6 +104,8 @@ export const enum Stat {
   CsumPartialCompleted,
   /** Also counted: a packet handled with another worker's connection (a NAT reply on another queue; conn/peers.ts). */
   PeerConn,
+  /** A connection direction the flow cache could not take (its map full): it stays on the AF_XDP path (dataplane/flowcache.ts). */
+  FlowCacheFull,
   Count,
 }
 
@@ -153,6 +155,7 @@ export const STAT_NAMES = [
   "tcp_reset_sent",
   "csum_partial_completed",
   "peer_conn",
+  "flow_cache_full",
 ] as const;
 
 // Stat entries are only ever appended, each with its name here

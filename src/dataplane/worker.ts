@@ -21,6 +21,7 @@ import { ConnTable } from "../conn/table.ts";
 import { XskPort } from "../ffi/xsk.ts";
 import * as abi from "../ffi/abi.ts";
 import { Counters, WL_BUSY_NS, WL_LOOP_NS } from "../stats/counters.ts";
+import { FlowCache, flowMapIo } from "./flowcache.ts";
 import { FastPath } from "./fastpath.ts";
 import {
   CTL_APPLIED_GEN,
@@ -104,6 +105,8 @@ function start(m: InitMessage): void {
   const conns = new ConnTable(m.conns.capacity, undefined, m.conns);
   counters = new Counters(m.counters);
   fp = new FastPath(port.umem, m.tables, conns, counters, new NextHopView(m.nexthops, m.resolveRing));
+  // the XDP flow cache: which of this worker's connections the steering program forwards itself
+  if (m.flowCache) fp.flowCache = FlowCache.create({ io: flowMapIo(m.flowCache.fd), worker: m.worker, maxEntries: m.flowCache.entries }, conns);
   // the connections a restart kept (dataplane/restart.ts), before the first burst
   if (m.adopt) installAdopted(conns, counters, m.tables, new NextHopView(m.nexthops, m.resolveRing), m.adopt, ticksSince(epochMs));
   Atomics.store(ctl, CTL_APPLIED_GEN, m.tables.generation);

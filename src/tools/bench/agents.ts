@@ -7,6 +7,9 @@
  *   xdp --iface IF --prog sink|sink-tc|pass [--port P] [--tun-port P]
  *       attach the counting sink (XDP, or tc ingress with sink-tc) or XDP_PASS, and print
  *       {"mapId"} of the sink's counters; the program stays attached
+ *   ceiling --in IF --out IF --vip A --port P --backends A[,B...] --dst-mac M
+ *       attach the in-kernel ceiling (native/bpf/xvs_ceiling.bpf.c: stateless UDP DNAT and
+ *       redirect in XDP) to --in, forwarding out of --out; prints {"ok":true}; stays attached
  *   xdp-off --iface IF
  *       detach the interface's XDP program
  *   tcp-srv --port P [--addr A]
@@ -24,6 +27,7 @@
  * mode starts (as `xvs __lab`'s are): a bad one prints a line naming it and exits with code 2.
  */
 import { linkInfo } from "../../ffi/netlink.ts";
+import { attachCeiling } from "../../ffi/ceiling.ts";
 import { detachXdp, GenObject, pinCpu } from "../../ffi/gen.ts";
 import { parseAddr } from "../../wire/ipv4.ts";
 import { AMOUNT, type AgentMode, COUNT, mode, type ParsedOptions, PORT, runAgent, TEXT } from "../lab/agent-args.ts";
@@ -50,6 +54,7 @@ const GEN = {
   pps: AMOUNT,
 } as const;
 const XDP = { ...CPU, iface: REQUIRED, prog: { type: "string", choices: ["sink", "sink-tc", "pass"] }, port: PORT, "tun-port": PORT } as const;
+const CEILING = { ...CPU, in: REQUIRED, out: REQUIRED, vip: REQUIRED, port: PORT, backends: REQUIRED, "dst-mac": REQUIRED } as const;
 const XDP_OFF = { ...CPU, iface: REQUIRED } as const;
 const TCP_SRV = { ...CPU, addr: TEXT, port: PORT } as const;
 const TCP_CLI = { ...CPU, hosts: REQUIRED, port: PORT, seconds: AMOUNT, concurrency: { ...COUNT, min: 1 }, timeout: AMOUNT, warmup: AMOUNT } as const;
@@ -147,6 +152,26 @@ async function xdp(a: ParsedOptions<typeof XDP>): Promise<number> {
   } finally {
     obj.close();
   }
+}
+
+async function ceiling(a: ParsedOptions<typeof CEILING>): Promise<number> {
+  const inLink = linkInfo(a.in);
+  const outLink = linkInfo(a.out);
+  const v4 = (s: string) => {
+    const n = parseAddr(s);
+    if (n === null) throw new Error(`not an IPv4 address: ${s}`);
+    return new Uint8Array([n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]);
+  };
+  await attachCeiling(inLink.ifindex, a.in, {
+    vip: v4(a.vip),
+    port: a.port ?? 9000,
+    realServers: a.backends.split(",").map(v4),
+    srcMac: outLink.mac,
+    dstMac: parseMac(a["dst-mac"]),
+    outIfindex: outLink.ifindex,
+  });
+  out({ ok: true });
+  return 0;
 }
 
 function xdpOff(a: ParsedOptions<typeof XDP_OFF>): number {
@@ -319,6 +344,7 @@ function pinned<const S extends typeof CPU>(options: S, run: (a: ParsedOptions<S
 const MODES = {
   gen: pinned(GEN, gen),
   xdp: pinned(XDP, xdp),
+  ceiling: pinned(CEILING, ceiling),
   "xdp-off": pinned(XDP_OFF, xdpOff),
   "tcp-srv": pinned(TCP_SRV, tcpSrv),
   "tcp-cli": pinned(TCP_CLI, tcpCli),

@@ -104,11 +104,17 @@ export class Xvs extends Contender {
   private rssStart = 0;
   private connMax = 1 << 20;
 
-  constructor(mode: Mode) {
+  /** `--flow-cache on|off`: on, established flows are forwarded by the XDP program itself. */
+  private readonly flowCache: boolean;
+
+  constructor(mode: Mode, flowCache = true) {
     super();
     this.mode = mode;
-    this.id = `xvs-${mode}`;
-    this.label = `xvs ${modeLabel(mode)} (AF_XDP + TypeScript fast path), one worker`;
+    this.flowCache = flowCache;
+    this.id = flowCache ? `xvs-${mode}` : `xvs-${mode}-nocache`;
+    this.label = flowCache
+      ? `xvs ${modeLabel(mode)} (TypeScript fast path, established flows forwarded by the XDP flow cache), one worker`
+      : `xvs ${modeLabel(mode)} --flow-cache off (AF_XDP + TypeScript fast path for every packet), one worker`;
   }
 
   override async prepare(o: BenchOptions): Promise<void> {
@@ -118,7 +124,7 @@ export class Xvs extends Contender {
   async start(ctx: RunCtx, profile = false): Promise<void> {
     const { o, bl } = ctx;
     const wrap = o.pin ? ["taskset", "-c", String(o.dirCpu)] : [];
-    const extra = ["--conn-max", String(this.connMax)];
+    const extra = ["--conn-max", String(this.connMax), "--flow-cache", this.flowCache ? "on" : "off"];
     if (process.env.XVS_BENCH_IDLE_MS) extra.push("--idle-ms", process.env.XVS_BENCH_IDLE_MS);
     this.d = await startDaemon(bl.lab, "dir", ["c0", "s0"], extra, undefined, { wrap, env: profile ? { XVS_PROFILE: "1" } : {} });
     const forward = this.mode === "nat" ? "masq" : this.mode === "dr" ? "route" : "tunnel";
@@ -186,6 +192,41 @@ export class Xvs extends Contender {
       .split("\n")
       .find((l) => l.includes('"xvs profile"'));
     return line ? (JSON.parse(line) as Record<string, unknown>) : null;
+  }
+}
+
+/**
+ * The in-kernel ceiling (native/bpf/xvs_ceiling.bpf.c): a stateless XDP UDP DNAT that redirects
+ * from c0 to s0 itself. No connection tracking, no counters: what an XDP flow-cache hit costs at
+ * the least on this machine. UDP only (TCP and the echo pass to the kernel, which does not
+ * balance them, so it takes part in the packet-rate workloads only).
+ */
+export class Ceiling extends Contender {
+  readonly id = "ceiling";
+  readonly kind = "ceiling" as const;
+  readonly label = "in-kernel XDP ceiling: stateless UDP DNAT + redirect (native/bpf/xvs_ceiling.bpf.c)";
+  readonly workloads: WorkloadKind[] = ["udp64", "udp1514"];
+  async start(ctx: RunCtx): Promise<void> {
+    const { bl } = ctx;
+    await agentJson(bl.lab, "dir", [
+      "ceiling",
+      "--in",
+      "c0",
+      "--out",
+      "s0",
+      "--vip",
+      VIP,
+      "--port",
+      String(UDP_PORT),
+      "--backends",
+      SINK_ADDRS.join(","),
+      "--dst-mac",
+      bl.mac.sink,
+    ]);
+  }
+  async stop(ctx: RunCtx): Promise<null> {
+    await agentJson(ctx.bl.lab, "dir", ["xdp-off", "--iface", "c0"]).catch(() => {});
+    return null;
   }
 }
 
@@ -433,10 +474,12 @@ export function makeContenders(o: BenchOptions): Contender[] {
   for (const k of o.contenders) {
     if (k === "gen") out.push(new GenOnly());
     if (k === "xvs") for (const m of o.modes) out.push(new Xvs(m));
+    if (k === "xvs-nocache") for (const m of o.modes) out.push(new Xvs(m, false));
     if (k === "ipvs") for (const m of o.modes) out.push(new Ipvs(m));
     if (k === "nft") out.push(new Nft());
     if (k === "plain") out.push(new Plain());
     if (k === "xskfwd") out.push(new XskFwd());
+    if (k === "ceiling") out.push(new Ceiling());
   }
   return out;
 }

@@ -186,6 +186,11 @@ export async function buildBenchLab(tag: string, o: BenchLabOptions): Promise<Be
     await lab.ip("sink", "neigh", "replace", DIR_SERVER_ADDR, "lladdr", mac.s0, "dev", "eth0", "nud", "permanent");
     await lab.exec("dir", ["ethtool", "-K", "c0", "gro", "on"], true);
     await lab.exec("dir", ["ethtool", "-K", "s0", "gro", "on"], true);
+    // frames the director redirects in XDP (the flow cache, the in-kernel ceiling) are queued on
+    // the sink's NAPI, which a veth only has with GRO on or an XDP program (veth_xdp_xmit); for
+    // every contender alike (the sink's receive work is on the generator's CPU)
+    await lab.exec("sink", ["ethtool", "-K", "eth0", "gro", "on"], true);
+    await lab.exec("gen", ["ethtool", "-K", "eth0", "gro", "on"], true);
     let napiThreads: number[] = [];
     if (o.steer) {
       napiThreads = await threadedNapi(lab, "dir", ["c0", "s0"], o.steer.dirCpu);

@@ -4,7 +4,7 @@
 import { splitOptionValues } from "../../argv.ts";
 import { ErrorCode, LbError } from "../../errors.ts";
 
-export const CONTENDER_KINDS = ["gen", "xvs", "ipvs", "nft", "plain", "xskfwd"] as const;
+export const CONTENDER_KINDS = ["gen", "xvs", "xvs-nocache", "ipvs", "nft", "plain", "xskfwd", "ceiling"] as const;
 export type ContenderKind = (typeof CONTENDER_KINDS)[number];
 /** Forwarding modes: "tun" is IPIP (ipvsadm's default tunnel), "tun-gue" and "tun-gre" the others. */
 export const MODES = ["nat", "dr", "tun", "tun-gue", "tun-gre"] as const;
@@ -90,11 +90,14 @@ and an SVG plot. Needs root. Default run: under 5 minutes on 2 CPUs.
 
 contenders (--contenders, comma-separated; default all):
   gen      the generator alone into an XDP drop on the director (its own rate: the ceiling)
-  xvs      xvs in each --modes (NAT; DR and TUN when the dataplane has them)
+  xvs      xvs in each --modes (NAT; DR and TUN when the dataplane has them), flow cache on
+  xvs-nocache  the same with --flow-cache off (every packet through AF_XDP and TypeScript)
   ipvs     kernel IPVS (ipvsadm) in each --modes, when this kernel has ip_vs
   nft      nftables DNAT round robin (numgen inc) with conntrack, kube-proxy style maps
   plain    plain kernel IP forwarding, no balancing (the floor)
   xskfwd   the C AF_XDP reference forwarder (bench/xskfwd.c; needs gcc, or --xskfwd-bin)
+  ceiling  a stateless in-kernel XDP UDP DNAT + redirect (native/bpf/xvs_ceiling.bpf.c): the
+           most an XDP flow cache could forward here
 
 workloads (--workloads; default all):
   udp64    64-byte UDP frames/s (live-frames generator, --flows flows)

@@ -1,0 +1,65 @@
+/**
+ * The flow cache as the dataplane's control thread drives it (docs/flow-cache.md): turns the
+ * steering program's flow lookups on or off (`xvs run --flow-cache on|off`), mirrors every Tables
+ * generation and the next-hop MACs into the program's flow arrays (flow-maps.ts: a removed or
+ * unavailable real server, a MAC or route change reach every cached flow with one array write),
+ * and tells each worker which map to fill (flowcache.ts does the rest, per worker).
+ */
+import * as abi from "../ffi/abi.ts";
+import type { SteerProgram } from "../ffi/bpf.ts";
+import { log } from "../log.ts";
+import type { Tables } from "../service/tables.ts";
+import { FlowMaps } from "./flow-maps.ts";
+
+/** Default `flows` map size (--flow-cache-entries). */
+export const FLOW_CACHE_DEFAULT_ENTRIES = abi.XVS_FLOW_DEFAULT_ENTRIES;
+/** Largest --flow-cache-entries (16M: 112 bytes each in the kernel, ~2 GiB). */
+export const FLOW_CACHE_MAX_ENTRIES = 1 << 24;
+
+/** What a worker needs to fill the map (InitMessage.flowCache); absent when the cache is off. */
+export interface FlowCacheInit {
+  /** The `flows` map's fd (valid in every worker thread of this process). */
+  fd: number;
+  /** The map's size: a worker never tracks more. */
+  entries: number;
+}
+
+export class FlowCacheControl {
+  private readonly maps: FlowMaps | null;
+
+  constructor(
+    private readonly prog: SteerProgram,
+    readonly enabled: boolean,
+    readonly entries: number,
+  ) {
+    prog.setFlowCache(enabled);
+    this.maps = enabled ? new FlowMaps(prog) : null;
+  }
+
+  /** For a worker's init message. */
+  workerInit(): FlowCacheInit | undefined {
+    return this.enabled ? { fd: this.prog.fd("flows"), entries: this.entries } : undefined;
+  }
+
+  /** A new Tables generation (and the next hops as they are now). */
+  tables(t: Tables, nh: Int32Array): void {
+    if (!this.maps) return;
+    try {
+      this.maps.sync(t, nh);
+    } catch (e) {
+      // the XDP program trusts these arrays for every cached flow: a stale one could keep
+      // forwarding to a real server just removed, so say so loudly
+      log("error", "flow cache: cannot mirror the tables into the steering program", { error: e instanceof Error ? e.message : String(e) });
+    }
+  }
+
+  /** Periodic: next-hop MACs the resolver changed (only the differences are written). */
+  nexthops(nh: Int32Array): void {
+    if (!this.maps) return;
+    try {
+      this.maps.syncNexthops(nh);
+    } catch (e) {
+      log("error", "flow cache: cannot mirror next-hop MACs", { error: e instanceof Error ? e.message : String(e) });
+    }
+  }
+}
