@@ -42,6 +42,7 @@ import {
   CONN_SVC,
   CONN_VADDR,
   CONN_WORDS,
+  type ConnTable,
   DIR_IN,
   DIR_OUT,
 } from "../conn/table.ts";
@@ -178,6 +179,27 @@ export function writeFlowValue(dv: DataView, off: number, rec: Int32Array, id: n
     dv.setUint16(off + abi.XVS_FLOW_MAC_OFF, rec[o + CONN_MAC_HI] & 0xffff);
     dv.setInt32(off + abi.XVS_FLOW_MAC_OFF + 2, rec[o + CONN_MAC_LO]);
   }
+}
+
+/**
+ * Return whether the fast path's own lookup of direction `dir`'s tuple finds connection `id`.
+ * Two connections can share a tuple (the same client port to two virtual services of one real
+ * server:port shares the reply tuple; the kernel and ConnTable find the newest); only the one the
+ * lookup finds may own the `flows` entry of that key. So: cache a direction only when this holds,
+ * and when a new connection takes over a tuple, delete (or rewrite) the entry the older one had.
+ * Not per packet: one lookup.
+ */
+export function ownsFlowKey(conns: ConnTable, id: number, dir: number): boolean {
+  const r = conns.rec,
+    o = id * CONN_WORDS;
+  const v6 = r[o + CONN_FLAGS] & CF_V6;
+  const proto = (r[o + CONN_PROTO_STATE] >>> 8) & 0xff;
+  const cv = r[o + CONN_CPORT_VPORT];
+  const s = dir === DIR_IN ? o + CONN_CADDR : o + CONN_DADDR,
+    d = dir === DIR_IN ? o + CONN_VADDR : o + CONN_CADDR;
+  const ports = dir === DIR_IN ? cv : ((r[o + CONN_DPORT] & 0xffff) << 16) | (cv >>> 16);
+  const hash = hashTuple(conns.seedConn, r[s], r[s + 1], r[s + 2], r[s + 3], r[d], r[d + 1], r[d + 2], r[d + 3], ports, proto);
+  return conns.lookup(hash, v6, r[s], r[s + 1], r[s + 2], r[s + 3], r[d], r[d + 1], r[d + 2], r[d + 3], ports, proto) === ((id << 1) | dir);
 }
 
 /** Counters of one entry as the XDP program left them (read back through SteerProgram.lookupBatch / dump). */

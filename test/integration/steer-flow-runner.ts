@@ -18,7 +18,7 @@
  */
 import * as abi from "../../src/ffi/abi.ts";
 import { CF_TEMPLATE, CF_USED, CONN_FLAGS, CONN_WORDS, DIR_IN, DIR_OUT } from "../../src/conn/table.ts";
-import { FlowBatch, readFlowCounters } from "../../src/dataplane/flow-entry.ts";
+import { FlowBatch, ownsFlowKey, readFlowCounters } from "../../src/dataplane/flow-entry.ts";
 import { FlowMaps } from "../../src/dataplane/flow-maps.ts";
 import { flowClockNs, progTestRun, SteerProgram } from "../../src/ffi/bpf.ts";
 import { linkInfo } from "../../src/ffi/netlink.ts";
@@ -96,8 +96,9 @@ try {
     for (let id = 0; id < h.conns.capacity; id++) {
       const f = rec[id * CONN_WORDS + CONN_FLAGS];
       if ((f & CF_USED) === 0 || (f & CF_TEMPLATE) !== 0) continue;
-      batch.add(rec, id, DIR_IN, t, h.conns.seedConn, 0);
-      batch.add(rec, id, DIR_OUT, t, h.conns.seedConn, 0);
+      // only the connection TS's lookup finds for a tuple owns its entry (flow-entry.ts ownsFlowKey)
+      if (ownsFlowKey(h.conns, id, DIR_IN)) batch.add(rec, id, DIR_IN, t, h.conns.seedConn, 0);
+      if (ownsFlowKey(h.conns, id, DIR_OUT)) batch.add(rec, id, DIR_OUT, t, h.conns.seedConn, 0);
     }
     const ok = prog.flowUpdate(batch);
     if (ok !== batch.n) throw new Error(`flows: ${batch.n - ok} entries not written`);

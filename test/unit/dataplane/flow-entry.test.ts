@@ -8,7 +8,7 @@
 import { expect, test } from "bun:test";
 import * as abi from "../../../src/ffi/abi.ts";
 import { CONN_WORDS, CONN_FLAGS, CF_USED, CF_TEMPLATE, DIR_IN, DIR_OUT } from "../../../src/conn/table.ts";
-import { FlowBatch, FlowRefusal, flowRefusal } from "../../../src/dataplane/flow-entry.ts";
+import { FlowBatch, FlowRefusal, flowRefusal, ownsFlowKey } from "../../../src/dataplane/flow-entry.ts";
 import { type FlowArrayMap, FlowMaps } from "../../../src/dataplane/flow-maps.ts";
 import { flowSourcePort } from "../../../src/xmit/tun.ts";
 import { hashTuple } from "../../../src/wire/flow.ts";
@@ -162,4 +162,19 @@ test("FlowMaps writes every entry once, then only the changes: a removed real se
   expect(m.syncNexthops(nh)).toBe(1);
   expect(writes.flow_nexthops).toEqual([1]);
   expect(hex(values.flow_nexthops[0])).toBe("020000000199" + "01" + "01");
+});
+
+test("two connections sharing a reply tuple: only the one the fast path's lookup finds (the newest) owns the entry", () => {
+  const h = new Harness();
+  h.model.addService({ protocol: "tcp", address: VIP, port: 7000, ...svc } as never);
+  h.model.addDest({ protocol: "tcp", address: VIP, port: 7000 }, { ...dest, address: RS, port: 7000, forward: "masq" } as never);
+  h.model.addService({ protocol: "tcp", address: "198.18.0.101", port: 7000, ...svc } as never);
+  h.model.addDest({ protocol: "tcp", address: "198.18.0.101", port: 7000 }, { ...dest, address: RS, port: 7000, forward: "masq" } as never);
+  h.apply();
+  h.one(new PacketBuilder().eth().ipv4({ src: CLIENT, dst: VIP }).tcp({ sport: 40002, dport: 7000, flags: SYN }).build());
+  const [older] = liveConns(h);
+  h.one(new PacketBuilder().eth().ipv4({ src: CLIENT, dst: "198.18.0.101" }).tcp({ sport: 40002, dport: 7000, flags: SYN }).build());
+  const newer = liveConns(h).find((id) => id !== older)!;
+  expect({ olderIn: ownsFlowKey(h.conns, older, DIR_IN), olderOut: ownsFlowKey(h.conns, older, DIR_OUT) }).toEqual({ olderIn: true, olderOut: false });
+  expect({ newerIn: ownsFlowKey(h.conns, newer, DIR_IN), newerOut: ownsFlowKey(h.conns, newer, DIR_OUT) }).toEqual({ newerIn: true, newerOut: true });
 });
