@@ -48,7 +48,7 @@ export const FLOW_SERVICES: FlowSvc[] = [
   },
   { name: "nat4", proto: "tcp", vip: "198.18.0.114", vport: 80, real: "198.18.3.15", rport: 8080, forward: "masq", client: C4 },
   { name: "natudp4", proto: "udp", vip: "198.18.0.114", vport: 53, real: "198.18.3.15", rport: 5353, forward: "masq", client: C4 },
-  { name: "6in4", proto: "tcp", vip: "198.18.0.115", vport: 80, real: "2001:db8:3::16", rport: 80, forward: "tunnel", tunnel: { type: "ipip" }, client: C4 },
+  { name: "4in6", proto: "tcp", vip: "198.18.0.115", vport: 80, real: "2001:db8:3::16", rport: 80, forward: "tunnel", tunnel: { type: "ipip" }, client: C4 },
   { name: "dr6", proto: "tcp", vip: "2001:db8:100::110", vport: 80, real: "2001:db8:3::10", rport: 80, forward: "route", client: C6 },
   { name: "gue6", proto: "tcp", vip: "2001:db8:100::111", vport: 80, real: "2001:db8:3::11", rport: 80, forward: "tunnel", tunnel: { type: "gue", port: 6080 }, client: C6 },
   { name: "gre6", proto: "udp", vip: "2001:db8:100::112", vport: 53, real: "2001:db8:3::12", rport: 53, forward: "tunnel", tunnel: { type: "gre" }, client: C6 },
