@@ -38,7 +38,8 @@ Start the daemon in the current network namespace: the XDP steering program on e
 interface, one AF_XDP worker per rx queue, and the control API on loopback. The table is
 saved on every change in the state directory (/var/lib/xvs/net-<netns inode>/table.json) and
 restored at start if this network namespace saved it (another namespace's is set aside).
-SIGTERM or SIGINT stops it cleanly (XDP detached, sockets closed); SIGHUP reloads --keepalived-conf.
+SIGTERM or SIGINT stops it cleanly (sockets closed; the connections saved for the next start,
+which keeps them: docs/operations.md, Restarts); SIGHUP reloads --keepalived-conf.
 
   --iface IF, -i IF    an interface to balance on (repeat for each; at most 8)
   --config FILE        a declarative JSON table (services, real servers, timeouts): applied at
