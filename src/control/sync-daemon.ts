@@ -442,8 +442,8 @@ export class SyncManager {
       if (packInstall(batches[k], fill[k] * I_WORDS, conn, t, udpTicks)) fill[k]++;
       else r.rx.drop(SyncDrop.REC_NO_DEST);
     }
+    r.stats.records += fill.reduce((a, b) => a + b, 0);
     for (let k = 0; k < workers.length; k++) {
-      r.stats.records += fill[k];
       if (fill[k] === 0) continue;
       const m: SyncWorkerMessage = { type: "sync", install: batches[k].slice(0, fill[k] * I_WORDS) };
       workers[k].worker.postMessage(m);
