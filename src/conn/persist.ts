@@ -121,21 +121,28 @@ export function layoutVersion(): string {
   return `L${CONN_WORDS}-${(Bun.hash.crc32(parts.join(",")) >>> 0).toString(16).padStart(8, "0")}`;
 }
 
+/** An address's words as text (the keys are also what the log shows). */
+function addrKey(w: Int32Array, o: number, v6: boolean): string {
+  if (!v6) return [24, 16, 8, 0].map((sh) => (w[o] >>> sh) & 0xff).join(".");
+  const g: string[] = [];
+  for (let k = 0; k < 4; k++) g.push(((w[o + k] >>> 16) & 0xffff).toString(16), (w[o + k] & 0xffff).toString(16));
+  return `[${g.join(":")}]`;
+}
+
 /** The key of service `id` in `t`: what stays the same when ids do not (proto, VIP, port, or fwmark). */
 export function svcKey(t: Tables, id: number): string {
   const o = id * SVC_WORDS,
     s = t.svc;
   const fl = s[o + SVC_FLAGS];
-  if (fl & SVCF_FWMARK) return `fwm/${fl & SVCF_V6 ? 6 : 4}/${s[o + SVC_FWMARK] >>> 0}`;
-  return `${s[o + SVC_PROTO]}/${fl & SVCF_V6 ? 6 : 4}/${s[o + SVC_ADDR]},${s[o + SVC_ADDR + 1]},${s[o + SVC_ADDR + 2]},${s[o + SVC_ADDR + 3]}/${s[o + SVC_PORT]}`;
+  if (fl & SVCF_FWMARK) return `fwmark ${s[o + SVC_FWMARK] >>> 0} ipv${fl & SVCF_V6 ? 6 : 4}`;
+  return `proto ${s[o + SVC_PROTO]} ${addrKey(s, o + SVC_ADDR, (fl & SVCF_V6) !== 0)}:${s[o + SVC_PORT]}`;
 }
 
 /** The key of dest `id` in `t`: its service's key, address and port. */
 export function destKey(t: Tables, id: number): string {
   const o = id * DEST_WORDS,
     d = t.dest;
-  const a = `${d[o + DEST_ADDR]},${d[o + DEST_ADDR + 1]},${d[o + DEST_ADDR + 2]},${d[o + DEST_ADDR + 3]}`;
-  return `${svcKey(t, d[o + DEST_SVC])}|${d[o + DEST_FLAGS] & DESTF_V6 ? 6 : 4}/${a}/${d[o + DEST_PORT]}`;
+  return `${svcKey(t, d[o + DEST_SVC])} -> ${addrKey(d, o + DEST_ADDR, (d[o + DEST_FLAGS] & DESTF_V6) !== 0)}:${d[o + DEST_PORT]}`;
 }
 
 /** Every service and dest of `t` with its key. */
