@@ -2,9 +2,10 @@
  * Failover with the sync daemon: two xvs directors (da, db) on one L2 segment, two DR real
  * servers that hold the VIP on lo (198.18.0.0/24, port 7000), two NAT real servers on another
  * subnet of the same segment (198.18.1.0/24, port 7001) whose default gateway is the directors'
- * shared inside address 198.18.1.254, and a client. da runs the master sync daemon, db the backup,
+ * shared inside address 198.18.1.254, two TUN (ipip) real servers on the segment with the VIP on
+ * lo and xvs's XDP decap helper (port 7002), and a client. da runs the master sync daemon, db the backup,
  * both with the same services. 100 TCP connections per service are opened through da and each
- * talks once (its third packet is the one the kernel's rule syncs); db must then hold all 200 (its
+ * talks once (its third packet is the one the kernel's rule syncs); db must then hold all 300 (its
  * backup daemon counts them installed). da is SIGKILLed and the paths moved to db the way a VRRP
  * takeover's gratuitous ARPs move them (the client's neighbour entry for the VIP and the NAT real
  * servers' entry for their gateway now name db's MAC). Every held connection must go on talking
@@ -14,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { Lab } from "../../src/tools/lab/netns.ts";
 import { startDaemon, type LabDaemon } from "../../src/tools/lab/daemon.ts";
-import { apiOk, macOf, requireRoot, serveOn, verdictsOf } from "./helpers.ts";
+import { apiOk, decap, macOf, requireRoot, serveOn, verdictsOf } from "./helpers.ts";
 
 const VIP = "198.18.0.100";
 const CLIENT = "198.18.0.2";
@@ -22,6 +23,9 @@ const DA = "198.18.0.11";
 const DB = "198.18.0.12";
 const REALS = ["198.18.0.21", "198.18.0.22"];
 const NAT_REALS = ["198.18.1.21", "198.18.1.22"];
+/** TUN real servers: on the segment, the VIP on lo, ipip stripped by xvs's XDP decap helper. */
+const TUN_REALS = ["198.18.0.31", "198.18.0.32"];
+const TUN_PORT = 7002;
 /** The NAT real servers' gateway: the directors' inside address, moved with the VIP. */
 const INSIDE_GW = "198.18.1.254";
 const PORT = 7000;
@@ -85,6 +89,9 @@ async function service(x: LabDaemon): Promise<void> {
   for (const r of REALS) await apiOk(x, "POST", `/v1/services/tcp:${VIP}:${PORT}/dests`, { address: r, port: PORT, forward: "route", weight: 1 });
   await apiOk(x, "POST", "/v1/services", { protocol: "tcp", address: VIP, port: NAT_PORT, scheduler: "rr" });
   for (const r of NAT_REALS) await apiOk(x, "POST", `/v1/services/tcp:${VIP}:${NAT_PORT}/dests`, { address: r, port: NAT_PORT, forward: "masq", weight: 1 });
+  await apiOk(x, "POST", "/v1/services", { protocol: "tcp", address: VIP, port: TUN_PORT, scheduler: "rr" });
+  for (const r of TUN_REALS)
+    await apiOk(x, "POST", `/v1/services/tcp:${VIP}:${TUN_PORT}/dests`, { address: r, port: TUN_PORT, forward: "tunnel", weight: 1, tunnel: { type: "ipip" } });
 }
 
 async function waitFor<T>(what: string, get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs: number): Promise<T> {
@@ -123,6 +130,21 @@ beforeAll(async () => {
     }
     await serveOn(lab, h, ["--tcp", String(PORT)]);
   }
+  for (let i = 0; i < TUN_REALS.length; i++) {
+    const h = `trs${i + 1}`;
+    await lab.addNs(h);
+    await lab.veth(h, "eth0", "sw", `p${h}`);
+    await lab.ip("sw", "link", "set", `p${h}`, "master", "br0");
+    await lab.ip(h, "addr", "add", `${TUN_REALS[i]}/24`, "dev", "eth0");
+    await lab.ip(h, "addr", "add", `${VIP}/32`, "dev", "lo");
+    for (const k of ["all", "eth0"]) {
+      await lab.sysctl(h, `net.ipv4.conf.${k}.arp_ignore`, 1);
+      await lab.sysctl(h, `net.ipv4.conf.${k}.arp_announce`, 2);
+      await lab.sysctl(h, `net.ipv4.conf.${k}.rp_filter`, 0);
+    }
+    await decap(lab, h, ["attach", "eth0"]);
+    await serveOn(lab, h, ["--tcp", String(TUN_PORT)]);
+  }
   for (let i = 0; i < NAT_REALS.length; i++) {
     const h = `nrs${i + 1}`;
     await lab.addNs(h);
@@ -156,30 +178,31 @@ describe("failover with the sync daemon", () => {
     expect((await xb.adm(["-L", "--daemon"])).stdout).toBe("backup sync daemon (mcast=eth0, syncid=5, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n");
   });
 
-  test("100 held DR and 100 held NAT connections survive the master's SIGKILL: the backup forwards each to the same real server", async () => {
-    clients.push(new Client(PORT), new Client(NAT_PORT));
+  test("100 held DR, NAT and TUN connections each survive the master's SIGKILL: the backup forwards each to the same real server", async () => {
+    clients.push(new Client(PORT), new Client(NAT_PORT), new Client(TUN_PORT));
     for (const c of clients) expect(await c.line(30_000)).toBe(`connected ${CONNS}`);
     const before = await Promise.all(clients.map((c) => c.ask("before")));
     for (const b of before) expect(b.failed).toBe(0);
     // rr over two real servers: half each
     expect(before[0].servers.filter((s) => s === "rs1").length).toBe(CONNS / 2);
     expect(before[1].servers.filter((s) => s === "nrs1").length).toBe(CONNS / 2);
+    expect(before[2].servers.filter((s) => s === "trs1").length).toBe(CONNS / 2);
 
     // the third packet of each connection was sent; a half-full message leaves within 2-3 s
     const stats = await waitFor(
       "backup installs",
       async () => (await xb.api("GET", "/v1/daemons/backup/stats")).json as { created: number; drops: Record<string, number> },
-      (s) => s.created >= 2 * CONNS,
+      (s) => s.created >= 3 * CONNS,
       15_000,
     );
-    expect(stats.created).toBe(2 * CONNS);
+    expect(stats.created).toBe(3 * CONNS);
     expect(stats.drops).toEqual({});
     const master = (await xa.api("GET", "/v1/daemons/master/stats")).json as { records: number; messages: number; feedLost: number };
-    expect(master.records).toBe(2 * CONNS);
+    expect(master.records).toBe(3 * CONNS);
     expect(master.feedLost).toBe(0);
     // db's table lists them: ESTABLISHED, to the real servers da chose
     const listing = (await xb.adm(["-Lnc"])).stdout.split("\n");
-    for (const p of [PORT, NAT_PORT]) expect(listing.filter((l) => l.includes("ESTABLISHED") && l.includes(`${VIP}:${p}`)).length).toBe(CONNS);
+    for (const p of [PORT, NAT_PORT, TUN_PORT]) expect(listing.filter((l) => l.includes("ESTABLISHED") && l.includes(`${VIP}:${p}`)).length).toBe(CONNS);
 
     xa.proc.kill(9);
     await xa.proc.exited;
@@ -189,15 +212,15 @@ describe("failover with the sync daemon", () => {
     for (const h of ["nrs1", "nrs2"]) await lab.ip(h, "neigh", "replace", INSIDE_GW, "lladdr", macB, "dev", "eth0", "nud", "permanent");
     const v0 = await verdictsOf(xb);
     const after = await Promise.all(clients.map((c) => c.ask("after")));
-    for (let i = 0; i < 2; i++) {
+    for (let i = 0; i < 3; i++) {
       expect(after[i].failed).toBe(0);
       expect(after[i].servers).toEqual(before[i].servers);
     }
     const v1 = await verdictsOf(xb);
     // every line went through db as a packet of a known connection: no new connection
-    expect(v1.fwd_in - v0.fwd_in).toBeGreaterThanOrEqual(2 * CONNS);
+    expect(v1.fwd_in - v0.fwd_in).toBeGreaterThanOrEqual(3 * CONNS);
     expect((v1.new_conns ?? 0) - (v0.new_conns ?? 0)).toBe(0);
     const again = await Promise.all(clients.map((c) => c.ask("again")));
-    for (let i = 0; i < 2; i++) expect(again[i].servers).toEqual(before[i].servers);
+    for (let i = 0; i < 3; i++) expect(again[i].servers).toEqual(before[i].servers);
   }, 90_000);
 });
