@@ -27,5 +27,8 @@ export function peersMessages(conns: ConnTableBuffers[], pmtu: SharedArrayBuffer
 /** Worker side: look up the other workers' tables on a miss from the next burst on. */
 export function applyPeersMessage(fp: FastPath, m: PeersMessage): void {
   fp.pmtu.share(m.pmtu);
-  fp.setPeers(m.conns.length > 1 ? new ConnPeers(fp.home, m.conns, m.self) : null);
+  // a posted SharedArrayBuffer arrives as a new object over the same memory: this worker's own
+  // entry must be the buffers its table already holds (ConnPeers checks identity)
+  const all = m.conns.map((c, k) => (k === m.self ? fp.home.buffers : c));
+  fp.setPeers(m.conns.length > 1 ? new ConnPeers(fp.home, all, m.self) : null);
 }
