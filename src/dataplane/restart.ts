@@ -15,8 +15,12 @@
  *   (ffi/bpf.ts attach, a program no process holds) with its own, itself in hold mode until
  *   its workers' sockets are bound. A daemon that is not started again leaves a program that
  *   drops for HOLD_SECONDS and then passes everything; `ip link set dev IF xdp off` removes it.
- * - Workers: each gets its queue's records in its init message and installs them before its
- *   first burst (installAdopted), counting each on its real server as a new connection would be.
+ * - Workers: worker k gets saved worker k's records in its init message and installs them
+ *   before its first burst (installAdopted, through conn/peers.ts installConnection: counted on
+ *   its real server as a new connection is, and found by every worker, since a worker that
+ *   misses looks in the others' tables). Saved workers beyond this start's count are sent to the
+ *   workers round robin ('adopt' message, installed between rounds).
+ * - Only when there is something to keep: a stop with an empty table detaches as always.
  */
 import { readFileSync, readlinkSync, renameSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
