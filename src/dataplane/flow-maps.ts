@@ -160,10 +160,18 @@ export class FlowMaps {
    * the number of entries written. `tunMtu`: learned path MTUs of TUN real servers.
    */
   sync(t: Tables, nh: Int32Array, tunMtu?: TunnelMtu): number {
-    for (let d = 0; d < REALS; d++) encodeReal(this.reals.ndv, d * abi.XVS_FREAL_SIZE, t, d, tunMtu);
-    let n = this.syncPorts(t);
-    n += this.reals.flush(this.w);
+    const n = this.syncPorts(t) + this.syncReals(t, tunMtu);
     return n + this.syncNexthops(nh);
+  }
+
+  /**
+   * Mirror only the real servers (with `tunMtu`, the path MTUs learned from ICMP errors: a lower
+   * learned MTU must reach XDP before it forwards another packet TS would answer with "too big",
+   * so call this when one is learned or expires, not only per generation). Returns the entries written.
+   */
+  syncReals(t: Tables, tunMtu?: TunnelMtu): number {
+    for (let d = 0; d < REALS; d++) encodeReal(this.reals.ndv, d * abi.XVS_FREAL_SIZE, t, d, tunMtu);
+    return this.reals.flush(this.w);
   }
 
   /** Mirror only the next-hop MACs (the resolver changed some). Returns the entries written. */

@@ -178,3 +178,27 @@ test("two connections sharing a reply tuple: only the one the fast path's lookup
   expect({ olderIn: ownsFlowKey(h.conns, older, DIR_IN), olderOut: ownsFlowKey(h.conns, older, DIR_OUT) }).toEqual({ olderIn: true, olderOut: false });
   expect({ newerIn: ownsFlowKey(h.conns, newer, DIR_IN), newerOut: ownsFlowKey(h.conns, newer, DIR_OUT) }).toEqual({ newerIn: true, newerOut: true });
 });
+
+test("a learned path MTU of a TUN real server is mirrored (syncReals), its own entry only", () => {
+  const h = new Harness();
+  h.model.addService({ protocol: "tcp", address: VIP, port: 80, ...svc } as never);
+  h.model.addDest({ protocol: "tcp", address: VIP, port: 80 }, { ...dest, address: RS, port: 80, forward: "tunnel", tunnel: { type: "ipip" } } as never);
+  h.model.addDest({ protocol: "tcp", address: VIP, port: 80 }, { ...dest, address: "198.18.2.12", port: 80, forward: "masq" } as never);
+  const t = h.apply();
+  const written: [number, number][] = [];
+  const w = {
+    arrayUpdate(map: FlowArrayMap, keys: Uint8Array, vals: Uint8Array, n: number, size: number) {
+      const kd = new DataView(keys.buffer, keys.byteOffset),
+        vd = new DataView(vals.buffer, vals.byteOffset);
+      if (map === "flow_reals") for (let i = 0; i < n; i++) written.push([kd.getUint32(i * 4, true), vd.getUint32(i * size + abi.XVS_FREAL_MTU_OFF, true)]);
+      return n;
+    },
+    setTxPort() {},
+  };
+  const m = new FlowMaps(w);
+  m.sync(t, new Int32Array(h.nhBuffer));
+  written.length = 0;
+  // learned 1400 for every dest: only the tunnel one uses it (NAT/DR check the route's MTU, as TS)
+  expect(m.syncReals(t, () => 1400)).toBe(1);
+  expect(written).toEqual([[0, 1400]]);
+});
