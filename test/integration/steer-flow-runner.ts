@@ -38,7 +38,8 @@ export interface DiffReport {
   mismatches: string[];
   mismatchCount: number;
   /** Fixture cases: the XDP verdict of each named frame. */
-  fixture: Record<string, { retval: number; tsPort: number; same: boolean }>;
+  /** Fixture cases: the XDP verdict, TS's port, equal output, and the flow_stats counters that moved. */
+  fixture: Record<string, { retval: number; tsPort: number; same: boolean; moved: Record<number, number> }>;
   flowStats: number[];
   /** Entry counters after XDP forwarded 3 requests and 2 replies of one cached NAT flow (flowLookup), and the entries flowDump walked vs written. */
   counters?: { inPackets: number; inBytes: number; inLastNs: number; outPackets: number; outBytes: number; l3len: number; replyL3len: number; walked: number; written: number; beforeNs: number; nowNs: number };
@@ -110,6 +111,7 @@ try {
     fillFlows();
     let retval = -1,
       xout: Uint8Array | null = null;
+    const before = name !== undefined ? prog.flowStats() : [];
     if (frame.length >= 14) {
       const r = progTestRun(prog.progFd, frame, inPort === 0 ? if0 : if1, 0);
       retval = r.retval;
@@ -118,7 +120,13 @@ try {
     const ts = h.one(frame, inPort);
     const fwd = retval === XDP_TX || retval === XDP_REDIRECT;
     const same = fwd && ts.port === (retval === XDP_TX ? inPort : 1 - inPort) && Buffer.from(ts.frame).equals(Buffer.from(xout!));
-    if (name !== undefined) report.fixture[name] = { retval, tsPort: ts.port, same };
+    if (name !== undefined) {
+      const moved: Record<number, number> = {};
+      prog.flowStats().forEach((v, i) => {
+        if (v !== before[i]) moved[i] = v - before[i];
+      });
+      report.fixture[name] = { retval, tsPort: ts.port, same, moved };
+    }
     if (!fwd) return;
     report.forwarded[source] = (report.forwarded[source] ?? 0) + 1;
     if (!same) {

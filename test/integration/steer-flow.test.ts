@@ -67,12 +67,43 @@ test("the entry counts what XDP forwarded (packets, IP bytes, last use) and the 
   expect(c.written).toBeGreaterThan(64); // more than one batch of the walk
 });
 
+/** The one flow_stats counter a fixture frame must move, by its case name (after "svc:"). */
+function expectedStat(svc: string, name: string): number | null {
+  if (name.startsWith("setup:")) return null; // a SYN (tcp flags) or a UDP reply already cached (fwd)
+  if (name.startsWith("ok:")) return abi.XVS_FLOW_FWD;
+  if (svc === "grecsum4" && !name.includes("bad:") && !/ttl1|partial|no-ack|syn|rst|fin/.test(name)) return abi.XVS_FLOW_BYPASS_TUNNEL;
+  const c = name.slice(name.indexOf(":") + 1);
+  const table: Record<string, number> = {
+    "no-df": abi.XVS_FLOW_BYPASS_TUNNEL,
+    ttl1: abi.XVS_FLOW_BYPASS_TTL,
+    "reply-ttl1": abi.XVS_FLOW_BYPASS_TTL,
+    "partial-csum": abi.XVS_FLOW_BYPASS_PARTIAL_CSUM,
+    "over-mtu": abi.XVS_FLOW_BYPASS_MTU,
+    "no-ack": abi.XVS_FLOW_BYPASS_TCP_FLAGS,
+    syn: abi.XVS_FLOW_BYPASS_TCP_FLAGS,
+    rst: abi.XVS_FLOW_BYPASS_TCP_FLAGS,
+    fin: abi.XVS_FLOW_BYPASS_TCP_FLAGS,
+    "reply-fin": abi.XVS_FLOW_BYPASS_TCP_FLAGS,
+    options: abi.XVS_FLOW_BYPASS_IP_OPTIONS,
+    fragment: abi.XVS_FLOW_BYPASS_FRAGMENT,
+    // an IHL of 4 or another version: the header cannot even be read for a lookup
+    ihl4: abi.XVS_FLOW_NOT_ELIGIBLE,
+    version: abi.XVS_FLOW_NOT_ELIGIBLE,
+  };
+  return table[c] ?? abi.XVS_FLOW_BYPASS_MALFORMED;
+}
+
 // the golden table: one test per fixture frame
 for (const f of handMadeFrames()) {
   const kind = f.name.split(":")[1];
   test(f.name, () => {
     const r = report.fixture[f.name];
     expect(r).toBeObject();
+    // exactly one flow-stage counter moved, the one for this case
+    const svcName = f.name.slice(0, f.name.indexOf(":"));
+    const want = expectedStat(svcName, f.name.slice(svcName.length + 1));
+    if (want !== null) expect(r.moved).toEqual({ [want]: 1 });
+    else expect(Object.values(r.moved)).toEqual([1]);
     const fwd = r.retval === XDP_TX || r.retval === XDP_REDIRECT;
     if (kind === "ok") {
       expect({ fwd, same: r.same }).toEqual({ fwd: true, same: true });
