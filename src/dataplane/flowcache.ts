@@ -56,7 +56,7 @@ import { DEST_FLAGS, DEST_WORDS, DESTF_AVAILABLE, FWD_MASQ, type Tables } from "
 import { type Counters, DEST_TRAFFIC_BASE, TS_INBYTES, TS_INPKTS, TS_OUTBYTES, TS_OUTPKTS, TS_WORDS } from "../stats/counters.ts";
 import { TICKS_PER_SEC } from "../service/clock.ts";
 import { PROTO_TCP, PROTO_UDP } from "../wire/fields.ts";
-import { FLOW_VALUE_SIZE, FlowBatch, FlowRefusal, flowRefusal } from "./flow-entry.ts";
+import { FLOW_VALUE_SIZE, FlowBatch, FlowRefusal, flowRefusal, ownsFlowKey } from "./flow-entry.ts";
 import * as abi from "../ffi/abi.ts";
 import { Stat } from "./verdict.ts";
 
@@ -235,10 +235,16 @@ export class FlowCache {
       return;
     }
     if (this.ins.n + 2 > this.ins.capacity) this.flushInserts(h);
+    // a tuple two connections share (one client port to two virtual services of one real
+    // server:port share the reply's) belongs to the one the fast path's lookup finds
+    const home = this.home!;
     let bits = 0;
-    if (this.queueInsert(h, id, DIR_IN)) bits |= FC_IN;
-    if (withOut && this.queueInsert(h, id, DIR_OUT)) bits |= FC_OUT;
-    if (bits === 0) return;
+    if (ownsFlowKey(home, id, DIR_IN) && this.queueInsert(h, id, DIR_IN)) bits |= FC_IN;
+    if (withOut && ownsFlowKey(home, id, DIR_OUT) && this.queueInsert(h, id, DIR_OUT)) bits |= FC_OUT;
+    if (bits === 0) {
+      this.state[id] = FC_NEVER;
+      return;
+    }
     this.state[id] = bits;
     const p = this.nLive++;
     this.livePos[id] = p;
@@ -269,6 +275,8 @@ export class FlowCache {
     if (this.del.n + 2 > this.del.capacity) this.flushDeletes(h);
     for (let dir = DIR_IN; dir <= DIR_OUT; dir++) {
       if ((s & (dir === DIR_IN ? FC_IN : FC_OUT)) === 0) continue;
+      // a newer connection took the tuple over and wrote its own entry: not ours to delete
+      if (!ownsFlowKey(this.home!, id, dir)) continue;
       const i = this.del.addKey(rec, id, dir);
       if (i < 0) continue;
       this.delSvc[i] = rec[o + CONN_SVC];

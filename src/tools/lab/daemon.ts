@@ -43,7 +43,10 @@ export async function startDaemon(
   launch: DaemonLaunch = {},
 ): Promise<LabDaemon> {
   const dir = stateDir ?? mkdtempSync(join(tmpdir(), "xvs-state-"));
-  const args = [...(launch.wrap ?? []), ...selfCommand(), "run", ...ifaces.flatMap((i) => ["--iface", i]), ...extra];
+  // XVS_LAB_FLOW_CACHE=off|on: every lab's daemon with that --flow-cache, unless the lab sets one
+  const cache = process.env.XVS_LAB_FLOW_CACHE;
+  const flowCache = cache && !extra.includes("--flow-cache") ? ["--flow-cache", cache] : [];
+  const args = [...(launch.wrap ?? []), ...selfCommand(), "run", ...ifaces.flatMap((i) => ["--iface", i]), ...extra, ...flowCache];
   const proc = lab.spawn(host, args, { env: { ...launch.env, XVS_STATE_DIR: dir } }) as Subprocess<"ignore", "pipe", "pipe">;
   let stderr = "";
   void (async () => {
