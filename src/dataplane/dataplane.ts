@@ -4,7 +4,7 @@
  * workers (queues.ts), and then keeps four things in step: the compiled `Tables` generation of
  * every worker, the steering maps (which packets are ours), the next hops (from the kernel,
  * refreshed on rtnetlink events) and the sockets (a queue that appears later, `ethtool -L`,
- * gets one within a second).
+ * gets one within a housekeeping pass, 200 ms).
  *
  * Every change is validated before anything is touched; a generation is compiled whole and
  * posted to the workers, which switch between bursts without dropping connections.
@@ -30,8 +30,12 @@ import { peersMessages } from "./peers.ts";
 import { FLOW_CACHE_DEFAULT_ENTRIES, FlowCacheControl } from "./flowcache-control.ts";
 import { assignQueues, describeQueues, planWorkers, type QueueRef, rxQueueCount, workerForNewQueue } from "./queues.ts";
 
-/** How often housekeeping re-reads the rx queue counts (sysfs; no event announces a change). */
-const QUEUE_CHECK_MS = 1000;
+/**
+ * How often housekeeping re-reads the rx queue counts (sysfs; no event announces a change): every
+ * pass, since until a new queue has its socket RSS may already send it our packets, which go to
+ * the kernel (pass_no_socket). Reading a few sysfs directories costs tens of microseconds.
+ */
+const QUEUE_CHECK_MS = 150; // every 200 ms pass, not soon()'s quick extra ones
 
 export interface DataplaneOptions {
   ifaces: string[];
@@ -325,7 +329,7 @@ export class Dataplane {
   }
 
   /**
-   * Re-read every interface's rx queue count (housekeeping, about once a second). A queue that
+   * Re-read every interface's rx queue count (every housekeeping pass, 200 ms). A queue that
    * appeared gets a socket in the worker with the fewest queues of that interface (queues.ts);
    * the change is logged. The kernel refuses to take away a queue an AF_XDP socket is bound to
    * (ethtool's channels check), so fewer queues is only logged.
