@@ -14,8 +14,8 @@
  * never seen by this director, goes to the real server the record named, with no SYN before it.
  * Hostile variants (a truncated datagram, another syncid) are counted and install nothing.
  *
- * xvs master -> kernel backup: the same lab turns the director into a master and makes real
- * connections through it; the sync datagrams on the sync veth are captured (tcpdump on the sender
+ * xvs master -> kernel backup: a second lab of the same shape makes the director a master and makes
+ * real connections through it; the sync datagrams on the sync veth are captured (tcpdump on the sender
  * side). With XVS_SYNC_RECORD=1 the capture and the connections are written to
  * test/kernel/sync/xvs-master.* for sync-replay.sh to replay to a kernel backup in the guest
  * (test/unit/sync/interop.test.ts checks what that kernel installed); a plain run only checks the
@@ -285,9 +285,14 @@ function tcpSegment(src: string, dst: string, sport: number, dport: number, payl
   return b;
 }
 
-beforeAll(async () => {
+/**
+ * The lab: client, director with xvs (the services of services.txt), one real server (198.18.2.11,
+ * 2001:db8:2::11, serving the NAT and DR ports), and the sync link tx -- dir. Each describe makes its
+ * own, so that what one direction leaves in xvs's table (synced templates) does not shape the other.
+ */
+async function setUp(tag: string): Promise<void> {
   requireRoot();
-  L = await buildDirectorLab("syi", { reals: 1, ipv6: true });
+  L = await buildDirectorLab(tag, { reals: 1, ipv6: true });
   const lab = L.lab;
   // the sync link: tx (the replaying "master") -- dir's sy0, which xvs does not take with XDP
   await lab.addNs("tx");
@@ -305,15 +310,20 @@ beforeAll(async () => {
     const r = await xvs.adm(s);
     if (r.code !== 0) throw new Error(`xvs adm ${s.join(" ")}: ${r.stderr}`);
   }
-  expect((await xvs.adm(["--start-daemon", "backup", "--mcast-interface", "sy0", "--syncid", String(SYNCID)])).code).toBe(0);
-}, 120_000);
+}
 
-afterAll(async () => {
+async function tearDown(): Promise<void> {
   await xvs?.stop();
   await L?.lab.teardown();
-}, 30_000);
+}
 
 describe("kernel IPVS master -> xvs backup", () => {
+  beforeAll(async () => {
+    await setUp("syi");
+    expect((await xvs.adm(["--start-daemon", "backup", "--mcast-interface", "sy0", "--syncid", String(SYNCID)])).code).toBe(0);
+  }, 120_000);
+  afterAll(tearDown, 30_000);
+
   const v1 = readSyncPcap(join(FIX, "v1.pcap"));
   const v0 = readSyncPcap(join(FIX, "v0.pcap"));
   const time = (phase: string, snap: string) => Number(readFileSync(join(FIX, `${phase}-bk-${snap}.time`), "utf8")) * 1000;
@@ -476,13 +486,12 @@ async function traffic(v4only: boolean): Promise<Record<string, number>> {
 }
 
 describe("xvs master -> kernel IPVS backup: what xvs sends", () => {
+  beforeAll(() => setUp("sym"), 120_000);
+  afterAll(tearDown, 30_000);
   for (const version of [1, 0] as const) {
     test(`v${version}: the sync datagrams of real connections decode whole, one ESTABLISHED record per TCP connection and its close`, async () => {
-      if (version === 1) {
-        expect((await xvs.adm(["--stop-daemon", "backup"])).code).toBe(0);
-      } else {
-        expect((await xvs.adm(["--stop-daemon", "master"])).code).toBe(0);
-      }
+      // v0 after v1 on the same director, as record.sh did with the kernel master
+      if (version === 0) expect((await xvs.adm(["--stop-daemon", "master"])).code).toBe(0);
       await apiOk(xvs, "PUT", "/v1/sync/settings", { syncVersion: version });
       const file = join(tmpdir(), `xvs-master-v${version}-${process.pid}.pcap`);
       const cap = await captureSync(file);
