@@ -69,6 +69,7 @@ import {
   E_TIMEOUT,
   E_VADDR,
   FEED_CREATED,
+  FEED_HEAD,
   FEED_LOST,
   FEED_MASTER,
   FEED_PERIOD,
@@ -76,6 +77,7 @@ import {
   FEED_REFRESH_MS,
   FEED_REFUSED,
   FEED_RETRIES,
+  FEED_TAIL,
   FEED_THRESHOLD,
   FEED_UPDATED,
   I_CADDR,
@@ -299,6 +301,8 @@ export class SyncManager {
         r.builder = new SyncMessageBuilder(view.syncId, view.maxlen);
         this.master = r;
         this.ensureFeeds();
+        // what an earlier master left unread is not sent by this one (the kernel frees its queue on stop)
+        for (const f of this.feeds) Atomics.store(f, FEED_TAIL, Atomics.load(f, FEED_HEAD));
         this.writeFeedSettings();
         r.timer = setInterval(() => this.masterTick(r), SYNC_TICK_MS);
       } else {
