@@ -222,8 +222,8 @@ describe("a queue count that changes under a running daemon", () => {
 });
 
 describe("bad --workers values", () => {
-  const run = (args: string[], wrap: string[] = []) =>
-    L.lab.exec(L.director, ["timeout", "20", ...wrap, ...selfCommand(), "run", "--iface", "c0", "--iface", "s0", ...args], true);
+  // a refused value exits at once; the test's own timeout catches a daemon that would start anyway
+  const run = (args: string[]) => L.lab.exec(L.director, [...selfCommand(), "run", "--iface", "c0", "--iface", "s0", ...args], true);
 
   test("0, a fraction or more than 64 is refused before anything is attached; --queues says what replaced it", async () => {
     for (const [v, want] of [

@@ -5,7 +5,9 @@
  * The program and its maps are set up by the dataplane itself (Dataplane.start over eth0 with
  * steerModel()): the embedded object is loaded, if_slots/vips/vip_addrs/nat_reals/local_addrs
  * are written by the same code as in `xvs run`, the program is attached and a worker binds a
- * live AF_XDP socket on queue 0 into the XSKMAP. Only with a socket in the slot does
+ * live AF_XDP socket on each of eth0's two queues into the XSKMAP; queue 1's is then taken out
+ * of the XSKMAP again, to stand for a queue that has no socket (yet: one added by `ethtool -L`
+ * in the moment before xvs binds it), which the "no socket" cases run on. Only with a socket in the slot does
  * bpf_redirect_map return XDP_REDIRECT; the test run (non-live) reports that verdict without
  * carrying the redirect out, so the worker never sees these frames.
  *
@@ -20,6 +22,8 @@ const model = steerModel();
 const dp = await Dataplane.start({ ifaces: ["eth0"], workers: 1, connCapacity: 1024, bindMode: "copy", idleMs: 50 }, model);
 const results: SteerResult[] = [];
 try {
+  // eth0's slots start at 0 (its index in the interface list times XVS_MAX_QUEUES): slot 1 is queue 1
+  dp.prog.delete("xsks", new Uint8Array(new Uint32Array([1]).buffer));
   const eth0 = dp.ports[0].ifindex,
     eth1 = linkInfo("eth1").ifindex;
   const runAll = (cases: SteerCase[]) => {
