@@ -135,7 +135,7 @@
 #define XVS_FLOW_BYPASS_PARTIAL_CSUM 9 /* hit, L4 checksum field = pseudo-header sum (maybe partial) */
 #define XVS_FLOW_BYPASS_DEST 10      /* hit, real server unavailable/removed or method not cacheable */
 #define XVS_FLOW_BYPASS_NEXTHOP 11   /* hit, next hop or port unresolved */
-#define XVS_FLOW_BYPASS_TUNNEL 12    /* hit, tunnel packet XDP cannot build the same (IPv4 id, no source, headroom) */
+#define XVS_FLOW_BYPASS_TUNNEL 12    /* hit, tunnel packet XDP cannot build the same (checksum, IPv4 id, no source, headroom) */
 #define XVS_FLOW_BYPASS_SCTP_PORT 13 /* hit, SCTP NAT changing a port (CRC32c recompute) */
 #define XVS_FLOW_BYPASS_TX 14        /* hit and rewritten, but the devmap redirect failed: dropped */
 #define XVS_FLOW_STAT_COUNT 15

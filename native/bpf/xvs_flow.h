@@ -392,28 +392,45 @@ static __always_inline __u32 xf_tun_overhead(__u8 type, int outer_v6)
 }
 
 /*
- * Encapsulate the frame (inner TTL already decremented) as FastPath.tunnelOut + xmit/tun.ts
- * encapsulate do, then address it to the next hop. Everything that could make TS decide
- * otherwise was checked by the caller; here only the head adjustment can fail (no headroom),
- * before anything was written... except the TTL, which the caller decremented: on failure the
- * frame is dropped (counted), not passed on half-rewritten.
+ * Encapsulate the frame as FastPath.tunnelOut + xmit/tun.ts encapsulate do (the caller checked
+ * everything that could make TS decide otherwise), then address it to the next hop. The head
+ * (and tail) adjustments come first: if one fails, the frame is put back as it came and goes on
+ * to TS untouched. Then the inner TTL is decremented, the flow counted and the headers written.
  */
-static __always_inline int xf_tunnel(struct xdp_md *ctx, const struct xvs_flow_value *v, const struct xvs_flow_real *r,
+static __always_inline int xf_tunnel(struct xdp_md *ctx, struct xvs_flow_value *v, const struct xvs_flow_real *r,
 				     const struct xvs_flow_nexthop *nh, const struct xvs_flow_port *p, __u32 port,
 				     int inner_v6, __u32 l3len, __u8 tos, __u8 ttl, __u16 df)
 {
 	int outer_v6 = (r->flags & XVS_FREAL_F_V6) != 0;
 	__u32 over = xf_tun_overhead(r->tun_type, outer_v6);
+	if (bpf_xdp_adjust_head(ctx, -(int)over))
+		return flow_count(XVS_FLOW_BYPASS_TUNNEL, XF_CONTINUE); /* no headroom: nothing changed */
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	/* trim Ethernet padding: TS sends ETH_HLEN + over + l3len bytes */
-	__s32 trim = (__s32)(14 + l3len) - (__s32)(end - data);
-	if (trim < 0 && bpf_xdp_adjust_tail(ctx, trim))
-		return flow_count(XVS_FLOW_BYPASS_TX, XDP_DROP);
-	if (bpf_xdp_adjust_head(ctx, -(int)over))
-		return flow_count(XVS_FLOW_BYPASS_TX, XDP_DROP);
+	__s32 trim = (__s32)(14 + over + l3len) - (__s32)(end - data);
+	if (trim < 0 && bpf_xdp_adjust_tail(ctx, trim)) {
+		bpf_xdp_adjust_head(ctx, (int)over); /* as it came */
+		return flow_count(XVS_FLOW_BYPASS_TUNNEL, XF_CONTINUE);
+	}
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
+	if (over > 64)
+		return flow_count(XVS_FLOW_BYPASS_TX, XDP_DROP); /* never: bounds for the verifier */
+	void *inner = data + 14 + over;
+	/* the inner packet's TTL / hop limit minus one (transmitIn does it before tunnelOut) */
+	if (inner_v6) {
+		struct ipv6hdr *i6 = inner;
+		if ((void *)(i6 + 1) > end)
+			return flow_count(XVS_FLOW_BYPASS_TX, XDP_DROP);
+		i6->hop_limit -= 1;
+	} else {
+		struct iphdr *i4 = inner;
+		if ((void *)(i4 + 1) > end)
+			return flow_count(XVS_FLOW_BYPASS_TX, XDP_DROP);
+		xf_dec_ttl4(i4);
+	}
+	xf_account(v, l3len);
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > end)
 		return flow_count(XVS_FLOW_BYPASS_TX, XDP_DROP);
@@ -674,11 +691,6 @@ static __always_inline int flow_stage(struct xdp_md *ctx)
 			tos = ip->tos;
 			ttl = hops - 1;
 		}
-		xf_account(v, l3len);
-		if (v6)
-			ip6->hop_limit -= 1;
-		else
-			xf_dec_ttl4(ip);
 		return xf_tunnel(ctx, v, r, nh, p, port, v6, l3len, tos, ttl, df);
 	}
 	if (r->mtu > 0 && l3len > r->mtu)

@@ -147,7 +147,7 @@ try {
     one("corpus", c.bytes, undefined, k & 1);
   }
   const gen = new FrameGen({ frames: loadCorpus().map((c) => c.bytes) });
-  const rng = new Rng(1717);
+  const rng = new Rng(Number(process.env.XVS_FLOW_DIFF_SEED ?? 1717));
   for (let i = 0; i < GEN_FRAMES; i++) {
     const n = gen.frame(rng);
     const f = gen.out.slice(0, n);
