@@ -9,7 +9,19 @@
  *   bun run bench/queues-nat.bench.ts [flows]
  */
 import { ConnPeers } from "../src/conn/peers.ts";
-import { CF_OUT_ENTRY, CF_USED, CONN_CADDR, CONN_CPORT_VPORT, CONN_DADDR, CONN_DPORT, CONN_FLAGS, CONN_PROTO_STATE, CONN_VADDR, CONN_WORDS, ConnTable } from "../src/conn/table.ts";
+import {
+  CF_OUT_ENTRY,
+  CF_USED,
+  CONN_CADDR,
+  CONN_CPORT_VPORT,
+  CONN_DADDR,
+  CONN_DPORT,
+  CONN_FLAGS,
+  CONN_PROTO_STATE,
+  CONN_VADDR,
+  CONN_WORDS,
+  ConnTable,
+} from "../src/conn/table.ts";
 import { FLOW_DST, FLOW_META, FLOW_PORTS, FLOW_SRC, FLOW_WORDS, flowMeta, hashFlow } from "../src/wire/flow.ts";
 
 const FLOWS = Number(process.argv[2] ?? 4096);
@@ -31,7 +43,11 @@ for (let i = 0; i < FLOWS * WORKERS; i++) {
   t.rec[o + CONN_DPORT] = 8080;
   t.link(id, 0);
 }
-const peers = new ConnPeers(tables[0], tables.map((t) => t.buffers), 0);
+const peers = new ConnPeers(
+  tables[0],
+  tables.map((t) => t.buffers),
+  0,
+);
 const f = new Int32Array(FLOW_WORDS * 64);
 function replyRow(row: number, i: number): void {
   f[row + FLOW_META] = flowMeta(4, 17, 0);

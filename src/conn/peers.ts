@@ -45,7 +45,7 @@
  */
 import type { Tables } from "../service/tables.ts";
 import type { Counters } from "../stats/counters.ts";
-import { FLOW_WORDS, hashFlow, hashTuple } from "../wire/flow.ts";
+import { hashFlow, hashTuple } from "../wire/flow.ts";
 import { assureTemplate, bindDest } from "./accounting.ts";
 import { S_ESTABLISHED, TCP_STATE_ACTIVE } from "./state.ts";
 import {
@@ -83,8 +83,6 @@ export class ConnPeers {
   /** The view the last successful find* hit in, and its index in `views`. */
   found: ConnTable;
   foundView = -1;
-  /** Scratch flow row for loose lookups. */
-  private readonly scratch = new Int32Array(FLOW_WORDS);
 
   /**
    * `own`: this worker's table (from now on it bumps its sequence word for readers); `all`: every

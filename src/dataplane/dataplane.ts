@@ -239,7 +239,10 @@ export class Dataplane {
     });
     for (let w = 0; w < owned.length; w++) this.workers.push(await this.startWorker(w, owned[w]));
     // every worker looks up the others' connection tables on a miss (NAT replies on another queue: conn/peers.ts)
-    if (this.workers.length > 1) peersMessages(this.workers.map((w) => w.conns.buffers)).forEach((m, i) => this.workers[i].worker.postMessage(m));
+    if (this.workers.length > 1) {
+      const msgs = peersMessages(this.workers.map((w) => w.conns.buffers));
+      for (let i = 0; i < msgs.length; i++) this.workers[i].worker.postMessage(msgs[i]);
+    }
     this.adopted = endStartHold(prog, this.adopted, this.workers.map((w) => w.worker));
     this.events = new NetlinkEvents();
     this.timer = setInterval(() => this.housekeeping(), 200);

@@ -73,7 +73,24 @@ import { Stat } from "./verdict.ts";
 /** What of the fast path fragments use (contract.ts). */
 export type FragState = Pick<
   FastPathState,
-  "flows" | "l3Len" | "u8" | "dv" | "conns" | "home" | "peers" | "borrow" | "tables" | "nh" | "counters" | "now" | "drop" | "transmitIn" | "countIn" | "countOut" | "clientHop" | "decTtl"
+  | "flows"
+  | "l3Len"
+  | "u8"
+  | "dv"
+  | "conns"
+  | "home"
+  | "peers"
+  | "borrow"
+  | "tables"
+  | "nh"
+  | "counters"
+  | "now"
+  | "drop"
+  | "transmitIn"
+  | "countIn"
+  | "countOut"
+  | "clientHop"
+  | "decTtl"
 >;
 
 /** Largest IPv4 datagram (IP_MAX_MTU): a fragment reaching past it can never be reassembled. */
@@ -170,7 +187,15 @@ export class FragPath {
       flowProto(f, row),
     );
     if (r >= 0) {
-      this.table.insert(f[row + FLOW_SRC], f[row + FLOW_DST], this.key(fp, row), f[row + FLOW_PORTS], r, fp.conns.rec[hitId(r) * CONN_WORDS + CONN_DEST], fp.now);
+      this.table.insert(
+        f[row + FLOW_SRC],
+        f[row + FLOW_DST],
+        this.key(fp, row),
+        f[row + FLOW_PORTS],
+        r,
+        fp.conns.rec[hitId(r) * CONN_WORDS + CONN_DEST],
+        fp.now,
+      );
       return;
     }
     // another worker's connection (a NAT reply on another queue than its request: conn/peers.ts)

@@ -324,7 +324,9 @@ export function handleIcmp(fp: IcmpState, descs: Uint32Array, d: number, row: nu
     if (pr < 0) return fp.drop(Stat.DropIcmpNoConn);
     fp.borrow(peers!.found);
     const out =
-      hitDir(pr) === DIR_IN ? inIcmp(fp, descs, d, l3, l3len, ic, icLen, e, eihl, v6, hitId(pr), hash) : outIcmp(fp, descs, d, l3, l3len, ic, icLen, e, eihl, v6, hitId(pr));
+      hitDir(pr) === DIR_IN
+        ? inIcmp(fp, descs, d, l3, l3len, ic, icLen, e, eihl, v6, hitId(pr), hash)
+        : outIcmp(fp, descs, d, l3, l3len, ic, icLen, e, eihl, v6, hitId(pr));
     fp.borrow(fp.home);
     fp.counters.verdicts[Stat.PeerConn] += 1;
     return out;

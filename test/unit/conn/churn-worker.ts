@@ -1,7 +1,17 @@
 // Owner thread for peers.test.ts "deletion under lookup": adds and deletes connections in a table
 // another thread looks up through a view (after adding `stable` records, it says -1), until
 // told to stop; then answers the rounds it did.
-import { CF_USED, CONN_CADDR, CONN_CPORT_VPORT, CONN_FLAGS, CONN_PROTO_STATE, CONN_VADDR, CONN_WORDS, ConnTable, type ConnTableBuffers } from "../../../src/conn/table.ts";
+import {
+  CF_USED,
+  CONN_CADDR,
+  CONN_CPORT_VPORT,
+  CONN_FLAGS,
+  CONN_PROTO_STATE,
+  CONN_VADDR,
+  CONN_WORDS,
+  ConnTable,
+  type ConnTableBuffers,
+} from "../../../src/conn/table.ts";
 
 declare const self: Worker;
 
