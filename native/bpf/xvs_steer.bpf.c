@@ -118,7 +118,9 @@ static __always_inline int redirect(struct xdp_md *ctx)
 {
 	__u32 ifindex = ctx->ingress_ifindex;
 	__u32 *base = bpf_map_lookup_elem(&if_slots, &ifindex);
-	if (!base)
+	/* a queue past XVS_MAX_QUEUES has no slot of its own (its number would reach into the next
+	 * interface's slots, whose socket the kernel refuses for this queue): xvs warned at start */
+	if (!base || ctx->rx_queue_index >= XVS_MAX_QUEUES)
 		return count(XVS_XDP_PASS_NO_SOCKET, XDP_PASS);
 	__u32 slot = *base + ctx->rx_queue_index;
 	/* With no socket in the slot, the flags argument is the action: pass to the kernel. */
