@@ -10,8 +10,9 @@
  * every connection the kernel backup listed (`*-bk-*.txt`) with its protocol and state, and an
  * expiry that agrees once the two clocks are lined up (the kernel's expiry plus the time from that
  * connection's last record to the guest's listing = xvs's expiry plus the time from our replay of
- * that record to our listing). Then a packet of three synced connections (TCP NAT, TCP DR, UDP NAT),
- * never seen by this director, goes to the real server the record named, with no SYN before it.
+ * that record to our listing). Then a packet of synced connections (IPv4 TCP NAT, TCP DR, UDP NAT;
+ * IPv6 TCP NAT, TCP DR), never seen by this director, goes to the real server the record named, with
+ * no SYN before it.
  * Hostile variants (a truncated datagram, another syncid) are counted and install nothing.
  *
  * xvs master -> kernel backup: a second lab of the same shape makes the director a master and makes
@@ -30,7 +31,8 @@ import { buildDirectorLab, type DirectorLab } from "../../src/tools/lab/topology
 import { decodeSyncMessage } from "../../src/sync/decode.ts";
 import { SyncRxCounters } from "../../src/sync/drops.ts";
 import type { SyncConn } from "../../src/sync/format.ts";
-import { checksum, pseudoSumV4 } from "../../src/wire/checksum.ts";
+import { checksum, pseudoSumV4, pseudoSumV6 } from "../../src/wire/checksum.ts";
+import { parseIp } from "../../src/service/addr.ts";
 import { readSyncPcap, type SyncDatagram } from "../unit/sync/pcap.ts";
 import { apiOk, Capture, decodeFrame, HeldConnection, httpGet, injectIp, macOf, requireRoot, serveOn, verdictsOf } from "./helpers.ts";
 
@@ -40,6 +42,8 @@ const TX_ADDR = "198.18.9.3";
 const BK_ADDR = "198.18.9.2";
 const CLIENT = "198.18.1.2";
 const RS = "198.18.2.11";
+const CLIENT6 = "2001:db8:1::2";
+const RS6 = "2001:db8:2::11";
 
 /** The services of record.sh (test/kernel/sync/services.txt), as ipvsadm lines for `xvs adm`. */
 const SERVICES: string[][] = [
@@ -267,7 +271,7 @@ async function compareWith(phase: string, snap: string): Promise<{ compared: num
   return { compared, skipped, missing };
 }
 
-/** A TCP segment (ACK|PSH with a payload, no SYN) from the client, checksummed for the kernel to wrap in IPv4. */
+/** A TCP segment (ACK|PSH with a payload, no SYN) from the client, checksummed for the kernel to wrap in IPv4 or IPv6. */
 function tcpSegment(src: string, dst: string, sport: number, dport: number, payload: string): Uint8Array {
   const body = new TextEncoder().encode(payload);
   const b = new Uint8Array(20 + body.length);
@@ -280,8 +284,20 @@ function tcpSegment(src: string, dst: string, sport: number, dport: number, payl
   b[13] = 0x18; // PSH|ACK
   dv.setUint16(14, 65535);
   b.set(body, 20);
-  const w = (a: string) => a.split(".").reduce((s, o) => ((s << 8) | Number(o)) >>> 0, 0) | 0;
-  dv.setUint16(16, checksum(b, 0, b.length, pseudoSumV4(w(src), w(dst), 6, b.length)));
+  const s = parseIp(src)!,
+    d = parseIp(dst)!;
+  let pseudo: number;
+  if (s.family === 4) pseudo = pseudoSumV4(s.words[0], d.words[0], 6, b.length);
+  else {
+    const a = new Uint8Array(32);
+    const av = new DataView(a.buffer);
+    for (let i = 0; i < 4; i++) {
+      av.setInt32(i * 4, s.words[i]);
+      av.setInt32(16 + i * 4, d.words[i]);
+    }
+    pseudo = pseudoSumV6(a, 0, 16, 6, b.length);
+  }
+  dv.setUint16(16, checksum(b, 0, b.length, pseudo));
   return b;
 }
 
@@ -353,6 +369,26 @@ describe("kernel IPVS master -> xvs backup", () => {
     expect(r.compared).toBe(13);
     expect(r.skipped).toEqual([]);
     expect(r.missing).toEqual([]);
+  }, 30_000);
+
+  test("IPv6: a packet of a synced connection goes to the synced real server without a SYN: TCP NAT, TCP DR", async () => {
+    const lab = L.lab;
+    const rsMac = await macOf(lab, "rs1", "eth0");
+    const v = await verdictsOf(xvs);
+    const cap = await Capture.start(lab, "rs1", "eth0", ["ip6", "and", "src", "host", CLIENT6]);
+    // [2001:db8:1::2]:40011 -> [2001:db8:100::100]:80, synced ESTABLISHED to [2001:db8:2::11]:8080 (Masq)
+    await injectIp(lab, L.client, "2001:db8:100::100", 6, tcpSegment(CLIENT6, "2001:db8:100::100", 40011, 80, "after failover nat6"));
+    // [2001:db8:1::2]:40013 -> [2001:db8:100::101]:80, synced ESTABLISHED to [2001:db8:2::11]:80 (Route)
+    await injectIp(lab, L.client, "2001:db8:100::101", 6, tcpSegment(CLIENT6, "2001:db8:100::101", 40013, 80, "after failover dr6"));
+    const sentAt = Date.now();
+    for (const k of [`TCP [${CLIENT6}]:40011 [2001:db8:100::100]:80 [${RS6}]:8080`, `TCP [${CLIENT6}]:40013 [2001:db8:100::101]:80 [${RS6}]:80`]) noteTouched(k, sentAt);
+    const frames = (await cap.stop()).map((f) => decodeFrame(f)).filter((f) => f !== null);
+    const seen = frames.map((f) => `${f!.inner.proto} ${f!.inner.src} ${f!.sport} > ${f!.inner.dst} ${f!.dport} ${f!.dstMac} ${f!.l4ChecksumOk}`);
+    expect(seen).toContain(`6 ${CLIENT6} 40011 > ${RS6} 8080 ${rsMac} true`);
+    expect(seen).toContain(`6 ${CLIENT6} 40013 > 2001:db8:100::101 80 ${rsMac} true`);
+    const w = await verdictsOf(xvs);
+    expect(w.new_conns - v.new_conns).toBe(0);
+    expect(w.fwd_in - v.fwd_in).toBeGreaterThanOrEqual(2);
   }, 30_000);
 
   test("v1: after the close (TIME_WAIT, 50 more UDP flows), the same", async () => {
