@@ -91,7 +91,12 @@ export function planWorkers(requested: number | undefined, cores: number, queueC
   return { workers, adjustments, served };
 }
 
-/** Queue q of every interface to worker q mod `workers`. Returns each worker's queues. */
+/**
+ * Queue q of every interface to worker q mod `workers`. Returns each worker's queues, interface by
+ * interface in the daemon's order, and every worker has a queue of every interface (workers <=
+ * the fewest queues): its port numbers the interfaces as they first appear (xvs_xsk.c), so that
+ * number is the daemon's interface index, which the fast path's ports mean.
+ */
 export function assignQueues(workers: number, served: readonly number[]): QueueRef[][] {
   const owned: QueueRef[][] = Array.from({ length: workers }, () => []);
   served.forEach((n, iface) => {

@@ -38,6 +38,8 @@ describe("assignQueues and workerForNewQueue", () => {
     const owned = assignQueues(2, [4, 3]);
     expect(owned.map((qs) => describeQueues(qs, ["c0", "s0"]))).toEqual(["c0:0,2 s0:0,2", "c0:1,3 s0:1"]);
     expect(assignQueues(1, [2, 2]).map((qs) => qs.length)).toEqual([4]);
+    // every worker opens its interfaces in the daemon's order (its port's numbers are the daemon's indices)
+    for (const qs of assignQueues(3, [5, 3, 4])) expect([...new Set(qs.map((r) => r.iface))]).toEqual([0, 1, 2]);
   });
 
   test("a queue that appears later goes to the worker with the fewest queues of that interface", () => {
