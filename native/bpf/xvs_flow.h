@@ -380,15 +380,77 @@ static __always_inline void xf_dec_ttl4(struct iphdr *ip)
 	ip->check = bpf_htons(xf_csum_replace16(bpf_ntohs(ip->check), word, nw));
 }
 
-/* The bytes a tunnel puts in front of the inner packet (xmit/tun.ts tunnelOverhead, no checksum option). */
-static __always_inline __u32 xf_tun_overhead(__u8 type, int outer_v6)
+/* The bytes a tunnel puts in front of the inner packet (xmit/tun.ts tunnelOverhead). */
+static __always_inline __u32 xf_tun_overhead(__u8 type, int outer_v6, __u8 csum)
 {
 	__u32 n = outer_v6 ? 40 : 20;
 	if (type == XF_TUN_GUE)
 		n += 8 + 4;
 	else if (type == XF_TUN_GRE)
-		n += 4;
+		n += csum ? 8 : 4;
 	return n;
+}
+
+/* the largest region summed (a single-buffer XDP frame is smaller than a page) */
+#define XF_SUM_MAX_WORDS 1024
+
+/*
+ * The ones'-complement sum of `len` bytes at `p`, as wire/checksum.ts sumBytes over big-endian
+ * 16-bit words (folded to 16 bits; the byte order of a ones'-complement sum can be swapped
+ * after the fact, RFC 1071). Returns -1 if the region leaves the frame (never after the
+ * caller's length checks).
+ */
+/* keep clang from folding a packet bound check into arithmetic on data_end (the verifier refuses it) */
+#define xf_opaque(v) asm volatile("" : "+r"(v))
+
+static __always_inline __s64 xf_sum_be(void *p, void *end, __u32 len)
+{
+	__u64 s = 0;
+	if (len > XF_SUM_MAX_WORDS * 4)
+		return -1;
+	__u32 words = len >> 2;
+	for (__u32 i = 0; i < XF_SUM_MAX_WORDS; i++) {
+		if (i >= words)
+			break;
+		__u32 *w = p + (i << 2);
+		void *we = (void *)(w + 1);
+		xf_opaque(we);
+		if (we > end)
+			return -1;
+		s += *w;
+	}
+	if (words > XF_SUM_MAX_WORDS)
+		return -1;
+	s = (s & 0xffffffff) + (s >> 32);
+	s = (s & 0xffffffff) + (s >> 32);
+	__u32 le = (__u32)s;
+	le = (le & 0xffff) + (le >> 16);
+	le = (le & 0xffff) + (le >> 16);
+	__u32 be = ((le & 0xff) << 8) | (le >> 8);
+	__u8 *t = p + (words << 2);
+	xf_opaque(t);
+	__u32 rem = len & 3;
+	if (rem >= 1) {
+		if ((void *)(t + 3) <= end) {
+			be += ((__u32)t[0] << 8) + (rem >= 2 ? t[1] : 0) + (rem == 3 ? (__u32)t[2] << 8 : 0);
+		} else if ((void *)(t + 2) <= end && rem <= 2) {
+			be += ((__u32)t[0] << 8) + (rem == 2 ? t[1] : 0);
+		} else if ((void *)(t + 1) <= end && rem == 1) {
+			be += (__u32)t[0] << 8;
+		} else {
+			return -1;
+		}
+	}
+	return be;
+}
+
+/* fold a ones'-complement sum to 16 bits (wire/checksum.ts fold) */
+static __always_inline __u32 xf_fold(__u64 s)
+{
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u32)(s & 0xffff);
 }
 
 /*
@@ -402,7 +464,7 @@ static __always_inline int xf_tunnel(struct xdp_md *ctx, struct xvs_flow_value *
 				     int inner_v6, __u32 l3len, __u8 tos, __u8 ttl, __u16 df)
 {
 	int outer_v6 = (r->flags & XVS_FREAL_F_V6) != 0;
-	__u32 over = xf_tun_overhead(r->tun_type, outer_v6);
+	__u32 over = xf_tun_overhead(r->tun_type, outer_v6, r->tun_csum);
 	if (bpf_xdp_adjust_head(ctx, -(int)over))
 		return flow_count(XVS_FLOW_BYPASS_TUNNEL, XF_CONTINUE); /* no headroom: nothing changed */
 	void *data = (void *)(long)ctx->data;
@@ -468,8 +530,14 @@ static __always_inline int xf_tunnel(struct xdp_md *ctx, struct xvs_flow_value *
 		struct gre_base *g = x;
 		if ((void *)(g + 1) > end)
 			return flow_count(XVS_FLOW_BYPASS_TX, XDP_DROP);
-		g->flags = 0;
+		g->flags = r->tun_csum ? bpf_htons(0x8000) : 0; /* C bit: checksum and reserved follow */
 		g->proto = bpf_htons(inner_v6 ? XF_GRE_PROTO_IPV6 : XF_GRE_PROTO_IPV4);
+		if (r->tun_csum) {
+			__u32 *cr = (void *)(g + 1);
+			if ((void *)(cr + 1) > end)
+				return flow_count(XVS_FLOW_BYPASS_TX, XDP_DROP);
+			*cr = 0;
+		}
 	}
 	if (outer_v6) {
 		struct ipv6hdr *o6 = (void *)(eth + 1);
@@ -494,6 +562,34 @@ static __always_inline int xf_tunnel(struct xdp_md *ctx, struct xvs_flow_value *
 		o4->daddr = r->addr[0];
 		o4->check = bpf_htons(xf_ip4_csum((const __u16 *)o4));
 		eth->h_proto = bpf_htons(ETH_P_IP);
+	}
+	if (r->tun_csum && r->tun_type != XF_TUN_IPIP) {
+		/* GUE: udp_set_csum over the pseudo-header, UDP, GUE and the inner packet; GRE: the
+		 * checksum over GRE header and inner packet (xmit/tun.ts encapsulate) */
+		int gue = r->tun_type == XF_TUN_GUE;
+		__u32 len = (gue ? 8 + 4 : 8) + l3len;
+		__s64 sum = xf_sum_be(x, end, len);
+		if (sum < 0)
+			return flow_count(XVS_FLOW_BYPASS_TX, XDP_DROP);
+		__u64 total = (__u64)sum;
+		if (gue) {
+			total += IPPROTO_UDP + (len >> 16) + (len & 0xffff);
+			int words = outer_v6 ? 4 : 1;
+#pragma unroll
+			for (int i = 0; i < 4; i++) {
+				if (i < words) {
+					__u32 a = bpf_ntohl(r->tun_src[i]), b = bpf_ntohl(r->addr[i]);
+					total += (a >> 16) + (a & 0xffff) + (b >> 16) + (b & 0xffff);
+				}
+			}
+		}
+		__u32 c = ~xf_fold(total) & 0xffff;
+		__u16 *cp = gue ? &((struct gue_udp *)x)->check : (__u16 *)(x + 4);
+		if ((void *)(cp + 1) > end)
+			return flow_count(XVS_FLOW_BYPASS_TX, XDP_DROP);
+		if (gue && c == 0)
+			c = 0xffff; /* CSUM_MANGLED_0 */
+		*cp = bpf_htons(c);
 	}
 	xf_set_macs(eth, nh->mac, p->mac);
 	return xf_transmit(ctx, p, port);
@@ -667,10 +763,9 @@ static __always_inline int flow_stage(struct xdp_md *ctx)
 		return flow_count(XVS_FLOW_BYPASS_NEXTHOP, XF_CONTINUE);
 	if (fwd == XF_FWD_TUNNEL) {
 		int outer_v6 = (r->flags & XVS_FREAL_F_V6) != 0;
-		/* checksummed GUE/GRE would need a sum over the whole packet: TS builds those */
-		if (r->tun_csum != 0 || r->tun_type > XF_TUN_GRE)
+		if (r->tun_type > XF_TUN_GRE)
 			return flow_count(XVS_FLOW_BYPASS_TUNNEL, XF_CONTINUE);
-		__u32 over = xf_tun_overhead(r->tun_type, outer_v6);
+		__u32 over = xf_tun_overhead(r->tun_type, outer_v6, r->tun_csum);
 		if (r->mtu > 0) {
 			__s64 tmtu = (__s64)r->mtu - over;
 			if (tmtu < (outer_v6 ? XF_IPV6_MIN_MTU : XF_IPV4_MIN_MTU) || l3len > tmtu)

@@ -4,7 +4,7 @@
  * a table of frames named by what XDP must do with them once the connection is cached:
  *  - `ok:`  forwarded by XDP, byte for byte as the TS fast path (steer-flow-runner.ts compares);
  *  - `ts:`  a valid frame XDP leaves to TS (SYN/FIN/RST, no ACK, TTL 1, partial checksum, over the
- *           MTU, IPv4-in-IPv4 without DF, checksummed GRE);
+ *           MTU, IPv4-in-IPv4 without DF);
  *  - `bad:` a malformed frame matching a cached flow (truncated, bad IHL, options, fragment,
  *           wrong version, bad header checksum, bad lengths): never forwarded by XDP.
  * The first frame of each flow (`setup:`) is a SYN (TCP) or a first datagram: TS creates the
@@ -45,6 +45,39 @@ export const FLOW_SERVICES: FlowSvc[] = [
     forward: "tunnel",
     tunnel: { type: "gre", csum: "csum" },
     client: C4,
+  },
+  {
+    name: "guecsum4",
+    proto: "udp",
+    vip: "198.18.0.112",
+    vport: 54,
+    real: "198.18.3.17",
+    rport: 54,
+    forward: "tunnel",
+    tunnel: { type: "gue", port: 6080, csum: "csum" },
+    client: C4,
+  },
+  {
+    name: "guecsum6",
+    proto: "tcp",
+    vip: "2001:db8:100::111",
+    vport: 81,
+    real: "2001:db8:3::17",
+    rport: 81,
+    forward: "tunnel",
+    tunnel: { type: "gue", port: 6080, csum: "csum" },
+    client: C6,
+  },
+  {
+    name: "grecsum6",
+    proto: "udp",
+    vip: "2001:db8:100::112",
+    vport: 54,
+    real: "2001:db8:3::18",
+    rport: 54,
+    forward: "tunnel",
+    tunnel: { type: "gre", csum: "csum" },
+    client: C6,
   },
   { name: "nat4", proto: "tcp", vip: "198.18.0.114", vport: 80, real: "198.18.3.15", rport: 8080, forward: "masq", client: C4 },
   { name: "natudp4", proto: "udp", vip: "198.18.0.114", vport: 53, real: "198.18.3.15", rport: 5353, forward: "masq", client: C4 },
@@ -97,12 +130,14 @@ export function handMadeFrames(): FlowFrame[] {
     const tcp = s.proto === "tcp";
     add("setup:first", pkt(s, p, { flags: SYN }));
     if (s.forward === "masq") add("setup:reply", pkt(s, p, { reply: true, flags: SYN | ACK }));
-    const ok = (n: string, f: Uint8Array) => add(s.name === "grecsum4" ? `ts:${n}` : `ok:${n}`, f);
+    const ok = (n: string, f: Uint8Array) => add(`ok:${n}`, f);
     ok("data", pkt(s, p, {}));
     ok("ttl2", pkt(s, p, { ttl: 2 }));
     ok("tos-ce", pkt(s, p, { tos: 0xb7 }));
     ok("tos-ect", pkt(s, p, { tos: 0x2a }));
     ok("small", pkt(s, p, { body: 0 }));
+    ok("odd", pkt(s, p, { body: 33 }));
+    ok("odd3", pkt(s, p, { body: 35 }));
     ok("big", pkt(s, p, { body: isTun ? 1300 : 1440 }));
     const padded = pkt(s, p, { body: 1 });
     ok("eth-padding", new Uint8Array([...padded, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
