@@ -28,9 +28,9 @@
  * is shared: the first worker to reach generation G for service s applies it under s's lock
  * and records G in the applied word; the others see it and skip it.
  *
- * Not shared: lblc/lblcr's address caches (`SchedView.aux`) stay per worker; their decisions read
- * the shared counts, but a destination address first seen on two queues may be cached to
- * different dests on each (the kernel has one cache per service).
+ * lblc/lblcr's address caches are shared too: they live in the locality pool (sched/locality.ts),
+ * carved out by the scheduler's init and used under the service's lock; only when the pool is
+ * full does a service fall back to per-worker caches.
  */
 import { thresholdsChanged } from "../conn/accounting.ts";
 import { SCHEDULER_BY_ID } from "../sched/registry.ts";
@@ -49,6 +49,7 @@ export function sharedSchedView(tables: Tables, counters: Counters): SchedView {
     overload: counters.overload,
     state: counters.schedState,
     random: () => (Math.random() * 0x7fffffff) | 0,
+    locality: { pool: counters.buffers.locality, lines: counters.svcLock },
   };
 }
 

@@ -8,7 +8,7 @@
  */
 import { DEST_SVC, DEST_WORDS } from "../service/tables.ts";
 import { FLOW_DST } from "../wire/flow.ts";
-import { DEFAULT_EXPIRATION_TICKS, LocalityTable } from "./locality.ts";
+import { DEFAULT_EXPIRATION_TICKS, initSharedTable, LocalityTable, sharedTableOffset } from "./locality.ts";
 import { available, listLen, listOff, weightOf, type Scheduler, type SchedView } from "./scheduler.ts";
 import { wlc } from "./wlc.ts";
 
@@ -25,13 +25,34 @@ export function localityOverloaded(v: SchedView, svc: number, d: number): boolea
   return false;
 }
 
-/** Return the service's cache, creating it on first use (init runs on the worker, off the packet path). */
+/**
+ * Return the service's cache: the shared one in the locality pool when it has one (this
+ * worker's views over it are made once per table), else this view's own, made on first use.
+ */
 export function localityTable(v: SchedView, svc: number, width: number): LocalityTable {
   v.aux ??= [];
   const aux = v.aux;
   let tb = aux[svc] as LocalityTable | undefined;
-  if (!tb || tb.width !== width) aux[svc] = tb = new LocalityTable(width, v.now ?? 0);
+  const p = v.locality;
+  const off = p !== undefined ? sharedTableOffset(p, svc, width) : -1;
+  if (off >= 0) {
+    if (!tb || tb.offset !== off || tb.width !== width || tb.data.buffer !== p!.pool) aux[svc] = tb = new LocalityTable(width, 0, p!.pool, off);
+    return tb;
+  }
+  if (!tb || tb.width !== width || tb.data.buffer === p?.pool) aux[svc] = tb = new LocalityTable(width, v.now ?? 0);
   return tb;
+}
+
+/**
+ * done_service + init_service: a fresh, empty cache. With a locality pool the service's shared
+ * table is carved out or re-zeroed (init runs once over all workers, under the service's lock);
+ * this view's own table, if any, is dropped.
+ */
+export function initLocality(v: SchedView, svc: number, width: number): void {
+  v.aux ??= [];
+  const aux = v.aux;
+  if (v.locality !== undefined && initSharedTable(v.locality, svc, width, v.now ?? 0)) aux[svc] = undefined;
+  else aux[svc] = new LocalityTable(width, v.now ?? 0);
 }
 
 /** True when dest id `d` is a live dest of service `svc` (ids of purged dests are reused). */
@@ -42,10 +63,7 @@ export function ownDest(v: SchedView, svc: number, d: number): boolean {
 export const lblc: Scheduler = {
   name: "lblc",
   init(v, svc) {
-    // done_service + init_service: a fresh, empty cache
-    v.aux ??= [];
-    const aux = v.aux;
-    aux[svc] = new LocalityTable(1, v.now ?? 0);
+    initLocality(v, svc, 1);
   },
   update() {},
   schedule(v, svc, flow, row) {

@@ -7,8 +7,8 @@
  * most loaded member. Entries age as locality.ts describes.
  */
 import { FLOW_DST } from "../wire/flow.ts";
-import { DEFAULT_EXPIRATION_TICKS, LocalityTable, SET_MAX } from "./locality.ts";
-import { localityOverloaded, localityTable, ownDest } from "./lblc.ts";
+import { DEFAULT_EXPIRATION_TICKS, type LocalityTable, SET_MAX } from "./locality.ts";
+import { initLocality, localityOverloaded, localityTable, ownDest } from "./lblc.ts";
 import { connOverhead, productGreater, weightOf, type Scheduler, type SchedView } from "./scheduler.ts";
 import { wlc } from "./wlc.ts";
 
@@ -111,9 +111,7 @@ function setErase(tb: LocalityTable, slot: number, d: number, now: number): void
 export const lblcr: Scheduler = {
   name: "lblcr",
   init(v, svc) {
-    v.aux ??= [];
-    const aux = v.aux;
-    aux[svc] = new LocalityTable(WIDTH, v.now ?? 0);
+    initLocality(v, svc, WIDTH);
   },
   update() {},
   schedule(v, svc, flow, row) {

@@ -14,9 +14,19 @@
  * Bound: the kernel's table only grows (allocation failure aside); this one holds at most
  * LOCALITY_MAX_ENTRIES. When full, the dest is still chosen but not cached, which is what the
  * kernel does when it cannot allocate an entry ("we'll just use the valid dest").
+ *
+ * Shared by all workers, as the kernel has one cache per service: on the dataplane a table
+ * lives in the locality pool, a growable SharedArrayBuffer every worker holds
+ * (stats/counters.ts SharedCountBuffers.locality; its length is shared, so a table one worker
+ * carves out is visible to all), and each worker wraps it in its own LocalityTable views.
+ * Every field, the scalars included (header words), is in that memory, and every use is under
+ * the service's lock (the scheduler runs under it). A table is carved out by the scheduler's
+ * init (under the lock) and kept by the service id (re-zeroed by the next init); a full pool
+ * (LOCALITY_POOL_MAX) leaves a service with per-worker tables, as before.
  */
 import { TICKS_PER_SEC } from "../service/clock.ts";
 import { hashTuple } from "../wire/flow.ts";
+import { LOCALITY_POOL_HEADER, LP_BUMP, LP_LOCK, SL_LOC_OFF, SL_LOC_WIDTH, SL_WORDS } from "../stats/counters.ts";
 
 /** Slots per table (a power of two). */
 export const LOCALITY_SLOTS = 32768;
@@ -38,28 +48,91 @@ export const SET_MAX = 8;
 const MASK = LOCALITY_SLOTS - 1;
 const SEED = 0x2c1b3c6d;
 
+/** Header words of a table: count, periodic check state (ip_vs_lblc_table), 16 words (a cache line). */
+const H_COUNT = 0,
+  H_LAST_CHECK = 1,
+  H_COUNTER = 2,
+  H_ROVER = 3,
+  HEADER_BYTES = 64;
+
 /** An address cache. `width` = int32 words of payload per entry (1 for lblc; the set for lblcr). */
 export class LocalityTable {
   /** Address words of each slot. */
-  readonly key = new Int32Array(LOCALITY_SLOTS * 4);
+  readonly key: Int32Array;
   /** 1 when the slot holds an entry. */
-  readonly used = new Uint8Array(LOCALITY_SLOTS);
+  readonly used: Uint8Array;
   /** Last use, ticks. */
-  readonly lastuse = new Int32Array(LOCALITY_SLOTS);
+  readonly lastuse: Int32Array;
   /** Payload: lblc: [dest]; lblcr: [size, lastmod, members * SET_MAX] (members newest first). */
   readonly data: Int32Array;
-  count = 0;
-  /** Periodic check state: time of the last check, its counter and rover (ip_vs_lblc_table). */
-  lastCheck = 0;
-  counter = 1;
-  rover = 0;
+  /** count, lastCheck, counter, rover. */
+  private readonly hdr: Int32Array;
 
+  /** Bytes of a table of `width` (in a pool: header, keys, last uses, payload, used flags). */
+  static bytes(width: number): number {
+    return HEADER_BYTES + LOCALITY_SLOTS * (16 + 4 + 4 * width + 1);
+  }
+
+  /**
+   * A table over `buf` from byte `off` (a pool's memory, zeroed or in use), or over memory of
+   * its own (no `buf`: a new, empty table started at `now`).
+   */
   constructor(
     readonly width: number,
     now: number,
+    buf?: ArrayBufferLike,
+    readonly offset = 0,
   ) {
-    this.data = new Int32Array(LOCALITY_SLOTS * width);
-    this.lastCheck = now;
+    const own = buf === undefined;
+    const b = buf ?? new ArrayBuffer(LocalityTable.bytes(width));
+    let o = offset;
+    this.hdr = new Int32Array(b, o, HEADER_BYTES / 4);
+    o += HEADER_BYTES;
+    this.key = new Int32Array(b, o, LOCALITY_SLOTS * 4);
+    o += LOCALITY_SLOTS * 16;
+    this.lastuse = new Int32Array(b, o, LOCALITY_SLOTS);
+    o += LOCALITY_SLOTS * 4;
+    this.data = new Int32Array(b, o, LOCALITY_SLOTS * width);
+    o += LOCALITY_SLOTS * 4 * width;
+    this.used = new Uint8Array(b, o, LOCALITY_SLOTS);
+    if (own) this.reset(now);
+  }
+
+  /** Empty the table and start its periodic checks at `now` (init_service). */
+  reset(now: number): void {
+    this.key.fill(0);
+    this.lastuse.fill(0);
+    this.data.fill(0);
+    this.used.fill(0);
+    this.hdr.fill(0);
+    this.hdr[H_LAST_CHECK] = now;
+    this.hdr[H_COUNTER] = 1;
+  }
+
+  get count(): number {
+    return this.hdr[H_COUNT];
+  }
+  set count(n: number) {
+    this.hdr[H_COUNT] = n;
+  }
+  /** Periodic check state: time of the last check, its counter and rover (ip_vs_lblc_table). */
+  get lastCheck(): number {
+    return this.hdr[H_LAST_CHECK];
+  }
+  set lastCheck(n: number) {
+    this.hdr[H_LAST_CHECK] = n;
+  }
+  get counter(): number {
+    return this.hdr[H_COUNTER];
+  }
+  set counter(n: number) {
+    this.hdr[H_COUNTER] = n;
+  }
+  get rover(): number {
+    return this.hdr[H_ROVER];
+  }
+  set rover(n: number) {
+    this.hdr[H_ROVER] = n;
   }
 
   private home(a0: number, a1: number, a2: number, a3: number): number {
@@ -170,5 +243,50 @@ export class LocalityTable {
       const goal = Math.min(Math.trunc(((this.count - LOCALITY_SOFT_MAX) * 4) / 3), LOCALITY_SOFT_MAX / 2);
       this.sweep(t, ENTRY_TIMEOUT_TICKS, goal);
     }
+  }
+}
+
+/** The locality pool as a worker sees it: the pool and the service lines (stats/counters.ts). */
+export interface LocalityPool {
+  pool: SharedArrayBuffer;
+  lines: Int32Array;
+}
+
+/**
+ * Carve out, or re-zero, service `svc`'s shared table of `width` (the scheduler's init, under
+ * the service's lock). Returns false when the pool is full (the service keeps per-worker tables).
+ */
+export function initSharedTable(p: LocalityPool, svc: number, width: number, now: number): boolean {
+  const line = svc * SL_WORDS;
+  let off = p.lines[line + SL_LOC_OFF] - 1;
+  if (off < 0 || p.lines[line + SL_LOC_WIDTH] !== width) {
+    off = carve(p.pool, LocalityTable.bytes(width));
+    p.lines[line + SL_LOC_OFF] = off + 1;
+    p.lines[line + SL_LOC_WIDTH] = off < 0 ? 0 : width;
+    if (off < 0) return false;
+  }
+  new LocalityTable(width, now, p.pool, off).reset(now);
+  return true;
+}
+
+/** The byte offset of `svc`'s shared table of `width`, or -1 (none: per-worker tables). */
+export function sharedTableOffset(p: LocalityPool, svc: number, width: number): number {
+  const line = svc * SL_WORDS;
+  return p.lines[line + SL_LOC_WIDTH] === width ? p.lines[line + SL_LOC_OFF] - 1 : -1;
+}
+
+/** Take `bytes` from the pool (growing it), under the pool's own lock word; -1 when full. */
+function carve(pool: SharedArrayBuffer, bytes: number): number {
+  const h = new Int32Array(pool, 0, LOCALITY_POOL_HEADER / 4);
+  while (Atomics.compareExchange(h, LP_LOCK, 0, 1) !== 0) {}
+  try {
+    const at = Math.max(h[LP_BUMP], LOCALITY_POOL_HEADER);
+    const end = at + bytes;
+    if (end > pool.maxByteLength) return -1;
+    if (end > pool.byteLength) pool.grow(end);
+    h[LP_BUMP] = end;
+    return at;
+  } finally {
+    Atomics.store(h, LP_LOCK, 0);
   }
 }

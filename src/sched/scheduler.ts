@@ -31,6 +31,7 @@ import {
 } from "../service/tables.ts";
 import { FLOW_PORTS, FLOW_SRC } from "../wire/flow.ts";
 import { SCHED_STATE_WORDS } from "../stats/counters.ts";
+import type { LocalityPool } from "./locality.ts";
 
 /** int32 words of per-service scheduler state (sized where the shared buffers are allocated). */
 export { SCHED_STATE_WORDS };
@@ -54,6 +55,8 @@ export interface SchedView {
   now?: number;
   /** Per service id: a scheduler's own preallocated structure (lblc/lblcr caches), made by `init`. */
   aux?: unknown[];
+  /** The dataplane's locality pool: lblc/lblcr caches shared by all workers (locality.ts); absent: per view. */
+  locality?: LocalityPool;
 }
 
 /**

@@ -44,7 +44,19 @@ export const SCHED_STATE_WORDS = 8;
 export const SL_WORDS = 16;
 export const SL_LOCK = 0;
 export const SL_APPLIED = 1;
+/** Byte offset + 1 of the service's lblc/lblcr table in the locality pool (0: none), and its width. */
+export const SL_LOC_OFF = 2;
+export const SL_LOC_WIDTH = 3;
 
+/**
+ * The locality pool (sched/locality.ts): a growable SharedArrayBuffer holding the lblc/lblcr
+ * caches of all services, carved out as schedulers start (about 0.8 MiB per lblc service,
+ * 2 MiB per lblcr one). Its first line is the pool's header: a lock word and the bytes in use.
+ */
+export const LOCALITY_POOL_MAX = 256 * 1024 * 1024;
+export const LOCALITY_POOL_HEADER = 64;
+export const LP_LOCK = 0;
+export const LP_BUMP = 1;
 /** The buffers every worker shares (one per dataplane). */
 export interface SharedCountBuffers {
   total: SharedArrayBuffer;
@@ -54,6 +66,8 @@ export interface SharedCountBuffers {
   overload: SharedArrayBuffer;
   schedState: SharedArrayBuffer;
   svcLock: SharedArrayBuffer;
+  /** Growable, up to LOCALITY_POOL_MAX. */
+  locality: SharedArrayBuffer;
 }
 
 export interface CounterBuffers extends SharedCountBuffers {
@@ -122,12 +136,22 @@ export class Counters {
       overload: new SharedArrayBuffer(MAX_DESTS),
       schedState: new SharedArrayBuffer(MAX_SERVICES * SCHED_STATE_WORDS * 4),
       svcLock: new SharedArrayBuffer(MAX_SERVICES * SL_WORDS * 4),
+      locality: new SharedArrayBuffer(LOCALITY_POOL_HEADER, { maxByteLength: LOCALITY_POOL_MAX }),
     };
   }
 
   /** The shared part of these buffers (to build another worker's Counters over the same counts). */
   shared(): SharedCountBuffers {
     const b = this.buffers;
-    return { total: b.total, active: b.active, inactive: b.inactive, persist: b.persist, overload: b.overload, schedState: b.schedState, svcLock: b.svcLock };
+    return {
+      total: b.total,
+      active: b.active,
+      inactive: b.inactive,
+      persist: b.persist,
+      overload: b.overload,
+      schedState: b.schedState,
+      svcLock: b.svcLock,
+      locality: b.locality,
+    };
   }
 }

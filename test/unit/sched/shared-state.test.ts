@@ -170,6 +170,21 @@ describe("one scheduler state per service over several fast paths", () => {
     expect([...first, ...next]).toEqual(spread(alone, 3, () => 0));
   });
 
+  for (const scheduler of ["lblc", "lblcr"] as const) {
+    test(`${scheduler}: one address cache over all workers: the VIP's entry made on one worker sends every worker's connections to its dest`, () => {
+      const setup = (h: Harness) => {
+        service(h, scheduler);
+        dest(h, RS[0], 100);
+        dest(h, RS[1], 100);
+      };
+      // with a cache per worker, the second worker's first connection would miss it and go to the
+      // least loaded dest, the other one
+      const seq = spread(workers(2, setup), 20, (i) => i % 2);
+      expect(new Set(seq).size).toBe(1);
+      expect(seq).toEqual(spread(workers(1, setup), 20, () => 0));
+    });
+  }
+
   test("persistence: templates count in one PersistConn over workers", () => {
     const hs = workers(2, (h) => {
       service(h, "rr", { persistence: { timeout: 300 } });
