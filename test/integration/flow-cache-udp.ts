@@ -23,8 +23,7 @@ const dec = new TextDecoder();
 let pending = "";
 for await (const chunk of Bun.stdin.stream()) {
   pending += dec.decode(chunk);
-  let i: number;
-  while ((i = pending.indexOf("\n")) >= 0) {
+  for (let i = pending.indexOf("\n"); i >= 0; i = pending.indexOf("\n")) {
     const line = pending.slice(0, i);
     pending = pending.slice(i + 1);
     const reply = await new Promise<string>((resolve) => {

@@ -38,7 +38,15 @@ export interface PlotPanel {
   bars: PlotBar[];
 }
 
-const COLORS: Record<string, string> = { xvs: "#d6336c", ipvs: "#1c7ed6", nft: "#f59f00", plain: "#868e96", xskfwd: "#37b24d", gen: "#343a40", ceiling: "#7048e8" };
+const COLORS: Record<string, string> = {
+  xvs: "#d6336c",
+  ipvs: "#1c7ed6",
+  nft: "#f59f00",
+  plain: "#868e96",
+  xskfwd: "#37b24d",
+  gen: "#343a40",
+  ceiling: "#7048e8",
+};
 const UNIT_NAMES: Record<string, string> = {
   Mpps: "Mpps (million packets per second)",
   µs: "µs (microseconds, round trip)",

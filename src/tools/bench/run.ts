@@ -20,7 +20,18 @@ import type { BenchOptions, WorkloadKind } from "./options.ts";
 import { renderSvg } from "./plot.ts";
 import { leftText, type PlannedStep, ProgressEstimator } from "./progress.ts";
 import { perfCpu, perfWorks, profileSummary, type PerfSample, windowProfile } from "./profile.ts";
-import { type BenchReport, buildRows, type Cell, type ContenderInfo, renderMarkdown, renderTable, type Row, type Target, workloadInfo, workloadOrder } from "./report.ts";
+import {
+  type BenchReport,
+  buildRows,
+  type Cell,
+  type ContenderInfo,
+  renderMarkdown,
+  renderTable,
+  type Row,
+  type Target,
+  workloadInfo,
+  workloadOrder,
+} from "./report.ts";
 import { flowsId, flowsRate, latency, measureRate, PEAK_LEVELS, type Result, tcpRate, udpPeak, udpRate, warmUp } from "./workloads.ts";
 
 export { BENCH_HELP, parseBenchArgs } from "./options.ts";
@@ -365,7 +376,13 @@ export async function runBench(o: BenchOptions): Promise<number> {
   }
   if (xv && gn) {
     const v = ratio(xv, gn);
-    targets.push({ name: "xvs-nat / gen (the lab's own ceiling)", value: v, target: 0.5, pass: v === null ? null : v >= 0.5, detail: "the generator alone into an XDP drop" });
+    targets.push({
+      name: "xvs-nat / gen (the lab's own ceiling)",
+      value: v,
+      target: 0.5,
+      pass: v === null ? null : v >= 0.5,
+      detail: "the generator alone into an XDP drop",
+    });
   }
 
   const notes: string[] = [];

@@ -7,7 +7,7 @@ import { describe, expect, test } from "bun:test";
 import * as abi from "../../../src/ffi/abi.ts";
 import { FlowCache, type FlowMapIo } from "../../../src/dataplane/flowcache.ts";
 import { FLOW_KEY_SIZE, FLOW_VALUE_SIZE, type FlowBatch } from "../../../src/dataplane/flow-entry.ts";
-import { DEST_TRAFFIC_BASE, TS_INBYTES, TS_INPKTS, TS_OUTPKTS, TS_WORDS } from "../../../src/stats/counters.ts";
+import { DEST_TRAFFIC_BASE, TS_INBYTES, TS_INPKTS, TS_OUTPKTS } from "../../../src/stats/counters.ts";
 import { Harness } from "../../util/harness.ts";
 import { ACK, FIN, PacketBuilder, SYN } from "../../util/packet.ts";
 
@@ -87,7 +87,8 @@ function setup(protocol: "tcp" | "udp", forward: "masq" | "route", cap?: number)
   h.fp.flowCache = FlowCache.create({ io: map, worker: 0, maxEntries: 1024, clockNs }, h.conns);
   const tcp = (src: string, dst: string, sport: number, dport: number, flags: number) =>
     new PacketBuilder().eth().ipv4({ src, dst }).tcp({ sport, dport, flags }).build();
-  const udp = (src: string, dst: string, sport: number, dport: number) => new PacketBuilder().eth().ipv4({ src, dst }).udp({ sport, dport }).payload([1, 2, 3, 4]).build();
+  const udp = (src: string, dst: string, sport: number, dport: number) =>
+    new PacketBuilder().eth().ipv4({ src, dst }).udp({ sport, dport }).payload([1, 2, 3, 4]).build();
   return { h, map, port, tcp, udp, clockNs };
 }
 
@@ -146,7 +147,14 @@ describe("flow cache: which connections get entries", () => {
   test("off (the default of a bare fast path): nothing is cached", () => {
     const h = new Harness();
     h.model.addService({ protocol: "udp", address: VIP, port: 9000, scheduler: "rr", onePacket: false, schedFlags: [] });
-    h.model.addDest({ protocol: "udp", address: VIP, port: 9000 }, { address: RS, port: 9000, forward: "route", weight: 1, upperThreshold: 0, lowerThreshold: 0 } as never);
+    h.model.addDest({ protocol: "udp", address: VIP, port: 9000 }, {
+      address: RS,
+      port: 9000,
+      forward: "route",
+      weight: 1,
+      upperThreshold: 0,
+      lowerThreshold: 0,
+    } as never);
     h.apply();
     expect(h.fp.flowCache.enabled).toBe(false);
     h.one(new PacketBuilder().eth().ipv4({ src: CLIENT, dst: VIP }).udp({ sport: 1, dport: 9000 }).build());
@@ -216,5 +224,44 @@ describe("flow cache: counters, state and expiry stay the fast path's", () => {
     h.advance(3000);
     expect(h.stats().conns_expired).toBe(1);
     expect(map.entries.size).toBe(0);
+  });
+
+  test("a reply tuple two connections share belongs to the newer one; the older one's expiry leaves its entry", () => {
+    // one client port to two virtual ports of the same real server:port (nat.test.ts's case)
+    const h = new Harness();
+    for (const vport of [9000, 9001]) {
+      h.model.addService({ protocol: "udp", address: VIP, port: vport, scheduler: "rr", onePacket: false, schedFlags: [] });
+      h.model.addDest({ protocol: "udp", address: VIP, port: vport }, {
+        address: RS,
+        port: 9000,
+        forward: "masq",
+        weight: 1,
+        upperThreshold: 0,
+        lowerThreshold: 0,
+      } as never);
+    }
+    h.apply();
+    const map = new FakeFlows();
+    h.fp.flowCache = FlowCache.create({ io: map, worker: 0, maxEntries: 1024, clockNs: () => h.fp.now * 1e7 }, h.conns);
+    const udp = (src: string, dst: string, sport: number, dport: number) =>
+      new PacketBuilder().eth().ipv4({ src, dst }).udp({ sport, dport }).payload([1]).build();
+    const outConn = () =>
+      [...map.entries.values()]
+        .filter((v) => v[abi.XVS_FLOW_DIR_OFF] === abi.XVS_FLOW_DIR_OUT)
+        .map((v) => new DataView(v.buffer, v.byteOffset).getUint32(abi.XVS_FLOW_CONN_OFF, true));
+    h.one(udp(CLIENT, VIP, 40000, 9000));
+    h.one(udp(RS, CLIENT, 9000, 40000), 1);
+    h.advance(0);
+    const [a] = outConn();
+    h.advance(100_000);
+    h.one(udp(CLIENT, VIP, 40000, 9001));
+    expect(h.one(udp(RS, CLIENT, 9000, 40000), 1).port).toBe(0);
+    h.advance(0);
+    const [b] = outConn();
+    expect(b).not.toBe(a);
+    // the older connection expires (300 s after its last packet); the newer one's entry stays
+    h.advance(201_000);
+    expect(h.stats().conns_expired).toBe(1);
+    expect(outConn()).toEqual([b]);
   });
 });
