@@ -280,6 +280,13 @@ export const handOver = {
     }
     try {
       const n = saveTables(conns, t, nh, ports, epochMs, path);
+      for (const p of ports) {
+        try {
+          prog.markHandOver(Number(readFileSync(`/sys/class/net/${p}/ifindex`, "utf8")));
+        } catch {
+          // interface gone: nothing to mark
+        }
+      }
       log("info", `connection table saved for the next start; the steering program stays attached and holds our packets for ${HOLD_SECONDS} s`, {
         connections: n,
         file: path,

@@ -115,10 +115,10 @@ function progHolder(progId: number): number | null {
  * The program attached to `ifindex`, when it is one an xvs attached here and no process holds
  * any more; null when it is another tool's. @throws LbError(Busy) when a running xvs holds it.
  */
-function staleSteering(ifindex: number, ifname: string): { progId: number; tag: string; pid: number } | null {
+function staleSteering(ifindex: number, ifname: string): { progId: number; tag: string; pid: number; handOver?: boolean } | null {
   const id = lib().xvs_xdp__query(ifindex, abi.XVS_XDP_FLAGS_DRV_MODE);
   if (id <= 0) return null;
-  let rec: { progId: number; tag: string; pid: number };
+  let rec: { progId: number; tag: string; pid: number; handOver?: boolean };
   try {
     rec = JSON.parse(readFileSync(join(attachDir(), `xdp-${ifindex}`), "utf8"));
   } catch {
@@ -190,15 +190,30 @@ export class SteerProgram {
       }
       rc = lib().xvs_xdp__attach(ifindex, this.progFd, abi.XVS_XDP_FLAGS_DRV_MODE);
       if (rc >= 0)
-        log("warn", "replaced the steering program a killed xvs left attached", {
-          iface: ifname,
-          staleProgId: stale.progId,
-          stalePid: stale.pid,
-          sameBuild: stale.tag === progTag(this.progFd),
-        });
+        log(
+          stale.handOver ? "info" : "warn",
+          // a stopped xvs leaves it on purpose, in hold mode, for this start (dataplane/restart.ts)
+          stale.handOver ? "took over the steering program the stopped xvs left in hold mode" : "replaced the steering program a killed xvs left attached",
+          {
+            iface: ifname,
+            staleProgId: stale.progId,
+            stalePid: stale.pid,
+            sameBuild: stale.tag === progTag(this.progFd),
+          },
+        );
     }
     check(rc, `attach XDP to ${ifname}`);
     recordAttach(ifindex, lib().xvs_xdp__query(ifindex, abi.XVS_XDP_FLAGS_DRV_MODE), progTag(this.progFd));
+  }
+
+  /** Record that this program stays attached to `ifindex` on purpose, for the next start (a restart's hand-over). */
+  markHandOver(ifindex: number): void {
+    try {
+      const path = join(attachDir(), `xdp-${ifindex}`);
+      writeFileSync(path, `${JSON.stringify({ ...JSON.parse(readFileSync(path, "utf8")), handOver: true })}\n`);
+    } catch {
+      // no record: the next start then says it replaced a killed xvs's program
+    }
   }
 
   /** Detach from an interface if our program is still the one attached. */

@@ -128,6 +128,9 @@ describe("restarts keep connections", () => {
         expect(stopped).toContain("connection table saved for the next start");
         // NAT and DR connections, nothing expired, nothing without its service
         expect(started).toMatch(/adopting the saved connection table.*"kept":150,"expired":0,"noService":0/);
+        // the program the stopped daemon left in hold mode is taken over, not reported as a crash's
+        expect(started).toContain("took over the steering program the stopped xvs left in hold mode");
+        expect(started).not.toContain("a killed xvs left attached");
         for (const [k, chat] of chats.entries()) {
           // every connection answers lines sent after the stop began
           const back = await chat.until((r) => r.received.every((x, i) => x > before[k].sent[i] + 2), 60_000);
