@@ -8,6 +8,8 @@
  *   carrying some;
  * - a real server with `-x 10`: with 40 connections held open at once it holds exactly 10
  *   (never more over all workers; per-worker counts would have let each worker give it 10).
+ * - lblc: one address cache per service: every connection goes to the real server the VIP's
+ *   entry names, whichever worker made the entry.
  * The "passed to the kernel for lack of a socket" counter stays 0.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -131,6 +133,22 @@ describe("one scheduler state per service over four queues", () => {
     expect(out.byServer).toEqual({ rs1: 10, rs2: 15, rs3: 15 });
     expect(Math.min(...perQueue)).toBeGreaterThan(0);
     expect(await passNoSocket(xvs!)).toBe(0);
+  }, 90_000);
+
+  test("lblc: one address cache over all workers: 60 connections over every queue all go to the real server the VIP's entry names", async () => {
+    // DR keeps the port: the rr service on port 80 makes way for an lblc one
+    await apiOk(xvs!, "DELETE", svcPath(80));
+    await apiOk(xvs!, "POST", "/v1/services", { protocol: "tcp", address: LAB_VIP, port: 80, scheduler: "lblc" });
+    // weights well above the connections in flight, so that lblc's own overload rule stays out of it
+    for (const i of [1, 2]) await apiOk(xvs!, "POST", `${svcPath(80)}/dests`, { address: realAddr(i), port: 80, weight: 100, forward: "route" });
+    const q0 = await xdpPacketsPerQueue("c0");
+    const r = await httpGet(L.lab, L.client, LAB_VIP, 80, 60, 4);
+    const q1 = await xdpPacketsPerQueue("c0");
+    const perQueue = q1.map((n, i) => n - (q0[i] ?? 0));
+    process.stdout.write(`  60 lblc connections: servers ${JSON.stringify(r.byServer)}; c0 queues ${perQueue.join(" / ")}\n`);
+    // a cache per worker would send each worker's first connection to the least loaded server
+    expect({ errors: r.errors, ok: r.ok, servers: Object.values(r.byServer) }).toEqual({ errors: [], ok: 60, servers: [60] });
+    expect(Math.min(...perQueue)).toBeGreaterThan(0);
   }, 90_000);
 
   test("the daemon stops cleanly", async () => {
