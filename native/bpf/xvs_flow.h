@@ -765,6 +765,9 @@ static __always_inline int flow_stage(struct xdp_md *ctx)
 		int outer_v6 = (r->flags & XVS_FREAL_F_V6) != 0;
 		if (r->tun_type > XF_TUN_GRE)
 			return flow_count(XVS_FLOW_BYPASS_TUNNEL, XF_CONTINUE);
+		/* a checksum is summed over at most XF_SUM_MAX_WORDS words: larger frames are TS's */
+		if (r->tun_csum && r->tun_type != XF_TUN_IPIP && l3len + 12 > XF_SUM_MAX_WORDS * 4)
+			return flow_count(XVS_FLOW_BYPASS_TUNNEL, XF_CONTINUE);
 		__u32 over = xf_tun_overhead(r->tun_type, outer_v6, r->tun_csum);
 		if (r->mtu > 0) {
 			__s64 tmtu = (__s64)r->mtu - over;
