@@ -29,10 +29,11 @@
  * re-files the record by its deadline and brings CF_INACTIVE, ActiveConn/InActConn and the
  * template's ASSURED mark in line with the state word (`reconcileRequest`). Deletion is safe for
  * readers: the owner brackets index and release changes with a sequence word (HDR_SEQ). A hit
- * is a record whose key the probe compared equal (valid as read; ids are reused only after a
- * release, which the owner does between its own bursts); a miss is trusted only when the word was
- * even and unchanged around the probe, else the probe is repeated (a backward shift may have
- * moved the entry past it), up to SEQ_TRIES times.
+ * is a record whose key the probe compared equal and that is still in use (CF_USED; a shared
+ * table reuses the oldest freed record first, so a record released under a reader keeps its old
+ * words for as long as possible); a miss is trusted only when the word was even and unchanged
+ * around the probe, else the probe is repeated (a backward shift may have moved the entry past
+ * it), up to SEQ_TRIES times.
  *
  * Persistence: a client's template may sit in another worker's table; a new connection there
  * copies its real server into a local template (`templateDest`), so the client sticks to one
@@ -111,7 +112,8 @@ export class ConnPeers {
       for (let tries = 0; tries < SEQ_TRIES; tries++) {
         const seq = Atomics.load(v.header, HDR_SEQ);
         const r = v.lookupRow(h, f, row);
-        if (r >= 0) {
+        // a record released under the probe (CF_USED cleared) is no hit: probe again
+        if (r >= 0 && (v.rec[(r >> 1) * CONN_WORDS + CONN_FLAGS] & CF_USED) !== 0) {
           this.found = v;
           this.foundView = k;
           return r;
@@ -131,7 +133,7 @@ export class ConnPeers {
       for (let tries = 0; tries < SEQ_TRIES; tries++) {
         const seq = Atomics.load(v.header, HDR_SEQ);
         const r = v.lookup(h, v6, s0, s1, s2, s3, d0, d1, d2, d3, ports, proto);
-        if (r >= 0) {
+        if (r >= 0 && (v.rec[(r >> 1) * CONN_WORDS + CONN_FLAGS] & CF_USED) !== 0) {
           this.found = v;
           this.foundView = k;
           return r;
@@ -166,7 +168,7 @@ export class ConnPeers {
       for (let tries = 0; tries < SEQ_TRIES; tries++) {
         const seq = Atomics.load(v.header, HDR_SEQ);
         const ct = v.lookupTemplate(v6, n0, n1, n2, n3, v0, v1, v2, v3, vport, proto);
-        if (ct >= 0) {
+        if (ct >= 0 && (v.rec[ct * CONN_WORDS + CONN_FLAGS] & CF_USED) !== 0) {
           this.found = v;
           this.foundView = k;
           return v.rec[ct * CONN_WORDS + CONN_DEST];

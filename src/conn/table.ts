@@ -26,7 +26,10 @@
  * connection's state word (compareExchange), its timeout and deadline; when that moves the
  * deadline earlier or changes the state, it posts the id to the owner's request ring (one
  * single-producer ring per worker), and the owner re-files the record and brings flags and
- * counters in line (`drainRequests`, between bursts).
+ * counters in line (`drainRequests`, between bursts). A shared table reuses the oldest freed
+ * record first, and only once REUSE_DELAY others were freed after it (while records never used
+ * remain), so a reader that matched a record just before its release reads the old connection's
+ * words, not a new one's half-written ones (and sees CF_USED cleared: no hit).
  */
 import { FLOW_DST, FLOW_META, FLOW_PORTS, FLOW_SRC, FLOW_WORDS, flowMeta, hashTuple } from "../wire/flow.ts";
 import { TICKS_PER_SEC } from "../service/clock.ts";
@@ -173,6 +176,8 @@ export const HDR_SEED_TPL = 10;
 export const HDR_SEEDED = 11;
 const HDR_WORDS = 16;
 
+/** Shared tables: freed records younger than this many others are not reused while fresh ones remain. */
+const REUSE_DELAY = 1024;
 /** Request rings per table: one per producing worker (the worker index is its slot). */
 export const REQ_PRODUCERS = 64;
 /** Entries per request ring (a full ring loses the request: the record is then re-filed late, at its old slot). */
@@ -193,6 +198,10 @@ export class ConnTable {
   /** Free records released so far form a chain through CONN_WHEEL_NEXT (id + 1, 0 = end): no
    * free-list array, and nothing to initialise (records never used are taken in id order). */
   private freeHead = 0;
+  /** Last free record (id + 1, 0 = none): a shared table reuses the oldest freed record first. */
+  private freeTail = 0;
+  /** Records in the free chain. */
+  private freeLen = 0;
   private fresh = 0;
   private nfree: number;
   private readonly wheel = new Int32Array(WHEEL_SLOTS);
@@ -599,9 +608,13 @@ export class ConnTable {
    */
   alloc(): number {
     let id: number;
-    if (this.freeHead !== 0) {
+    // shared: a freed record waits until REUSE_DELAY others were freed after it (while records
+    // never used remain), so a reader that matched it just before its release reads old words
+    if (this.freeHead !== 0 && (!this.shared || this.freeLen > REUSE_DELAY || this.fresh >= this.capacity)) {
       id = this.freeHead - 1;
       this.freeHead = this.rec[id * CONN_WORDS + CONN_WHEEL_NEXT];
+      if (this.freeHead === 0) this.freeTail = 0;
+      this.freeLen--;
     } else if (this.fresh < this.capacity) {
       id = this.fresh++;
     } else {
@@ -641,8 +654,19 @@ export class ConnTable {
     this.unfile(id);
     this.rec[o + CONN_FLAGS] = 0;
     this.endIndexChange();
-    this.rec[o + CONN_WHEEL_NEXT] = this.freeHead;
-    this.freeHead = id + 1;
+    if (this.shared && this.freeTail !== 0) {
+      // other workers may still be reading this record (a probe, a reply in flight): it goes to
+      // the end of the free chain, so it keeps its old contents for the longest time
+      this.rec[o + CONN_WHEEL_NEXT] = 0;
+      this.rec[(this.freeTail - 1) * CONN_WORDS + CONN_WHEEL_NEXT] = id + 1;
+      this.freeTail = id + 1;
+    } else {
+      // one worker: the most recently freed record (warm in the cache) is reused first
+      this.rec[o + CONN_WHEEL_NEXT] = this.freeHead;
+      if (this.freeHead === 0) this.freeTail = id + 1;
+      this.freeHead = id + 1;
+    }
+    this.freeLen++;
     this.nfree++;
     Atomics.sub(this.header, HDR_LIVE, 1);
     if (fl & CF_TEMPLATE) Atomics.sub(this.header, HDR_TEMPLATES, 1);
