@@ -181,7 +181,12 @@ interface Running {
   queue: Uint8Array[];
   rx: SyncRxCounters;
   stats: { messages: number; records: number; queueDropped: number; sendErrors: number };
+  /** The workers' cumulative feed counters when this daemon started (lost, created, updated, refused). */
+  base: number[];
 }
+
+/** The feed words a daemon's counters are read from, in Running.base's order. */
+const FEED_COUNTS = [FEED_LOST, FEED_CREATED, FEED_UPDATED, FEED_REFUSED];
 
 /** The interface's MTU (the backup's default sync_maxlen), 1500 when unknown. */
 function interfaceMtu(ifname: string): number {
@@ -211,7 +216,6 @@ export class SyncManager {
   private master: Running | null = null;
   private backup: Running | null = null;
   private feeds: Int32Array[] = [];
-  private feedLostSeen = 0;
 
   constructor(private readonly daemon: Daemon) {}
 
@@ -224,16 +228,17 @@ export class SyncManager {
   stats(state: "master" | "backup"): SyncDaemonStats | null {
     const r = state === "master" ? this.master : this.backup;
     if (!r) return null;
-    const sum = (w: number) => this.feeds.reduce((a, f) => a + f[w], 0);
+    // the workers count since they started: this daemon's share is what grew since its start
+    const sum = (k: number) => this.feeds.reduce((a, f) => a + f[FEED_COUNTS[k]], 0) - r.base[k];
     return {
       messages: r.stats.messages,
       records: r.stats.records,
-      feedLost: state === "master" ? sum(FEED_LOST) - this.feedLostSeen : 0,
+      feedLost: state === "master" ? sum(0) : 0,
       queueDropped: r.stats.queueDropped,
       sendErrors: r.stats.sendErrors,
-      created: state === "backup" ? sum(FEED_CREATED) : 0,
-      updated: state === "backup" ? sum(FEED_UPDATED) : 0,
-      refused: state === "backup" ? sum(FEED_REFUSED) : 0,
+      created: state === "backup" ? sum(1) : 0,
+      updated: state === "backup" ? sum(2) : 0,
+      refused: state === "backup" ? sum(3) : 0,
       drops: r.rx.dropTable(),
     };
   }
@@ -273,6 +278,7 @@ export class SyncManager {
       queue: [],
       rx: new SyncRxCounters(),
       stats: { messages: 0, records: 0, queueDropped: 0, sendErrors: 0 },
+      base: [0, 0, 0, 0],
     };
     sock.on("error", (e) => {
       r.stats.sendErrors++;
@@ -301,6 +307,7 @@ export class SyncManager {
         r.builder = new SyncMessageBuilder(view.syncId, view.maxlen);
         this.master = r;
         this.ensureFeeds();
+        r.base = FEED_COUNTS.map((w) => this.feeds.reduce((a, f) => a + f[w], 0));
         // what an earlier master left unread is not sent by this one (the kernel frees its queue on stop)
         for (const f of this.feeds) Atomics.store(f, FEED_TAIL, Atomics.load(f, FEED_HEAD));
         this.writeFeedSettings();
@@ -318,6 +325,7 @@ export class SyncManager {
         sock.on("message", (msg) => this.backupMessage(r, msg));
         this.backup = r;
         this.ensureFeeds();
+        r.base = FEED_COUNTS.map((w) => this.feeds.reduce((a, f) => a + f[w], 0));
       }
     } catch (e) {
       sock.close();

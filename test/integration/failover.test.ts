@@ -73,6 +73,8 @@ let lab: Lab;
 let xa: LabDaemon;
 let xb: LabDaemon;
 const clients: Client[] = [];
+/** Clients of earlier tests, kept open until the end (closing them would send state changes into later counts). */
+const idle: Client[] = [];
 
 async function director(name: string, addr: string): Promise<void> {
   await lab.addNs(name);
@@ -166,7 +168,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  for (const c of clients) c.proc.kill();
+  for (const c of [...clients, ...idle]) c.proc.kill();
   await xb?.stop();
   await xa?.stop();
   await lab?.teardown();
@@ -177,6 +179,35 @@ describe("failover with the sync daemon", () => {
     expect((await xa.adm(["-L", "--daemon"])).stdout).toBe("master sync daemon (mcast=eth0, syncid=5, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n");
     expect((await xb.adm(["-L", "--daemon"])).stdout).toBe("backup sync daemon (mcast=eth0, syncid=5, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n");
   });
+
+  test("an IPv6 group carries them too: ff02::1:81 on the link, 100 connections installed", async () => {
+    const start = async (group: string[], syncid: string) => {
+      expect((await xb.adm(["--start-daemon", "backup", "--mcast-interface", "eth0", "--syncid", syncid, ...group])).code).toBe(0);
+      expect((await xa.adm(["--start-daemon", "master", "--mcast-interface", "eth0", "--syncid", syncid, ...group])).code).toBe(0);
+    };
+    const stop = async () => {
+      expect((await xa.adm(["--stop-daemon", "master"])).code).toBe(0);
+      expect((await xb.adm(["--stop-daemon", "backup"])).code).toBe(0);
+    };
+    await stop();
+    await start(["--mcast-group", "ff02::1:81"], "6");
+    expect((await xa.adm(["-L", "--daemon"])).stdout).toBe("master sync daemon (mcast=eth0, syncid=6, maxlen=1452, group=ff02::1:81, port=8848, ttl=1)\n");
+    const c = new Client(PORT);
+    idle.push(c);
+    expect(await c.line(30_000)).toBe(`connected ${CONNS}`);
+    expect((await c.ask("v6")).failed).toBe(0);
+    const st = await waitFor(
+      "backup installs over IPv6",
+      async () => (await xb.api("GET", "/v1/daemons/backup/stats")).json as { created: number; drops: Record<string, number> },
+      (x) => x.created >= CONNS,
+      15_000,
+    );
+    expect(st.created).toBe(CONNS);
+    expect(st.drops).toEqual({});
+    // back to the default group for the failover
+    await stop();
+    await start([], "5");
+  }, 60_000);
 
   test("100 held DR, NAT and TUN connections each survive the master's SIGKILL: the backup forwards each to the same real server", async () => {
     clients.push(new Client(PORT), new Client(NAT_PORT), new Client(TUN_PORT));
@@ -202,7 +233,9 @@ describe("failover with the sync daemon", () => {
     expect(master.feedLost).toBe(0);
     // db's table lists them: ESTABLISHED, to the real servers da chose
     const listing = (await xb.adm(["-Lnc"])).stdout.split("\n");
-    for (const p of [PORT, NAT_PORT, TUN_PORT]) expect(listing.filter((l) => l.includes("ESTABLISHED") && l.includes(`${VIP}:${p}`)).length).toBe(CONNS);
+    // (port 7000 also holds the IPv6-group test's 100)
+    for (const p of [PORT, NAT_PORT, TUN_PORT])
+      expect(listing.filter((l) => l.includes("ESTABLISHED") && l.includes(`${VIP}:${p}`)).length).toBe(p === PORT ? 2 * CONNS : CONNS);
 
     xa.proc.kill(9);
     await xa.proc.exited;
