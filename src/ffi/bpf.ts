@@ -132,6 +132,39 @@ function staleSteering(ifindex: number, ifname: string): { progId: number; tag: 
   return rec;
 }
 
+/**
+ * The packets the steering program `progId` (attached, not ours) dropped in hold mode (its
+ * `hold` map's count), or -1 when it cannot be read.
+ */
+function heldBy(progId: number): number {
+  const pfd = lib().xvs_bpf__prog_fd_by_id(progId);
+  if (pfd < 0) return -1;
+  try {
+    const ids = new Uint32Array(32);
+    const info = new Uint8Array(INFO_SIZE);
+    const dv = new DataView(info.buffer);
+    dv.setUint32(PROG_INFO_NR_MAP_IDS, ids.length, true);
+    dv.setBigUint64(PROG_INFO_MAP_IDS, BigInt(ptr(ids)), true);
+    if (lib().xvs_bpf__obj_info(pfd, ptr(info), ptr(new Uint32Array([INFO_SIZE]))) !== 0) return -1;
+    const n = Math.min(dv.getUint32(PROG_INFO_NR_MAP_IDS, true), ids.length);
+    for (let i = 0; i < n; i++) {
+      const mfd = lib().xvs_bpf__map_fd_by_id(ids[i]);
+      if (mfd < 0) continue;
+      try {
+        const minfo = new Uint8Array(INFO_SIZE);
+        if (lib().xvs_bpf__obj_info(mfd, ptr(minfo), ptr(new Uint32Array([INFO_SIZE]))) !== 0 || infoName(minfo, MAP_INFO_NAME) !== "hold") continue;
+        const v = new BigUint64Array(2);
+        return lib().xvs_map__lookup(mfd, ptr(new Uint8Array(4)), ptr(v)) === 0 ? Number(v[1]) : -1;
+      } finally {
+        closeSync(mfd);
+      }
+    }
+    return -1;
+  } finally {
+    closeSync(pfd);
+  }
+}
+
 /** A loaded steering program and the file descriptors of its maps. */
 export class SteerProgram {
   private handle: number | null;
@@ -188,6 +221,8 @@ export class SteerProgram {
           `${ifname} already has an XDP program (another xvs, or another tool): stop it, or remove it with 'ip link set dev ${ifname} xdp off'`,
         );
       }
+      // read before the replacement frees it: what the stopped daemon's program held in the gap
+      const held = stale.handOver ? heldBy(stale.progId) : -1;
       rc = lib().xvs_xdp__attach(ifindex, this.progFd, abi.XVS_XDP_FLAGS_DRV_MODE);
       if (rc >= 0)
         log(
@@ -199,6 +234,7 @@ export class SteerProgram {
             staleProgId: stale.progId,
             stalePid: stale.pid,
             sameBuild: stale.tag === progTag(this.progFd),
+            ...(stale.handOver ? { heldInGap: held } : {}),
           },
         );
     }
