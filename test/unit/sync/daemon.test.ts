@@ -2,12 +2,29 @@
  * A running backup sync daemon (control/sync-daemon.ts) fed real datagrams over loopback: good
  * records are counted and resolved against the table, hostile ones (truncated, oversized, another
  * syncid or version, lying lengths, no service, no real server, random bytes, a flood) are counted
- * per reason and dropped, and the daemon keeps answering.
+ * per reason and dropped, and the daemon keeps answering. A master daemon fed as a worker feeds it
+ * sends a full message at once and the rest when it is 2 s old.
  */
 import { describe, expect, test } from "bun:test";
 import dgram from "node:dgram";
 import { syncManager } from "../../../src/control/sync-daemon.ts";
 import { encodeSyncMessages } from "../../../src/sync/encode.ts";
+import { decodeSyncMessage } from "../../../src/sync/decode.ts";
+import { SyncFeed } from "../../../src/dataplane/sync-feed.ts";
+import {
+  CF_NOOUTPUT,
+  CF_USED,
+  CONN_CADDR,
+  CONN_CPORT_VPORT,
+  CONN_DADDR,
+  CONN_DPORT,
+  CONN_FLAGS,
+  CONN_PROTO_STATE,
+  CONN_TIMEOUT,
+  CONN_VADDR,
+  CONN_WORDS,
+  ConnTable,
+} from "../../../src/conn/table.ts";
 import type { SyncConn } from "../../../src/sync/format.ts";
 import { startXvs } from "../cli/fixture.ts";
 
@@ -86,5 +103,54 @@ describe("a backup daemon reading hostile datagrams", () => {
     expect((await x.adm(["-L", "--daemon"])).stdout).toContain("backup sync daemon (mcast=lo, syncid=5");
     expect((await x.adm(["--stop-daemon", "backup"])).exit).toBe(0);
     sender.close();
+  }, 20_000);
+});
+
+describe("a master daemon's flush", () => {
+  test("a full message leaves at the next tick, the rest when it is 2 s old; the records are the fed connections", async () => {
+    const x = startXvs();
+    expect((await x.adm(["-A", "-t", "198.18.0.100:80", "-s", "rr"])).exit).toBe(0);
+    // a stand-in worker: the feed buffer the daemon posts is kept, and fed here as a worker would
+    const posted: { feed?: SharedArrayBuffer }[] = [];
+    (x.daemon.dataplane as unknown as { workers: unknown[] }).workers = [{ worker: { postMessage: (m: { feed?: SharedArrayBuffer }) => posted.push(m) } }];
+    const got: { at: number; bytes: Uint8Array }[] = [];
+    const rx = dgram.createSocket("udp4");
+    rx.on("message", (m) => got.push({ at: Date.now(), bytes: new Uint8Array(m) }));
+    await new Promise<void>((res) => rx.bind(PORT + 1, "127.0.0.1", () => res()));
+    // the group is where the master sends: a unicast address here, so that this process hears it
+    // (a master does not hear its own multicast: loopback off, as the kernel's)
+    const mgr = syncManager(x.daemon);
+    await mgr.start({ state: "master", mcastInterface: "lo", syncId: 9, syncMaxlen: 0, mcastGroup: "127.0.0.1", mcastPort: PORT + 1, mcastTtl: 0 });
+    const feed = new SyncFeed(posted[0].feed!, 64);
+    const t = new ConnTable(64);
+    const fp = { conns: t, now: 1, setReplyHop: () => {} };
+    const t0 = Date.now();
+    // 45 UDP connections, 3 packets each: each is sent at its 3rd
+    for (let k = 0; k < 45; k++) {
+      const id = t.alloc();
+      const o = id * CONN_WORDS;
+      t.rec[o + CONN_FLAGS] = CF_USED | 3 | CF_NOOUTPUT;
+      t.rec[o + CONN_PROTO_STATE] = 17 << 8;
+      t.rec[o + CONN_CADDR] = (0xc6120102 + k) | 0;
+      t.rec[o + CONN_VADDR] = 0xc6120064 | 0;
+      t.rec[o + CONN_DADDR] = 0xc612020b | 0;
+      t.rec[o + CONN_CPORT_VPORT] = (40000 << 16) | 80 | 0;
+      t.rec[o + CONN_DPORT] = 80;
+      t.rec[o + CONN_TIMEOUT] = 300 * 100;
+      for (let p = 0; p < 3; p++) feed.packet(fp, id, 17 << 8, 0, new Uint32Array(8), 0);
+    }
+    const deadline = Date.now() + 5000;
+    while (got.length < 2 && Date.now() < deadline) await Bun.sleep(20);
+    mgr.stop("master");
+    rx.close();
+    expect(got.length).toBe(2);
+    const [full, rest] = got.map((g) => decodeSyncMessage(g.bytes, { syncid: 9, maxlen: 0 }));
+    // 1472-byte messages hold (1472 - 8) / 36 = 40 IPv4 records
+    expect([full.records.length, rest.records.length]).toEqual([40, 5]);
+    expect(got[0].bytes.length).toBe(8 + 40 * 36);
+    expect(got[0].at - t0).toBeLessThan(500);
+    expect(got[1].at - t0).toBeGreaterThanOrEqual(1900);
+    expect(rest.records.map((r) => r.conn.caddr)).toEqual(["198.18.1.42", "198.18.1.43", "198.18.1.44", "198.18.1.45", "198.18.1.46"]);
+    expect(full.records[0].conn).toMatchObject({ protocol: 17, flags: 3 | 0x80, vaddr: "198.18.0.100", daddr: "198.18.2.11", cport: 40000, timeoutSec: 300 });
   }, 20_000);
 });
