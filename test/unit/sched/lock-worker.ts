@@ -7,11 +7,12 @@ import { bindDestHeld, unbindDest } from "../../../src/conn/accounting.ts";
 import { CF_INACTIVE } from "../../../src/conn/table.ts";
 import { compile, emptyRoutes } from "../../../src/config/compile.ts";
 import { applyTables, sharedSchedView, startServices } from "../../../src/dataplane/shared-sched.ts";
+import { lblc } from "../../../src/sched/lblc.ts";
 import { rr } from "../../../src/sched/rr.ts";
 import { Counters, type SharedCountBuffers } from "../../../src/stats/counters.ts";
 import { lockService, unlockService } from "../../../src/stats/svc-lock.ts";
-import { FLOW_WORDS } from "../../../src/wire/flow.ts";
-import { buildModel } from "./lock-model.ts";
+import { FLOW_DST, FLOW_WORDS } from "../../../src/wire/flow.ts";
+import { buildModel, LBLC_ADDRS } from "./lock-model.ts";
 
 export interface StressJob {
   shared: SharedCountBuffers;
@@ -30,13 +31,15 @@ export interface StressResult {
   violations: number;
   /** The largest count seen on the capped dest right after a bind. */
   maxCapped: number;
+  /** lblc: the dest chosen per destination address (index), -2 when it changed between picks. */
+  lblcDest: number[];
 }
 
 declare const self: Worker;
 
 self.onmessage = (e: MessageEvent<StressJob>) => {
   const job = e.data;
-  const { model, split, capped, cappedDest, threshold } = buildModel();
+  const { model, split, capped, cappedDest, threshold, lblcSvc } = buildModel();
   const t0 = compile(model, emptyRoutes(), 1);
   const c = new Counters(Counters.allocate(job.shared));
   const v = sharedSchedView(t0, c);
@@ -47,12 +50,12 @@ self.onmessage = (e: MessageEvent<StressJob>) => {
   const plain = new Int32Array(job.plain);
   const flow = new Int32Array(FLOW_WORDS);
   const lock = c.svcLock;
-  const res: StressResult = { splitPicks: {}, cappedBinds: 0, violations: 0, maxCapped: 0 };
+  const res: StressResult = { splitPicks: {}, cappedBinds: 0, violations: 0, maxCapped: 0, lblcDest: new Array(LBLC_ADDRS).fill(-1) };
   const held: number[] = [];
   let x = job.seed | 1;
   // everyone starts together
   Atomics.add(plain, 1, 1);
-  while (Atomics.load(plain, 1) < Atomics.load(plain, 2)) {}
+  for (let n = Atomics.load(plain, 1); n < Atomics.load(plain, 2); n = Atomics.load(plain, 1)) Atomics.wait(plain, 1, n, 1);
   for (let i = 0; i < job.iterations; i++) {
     // the split service: plain rr over three dests
     lockService(lock, split);
@@ -75,6 +78,15 @@ self.onmessage = (e: MessageEvent<StressJob>) => {
     }
     unlockService(lock, capped);
     if (e >= 0) held.push(e);
+    // the lblc service: one of LBLC_ADDRS destination addresses, through the one shared cache
+    const k = (i * 7 + job.seed) & (LBLC_ADDRS - 1);
+    flow[FLOW_DST] = 0x0a000000 | k;
+    lockService(lock, lblcSvc);
+    const l = lblc.schedule(v, lblcSvc, flow, 0);
+    unlockService(lock, lblcSvc);
+    flow[FLOW_DST] = 0;
+    if (res.lblcDest[k] === -1) res.lblcDest[k] = l;
+    else if (res.lblcDest[k] !== l) res.lblcDest[k] = -2;
     x ^= x << 13;
     x ^= x >>> 17;
     x ^= x << 5;
