@@ -8,7 +8,7 @@
  * file aside and starts empty (the held connections are then reset, as after a crash).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { encodeTable, layoutVersion } from "../../src/conn/persist.ts";
@@ -99,7 +99,8 @@ beforeAll(async () => {
   await directReturn(L.lab, L.director, L.reals, [DR_VIP]);
   await ok(xvs, "POST", "/v1/services", { protocol: "tcp", address: DR_VIP, port: 7000, scheduler: "rr" });
   for (let i = 1; i <= 3; i++) await ok(xvs, "POST", `/v1/services/tcp:${DR_VIP}:7000/dests`, { address: realAddr(i), port: 7000, forward: "route" });
-  const inode = /\[(\d+)\]/.exec((await L.lab.exec(L.director, ["readlink", "/proc/self/ns/net"])).stdout)![1];
+  // the daemon's namespace (ip netns exec execs it: the spawned pid is the daemon's)
+  const inode = /\[(\d+)\]/.exec(readlinkSync(`/proc/${xvs.proc.pid}/ns/net`))![1];
   tableFile = join("/run/xvs", `net-${inode}`, "conns.bin");
 }, 60_000);
 
