@@ -7,20 +7,26 @@
  * read-only, through `ConnTable.view`s over their SharedArrayBuffers (all workers are threads of
  * one process), and the packet is handled with the owner's record.
  *
- * Why this design (docs/architecture.md, "Several queues"; `bun run bench/queues-nat.bench.ts
- * [flows]`, one thread, 4 tables, on the shared 2-core build host, so +-30 %):
+ * Why this design (docs/architecture.md, "Several queues"). Measured with
+ * `bun run bench/queues-nat.bench.ts` (one thread, 4 tables of 4K connections, best of 3; the
+ * shared 2-core build host under load 10-20, so the ranges of 5 runs, not points):
  * - (a) peer lookup on a miss: nothing changes for a packet its own worker holds (the single
- *   queue path and every client packet: the own lookup hits first); a cross-queue reply pays its
- *   own miss plus one probe per table until the owner's. 4K flows per table: own hit 156 ns,
- *   reply held by the 1st/2nd/3rd other table 161/283/357 ns (lookup only, with the flow hash).
+ *   queue path and every client packet: the own lookup hits first; fastpath-ab new/old 0.98,
+ *   1.02, 0.97 for 4K flows, 1M flows, new connections, run both ways round). A cross-queue reply
+ *   pays its own miss plus a probe per table until the owner's: own hit 37-74 ns; reply held by
+ *   the 1st / 2nd / 3rd other table 34-82 / 49-148 / 127-256 ns when every table has one seed
+ *   (the dataplane gives them one: pass 1's hash serves every table), 94-180 / 117-240 / 182-304
+ *   ns with a seed per table (a flow hash per table).
  * - (b) one table for all workers: every insert and delete a CAS on a shared index, the wheel,
- *   free list and flags shared and contended, and every packet of every connection pays the
- *   cross-core traffic of shared index lines. Not built: it makes the common case dearer to make
- *   the rare case cheaper, and the deletion-under-readers problem is the same as (a)'s.
+ *   free list and flags shared and contended, and every packet of every connection on index
+ *   lines other cores write. Not built: it makes the common case dearer to make the rare case
+ *   cheaper, and readers meet deletions there as here.
  * - (c) hand the frame to the owner through a ring: the frame copied into the owner's UMEM (each
- *   worker has its own) and a ring slot written and read: 203 ns (64 B) / 207 ns (1500 B) before
- *   the owner's second pass over the frame and its TX, i.e. more than (a)'s worst case, plus a
- *   burst of latency and native ring plumbing.
+ *   worker has its own) and a ring slot written and read cost 30-122 ns (64 B) / 38-164 ns
+ *   (1500 B) alone; but the receiving worker must still find the owner of a reply, which only a
+ *   lookup in the other tables tells (its request came in elsewhere), and the owner then handles
+ *   the frame a second time, a burst later, and sends it from its own port. So (c) costs (a)
+ *   plus the copy, the ring and a second pass.
  *
  * Writes: the owner stays the only writer of its index, wheel, free list, flags and counters.
  * A view moves a TCP connection's state word only by compareExchange (a lost race leaves the

@@ -162,6 +162,12 @@ export class Dataplane {
   private model: Model | null = null;
   /** rx queues of each interface that have a socket (0..n-1); housekeeping compares with sysfs. */
   private served: number[] = [];
+  /**
+   * One hash seed for every worker's connection table (random per start): a worker whose table
+   * misses probes the others' with the hash it already has (conn/peers.ts; a table adopted from
+   * a restart keeps its own seed, and is probed with a hash of its own).
+   */
+  private readonly connSeed = (Math.random() * 0x7fffffff) | 0;
   /** Each interface's queue count as last read (a change is logged once). */
   private seenQueues: number[] = [];
   private queuesCheckedMs = Date.now();
@@ -261,7 +267,7 @@ export class Dataplane {
     // huge pages under the records and the index, before the worker first touches them
     adviseHugePages(connBuffers.records);
     adviseHugePages(connBuffers.index);
-    const conns = new ConnTable(this.opts.connCapacity, undefined, connBuffers);
+    const conns = new ConnTable(this.opts.connCapacity, this.connSeed, connBuffers);
     const counters = new Counters(Counters.allocate(this.sharedCounts));
     const url = this.opts.workerUrl ?? workerUrl();
     const worker = new Worker(url);
