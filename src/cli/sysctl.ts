@@ -43,7 +43,7 @@ const SYNC_NAMES: Record<string, keyof SyncSysctls> = {
 const SYNC_MAX: Partial<Record<keyof SyncSysctls, number>> = {
   backupOnly: 1,
   syncPersistMode: 1,
-  syncPorts: 127,
+  syncPorts: 1 << 30,
   syncRetries: 3,
   syncVersion: 1,
   syncRefreshPeriod: 2147483,
@@ -105,8 +105,8 @@ function syncValue(short: string, text: string): Partial<SyncSysctls> {
     return { syncThreshold: n[0], syncPeriod: n[1] };
   }
   if (n.length !== 1 || n[0] > (SYNC_MAX[f] ?? 2147483647)) throw invalid();
-  // proc_do_sync_ports: at least 1
-  if (f === "syncPorts" && n[0] < 1) throw invalid();
+  // proc_do_sync_ports: a power of 2 (1, 2, 4 ...)
+  if (f === "syncPorts" && (n[0] < 1 || (n[0] & (n[0] - 1)) !== 0)) throw invalid();
   return { [f]: n[0] };
 }
 

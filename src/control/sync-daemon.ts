@@ -15,7 +15,7 @@
  *
  * Deviations, each for a reason: a record whose real server is not in the local table is skipped
  * and counted (`rec_no_dest`); the kernel keeps it unbound, but an xvs record needs a dest to
- * forward. sync_ports > 1 is kept and shown, the master sends on the first port only.
+ * forward.
  */
 import dgram from "node:dgram";
 import { networkInterfaces } from "node:os";
@@ -98,6 +98,8 @@ import type { Daemon } from "./daemon.ts";
 
 /** How often the master drains the feeds and sends what closed (the kernel wakes within HZ/50). */
 export const SYNC_TICK_MS = 10;
+/** Most sync threads per daemon (IPVS_SYNC_PORTS_MAX). */
+const SYNC_PORTS_MAX = 64;
 /** Template timeout a v0 record implies (ip_vs_proc_conn: 3 minutes). */
 const TEMPLATE_V0_TIMEOUT_SEC = 180;
 /** xvs's template flag for state ASSURED (conn/table.ts CF_ASSURED). */
@@ -177,8 +179,16 @@ interface Running {
   sock: dgram.Socket;
   family: 4 | 6;
   timer: ReturnType<typeof setInterval> | null;
-  builder: SyncMessageBuilder | null;
-  queue: Uint8Array[];
+  /** Master: one message builder per sync thread (sync_ports), thread i sends to port + i. */
+  builders: SyncMessageBuilder[];
+  queue: { m: Uint8Array; port: number }[];
+  /** Backup: the sockets of ports + 1 .. + threads - 1 (`sock` has the first). */
+  more: dgram.Socket[];
+  /** Datagrams handed to the socket and not yet sent; a stopping master closes its socket when 0. */
+  inflight: number;
+  closing: boolean;
+  /** sync_ports when the first daemon started (start_sync_thread: the second one takes the same). */
+  threads: number;
   rx: SyncRxCounters;
   stats: { messages: number; records: number; queueDropped: number; sendErrors: number };
   /** The workers' cumulative feed counters when this daemon started (lost, created, updated, refused). */
@@ -187,6 +197,17 @@ interface Running {
 
 /** The feed words a daemon's counters are read from, in Running.base's order. */
 const FEED_COUNTS = [FEED_LOST, FEED_CREATED, FEED_UPDATED, FEED_REFUSED];
+
+/** Close a daemon's sockets. */
+function closeAll(r: Running): void {
+  for (const x of [r.sock, ...r.more]) {
+    try {
+      x.close();
+    } catch {
+      // already closed after an error
+    }
+  }
+}
 
 /** The interface's MTU (the backup's default sync_maxlen), 1500 when unknown. */
 function interfaceMtu(ifname: string): number {
@@ -274,8 +295,12 @@ export class SyncManager {
       sock,
       family,
       timer: null,
-      builder: null,
+      builders: [],
       queue: [],
+      more: [],
+      inflight: 0,
+      closing: false,
+      threads: (this.master ?? this.backup)?.threads ?? Math.min(Math.max(this.sysctls.syncPorts, 1), SYNC_PORTS_MAX),
       rx: new SyncRxCounters(),
       stats: { messages: 0, records: 0, queueDropped: 0, sendErrors: 0 },
       base: [0, 0, 0, 0],
@@ -304,7 +329,7 @@ export class SyncManager {
         // the kernel's master does not hear itself (set_mcast_loop(sk, 0))
         sock.setMulticastLoopback(false);
         if (this.sysctls.syncSockSize > 0) sock.setSendBufferSize(this.sysctls.syncSockSize);
-        r.builder = new SyncMessageBuilder(view.syncId, view.maxlen);
+        for (let i = 0; i < r.threads; i++) r.builders.push(new SyncMessageBuilder(view.syncId, view.maxlen));
         this.master = r;
         this.ensureFeeds();
         r.base = FEED_COUNTS.map((w) => this.feeds.reduce((a, f) => a + f[w], 0));
@@ -323,12 +348,27 @@ export class SyncManager {
         sock.addMembership(group, ifSpec);
         if (this.sysctls.syncSockSize > 0) sock.setRecvBufferSize(this.sysctls.syncSockSize);
         sock.on("message", (msg) => this.backupMessage(r, msg));
+        // sync_ports > 1: one receiving thread (here, socket) per port
+        for (let i = 1; i < r.threads; i++) {
+          const extra = dgram.createSocket({ type: family === 6 ? "udp6" : "udp4", reuseAddr: true });
+          r.more.push(extra);
+          await new Promise<void>((res, rej) => {
+            extra.once("error", rej);
+            extra.bind({ port: view.port + i, exclusive: false }, () => {
+              extra.off("error", rej);
+              res();
+            });
+          });
+          extra.addMembership(group, ifSpec);
+          extra.on("message", (msg) => this.backupMessage(r, msg));
+        }
         this.backup = r;
         this.ensureFeeds();
         r.base = FEED_COUNTS.map((w) => this.feeds.reduce((a, f) => a + f[w], 0));
       }
     } catch (e) {
       sock.close();
+      for (const x of r.more) x.close();
       if (e instanceof LbError) throw e;
       throw new LbError(ErrorCode.System, `sync daemon: ${e instanceof Error ? e.message : String(e)}`);
     }
@@ -349,11 +389,9 @@ export class SyncManager {
     } else {
       this.backup = null;
     }
-    try {
-      r.sock.close();
-    } catch {
-      // already closed after an error
-    }
+    // what the last turn handed to the socket still leaves before it closes
+    r.closing = true;
+    if (r.inflight === 0) closeAll(r);
     log("info", "sync daemon stopped", { state });
   }
 
@@ -405,33 +443,40 @@ export class SyncManager {
 
   /** Drain the feeds, pack, queue, send (sync_thread_master's loop, one turn). */
   private masterTick(r: Running, final = false): void {
-    const b = r.builder!;
     const now = Date.now();
     const t = this.daemon.tables();
     const version = this.sysctls.syncVersion === 0 ? 0 : 1;
+    const n = r.builders.length;
     for (const f of this.feeds) {
       drainFeed(f, (ring, at) => {
         const c = feedConn(ring, at, t, version);
         if (!c) return;
         r.stats.records++;
-        for (const m of b.add(c, version, now)) this.enqueue(r, m);
+        // a connection keeps its thread (select_master_thread_id picks one per connection)
+        const k = n > 1 ? ownerOf(c, n) : 0;
+        for (const m of r.builders[k].add(c, version, now)) this.enqueue(r, m, r.view.port + k);
       });
     }
-    if (final || flushDue(b.firstUseMs, now)) {
-      const m = b.take();
-      if (m) this.enqueue(r, m);
+    for (let k = 0; k < n; k++) {
+      const b = r.builders[k];
+      if (final || flushDue(b.firstUseMs, now)) {
+        const m = b.take();
+        if (m) this.enqueue(r, m, r.view.port + k);
+      }
     }
     while (r.queue.length > 0) {
-      const m = r.queue.shift()!;
+      const q = r.queue.shift()!;
       r.stats.messages++;
-      r.sock.send(m, r.view.port, r.view.group, (err) => {
+      r.inflight++;
+      r.sock.send(q.m, q.port, r.view.group, (err) => {
         if (err) r.stats.sendErrors++;
+        if (--r.inflight === 0 && r.closing) closeAll(r);
       });
     }
   }
 
-  private enqueue(r: Running, m: Uint8Array): void {
-    if (queueAccepts(r.queue.length, this.sysctls.syncQlenMax)) r.queue.push(m);
+  private enqueue(r: Running, m: Uint8Array, port: number): void {
+    if (queueAccepts(r.queue.length, this.sysctls.syncQlenMax)) r.queue.push({ m, port });
     else r.stats.queueDropped++;
   }
 

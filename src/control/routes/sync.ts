@@ -60,7 +60,8 @@ export const SyncSysctlsSchema = z.strictObject({
   syncRetries: Int(3),
   syncQlenMax: Int(2147483647),
   syncSockSize: Int(2147483647),
-  syncPorts: Int(127),
+  // proc_do_sync_ports: a power of 2; a daemon uses at most 64 (IPVS_SYNC_PORTS_MAX)
+  syncPorts: Int(1 << 30).refine((n) => n >= 1 && (n & (n - 1)) === 0, "sync_ports must be a power of 2"),
   syncPersistMode: Int(1),
   backupOnly: Int(1),
 });

@@ -87,7 +87,7 @@ describe("xvs sysctl", () => {
       "net.ipv4.vs.sync_version = 0\nnet.ipv4.vs.sync_threshold = 5\t100\nnet.ipv4.vs.sync_refresh_period = 30\n",
     );
     expect((await sysctl(x, ["sync_threshold"])).stdout).toBe("net.ipv4.vs.sync_threshold = 5\t100\n");
-    for (const bad of ["sync_threshold=50 50", "sync_threshold=3", "sync_version=2", "sync_retries=4", "sync_ports=0", "backup_only=x"]) {
+    for (const bad of ["sync_threshold=50 50", "sync_threshold=3", "sync_version=2", "sync_retries=4", "sync_ports=0", "sync_ports=3", "backup_only=x"]) {
       const r = await sysctl(x, [bad]);
       expect(r.exit).toBe(255);
       expect(r.stderr).toContain("Invalid argument");

@@ -153,4 +153,51 @@ describe("a master daemon's flush", () => {
     expect(rest.records.map((r) => r.conn.caddr)).toEqual(["198.18.1.42", "198.18.1.43", "198.18.1.44", "198.18.1.45", "198.18.1.46"]);
     expect(full.records[0].conn).toMatchObject({ protocol: 17, flags: 3 | 0x80, vaddr: "198.18.0.100", daddr: "198.18.2.11", cport: 40000, timeoutSec: 300 });
   }, 20_000);
+
+  test("sync_ports 2: two threads, each connection's records on one port, both ports used", async () => {
+    const x = startXvs();
+    expect((await x.adm(["-A", "-t", "198.18.0.100:80", "-s", "rr"])).exit).toBe(0);
+    const posted: { feed?: SharedArrayBuffer }[] = [];
+    (x.daemon.dataplane as unknown as { workers: unknown[] }).workers = [{ worker: { postMessage: (m: { feed?: SharedArrayBuffer }) => posted.push(m) } }];
+    const base = PORT + 10;
+    const got: { port: number; bytes: Uint8Array }[] = [];
+    const socks = [0, 1].map((i) => {
+      const s = dgram.createSocket("udp4");
+      s.on("message", (m) => got.push({ port: base + i, bytes: new Uint8Array(m) }));
+      return s;
+    });
+    for (let i = 0; i < 2; i++) await new Promise<void>((res) => socks[i].bind(base + i, "127.0.0.1", () => res()));
+    const mgr = syncManager(x.daemon);
+    mgr.setSysctls({ syncPorts: 2 });
+    await mgr.start({ state: "master", mcastInterface: "lo", syncId: 9, syncMaxlen: 0, mcastGroup: "127.0.0.1", mcastPort: base, mcastTtl: 0 });
+    const feed = new SyncFeed(posted[0].feed!, 64);
+    const t = new ConnTable(64);
+    const fp = { conns: t, now: 1, setReplyHop: () => {} };
+    for (let k = 0; k < 20; k++) {
+      const id = t.alloc();
+      const o = id * CONN_WORDS;
+      t.rec[o + CONN_FLAGS] = CF_USED | 3 | CF_NOOUTPUT;
+      t.rec[o + CONN_PROTO_STATE] = 17 << 8;
+      t.rec[o + CONN_CADDR] = (0xc6120102 + k) | 0;
+      t.rec[o + CONN_VADDR] = 0xc6120064 | 0;
+      t.rec[o + CONN_DADDR] = 0xc612020b | 0;
+      t.rec[o + CONN_CPORT_VPORT] = (40000 << 16) | 80 | 0;
+      t.rec[o + CONN_DPORT] = 80;
+      t.rec[o + CONN_TIMEOUT] = 300 * 100;
+      for (let p = 0; p < 3; p++) feed.packet(fp, id, 17 << 8, 0, new Uint32Array(8), 0);
+    }
+    // stopping sends what is unfilled
+    await Bun.sleep(50);
+    mgr.stop("master");
+    const deadline = Date.now() + 3000;
+    while (got.length < 2 && Date.now() < deadline) await Bun.sleep(20);
+    for (const s of socks) s.close();
+    const byPort = new Map<number, string[]>();
+    for (const g of got)
+      for (const r of decodeSyncMessage(g.bytes, { syncid: 9, maxlen: 0 }).records) byPort.set(g.port, [...(byPort.get(g.port) ?? []), r.conn.caddr]);
+    expect([...byPort.keys()].sort()).toEqual([base, base + 1]);
+    const all = [...byPort.values()].flat();
+    expect(all.length).toBe(20);
+    expect(new Set(all).size).toBe(20);
+  }, 20_000);
 });
