@@ -276,6 +276,19 @@ describe("persistence, ICMP errors, fragments", () => {
   });
 });
 
+describe("path MTU", () => {
+  test("one worker learns a path MTU from an ICMP error; every worker tunnels with it", () => {
+    const [a, b] = pair((h) => nat(h));
+    expect(b.fp.pmtu.effective(0, 1500, 77, 0)).toBe(1500);
+    a.fp.pmtu.learn(0, 1400, 1500, 77, 0, 0);
+    expect(b.fp.pmtu.effective(0, 1500, 77, 0)).toBe(1400);
+    // unpeered fast paths keep their own
+    const [x, y] = pair((h) => nat(h), false);
+    x.fp.pmtu.learn(0, 1400, 1500, 77, 0, 0);
+    expect(y.fp.pmtu.effective(0, 1500, 77, 0)).toBe(1500);
+  });
+});
+
 describe("the table under its readers", () => {
   test("installConnection into one worker's table: the other worker finds it", () => {
     const [a, b] = pair((h) => nat(h));
