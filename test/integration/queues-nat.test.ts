@@ -173,6 +173,9 @@ describe("NAT over four queues, default options", () => {
     expect(after.IcmpInDestUnreachs - before.IcmpInDestUnreachs).toBe(30);
     expect(v.drop_icmp_no_conn).toBe(0);
     expect(v.icmp_forwarded).toBeGreaterThanOrEqual(30);
+    // the datagrams made connections on their own workers: every peer_conn here is an error
+    // handled with another worker's connection
+    expect(d.peer_conn).toBeGreaterThan(0);
   }, 90_000);
 
   test("persistence: 60 connections of one client over every queue all reach one real server", async () => {
