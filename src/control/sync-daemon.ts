@@ -365,6 +365,8 @@ export class SyncManager {
         this.backup = r;
         this.ensureFeeds();
         r.base = FEED_COUNTS.map((w) => this.feeds.reduce((a, f) => a + f[w], 0));
+        // installs set in_pkts to sync_threshold, which the workers read from the feed
+        this.writeFeedSettings();
       }
     } catch (e) {
       sock.close();
