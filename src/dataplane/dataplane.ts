@@ -23,7 +23,7 @@ import { compile } from "../config/compile.ts";
 import type { Dest, Model } from "../config/model.ts";
 import type { Tables } from "../service/tables.ts";
 import { log } from "../log.ts";
-import { adoptSaved, endStartHold, handOver } from "./restart.ts";
+import { adoptedFor, adoptSaved, endStartHold, handOver } from "./restart.ts";
 import { Counters } from "../stats/counters.ts";
 import { CTL_EPOCH_F64, CTL_POSTED_GEN, CTL_STOP, CTL_WORDS, type FromWorker, type InitMessage, type WorkerIface } from "./protocol.ts";
 import { peersMessages } from "./peers.ts";
@@ -175,6 +175,8 @@ export class Dataplane {
   private lastRoutes: RouteSnapshot | null = null;
   /** A restart's adopted connections, by saved worker (restart.ts); null once the workers have them. */
   private adopted: Int32Array[] | null = null;
+  /** How many workers this start runs: the saved workers' records are folded over them. */
+  private adoptWorkers = 1;
   /** The XDP flow cache's switch and table mirror (flowcache-control.ts); the next-hop table it mirrors. */
   readonly flowCache: FlowCacheControl;
   private readonly nh: Int32Array;
@@ -243,13 +245,14 @@ export class Dataplane {
       workers: plan.workers,
       distribution: owned.map((qs) => describeQueues(qs, names)),
     });
+    this.adoptWorkers = owned.length;
     for (let w = 0; w < owned.length; w++) this.workers.push(await this.startWorker(w, owned[w]));
     // every worker looks up the others' connection tables on a miss (NAT replies on another queue: conn/peers.ts)
     if (this.workers.length > 1) {
       const msgs = peersMessages(this.workers.map((w) => w.conns.buffers));
       for (let i = 0; i < msgs.length; i++) this.workers[i].worker.postMessage(msgs[i]);
     }
-    this.adopted = endStartHold(prog, this.adopted, this.workers.map((w) => w.worker));
+    this.adopted = endStartHold(prog, this.adopted, this.workers.length);
     this.events = new NetlinkEvents();
     this.timer = setInterval(() => this.housekeeping(), 200);
   }
@@ -288,7 +291,7 @@ export class Dataplane {
       nexthops: this.resolver.nhBuffer,
       resolveRing: this.resolveRing,
       tables: this.tables!,
-      adopt: this.adopted?.[this.workers.length],
+      adopt: adoptedFor(this.adopted, this.workers.length, this.adoptWorkers),
       flowCache: this.flowCache.workerInit(),
     };
     return new Promise((resolve, reject) => {

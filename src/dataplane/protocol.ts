@@ -10,7 +10,6 @@ import type { Tables } from "../service/tables.ts";
 import type { CounterBuffers } from "../stats/counters.ts";
 import type { SyncWorkerMessage } from "./sync-feed.ts";
 import type { PeersMessage } from "./peers.ts";
-import type { AdoptMessage } from "./restart.ts";
 
 /** Control block words (Int32Array over a SharedArrayBuffer). */
 export const CTL_STOP = 0;
@@ -65,7 +64,7 @@ export interface AddQueuesMessage {
   ifaces: WorkerIface[];
 }
 
-export type ToWorker = InitMessage | TablesMessage | SyncWorkerMessage | AddQueuesMessage | PeersMessage | AdoptMessage;
+export type ToWorker = InitMessage | TablesMessage | SyncWorkerMessage | AddQueuesMessage | PeersMessage;
 
 export type FromWorker =
   | { type: "ready"; zeroCopy: boolean[] }

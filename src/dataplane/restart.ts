@@ -18,8 +18,9 @@
  * - Workers: worker k gets saved worker k's records in its init message and installs them
  *   before its first burst (installAdopted, through conn/peers.ts installConnection: counted on
  *   its real server as a new connection is, and found by every worker, since a worker that
- *   misses looks in the others' tables). Saved workers beyond this start's count are sent to the
- *   workers round robin ('adopt' message, installed between rounds).
+ *   misses looks in the others' tables). With fewer workers than were saved, saved worker k's
+ *   records go to worker k mod count (adoptedFor), all in the init messages: a record installed
+ *   after a worker's first burst would come too late for the packets held in the gap.
  * - Only when there is something to keep: a stop with an empty table detaches as always.
  */
 import { readFileSync, readlinkSync, renameSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
@@ -48,7 +49,6 @@ import { log } from "../log.ts";
 import { NH_MAC_HI, NH_MAC_LO, NH_PORT, NH_WORDS } from "../nexthop/table.ts";
 import { FWD_MASQ, type Tables } from "../service/tables.ts";
 import type { Counters } from "../stats/counters.ts";
-import type { FastPath } from "./fastpath.ts";
 import { HOP_NO_ROUTE, nextHopFor, type NextHopView } from "./route.ts";
 
 /** How long a stopped daemon's steering program drops (rather than passes) owned packets. */
@@ -208,15 +208,26 @@ export function installAdopted(conns: ConnTable, counters: Counters, t: Tables, 
   return installed;
 }
 
-/** Main thread -> worker: adopted records of a saved worker beyond this start's worker count. */
-export interface AdoptMessage {
-  type: "adopt";
-  records: Int32Array;
-}
-
-/** A worker takes an AdoptMessage between rounds (worker.ts). */
-export function applyAdoptMessage(fp: Pick<FastPath, "conns" | "counters" | "tables" | "nh" | "now">, m: AdoptMessage): void {
-  installAdopted(fp.conns, fp.counters, fp.tables, fp.nh, m.records, fp.now);
+/**
+ * The adopted records worker `index` of `workers` installs in its init message: saved worker k's
+ * go to worker k mod `workers` (the same worker when the count is the same; a worker that misses
+ * looks in the others' tables, so any fold serves). Template links are indexes within a saved
+ * worker's records: shifted by the records placed before them.
+ */
+export function adoptedFor(adopted: Int32Array[] | null, index: number, workers: number): Int32Array | undefined {
+  if (adopted === null) return undefined;
+  const parts = adopted.filter((_, k) => k % workers === index);
+  if (parts.length <= 1) return parts[0];
+  const all = new Int32Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    all.set(p, at);
+    const base = at / CONN_WORDS;
+    for (let o = at; o < at + p.length; o += CONN_WORDS)
+      if ((all[o + CONN_FLAGS] & CF_TEMPLATE) === 0 && all[o + CONN_CONTROL] !== 0) all[o + CONN_CONTROL] += base;
+    at += p.length;
+  }
+  return all;
 }
 
 /**
@@ -236,29 +247,21 @@ export function adoptSaved(prog: SteerProgram, t: Tables, ports: string[]): Int3
   return plan.queues;
 }
 
-/**
- * After the workers started, each with its saved worker's records: the records of saved
- * workers beyond this start's count go to the workers round robin (any table serves: the
- * others look there on a miss), then hold mode ends. Returns null.
- */
-export function endStartHold(prog: SteerProgram, adopted: Int32Array[] | null, workers: Worker[]): null {
+/** After the workers started, each with its records (adoptedFor): hold mode off. Returns null. */
+export function endStartHold(prog: SteerProgram, adopted: Int32Array[] | null, workers: number): null {
   if (adopted === null) return null;
-  for (let k = workers.length; k < adopted.length && workers.length > 0; k++) {
-    const m: AdoptMessage = { type: "adopt", records: adopted[k] };
-    workers[k % workers.length].postMessage(m);
+  let held = -1;
+  try {
+    held = prog.holdDrops();
+  } catch {
+    // the count is only for the log
   }
-  const held = (() => {
-    try {
-      return prog.holdDrops();
-    } catch {
-      return -1;
-    }
-  })();
   setHold(prog, 0);
   log("info", "adopted connections installed; hold mode off", {
     connections: adopted.reduce((n, q) => n + q.length / CONN_WORDS, 0),
     savedWorkers: adopted.length,
-    workers: workers.length,
+    perSavedWorker: adopted.map((q) => q.length / CONN_WORDS),
+    workers,
     heldPackets: held,
   });
   return null;

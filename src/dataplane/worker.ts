@@ -37,7 +37,7 @@ import {
   type WorkerIface,
 } from "./protocol.ts";
 import { NextHopView } from "./route.ts";
-import { applyAdoptMessage, installAdopted } from "./restart.ts";
+import { installAdopted } from "./restart.ts";
 import { applySyncMessage } from "./sync-feed.ts";
 import { applyPeersMessage } from "./peers.ts";
 import type { Tables } from "../service/tables.ts";
@@ -295,5 +295,4 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
   else if (m.type === "addQueues" && port !== null) addQueues(m);
   else if (m.type === "sync" && fp !== null) applySyncMessage(fp, m); // between rounds: the loop awaits here
   else if (m.type === "peers" && fp !== null) applyPeersMessage(fp, m); // the other workers' tables (conn/peers.ts)
-  else if (m.type === "adopt" && fp !== null) applyAdoptMessage(fp, m); // a restart's records of a saved worker beyond our count
 };

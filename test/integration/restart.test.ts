@@ -219,3 +219,48 @@ describe("restarts keep connections", () => {
     }
   }, 120_000);
 });
+
+describe("restarts with fewer workers", () => {
+  test("two workers' connections (NAT over two queues) are all kept by a daemon restarted with one worker", async () => {
+    const Q = await buildDirectorLab("rstq", { reals: 2, queues: 2 });
+    const dir = mkdtempSync(join(tmpdir(), "xvs-restart-q-state-"));
+    let d: LabDaemon | undefined;
+    const outer = L;
+    try {
+      L = Q; // Chat talks to the lab in L
+      await startServers(Q.lab, Q.reals, { tcp: 7000 });
+      d = await startDaemon(Q.lab, Q.director, Q.ifaces, ["--workers", "2"], dir);
+      expect(d.log()).toContain('"workers":2');
+      await ok(d, "POST", "/v1/services", { protocol: "tcp", address: LAB_VIP, port: 7000, scheduler: "rr" });
+      for (let i = 1; i <= 2; i++) await ok(d, "POST", `/v1/services/tcp:${LAB_VIP}:7000/dests`, { address: realAddr(i), port: 7000, forward: "masq" });
+      const chat = new Chat(40, 100);
+      try {
+        expect((await chat.until((r) => r.received.length === 40 && r.received.every((x) => x >= 3), 60_000)).ok).toBe(true);
+        expect(await d.stop()).toBe(0);
+        const before = await chat.report();
+        d = await startDaemon(Q.lab, Q.director, Q.ifaces, ["--workers", "1"], dir);
+        const started = d.log();
+        // both saved workers' records: one in the worker's init, the other in an adopt message
+        expect(started).toMatch(/adopting the saved connection table.*"kept":40,/);
+        const line = started.split("\n").find((l) => l.includes("adopted connections installed; hold mode off"))!;
+        const installed = JSON.parse(line) as { connections: number; savedWorkers: number; perSavedWorker: number[]; workers: number };
+        expect([installed.connections, installed.savedWorkers, installed.workers]).toEqual([40, 2, 1]);
+        // each saved worker held some (RSS spread the client ports over both queues)
+        expect(Math.min(...installed.perSavedWorker)).toBeGreaterThan(0);
+        const back = await chat.until((r) => r.received.every((x, i) => x > before.sent[i] + 2), 60_000);
+        process.stdout.write(
+          `  2 workers -> 1 (saved ${installed.perSavedWorker.join(" + ")}): all 40 answering: ${back.ok}; closed ${back.r.closed}, changed server ${back.r.changedServer}\n`,
+        );
+        expect(back.ok).toBe(true);
+        expect([back.r.closed, back.r.changedServer, back.r.outOfOrder]).toEqual([0, 0, 0]);
+      } finally {
+        chat.close();
+      }
+    } finally {
+      L = outer;
+      await d?.stop();
+      await Q.lab.teardown();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 300_000);
+});
