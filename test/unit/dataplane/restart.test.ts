@@ -8,7 +8,8 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { installAdopted, saveTables, takeSavedTable } from "../../../src/dataplane/restart.ts";
+import { adoptedFor, installAdopted, saveTables, takeSavedTable } from "../../../src/dataplane/restart.ts";
+import { CF_TEMPLATE, CONN_CONTROL, CONN_FLAGS, CONN_WORDS } from "../../../src/conn/table.ts";
 import { ACK, PacketBuilder, SYN } from "../../util/packet.ts";
 import { GATEWAY_MAC, Harness, PORT_MACS, realMac } from "../../util/harness.ts";
 
@@ -91,5 +92,20 @@ describe("restart hand-over", () => {
     saveTables([a.conns], a.fp.tables, new Int32Array(a.nhBuffer), ["eth0", "eth1"], Date.now(), file);
     const plan = takeSavedTable(c.fp.tables, ["eth0", "eth1"], file)!;
     expect(plan.kept).toBe(1);
+  });
+
+  test("fewer workers than saved: saved worker k goes to worker k mod count, template links shifted with its records", () => {
+    // saved worker 0: one connection; saved worker 1: a template (index 0) and a connection it controls (link 1)
+    const w0 = new Int32Array(CONN_WORDS);
+    const w1 = new Int32Array(2 * CONN_WORDS);
+    w1[CONN_FLAGS] = CF_TEMPLATE;
+    w1[CONN_WORDS + CONN_CONTROL] = 1;
+    const one = adoptedFor([w0, w1], 0, 1)!;
+    expect(one.length).toBe(3 * CONN_WORDS);
+    expect(one[2 * CONN_WORDS + CONN_CONTROL]).toBe(2); // the template now sits at index 1
+    expect(one[CONN_WORDS + CONN_CONTROL]).toBe(0); // a template's own count is not a link
+    expect(adoptedFor([w0, w1], 1, 2)).toBe(w1); // same count: worker k takes saved worker k as it is
+    expect(adoptedFor([w0], 1, 2)).toBeUndefined();
+    expect(adoptedFor(null, 0, 1)).toBeUndefined();
   });
 });
