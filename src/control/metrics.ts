@@ -26,6 +26,7 @@ import { TS_CONNS, TS_INBYTES, TS_INPKTS, TS_OUTBYTES, TS_OUTPKTS, TS_WORDS, WL_
 import type { Daemon, Traffic } from "./daemon.ts";
 import { exposition, type Family, type MetricType, type Sample } from "./metrics-text.ts";
 import { IPVS_VERSION, XVS_VERSION } from "./routes/system.ts";
+import { syncFamilies } from "./sync-metrics.ts";
 
 type Service = Daemon["model"]["services"][number];
 type Dest = Service["dests"][number];
@@ -295,6 +296,7 @@ export function collectMetrics(daemon: Daemon): Family[] {
     ),
     ...workerTimes(daemon),
     ...healthFamilies(daemon, services, backends),
+    ...syncFamilies(daemon),
     family("xvs_services", "gauge", "Virtual services in the table.", [{ value: services.length }]),
     family("xvs_backends", "gauge", "Real servers in the table (over all services).", [{ value: backends.length }]),
     family("xvs_workers", "gauge", "Dataplane workers (one per rx queue).", [{ value: daemon.dataplane?.workers.length ?? 0 }]),
