@@ -23,7 +23,7 @@ import { compile } from "../config/compile.ts";
 import type { Dest, Model } from "../config/model.ts";
 import type { Tables } from "../service/tables.ts";
 import { log } from "../log.ts";
-import { adoptedFor, adoptSaved, endStartHold, handOver } from "./restart.ts";
+import { adoptedFor, adoptSaved, endStartHold, handOver, holdForSaved } from "./restart.ts";
 import { Counters } from "../stats/counters.ts";
 import { CTL_EPOCH_F64, CTL_POSTED_GEN, CTL_STOP, CTL_WORDS, type FromWorker, type InitMessage, type WorkerIface } from "./protocol.ts";
 import { peersMessages } from "./peers.ts";
@@ -227,13 +227,15 @@ export class Dataplane {
     this.model = model;
     this.tables = this.compileNow(model);
     this.syncSteering(model);
-    // a restart: the saved connections, and hold mode until our sockets are bound (restart.ts)
-    this.adopted = adoptSaved(prog, this.tables, ports.map((p) => p.name));
+    // a restart: hold mode until our sockets are bound, when a table was saved (restart.ts)
+    holdForSaved(prog);
     // attach last: until the sockets exist, the program passes our packets to the kernel anyway
     for (const p of ports) {
       prog.attach(p.ifindex, p.name);
       this.attached.push(p);
     }
+    // attached: the saved connections are ours to take (a start that failed leaves them)
+    this.adopted = adoptSaved(prog, this.tables, ports.map((p) => p.name));
     const names = ports.map((p) => p.name);
     this.seenQueues = ports.map((p) => rxQueueCount(p.name, p.ifindex));
     const plan = planWorkers(opts.workers, availableParallelism(), this.seenQueues, names);

@@ -24,7 +24,7 @@
  *   after a worker's first burst would come too late for the packets held in the gap.
  * - Only when there is something to keep: a stop with an empty table detaches as always.
  */
-import { readFileSync, readlinkSync, renameSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
+import { existsSync, readFileSync, readlinkSync, renameSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { installConnection } from "../conn/peers.ts";
 import { collectRecords, decodeTable, encodeTable, layoutVersion, planAdoption, tableKeys, type AdoptionPlan, type SavedNetns } from "../conn/persist.ts";
@@ -232,9 +232,18 @@ export function adoptedFor(adopted: Int32Array[] | null, index: number, workers:
 }
 
 /**
- * At start, before the program is attached: take the saved table (if any) for `t`, and put the
- * new program in hold mode so that the adopted connections' packets wait for our sockets
- * rather than meet the kernel. Returns the records per saved worker, or null.
+ * At start, before the program is attached: when a table was saved, the new program holds
+ * (drops rather than passes) owned packets until our sockets are bound, so that the saved
+ * connections' packets wait for us rather than meet the kernel.
+ */
+export function holdForSaved(prog: SteerProgram, path = tablePath()): void {
+  if (existsSync(path)) setHold(prog, START_HOLD_SECONDS);
+}
+
+/**
+ * Once the program is attached (a start that fails before leaves the file for the next one):
+ * take the saved table (if any) for `t`. Returns the records per saved worker, or null (hold
+ * mode then ends at once).
  */
 export function adoptSaved(prog: SteerProgram, t: Tables, ports: string[]): Int32Array[] | null {
   let plan: AdoptionPlan | null = null;
@@ -243,8 +252,10 @@ export function adoptSaved(prog: SteerProgram, t: Tables, ports: string[]): Int3
   } catch (e) {
     log("warn", "saved connection table not adopted: cannot read it; starting with an empty table", { error: e instanceof Error ? e.message : String(e) });
   }
-  if (plan === null || plan.kept === 0) return null;
-  setHold(prog, START_HOLD_SECONDS);
+  if (plan === null || plan.kept === 0) {
+    setHold(prog, 0);
+    return null;
+  }
   return plan.queues;
 }
 

@@ -225,11 +225,13 @@ describe("restarts with fewer workers", () => {
     const Q = await buildDirectorLab("rstq", { reals: 2, queues: 2 });
     const dir = mkdtempSync(join(tmpdir(), "xvs-restart-q-state-"));
     let d: LabDaemon | undefined;
+    let qFile = "";
     const outer = L;
     try {
       L = Q; // Chat talks to the lab in L
       await startServers(Q.lab, Q.reals, { tcp: 7000 });
       d = await startDaemon(Q.lab, Q.director, Q.ifaces, ["--workers", "2"], dir);
+      qFile = join("/run/xvs", `net-${/\[(\d+)\]/.exec(readlinkSync(`/proc/${d.proc.pid}/ns/net`))![1]}`, "conns.bin");
       expect(d.log()).toContain('"workers":2');
       await ok(d, "POST", "/v1/services", { protocol: "tcp", address: LAB_VIP, port: 7000, scheduler: "rr" });
       for (let i = 1; i <= 2; i++) await ok(d, "POST", `/v1/services/tcp:${LAB_VIP}:7000/dests`, { address: realAddr(i), port: 7000, forward: "masq" });
@@ -259,6 +261,8 @@ describe("restarts with fewer workers", () => {
     } finally {
       L = outer;
       await d?.stop();
+      // the last stop saved its table: a later namespace with this inode would find it (foreign)
+      if (qFile) rmSync(qFile, { force: true });
       await Q.lab.teardown();
       rmSync(dir, { recursive: true, force: true });
     }
