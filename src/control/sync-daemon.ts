@@ -56,6 +56,7 @@ import {
   type SyncConn,
   syncMaxlen,
 } from "../sync/format.ts";
+import { peInstallable } from "../sync/pe.ts";
 import { flushDue, queueAccepts, SYNC_QLEN_MAX_DEFAULT } from "../sync/policy.ts";
 import {
   drainFeed,
@@ -497,6 +498,11 @@ export class SyncManager {
     const batches = Array.from({ length: n }, () => new Int32Array(res.records.length * I_WORDS));
     const fill = new Array<number>(n).fill(0);
     for (const { conn } of res.records) {
+      // a template keyed with a persistence engine's data (SIP Call-ID): xvs has no engine (sync/pe.ts)
+      if (!peInstallable(conn)) {
+        r.rx.drop(SyncDrop.REC_UNKNOWN_PE);
+        continue;
+      }
       const k = ownerOf(conn, n);
       if (packInstall(batches[k], fill[k] * I_WORDS, conn, t, udpTicks)) fill[k]++;
       else r.rx.drop(SyncDrop.REC_NO_DEST);

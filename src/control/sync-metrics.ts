@@ -40,12 +40,7 @@ export function syncFamilies(daemon: Daemon): Family[] {
       one(master?.queueDropped),
     ),
     family("xvs_sync_send_errors_total", "counter", "Send errors of the master daemon's socket, since it started.", one(master?.sendErrors)),
-    family(
-      "xvs_sync_messages_received_total",
-      "counter",
-      "Datagrams the backup daemon received (taken or dropped), since it started.",
-      one(backup?.messages),
-    ),
+    family("xvs_sync_messages_received_total", "counter", "Datagrams the backup daemon received (taken or dropped), since it started.", one(backup?.messages)),
     family(
       "xvs_sync_records_received_total",
       "counter",

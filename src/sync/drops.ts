@@ -56,6 +56,8 @@ export const enum SyncDrop {
   MSG_TRAILING_BYTES,
   /** The record's real server is not in the local service (the kernel keeps such a connection unbound; xvs skips it). */
   REC_NO_DEST,
+  /** PE data of a persistence engine xvs does not have, every one (kernel: 50, "no %s engine found/loaded"; sync/pe.ts). */
+  REC_UNKNOWN_PE,
 }
 
 /** Counter names, indexed by SyncDrop (append-only, like the enum). */
@@ -84,6 +86,7 @@ export const SYNC_DROP_NAMES: readonly string[] = [
   "rec_no_service",
   "msg_trailing_bytes",
   "rec_no_dest",
+  "rec_unknown_pe",
 ];
 
 /** Number of drop reasons. */

@@ -9,7 +9,20 @@ import { syncManager } from "../../../src/control/sync-daemon.ts";
 import { encodeSyncMessages } from "../../../src/sync/encode.ts";
 import { SYNC_DROP_NAMES } from "../../../src/sync/drops.ts";
 import { FEED_CREATED, FEED_LOST, FEED_UPDATED, SyncFeed } from "../../../src/dataplane/sync-feed.ts";
-import { CF_NOOUTPUT, CF_USED, CONN_CADDR, CONN_CPORT_VPORT, CONN_DADDR, CONN_DPORT, CONN_FLAGS, CONN_PROTO_STATE, CONN_TIMEOUT, CONN_VADDR, CONN_WORDS, ConnTable } from "../../../src/conn/table.ts";
+import {
+  CF_NOOUTPUT,
+  CF_USED,
+  CONN_CADDR,
+  CONN_CPORT_VPORT,
+  CONN_DADDR,
+  CONN_DPORT,
+  CONN_FLAGS,
+  CONN_PROTO_STATE,
+  CONN_TIMEOUT,
+  CONN_VADDR,
+  CONN_WORDS,
+  ConnTable,
+} from "../../../src/conn/table.ts";
 import type { SyncConn } from "../../../src/sync/format.ts";
 import { parseExposition, type PromPage } from "../../util/prom.ts";
 import { startXvs, type Xvs } from "../cli/fixture.ts";
