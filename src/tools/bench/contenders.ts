@@ -107,11 +107,17 @@ export class Xvs extends Contender {
   /** `--flow-cache on|off`: on, established flows are forwarded by the XDP program itself. */
   private readonly flowCache: boolean;
 
-  constructor(mode: Mode, flowCache = true) {
+  /** `--workers N` (0: the daemon's default); bench/workers.bench.ts compares 1 and 2. */
+  private readonly workers: number;
+  /** The stopped daemon's log (its per-worker "xvs profile" lines), for bench/workers.bench.ts. */
+  lastLog = "";
+
+  constructor(mode: Mode, flowCache = true, workers = 0) {
     super();
     this.mode = mode;
     this.flowCache = flowCache;
-    this.id = flowCache ? `xvs-${mode}` : `xvs-${mode}-nocache`;
+    this.workers = workers;
+    this.id = (flowCache ? `xvs-${mode}` : `xvs-${mode}-nocache`) + (workers > 0 ? `-w${workers}` : "");
     this.label = flowCache
       ? `xvs ${modeLabel(mode)} (TypeScript fast path, established flows forwarded by the XDP flow cache), one worker`
       : `xvs ${modeLabel(mode)} --flow-cache off (AF_XDP + TypeScript fast path for every packet), one worker`;
@@ -125,6 +131,7 @@ export class Xvs extends Contender {
     const { o, bl } = ctx;
     const wrap = o.pin ? ["taskset", "-c", String(o.dirCpu)] : [];
     const extra = ["--conn-max", String(this.connMax), "--flow-cache", this.flowCache ? "on" : "off"];
+    if (this.workers > 0) extra.push("--workers", String(this.workers));
     if (process.env.XVS_BENCH_IDLE_MS) extra.push("--idle-ms", process.env.XVS_BENCH_IDLE_MS);
     this.d = await startDaemon(bl.lab, "dir", ["c0", "s0"], extra, undefined, { wrap, env: profile ? { XVS_PROFILE: "1" } : {} });
     const forward = this.mode === "nat" ? "masq" : this.mode === "dr" ? "route" : "tunnel";
@@ -159,6 +166,14 @@ export class Xvs extends Contender {
     }
   }
 
+  /** GET /metrics as text, and the daemon's pid (bench/workers.bench.ts: busy shares, thread CPU time). */
+  async metricsText(): Promise<string> {
+    return String((await this.d!.api("GET", "/metrics")).json);
+  }
+  get pid(): number {
+    return this.d?.proc.pid ?? 0;
+  }
+
   async verdicts(): Promise<Record<string, number>> {
     const r = await this.d!.api("GET", "/v1/stats");
     return (r.json as { verdicts: Record<string, number> }).verdicts ?? {};
@@ -187,6 +202,7 @@ export class Xvs extends Contender {
     const d = this.d;
     this.d = null;
     await d.stop();
+    this.lastLog = d.log();
     const line = d
       .log()
       .split("\n")

@@ -51,6 +51,8 @@ export interface BenchLabOptions {
   steer: { dirCpu: number; genCpu: number } | null;
   /** CPU for the sink's servers (TCP, UDP echo); null: unpinned. */
   serverCpu: number | null;
+  /** Rx/tx queues of every veth (default 1): bench/workers.bench.ts runs several workers. */
+  queues?: number;
 }
 
 export interface BenchLab {
@@ -140,8 +142,8 @@ export async function buildBenchLab(tag: string, o: BenchLabOptions): Promise<Be
     await lab.addNs("gen");
     await lab.addNs("dir");
     await lab.addNs("sink");
-    await lab.veth("gen", "eth0", "dir", "c0");
-    await lab.veth("dir", "s0", "sink", "eth0");
+    await lab.veth("gen", "eth0", "dir", "c0", 1500, o.queues ?? 1);
+    await lab.veth("dir", "s0", "sink", "eth0", 1500, o.queues ?? 1);
     await lab.ip("gen", "addr", "add", `${GEN_ADDR}/24`, "dev", "eth0");
     await lab.ip("gen", "route", "add", "default", "via", DIR_CLIENT_ADDR);
     await lab.ip("dir", "addr", "add", `${DIR_CLIENT_ADDR}/24`, "dev", "c0");
