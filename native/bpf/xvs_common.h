@@ -116,9 +116,14 @@
 /* struct xvs_flow_port (flow_ports array, index = port), and the `flow_tx` devmap (same index) */
 #define XVS_FPORT_IFINDEX_OFF 0      /* u32 */
 #define XVS_FPORT_MAC_OFF 4          /* 6 bytes */
+#define XVS_FPORT_FLAGS_OFF 10       /* u8 XVS_FPORT_F_* */
 #define XVS_FPORT_SIZE 12
+#define XVS_FPORT_F_NO_XDP 1         /* its frames sent by XDP were dropped (a veth whose peer has no NAPI): flows out of it are TS's */
 /* flow_cfg array, u32 words */
 #define XVS_FLOW_CFG_ENABLED 0       /* 0: the program does not look flows up at all */
+#define XVS_FLOW_CFG_ON 1            /* its value: flows are looked up (0: not a single lookup) */
+/* its value when a stopped xvs left the program (restart.ts): flows are looked up while `hold` lasts, then every packet passes */
+#define XVS_FLOW_CFG_HANDED_OVER 2
 #define XVS_FLOW_CFG_WORDS 1
 /* per-CPU counters of the flow stage (index into `flow_stats`); every frame that reaches the
  * stage moves one. A forwarded frame also moves XVS_XDP_FLOW_TX / XVS_XDP_FLOW_REDIRECT in
@@ -138,7 +143,8 @@
 #define XVS_FLOW_BYPASS_TUNNEL 12    /* hit, tunnel packet XDP cannot build the same (checksum, IPv4 id, no source, headroom) */
 #define XVS_FLOW_BYPASS_SCTP_PORT 13 /* hit, SCTP NAT changing a port (CRC32c recompute) */
 #define XVS_FLOW_BYPASS_TX 14        /* hit and rewritten, but the devmap redirect failed: dropped */
-#define XVS_FLOW_STAT_COUNT 15
+#define XVS_FLOW_BYPASS_PORT 15      /* hit, the way out is a port marked XVS_FPORT_F_NO_XDP */
+#define XVS_FLOW_STAT_COUNT 16
 
 /* ---- the real-server decap helper (native/bpf/xvs_decap.bpf.c, src/decap) ---- */
 #define XVS_DECAP_MAX_GUE_PORTS 16   /* GUE ports one interface listens on */

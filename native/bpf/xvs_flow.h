@@ -61,7 +61,8 @@ struct xvs_flow_nexthop {
 struct xvs_flow_port {
 	__u32 ifindex;
 	__u8 mac[6];
-	__u8 pad[2];
+	__u8 flags; /* XVS_FPORT_F_* */
+	__u8 pad;
 };
 
 #define XVS_OFF_CHECK(s, f, off) _Static_assert(__builtin_offsetof(struct s, f) == (off), #s "." #f)
@@ -99,6 +100,7 @@ XVS_OFF_CHECK(xvs_flow_nexthop, flags, XVS_FNH_FLAGS_OFF);
 XVS_OFF_CHECK(xvs_flow_nexthop, port, XVS_FNH_PORT_OFF);
 _Static_assert(sizeof(struct xvs_flow_nexthop) == XVS_FNH_SIZE, "nexthop size");
 XVS_OFF_CHECK(xvs_flow_port, mac, XVS_FPORT_MAC_OFF);
+XVS_OFF_CHECK(xvs_flow_port, flags, XVS_FPORT_FLAGS_OFF);
 _Static_assert(sizeof(struct xvs_flow_port) == XVS_FPORT_SIZE, "port size");
 
 struct {
@@ -633,6 +635,10 @@ static __always_inline int flow_stage(struct xdp_md *ctx)
 	__u32 *on = bpf_map_lookup_elem(&flow_cfg, &zero);
 	if (!on || !*on)
 		return XF_CONTINUE;
+	/* a stopped xvs's program once its hold ended: nobody updates the cached flows any more, so
+	 * none is forwarded and nothing is steered; the kernel gets every packet (restart.ts) */
+	if (*on == XVS_FLOW_CFG_HANDED_OVER && !holding())
+		return count(XVS_XDP_PASS_NO_SOCKET, XDP_PASS);
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
@@ -735,6 +741,8 @@ static __always_inline int flow_stage(struct xdp_md *ctx)
 		const struct xvs_flow_port *p = xf_port(port);
 		if (!p)
 			return flow_count(XVS_FLOW_BYPASS_NEXTHOP, XF_CONTINUE);
+		if (p->flags & XVS_FPORT_F_NO_XDP)
+			return flow_count(XVS_FLOW_BYPASS_PORT, XF_CONTINUE);
 		xf_account(v, l3len);
 		xf_set_macs(eth, dmac, p->mac);
 		if (v6) {
@@ -761,6 +769,9 @@ static __always_inline int flow_stage(struct xdp_md *ctx)
 	const struct xvs_flow_port *p = xf_port(port);
 	if (!p)
 		return flow_count(XVS_FLOW_BYPASS_NEXTHOP, XF_CONTINUE);
+	/* XDP_TX and a redirect into a veth whose peer has no NAPI are dropped (veth_xdp_xmit): TS sends */
+	if (p->flags & XVS_FPORT_F_NO_XDP)
+		return flow_count(XVS_FLOW_BYPASS_PORT, XF_CONTINUE);
 	if (fwd == XF_FWD_TUNNEL) {
 		int outer_v6 = (r->flags & XVS_FREAL_F_V6) != 0;
 		if (r->tun_type > XF_TUN_GRE)

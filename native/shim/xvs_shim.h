@@ -48,6 +48,11 @@ int xvs_fd__close(int fd);
 int xvs_bpf__test_run(int prog_fd, const void *data, uint32_t len, const void *ctx, uint32_t ctx_len,
 		      void *out, uint32_t out_cap, uint32_t *result);
 
+/* ---- ethtool (xvs_ethtool.c): driver name (its length), driver statistics: names of
+ * ETH_GSTRING_LEN (32) bytes each and values; returns how many, at most cap ---- */
+int xvs_ethtool__driver(const char *ifname, char *out, uint32_t cap);
+int xvs_ethtool__stats(const char *ifname, char *names, uint64_t *values, uint32_t cap);
+
 /* ---- AF_XDP ports: one UMEM shared by one socket per (interface, rx queue), owned by one worker
  * (xvs_xsk.c). add_iface returns the interface's number in the port (the same for every queue of
  * one interface): the value descriptors carry in XVS_DESC_IN_PORT / XVS_DESC_OUT_PORT. ---- */

@@ -20,6 +20,7 @@
  * the node_ipvs_* totals count every packet and connection since the daemon started, those of
  * services deleted since included, as the kernel's tot_stats does.
  */
+import type { VethXdpState } from "../dataplane/veth-xdp.ts";
 import { ipText, parseIp } from "../service/addr.ts";
 import { MAX_SERVICES } from "../service/tables.ts";
 import { TS_CONNS, TS_INBYTES, TS_INPKTS, TS_OUTBYTES, TS_OUTPKTS, TS_WORDS, WL_BUSY_NS, WL_LOOP_NS } from "../stats/counters.ts";
@@ -228,6 +229,24 @@ function trafficFamilies(prefix: string, what: string, rows: { labels: Record<st
   ];
 }
 
+/** The flow cache's veth check (dataplane/veth-xdp.ts; docs/flow-cache.md "veth peers"). */
+function vethXdpFamilies(veths: VethXdpState[]): Family[] {
+  return [
+    family(
+      "xvs_flow_cache_veth_xdp_lost_total",
+      "counter",
+      "Frames the flow cache sent with XDP out of a veth whose peer has no NAPI (GRO off, no XDP program), which the kernel dropped.",
+      veths.map((v) => ({ labels: { iface: v.iface }, value: v.lost })),
+    ),
+    family(
+      "xvs_flow_cache_port_no_xdp",
+      "gauge",
+      "1 once the veth was found dropping XDP frames: the flows leaving through it go through AF_XDP, not the XDP flow cache.",
+      veths.map((v) => ({ labels: { iface: v.iface }, value: v.noXdp ? 1 : 0 })),
+    ),
+  ];
+}
+
 /** Every metric family of a daemon, node_exporter's first. */
 export function collectMetrics(daemon: Daemon): Family[] {
   const services = daemon.model.services;
@@ -295,6 +314,7 @@ export function collectMetrics(daemon: Daemon): Family[] {
       xdp.map((v, i) => ({ labels: { action: XDP_COUNTER_NAMES[i] ?? `xdp_${i}` }, value: v })),
     ),
     ...workerTimes(daemon),
+    ...vethXdpFamilies(daemon.dataplane?.vethXdp?.state() ?? []),
     ...healthFamilies(daemon, services, backends),
     ...syncFamilies(daemon),
     family("xvs_services", "gauge", "Virtual services in the table.", [{ value: services.length }]),

@@ -28,6 +28,7 @@ import { Counters } from "../stats/counters.ts";
 import { CTL_EPOCH_F64, CTL_POSTED_GEN, CTL_STOP, CTL_WORDS, type FromWorker, type InitMessage, type WorkerIface } from "./protocol.ts";
 import { peersMessages } from "./peers.ts";
 import { FLOW_CACHE_DEFAULT_ENTRIES, FlowCacheControl } from "./flowcache-control.ts";
+import { VethXdpWatch } from "./veth-xdp.ts";
 import { assignQueues, describeQueues, planWorkers, type QueueRef, rxQueueCount, workerForNewQueue } from "./queues.ts";
 
 /**
@@ -179,6 +180,8 @@ export class Dataplane {
   private adoptWorkers = 1;
   /** The XDP flow cache's switch and table mirror (flowcache-control.ts); the next-hop table it mirrors. */
   readonly flowCache: FlowCacheControl;
+  /** veths whose peers drop the frames the flow cache sends (veth-xdp.ts); null with the cache off. */
+  vethXdp: VethXdpWatch | null = null;
   private readonly nh: Int32Array;
 
   private constructor(
@@ -255,6 +258,7 @@ export class Dataplane {
       for (let i = 0; i < msgs.length; i++) this.workers[i].worker.postMessage(msgs[i]);
     }
     this.adopted = endStartHold(prog, this.adopted, this.workers.length);
+    if (this.flowCache.enabled) this.vethXdp = new VethXdpWatch(ports, (port) => this.flowCache.markNoXdp(port));
     this.events = new NetlinkEvents();
     this.timer = setInterval(() => this.housekeeping(), 200);
   }
@@ -476,6 +480,7 @@ export class Dataplane {
     }
     for (const r of drainResolve(this.ring)) this.resolver.requestResolve(r.port, r.family === 6 ? 6 : 4, r.words);
     this.flowCache.nexthops(this.nh); // MACs the resolver changed reach the cached flows
+    this.vethXdp?.check(); // a veth whose peer drops XDP frames: its flows go to AF_XDP
     if (this.events && this.events.drain() > 0 && this.model) {
       const t = this.compileNow(this.model);
       this.post(t);

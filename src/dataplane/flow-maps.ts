@@ -90,8 +90,8 @@ export function encodeNexthop(dv: DataView, off: number, nh: Int32Array, id: num
   dv.setUint8(off + abi.XVS_FNH_PORT_OFF, nh[o + NH_PORT]);
 }
 
-/** Fill the `flow_ports` value of port `p` at `off`. */
-export function encodePort(dv: DataView, off: number, t: Tables, p: number): void {
+/** Fill the `flow_ports` value of port `p` at `off` (`flags`: XVS_FPORT_F_*, e.g. NO_XDP). */
+export function encodePort(dv: DataView, off: number, t: Tables, p: number, flags = 0): void {
   dv.setInt32(off, 0);
   dv.setInt32(off + 4, 0);
   dv.setInt32(off + 8, 0);
@@ -100,6 +100,7 @@ export function encodePort(dv: DataView, off: number, t: Tables, p: number): voi
   dv.setUint32(off + abi.XVS_FPORT_IFINDEX_OFF, t.ports[o + PORT_IFINDEX], true);
   dv.setUint16(off + abi.XVS_FPORT_MAC_OFF, t.ports[o + PORT_MAC_HI] & 0xffff);
   dv.setInt32(off + abi.XVS_FPORT_MAC_OFF + 2, t.ports[o + PORT_MAC_LO]);
+  dv.setUint8(off + abi.XVS_FPORT_FLAGS_OFF, flags);
 }
 
 /** One mirrored array: the image last written and the batch of changed entries. */
@@ -152,6 +153,9 @@ export class FlowMaps {
   private readonly nexthops = new Mirror("flow_nexthops", NEXTHOPS, abi.XVS_FNH_SIZE);
   private readonly ports = new Mirror("flow_ports", PORTS, abi.XVS_FPORT_SIZE);
   private readonly txPorts = new Int32Array(PORTS);
+  /** XVS_FPORT_F_* per port, set by the control thread (veth-xdp.ts: NO_XDP); kept across generations. */
+  private readonly portFlags = new Uint8Array(PORTS);
+  private lastTables: Tables | null = null;
 
   constructor(private readonly w: FlowMapWriter) {}
 
@@ -180,9 +184,21 @@ export class FlowMaps {
     return this.nexthops.flush(this.w);
   }
 
+  /**
+   * Mark port `p` as one whose XDP-sent frames are lost (a veth whose peer has no NAPI): the
+   * program leaves flows out of it to TS (XVS_FLOW_BYPASS_PORT). Written at once when a
+   * generation was mirrored, else with the first. Returns the entries written.
+   */
+  markNoXdp(p: number): number {
+    if (p < 0 || p >= PORTS) return 0;
+    this.portFlags[p] |= abi.XVS_FPORT_F_NO_XDP;
+    return this.lastTables ? this.syncPorts(this.lastTables) : 0;
+  }
+
   private syncPorts(t: Tables): number {
+    this.lastTables = t;
     for (let p = 0; p < PORTS; p++) {
-      encodePort(this.ports.ndv, p * abi.XVS_FPORT_SIZE, t, p);
+      encodePort(this.ports.ndv, p * abi.XVS_FPORT_SIZE, t, p, this.portFlags[p]);
       const ifindex = p * PORT_WORDS + PORT_WORDS <= t.ports.length ? t.ports[p * PORT_WORDS + PORT_IFINDEX] : 0;
       if (ifindex !== this.txPorts[p]) {
         this.w.setTxPort(p, ifindex);

@@ -53,6 +53,16 @@ export class FlowCacheControl {
     }
   }
 
+  /** Port `port`'s XDP-sent frames are lost (veth-xdp.ts): flows out of it go to AF_XDP from now on. */
+  markNoXdp(port: number): void {
+    if (!this.maps) return;
+    try {
+      this.maps.markNoXdp(port);
+    } catch (e) {
+      log("error", "flow cache: cannot mark a port as not taking XDP frames", { error: e instanceof Error ? e.message : String(e) });
+    }
+  }
+
   /** Periodic: next-hop MACs the resolver changed (only the differences are written). */
   nexthops(nh: Int32Array): void {
     if (!this.maps) return;

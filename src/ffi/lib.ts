@@ -62,6 +62,9 @@ const symbols = {
   xvs_nl__events_drain: { args: [i32], returns: i32 },
   xvs_nl__close: { args: [i32], returns: FFIType.void },
 
+  xvs_ethtool__driver: { args: [cstring, ptr, u32], returns: i32 },
+  xvs_ethtool__stats: { args: [cstring, ptr, ptr, u32], returns: i32 },
+
   xvs_mem__hugepages: { args: [ptr, u64], returns: i32 },
 
   // xvs bench only (native/shim/xvs_gen.c)
