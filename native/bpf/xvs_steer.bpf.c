@@ -409,9 +409,55 @@ static __always_inline int steer_v6(struct xdp_md *ctx, void *l3, void *end)
 /* the flow cache (issue 17): established flows the TS fast path cached are forwarded here */
 #include "xvs_flow.h"
 
+/*
+ * backup_only (net.ipv4.vs.backup_only, docs/sync.md; src/control/backup-only.ts writes it): while
+ * a backup sync daemon runs with it set, the kernel's director stops being one: ip_vs_in_hook and
+ * ip_vs_forward_icmp accept every packet untouched (sysctl_backup_only). Here every packet to a
+ * virtual address goes to the kernel, before the flow cache (whose cached flows would be forwarded
+ * otherwise); NAT replies stay xvs's (ip_vs_out_hook has no such check). One entry:
+ * {u32 on; u32 pad; u64 passed}.
+ */
+struct xvs_steer_cfg {
+	__u32 backup_only;
+	__u32 pad;
+	__u64 passed;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xvs_steer_cfg);
+} steer_cfg SEC(".maps");
+
+static __always_inline int backup_only_pass(void *data, void *end)
+{
+	__u32 zero = 0;
+	struct xvs_steer_cfg *c = bpf_map_lookup_elem(&steer_cfg, &zero);
+	if (!c || !c->backup_only)
+		return 0;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end)
+		return 0;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+		if ((void *)(ip + 1) > end || !is_addr_in(&vip_addrs, XVS_FAMILY_V4, &ip->daddr))
+			return 0;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+		if ((void *)(ip6 + 1) > end || !is_addr_in(&vip_addrs, XVS_FAMILY_V6, ip6->daddr.in6_u.u6_addr32))
+			return 0;
+	} else {
+		return 0;
+	}
+	__sync_fetch_and_add(&c->passed, 1);
+	return 1;
+}
+
 SEC("xdp")
 int xvs_steer(struct xdp_md *ctx)
 {
+	if (backup_only_pass((void *)(long)ctx->data, (void *)(long)ctx->data_end))
+		return XDP_PASS;
 	int cached = flow_stage(ctx);
 	if (cached != XF_CONTINUE)
 		return cached;

@@ -95,6 +95,7 @@ import {
   newFeedBuffer,
   type SyncWorkerMessage,
 } from "../dataplane/sync-feed.ts";
+import { applyBackupOnly, backupOnlyActive } from "./backup-only.ts";
 import type { Daemon } from "./daemon.ts";
 
 /** How often the master drains the feeds and sends what closed (the kernel wakes within HZ/50). */
@@ -269,6 +270,7 @@ export class SyncManager {
   setSysctls(change: Partial<SyncSysctls>): SyncSysctls {
     Object.assign(this.sysctls, change);
     this.writeFeedSettings();
+    this.applyBackupOnly();
     return this.sysctls;
   }
 
@@ -364,6 +366,7 @@ export class SyncManager {
           extra.on("message", (msg) => this.backupMessage(r, msg));
         }
         this.backup = r;
+        this.applyBackupOnly();
         this.ensureFeeds();
         r.base = FEED_COUNTS.map((w) => this.feeds.reduce((a, f) => a + f[w], 0));
         // installs set in_pkts to sync_threshold, which the workers read from the feed
@@ -391,6 +394,7 @@ export class SyncManager {
       this.writeFeedSettings();
     } else {
       this.backup = null;
+      this.applyBackupOnly();
     }
     // what the last turn handed to the socket still leaves before it closes
     r.closing = true;
@@ -401,6 +405,11 @@ export class SyncManager {
   /** Stop everything (daemon shutdown). */
   close(): void {
     for (const s of ["master", "backup"] as const) if ((s === "master" ? this.master : this.backup) !== null) this.stop(s);
+  }
+
+  /** backup_only takes effect while the backup daemon runs (control/backup-only.ts). */
+  private applyBackupOnly(): void {
+    applyBackupOnly(this.daemon, backupOnlyActive(this.backup !== null, this.sysctls.backupOnly));
   }
 
   /** The dataplane's workers (none without a dataplane: the daemons then only talk on the wire). */

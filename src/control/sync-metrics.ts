@@ -8,6 +8,7 @@
 import { SYNC_DROP_NAMES } from "../sync/drops.ts";
 import type { Daemon } from "./daemon.ts";
 import type { Family, MetricType, Sample } from "./metrics-text.ts";
+import { backupOnlyActive, backupOnlyPassed } from "./backup-only.ts";
 import { syncManager } from "./sync-daemon.ts";
 
 function family(name: string, type: MetricType, help: string, samples: Sample[]): Family {
@@ -20,7 +21,20 @@ export function syncFamilies(daemon: Daemon): Family[] {
   const master = m.stats("master");
   const backup = m.stats("backup");
   const one = (v: number | undefined): Sample[] => (v === undefined ? [] : [{ value: v }]);
+  const passed = backupOnlyPassed(daemon);
   return [
+    family(
+      "xvs_sync_backup_only",
+      "gauge",
+      "1 while backup_only is in effect (the backup daemon runs and net.ipv4.vs.backup_only is 1): packets to virtual addresses go to the kernel, not balanced.",
+      [{ value: backupOnlyActive(backup !== null, m.sysctls.backupOnly) ? 1 : 0 }],
+    ),
+    family(
+      "xvs_sync_backup_only_passed_packets_total",
+      "counter",
+      "Packets to virtual addresses the XDP program passed to the kernel because of backup_only, since the dataplane started.",
+      one(passed ?? undefined),
+    ),
     family("xvs_sync_daemon_running", "gauge", "1 while the sync daemon of the state (master, backup) runs (ipvsadm -L --daemon), else 0.", [
       { labels: { state: "master" }, value: master ? 1 : 0 },
       { labels: { state: "backup" }, value: backup ? 1 : 0 },

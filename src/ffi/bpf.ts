@@ -21,6 +21,7 @@ export type SteerMap =
   | "local_addrs"
   | "xdp_stats"
   | "hold"
+  | "steer_cfg"
   // the flow cache (native/bpf/xvs_flow.h)
   | "flows"
   | "flow_reals"
@@ -174,7 +175,7 @@ export class SteerProgram {
   private constructor(handle: number) {
     this.handle = handle;
     this.progFd = check(lib().xvs_bpf__fd(handle as never, cstr("xvs_steer")), "steering program");
-    for (const m of ["xsks", "if_slots", "vips", "vip_addrs", "nat_reals", "local_addrs", "xdp_stats", "hold", ...FLOW_MAPS] as SteerMap[]) {
+    for (const m of ["xsks", "if_slots", "vips", "vip_addrs", "nat_reals", "local_addrs", "xdp_stats", "hold", "steer_cfg", ...FLOW_MAPS] as SteerMap[]) {
       this.fds.set(m, check(lib().xvs_bpf__fd(handle as never, cstr(m)), `map ${m}`));
     }
   }
@@ -286,6 +287,24 @@ export class SteerProgram {
   holdDrops(): number {
     const v = new BigUint64Array(2);
     check(lib().xvs_map__lookup(this.fd("hold"), ptr(new Uint8Array(4)), ptr(v)), "read map hold");
+    return Number(v[1]);
+  }
+
+  /**
+   * backup_only (xvs_steer.bpf.c `steer_cfg`, src/control/backup-only.ts): while on, every packet
+   * to a virtual address is passed to the kernel, not balanced. The pass count is kept.
+   */
+  setBackupOnly(on: boolean): void {
+    const v = new BigUint64Array(2);
+    check(lib().xvs_map__lookup(this.fd("steer_cfg"), ptr(new Uint8Array(4)), ptr(v)), "read map steer_cfg");
+    new Uint32Array(v.buffer)[0] = on ? 1 : 0;
+    this.update("steer_cfg", new Uint8Array(4), new Uint8Array(v.buffer));
+  }
+
+  /** Return the packets backup_only passed to the kernel since the program was loaded. */
+  backupOnlyPassed(): number {
+    const v = new BigUint64Array(2);
+    check(lib().xvs_map__lookup(this.fd("steer_cfg"), ptr(new Uint8Array(4)), ptr(v)), "read map steer_cfg");
     return Number(v[1]);
   }
 

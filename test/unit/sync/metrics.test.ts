@@ -64,7 +64,9 @@ describe("sync metrics", () => {
     const p = await scrape(x);
     expect(p.value("xvs_sync_daemon_running", { state: "master" })).toBe(0);
     expect(p.value("xvs_sync_daemon_running", { state: "backup" })).toBe(0);
-    expect(p.samples.filter((s) => s.name.startsWith("xvs_sync_") && s.name !== "xvs_sync_daemon_running")).toEqual([]);
+    expect(p.value("xvs_sync_backup_only")).toBe(0);
+    // no steering program in this stand-in dataplane: no pass count
+    expect(p.samples.filter((s) => s.name.startsWith("xvs_sync_") && s.name !== "xvs_sync_daemon_running" && s.name !== "xvs_sync_backup_only")).toEqual([]);
   });
 
   test("backup: datagrams and records received, every drop reason (hostile ones counted), installs from the workers' counts", async () => {
@@ -155,5 +157,34 @@ describe("sync metrics", () => {
     mgr.stop("master");
     rx.close();
     expect((await scrape(x)).value("xvs_sync_daemon_running", { state: "master" })).toBe(0);
+  }, 20_000);
+
+  test("backup_only: the steering program is told while the backup runs with backup_only=1, and what it passed is shown", async () => {
+    const x = startXvs();
+    const calls: boolean[] = [];
+    let passed = 0;
+    Object.assign(x.dataplane, { prog: { setBackupOnly: (on: boolean) => calls.push(on), backupOnlyPassed: () => passed } });
+    const mgr = syncManager(x.daemon);
+    mgr.setSysctls({ backupOnly: 1 }); // no backup daemon yet: no effect (sysctl_backup_only)
+    expect(calls).toEqual([false]);
+    await mgr.start({ state: "backup", mcastInterface: "lo", syncId: 4, syncMaxlen: 0, mcastGroup: "", mcastPort: PORT + 2, mcastTtl: 0 });
+    expect(calls).toEqual([false, true]);
+    passed = 12;
+    let p = await scrape(x);
+    expect(p.value("xvs_sync_backup_only")).toBe(1);
+    expect(p.value("xvs_sync_backup_only_passed_packets_total")).toBe(12);
+    mgr.setSysctls({ backupOnly: 0 });
+    expect(calls).toEqual([false, true, false]);
+    expect((await scrape(x)).value("xvs_sync_backup_only")).toBe(0);
+    mgr.setSysctls({ backupOnly: 1 });
+    mgr.stop("backup");
+    expect(calls).toEqual([false, true, false, true, false]);
+    p = await scrape(x);
+    expect(p.value("xvs_sync_backup_only")).toBe(0);
+    // a master alone never turns it on
+    await mgr.start({ state: "master", mcastInterface: "lo", syncId: 4, syncMaxlen: 0, mcastGroup: "127.0.0.1", mcastPort: PORT + 3, mcastTtl: 0 });
+    mgr.setSysctls({ backupOnly: 1 });
+    expect(calls.at(-1)).toBe(false);
+    mgr.stop("master");
   }, 20_000);
 });
