@@ -114,6 +114,14 @@ static __always_inline int count(__u32 idx, int action)
 	return action;
 }
 
+/* the `hold` entry while hold mode lasts, else NULL */
+static __always_inline struct xvs_hold *holding(void)
+{
+	__u32 zero = 0;
+	struct xvs_hold *h = bpf_map_lookup_elem(&hold, &zero);
+	return h && h->until_ns && bpf_ktime_get_boot_ns() < h->until_ns ? h : 0;
+}
+
 static __always_inline int redirect(struct xdp_md *ctx)
 {
 	__u32 ifindex = ctx->ingress_ifindex;
@@ -128,9 +136,8 @@ static __always_inline int redirect(struct xdp_md *ctx)
 	if (rc == XDP_REDIRECT)
 		return count(XVS_XDP_REDIRECT, rc);
 	/* no socket: in hold mode (an xvs restarting) drop, so the sender retransmits */
-	__u32 zero = 0;
-	struct xvs_hold *h = bpf_map_lookup_elem(&hold, &zero);
-	if (h && h->until_ns && bpf_ktime_get_boot_ns() < h->until_ns) {
+	struct xvs_hold *h = holding();
+	if (h) {
 		__sync_fetch_and_add(&h->drops, 1);
 		return XDP_DROP;
 	}

@@ -14,8 +14,9 @@
  *   retransmits them to the next daemon. The next `xvs run` replaces the program atomically
  *   (ffi/bpf.ts attach, a program no process holds) with its own, itself in hold mode until
  *   its workers' sockets are bound. A daemon that is not started again leaves a program that
- *   drops for HOLD_SECONDS and then passes what it owned (the flows in its XDP flow cache it keeps
- *   forwarding, as it does during the gap); `ip link set dev IF xdp off` removes it.
+ *   drops for HOLD_SECONDS (forwarding the flows in its XDP flow cache meanwhile) and then passes
+ *   every packet, cached flows too (flow_cfg XVS_FLOW_CFG_HANDED_OVER: nobody updates them any
+ *   more); `ip link set dev IF xdp off` removes it.
  * - Workers: worker k gets saved worker k's records in its init message and installs them
  *   before its first burst (installAdopted, through conn/peers.ts installConnection: counted on
  *   its real server as a new connection is, and found by every worker, since a worker that
@@ -294,6 +295,9 @@ export const handOver = {
       return false;
     }
     try {
+      // first, so that a program which would go on forwarding its cached flows is never left
+      // (a failure detaches it): it forwards them while the hold lasts, then passes everything
+      prog.setFlowHandedOver();
       const n = saveTables(conns, t, nh, ports, epochMs, path);
       for (const p of ports) {
         try {

@@ -323,8 +323,21 @@ export class SteerProgram {
 
   /** Turn the program's flow lookups on or off (off: not a single lookup per packet). */
   setFlowCache(enabled: boolean): void {
+    this.setFlowCfg(enabled ? abi.XVS_FLOW_CFG_ON : 0);
+  }
+
+  /**
+   * A stop that leaves the program attached (dataplane/restart.ts handOver): its cached flows
+   * are forwarded while hold mode lasts, then the program passes every packet without a lookup
+   * (nobody updates those flows any more). A new daemon loads its own program and maps.
+   */
+  setFlowHandedOver(): void {
+    this.setFlowCfg(abi.XVS_FLOW_CFG_HANDED_OVER);
+  }
+
+  private setFlowCfg(value: number): void {
     const key = new Uint32Array([abi.XVS_FLOW_CFG_ENABLED]);
-    const val = new Uint32Array([enabled ? 1 : 0]);
+    const val = new Uint32Array([value]);
     check(lib().xvs_map__update(this.fd("flow_cfg"), ptr(key), ptr(val), 0), "update map flow_cfg");
   }
 
