@@ -54,6 +54,8 @@ const NAME = arg("--name", `host-${stamp}-workers`);
 const HZ = 100; // USER_HZ of /proc/*/stat and /proc/stat
 /** Nice of the UDP generators (--gen-nice): 19 lets the director's threads take the CPU they want. */
 const GEN_NICE = Number(arg("--gen-nice", "19"));
+/** --profile: the daemon runs with XVS_PROFILE=1 (worker.ts's phase timing) and the udp64 window's phases are reported. */
+const PROFILE = argv.includes("--profile");
 
 const kinds: { id: string; make: () => Xvs }[] = [
   { id: "w1", make: () => new Xvs("nat", false, 1) },
@@ -179,6 +181,38 @@ interface Window {
   c0PerSec: Record<string, number>;
   /** What the generators offered (frames/s over their whole run, UDP only). */
   offered?: number;
+  /** Wall-clock bounds of the window (ms since the epoch), to pick the profile's slices. */
+  fromMs: number;
+  toMs: number;
+}
+
+/**
+ * --profile: each worker's phases over the udp64 window, from its "xvs profile" log line (the
+ * 250 ms slices that ended inside the window): ns per forwarded frame and share of wall time.
+ */
+function windowPhases(logText: string, fromMs: number, toMs: number): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  for (const line of logText.split("\n")) {
+    if (!line.includes('"xvs profile"')) continue;
+    const rec = JSON.parse(line.slice(line.indexOf("{"))) as { worker: number; slices: { endMs: number; totalNs: number; frames: number; ns: Record<string, number> }[] };
+    let total = 0,
+      frames = 0;
+    const ns: Record<string, number> = {};
+    for (const sl of rec.slices) {
+      if (sl.endMs < fromMs + 250 || sl.endMs > toMs) continue;
+      total += sl.totalNs;
+      frames += sl.frames;
+      for (const [k, v] of Object.entries(sl.ns)) ns[k] = (ns[k] ?? 0) + v;
+    }
+    if (total === 0) continue;
+    out.push({
+      worker: rec.worker,
+      frames,
+      nsPerFrame: Object.fromEntries(Object.entries(ns).map(([k, v]) => [k, Math.round(v / Math.max(1, frames))])),
+      shareOfWall: Object.fromEntries(Object.entries(ns).map(([k, v]) => [k, round(v / total, 2)])),
+    });
+  }
+  return out;
 }
 
 /** c0's per-rx-queue counters (veth's ethtool -S): frames that reached each queue, and drops. */
@@ -193,6 +227,7 @@ async function c0Queues(ctx: RunCtx): Promise<Record<string, number>> {
 async function window(ctx: RunCtx, x: Xvs, sources: Subprocess[], secs: number, count: () => number): Promise<Window> {
   const m0 = await x.metricsText();
   const q0 = await c0Queues(ctx);
+  const fromMs = Date.now();
   const c0 = count(),
     s0 = cpuStat(),
     t0 = threadTicks(x.pid),
@@ -205,6 +240,7 @@ async function window(ctx: RunCtx, x: Xvs, sources: Subprocess[], secs: number, 
     t1 = threadTicks(x.pid),
     g1 = sources.map((p) => procTicks(p.pid)),
     a1 = allProcTicks(),
+    toMs = Date.now(),
     el = (performance.now() - p0) / 1000;
   const q1 = await c0Queues(ctx);
   const m1 = await x.metricsText();
@@ -214,6 +250,8 @@ async function window(ctx: RunCtx, x: Xvs, sources: Subprocess[], secs: number, 
   for (const [k, v] of t1) daemon += v - (t0.get(k) ?? 0);
   return {
     value: (c1 - c0) / el,
+    fromMs,
+    toMs,
     cpus: Object.fromEntries(Object.entries(cpuSplit(s0, s1)).map(([k, v]) => [k, Object.fromEntries(Object.entries(v).map(([a, b]) => [a, round(b, 2)]))])),
     source: round(g1.reduce((a, v, i) => a + v - g0[i], 0) / HZ / el, 2),
     daemon: round(daemon / HZ / el, 2),
@@ -320,8 +358,8 @@ async function tcp(ctx: RunCtx, x: Xvs): Promise<Window & { errors: number }> {
 // ---- the run ----
 const o = { ...defaultOptions(), pin: false, steer: false, rounds: ROUNDS, duration: DURATION, warmup: WARMUP, workloads: ["udp64", "tcp"] as WorkloadKind[] };
 const machineStart = await describeMachine("", false);
-const results: Record<string, { udp64: Window[]; tcp: (Window & { errors: number })[]; errors: string[] }> = {};
-for (const k of kinds) results[k.id] = { udp64: [], tcp: [], errors: [] };
+const results: Record<string, { udp64: Window[]; tcp: (Window & { errors: number })[]; errors: string[]; phases: Record<string, unknown>[][] }> = {};
+for (const k of kinds) results[k.id] = { udp64: [], tcp: [], errors: [], phases: [] };
 const t0 = Date.now();
 for (let r = 0; r < ROUNDS; r++) {
   // rotate the order each round so that no contender always runs first or last
@@ -333,7 +371,7 @@ for (let r = 0; r < ROUNDS; r++) {
     const x = k.make();
     try {
       await x.prepare(o);
-      await x.start(ctx);
+      await x.start(ctx, PROFILE);
       const u = await udp64(ctx, x, START_WARMUP);
       results[k.id].udp64.push(u);
       log(`  udp64 ${(u.value / 1e6).toFixed(3)} Mpps (c0 got ${JSON.stringify(u.c0PerSec)}), busy ${u.workerBusy.join("/")}, daemon ${u.daemon} cores, gens ${u.source} cores`);
@@ -345,6 +383,8 @@ for (let r = 0; r < ROUNDS; r++) {
       log(`  failed: ${e instanceof Error ? e.message : e}`);
     } finally {
       await x.stop().catch(() => null);
+      const u = results[k.id].udp64.at(-1);
+      if (PROFILE && u && results[k.id].udp64.length > results[k.id].phases.length) results[k.id].phases.push(windowPhases(x.lastLog, u.fromMs, u.toMs));
       await bl.close();
     }
   }
@@ -400,6 +440,13 @@ for (const k of kinds)
         .join(", ");
       md.push(`- ${k.id} ${w} r${i + 1}: ${w === "udp64" ? `${round(x.value / 1e6)} Mpps` : `${Math.round(x.value)} conn/s`}; ${cpus}; ${w === "udp64" ? "gens" : "clients"} ${x.source}, daemon ${x.daemon} (${top}); busy ${x.workerBusy.join("/")}; others ${x.others.total} (${x.others.top.join(", ")})${x.offered ? `; offered ${round(x.offered / 1e6, 2)} Mpps` : ""}; c0/s ${Object.entries(x.c0PerSec).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(" ")}; peer_conn ${x.peerConn}; pass_no_socket ${x.passNoSocket}`);
     }
+if (PROFILE) {
+  md.push("", "## Worker phases in the udp64 window (XVS_PROFILE=1): ns per forwarded frame, share of the worker's wall time", "");
+  for (const k of kinds)
+    for (const [i, ph] of results[k.id].phases.entries())
+      for (const w of ph as { worker: number; frames: number; nsPerFrame: Record<string, number>; shareOfWall: Record<string, number> }[])
+        md.push(`- ${k.id} r${i + 1} worker ${w.worker}: ${Object.entries(w.nsPerFrame).map(([p, v]) => `${p} ${v} ns (${w.shareOfWall[p]})`).join(", ")}`);
+}
 for (const k of kinds) if (results[k.id].errors.length) md.push(`- ${k.id} failed: ${results[k.id].errors.join(" | ")}`);
 writeFileSync(join(OUT, `${NAME}.md`), md.join("\n") + "\n");
 process.stdout.write(JSON.stringify({ medians: summary.medians, ratio: summary.ratio, out: join(OUT, NAME) }) + "\n");
