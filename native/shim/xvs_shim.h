@@ -52,6 +52,8 @@ int xvs_bpf__test_run(int prog_fd, const void *data, uint32_t len, const void *c
  * ETH_GSTRING_LEN (32) bytes each and values; returns how many, at most cap ---- */
 int xvs_ethtool__driver(const char *ifname, char *out, uint32_t cap);
 int xvs_ethtool__stats(const char *ifname, char *names, uint64_t *values, uint32_t cap);
+/* generic netlink "netdev" (xvs_netdev.c): the interface's xdp-features (NETDEV_XDP_ACT_* bits) */
+int xvs_netdev__xdp_features(uint32_t ifindex, uint64_t *out);
 
 /* ---- AF_XDP ports: one UMEM shared by one socket per (interface, rx queue), owned by one worker
  * (xvs_xsk.c). add_iface returns the interface's number in the port (the same for every queue of

@@ -233,16 +233,22 @@ function trafficFamilies(prefix: string, what: string, rows: { labels: Record<st
 function vethXdpFamilies(veths: VethXdpState[]): Family[] {
   return [
     family(
-      "xvs_flow_cache_veth_xdp_lost_total",
-      "counter",
-      "Frames the flow cache sent with XDP out of a veth whose peer has no NAPI (GRO off, no XDP program), which the kernel dropped.",
-      veths.map((v) => ({ labels: { iface: v.iface }, value: v.lost })),
-    ),
-    family(
       "xvs_flow_cache_port_no_xdp",
       "gauge",
-      "1 once the veth was found dropping XDP frames: the flows leaving through it go through AF_XDP, not the XDP flow cache.",
+      "1 while the veth's peer does not take XDP frames (no NAPI: GRO off, no XDP program): the flows leaving through it go through AF_XDP, not the XDP flow cache.",
       veths.map((v) => ({ labels: { iface: v.iface }, value: v.noXdp ? 1 : 0 })),
+    ),
+    family(
+      "xvs_flow_cache_port_no_xdp_marks_total",
+      "counter",
+      "Times the veth was marked as not taking XDP frames.",
+      veths.map((v) => ({ labels: { iface: v.iface }, value: v.marks })),
+    ),
+    family(
+      "xvs_flow_cache_veth_xdp_lost_total",
+      "counter",
+      "XDP_TX frames of the flow cache the veth dropped because its peer had no NAPI (its ethtool xdp_tx_errors while no XDP_TX succeeded).",
+      veths.map((v) => ({ labels: { iface: v.iface }, value: v.lost })),
     ),
   ];
 }

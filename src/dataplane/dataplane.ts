@@ -232,6 +232,8 @@ export class Dataplane {
     this.syncSteering(model);
     // a restart: hold mode until our sockets are bound, when a table was saved (restart.ts)
     holdForSaved(prog);
+    // veths whose peers would drop XDP frames are marked before the first packet (veth-xdp.ts)
+    if (this.flowCache.enabled) this.vethXdp = new VethXdpWatch(ports, (port, on) => this.flowCache.setNoXdp(port, on));
     // attach last: until the sockets exist, the program passes our packets to the kernel anyway
     for (const p of ports) {
       prog.attach(p.ifindex, p.name);
@@ -258,7 +260,6 @@ export class Dataplane {
       for (let i = 0; i < msgs.length; i++) this.workers[i].worker.postMessage(msgs[i]);
     }
     this.adopted = endStartHold(prog, this.adopted, this.workers.length);
-    if (this.flowCache.enabled) this.vethXdp = new VethXdpWatch(ports, (port) => this.flowCache.markNoXdp(port));
     this.events = new NetlinkEvents();
     this.timer = setInterval(() => this.housekeeping(), 200);
   }

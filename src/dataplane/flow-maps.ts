@@ -185,13 +185,15 @@ export class FlowMaps {
   }
 
   /**
-   * Mark port `p` as one whose XDP-sent frames are lost (a veth whose peer has no NAPI): the
-   * program leaves flows out of it to TS (XVS_FLOW_BYPASS_PORT). Written at once when a
-   * generation was mirrored, else with the first. Returns the entries written.
+   * Mark port `p` (on) as one whose XDP-sent frames would be lost (a veth whose peer has no
+   * NAPI): the program leaves flows out of it to TS (XVS_FLOW_BYPASS_PORT); off: XDP forwards
+   * again. Written at once when a generation was mirrored, else with the first. Returns the
+   * entries written.
    */
-  markNoXdp(p: number): number {
+  setNoXdp(p: number, on: boolean): number {
     if (p < 0 || p >= PORTS) return 0;
-    this.portFlags[p] |= abi.XVS_FPORT_F_NO_XDP;
+    if (on) this.portFlags[p] |= abi.XVS_FPORT_F_NO_XDP;
+    else this.portFlags[p] &= ~abi.XVS_FPORT_F_NO_XDP;
     return this.lastTables ? this.syncPorts(this.lastTables) : 0;
   }
 

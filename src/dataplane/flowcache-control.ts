@@ -53,11 +53,11 @@ export class FlowCacheControl {
     }
   }
 
-  /** Port `port`'s XDP-sent frames are lost (veth-xdp.ts): flows out of it go to AF_XDP from now on. */
-  markNoXdp(port: number): void {
+  /** Port `port` does not take XDP frames (veth-xdp.ts): flows out of it go to AF_XDP while `on`. */
+  setNoXdp(port: number, on: boolean): void {
     if (!this.maps) return;
     try {
-      this.maps.markNoXdp(port);
+      this.maps.setNoXdp(port, on);
     } catch (e) {
       log("error", "flow cache: cannot mark a port as not taking XDP frames", { error: e instanceof Error ? e.message : String(e) });
     }

@@ -1,81 +1,78 @@
 /**
- * Which of our interfaces lose the frames the flow cache sends with XDP (docs/flow-cache.md
+ * Which of our interfaces would lose the frames the flow cache sends with XDP (docs/flow-cache.md
  * "veth peers"). A veth takes a frame sent by XDP_TX, or redirected into it, only when its peer
- * has NAPI: GRO on, or an XDP program attached (veth_xdp_xmit returns -ENXIO otherwise, and the
- * kernel drops the frame). Default veth peers have GRO off: containers and labs, the world users
- * have. The loss shows only in counters:
- * - XDP_TX (out the port it came in on): the veth's ethtool `rx_queue_N_xdp_tx_errors`
- *   (veth_xdp_flush_bq);
- * - a devmap redirect into it: its `tx_dropped` (veth_ndo_xdp_xmit adds to priv->dropped),
- *   while `tx_queue_N_xdp_xmit` (frames the peer's NAPI ring took) stays where it was.
- * Every housekeeping pass reads them for each veth we serve; when they move, the port is marked
- * XVS_FPORT_F_NO_XDP in the steering program's `flow_ports` (flows out of it then go to AF_XDP,
- * XVS_FLOW_BYPASS_PORT), logged once with the fix, and counted (/metrics).
+ * has NAPI: GRO on, or an XDP program attached (veth_xdp_xmit). Default veth peers have neither
+ * (containers, labs: the world users have), and the loss shows only in counters: a redirect is
+ * refused by xdp_do_redirect and counted in the *ingress* veth's rx_queue_N_drops, an XDP_TX in
+ * the veth's rx_queue_N_xdp_tx_errors.
  *
- * Why react rather than start veths unverified: nothing in our namespace says whether the peer
- * (usually in another namespace) has NAPI, and the only test is sending it an XDP frame. Marking
- * at the first pass that sees a loss bounds it to one pass (200 ms) of the first cached flows: a
- * TCP connection's retransmits then go through AF_XDP (the mark takes effect for every cached
- * flow at once: one array write) and it recovers; starting every veth as "no XDP" would give up
- * the cache on every correctly set-up veth, which is what the bench and GRO-on users run.
- * A false mark (tx_dropped moved for another reason, e.g. the peer down, while no XDP frame
- * reached the peer in that pass) costs speed, never packets; a mark lasts until xvs restarts.
- * Control thread only: one ioctl and one sysfs read per veth per pass.
+ * Proactive, so that no packet is lost: the kernel says it. A veth advertises
+ * NETDEV_XDP_ACT_NDO_XMIT in its XDP features exactly while its peer has NAPI
+ * (veth_set_xdp_features, re-run when the peer's GRO or XDP program changes). The features are
+ * read (generic netlink "netdev") before the program is attached and at every housekeeping pass
+ * (200 ms): a veth without the bit is marked XVS_FPORT_F_NO_XDP in the steering program's
+ * `flow_ports` (flows out of it go to AF_XDP, XVS_FLOW_BYPASS_PORT, for every cached flow at
+ * once: one array write), and unmarked when the bit appears (the user turned GRO on). So a
+ * default veth never gets an XDP frame, and a fixed one gets XDP forwarding back without a restart.
+ * Reactive, as a backstop for what the bit might not cover: when the veth's own XDP_TX errors
+ * move while no XDP_TX succeeded in that pass, the port is marked for good (until a restart).
+ * A peer that loses NAPI between two passes (GRO turned off) can cost one pass of its cached
+ * flows' packets; TCP retransmits them through AF_XDP once the port is marked.
+ * Every change is logged once with the fix and shown in /metrics. Control thread only.
  */
-import { readFileSync } from "node:fs";
-import { ethtoolDriver, ethtoolStats } from "../ffi/ethtool.ts";
+import { ethtoolDriver, ethtoolStats, XDP_ACT_NDO_XMIT, xdpFeatures } from "../ffi/ethtool.ts";
 import { log } from "../log.ts";
 
-/** What one pass reads of a veth. */
+/** What a pass reads of a veth's ethtool statistics. */
 export interface VethCounters {
   /** Σ rx_queue_N_xdp_tx: XDP_TX frames the peer took. */
   tx: number;
   /** Σ rx_queue_N_xdp_tx_errors: XDP_TX frames the peer did not take. */
   txErrors: number;
-  /** Σ tx_queue_N_xdp_xmit: redirected frames the peer's NAPI ring took. */
-  xmit: number;
-  /** The interface's tx_dropped (a redirect the peer could not take at all lands here). */
-  txDropped: number;
 }
 
 /** Sum an interface's ethtool statistics into VethCounters. */
-export function vethCounters(stats: Map<string, number>, txDropped: number): VethCounters {
-  const c: VethCounters = { tx: 0, txErrors: 0, xmit: 0, txDropped };
+export function vethCounters(stats: Map<string, number>): VethCounters {
+  const c: VethCounters = { tx: 0, txErrors: 0 };
   for (const [name, v] of stats) {
     if (/^rx_queue_\d+_xdp_tx_errors$/.test(name)) c.txErrors += v;
     else if (/^rx_queue_\d+_xdp_tx$/.test(name)) c.tx += v;
-    else if (/^tx_queue_\d+_xdp_xmit$/.test(name)) c.xmit += v;
   }
   return c;
 }
 
 /**
- * Frames XDP sent out of this veth and lost for want of NAPI between two reads, or 0. A loss
- * counts only in a pass where the peer took no XDP frame of that kind: with NAPI, every
- * XDP_TX that succeeds moves `tx` and every redirect moves `xmit`, and the errors then come
- * from a full ring under load (transient, the peer does take XDP frames) and tx_dropped from
- * the skb path, neither a reason to give up XDP on that port.
+ * XDP_TX frames lost for want of NAPI between two reads, or 0. Errors count only in a pass where
+ * no XDP_TX succeeded: with NAPI, errors come from a full ring under load (transient; the peer
+ * does take XDP frames), not a reason to give up XDP on that port.
  */
 export function lostXdpFrames(before: VethCounters, now: VethCounters): number {
-  const tx = now.tx === before.tx ? now.txErrors - before.txErrors : 0;
-  const redirect = now.xmit === before.xmit ? now.txDropped - before.txDropped : 0;
-  return Math.max(0, tx) + Math.max(0, redirect);
+  return now.tx === before.tx ? Math.max(0, now.txErrors - before.txErrors) : 0;
 }
 
 interface Watched {
   port: number;
   name: string;
+  ifindex: number;
   last: VethCounters;
+  /** The kernel's word: no NDO_XMIT in its XDP features. */
+  noXmit: boolean;
+  /** Lost XDP_TX frames were seen (sticky). */
+  lossSeen: boolean;
   lost: number;
   marked: boolean;
+  /** Times the port was marked (metrics). */
+  marks: number;
 }
 
 /** Per-interface state as /metrics shows it. */
 export interface VethXdpState {
   iface: string;
-  /** Frames sent by XDP that the veth lost, seen since start. */
+  /** XDP_TX frames the veth lost (peer without NAPI), seen since start. */
   lost: number;
-  /** 1 once the port is marked "does not take XDP frames". */
+  /** Times the port was marked "does not take XDP frames". */
+  marks: number;
+  /** Marked now. */
   noXdp: boolean;
 }
 
@@ -83,17 +80,19 @@ export class VethXdpWatch {
   private readonly watched: Watched[] = [];
 
   /**
-   * `ports[i]` is flow port i (the order of --iface). `mark(i)` writes the port's flag.
-   * Interfaces ethtool cannot read or that are not veths are not watched.
+   * `ports[i]` is flow port i (the order of --iface). `set(i, on)` writes the port's flag.
+   * Reads every veth once and marks those whose peers would drop XDP frames. Interfaces that
+   * are not veths are not watched (a physical NIC's ndo_xdp_xmit takes the frames).
    */
   constructor(
-    ports: { name: string }[],
-    private readonly mark: (port: number) => void,
+    ports: { name: string; ifindex: number }[],
+    private readonly set: (port: number, on: boolean) => void,
   ) {
     ports.forEach((p, i) => {
       try {
         if (ethtoolDriver(p.name) !== "veth") return;
-        this.watched.push({ port: i, name: p.name, last: read(p.name), lost: 0, marked: false });
+        const last = vethCounters(ethtoolStats(p.name));
+        this.watched.push({ port: i, name: p.name, ifindex: p.ifindex, last, noXmit: false, lossSeen: false, lost: 0, marked: false, marks: 0 });
       } catch (e) {
         log("warn", "flow cache: cannot read the driver of an interface; its XDP transmissions are not watched", {
           iface: p.name,
@@ -101,39 +100,43 @@ export class VethXdpWatch {
         });
       }
     });
+    this.check();
   }
 
-  /** Housekeeping: read the counters, mark the ports whose XDP frames were lost. */
+  /** Housekeeping: re-read features and counters, mark or unmark ports. */
   check(): void {
     for (const w of this.watched) {
-      let now: VethCounters;
       try {
-        now = read(w.name);
+        w.noXmit = (xdpFeatures(w.ifindex) & XDP_ACT_NDO_XMIT) === 0;
+        const now = vethCounters(ethtoolStats(w.name));
+        const lost = lostXdpFrames(w.last, now);
+        w.last = now;
+        if (lost > 0) {
+          w.lost += lost;
+          w.lossSeen = true;
+        }
       } catch {
         continue; // the interface went away: the dataplane's other checks say so
       }
-      const lost = lostXdpFrames(w.last, now);
-      w.last = now;
-      if (lost === 0) continue;
-      w.lost += lost;
-      if (w.marked) continue;
-      w.marked = true;
-      this.mark(w.port);
-      log("warn", "flow cache: the veth drops the frames XDP sends into it (its peer has no NAPI); its flows now go through AF_XDP", {
-        iface: w.name,
-        lost,
-        fix: "enable GRO on the veth peer (ethtool -K PEER gro on) or attach an XDP program to it for XDP forwarding, then restart xvs",
-      });
+      const want = w.noXmit || w.lossSeen;
+      if (want === w.marked) continue;
+      w.marked = want;
+      this.set(w.port, want);
+      if (want) {
+        w.marks++;
+        log("warn", "flow cache: the veth's peer does not take XDP frames (no NAPI); flows leaving through it go through AF_XDP", {
+          iface: w.name,
+          why: w.noXmit ? "no ndo-xmit in its XDP features" : `${w.lost} XDP_TX frames lost`,
+          fix: "enable GRO on the veth peer (ethtool -K PEER gro on) or attach an XDP program to it for XDP forwarding",
+        });
+      } else {
+        log("info", "flow cache: the veth's peer takes XDP frames now; flows leaving through it are forwarded by XDP again", { iface: w.name });
+      }
     }
   }
 
   /** For /metrics. */
   state(): VethXdpState[] {
-    return this.watched.map((w) => ({ iface: w.name, lost: w.lost, noXdp: w.marked }));
+    return this.watched.map((w) => ({ iface: w.name, lost: w.lost, marks: w.marks, noXdp: w.marked }));
   }
-}
-
-function read(name: string): VethCounters {
-  const dropped = Number(readFileSync(`/sys/class/net/${name}/statistics/tx_dropped`, "utf8").trim()) || 0;
-  return vethCounters(ethtoolStats(name), dropped);
 }

@@ -35,3 +35,14 @@ export function ethtoolStats(ifname: string): Map<string, number> {
   }
   return m;
 }
+
+/** NETDEV_XDP_ACT_NDO_XMIT (linux/netdev.h): frames redirected into the interface are taken. */
+export const XDP_ACT_NDO_XMIT = 4;
+
+/** Return the interface's XDP features (NETDEV_XDP_ACT_* bits, generic netlink "netdev"). @throws LbError */
+export function xdpFeatures(ifindex: number): number {
+  const out = new BigUint64Array(1);
+  const rc = lib().xvs_netdev__xdp_features(ifindex, ptr(out));
+  if (rc < 0) throw new LbError(ErrorCode.Environment, lastError());
+  return Number(out[0] & 0xffffffffn);
+}

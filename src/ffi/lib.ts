@@ -64,6 +64,7 @@ const symbols = {
 
   xvs_ethtool__driver: { args: [cstring, ptr, u32], returns: i32 },
   xvs_ethtool__stats: { args: [cstring, ptr, ptr, u32], returns: i32 },
+  xvs_netdev__xdp_features: { args: [u32, ptr], returns: i32 },
 
   xvs_mem__hugepages: { args: [ptr, u64], returns: i32 },
 
