@@ -3,10 +3,18 @@
  *
  * Every namespace is named `xvst-<pid>-<tag>-<name>`: unique per run, and recognisable, so
  * that leftovers of a crashed run (whose pid is gone) are removed by `Lab.cleanupStale()`.
- * `teardown()` kills what the lab started (by pid) and deletes its namespaces; call it in a
- * finally block. Nothing here touches the root namespace's interfaces or routes.
+ * `teardown()` kills what the lab started (by pid) and deletes its namespaces, with each one's
+ * xvs run directory (below); call it in a finally block. Nothing here touches the root
+ * namespace's interfaces or routes.
+ *
+ * An xvs stopped with connections leaves /run/xvs/net-<netns inode>/conns.bin for its next start
+ * (dataplane/restart.ts). The kernel reuses namespace inodes, so a later namespace, a lab's or
+ * a container's, would find it and log a "foreign" table: a lab removes the directory of every
+ * namespace it deletes, while the namespace still exists (its inode is then its own), and no other.
  */
 import type { Subprocess } from "bun";
+import { rmSync, statSync } from "node:fs";
+import { join } from "node:path";
 
 export interface ExecResult {
   code: number;
@@ -62,6 +70,7 @@ export class Lab {
       const m = new RegExp(`^${LAB_PREFIX}-(\\d+)-`).exec(name);
       if (!m || alive(Number(m[1]))) continue;
       await killNamespacePids(name);
+      removeRunDir(name);
       await sh(["ip", "netns", "del", name], true);
       removed.push(name);
     }
@@ -161,9 +170,34 @@ export class Lab {
     }
     for (const ns of this.namespaces.reverse()) {
       await killNamespacePids(ns);
+      removeRunDir(ns);
       await sh(["ip", "netns", "del", ns], true);
     }
   }
+}
+
+/**
+ * The xvs run directory of lab namespace `ns` (dataplane/restart.ts runDir: XVS_RUN_DIR or
+ * /run/xvs, then net-<inode>), or null when the namespace is gone. `ip netns add` bind-mounts
+ * the namespace on /run/netns/<ns>: its inode is the namespace's.
+ */
+export function labRunDir(ns: string): string | null {
+  let ino: number;
+  try {
+    const st = statSync(join("/run/netns", ns));
+    // a namespace file (nsfs, as /proc/self/ns/net), not the empty file a failed `ip netns add` leaves
+    if (st.dev !== statSync("/proc/self/ns/net").dev) return null;
+    ino = st.ino;
+  } catch {
+    return null;
+  }
+  return join(process.env.XVS_RUN_DIR ?? "/run/xvs", `net-${ino}`);
+}
+
+/** Remove lab namespace `ns`'s xvs run directory; call it after its processes are gone, before the namespace is. */
+function removeRunDir(ns: string): void {
+  const dir = labRunDir(ns);
+  if (dir !== null) rmSync(dir, { recursive: true, force: true });
 }
 
 /** Kill processes still running inside a lab namespace (children the lab did not track). */
