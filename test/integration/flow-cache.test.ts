@@ -119,6 +119,11 @@ beforeAll(async () => {
   // L4 checksum to an offload that never runs (CHECKSUM_PARTIAL), and the XDP program leaves
   // every such frame to TS (which completes it: wire/partial-csum.ts), so nothing would be cached
   for (const h of [L.client, ...L.reals]) await L.lab.exec(h, ["ethtool", "-K", "eth0", "tx", "off"]);
+  // these tests are about what XDP forwards, so the director's veth peers get NAPI (GRO on), a
+  // departure from the defaults: default peers do not take XDP frames and xvs leaves their flows
+  // to AF_XDP (dataplane/veth-xdp.ts, flow-cache-veth.test.ts)
+  await L.lab.exec("cl", ["ethtool", "-K", "eth0", "gro", "on"]);
+  await L.lab.exec("sw", ["ethtool", "-K", "p0", "gro", "on"]);
   await startServers(L.lab, L.reals);
 }, 60_000);
 
