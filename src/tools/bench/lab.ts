@@ -190,7 +190,10 @@ export async function buildBenchLab(tag: string, o: BenchLabOptions): Promise<Be
     await lab.exec("dir", ["ethtool", "-K", "s0", "gro", "on"], true);
     // frames the director redirects in XDP (the flow cache, the in-kernel ceiling) are queued on
     // the sink's NAPI, which a veth only has with GRO on or an XDP program (veth_xdp_xmit); for
-    // every contender alike (the sink's receive work is on the generator's CPU)
+    // every contender alike (the sink's receive work is on the generator's CPU). A departure from
+    // the default veth peers the labs keep (lab/topology.ts): with them xvs would see no NDO_XMIT
+    // on s0/c0 and leave every flow to AF_XDP (dataplane/veth-xdp.ts), and the bench is here to
+    // measure the XDP path
     await lab.exec("sink", ["ethtool", "-K", "eth0", "gro", "on"], true);
     await lab.exec("gen", ["ethtool", "-K", "eth0", "gro", "on"], true);
     let napiThreads: number[] = [];
