@@ -42,6 +42,8 @@ export interface DiffReport {
   fixture: Record<string, { retval: number; tsPort: number; same: boolean; moved: Record<number, number> }>;
   flowStats: number[];
   /** Entry counters after XDP forwarded 3 requests and 2 replies of one cached NAT flow (flowLookup), and the entries flowDump walked vs written. */
+  /** nat4's request and reply with both ports marked NO_XDP (veth-xdp.ts), then unmarked. */
+  noXdp?: { retvals: number[]; bypassPort: number; afterClear: number[] };
   counters?: { inPackets: number; inBytes: number; inLastNs: number; outPackets: number; outBytes: number; l3len: number; replyL3len: number; walked: number; written: number; beforeNs: number; nowNs: number };
   error?: string;
 }
@@ -200,6 +202,18 @@ try {
     beforeNs,
     nowNs: flowClockNs(),
   };
+
+  // ports marked as not taking XDP frames (a veth whose peer has no NAPI): the cached flow's
+  // frames go on to the steering, counted bypass_port; unmarked, XDP forwards them again
+  fillFlows();
+  maps.setNoXdp(0, true);
+  maps.setNoXdp(1, true);
+  const bp = prog.flowStats()[abi.XVS_FLOW_BYPASS_PORT];
+  const retvals = [progTestRun(prog.progFd, req, if0, 0).retval, progTestRun(prog.progFd, rep, if0, 0).retval];
+  const bypassPort = prog.flowStats()[abi.XVS_FLOW_BYPASS_PORT] - bp;
+  maps.setNoXdp(0, false);
+  maps.setNoXdp(1, false);
+  report.noXdp = { retvals, bypassPort, afterClear: [progTestRun(prog.progFd, req, if0, 0).retval, progTestRun(prog.progFd, rep, if0, 0).retval] };
 } catch (e) {
   report.error = (e as Error).stack ?? String(e);
 } finally {

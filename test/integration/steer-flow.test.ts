@@ -125,3 +125,10 @@ test("every service of the fixture had frames forwarded by XDP", () => {
     expect(n).toBeGreaterThan(0);
   }
 });
+
+test("a port marked NO_XDP (a veth whose peer has no NAPI): a cached flow's frames go on to the steering, counted bypass_port; unmarked, XDP forwards again", () => {
+  const n = report.noXdp!;
+  for (const r of n.retvals) expect(r === XDP_TX || r === XDP_REDIRECT).toBe(false);
+  expect(n.bypassPort).toBe(2);
+  for (const r of n.afterClear) expect(r === XDP_TX || r === XDP_REDIRECT).toBe(true);
+});
