@@ -31,7 +31,7 @@ import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { selfCommand } from "../src/tools/lab/self.ts";
 import { Xvs, type RunCtx } from "../src/tools/bench/contenders.ts";
-import { agentJson, buildBenchLab, GEN_ADDR, TCP_PORT, UDP_PORT, VIP } from "../src/tools/bench/lab.ts";
+import { buildBenchLab, GEN_ADDR, TCP_PORT, UDP_PORT, VIP } from "../src/tools/bench/lab.ts";
 import { describeMachine } from "../src/tools/bench/machine.ts";
 import { defaultOptions, type WorkloadKind } from "../src/tools/bench/options.ts";
 
@@ -194,7 +194,10 @@ function windowPhases(logText: string, fromMs: number, toMs: number): Record<str
   const out: Record<string, unknown>[] = [];
   for (const line of logText.split("\n")) {
     if (!line.includes('"xvs profile"')) continue;
-    const rec = JSON.parse(line.slice(line.indexOf("{"))) as { worker: number; slices: { endMs: number; totalNs: number; frames: number; ns: Record<string, number> }[] };
+    const rec = JSON.parse(line.slice(line.indexOf("{"))) as {
+      worker: number;
+      slices: { endMs: number; totalNs: number; frames: number; ns: Record<string, number> }[];
+    };
     let total = 0,
       frames = 0;
     const ns: Record<string, number> = {};
@@ -281,17 +284,19 @@ async function startGens(ctx: RunCtx, seconds: number): Promise<Subprocess[] & {
   // of the machine than two (the scheduler's fairness, not xvs's scaling)
   for (const p of procs) setPriority(p.pid, GEN_NICE);
   const texts = procs.map(() => "");
-  procs.forEach((p, i) =>
-    (async () => {
+  for (const [i, p] of procs.entries()) {
+    void (async () => {
       const dec = new TextDecoder();
       for await (const c of p.stdout) texts[i] += dec.decode(c);
-    })(),
-  );
+    })();
+  }
   const deadline = performance.now() + 60_000;
   while (!texts.every((t) => t.includes("running"))) {
     if (procs.some((p) => p.exitCode !== null) || performance.now() > deadline) {
-      procs.forEach((p) => p.exitCode === null && p.kill("SIGKILL"));
-      const why = await Promise.all(procs.map(async (p, i) => `gen ${i} exit ${p.exitCode}: ${(await new Response(p.stderr).text()).trim().slice(-200)} ${texts[i].trim().slice(-100)}`));
+      for (const p of procs) if (p.exitCode === null) p.kill("SIGKILL");
+      const why = await Promise.all(
+        procs.map(async (p, i) => `gen ${i} exit ${p.exitCode}: ${(await new Response(p.stderr).text()).trim().slice(-200)} ${texts[i].trim().slice(-100)}`),
+      );
       throw new Error(`generators did not start: ${why.join("; ")}`);
     }
     await Bun.sleep(10);
@@ -374,7 +379,9 @@ for (let r = 0; r < ROUNDS; r++) {
       await x.start(ctx, PROFILE);
       const u = await udp64(ctx, x, START_WARMUP);
       results[k.id].udp64.push(u);
-      log(`  udp64 ${(u.value / 1e6).toFixed(3)} Mpps (c0 got ${JSON.stringify(u.c0PerSec)}), busy ${u.workerBusy.join("/")}, daemon ${u.daemon} cores, gens ${u.source} cores`);
+      log(
+        `  udp64 ${(u.value / 1e6).toFixed(3)} Mpps (c0 got ${JSON.stringify(u.c0PerSec)}), busy ${u.workerBusy.join("/")}, daemon ${u.daemon} cores, gens ${u.source} cores`,
+      );
       const t = await tcp(ctx, x);
       results[k.id].tcp.push(t);
       log(`  tcp ${Math.round(t.value)} conn/s (errors ${t.errors}), busy ${t.workerBusy.join("/")}, peer_conn ${t.peerConn}`);
@@ -406,7 +413,12 @@ const summary = {
   generatorNice: GEN_NICE,
   tcpConcurrencyPerClient: TCP_CONC,
   medians: Object.fromEntries(kinds.map((k) => [k.id, { udp64Mpps: round(med(k.id, "udp64") / 1e6), tcpCps: Math.round(med(k.id, "tcp")) }])),
-  ratio: { udp64: round(ratio("udp64")), tcp: round(ratio("tcp")), udp64PerRound: roundRatios("udp64").map((v) => round(v)), tcpPerRound: roundRatios("tcp").map((v) => round(v)) },
+  ratio: {
+    udp64: round(ratio("udp64")),
+    tcp: round(ratio("tcp")),
+    udp64PerRound: roundRatios("udp64").map((v) => round(v)),
+    tcpPerRound: roundRatios("tcp").map((v) => round(v)),
+  },
   results,
   machineStart,
   machineEnd,
@@ -425,7 +437,11 @@ for (const k of kinds) {
     `| ${k.make().id} | ${round(median(u))} (${round(Math.min(...u))}..${round(Math.max(...u))}) | ${Math.round(median(t))} (${Math.round(Math.min(...t))}..${Math.round(Math.max(...t))}) |`,
   );
 }
-md.push("", `Ratio w2/w1 of medians: udp64 **${summary.ratio.udp64}**, tcp **${summary.ratio.tcp}**; per round: udp64 ${summary.ratio.udp64PerRound.join(", ")}; tcp ${summary.ratio.tcpPerRound.join(", ")}.`, "");
+md.push(
+  "",
+  `Ratio w2/w1 of medians: udp64 **${summary.ratio.udp64}**, tcp **${summary.ratio.tcp}**; per round: udp64 ${summary.ratio.udp64PerRound.join(", ")}; tcp ${summary.ratio.tcpPerRound.join(", ")}.`,
+  "",
+);
 md.push("## Where each core's time goes (per window, each round)", "");
 md.push("cpuN: user/system/softirq/idle shares of that CPU; gens/clients and daemon: cores used; busy: each worker's busy share of its loop.", "");
 for (const k of kinds)
@@ -438,14 +454,25 @@ for (const k of kinds)
         .slice(0, 5)
         .map(([t, v]) => `${t.replace(/\/\d+$/, "")} ${v}`)
         .join(", ");
-      md.push(`- ${k.id} ${w} r${i + 1}: ${w === "udp64" ? `${round(x.value / 1e6)} Mpps` : `${Math.round(x.value)} conn/s`}; ${cpus}; ${w === "udp64" ? "gens" : "clients"} ${x.source}, daemon ${x.daemon} (${top}); busy ${x.workerBusy.join("/")}; others ${x.others.total} (${x.others.top.join(", ")})${x.offered ? `; offered ${round(x.offered / 1e6, 2)} Mpps` : ""}; c0/s ${Object.entries(x.c0PerSec).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(" ")}; peer_conn ${x.peerConn}; pass_no_socket ${x.passNoSocket}`);
+      md.push(
+        `- ${k.id} ${w} r${i + 1}: ${w === "udp64" ? `${round(x.value / 1e6)} Mpps` : `${Math.round(x.value)} conn/s`}; ${cpus}; ${w === "udp64" ? "gens" : "clients"} ${x.source}, daemon ${x.daemon} (${top}); busy ${x.workerBusy.join("/")}; others ${x.others.total} (${x.others.top.join(", ")})${x.offered ? `; offered ${round(x.offered / 1e6, 2)} Mpps` : ""}; c0/s ${Object.entries(
+          x.c0PerSec,
+        )
+          .filter(([, v]) => v > 0)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(" ")}; peer_conn ${x.peerConn}; pass_no_socket ${x.passNoSocket}`,
+      );
     }
 if (PROFILE) {
   md.push("", "## Worker phases in the udp64 window (XVS_PROFILE=1): ns per forwarded frame, share of the worker's wall time", "");
   for (const k of kinds)
     for (const [i, ph] of results[k.id].phases.entries())
       for (const w of ph as { worker: number; frames: number; nsPerFrame: Record<string, number>; shareOfWall: Record<string, number> }[])
-        md.push(`- ${k.id} r${i + 1} worker ${w.worker}: ${Object.entries(w.nsPerFrame).map(([p, v]) => `${p} ${v} ns (${w.shareOfWall[p]})`).join(", ")}`);
+        md.push(
+          `- ${k.id} r${i + 1} worker ${w.worker}: ${Object.entries(w.nsPerFrame)
+            .map(([p, v]) => `${p} ${v} ns (${w.shareOfWall[p]})`)
+            .join(", ")}`,
+        );
 }
 for (const k of kinds) if (results[k.id].errors.length) md.push(`- ${k.id} failed: ${results[k.id].errors.join(" | ")}`);
 writeFileSync(join(OUT, `${NAME}.md`), md.join("\n") + "\n");

@@ -24,7 +24,10 @@ let summary: { ratio: { udp64: number; tcp: number }; results: Record<string, { 
 beforeAll(async () => {
   requireRoot();
   dir = mkdtempSync(join(tmpdir(), "xvs-workers-bench-"));
-  const p = Bun.spawn([process.execPath, join(import.meta.dir, "../../bench/workers.bench.ts"), "--quick", "--out", dir, "--name", "t"], { stdout: "pipe", stderr: "pipe" });
+  const p = Bun.spawn([process.execPath, join(import.meta.dir, "../../bench/workers.bench.ts"), "--quick", "--out", dir, "--name", "t"], {
+    stdout: "pipe",
+    stderr: "pipe",
+  });
   [, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
   summary = JSON.parse(readFileSync(join(dir, "t.json"), "utf8"));
 }, 180_000);

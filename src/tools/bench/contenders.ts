@@ -118,9 +118,10 @@ export class Xvs extends Contender {
     this.flowCache = flowCache;
     this.workers = workers;
     this.id = (flowCache ? `xvs-${mode}` : `xvs-${mode}-nocache`) + (workers > 0 ? `-w${workers}` : "");
+    const w = workers > 1 ? `${workers} workers` : "one worker";
     this.label = flowCache
-      ? `xvs ${modeLabel(mode)} (TypeScript fast path, established flows forwarded by the XDP flow cache), one worker`
-      : `xvs ${modeLabel(mode)} --flow-cache off (AF_XDP + TypeScript fast path for every packet), one worker`;
+      ? `xvs ${modeLabel(mode)} (TypeScript fast path, established flows forwarded by the XDP flow cache), ${w}`
+      : `xvs ${modeLabel(mode)} --flow-cache off (AF_XDP + TypeScript fast path for every packet), ${w}`;
   }
 
   override async prepare(o: BenchOptions): Promise<void> {
