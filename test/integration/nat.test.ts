@@ -119,9 +119,22 @@ describe("NAT through AF_XDP", () => {
       await ok("POST", "/v1/services", { protocol: "tcp", address: LAB_VIP, port, scheduler: "rr" });
       await ok("POST", `${svc("tcp", port)}/dests`, { address: realAddr(1), port: 80, forward: "masq" });
     }
-    // HTTP/1.0: the server closes first, so the client's port is free again at once
-    const get = async (vport: number) =>
-      (await L.lab.exec(L.client, ["curl", "-sS", "--http1.0", "-m", "4", "--local-port", "45123", `http://${LAB_VIP}:${vport}/`], true)).stdout;
+    // The client binds its port with SO_REUSEADDR: whether the client or the server closes first
+    // is a race (curl closes as soon as it has the body), and a client that closed first holds
+    // its port in TIME_WAIT, where a plain bind (curl --local-port) fails with EADDRINUSE
+    const client = [
+      "import socket,sys",
+      "s=socket.socket()",
+      "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)",
+      "s.settimeout(4)",
+      `s.bind(("${CLIENT_ADDR}",45123))`,
+      `s.connect(("${LAB_VIP}",int(sys.argv[1])))`,
+      's.sendall(b"GET / HTTP/1.0\\r\\nHost: vip\\r\\n\\r\\n")',
+      'b=b""',
+      "while (c:=s.recv(4096)): b+=c",
+      'sys.stdout.write(b.split(b"\\r\\n\\r\\n",1)[-1].decode())',
+    ].join("\n");
+    const get = async (vport: number) => (await L.lab.exec(L.client, ["python3", "-c", client, String(vport)], true)).stdout;
     expect(await get(8081)).toBe("rs1 /\n");
     expect(await get(8082)).toBe("rs1 /\n");
     for (const port of [8081, 8082]) await ok("DELETE", svc("tcp", port));
