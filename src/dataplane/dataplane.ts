@@ -240,7 +240,11 @@ export class Dataplane {
       this.attached.push(p);
     }
     // attached: the saved connections are ours to take (a start that failed leaves them)
-    this.adopted = adoptSaved(prog, this.tables, ports.map((p) => p.name));
+    this.adopted = adoptSaved(
+      prog,
+      this.tables,
+      ports.map((p) => p.name),
+    );
     const names = ports.map((p) => p.name);
     this.seenQueues = ports.map((p) => rxQueueCount(p.name, p.ifindex));
     const plan = planWorkers(opts.workers, availableParallelism(), this.seenQueues, names);
@@ -457,7 +461,6 @@ export class Dataplane {
     this.soon();
     return t;
   }
-
 
   private post(t: Tables): void {
     this.tables = t;

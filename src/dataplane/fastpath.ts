@@ -369,7 +369,10 @@ export class FastPath implements FastPathState {
 
   /** Move a TCP connection to `next` (ActiveConn/InActConn follow) and re-arm its timer. */
   setState(id: number, proto: number, next: number): void {
-    if (this.conns !== this.home) return peerSetTcpState(this.conns, id, proto, next, this.tcpTicks[next], this.now);
+    if (this.conns !== this.home) {
+      peerSetTcpState(this.conns, id, proto, next, this.tcpTicks[next], this.now);
+      return;
+    }
     setTcpState(this.conns, this.counters, id, proto, next, this.tcpTicks[next], this.now);
   }
 

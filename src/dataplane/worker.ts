@@ -293,6 +293,7 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
   if (m.type === "init") start(m);
   else if (m.type === "tables") pending.push(m.tables);
   else if (m.type === "addQueues" && port !== null) addQueues(m);
-  else if (m.type === "sync" && fp !== null) applySyncMessage(fp, m); // between rounds: the loop awaits here
+  else if (m.type === "sync" && fp !== null)
+    applySyncMessage(fp, m); // between rounds: the loop awaits here
   else if (m.type === "peers" && fp !== null) applyPeersMessage(fp, m); // the other workers' tables (conn/peers.ts)
 };

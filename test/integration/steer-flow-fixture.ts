@@ -33,7 +33,17 @@ const C4 = "198.18.1.2",
 export const FLOW_SERVICES: FlowSvc[] = [
   { name: "dr4", proto: "tcp", vip: "198.18.0.110", vport: 80, real: "198.18.3.10", rport: 80, forward: "route", client: C4 },
   { name: "ipip4", proto: "tcp", vip: "198.18.0.111", vport: 80, real: "198.18.3.11", rport: 80, forward: "tunnel", tunnel: { type: "ipip" }, client: C4 },
-  { name: "gue4", proto: "udp", vip: "198.18.0.112", vport: 53, real: "198.18.3.12", rport: 53, forward: "tunnel", tunnel: { type: "gue", port: 6080 }, client: C4 },
+  {
+    name: "gue4",
+    proto: "udp",
+    vip: "198.18.0.112",
+    vport: 53,
+    real: "198.18.3.12",
+    rport: 53,
+    forward: "tunnel",
+    tunnel: { type: "gue", port: 6080 },
+    client: C4,
+  },
   { name: "gre4", proto: "tcp", vip: "198.18.0.113", vport: 80, real: "198.18.3.13", rport: 80, forward: "tunnel", tunnel: { type: "gre" }, client: C4 },
   {
     name: "grecsum4",
@@ -83,8 +93,28 @@ export const FLOW_SERVICES: FlowSvc[] = [
   { name: "natudp4", proto: "udp", vip: "198.18.0.114", vport: 53, real: "198.18.3.15", rport: 5353, forward: "masq", client: C4 },
   { name: "4in6", proto: "tcp", vip: "198.18.0.115", vport: 80, real: "2001:db8:3::16", rport: 80, forward: "tunnel", tunnel: { type: "ipip" }, client: C4 },
   { name: "dr6", proto: "tcp", vip: "2001:db8:100::110", vport: 80, real: "2001:db8:3::10", rport: 80, forward: "route", client: C6 },
-  { name: "gue6", proto: "tcp", vip: "2001:db8:100::111", vport: 80, real: "2001:db8:3::11", rport: 80, forward: "tunnel", tunnel: { type: "gue", port: 6080 }, client: C6 },
-  { name: "gre6", proto: "udp", vip: "2001:db8:100::112", vport: 53, real: "2001:db8:3::12", rport: 53, forward: "tunnel", tunnel: { type: "gre" }, client: C6 },
+  {
+    name: "gue6",
+    proto: "tcp",
+    vip: "2001:db8:100::111",
+    vport: 80,
+    real: "2001:db8:3::11",
+    rport: 80,
+    forward: "tunnel",
+    tunnel: { type: "gue", port: 6080 },
+    client: C6,
+  },
+  {
+    name: "gre6",
+    proto: "udp",
+    vip: "2001:db8:100::112",
+    vport: 53,
+    real: "2001:db8:3::12",
+    rport: 53,
+    forward: "tunnel",
+    tunnel: { type: "gre" },
+    client: C6,
+  },
   { name: "nat6", proto: "tcp", vip: "2001:db8:100::114", vport: 80, real: "2001:db8:3::15", rport: 8080, forward: "masq", client: C6 },
   { name: "natudp6", proto: "udp", vip: "2001:db8:100::114", vport: 53, real: "2001:db8:3::15", rport: 5353, forward: "masq", client: C6 },
 ];
@@ -105,7 +135,11 @@ export interface FlowFrame {
 
 const v6 = (s: FlowSvc) => s.client.includes(":");
 
-function pkt(s: FlowSvc, sport: number, o: { flags?: number; ttl?: number; tos?: number; df?: boolean; body?: number; reply?: boolean; noCsum?: boolean; frag?: number; options?: number[] }) {
+function pkt(
+  s: FlowSvc,
+  sport: number,
+  o: { flags?: number; ttl?: number; tos?: number; df?: boolean; body?: number; reply?: boolean; noCsum?: boolean; frag?: number; options?: number[] },
+) {
   const body = new Array(o.body ?? 20).fill(0).map((_, i) => (i * 7 + sport) & 0xff);
   const src = o.reply ? s.real : s.client,
     dst = o.reply ? s.client : s.vip;

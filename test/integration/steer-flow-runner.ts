@@ -44,7 +44,19 @@ export interface DiffReport {
   /** Entry counters after XDP forwarded 3 requests and 2 replies of one cached NAT flow (flowLookup), and the entries flowDump walked vs written. */
   /** nat4's request and reply with both ports marked NO_XDP (veth-xdp.ts), then unmarked. */
   noXdp?: { retvals: number[]; bypassPort: number; afterClear: number[] };
-  counters?: { inPackets: number; inBytes: number; inLastNs: number; outPackets: number; outBytes: number; l3len: number; replyL3len: number; walked: number; written: number; beforeNs: number; nowNs: number };
+  counters?: {
+    inPackets: number;
+    inBytes: number;
+    inLastNs: number;
+    outPackets: number;
+    outBytes: number;
+    l3len: number;
+    replyL3len: number;
+    walked: number;
+    written: number;
+    beforeNs: number;
+    nowNs: number;
+  };
   error?: string;
 }
 
@@ -198,7 +210,9 @@ try {
     replyL3len: rep.length - 14,
     walked,
     // distinct keys: two connections may share a key (a client reusing a NAT real server's tuple): one entry
-    written: new Set(Array.from({ length: batch.n }, (_, i) => Buffer.from(batch.keys.subarray(i * abi.XVS_FLOW_KEY_SIZE, (i + 1) * abi.XVS_FLOW_KEY_SIZE)).toString("hex"))).size,
+    written: new Set(
+      Array.from({ length: batch.n }, (_, i) => Buffer.from(batch.keys.subarray(i * abi.XVS_FLOW_KEY_SIZE, (i + 1) * abi.XVS_FLOW_KEY_SIZE)).toString("hex")),
+    ).size,
     beforeNs,
     nowNs: flowClockNs(),
   };

@@ -68,7 +68,7 @@ test("the entry counts what XDP forwarded (packets, IP bytes, last use) and the 
 });
 
 /** The one flow_stats counter a fixture frame must move, by its case name (after "svc:"). */
-function expectedStat(svc: string, name: string): number | null {
+function expectedStat(_svc: string, name: string): number | null {
   if (name.startsWith("setup:")) return null; // a SYN (tcp flags) or a UDP reply already cached (fwd)
   if (name.startsWith("ok:")) return abi.XVS_FLOW_FWD;
   const c = name.slice(name.indexOf(":") + 1);

@@ -390,7 +390,8 @@ describe("kernel IPVS master -> xvs backup", () => {
     // [2001:db8:1::2]:40013 -> [2001:db8:100::101]:80, synced ESTABLISHED to [2001:db8:2::11]:80 (Route)
     await injectIp(lab, L.client, "2001:db8:100::101", 6, tcpSegment(CLIENT6, "2001:db8:100::101", 40013, 80, "after failover dr6"));
     const sentAt = Date.now();
-    for (const k of [`TCP [${CLIENT6}]:40011 [2001:db8:100::100]:80 [${RS6}]:8080`, `TCP [${CLIENT6}]:40013 [2001:db8:100::101]:80 [${RS6}]:80`]) noteTouched(k, sentAt);
+    for (const k of [`TCP [${CLIENT6}]:40011 [2001:db8:100::100]:80 [${RS6}]:8080`, `TCP [${CLIENT6}]:40013 [2001:db8:100::101]:80 [${RS6}]:80`])
+      noteTouched(k, sentAt);
     const frames = (await cap.stop()).map((f) => decodeFrame(f)).filter((f) => f !== null);
     const seen = frames.map((f) => `${f!.inner.proto} ${f!.inner.src} ${f!.sport} > ${f!.inner.dst} ${f!.dport} ${f!.dstMac} ${f!.l4ChecksumOk}`);
     expect(seen).toContain(`6 ${CLIENT6} 40011 > ${RS6} 8080 ${rsMac} true`);
@@ -438,7 +439,11 @@ s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("${CLIENT}", 41005
 s.sendto(b"after failover udp", ("198.18.0.100", 9000)); d, a = s.recvfrom(2000); print(a[0], a[1], d.decode())`,
     ]);
     const sentAt = Date.now();
-    for (const k of [`TCP ${CLIENT}:41001 198.18.0.100:80 ${RS}:8080`, `TCP ${CLIENT}:41003 198.18.0.101:80 ${RS}:80`, `UDP ${CLIENT}:41005 198.18.0.100:9000 ${RS}:9001`])
+    for (const k of [
+      `TCP ${CLIENT}:41001 198.18.0.100:80 ${RS}:8080`,
+      `TCP ${CLIENT}:41003 198.18.0.101:80 ${RS}:80`,
+      `UDP ${CLIENT}:41005 198.18.0.100:9000 ${RS}:9001`,
+    ])
       noteTouched(k, sentAt);
     const frames = (await cap.stop()).map((f) => decodeFrame(f)).filter((f) => f !== null);
     const seen = frames.map((f) => `${f!.inner.proto} ${f!.inner.src}:${f!.sport} > ${f!.inner.dst}:${f!.dport} ${f!.dstMac}`);
@@ -508,11 +513,7 @@ async function traffic(v4only: boolean): Promise<Record<string, number>> {
   const lab = L.lab;
   const ports: Record<string, number> = {};
   const held: HeldConnection[] = [];
-  for (const [host, port] of [
-    ["198.18.0.100", 80],
-    ["198.18.0.100", 81],
-    ...(v4only ? [] : [["2001:db8:100::100", 80] as const]),
-  ] as const) {
+  for (const [host, port] of [["198.18.0.100", 80], ["198.18.0.100", 81], ...(v4only ? [] : [["2001:db8:100::100", 80] as const])] as const) {
     const c = await HeldConnection.open(lab, L.client, host, port);
     // two lines: packets 3 and 4 from the client (the 3rd is the one the send rule picks)
     expect(await c.ask("one")).toBe("rs1 one");

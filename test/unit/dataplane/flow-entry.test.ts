@@ -73,7 +73,12 @@ test("an on-link client with no neighbour entry: the reply entry names the port 
   h.model.addService({ protocol: "udp", address: VIP, port: 53, ...svc } as never);
   h.model.addDest({ protocol: "udp", address: VIP, port: 53 }, { ...dest, address: RS, port: 53, forward: "masq" } as never);
   const t = h.apply();
-  const q = new PacketBuilder().eth("02:00:00:00:0a:00", "02:aa:bb:cc:dd:ee").ipv4({ src: CLIENT, dst: VIP }).udp({ sport: 5000, dport: 53 }).payload("q").build();
+  const q = new PacketBuilder()
+    .eth("02:00:00:00:0a:00", "02:aa:bb:cc:dd:ee")
+    .ipv4({ src: CLIENT, dst: VIP })
+    .udp({ sport: 5000, dport: 53 })
+    .payload("q")
+    .build();
   expect(h.one(q).port).toBe(1);
   const [id] = liveConns(h);
   const b = new FlowBatch(1);
@@ -126,8 +131,10 @@ test("FlowMaps writes every entry once, then only the changes: a removed real se
     arrayUpdate(map: FlowArrayMap, keys: Uint8Array, vals: Uint8Array, n: number, size: number) {
       const dv = new DataView(keys.buffer, keys.byteOffset);
       for (let i = 0; i < n; i++) {
-        (writes[map] ??= []).push(dv.getUint32(i * 4, true));
-        (values[map] ??= []).push(vals.slice(i * size, (i + 1) * size));
+        writes[map] ??= [];
+        values[map] ??= [];
+        writes[map].push(dv.getUint32(i * 4, true));
+        values[map].push(vals.slice(i * size, (i + 1) * size));
       }
       return n;
     },

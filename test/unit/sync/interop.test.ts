@@ -104,14 +104,7 @@ describe("the kernel IPVS backup installed what the xvs master sent", () => {
       all.map((c) => `${c.family} ${c.protocol} ${c.flags & CONN_F_TEMPLATE ? "template" : c.vaddr.endsWith("101") ? "dr" : "nat"} ${stateName(c)}`),
     );
     expect([...kinds].sort()).toEqual(
-      [
-        "4 6 template ASSURED",
-        "4 6 nat TIME_WAIT",
-        "4 6 dr FIN_WAIT",
-        "4 17 nat UDP",
-        "6 6 nat TIME_WAIT",
-        "6 17 nat UDP",
-      ].sort(),
+      ["4 6 template ASSURED", "4 6 nat TIME_WAIT", "4 6 dr FIN_WAIT", "4 17 nat UDP", "6 6 nat TIME_WAIT", "6 17 nat UDP"].sort(),
     );
   });
 
