@@ -36,6 +36,26 @@ type Addr = Dest["addr"];
 /** Names of the XDP program's counters, in XVS_XDP_* order (native/bpf/xvs_common.h). */
 export const XDP_COUNTER_NAMES = ["pass_not_ip", "pass_malformed", "pass_not_ours", "pass_local", "redirect", "pass_no_socket"] as const;
 
+/** Names of the flow stage's counters, in XVS_FLOW_* order (native/bpf/xvs_common.h; docs/flow-cache.md). */
+export const FLOW_COUNTER_NAMES = [
+  "fwd",
+  "miss",
+  "not_eligible",
+  "bypass_malformed",
+  "bypass_fragment",
+  "bypass_ip_options",
+  "bypass_tcp_flags",
+  "bypass_ttl",
+  "bypass_mtu",
+  "bypass_partial_csum",
+  "bypass_dest",
+  "bypass_nexthop",
+  "bypass_tunnel",
+  "bypass_sctp_port",
+  "bypass_tx",
+  "bypass_port",
+] as const;
+
 /** Stat counters that get families of their own (their units differ from the verdicts'). */
 const RING_COUNTERS: Record<string, [string, string]> = {
   rx_packets: ["xvs_rx_packets_total", "Frames received from the AF_XDP rings, all interfaces and queues."],
@@ -253,6 +273,21 @@ function vethXdpFamilies(veths: VethXdpState[]): Family[] {
   ];
 }
 
+/**
+ * The XDP flow cache's counters (`flow_stats`, summed over CPUs): one sample per reason, none
+ * with `--flow-cache off` (`stats` empty).
+ */
+export function flowCacheFamilies(stats: readonly number[]): Family[] {
+  return [
+    family(
+      "xvs_flow_cache_packets_total",
+      "counter",
+      "Packets the XDP flow cache looked at, by reason: fwd (forwarded by XDP), miss and not_eligible (no entry, no ports), bypass_* (a cached flow's packet left to xvs).",
+      stats.map((v, i) => ({ labels: { reason: FLOW_COUNTER_NAMES[i] ?? `flow_${i}` }, value: v })),
+    ),
+  ];
+}
+
 /** Every metric family of a daemon, node_exporter's first. */
 export function collectMetrics(daemon: Daemon): Family[] {
   const services = daemon.model.services;
@@ -320,6 +355,8 @@ export function collectMetrics(daemon: Daemon): Family[] {
       xdp.map((v, i) => ({ labels: { action: XDP_COUNTER_NAMES[i] ?? `xdp_${i}` }, value: v })),
     ),
     ...workerTimes(daemon),
+    // the stand-in dataplane of the CLI tests has no flow cache: hence the optional call
+    ...flowCacheFamilies(daemon.dataplane?.flowCache?.stats() ?? []),
     ...vethXdpFamilies(daemon.dataplane?.vethXdp?.state() ?? []),
     ...healthFamilies(daemon, services, backends),
     ...syncFamilies(daemon),

@@ -53,6 +53,11 @@ export class FlowCacheControl {
     }
   }
 
+  /** The program's flow stage counters summed over CPUs, in XVS_FLOW_* order; none while the cache is off. */
+  stats(): number[] {
+    return this.enabled ? this.prog.flowStats() : [];
+  }
+
   /** Port `port` does not take XDP frames (veth-xdp.ts): flows out of it go to AF_XDP while `on`. */
   setNoXdp(port: number, on: boolean): void {
     if (!this.maps) return;

@@ -6,7 +6,8 @@
  */
 import { afterEach, describe, expect, spyOn, test } from "bun:test";
 import { SUMMARY_MAX, summarizeBody } from "../../../src/control/access-log.ts";
-import { backendLabels, goIpText, serviceLabels } from "../../../src/control/metrics.ts";
+import { backendLabels, FLOW_COUNTER_NAMES, goIpText, serviceLabels } from "../../../src/control/metrics.ts";
+import * as abi from "../../../src/ffi/abi.ts";
 import { escapeHelp, escapeLabelValue, exposition, EXPOSITION_CONTENT_TYPE, formatValue } from "../../../src/control/metrics-text.ts";
 import { metricsApp } from "../../../src/control/routes/metrics.ts";
 import { workerSnapshots } from "../../../src/control/ui/snapshot.ts";
@@ -262,6 +263,24 @@ describe("GET /metrics over a stand-in dataplane", () => {
     }
     expect(page.find("xvs_verdicts_total").length).toBe(names.length - own.length);
     expect(page.value("xvs_verdicts_total", { verdict: "drop_no_dest" })).toBeGreaterThan(0);
+  });
+
+  test("the XDP flow cache's counters: one xvs_flow_cache_packets_total sample per reason, in XVS_FLOW_* order; none while the cache is off", async () => {
+    expect(FLOW_COUNTER_NAMES.length).toBe(abi.XVS_FLOW_STAT_COUNT);
+    expect(FLOW_COUNTER_NAMES[abi.XVS_FLOW_FWD]).toBe("fwd");
+    expect(FLOW_COUNTER_NAMES[abi.XVS_FLOW_MISS]).toBe("miss");
+    expect(FLOW_COUNTER_NAMES[abi.XVS_FLOW_BYPASS_MTU]).toBe("bypass_mtu");
+    expect(FLOW_COUNTER_NAMES[abi.XVS_FLOW_BYPASS_PORT]).toBe("bypass_port");
+    const x = await lab();
+    // the stand-in dataplane has no flow cache: no samples, so no family
+    expect((await scrape(x)).find("xvs_flow_cache_packets_total").length).toBe(0);
+    const stats = FLOW_COUNTER_NAMES.map((_, i) => 1000 + i);
+    Object.assign(x.dataplane, { flowCache: { stats: () => stats } });
+    const page = await scrape(x);
+    expect(page.find("xvs_flow_cache_packets_total").length).toBe(abi.XVS_FLOW_STAT_COUNT);
+    expect(page.value("xvs_flow_cache_packets_total", { reason: "fwd" })).toBe(1000);
+    expect(page.value("xvs_flow_cache_packets_total", { reason: "bypass_port" })).toBe(1000 + abi.XVS_FLOW_BYPASS_PORT);
+    expect(page.value("xvs_flow_cache_packets_total", { reason: "bypass_mtu" })).toBe(1000 + abi.XVS_FLOW_BYPASS_MTU);
   });
 
   test("-Z zeroes the listing, never a metric; deleted services stay in the totals; a new real server on a reused id starts at 0", async () => {
