@@ -262,6 +262,28 @@ static __always_inline void xf_account(struct xvs_flow_value *v, __u32 l3len)
 	v->last_ns = bpf_ktime_get_boot_ns(); /* CLOCK_BOOTTIME: SteerProgram/flowClockNs() reads the same */
 }
 
+/* A partial L4 checksum found by xf_l4_check, completed by xf_complete just before the rewrite. */
+struct xf_partial {
+	__u32 len; /* bytes summed (TCP: the segment; UDP: the UDP length); 0: nothing to complete */
+	__u32 co;  /* offset of the checksum field from the L4 header */
+	__u32 p;   /* the folded pseudo-header sum the field holds */
+};
+
+/* the largest region summed (a single-buffer XDP frame is smaller than a page) */
+#define XF_SUM_MAX_WORDS 1024
+
+/* The field holds P: maybe partial. Completed before the rewrite if the sum fits the bounded
+ * loop (XF_SUM_MAX_WORDS words, more than any 1500-byte MTU), else left to TS. */
+static __always_inline int xf_partial_found(struct xf_partial *pc, __u32 len, __u32 co, __u32 p)
+{
+	if (len > XF_SUM_MAX_WORDS * 4)
+		return XVS_FLOW_BYPASS_PARTIAL_CSUM;
+	pc->len = len;
+	pc->co = co;
+	pc->p = p;
+	return 0;
+}
+
 /*
  * The L4 checks TS's classify() and completePartialChecksum() make, for a packet whose L4
  * header starts at `l4` with `l4len` bytes (inside the frame: checked by the caller's length
@@ -269,7 +291,7 @@ static __always_inline void xf_account(struct xvs_flow_value *v, __u32 l3len)
  * XVS_FLOW_BYPASS_* reason.
  */
 static __always_inline int xf_l4_check(void *l4, void *end, __u8 proto, __u32 l4len, int v6,
-				       const __u32 *s, const __u32 *d)
+				       const __u32 *s, const __u32 *d, struct xf_partial *pc)
 {
 	int words = v6 ? 4 : 1;
 	if (proto == IPPROTO_TCP) {
@@ -284,8 +306,9 @@ static __always_inline int xf_l4_check(void *l4, void *end, __u8 proto, __u32 l4
 		if ((fl & (XF_TCP_SYN | XF_TCP_FIN | XF_TCP_RST)) || !(fl & XF_TCP_ACK))
 			return XVS_FLOW_BYPASS_TCP_FLAGS;
 		__u32 field = bpf_ntohs(*(__u16 *)(t + 16));
-		if (field == xf_pseudo_fold(s, d, words, proto, l4len))
-			return XVS_FLOW_BYPASS_PARTIAL_CSUM;
+		__u32 p = xf_pseudo_fold(s, d, words, proto, l4len);
+		if (field == p)
+			return xf_partial_found(pc, l4len, 16, p);
 		return 0;
 	}
 	if (proto == IPPROTO_UDP) {
@@ -300,11 +323,13 @@ static __always_inline int xf_l4_check(void *l4, void *end, __u8 proto, __u32 l4
 		__u32 field = bpf_ntohs(u->check);
 		if (field == 0 && !v6)
 			return 0; /* no checksum (RFC 768): never partial */
-		if (field == xf_pseudo_fold(s, d, words, proto, ulen))
-			return XVS_FLOW_BYPASS_PARTIAL_CSUM;
+		__u32 p = xf_pseudo_fold(s, d, words, proto, ulen);
+		if (field == p)
+			return xf_partial_found(pc, ulen, 6, p);
 		return 0;
 	}
-	/* SCTP: a CRC32c of 0 is what an offloading sender leaves (partial-csum.ts completeSctp) */
+	/* SCTP: a CRC32c of 0 is what an offloading sender leaves (partial-csum.ts completeSctp);
+	 * CRC32c over the packet is not computed here: TS completes it */
 	__u8 *c = l4;
 	if (l4len < 12 || (void *)(c + 12) > end)
 		return XVS_FLOW_BYPASS_MALFORMED;
@@ -393,9 +418,6 @@ static __always_inline __u32 xf_tun_overhead(__u8 type, int outer_v6, __u8 csum)
 	return n;
 }
 
-/* the largest region summed (a single-buffer XDP frame is smaller than a page) */
-#define XF_SUM_MAX_WORDS 1024
-
 /*
  * The ones'-complement sum of `len` bytes at `p`, as wire/checksum.ts sumBytes over big-endian
  * 16-bit words (folded to 16 bits; the byte order of a ones'-complement sum can be swapped
@@ -429,7 +451,13 @@ static __always_inline __s64 xf_sum_be(void *p, void *end, __u32 len)
 	le = (le & 0xffff) + (le >> 16);
 	le = (le & 0xffff) + (le >> 16);
 	__u32 be = ((le & 0xff) << 8) | (le >> 8);
-	__u8 *t = p + (words << 2);
+	/* bounded where the verifier sees it: a packet offset whose range may pass 0xffff gets no
+	 * range from the check below (find_good_pkt_pointers), and clang drops a check it proved */
+	__u32 off = words << 2;
+	xf_opaque(off);
+	if (off > XF_SUM_MAX_WORDS * 4)
+		return -1;
+	__u8 *t = p + off;
 	xf_opaque(t);
 	__u32 rem = len & 3;
 	if (rem >= 1) {
@@ -453,6 +481,46 @@ static __always_inline __u32 xf_fold(__u64 s)
 	s = (s & 0xffff) + (s >> 16);
 	s = (s & 0xffff) + (s >> 16);
 	return (__u32)(s & 0xffff);
+}
+
+/*
+ * Complete a partial L4 checksum as partial-csum.ts completeL4 does: sum the segment (field
+ * included); if the full checksum (P standing for the pseudo-header) verifies the frame is left
+ * as it is, else the field gets the complement of the segment's sum, 0 written as 0xFFFF
+ * (skb_checksum_help). Called only for a cached flow's frame that passed every check, right
+ * before the rewrite (TS completes in pass 1, then rewrites incrementally: the same bytes).
+ * `l4off` is the L4 header's offset in the frame. Returns -1 if the region leaves the frame
+ * (never after the caller's length checks).
+ *
+ * A global (not inlined) function: the verifier checks its bounded loop once, not once per
+ * call site and path of flow_stage (inlined at its three call sites it more than doubled the
+ * instructions the verifier processes).
+ */
+__attribute__((noinline)) int xf_complete_partial(struct xdp_md *ctx, __u64 l4off, __u64 len, __u32 co, __u32 p)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	if (l4off > 64 || len > XF_SUM_MAX_WORDS * 4)
+		return -1;
+	void *l4 = data + l4off;
+	__s64 seg = xf_sum_be(l4, end, len);
+	if (seg < 0)
+		return -1;
+	if (xf_fold((__u64)seg + p) == 0xffff)
+		return 0;
+	__u32 c = ~xf_fold((__u64)seg) & 0xffff;
+	__u16 *cp = l4 + (co == 16 ? 16 : 6);
+	if ((void *)(cp + 1) > end)
+		return -1;
+	*cp = bpf_htons(c ? c : 0xffff);
+	return 0;
+}
+
+static __always_inline int xf_complete(struct xdp_md *ctx, __u32 l4off, const struct xf_partial *pc)
+{
+	if (!pc->len)
+		return 0; /* the field was not P: nothing to do (the whole cost for complete frames) */
+	return xf_complete_partial(ctx, l4off, pc->len, pc->co, pc->p);
 }
 
 /*
@@ -706,7 +774,8 @@ static __always_inline int flow_stage(struct xdp_md *ctx)
 	if (reason)
 		return flow_count(reason, XF_CONTINUE);
 	__u32 l3off = v6 ? 40 : 20;
-	reason = xf_l4_check(l4, end, proto, l3len - l3off, v6, k.saddr, k.daddr);
+	struct xf_partial pc = {};
+	reason = xf_l4_check(l4, end, proto, l3len - l3off, v6, k.saddr, k.daddr, &pc);
 	if (reason)
 		return flow_count(reason, XF_CONTINUE);
 	if (hops <= 1)
@@ -743,6 +812,8 @@ static __always_inline int flow_stage(struct xdp_md *ctx)
 			return flow_count(XVS_FLOW_BYPASS_NEXTHOP, XF_CONTINUE);
 		if (p->flags & XVS_FPORT_F_NO_XDP)
 			return flow_count(XVS_FLOW_BYPASS_PORT, XF_CONTINUE);
+		if (xf_complete(ctx, 14 + l3off, &pc))
+			return flow_count(XVS_FLOW_BYPASS_MALFORMED, XF_CONTINUE);
 		xf_account(v, l3len);
 		xf_set_macs(eth, dmac, p->mac);
 		if (v6) {
@@ -800,12 +871,18 @@ static __always_inline int flow_stage(struct xdp_md *ctx)
 			tos = ip->tos;
 			ttl = hops - 1;
 		}
+		/* completed before the head moves: the outer GUE/GRE checksum covers the inner packet.
+		 * (If the head cannot move, TS gets the completed frame, which it leaves as it is.) */
+		if (xf_complete(ctx, 14 + l3off, &pc))
+			return flow_count(XVS_FLOW_BYPASS_MALFORMED, XF_CONTINUE);
 		return xf_tunnel(ctx, v, r, nh, p, port, v6, l3len, tos, ttl, df);
 	}
 	if (r->mtu > 0 && l3len > r->mtu)
 		return flow_count(XVS_FLOW_BYPASS_MTU, XF_CONTINUE);
 	if (fwd == XF_FWD_MASQ && proto == IPPROTO_SCTP && pp->dport != v->rport)
 		return flow_count(XVS_FLOW_BYPASS_SCTP_PORT, XF_CONTINUE);
+	if (xf_complete(ctx, 14 + l3off, &pc))
+		return flow_count(XVS_FLOW_BYPASS_MALFORMED, XF_CONTINUE);
 	xf_account(v, l3len);
 	xf_set_macs(eth, nh->mac, p->mac);
 	if (v6) {

@@ -3,13 +3,14 @@
  * IPIP/GUE/GRE with IPv4 and IPv6 outer headers, NAT both ways, IPv4 and IPv6), and per service
  * a table of frames named by what XDP must do with them once the connection is cached:
  *  - `ok:`  forwarded by XDP, byte for byte as the TS fast path (steer-flow-runner.ts compares);
- *  - `ts:`  a valid frame XDP leaves to TS (SYN/FIN/RST, no ACK, TTL 1, partial checksum, over the
- *           MTU, IPv4-in-IPv4 without DF);
+ *  - `ts:`  a valid frame XDP leaves to TS (SYN/FIN/RST, no ACK, TTL 1, over the MTU, IPv4-in-IPv4
+ *           without DF; a partial checksum is completed by XDP: `ok:partial-csum*`);
  *  - `bad:` a malformed frame matching a cached flow (truncated, bad IHL, options, fragment,
  *           wrong version, bad header checksum, bad lengths): never forwarded by XDP.
  * The first frame of each flow (`setup:`) is a SYN (TCP) or a first datagram: TS creates the
  * connection, which the runner then caches (so a UDP NAT `setup:reply` is already forwarded by XDP).
  */
+import { fold, sumBytes } from "../../src/wire/checksum.ts";
 import type { Harness } from "../util/harness.ts";
 import { ACK, FIN, PacketBuilder, partialChecksum, PSH, RST, SYN } from "../util/packet.ts";
 
@@ -153,6 +154,22 @@ function pkt(
   return b.payload(body).build();
 }
 
+/**
+ * A partial-checksum frame (even body, no padding) whose last payload word is chosen so that
+ * the completed checksum is 0, which is written 0xFFFF (skb_checksum_help's CSUM_MANGLED_0).
+ */
+function partialToZero(frame: Uint8Array): Uint8Array {
+  const f = partialChecksum(frame);
+  const l4 = 14 + (f[14] >> 4 === 6 ? 40 : 20);
+  const n = f.length;
+  f[n - 2] = 0;
+  f[n - 1] = 0;
+  const w = 0xffff - fold(sumBytes(f, l4, n - l4, 0));
+  f[n - 2] = w >> 8;
+  f[n - 1] = w & 0xff;
+  return f;
+}
+
 /** The frames of every service, in order (setup first). */
 export function handMadeFrames(): FlowFrame[] {
   const out: FlowFrame[] = [];
@@ -183,8 +200,18 @@ export function handMadeFrames(): FlowFrame[] {
     }
     if (!tcp && !v6(s)) ok("udp-no-csum", pkt(s, p, { noCsum: true }));
     add("ts:ttl1", pkt(s, p, { ttl: 1 }));
-    add("ts:partial-csum", partialChecksum(pkt(s, p, {})));
+    // a sender on the director's host over a veth with default offloads: XDP completes the
+    // checksum as partial-csum.ts does, then rewrites (TS's bytes)
+    ok("partial-csum", partialChecksum(pkt(s, p, {})));
+    ok("partial-csum-odd", partialChecksum(pkt(s, p, { body: 33 })));
+    ok("partial-csum-small", partialChecksum(pkt(s, p, { body: 0 })));
+    ok("partial-csum-zero", partialToZero(pkt(s, p, { body: 32 })));
+    ok("partial-csum-big", partialChecksum(pkt(s, p, { body: isTun ? 1300 : 1440 })));
+    ok("partial-csum-padding", new Uint8Array([...partialChecksum(pkt(s, p, { body: 1 })), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
     add("ts:over-mtu", pkt(s, p, { body: 1500 - (v6(s) ? 40 : 20) - (tcp ? 20 : 8) + 1 }));
+    // a partial checksum on a frame XDP leaves to TS for another reason: left untouched
+    add("ts:partial-csum-over-mtu", partialChecksum(pkt(s, p, { body: 1500 - (v6(s) ? 40 : 20) - (tcp ? 20 : 8) + 1 })));
+    add("ts:partial-csum-ttl1", partialChecksum(pkt(s, p, { ttl: 1 })));
     if (tcp) {
       add("ts:no-ack", pkt(s, p, { flags: PSH }));
       add("ts:syn", pkt(s, p, { flags: SYN }));
@@ -230,6 +257,8 @@ export function handMadeFrames(): FlowFrame[] {
       // NAT replies of the cached connection
       add("ok:reply", pkt(s, p, { reply: true }));
       add("ok:reply-ttl2", pkt(s, p, { reply: true, ttl: 2 }));
+      add("ok:reply-partial-csum", partialChecksum(pkt(s, p, { reply: true })));
+      add("ts:reply-partial-csum-ttl1", partialChecksum(pkt(s, p, { reply: true, ttl: 1 })));
       add("ts:reply-ttl1", pkt(s, p, { reply: true, ttl: 1 }));
       const r = pkt(s, p, { reply: true });
       add("bad:reply-truncated", r.slice(0, r.length - 3));

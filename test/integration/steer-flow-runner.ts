@@ -39,7 +39,8 @@ export interface DiffReport {
   mismatchCount: number;
   /** Fixture cases: the XDP verdict of each named frame. */
   /** Fixture cases: the XDP verdict, TS's port, equal output, and the flow_stats counters that moved. */
-  fixture: Record<string, { retval: number; tsPort: number; same: boolean; moved: Record<number, number> }>;
+  /** `untouched`: a frame XDP did not forward left the program byte for byte as it came. */
+  fixture: Record<string, { retval: number; tsPort: number; same: boolean; untouched: boolean; moved: Record<number, number> }>;
   flowStats: number[];
   /** Entry counters after XDP forwarded 3 requests and 2 replies of one cached NAT flow (flowLookup), and the entries flowDump walked vs written. */
   /** nat4's request and reply with both ports marked NO_XDP (veth-xdp.ts), then unmarked. */
@@ -139,7 +140,8 @@ try {
       prog.flowStats().forEach((v, i) => {
         if (v !== before[i]) moved[i] = v - before[i];
       });
-      report.fixture[name] = { retval, tsPort: ts.port, same, moved };
+      const untouched = !fwd && xout !== null && Buffer.from(xout).equals(Buffer.from(frame));
+      report.fixture[name] = { retval, tsPort: ts.port, same, untouched, moved };
     }
     if (!fwd) return;
     report.forwarded[source] = (report.forwarded[source] ?? 0) + 1;
