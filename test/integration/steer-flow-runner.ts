@@ -29,6 +29,7 @@ import { FrameGen, Rng } from "../fuzz/gen.ts";
 import { fuzzModel } from "../fuzz/rig.ts";
 import { Harness } from "../util/harness.ts";
 import { handMadeFrames, addFlowServices, flowFrame } from "./steer-flow-fixture.ts";
+import { type CompletionCost, completionCost } from "./steer-flow-cost.ts";
 
 export interface DiffReport {
   frames: number;
@@ -58,6 +59,8 @@ export interface DiffReport {
     beforeNs: number;
     nowNs: number;
   };
+  /** XVS_FLOW_COST=1: what a partial checksum's completion costs (steer-flow-cost.ts) */
+  cost?: CompletionCost;
   error?: string;
 }
 
@@ -230,6 +233,10 @@ try {
   maps.setNoXdp(0, false);
   maps.setNoXdp(1, false);
   report.noXdp = { retvals, bypassPort, afterClear: [progTestRun(prog.progFd, req, if0, 0).retval, progTestRun(prog.progFd, rep, if0, 0).retval] };
+  if (process.env.XVS_FLOW_COST === "1") {
+    fillFlows();
+    report.cost = completionCost(prog.progFd, if0, [flowFrame("dr4", "ok:data"), flowFrame("dr4", "ok:big")]);
+  }
 } catch (e) {
   report.error = (e as Error).stack ?? String(e);
 } finally {

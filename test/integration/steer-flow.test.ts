@@ -39,6 +39,7 @@ afterAll(async () => {
 test("the runner finished", () => {
   expect(report.error).toBeUndefined();
   console.log(`flow diff: ${report.frames} frames, forwarded by XDP ${JSON.stringify(report.forwarded)}, flow_stats ${JSON.stringify(report.flowStats)}`);
+  if (report.cost) console.log(`partial checksum completion, ns per packet by IP length: ${JSON.stringify(report.cost)}`);
   expect(Object.keys(report.fixture).length).toBe(handMadeFrames().length);
 });
 
