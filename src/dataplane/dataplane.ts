@@ -25,8 +25,9 @@ import type { Tables } from "../service/tables.ts";
 import { log } from "../log.ts";
 import { adoptedFor, adoptSaved, endStartHold, handOver, holdForSaved } from "./restart.ts";
 import { Counters } from "../stats/counters.ts";
-import { CTL_EPOCH_F64, CTL_POSTED_GEN, CTL_STOP, CTL_WORDS, type FromWorker, type InitMessage, type WorkerIface } from "./protocol.ts";
+import { CTL_EPOCH_F64, CTL_POSTED_GEN, CTL_STOP, CTL_WORDS, type FromWorker, type InitMessage, ticksSince, type WorkerIface } from "./protocol.ts";
 import { peersMessages } from "./peers.ts";
+import { PathMtu } from "./icmp.ts";
 import { FLOW_CACHE_DEFAULT_ENTRIES, FlowCacheControl } from "./flowcache-control.ts";
 import { VethXdpWatch } from "./veth-xdp.ts";
 import { assignQueues, describeQueues, planWorkers, type QueueRef, rxQueueCount, workerForNewQueue } from "./queues.ts";
@@ -183,6 +184,8 @@ export class Dataplane {
   /** veths whose peers drop the frames the flow cache sends (veth-xdp.ts); null with the cache off. */
   vethXdp: VethXdpWatch | null = null;
   private readonly nh: Int32Array;
+  /** Path MTUs the workers learn from ICMP errors (icmp.ts), shared by all and read by the flow cache's mirror. */
+  private readonly pmtu = PathMtu.allocate();
 
   private constructor(
     readonly prog: SteerProgram,
@@ -191,7 +194,9 @@ export class Dataplane {
   ) {
     this.resolver = new NextHopResolver(ports);
     this.nh = new Int32Array(this.resolver.nhBuffer);
-    this.flowCache = new FlowCacheControl(prog, opts.flowCache !== false, opts.flowCacheEntries ?? FLOW_CACHE_DEFAULT_ENTRIES);
+    this.flowCache = new FlowCacheControl(prog, opts.flowCache !== false, opts.flowCacheEntries ?? FLOW_CACHE_DEFAULT_ENTRIES, this.pmtu, () =>
+      ticksSince(this.epochMs),
+    );
     this.steer = {
       vips: new SteerSet(prog, "vips"),
       vipAddrs: new SteerSet(prog, "vip_addrs"),
@@ -232,13 +237,14 @@ export class Dataplane {
     this.syncSteering(model);
     // a restart: hold mode until our sockets are bound, when a table was saved (restart.ts)
     holdForSaved(prog);
-    // veths whose peers would drop XDP frames are marked before the first packet (veth-xdp.ts)
-    if (this.flowCache.enabled) this.vethXdp = new VethXdpWatch(ports, (port, on) => this.flowCache.setNoXdp(port, on));
     // attach last: until the sockets exist, the program passes our packets to the kernel anyway
     for (const p of ports) {
       prog.attach(p.ifindex, p.name);
       this.attached.push(p);
     }
+    // veths whose peers would drop XDP frames are marked before the first cached packet (veth-xdp.ts);
+    // after the attach, so that a start refused there says only why
+    if (this.flowCache.enabled) this.vethXdp = new VethXdpWatch(ports, (port, on) => this.flowCache.setNoXdp(port, on));
     // attached: the saved connections are ours to take (a start that failed leaves them)
     this.adopted = adoptSaved(
       prog,
@@ -260,7 +266,10 @@ export class Dataplane {
     for (let w = 0; w < owned.length; w++) this.workers.push(await this.startWorker(w, owned[w]));
     // every worker looks up the others' connection tables on a miss (NAT replies on another queue: conn/peers.ts)
     if (this.workers.length > 1) {
-      const msgs = peersMessages(this.workers.map((w) => w.conns.buffers));
+      const msgs = peersMessages(
+        this.workers.map((w) => w.conns.buffers),
+        this.pmtu,
+      );
       for (let i = 0; i < msgs.length; i++) this.workers[i].worker.postMessage(msgs[i]);
     }
     this.adopted = endStartHold(prog, this.adopted, this.workers.length);
@@ -304,6 +313,7 @@ export class Dataplane {
       tables: this.tables!,
       adopt: adoptedFor(this.adopted, this.workers.length, this.adoptWorkers),
       flowCache: this.flowCache.workerInit(),
+      pmtu: this.pmtu,
     };
     return new Promise((resolve, reject) => {
       worker.onmessage = (ev: MessageEvent<FromWorker>) => {
@@ -484,6 +494,7 @@ export class Dataplane {
     }
     for (const r of drainResolve(this.ring)) this.resolver.requestResolve(r.port, r.family === 6 ? 6 : 4, r.words);
     this.flowCache.nexthops(this.nh); // MACs the resolver changed reach the cached flows
+    this.flowCache.pathMtus(); // path MTUs the workers learned (or that expired) reach the cached TUN flows
     this.vethXdp?.check(); // a veth whose peer drops XDP frames: its flows go to AF_XDP
     if (this.events && this.events.drain() > 0 && this.model) {
       const t = this.compileNow(this.model);
