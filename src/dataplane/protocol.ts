@@ -51,6 +51,8 @@ export interface InitMessage {
   adopt?: Int32Array;
   /** The XDP flow cache's map to fill (flowcache.ts); absent with --flow-cache off. */
   flowCache?: FlowCacheInit;
+  /** Path MTUs learned from ICMP errors (icmp.ts PathMtu.allocate): shared by every worker, mirrored to XDP (flow-pmtu.ts). */
+  pmtu?: SharedArrayBuffer;
 }
 
 export interface TablesMessage {

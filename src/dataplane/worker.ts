@@ -105,6 +105,8 @@ function start(m: InitMessage): void {
   const conns = new ConnTable(m.conns.capacity, undefined, m.conns);
   counters = new Counters(m.counters);
   fp = new FastPath(port.umem, m.tables, conns, counters, new NextHopView(m.nexthops, m.resolveRing));
+  // learned path MTUs in the memory the control thread mirrors to the XDP flow cache (flow-pmtu.ts)
+  if (m.pmtu) fp.pmtu.share(m.pmtu);
   // the XDP flow cache: which of this worker's connections the steering program forwards itself
   if (m.flowCache) fp.flowCache = FlowCache.create({ io: flowMapIo(m.flowCache.fd), worker: m.worker, maxEntries: m.flowCache.entries }, conns);
   // the connections a restart kept (dataplane/restart.ts), before the first burst

@@ -15,6 +15,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startDaemon, type LabDaemon } from "../../src/tools/lab/daemon.ts";
 import { buildDirectorLab, directReturn, LAB_VIP, LAB_VIP6, remoteAddr, remoteAddr6, ROUTER_ADDR, type DirectorLab } from "../../src/tools/lab/topology.ts";
+import { parseExposition } from "../util/prom.ts";
 import { apiOk, Capture, checksumErrors, decap, decodeFrame, HeldConnection, requireRoot, serveOn, stopLab, udpSend, verdictsOf } from "./helpers.ts";
 
 let L: DirectorLab;
@@ -36,11 +37,24 @@ function fragNeeded(raw: Uint8Array[]): [string, number, number][] {
   return out;
 }
 
+/** The XDP flow cache's counters by reason, from GET /metrics (empty with the cache off). */
+async function flowStats(d: LabDaemon): Promise<Record<string, number>> {
+  const page = parseExposition(String((await d.api("GET", "/metrics")).json));
+  const out: Record<string, number> = {};
+  for (const s of page.find("xvs_flow_cache_packets_total")) out[s.labels.reason] = s.value;
+  return out;
+}
+
 beforeAll(async () => {
   requireRoot();
   L = await buildDirectorLab("pmtu", { reals: 0, routedReals: 2, routedMtu: 1400, ipv6: true });
   tr = L.remoteReals!;
   await directReturn(L.lab, L.director, tr, [LAB_VIP, LAB_VIP6]);
+  // as flow-cache.test.ts: the director's veth peers get NAPI (GRO on) and the client sends
+  // complete checksums, so that an established connection is forwarded by the XDP flow cache
+  // (default peers leave every flow to AF_XDP: bypass_port; partial checksums go to TS)
+  await L.lab.exec(L.client, ["ethtool", "-K", "eth0", "tx", "off", "gro", "on"]);
+  await L.lab.exec("sw", ["ethtool", "-K", "p0", "gro", "on"]);
   for (const h of tr) {
     await decap(L.lab, h, ["attach", "eth0"]);
     await serveOn(L.lab, h, ["--tcp", "7000", "--addr", "::"]);
@@ -83,14 +97,29 @@ describe("path MTU on the tunnel path", () => {
     // the client's kernel believed it: its route to the VIP now has MTU 1380
     const r = await L.lab.exec(L.client, ["ip", "route", "get", LAB_VIP]);
     expect(r.stdout).toContain("mtu 1380");
-    // and xvs keeps the learned MTU: a second client connection gets the error from xvs itself
+    // and xvs keeps the learned MTU: a second client connection gets the error from xvs itself,
+    // also once the connection is in the XDP flow cache (a small exchange first, then a pause
+    // past the daemon's housekeeping): the learned MTU was mirrored to XDP (flow-pmtu.ts), which
+    // leaves the too-big segments to TS (bypass_mtu) instead of tunnelling them at the route's MTU
     const cap2 = await Capture.start(L.lab, L.client, "eth0");
     await L.lab.exec(L.client, ["ip", "route", "flush", "cache"]);
     const conn2 = await HeldConnection.open(L.lab, L.client, LAB_VIP, 7000);
+    expect(await conn2.ask("again")).toBe("tr1 again");
+    await Bun.sleep(500);
+    const flow0 = await flowStats(xvs);
     expect(await conn2.ask(line)).toBe(`tr1 ${line}`);
     conn2.close();
     expect(fragNeeded(await cap2.stop())[0]).toEqual([LAB_VIP, 1380, 7000]);
-    expect((await verdictsOf(xvs)).drop_mtu - after.drop_mtu).toBeGreaterThanOrEqual(1);
+    const after2 = await verdictsOf(xvs);
+    expect(after2.drop_mtu - after.drop_mtu).toBeGreaterThanOrEqual(1);
+    // no second error from the router: nothing too big was tunnelled towards it
+    expect(after2.icmp_forwarded - after.icmp_forwarded).toBe(0);
+    if (flow0.fwd !== undefined) {
+      // the flow cache is on (XVS_LAB_FLOW_CACHE=off leaves no samples): the cached flow's
+      // too-big segments reached TS through XDP's MTU check
+      const flow1 = await flowStats(xvs);
+      expect(flow1.bypass_mtu - flow0.bypass_mtu).toBeGreaterThanOrEqual(1);
+    }
   }, 60_000);
 
   test("IPv6 over GUE over IPv6: the router's packet too big (1400) reaches the client as 1400 - 52", async () => {
