@@ -268,12 +268,15 @@ struct xvs_addr_key {
 /* sink_cfg value: which packets the counting sink takes (u32, host order) */
 #define XVS_SINK_CFG_PORT_OFF 0       /* UDP destination port counted and dropped */
 #define XVS_SINK_CFG_TUN_PORT_OFF 4   /* outer UDP port of GUE tunnels, also counted (0: none) */
-#define XVS_SINK_CFG_SIZE 8
+#define XVS_SINK_CFG_REPLY_FIRST_OFF 8 /* 1: the tc sink sends the first packet of each flow back (bench udp64-replied) */
+#define XVS_SINK_CFG_SIZE 12
 /* sink_stats (per-CPU u64) */
 #define XVS_SINK_PKTS 0               /* packets counted and dropped (UDP to the ports, IPIP, GRE, 6in4) */
 #define XVS_SINK_BYTES 1              /* their frame bytes */
 #define XVS_SINK_PASSED 2             /* everything else, passed to the kernel */
-#define XVS_SINK_STAT_COUNT 3
+#define XVS_SINK_REPLIED 3            /* first packets of a flow sent back as its reply (reply_first) */
+#define XVS_SINK_STAT_COUNT 4
+#define XVS_SINK_REPLY_FLOWS 65536    /* flows the tc sink remembers as replied (LRU) */
 #define XVS_GEN_MAX_BATCH 256         /* frames per BPF_PROG_RUN batch (kernel limit) */
 /* poll-loop profile kept by the shim while enabled (xvs_port__profile; u64 each) */
 #define XVS_PROF_BURSTS 0             /* xvs_port__burst calls */
@@ -304,6 +307,7 @@ struct xvs_gen_cfg {
 struct xvs_sink_cfg {
 	__u32 port;
 	__u32 tun_port;
+	__u32 reply_first;
 };
 #endif
 

@@ -18,6 +18,12 @@
  *    copy every skb that lacks XDP headroom (skb_pp_cow_data), which AF_XDP copy-mode transmit
  *    skbs do and forwarded skbs do not, a cost that would fall on some contenders only. The XDP
  *    variant counts the generator's own rate (frames that arrive as XDP frames, no copy).
+ *    With reply_first (tc only, bench workload udp64-replied) the first packet of each flow
+ *    (source address and port, remembered in an LRU map) is not dropped but sent back out of
+ *    the interface as the real server's reply (addresses, ports and MACs swapped): a one-way
+ *    flood then has a reply per flow early, as a real UDP service would give, so a contender
+ *    that acts on replies (a UDP NAT connection cached at its first reply in xvs, an ASSURED
+ *    conntrack entry) sees it. Swapping leaves both checksums valid (sums of the same words).
  *  - xvs_pass: XDP_PASS, for a veth that must accept XDP-redirected frames without a program
  *    of its own.
  */
@@ -58,6 +64,14 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } sink_stats SEC(".maps");
+
+/* flows already sent a reply (reply_first): key saddr << 32 | sport, network order */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XVS_SINK_REPLY_FLOWS);
+	__type(key, __u64);
+	__type(value, __u8);
+} sink_replied SEC(".maps");
 
 static __always_inline __u16 ip_csum(struct iphdr *ip)
 {
@@ -162,6 +176,27 @@ int xvs_sink_tc(struct __sk_buff *skb)
 	if (!c || (h.udp.dest != bpf_htons((__u16)c->port) &&
 		   (c->tun_port == 0 || h.udp.dest != bpf_htons((__u16)c->tun_port))))
 		goto pass;
+	if (c->reply_first && h.udp.dest == bpf_htons((__u16)c->port)) {
+		__u64 key = ((__u64)h.ip.saddr << 32) | h.udp.source;
+		__u8 one = 1;
+		/* the first packet of this flow: it goes back as the reply */
+		if (bpf_map_update_elem(&sink_replied, &key, &one, BPF_NOEXIST) == 0) {
+			unsigned char mac[ETH_ALEN];
+			__builtin_memcpy(mac, h.eth.h_dest, ETH_ALEN);
+			__builtin_memcpy(h.eth.h_dest, h.eth.h_source, ETH_ALEN);
+			__builtin_memcpy(h.eth.h_source, mac, ETH_ALEN);
+			__be32 a = h.ip.saddr;
+			h.ip.saddr = h.ip.daddr;
+			h.ip.daddr = a;
+			__be16 p = h.udp.source;
+			h.udp.source = h.udp.dest;
+			h.udp.dest = p;
+			if (bpf_skb_store_bytes(skb, 0, &h, sizeof(h), 0) < 0)
+				goto take;
+			sink_count(XVS_SINK_REPLIED, 1);
+			return bpf_redirect(skb->ifindex, 0);
+		}
+	}
 take:
 	sink_count(XVS_SINK_PKTS, 1);
 	sink_count(XVS_SINK_BYTES, skb->len);

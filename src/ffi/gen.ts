@@ -90,11 +90,7 @@ export class GenObject {
 
   /** Set the UDP port (and GUE port, 0 for none) the sink counts and drops. */
   setSinkPorts(port: number, tunPort = 0): void {
-    const v = new Uint8Array(abi.XVS_SINK_CFG_SIZE);
-    const dv = new DataView(v.buffer);
-    dv.setUint32(abi.XVS_SINK_CFG_PORT_OFF, port, true);
-    dv.setUint32(abi.XVS_SINK_CFG_TUN_PORT_OFF, tunPort, true);
-    this.update("sink_cfg", 0, v);
+    this.update("sink_cfg", 0, sinkCfg(port, tunPort, false));
   }
 
   private update(map: GenMapName, key: number, value: Uint8Array): void {
@@ -143,13 +139,42 @@ export function detachXdp(ifindex: number): void {
   lib().xvs_xdp__detach(ifindex, -1, abi.XVS_XDP_FLAGS_DRV_MODE);
 }
 
+/** A sink_cfg value: the ports the sink counts and drops, and whether it replies to each flow's first packet. */
+function sinkCfg(port: number, tunPort: number, replyFirst: boolean): Uint8Array {
+  const v = new Uint8Array(abi.XVS_SINK_CFG_SIZE);
+  const dv = new DataView(v.buffer);
+  dv.setUint32(abi.XVS_SINK_CFG_PORT_OFF, port, true);
+  dv.setUint32(abi.XVS_SINK_CFG_TUN_PORT_OFF, tunPort, true);
+  dv.setUint32(abi.XVS_SINK_CFG_REPLY_FIRST_OFF, replyFirst ? 1 : 0, true);
+  return v;
+}
+
 /** Counters of a sink attached by another process, read through the map's id. */
 export class SinkReader {
   private fd: number;
+  private cfgFd = -1;
   private readonly out = new BigUint64Array(1);
 
-  constructor(mapId: number) {
+  /** `cfgMapId`: the sink's sink_cfg map, for setReplyFirst (tc sink only). */
+  constructor(mapId: number, cfgMapId = 0) {
     this.fd = check(lib().xvs_bpf__map_fd_by_id(mapId), "sink counters");
+    if (cfgMapId > 0) this.cfgFd = check(lib().xvs_bpf__map_fd_by_id(cfgMapId), "sink configuration");
+  }
+
+  /**
+   * Reply to the first packet of each flow (xvs_gen.bpf.c reply_first) or not; `port`, `tunPort`
+   * as the sink was attached with. Flows replied to once are remembered while the sink lives.
+   */
+  setReplyFirst(on: boolean, port: number, tunPort: number): void {
+    if (this.cfgFd < 0) throw new LbError(ErrorCode.Invalid, "this sink has no configuration map (reply_first needs the tc sink)");
+    const k = new Uint32Array([0]);
+    check(lib().xvs_map__update(this.cfgFd, ptr(k), ptr(sinkCfg(port, tunPort, on)), 0), "update sink_cfg");
+  }
+
+  /** First packets the sink sent back as replies (reply_first). */
+  replied(): number {
+    check(lib().xvs_map__sum_percpu_u64(this.fd, abi.XVS_SINK_REPLIED, ptr(this.out)), "read sink counters");
+    return Number(this.out[0]);
   }
 
   /** Packets and bytes counted (and dropped), and packets passed to the kernel. */
@@ -163,7 +188,9 @@ export class SinkReader {
 
   close(): void {
     if (this.fd >= 0) lib().xvs_fd__close(this.fd);
+    if (this.cfgFd >= 0) lib().xvs_fd__close(this.cfgFd);
     this.fd = -1;
+    this.cfgFd = -1;
   }
 }
 

@@ -147,7 +147,7 @@ async function xdp(a: ParsedOptions<typeof XDP>): Promise<number> {
     obj.setSinkPorts(a.port ?? 9000, a["tun-port"] ?? 0);
     if (a.prog === "sink-tc") obj.attachTc(link.ifindex, name);
     else obj.attach(link.ifindex, name, a.prog === "pass" ? "xvs_pass" : "xvs_sink");
-    out({ mapId: obj.mapId("sink_stats") });
+    out({ mapId: obj.mapId("sink_stats"), cfgMapId: obj.mapId("sink_cfg") });
     return 0;
   } finally {
     obj.close();

@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync, chmodSync } from 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import * as abi from "../../ffi/abi.ts";
 import { steerObjPath } from "../../ffi/assets.ts";
 import { SinkReader } from "../../ffi/gen.ts";
 import { startDaemon, type LabDaemon } from "../lab/daemon.ts";
@@ -57,6 +58,10 @@ export abstract class Contender {
   async diagnose(_ctx: RunCtx): Promise<string> {
     return "";
   }
+  /** Packets forwarded by XDP itself and packets that reached the contender's own path so far (xvs); null: not known. */
+  async pathCounts(): Promise<{ xdp: number; ts: number } | null> {
+    return null;
+  }
 }
 
 /** Read a number from `/proc/slabinfo`: objsize of a slab cache (0 when unreadable). */
@@ -99,7 +104,7 @@ export class Xvs extends Contender {
   readonly kind = "xvs" as const;
   readonly label: string;
   override readonly mode: Mode;
-  readonly workloads: WorkloadKind[] = ["udp64", "udp1514", "latency", "tcp", "flows"];
+  readonly workloads: WorkloadKind[] = ["udp64", "udp1514", "latency", "tcp", "flows", "udp64-replied"];
   private d: LabDaemon | null = null;
   private rssStart = 0;
   private connMax = 1 << 20;
@@ -180,6 +185,13 @@ export class Xvs extends Contender {
     return (r.json as { verdicts: Record<string, number> }).verdicts ?? {};
   }
 
+  /** The flow cache's forwarded packets (XDP_TX + redirect, /v1/stats xdp) and the frames the workers received (rx_packets). */
+  override async pathCounts(): Promise<{ xdp: number; ts: number }> {
+    const j = (await this.d!.api("GET", "/v1/stats")).json as { xdp: number[]; verdicts: Record<string, number> };
+    const x = j.xdp ?? [];
+    return { xdp: (x[abi.XVS_XDP_FLOW_TX] ?? 0) + (x[abi.XVS_XDP_FLOW_REDIRECT] ?? 0), ts: j.verdicts?.rx_packets ?? 0 };
+  }
+
   override async tracked(): Promise<Tracked> {
     const v = await this.verdicts();
     const flows = (v.new_conns ?? 0) - (v.conns_expired ?? 0);
@@ -222,7 +234,8 @@ export class Ceiling extends Contender {
   readonly id = "ceiling";
   readonly kind = "ceiling" as const;
   readonly label = "in-kernel XDP ceiling: stateless UDP DNAT + redirect (native/bpf/xvs_ceiling.bpf.c)";
-  readonly workloads: WorkloadKind[] = ["udp64", "udp1514"];
+  // udp64-replied: the reference of the cached NAT rate (the sink's replies go back through the kernel)
+  readonly workloads: WorkloadKind[] = ["udp64", "udp1514", "udp64-replied"];
   async start(ctx: RunCtx): Promise<void> {
     const { bl } = ctx;
     await agentJson(bl.lab, "dir", [
@@ -253,7 +266,7 @@ export class Ipvs extends Contender {
   readonly kind = "ipvs" as const;
   readonly label: string;
   override readonly mode: Mode;
-  readonly workloads: WorkloadKind[] = ["udp64", "udp1514", "latency", "tcp", "flows"];
+  readonly workloads: WorkloadKind[] = ["udp64", "udp1514", "latency", "tcp", "flows", "udp64-replied"];
 
   constructor(mode: Mode) {
     super();
@@ -317,7 +330,7 @@ export class Nft extends Contender {
   readonly id = "nft";
   readonly kind = "nft" as const;
   readonly label = "nftables DNAT, numgen inc mod 3 (round robin), conntrack, kube-proxy-style maps";
-  readonly workloads: WorkloadKind[] = ["udp64", "udp1514", "latency", "tcp", "flows"];
+  readonly workloads: WorkloadKind[] = ["udp64", "udp1514", "latency", "tcp", "flows", "udp64-replied"];
 
   override async prepare(): Promise<void> {
     const r = await sh(["sh", "-c", "command -v nft"], true);
@@ -390,7 +403,7 @@ export class Plain extends Contender {
   readonly id = "plain";
   readonly kind = "plain" as const;
   readonly label = "plain kernel IP forwarding, no balancing (the floor)";
-  readonly workloads: WorkloadKind[] = ["udp64", "udp1514", "latency", "tcp"];
+  readonly workloads: WorkloadKind[] = ["udp64", "udp1514", "latency", "tcp", "udp64-replied"];
   override udpDst = SINK_ADDRS[0];
   override tcpHosts = SINK_ADDRS;
   override pingHost = SINK_ADDRS[0];

@@ -62,6 +62,11 @@ export interface BenchLab {
   sink: SinkReader;
   /** Map id of those counters. */
   sinkMapId: number;
+  /**
+   * The sink sends the first packet of each flow back as its reply (workload udp64-replied), or
+   * stops doing so. Throws with the XDP sink (no tc BPF here).
+   */
+  sinkReplies(on: boolean): void;
   /** Where the sink counts: "tc" (normal), or "xdp" when tc BPF is unavailable (see xvs_gen.bpf.c). */
   sinkKind: "tc" | "xdp";
   /** Pids of the director's NAPI kernel threads (pinned to the director CPU), when steered. */
@@ -206,15 +211,16 @@ export async function buildBenchLab(tag: string, o: BenchLabOptions): Promise<Be
     const sinkArgs = ["--iface", "eth0", "--port", String(UDP_PORT), "--tun-port", String(GUE_PORT)];
     let sinkKind: "tc" | "xdp" = "tc";
     let mapId: number;
+    let cfgMapId = 0;
     try {
-      ({ mapId } = await agentJson<{ mapId: number }>(lab, "sink", ["xdp", "--prog", "sink-tc", ...sinkArgs]));
+      ({ mapId, cfgMapId } = await agentJson<{ mapId: number; cfgMapId: number }>(lab, "sink", ["xdp", "--prog", "sink-tc", ...sinkArgs]));
     } catch (e) {
       // no tc BPF here (sch_ingress/cls_bpf missing): count in XDP instead, and say so
       if (!/clsact|tc program/.test(String(e))) throw e;
       sinkKind = "xdp";
       ({ mapId } = await agentJson<{ mapId: number }>(lab, "sink", ["xdp", "--prog", "sink", ...sinkArgs]));
     }
-    sink = new SinkReader(mapId);
+    sink = new SinkReader(mapId, sinkKind === "tc" ? cfgMapId : 0);
     const cpu = o.serverCpu !== null ? ["--cpu", String(o.serverCpu)] : [];
     await startServer(lab, "sink", ["tcp-srv", "--port", String(TCP_PORT), ...cpu]);
     // one echo socket per address: a reply must leave from the address the request went to
@@ -229,6 +235,9 @@ export async function buildBenchLab(tag: string, o: BenchLabOptions): Promise<Be
       sink: reader,
       sinkMapId: mapId,
       sinkKind,
+      sinkReplies(on: boolean) {
+        reader.setReplyFirst(on, UDP_PORT, GUE_PORT);
+      },
       napiThreads,
       async close() {
         reader.close();

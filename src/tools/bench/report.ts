@@ -91,6 +91,20 @@ export const WORKLOAD_INFO: Record<string, Omit<WorkloadInfo, "id">> = {
     digits: 3,
     better: "higher",
   },
+  "udp64-replied": {
+    title: "UDP, 64-byte frames, every flow answered once by the sink early (NAT flows cached), peak forwarding rate",
+    unit: "Mpps",
+    scale: 1e6,
+    digits: 3,
+    better: "higher",
+  },
+  "udp64-replied-overload": {
+    title: "UDP, 64-byte frames, every flow answered once by the sink early, under the generator's full load",
+    unit: "Mpps",
+    scale: 1e6,
+    digits: 3,
+    better: "higher",
+  },
   "udp64-overload": { title: "UDP, 64-byte frames, under the generator's full load (overload)", unit: "Mpps", scale: 1e6, digits: 3, better: "higher" },
   udp1514: { title: "UDP, 1514-byte frames (1500-byte IP packets), under the generator's full load", unit: "Mpps", scale: 1e6, digits: 3, better: "higher" },
   "latency-p50": { title: "UDP echo round trip, p50", unit: "µs", scale: 1, digits: 1, better: "lower" },
@@ -179,6 +193,8 @@ function extraNote(r: Row): string {
   if (typeof e.offeredPps === "number" && e.offeredPps > 0) parts.push(`offered ${(e.offeredPps / 1e6).toFixed(2)} Mpps`);
   if (typeof e.overloadPps === "number" && r.median) parts.push(`${(e.overloadPps / r.median).toFixed(2)}x of it under full load`);
   if (typeof e.gbps === "number" && r.workload === "udp1514") parts.push(`${e.gbps.toFixed(2)} Gbit/s`);
+  if (typeof e.xdpShare === "number") parts.push(`${(e.xdpShare * 100).toFixed(0)}% forwarded by XDP`);
+  if (typeof e.replied === "number") parts.push(`${Math.round(e.replied)} flows replied`);
   if (typeof e.tracked === "number") parts.push(`${Math.round(e.tracked)} tracked`);
   if (typeof e.bytesPerFlow === "number" && e.bytesPerFlow > 0) parts.push(`${Math.round(e.bytesPerFlow)} B/flow`);
   if (typeof e.errors === "number" && e.errors > 0) parts.push(`${Math.round(e.errors)} failed conns`);
@@ -193,7 +209,7 @@ function pad(s: string, n: number, right = false): string {
 
 /** Workload ids in display order. */
 export function workloadOrder(rows: Row[]): string[] {
-  const order = ["udp64", "udp64-overload", "udp1514", "latency-p50", "latency-p99", "tcp"];
+  const order = ["udp64", "udp64-overload", "udp64-replied", "udp64-replied-overload", "udp1514", "latency-p50", "latency-p99", "tcp"];
   const ids = [...new Set(rows.map((r) => r.workload))];
   const flows = ids.filter((i) => i.startsWith("flows-")).sort((a, b) => flowN(a) - flowN(b));
   return [...order.filter((o) => ids.includes(o)), ...flows];

@@ -172,8 +172,8 @@ export const PEAK_LEVELS = [1.2, 1.5, 1.9];
  * kernel's forwarding drops at the veth ring, on the sender's CPU. Returns the peak and the
  * full-load value (`udp64-overload`).
  */
-export async function udpPeak(ctx: RunCtx, c: Contender, size: number): Promise<Result[]> {
-  const full = await udpRate(ctx, c, size, `udp${size}-overload`);
+export async function udpPeak(ctx: RunCtx, c: Contender, size: number, id = `udp${size}`): Promise<Result[]> {
+  const full = await udpRate(ctx, c, size, `${id}-overload`);
   const trials: string[] = [];
   let best = { pps: full.value, offered: Number(full.extra.offeredPps) };
   for (const k of PEAK_LEVELS) {
@@ -183,12 +183,47 @@ export async function udpPeak(ctx: RunCtx, c: Contender, size: number): Promise<
   }
   return [
     {
-      id: `udp${size}`,
+      id,
       value: best.pps,
       extra: { offeredPps: best.offered, overloadPps: full.value, trials: trials.join(" "), gbps: (best.pps * size * 8) / 1e9 },
     },
     full,
   ];
+}
+
+/**
+ * udp64 with a reply per flow: the sink sends the first packet of each flow back as the real
+ * server's reply (xvs_gen.bpf.c reply_first), then sinks the rest as in udp64. A UDP NAT
+ * connection is cached by xvs at its first reply (docs/flow-cache.md), so here xvs-nat's flows
+ * are forwarded by XDP, where udp64's one-way flood never leaves AF_XDP. Kernel contenders see
+ * the replies too (conntrack entries seen in both directions). The rows carry which share of the
+ * packets XDP forwarded (contenders that say: xvs) and how many flows the sink answered.
+ */
+export async function udpReplied(ctx: RunCtx, c: Contender): Promise<Result[]> {
+  const { bl, o } = ctx;
+  bl.sinkReplies(true);
+  try {
+    const r0 = bl.sink.replied(),
+      p0 = await c.pathCounts();
+    // a short paced run first (a tenth of a second of every flow at 1 Mpps at most, no
+    // measurement): the first packet of every flow gets through and is answered before the
+    // flood, in which a director under overload drops first packets too
+    await measureRate(ctx, c, 64, o.flows, Math.min(1e6, o.flows * 100), 0.3, 0.05);
+    const rows = await udpPeak(ctx, c, 64, "udp64-replied");
+    const p1 = await c.pathCounts();
+    const extra: Record<string, number> = { replied: bl.sink.replied() - r0 };
+    if (p0 && p1) {
+      const xdp = p1.xdp - p0.xdp,
+        ts = p1.ts - p0.ts;
+      extra.xdpForwarded = xdp;
+      extra.tsPackets = ts;
+      extra.xdpShare = xdp + ts > 0 ? xdp / (xdp + ts) : 0;
+    }
+    for (const r of rows) Object.assign(r.extra, extra);
+    return rows;
+  } finally {
+    bl.sinkReplies(false);
+  }
 }
 
 /** UDP echo round-trip times through the director, microseconds. */
