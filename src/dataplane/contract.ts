@@ -14,6 +14,7 @@ import type { ConnPeers } from "../conn/peers.ts";
 import type { SchedView } from "../sched/scheduler.ts";
 import type { Tables } from "../service/tables.ts";
 import type { Counters } from "../stats/counters.ts";
+import type { FlowCache } from "./flowcache.ts";
 import type { PathMtu } from "./icmp.ts";
 import type { NextHopView } from "./route.ts";
 import type { SynGuard } from "./synflood.ts";
@@ -44,6 +45,8 @@ export interface FastPathState {
   readonly now: number;
   /** Path MTUs learned from ICMP errors about our tunnel packets. */
   readonly pmtu: PathMtu;
+  /** The XDP flow cache's worker side (flowcache.ts): a new NAT connection takes over a cached reply tuple. */
+  readonly flowCache: FlowCache;
   readonly synGuard: SynGuard;
 
   /** Use table `t`'s records for the current packet (a peer's view from `peers`); borrow(home) when done. */

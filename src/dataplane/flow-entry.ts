@@ -190,7 +190,16 @@ export function writeFlowValue(dv: DataView, off: number, rec: Int32Array, id: n
  * Not per packet: one lookup.
  */
 export function ownsFlowKey(conns: ConnTable, id: number, dir: number): boolean {
-  const r = conns.rec,
+  return flowKeyOwner(conns, conns.rec, id, dir) === ((id << 1) | dir);
+}
+
+/**
+ * The connection table `conns`' lookup of the tuple of direction `dir` of connection `id` whose
+ * record is in `rec` (`conns.rec`, or a record not linked yet: then it finds the connection that
+ * holds the tuple now). Returns `owner << 1 | dir` as ConnTable.lookup, or -1.
+ */
+export function flowKeyOwner(conns: ConnTable, rec: Int32Array, id: number, dir: number): number {
+  const r = rec,
     o = id * CONN_WORDS;
   const v6 = r[o + CONN_FLAGS] & CF_V6;
   const proto = (r[o + CONN_PROTO_STATE] >>> 8) & 0xff;
@@ -199,7 +208,7 @@ export function ownsFlowKey(conns: ConnTable, id: number, dir: number): boolean 
     d = dir === DIR_IN ? o + CONN_VADDR : o + CONN_CADDR;
   const ports = dir === DIR_IN ? cv : ((r[o + CONN_DPORT] & 0xffff) << 16) | (cv >>> 16);
   const hash = hashTuple(conns.seedConn, r[s], r[s + 1], r[s + 2], r[s + 3], r[d], r[d + 1], r[d + 2], r[d + 3], ports, proto);
-  return conns.lookup(hash, v6, r[s], r[s + 1], r[s + 2], r[s + 3], r[d], r[d + 1], r[d + 2], r[d + 3], ports, proto) === ((id << 1) | dir);
+  return conns.lookup(hash, v6, r[s], r[s + 1], r[s + 2], r[s + 3], r[d], r[d + 1], r[d + 2], r[d + 3], ports, proto);
 }
 
 /** Counters of one entry as the XDP program left them (read back through SteerProgram.lookupBatch / dump). */

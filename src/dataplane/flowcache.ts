@@ -56,7 +56,8 @@ import { DEST_FLAGS, DEST_WORDS, DESTF_AVAILABLE, FWD_MASQ, type Tables } from "
 import { type Counters, DEST_TRAFFIC_BASE, TS_INBYTES, TS_INPKTS, TS_OUTBYTES, TS_OUTPKTS, TS_WORDS } from "../stats/counters.ts";
 import { TICKS_PER_SEC } from "../service/clock.ts";
 import { PROTO_TCP, PROTO_UDP } from "../wire/fields.ts";
-import { FLOW_VALUE_SIZE, FlowBatch, FlowRefusal, flowRefusal, ownsFlowKey } from "./flow-entry.ts";
+import type { ConnPeers } from "../conn/peers.ts";
+import { FLOW_VALUE_SIZE, FlowBatch, FlowRefusal, flowKeyOwner, flowRefusal, ownsFlowKey } from "./flow-entry.ts";
 import * as abi from "../ffi/abi.ts";
 import { Stat } from "./verdict.ts";
 
@@ -133,6 +134,8 @@ export class FlowCache {
   private readonly lookConn: Int32Array;
   private readonly lookDir: Uint8Array;
   private lastFold = 0;
+  /** A reply entry taken over by a new connection (replyTaken) is queued for deletion. */
+  private takeover = false;
   /** Total entries written, deleted, refused by a full map (tests, docs). */
   inserted = 0;
   deleted = 0;
@@ -235,6 +238,12 @@ export class FlowCache {
       return;
     }
     if (this.ins.n + 2 > this.ins.capacity) this.flushInserts(h);
+    // a reply entry a new connection took over is deleted before any reply entry is written
+    // (the flush writes inserts first: the new one could share its key)
+    if (withOut && this.takeover) {
+      this.flushInserts(h);
+      this.flushDeletes(h);
+    }
     // a tuple two connections share (one client port to two virtual services of one real
     // server:port share the reply's) belongs to the one the fast path's lookup finds
     const home = this.home!;
@@ -251,6 +260,65 @@ export class FlowCache {
     this.liveConn[p] = id;
     const s = p * 4;
     this.snap[s] = this.snap[s + 1] = this.snap[s + 2] = this.snap[s + 3] = 0;
+  }
+
+  /**
+   * schedule.ts newConnection, before NAT connection `id` is linked (its record filled): when its
+   * reply tuple is another connection's (the same client port to another virtual port of one real
+   * server:port, while the first lives), that connection's reply entry goes in this burst's
+   * flush, which runs before the new connection's first packet is sent. Otherwise XDP would
+   * forward the new connection's replies with the old entry (the old virtual port) and they would
+   * never reach the fast path, which finds the new connection (the newest) and caches its entries
+   * from its first reply on. ip_vs_conn_new hashes the new connection in front of the old one in
+   * the same way. One lookup per new NAT connection (and one per other worker's table).
+   */
+  replyTaken(h: FlowCacheHost, peers: ConnPeers | null, id: number): void {
+    if (!this.enabled || h.conns !== this.home) return;
+    const home = this.home!;
+    if (this.nLive > 0) {
+      const prev = flowKeyOwner(home, home.rec, id, DIR_OUT);
+      if (prev >= 0) {
+        if ((prev & 1) === DIR_OUT && prev >>> 1 !== id) this.dropOut(h, prev >>> 1);
+        return;
+      }
+    }
+    if (peers === null) return;
+    // another worker's connection: its entry is in the same map; its worker folded its counters
+    // up to its last fold (the rest, up to FOLD_TICKS of replies, is not counted)
+    for (let k = 0; k < peers.views.length; k++) {
+      const prev = flowKeyOwner(peers.views[k], home.rec, id, DIR_OUT);
+      if (prev < 0 || (prev & 1) !== DIR_OUT) continue;
+      if (this.del.n + 1 > this.del.capacity) this.flushDeletes(h);
+      const i = this.del.addKey(home.rec, id, DIR_OUT);
+      if (i >= 0) this.delSvc[i] = -1;
+      this.takeover = true;
+      return;
+    }
+  }
+
+  /** Queue the deletion of cached connection `a`'s reply entry (another connection took its tuple). */
+  private dropOut(h: FlowCacheHost, a: number): void {
+    const s = this.state[a];
+    const p = this.livePos[a];
+    if ((s & FC_OUT) === 0 || p < 0) return;
+    const rec = this.home!.rec,
+      o = a * CONN_WORDS;
+    if (this.del.n + 1 > this.del.capacity) this.flushDeletes(h);
+    const i = this.del.addKey(rec, a, DIR_OUT);
+    if (i >= 0) {
+      this.delSvc[i] = rec[o + CONN_SVC];
+      this.delDest[i] = rec[o + CONN_DEST];
+      this.delDir[i] = DIR_OUT;
+      this.delSnap[i * 2] = this.snap[p * 4 + DIR_OUT * 2];
+      this.delSnap[i * 2 + 1] = this.snap[p * 4 + DIR_OUT * 2 + 1];
+    }
+    this.takeover = true;
+    // its requests stay cached; with no entry left it is never cached again (its replies are the new one's now)
+    if ((s & FC_IN) !== 0) this.state[a] = s & ~FC_OUT;
+    else {
+      this.state[a] = FC_NEVER;
+      this.unlive(a, p);
+    }
   }
 
   private queueInsert(h: FlowCacheHost, id: number, dir: number): boolean {
@@ -285,7 +353,11 @@ export class FlowCache {
       this.delSnap[i * 2] = this.snap[p * 4 + dir * 2];
       this.delSnap[i * 2 + 1] = this.snap[p * 4 + dir * 2 + 1];
     }
-    // swap-remove from the live list
+    this.unlive(id, p);
+  }
+
+  /** Swap-remove connection `id` (at `p`) from the live list. */
+  private unlive(id: number, p: number): void {
     const last = --this.nLive;
     if (p !== last) {
       const moved = this.liveConn[last];
@@ -362,7 +434,8 @@ export class FlowCache {
       const dv = b.vdv,
         tr = h.counters.traffic;
       for (let i = 0; i < b.n; i++) {
-        if (b.status[i] !== 0) continue;
+        // -1: another worker's entry (replyTaken), its counters are its worker's
+        if (b.status[i] !== 0 || this.delSvc[i] < 0) continue;
         const off = i * FLOW_VALUE_SIZE;
         const pk = Number(dv.getBigUint64(off + abi.XVS_FLOW_PACKETS_OFF, true)) - this.delSnap[i * 2];
         const by = Number(dv.getBigUint64(off + abi.XVS_FLOW_BYTES_OFF, true)) - this.delSnap[i * 2 + 1];
@@ -372,6 +445,7 @@ export class FlowCache {
     const ok = this.io!.delete(b);
     this.deleted += Math.max(0, ok);
     b.clear();
+    this.takeover = false;
   }
 
   /** Connections whose timer ran out while cached: fold, then expire or move their deadline. */

@@ -106,6 +106,7 @@ export type ScheduleState = Pick<
   | "flows"
   | "conns"
   | "peers"
+  | "flowCache"
   | "counters"
   | "sched"
   | "synGuard"
@@ -360,6 +361,8 @@ export function newConnection(
   rec[o + CONN_EXPIRES] = (fp.now + NEW_CONN_TIMEOUT_SEC * TICKS_PER_SEC) | 0;
   // counted on its dest when it was scheduled (above)
   fp.counters.svcRefs[svc] += 1;
+  // before it is linked: another connection's cached reply entry for the same tuple goes (flowcache.ts)
+  if (fwd === FWD_MASQ) fp.flowCache.replyTaken(fp, fp.peers, id);
   conns.link(id, fp.now);
   if (tpl >= 0) {
     // ip_vs_control_add + ip_vs_conn_put(ct): the template controls it and is re-armed

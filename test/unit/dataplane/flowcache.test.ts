@@ -265,3 +265,99 @@ describe("flow cache: counters, state and expiry stay the fast path's", () => {
     expect(outConn()).toEqual([b]);
   });
 });
+
+describe("flow cache: a new NAT connection takes over a cached reply tuple", () => {
+  test("UDP: the older connection's reply entry goes in the burst that made the newer one, before its first reply; its counters are folded", () => {
+    // one client port to two virtual ports of the same real server:port: both connections' replies have one tuple
+    const h = new Harness();
+    for (const vport of [9000, 9001]) {
+      h.model.addService({ protocol: "udp", address: VIP, port: vport, scheduler: "rr", onePacket: false, schedFlags: [] });
+      h.model.addDest({ protocol: "udp", address: VIP, port: vport }, {
+        address: RS,
+        port: 9000,
+        forward: "masq",
+        weight: 1,
+        upperThreshold: 0,
+        lowerThreshold: 0,
+      } as never);
+    }
+    h.apply();
+    const map = new FakeFlows();
+    const clockNs = () => h.fp.now * 1e7;
+    h.fp.flowCache = FlowCache.create({ io: map, worker: 0, maxEntries: 1024, clockNs }, h.conns);
+    const udp = (src: string, dst: string, sport: number, dport: number) =>
+      new PacketBuilder().eth().ipv4({ src, dst }).udp({ sport, dport }).payload([1]).build();
+    const entries = (dir: number) =>
+      [...map.entries.values()]
+        .filter((v) => v[abi.XVS_FLOW_DIR_OFF] === dir)
+        .map((v) => {
+          const dv = new DataView(v.buffer, v.byteOffset);
+          return { conn: dv.getUint32(abi.XVS_FLOW_CONN_OFF, true), vport: dv.getUint16(abi.XVS_FLOW_VPORT_OFF) };
+        });
+    h.one(udp(CLIENT, VIP, 40000, 9000));
+    h.one(udp(RS, CLIENT, 9000, 40000), 1);
+    h.advance(0);
+    const [a] = entries(abi.XVS_FLOW_DIR_OUT);
+    expect(a.vport).toBe(9000);
+    h.advance(100_000);
+    // XDP forwarded 4 replies of the older connection (long ago: its deadline stays), not folded yet
+    map.forward(abi.XVS_FLOW_DIR_OUT, 4, 400, 1);
+    const outBefore = h.counters.traffic[TS_OUTPKTS];
+    // the newer connection's first request: at the end of its burst the reply entry with the
+    // older virtual port (9000) is gone, so the newer one's reply reaches the fast path
+    expect(h.one(udp(CLIENT, VIP, 40000, 9001)).port).toBe(1);
+    h.advance(0);
+    expect(entries(abi.XVS_FLOW_DIR_OUT)).toEqual([]);
+    // the older connection keeps its request entry; its 4 replies were counted on its service (svc 0)
+    expect(entries(abi.XVS_FLOW_DIR_IN).map((e) => e.conn)).toEqual([a.conn]);
+    expect(h.counters.traffic[TS_OUTPKTS] - outBefore).toBe(4);
+    expect(h.fp.flowCache.cachedDirs(a.conn)).toBe(1);
+    // the reply, handled here with the newer connection (virtual port 9001), caches its entries
+    const r = h.one(udp(RS, CLIENT, 9000, 40000), 1);
+    expect(r.port).toBe(0);
+    expect(new DataView(r.frame.buffer).getUint16(34)).toBe(9001);
+    h.advance(0);
+    const out = entries(abi.XVS_FLOW_DIR_OUT);
+    expect(out.length).toBe(1);
+    expect(out[0].conn).not.toBe(a.conn);
+    expect(out[0].vport).toBe(9001);
+    expect(entries(abi.XVS_FLOW_DIR_IN).length).toBe(2);
+    // the older connection's expiry (300 s after its last packet) leaves the newer one's reply entry alone
+    h.advance(201_000);
+    expect(h.stats().conns_expired).toBe(1);
+    expect(entries(abi.XVS_FLOW_DIR_OUT).map((e) => e.conn)).toEqual([out[0].conn]);
+  });
+
+  test("TCP: the older connection stops owning the reply entry at once (its folds no longer read the newer one's counters)", () => {
+    const h = new Harness();
+    for (const vport of [80, 81]) {
+      h.model.addService({ protocol: "tcp", address: VIP, port: vport, scheduler: "rr", onePacket: false, schedFlags: [] });
+      h.model.addDest({ protocol: "tcp", address: VIP, port: vport }, {
+        address: RS,
+        port: 80,
+        forward: "masq",
+        weight: 1,
+        upperThreshold: 0,
+        lowerThreshold: 0,
+      } as never);
+    }
+    h.apply();
+    const map = new FakeFlows();
+    h.fp.flowCache = FlowCache.create({ io: map, worker: 0, maxEntries: 1024, clockNs: () => h.fp.now * 1e7 }, h.conns);
+    const tcp = (src: string, dst: string, sport: number, dport: number, flags: number) =>
+      new PacketBuilder().eth().ipv4({ src, dst }).tcp({ sport, dport, flags }).build();
+    h.one(tcp(CLIENT, VIP, 40000, 80, SYN));
+    h.one(tcp(RS, CLIENT, 80, 40000, SYN | ACK), 1);
+    h.one(tcp(CLIENT, VIP, 40000, 80, ACK));
+    h.advance(0);
+    expect(map.dirs()).toEqual([abi.XVS_FLOW_DIR_IN, abi.XVS_FLOW_DIR_OUT]);
+    h.one(tcp(CLIENT, VIP, 40000, 81, SYN));
+    h.advance(0);
+    // the older: its request entry only; the reply entry waits for the newer one's handshake
+    expect(map.dirs()).toEqual([abi.XVS_FLOW_DIR_IN]);
+    h.one(tcp(RS, CLIENT, 80, 40000, SYN | ACK), 1);
+    h.one(tcp(CLIENT, VIP, 40000, 81, ACK));
+    h.advance(0);
+    expect(map.dirs()).toEqual([abi.XVS_FLOW_DIR_IN, abi.XVS_FLOW_DIR_IN, abi.XVS_FLOW_DIR_OUT]);
+  });
+});
