@@ -92,6 +92,21 @@ describe("xvs bench --quick", () => {
     expect(Number(row("xvs-nat", "flows-20k")!.extra.tracked)).toBeGreaterThan(15_000);
   });
 
+  test("udp64-replied: the sink answered every flow once and xvs-nat's UDP NAT flows were then forwarded by XDP", () => {
+    for (const c of ["xvs-nat", "nft"]) {
+      const r = row(c, "udp64-replied")!;
+      expect(r, c).toBeDefined();
+      expect(r.errors, c).toEqual([]);
+      expect(r.median!, c).toBeGreaterThan(0);
+      // --flows 256 (the default): each answered once (the sink remembers them)
+      expect(Number(r.extra.replied), c).toBe(256);
+    }
+    // cached at the first reply: the workers saw each flow's first packets, XDP forwarded the rest
+    const x = row("xvs-nat", "udp64-replied")!.extra;
+    expect(Number(x.xdpForwarded)).toBeGreaterThan(Number(x.tsPackets));
+    expect(Number(x.xdpShare)).toBeGreaterThan(0.5);
+  });
+
   test("the generator's own rate, plain forwarding and nftables were measured, with ratios to xvs", () => {
     for (const [c, w] of [
       ["gen", "udp64"],
