@@ -137,7 +137,7 @@
 #define XVS_FLOW_BYPASS_TCP_FLAGS 6  /* hit, SYN/FIN/RST or no ACK: a state change, TS's */
 #define XVS_FLOW_BYPASS_TTL 7        /* hit, TTL / hop limit <= 1 */
 #define XVS_FLOW_BYPASS_MTU 8        /* hit, over the path MTU */
-#define XVS_FLOW_BYPASS_PARTIAL_CSUM 9 /* hit, L4 checksum field = pseudo-header sum (maybe partial) */
+#define XVS_FLOW_BYPASS_PARTIAL_CSUM 9 /* hit, partial checksum XDP does not complete (SCTP CRC 0, segment > 4096 bytes) */
 #define XVS_FLOW_BYPASS_DEST 10      /* hit, real server unavailable/removed or method not cacheable */
 #define XVS_FLOW_BYPASS_NEXTHOP 11   /* hit, next hop or port unresolved */
 #define XVS_FLOW_BYPASS_TUNNEL 12    /* hit, tunnel packet XDP cannot build the same (checksum, IPv4 id, no source, headroom) */

@@ -14,7 +14,7 @@
  * - never: one-packet scheduling, templates, other protocols, a real server that is not available,
  *   NAT replies with no route to the client (flow-entry.ts flowRefusal);
  * - per packet the XDP program leaves to us whatever it cannot do exactly as the fast path would
- *   (partial checksums, TTL <= 1, over-MTU, options, fragments, a real server since removed or
+ *   (SCTP or over-long partial checksums, TTL <= 1, over-MTU, options, fragments, a real server since removed or
  *   set unavailable, an unresolved next hop): those packets are handled and counted here as before.
  * A cached TCP connection that leaves ESTABLISHED (a FIN or RST the fast path saw) loses its
  * entries at once, so every later packet of it passes through the state machine again.
