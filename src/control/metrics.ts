@@ -34,7 +34,16 @@ type Dest = Service["dests"][number];
 type Addr = Dest["addr"];
 
 /** Names of the XDP program's counters, in XVS_XDP_* order (native/bpf/xvs_common.h). */
-export const XDP_COUNTER_NAMES = ["pass_not_ip", "pass_malformed", "pass_not_ours", "pass_local", "redirect", "pass_no_socket"] as const;
+export const XDP_COUNTER_NAMES = [
+  "pass_not_ip",
+  "pass_malformed",
+  "pass_not_ours",
+  "pass_local",
+  "redirect",
+  "pass_no_socket",
+  "flow_tx",
+  "flow_redirect",
+] as const;
 
 /** Names of the flow stage's counters, in XVS_FLOW_* order (native/bpf/xvs_common.h; docs/flow-cache.md). */
 export const FLOW_COUNTER_NAMES = [

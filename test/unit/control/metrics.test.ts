@@ -6,7 +6,7 @@
  */
 import { afterEach, describe, expect, spyOn, test } from "bun:test";
 import { SUMMARY_MAX, summarizeBody } from "../../../src/control/access-log.ts";
-import { backendLabels, FLOW_COUNTER_NAMES, goIpText, serviceLabels } from "../../../src/control/metrics.ts";
+import { backendLabels, FLOW_COUNTER_NAMES, goIpText, serviceLabels, XDP_COUNTER_NAMES } from "../../../src/control/metrics.ts";
 import * as abi from "../../../src/ffi/abi.ts";
 import { escapeHelp, escapeLabelValue, exposition, EXPOSITION_CONTENT_TYPE, formatValue } from "../../../src/control/metrics-text.ts";
 import { metricsApp } from "../../../src/control/routes/metrics.ts";
@@ -263,6 +263,13 @@ describe("GET /metrics over a stand-in dataplane", () => {
     }
     expect(page.find("xvs_verdicts_total").length).toBe(names.length - own.length);
     expect(page.value("xvs_verdicts_total", { verdict: "drop_no_dest" })).toBeGreaterThan(0);
+  });
+
+  test("the steering program's counters have a name each, in XVS_XDP_* order (no xdp_N label)", () => {
+    expect(XDP_COUNTER_NAMES.length).toBe(abi.XVS_XDP_STAT_COUNT);
+    expect(XDP_COUNTER_NAMES[abi.XVS_XDP_PASS_NO_SOCKET]).toBe("pass_no_socket");
+    expect(XDP_COUNTER_NAMES[abi.XVS_XDP_FLOW_TX]).toBe("flow_tx");
+    expect(XDP_COUNTER_NAMES[abi.XVS_XDP_FLOW_REDIRECT]).toBe("flow_redirect");
   });
 
   test("the XDP flow cache's counters: one xvs_flow_cache_packets_total sample per reason, in XVS_FLOW_* order; none while the cache is off", async () => {
