@@ -35,11 +35,12 @@ examples:
 const RUN_HELP = `xvs run --iface IF [--iface IF ...] [OPTIONS]
 
 Start the daemon in the current network namespace: the XDP steering program on each
-interface, one AF_XDP worker per rx queue, and the control API on loopback. The table is
-saved on every change in the state directory (/var/lib/xvs/net-<netns inode>/table.json) and
-restored at start if this network namespace saved it (another namespace's is set aside).
-SIGTERM or SIGINT stops it cleanly (sockets closed; the connections saved for the next start,
-which keeps them: docs/operations.md, Restarts); SIGHUP reloads --keepalived-conf.
+interface, an AF_XDP socket on every rx queue served by --workers poll workers, and the
+control API on loopback. The table is saved on every change in the state directory
+(/var/lib/xvs/net-<netns inode>/table.json) and restored at start if this network namespace
+saved it (another namespace's is set aside). SIGTERM or SIGINT stops it cleanly (sockets
+closed; the connections saved for the next start, which keeps them: docs/operations.md,
+Restarts); SIGHUP reloads --keepalived-conf.
 
   --iface IF, -i IF    an interface to balance on (repeat for each; at most 8)
   --config FILE        a declarative JSON table (services, real servers, timeouts): applied at
@@ -66,7 +67,8 @@ which keeps them: docs/operations.md, Restarts); SIGHUP reloads --keepalived-con
                        size of that map, shared by all workers (default 262144)
   (each value may also follow an '=': --iface=eth0, --workers=2)
 
-environment: XVS_STATE_DIR (state directory), XVS_LOG_LEVEL (debug|info|warn|error),
+environment: XVS_STATE_DIR (state directory), XVS_RUN_DIR (/run/xvs: the connections a
+stop saved), XVS_LIB_DIR (where the shim is unpacked), XVS_LOG_LEVEL (debug|info|warn|error),
 XVS_LOG_PRIORITY=0 (log lines without their <N> syslog priority prefix),
 XVS_SYN_DEFENCE (oldest|drop_entry|drop_packet|off, see docs/robustness.md)
 
