@@ -58,7 +58,10 @@ Restarts); SIGHUP reloads --keepalived-conf.
   --workers N          poll workers; every rx queue of every interface gets a socket and queue q
                        goes to worker q mod N (default: the usable cores, at most the fewest
                        queues of an interface; more is lowered with a log line)
-  --conn-max N         connection table capacity per worker (default 1048576)
+  --conn-max N         connection table size of the daemon, split evenly over the workers
+                       (each worker's table is its own: with W workers each holds N/W; the
+                       listing's (size=N) shows the total; 124 bytes a connection;
+                       default 1048576)
   --copy | --zerocopy  force the AF_XDP bind mode (default: the kernel picks)
   --idle-ms N          poll() timeout of an idle worker in ms, 0 to spin (default 1)
   --flow-cache on|off  established connections forwarded by the XDP program itself, from a

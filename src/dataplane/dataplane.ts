@@ -30,7 +30,7 @@ import { peersMessages } from "./peers.ts";
 import { PathMtu } from "./icmp.ts";
 import { FLOW_CACHE_DEFAULT_ENTRIES, FlowCacheControl } from "./flowcache-control.ts";
 import { VethXdpWatch } from "./veth-xdp.ts";
-import { assignQueues, describeQueues, planWorkers, type QueueRef, rxQueueCount, workerForNewQueue } from "./queues.ts";
+import { assignQueues, connShares, describeQueues, planWorkers, type QueueRef, rxQueueCount, workerForNewQueue } from "./queues.ts";
 
 /**
  * How often housekeeping re-reads the rx queue counts (sysfs; no event announces a change): every
@@ -43,7 +43,7 @@ export interface DataplaneOptions {
   ifaces: string[];
   /** Poll workers sharing the rx queues (default: the usable cores; clamped and logged: queues.ts). */
   workers?: number;
-  /** Connection table capacity per worker. */
+  /** Connection table capacity of the daemon, split over the workers (queues.ts connShares). */
   connCapacity: number;
   /** "auto" lets the kernel pick zero-copy when the driver has it; "copy" forces copy mode. */
   bindMode: "auto" | "copy" | "zerocopy";
@@ -263,7 +263,9 @@ export class Dataplane {
       distribution: owned.map((qs) => describeQueues(qs, names)),
     });
     this.adoptWorkers = owned.length;
-    for (let w = 0; w < owned.length; w++) this.workers.push(await this.startWorker(w, owned[w]));
+    const conn = connShares(opts.connCapacity, owned.length);
+    for (const a of conn.adjustments) log("warn", a);
+    for (let w = 0; w < owned.length; w++) this.workers.push(await this.startWorker(w, owned[w], conn.shares[w]));
     // every worker looks up the others' connection tables on a miss (NAT replies on another queue: conn/peers.ts)
     if (this.workers.length > 1) {
       const msgs = peersMessages(
@@ -281,16 +283,16 @@ export class Dataplane {
     return { name: this.ports[r.iface].name, queue: r.queue, slot: r.iface * abi.XVS_MAX_QUEUES + r.queue };
   }
 
-  private startWorker(index: number, queues: QueueRef[]): Promise<WorkerHandle> {
+  private startWorker(index: number, queues: QueueRef[], connCapacity: number): Promise<WorkerHandle> {
     const ctlBuffer = new SharedArrayBuffer(CTL_WORDS * 4);
     const ctl = new Int32Array(ctlBuffer);
     new Float64Array(ctlBuffer)[CTL_EPOCH_F64] = this.epochMs;
     Atomics.store(ctl, CTL_POSTED_GEN, this.tables!.generation);
-    const connBuffers = ConnTable.allocate(this.opts.connCapacity);
+    const connBuffers = ConnTable.allocate(connCapacity);
     // huge pages under the records and the index, before the worker first touches them
     adviseHugePages(connBuffers.records);
     adviseHugePages(connBuffers.index);
-    const conns = new ConnTable(this.opts.connCapacity, this.connSeed, connBuffers);
+    const conns = new ConnTable(connCapacity, this.connSeed, connBuffers);
     const counters = new Counters(Counters.allocate(this.sharedCounts));
     const url = this.opts.workerUrl ?? workerUrl();
     const worker = new Worker(url);

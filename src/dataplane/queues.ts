@@ -125,3 +125,25 @@ export function describeQueues(qs: readonly QueueRef[], names: readonly string[]
   for (const r of qs) by.set(r.iface, [...(by.get(r.iface) ?? []), r.queue]);
   return [...by].map(([i, q]) => `${names[i]}:${q.join(",")}`).join(" ");
 }
+
+/**
+ * Each worker's connection table capacity from `--conn-max` (`total`): the daemon's size over all
+ * workers, as `ipvsadm -L` shows one `(size=N)` and an operator sizes memory for one number
+ * (124 bytes a connection), not N times it. Worker w gets total / workers, the first
+ * total mod workers one more, so the shares add up to `total`. Each table stays its worker's own
+ * (no locks on the fast path), so a worker whose share is full refuses new connections
+ * (drop_table_full) while another still has room: RSS spreads connections evenly over the
+ * queues, and the others' tables serve replies and later packets that land there. Fewer than one
+ * per worker: one each (an adjustment, logged).
+ */
+export function connShares(total: number, workers: number): { shares: number[]; adjustments: string[] } {
+  if (total < workers) {
+    return {
+      shares: Array.from({ length: workers }, () => 1),
+      adjustments: [`--conn-max ${total} is less than one connection per worker (${workers} workers): each worker's table holds 1`],
+    };
+  }
+  const base = Math.floor(total / workers),
+    extra = total % workers;
+  return { shares: Array.from({ length: workers }, (_, w) => base + (w < extra ? 1 : 0)), adjustments: [] };
+}
