@@ -139,9 +139,10 @@ function directorTotals(daemon: Daemon): Traffic {
 
 /** Busy and loop seconds of each worker (its shared Counters.loop, written once per round). */
 function workerTimes(daemon: Daemon): Family[] {
-  const rows = (daemon.dataplane?.workers ?? []).map((w, queue) => ({
-    // one worker per rx queue: the worker's index is its queue
-    labels: { worker: String(queue), queue: String(queue) },
+  const rows = (daemon.dataplane?.workers ?? []).map((w, index) => ({
+    // a worker serves a set of rx queues (queue q of each interface: worker q mod N), which may
+    // grow under it (ethtool -L): labelled by its index alone, not by a queue
+    labels: { worker: String(index) },
     busy: w.counters.loop[WL_BUSY_NS] / 1e9,
     loop: w.counters.loop[WL_LOOP_NS] / 1e9,
   }));
@@ -371,7 +372,7 @@ export function collectMetrics(daemon: Daemon): Family[] {
     ...syncFamilies(daemon),
     family("xvs_services", "gauge", "Virtual services in the table.", [{ value: services.length }]),
     family("xvs_backends", "gauge", "Real servers in the table (over all services).", [{ value: backends.length }]),
-    family("xvs_workers", "gauge", "Dataplane workers (one per rx queue).", [{ value: daemon.dataplane?.workers.length ?? 0 }]),
+    family("xvs_workers", "gauge", "Dataplane poll workers (--workers; each serves a set of rx queues).", [{ value: daemon.dataplane?.workers.length ?? 0 }]),
     family("xvs_table_generation", "gauge", "Generation of the table the dataplane runs (grows with every change).", [{ value: daemon.tables().generation }]),
     family("xvs_start_time_seconds", "gauge", "When the daemon started, seconds since the Unix epoch.", [{ value: daemon.startedMs / 1000 }]),
     family("xvs_build_info", "gauge", "Always 1: the xvs version, the IPVS version it behaves as, and the Bun runtime.", [

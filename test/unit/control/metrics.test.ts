@@ -327,7 +327,7 @@ describe("GET /metrics over a stand-in dataplane", () => {
     expect(page.value("node_ipvs_outgoing_bytes_total")).toBe(200_005);
   });
 
-  test("workers' busy and loop seconds: counters per worker and queue, from each worker's shared loop words", async () => {
+  test("workers' busy and loop seconds: counters per worker (label worker, no queue: a worker serves a set of queues), from each worker's shared loop words", async () => {
     const x = await lab();
     x.dataplane.workers.push({ counters: new Counters(), conns: new ConnTable(64) });
     for (const w of x.dataplane.workers) Object.assign(w, { zeroCopy: [false] }); // what the snapshot reads of a real worker
@@ -339,14 +339,11 @@ describe("GET /metrics over a stand-in dataplane", () => {
     const page = await scrape(x);
     expect(page.type.get("xvs_worker_busy_seconds_total")).toBe("counter");
     expect(page.type.get("xvs_worker_loop_seconds_total")).toBe("counter");
-    expect(page.find("xvs_worker_busy_seconds_total").map((s) => s.labels)).toEqual([
-      { worker: "0", queue: "0" },
-      { worker: "1", queue: "1" },
-    ]);
-    expect(page.value("xvs_worker_busy_seconds_total", { queue: "0" })).toBe(1.5);
-    expect(page.value("xvs_worker_loop_seconds_total", { queue: "0" })).toBe(6);
-    expect(page.value("xvs_worker_busy_seconds_total", { queue: "1" })).toBe(0);
-    expect(page.value("xvs_worker_loop_seconds_total", { queue: "1" })).toBe(0.25);
+    expect(page.find("xvs_worker_busy_seconds_total").map((s) => s.labels)).toEqual([{ worker: "0" }, { worker: "1" }]);
+    expect(page.value("xvs_worker_busy_seconds_total", { worker: "0" })).toBe(1.5);
+    expect(page.value("xvs_worker_loop_seconds_total", { worker: "0" })).toBe(6);
+    expect(page.value("xvs_worker_busy_seconds_total", { worker: "1" })).toBe(0);
+    expect(page.value("xvs_worker_loop_seconds_total", { worker: "1" })).toBe(0.25);
     expect(page.value("xvs_workers")).toBe(2);
     // the dashboard's workers panel reads the same words
     expect(workerSnapshots(x.daemon).map((w) => [w.queue, w.busySec, w.loopSec])).toEqual([
