@@ -85,22 +85,32 @@ async function curlGet(addr: string, port: number, count: number): Promise<{ ok:
 async function allAnswered(addr: string, port: number, count: number, servers: string[]): Promise<void> {
   const q0 = await xdpPacketsPerQueue("c0");
   const before = await verdictsOf(xvs!);
+  const cl0 = await L.lab.snmp(L.client);
   const r = addr.includes(":") ? await curlGet(addr, port, count) : await httpGet(L.lab, L.client, addr, port, count, 4);
   const after = await verdictsOf(xvs!);
+  const synRetrans = (await L.lab.snmp(L.client)).TcpExtTCPSynRetrans - cl0.TcpExtTCPSynRetrans;
   const q1 = await xdpPacketsPerQueue("c0");
   const perQueue = q1.map((n, i) => n - (q0[i] ?? 0));
+  const newConns = after.new_conns - before.new_conns;
   process.stdout.write(
-    `  ${addr}:${port}: ${r.ok}/${count} answered; XDP packets on c0's queues ${perQueue.join(" / ")}; servers ${JSON.stringify(r.byServer)}\n`,
+    `  ${addr}:${port}: ${r.ok}/${count} answered; XDP packets on c0's queues ${perQueue.join(" / ")}; servers ${JSON.stringify(r.byServer)}; new connections ${newConns}, client SYN retransmissions ${synRetrans}\n`,
   );
   expect({
     errors: r.errors,
     ok: r.ok,
     servers: Object.keys(r.byServer).sort(),
-    newConns: after.new_conns - before.new_conns,
     noConn: after.drop_no_conn - before.drop_no_conn + after.drop_tcp_no_conn - before.drop_tcp_no_conn,
     passNoSocket: await passNoSocket(xvs!),
     queues: perQueue.length,
-  }).toEqual({ errors: [], ok: count, servers: [...servers].sort(), newConns: count, noConn: 0, passNoSocket: 0, queues: QUEUES });
+  }).toEqual({ errors: [], ok: count, servers: [...servers].sort(), noConn: 0, passNoSocket: 0, queues: QUEUES });
+  // one new connection per client connection, plus at most one per SYN the client sent again.
+  // The client's kernel picks a new tx hash for a retransmitted SYN (net.core.txrehash), so it
+  // may come in on another queue, whose worker misses the connection everywhere when the first
+  // SYN's worker has not inserted it yet (a worker held off the CPU past the 1 s SYN timeout, on
+  // a loaded machine): it makes a second one. A run under load 25 saw 121 for 120; on an idle
+  // machine nothing is retransmitted and this is exactly `count`.
+  expect(newConns).toBeGreaterThanOrEqual(count);
+  expect(newConns - count).toBeLessThanOrEqual(synRetrans);
   // `count` client ports hashed over four queues: each gets a share (one empty: odds 4 x (3/4)^count)
   expect(Math.min(...perQueue)).toBeGreaterThan(0);
 }
@@ -221,7 +231,17 @@ describe("a queue count that changes under a running daemon", () => {
     // the kernel keeps queues an AF_XDP socket is bound to: a shrink is refused while we run
     const shrink = await L.lab.exec(L.director, ["ethtool", "-L", "c0", "rx", "1", "tx", "1"], true);
     expect(shrink.code).not.toBe(0);
-    await allAnswered(LAB_VIP, 80, 120, ["rs1", "rs2"]);
+    // the last check on a service of its own: the 600 DR connections above stay in the table
+    // (FIN_WAIT, 2 min), and a client port the kernel hands out again follows its old connection,
+    // as in IPVS (queues-sched.test.ts's lblc). On port 80 a run here saw 8 of 120 do that (112
+    // new connections, rs1 59 / rs2 61)
+    for (const h of L.reals) await serveOn(L.lab, h, ["--http", "82", "--addr", "::"]);
+    await service(
+      LAB_VIP,
+      82,
+      [1, 2].map((i) => ({ address: realAddr(i), forward: "route" })),
+    );
+    await allAnswered(LAB_VIP, 82, 120, ["rs1", "rs2"]);
   }, 90_000);
 
   test("the daemon stops cleanly", async () => {
