@@ -185,6 +185,8 @@ async function replay(dgrams: SyncDatagram[], from: number, untilMs: number): Pr
 }
 
 interface BackupStats {
+  /** records posted to the workers; each ends as one of created, updated, refused */
+  records: number;
   created: number;
   updated: number;
   refused: number;
@@ -202,8 +204,14 @@ async function settle(messages: number): Promise<void> {
     if (Date.now() > deadline) throw new Error(`backup read ${(await backupStats()).messages} of ${messages} datagrams`);
     await Bun.sleep(100);
   }
-  // the workers install between rounds: a listing shows them once every worker took the batch
-  await Bun.sleep(300);
+  // the workers install between rounds: a listing shows them once every worker took its batch,
+  // which it counts (a condition: a fixed pause is outlasted by a worker off the CPU under load)
+  for (;;) {
+    const s = await backupStats();
+    if (s.created + s.updated + s.refused >= s.records) break;
+    if (Date.now() > deadline) throw new Error(`the workers installed ${s.created + s.updated + s.refused} of ${s.records} records`);
+    await Bun.sleep(50);
+  }
 }
 
 /**
@@ -216,8 +224,10 @@ async function settle(messages: number): Promise<void> {
  * closest expiry, the kernel's longest first.
  */
 async function compareWith(phase: string, snap: string): Promise<{ compared: number; skipped: string[]; missing: string[] }> {
-  const listedAt = Date.now();
+  // the listing was made somewhere between these two (`xvs adm` starting up takes seconds under load)
+  const listedFrom = Date.now();
   const mine = parseLnc((await xvs.adm(["-Lnc"])).stdout);
+  const listedTo = Date.now();
   const snapMs = Number(readFileSync(join(FIX, `${phase}-bk-${snap}.time`), "utf8")) * 1000;
   const kernel = parseLnc(readFileSync(join(FIX, `${phase}-bk-${snap}.txt`), "utf8"));
   const group = (rows: ConnRow[]) => {
@@ -251,17 +261,21 @@ async function compareWith(phase: string, snap: string): Promise<{ compared: num
       }
       // what the timer had left at the connection's last record (or our last packet), from each side
       const kernelAt = (at: { pcapMs: number }) => k.expireSec + (snapMs - at.pcapMs) / 1000;
-      const mineAt = (x: ConnRow, at: { replayMs: number }) => x.expireSec + (listedAt - at.replayMs) / 1000;
+      const mineAt = (x: ConnRow, at: { replayMs: number }, listedAt: number) => x.expireSec + (listedAt - at.replayMs) / 1000;
       let best = -1,
         bestDiff = Infinity,
         bestText = "";
       for (let i = 0; i < xrows.length; i++) {
         for (const at of seen.variants) {
-          const d = Math.abs(kernelAt(at) - mineAt(xrows[i], at));
+          // xvs's value lies between these, by when the listing was made: the distance to that span
+          const lo = mineAt(xrows[i], at, listedFrom),
+            hi = mineAt(xrows[i], at, listedTo),
+            kv = kernelAt(at);
+          const d = kv < lo ? lo - kv : kv > hi ? kv - hi : 0;
           if (xrows[i].state === k.state && d < bestDiff) {
             best = i;
             bestDiff = d;
-            bestText = `xvs ${xrows[i].expireSec}s (${mineAt(xrows[i], at).toFixed(1)} at its record), kernel ${k.expireSec}s (${kernelAt(at).toFixed(1)})`;
+            bestText = `xvs ${xrows[i].expireSec}s (${lo.toFixed(1)}-${hi.toFixed(1)} at its record), kernel ${k.expireSec}s (${kv.toFixed(1)})`;
           }
         }
       }
