@@ -30,20 +30,9 @@ import {
   SVC_WORDS,
   type Tables,
 } from "../service/tables.ts";
-import {
-  CF_ASSURED,
-  CF_INACTIVE,
-  CF_TEMPLATE,
-  CF_USED,
-  CONN_CONTROL,
-  CONN_DEST,
-  CONN_FLAGS,
-  CONN_PROTO_STATE,
-  CONN_WORDS,
-  HDR_HIGH,
-  type ConnTable,
-} from "./table.ts";
+import { CF_INACTIVE, CF_TEMPLATE, CF_USED, CONN_CONTROL, CONN_DEST, CONN_FLAGS, CONN_PROTO_STATE, CONN_WORDS, HDR_HIGH, type ConnTable } from "./table.ts";
 import { S_ESTABLISHED, TCP_STATE_ACTIVE } from "./state.ts";
+import { assureLink, kill } from "./persist-template.ts";
 
 /**
  * ip_vs_dest_update_overload: set OVERLOAD once a dest's connections (active + inactive;
@@ -139,10 +128,14 @@ export function thresholdsChanged(c: Counters, prev: Tables, next: Tables, svc: 
   }
 }
 
-/** ip_vs_control_assure_ct: mark the template controlling connection `id` ASSURED (shown by -Lnc). */
-export function assureTemplate(rec: Int32Array, id: number): void {
+/**
+ * ip_vs_control_assure_ct: mark the template controlling connection `id` of `conns` ASSURED (shown
+ * by -Lnc); the template may be another worker's (persist-template.ts).
+ */
+export function assureTemplate(conns: ConnTable, id: number): void {
+  const rec = conns.rec;
   const ctl = rec[id * CONN_WORDS + CONN_CONTROL];
-  if (ctl !== 0 && (rec[id * CONN_WORDS + CONN_FLAGS] & CF_TEMPLATE) === 0) rec[(ctl - 1) * CONN_WORDS + CONN_FLAGS] |= CF_ASSURED;
+  if (ctl !== 0 && (rec[id * CONN_WORDS + CONN_FLAGS] & CF_TEMPLATE) === 0) assureLink(conns, ctl);
 }
 
 /**
@@ -180,7 +173,7 @@ export function setTcpState(conns: ConnTable, c: Counters, id: number, proto: nu
       rec[o + CONN_FLAGS] = flags & ~CF_INACTIVE;
     }
     rec[o + CONN_PROTO_STATE] = (proto << 8) | next;
-    if (next === S_ESTABLISHED) assureTemplate(rec, id);
+    if (next === S_ESTABLISHED) assureTemplate(conns, id);
   }
   conns.rearm(id, now, timeoutTicks);
 }
@@ -190,7 +183,7 @@ export function setTcpState(conns: ConnTable, c: Counters, id: number, proto: nu
  * reply (`output`) marks its template ASSURED, and every packet re-arms it with the UDP timeout.
  */
 export function setUdpState(conns: ConnTable, id: number, output: boolean, timeoutTicks: number, now: number): void {
-  if (output) assureTemplate(conns.rec, id);
+  if (output) assureTemplate(conns, id);
   conns.rearm(id, now, timeoutTicks);
 }
 
@@ -221,13 +214,14 @@ export function flushNodest(fp: ConnOwner, cursor: number, budget: number): numb
     if ((flags & CF_USED) === 0) continue;
     const dest = rec[o + CONN_DEST];
     if ((t.dest[dest * DEST_WORDS + DEST_FLAGS] & DESTF_AVAILABLE) !== 0) continue;
+    // a template goes only once nothing, in any worker, holds it (persist-template.ts kill)
     if ((flags & CF_TEMPLATE) !== 0) {
-      if (rec[o + CONN_CONTROL] === 0) fp.release(id);
+      if (kill(rec, id)) fp.release(id);
       continue;
     }
     const ctl = rec[o + CONN_CONTROL];
     fp.release(id);
-    if (ctl !== 0 && rec[(ctl - 1) * CONN_WORDS + CONN_CONTROL] === 0) fp.release(ctl - 1);
+    if (ctl > 0 && kill(rec, ctl - 1)) fp.release(ctl - 1);
   }
   return end >= high ? -1 : end;
 }

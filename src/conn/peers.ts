@@ -41,10 +41,11 @@
  * around the probe, else the probe is repeated (a backward shift may have moved the entry past
  * it), up to SEQ_TRIES times.
  *
- * Persistence: a client's template may sit in another worker's table; a new connection there
- * copies its real server into a local template (`templateDest`), so the client sticks to one
- * real server over every queue. Each worker's copy has its own timer and counts in PersistConn
- * (IPVS has one template, so PersistConn may show one per worker the client reached).
+ * Persistence: one template per client network and service over all workers, as IPVS. A
+ * client's template may sit in another worker's table; a new connection here links to it there
+ * (`acquireTemplate` takes a reference on its count, CONN_CONTROL holds a link naming the worker:
+ * conn/persist-template.ts), re-arms it and counts in it, so PersistConn counts it once and it
+ * lives as long as the kernel's would. Its owner stays the only one that expires and frees it.
  *
  * Installing connections that did not come through a worker's own queue (sync daemon, restart
  * adoption): `installConnection` into ANY worker's table, on that worker's thread; every worker
@@ -54,9 +55,9 @@ import type { Tables } from "../service/tables.ts";
 import type { Counters } from "../stats/counters.ts";
 import { hashFlow, hashTuple } from "../wire/flow.ts";
 import { assureTemplate, bindDest } from "./accounting.ts";
+import { acquire, linkAssured } from "./persist-template.ts";
 import { S_ESTABLISHED, TCP_STATE_ACTIVE } from "./state.ts";
 import {
-  CF_ASSURED,
   CF_INACTIVE,
   CF_TEMPLATE,
   CF_USED,
@@ -101,7 +102,14 @@ export class ConnPeers {
     this.self = self;
     this.workers = all.length;
     this.views = [];
-    for (let k = 0; k < all.length; k++) if (k !== self) this.views.push(ConnTable.view(all[k]!, self));
+    const byWorker: ConnTable[] = [];
+    for (let k = 0; k < all.length; k++) {
+      const t = k === self ? own : ConnTable.view(all[k]!, self);
+      if (k !== self) this.views.push(t);
+      byWorker.push(t);
+    }
+    // links to another worker's template (persist-template.ts) resolve through any of this thread's tables
+    for (const t of byWorker) t.byWorker = byWorker;
     this.found = own;
     own.shared = true;
   }
@@ -150,12 +158,22 @@ export class ConnPeers {
     return -1;
   }
 
+  /** The worker index of view `k` (views skip `self`). */
+  viewWorker(k: number): number {
+    return k < this.self ? k : k + 1;
+  }
+
   /**
-   * The real server of a usable persistence template for this client in another worker's table
-   * (arguments as ConnTable.lookupTemplate), or -1. `usable(dest)` is ip_vs_check_template's
-   * test, read-only: an unusable template is left to its owner.
+   * This client's persistence template in another worker's table, from view `from` on
+   * (arguments as ConnTable.lookupTemplate): its id with a reference taken on it
+   * (persist-template.ts acquire; the caller links a connection to it or gives the reference
+   * back with `uncontrol`), the view in `found` / `foundView`; or -1. A template its owner is
+   * ending is passed over. The caller checks its real server (ip_vs_check_template) and, when
+   * that fails, gives the reference back and looks on from `foundView + 1`: the owner invalidates
+   * its template when its own lookup meets it.
    */
-  templateDest(
+  acquireTemplate(
+    from: number,
     v6: number,
     n0: number,
     n1: number,
@@ -169,15 +187,15 @@ export class ConnPeers {
     proto: number,
   ): number {
     const views = this.views;
-    for (let k = 0; k < views.length; k++) {
+    for (let k = from; k < views.length; k++) {
       const v = views[k]!;
       for (let tries = 0; tries < SEQ_TRIES; tries++) {
         const seq = Atomics.load(v.header, HDR_SEQ);
         const ct = v.lookupTemplate(v6, n0, n1, n2, n3, v0, v1, v2, v3, vport, proto);
-        if (ct >= 0 && (v.rec[ct * CONN_WORDS + CONN_FLAGS] & CF_USED) !== 0) {
+        if (ct >= 0 && acquire(v.rec, ct)) {
           this.found = v;
           this.foundView = k;
-          return v.rec[ct * CONN_WORDS + CONN_DEST];
+          return ct;
         }
         if ((seq & 1) === 0 && Atomics.load(v.header, HDR_SEQ) === seq) break;
       }
@@ -215,7 +233,7 @@ export function peerSetUdpState(view: ConnTable, id: number, timeoutTicks: numbe
     o = id * CONN_WORDS;
   view.rearm(id, now, timeoutTicks);
   const ctl = rec[o + CONN_CONTROL];
-  if (ctl !== 0 && (rec[(ctl - 1) * CONN_WORDS + CONN_FLAGS] & CF_ASSURED) === 0) view.postRequest(id);
+  if (ctl !== 0 && !linkAssured(view, ctl)) view.postRequest(id);
 }
 
 /**
@@ -243,9 +261,9 @@ export function reconcileRequest(conns: ConnTable, c: Counters, id: number, now:
       Atomics.sub(c.inactive, dest, 1);
       rec[o + CONN_FLAGS] = flags & ~CF_INACTIVE;
     }
-    if (state === S_ESTABLISHED) assureTemplate(rec, id);
+    if (state === S_ESTABLISHED) assureTemplate(conns, id);
   } else {
-    assureTemplate(rec, id);
+    assureTemplate(conns, id);
   }
   conns.refile(id, now);
 }
@@ -272,7 +290,8 @@ export function installConnection(table: ConnTable, c: Counters, t: Tables, word
   }
   rec[o + CONN_FLAGS] = words[CONN_FLAGS]! | CF_USED;
   const ctl = rec[o + CONN_CONTROL];
-  if (ctl !== 0 && (rec[o + CONN_FLAGS] & CF_TEMPLATE) === 0) rec[(ctl - 1) * CONN_WORDS + CONN_CONTROL] += 1;
+  // the template's count is shared with other workers' links (persist-template.ts): atomic
+  if (ctl > 0 && (rec[o + CONN_FLAGS] & CF_TEMPLATE) === 0) Atomics.add(rec, (ctl - 1) * CONN_WORDS + CONN_CONTROL, 1);
   bindDest(c, t, rec[o + CONN_DEST], rec[o + CONN_FLAGS]);
   c.svcRefs[rec[o + CONN_SVC]] += 1;
   table.link(id, now);

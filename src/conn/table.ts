@@ -219,6 +219,12 @@ export class ConnTable {
   producer = -1;
   /** Set by the owner once other workers read this table: index changes bump HDR_SEQ. */
   shared = false;
+  /**
+   * Several workers: every worker's table by worker index as this thread sees them (the own table
+   * and views), set by ConnPeers; a connection's negative CONN_CONTROL names a template in one of
+   * them (conn/persist-template.ts). Null with one worker.
+   */
+  byWorker: ConnTable[] | null = null;
 
   /** Allocate the shared buffers of a table (the control thread does, so it can read them). */
   static allocate(capacity: number): ConnTableBuffers {

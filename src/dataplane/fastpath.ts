@@ -92,6 +92,7 @@ import { destRemoved, flushNodest, setTcpState, setUdpState, unbindDest } from "
 import type { SyncFeed } from "./sync-feed.ts";
 import { FlowCache } from "./flowcache.ts";
 import { type ConnPeers, peerSetTcpState, peerSetUdpState, reconcileRequest } from "../conn/peers.ts";
+import { kill, uncontrol } from "../conn/persist-template.ts";
 
 const MAX_BURST = abi.XVS_MAX_BURST;
 const D_WORDS = abi.XVS_DESC_WORDS;
@@ -720,7 +721,8 @@ export class FastPath implements FastPathState {
     unbindDest(this.counters, this.tables, rec[o + CONN_DEST], flags);
     this.counters.svcRefs[rec[o + CONN_SVC]] -= 1;
     const ctl = rec[o + CONN_CONTROL];
-    if ((flags & CF_TEMPLATE) === 0 && ctl !== 0) rec[(ctl - 1) * CONN_WORDS + CONN_CONTROL] -= 1;
+    // its template, this worker's or another's, controls one less (ip_vs_control_del)
+    if ((flags & CF_TEMPLATE) === 0 && ctl !== 0) uncontrol(this.conns, ctl);
     this.conns.release(id);
   }
 
@@ -766,8 +768,9 @@ export class FastPath implements FastPathState {
   private readonly onExpire = (id: number): void => {
     const rec = this.conns.rec,
       o = id * CONN_WORDS;
-    if ((rec[o + CONN_FLAGS] & CF_TEMPLATE) !== 0 && rec[o + CONN_CONTROL] > 0) {
-      // a template still controlling connections retries later (ip_vs_conn_expire: expire_later)
+    // a template still controlling connections, in any worker, retries later (ip_vs_conn_expire:
+    // expire_later); else it is ended at once, so no worker links to it any more (persist-template.ts)
+    if ((rec[o + CONN_FLAGS] & CF_TEMPLATE) !== 0 && !kill(rec, id)) {
       this.conns.rearm(id, this.now, TEMPLATE_RETRY_SEC * TICKS_PER_SEC);
       return;
     }

@@ -10,6 +10,10 @@
  * and names it in CONN_CONTROL, and it outlives its connections by the persistence timeout.
  * A template whose dest was deleted (or, with expire_quiescent_template, set to weight 0) is
  * invalidated (re-keyed with ports 0xffff, as the kernel rehashes it) and the scheduler runs.
+ * One template per client network and service over all workers: a client's template in
+ * another worker's table is linked to there (conn/persist-template.ts), never copied; the
+ * lookup over every table and the creation happen under the service's lock, so two workers
+ * never make two.
  *
  * A TCP packet that may not start a connection (no SYN, or RST; sloppy_tcp=0) and has none is
  * passed to the local stack by the kernel (tcp_conn_schedule returns NF_ACCEPT), and the
@@ -55,6 +59,7 @@ import {
   type ConnTable,
 } from "../conn/table.ts";
 import { bindDestHeld, unbindDest } from "../conn/accounting.ts";
+import { peerLink, touchLink, uncontrol } from "../conn/persist-template.ts";
 import { NEW_CONN_TIMEOUT_SEC, S_NONE } from "../conn/state.ts";
 import { SCHEDULER_BY_ID } from "../sched/registry.ts";
 import {
@@ -167,9 +172,17 @@ function checkTemplate(t: Tables, conns: ConnTable, ct: number): boolean {
 }
 
 /**
- * ip_vs_sched_persist, up to the choice of the dest: find or create the client network's
- * template (the caller holds the service's lock: a new template is scheduled and counted). Returns the template's id (its CONN_DEST names the dest), -1 when no dest is
- * available (the client gets ICMP), or -2 when the template could not be stored (table full: drop).
+ * The template persistSchedule found or made, as the new connection's CONN_CONTROL (> 0 this
+ * worker's, < 0 another's: persist-template.ts), with a reference taken on it for the connection.
+ */
+let persistLink = 0;
+
+/**
+ * ip_vs_sched_persist, up to the choice of the dest: find (in this worker's table, then the
+ * others') or create the client network's template (the caller holds the service's lock: a new
+ * template is scheduled and counted), and take a reference on it (`persistLink`: the caller links
+ * the connection, or gives the reference back). Returns the dest, -1 when no dest is available
+ * (the client gets ICMP), or -2 when the template could not be stored (table full: drop).
  */
 function persistSchedule(fp: ScheduleState, svc: number, row: number, proto: number, v6: number, dport: number): number {
   const t = fp.tables,
@@ -199,43 +212,70 @@ function persistSchedule(fp: ScheduleState, svc: number, row: number, proto: num
     v1 = v2 = v3 = 0;
   } // else a port-0 service: <proto, snet, 0, vaddr, 0>
   let ct = conns.lookupTemplate(v6, n0, n1, n2, n3, v0, v1, v2, v3, vport, tproto);
-  if (ct < 0 || !checkTemplate(t, conns, ct)) {
-    const sched = SCHEDULER_BY_ID[t.svc[so + SVC_SCHED]];
-    // the client's template may be another worker's (its earlier connection came in on another
-    // queue): its real server is copied into a template here (conn/peers.ts), unless unusable
-    let dest = fp.peers === null ? -1 : fp.peers.templateDest(v6, n0, n1, n2, n3, v0, v1, v2, v3, vport, tproto);
-    if (dest >= 0 && !templateDestUsable(t, dest)) dest = -1;
-    if (dest < 0) dest = sched ? sched.schedule(fp.sched, svc, f, row) : -1;
-    if (dest < 0) return -1;
-    ct = conns.alloc();
-    if (ct < 0) return -2;
-    const o = ct * CONN_WORDS,
-      dOff = dest * DEST_WORDS;
-    const flags = destConnFlags(t, dest, v6) | CF_TEMPLATE;
-    rec[o + CONN_FLAGS] = flags;
-    rec[o + CONN_PROTO_STATE] = (tproto << 8) | S_NONE;
-    rec[o + CONN_CADDR] = n0;
-    rec[o + CONN_CADDR + 1] = n1;
-    rec[o + CONN_CADDR + 2] = n2;
-    rec[o + CONN_CADDR + 3] = n3;
-    rec[o + CONN_VADDR] = v0;
-    rec[o + CONN_VADDR + 1] = v1;
-    rec[o + CONN_VADDR + 2] = v2;
-    rec[o + CONN_VADDR + 3] = v3;
-    for (let k = 0; k < 4; k++) rec[o + CONN_DADDR + k] = t.dest[dOff + DEST_ADDR + k];
-    rec[o + CONN_CPORT_VPORT] = vport;
-    rec[o + CONN_DPORT] = dport === svcPort && svcPort !== FTP_PORT ? t.dest[dOff + DEST_PORT] : 0;
-    rec[o + CONN_SVC] = svc;
-    rec[o + CONN_DEST] = dest;
-    rec[o + CONN_CONTROL] = 0;
-    const timeout = t.svc[so + SVC_PTIMEOUT];
-    rec[o + CONN_TIMEOUT] = timeout;
-    rec[o + CONN_EXPIRES] = (fp.now + timeout) | 0;
-    bindDestHeld(fp.counters, t, dest, flags);
-    fp.counters.svcRefs[svc] += 1;
-    conns.link(ct, fp.now);
+  if (ct >= 0 && checkTemplate(t, conns, ct)) {
+    // other workers' links change the count too: atomic (only this thread ends the template)
+    Atomics.add(rec, ct * CONN_WORDS + CONN_CONTROL, 1);
+    persistLink = ct + 1;
+    return rec[ct * CONN_WORDS + CONN_DEST];
   }
-  return ct;
+  const peers = fp.peers;
+  if (peers !== null) {
+    // the client's template may be another worker's (its earlier connection came in on another
+    // queue): the connection links to it there; an unusable one is left to its owner
+    for (let from = 0; ; from = peers.foundView + 1) {
+      const pt = peers.acquireTemplate(from, v6, n0, n1, n2, n3, v0, v1, v2, v3, vport, tproto);
+      if (pt < 0) break;
+      const pr = peers.found.rec;
+      const dest = pr[pt * CONN_WORDS + CONN_DEST];
+      if (templateDestUsable(t, dest)) {
+        persistLink = peerLink(peers.viewWorker(peers.foundView), pt);
+        return dest;
+      }
+      Atomics.sub(pr, pt * CONN_WORDS + CONN_CONTROL, 1);
+    }
+  }
+  const sched = SCHEDULER_BY_ID[t.svc[so + SVC_SCHED]];
+  const dest = sched ? sched.schedule(fp.sched, svc, f, row) : -1;
+  if (dest < 0) return -1;
+  ct = conns.alloc();
+  if (ct < 0) return -2;
+  const o = ct * CONN_WORDS,
+    dOff = dest * DEST_WORDS;
+  const flags = destConnFlags(t, dest, v6) | CF_TEMPLATE;
+  rec[o + CONN_FLAGS] = flags;
+  rec[o + CONN_PROTO_STATE] = (tproto << 8) | S_NONE;
+  rec[o + CONN_CADDR] = n0;
+  rec[o + CONN_CADDR + 1] = n1;
+  rec[o + CONN_CADDR + 2] = n2;
+  rec[o + CONN_CADDR + 3] = n3;
+  rec[o + CONN_VADDR] = v0;
+  rec[o + CONN_VADDR + 1] = v1;
+  rec[o + CONN_VADDR + 2] = v2;
+  rec[o + CONN_VADDR + 3] = v3;
+  for (let k = 0; k < 4; k++) rec[o + CONN_DADDR + k] = t.dest[dOff + DEST_ADDR + k];
+  rec[o + CONN_CPORT_VPORT] = vport;
+  rec[o + CONN_DPORT] = dport === svcPort && svcPort !== FTP_PORT ? t.dest[dOff + DEST_PORT] : 0;
+  rec[o + CONN_SVC] = svc;
+  rec[o + CONN_DEST] = dest;
+  rec[o + CONN_CONTROL] = 1; // the new connection's reference
+  const timeout = t.svc[so + SVC_PTIMEOUT];
+  rec[o + CONN_TIMEOUT] = timeout;
+  rec[o + CONN_EXPIRES] = (fp.now + timeout) | 0;
+  bindDestHeld(fp.counters, t, dest, flags);
+  fp.counters.svcRefs[svc] += 1;
+  conns.link(ct, fp.now);
+  persistLink = ct + 1;
+  return dest;
+}
+
+/**
+ * A connection that took a reference on its template (`link`) is not made (-o's one datagram,
+ * a refused or failed allocation): the template is re-armed (ip_vs_conn_put(ct)) and the
+ * reference given back.
+ */
+function unlinkTemplate(conns: ConnTable, link: number, now: number): void {
+  touchLink(conns, link, now);
+  uncontrol(conns, link);
 }
 
 /** Count a scheduled connection (ip_vs_conn_stats): conns per service and per dest. */
@@ -284,19 +324,19 @@ export function newConnection(
   const pktDport = flowDport(f, row);
   const svcPort = t.svc[so + SVC_PORT];
   let dest: number,
-    tpl = -1,
+    link = 0,
     dport: number,
     flags: number;
   const lock = fp.counters.svcLock;
   if ((svcFlags & SVCF_PERSISTENT) !== 0) {
     lockService(lock, svc);
-    tpl = persistSchedule(fp, svc, row, proto, v6, pktDport);
-    dest = tpl >= 0 ? fp.conns.rec[tpl * CONN_WORDS + CONN_DEST] : -1;
+    dest = persistSchedule(fp, svc, row, proto, v6, pktDport);
     flags = dest >= 0 ? destConnFlags(t, dest, v6) : 0;
     if (dest >= 0) bindDestHeld(fp.counters, t, dest, flags);
     unlockService(lock, svc);
-    if (tpl === -2) return fp.drop(Stat.DropTableFull);
-    if (tpl < 0) return leave(fp, descs, d, row, pkt, v6);
+    if (dest === -2) return fp.drop(Stat.DropTableFull);
+    if (dest < 0) return leave(fp, descs, d, row, pkt, v6);
+    link = persistLink;
     // persistent fwmark and port-0 services keep the client's port
     const destPort = t.dest[dest * DEST_WORDS + DEST_PORT];
     dport = pktDport === svcPort && destPort !== 0 ? destPort : pktDport;
@@ -324,7 +364,7 @@ export function newConnection(
     // skips it; ip_vs_conn_put frees it at once): bound (above) and unbound around the packet,
     // so the thresholds see it, and its template is re-armed
     countConn(fp, svc, dest);
-    if (tpl >= 0) conns.touch(tpl, fp.now);
+    if (link !== 0) unlinkTemplate(conns, link, fp.now);
     const out = fp.transmitIn(descs, d, row, pkt, svc, dest, dport, fwd, v6, -1);
     unbindDest(fp.counters, t, dest, flags);
     return out;
@@ -334,13 +374,13 @@ export function newConnection(
   const id = proto === PROTO_TCP ? fp.synGuard.alloc(fp, row) : conns.alloc();
   if (id === SYN_REFUSED) {
     unbindDest(fp.counters, t, dest, flags);
-    if (tpl >= 0) conns.touch(tpl, fp.now);
+    if (link !== 0) unlinkTemplate(conns, link, fp.now);
     return fp.drop(Stat.DropSynFlood);
   }
   // ---- end SYN flood defence ----
   if (id < 0) {
     unbindDest(fp.counters, t, dest, flags);
-    if (tpl >= 0) conns.touch(tpl, fp.now);
+    if (link !== 0) unlinkTemplate(conns, link, fp.now);
     return fp.drop(Stat.DropTableFull);
   }
   const o = id * CONN_WORDS;
@@ -364,11 +404,11 @@ export function newConnection(
   // before it is linked: another connection's cached reply entry for the same tuple goes (flowcache.ts)
   if (fwd === FWD_MASQ) fp.flowCache.replyTaken(fp, fp.peers, id);
   conns.link(id, fp.now);
-  if (tpl >= 0) {
-    // ip_vs_control_add + ip_vs_conn_put(ct): the template controls it and is re-armed
-    rec[o + CONN_CONTROL] = tpl + 1;
-    rec[tpl * CONN_WORDS + CONN_CONTROL] += 1;
-    conns.touch(tpl, fp.now);
+  if (link !== 0) {
+    // ip_vs_control_add (counted by persistSchedule) + ip_vs_conn_put(ct): the template, this
+    // worker's or another's, controls it and is re-armed
+    rec[o + CONN_CONTROL] = link;
+    touchLink(conns, link, fp.now);
   }
   countConn(fp, svc, dest);
   return fp.forward(descs, d, row, pkt, id);

@@ -21,6 +21,7 @@
  * Per packet (packet()): no allocation, int arithmetic over preallocated arrays; when no daemon
  * was ever started the fast path does not call it at all.
  */
+import { linkTable, linkTemplate } from "../conn/persist-template.ts";
 import {
   CF_FWD_MASK,
   CF_OUT_ENTRY,
@@ -184,8 +185,15 @@ export class SyncFeed {
     this.inPkts[id] = pkts;
     const nowMs = fp.now * 10;
     const ctl = rec[o + CONN_CONTROL];
-    if (this.needed(rec, o, id, pkts, nowMs, ctl !== 0)) this.push(rec, o);
+    const pushed = this.needed(rec, o, id, pkts, nowMs, ctl !== 0);
+    if (pushed) this.push(rec, o);
     if (ctl === 0) return;
+    if (ctl < 0) {
+      // a template in another worker's table (conn/persist-template.ts), whose in_pkts that worker
+      // keeps: it goes with this connection's message
+      if (pushed) this.push(linkTable(fp.conns, ctl).rec, linkTemplate(ctl) * CONN_WORDS);
+      return;
+    }
     // ip_vs_sync_conn "control:": the template, with its own in_pkts incremented
     const t = ctl - 1,
       to = t * CONN_WORDS;
