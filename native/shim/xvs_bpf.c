@@ -15,32 +15,8 @@ struct xvs_bpf {
 	struct bpf_object *obj;
 };
 
-struct xvs_bpf *xvs_bpf__load(const void *buf, size_t len, const char *name)
-{
-	LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = name);
-	struct bpf_object *obj = bpf_object__open_mem(buf, len, &opts);
-	if (!obj) {
-		xvs_fail(errno, "cannot open BPF object %s", name);
-		return NULL;
-	}
-	int err = bpf_object__load(obj);
-	if (err) {
-		xvs_fail(err, "cannot load BPF object %s (kernel BPF support, or memlock limits?)", name);
-		bpf_object__close(obj);
-		return NULL;
-	}
-	struct xvs_bpf *b = calloc(1, sizeof(*b));
-	if (!b) {
-		bpf_object__close(obj);
-		xvs_fail(ENOMEM, "cannot allocate");
-		return NULL;
-	}
-	b->obj = obj;
-	return b;
-}
-
-/* As xvs_bpf__load, with map `resize` (if not NULL) given `entries` entries before loading (the
- * flow cache's size is a daemon flag). */
+/* Open and load a BPF object, map `resize` (if not NULL) given `entries` entries before loading
+ * (the flow cache's size is a daemon flag). xvs_bpf__load is this without a resize. */
 struct xvs_bpf *xvs_bpf__load_sized(const void *buf, size_t len, const char *name, const char *resize,
 				    uint32_t entries)
 {
@@ -73,6 +49,11 @@ struct xvs_bpf *xvs_bpf__load_sized(const void *buf, size_t len, const char *nam
 	}
 	b->obj = obj;
 	return b;
+}
+
+struct xvs_bpf *xvs_bpf__load(const void *buf, size_t len, const char *name)
+{
+	return xvs_bpf__load_sized(buf, len, name, NULL, 0);
 }
 
 int xvs_bpf__fd(struct xvs_bpf *b, const char *name)
@@ -189,15 +170,32 @@ static uint8_t errno_byte(int e)
 	return (uint8_t)(e <= 0 ? 255 : e > 255 ? 255 : e);
 }
 
-int xvs_map__update_batch(int fd, const void *keys, const void *values, uint32_t n, uint32_t key_size,
-			  uint32_t value_size, uint64_t flags, uint8_t *status)
+/* status[i] of one entry done by its own syscall (`err` its return; errno still the call's). */
+static uint32_t entry_status(uint8_t *status, uint32_t i, int err)
+{
+	status[i] = err ? errno_byte(errno) : 0;
+	return err ? 0 : 1;
+}
+
+/* Entry i of an array of `size`-byte entries. */
+static const char *nth(const void *base, uint32_t i, uint32_t size)
+{
+	return (const char *)base + (size_t)i * size;
+}
+
+/* The two batch writes share their loop (map_write_batch); deletes have no values. */
+enum batch_op { BATCH_UPDATE, BATCH_DELETE };
+
+static int map_write_batch(enum batch_op op, int fd, const void *keys, const void *values, uint32_t n,
+			   uint32_t key_size, uint32_t value_size, uint64_t flags, uint8_t *status)
 {
 	LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = flags);
 	uint32_t i = 0, ok = 0;
 	while (i < n) {
 		uint32_t count = n - i;
-		int err = bpf_map_update_batch(fd, (const char *)keys + (size_t)i * key_size,
-					       (const char *)values + (size_t)i * value_size, &count, &opts);
+		int err = op == BATCH_DELETE ? bpf_map_delete_batch(fd, nth(keys, i, key_size), &count, &opts)
+					     : bpf_map_update_batch(fd, nth(keys, i, key_size), nth(values, i, value_size),
+								    &count, &opts);
 		int e = err ? errno : 0;
 		if (count > n - i)
 			count = n - i;
@@ -209,13 +207,10 @@ int xvs_map__update_batch(int fd, const void *keys, const void *values, uint32_t
 		if (e == EINVAL || e == ENOTSUP || e == EOPNOTSUPP) {
 			/* maps without batch ops (or an older kernel): one entry at a time, still one FFI call */
 			for (; i < n; i++) {
-				if (bpf_map_update_elem(fd, (const char *)keys + (size_t)i * key_size,
-							(const char *)values + (size_t)i * value_size, flags))
-					status[i] = errno_byte(errno);
-				else {
-					status[i] = 0;
-					ok++;
-				}
+				int r = op == BATCH_DELETE ? bpf_map_delete_elem(fd, nth(keys, i, key_size))
+							   : bpf_map_update_elem(fd, nth(keys, i, key_size),
+										 nth(values, i, value_size), flags);
+				ok += entry_status(status, i, r);
 			}
 			break;
 		}
@@ -228,38 +223,15 @@ int xvs_map__update_batch(int fd, const void *keys, const void *values, uint32_t
 	return (int)ok;
 }
 
+int xvs_map__update_batch(int fd, const void *keys, const void *values, uint32_t n, uint32_t key_size,
+			  uint32_t value_size, uint64_t flags, uint8_t *status)
+{
+	return map_write_batch(BATCH_UPDATE, fd, keys, values, n, key_size, value_size, flags, status);
+}
+
 int xvs_map__delete_batch(int fd, const void *keys, uint32_t n, uint32_t key_size, uint8_t *status)
 {
-	LIBBPF_OPTS(bpf_map_batch_opts, opts);
-	uint32_t i = 0, ok = 0;
-	while (i < n) {
-		uint32_t count = n - i;
-		int err = bpf_map_delete_batch(fd, (const char *)keys + (size_t)i * key_size, &count, &opts);
-		int e = err ? errno : 0;
-		if (count > n - i)
-			count = n - i;
-		memset(status + i, 0, count);
-		ok += count;
-		i += count;
-		if (!err)
-			break;
-		if (e == EINVAL || e == ENOTSUP || e == EOPNOTSUPP) {
-			for (; i < n; i++) {
-				if (bpf_map_delete_elem(fd, (const char *)keys + (size_t)i * key_size))
-					status[i] = errno_byte(errno);
-				else {
-					status[i] = 0;
-					ok++;
-				}
-			}
-			break;
-		}
-		if (i < n) {
-			status[i] = errno_byte(e);
-			i++;
-		}
-	}
-	return (int)ok;
+	return map_write_batch(BATCH_DELETE, fd, keys, NULL, n, key_size, 0, 0, status);
 }
 
 /* The values of n given keys (the kernel has no batch lookup by key: one syscall each, one FFI call). */
@@ -267,15 +239,9 @@ int xvs_map__lookup_keys(int fd, const void *keys, void *values, uint32_t n, uin
 			 uint32_t value_size, uint8_t *status)
 {
 	uint32_t ok = 0;
-	for (uint32_t i = 0; i < n; i++) {
-		if (bpf_map_lookup_elem(fd, (const char *)keys + (size_t)i * key_size,
-					(char *)values + (size_t)i * value_size))
-			status[i] = errno_byte(errno);
-		else {
-			status[i] = 0;
-			ok++;
-		}
-	}
+	for (uint32_t i = 0; i < n; i++)
+		ok += entry_status(status, i,
+				   bpf_map_lookup_elem(fd, nth(keys, i, key_size), (char *)values + (size_t)i * value_size));
 	return (int)ok;
 }
 
