@@ -51,6 +51,7 @@ import {
   REC_VER_SIZE,
   REC_VPORT,
   SEQ_OPT_DATA_LEN,
+  SEQ_OUT,
   STYPE_F_INET6,
   SVER_MASK,
   SVER_SHIFT,
@@ -186,10 +187,8 @@ function decodeV1(buf: Uint8Array, dv: DataView, cfg: SyncRxConfig, res: SyncDec
         return;
       }
       res.drops.push({ index: i, offset: p, reason: r });
-    } else if (cfg.hasService && !cfg.hasService(r)) {
-      res.drops.push({ index: i, offset: p, reason: SyncDrop.REC_NO_SERVICE });
     } else {
-      res.records.push({ conn: r, offset: p, length: size });
+      takeRecord(res, cfg, i, p, r, size);
     }
     // records start 4-byte aligned: the sender pads before the next one (ip_vs_sync_conn)
     next = p + ((size + 3) & ~3);
@@ -229,7 +228,7 @@ function readRecordV1(buf: Uint8Array, dv: DataView, p: number, end: number): Sy
       case IPVS_OPT_SEQ_DATA:
         if (plen !== SEQ_OPT_DATA_LEN || inSeq) return SyncDrop.FRAME_SEQ_OPTION;
         inSeq = readSeq(dv, q);
-        outSeq = readSeq(dv, q + 12);
+        outSeq = readSeq(dv, q + SEQ_OUT);
         break;
       case IPVS_OPT_PE_DATA:
         if (peData) return SyncDrop.FRAME_PE_DATA;
@@ -298,39 +297,49 @@ function decodeV0(buf: Uint8Array, dv: DataView, cfg: SyncRxConfig, res: SyncDec
       endAt(res, i, p, SyncDrop.FRAME_TRUNCATED);
       return;
     }
-    const protocol = buf[p + REC0_PROTOCOL];
-    const state = dv.getUint16(p + REC0_STATE);
-    let bad = checkProtoState(flags, protocol, state);
-    if (bad === null && buf[p + REC0_RESERVED] !== 0) bad = SyncDrop.REC_V0_RESERVED;
-    if (bad === null) {
-      const conn: SyncConn = {
-        version: 0,
-        family: 4,
-        protocol,
-        flags,
-        state,
-        cport: dv.getUint16(p + REC0_CPORT),
-        vport: dv.getUint16(p + REC0_VPORT),
-        dport: dv.getUint16(p + REC0_DPORT),
-        fwmark: 0,
-        timeoutSec: 0,
-        caddr: addr4(dv, p + REC0_CADDR),
-        vaddr: addr4(dv, p + REC0_VADDR),
-        daddr: addr4(dv, p + REC0_DADDR),
-      };
-      if (size === REC0_FULL_LEN) {
-        // v0 copies struct ip_vs_seq as the kernel holds it: network order, like v1's option
-        conn.inSeq = readSeq(dv, p + REC0_LEN);
-        conn.outSeq = readSeq(dv, p + REC0_LEN + 12);
-      }
-      if (cfg.hasService && !cfg.hasService(conn)) res.drops.push({ index: i, offset: p, reason: SyncDrop.REC_NO_SERVICE });
-      else res.records.push({ conn, offset: p, length: size });
-    } else {
-      res.drops.push({ index: i, offset: p, reason: bad });
-    }
+    const r = readRecordV0(buf, dv, p, size);
+    if (typeof r === "number") res.drops.push({ index: i, offset: p, reason: r });
+    else takeRecord(res, cfg, i, p, r, size);
     p += size;
   }
   if (p < len) res.trailingBytes = len - p;
+}
+
+/** Read one v0 record of `size` bytes (REC0_LEN, or REC0_FULL_LEN with sequence data) at p. */
+function readRecordV0(buf: Uint8Array, dv: DataView, p: number, size: number): SyncConn | SyncDrop {
+  const flags = dv.getUint16(p + REC0_FLAGS);
+  const protocol = buf[p + REC0_PROTOCOL];
+  const state = dv.getUint16(p + REC0_STATE);
+  const bad = checkProtoState(flags, protocol, state);
+  if (bad !== null) return bad;
+  if (buf[p + REC0_RESERVED] !== 0) return SyncDrop.REC_V0_RESERVED;
+  const conn: SyncConn = {
+    version: 0,
+    family: 4,
+    protocol,
+    flags,
+    state,
+    cport: dv.getUint16(p + REC0_CPORT),
+    vport: dv.getUint16(p + REC0_VPORT),
+    dport: dv.getUint16(p + REC0_DPORT),
+    fwmark: 0,
+    timeoutSec: 0,
+    caddr: addr4(dv, p + REC0_CADDR),
+    vaddr: addr4(dv, p + REC0_VADDR),
+    daddr: addr4(dv, p + REC0_DADDR),
+  };
+  if (size === REC0_FULL_LEN) {
+    // v0 copies struct ip_vs_seq as the kernel holds it: network order, like v1's option
+    conn.inSeq = readSeq(dv, p + REC0_LEN);
+    conn.outSeq = readSeq(dv, p + REC0_LEN + SEQ_OUT);
+  }
+  return conn;
+}
+
+/** A record read whole is taken, or skipped when the receiver has no service for it (both versions). */
+function takeRecord(res: SyncDecodeResult, cfg: SyncRxConfig, i: number, p: number, conn: SyncConn, size: number): void {
+  if (cfg.hasService && !cfg.hasService(conn)) res.drops.push({ index: i, offset: p, reason: SyncDrop.REC_NO_SERVICE });
+  else res.records.push({ conn, offset: p, length: size });
 }
 
 /** The protocol/state checks of ip_vs_proc_sync_conn (templates: state < IP_VS_CTPL_S_LAST). */

@@ -49,6 +49,7 @@ import {
   REC_VER_SIZE,
   REC_VPORT,
   SEQ_OPT_DATA_LEN,
+  SEQ_OUT,
   STYPE_F_INET6,
   SVER_MASK,
   SYNC_PROTO_VER,
@@ -71,7 +72,7 @@ export function recordOptions(c: SyncConn): SyncOption[] {
     const d = new Uint8Array(SEQ_OPT_DATA_LEN);
     const dv = new DataView(d.buffer);
     writeSeq(dv, 0, c.inSeq);
-    writeSeq(dv, 12, c.outSeq);
+    writeSeq(dv, SEQ_OUT, c.outSeq);
     out.push({ type: IPVS_OPT_SEQ_DATA, data: d });
   }
   if (c.peData && c.peData.length > 0) {
@@ -137,7 +138,7 @@ export function encodeRecordV0(c: SyncConn): Uint8Array | null {
   dv.setUint16(REC0_STATE, c.state & 0xffff);
   if (withSeq) {
     writeSeq(dv, REC0_LEN, c.inSeq);
-    writeSeq(dv, REC0_LEN + 12, c.outSeq);
+    writeSeq(dv, REC0_LEN + SEQ_OUT, c.outSeq);
   }
   return b;
 }

@@ -85,6 +85,11 @@ export const IPVS_OPT_PE_NAME = 3;
 export const IPVS_OPT_F_PARAM = 1 << (7 - 1);
 /** Bytes of the sequence option's data (struct ip_vs_sync_conn_options). */
 export const SEQ_OPT_DATA_LEN = 24;
+/**
+ * Where out_seq starts in the sequence data (in_seq at 0, each a struct ip_vs_seq: be32 init_seq,
+ * delta, previous_delta); a v0 record with sequence data carries the same 24 bytes after REC0_LEN.
+ */
+export const SEQ_OUT = 12;
 /** Longest PE data (IP_VS_PEDATA_MAXLEN). */
 export const PE_DATA_MAXLEN = 255;
 /** Longest PE name (IP_VS_PENAME_MAXLEN). */
