@@ -6,7 +6,9 @@
  *
  * The guest is emulated (TCG): its report carries ratios only. Steps: prepare the guest
  * (idempotent), put this xvs executable and a host-built C forwarder in the guest's share, boot
- * it with `xvs bench --in-guest ...`, and copy the report files back.
+ * it with `xvs bench --in-guest ...`, and copy the report files back. Around the run it records
+ * the host's load (ipvsvm-host-load.ts) and, in the guest, where the CPUs' time goes in each
+ * measurement window (ipvsvm-guest-cpu.ts); both go into the report's notes and JSON.
  */
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
@@ -14,7 +16,15 @@ import { join, resolve } from "node:path";
 import { ErrorCode, LbError } from "../../errors.ts";
 import { isCompiled } from "../lab/self.ts";
 import { XskFwd } from "./contenders.ts";
+import { guestCpuLines, guestCpuOfReport, parseSnaps, SAMPLE_PERIOD_S, SAMPLER_C } from "./ipvsvm-guest-cpu.ts";
+import { HostLoad, type HostLoadSummary, hostLoadNote } from "./ipvsvm-host-load.ts";
 import type { BenchOptions } from "./options.ts";
+import { renderSvg } from "./plot.ts";
+import { type BenchReport, renderMarkdown } from "./report.ts";
+
+/** Seconds the guest's lab waits for a starting `xvs run` to answer: an emulated CPU on a busy
+ * host starts a 100 MB executable far slower than the labs' 15 s allow. */
+const GUEST_START_TIMEOUT_S = 600;
 
 /** Repository root when running from a source tree (src/tools/bench/ -> ../../..). */
 function repoRoot(): string | null {
@@ -140,11 +150,21 @@ export async function runIpvsVm(o: BenchOptions): Promise<number> {
   mkdirSync(hostOut, { recursive: true });
   const args = guestArgs(o, guestOut);
   if (xskBin) args.push("--xskfwd-bin", xskBin);
+  // where the guest's CPUs spend each window: a sampler beside the bench, on the generator's CPU
+  const samplerBin = await buildSampler(cache, log);
+  const cpuLog = `${guestOut}/${o.name}.cpu.jsonl`;
+  const period = SAMPLE_PERIOD_S * 1000;
+  const sampler = samplerBin ? `(taskset -c ${o.genCpu} ${samplerBin} ${cpuLog} ${period} 2>/dev/null || ${samplerBin} ${cpuLog} ${period}) & sp=$!;` : "sp=;";
   // the guest's TMPDIR is a tmpfs; xvs extracts its shim there
-  const cmd = `${insmod.join(" ")} mkdir -p ${guestOut} && cd /tmp && xvs ${args.map((x) => `'${x.replace(/'/g, "'\\''")}'`).join(" ")}`;
+  const cmd =
+    `${insmod.join(" ")} mkdir -p ${guestOut} && cd /tmp || exit 1; ${sampler} XVS_LAB_START_TIMEOUT_S=${GUEST_START_TIMEOUT_S} ` +
+    `xvs ${args.map((x) => `'${x.replace(/'/g, "'\\''")}'`).join(" ")}; rc=$?; [ -n "$sp" ] && kill $sp 2>/dev/null; exit $rc`;
   writeFileSync(join(tmpdir(), "xvs-ipvsvm-cmd.txt"), cmd + "\n");
   log(`booting the guest: ${cmd}`);
+  const hostLoad = new HostLoad(cache);
+  await hostLoad.start();
   const rc = await run(["bash", join(tools, "boot.sh"), "--smp", "2", "--mem", "4096", "--timeout", "7200", "--run", cmd], env);
+  const host = await hostLoad.stop();
   const produced = existsSync(join(hostOut, `${o.name}.json`));
   if (!produced) {
     const logFile = join(cache, "share", "out", "run.log");
@@ -154,8 +174,9 @@ export async function runIpvsVm(o: BenchOptions): Promise<number> {
   const dest = o.out ?? process.cwd();
   mkdirSync(dest, { recursive: true });
   for (const f of readdirSync(hostOut)) {
-    if (f.startsWith(o.name + ".")) copyFileSync(join(hostOut, f), join(dest, f));
+    if (f.startsWith(o.name + ".") && !f.endsWith(".cpu.jsonl")) copyFileSync(join(hostOut, f), join(dest, f));
   }
+  addObservations(join(dest, `${o.name}.json`), host, join(hostOut, `${o.name}.cpu.jsonl`), log);
   log(`report: ${join(dest, o.name)}.{md,json,svg} (guest log: ${join(cache, "share", "out", "run.log")})`);
   process.stdout.write(
     readFileSync(join(cache, "share", "out", "run.log"), "utf8")
@@ -164,4 +185,49 @@ export async function runIpvsVm(o: BenchOptions): Promise<number> {
       .join("\n"),
   );
   return 0;
+}
+
+/**
+ * Put the host's load and the guest's CPU split per window into the report (JSON fields
+ * `hostLoad` and `guestCpu`, and notes), and render its markdown and plot again.
+ */
+export function addObservations(jsonFile: string, host: HostLoadSummary, cpuLog: string, log: (s: string) => void): void {
+  const report = JSON.parse(readFileSync(jsonFile, "utf8")) as BenchReport & { hostLoad?: HostLoadSummary; guestCpu?: unknown };
+  const guestCpus = Number(/^(\d+) x/.exec(String(report.machine.cpu ?? ""))?.[1]) || 2;
+  report.hostLoad = host;
+  report.notes.push(hostLoadNote(host, guestCpus));
+  if (existsSync(cpuLog)) {
+    const entries = guestCpuOfReport(report, parseSnaps(readFileSync(cpuLog, "utf8")));
+    report.guestCpu = entries;
+    const lines = guestCpuLines(entries);
+    if (lines.length)
+      report.notes.push(
+        `Where the guest's CPU time went in the full-load windows (bench/ipvs-vm-sampler.c in the guest read /proc/stat and the CPU time of the bench's and the kernel's network threads every ${SAMPLE_PERIOD_S} s, on the generator's CPU; medians over rounds; cpu${report.options.dirCpu ?? 1} is the director's, cpu${report.options.genCpu ?? 0} the generator's, the sink's receive work and the sampler's; threads as shares of the followed threads' CPU time, since a starved guest's clocks do not add up; per-round values in the JSON's guestCpu): ` +
+          lines.join(" | "),
+      );
+    else report.notes.push("Where the guest's CPU time went: the sampler's snapshots fell inside no measurement window.");
+  } else {
+    log(`no guest CPU samples (${cpuLog}): the sampler was not built (gcc with a static libc) or failed in the guest`);
+    report.notes.push(
+      "Where the guest's CPU time went: not measured (the sampler was not built on the host, gcc with a static libc, or wrote nothing in the guest).",
+    );
+  }
+  writeFileSync(jsonFile, JSON.stringify(report, null, 2) + "\n");
+  const base = jsonFile.replace(/\.json$/, "");
+  writeFileSync(`${base}.svg`, renderSvg(report));
+  writeFileSync(`${base}.md`, renderMarkdown(report, `${base.slice(base.lastIndexOf("/") + 1)}.svg`));
+}
+
+/** Build the guest's CPU sampler statically (the guest has no compiler) into the share; null when that fails. */
+async function buildSampler(cache: string, log: (s: string) => void): Promise<string | null> {
+  const dir = join(cache, "share", "bin");
+  const src = join(tmpdir(), `xvs-ipvs-vm-sampler-${process.pid}.c`);
+  writeFileSync(src, SAMPLER_C);
+  const p = Bun.spawn(["gcc", "-O2", "-static", "-o", join(dir, "xvs-cpu-sampler"), src], { stdout: "ignore", stderr: "pipe" });
+  const err = await new Response(p.stderr).text();
+  if ((await p.exited) !== 0) {
+    log(`the guest's CPU sampler was not built (gcc -static): ${err.trim().split("\n").slice(0, 2).join(" ")}`);
+    return null;
+  }
+  return "/mnt/share/bin/xvs-cpu-sampler";
 }
