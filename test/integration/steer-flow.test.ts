@@ -7,6 +7,8 @@
  *
  * Needs root: the runner runs in a lab namespace holding two links (p0, p1: a veth pair) that
  * serve as port 0 (XDP_TX, the frame's ingress) and port 1 (XDP_REDIRECT through the devmap).
+ * No daemon runs here: the runner turns the program's flow cache on itself (setFlowCache), so
+ * a run with XVS_LAB_FLOW_CACHE=off (daemon.ts) tests the same thing.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";

@@ -4,6 +4,8 @@
  * hold of a hand-over lasts; once the hold is over, nobody updates the cache, so the program
  * passes the flow's packets unchanged without looking them up. Through the compiled
  * native/bpf/xvs_steer.bpf.o with BPF_PROG_TEST_RUN (steer-hold-runner.ts).
+ * No daemon runs here: the runner turns the program's flow cache on itself (setFlowCache), so
+ * a run with XVS_LAB_FLOW_CACHE=off (daemon.ts) tests the same thing.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
