@@ -78,7 +78,7 @@ test)
 	say "cache-off run: XVS_LAB_FLOW_CACHE=off bun test"
 	off=("$@")
 	if [ $# -eq 0 ]; then
-		off=(test/integration)
+		off=("test/integration")
 		for f in backup-only lab-teardown 'steer*' bench workers-bench 'flow-cache*'; do
 			off+=("--path-ignore-patterns=test/integration/$f.test.ts")
 		done
