@@ -17,7 +17,7 @@ import { startDaemon, type LabDaemon } from "../../src/tools/lab/daemon.ts";
 import { selfCommand } from "../../src/tools/lab/self.ts";
 import { buildDirectorLab, LAB_VIP, realAddr, type DirectorLab } from "../../src/tools/lab/topology.ts";
 import { parseLogLine } from "../../src/log.ts";
-import { apiOk, HeldConnection, httpGet, requireRoot, verdictsOf } from "./helpers.ts";
+import { apiOk, eventually, HeldConnection, httpGet, requireRoot, verdictsOf } from "./helpers.ts";
 import { parseExposition } from "../util/prom.ts";
 
 let L: DirectorLab;
@@ -182,8 +182,9 @@ beforeAll(async () => {
   for (const i of [1, 2]) await dest("udp", 53, i, 53, [{ kind: "dns", ...timing, type: "A", name: "www.example.test" }]);
   await svc("tcp", 81, { health: { delay_loop: LOOP, quorum: 2, sorry_server: { address: realAddr(3), port: 80 } } });
   for (const i of [1, 2]) await dest("tcp", 81, i, 80, [http]);
-  // every checker has passed once
-  await Bun.sleep(2000);
+  // until every checker has passed once (it was a fixed 2 s: too short when other labs load the
+  // machine; the checks below still require every real server up)
+  await eventually(services, (ss) => ss.every((s) => s.dests.every((d) => d.health?.reason === "all checkers pass")), 20_000);
   for (const port of [80, 81]) expect((await httpGet(L.lab, L.client, LAB_VIP, port, 8, 4)).ok).toBe(8);
   for (const s of await services()) {
     for (const d of s.dests) expect(d.health).toMatchObject({ state: "up", reason: "all checkers pass" });

@@ -470,3 +470,18 @@ export async function curlCount(lab: Lab, host: string, url: string, count: numb
   }
   return by;
 }
+
+/**
+ * Poll `get` (every 100 ms) until `ok` holds of its value and return that value; after `ms`,
+ * return the last value anyway, so that the caller's own expect says what was seen. For what a
+ * lab waits on (a counter moving, a state changing): a fixed sleep is either too short on a
+ * loaded machine or a waste on an idle one.
+ */
+export async function eventually<T>(get: () => Promise<T>, ok: (v: T) => boolean, ms = 5000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await get();
+    if (ok(v) || Date.now() > deadline) return v;
+    await Bun.sleep(100);
+  }
+}

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startDaemon, type LabDaemon } from "../../src/tools/lab/daemon.ts";
 import { buildDirectorLab, CLIENT_ADDR, directReturn, LAB_VIP, realAddr, type DirectorLab } from "../../src/tools/lab/topology.ts";
 import { checksum } from "../../src/wire/checksum.ts";
-import { apiOk, Capture, decodeFrame, HeldConnection, injectIp, requireRoot, serveOn, stopLab, verdictsOf } from "./helpers.ts";
+import { apiOk, Capture, decodeFrame, eventually, HeldConnection, injectIp, requireRoot, serveOn, stopLab, verdictsOf } from "./helpers.ts";
 
 let L: DirectorLab;
 let xvs: LabDaemon;
@@ -144,8 +144,11 @@ describe("ICMP errors through xvs", () => {
     const before = await verdictsOf(xvs);
     await injectIp(L.lab, L.client, LAB_VIP, 1, icmpAboutTcp(3, 4, 1000, LAB_VIP, 7000, CLIENT_ADDR, 1, 0));
     await injectIp(L.lab, L.client, LAB_VIP, 1, icmpAboutTcp(3, 4, 1000, LAB_VIP, 7000, CLIENT_ADDR, 2, 0, true));
-    await Bun.sleep(300);
-    const after = await verdictsOf(xvs);
+    // until both are counted (a fixed 300 ms was too short for a loaded machine)
+    const after = await eventually(
+      () => verdictsOf(xvs),
+      (v) => v.drop_icmp_no_conn - before.drop_icmp_no_conn >= 1 && v.drop_icmp_malformed - before.drop_icmp_malformed >= 1,
+    );
     expect(after.drop_icmp_no_conn - before.drop_icmp_no_conn).toBe(1);
     expect(after.drop_icmp_malformed - before.drop_icmp_malformed).toBe(1);
     expect(after.icmp_forwarded - before.icmp_forwarded).toBe(0);

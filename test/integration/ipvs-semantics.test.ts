@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startDaemon, type LabDaemon } from "../../src/tools/lab/daemon.ts";
 import { buildDirectorLab, CLIENT_ADDR, LAB_VIP, realAddr, type DirectorLab } from "../../src/tools/lab/topology.ts";
-import { HeldConnection, httpGet, requireRoot, startServers, stopLab } from "./helpers.ts";
+import { eventually, HeldConnection, httpGet, requireRoot, startServers, stopLab } from "./helpers.ts";
 
 let L: DirectorLab;
 let xvs: LabDaemon;
@@ -142,8 +142,9 @@ describe("IPVS semantics through AF_XDP", () => {
     expect(rows.map((r) => r[2])).toEqual(["ESTABLISHED"]);
     expect((await counts(7002))[rs]).toEqual([1, 0]);
     c.close(); // the client sends FIN; the server's socket closes too
-    await Bun.sleep(300);
-    rows = (await connRows()).filter((r) => r[4] === `${LAB_VIP}:7002`);
+    // until both FINs went through (a fixed 300 ms was too short for a loaded machine)
+    const only7002 = async () => (await connRows()).filter((r) => r[4] === `${LAB_VIP}:7002`);
+    rows = await eventually(only7002, (rs) => rs.length === 1 && rs[0][2] === "TIME_WAIT");
     // client FIN: CLOSE_WAIT; the server's FIN (OUTPUT fin): TIME_WAIT, 120 s, inactive
     expect(rows.map((x) => x[2])).toEqual(["TIME_WAIT"]);
     expect(Number(rows[0][1].split(":")[0]) * 60 + Number(rows[0][1].split(":")[1])).toBeGreaterThan(110);
@@ -155,8 +156,8 @@ s.sendall(b"x\\n"); s.recv(100)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii",1,0)); s.close()`;
     const r = await L.lab.exec(L.client, ["python3", "-c", py], true);
     expect(r.code).toBe(0);
-    await Bun.sleep(200);
-    rows = (await connRows()).filter((x) => x[4] === `${LAB_VIP}:7002`);
+    // until the RST went through (it was a fixed 200 ms)
+    rows = await eventually(only7002, (rs) => rs.some((x) => x[2] === "CLOSE"));
     const closed = rows.filter((x) => x[2] === "CLOSE");
     expect(closed.length).toBe(1);
     expect(Number(closed[0][1].split(":")[1])).toBeLessThanOrEqual(10);
