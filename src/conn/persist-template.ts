@@ -47,9 +47,9 @@
  * non-persistent fast path (`bench/fastpath-ab.bench.ts`, both ways round, 30 rounds): 4K flows
  * new/old 1.02 and 1/0.98, new connections 1.09 and 1/1.53, as noisy as an A/A pair here.
  *
- * Deviation: the restart file keeps template links within one worker's records only (persist.ts
- * compacts per worker); a connection linked to another worker's template is adopted without a
- * template, which keeps its own timer and count of the links it kept.
+ * Restarts: the table file keeps links within one worker's records, so a connection linked to
+ * another worker's template is saved with that template's worker (persist.ts collectAll); the
+ * adopting daemon finds it in whichever table it is installed.
  */
 import { CF_ASSURED, CF_TEMPLATE, CF_USED, CONN_CONTROL, CONN_EXPIRES, CONN_FLAGS, CONN_TIMEOUT, CONN_WORDS, type ConnTable } from "./table.ts";
 

@@ -45,6 +45,7 @@ import {
   SVCF_V6,
   type Tables,
 } from "../service/tables.ts";
+import { linkId, linkWorker } from "./persist-template.ts";
 import * as state from "./state.ts";
 import * as table from "./table.ts";
 import {
@@ -161,19 +162,56 @@ export function tableKeys(t: Tables): { services: [number, string][]; dests: [nu
  * template links (CONN_CONTROL) to the compact indexes.
  */
 export function collectRecords(rec: Int32Array, high: number): Int32Array {
-  const newIndex = new Int32Array(high).fill(-1);
-  let n = 0;
-  for (let id = 0; id < high; id++) if (rec[id * CONN_WORDS + CONN_FLAGS] & CF_USED) newIndex[id] = n++;
-  const out = new Int32Array(n * CONN_WORDS);
-  for (let id = 0; id < high; id++) {
-    const k = newIndex[id];
-    if (k < 0) continue;
-    out.set(rec.subarray(id * CONN_WORDS, (id + 1) * CONN_WORDS), k * CONN_WORDS);
-    const o = k * CONN_WORDS;
-    const ctl = out[o + CONN_CONTROL];
-    if ((out[o + CONN_FLAGS] & CF_TEMPLATE) === 0 && ctl !== 0) out[o + CONN_CONTROL] = ctl - 1 < high && newIndex[ctl - 1] >= 0 ? newIndex[ctl - 1] + 1 : 0;
+  return collectAll([{ rec, high }])[0];
+}
+
+/**
+ * Copy the live records of every worker's table (ids below each `high`) into one compact array
+ * per worker, links (CONN_CONTROL) renumbered to indexes in the same array. A connection linked
+ * to another worker's template (persist-template.ts: CONN_CONTROL < 0) is saved with that
+ * template's worker, linked to it there: the file keeps links within one queue's records, and the
+ * adopting daemon finds a connection in whichever worker's table it is installed (conn/peers.ts),
+ * so it keeps its template, and the template its count, across the restart.
+ */
+export function collectAll(tables: { rec: Int32Array; high: number }[]): Int32Array[] {
+  const n = tables.length;
+  const live = (w: number, id: number, want: number) => {
+    const t = tables[w];
+    return w < n && id < t.high && (t.rec[id * CONN_WORDS + CONN_FLAGS] & (CF_USED | want)) === (CF_USED | want);
+  };
+  /** The queue a record is saved in: its own, or its template's worker's for a live peer link. */
+  const queueOf = (w: number, id: number): number => {
+    const r = tables[w].rec,
+      o = id * CONN_WORDS;
+    const ctl = r[o + CONN_CONTROL];
+    if ((r[o + CONN_FLAGS] & CF_TEMPLATE) !== 0 || ctl >= 0) return w;
+    return live(linkWorker(ctl), linkId(ctl), CF_TEMPLATE) ? linkWorker(ctl) : w;
+  };
+  const newIndex = tables.map((t) => new Int32Array(t.high).fill(-1));
+  const members: number[][] = tables.map(() => []);
+  for (let w = 0; w < n; w++) {
+    for (let id = 0; id < tables[w].high; id++) {
+      if (!live(w, id, 0)) continue;
+      const q = queueOf(w, id);
+      newIndex[w][id] = members[q].length / 2;
+      members[q].push(w, id);
+    }
   }
-  return out;
+  return members.map((m) => {
+    const out = new Int32Array((m.length / 2) * CONN_WORDS);
+    for (let k = 0; k < m.length; k += 2) {
+      const w = m[k],
+        id = m[k + 1];
+      const r = tables[w].rec;
+      const o = (k / 2) * CONN_WORDS;
+      out.set(r.subarray(id * CONN_WORDS, (id + 1) * CONN_WORDS), o);
+      const ctl = out[o + CONN_CONTROL];
+      if ((out[o + CONN_FLAGS] & CF_TEMPLATE) !== 0 || ctl === 0) continue;
+      if (ctl > 0) out[o + CONN_CONTROL] = live(w, ctl - 1, CF_TEMPLATE) ? newIndex[w][ctl - 1] + 1 : 0;
+      else out[o + CONN_CONTROL] = live(linkWorker(ctl), linkId(ctl), CF_TEMPLATE) ? newIndex[linkWorker(ctl)][linkId(ctl)] + 1 : 0;
+    }
+    return out;
+  });
 }
 
 /** Write a table file's bytes. */

@@ -28,7 +28,7 @@
 import { existsSync, readFileSync, readlinkSync, renameSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { installConnection } from "../conn/peers.ts";
-import { collectRecords, decodeTable, encodeTable, layoutVersion, planAdoption, tableKeys, type AdoptionPlan, type SavedNetns } from "../conn/persist.ts";
+import { collectAll, decodeTable, encodeTable, layoutVersion, planAdoption, tableKeys, type AdoptionPlan, type SavedNetns } from "../conn/persist.ts";
 import {
   CF_FWD_MASK,
   CF_TEMPLATE,
@@ -111,8 +111,9 @@ export function setHold(prog: SteerProgram, seconds: number): void {
  * uses only when its own lookup finds no next hop for the client. Returns the records written.
  */
 export function saveTables(conns: ConnTable[], t: Tables, nh: Int32Array, ports: string[], epochMs: number, path = tablePath()): number {
-  const queues = conns.map((c) => {
-    const recs = collectRecords(c.rec, Atomics.load(c.header, HDR_HIGH));
+  // every worker's at once: a connection linked to another worker's template is saved with it
+  const all = collectAll(conns.map((c) => ({ rec: c.rec, high: Atomics.load(c.header, HDR_HIGH) })));
+  const queues = all.map((recs) => {
     for (let o = 0; o < recs.length; o += CONN_WORDS) {
       const hop = recs[o + CONN_NEXTHOP];
       if (hop >= 0 && hop !== HOP_NO_ROUTE && (hop + 1) * NH_WORDS <= nh.length && (recs[o + CONN_MAC_HI] | recs[o + CONN_MAC_LO]) === 0) {

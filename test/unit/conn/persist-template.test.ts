@@ -24,6 +24,7 @@ import {
   TICKS_PER_SEC,
 } from "../../../src/conn/table.ts";
 import { applyPeersMessage, peersMessages } from "../../../src/dataplane/peers.ts";
+import { collectAll, layoutVersion, planAdoption, tableKeys } from "../../../src/conn/persist.ts";
 
 const VIP = "198.18.0.100",
   CLIENT = "198.18.1.2";
@@ -189,5 +190,41 @@ describe("references and ends (ip_vs_control_add / expire)", () => {
     b.one(req(40001, SYN));
     expect(records(b.conns).filter((r) => r.flags & CF_TEMPLATE).length).toBe(1);
     expect(conns([b])[0].control).toBeGreaterThan(0);
+  });
+});
+
+describe("a restart keeps the links (conn/persist.ts collectAll)", () => {
+  test("a connection linked to another worker's template is saved with it, linked there; adoption counts it on the template", () => {
+    const [a, b] = workers(2, dr);
+    a.one(req(40000, SYN));
+    b.one(req(40001, SYN));
+    b.one(req(40002, SYN));
+    const saved = collectAll([a, b].map((h) => ({ rec: h.conns.rec, high: h.conns.header[HDR_HIGH] })));
+    // a's queue: the template, a's connection and b's two; b's queue: nothing left
+    expect(saved.map((q) => q.length / CONN_WORDS)).toEqual([4, 0]);
+    const q = saved[0];
+    const tplAt = [0, 1, 2, 3].find((i) => q[i * CONN_WORDS + CONN_FLAGS] & CF_TEMPLATE)!;
+    for (let i = 0; i < 4; i++) if (i !== tplAt) expect(q[i * CONN_WORDS + CONN_CONTROL]).toBe(tplAt + 1);
+    const t = a.apply();
+    const plan = planAdoption(
+      {
+        header: {
+          layout: layoutVersion(),
+          build: "test",
+          netns: { cookie: null, inode: "1", boot: "b" },
+          epochMs: 0,
+          savedMs: 0,
+          ports: ["p0", "p1"],
+          ...tableKeys(t),
+          queues: [],
+        },
+        queues: saved,
+      },
+      t,
+      ["p0", "p1"],
+      a.fp.now * 10,
+    );
+    expect(plan.kept).toBe(4);
+    expect(plan.queues[0][tplAt * CONN_WORDS + CONN_CONTROL]).toBe(3);
   });
 });
