@@ -33,6 +33,16 @@ export interface DaemonLaunch {
   env?: Record<string, string>;
 }
 
+/**
+ * How long a lab waits for something it started (a daemon, a bench agent) to say it is ready:
+ * `defaultS`, or XVS_LAB_START_TIMEOUT_S when set. An emulated guest on a busy host
+ * (`xvs bench --ipvs-vm`) starts the 100 MB executable far slower than the defaults allow.
+ */
+export function startTimeoutS(defaultS: number): number {
+  const v = Number(process.env.XVS_LAB_START_TIMEOUT_S);
+  return v > 0 ? v : defaultS;
+}
+
 /** Start `xvs run --iface ...` in `host` and wait until its API answers. */
 export async function startDaemon(
   lab: Lab,
@@ -86,7 +96,8 @@ export async function startDaemon(
   };
   // the daemon's start (bun loading the source, the XDP program, the sockets) took more than 15 s
   // when other labs loaded the 2-core machine (load 20): this bounds a hang, it does not judge speed
-  const deadline = Date.now() + 45000;
+  const startS = startTimeoutS(45);
+  const deadline = Date.now() + startS * 1000;
   for (;;) {
     if (proc.exitCode !== null) throw new LabError(`xvs run exited with ${proc.exitCode}: ${stderr.trim()}`);
     try {
@@ -95,7 +106,7 @@ export async function startDaemon(
     } catch {
       // api file not written yet
     }
-    if (Date.now() > deadline) throw new LabError(`xvs run did not answer within 45 s: ${stderr.trim()}`);
+    if (Date.now() > deadline) throw new LabError(`xvs run did not answer within ${startS} s: ${stderr.trim()}`);
     await Bun.sleep(100);
   }
   return {
