@@ -33,6 +33,22 @@
  * as a packet seen here would (ConnTable.touch); a connection whose timer runs out is first
  * checked against its entries (`deferExpiry`): it expires only if XDP has not forwarded a packet
  * of it within its timeout.
+ *
+ * Sync master (docs/sync.md): the kernel counts every client packet into in_pkts and sends a
+ * connection's record at sync_threshold (3) and every sync_period (50) packets after, so a worker
+ * must know the packets XDP forwarded. Two parts, both only while a master daemon runs:
+ * - hold: a connection is not cached before it counted sync_threshold client packets (SyncFeed
+ *   holds), so its first record leaves when the kernel's would, not up to FOLD_TICKS later: a
+ *   failover in that second would lose it. Cost: XDP forwards a TCP connection from its 4th client
+ *   packet instead of its 3rd (one packet more on the AF_XDP path), a UDP DR/TUN one from its 4th
+ *   instead of its 2nd, a UDP NAT one from the first reply after its 3rd client packet;
+ * - fold: the client packets XDP forwarded (DIR_IN entries; replies are not in_pkts) are counted
+ *   into in_pkts when they are folded, and the send rule runs for the points they crossed
+ *   (SyncFeed.forwarded): the backup hears of a long connection at least every FOLD_TICKS it
+ *   crosses a point, as from the kernel every sync_period packets. Packets forwarded after the last
+ *   fold of a connection that leaves the cache (FIN, RST, expiry) are not counted: its FIN or RST
+ *   is synced by the fast path with the new state anyway (a forced record), and an expired one is
+ *   not synced by the kernel either.
  */
 import { ErrorCode, LbError } from "../errors.ts";
 import { flowClockNs } from "../ffi/bpf.ts";
@@ -60,6 +76,7 @@ import type { ConnPeers } from "../conn/peers.ts";
 import { FLOW_VALUE_SIZE, FlowBatch, FlowRefusal, flowKeyOwner, flowRefusal, ownsFlowKey } from "./flow-entry.ts";
 import * as abi from "../ffi/abi.ts";
 import { Stat } from "./verdict.ts";
+import type { SyncFeed } from "./sync-feed.ts";
 
 /** Per-connection state bits (FlowCache.state). */
 const FC_IN = 1;
@@ -82,6 +99,8 @@ export interface FlowCacheHost {
   tables: Tables;
   now: number;
   release(id: number): void;
+  /** The sync daemon's feed (FastPath.sync): a master counts what XDP forwarded (see "Sync master" above). */
+  readonly sync?: SyncFeed | null;
 }
 
 /** The map operations (the steering program's `flows` map; a fake in unit tests). */
@@ -219,6 +238,8 @@ export class FlowCache {
     // a real server not available (weight 0 is available: IPVS keeps forwarding its connections)
     const t = h.tables;
     if ((t.dest[rec[o + CONN_DEST] * DEST_WORDS + DEST_FLAGS] & DESTF_AVAILABLE) === 0) return;
+    // a sync master sends the record of its sync_threshold-th client packet from here first
+    if (h.sync?.holds(rec, id)) return;
     this.cache(h, id, nat && (flags & CF_OUT_ENTRY) !== 0);
   }
 
@@ -495,7 +516,8 @@ export class FlowCache {
     if (b.n === 0 || this.io!.lookup(b) <= 0) return;
     const nowNs = this.clockNs(),
       dv = b.vdv,
-      tr = h.counters.traffic;
+      tr = h.counters.traffic,
+      sync = h.sync ?? null;
     for (let k = 0; k < b.n; k++) {
       if (b.status[k] !== 0) continue;
       const id = this.lookConn[k],
@@ -510,6 +532,8 @@ export class FlowCache {
       const o = id * CONN_WORDS;
       if (pk > this.snap[s]) {
         addTraffic(tr, rec[o + CONN_SVC], rec[o + CONN_DEST], dir, pk - this.snap[s], by - this.snap[s + 1]);
+        // ip_vs_in's in_pkts and ip_vs_sync_conn for the client packets XDP forwarded
+        if (sync !== null && dir === DIR_IN) sync.forwarded(h, id, pk - this.snap[s]);
         this.snap[s] = pk;
         this.snap[s + 1] = by;
       }

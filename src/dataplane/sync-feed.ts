@@ -204,6 +204,76 @@ export class SyncFeed {
     if (this.needed(rec, to, t, tp, nowMs, false)) this.push(rec, to);
   }
 
+  /**
+   * The flow cache's hold (flowcache.ts seen): true while a master runs and connection `id` has
+   * not counted sync_threshold client packets yet. Such a connection is not cached, so the packet
+   * that reaches the threshold, the one ip_vs_sync_conn sends the connection's first record for,
+   * still passes here (packet()) and is synced at once rather than at the next fold.
+   */
+  holds(rec: Int32Array, id: number): boolean {
+    if (this.ring[FEED_MASTER] === 0) return false;
+    return this.stamp[id] !== this.fingerprint(rec, id * CONN_WORDS) || this.inPkts[id] < this.ring[FEED_THRESHOLD];
+  }
+
+  /**
+   * `n` client packets of cached connection `id` that XDP forwarded, read by the flow cache's fold
+   * (flowcache.ts readLive, on this worker's thread, every FOLD_TICKS and before an expiry):
+   * ip_vs_in would have counted each into in_pkts and called ip_vs_sync_conn. They are counted,
+   * and when the count crossed a sync point (sync_threshold + k * sync_period; with sync_period 0,
+   * sync_threshold once, or every packet under sync_refresh_period) the send rule runs once, at
+   * the last point crossed, with the state the connection has (ESTABLISHED for a cached TCP one:
+   * its FIN or RST passes here and is synced by packet()). One record per fold, not one per point:
+   * the kernel would send one per point, spread over the second; copies made at one instant are
+   * identical (same state, same timeout) and tell the backup nothing more, and a busy worker's
+   * fold would fill the ring at once, losing the same connections' records at every fold. The
+   * template the same: counted by `n`, its rule run once (the kernel sends a template with every
+   * packet of its connections when sync_refresh_period is 0).
+   */
+  forwarded(fp: Pick<SyncPacketState, "conns" | "now">, id: number, n: number): void {
+    if (this.ring[FEED_MASTER] === 0 || n <= 0) return;
+    const rec = fp.conns.rec,
+      o = id * CONN_WORDS;
+    const st = this.fingerprint(rec, o);
+    if (this.stamp[id] !== st) this.reset(id, st);
+    const from = this.inPkts[id];
+    const to = (from + n) | 0;
+    this.inPkts[id] = to;
+    const nowMs = fp.now * 10;
+    const ctl = rec[o + CONN_CONTROL];
+    const p = this.lastPoint(from, to, false);
+    const pushed = p >= 0 && this.needed(rec, o, id, p, nowMs, ctl !== 0);
+    if (pushed) this.push(rec, o);
+    if (ctl === 0) return;
+    if (ctl < 0) {
+      // another worker's template: that worker counts it; it goes with the connection (as in packet())
+      if (pushed) this.push(linkTable(fp.conns, ctl).rec, linkTemplate(ctl) * CONN_WORDS);
+      return;
+    }
+    const t = ctl - 1,
+      tOff = t * CONN_WORDS;
+    const tst = this.fingerprint(rec, tOff);
+    if (this.stamp[t] !== tst) this.reset(t, tst);
+    const tFrom = this.inPkts[t];
+    const tTo = (tFrom + n) | 0;
+    this.inPkts[t] = tTo;
+    const tp = this.lastPoint(tFrom, tTo, true);
+    if (tp >= 0 && this.needed(rec, tOff, t, tp, nowMs, false)) this.push(rec, tOff);
+  }
+
+  /** The last in_pkts value in (from, to] at which the send rule's packet count passes, or -1. */
+  private lastPoint(from: number, to: number, isTemplate: boolean): number {
+    const period = this.ring[FEED_PERIOD],
+      threshold = this.ring[FEED_THRESHOLD];
+    if (period > 0) {
+      if (isTemplate) return to;
+      if (threshold < 0 || threshold >= period) return -1; // pkts % period never equals it
+      const p = to - ((((to - threshold) % period) + period) % period);
+      return p > from ? p : -1;
+    }
+    if (this.ring[FEED_REFRESH_MS] > 0) return to;
+    return from < threshold && threshold <= to ? threshold : -1;
+  }
+
   private fingerprint(rec: Int32Array, o: number): number {
     return (
       (rec[o + CONN_CADDR] ^
