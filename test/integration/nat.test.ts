@@ -36,7 +36,7 @@ beforeAll(async () => {
   L = await buildDirectorLab("nat", { reals: 4 });
   await startServers(L.lab, L.reals);
   xvs = await startDaemon(L.lab, L.director, L.ifaces);
-}, 60_000);
+}, 120_000);
 
 afterAll(() => stopLab(xvs, L), 30_000);
 

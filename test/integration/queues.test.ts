@@ -142,7 +142,7 @@ describe("four queues, default options", () => {
     );
     expect(served.sort()).toEqual(["c0", "s0"].flatMap((i) => Array.from({ length: QUEUES }, (_, q) => `${i}:${q}`)).sort());
     expect(await passNoSocket(xvs)).toBe(0);
-  }, 60_000);
+  }, 90_000);
 
   test("DR over IPv4: 120 connections answered over every queue", async () => {
     await service(
@@ -276,5 +276,5 @@ describe("bad --workers values", () => {
     await apiOk(xvs, "POST", "/v1/services", { protocol: "tcp", address: LAB_VIP, port: 80, scheduler: "rr" });
     for (const i of [1, 2]) await apiOk(xvs, "POST", `${svcPath(LAB_VIP, 80)}/dests`, { address: realAddr(i), port: 80, forward: "route" });
     await allAnswered(LAB_VIP, 80, 60, ["rs1", "rs2"]);
-  }, 60_000);
+  }, 120_000);
 });

@@ -102,7 +102,7 @@ beforeAll(async () => {
   // the daemon's namespace (ip netns exec execs it: the spawned pid is the daemon's)
   const inode = /\[(\d+)\]/.exec(readlinkSync(`/proc/${xvs.proc.pid}/ns/net`))![1];
   tableFile = join("/run/xvs", `net-${inode}`, "conns.bin");
-}, 60_000);
+}, 120_000);
 
 afterAll(async () => {
   await xvs?.stop();
