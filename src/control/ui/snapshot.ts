@@ -21,9 +21,10 @@ const RX = STAT_NAMES.indexOf("rx_packets");
 const TX = STAT_NAMES.indexOf("tx_packets");
 const DROPS = STAT_NAMES.flatMap((n, i) => (n.startsWith("drop_") ? [i] : []));
 
-/** One dataplane worker (one rx queue). */
+/** One dataplane worker (it serves a set of rx queues: docs/architecture.md, "Several queues"). */
 export interface WorkerSnapshot {
-  queue: number;
+  /** The worker's index (0 .. workers - 1). */
+  worker: number;
   /** Per interface, whether the socket is bound in zero-copy mode. */
   zeroCopy: boolean[];
   /** Connection records in use (connections and templates) and the table's capacity. */
@@ -54,12 +55,12 @@ export interface Snapshot {
 
 /** The workers of a daemon as the page shows them. */
 export function workerSnapshots(daemon: Daemon): WorkerSnapshot[] {
-  return (daemon.dataplane?.workers ?? []).map((w, queue) => {
+  return (daemon.dataplane?.workers ?? []).map((w, worker) => {
     const v = w.counters.verdicts;
     let drops = 0;
     for (const i of DROPS) drops += v[i];
     return {
-      queue,
+      worker,
       zeroCopy: [...w.zeroCopy],
       conns: Atomics.load(w.conns.header, HDR_LIVE),
       capacity: w.conns.capacity,

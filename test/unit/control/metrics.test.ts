@@ -346,7 +346,7 @@ describe("GET /metrics over a stand-in dataplane", () => {
     expect(page.value("xvs_worker_loop_seconds_total", { worker: "1" })).toBe(0.25);
     expect(page.value("xvs_workers")).toBe(2);
     // the dashboard's workers panel reads the same words
-    expect(workerSnapshots(x.daemon).map((w) => [w.queue, w.busySec, w.loopSec])).toEqual([
+    expect(workerSnapshots(x.daemon).map((w) => [w.worker, w.busySec, w.loopSec])).toEqual([
       [0, 1.5, 6],
       [1, 0, 0.25],
     ]);
