@@ -310,10 +310,13 @@ describe("TUN bad input: counted, never forwarded wrongly", () => {
   test("a real server no route leads to: the client is told host unreachable at once; drop_no_route counted", async () => {
     await service("tcp", LAB_VIP, 84, [{ address: "198.18.9.9", tunnel: { type: "ipip" } }]);
     const before = await verdictsOf(xvs);
-    const t0 = Date.now();
     const r = await httpGet(L.lab, L.client, LAB_VIP, 84, 1, 1);
     expect(r.failed).toBe(1);
-    expect(Date.now() - t0).toBeLessThan(3000); // an ICMP error, not a timeout
+    // an ICMP error, not a timeout: the connect failed before the agent's own 5 s timeout (Bun
+    // names the error ECONNREFUSED; the counters below say xvs sent the ICMP error). This was a
+    // time under 3 s around the agent, whose own start took more than that on a loaded machine
+    expect(r.errors).toHaveLength(1);
+    expect(r.errors[0]).toStartWith("Error: connect "); // not "timeout"
     const after = await verdictsOf(xvs);
     expect(after.drop_no_route - before.drop_no_route).toBeGreaterThanOrEqual(1);
     expect(after.icmp_sent - before.icmp_sent).toBe(after.drop_no_route - before.drop_no_route);
