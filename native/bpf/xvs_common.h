@@ -119,6 +119,7 @@
 #define XVS_FPORT_FLAGS_OFF 10       /* u8 XVS_FPORT_F_* */
 #define XVS_FPORT_SIZE 12
 #define XVS_FPORT_F_NO_XDP 1         /* its frames sent by XDP were dropped (a veth whose peer has no NAPI): flows out of it are TS's */
+#define XVS_FPORT_F_TX_REDIRECT 2    /* a veth: frames back out of it go by a redirect to itself, not XDP_TX (veth_xdp_flush wakes the peer only if it has an XDP program) */
 /* flow_cfg array, u32 words */
 #define XVS_FLOW_CFG_ENABLED 0       /* 0: the program does not look flows up at all */
 #define XVS_FLOW_CFG_ON 1            /* its value: flows are looked up (0: not a single lookup) */

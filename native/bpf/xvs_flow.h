@@ -240,11 +240,14 @@ static __always_inline void xf_set_macs(struct ethhdr *eth, const __u8 *dst, con
 
 /*
  * Send the rewritten frame out port `port` (its entry of flow_ports was checked): back out the
- * interface it came in on (XDP_TX) or through the devmap to another of ours.
+ * interface it came in on (XDP_TX) or through the devmap to another of ours. A veth port
+ * (XVS_FPORT_F_TX_REDIRECT) takes the devmap even back out of itself: after an XDP_TX, veth
+ * wakes the peer's NAPI only when the peer has an XDP program (veth_xdp_flush), so with GRO alone
+ * the frames would sit in the peer's ring; a redirect flushes (veth_ndo_xdp_xmit, XDP_XMIT_FLUSH).
  */
 static __always_inline int xf_transmit(struct xdp_md *ctx, const struct xvs_flow_port *p, __u32 port)
 {
-	if (p->ifindex == ctx->ingress_ifindex) {
+	if (p->ifindex == ctx->ingress_ifindex && !(p->flags & XVS_FPORT_F_TX_REDIRECT)) {
 		flow_count(XVS_FLOW_FWD, 0);
 		return count(XVS_XDP_FLOW_TX, XDP_TX);
 	}

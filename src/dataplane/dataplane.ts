@@ -244,7 +244,12 @@ export class Dataplane {
     }
     // veths whose peers would drop XDP frames are marked before the first cached packet (veth-xdp.ts);
     // after the attach, so that a start refused there says only why
-    if (this.flowCache.enabled) this.vethXdp = new VethXdpWatch(ports, (port, on) => this.flowCache.setNoXdp(port, on));
+    if (this.flowCache.enabled)
+      this.vethXdp = new VethXdpWatch(
+        ports,
+        (port, on) => this.flowCache.setNoXdp(port, on),
+        (port) => this.flowCache.setTxRedirect(port),
+      );
     // attached: the saved connections are ours to take (a start that failed leaves them)
     this.adopted = adoptSaved(
       prog,

@@ -191,9 +191,21 @@ export class FlowMaps {
    * entries written.
    */
   setNoXdp(p: number, on: boolean): number {
+    return this.setPortFlag(p, abi.XVS_FPORT_F_NO_XDP, on);
+  }
+
+  /**
+   * Port `p` is a veth: frames back out of it go by a redirect to itself rather than XDP_TX
+   * (xvs_flow.h xf_transmit says why). Written as setNoXdp is.
+   */
+  setTxRedirect(p: number, on: boolean): number {
+    return this.setPortFlag(p, abi.XVS_FPORT_F_TX_REDIRECT, on);
+  }
+
+  private setPortFlag(p: number, flag: number, on: boolean): number {
     if (p < 0 || p >= PORTS) return 0;
-    if (on) this.portFlags[p] |= abi.XVS_FPORT_F_NO_XDP;
-    else this.portFlags[p] &= ~abi.XVS_FPORT_F_NO_XDP;
+    if (on) this.portFlags[p] |= flag;
+    else this.portFlags[p] &= ~flag;
     return this.lastTables ? this.syncPorts(this.lastTables) : 0;
   }
 

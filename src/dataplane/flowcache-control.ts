@@ -73,6 +73,16 @@ export class FlowCacheControl {
     return this.enabled ? this.prog.flowStats() : [];
   }
 
+  /** Port `port` is a veth (veth-xdp.ts): frames back out of it are redirected to it, not XDP_TX'd. */
+  setTxRedirect(port: number): void {
+    if (!this.maps) return;
+    try {
+      this.maps.setTxRedirect(port, true);
+    } catch (e) {
+      log("error", "flow cache: cannot mark a veth port for transmission by redirect", { error: e instanceof Error ? e.message : String(e) });
+    }
+  }
+
   /** Port `port` does not take XDP frames (veth-xdp.ts): flows out of it go to AF_XDP while `on`. */
   setNoXdp(port: number, on: boolean): void {
     if (!this.maps) return;

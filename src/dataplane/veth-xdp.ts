@@ -82,15 +82,19 @@ export class VethXdpWatch {
   /**
    * `ports[i]` is flow port i (the order of --iface). `set(i, on)` writes the port's flag.
    * Reads every veth once and marks those whose peers would drop XDP frames. Interfaces that
-   * are not veths are not watched (a physical NIC's ndo_xdp_xmit takes the frames).
+   * are not veths are not watched (a physical NIC's ndo_xdp_xmit takes the frames). `veth(i)` is
+   * called once for each veth port: its frames back out of it go by redirect (xvs_flow.h
+   * xf_transmit: after XDP_TX a peer with GRO but no XDP program is never woken).
    */
   constructor(
     ports: { name: string; ifindex: number }[],
     private readonly set: (port: number, on: boolean) => void,
+    veth: (port: number) => void = () => {},
   ) {
     ports.forEach((p, i) => {
       try {
         if (ethtoolDriver(p.name) !== "veth") return;
+        veth(i);
         const last = vethCounters(ethtoolStats(p.name));
         this.watched.push({ port: i, name: p.name, ifindex: p.ifindex, last, noXmit: false, lossSeen: false, lost: 0, marked: false, marks: 0 });
       } catch (e) {
