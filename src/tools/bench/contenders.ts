@@ -58,6 +58,10 @@ export abstract class Contender {
   async diagnose(_ctx: RunCtx): Promise<string> {
     return "";
   }
+  /** Pid of the contender's own process on the director (its CPU time is the director's), 0: none (kernel paths). */
+  processPid(): number {
+    return 0;
+  }
   /** Packets forwarded by XDP itself and packets that reached the contender's own path so far (xvs); null: not known. */
   async pathCounts(): Promise<{ xdp: number; ts: number } | null> {
     return null;
@@ -178,6 +182,9 @@ export class Xvs extends Contender {
   }
   get pid(): number {
     return this.d?.proc.pid ?? 0;
+  }
+  override processPid(): number {
+    return this.pid;
   }
 
   async verdicts(): Promise<Record<string, number>> {
@@ -423,6 +430,9 @@ export class XskFwd extends Contender {
   private steer = "";
   private proc: Subprocess<"ignore", "pipe", "pipe"> | null = null;
   private out: Promise<string> = Promise.resolve("");
+  override processPid(): number {
+    return this.proc?.exitCode === null ? this.proc.pid : 0;
+  }
 
   override async prepare(o: BenchOptions): Promise<void> {
     const dir = mkdtempSync(join(tmpdir(), "xvs-bench-xskfwd-"));

@@ -20,10 +20,11 @@
  *
  * CPUs (`steer`): on veth a packet's receive processing runs on the CPU that sent it, so by
  * default the director's receive work (XDP steering and the copy into the AF_XDP UMEM, or the
- * kernel's skb building, GRO and forwarding) would run on the generator's CPU. With `steer`, the
- * director's two interfaces use threaded NAPI with their kernel threads pinned to `dirCpu`, and
- * the generator's and sink's interfaces hand their receive work to `genCpu` by RPS: the
- * director's CPU does exactly the director's work (receive, balance, transmit).
+ * kernel's skb building, GRO and forwarding) would run on the generator's CPU, and the sink's on
+ * the director's. With `steer`, the director's two interfaces use threaded NAPI with their
+ * kernel threads pinned to `dirCpu`, and the generator's and sink's interfaces threaded NAPI
+ * pinned to `genCpu` and RPS to `genCpu`: the director's CPU does exactly the director's work
+ * (receive, balance, transmit).
  */
 import { Lab, sh, type ExecResult } from "../lab/netns.ts";
 import { selfCommand } from "../lab/self.ts";
@@ -71,6 +72,8 @@ export interface BenchLab {
   sinkKind: "tc" | "xdp";
   /** Pids of the director's NAPI kernel threads (pinned to the director CPU), when steered. */
   napiThreads: number[];
+  /** Pids of the sink's and the generator's NAPI kernel threads (pinned to the generator's CPU), when steered. */
+  sideNapiThreads: number[];
   close(): Promise<void>;
 }
 
@@ -202,8 +205,18 @@ export async function buildBenchLab(tag: string, o: BenchLabOptions): Promise<Be
     await lab.exec("sink", ["ethtool", "-K", "eth0", "gro", "on"], true);
     await lab.exec("gen", ["ethtool", "-K", "eth0", "gro", "on"], true);
     let napiThreads: number[] = [];
+    let sideNapiThreads: number[] = [];
     if (o.steer) {
       napiThreads = await threadedNapi(lab, "dir", ["c0", "s0"], o.steer.dirCpu);
+      // the sink's and the generator's receive work on genCpu, both ways it arrives. A frame the
+      // director redirects in XDP (the flow cache, the ceiling) is queued on the peer's NAPI,
+      // which runs on the CPU that queued it, the director's: an skb built for every frame, and
+      // GRO, over a third of what the in-kernel ceiling cost there (perf); so that NAPI gets a
+      // thread of its own, pinned. An skb the director transmits (forwarded by the kernel, or
+      // an AF_XDP transmit) mostly takes veth's netif_rx path instead (not eligible for the
+      // peer's GRO), into the backlog of the sending CPU: RPS moves that. One NAPI at a time:
+      // both interfaces are called eth0, and so are their threads
+      sideNapiThreads = [...(await threadedNapi(lab, "sink", ["eth0"], o.steer.genCpu)), ...(await threadedNapi(lab, "gen", ["eth0"], o.steer.genCpu))];
       const mask = (1 << o.steer.genCpu).toString(16);
       await sysfs(lab, "gen", "/sys/class/net/eth0/queues/rx-0/rps_cpus", mask);
       await sysfs(lab, "sink", "/sys/class/net/eth0/queues/rx-0/rps_cpus", mask);
@@ -239,6 +252,7 @@ export async function buildBenchLab(tag: string, o: BenchLabOptions): Promise<Be
         reader.setReplyFirst(on, UDP_PORT, GUE_PORT);
       },
       napiThreads,
+      sideNapiThreads,
       async close() {
         reader.close();
         await lab.teardown();

@@ -42,12 +42,12 @@ export interface BenchOptions {
   genCpu: number;
   /** CPU of the director (the contender). */
   dirCpu: number;
-  /** Pin at all (false: nothing pinned, no RPS). */
+  /** Pin at all (false: nothing pinned, no NAPI threads moved). */
   pin: boolean;
   /**
    * Put all of the director's kernel receive work on dirCpu (threaded NAPI on its interfaces,
-   * pinned) and the generator's and sink's on genCpu (RPS), instead of leaving it on whichever
-   * CPU sent the packet (veth's default).
+   * pinned) and the generator's and sink's on genCpu (threaded NAPI, pinned), instead of
+   * leaving it on whichever CPU sent the packet (veth's default).
    */
   steer: boolean;
   /** Flows of the UDP packet-rate workloads. */
@@ -125,7 +125,7 @@ options:
   --no-pin              pin nothing and leave receive processing where veth puts it
   --no-steer            leave each veth's receive processing on the sending CPU (veth's default)
                         instead of moving the director's to --dir-cpu (threaded NAPI, pinned)
-                        and the generator's and sink's to --gen-cpu (RPS)
+                        and the generator's and sink's to --gen-cpu (threaded NAPI)
   --flows N             flows in the UDP workloads (default 256)
   --flow-counts N[,N]   tracked flows for the flows workload (default 100000,1000000)
   --flows-rounds N      rounds that include the flows workload, the slowest (default 2)

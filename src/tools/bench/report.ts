@@ -195,12 +195,37 @@ function extraNote(r: Row): string {
   if (typeof e.gbps === "number" && r.workload === "udp1514") parts.push(`${e.gbps.toFixed(2)} Gbit/s`);
   if (typeof e.xdpShare === "number") parts.push(`${(e.xdpShare * 100).toFixed(0)}% forwarded by XDP`);
   if (typeof e.replied === "number") parts.push(`${Math.round(e.replied)} flows replied`);
+  const cpu = cpuNote(e);
+  if (cpu) parts.push(cpu);
   if (typeof e.tracked === "number") parts.push(`${Math.round(e.tracked)} tracked`);
   if (typeof e.bytesPerFlow === "number" && e.bytesPerFlow > 0) parts.push(`${Math.round(e.bytesPerFlow)} B/flow`);
   if (typeof e.errors === "number" && e.errors > 0) parts.push(`${Math.round(e.errors)} failed conns`);
   if (typeof e.lost === "number" && e.lost > 0) parts.push(`${Math.round(e.lost)} lost`);
   if (r.errors.length) parts.push(`FAILED ${r.errors.length}x: ${r.errors[0].error.slice(0, 160)}`);
   return parts.join("; ");
+}
+
+/**
+ * Where each CPU's time went in the row's window (workloads.ts, cpu.ts): each CPU's busy share,
+ * the director's and the sink's NAPI threads' share and CPU ns per forwarded packet, the load.
+ */
+function cpuNote(e: Row["extra"]): string {
+  const pct = (k: string) => (typeof e[k] === "number" ? `${Math.round((e[k] as number) * 100)}%` : null);
+  const ns = (k: string) => (typeof e[k] === "number" ? `${Math.round(e[k] as number)} ns/pkt` : null);
+  const out: string[] = [];
+  if (pct("dirCpuBusy")) {
+    const parts: string[] = [];
+    if (pct("dirNapiShare")) parts.push(`NAPI ${pct("dirNapiShare")}`);
+    if (pct("procShare")) parts.push(`process ${pct("procShare")}`);
+    if (ns("dirNsPerPkt")) parts.push(ns("dirNsPerPkt")!);
+    out.push(`dir CPU ${pct("dirCpuBusy")} busy${parts.length ? ` (${parts.join(", ")})` : ""}`);
+  }
+  if (pct("genCpuBusy")) {
+    const napi = pct("sinkNapiShare") ? ` (sink+gen NAPI ${pct("sinkNapiShare")}${ns("sinkNapiNsPerPkt") ? `, ${ns("sinkNapiNsPerPkt")}` : ""})` : "";
+    out.push(`gen CPU ${pct("genCpuBusy")} busy${napi}`);
+  }
+  if (typeof e.load1 === "number") out.push(`load ${(e.load1 as number).toFixed(1)}`);
+  return out.join(", ");
 }
 
 function pad(s: string, n: number, right = false): string {

@@ -60,7 +60,7 @@ function outrunNote(rows: BenchReport["rows"], steered: boolean): string | null 
   return (
     `The generator did not outrun ${slow.map((r) => `${r.contender} (offered ${(Number(r.extra.offeredPps) / 1e6).toFixed(3)}, forwarded ${(r.median! / 1e6).toFixed(3)} Mpps under full load)`).join(", ")}: ` +
     (steered
-      ? "its CPU also carries the sink's receive work (RPS), which grows with what the contender forwards; these rates are lower bounds, and their ratios to xvs too."
+      ? "its CPU also carries the sink's receive work (its NAPI thread), which grows with what the contender forwards; these rates are lower bounds, and their ratios to xvs too."
       : "with --no-steer a kernel contender's receive and forwarding work runs on the sending CPU, the generator's, so the two share one core; these rates are what one core does for both, not the contender's ceiling.")
   );
 }
@@ -423,13 +423,13 @@ export async function runBench(o: BenchOptions): Promise<number> {
       "Whatever else ran on this machine at the same time (the busiest processes are listed above) moves absolute numbers between runs, by 2-5x on a shared VM; ratios within one run are steadier. Each contender's rounds are interleaved with the others' so that load changes hit all of them.",
     );
   notes.push(
-    "The generator is BPF_PROG_RUN with BPF_F_TEST_XDP_LIVE_FRAMES (native/bpf/xvs_gen.bpf.c via native/shim/xvs_gen.c), XDP_TX out of the generator's veth. Its own rate (row `gen`: frames into an XDP drop on the director) is the ceiling of what this lab can measure. Rates are counted by an XDP program on the sink (count and drop), read twice `duration` apart after `warmup` seconds.",
+    "The generator is BPF_PROG_RUN with BPF_F_TEST_XDP_LIVE_FRAMES (native/bpf/xvs_gen.bpf.c via native/shim/xvs_gen.c), XDP_TX out of the generator's veth. Its own rate (row `gen`: frames into an XDP drop on the director) is the ceiling of what this lab can measure. Rates are counted by the sink program on the sink's interface (xvs_sink_tc at tc ingress: count and drop the benchmark port), read twice `duration` apart after `warmup` seconds.",
   );
   if (o.pin) {
     notes.push(
       `CPUs: generator, TCP clients and servers on CPU ${o.genCpu}; the director on CPU ${o.dirCpu} (the xvs daemon via taskset, the C forwarder via sched_setaffinity). ` +
         (o.steer
-          ? `On veth a packet's receive processing runs on the CPU that sent it; here the director's two interfaces use threaded NAPI with their kernel threads pinned to CPU ${o.dirCpu}, so its receive work (XDP steering and the copy into the AF_XDP UMEM, or the kernel's skb building, GRO and forwarding) runs on the director's CPU too, and the generator's and sink's interfaces hand theirs to CPU ${o.genCpu} by RPS: CPU ${o.dirCpu} does exactly the director's work, receive, balance, transmit, for every contender.`
+          ? `On veth a packet's receive processing runs on the CPU that sent it; here the director's two interfaces use threaded NAPI with their kernel threads pinned to CPU ${o.dirCpu}, so its receive work (XDP steering and the copy into the AF_XDP UMEM, or the kernel's skb building, GRO and forwarding) runs on the director's CPU too, and the generator's and sink's interfaces use threaded NAPI pinned to CPU ${o.genCpu} (a veth's NAPI otherwise runs on the CPU that queued the frame: the sink's skb building and GRO would be the director's): CPU ${o.dirCpu} does exactly the director's work, receive, balance, transmit, for every contender. Rate rows note each CPU's busy share over the window, the NAPI threads' share and CPU time per forwarded packet, and the load average.`
           : `Receive processing is left where veth puts it (--no-steer): on the sending CPU, so the director's receive work (XDP steering and the UMEM copy, or the kernel's skb building, GRO and forwarding) runs on the generator's CPU ${o.genCpu}.`),
     );
   } else notes.push("Nothing pinned (--no-pin): contenders and generator share the CPUs as the scheduler decides.");

@@ -14,6 +14,7 @@
 import type { Subprocess } from "bun";
 import { selfCommand } from "../lab/self.ts";
 import type { Contender, RunCtx } from "./contenders.ts";
+import { CPU_EXTRAS, cpuSnapshot, windowCpuExtras } from "./cpu.ts";
 import { agentJson, GEN_ADDR, PING_PORT, TCP_PORT, UDP_PORT } from "./lab.ts";
 
 /** One value produced by a workload run. */
@@ -120,6 +121,8 @@ export interface RateSample {
   secs: number;
   w0: number;
   w1: number;
+  /** Where each CPU's time went in the window (cpu.ts windowCpuExtras). */
+  cpu: Record<string, number>;
 }
 
 export async function measureRate(ctx: RunCtx, c: Contender, size: number, flows: number, pps: number, warmupS: number, windowS: number): Promise<RateSample> {
@@ -127,16 +130,21 @@ export async function measureRate(ctx: RunCtx, c: Contender, size: number, flows
   const gen = await startGen(ctx, c, size, flows, warmupS + windowS + 30, pps);
   try {
     await sleepWhileRunning(gen, warmupS * 1000);
+    const threads = [ctx.bl.napiThreads, ctx.bl.sideNapiThreads, c.processPid()] as const;
     const a = counter.read(),
+      c0 = cpuSnapshot(...threads),
       t0 = performance.now(),
       w0 = Date.now();
     await sleepWhileRunning(gen, windowS * 1000);
     const b = counter.read(),
+      c1 = cpuSnapshot(...threads),
       t1 = performance.now(),
       w1 = Date.now();
     const g = await stopGen(gen);
     const secs = (t1 - t0) / 1000;
-    return { pps: (b.pkts - a.pkts) / secs, offeredPps: g?.pps ?? 0, bytes: b.bytes - a.bytes, secs, w0, w1 };
+    const cpus = ctx.o.pin ? { dirCpu: ctx.o.dirCpu, genCpu: ctx.o.genCpu } : null;
+    const cpu = windowCpuExtras(c0, c1, cpus, b.pkts - a.pkts);
+    return { pps: (b.pkts - a.pkts) / secs, offeredPps: g?.pps ?? 0, bytes: b.bytes - a.bytes, secs, w0, w1, cpu };
   } finally {
     if (gen.proc.exitCode === null) gen.proc.kill("SIGKILL");
   }
@@ -158,7 +166,7 @@ export async function udpRate(ctx: RunCtx, c: Contender, size: number, id = `udp
   const { o } = ctx;
   const r = await measureRate(ctx, c, size, o.flows, 0, o.warmup, o.duration);
   if (!(r.pps > 0)) await nothingForwarded(ctx, c, `${size}-byte UDP`);
-  return { id, value: r.pps, extra: { offeredPps: r.offeredPps, gbps: (r.bytes * 8) / r.secs / 1e9, windowStartMs: r.w0, windowEndMs: r.w1 } };
+  return { id, value: r.pps, extra: { offeredPps: r.offeredPps, gbps: (r.bytes * 8) / r.secs / 1e9, windowStartMs: r.w0, windowEndMs: r.w1, ...r.cpu } };
 }
 
 /** Offered loads of the peak search, relative to the rate forwarded under full load. */
@@ -175,17 +183,19 @@ export const PEAK_LEVELS = [1.2, 1.5, 1.9];
 export async function udpPeak(ctx: RunCtx, c: Contender, size: number, id = `udp${size}`): Promise<Result[]> {
   const full = await udpRate(ctx, c, size, `${id}-overload`);
   const trials: string[] = [];
-  let best = { pps: full.value, offered: Number(full.extra.offeredPps) };
+  const fullCpu: Record<string, number> = {};
+  for (const [k, v] of Object.entries(full.extra)) if (CPU_EXTRAS.includes(k) && typeof v === "number") fullCpu[k] = v;
+  let best = { pps: full.value, offered: Number(full.extra.offeredPps), cpu: fullCpu };
   for (const k of PEAK_LEVELS) {
     const r = await measureRate(ctx, c, size, ctx.o.flows, full.value * k, 0.4, Math.max(0.5, ctx.o.duration * 0.35));
     trials.push(`${(r.offeredPps / 1e6).toFixed(3)}->${(r.pps / 1e6).toFixed(3)}`);
-    if (r.pps > best.pps) best = { pps: r.pps, offered: r.offeredPps };
+    if (r.pps > best.pps) best = { pps: r.pps, offered: r.offeredPps, cpu: r.cpu };
   }
   return [
     {
       id,
       value: best.pps,
-      extra: { offeredPps: best.offered, overloadPps: full.value, trials: trials.join(" "), gbps: (best.pps * size * 8) / 1e9 },
+      extra: { offeredPps: best.offered, overloadPps: full.value, trials: trials.join(" "), gbps: (best.pps * size * 8) / 1e9, ...best.cpu },
     },
     full,
   ];
