@@ -154,7 +154,11 @@ export async function runIpvsVm(o: BenchOptions): Promise<number> {
   const samplerBin = await buildSampler(cache, log);
   const cpuLog = `${guestOut}/${o.name}.cpu.jsonl`;
   const period = SAMPLE_PERIOD_S * 1000;
-  const sampler = samplerBin ? `(taskset -c ${o.genCpu} ${samplerBin} ${cpuLog} ${period} 2>/dev/null || ${samplerBin} ${cpuLog} ${period}) & sp=$!;` : "sp=;";
+  // started directly (taskset execs it), so that $! is the sampler and kill ends it; its output
+  // goes nowhere, or it would hold the guest's run.log pipe open and the guest never powers off
+  const sampler = samplerBin
+    ? `ts=; command -v taskset >/dev/null && ts="taskset -c ${o.genCpu}"; $ts ${samplerBin} ${cpuLog} ${period} </dev/null >/dev/null 2>&1 & sp=$!;`
+    : "sp=;";
   // the guest's TMPDIR is a tmpfs; xvs extracts its shim there
   const cmd =
     `${insmod.join(" ")} mkdir -p ${guestOut} && cd /tmp || exit 1; ${sampler} XVS_LAB_START_TIMEOUT_S=${GUEST_START_TIMEOUT_S} ` +
