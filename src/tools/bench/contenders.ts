@@ -11,7 +11,7 @@ import type { Subprocess } from "bun";
 import * as abi from "../../ffi/abi.ts";
 import { steerObjPath } from "../../ffi/assets.ts";
 import { SinkReader } from "../../ffi/gen.ts";
-import { startDaemon, type LabDaemon } from "../lab/daemon.ts";
+import { startDaemon, startTimeoutS, type LabDaemon } from "../lab/daemon.ts";
 import { sh } from "../lab/netns.ts";
 import { agentJson, type BenchLab, GUE_PORT, PING_PORT, SINK_ADDRS, TCP_PORT, UDP_PORT, VIP } from "./lab.ts";
 import { modeLabel, tunnelOf, type BenchOptions, type ContenderKind, type Mode, type WorkloadKind } from "./options.ts";
@@ -487,11 +487,12 @@ export class XskFwd extends Contender {
       for await (const chunk of p.stdout) text += dec.decode(chunk);
       return text;
     })();
-    const deadline = performance.now() + 10000;
+    const waitS = startTimeoutS(10);
+    const deadline = performance.now() + waitS * 1000;
     while (!text.includes("ready") && p.exitCode === null && performance.now() < deadline) await Bun.sleep(20);
     if (!text.includes("ready")) {
       p.kill("SIGKILL");
-      throw new Error(`xskfwd did not start: ${(await new Response(p.stderr).text()).trim().slice(-300) || "no ready line within 10 s"}`);
+      throw new Error(`xskfwd did not start: ${(await new Response(p.stderr).text()).trim().slice(-300) || `no ready line within ${waitS} s`}`);
     }
   }
 
