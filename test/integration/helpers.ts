@@ -485,3 +485,19 @@ export async function eventually<T>(get: () => Promise<T>, ok: (v: T) => boolean
     await Bun.sleep(100);
   }
 }
+
+/** XDP packets seen per rx queue of a director interface (veth's ethtool statistics). */
+export async function xdpPacketsPerQueue(L: { lab: Lab; director: string }, iface: string): Promise<number[]> {
+  const r = await L.lab.exec(L.director, ["ethtool", "-S", iface]);
+  const per: number[] = [];
+  for (const m of r.stdout.matchAll(/rx_queue_(\d+)_xdp_packets: (\d+)/g)) per[Number(m[1])] = Number(m[2]);
+  return per;
+}
+
+/** The XDP program's count of our packets passed to the kernel for lack of a socket (GET /metrics). */
+export async function passNoSocket(d: { api(method: string, path: string): Promise<{ json: unknown }> }): Promise<number> {
+  const r = await d.api("GET", "/metrics");
+  const m = /^xvs_xdp_packets_total\{action="pass_no_socket"\} (\d+)$/m.exec(String(r.json));
+  if (!m) throw new Error("GET /metrics has no pass_no_socket counter");
+  return Number(m[1]);
+}

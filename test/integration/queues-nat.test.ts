@@ -12,27 +12,11 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { availableParallelism } from "node:os";
 import { startDaemon, type LabDaemon } from "../../src/tools/lab/daemon.ts";
 import { buildDirectorLab, LAB_VIP, LAB_VIP6, realAddr, realAddr6, type DirectorLab } from "../../src/tools/lab/topology.ts";
-import { apiOk, curlCount, httpGet, requireRoot, serveOn, stopLab, udpAsk, udpSend, verdictsOf } from "./helpers.ts";
+import { apiOk, curlCount, httpGet, requireRoot, serveOn, stopLab, udpAsk, udpSend, verdictsOf, passNoSocket, xdpPacketsPerQueue } from "./helpers.ts";
 
 const QUEUES = 4;
 let L: DirectorLab;
 let xvs: LabDaemon | undefined;
-
-/** XDP packets seen per rx queue of a director interface (veth's ethtool statistics). */
-async function xdpPacketsPerQueue(iface: string): Promise<number[]> {
-  const r = await L.lab.exec(L.director, ["ethtool", "-S", iface]);
-  const per: number[] = [];
-  for (const m of r.stdout.matchAll(/rx_queue_(\d+)_xdp_packets: (\d+)/g)) per[Number(m[1])] = Number(m[2]);
-  return per;
-}
-
-/** The XDP program's count of our packets passed to the kernel for lack of a socket (GET /metrics). */
-async function passNoSocket(d: LabDaemon): Promise<number> {
-  const r = await d.api("GET", "/metrics");
-  const m = /^xvs_xdp_packets_total\{action="pass_no_socket"\} (\d+)$/m.exec(String(r.json));
-  if (!m) throw new Error("GET /metrics has no pass_no_socket counter");
-  return Number(m[1]);
-}
 
 /**
  * `count` UDP questions to [addr]:port over IPv6 from the client, each from a socket of its own
@@ -71,10 +55,10 @@ async function natService(proto: "tcp" | "udp", addr: string, port: number, extr
 /** Counter deltas around `run`, with the XDP packets per queue of s0 (where replies come in). */
 async function measured<T>(run: () => Promise<T>): Promise<{ r: T; d: Record<string, number>; replyQueues: number[] }> {
   const v0 = await verdictsOf(xvs!);
-  const q0 = await xdpPacketsPerQueue("s0");
+  const q0 = await xdpPacketsPerQueue(L, "s0");
   const r = await run();
   const v1 = await verdictsOf(xvs!);
-  const q1 = await xdpPacketsPerQueue("s0");
+  const q1 = await xdpPacketsPerQueue(L, "s0");
   const d: Record<string, number> = {};
   for (const k of Object.keys(v1)) d[k] = v1[k] - (v0[k] ?? 0);
   return { r, d, replyQueues: q1.map((n, i) => n - (q0[i] ?? 0)) };

@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { availableParallelism } from "node:os";
 import { startDaemon, type LabDaemon } from "../../src/tools/lab/daemon.ts";
 import { buildDirectorLab, directReturn, LAB_VIP, realAddr, type DirectorLab } from "../../src/tools/lab/topology.ts";
-import { apiOk, httpGet, requireRoot, serveOn, stopLab } from "./helpers.ts";
+import { apiOk, httpGet, requireRoot, serveOn, stopLab, passNoSocket, xdpPacketsPerQueue } from "./helpers.ts";
 
 const QUEUES = 4;
 /** Persistence timeout (s): short, so that the test sees the template expire. */
@@ -31,22 +31,6 @@ let L: DirectorLab;
 let xvs: LabDaemon | undefined;
 
 const svcPath = `/v1/services/tcp:${LAB_VIP}:80`;
-
-/** XDP packets seen per rx queue of a director interface (veth's ethtool statistics). */
-async function xdpPacketsPerQueue(iface: string): Promise<number[]> {
-  const r = await L.lab.exec(L.director, ["ethtool", "-S", iface]);
-  const per: number[] = [];
-  for (const m of r.stdout.matchAll(/rx_queue_(\d+)_xdp_packets: (\d+)/g)) per[Number(m[1])] = Number(m[2]);
-  return per;
-}
-
-/** The XDP program's count of our packets passed to the kernel for lack of a socket (GET /metrics). */
-async function passNoSocket(d: LabDaemon): Promise<number> {
-  const r = await d.api("GET", "/metrics");
-  const m = /^xvs_xdp_packets_total\{action="pass_no_socket"\} (\d+)$/m.exec(String(r.json));
-  if (!m) throw new Error("GET /metrics has no pass_no_socket counter");
-  return Number(m[1]);
-}
 
 /** PersistConn per real server, from `xvs adm -Ln --persistent-conn -t VIP:80` (ipvsadm's format). */
 async function persistConn(): Promise<Record<string, number>> {
@@ -99,11 +83,11 @@ describe("persistence over four queues", () => {
     await apiOk(xvs!, "PUT", "/v1/timeouts", { tcp: 0, tcpfin: TCPFIN, udp: 0 });
     await apiOk(xvs!, "POST", "/v1/services", { protocol: "tcp", address: LAB_VIP, port: 80, scheduler: "rr", persistence: { timeout: PTIMEOUT } });
     for (const i of [1, 2, 3]) await apiOk(xvs!, "POST", `${svcPath}/dests`, { address: realAddr(i), port: 80, weight: 1, forward: "route" });
-    const q0 = await xdpPacketsPerQueue("c0");
+    const q0 = await xdpPacketsPerQueue(L, "c0");
     const r = await httpGet(L.lab, L.client, LAB_VIP, 80, 60, 4);
     // the last connection was made before this: the template's deadline is at most PTIMEOUT from here
     const lastConn = Date.now();
-    const q1 = await xdpPacketsPerQueue("c0");
+    const q1 = await xdpPacketsPerQueue(L, "c0");
     const perQueue = q1.map((n, i) => n - (q0[i] ?? 0));
     const pc = await persistConn();
     const l = await listed();

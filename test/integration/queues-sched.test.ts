@@ -17,29 +17,13 @@ import { availableParallelism } from "node:os";
 import { startDaemon, type LabDaemon } from "../../src/tools/lab/daemon.ts";
 import { selfCommand } from "../../src/tools/lab/self.ts";
 import { buildDirectorLab, directReturn, LAB_VIP, realAddr, type DirectorLab } from "../../src/tools/lab/topology.ts";
-import { apiOk, httpGet, requireRoot, serveOn, stopLab, verdictsOf } from "./helpers.ts";
+import { apiOk, httpGet, requireRoot, serveOn, stopLab, verdictsOf, passNoSocket, xdpPacketsPerQueue } from "./helpers.ts";
 
 const QUEUES = 4;
 /** The lblc test's service port (DR keeps it: the real servers listen on it too). */
 const LBLC_PORT = 8081;
 let L: DirectorLab;
 let xvs: LabDaemon | undefined;
-
-/** XDP packets seen per rx queue of a director interface (veth's ethtool statistics). */
-async function xdpPacketsPerQueue(iface: string): Promise<number[]> {
-  const r = await L.lab.exec(L.director, ["ethtool", "-S", iface]);
-  const per: number[] = [];
-  for (const m of r.stdout.matchAll(/rx_queue_(\d+)_xdp_packets: (\d+)/g)) per[Number(m[1])] = Number(m[2]);
-  return per;
-}
-
-/** The XDP program's count of our packets passed to the kernel for lack of a socket (GET /metrics). */
-async function passNoSocket(d: LabDaemon): Promise<number> {
-  const r = await d.api("GET", "/metrics");
-  const m = /^xvs_xdp_packets_total\{action="pass_no_socket"\} (\d+)$/m.exec(String(r.json));
-  if (!m) throw new Error("GET /metrics has no pass_no_socket counter");
-  return Number(m[1]);
-}
 
 const svcPath = (port: number) => `/v1/services/tcp:${LAB_VIP}:${port}`;
 
@@ -75,7 +59,7 @@ describe("one scheduler state per service over four queues", () => {
   test("DR, rr over three real servers: 300 connections over every queue split exactly 100/100/100", async () => {
     await apiOk(xvs!, "POST", "/v1/services", { protocol: "tcp", address: LAB_VIP, port: 80, scheduler: "rr" });
     for (const i of [1, 2, 3]) await apiOk(xvs!, "POST", `${svcPath(80)}/dests`, { address: realAddr(i), port: 80, weight: 1, forward: "route" });
-    const q0 = await xdpPacketsPerQueue("c0");
+    const q0 = await xdpPacketsPerQueue(L, "c0");
     const before = await verdictsOf(xvs!);
     const cl0 = await L.lab.snmp(L.client);
     const r = await httpGet(L.lab, L.client, LAB_VIP, 80, 300, 6);
@@ -83,7 +67,7 @@ describe("one scheduler state per service over four queues", () => {
     // a SYN sent again may come in on another queue (a new tx hash) and be scheduled twice
     // (queues.test.ts): said here, so that a split one off says why
     const synRetrans = (await L.lab.snmp(L.client)).TcpExtTCPSynRetrans - cl0.TcpExtTCPSynRetrans;
-    const q1 = await xdpPacketsPerQueue("c0");
+    const q1 = await xdpPacketsPerQueue(L, "c0");
     const perQueue = q1.map((n, i) => n - (q0[i] ?? 0));
     process.stdout.write(
       `  300 rr connections: servers ${JSON.stringify(r.byServer)}; XDP packets on c0's queues ${perQueue.join(" / ")}; client SYN retransmissions ${synRetrans}\n`,
@@ -103,7 +87,7 @@ describe("one scheduler state per service over four queues", () => {
     await apiOk(xvs!, "POST", "/v1/services", { protocol: "tcp", address: LAB_VIP, port: 7000, scheduler: "rr" });
     await apiOk(xvs!, "POST", `${svcPath(7000)}/dests`, { address: realAddr(1), port: 7000, weight: 1, forward: "route", upperThreshold: 10 });
     for (const i of [2, 3]) await apiOk(xvs!, "POST", `${svcPath(7000)}/dests`, { address: realAddr(i), port: 7000, weight: 1, forward: "route" });
-    const q0 = await xdpPacketsPerQueue("c0");
+    const q0 = await xdpPacketsPerQueue(L, "c0");
     const chat = L.lab.spawn(L.client, [
       ...selfCommand(),
       "__lab",
@@ -136,7 +120,7 @@ describe("one scheduler state per service over four queues", () => {
       outOfOrder: number;
       byServer: Record<string, number>;
     };
-    const q1 = await xdpPacketsPerQueue("c0");
+    const q1 = await xdpPacketsPerQueue(L, "c0");
     const perQueue = q1.map((n, i) => n - (q0[i] ?? 0));
     process.stdout.write(
       `  40 held connections: counts ${JSON.stringify(held)}; first replies ${JSON.stringify(out.byServer)}; c0 queues ${perQueue.join(" / ")}\n`,
@@ -160,9 +144,9 @@ describe("one scheduler state per service over four queues", () => {
     await apiOk(xvs!, "POST", "/v1/services", { protocol: "tcp", address: LAB_VIP, port, scheduler: "lblc" });
     // weights well above the connections in flight, so that lblc's own overload rule stays out of it
     for (const i of [1, 2]) await apiOk(xvs!, "POST", `${svcPath(port)}/dests`, { address: realAddr(i), port, weight: 100, forward: "route" });
-    const q0 = await xdpPacketsPerQueue("c0");
+    const q0 = await xdpPacketsPerQueue(L, "c0");
     const r = await httpGet(L.lab, L.client, LAB_VIP, port, 60, 4);
-    const q1 = await xdpPacketsPerQueue("c0");
+    const q1 = await xdpPacketsPerQueue(L, "c0");
     const perQueue = q1.map((n, i) => n - (q0[i] ?? 0));
     process.stdout.write(`  60 lblc connections: servers ${JSON.stringify(r.byServer)}; c0 queues ${perQueue.join(" / ")}\n`);
     // a cache per worker would send each worker's first connection to the least loaded server

@@ -29,27 +29,11 @@ import {
   remoteAddr6,
   type DirectorLab,
 } from "../../src/tools/lab/topology.ts";
-import { apiOk, curlCount, decap, httpGet, requireRoot, serveOn, stopLab, verdictsOf } from "./helpers.ts";
+import { apiOk, curlCount, decap, httpGet, requireRoot, serveOn, stopLab, verdictsOf, passNoSocket, xdpPacketsPerQueue } from "./helpers.ts";
 
 const QUEUES = 4;
 let L: DirectorLab;
 let xvs: LabDaemon | undefined;
-
-/** XDP packets seen per rx queue of a director interface (veth's ethtool statistics). */
-async function xdpPacketsPerQueue(iface: string): Promise<number[]> {
-  const r = await L.lab.exec(L.director, ["ethtool", "-S", iface]);
-  const per: number[] = [];
-  for (const m of r.stdout.matchAll(/rx_queue_(\d+)_xdp_packets: (\d+)/g)) per[Number(m[1])] = Number(m[2]);
-  return per;
-}
-
-/** The XDP program's count of our packets passed to the kernel for lack of a socket (GET /metrics). */
-async function passNoSocket(d: LabDaemon): Promise<number> {
-  const r = await d.api("GET", "/metrics");
-  const m = /^xvs_xdp_packets_total\{action="pass_no_socket"\} (\d+)$/m.exec(String(r.json));
-  if (!m) throw new Error("GET /metrics has no pass_no_socket counter");
-  return Number(m[1]);
-}
 
 /** The daemon's JSON log lines whose msg is `msg`. */
 function logLines(d: LabDaemon, msg: string): Record<string, unknown>[] {
@@ -83,13 +67,13 @@ async function curlGet(addr: string, port: number, count: number): Promise<{ ok:
  * new connection, none lost for want of a connection, pass_no_socket still 0.
  */
 async function allAnswered(addr: string, port: number, count: number, servers: string[]): Promise<void> {
-  const q0 = await xdpPacketsPerQueue("c0");
+  const q0 = await xdpPacketsPerQueue(L, "c0");
   const before = await verdictsOf(xvs!);
   const cl0 = await L.lab.snmp(L.client);
   const r = addr.includes(":") ? await curlGet(addr, port, count) : await httpGet(L.lab, L.client, addr, port, count, 4);
   const after = await verdictsOf(xvs!);
   const synRetrans = (await L.lab.snmp(L.client)).TcpExtTCPSynRetrans - cl0.TcpExtTCPSynRetrans;
-  const q1 = await xdpPacketsPerQueue("c0");
+  const q1 = await xdpPacketsPerQueue(L, "c0");
   const perQueue = q1.map((n, i) => n - (q0[i] ?? 0));
   const newConns = after.new_conns - before.new_conns;
   process.stdout.write(
