@@ -20,11 +20,10 @@
  * off the same failover must hold and XDP must forward nothing.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { join } from "node:path";
 import * as abi from "../../src/ffi/abi.ts";
 import { Lab } from "../../src/tools/lab/netns.ts";
 import { startDaemon, type LabDaemon } from "../../src/tools/lab/daemon.ts";
-import { apiOk, macOf, requireRoot, serveOn, verdictsOf } from "./helpers.ts";
+import { apiOk, macOf, requireRoot, serveOn, verdictsOf, FailoverClient } from "./helpers.ts";
 
 const VIP = "198.18.0.100";
 const CLIENT = "198.18.1.2";
@@ -41,44 +40,7 @@ const CACHE_ON = process.env.XVS_LAB_FLOW_CACHE !== "off";
 let lab: Lab;
 let xa: LabDaemon;
 let xb: LabDaemon;
-let client: Client;
-
-/** failover-client.ts in the client namespace, holding CONNS connections to VIP:PORT. */
-class Client {
-  out = "";
-  readonly proc: ReturnType<Lab["spawn"]>;
-  constructor() {
-    const proc = lab.spawn(
-      "cl",
-      [process.execPath, join(import.meta.dir, "failover-client.ts"), "--host", VIP, "--port", String(PORT), "--conns", String(CONNS)],
-      {
-        stdin: "pipe",
-      },
-    );
-    this.proc = proc;
-    void (async () => {
-      const dec = new TextDecoder();
-      for await (const c of proc.stdout as ReadableStream<Uint8Array>) this.out += dec.decode(c);
-    })();
-  }
-  async line(timeoutMs: number): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    while (!this.out.includes("\n")) {
-      if (Date.now() > deadline) throw new Error(`client said nothing in time (so far: ${this.out})`);
-      await Bun.sleep(20);
-    }
-    const i = this.out.indexOf("\n");
-    const l = this.out.slice(0, i);
-    this.out = this.out.slice(i + 1);
-    return l;
-  }
-  async ask(tag: string): Promise<{ answered: number; failed: number; servers: (string | null)[] }> {
-    const stdin = this.proc.stdin as unknown as { write(s: string): void; flush(): void };
-    stdin.write(`ask ${tag}\n`);
-    stdin.flush();
-    return JSON.parse(await this.line(20_000));
-  }
-}
+let client: FailoverClient;
 
 /** Packets the steering program forwarded from the flow cache (XDP_TX + redirect). */
 async function cachedPackets(x: LabDaemon): Promise<number> {
@@ -168,7 +130,7 @@ afterAll(async () => {
 
 describe(`failover of connections the flow cache forwards (flow cache ${CACHE_ON ? "on" : "off"})`, () => {
   test("held NAT connections reach the backup while XDP forwards them, and survive the master's SIGKILL", async () => {
-    client = new Client();
+    client = new FailoverClient(lab, "cl", VIP, PORT, CONNS);
     expect(await client.line(30_000)).toBe(`connected ${CONNS}`);
     const xdp0 = await cachedPackets(xa);
     const before = await client.ask("r0");

@@ -12,10 +12,9 @@
  * to the same real server, through db, without a new handshake.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { join } from "node:path";
 import { Lab } from "../../src/tools/lab/netns.ts";
 import { startDaemon, type LabDaemon } from "../../src/tools/lab/daemon.ts";
-import { apiOk, decap, macOf, requireRoot, serveOn, verdictsOf } from "./helpers.ts";
+import { apiOk, decap, macOf, requireRoot, serveOn, verdictsOf, FailoverClient } from "./helpers.ts";
 
 const VIP = "198.18.0.100";
 const CLIENT = "198.18.0.2";
@@ -32,49 +31,12 @@ const PORT = 7000;
 const NAT_PORT = 7001;
 const CONNS = 100;
 
-/** One client process holding CONNS connections to VIP:port. */
-class Client {
-  out = "";
-  readonly proc: ReturnType<Lab["spawn"]>;
-  constructor(port: number) {
-    const proc = lab.spawn(
-      "cl",
-      [process.execPath, join(import.meta.dir, "failover-client.ts"), "--host", VIP, "--port", String(port), "--conns", String(CONNS)],
-      {
-        stdin: "pipe",
-      },
-    );
-    this.proc = proc;
-    void (async () => {
-      const dec = new TextDecoder();
-      for await (const c of proc.stdout as ReadableStream<Uint8Array>) this.out += dec.decode(c);
-    })();
-  }
-  async line(timeoutMs: number): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    while (!this.out.includes("\n")) {
-      if (Date.now() > deadline) throw new Error(`client said nothing in time (so far: ${this.out})`);
-      await Bun.sleep(20);
-    }
-    const i = this.out.indexOf("\n");
-    const l = this.out.slice(0, i);
-    this.out = this.out.slice(i + 1);
-    return l;
-  }
-  async ask(tag: string): Promise<{ answered: number; failed: number; servers: (string | null)[] }> {
-    const stdin = this.proc.stdin as unknown as { write(s: string): void; flush(): void };
-    stdin.write(`ask ${tag}\n`);
-    stdin.flush();
-    return JSON.parse(await this.line(20_000));
-  }
-}
-
 let lab: Lab;
 let xa: LabDaemon;
 let xb: LabDaemon;
-const clients: Client[] = [];
+const clients: FailoverClient[] = [];
 /** Clients of earlier tests, kept open until the end (closing them would send state changes into later counts). */
-const idle: Client[] = [];
+const idle: FailoverClient[] = [];
 
 async function director(name: string, addr: string): Promise<void> {
   await lab.addNs(name);
@@ -192,7 +154,7 @@ describe("failover with the sync daemon", () => {
     await stop();
     await start(["--mcast-group", "ff02::1:81"], "6");
     expect((await xa.adm(["-L", "--daemon"])).stdout).toBe("master sync daemon (mcast=eth0, syncid=6, maxlen=1452, group=ff02::1:81, port=8848, ttl=1)\n");
-    const c = new Client(PORT);
+    const c = new FailoverClient(lab, "cl", VIP, PORT, CONNS);
     idle.push(c);
     expect(await c.line(30_000)).toBe(`connected ${CONNS}`);
     expect((await c.ask("v6")).failed).toBe(0);
@@ -210,7 +172,11 @@ describe("failover with the sync daemon", () => {
   }, 60_000);
 
   test("100 held DR, NAT and TUN connections each survive the master's SIGKILL: the backup forwards each to the same real server", async () => {
-    clients.push(new Client(PORT), new Client(NAT_PORT), new Client(TUN_PORT));
+    clients.push(
+      new FailoverClient(lab, "cl", VIP, PORT, CONNS),
+      new FailoverClient(lab, "cl", VIP, NAT_PORT, CONNS),
+      new FailoverClient(lab, "cl", VIP, TUN_PORT, CONNS),
+    );
     for (const c of clients) expect(await c.line(30_000)).toBe(`connected ${CONNS}`);
     const before = await Promise.all(clients.map((c) => c.ask("before")));
     for (const b of before) expect(b.failed).toBe(0);

@@ -501,3 +501,41 @@ export async function passNoSocket(d: { api(method: string, path: string): Promi
   if (!m) throw new Error("GET /metrics has no pass_no_socket counter");
   return Number(m[1]);
 }
+
+/**
+ * failover-client.ts in a lab host, holding `conns` connections to host:port; `ask(tag)` sends a
+ * line on every connection and returns what came back (the failover labs).
+ */
+export class FailoverClient {
+  out = "";
+  readonly proc: ReturnType<Lab["spawn"]>;
+  constructor(lab: Lab, host: string, target: string, port: number, conns: number) {
+    const proc = lab.spawn(
+      host,
+      [process.execPath, join(import.meta.dir, "failover-client.ts"), "--host", target, "--port", String(port), "--conns", String(conns)],
+      { stdin: "pipe" },
+    );
+    this.proc = proc;
+    void (async () => {
+      const dec = new TextDecoder();
+      for await (const c of proc.stdout as ReadableStream<Uint8Array>) this.out += dec.decode(c);
+    })();
+  }
+  async line(timeoutMs: number): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.out.includes("\n")) {
+      if (Date.now() > deadline) throw new Error(`client said nothing in time (so far: ${this.out})`);
+      await Bun.sleep(20);
+    }
+    const i = this.out.indexOf("\n");
+    const l = this.out.slice(0, i);
+    this.out = this.out.slice(i + 1);
+    return l;
+  }
+  async ask(tag: string): Promise<{ answered: number; failed: number; servers: (string | null)[] }> {
+    const stdin = this.proc.stdin as unknown as { write(s: string): void; flush(): void };
+    stdin.write(`ask ${tag}\n`);
+    stdin.flush();
+    return JSON.parse(await this.line(20_000));
+  }
+}
