@@ -46,6 +46,8 @@ export interface DiffReport {
   /** Entry counters after XDP forwarded 3 requests and 2 replies of one cached NAT flow (flowLookup), and the entries flowDump walked vs written. */
   /** nat4's request and reply with both ports marked NO_XDP (veth-xdp.ts), then unmarked. */
   noXdp?: { retvals: number[]; bypassPort: number; afterClear: number[] };
+  /** req, rep and a DR frame without and with both ports marked TX_REDIRECT. */
+  txRedirect?: { plain: number; flagged: number; sameBytes: boolean }[];
   counters?: {
     inPackets: number;
     inBytes: number;
@@ -233,6 +235,23 @@ try {
   maps.setNoXdp(0, false);
   maps.setNoXdp(1, false);
   report.noXdp = { retvals, bypassPort, afterClear: [progTestRun(prog.progFd, req, if0, 0).retval, progTestRun(prog.progFd, rep, if0, 0).retval] };
+
+  // veth ports (XVS_FPORT_F_TX_REDIRECT): a frame back out of its own port goes by a redirect, not
+  // XDP_TX (xvs_flow.h xf_transmit), with the same bytes; other frames are unchanged
+  const frames = [req, rep, flowFrame("dr4", "ok:data")];
+  fillFlows();
+  const plain = frames.map((f) => progTestRun(prog.progFd, f, if0, 0));
+  fillFlows();
+  maps.setTxRedirect(0, true);
+  maps.setTxRedirect(1, true);
+  const flagged = frames.map((f) => progTestRun(prog.progFd, f, if0, 0));
+  maps.setTxRedirect(0, false);
+  maps.setTxRedirect(1, false);
+  report.txRedirect = frames.map((_, i) => ({
+    plain: plain[i].retval,
+    flagged: flagged[i].retval,
+    sameBytes: Buffer.from(plain[i].frame).equals(Buffer.from(flagged[i].frame)),
+  }));
   if (process.env.XVS_FLOW_COST === "1") {
     fillFlows();
     report.cost = completionCost(prog.progFd, if0, [flowFrame("dr4", "ok:data"), flowFrame("dr4", "ok:big")]);

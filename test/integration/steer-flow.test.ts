@@ -138,3 +138,13 @@ test("a port marked NO_XDP (a veth whose peer has no NAPI): a cached flow's fram
   expect(n.bypassPort).toBe(2);
   for (const r of n.afterClear) expect(r === XDP_TX || r === XDP_REDIRECT).toBe(true);
 });
+
+test("a veth port (XVS_FPORT_F_TX_REDIRECT): a cached frame back out of the port it came in on is redirected, not XDP_TX'd, with the same bytes; frames to another port are unchanged", () => {
+  const t = report.txRedirect!;
+  // the fixture must send at least one frame back out of its own port, or this checks nothing
+  expect(t.some((r) => r.plain === XDP_TX)).toBe(true);
+  for (const r of t) {
+    expect(r.sameBytes).toBe(true);
+    expect(r.flagged).toBe(r.plain === XDP_TX ? XDP_REDIRECT : r.plain);
+  }
+});
