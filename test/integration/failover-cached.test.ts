@@ -23,7 +23,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as abi from "../../src/ffi/abi.ts";
 import { Lab } from "../../src/tools/lab/netns.ts";
 import { startDaemon, type LabDaemon } from "../../src/tools/lab/daemon.ts";
-import { apiOk, macOf, requireRoot, serveOn, verdictsOf, FailoverClient } from "./helpers.ts";
+import { apiOk, macOf, requireRoot, serveOn, verdictsOf, FailoverClient, waitFor } from "./helpers.ts";
 
 const VIP = "198.18.0.100";
 const CLIENT = "198.18.1.2";
@@ -75,16 +75,6 @@ async function pathTo(dir: string): Promise<void> {
   await lab.ip("cl", "neigh", "replace", OUTSIDE_GW, "lladdr", await macOf(lab, dir, "c0"), "dev", "eth0", "nud", "permanent");
   const inside = await macOf(lab, dir, "s0");
   for (const h of ["nrs1", "nrs2"]) await lab.ip(h, "neigh", "replace", INSIDE_GW, "lladdr", inside, "dev", "eth0", "nud", "permanent");
-}
-
-async function waitFor<T>(what: string, get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await get();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: still ${JSON.stringify(v)}`);
-    await Bun.sleep(200);
-  }
 }
 
 beforeAll(async () => {

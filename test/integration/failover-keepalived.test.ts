@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { type LabDaemon, startDaemon } from "../../src/tools/lab/daemon.ts";
 import { Lab } from "../../src/tools/lab/netns.ts";
 import { selfCommand } from "../../src/tools/lab/self.ts";
-import { apiOk, requireRoot, serveOn, verdictsOf } from "./helpers.ts";
+import { apiOk, requireRoot, serveOn, verdictsOf, waitFor, FailoverClient } from "./helpers.ts";
 
 const VIP = "198.18.0.100";
 const REALS = ["198.18.0.21", "198.18.0.22"];
@@ -25,38 +25,8 @@ const CONNS = 100;
 let lab: Lab;
 const xvs: Record<string, LabDaemon> = {};
 const keepalived: Record<string, ReturnType<Lab["spawn"]>> = {};
-let client: ReturnType<Lab["spawn"]>;
-let out = "";
+let client: FailoverClient | undefined;
 const dir = mkdtempSync(join(tmpdir(), "xvs-ka-"));
-
-async function line(timeoutMs: number): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  while (!out.includes("\n")) {
-    if (Date.now() > deadline) throw new Error(`client said nothing in time (so far: ${out})`);
-    await Bun.sleep(20);
-  }
-  const i = out.indexOf("\n");
-  const l = out.slice(0, i);
-  out = out.slice(i + 1);
-  return l;
-}
-
-async function ask(tag: string): Promise<{ answered: number; failed: number; servers: (string | null)[] }> {
-  const stdin = client.stdin as unknown as { write(s: string): void; flush(): void };
-  stdin.write(`ask ${tag}\n`);
-  stdin.flush();
-  return JSON.parse(await line(20_000));
-}
-
-async function waitFor<T>(what: string, get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await get();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: still ${JSON.stringify(v)}`);
-    await Bun.sleep(200);
-  }
-}
 
 /** The recipe's notify script, for the xvs daemon whose state directory is `stateDir`. */
 function roleScript(name: string, stateDir: string): string {
@@ -168,7 +138,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  client?.kill();
+  client?.proc.kill();
   for (const k of Object.values(keepalived)) k.kill(9);
   for (const x of Object.values(xvs)) await x.stop();
   await lab?.teardown();
@@ -176,15 +146,9 @@ afterAll(async () => {
 
 describe("keepalived VRRP moves the VIP, its notify scripts switch xvs's sync roles", () => {
   test("100 held connections survive the VRRP master's death: db takes the VIP and the sync master role and forwards them", async () => {
-    client = lab.spawn("cl", [process.execPath, join(import.meta.dir, "failover-client.ts"), "--host", VIP, "--port", String(PORT), "--conns", String(CONNS)], {
-      stdin: "pipe",
-    });
-    void (async () => {
-      const dec = new TextDecoder();
-      for await (const c of client.stdout as ReadableStream<Uint8Array>) out += dec.decode(c);
-    })();
-    expect(await line(30_000)).toBe(`connected ${CONNS}`);
-    const before = await ask("before");
+    client = new FailoverClient(lab, "cl", VIP, PORT, CONNS);
+    expect(await client.line(30_000)).toBe(`connected ${CONNS}`);
+    const before = await client.ask("before");
     expect(before.failed).toBe(0);
     const st = await waitFor(
       "backup installs",
@@ -206,7 +170,7 @@ describe("keepalived VRRP moves the VIP, its notify scripts switch xvs's sync ro
     );
     const v0 = await verdictsOf(xvs.db);
     // the client's ARP entry follows db's gratuitous ARPs; a line sent before that is retransmitted
-    const after = await ask("after");
+    const after = await client.ask("after");
     expect(after.failed).toBe(0);
     expect(after.servers).toEqual(before.servers);
     const v1 = await verdictsOf(xvs.db);

@@ -14,7 +14,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Lab } from "../../src/tools/lab/netns.ts";
 import { startDaemon, type LabDaemon } from "../../src/tools/lab/daemon.ts";
-import { apiOk, decap, macOf, requireRoot, serveOn, verdictsOf, FailoverClient } from "./helpers.ts";
+import { apiOk, decap, macOf, requireRoot, serveOn, verdictsOf, FailoverClient, waitFor } from "./helpers.ts";
 
 const VIP = "198.18.0.100";
 const CLIENT = "198.18.0.2";
@@ -56,16 +56,6 @@ async function service(x: LabDaemon): Promise<void> {
   await apiOk(x, "POST", "/v1/services", { protocol: "tcp", address: VIP, port: TUN_PORT, scheduler: "rr" });
   for (const r of TUN_REALS)
     await apiOk(x, "POST", `/v1/services/tcp:${VIP}:${TUN_PORT}/dests`, { address: r, port: TUN_PORT, forward: "tunnel", weight: 1, tunnel: { type: "ipip" } });
-}
-
-async function waitFor<T>(what: string, get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await get();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: still ${JSON.stringify(v)}`);
-    await Bun.sleep(200);
-  }
 }
 
 beforeAll(async () => {

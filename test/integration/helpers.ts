@@ -486,6 +486,20 @@ export async function eventually<T>(get: () => Promise<T>, ok: (v: T) => boolean
   }
 }
 
+/**
+ * Poll `get` (every 200 ms) until `ok` holds of its value and return it; after `timeoutMs`, throw
+ * "`what`: still <value>" (the failover labs: a step that must happen before the next one runs).
+ */
+export async function waitFor<T>(what: string, get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await get();
+    if (ok(v)) return v;
+    if (Date.now() > deadline) throw new Error(`${what}: still ${JSON.stringify(v)}`);
+    await Bun.sleep(200);
+  }
+}
+
 /** XDP packets seen per rx queue of a director interface (veth's ethtool statistics). */
 export async function xdpPacketsPerQueue(L: { lab: Lab; director: string }, iface: string): Promise<number[]> {
   const r = await L.lab.exec(L.director, ["ethtool", "-S", iface]);
